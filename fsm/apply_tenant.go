@@ -1,0 +1,155 @@
+package fsm
+
+import (
+	"slices"
+	"time"
+)
+
+// CreateTenant creates a tenant of a blueprint, its physical database (to be
+// provisioned) and its tenant-scoped admin key.
+type CreateTenant struct {
+	ProjectID string      `json:"project_id"`
+	Name      string      `json:"name"`
+	Blueprint string      `json:"blueprint"`
+	At        time.Time   `json:"at"`
+	Database  NewDatabase `json:"database"`
+	Key       NewKey      `json:"key"`
+}
+
+// DeleteTenant marks a tenant for deletion; the reconciler drops its database
+// and then removes it. Keys scoped to it lose it at once.
+type DeleteTenant struct {
+	ProjectID string    `json:"project_id"`
+	Name      string    `json:"name"`
+	At        time.Time `json:"at"`
+}
+
+// SetDatabaseStatus records what the reconciler achieved on a backend.
+type SetDatabaseStatus struct {
+	Name          string `json:"name"`
+	Status        string `json:"status"`
+	Error         string `json:"error,omitempty"`
+	SchemaVersion *int   `json:"schema_version,omitempty"`
+}
+
+// RemoveDatabase forgets a dropped physical database and the tenant it held.
+type RemoveDatabase struct {
+	Name string `json:"name"`
+}
+
+func init() {
+	register(CmdCreateTenant, applyCreateTenant)
+	register(CmdDeleteTenant, applyDeleteTenant)
+	register(CmdSetDatabaseStatus, applySetDatabaseStatus)
+	register(CmdRemoveDatabase, applyRemoveDatabase)
+}
+
+func applyCreateTenant(s *State, _ uint64, c *CreateTenant) (any, error) {
+	p := s.Projects[c.ProjectID]
+	if p == nil {
+		return nil, errorf(CodeNotFound, "project %s not found", c.ProjectID)
+	}
+	if err := ValidateName("tenant", c.Name); err != nil {
+		return nil, err
+	}
+	w := p.Workspaces[c.Blueprint]
+	if w == nil {
+		return nil, errorf(CodeNotFound, "blueprint %q not found", c.Blueprint)
+	}
+	if w.Mode != ModeTenant {
+		return nil, errorf(CodeBadRequest, "workspace %q is in %s mode: tenants need a tenant-mode blueprint", c.Blueprint, w.Mode)
+	}
+	if w.DatabaseType != TypePostgreSQL {
+		return nil, errorf(CodeBadRequest, "blueprint %q is %s: this cluster serves PostgreSQL tenants", c.Blueprint, w.DatabaseType)
+	}
+	if p.Tenants[c.Name] != nil {
+		return nil, errorf(CodeConflict, "tenant %q already exists", c.Name)
+	}
+	if err := s.addDatabase(p, c.Database, TenantDatabase(c.Blueprint, c.Name), KindTenant, c.At); err != nil {
+		return nil, err
+	}
+	t := &Tenant{Name: c.Name, Blueprint: c.Blueprint, Database: c.Database.Name, KeyID: c.Key.ID, CreatedAt: c.At}
+	p.Tenants[c.Name] = t
+	if c.Key.ScopeType != ScopeTenant || !slices.Equal(c.Key.ScopeValues, []string{c.Name}) {
+		s.rollbackTenant(p, t)
+		return nil, errorf(CodeBadRequest, "a tenant's own key must be scoped to that tenant")
+	}
+	if err := s.addKey(p, c.Key, c.At); err != nil {
+		s.rollbackTenant(p, t)
+		return nil, err
+	}
+	return nil, nil
+}
+
+func (s *State) rollbackTenant(p *Project, t *Tenant) {
+	delete(p.Tenants, t.Name)
+	delete(s.Databases, t.Database)
+}
+
+func applyDeleteTenant(s *State, _ uint64, c *DeleteTenant) (any, error) {
+	p := s.Projects[c.ProjectID]
+	if p == nil {
+		return nil, errorf(CodeNotFound, "project %s not found", c.ProjectID)
+	}
+	t := p.Tenants[c.Name]
+	if t == nil {
+		return nil, errorf(CodeNotFound, "tenant %q not found", c.Name)
+	}
+	if d := s.Databases[t.Database]; d != nil {
+		d.Status = StatusDeleting
+		d.Error = ""
+	}
+	// A key must never reach a later tenant that reuses the name.
+	for _, k := range p.Keys {
+		if k.ScopeType != ScopeTenant || !slices.Contains(k.ScopeValues, c.Name) {
+			continue
+		}
+		k.ScopeValues = slices.DeleteFunc(slices.Clone(k.ScopeValues), func(v string) bool { return v == c.Name })
+		if len(k.ScopeValues) == 0 && k.RevokedAt == nil {
+			at := c.At
+			k.RevokedAt = &at
+		}
+	}
+	return nil, nil
+}
+
+func applySetDatabaseStatus(s *State, _ uint64, c *SetDatabaseStatus) (any, error) {
+	d := s.Databases[c.Name]
+	if d == nil {
+		return nil, errorf(CodeNotFound, "database %s not found", c.Name)
+	}
+	switch c.Status {
+	case StatusProvisioning, StatusReady, StatusFailed:
+	default:
+		return nil, errorf(CodeBadRequest, "invalid database status %q", c.Status)
+	}
+	if d.Status == StatusDeleting {
+		// Deletion wins over a provisioning result that raced with it.
+		return nil, errorf(CodeConflict, "database %s is being deleted", c.Name)
+	}
+	d.Status = c.Status
+	d.Error = c.Error
+	if c.SchemaVersion != nil {
+		d.SchemaVersion = *c.SchemaVersion
+	}
+	return nil, nil
+}
+
+func applyRemoveDatabase(s *State, _ uint64, c *RemoveDatabase) (any, error) {
+	d := s.Databases[c.Name]
+	if d == nil {
+		return nil, nil
+	}
+	if d.Status != StatusDeleting {
+		return nil, errorf(CodeConflict, "database %s is not being deleted", c.Name)
+	}
+	if p := s.Projects[d.ProjectID]; p != nil {
+		for name, t := range p.Tenants {
+			if t.Database == d.Name {
+				delete(p.Tenants, name)
+			}
+		}
+	}
+	delete(s.Databases, c.Name)
+	return nil, nil
+}

@@ -1,0 +1,66 @@
+package fsm
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+
+// NameRule is the rule every workspace, blueprint and tenant name follows, as
+// shown to users in errors.
+const NameRule = "names must match [a-z][a-z0-9_]{0,39} and must not contain \"__\""
+
+// ValidateName checks a workspace, blueprint or tenant name. The double
+// underscore is reserved: it separates blueprint and tenant in database names.
+func ValidateName(kind, name string) error {
+	if !nameRE.MatchString(name) || strings.Contains(name, "__") {
+		return errorf(CodeBadRequest, "invalid %s name %q: %s", kind, name, NameRule)
+	}
+	return nil
+}
+
+// WorkspaceSuffix ends the database name of a workspace.
+const WorkspaceSuffix = "_workspace"
+
+// WorkspaceDatabase is the wire database name of a workspace: myapp_workspace.
+func WorkspaceDatabase(workspace string) string { return workspace + WorkspaceSuffix }
+
+// TenantDatabase is the wire database name of a tenant: myapp__wayne.
+func TenantDatabase(blueprint, tenant string) string { return blueprint + "__" + tenant }
+
+// ParseDatabase splits a wire database name into a workspace and, for a tenant
+// database, the tenant name. ok is false for names that are neither form.
+func ParseDatabase(db string) (workspace, tenant string, ok bool) {
+	if bp, t, found := strings.Cut(db, "__"); found {
+		if ValidateName("blueprint", bp) != nil || ValidateName("tenant", t) != nil {
+			return "", "", false
+		}
+		return bp, t, true
+	}
+	ws, found := strings.CutSuffix(db, WorkspaceSuffix)
+	if !found || ValidateName("workspace", ws) != nil {
+		return "", "", false
+	}
+	return ws, "", true
+}
+
+// maxPhysical bounds physical database names so that role names
+// (<db>_admin, …) stay below PostgreSQL's 63-byte identifier limit.
+const maxPhysical = 50
+
+// PhysicalDatabase is the name of the real database on a backend server for a
+// project's logical database. Projects sharing a server never collide, and the
+// name stays short enough for its role names; long names are hashed.
+func PhysicalDatabase(projectID, logical string) string {
+	prefix := "p" + strings.TrimPrefix(projectID, "tdb_")
+	name := prefix + "__" + logical
+	if len(name) <= maxPhysical {
+		return name
+	}
+	sum := sha256.Sum256([]byte(logical))
+	return fmt.Sprintf("%s_h%s", prefix, hex.EncodeToString(sum[:10]))
+}

@@ -1,0 +1,45 @@
+package httpapi
+
+import (
+	"context"
+
+	"tdb/fsm"
+)
+
+// Cluster is what the control plane needs from the node it runs on.
+type Cluster interface {
+	// FSM is the local replica, for reads (served locally) and waits.
+	FSM() *fsm.FSM
+	// Apply commits a command through the raft leader (forwarding when this
+	// node is a follower) and returns the applier's value and the raft index
+	// it committed at. A business failure is returned as *fsm.Error.
+	Apply(ctx context.Context, t fsm.CommandType, payload any) (value any, index uint64, err error)
+	// Status describes the cluster for `tdb cluster status`.
+	Status(ctx context.Context) (ClusterStatus, error)
+	// AdminKey is the cluster operator's key (may be empty: no operator access).
+	AdminKey() string
+	// WireAddr is the host:port clients use to reach the wire proxy, for
+	// connection strings.
+	WireAddr() string
+}
+
+// ClusterStatus is the JSON of `tdb cluster status`.
+type ClusterStatus struct {
+	LeaderID     string       `json:"leader_id"`
+	NodeID       string       `json:"node_id"`
+	AppliedIndex uint64       `json:"applied_index"`
+	Nodes        []NodeStatus `json:"nodes"`
+}
+
+// NodeStatus is one member of the cluster.
+type NodeStatus struct {
+	ID         string `json:"id"`
+	RaftAddr   string `json:"raft_addr"`
+	HTTPAddr   string `json:"http_addr"`
+	WireAddr   string `json:"wire_addr"`
+	GossipAddr string `json:"gossip_addr"`
+	Voter      bool   `json:"voter"`
+	Alive      bool   `json:"alive"`
+	Role       string `json:"role"` // leader | follower | candidate | unknown
+	RaftIndex  uint64 `json:"raft_index"`
+}

@@ -1,0 +1,179 @@
+package node
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"tdb/fsm"
+)
+
+// ErrNotLeader is returned by operations that only the raft leader can do,
+// when this node is not the leader. Forwarding happens one layer up.
+var ErrNotLeader = errors.New("not the raft leader")
+
+// RaftConfig holds what opening the raft instance needs. Timing knobs are
+// fields so tests can shrink them.
+type RaftConfig struct {
+	NodeID    string
+	Dir       string // raft.db and snapshots live here
+	BindAddr  string // host:port for the raft TCP transport
+	Advertise string // address other nodes dial; defaults to the bound address
+	Bootstrap bool   // bootstrap a single-voter cluster when there is no raft state yet
+	LogOutput io.Writer
+
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+	SnapshotInterval time.Duration
+	ApplyTimeout     time.Duration
+}
+
+// Replica is this node's raft instance with its FSM and stores.
+type Replica struct {
+	Raft      *raft.Raft
+	FSM       *fsm.FSM
+	store     *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+	cfg       RaftConfig
+}
+
+// OpenReplica opens (or creates) the raft state in cfg.Dir and starts raft.
+// A node with no raft state bootstraps only when cfg.Bootstrap is set, so a
+// node meant to join never starts a second cluster.
+func OpenReplica(cfg RaftConfig) (*Replica, error) {
+	if cfg.LogOutput == nil {
+		cfg.LogOutput = os.Stderr
+	}
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 10 * time.Second
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, errors.Wrapf(err, "create raft dir %s", cfg.Dir)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.LogOutput})
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+		rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	rc.SnapshotThreshold = 1024
+
+	store, err := raftboltdb.NewBoltStore(filepath.Join(cfg.Dir, "raft.db"))
+	if err != nil {
+		return nil, errors.Wrap(err, "open raft log store")
+	}
+	snaps, err := raft.NewFileSnapshotStore(cfg.Dir, 3, cfg.LogOutput)
+	if err != nil {
+		store.Close()
+		return nil, errors.Wrap(err, "open raft snapshot store")
+	}
+	var adv net.Addr
+	if cfg.Advertise != "" {
+		if adv, err = net.ResolveTCPAddr("tcp", cfg.Advertise); err != nil {
+			store.Close()
+			return nil, errors.Wrapf(err, "resolve raft advertise address %s", cfg.Advertise)
+		}
+	}
+	transport, err := raft.NewTCPTransport(cfg.BindAddr, adv, 3, 10*time.Second, cfg.LogOutput)
+	if err != nil {
+		store.Close()
+		return nil, errors.Wrapf(err, "listen raft on %s", cfg.BindAddr)
+	}
+	f := fsm.New()
+	r, err := raft.NewRaft(rc, f, store, store, snaps, transport)
+	if err != nil {
+		transport.Close()
+		store.Close()
+		return nil, errors.Wrap(err, "start raft")
+	}
+	rep := &Replica{Raft: r, FSM: f, store: store, transport: transport, cfg: cfg}
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(store, store, snaps)
+		if err != nil {
+			rep.Close()
+			return nil, errors.Wrap(err, "inspect raft state")
+		}
+		if !has {
+			boot := raft.Configuration{Servers: []raft.Server{{
+				ID: rc.LocalID, Address: transport.LocalAddr(), Suffrage: raft.Voter,
+			}}}
+			if err := r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+				rep.Close()
+				return nil, errors.Wrap(err, "bootstrap raft")
+			}
+		}
+	}
+	return rep, nil
+}
+
+// Addr is the raft transport's advertised address.
+func (r *Replica) Addr() string { return string(r.transport.LocalAddr()) }
+
+// IsLeader reports whether this replica is the raft leader now.
+func (r *Replica) IsLeader() bool { return r.Raft.State() == raft.Leader }
+
+// Apply commits a command on the leader and returns the applier's value and
+// the raft index it committed at. On a follower it returns ErrNotLeader.
+func (r *Replica) Apply(ctx context.Context, t fsm.CommandType, payload any) (any, uint64, error) {
+	data, err := fsm.Encode(t, payload)
+	if err != nil {
+		return nil, 0, err
+	}
+	timeout := r.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	f := r.Raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, 0, errors.Mark(errors.Wrapf(err, "apply %s", t), ErrNotLeader)
+		}
+		return nil, 0, errors.Wrapf(err, "apply %s", t)
+	}
+	resp, ok := f.Response().(fsm.Response)
+	if !ok {
+		return nil, f.Index(), errors.Newf("apply %s: unexpected response %T", t, f.Response())
+	}
+	return resp.Value, f.Index(), resp.Err
+}
+
+// WaitLeader blocks until some node is leader (this one or another) or ctx ends.
+func (r *Replica) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if addr, _ := r.Raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Wrap(ctx.Err(), "wait for a raft leader")
+		case <-t.C:
+		}
+	}
+}
+
+// Close shuts raft down and closes the stores.
+func (r *Replica) Close() error {
+	err := r.Raft.Shutdown().Error()
+	r.transport.Close()
+	if cerr := r.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

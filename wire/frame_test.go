@@ -1,0 +1,178 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/errors"
+)
+
+func frame(typ byte, body []byte) []byte {
+	b := append([]byte{typ}, binary.BigEndian.AppendUint32(nil, uint32(len(body)+4))...)
+	return append(b, body...)
+}
+
+func TestFrameReader(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 3*maxRetainedFrame)
+	tests := []struct {
+		name     string
+		in       []byte
+		maxFrame int
+		want     []string // type byte + body per frame
+		wantErr  error    // after the frames; io.EOF for a clean end
+		wantCode string
+	}{
+		{name: "empty", in: nil, wantErr: io.EOF},
+		{name: "frames", in: append(append(frame('Q', []byte("SELECT 1\x00")), frame('S', nil)...), frame('X', nil)...),
+			want: []string{"QSELECT 1\x00", "S", "X"}, wantErr: io.EOF},
+		{name: "large frame", in: frame('D', big), want: []string{"D" + string(big)}, wantErr: io.EOF},
+		{name: "truncated header", in: []byte{'Q', 0, 0}, wantErr: io.ErrUnexpectedEOF},
+		{name: "truncated body", in: frame('Q', []byte("SELECT 1\x00"))[:8], wantErr: io.ErrUnexpectedEOF},
+		{name: "length below 4", in: []byte{'Q', 0, 0, 0, 3}, wantCode: CodeProtocolViolation},
+		{name: "negative length", in: []byte{'Q', 0x80, 0, 0, 0}, wantCode: CodeProtocolViolation},
+		{name: "too large", in: frame('Q', []byte("0123456789")), maxFrame: 9, wantCode: CodeProtocolViolation},
+		{name: "at the limit", in: frame('Q', []byte("012345678")), maxFrame: 9, want: []string{"Q012345678"}, wantErr: io.EOF},
+		{name: "default limit", in: []byte{'D', 0x40, 0, 0, 4}, wantErr: io.ErrUnexpectedEOF /* 1 GiB allowed, but not sent */},
+		{name: "beyond default limit", in: []byte{'D', 0x40, 0, 0, 5}, wantCode: CodeProtocolViolation},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewFrameReader(bytes.NewReader(tt.in), tt.maxFrame)
+			var got []string
+			var err error
+			for {
+				var typ byte
+				var body []byte
+				if typ, body, err = r.Next(); err != nil {
+					break
+				}
+				got = append(got, string(typ)+string(body))
+			}
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Fatalf("frames = %.80q, want %.80q", got, tt.want)
+			}
+			if tt.wantCode != "" {
+				if pe, ok := AsPGError(err); !ok || pe.Code != tt.wantCode {
+					t.Fatalf("err = %v, want %s", err, tt.wantCode)
+				}
+				return
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestFrameReaderReusesBuffer(t *testing.T) {
+	in := bytes.Repeat(frame('D', make([]byte, 100)), 2000)
+	r := NewFrameReader(bytes.NewReader(in), 0)
+	allocs := testing.AllocsPerRun(1, func() {
+		for i := 0; i < 999; i++ {
+			if _, _, err := r.Next(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs > 2 {
+		t.Fatalf("%v allocations for 999 frames", allocs)
+	}
+}
+
+// countingWriter records each Write call.
+type countingWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) { w.writes++; return w.Buffer.Write(p) }
+
+func TestFrameWriter(t *testing.T) {
+	tests := []struct {
+		name       string
+		write      func(w *FrameWriter)
+		wantWrites int
+		want       []byte
+	}{
+		{name: "coalesced", write: func(w *FrameWriter) {
+			_ = w.Write('C', []byte("SELECT 1\x00"))
+			_ = w.WriteRaw(AppendReadyForQuery(nil, 'I'))
+		}, wantWrites: 1, want: append(frame('C', []byte("SELECT 1\x00")), frame('Z', []byte("I"))...)},
+		{name: "large body written through", write: func(w *FrameWriter) {
+			_ = w.Write('D', bytes.Repeat([]byte("y"), 2*DefaultFlushThreshold))
+			_ = w.Write('C', []byte("x\x00"))
+		}, wantWrites: 3, want: append(frame('D', bytes.Repeat([]byte("y"), 2*DefaultFlushThreshold)), frame('C', []byte("x\x00"))...)},
+		{name: "threshold flushes", write: func(w *FrameWriter) {
+			for i := 0; i < 3; i++ {
+				_ = w.Write('D', bytes.Repeat([]byte("z"), DefaultFlushThreshold/2))
+			}
+		}, wantWrites: 3, want: bytes.Repeat(frame('D', bytes.Repeat([]byte("z"), DefaultFlushThreshold/2)), 3)},
+		{name: "nothing", write: func(*FrameWriter) {}, wantWrites: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out countingWriter
+			w := NewFrameWriter(&out)
+			tt.write(w)
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if out.writes != tt.wantWrites || !bytes.Equal(out.Bytes(), tt.want) || w.Buffered() != 0 {
+				t.Fatalf("%d writes of %d bytes, want %d writes of %d bytes", out.writes, out.Len(), tt.wantWrites, len(tt.want))
+			}
+		})
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
+
+func TestFrameWriterStickyError(t *testing.T) {
+	w := NewFrameWriter(failingWriter{})
+	_ = w.Write('Z', []byte("I"))
+	if err := w.Flush(); !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("Flush = %v", err)
+	}
+	if err := w.Write('Z', []byte("I")); !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("Write after error = %v", err)
+	}
+}
+
+func FuzzFrameReader(f *testing.F) {
+	f.Add(append(frame('Q', []byte("SELECT 1\x00")), frame('Z', []byte("I"))...))
+	f.Add(frame('P', []byte("s1\x00SELECT $1\x00\x00\x01\x00\x00\x00\x17")))
+	f.Add(frame('E', []byte("SERROR\x00VERROR\x00C42501\x00Mdenied\x00\x00")))
+	f.Add(frame('K', []byte("\x00\x00\x00\x01\x00\x00\x00\x02")))
+	f.Add([]byte{'D', 0x7f, 0xff, 0xff, 0xff, 1, 2})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := NewFrameReader(bytes.NewReader(in), 1<<16)
+		var out bytes.Buffer
+		w := NewFrameWriter(&out)
+		for {
+			typ, body, err := r.Next()
+			if err != nil {
+				break
+			}
+			_, _ = ParseQuery(body)
+			_, _, _ = ParseParse(body)
+			_, _ = ParseCommandComplete(body)
+			_, _ = ParseReadyForQuery(body)
+			_, _, _, _ = ParseErrorFields(body)
+			_, _ = ParseBackendKeyData(body)
+			if err := w.Write(typ, body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		// What was read and rewritten is exactly a prefix of the input.
+		if !bytes.HasPrefix(in, out.Bytes()) {
+			t.Fatalf("rewritten frames are not a prefix of the input")
+		}
+	})
+}

@@ -1,0 +1,185 @@
+package wire
+
+import (
+	"encoding/binary"
+	"strings"
+)
+
+// Parsers for the few message bodies the proxy inspects, straight from the
+// bytes a FrameReader returns. A malformed body is a FATAL 08P01: PostgreSQL
+// would refuse it as well, and the proxy must not act on a guess.
+
+func errMalformed(msg string) error {
+	return Fatalf(CodeProtocolViolation, "invalid %s message format", msg)
+}
+
+// ParseQuery returns the SQL text of a Query body.
+func ParseQuery(body []byte) (sql string, err error) {
+	s, rest, ok := cstring(body)
+	if !ok || len(rest) != 0 {
+		return "", errMalformed("Query")
+	}
+	return s, nil
+}
+
+// ParseParse returns the statement name and SQL text of a Parse body.
+func ParseParse(body []byte) (name, sql string, err error) {
+	name, rest, ok := cstring(body)
+	if !ok {
+		return "", "", errMalformed("Parse")
+	}
+	sql, rest, ok = cstring(rest)
+	if !ok || len(rest) < 2 {
+		return "", "", errMalformed("Parse")
+	}
+	if n := int(binary.BigEndian.Uint16(rest)); len(rest) != 2+4*n {
+		return "", "", errMalformed("Parse")
+	}
+	return name, sql, nil
+}
+
+// ParseCommandComplete returns the command tag of a CommandComplete body, e.g. "INSERT 0 1".
+func ParseCommandComplete(body []byte) (tag string, err error) {
+	tag, rest, ok := cstring(body)
+	if !ok || len(rest) != 0 {
+		return "", errMalformed("CommandComplete")
+	}
+	return tag, nil
+}
+
+// ParseReadyForQuery returns the transaction status of a ReadyForQuery body:
+// 'I' idle, 'T' in a transaction, 'E' in a failed transaction.
+func ParseReadyForQuery(body []byte) (txStatus byte, err error) {
+	if len(body) != 1 || (body[0] != 'I' && body[0] != 'T' && body[0] != 'E') {
+		return 0, errMalformed("ReadyForQuery")
+	}
+	return body[0], nil
+}
+
+// ParseErrorFields returns the severity (the unlocalized V field when
+// present), SQLSTATE and message of an ErrorResponse or NoticeResponse body.
+func ParseErrorFields(body []byte) (severity, code, message string, err error) {
+	var localized string
+	for {
+		if len(body) == 0 {
+			return "", "", "", errMalformed("ErrorResponse")
+		}
+		field := body[0]
+		if field == 0 {
+			if len(body) != 1 {
+				return "", "", "", errMalformed("ErrorResponse")
+			}
+			break
+		}
+		value, rest, ok := cstring(body[1:])
+		if !ok {
+			return "", "", "", errMalformed("ErrorResponse")
+		}
+		switch field {
+		case 'S':
+			localized = value
+		case 'V':
+			severity = value
+		case 'C':
+			code = value
+		case 'M':
+			message = value
+		}
+		body = rest
+	}
+	if severity == "" {
+		severity = localized
+	}
+	return severity, code, message, nil
+}
+
+// ParseBackendKeyData returns the process id and secret key of a
+// BackendKeyData body (protocol 3.0: a 4-byte key).
+func ParseBackendKeyData(body []byte) (key CancelKey, err error) {
+	if len(body) != 8 {
+		return CancelKey{}, errMalformed("BackendKeyData")
+	}
+	return CancelKey{ProcessID: binary.BigEndian.Uint32(body), SecretKey: binary.BigEndian.Uint32(body[4:])}, nil
+}
+
+// Builders append one whole message to buf and return the extended slice.
+
+// beginFrame appends a type byte and a length placeholder; endFrame fills it in.
+func beginFrame(buf []byte, typ byte) ([]byte, int) {
+	return append(buf, typ, 0, 0, 0, 0), len(buf)
+}
+
+func endFrame(buf []byte, start int) []byte {
+	binary.BigEndian.PutUint32(buf[start+1:], uint32(len(buf)-start-1))
+	return buf
+}
+
+func appendCString(buf []byte, s string) []byte {
+	// A NUL inside s would end the field early and shift every later field.
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		s = s[:i]
+	}
+	return append(append(buf, s...), 0)
+}
+
+// AppendErrorResponse appends e as an ErrorResponse.
+func AppendErrorResponse(buf []byte, e *PGError) []byte {
+	return appendNotice(buf, MsgErrorResponse, e)
+}
+
+// AppendNoticeResponse appends e (severity NOTICE, WARNING…) as a NoticeResponse.
+func AppendNoticeResponse(buf []byte, e *PGError) []byte {
+	return appendNotice(buf, MsgNoticeResponse, e)
+}
+
+func appendNotice(buf []byte, typ byte, e *PGError) []byte {
+	buf, start := beginFrame(buf, typ)
+	for _, f := range []struct {
+		code  byte
+		value string
+	}{{'S', e.Severity}, {'V', e.Severity}, {'C', e.Code}, {'M', e.Message}, {'D', e.Detail}, {'H', e.Hint}} {
+		if f.value != "" {
+			buf = appendCString(append(buf, f.code), f.value)
+		}
+	}
+	return endFrame(append(buf, 0), start)
+}
+
+// AppendReadyForQuery appends a ReadyForQuery with txStatus 'I', 'T' or 'E'.
+func AppendReadyForQuery(buf []byte, txStatus byte) []byte {
+	return append(buf, MsgReadyForQuery, 0, 0, 0, 5, txStatus)
+}
+
+// AppendBackendKeyData appends a BackendKeyData (protocol 3.0).
+func AppendBackendKeyData(buf []byte, key CancelKey) []byte {
+	buf = append(buf, MsgBackendKeyData, 0, 0, 0, 12)
+	buf = binary.BigEndian.AppendUint32(buf, key.ProcessID)
+	return binary.BigEndian.AppendUint32(buf, key.SecretKey)
+}
+
+// AppendParameterStatus appends a ParameterStatus.
+func AppendParameterStatus(buf []byte, name, value string) []byte {
+	buf, start := beginFrame(buf, MsgParameterStatus)
+	return endFrame(appendCString(appendCString(buf, name), value), start)
+}
+
+// AppendCommandComplete appends a CommandComplete with tag.
+func AppendCommandComplete(buf []byte, tag string) []byte {
+	buf, start := beginFrame(buf, MsgCommandComplete)
+	return endFrame(appendCString(buf, tag), start)
+}
+
+// AppendQuery appends a Query, e.g. for a session reset sent to a backend.
+func AppendQuery(buf []byte, sql string) []byte {
+	buf, start := beginFrame(buf, MsgQuery)
+	return endFrame(appendCString(buf, sql), start)
+}
+
+// AppendCancelRequest appends a CancelRequest packet, sent alone on a new
+// connection to a backend.
+func AppendCancelRequest(buf []byte, key CancelKey) []byte {
+	buf = binary.BigEndian.AppendUint32(buf, 16)
+	buf = binary.BigEndian.AppendUint32(buf, cancelRequestCode)
+	buf = binary.BigEndian.AppendUint32(buf, key.ProcessID)
+	return binary.BigEndian.AppendUint32(buf, key.SecretKey)
+}

@@ -1,0 +1,47 @@
+package actors
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"time"
+
+	"tdb/fsm"
+	"tdb/wire"
+)
+
+// captures reports whether DDL that commits in this session becomes a
+// blueprint version: only in the database of a tenant-mode workspace.
+func (s *session) captures() bool {
+	return s.login.target.Kind == fsm.KindWorkspace && s.login.workspace.Mode == fsm.ModeTenant
+}
+
+// recordVersion commits DDL that committed in the workspace as the next
+// blueprint version, before the client sees ReadyForQuery, so a deployment
+// started right after sees it. It retries briefly; if the version still
+// cannot be recorded the client gets a WARNING notice saying so (the DDL has
+// already committed in the workspace and cannot be taken back).
+func (s *session) recordVersion(ddl []string) *wire.PGError {
+	sum := sha256.Sum256([]byte(strings.Join(ddl, ";\n")))
+	cmd := &fsm.AddBlueprintVersion{
+		ProjectID:  s.login.projectID,
+		Workspace:  s.login.workspace.Name,
+		Statements: ddl,
+		Checksum:   hex.EncodeToString(sum[:]),
+		KeyID:      s.login.key.ID,
+		At:         s.proxy.cfg.Now().UTC(),
+	}
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, _, err = s.proxy.cfg.Propose.Apply(ctx, fsm.CmdAddBlueprintVersion, cmd)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+	s.proxy.cfg.Logf("proxy: record blueprint version of %s: %v", s.login.workspace.Name, err)
+	return wire.NewError("WARNING", "01000", "the DDL committed in the workspace but was not recorded as a blueprint version: %v", err)
+}

@@ -1,0 +1,256 @@
+package actors
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"tdb/actors/backend"
+	"tdb/fsm"
+	"tdb/wire"
+	"tdb/wire/scram"
+)
+
+// clientConn is the actor for one client connection: startup, auth, backend
+// login, then the relay.
+type clientConn struct {
+	proxy *Proxy
+	raw   net.Conn
+}
+
+// login is what authentication and routing decided for a connection.
+type login struct {
+	projectID string
+	database  string // wire database name
+	key       fsm.Key
+	target    fsm.Database
+	backend   fsm.Backend
+	workspace fsm.Workspace
+	tenant    string
+}
+
+func (c *clientConn) serve(ctx context.Context) {
+	p := c.proxy
+	res, err := wire.Startup(ctx, c.raw, wire.StartupConfig{
+		TLS:        p.cfg.TLS,
+		RequireTLS: p.cfg.RequireTLS,
+		AllowPlaintext: func(addr net.Addr) bool {
+			return p.cfg.AllowLoopbackPlaintext && isLoopback(addr)
+		},
+		Timeout: p.cfg.StartupTimeout,
+	})
+	if err != nil {
+		if _, ok := wire.AsPGError(err); ok && res != nil && res.Conn != nil {
+			_ = wire.WriteError(res.Conn, err)
+		}
+		return
+	}
+	if res.Cancel != nil {
+		cctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+		defer cancel()
+		p.Cancel(cctx, res.Cancel.ProcessID, res.Cancel.SecretKey)
+		return
+	}
+	conn := res.Conn
+	_ = conn.SetDeadline(time.Now().Add(p.cfg.StartupTimeout))
+	lg, err := c.authenticate(res)
+	if err != nil {
+		_ = wire.WriteError(conn, err)
+		return
+	}
+	sess, err := c.connectBackend(ctx, lg, res.Params)
+	if err != nil {
+		p.cfg.Logf("proxy: %s -> %s: %v", lg.key.ID, lg.database, err)
+		_ = wire.WriteError(conn, err)
+		return
+	}
+	_ = conn.SetDeadline(time.Time{})
+	sess.client = conn
+	sess.key = p.register(sess)
+	defer p.unregister(sess.key)
+	if err := sess.greet(); err != nil {
+		sess.backend.Close()
+		return
+	}
+	sess.relay(ctx)
+}
+
+// authenticate runs SCRAM against the project's live keys, then resolves
+// the database and checks the key's scope.
+func (c *clientConn) authenticate(res *wire.StartupResult) (*login, error) {
+	p := c.proxy
+	user := res.Params["user"]
+	db := res.Params["database"]
+	if db == "" {
+		db = user
+	}
+	var (
+		salt       []byte
+		iterations = 4096
+		keys       []fsm.Key
+		candidates []scram.Verifier
+	)
+	p.cfg.FSM.View(func(s *fsm.State) {
+		proj := s.Project(user)
+		if proj == nil {
+			return
+		}
+		salt, iterations = proj.Salt, proj.Iterations
+		for _, k := range proj.LiveKeys() {
+			keys = append(keys, *k)
+			candidates = append(candidates, scram.Verifier{StoredKey: k.StoredKey, ServerKey: k.ServerKey})
+		}
+	})
+	if salt == nil {
+		// Unknown project: the same exchange with a stable fake salt and no
+		// candidates, ending in the same error as a wrong password.
+		salt = scram.FakeSalt(p.cfg.FakeSecret, user)
+	}
+	matched, err := wire.AuthenticateSCRAM(res.Backend, user, salt, iterations, candidates, res.ChannelBinding)
+	if err != nil {
+		return nil, err
+	}
+	lg := &login{projectID: user, database: db, key: keys[matched]}
+
+	var rerr error
+	p.cfg.FSM.View(func(s *fsm.State) {
+		ws, tenant, ok := fsm.ParseDatabase(db)
+		proj := s.Project(user)
+		var w *fsm.Workspace
+		if ok && proj != nil {
+			w = proj.Workspaces[ws]
+		}
+		if w != nil && w.DatabaseType != fsm.TypePostgreSQL {
+			rerr = CheckScope(&lg.key, fsm.Target{Workspace: w})
+			return
+		}
+		t, found := s.Resolve(user, db)
+		if !found || t.Database == nil {
+			rerr = wire.Fatalf("3D000", "database %q does not exist", db)
+			return
+		}
+		if rerr = CheckScope(&lg.key, t); rerr != nil {
+			return
+		}
+		switch t.Database.Status {
+		case fsm.StatusReady:
+		case fsm.StatusProvisioning:
+			rerr = wire.Fatalf("57P03", "database %q is still being provisioned, try again shortly", db)
+			return
+		default:
+			rerr = wire.Fatalf("57P03", "database %q is not available (status %s)", db, t.Database.Status)
+			return
+		}
+		b := s.Backends[t.Database.Backend]
+		if b == nil {
+			rerr = wire.Fatalf("57P03", "database %q has no backend", db)
+			return
+		}
+		lg.target, lg.backend, lg.workspace, lg.tenant = *t.Database, *b, *t.Workspace, tenant
+	})
+	if rerr != nil {
+		return nil, rerr
+	}
+	return lg, nil
+}
+
+// startupSkip are client startup parameters not handed to the backend.
+var startupSkip = map[string]bool{"user": true, "database": true, "replication": true}
+
+// connectBackend logs in to the backend as the native role for the key's role.
+func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[string]string) (*session, error) {
+	cfg, err := pgconn.ParseConfig(lg.backend.URL)
+	if err != nil {
+		return nil, wire.Fatalf("XX000", "backend %s is misconfigured", lg.backend.Name)
+	}
+	cfg.User = backend.RoleName(lg.target.Name, lg.key.Role)
+	cfg.Password = lg.target.Passwords.For(lg.key.Role)
+	cfg.Database = lg.target.Name
+	cfg.ConnectTimeout = c.proxy.cfg.DialTimeout
+	cfg.RuntimeParams = map[string]string{}
+	for k, v := range params {
+		if !startupSkip[k] {
+			cfg.RuntimeParams[k] = v
+		}
+	}
+	cfg.OnNotice = nil
+	cfg.OnNotification = nil
+	dctx, cancel := context.WithTimeout(ctx, c.proxy.cfg.DialTimeout)
+	defer cancel()
+	pc, err := pgconn.ConnectConfig(dctx, cfg)
+	if err != nil {
+		var pge *pgconn.PgError
+		if errors.As(err, &pge) {
+			// The backend's own refusal (bad startup parameter, too many
+			// connections): pass its code and text on.
+			return nil, wire.Fatalf(pge.Code, "%s", pge.Message)
+		}
+		return nil, wire.Fatalf("08006", "could not connect to the database backend: %v", errors.UnwrapAll(err))
+	}
+	hj, err := pc.Hijack()
+	if err != nil {
+		pc.Close(ctx)
+		return nil, wire.Fatalf("08006", "could not take over the backend connection: %v", err)
+	}
+	host, port := cfg.Host, cfg.Port
+	s := &session{
+		proxy:         c.proxy,
+		login:         lg,
+		backend:       hj.Conn,
+		backendPID:    hj.PID,
+		backendSecret: hj.SecretKey,
+		backendNet:    "tcp",
+		backendAddr:   net.JoinHostPort(host, itoa(int(port))),
+		params:        hj.ParameterStatuses,
+		nonce:         randomHex(6),
+		injected:      map[string]*wire.PGError{},
+		track:         newTracker(),
+	}
+	if strings.HasPrefix(host, "/") {
+		s.backendNet = "unix"
+		s.backendAddr = host + "/.s.PGSQL." + itoa(int(port))
+	}
+	return s, nil
+}
+
+// greet finishes the client's startup: the backend's real ParameterStatus
+// values, our own BackendKeyData, ReadyForQuery.
+func (s *session) greet() error {
+	names := make([]string, 0, len(s.params))
+	for k := range s.params {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var buf []byte
+	var err error
+	for _, k := range names {
+		if buf, err = (&pgproto3.ParameterStatus{Name: k, Value: s.params[k]}).Encode(buf); err != nil {
+			return err
+		}
+	}
+	if buf, err = (&pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: binary.BigEndian.AppendUint32(nil, s.key.secret)}).Encode(buf); err != nil {
+		return err
+	}
+	if buf, err = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(buf); err != nil {
+		return err
+	}
+	_ = s.client.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	_, err = s.client.Write(buf)
+	_ = s.client.SetWriteDeadline(time.Time{})
+	return err
+}
+
+func isLoopback(a net.Addr) bool {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.IsLoopback()
+	}
+	_, isUnix := a.(*net.UnixAddr)
+	return isUnix
+}

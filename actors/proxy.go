@@ -1,0 +1,186 @@
+package actors
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/binary"
+	"log"
+	"net"
+	"sync"
+	"time"
+
+	"tdb/fsm"
+)
+
+// ProxyConfig configures the wire proxy of one node.
+type ProxyConfig struct {
+	NodeID                 string
+	FSM                    *fsm.FSM
+	TLS                    *tls.Config // nil: no TLS offered
+	RequireTLS             bool
+	AllowLoopbackPlaintext bool
+	Logf                   func(format string, args ...any)
+
+	StartupTimeout time.Duration // silent clients are dropped after this (default 10 s)
+	DialTimeout    time.Duration // backend connect timeout (default 10 s)
+	// Propose commits commands (captured blueprint versions) through raft.
+	Propose Proposer
+	// Now is the clock for timestamps the proxy proposes (default time.Now).
+	Now func() time.Time
+	// FakeSecret seeds the fake SCRAM salts shown for unknown projects, so
+	// they are stable per node and reveal nothing.
+	FakeSecret []byte
+}
+
+// Proxy is the node's PostgreSQL wire listener: one connection actor per
+// client, and a registry of sessions for cancel requests.
+type Proxy struct {
+	cfg     ProxyConfig
+	nodeTag uint32
+
+	mu       sync.Mutex
+	sessions map[cancelKey]*session
+	conns    map[net.Conn]struct{}
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+type cancelKey struct{ pid, secret uint32 }
+
+// NewProxy builds a proxy; Serve runs it.
+func NewProxy(cfg ProxyConfig) *Proxy {
+	if cfg.Logf == nil {
+		cfg.Logf = log.Printf
+	}
+	if cfg.StartupTimeout == 0 {
+		cfg.StartupTimeout = 10 * time.Second
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if len(cfg.FakeSecret) == 0 {
+		cfg.FakeSecret = make([]byte, 32)
+		_, _ = rand.Read(cfg.FakeSecret)
+	}
+	return &Proxy{
+		cfg:      cfg,
+		nodeTag:  NodeTag(cfg.NodeID),
+		sessions: map[cancelKey]*session{},
+		conns:    map[net.Conn]struct{}{},
+	}
+}
+
+// NodeTag is the 10-bit tag of a node id carried in the high bits of every
+// proxy-issued process id, so any node can tell where a cancel belongs.
+func NodeTag(nodeID string) uint32 {
+	sum := sha256.Sum256([]byte(nodeID))
+	return binary.BigEndian.Uint32(sum[:4]) >> 22
+}
+
+// Serve accepts clients until ln is closed or ctx ends.
+func (p *Proxy) Serve(ctx context.Context, ln net.Listener) {
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		if !p.track(conn) {
+			conn.Close()
+			return
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer p.untrack(conn)
+			c := &clientConn{proxy: p, raw: conn}
+			c.serve(ctx)
+		}()
+	}
+}
+
+func (p *Proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+	c.Close()
+}
+
+// Close drops every client connection and waits for their actors to end.
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	p.closed = true
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// register gives a session a fresh proxy-issued cancel key.
+func (p *Proxy) register(s *session) cancelKey {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		k := cancelKey{
+			pid:    p.nodeTag<<22 | binary.BigEndian.Uint32(b[:4])&(1<<22-1),
+			secret: binary.BigEndian.Uint32(b[4:]),
+		}
+		if k.pid&(1<<22-1) == 0 {
+			continue
+		}
+		if _, dup := p.sessions[k]; !dup {
+			p.sessions[k] = s
+			return k
+		}
+	}
+}
+
+func (p *Proxy) unregister(k cancelKey) {
+	p.mu.Lock()
+	delete(p.sessions, k)
+	p.mu.Unlock()
+}
+
+// Cancel forwards a client's cancel request to the backend of the session it
+// names. Unknown keys are ignored, as PostgreSQL does.
+func (p *Proxy) Cancel(ctx context.Context, pid, secret uint32) bool {
+	p.mu.Lock()
+	s := p.sessions[cancelKey{pid, secret}]
+	p.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	s.cancelBackend(ctx)
+	return true
+}
+
+// Sessions counts live client sessions on this node.
+func (p *Proxy) Sessions() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.sessions)
+}

@@ -1,0 +1,241 @@
+package actors
+
+import (
+	"context"
+	"log"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/jackc/pgx/v5"
+
+	"tdb/actors/backend"
+	"tdb/fsm"
+)
+
+// Proposer commits commands through raft.
+type Proposer interface {
+	Apply(ctx context.Context, t fsm.CommandType, payload any) (any, uint64, error)
+}
+
+// Reconciler runs on the raft leader and makes backends match the physical
+// databases in the FSM. Every step is idempotent, so a new leader finishes
+// whatever a crashed one left half-done.
+type Reconciler struct {
+	FSM      *fsm.FSM
+	Propose  Proposer
+	IsLeader func() bool
+	Logf     func(format string, args ...any)
+
+	Workers     int           // databases worked on at once
+	Attempts    int           // provisioning tries before a database is marked failed
+	RetryDelay  time.Duration // pause between tries
+	Resync      time.Duration // full rescan period, on top of change notifications
+	StepTimeout time.Duration
+
+	mu       sync.Mutex
+	inflight map[string]bool
+}
+
+// Task is one unit of reconciliation for a physical database.
+type Task struct {
+	Kind     string // "provision" or "drop"
+	Database fsm.Database
+	Backend  fsm.Backend
+	Versions []fsm.BlueprintVersion // for tenants: the blueprint versions to bring it to
+}
+
+// Plan lists what needs doing in a state, in a stable order. It is the
+// synchronous core of the reconciler.
+func Plan(s *fsm.State) []Task {
+	var tasks []Task
+	for _, d := range s.Databases {
+		var kind string
+		switch d.Status {
+		case fsm.StatusProvisioning:
+			kind = "provision"
+		case fsm.StatusDeleting:
+			kind = "drop"
+		default:
+			continue
+		}
+		b := s.Backends[d.Backend]
+		if b == nil {
+			continue
+		}
+		t := Task{Kind: kind, Database: *d, Backend: *b}
+		if kind == "provision" && d.Kind == fsm.KindTenant {
+			if p := s.Projects[d.ProjectID]; p != nil {
+				if bp, _, ok := fsm.ParseDatabase(d.Logical); ok && p.Workspaces[bp] != nil {
+					t.Versions = append([]fsm.BlueprintVersion(nil), p.Workspaces[bp].Versions...)
+				}
+			}
+		}
+		tasks = append(tasks, t)
+	}
+	sort.Slice(tasks, func(i, j int) bool { return tasks[i].Database.Name < tasks[j].Database.Name })
+	return tasks
+}
+
+func (r *Reconciler) defaults() {
+	if r.Workers <= 0 {
+		r.Workers = 4
+	}
+	if r.Attempts <= 0 {
+		r.Attempts = 3
+	}
+	if r.RetryDelay <= 0 {
+		r.RetryDelay = time.Second
+	}
+	if r.Resync <= 0 {
+		r.Resync = 5 * time.Second
+	}
+	if r.StepTimeout <= 0 {
+		r.StepTimeout = 60 * time.Second
+	}
+	if r.Logf == nil {
+		r.Logf = log.Printf
+	}
+	r.inflight = map[string]bool{}
+}
+
+// Run reconciles whenever the state changes or Resync passes, until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) {
+	r.defaults()
+	sem := make(chan struct{}, r.Workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(r.Resync)
+	defer tick.Stop()
+	for {
+		changed := r.FSM.Changed()
+		if r.IsLeader() {
+			var tasks []Task
+			r.FSM.View(func(s *fsm.State) { tasks = Plan(s) })
+			for _, t := range tasks {
+				if !r.claim(t.Database.Name) {
+					continue
+				}
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					r.release(t.Database.Name)
+					return
+				}
+				wg.Add(1)
+				go func(t Task) {
+					defer wg.Done()
+					defer func() { <-sem }()
+					defer r.release(t.Database.Name)
+					r.do(ctx, t)
+				}(t)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *Reconciler) claim(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inflight[name] {
+		return false
+	}
+	r.inflight[name] = true
+	return true
+}
+
+func (r *Reconciler) release(name string) {
+	r.mu.Lock()
+	delete(r.inflight, name)
+	r.mu.Unlock()
+}
+
+func (r *Reconciler) do(ctx context.Context, t Task) {
+	switch t.Kind {
+	case "provision":
+		r.provision(ctx, t)
+	case "drop":
+		r.drop(ctx, t)
+	}
+}
+
+func (r *Reconciler) provision(ctx context.Context, t Task) {
+	var err error
+	var version int
+	for attempt := 1; attempt <= r.Attempts; attempt++ {
+		version, err = r.provisionOnce(ctx, t)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		r.Logf("reconciler: provision %s (attempt %d/%d): %v", t.Database.Name, attempt, r.Attempts, err)
+		select {
+		case <-time.After(r.RetryDelay):
+		case <-ctx.Done():
+		}
+	}
+	if ctx.Err() != nil {
+		return // the next leader (or this one, later) finishes it
+	}
+	cmd := &fsm.SetDatabaseStatus{Name: t.Database.Name, Status: fsm.StatusReady, SchemaVersion: &version}
+	if err != nil {
+		cmd = &fsm.SetDatabaseStatus{Name: t.Database.Name, Status: fsm.StatusFailed, Error: err.Error()}
+	}
+	if _, _, perr := r.Propose.Apply(ctx, fsm.CmdSetDatabaseStatus, cmd); perr != nil {
+		r.Logf("reconciler: record status of %s: %v", t.Database.Name, perr)
+	}
+}
+
+// provisionOnce creates the database and roles, then applies the blueprint
+// versions a new tenant lacks, each in its own transaction.
+func (r *Reconciler) provisionOnce(ctx context.Context, t Task) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.StepTimeout)
+	defer cancel()
+	spec := backend.DatabaseSpec{
+		Name: t.Database.Name,
+		Kind: backend.Kind(t.Database.Kind),
+		Passwords: backend.Passwords{
+			Admin: t.Database.Passwords.Admin, Write: t.Database.Passwords.Write, Read: t.Database.Passwords.Read,
+		},
+	}
+	if err := backend.Ensure(ctx, t.Backend.URL, spec); err != nil {
+		return 0, errors.Wrapf(err, "backend %s", t.Backend.Name)
+	}
+	version := t.Database.SchemaVersion
+	for _, v := range t.Versions {
+		if v.Version <= version {
+			continue
+		}
+		err := backend.RunAsOwner(ctx, t.Backend.URL, t.Database.Name, func(tx pgx.Tx) error {
+			for _, stmt := range v.Statements {
+				if _, err := tx.Exec(ctx, stmt); err != nil {
+					return errors.Wrapf(err, "blueprint version %d", v.Version)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return version, err
+		}
+		version = v.Version
+	}
+	return version, nil
+}
+
+func (r *Reconciler) drop(ctx context.Context, t Task) {
+	sctx, cancel := context.WithTimeout(ctx, r.StepTimeout)
+	defer cancel()
+	if err := backend.Drop(sctx, t.Backend.URL, t.Database.Name); err != nil {
+		r.Logf("reconciler: drop %s: %v", t.Database.Name, err)
+		return // retried at the next resync
+	}
+	if _, _, err := r.Propose.Apply(ctx, fsm.CmdRemoveDatabase, &fsm.RemoveDatabase{Name: t.Database.Name}); err != nil {
+		r.Logf("reconciler: remove %s: %v", t.Database.Name, err)
+	}
+}

@@ -1,0 +1,331 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tdb/fsm"
+	"tdb/wire"
+	"tdb/wire/classify"
+)
+
+// session is a logged-in client relayed to one backend connection.
+//
+// Refused statements never reach the backend as themselves: the proxy sends
+// a statement that fails to parse and names a sentinel, and rewrites the
+// backend's syntax error into the refusal. The backend thus produces the
+// error at exactly the place in the message stream where the refused
+// statement stood, with PostgreSQL's own transaction semantics (an aborted
+// transaction block, skipping to Sync in the extended protocol).
+type session struct {
+	proxy *Proxy
+	login *login
+	key   cancelKey
+
+	client        net.Conn
+	backend       net.Conn
+	backendPID    uint32
+	backendSecret []byte
+	backendNet    string
+	backendAddr   string
+	params        map[string]string
+
+	nonce    string
+	mu       sync.Mutex
+	seq      int
+	injected map[string]*wire.PGError // sentinel -> the error the client sees
+	inflight int                      // Query/Sync messages awaiting ReadyForQuery
+	track    *tracker                 // statements in flight, for DDL capture
+	closing  atomic.Bool              // the relay is ending on purpose
+}
+
+const sentinelPrefix = "tdb_refused_"
+
+// refuse registers a refusal and returns the sentinel statement to send.
+func (s *session) refuse(err *wire.PGError) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	name := sentinelPrefix + s.nonce + "_" + strconv.Itoa(s.seq)
+	if len(s.injected) >= 256 { // refusals the backend skipped (after an earlier error)
+		clear(s.injected)
+	}
+	s.injected[name] = err
+	return name
+}
+
+// rewrite returns the refusal a backend syntax error stands for, if any.
+func (s *session) rewrite(message string) *wire.PGError {
+	i := strings.Index(message, sentinelPrefix+s.nonce+"_")
+	if i < 0 {
+		return nil
+	}
+	name := message[i:]
+	if j := strings.IndexByte(name, '"'); j >= 0 {
+		name = name[:j]
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.injected[name]
+	delete(s.injected, name)
+	return e
+}
+
+// inspect classifies a statement (simple Query or Parse text) and decides
+// whether it may go to the backend; a non-nil error is the refusal.
+func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
+	r := classify.Classify(sql)
+	switch {
+	case r.TooComplex:
+		return classify.Result{}, wire.NewError("ERROR", "54001", "statement is too complex to analyse")
+	case r.HasCopy():
+		return classify.Result{}, wire.NewError("ERROR", "0A000", "COPY is not supported through the proxy; use tdb workspaces import-full or INSERT statements")
+	case s.login.target.Kind == fsm.KindTenant && r.HasDDL():
+		return classify.Result{}, wire.NewError("ERROR", "42501", "DDL not allowed on tenant databases, use workspace mode")
+	}
+	return r, nil
+}
+
+// relay pumps frames both ways until either side ends.
+func (s *session) relay(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.backendToClient()
+	}()
+	clientGone := s.clientToBackend()
+	if clientGone {
+		s.mu.Lock()
+		busy := s.inflight > 0
+		s.mu.Unlock()
+		if busy {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			s.cancelBackend(cctx)
+			cancel()
+		}
+	}
+	s.closing.Store(true)
+	s.backend.Close()
+	<-done
+	s.client.Close()
+}
+
+// clientToBackend forwards client frames, replacing refused statements with
+// sentinels. It reports whether the client went away without Terminate.
+func (s *session) clientToBackend() (clientGone bool) {
+	fr := wire.NewFrameReader(s.client, 0)
+	fw := wire.NewFrameWriter(s.backend)
+	for {
+		typ, body, err := fr.Next()
+		if err != nil {
+			if pe, ok := wire.AsPGError(err); ok {
+				// Malformed or oversized message: tell the client and stop.
+				_ = wire.WriteError(s.client, pe)
+			}
+			return true
+		}
+		switch typ {
+		case 'Q':
+			sql, err := wire.ParseQuery(body)
+			if err != nil {
+				_ = wire.WriteError(s.client, err)
+				return true
+			}
+			r, rej := s.inspect(sql)
+			if rej != nil {
+				body = append(append([]byte(nil), s.refuse(rej)...), 0)
+			}
+			s.mu.Lock()
+			s.track.query(r)
+			s.inflight++
+			s.mu.Unlock()
+		case 'P':
+			name, sql, err := wire.ParseParse(body)
+			if err != nil {
+				_ = wire.WriteError(s.client, err)
+				return true
+			}
+			r, rej := s.inspect(sql)
+			if rej != nil {
+				body = parseBody(name, s.refuse(rej))
+			}
+			s.mu.Lock()
+			s.track.parse(name, r)
+			s.mu.Unlock()
+		case 'B':
+			portal, stmt := cstring2(body)
+			s.mu.Lock()
+			s.track.bind(portal, stmt)
+			s.mu.Unlock()
+		case 'E':
+			portal, _ := cstring2(body)
+			s.mu.Lock()
+			s.track.execute(portal)
+			s.mu.Unlock()
+		case 'C':
+			if len(body) > 1 {
+				name, _ := cstring2(body[1:])
+				s.mu.Lock()
+				s.track.close(body[0], name)
+				s.mu.Unlock()
+			}
+		case 'S':
+			s.mu.Lock()
+			s.track.sync()
+			s.inflight++
+			s.mu.Unlock()
+		case 'X':
+			_ = fw.Write(typ, body)
+			_ = fw.Flush()
+			return false
+		}
+		if err := fw.Write(typ, body); err != nil {
+			return false
+		}
+		if fr.Buffered() == 0 {
+			if err := fw.Flush(); err != nil {
+				return false
+			}
+		}
+	}
+}
+
+// backendToClient forwards backend frames, rewriting sentinel errors.
+func (s *session) backendToClient() {
+	fr := wire.NewFrameReader(s.backend, 0)
+	fw := wire.NewFrameWriter(s.client)
+	defer fw.Flush()
+	for {
+		typ, body, err := fr.Next()
+		if err != nil {
+			// The backend went away (or we closed it after the client left).
+			_ = fw.Flush()
+			if !s.closing.Load() {
+				_ = wire.WriteError(s.client, wire.NewError("FATAL", "08006", "connection to the database backend was lost"))
+				s.client.Close()
+			}
+			return
+		}
+		switch typ {
+		case 'E':
+			if _, code, msg, err := wire.ParseErrorFields(body); err == nil && code == "42601" {
+				if rej := s.rewrite(msg); rej != nil {
+					s.mu.Lock()
+					s.track.errorResponse()
+					s.mu.Unlock()
+					if err := fw.WriteRaw(wire.AppendErrorResponse(nil, rej)); err != nil {
+						return
+					}
+					continue
+				}
+			}
+			s.mu.Lock()
+			s.track.errorResponse()
+			s.mu.Unlock()
+		case 'C':
+			tag, _ := wire.ParseCommandComplete(body)
+			s.mu.Lock()
+			s.track.commandComplete(tag)
+			s.mu.Unlock()
+		case 'I':
+			s.mu.Lock()
+			s.track.emptyQuery()
+			s.mu.Unlock()
+		case 's':
+			s.mu.Lock()
+			s.track.portalSuspended()
+			s.mu.Unlock()
+		case 'Z':
+			status, _ := wire.ParseReadyForQuery(body)
+			s.mu.Lock()
+			if s.inflight > 0 {
+				s.inflight--
+			}
+			ddl := s.track.readyForQuery(status)
+			s.mu.Unlock()
+			if len(ddl) > 0 && s.captures() {
+				if notice := s.recordVersion(ddl); notice != nil {
+					if err := fw.WriteRaw(wire.AppendNoticeResponse(nil, notice)); err != nil {
+						return
+					}
+				}
+			}
+		}
+		if err := fw.Write(typ, body); err != nil {
+			return
+		}
+		if fr.Buffered() == 0 {
+			if err := fw.Flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// cstring2 returns the first two NUL-terminated strings of a message body
+// (Bind: portal and statement; Execute and Close: the name).
+func cstring2(b []byte) (string, string) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return string(b), ""
+	}
+	first, rest := string(b[:i]), b[i+1:]
+	j := bytes.IndexByte(rest, 0)
+	if j < 0 {
+		return first, ""
+	}
+	return first, string(rest[:j])
+}
+
+// cancelBackend sends a CancelRequest for this session's backend connection.
+func (s *session) cancelBackend(ctx context.Context) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, s.backendNet, s.backendAddr)
+	if err != nil {
+		s.proxy.cfg.Logf("proxy: cancel: dial backend %s: %v", s.backendAddr, err)
+		return
+	}
+	defer conn.Close()
+	msg := make([]byte, 12, 12+len(s.backendSecret))
+	binary.BigEndian.PutUint32(msg[0:], uint32(12+len(s.backendSecret)))
+	binary.BigEndian.PutUint32(msg[4:], 80877102)
+	binary.BigEndian.PutUint32(msg[8:], s.backendPID)
+	msg = append(msg, s.backendSecret...)
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := conn.Write(msg); err != nil {
+		return
+	}
+	// PostgreSQL closes the connection after reading a cancel request; wait
+	// for that so the cancel is delivered before we return.
+	var b [1]byte
+	_, _ = conn.Read(b[:])
+}
+
+// parseBody builds a Parse message body for a statement with no parameter types.
+func parseBody(name, sql string) []byte {
+	b := make([]byte, 0, len(name)+len(sql)+4)
+	b = append(b, name...)
+	b = append(b, 0)
+	b = append(b, sql...)
+	b = append(b, 0, 0, 0)
+	return b
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,188 @@
+package actors
+
+import (
+	"strings"
+
+	"tdb/wire/classify"
+)
+
+// stmtInfo is what the proxy knows of a statement the client sent.
+type stmtInfo struct {
+	text string
+	kind classify.Kind
+}
+
+// trackItem is one entry of the tracker's queue: a statement awaiting its
+// result, or the end of a batch (a simple Query or a Sync) awaiting
+// ReadyForQuery.
+type trackItem struct {
+	stmt stmtInfo
+	sync bool
+}
+
+type savepointMark struct {
+	name string
+	n    int // DDL statements done before the savepoint
+}
+
+// tracker follows the statements of one session through the backend's
+// responses, so the proxy knows which DDL statements committed. It is the
+// synchronous core of DDL capture: client-side methods are called by the
+// client pump, backend-side methods by the backend pump, each in protocol
+// order; the session serializes them with its lock.
+type tracker struct {
+	queue    []trackItem
+	prepared map[string]stmtInfo // extended protocol: statement name -> statement
+	portals  map[string]stmtInfo // portal name -> statement
+
+	txDDL     []string // DDL done in the current transaction
+	marks     []savepointMark
+	failed    bool     // an error happened in the current transaction
+	committed []string // DDL that committed, handed out at ReadyForQuery
+}
+
+func newTracker() *tracker {
+	return &tracker{prepared: map[string]stmtInfo{}, portals: map[string]stmtInfo{}}
+}
+
+// query records a simple-protocol Query and its statements.
+func (t *tracker) query(r classify.Result) {
+	for _, s := range r.Statements {
+		t.queue = append(t.queue, trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind}})
+	}
+	t.queue = append(t.queue, trackItem{sync: true})
+}
+
+// parse records an extended-protocol Parse.
+func (t *tracker) parse(name string, r classify.Result) {
+	var info stmtInfo
+	if len(r.Statements) == 1 {
+		info = stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}
+	}
+	t.prepared[name] = info
+}
+
+// bind records a Bind of a prepared statement to a portal.
+func (t *tracker) bind(portal, stmt string) { t.portals[portal] = t.prepared[stmt] }
+
+// execute records an Execute of a portal.
+func (t *tracker) execute(portal string) {
+	t.queue = append(t.queue, trackItem{stmt: t.portals[portal]})
+}
+
+// close records a Close of a statement ('S') or portal ('P').
+func (t *tracker) close(kind byte, name string) {
+	if kind == 'S' {
+		delete(t.prepared, name)
+	} else {
+		delete(t.portals, name)
+	}
+}
+
+// sync records a Sync.
+func (t *tracker) sync() {
+	t.queue = append(t.queue, trackItem{sync: true})
+	delete(t.portals, "") // the unnamed portal ends with the transaction at the latest
+}
+
+// popStmt takes the oldest statement awaiting a result, if the next item is one.
+func (t *tracker) popStmt() (stmtInfo, bool) {
+	if len(t.queue) == 0 || t.queue[0].sync {
+		return stmtInfo{}, false
+	}
+	s := t.queue[0].stmt
+	t.queue = t.queue[1:]
+	return s, true
+}
+
+// commandComplete records a statement's success; tag is the command tag.
+func (t *tracker) commandComplete(tag string) {
+	s, ok := t.popStmt()
+	if !ok {
+		return
+	}
+	switch s.kind {
+	case classify.DDL:
+		t.txDDL = append(t.txDDL, s.text)
+	case classify.Commit:
+		if strings.HasPrefix(tag, "ROLLBACK") { // COMMIT of an aborted transaction
+			t.discard()
+			return
+		}
+		t.committed = append(t.committed, t.txDDL...)
+		t.txDDL, t.marks = nil, nil
+	case classify.Rollback, classify.PrepareTxn:
+		t.discard()
+	case classify.Savepoint:
+		t.marks = append(t.marks, savepointMark{name: savepointName(s.text), n: len(t.txDDL)})
+	case classify.RollbackTo:
+		name := savepointName(s.text)
+		for i := len(t.marks) - 1; i >= 0; i-- {
+			if t.marks[i].name == name {
+				t.txDDL = t.txDDL[:t.marks[i].n]
+				t.marks = t.marks[:i+1]
+				break
+			}
+		}
+		t.failed = false
+	case classify.Release:
+		name := savepointName(s.text)
+		for i := len(t.marks) - 1; i >= 0; i-- {
+			if t.marks[i].name == name {
+				t.marks = t.marks[:i]
+				break
+			}
+		}
+	}
+}
+
+// emptyQuery, portalSuspended: a statement ended without completing.
+func (t *tracker) emptyQuery() { t.popStmt() }
+
+func (t *tracker) portalSuspended() { t.popStmt() }
+
+// errorResponse records an error: the statement failed and the current
+// transaction (implicit or explicit) will not commit what it did.
+func (t *tracker) errorResponse() {
+	t.popStmt()
+	t.failed = true
+}
+
+// readyForQuery ends a batch and returns the DDL that committed with it.
+func (t *tracker) readyForQuery(status byte) []string {
+	for len(t.queue) > 0 {
+		it := t.queue[0]
+		t.queue = t.queue[1:]
+		if it.sync {
+			break
+		}
+	}
+	if status == 'I' {
+		if !t.failed {
+			t.committed = append(t.committed, t.txDDL...)
+		}
+		t.txDDL, t.marks, t.failed = nil, nil, false
+	}
+	out := t.committed
+	t.committed = nil
+	return out
+}
+
+func (t *tracker) discard() {
+	t.txDDL, t.marks, t.failed = nil, nil, false
+}
+
+// savepointName extracts the savepoint name from SAVEPOINT, ROLLBACK TO and
+// RELEASE statements: the last word, folded to lower case unless quoted.
+func savepointName(stmt string) string {
+	s := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(stmt), ";"))
+	if strings.HasSuffix(s, `"`) {
+		if i := strings.LastIndex(s[:len(s)-1], `"`); i >= 0 {
+			return strings.ReplaceAll(s[i+1:len(s)-1], `""`, `"`)
+		}
+	}
+	if i := strings.LastIndexAny(s, " \t\r\n"); i >= 0 {
+		s = s[i+1:]
+	}
+	return strings.ToLower(s)
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newBackendsCmd) }
+
+type backendOut struct {
+	Name      string    `json:"name"`
+	URL       string    `json:"url"`
+	Databases int       `json:"databases"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func newBackendsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "backends", Short: "Register PostgreSQL servers tenants are placed on (operator's admin key)"}
+
+	var name, rawURL string
+	add := &cobra.Command{
+		Use:   "add --name NAME --url postgres://superuser@host:port/postgres",
+		Short: "Register a backend PostgreSQL server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			body := map[string]string{"name": name, "url": rawURL}
+			return request(cmd, true, "POST", "/v1/backends", body, func(w io.Writer, b backendOut) {
+				printFields(w, field{"name", b.Name}, field{"url", b.URL})
+			})
+		},
+	}
+	add.Flags().StringVar(&name, "name", "", "backend name")
+	add.Flags().StringVar(&rawURL, "url", "", "superuser connection URL")
+	_ = add.MarkFlagRequired("name")
+	_ = add.MarkFlagRequired("url")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List backends (passwords redacted)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return request(cmd, true, "GET", "/v1/backends", nil, func(w io.Writer, bs []backendOut) {
+				rows := make([][]any, 0, len(bs))
+				for _, b := range bs {
+					rows = append(rows, []any{b.Name, b.URL, b.Databases, b.CreatedAt})
+				}
+				printTable(w, []string{"NAME", "URL", "DATABASES", "CREATED"}, rows)
+			})
+		},
+	}
+	cmd.AddCommand(add, list)
+	return cmd
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/spf13/cobra"
+)
+
+// client talks to the control plane with one bearer key.
+type client struct {
+	baseURL string
+	key     string
+	project string // X-Tdb-Project, sent with the operator's admin key
+	http    *http.Client
+}
+
+// apiError is an error answered by the API (or standing in for one when the
+// API cannot be reached: code unreachable).
+type apiError struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%s (%s)", e.Message, e.Code) }
+
+// newClient builds the client for a command from the global flags. Operator
+// commands (operator true) prefer --admin-key; the others use --api-key, or
+// else the admin key acting in --project.
+func newClient(cmd *cobra.Command, operator bool) (*client, error) {
+	apiURL, _ := cmd.Flags().GetString(flagAPIURL)
+	apiKey := flagOrEnv(cmd, flagAPIKey, "TDB_API_KEY")
+	adminKey := flagOrEnv(cmd, flagAdminKey, "TDB_ADMIN_KEY")
+	project := flagOrEnv(cmd, flagProject, "TDB_PROJECT_ID")
+	c := &client{baseURL: strings.TrimRight(apiURL, "/"), http: &http.Client{Timeout: 150 * time.Second}}
+	switch {
+	case operator && adminKey != "":
+		c.key = adminKey
+	case apiKey != "":
+		c.key = apiKey
+	case adminKey != "":
+		c.key, c.project = adminKey, project
+	case operator:
+		return nil, errors.New("this command needs the operator's admin key: set --admin-key or TDB_ADMIN_KEY")
+	default:
+		return nil, errors.New("no API key: set --api-key or TDB_API_KEY")
+	}
+	return c, nil
+}
+
+// call sends a request (body JSON-encoded when not nil) and returns the raw
+// response document, decoded into out when out is not nil. A non-2xx answer
+// is an *apiError.
+func (c *client) call(ctx context.Context, method, path string, body, out any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return nil, errors.Wrap(err, "encode request")
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, rd)
+	if err != nil {
+		return nil, errors.Wrapf(err, "build request %s %s", method, path)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.project != "" {
+		req.Header.Set("X-Tdb-Project", c.project)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, &apiError{Code: "unreachable", Message: fmt.Sprintf("cannot reach the tdb API at %s: %v", c.baseURL, err)}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, &apiError{Code: "unreachable", Message: fmt.Sprintf("read response of %s %s: %v", method, path, err)}
+	}
+	if resp.StatusCode/100 != 2 {
+		e := &apiError{Status: resp.StatusCode}
+		if json.Unmarshal(data, e) != nil || e.Code == "" {
+			e.Code = fmt.Sprintf("http_%d", resp.StatusCode)
+			e.Message = strings.TrimSpace(string(data))
+			if e.Message == "" || len(e.Message) > 200 {
+				e.Message = resp.Status
+			}
+		}
+		return nil, e
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return nil, errors.Wrapf(err, "decode response of %s %s", method, path)
+		}
+	}
+	return data, nil
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/spf13/cobra"
+
+	"tdb/internal/pgserver"
+	"tdb/node"
+)
+
+func init() { register(newDevCmd) }
+
+// devState is what `tdb dev` remembers between runs in DIR/dev.json.
+type devState struct {
+	AdminKey      string `json:"admin_key"`
+	RaftAddr      string `json:"raft_addr"`
+	ProjectID     string `json:"project_id,omitempty"`
+	ProxyPassword string `json:"proxy_password,omitempty"`
+}
+
+func newDevCmd() *cobra.Command {
+	var dataDir, wireAddr, httpAddr string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a single-node cluster with its own local PostgreSQL and a demo project",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDev(ctx, cmd.OutOrStdout(), dataDir, wireAddr, httpAddr)
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "tdb-data", "directory for all state (raft, PostgreSQL, TLS, env)")
+	cmd.Flags().StringVar(&wireAddr, "wire-addr", "127.0.0.1:5433", "PostgreSQL wire proxy listen address")
+	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "HTTP control plane listen address")
+	return cmd
+}
+
+func runDev(ctx context.Context, out io.Writer, dataDir, wireAddr, httpAddr string) error {
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return errors.Wrapf(err, "create %s", dataDir)
+	}
+	st, err := loadDevState(dataDir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "starting PostgreSQL in %s ...\n", filepath.Join(dataDir, "postgres"))
+	pg, err := pgserver.Start(ctx, pgserver.Options{Dir: filepath.Join(dataDir, "postgres"), Logf: func(f string, a ...any) {}})
+	if err != nil {
+		return errors.Wrap(err, "start local PostgreSQL")
+	}
+	defer pg.Stop()
+
+	n, err := node.Start(ctx, node.Config{
+		NodeID:                 "dev",
+		DataDir:                filepath.Join(dataDir, "node"),
+		WireAddr:               wireAddr,
+		HTTPAddr:               httpAddr,
+		RaftAddr:               st.RaftAddr,
+		Bootstrap:              true,
+		AdminKey:               st.AdminKey,
+		AllowLoopbackPlaintext: true,
+		LogOutput:              os.Stderr,
+	})
+	if err != nil {
+		return err
+	}
+	defer n.Stop()
+
+	api := &devClient{base: "http://" + n.HTTPAddr(), key: st.AdminKey}
+	if err := api.ensureBackend(ctx, pg.URL()); err != nil {
+		return err
+	}
+	if st.ProjectID == "" {
+		var resp struct {
+			ProjectID     string `json:"project_id"`
+			ProxyPassword string `json:"proxy_password"`
+		}
+		if err := api.do(ctx, "POST", "/v1/projects", "", map[string]string{"name": "demo"}, &resp); err != nil {
+			return errors.Wrap(err, "create demo project")
+		}
+		st.ProjectID, st.ProxyPassword = resp.ProjectID, resp.ProxyPassword
+		if err := saveDevState(dataDir, st); err != nil {
+			return err
+		}
+	}
+	for _, ws := range []struct{ name, mode string }{{"controlplane", "control"}, {"myapp", "tenant"}} {
+		err := api.do(ctx, "POST", "/v1/workspaces", st.ProjectID, map[string]string{"name": ws.name, "mode": ws.mode}, nil)
+		if err != nil && !strings.Contains(err.Error(), "conflict") {
+			return errors.Wrapf(err, "create workspace %s", ws.name)
+		}
+	}
+
+	wire := n.WireAddr()
+	env := fmt.Sprintf("TDB_API_URL=http://%s\nTDB_API_KEY=%s\nTDB_PROJECT_ID=%s\nTDB_WIRE_ADDR=%s\nTDB_ADMIN_KEY=%s\nTDB_BACKEND_URL=%s\n",
+		n.HTTPAddr(), st.ProxyPassword, st.ProjectID, wire, st.AdminKey, pg.URL())
+	if err := os.WriteFile(filepath.Join(dataDir, "env"), []byte(env), 0o600); err != nil {
+		return errors.Wrap(err, "write env file")
+	}
+	fmt.Fprintf(out, `
+tdb dev is ready.
+
+  project id:      %[1]s
+  proxy_password:  %[2]s
+  control plane:   http://%[3]s
+  wire proxy:      %[4]s
+
+  psql "postgresql://%[1]s:%[2]s@%[4]s/controlplane_workspace?sslmode=require"
+  psql "postgresql://%[1]s:%[2]s@%[4]s/myapp_workspace?sslmode=require"
+
+From another shell:
+  set -a; . %[5]s; set +a
+  go run ./cmd/tdb tenants create --blueprint myapp --name wayne
+
+Press Ctrl-C to stop.
+`, st.ProjectID, st.ProxyPassword, n.HTTPAddr(), wire, filepath.Join(dataDir, "env"))
+	<-ctx.Done()
+	fmt.Fprintln(out, "stopping ...")
+	return nil
+}
+
+func loadDevState(dir string) (*devState, error) {
+	path := filepath.Join(dir, "dev.json")
+	st := &devState{}
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(data, st); err != nil {
+			return nil, errors.Wrapf(err, "read %s", path)
+		}
+		return st, nil
+	case !os.IsNotExist(err):
+		return nil, errors.Wrapf(err, "read %s", path)
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	st.AdminKey = "sk_admin_" + hex.EncodeToString(b)
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	st.RaftAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	return st, saveDevState(dir, st)
+}
+
+func saveDevState(dir string, st *devState) error {
+	data, _ := json.MarshalIndent(st, "", "  ")
+	return errors.Wrap(os.WriteFile(filepath.Join(dir, "dev.json"), data, 0o600), "write dev state")
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, errors.Wrap(err, "find a free port")
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// devClient is the few control-plane calls `tdb dev` makes on its own node.
+type devClient struct{ base, key string }
+
+func (c *devClient) ensureBackend(ctx context.Context, url string) error {
+	err := c.do(ctx, "POST", "/v1/backends", "", map[string]string{"name": "local", "url": url}, nil)
+	if err != nil && strings.Contains(err.Error(), "conflict") {
+		return nil // registered by an earlier run
+	}
+	return errors.Wrap(err, "register the local backend")
+}
+
+func (c *devClient) do(ctx context.Context, method, path, project string, body, out any) error {
+	data, _ := json.Marshal(body)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set("Content-Type", "application/json")
+	if project != "" {
+		req.Header.Set("X-Tdb-Project", project)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		var e struct{ Code, Message string }
+		_ = json.Unmarshal(raw, &e)
+		return errors.Newf("%s %s: %s (%s)", method, path, e.Message, e.Code)
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}

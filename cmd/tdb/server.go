@@ -1,0 +1,59 @@
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cockroachdb/errors"
+	"github.com/spf13/cobra"
+
+	"tdb/node"
+)
+
+func init() { register(newServerCmd) }
+
+func newServerCmd() *cobra.Command {
+	var cfg node.Config
+	var allowPlaintext bool
+	var join, gossipAddr string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run one node of a tdb cluster",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.NodeID == "" || cfg.DataDir == "" {
+				return errors.New("--node-id and --data-dir are required")
+			}
+			if cfg.AdminKey == "" {
+				cfg.AdminKey = os.Getenv("TDB_ADMIN_KEY")
+			}
+			cfg.Bootstrap = join == ""
+			cfg.RequireTLS = !allowPlaintext
+			cfg.LogOutput = cmd.ErrOrStderr()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			n, err := node.Start(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			cmd.PrintErrf("node %s serving wire %s, http %s\n", cfg.NodeID, n.BoundWireAddr(), n.HTTPAddr())
+			<-ctx.Done()
+			return n.Stop()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.NodeID, "node-id", "", "unique id of this node")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for this node's state")
+	f.StringVar(&cfg.WireAddr, "wire-addr", "127.0.0.1:5433", "PostgreSQL wire proxy listen address")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "HTTP control plane listen address")
+	f.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:7000", "raft listen address")
+	f.StringVar(&gossipAddr, "gossip-addr", "127.0.0.1:7946", "gossip listen address")
+	f.StringVar(&join, "join", "", "gossip address(es) of existing members, comma separated")
+	f.StringVar(&cfg.AdminKey, "admin-key", "", "the cluster operator's key (env TDB_ADMIN_KEY)")
+	f.StringVar(&cfg.PublicWireAddr, "public-wire-addr", "", "host:port put in connection strings (default: the wire address)")
+	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "wire TLS certificate (default: self-signed, made once in the data dir)")
+	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "wire TLS key")
+	f.BoolVar(&allowPlaintext, "allow-plaintext", false, "accept wire clients without TLS")
+	return cmd
+}

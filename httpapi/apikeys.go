@@ -1,0 +1,175 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"tdb/fsm"
+)
+
+type keyJSON struct {
+	ID          string     `json:"id"`
+	Key         string     `json:"key,omitempty"` // the secret: only in the create response
+	Name        string     `json:"name"`
+	Role        string     `json:"role"`
+	ScopeType   string     `json:"scope_type"`
+	ScopeValues []string   `json:"scope_values"`
+	Status      string     `json:"status"` // active | revoked
+	CreatedAt   time.Time  `json:"created_at"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	RaftIndex   uint64     `json:"raft_index,omitempty"`
+}
+
+func keyView(k *fsm.Key) keyJSON {
+	out := keyJSON{
+		ID: k.ID, Name: k.Name, Role: k.Role, ScopeType: k.ScopeType, ScopeValues: orEmpty(k.ScopeValues),
+		Status: "active", CreatedAt: k.CreatedAt,
+	}
+	if k.RevokedAt != nil {
+		at := *k.RevokedAt
+		out.Status, out.RevokedAt = "revoked", &at
+	}
+	return out
+}
+
+// createKey: POST /v1/apikeys {name, role, scope_type, scope_values}. The caller
+// needs role admin, and the new key must lie within the caller's own scope with
+// a role not above its own.
+func (s *server) createKey(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := c.requireProject(); err != nil {
+		return err
+	}
+	if err := c.requireAdmin("create API keys"); err != nil {
+		return err
+	}
+	var req struct {
+		Name        string   `json:"name"`
+		Role        string   `json:"role"`
+		ScopeType   string   `json:"scope_type"`
+		ScopeValues []string `json:"scope_values"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	if len(req.Name) > maxLabel {
+		return badRequest("key name is longer than %d characters", maxLabel)
+	}
+	if roleRank[req.Role] == 0 {
+		return badRequest("invalid role %q: must be admin, write or read", req.Role)
+	}
+	if roleRank[req.Role] > roleRank[c.role] {
+		return permissionDenied("a %s key cannot create a key with role %s", c.role, req.Role)
+	}
+	switch req.ScopeType {
+	case fsm.ScopeProject:
+		if len(req.ScopeValues) > 0 {
+			return badRequest("a project-scoped key takes no scope values")
+		}
+	case fsm.ScopeWorkspace, fsm.ScopeTenant:
+		if len(req.ScopeValues) == 0 {
+			return badRequest("a %s-scoped key needs scope values (%s names)", req.ScopeType, req.ScopeType)
+		}
+		for _, v := range req.ScopeValues {
+			if err := fsm.ValidateName(req.ScopeType, v); err != nil {
+				return err
+			}
+		}
+	default:
+		return badRequest("invalid scope type %q: must be project, workspace or tenant", req.ScopeType)
+	}
+	var salt []byte
+	var iterations int
+	var err error
+	s.view(func(st *fsm.State) {
+		p := st.Project(c.projectID)
+		for _, v := range req.ScopeValues {
+			if req.ScopeType == fsm.ScopeWorkspace && p.Workspaces[v] == nil {
+				err = notFound("workspace %q not found", v)
+				return
+			}
+			if req.ScopeType == fsm.ScopeTenant && p.Tenants[v] == nil {
+				err = notFound("tenant %q not found", v)
+				return
+			}
+		}
+		if !c.covers(p, req.ScopeType, req.ScopeValues) {
+			err = scopeDenied("a %s-scoped key %s cannot create a %s-scoped key %s: it would reach beyond its own scope",
+				c.scopeType, list(c.scopeValues), req.ScopeType, list(req.ScopeValues))
+			return
+		}
+		salt, iterations = append([]byte(nil), p.Salt...), p.Iterations
+	})
+	if err != nil {
+		return err
+	}
+	secret := newAPIKeySecret()
+	nk := newKey(secret, req.Name, req.Role, req.ScopeType, req.ScopeValues, salt, iterations)
+	index, err := s.apply(r.Context(), fsm.CmdCreateKey, fsm.CreateKey{ProjectID: c.projectID, Key: nk, At: s.now()})
+	if err != nil {
+		return err
+	}
+	var out keyJSON
+	s.view(func(st *fsm.State) { out = keyView(st.Project(c.projectID).Keys[nk.ID]) })
+	out.Key, out.RaftIndex = secret, index
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// listKeys: GET /v1/apikeys, the keys within the caller's reach (live and
+// revoked), without secrets.
+func (s *server) listKeys(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := c.requireProject(); err != nil {
+		return err
+	}
+	out := []keyJSON{}
+	s.view(func(st *fsm.State) {
+		p := st.Project(c.projectID)
+		for _, k := range p.Keys {
+			if k.ID == c.keyID || c.covers(p, k.ScopeType, k.ScopeValues) {
+				out = append(out, keyView(k))
+			}
+		}
+	})
+	sortBy(out, func(k keyJSON) string { return k.ID })
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// revokeKey: DELETE /v1/apikeys/{id}. A key within the caller's reach, or the
+// caller's own key.
+func (s *server) revokeKey(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := c.requireProject(); err != nil {
+		return err
+	}
+	if err := c.requireAdmin("revoke API keys"); err != nil {
+		return err
+	}
+	id := mux.Vars(r)["id"]
+	var err error
+	s.view(func(st *fsm.State) {
+		p := st.Project(c.projectID)
+		k := p.Keys[id]
+		switch {
+		case k == nil:
+			err = notFound("key %s not found", id)
+		case k.ID != c.keyID && !c.covers(p, k.ScopeType, k.ScopeValues):
+			err = scopeDenied("key %s reaches beyond this credential's scope", id)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	index, err := s.apply(r.Context(), fsm.CmdRevokeKey, fsm.RevokeKey{ProjectID: c.projectID, ID: id, At: s.now()})
+	if err != nil {
+		return err
+	}
+	var out keyJSON
+	s.view(func(st *fsm.State) { out = keyView(st.Project(c.projectID).Keys[id]) })
+	out.RaftIndex = index
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

@@ -1,0 +1,192 @@
+package httpapi_test
+
+import (
+	"testing"
+)
+
+// TestScopeAndRole runs representative routes with every kind of caller.
+func TestScopeAndRole(t *testing.T) {
+	e := newEnv(t, nil)
+	e.tenant("myapp", "wayne")
+	e.tenant("myapp", "bruce")
+	e.tenant("other", "alice")
+	keys := map[string]string{
+		"operator":      adminKey,
+		"project_admin": e.proxyPass,
+		"project_write": e.key("write", "project"),
+		"project_read":  e.key("read", "project"),
+		"ws_admin":      e.key("admin", "workspace", "myapp"),
+		"ws_read":       e.key("read", "workspace", "myapp"),
+		"tenant_admin":  e.key("admin", "tenant", "wayne"),
+		"tenant_read":   e.key("read", "tenant", "wayne"),
+	}
+	tenant := func(bp, name string) map[string]string { return map[string]string{"blueprint": bp, "name": name} }
+	key := func(role, scopeType string, values ...string) map[string]any {
+		return map[string]any{"role": role, "scope_type": scopeType, "scope_values": values}
+	}
+	tests := []struct {
+		name     string
+		key      string
+		method   string
+		path     string
+		body     any
+		header   []string
+		want     int
+		wantCode string
+	}{
+		{name: "no key", method: "GET", path: "/v1/tenants", want: 401, wantCode: "unauthorized"},
+		{name: "unknown key", key: "sk_nope", method: "GET", path: "/v1/tenants", want: 401, wantCode: "unauthorized"},
+
+		{name: "operator without project header", key: "operator", method: "GET", path: "/v1/tenants", want: 400, wantCode: "bad_request"},
+		{name: "operator with project header", key: "operator", method: "GET", path: "/v1/tenants", header: []string{"X-Tdb-Project", "$project"}, want: 200},
+		{name: "operator with unknown project", key: "operator", method: "GET", path: "/v1/tenants", header: []string{"X-Tdb-Project", "tdb_00000000"}, want: 404, wantCode: "not_found"},
+		{name: "operator creates tenant in project", key: "operator", method: "POST", path: "/v1/tenants", body: tenant("other", "op_made"), header: []string{"X-Tdb-Project", "$project"}, want: 201},
+		{name: "project key names another project", key: "project_admin", method: "GET", path: "/v1/tenants", header: []string{"X-Tdb-Project", "tdb_00000000"}, want: 403, wantCode: "scope_denied"},
+
+		{name: "project key cannot create projects", key: "project_admin", method: "POST", path: "/v1/projects", body: map[string]string{"name": "x"}, want: 403, wantCode: "permission_denied"},
+		{name: "project key cannot list projects", key: "project_admin", method: "GET", path: "/v1/projects", want: 403, wantCode: "permission_denied"},
+		{name: "project key cannot add backends", key: "project_admin", method: "POST", path: "/v1/backends", body: map[string]string{"name": "pg9", "url": "postgres://h/postgres"}, want: 403, wantCode: "permission_denied"},
+		{name: "project key cannot list backends", key: "project_admin", method: "GET", path: "/v1/backends", want: 403, wantCode: "permission_denied"},
+		{name: "project key cannot change cluster settings", key: "project_admin", method: "PATCH", path: "/v1/cluster/settings", body: map[string]any{"ban_sec": 5}, want: 403, wantCode: "permission_denied"},
+		{name: "tenant key reads cluster status", key: "tenant_read", method: "GET", path: "/v1/cluster/status", want: 200},
+
+		{name: "project read lists tenants", key: "project_read", method: "GET", path: "/v1/tenants", want: 200},
+		{name: "project read cannot create tenant", key: "project_read", method: "POST", path: "/v1/tenants", body: tenant("myapp", "t1"), want: 403, wantCode: "permission_denied"},
+		{name: "project write cannot create tenant", key: "project_write", method: "POST", path: "/v1/tenants", body: tenant("myapp", "t1"), want: 403, wantCode: "permission_denied"},
+		{name: "project write cannot create workspace", key: "project_write", method: "POST", path: "/v1/workspaces", body: map[string]string{"name": "w1"}, want: 403, wantCode: "permission_denied"},
+		{name: "project read cannot create key", key: "project_read", method: "POST", path: "/v1/apikeys", body: key("read", "project"), want: 403, wantCode: "permission_denied"},
+		{name: "project read cannot delete tenant", key: "project_read", method: "DELETE", path: "/v1/tenants/bruce", want: 403, wantCode: "permission_denied"},
+		{name: "project admin creates project key", key: "project_admin", method: "POST", path: "/v1/apikeys", body: key("read", "project"), want: 201},
+
+		{name: "workspace admin creates tenant in its blueprint", key: "ws_admin", method: "POST", path: "/v1/tenants", body: tenant("myapp", "ws_made"), want: 201},
+		{name: "workspace admin cannot create tenant in another blueprint", key: "ws_admin", method: "POST", path: "/v1/tenants", body: tenant("other", "ws_made2"), want: 403, wantCode: "scope_denied"},
+		{name: "workspace admin cannot create workspace", key: "ws_admin", method: "POST", path: "/v1/workspaces", body: map[string]string{"name": "w2"}, want: 403, wantCode: "scope_denied"},
+		{name: "workspace admin gets its workspace", key: "ws_admin", method: "GET", path: "/v1/workspaces/myapp", want: 200},
+		{name: "workspace admin cannot get other workspace", key: "ws_admin", method: "GET", path: "/v1/workspaces/other", want: 403, wantCode: "scope_denied"},
+		{name: "workspace admin gets its tenant", key: "ws_admin", method: "GET", path: "/v1/tenants/wayne", want: 200},
+		{name: "workspace admin cannot get other blueprint's tenant", key: "ws_admin", method: "GET", path: "/v1/tenants/alice", want: 403, wantCode: "scope_denied"},
+		{name: "workspace admin cannot delete other blueprint's tenant", key: "ws_admin", method: "DELETE", path: "/v1/tenants/alice", want: 403, wantCode: "scope_denied"},
+		{name: "workspace admin changes its settings", key: "ws_admin", method: "PATCH", path: "/v1/workspaces/myapp/settings", body: map[string]any{"max_connections": 7}, want: 200},
+		{name: "workspace admin cannot change other settings", key: "ws_admin", method: "PATCH", path: "/v1/workspaces/other/settings", body: map[string]any{"max_connections": 7}, want: 403, wantCode: "scope_denied"},
+		{name: "workspace read lists versions", key: "ws_read", method: "GET", path: "/v1/blueprints/myapp/versions", want: 200},
+		{name: "workspace read cannot list other versions", key: "ws_read", method: "GET", path: "/v1/blueprints/other/versions", want: 403, wantCode: "scope_denied"},
+		{name: "workspace read cannot change settings", key: "ws_read", method: "PATCH", path: "/v1/workspaces/myapp/settings", body: map[string]any{"max_connections": 7}, want: 403, wantCode: "permission_denied"},
+
+		{name: "tenant key gets its tenant", key: "tenant_admin", method: "GET", path: "/v1/tenants/wayne", want: 200},
+		{name: "tenant key cannot get sibling tenant", key: "tenant_admin", method: "GET", path: "/v1/tenants/bruce", want: 403, wantCode: "scope_denied"},
+		{name: "tenant key cannot list workspaces", key: "tenant_admin", method: "GET", path: "/v1/workspaces", want: 403, wantCode: "scope_denied"},
+		{name: "tenant key cannot list versions", key: "tenant_admin", method: "GET", path: "/v1/blueprints/myapp/versions", want: 403, wantCode: "scope_denied"},
+		{name: "tenant key cannot create tenant", key: "tenant_admin", method: "POST", path: "/v1/tenants", body: tenant("myapp", "t2"), want: 403, wantCode: "scope_denied"},
+		{name: "tenant key cannot delete its tenant", key: "tenant_admin", method: "DELETE", path: "/v1/tenants/wayne", want: 403, wantCode: "scope_denied"},
+
+		// No escalation: a key mints keys only within its own reach.
+		{name: "tenant admin mints read key for its tenant", key: "tenant_admin", method: "POST", path: "/v1/apikeys", body: key("read", "tenant", "wayne"), want: 201},
+		{name: "tenant admin cannot mint project key", key: "tenant_admin", method: "POST", path: "/v1/apikeys", body: key("admin", "project"), want: 403, wantCode: "scope_denied"},
+		{name: "tenant admin cannot mint key for sibling", key: "tenant_admin", method: "POST", path: "/v1/apikeys", body: key("read", "tenant", "wayne", "bruce"), want: 403, wantCode: "scope_denied"},
+		{name: "tenant admin cannot mint workspace key", key: "tenant_admin", method: "POST", path: "/v1/apikeys", body: key("read", "workspace", "myapp"), want: 403, wantCode: "scope_denied"},
+		{name: "tenant read cannot mint anything", key: "tenant_read", method: "POST", path: "/v1/apikeys", body: key("read", "tenant", "wayne"), want: 403, wantCode: "permission_denied"},
+		{name: "workspace admin mints tenant key in its blueprint", key: "ws_admin", method: "POST", path: "/v1/apikeys", body: key("write", "tenant", "bruce"), want: 201},
+		{name: "workspace admin mints workspace key for itself", key: "ws_admin", method: "POST", path: "/v1/apikeys", body: key("read", "workspace", "myapp"), want: 201},
+		{name: "workspace admin cannot mint key for other workspace", key: "ws_admin", method: "POST", path: "/v1/apikeys", body: key("admin", "workspace", "myapp", "other"), want: 403, wantCode: "scope_denied"},
+		{name: "workspace admin cannot mint key for other blueprint's tenant", key: "ws_admin", method: "POST", path: "/v1/apikeys", body: key("read", "tenant", "alice"), want: 403, wantCode: "scope_denied"},
+		{name: "workspace admin cannot mint project key", key: "ws_admin", method: "POST", path: "/v1/apikeys", body: key("read", "project"), want: 403, wantCode: "scope_denied"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			header := append([]string(nil), tc.header...)
+			for i := range header {
+				if header[i] == "$project" {
+					header[i] = e.projectID
+				}
+			}
+			k := keys[tc.key]
+			if tc.key != "" && k == "" {
+				k = tc.key
+			}
+			status, data := e.do(k, tc.method, tc.path, tc.body, header...)
+			if status != tc.want {
+				t.Fatalf("status %d, want %d: %s", status, tc.want, data)
+			}
+			if tc.wantCode != "" {
+				if code, _ := errorOf(t, data); code != tc.wantCode {
+					t.Fatalf("code %q, want %q: %s", code, tc.wantCode, data)
+				}
+			}
+		})
+	}
+}
+
+// TestListsFollowScope checks that list routes show only what a key reaches.
+func TestListsFollowScope(t *testing.T) {
+	e := newEnv(t, nil)
+	wayneKey := e.tenant("myapp", "wayne")
+	e.tenant("myapp", "bruce")
+	e.tenant("other", "alice")
+	wsKey := e.key("read", "workspace", "myapp")
+
+	names := func(items []map[string]any, field string) []string {
+		var out []string
+		for _, it := range items {
+			out = append(out, it[field].(string))
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		key   string
+		path  string
+		field string
+		want  []string
+	}{
+		{name: "project key sees all tenants", key: e.proxyPass, path: "/v1/tenants", field: "tenant_id", want: []string{"alice", "bruce", "wayne"}},
+		{name: "blueprint filter", key: e.proxyPass, path: "/v1/tenants?blueprint=other", field: "tenant_id", want: []string{"alice"}},
+		{name: "workspace key sees its blueprint's tenants", key: wsKey, path: "/v1/tenants", field: "tenant_id", want: []string{"bruce", "wayne"}},
+		{name: "tenant key sees only its tenant", key: wayneKey, path: "/v1/tenants", field: "tenant_id", want: []string{"wayne"}},
+		{name: "workspace key sees its workspace", key: wsKey, path: "/v1/workspaces", field: "name", want: []string{"myapp"}},
+		{name: "project key sees all workspaces", key: e.proxyPass, path: "/v1/workspaces", field: "name", want: []string{"myapp", "other"}},
+		{name: "tenant key sees only its own key", key: wayneKey, path: "/v1/apikeys", field: "scope_type", want: []string{"tenant"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := names(e.list(tc.key, tc.path), tc.field)
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("got %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+	// The project key sees every key: its own, three tenant keys, the workspace key.
+	if n := len(e.list(e.proxyPass, "/v1/apikeys")); n != 5 {
+		t.Fatalf("project key lists %d keys, want 5", n)
+	}
+}
+
+// TestRevokedKey checks that a revoked key stops working at once.
+func TestRevokedKey(t *testing.T) {
+	e := newEnv(t, nil)
+	created := e.call(e.proxyPass, "POST", "/v1/apikeys", map[string]any{"name": "ci", "role": "read", "scope_type": "project"}, 201)
+	secret, id := created["key"].(string), created["id"].(string)
+	e.call(secret, "GET", "/v1/workspaces/myapp", nil, 200)
+
+	revoked := e.call(e.proxyPass, "DELETE", "/v1/apikeys/"+id, nil, 200)
+	if revoked["status"] != "revoked" || revoked["raft_index"] == nil {
+		t.Fatalf("revoke response %v", revoked)
+	}
+	status, data := e.do(secret, "GET", "/v1/workspaces/myapp", nil)
+	if code, msg := errorOf(t, data); status != 401 || code != "unauthorized" || msg != "API key has been revoked" {
+		t.Fatalf("revoked key: %d %s", status, data)
+	}
+	for _, k := range e.list(e.proxyPass, "/v1/apikeys") {
+		if _, leaked := k["key"]; leaked {
+			t.Fatalf("key list shows a secret: %v", k)
+		}
+		if k["id"] == id && k["status"] != "revoked" {
+			t.Fatalf("revoked key listed as %v", k["status"])
+		}
+	}
+	e.call(e.proxyPass, "DELETE", "/v1/apikeys/key_000000000000", nil, 404)
+}

@@ -1,0 +1,82 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/url"
+	"time"
+
+	"tdb/fsm"
+)
+
+type backendJSON struct {
+	Name      string    `json:"name"`
+	URL       string    `json:"url"` // password redacted
+	Databases int       `json:"databases"`
+	CreatedAt time.Time `json:"created_at"`
+	RaftIndex uint64    `json:"raft_index,omitempty"`
+}
+
+// addBackend: POST /v1/backends {name, url}, operator only. The URL must be a
+// postgres:// (or postgresql://) URL with a host.
+func (s *server) addBackend(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := c.requireOperator("register backends"); err != nil {
+		return err
+	}
+	var req struct {
+		Name string `json:"name"`
+		URL  string `json:"url"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := fsm.ValidateName("backend", req.Name); err != nil {
+		return err
+	}
+	u, err := url.Parse(req.URL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return badRequest("invalid backend url: must look like postgres://superuser:password@host:port/postgres")
+	}
+	index, err := s.apply(r.Context(), fsm.CmdAddBackend, fsm.AddBackend{Name: req.Name, URL: req.URL, At: s.now()})
+	if err != nil {
+		return err
+	}
+	var out backendJSON
+	s.view(func(st *fsm.State) { out = backendView(st, st.Backends[req.Name]) })
+	out.RaftIndex = index
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// listBackends: GET /v1/backends, operator only, passwords redacted.
+func (s *server) listBackends(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := c.requireOperator("list backends"); err != nil {
+		return err
+	}
+	out := []backendJSON{}
+	s.view(func(st *fsm.State) {
+		for _, b := range st.SortedBackends() {
+			out = append(out, backendView(st, b))
+		}
+	})
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func backendView(st *fsm.State, b *fsm.Backend) backendJSON {
+	return backendJSON{Name: b.Name, URL: redactURL(b.URL), Databases: st.DatabasesOn(b.Name), CreatedAt: b.CreatedAt}
+}
+
+// redactURL hides the password of a connection URL, in the user info and in a
+// password= query parameter.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,24 @@
+package httpapi_test
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestBackendsRedactPasswords(t *testing.T) {
+	e := newEnv(t, nil)
+	e.call(adminKey, "POST", "/v1/backends", map[string]string{"name": "pg2", "url": "postgresql://admin@db2:5432/postgres?password=hunter2&sslmode=disable"}, 201)
+	status, data := e.do(adminKey, "GET", "/v1/backends", nil)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, data)
+	}
+	for _, secret := range []string{"s3cret", "hunter2"} {
+		if strings.Contains(string(data), secret) {
+			t.Fatalf("backend list leaks %q: %s", secret, data)
+		}
+	}
+	got := e.list(adminKey, "/v1/backends")
+	if len(got) != 2 || got[0]["url"] != "postgres://postgres:xxxxx@db1:5432/postgres" || got[0]["databases"] != float64(2) {
+		t.Fatalf("backends %v", got)
+	}
+}

@@ -1,0 +1,53 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"tdb/fsm"
+)
+
+// clusterStatus: GET /v1/cluster/status, any valid key.
+func (s *server) clusterStatus(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	st, err := s.c.Status(r.Context())
+	if err != nil {
+		return errf(http.StatusServiceUnavailable, codeUnavailable, "cluster status: %v", err)
+	}
+	if st.Nodes == nil {
+		st.Nodes = []NodeStatus{}
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+type clusterSettingsJSON struct {
+	fsm.ClusterSettings
+	RaftIndex uint64 `json:"raft_index,omitempty"`
+}
+
+// getClusterSettings: GET /v1/cluster/settings, any valid key.
+func (s *server) getClusterSettings(w http.ResponseWriter, _ *http.Request, _ *caller) error {
+	var out clusterSettingsJSON
+	s.view(func(st *fsm.State) { out.ClusterSettings = st.Settings })
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// updateClusterSettings: PATCH /v1/cluster/settings, operator only; absent
+// fields stay unchanged.
+func (s *server) updateClusterSettings(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := c.requireOperator("change cluster settings"); err != nil {
+		return err
+	}
+	var req fsm.SetClusterSettings
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	index, err := s.apply(r.Context(), fsm.CmdSetClusterSettings, req)
+	if err != nil {
+		return err
+	}
+	out := clusterSettingsJSON{RaftIndex: index}
+	s.view(func(st *fsm.State) { out.ClusterSettings = st.Settings })
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

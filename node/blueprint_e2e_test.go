@@ -1,0 +1,101 @@
+package node_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"tdb/internal/testnode"
+)
+
+const seedAccounts = `CREATE TABLE accounts (
+    id SERIAL PRIMARY KEY,
+    name VARCHAR(255) NOT NULL,
+    email VARCHAR(255) UNIQUE NOT NULL,
+    balance DECIMAL(15,2) DEFAULT 0,
+    created_at TIMESTAMP DEFAULT NOW()
+)`
+
+type version struct {
+	Version    int      `json:"version"`
+	DDLCount   int      `json:"ddl_count"`
+	Statements []string `json:"statements"`
+}
+
+func TestWorkspaceDDLBecomesBlueprint(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require"))
+
+	// The seed's Build Schema step, as one simple-protocol string.
+	_, err := ws.Exec(ctx, seedAccounts+`;
+INSERT INTO accounts (name, email, balance) VALUES
+  ('Alice', 'alice@test.com', 1000),
+  ('Bob', 'bob@test.com', 2000);`, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rolled back and failed DDL are not captured.
+	tx, _ := ws.Begin(ctx)
+	if _, err := tx.Exec(ctx, "CREATE TABLE scratch (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	_ = tx.Rollback(ctx)
+	if _, err := ws.Exec(ctx, "CREATE TABLE accounts (id int)"); err == nil {
+		t.Fatal("duplicate CREATE TABLE succeeded")
+	}
+	// Extended protocol DDL is captured too.
+	if _, err := ws.Exec(ctx, "CREATE INDEX accounts_name_idx ON accounts (name)"); err != nil {
+		t.Fatal(err)
+	}
+	// Control workspaces take DDL without capture.
+	cp := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "require"))
+	if _, err := cp.Exec(ctx, "CREATE TABLE users (id serial primary key, email text)"); err != nil {
+		t.Fatal(err)
+	}
+
+	var versions []version
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	if len(versions) != 2 {
+		t.Fatalf("versions = %+v, want 2", versions)
+	}
+	if versions[0].Version != 1 || versions[0].DDLCount != 1 || versions[0].Statements[0] != seedAccounts {
+		t.Fatalf("version 1 = %+v", versions[0])
+	}
+	if versions[1].Statements[0] != "CREATE INDEX accounts_name_idx ON accounts (name)" {
+		t.Fatalf("version 2 = %+v", versions[1])
+	}
+	var cpVersions []version
+	e.MustDo(t, "GET", "/v1/blueprints/controlplane/versions", e.ProxyPassword, "", nil, &cpVersions)
+	if len(cpVersions) != 0 {
+		t.Fatalf("control workspace captured %+v", cpVersions)
+	}
+
+	// A new tenant starts at the latest version, without the workspace's rows.
+	key := e.CreateTenant(t, "wayne")
+	c := connect(t, e.ConnString(key, "myapp__wayne", "require"))
+	var n int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("tenant accounts: %d, %v", n, err)
+	}
+	if _, err := c.Exec(ctx, "INSERT INTO accounts (name, email) VALUES ($1, $2)", "Alice", "alice@test.com"); err != nil {
+		t.Fatal(err)
+	}
+	var idx string
+	if err := c.QueryRow(ctx, "SELECT indexname FROM pg_indexes WHERE indexname = 'accounts_name_idx'").Scan(&idx); err != nil {
+		t.Fatalf("version 2 not applied to the new tenant: %v", err)
+	}
+	var tenant struct {
+		SchemaVersion int `json:"schema_version"`
+	}
+	e.MustDo(t, "GET", "/v1/tenants/wayne", key, "", nil, &tenant)
+	if tenant.SchemaVersion != 2 {
+		t.Fatalf("schema_version = %d", tenant.SchemaVersion)
+	}
+	if _, err := c.Exec(ctx, "DROP INDEX accounts_name_idx"); err == nil || !strings.Contains(err.Error(), "DDL not allowed") {
+		t.Fatalf("DDL on tenant: %v", err)
+	}
+}

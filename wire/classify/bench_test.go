@@ -1,0 +1,24 @@
+package classify
+
+import "testing"
+
+// BenchmarkClassify compares the cgo-free fast path with the parser path.
+func BenchmarkClassify(b *testing.B) {
+	cases := []struct{ name, sql string }{
+		{"fast/select", "SELECT id, name, email FROM users WHERE tenant_id = $1 AND id = $2"},
+		{"fast/insert", "INSERT INTO events (tenant_id, kind, payload) VALUES ($1, $2, $3) RETURNING id"},
+		{"fast/begin", "BEGIN"},
+		{"parser/select-with-into-word", "SELECT * FROM t WHERE note = 'into'"},
+		{"parser/create-table", "CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL, email text UNIQUE)"},
+		{"parser/select-into", "SELECT * INTO archive FROM events WHERE ts < now() - interval '30 days'"},
+		{"parser/multi", "INSERT INTO t VALUES (1); CREATE TABLE u (id int); COMMIT"},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Classify(c.sql)
+			}
+		})
+	}
+}

@@ -1,0 +1,119 @@
+package classify
+
+import (
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+)
+
+// Statement is one statement of a query string.
+type Statement struct {
+	// Text is the statement's exact text: a substring of the input from its
+	// first token to its end, without the terminating semicolon, surrounding
+	// whitespace or leading comments. A comment after the last statement of an
+	// input that has no final semicolon stays part of that statement.
+	Text  string
+	Kind  Kind
+	NoTxn bool   // cannot run inside a transaction block (CREATE INDEX CONCURRENTLY, VACUUM, …)
+	Tag   string // short command tag for logs, e.g. "CREATE TABLE", "INSERT"
+}
+
+// Result is the classification of one query string (a simple-protocol Query,
+// or the text of an extended-protocol Parse).
+type Result struct {
+	Statements []Statement // in order; empty for blank or comment-only text
+	// Unparsed is set when PostgreSQL's parser rejects the text. Statements is
+	// then empty; the proxy forwards the text so the client gets the server's
+	// own syntax error.
+	Unparsed bool
+	// TooComplex is set, without parsing, for text whose runs of operator
+	// characters would keep PostgreSQL's lexer busy for seconds (see
+	// complexity.go). Statements is then empty; the proxy must refuse the text
+	// (SQLSTATE 54001) rather than forward it.
+	TooComplex bool
+}
+
+// HasDDL reports whether any statement is DDL.
+func (r Result) HasDDL() bool { return r.has(DDL) }
+
+// HasCopy reports whether any statement is a COPY.
+func (r Result) HasCopy() bool { return r.has(Copy) }
+
+func (r Result) has(k Kind) bool {
+	for i := range r.Statements {
+		if r.Statements[i].Kind == k {
+			return true
+		}
+	}
+	return false
+}
+
+// IsDDL reports whether sql contains a DDL statement, for use as a guard.
+// Unparseable text is not DDL (the server rejects it); TooComplex text counts
+// as DDL because it cannot be inspected.
+func IsDDL(sql string) bool {
+	r := Classify(sql)
+	return r.TooComplex || r.HasDDL()
+}
+
+// Classify splits sql into statements and classifies each one. Like the
+// server, it reads sql only up to the first NUL byte.
+func Classify(sql string) Result {
+	if i := strings.IndexByte(sql, 0); i >= 0 {
+		sql = sql[:i]
+	}
+	if tooComplex(sql) {
+		return Result{TooComplex: true}
+	}
+	if r, ok := fastClassify(sql); ok {
+		return r
+	}
+	return parseClassify(sql)
+}
+
+// parseClassify classifies sql with PostgreSQL's parser.
+func parseClassify(sql string) Result {
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return Result{Unparsed: true}
+	}
+	if len(tree.Stmts) == 0 {
+		return Result{}
+	}
+	stmts := make([]Statement, 0, len(tree.Stmts))
+	for _, raw := range tree.Stmts {
+		kind, tag, noTxn := classifyNode(raw.Stmt)
+		stmts = append(stmts, Statement{
+			Text:  stmtText(sql, raw.StmtLocation, raw.StmtLen),
+			Kind:  kind,
+			NoTxn: noTxn,
+			Tag:   tag,
+		})
+	}
+	return Result{Statements: stmts}
+}
+
+// stmtText cuts one statement out of sql by the parser's byte offsets; a
+// length of 0 means "to the end of the input".
+func stmtText(sql string, loc, n int32) string {
+	start := min(max(int(loc), 0), len(sql))
+	end := len(sql)
+	if n > 0 {
+		end = min(start+int(n), len(sql))
+	}
+	return trimLeadingComments(sql[start:end])
+}
+
+// trimLeadingComments drops the whitespace and comments that PostgreSQL
+// attributes to the front of a statement (e.g. a comment after the previous
+// statement's semicolon), and trailing whitespace.
+func trimLeadingComments(s string) string {
+	if i, ok := skipComments(s, 0); ok {
+		s = s[i:]
+	}
+	return strings.TrimRight(s, pgSpace)
+}
+
+// pgSpace is PostgreSQL's lexer whitespace. strings.TrimSpace would also trim
+// Unicode spaces such as U+00A0, which PostgreSQL treats as identifier bytes.
+const pgSpace = " \t\n\r\f\v"

@@ -1,0 +1,128 @@
+package classify
+
+import "testing"
+
+func TestFastPathTaken(t *testing.T) {
+	for _, sql := range []string{
+		"SELECT * FROM t WHERE id = $1",
+		"select 1;",
+		"  -- lead\n /* block /* nested */ */ select 1 ; \n",
+		"INSERT INTO t (a) VALUES ($1)",
+		"update t set a = 1",
+		"DELETE FROM t",
+		"MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE",
+		"WITH x AS (SELECT 1) SELECT * FROM x",
+		"values (1)",
+		"SHOW work_mem",
+		"BEGIN", "commit;", "ROLLBACK", "END", "ABORT",
+		"", " ", "-- c",
+	} {
+		if _, ok := fastClassify(sql); !ok {
+			t.Errorf("fastClassify(%q) not taken", sql)
+		}
+	}
+}
+
+func TestFastPathDeclines(t *testing.T) {
+	for _, sql := range []string{
+		"select 1; create table t ()",          // two statements
+		"select 1; -- c",                       // ';' not at the end
+		"select * into x from y",               // SELECT INTO creates a table
+		"select * from t where a = 'Into'",     // conservative
+		"with a as (select 1) select * into x", // WITH … SELECT INTO
+		"with a as (select 1) insert into t select 1",
+		"COMMIT PREPARED 'x'",
+		"ROLLBACK TO s",
+		"BEGIN ISOLATION LEVEL SERIALIZABLE",
+		"commit -- c",
+		"/* /* */ select 1 */ create table t ()", // nested comment hides the real first word
+		"/* unterminated select 1",
+		"select 1 --;",      // trailing ';' is inside a comment
+		"selectx from t",    // not the keyword
+		"select$1",          // one identifier
+		"create table t ()", // not a fast keyword
+		"TABLE t",           // not a fast keyword
+		"\uFEFFselect 1",    // BOM is not whitespace to PostgreSQL
+		"select\u00a0 1",    // U+00A0 is an identifier byte
+		"(select 1)",        // not a keyword first
+		"explain select 1",  // not a fast keyword
+		"COPY t FROM STDIN", // never fast
+		"-- c\ncopy t to stdout",
+	} {
+		if r, ok := fastClassify(sql); ok {
+			t.Errorf("fastClassify(%q) = %+v, want the parser", sql, r)
+		}
+	}
+}
+
+// TestFastPathAgreesWithParser checks that, wherever the fast path answers and
+// the parser accepts the text, both give the same statements.
+func TestFastPathAgreesWithParser(t *testing.T) {
+	inputs := []string{
+		"BEGIN", "commit;", "ROLLBACK", "END", "ABORT", "begin ;  ;",
+		"SELECT * FROM t WHERE id = $1", "select 1;", "  -- lead\n /* a /* b */ */ select 1 ; \n",
+		"select 'a' --c\n;", "INSERT INTO t VALUES (1)", "update t set a = 1", "delete from t",
+		"values (1), (2)", "show all", "with x as (select 1) select * from x",
+		"MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE", "SELECT(1)", "select'a'",
+	}
+	for _, tc := range singleCases {
+		inputs = append(inputs, tc.sql)
+	}
+	for _, sql := range inputs {
+		checkFastAgrees(t, sql)
+	}
+}
+
+func checkFastAgrees(t *testing.T, sql string) {
+	t.Helper()
+	fast, ok := fastClassify(sql)
+	if !ok {
+		return
+	}
+	slow := parseClassify(sql)
+	if slow.Unparsed {
+		return // the server rejects it either way
+	}
+	if len(fast.Statements) != len(slow.Statements) {
+		t.Fatalf("%q: fast %+v, parser %+v", sql, fast, slow)
+	}
+	for i, f := range fast.Statements {
+		s := slow.Statements[i]
+		if f.Tag == "WITH" {
+			f.Tag = s.Tag // the fast path does not look past WITH for the verb
+		}
+		if f != s {
+			t.Errorf("%q: fast %+v, parser %+v", sql, f, s)
+		}
+	}
+}
+
+func TestContainsInto(t *testing.T) {
+	naive := func(s string) bool {
+		for i := 0; i+4 <= len(s); i++ {
+			if s[i]|0x20 == 'i' && s[i+1]|0x20 == 'n' && s[i+2]|0x20 == 't' && s[i+3]|0x20 == 'o' {
+				return true
+			}
+		}
+		return false
+	}
+	inputs := []string{"", "int", "INTO", "x iNtO y", "int o", "pinto", "iinto", "ininto", "inintto", "tinto", "oooo", "xxxinto", "intxinto"}
+	// Every string of length ≤ 7 over a small alphabet, to exercise every shift.
+	alphabet := "iInNtToO x"
+	var gen func(prefix string)
+	gen = func(prefix string) {
+		inputs = append(inputs, prefix)
+		if len(prefix) == 6 {
+			return
+		}
+		for i := range len(alphabet) {
+			gen(prefix + alphabet[i:i+1])
+		}
+	}
+	gen("")
+	for _, s := range inputs {
+		if got, want := containsInto(s), naive(s); got != want {
+			t.Fatalf("containsInto(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

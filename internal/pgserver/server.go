@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -44,6 +45,9 @@ type Options struct {
 	// StopTimeout bounds the fast shutdown before Stop forces an immediate
 	// one; 0 means 1 minute.
 	StopTimeout time.Duration
+	// MaxConnections is PostgreSQL's max_connections; 0 means 300, enough
+	// for a few hundred proxied sessions on a development machine.
+	MaxConnections int
 }
 
 // Server is a running PostgreSQL server started by Start.
@@ -53,6 +57,7 @@ type Server struct {
 	password    string
 	logf        func(format string, args ...any)
 	stopTimeout time.Duration
+	maxConns    int
 
 	proc    *os.Process
 	exited  chan struct{} // closed once the postmaster has exited and been reaped
@@ -136,7 +141,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		s := &Server{dir: dir, port: port, password: password, logf: logf, stopTimeout: stopTimeout}
+		maxConns := opts.MaxConnections
+		if maxConns <= 0 {
+			maxConns = 300
+		}
+		s := &Server{dir: dir, port: port, password: password, logf: logf, stopTimeout: stopTimeout, maxConns: maxConns}
 		err = s.launch(ctx, ra, postgresBin, dataDir, opts.Fast, startTimeout)
 		if err == nil {
 			if err := writeOwned(ra, filepath.Join(dir, portFile), strconv.Itoa(port)+"\n"); err != nil {
@@ -238,7 +247,7 @@ func (s *Server) launch(ctx context.Context, ra runAs, bin, dataDir string, fast
 		"-c", "port=" + strconv.Itoa(s.port),
 		"-c", "unix_socket_directories=" + sockets,
 		"-c", "shared_buffers=16MB",
-		"-c", "max_connections=200",
+		"-c", fmt.Sprintf("max_connections=%d", s.maxConns),
 	}
 	if fast {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")

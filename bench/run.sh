@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# bench/run.sh: direct PostgreSQL, tdb and PgBouncer (session mode) on this machine, run
+# alternately in one run with pgbench, so the ratios compare like with like.
+#
+#   bash bench/run.sh            # full run (about 10 minutes)
+#   DUR=3 CLIENTS="1 32" bash bench/run.sh   # a quick one
+#
+# Prints a table of tps and ratios and writes bench/out/results.tsv and BENCHMARKS.md.
+# TLS is off on every side (loopback); -C uses SCRAM on every side.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${DUR:-10}
+CLIENTS=${CLIENTS:-"1 32 256"}
+MODES=${MODES:-"simple extended prepared"}
+SCALE=${SCALE:-10}
+OUT=bench/out
+mkdir -p "$OUT"
+
+for t in pgbench psql pgbouncer; do
+  command -v "$t" >/dev/null || { echo "bench: $t is not installed (apt-get install postgresql-client pgbouncer)" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /tmp/tdb-bench.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  sleep 2
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+echo "== build"
+go build -o "$WORK/tdb" ./cmd/tdb
+TDB_PORT=$(freeport); HTTP_PORT=$(freeport); BOUNCER_PORT=$(freeport)
+
+echo "== start tdb dev (its own PostgreSQL)"
+"$WORK/tdb" dev --data-dir "$WORK/dev" --wire-addr "127.0.0.1:$TDB_PORT" --http-addr "127.0.0.1:$HTTP_PORT" >"$WORK/dev.log" 2>&1 &
+TDB_PID=$!
+PIDS+=("$TDB_PID")
+for _ in $(seq 1 120); do [ -f "$WORK/dev/env" ] && break; sleep 0.5; done
+[ -f "$WORK/dev/env" ] || { cat "$WORK/dev.log"; echo "bench: tdb dev did not start" >&2; exit 1; }
+set -a; . "$WORK/dev/env"; set +a
+
+PHYS="p${TDB_PROJECT_ID#tdb_}__controlplane_workspace"
+PGPW=$(python3 -c 'import sys,urllib.parse as u; print(u.urlparse(sys.argv[1]).password)' "$TDB_BACKEND_URL")
+PGPORT=$(python3 -c 'import sys,urllib.parse as u; print(u.urlparse(sys.argv[1]).port)' "$TDB_BACKEND_URL")
+TDB_URL="postgresql://$TDB_PROJECT_ID:$TDB_API_KEY@127.0.0.1:$TDB_PORT/controlplane_workspace?sslmode=disable"
+DIRECT_URL="postgresql://postgres:$PGPW@127.0.0.1:$PGPORT/$PHYS?sslmode=disable"
+BOUNCER_URL="postgresql://postgres:$PGPW@127.0.0.1:$BOUNCER_PORT/bench?sslmode=disable"
+
+echo "== start PgBouncer $(pgbouncer --version | head -1 | awk '{print $2}') (session mode, SCRAM)"
+cat >"$WORK/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$PGPORT dbname=$PHYS user=postgres password=$PGPW
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $WORK/userlist.txt
+pool_mode = session
+max_client_conn = 2000
+default_pool_size = 300
+server_idle_timeout = 1800
+client_idle_timeout = 1800
+logfile = $WORK/pgbouncer.log
+INI
+echo "\"postgres\" \"$PGPW\"" >"$WORK/userlist.txt"
+chown -R postgres "$WORK/pgbouncer.ini" "$WORK/userlist.txt" 2>/dev/null || true
+touch "$WORK/pgbouncer.log"; chown postgres "$WORK/pgbouncer.log" 2>/dev/null || true
+if [ "$(id -u)" = 0 ]; then
+  runuser -u postgres -- pgbouncer "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
+else
+  pgbouncer "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
+fi
+PIDS+=("$!")
+for _ in $(seq 1 40); do psql "$BOUNCER_URL" -XAtqc 'select 1' >/dev/null 2>&1 && break; sleep 0.25; done
+
+echo "== pgbench -i -I dtGvp -s $SCALE through tdb (control workspace; server-side data generation, COPY is refused)"
+pgbench -i -I dtGvp -q -s "$SCALE" "$TDB_URL" >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; exit 1; }
+
+tps() { # target-url pgbench-args... -> tps (excluding connection time)
+  local url=$1; shift
+  local out
+  out=$(pgbench -n "$@" -T "$DUR" "$url" 2>&1) || { echo "pgbench failed: $out" >&2; echo 0; return; }
+  echo "$out" | awk -F'= ' '/^tps/ {split($2,a," "); print a[1]; exit}'
+}
+
+printf "test\tdirect\ttdb\tpgbouncer\n" >"$OUT/results.tsv"
+row() { # name args...
+  local name=$1; shift
+  local d t b
+  d=$(tps "$DIRECT_URL" "$@"); t=$(tps "$TDB_URL" "$@"); b=$(tps "$BOUNCER_URL" "$@")
+  printf "%s\t%s\t%s\t%s\n" "$name" "$d" "$t" "$b" | tee -a "$OUT/results.tsv"
+}
+
+echo "== select-only (-S), ${DUR}s per run"
+for c in $CLIENTS; do
+  for m in $MODES; do
+    row "-S -M $m -c $c" -S -M "$m" -c "$c" -j 2
+  done
+done
+echo "== new connection per transaction (-C), SCRAM on every side"
+row "-S -C -c 8" -S -C -c 8 -j 2
+
+echo "== RSS while streaming a 1 GB result through tdb"
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+before=$(rss "$TDB_PID")
+psql "$TDB_URL" -XAtqc "SELECT repeat('x', 1000) FROM generate_series(1, 1000000)" >/dev/null
+after=$(hwm "$TDB_PID")
+RSS_GROWTH_MB=$(( (after - before) / 1024 ))
+echo "tdb RSS before ${before} KiB, peak after ${after} KiB: growth ${RSS_GROWTH_MB} MiB"
+
+echo
+python3 - "$OUT/results.tsv" "$RSS_GROWTH_MB" <<'PY'
+import sys, platform, os, datetime, subprocess
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
+growth = sys.argv[2]
+def f(x):
+    try: return float(x)
+    except: return 0.0
+lines = ["| test | direct tps | tdb tps | PgBouncer tps | tdb/PgBouncer | tdb/direct |", "|---|---:|---:|---:|---:|---:|"]
+for name, d, t, b in rows:
+    d, t, b = f(d), f(t), f(b)
+    r1 = f"{t/b:.2f}" if b else "-"
+    r2 = f"{t/d:.2f}" if d else "-"
+    lines.append(f"| `{name}` | {d:.0f} | {t:.0f} | {b:.0f} | {r1} | {r2} |")
+table = "\n".join(lines)
+print(table)
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+md = f"""# Benchmarks
+
+Measured by `bash bench/run.sh` on {datetime.date.today()}: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}.
+Direct PostgreSQL, tdb and PgBouncer (session mode) run on the same machine, alternately, in one run;
+pgbench against each for the same duration. TLS off on every side (loopback). Ratios > 1 favour tdb.
+
+{table}
+
+RSS growth of the tdb node while streaming a 1 GB result: {growth} MiB.
+"""
+open("BENCHMARKS.md", "w").write(md)
+PY

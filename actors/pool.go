@@ -1,0 +1,363 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	cerrors "github.com/cockroachdb/errors"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"tdb/wire"
+)
+
+// PoolKey identifies interchangeable backend sessions: same server, same
+// physical database, same native role.
+type PoolKey struct {
+	Backend  string
+	Database string
+	Role     string
+}
+
+// BackendConn is one logged-in backend session. A client session owns it
+// while connected; between clients it waits, reset, in the Pool.
+type BackendConn struct {
+	Key    PoolKey
+	Conn   net.Conn
+	Reader *wire.FrameReader // kept with the connection so no buffered byte is lost between owners
+	PID    uint32
+	Secret []byte
+	Net    string // "tcp" or "unix", for cancel requests
+	Addr   string
+	Params map[string]string // ParameterStatus values as of now
+
+	idleSince time.Time
+}
+
+// Pool keeps reset backend sessions for reuse, keyed by PoolKey, in session
+// mode: a client holds one for its whole session. Sessions idle longer than
+// IdleTimeout are closed by Reap.
+type Pool struct {
+	// Dial logs in a new backend session for a key.
+	Dial func(ctx context.Context, key PoolKey) (*BackendConn, error)
+	// IdleTimeout is server_idle_timeout [1800 s].
+	IdleTimeout time.Duration
+	// MaxIdlePerKey bounds the idle sessions kept per key [64].
+	MaxIdlePerKey int
+
+	mu     sync.Mutex
+	idle   map[PoolKey][]*BackendConn
+	closed bool
+}
+
+// Get returns an idle session for key that is still alive, or dials one.
+// reused tells which.
+func (p *Pool) Get(ctx context.Context, key PoolKey) (bc *BackendConn, reused bool, err error) {
+	for {
+		bc = p.takeIdle(key)
+		if bc == nil {
+			break
+		}
+		if alive(bc) {
+			return bc, true, nil
+		}
+		bc.Conn.Close()
+	}
+	bc, err = p.Dial(ctx, key)
+	return bc, false, err
+}
+
+func (p *Pool) takeIdle(key PoolKey) *BackendConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := p.idle[key]
+	if len(list) == 0 {
+		return nil
+	}
+	bc := list[len(list)-1] // most recently used: warm caches, and the oldest age out
+	p.idle[key] = list[:len(list)-1]
+	return bc
+}
+
+// Put parks a session that the caller has reset (see Reset) for the next
+// client. A closed pool, or a full key, closes it instead.
+func (p *Pool) Put(bc *BackendConn) {
+	max := p.MaxIdlePerKey
+	if max <= 0 {
+		max = 64
+	}
+	p.mu.Lock()
+	if p.closed || len(p.idle[bc.Key]) >= max {
+		p.mu.Unlock()
+		bc.Conn.Close()
+		return
+	}
+	if p.idle == nil {
+		p.idle = map[PoolKey][]*BackendConn{}
+	}
+	bc.idleSince = time.Now()
+	p.idle[bc.Key] = append(p.idle[bc.Key], bc)
+	p.mu.Unlock()
+}
+
+// Reap closes sessions idle for longer than IdleTimeout.
+func (p *Pool) Reap(now time.Time) int {
+	timeout := p.IdleTimeout
+	if timeout <= 0 {
+		timeout = 1800 * time.Second
+	}
+	var stale []*BackendConn
+	p.mu.Lock()
+	for key, list := range p.idle {
+		keep := list[:0]
+		for _, bc := range list {
+			if now.Sub(bc.idleSince) > timeout {
+				stale = append(stale, bc)
+			} else {
+				keep = append(keep, bc)
+			}
+		}
+		if len(keep) == 0 {
+			delete(p.idle, key)
+		} else {
+			p.idle[key] = keep
+		}
+	}
+	p.mu.Unlock()
+	for _, bc := range stale {
+		bc.Conn.Close()
+	}
+	return len(stale)
+}
+
+// Idle counts idle sessions per key, for metrics.
+func (p *Pool) Idle() map[PoolKey]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[PoolKey]int, len(p.idle))
+	for k, l := range p.idle {
+		out[k] = len(l)
+	}
+	return out
+}
+
+// Close closes every idle session; later Puts close theirs.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, list := range idle {
+		for _, bc := range list {
+			bc.Conn.Close()
+		}
+	}
+}
+
+// alive reports whether an idle session's socket is still open and quiet:
+// a non-blocking peek finds neither data (a server that spoke while idle, e.g.
+// a termination notice) nor end of file. Connections that give no access to
+// their socket (TLS) are assumed alive; their first use then fails cleanly.
+func alive(bc *BackendConn) bool {
+	if bc.Reader.Buffered() > 0 {
+		return false
+	}
+	sc, ok := bc.Conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var n int
+	var perr error
+	var b [1]byte
+	if err := raw.Read(func(fd uintptr) bool {
+		n, _, perr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true
+	}); err != nil {
+		return false
+	}
+	_ = n
+	return perr != nil && (errors.Is(perr, syscall.EAGAIN) || errors.Is(perr, syscall.EWOULDBLOCK))
+}
+
+// Hijacked turns a freshly logged-in pgconn into a BackendConn.
+func Hijacked(key PoolKey, pc *pgconn.PgConn, netw, addr string) (*BackendConn, error) {
+	hj, err := pc.Hijack()
+	if err != nil {
+		return nil, cerrors.Wrap(err, "take over backend connection")
+	}
+	return &BackendConn{
+		Key: key, Conn: hj.Conn, Reader: wire.NewFrameReader(hj.Conn, 0),
+		PID: hj.PID, Secret: hj.SecretKey, Net: netw, Addr: addr, Params: hj.ParameterStatuses,
+	}, nil
+}
+
+// Exec runs one simple-protocol query on an idle backend session and waits
+// for ReadyForQuery, recording ParameterStatus changes. It fails on an
+// ErrorResponse, or when the session is not idle afterwards.
+func (bc *BackendConn) Exec(sql string, timeout time.Duration) error {
+	_ = bc.Conn.SetDeadline(time.Now().Add(timeout))
+	defer bc.Conn.SetDeadline(time.Time{})
+	if _, err := bc.Conn.Write(wire.AppendQuery(nil, sql)); err != nil {
+		return cerrors.Wrap(err, "send to backend")
+	}
+	var qerr error
+	for {
+		typ, body, err := bc.Reader.Next()
+		if err != nil {
+			return cerrors.Wrap(err, "read from backend")
+		}
+		switch typ {
+		case 'S':
+			if name, value, ok := parameterStatus(body); ok {
+				bc.Params[name] = value
+			}
+		case 'E':
+			_, code, msg, _ := wire.ParseErrorFields(body)
+			qerr = wire.NewError("ERROR", code, "%s", msg)
+		case 'Z':
+			status, _ := wire.ParseReadyForQuery(body)
+			if qerr != nil {
+				return qerr
+			}
+			if status != 'I' {
+				return cerrors.Newf("backend session not idle after %q (status %c)", sql, status)
+			}
+			return nil
+		}
+	}
+}
+
+// Reset returns a session to a clean state for the next client: no
+// transaction, no prepared statements, portals, temp tables, advisory locks,
+// listeners or changed settings.
+func (bc *BackendConn) Reset(timeout time.Duration) error {
+	return bc.Exec("DISCARD ALL", timeout)
+}
+
+// Configure applies a client's startup parameters to a reused session with
+// SET, so it looks exactly like a session started with them. options
+// ("-c name=value" pairs) are applied the same way.
+func (bc *BackendConn) Configure(params map[string]string, timeout time.Duration) error {
+	sets := StartupSets(params)
+	if len(sets) == 0 {
+		return nil
+	}
+	return bc.Exec(strings.Join(sets, "; "), timeout)
+}
+
+// StartupSets turns client startup parameters into SET statements, in a
+// stable order. Names are quoted identifiers; values are literals.
+func StartupSets(params map[string]string) []string {
+	settings := map[string]string{}
+	for k, v := range params {
+		switch k {
+		case "user", "database", "replication":
+		case "options":
+			for name, val := range parseOptions(v) {
+				settings[name] = val
+			}
+		default:
+			settings[k] = v
+		}
+	}
+	names := make([]string, 0, len(settings))
+	for k := range settings {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := make([]string, 0, len(names))
+	for _, k := range names {
+		out = append(out, "SET "+quoteIdent(k)+" = "+quoteLiteral(settings[k]))
+	}
+	return out
+}
+
+// parseOptions reads "-c name=value" and "--name=value" words of the
+// options startup parameter (backslash escapes a space, as in libpq).
+func parseOptions(s string) map[string]string {
+	var words []string
+	var cur strings.Builder
+	esc := false
+	for _, r := range s {
+		switch {
+		case esc:
+			cur.WriteRune(r)
+			esc = false
+		case r == '\\':
+			esc = true
+		case r == ' ' || r == '\t':
+			if cur.Len() > 0 {
+				words = append(words, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if cur.Len() > 0 {
+		words = append(words, cur.String())
+	}
+	out := map[string]string{}
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		var kv string
+		switch {
+		case w == "-c" && i+1 < len(words):
+			i++
+			kv = words[i]
+		case strings.HasPrefix(w, "-c"):
+			kv = w[2:]
+		case strings.HasPrefix(w, "--"):
+			kv = w[2:]
+		default:
+			continue
+		}
+		if name, val, ok := strings.Cut(kv, "="); ok {
+			out[strings.ReplaceAll(name, "-", "_")] = val
+		}
+	}
+	return out
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+func quoteLiteral(s string) string {
+	s = strings.ReplaceAll(s, "\x00", "")
+	if strings.Contains(s, `\`) {
+		return `E'` + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `'`, `''`) + `'`
+	}
+	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
+}
+
+// parameterStatus decodes a ParameterStatus body: name NUL value NUL.
+func parameterStatus(body []byte) (name, value string, ok bool) {
+	i := indexByte(body, 0)
+	if i < 0 {
+		return "", "", false
+	}
+	rest := body[i+1:]
+	j := indexByte(rest, 0)
+	if j < 0 {
+		return "", "", false
+	}
+	return string(body[:i]), string(rest[:j]), true
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}

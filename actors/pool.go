@@ -176,16 +176,14 @@ func alive(bc *BackendConn) bool {
 	if err != nil {
 		return false
 	}
-	var n int
 	var perr error
 	var b [1]byte
 	if err := raw.Read(func(fd uintptr) bool {
-		n, _, perr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		_, _, perr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		return true
 	}); err != nil {
 		return false
 	}
-	_ = n
 	return perr != nil && (errors.Is(perr, syscall.EAGAIN) || errors.Is(perr, syscall.EWOULDBLOCK))
 }
 

@@ -38,7 +38,12 @@ type login struct {
 
 func (c *clientConn) serve(ctx context.Context) {
 	p := c.proxy
-	res, err := wire.Startup(ctx, c.raw, wire.StartupConfig{
+	adm := p.admitConn(c.raw) // PROXY header, IP ban, per-IP limit (admit.go)
+	if adm == nil {
+		return
+	}
+	defer adm.done()
+	res, err := wire.Startup(ctx, adm.conn, wire.StartupConfig{
 		TLS:        p.cfg.TLS,
 		RequireTLS: p.cfg.RequireTLS,
 		AllowPlaintext: func(addr net.Addr) bool {
@@ -55,13 +60,26 @@ func (c *clientConn) serve(ctx context.Context) {
 	if res.Cancel != nil {
 		cctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 		defer cancel()
-		p.Cancel(cctx, res.Cancel.ProcessID, res.Cancel.SecretKey)
+		p.cancelRequest(cctx, res.Cancel.ProcessID, res.Cancel.SecretKey)
 		return
 	}
 	conn := res.Conn
 	_ = conn.SetDeadline(time.Now().Add(p.cfg.StartupTimeout))
+	if err := adm.rejection(); err != nil {
+		_ = wire.WriteError(conn, err)
+		return
+	}
+	if err := p.admit(); err != nil {
+		_ = wire.WriteError(conn, err)
+		return
+	}
 	lg, err := c.authenticate(res)
 	if err != nil {
+		adm.authFailed(err)
+		_ = wire.WriteError(conn, err)
+		return
+	}
+	if err := adm.admitDatabase(lg); err != nil {
 		_ = wire.WriteError(conn, err)
 		return
 	}
@@ -79,7 +97,7 @@ func (c *clientConn) serve(ctx context.Context) {
 		sess.backend.Close()
 		return
 	}
-	sess.relay(ctx)
+	adm.relay(ctx, sess)
 }
 
 // authenticate runs SCRAM against the project's live keys, then resolves
@@ -91,34 +109,35 @@ func (c *clientConn) authenticate(res *wire.StartupResult) (*login, error) {
 	if db == "" {
 		db = user
 	}
-	var (
-		salt       []byte
-		iterations = 4096
-		keys       []fsm.Key
-		candidates []scram.Verifier
-	)
-	p.cfg.FSM.View(func(s *fsm.State) {
-		proj := s.Project(user)
-		if proj == nil {
-			return
+	salt, iterations, keys, candidates := p.projectKeys(user)
+	if salt == nil && p.catchUp(context.Background()) {
+		// A project created through another node a moment ago.
+		salt, iterations, keys, candidates = p.projectKeys(user)
+	}
+	var refresh func() []scram.Verifier
+	if salt != nil {
+		refresh = func() []scram.Verifier { // a key created a moment ago
+			if !p.catchUp(context.Background()) {
+				return nil
+			}
+			_, _, keys, candidates = p.projectKeys(user)
+			return candidates
 		}
-		salt, iterations = proj.Salt, proj.Iterations
-		for _, k := range proj.LiveKeys() {
-			keys = append(keys, *k)
-			candidates = append(candidates, scram.Verifier{StoredKey: k.StoredKey, ServerKey: k.ServerKey})
-		}
-	})
+	}
 	if salt == nil {
 		// Unknown project: the same exchange with a stable fake salt and no
 		// candidates, ending in the same error as a wrong password.
 		salt = scram.FakeSalt(p.cfg.FakeSecret, user)
 	}
-	matched, err := wire.AuthenticateSCRAM(res.Backend, user, salt, iterations, candidates, res.ChannelBinding)
+	matched, err := wire.AuthenticateSCRAMRefresh(res.Backend, user, salt, iterations, candidates, res.ChannelBinding, refresh)
 	if err != nil {
 		return nil, err
 	}
 	lg := &login{projectID: user, database: db, key: keys[matched]}
 
+	if !p.resolvable(user, db) {
+		p.catchUp(context.Background()) // a tenant created a moment ago
+	}
 	var rerr error
 	p.cfg.FSM.View(func(s *fsm.State) {
 		ws, tenant, ok := fsm.ParseDatabase(db)

@@ -32,6 +32,12 @@ type ProxyConfig struct {
 	// FakeSecret seeds the fake SCRAM salts shown for unknown projects, so
 	// they are stable per node and reveal nothing.
 	FakeSecret []byte
+
+	// Cluster hooks (cluster.go); nil on a lone node.
+	Cluster ClusterHooks
+	// Policy: PROXY protocol, per-IP and per-database limits, auth bans, query
+	// log, metrics (admit.go); nil enforces FSM limits and bans only.
+	Policy *Policies
 }
 
 // Proxy is the node's PostgreSQL wire listener: one connection actor per
@@ -76,7 +82,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 }
 
 // NodeTag is the 10-bit tag of a node id carried in the high bits of every
-// proxy-issued process id, so any node can tell where a cancel belongs.
+// proxy-issued cancel secret, so any node can tell where a cancel belongs.
 func NodeTag(nodeID string) uint32 {
 	sum := sha256.Sum256([]byte(nodeID))
 	return binary.BigEndian.Uint32(sum[:4]) >> 22
@@ -138,19 +144,20 @@ func (p *Proxy) Close() {
 	p.wg.Wait()
 }
 
-// register gives a session a fresh proxy-issued cancel key.
+// register gives a session its cancel key: the backend's real process id
+// (clients such as Knex cancel with pg_cancel_backend(pid), which must name
+// the real backend) and a proxy-issued secret whose high 10 bits carry this
+// node's tag, so any node can route a CancelRequest to the node holding the
+// session.
 func (p *Proxy) register(s *session) cancelKey {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
-		var b [8]byte
+		var b [4]byte
 		_, _ = rand.Read(b[:])
 		k := cancelKey{
-			pid:    p.nodeTag<<22 | binary.BigEndian.Uint32(b[:4])&(1<<22-1),
-			secret: binary.BigEndian.Uint32(b[4:]),
-		}
-		if k.pid&(1<<22-1) == 0 {
-			continue
+			pid:    s.backendPID,
+			secret: p.nodeTag<<22 | binary.BigEndian.Uint32(b[:])&(1<<22-1),
 		}
 		if _, dup := p.sessions[k]; !dup {
 			p.sessions[k] = s

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
-	"github.com/jackc/pgx/v5"
 
 	"tdb/actors/backend"
 	"tdb/fsm"
@@ -207,25 +206,15 @@ func (r *Reconciler) provisionOnce(ctx context.Context, t Task) (int, error) {
 	if err := backend.Ensure(ctx, t.Backend.URL, spec); err != nil {
 		return 0, errors.Wrapf(err, "backend %s", t.Backend.Name)
 	}
-	version := t.Database.SchemaVersion
-	for _, v := range t.Versions {
-		if v.Version <= version {
-			continue
-		}
-		err := backend.RunAsOwner(ctx, t.Backend.URL, t.Database.Name, func(tx pgx.Tx) error {
-			for _, stmt := range v.Statements {
-				if _, err := tx.Exec(ctx, stmt); err != nil {
-					return errors.Wrapf(err, "blueprint version %d", v.Version)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return version, err
-		}
-		version = v.Version
-	}
-	return version, nil
+	// The versions run logged in as the owner role (never a superuser
+	// session with SET ROLE, which blueprint DDL could RESET), each in its own
+	// transaction, with the same progress marker as deployments.
+	return applyTenant(ctx, ApplyConfig{}, TenantJob{
+		BackendURL: t.Backend.URL,
+		Database:   t.Database.Name,
+		From:       t.Database.SchemaVersion,
+		Versions:   t.Versions,
+	})
 }
 
 func (r *Reconciler) drop(ctx context.Context, t Task) {

@@ -45,6 +45,7 @@ type session struct {
 	injected map[string]*wire.PGError // sentinel -> the error the client sees
 	inflight int                      // Query/Sync messages awaiting ReadyForQuery
 	track    *tracker                 // statements in flight, for DDL capture
+	gov      *governor                // limits and query log (enforce.go); nil: none
 	closing  atomic.Bool              // the relay is ending on purpose
 }
 
@@ -146,6 +147,7 @@ func (s *session) clientToBackend() (clientGone bool) {
 			}
 			s.mu.Lock()
 			s.track.query(r)
+			s.gov.query(sql, r)
 			s.inflight++
 			s.mu.Unlock()
 		case 'P':
@@ -160,27 +162,32 @@ func (s *session) clientToBackend() (clientGone bool) {
 			}
 			s.mu.Lock()
 			s.track.parse(name, r)
+			s.gov.parse(name, sql)
 			s.mu.Unlock()
 		case 'B':
 			portal, stmt := cstring2(body)
 			s.mu.Lock()
 			s.track.bind(portal, stmt)
+			s.gov.bind(portal, stmt)
 			s.mu.Unlock()
 		case 'E':
 			portal, _ := cstring2(body)
 			s.mu.Lock()
 			s.track.execute(portal)
+			s.gov.execute(portal)
 			s.mu.Unlock()
 		case 'C':
 			if len(body) > 1 {
 				name, _ := cstring2(body[1:])
 				s.mu.Lock()
 				s.track.close(body[0], name)
+				s.gov.closeMsg(body[0], name)
 				s.mu.Unlock()
 			}
 		case 'S':
 			s.mu.Lock()
 			s.track.sync()
+			s.gov.sync()
 			s.inflight++
 			s.mu.Unlock()
 		case 'X':
@@ -188,6 +195,7 @@ func (s *session) clientToBackend() (clientGone bool) {
 			_ = fw.Flush()
 			return false
 		}
+		s.gov.awaitCancel()
 		if err := fw.Write(typ, body); err != nil {
 			return false
 		}
@@ -215,34 +223,39 @@ func (s *session) backendToClient() {
 			}
 			return
 		}
+		var act relayAction // limits and query log (enforce.go)
 		switch typ {
+		case 'D':
+			s.mu.Lock()
+			act = s.gov.dataRow()
+			s.mu.Unlock()
 		case 'E':
-			if _, code, msg, err := wire.ParseErrorFields(body); err == nil && code == "42601" {
+			severity, code, msg, err := wire.ParseErrorFields(body)
+			if err == nil && code == "42601" {
 				if rej := s.rewrite(msg); rej != nil {
-					s.mu.Lock()
-					s.track.errorResponse()
-					s.mu.Unlock()
-					if err := fw.WriteRaw(wire.AppendErrorResponse(nil, rej)); err != nil {
-						return
-					}
-					continue
+					body = wire.AppendErrorResponse(nil, rej)[5:]
+					severity, code = rej.Severity, rej.Code
 				}
 			}
 			s.mu.Lock()
 			s.track.errorResponse()
+			act = s.gov.errorResponse(severity, code)
 			s.mu.Unlock()
 		case 'C':
 			tag, _ := wire.ParseCommandComplete(body)
 			s.mu.Lock()
 			s.track.commandComplete(tag)
+			act = s.gov.commandComplete(tag)
 			s.mu.Unlock()
 		case 'I':
 			s.mu.Lock()
 			s.track.emptyQuery()
+			act = s.gov.emptyQuery()
 			s.mu.Unlock()
 		case 's':
 			s.mu.Lock()
 			s.track.portalSuspended()
+			act = s.gov.portalSuspended()
 			s.mu.Unlock()
 		case 'Z':
 			status, _ := wire.ParseReadyForQuery(body)
@@ -251,6 +264,7 @@ func (s *session) backendToClient() {
 				s.inflight--
 			}
 			ddl := s.track.readyForQuery(status)
+			act = s.gov.readyForQuery(status)
 			s.mu.Unlock()
 			if len(ddl) > 0 && s.captures() {
 				if notice := s.recordVersion(ddl); notice != nil {
@@ -259,8 +273,12 @@ func (s *session) backendToClient() {
 					}
 				}
 			}
+		default:
+			s.mu.Lock()
+			act = s.gov.other(typ)
+			s.mu.Unlock()
 		}
-		if err := fw.Write(typ, body); err != nil {
+		if err := s.gov.forward(fw, typ, body, act); err != nil {
 			return
 		}
 		if fr.Buffered() == 0 {

@@ -25,6 +25,12 @@ const (
 	CmdRevokeKey
 	CmdAddBackend
 	CmdSetClusterSettings
+	CmdCreateDeployment
+	CmdSetDeploymentResult
+	CmdRecordAuthFailures
+	CmdCreateImport
+	CmdSetImportTenant
+	CmdRetryImport
 )
 
 var commandNames = map[CommandType]string{
@@ -40,6 +46,12 @@ var commandNames = map[CommandType]string{
 	CmdRevokeKey:               "revoke_key",
 	CmdAddBackend:              "add_backend",
 	CmdSetClusterSettings:      "set_cluster_settings",
+	CmdCreateDeployment:        "create_deployment",
+	CmdSetDeploymentResult:     "set_deployment_result",
+	CmdRecordAuthFailures:      "record_auth_failures",
+	CmdCreateImport:            "create_import",
+	CmdSetImportTenant:         "set_import_tenant",
+	CmdRetryImport:             "retry_import",
 }
 
 func (t CommandType) String() string {

@@ -56,6 +56,14 @@ type State struct {
 	Databases map[string]*Database `json:"databases"`
 	Settings  ClusterSettings      `json:"settings"`
 
+	// Deployments are blueprint rollouts by id (see deployment.go).
+	Deployments map[string]*Deployment `json:"deployments,omitempty"`
+	// Imports are import-full jobs by id (see importjob.go).
+	Imports map[string]*Import `json:"imports,omitempty"`
+
+	// Bans are the auth-failure counters and bans of client IPs (bans.go).
+	Bans BanTable `json:"bans"`
+
 	// byLookup indexes live and revoked keys by the hash of their secret, for
 	// bearer authentication. Derived: rebuilt on restore, never serialized.
 	byLookup map[string]*Key
@@ -199,6 +207,9 @@ func NewState() *State {
 		Databases: map[string]*Database{},
 		Settings:  DefaultClusterSettings,
 		byLookup:  map[string]*Key{},
+
+		Deployments: map[string]*Deployment{},
+		Imports:     map[string]*Import{},
 	}
 }
 
@@ -212,6 +223,12 @@ func (s *State) reindex() {
 	}
 	if s.Databases == nil {
 		s.Databases = map[string]*Database{}
+	}
+	if s.Deployments == nil {
+		s.Deployments = map[string]*Deployment{}
+	}
+	if s.Imports == nil {
+		s.Imports = map[string]*Import{}
 	}
 	s.byLookup = map[string]*Key{}
 	for _, p := range s.Projects {

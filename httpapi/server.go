@@ -65,12 +65,20 @@ func (s *server) routes() http.Handler {
 		{http.MethodGet, "/workspaces/{name}", s.getWorkspace},
 		{http.MethodGet, "/workspaces/{name}/settings", s.getWorkspaceSettings},
 		{http.MethodPatch, "/workspaces/{name}/settings", s.updateWorkspaceSettings},
+		{http.MethodPost, "/workspaces/{name}/schema", s.workspaceSchema},
+		{http.MethodPost, "/workspaces/{name}/import-full", s.importFull},
+		{http.MethodGet, "/imports", s.listImports},
+		{http.MethodGet, "/imports/{id}", s.getImport},
 		{http.MethodGet, "/blueprints/{name}/versions", s.listBlueprintVersions},
+		{http.MethodPost, "/deployments", s.createDeployment},
+		{http.MethodGet, "/deployments", s.listDeployments},
+		{http.MethodGet, "/deployments/{id}", s.getDeployment},
 
 		{http.MethodPost, "/tenants", s.createTenant},
 		{http.MethodGet, "/tenants", s.listTenants},
 		{http.MethodGet, "/tenants/{id}", s.getTenant},
 		{http.MethodDelete, "/tenants/{id}", s.deleteTenant},
+		{http.MethodPost, "/tenants/{id}/query", s.queryTenant},
 
 		{http.MethodPost, "/apikeys", s.createKey},
 		{http.MethodGet, "/apikeys", s.listKeys},
@@ -82,6 +90,8 @@ func (s *server) routes() http.Handler {
 		{http.MethodGet, "/cluster/status", s.clusterStatus},
 		{http.MethodGet, "/cluster/settings", s.getClusterSettings},
 		{http.MethodPatch, "/cluster/settings", s.updateClusterSettings},
+
+		{http.MethodGet, "/logs", s.listLogs},
 	} {
 		r.Handle("/v1"+rt.path, s.authed(rt.h)).Methods(rt.method)
 	}

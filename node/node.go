@@ -7,9 +7,11 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -17,6 +19,7 @@ import (
 
 	"tdb/actors"
 	"tdb/fsm"
+	"tdb/gossip"
 	"tdb/httpapi"
 	"tdb/wire"
 )
@@ -40,6 +43,20 @@ type Config struct {
 
 	LogOutput io.Writer
 	Raft      RaftConfig // timing knobs; addresses and dirs are filled in from above
+
+	// GossipAddr is the gossip listen address; empty runs a lone node
+	// without gossip (`tdb dev`). Join lists members' gossip addresses.
+	GossipAddr string
+	Join       []string
+	// ClusterSecret authenticates node-to-node calls and encrypts gossip;
+	// empty: DeriveClusterSecret(AdminKey).
+	ClusterSecret string
+	Cluster       ClusterConfig // membership and fail-closed knobs (cluster.go)
+
+	// ProxyProtocolFrom: load balancers whose connections must carry a PROXY
+	// v1/v2 header (and no one else's may); empty: off (policy.go).
+	ProxyProtocolFrom []netip.Prefix
+	QueryLogCapacity  int // query log entries kept in memory (default 10,000)
 }
 
 // Node is a running tdb node.
@@ -53,6 +70,13 @@ type Node struct {
 	logger  *log.Logger
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+
+	gossip    *gossip.Gossip // nil on a lone node
+	secret    string         // cluster secret for internal calls
+	client    *http.Client   // internal calls
+	startedAt time.Time
+	stale     atomic.Bool  // cut off from the leader since the last catch-up (cluster.go)
+	pol       *policyParts // metrics, query log, ban tracker (policy.go)
 }
 
 // Start opens the replica, waits for a leader, and starts serving.
@@ -71,12 +95,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, rep: rep, logger: logger}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := rep.WaitLeader(wctx); err != nil && cfg.Bootstrap {
-		rep.Close()
-		return nil, err
+	n := &Node{cfg: cfg, rep: rep, logger: logger, startedAt: time.Now(), client: newInternalClient()}
+	n.cfg.Cluster.setDefaults()
+	if n.secret = cfg.ClusterSecret; n.secret == "" {
+		n.secret = DeriveClusterSecret(cfg.AdminKey)
 	}
 
 	tlsCfg, err := n.tlsConfig()
@@ -93,14 +115,37 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		rep.Close()
 		return nil, errors.Wrapf(err, "listen http on %s", cfg.HTTPAddr)
 	}
+	if err := n.startGossip(); err != nil {
+		n.httpLn.Close()
+		n.wireLn.Close()
+		rep.Close()
+		return nil, err
+	}
+	// A joining node learns of its leader once the leader has added it,
+	// which needs the gossip above; a restarted member of a larger cluster
+	// may have to wait for the others.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := rep.WaitLeader(wctx); err != nil && cfg.Bootstrap && n.loneServer() {
+		n.stopGossip()
+		n.httpLn.Close()
+		n.wireLn.Close()
+		rep.Close()
+		return nil, err
+	}
 	if n.cfg.PublicWireAddr == "" {
 		n.cfg.PublicWireAddr = n.wireLn.Addr().String()
 	}
 
 	runCtx, runCancel := context.WithCancel(context.Background())
 	n.cancel = runCancel
+	policy := n.startPolicies(runCtx) // before any actor proposes: Apply observes it
 	rec := &actors.Reconciler{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf}
 	n.goRun(func() { rec.Run(runCtx) })
+	dep := &actors.Deployer{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf}
+	n.goRun(func() { dep.Run(runCtx) })
+	imp := &actors.Importer{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf}
+	n.goRun(func() { imp.Run(runCtx) })
 
 	n.proxy = actors.NewProxy(actors.ProxyConfig{
 		NodeID:                 cfg.NodeID,
@@ -110,10 +155,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		AllowLoopbackPlaintext: cfg.AllowLoopbackPlaintext,
 		Propose:                n,
 		Logf:                   logger.Printf,
+		Policy:                 policy,
+		Cluster: actors.ClusterHooks{
+			Admit: n.admitLogin, CatchUp: n.catchUp, CatchUpTimeout: n.cfg.Cluster.CatchUpTimeout, RouteCancel: n.routeCancel,
+		},
 	})
 	n.goRun(func() { n.proxy.Serve(runCtx, n.wireLn) })
+	n.goRun(func() { n.membershipLoop(runCtx) })
 
-	n.httpSrv = &http.Server{Handler: httpapi.New(n, logger.Printf), ReadHeaderTimeout: 10 * time.Second}
+	n.httpSrv = &http.Server{Handler: n.withMetrics(n.withInternal(httpapi.New(n, logger.Printf))), ReadHeaderTimeout: 10 * time.Second}
 	n.goRun(func() {
 		if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Printf("http: %v", err)
@@ -150,6 +200,8 @@ func (n *Node) Stop() error {
 	n.cancel()
 	n.proxy.Close()
 	n.wg.Wait()
+	n.stopPolicies()
+	n.stopGossip()
 	return n.rep.Close()
 }
 
@@ -171,32 +223,19 @@ func (n *Node) AdminKey() string { return n.cfg.AdminKey }
 // WireAddr implements httpapi.Cluster.
 func (n *Node) WireAddr() string { return n.cfg.PublicWireAddr }
 
-// Apply implements httpapi.Cluster: commits through the leader.
+// Apply implements httpapi.Cluster: commits through the leader, forwarding
+// from a follower (applyAnywhere).
 func (n *Node) Apply(ctx context.Context, t fsm.CommandType, payload any) (any, uint64, error) {
-	return n.rep.Apply(ctx, t, payload)
+	defer n.observeApply(time.Now())
+	if n.gossip == nil {
+		return n.rep.Apply(ctx, t, payload)
+	}
+	return n.applyAnywhere(ctx, t, payload)
 }
 
-// Status implements httpapi.Cluster.
+// Status implements httpapi.Cluster (status.go).
 func (n *Node) Status(ctx context.Context) (httpapi.ClusterStatus, error) {
-	_, leaderID := n.rep.Raft.LeaderWithID()
-	st := httpapi.ClusterStatus{LeaderID: string(leaderID), NodeID: n.cfg.NodeID, AppliedIndex: n.rep.FSM.AppliedIndex()}
-	cf := n.rep.Raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return st, errors.Wrap(err, "raft configuration")
-	}
-	for _, s := range cf.Configuration().Servers {
-		ns := httpapi.NodeStatus{ID: string(s.ID), RaftAddr: string(s.Address), Voter: s.Suffrage == raft.Voter, Role: "follower"}
-		if s.ID == leaderID {
-			ns.Role = "leader"
-		}
-		if string(s.ID) == n.cfg.NodeID {
-			ns.HTTPAddr, ns.WireAddr, ns.Alive = n.HTTPAddr(), n.BoundWireAddr(), true
-			ns.RaftIndex = n.rep.FSM.AppliedIndex()
-			ns.Role = stateName(n.rep.Raft.State())
-		}
-		st.Nodes = append(st.Nodes, ns)
-	}
-	return st, nil
+	return n.clusterStatus(ctx)
 }
 
 func stateName(s raft.RaftState) string {

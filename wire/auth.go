@@ -27,6 +27,16 @@ import (
 // Reads are bounded by the connection's deadline, which the caller sets.
 func AuthenticateSCRAM(be *pgproto3.Backend, user string, salt []byte, iterations int,
 	candidates []scram.Verifier, binding []byte) (matched int, err error) {
+	return AuthenticateSCRAMRefresh(be, user, salt, iterations, candidates, binding, nil)
+}
+
+// AuthenticateSCRAMRefresh is AuthenticateSCRAM with a second look: when the
+// proof matches no candidate and refresh is not nil, refresh is called once
+// for fresh candidates (same salt and iterations; the caller may wait for its
+// replica to catch up) and the same proof is checked against them before the
+// login fails. The returned index is into the fresh list when it matched there.
+func AuthenticateSCRAMRefresh(be *pgproto3.Backend, user string, salt []byte, iterations int,
+	candidates []scram.Verifier, binding []byte, refresh func() []scram.Verifier) (matched int, err error) {
 	srv := scram.NewServer(salt, iterations, candidates, binding)
 	mechanisms := srv.Mechanisms()
 
@@ -71,6 +81,9 @@ func AuthenticateSCRAM(be *pgproto3.Backend, user string, salt []byte, iteration
 	matched, serverFinal, err := srv.ClientFinal(resp.Data)
 	if err != nil {
 		return -1, scramError(err)
+	}
+	if matched < 0 && refresh != nil {
+		matched, serverFinal = srv.Recheck(refresh())
 	}
 	if matched < 0 {
 		return -1, Fatalf(CodeInvalidPassword, "password authentication failed for user \"%s\"", user)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,7 +36,7 @@ type devState struct {
 }
 
 func newDevCmd() *cobra.Command {
-	var dataDir, wireAddr, httpAddr string
+	var dataDir, wireAddr, httpAddr, proxyFrom string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a single-node cluster with its own local PostgreSQL and a demo project",
@@ -43,16 +44,21 @@ func newDevCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runDev(ctx, cmd.OutOrStdout(), dataDir, wireAddr, httpAddr)
+			trusted, err := node.ParseCIDRs(proxyFrom)
+			if err != nil {
+				return err
+			}
+			return runDev(ctx, cmd.OutOrStdout(), dataDir, wireAddr, httpAddr, trusted)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "tdb-data", "directory for all state (raft, PostgreSQL, TLS, env)")
 	cmd.Flags().StringVar(&wireAddr, "wire-addr", "127.0.0.1:5433", "PostgreSQL wire proxy listen address")
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "HTTP control plane listen address")
+	cmd.Flags().StringVar(&proxyFrom, "proxy-protocol-from", "", "load balancers (CIDRs, comma separated) whose connections carry a PROXY v1/v2 header")
 	return cmd
 }
 
-func runDev(ctx context.Context, out io.Writer, dataDir, wireAddr, httpAddr string) error {
+func runDev(ctx context.Context, out io.Writer, dataDir, wireAddr, httpAddr string, proxyFrom []netip.Prefix) error {
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return err
@@ -81,6 +87,7 @@ func runDev(ctx context.Context, out io.Writer, dataDir, wireAddr, httpAddr stri
 		AdminKey:               st.AdminKey,
 		AllowLoopbackPlaintext: true,
 		LogOutput:              os.Stderr,
+		ProxyProtocolFrom:      proxyFrom,
 	})
 	if err != nil {
 		return err

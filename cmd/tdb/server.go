@@ -3,7 +3,9 @@ package main
 import (
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/spf13/cobra"
@@ -16,7 +18,7 @@ func init() { register(newServerCmd) }
 func newServerCmd() *cobra.Command {
 	var cfg node.Config
 	var allowPlaintext bool
-	var join, gossipAddr string
+	var join, gossipAddr, proxyFrom string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run one node of a tdb cluster",
@@ -29,7 +31,24 @@ func newServerCmd() *cobra.Command {
 				cfg.AdminKey = os.Getenv("TDB_ADMIN_KEY")
 			}
 			cfg.Bootstrap = join == ""
+			cfg.GossipAddr = gossipAddr
+			for _, a := range strings.Split(join, ",") {
+				if a = strings.TrimSpace(a); a != "" {
+					cfg.Join = append(cfg.Join, a)
+				}
+			}
+			if cfg.ClusterSecret == "" {
+				cfg.ClusterSecret = os.Getenv("TDB_CLUSTER_SECRET")
+			}
+			if cfg.ClusterSecret == "" && cfg.AdminKey == "" {
+				cmd.PrintErrln("warning: no --cluster-secret or --admin-key: gossip is unencrypted and nodes cannot forward writes to each other")
+			}
 			cfg.RequireTLS = !allowPlaintext
+			trusted, err := node.ParseCIDRs(proxyFrom)
+			if err != nil {
+				return err
+			}
+			cfg.ProxyProtocolFrom = trusted
 			cfg.LogOutput = cmd.ErrOrStderr()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -51,9 +70,13 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&gossipAddr, "gossip-addr", "127.0.0.1:7946", "gossip listen address")
 	f.StringVar(&join, "join", "", "gossip address(es) of existing members, comma separated")
 	f.StringVar(&cfg.AdminKey, "admin-key", "", "the cluster operator's key (env TDB_ADMIN_KEY)")
+	f.StringVar(&cfg.ClusterSecret, "cluster-secret", "", "secret shared by the nodes for internal calls and gossip (env TDB_CLUSTER_SECRET; default: derived from the admin key)")
+	f.DurationVar(&cfg.Cluster.LeaderContactLimit, "leader-contact-limit", 10*time.Second, "refuse new logins after this long without contact with a raft leader")
+	f.DurationVar(&cfg.Cluster.ReapTimeout, "reap-timeout", 72*time.Hour, "remove a failed node from raft after this long")
 	f.StringVar(&cfg.PublicWireAddr, "public-wire-addr", "", "host:port put in connection strings (default: the wire address)")
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "wire TLS certificate (default: self-signed, made once in the data dir)")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "wire TLS key")
 	f.BoolVar(&allowPlaintext, "allow-plaintext", false, "accept wire clients without TLS")
+	f.StringVar(&proxyFrom, "proxy-protocol-from", "", "load balancers (CIDRs, comma separated) whose connections must carry a PROXY v1/v2 header; no one else may send one")
 	return cmd
 }

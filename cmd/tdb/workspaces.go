@@ -90,7 +90,7 @@ func newWorkspacesCmd() *cobra.Command {
 		},
 	}
 
-	cmd.AddCommand(create, list, get, newWorkspaceSettingsCmd())
+	cmd.AddCommand(create, list, get, newWorkspaceSettingsCmd(), newWorkspaceSchemaCmd(), newWorkspaceImportFullCmd())
 	return cmd
 }
 

@@ -28,6 +28,8 @@ type Env struct {
 	AdminKey      string
 	ProjectID     string
 	ProxyPassword string
+
+	cfg node.Config // for Restart
 }
 
 // Start starts a node on a shared test PostgreSQL server (each Env has its own
@@ -63,8 +65,12 @@ func Start(t testing.TB, configure ...func(*node.Config)) *Env {
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}
-	t.Cleanup(func() { _ = n.Stop() })
-	e := &Env{Node: n, PG: pg, AdminKey: cfg.AdminKey}
+	e := &Env{Node: n, PG: pg, AdminKey: cfg.AdminKey, cfg: cfg}
+	t.Cleanup(func() {
+		if e.Node != nil {
+			_ = e.Node.Stop()
+		}
+	})
 
 	backend := fmt.Sprintf("local%d", time.Now().UnixNano()%1e6)
 	e.MustDo(t, "POST", "/v1/backends", e.AdminKey, "", map[string]string{"name": backend, "url": pg.URL()}, nil)
@@ -180,4 +186,24 @@ func (e *Env) ConnString(password, database, sslmode string) string {
 		RawQuery: "sslmode=" + sslmode,
 	}
 	return u.String()
+}
+
+// Restart stops the node and starts it again from the same data dir (and raft
+// address), as after a crash or an upgrade; listeners get new ports.
+func (e *Env) Restart(t testing.TB) {
+	t.Helper()
+	cfg := e.cfg
+	cfg.RaftAddr = e.Node.Replica().Addr()
+	cfg.PublicWireAddr = ""
+	if err := e.Node.Stop(); err != nil {
+		t.Fatalf("stop node: %v", err)
+	}
+	e.Node = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("restart node: %v", err)
+	}
+	e.Node = n
 }

@@ -59,6 +59,10 @@ type Server struct {
 	clientFirstBare string
 	serverFirst     string
 	nonce           string // client nonce + server nonce
+
+	// kept after a proof matched no candidate, for Recheck
+	authMessage []byte
+	proof       []byte
 }
 
 // NewServer starts an exchange for candidates that all share salt and
@@ -233,6 +237,7 @@ func (s *Server) ClientFinal(msg []byte) (matched int, serverFinal []byte, err e
 	authMessage := []byte(s.clientFirstBare + "," + s.serverFirst + "," + string(withoutProof))
 	matched = s.check(authMessage, proof)
 	if matched < 0 {
+		s.authMessage, s.proof = authMessage, proof
 		return -1, nil, nil
 	}
 	sig := hmacSHA256(s.candidates[matched].ServerKey, authMessage)

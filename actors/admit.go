@@ -1,0 +1,254 @@
+package actors
+
+import (
+	"context"
+	"math"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+
+	"tdb/fsm"
+	"tdb/metrics"
+	"tdb/querylog"
+	"tdb/wire"
+)
+
+// PolicyConfig configures a node's connection policies: the PROXY protocol,
+// per-IP and per-database connection limits, the auth-ban tracker, the query
+// log and metrics. Limit values come from the FSM.
+type PolicyConfig struct {
+	// ProxyProtocolFrom lists the peers (load balancers) that must open every
+	// connection with a PROXY v1/v2 header; any other peer must not send one.
+	// Empty: the PROXY protocol is off and the TCP peer is the client.
+	ProxyProtocolFrom []netip.Prefix
+	// ProxyHeaderTimeout bounds the wait for a PROXY header (default 5 s).
+	ProxyHeaderTimeout time.Duration
+	Bans               *BanTracker      // receives failed logins; nil: not reported
+	QueryLog           *querylog.Log    // nil: no query log
+	Metrics            *metrics.Metrics // nil: no metrics
+}
+
+// Policies holds a node's connection policies and their live counters: client
+// connections per IP and per physical database on this node (limits are per
+// node, not cluster-wide). With a nil *Policies the proxy still refuses banned
+// IPs and enforces the per-statement limits, but counts no connections,
+// reports no failed logins and logs nothing.
+type Policies struct {
+	cfg PolicyConfig
+
+	mu    sync.Mutex
+	perIP map[string]int64
+	perDB map[string]int64
+}
+
+// NewPolicies returns a node's policies.
+func NewPolicies(cfg PolicyConfig) *Policies {
+	if cfg.ProxyHeaderTimeout <= 0 {
+		cfg.ProxyHeaderTimeout = 5 * time.Second
+	}
+	return &Policies{cfg: cfg, perIP: map[string]int64{}, perDB: map[string]int64{}}
+}
+
+func (p *Policies) metrics() *metrics.Metrics {
+	if p == nil {
+		return nil
+	}
+	return p.cfg.Metrics
+}
+
+func (p *Policies) queryLog() *querylog.Log {
+	if p == nil {
+		return nil
+	}
+	return p.cfg.QueryLog
+}
+
+// Counts returns the live connections of an IP and of a physical database on
+// this node (tests, diagnostics).
+func (p *Policies) Counts(ip, database string) (perIP, perDB int64) {
+	if p == nil {
+		return 0, 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.perIP[ip], p.perDB[database]
+}
+
+// acquire takes one slot of key in m unless limit (> 0) slots are taken.
+func (p *Policies) acquire(m map[string]int64, key string, limit int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if limit > 0 && m[key] >= limit {
+		return false
+	}
+	m[key]++
+	return true
+}
+
+func (p *Policies) release(m map[string]int64, key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m[key]--; m[key] <= 0 {
+		delete(m, key)
+	}
+}
+
+// admission is what the proxy decided about a connection when it was
+// accepted, before the startup phase: the client's real IP, and whether it
+// is banned or over its IP's connection limit. A rejection is delivered after
+// the startup phase, as an ErrorResponse the client's driver can show.
+type admission struct {
+	p      *Proxy
+	conn   net.Conn // the client connection (PROXY header consumed)
+	ip     string
+	banned time.Time // end of the IP's ban, if banned
+	reject error     // other rejection
+	holdIP bool      // holds a slot of its IP
+	holdDB string    // holds a slot of this physical database
+	state  string    // metrics state
+}
+
+// admitConn resolves a new connection's client IP (reading a PROXY header from a
+// trusted load balancer) and checks the IP's ban and connection limit. It
+// returns nil when the connection must simply be closed (a PROXY header where
+// none is allowed, or none where one is required).
+func (p *Proxy) admitConn(raw net.Conn) *admission {
+	pol := p.cfg.Policy
+	m := pol.metrics()
+	a := &admission{p: p, conn: raw}
+	if pol != nil && len(pol.cfg.ProxyProtocolFrom) > 0 {
+		conn, err := readProxyHeader(raw, pol.cfg.ProxyProtocolFrom, pol.cfg.ProxyHeaderTimeout)
+		if err != nil {
+			p.cfg.Logf("proxy: %v", err)
+			m.Rejected("proxy_protocol")
+			_ = raw.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = wire.WriteError(raw, err)
+			return nil
+		}
+		a.conn = conn
+	}
+	a.ip = clientIP(a.conn.RemoteAddr())
+	a.state = metrics.StateStartup
+	m.ConnState("", a.state)
+
+	var set fsm.ClusterSettings
+	p.cfg.FSM.View(func(s *fsm.State) {
+		set = s.Settings
+		a.banned, _ = s.BannedUntil(a.ip, p.cfg.Now())
+	})
+	switch {
+	case !a.banned.IsZero():
+		m.Rejected("banned")
+	case pol != nil && !pol.acquire(pol.perIP, a.ip, set.MaxConnsPerIP):
+		m.Rejected("max_conns_per_ip")
+		a.reject = wire.Fatalf(wire.CodeTooManyConnections,
+			"connection rejected: too many connections from your IP (max_conns_per_ip %d)", set.MaxConnsPerIP)
+	default:
+		a.holdIP = pol != nil
+	}
+	return a
+}
+
+// rejection is the error to send after the startup phase, if any. A ban's
+// remaining seconds are counted now, on this node's clock, rounded up.
+func (a *admission) rejection() error {
+	if a.banned.IsZero() {
+		return a.reject
+	}
+	left := max(1, int64(math.Ceil(a.banned.Sub(a.p.cfg.Now()).Seconds())))
+	return wire.Fatalf(wire.CodeTooManyConnections,
+		"connection rejected: your IP is temporarily rate-limited after repeated failed auth attempts, retry in %ds", left)
+}
+
+// authFailed reports a failed login: only a wrong password (28P01) counts,
+// not a client that went away or spoke the protocol wrong.
+func (a *admission) authFailed(err error) {
+	if wire.CodeOf(err) != wire.CodeInvalidPassword {
+		return
+	}
+	pol := a.p.cfg.Policy
+	pol.metrics().AuthFailed()
+	if pol != nil && pol.cfg.Bans != nil {
+		pol.cfg.Bans.Fail(a.ip)
+	}
+}
+
+// admitDatabase takes a slot of the login's physical database under the
+// workspace's max_connections, counted on this node.
+func (a *admission) admitDatabase(lg *login) error {
+	pol := a.p.cfg.Policy
+	if pol == nil {
+		return nil
+	}
+	limit := lg.workspace.Settings.MaxConnections
+	if !pol.acquire(pol.perDB, lg.target.Name, limit) {
+		pol.metrics().Rejected("max_connections")
+		return wire.Fatalf(wire.CodeTooManyConnections, "too many connections for database %q (max_connections %d)", lg.database, limit)
+	}
+	a.holdDB = lg.target.Name
+	return nil
+}
+
+// relay runs the session's relay with its limits and query log.
+func (a *admission) relay(ctx context.Context, s *session) {
+	startGovernor(s, a.ip)
+	a.p.cfg.Policy.metrics().ConnState(a.state, metrics.StateActive)
+	a.state = metrics.StateActive
+	s.relay(ctx)
+	s.gov.end()
+}
+
+// done releases what the connection held.
+func (a *admission) done() {
+	pol := a.p.cfg.Policy
+	pol.metrics().ConnState(a.state, "")
+	if a.holdIP {
+		pol.release(pol.perIP, a.ip)
+	}
+	if a.holdDB != "" {
+		pol.release(pol.perDB, a.holdDB)
+	}
+}
+
+// readProxyHeader reads the PROXY header a trusted peer must send, or makes
+// sure an untrusted peer sent none. The returned connection reports the
+// client's address as its RemoteAddr.
+func readProxyHeader(raw net.Conn, trusted []netip.Prefix, timeout time.Duration) (net.Conn, error) {
+	peer := addrOf(raw.RemoteAddr())
+	policy := proxyproto.REJECT
+	for _, pfx := range trusted {
+		if peer.IsValid() && pfx.Contains(peer) {
+			policy = proxyproto.REQUIRE
+			break
+		}
+	}
+	pc := proxyproto.NewConn(raw, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(timeout))
+	if _, err := pc.Read(nil); err != nil { // runs header detection
+		if policy == proxyproto.REQUIRE {
+			return nil, wire.Fatalf(wire.CodeProtocolViolation, "a PROXY protocol header is required from %s: %v", peer, err)
+		}
+		return nil, wire.Fatalf(wire.CodeProtocolViolation, "PROXY protocol header not accepted from %s", peer)
+	}
+	return pc, nil
+}
+
+// addrOf is the IP of a TCP address (zero for other kinds).
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+// clientIP is the canonical text of a client's IP ("local" for a Unix socket).
+func clientIP(a net.Addr) string {
+	if ip := addrOf(a); ip.IsValid() {
+		return ip.String()
+	}
+	return "local"
+}

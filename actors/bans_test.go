@@ -1,0 +1,89 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"tdb/fsm"
+)
+
+func TestFailBatch(t *testing.T) {
+	b := newFailBatch(3)
+	for _, ip := range []string{"10.0.0.2", "10.0.0.1", "10.0.0.2", "10.0.0.3"} {
+		if !b.add(ip, 1) {
+			t.Fatalf("add %s refused", ip)
+		}
+	}
+	if b.add("10.0.0.4", 1) {
+		t.Fatal("a fourth distinct IP fit in a batch of 3")
+	}
+	if !b.add("10.0.0.1", 1) {
+		t.Fatal("a known IP refused in a full batch")
+	}
+	got := b.take(2)
+	if fmt.Sprint(got) != "[{10.0.0.1 2} {10.0.0.2 2}]" {
+		t.Fatalf("take(2) = %v", got)
+	}
+	b.putBack(got)
+	if got := b.take(10); fmt.Sprint(got) != "[{10.0.0.1 2} {10.0.0.2 2} {10.0.0.3 1}]" || !b.empty() {
+		t.Fatalf("take(10) = %v", got)
+	}
+}
+
+// fsmProposer commits commands straight into a real FSM, counting them.
+type fsmProposer struct {
+	mu    sync.Mutex
+	f     *fsm.FSM
+	index uint64
+	cmds  int
+}
+
+func (p *fsmProposer) Apply(_ context.Context, t fsm.CommandType, payload any) (any, uint64, error) {
+	data, err := fsm.Encode(t, payload)
+	if err != nil {
+		return nil, 0, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.index++
+	p.cmds++
+	r := p.f.Apply(&raft.Log{Type: raft.LogCommand, Index: p.index, Data: data}).(fsm.Response)
+	return r.Value, p.index, r.Err
+}
+
+// TestBanTrackerBatches: many failures become few raft commands, and the
+// FSM bans the IP.
+func TestBanTrackerBatches(t *testing.T) {
+	p := &fsmProposer{f: fsm.New()}
+	bt := NewBanTracker(BanTrackerConfig{Propose: p, Interval: 50 * time.Millisecond, Logf: t.Logf})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go bt.Run(ctx)
+	const failures = 200
+	for i := 0; i < failures; i++ {
+		bt.Fail(fmt.Sprintf("192.0.2.%d", i%4))
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := p.f.WaitFor(wctx, func(s *fsm.State) bool {
+		for i := 0; i < 4; i++ {
+			if _, ok := s.BannedUntil(fmt.Sprintf("192.0.2.%d", i), time.Now()); !ok {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("IPs not banned: %v", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmds >= failures/10 {
+		t.Fatalf("%d failures took %d raft commands: not batched", failures, p.cmds)
+	}
+	t.Logf("%d failures, %d commands", failures, p.cmds)
+}

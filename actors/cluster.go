@@ -1,0 +1,93 @@
+package actors
+
+import (
+	"context"
+	"time"
+
+	"tdb/fsm"
+	"tdb/wire/scram"
+)
+
+// ClusterHooks connect the proxy to the rest of the cluster. Each may be nil.
+type ClusterHooks struct {
+	// Admit is asked before every login; an error (with a SQLSTATE) refuses
+	// it. A node cut off from the raft leader fails closed this way, so it
+	// never accepts a key the majority has revoked. Running sessions go on.
+	Admit func() error
+	// CatchUp waits until the local FSM has applied everything the leader
+	// had applied when it was asked. A login calls it once before failing on
+	// a project, key or database this node may not have seen yet, so a key
+	// created through another node works here as soon as its create call
+	// has returned.
+	CatchUp func(ctx context.Context) error
+	// CatchUpTimeout bounds one CatchUp (default 2 s).
+	CatchUpTimeout time.Duration
+	// RouteCancel delivers a cancel request for a session this node does not
+	// hold to the node whose tag (NodeTag) is in the high bits of the secret.
+	RouteCancel func(ctx context.Context, tag, pid, secret uint32)
+}
+
+// admit runs the Admit hook.
+func (p *Proxy) admit() error {
+	if p.cfg.Cluster.Admit == nil {
+		return nil
+	}
+	return p.cfg.Cluster.Admit()
+}
+
+// catchUp runs the CatchUp hook, bounded; it reports whether the local FSM
+// may have changed (false when there is nothing to catch up with).
+func (p *Proxy) catchUp(ctx context.Context) bool {
+	if p.cfg.Cluster.CatchUp == nil {
+		return false
+	}
+	d := p.cfg.Cluster.CatchUpTimeout
+	if d <= 0 {
+		d = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if err := p.cfg.Cluster.CatchUp(ctx); err != nil {
+		p.cfg.Logf("proxy: catch up with the leader: %v", err)
+	}
+	return true
+}
+
+// cancelRequest serves a client's CancelRequest: a session of this node is
+// cancelled here, any other is routed to the node its key names.
+func (p *Proxy) cancelRequest(ctx context.Context, pid, secret uint32) {
+	if p.Cancel(ctx, pid, secret) {
+		return
+	}
+	if p.cfg.Cluster.RouteCancel != nil {
+		p.cfg.Cluster.RouteCancel(ctx, secret>>22, pid, secret)
+	}
+}
+
+// projectKeys reads what SCRAM needs for a project: its salt and iterations,
+// and its live keys with their verifiers. salt is nil for an unknown project.
+func (p *Proxy) projectKeys(user string) (salt []byte, iterations int, keys []fsm.Key, candidates []scram.Verifier) {
+	iterations = 4096
+	p.cfg.FSM.View(func(s *fsm.State) {
+		proj := s.Project(user)
+		if proj == nil {
+			return
+		}
+		salt, iterations = proj.Salt, proj.Iterations
+		for _, k := range proj.LiveKeys() {
+			keys = append(keys, *k)
+			candidates = append(candidates, scram.Verifier{StoredKey: k.StoredKey, ServerKey: k.ServerKey})
+		}
+	})
+	return salt, iterations, keys, candidates
+}
+
+// resolvable reports whether db resolves to a ready database for user here.
+func (p *Proxy) resolvable(user, db string) bool {
+	ok := false
+	p.cfg.FSM.View(func(s *fsm.State) {
+		t, found := s.Resolve(user, db)
+		ok = found && t.Database != nil && t.Database.Status == fsm.StatusReady
+	})
+	return ok
+}

@@ -1,0 +1,242 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"tdb/actors/backend"
+	"tdb/wire/classify"
+)
+
+// ApplyConfig holds the knobs of applying blueprint versions to one tenant.
+type ApplyConfig struct {
+	// LockTimeout bounds how long one statement waits for a lock (a busy
+	// tenant) before its step is rolled back and retried.
+	LockTimeout time.Duration
+	// Attempts is how many times a step is tried when it hits a lock
+	// timeout, a deadlock or a serialization failure.
+	Attempts int
+	// Backoff is the pause before the second try; it doubles after each.
+	Backoff time.Duration
+	// TenantTimeout bounds the whole work on one tenant.
+	TenantTimeout time.Duration
+}
+
+func (c *ApplyConfig) defaults() {
+	if c.LockTimeout <= 0 {
+		c.LockTimeout = 5 * time.Second
+	}
+	if c.Attempts <= 0 {
+		c.Attempts = 5
+	}
+	if c.Backoff <= 0 {
+		c.Backoff = 500 * time.Millisecond
+	}
+	if c.TenantTimeout <= 0 {
+		c.TenantTimeout = 30 * time.Minute
+	}
+}
+
+// deployLockKey is the advisory lock a deployer holds in a tenant database
+// while it applies versions there, so that two deployers (an old leader that
+// has not noticed yet, and the new one) never interleave.
+const deployLockKey int64 = 0x7464625f64706c79 // "tdb_dply"
+
+// markerPrefix starts the comment on a tenant database that records the
+// last blueprint version applied there. It is written in the same
+// transaction as the version, so it is exact even when the deployer dies
+// between that commit and recording the result in the FSM.
+const markerPrefix = "tdb:schema_version="
+
+// applyTenant applies job.Versions in order to the tenant's database, logged
+// in as its owner role. Each version runs in its own transaction, except
+// statements that cannot run in one (CREATE INDEX CONCURRENTLY…), which run
+// alone. A version already recorded in the database's marker is skipped, so
+// retrying a tenant whose result was never recorded is safe. It returns the
+// version the database has reached, and the first error.
+func applyTenant(ctx context.Context, cfg ApplyConfig, job TenantJob) (int, error) {
+	cfg.defaults()
+	reached := job.From
+	if len(job.Versions) == 0 {
+		return reached, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.TenantTimeout)
+	defer cancel()
+	var conn *pgx.Conn
+	err := retry(ctx, cfg, func(error) bool { return true }, func() error {
+		var err error
+		conn, err = backend.ConnectAsOwner(ctx, job.BackendURL, job.Database)
+		return err
+	})
+	if err != nil {
+		return reached, err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", cfg.LockTimeout.Milliseconds())); err != nil {
+		return reached, errors.Wrap(err, "set lock_timeout")
+	}
+	err = retry(ctx, cfg, retryable, func() error {
+		_, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", deployLockKey)
+		return err
+	})
+	if err != nil {
+		return reached, errors.Wrap(err, "take the deployment lock")
+	}
+	marker, err := readMarker(ctx, conn)
+	if err != nil {
+		return reached, err
+	}
+	reached = max(reached, marker)
+	for _, v := range job.Versions {
+		if v.Version <= reached {
+			continue
+		}
+		if err := applyVersion(ctx, conn, cfg, job.Database, v.Version, v.Statements); err != nil {
+			if ctx.Err() == context.DeadlineExceeded {
+				err = errors.Wrapf(err, "timed out after %s", cfg.TenantTimeout)
+			}
+			return reached, errors.Wrapf(err, "blueprint version %d", v.Version)
+		}
+		reached = v.Version
+	}
+	return reached, nil
+}
+
+// deployStep is a run of statements that execute together: in one transaction, or
+// (noTxn) a single statement outside any.
+type deployStep struct {
+	stmts []string
+	noTxn bool
+}
+
+// splitSteps groups a version's statements into steps.
+func splitSteps(stmts []string) []deployStep {
+	var steps []deployStep
+	for _, s := range stmts {
+		noTxn := false
+		for _, st := range classify.Classify(s).Statements {
+			noTxn = noTxn || st.NoTxn
+		}
+		if !noTxn && len(steps) > 0 && !steps[len(steps)-1].noTxn {
+			steps[len(steps)-1].stmts = append(steps[len(steps)-1].stmts, s)
+			continue
+		}
+		steps = append(steps, deployStep{stmts: []string{s}, noTxn: noTxn})
+	}
+	return steps
+}
+
+// applyVersion runs one version's steps and records the version in the
+// marker with the last transaction.
+func applyVersion(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, db string, version int, stmts []string) error {
+	mark := "COMMENT ON DATABASE " + pgx.Identifier{db}.Sanitize() + " IS '" + markerPrefix + strconv.Itoa(version) + "'"
+	steps := splitSteps(stmts)
+	if len(steps) == 0 || steps[len(steps)-1].noTxn {
+		steps = append(steps, deployStep{}) // a transaction for the marker alone
+	}
+	for i, st := range steps {
+		if st.noTxn {
+			if err := execNoTxn(ctx, conn, cfg, st.stmts[0]); err != nil {
+				return err
+			}
+			continue
+		}
+		last := i == len(steps)-1
+		err := retry(ctx, cfg, retryable, func() error {
+			return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+				for _, s := range st.stmts {
+					if _, err := tx.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
+						return err
+					}
+				}
+				if last {
+					_, err := tx.Exec(ctx, mark)
+					return errors.Wrap(err, "record the version in the database")
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// execNoTxn runs a statement that cannot run in a transaction. It waits for
+// locks without a timeout: CREATE INDEX CONCURRENTLY waits for older
+// transactions by design without blocking anyone, and a retry after a
+// timeout would trip over the invalid index the first try left behind.
+// TenantTimeout still bounds it.
+func execNoTxn(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, stmt string) error {
+	if _, err := conn.Exec(ctx, "SET lock_timeout = 0"); err != nil {
+		return errors.Wrap(err, "set lock_timeout")
+	}
+	if _, err := conn.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return err
+	}
+	_, err := conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", cfg.LockTimeout.Milliseconds()))
+	return errors.Wrap(err, "set lock_timeout")
+}
+
+// readMarker returns the version recorded on the database, 0 when none.
+func readMarker(ctx context.Context, conn *pgx.Conn) (int, error) {
+	var comment string
+	err := conn.QueryRow(ctx, `SELECT coalesce(shobj_description(oid, 'pg_database'), '')
+		FROM pg_database WHERE datname = current_database()`).Scan(&comment)
+	if err != nil {
+		return 0, errors.Wrap(err, "read the database's schema version")
+	}
+	rest, ok := strings.CutPrefix(comment, markerPrefix)
+	if !ok {
+		return 0, nil
+	}
+	v, err := strconv.Atoi(rest)
+	if err != nil {
+		return 0, nil
+	}
+	return v, nil
+}
+
+// retryable reports whether a failure is about contention, not about the
+// statement: lock_timeout, deadlock, serialization failure.
+func retryable(err error) bool {
+	var pge *pgconn.PgError
+	if !errors.As(err, &pge) {
+		return false
+	}
+	switch pge.Code {
+	case "55P03", "40P01", "40001":
+		return true
+	}
+	return false
+}
+
+// retry runs fn up to cfg.Attempts times while it fails with an error that
+// again accepts, pausing cfg.Backoff, then twice that, and so on. The last
+// error is returned with the number of attempts when they ran out.
+func retry(ctx context.Context, cfg ApplyConfig, again func(error) bool, fn func() error) error {
+	pause := cfg.Backoff
+	var err error
+	for attempt := 1; ; attempt++ {
+		if err = fn(); err == nil || !again(err) || ctx.Err() != nil {
+			return err
+		}
+		if attempt >= cfg.Attempts {
+			return errors.Wrapf(err, "gave up after %d attempts", attempt)
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return err
+		}
+		pause *= 2
+	}
+}

@@ -1,0 +1,182 @@
+package actors
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"tdb/actors/backend"
+	"tdb/fsm"
+	"tdb/internal/testpg"
+)
+
+// deployFixture is a provisioned tenant database on the shared server.
+type deployFixture struct {
+	t   *testing.T
+	url string
+	db  string
+}
+
+func newDeployFixture(t *testing.T) *deployFixture {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	f := &deployFixture{t: t, url: testpg.Shared(t).URL(), db: "deploy_" + hex.EncodeToString(b)}
+	ctx := context.Background()
+	spec := backend.DatabaseSpec{Name: f.db, Kind: backend.KindTenant,
+		Passwords: backend.Passwords{Admin: "a" + f.db, Write: "w" + f.db, Read: "r" + f.db}}
+	if err := backend.Ensure(ctx, f.url, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = backend.Drop(context.Background(), f.url, f.db) })
+	return f
+}
+
+// superuser opens a superuser session in the tenant database.
+func (f *deployFixture) superuser() *pgx.Conn {
+	f.t.Helper()
+	cfg, err := pgx.ParseConfig(f.url)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cfg.Database = f.db
+	c, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func (f *deployFixture) job(from, target int, versions ...[]string) TenantJob {
+	job := TenantJob{Tenant: "t", BackendURL: f.url, Database: f.db, From: from, Target: target}
+	for i, stmts := range versions {
+		if i+1 > from && i+1 <= target {
+			job.Versions = append(job.Versions, fsm.BlueprintVersion{Version: i + 1, Statements: stmts})
+		}
+	}
+	return job
+}
+
+func (f *deployFixture) exists(sql string) bool {
+	f.t.Helper()
+	var ok bool
+	if err := f.superuser().QueryRow(context.Background(), "SELECT EXISTS ("+sql+")").Scan(&ok); err != nil {
+		f.t.Fatal(err)
+	}
+	return ok
+}
+
+var fastApply = ApplyConfig{LockTimeout: 100 * time.Millisecond, Attempts: 2, Backoff: 10 * time.Millisecond}
+
+func TestApplyTenantVersions(t *testing.T) {
+	t.Parallel()
+	f := newDeployFixture(t)
+	ctx := context.Background()
+	versions := [][]string{
+		{"CREATE TABLE accounts (id serial PRIMARY KEY, name text)"},
+		{"ALTER TABLE accounts ADD COLUMN email text", "CREATE INDEX CONCURRENTLY accounts_email_idx ON accounts (email)", "CREATE TABLE notes (id int)"},
+		{"ALTER TABLE accounts ADD COLUMN plan text"},
+		{"ALTER TABLE accounts ADD COLUMN balance numeric", "CREATE TABLE invoices (id int)"},
+	}
+
+	reached, err := applyTenant(ctx, fastApply, f.job(0, 2, versions...))
+	if err != nil || reached != 2 {
+		t.Fatalf("reached %d, %v", reached, err)
+	}
+	if !f.exists("SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'accounts_email_idx' AND i.indisvalid") {
+		t.Fatal("the concurrent index is missing or invalid")
+	}
+	if !f.exists("SELECT 1 FROM pg_tables WHERE tablename = 'notes' AND tableowner = '" + backend.RoleName(f.db, backend.RoleOwner) + "'") {
+		t.Fatal("objects are not owned by the owner role")
+	}
+
+	// The FSM lost the result (a crash after the commit): the marker in the
+	// database makes the retry a no-op instead of "already exists".
+	if reached, err := applyTenant(ctx, fastApply, f.job(0, 2, versions...)); err != nil || reached != 2 {
+		t.Fatalf("retry reached %d, %v", reached, err)
+	}
+
+	// A busy tenant: a lock held elsewhere makes the version give up after
+	// its attempts, with the lock timeout as the reason.
+	su := f.superuser()
+	tx, err := su.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE accounts IN ACCESS SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	reached, err = applyTenant(ctx, fastApply, f.job(2, 3, versions...))
+	if err == nil || !strings.Contains(err.Error(), "lock timeout") || !strings.Contains(err.Error(), "gave up after 2 attempts") || reached != 2 {
+		t.Fatalf("busy tenant: reached %d, %v", reached, err)
+	}
+	_ = tx.Rollback(ctx)
+	if reached, err := applyTenant(ctx, fastApply, f.job(2, 3, versions...)); err != nil || reached != 3 {
+		t.Fatalf("after the lock: reached %d, %v", reached, err)
+	}
+
+	// Drift: the version fails with the backend's error and changes nothing.
+	if _, err := su.Exec(ctx, "CREATE TABLE invoices (other text)"); err != nil {
+		t.Fatal(err)
+	}
+	reached, err = applyTenant(ctx, fastApply, f.job(3, 4, versions...))
+	if err == nil || !strings.Contains(err.Error(), `blueprint version 4: ERROR: relation "invoices" already exists (SQLSTATE 42P07)`) || reached != 3 {
+		t.Fatalf("drift: reached %d, %v", reached, err)
+	}
+	if f.exists("SELECT 1 FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'balance'") {
+		t.Fatal("the failed version was partly applied")
+	}
+}
+
+func TestApplyTenantCannotBecomeSuperuser(t *testing.T) {
+	t.Parallel()
+	f := newDeployFixture(t)
+	role := "tdb_evil_" + f.db
+	evil := []string{`DO $$ BEGIN EXECUTE 'RESET ROLE'; EXECUTE 'CREATE ROLE ` + role + `'; END $$`}
+	_, err := applyTenant(context.Background(), fastApply, f.job(0, 1, evil))
+	if err == nil || !strings.Contains(err.Error(), "permission denied to create role") {
+		t.Fatalf("DDL replay escaped the owner role: %v", err)
+	}
+	if f.exists("SELECT 1 FROM pg_roles WHERE rolname = '" + role + "'") {
+		t.Fatal("role created")
+	}
+	if f.exists("SELECT 1 FROM pg_roles WHERE rolname = '" + backend.RoleName(f.db, backend.RoleOwner) + "' AND rolcanlogin") {
+		t.Fatal("the owner role was left able to log in")
+	}
+}
+
+func TestSplitSteps(t *testing.T) {
+	tests := []struct {
+		name  string
+		stmts []string
+		want  [][]string
+		noTxn []bool
+	}{
+		{"one transaction", []string{"CREATE TABLE a (id int)", "CREATE TABLE b (id int)"},
+			[][]string{{"CREATE TABLE a (id int)", "CREATE TABLE b (id int)"}}, []bool{false}},
+		{"concurrent index alone", []string{"CREATE TABLE a (id int)", "CREATE INDEX CONCURRENTLY i ON a (id)", "CREATE TABLE b (id int)"},
+			[][]string{{"CREATE TABLE a (id int)"}, {"CREATE INDEX CONCURRENTLY i ON a (id)"}, {"CREATE TABLE b (id int)"}}, []bool{false, true, false}},
+		{"two concurrent", []string{"CREATE INDEX CONCURRENTLY i ON a (id)", "DROP INDEX CONCURRENTLY j"},
+			[][]string{{"CREATE INDEX CONCURRENTLY i ON a (id)"}, {"DROP INDEX CONCURRENTLY j"}}, []bool{true, true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			steps := splitSteps(tc.stmts)
+			if len(steps) != len(tc.want) {
+				t.Fatalf("steps = %+v", steps)
+			}
+			for i, s := range steps {
+				if !slices.Equal(s.stmts, tc.want[i]) || s.noTxn != tc.noTxn[i] {
+					t.Fatalf("step %d = %+v, want %v noTxn=%v", i, s, tc.want[i], tc.noTxn[i])
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,287 @@
+package actors
+
+import (
+	"context"
+	"log"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"tdb/fsm"
+)
+
+// Deployer runs on the raft leader and carries out the deployments in the
+// FSM: for every tenant of an in-progress deployment it applies the blueprint
+// versions the tenant lacks and records the result. All progress lives in the
+// FSM, so a new leader resumes where the old one stopped: tenants done or
+// failed are final, a tenant left running is retried (safe: see applyTenant).
+type Deployer struct {
+	FSM      *fsm.FSM
+	Propose  Proposer
+	IsLeader func() bool
+	Logf     func(format string, args ...any)
+	Now      func() time.Time
+
+	Resync time.Duration // rescan period, on top of change notifications
+	Apply  ApplyConfig   // how versions are applied to one tenant
+
+	mu      sync.Mutex
+	running map[string]context.CancelFunc // deployment id → its runner
+}
+
+func (d *Deployer) defaults() {
+	if d.Resync <= 0 {
+		d.Resync = 2 * time.Second
+	}
+	if d.Logf == nil {
+		d.Logf = log.Printf
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	d.Apply.defaults()
+	d.running = map[string]context.CancelFunc{}
+}
+
+// Run starts a runner for every in-progress deployment while this node leads,
+// and stops them all when it no longer does, until ctx ends.
+func (d *Deployer) Run(ctx context.Context) {
+	d.defaults()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(d.Resync)
+	defer tick.Stop()
+	for {
+		changed := d.FSM.Changed()
+		if d.IsLeader() {
+			var ids []string
+			d.FSM.View(func(s *fsm.State) { ids = activeDeployments(s) })
+			for _, id := range ids {
+				rctx, cancel := context.WithCancel(ctx)
+				if !d.start(id, cancel) {
+					cancel()
+					continue
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer d.stop(id)
+					d.runDeployment(rctx, id)
+				}()
+			}
+		} else {
+			d.stopAll()
+		}
+		select {
+		case <-ctx.Done():
+			d.stopAll()
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+func activeDeployments(s *fsm.State) []string {
+	var ids []string
+	for id, dep := range s.Deployments {
+		if dep.Status == fsm.DeploymentInProgress {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (d *Deployer) start(id string, cancel context.CancelFunc) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running[id] != nil {
+		return false
+	}
+	d.running[id] = cancel
+	return true
+}
+
+func (d *Deployer) stop(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if cancel := d.running[id]; cancel != nil {
+		cancel()
+		delete(d.running, id)
+	}
+}
+
+func (d *Deployer) stopAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, cancel := range d.running {
+		cancel()
+		delete(d.running, id)
+	}
+}
+
+// TenantJob is the work on one tenant of a deployment, planned from the state.
+type TenantJob struct {
+	Deployment string
+	Tenant     string
+	Wait       bool   // the tenant's database is still being provisioned: not yet
+	Fail       string // the tenant cannot be worked on; recorded as its error
+	BackendURL string
+	Database   string // physical database
+	From       int    // the tenant's schema version in the FSM
+	Target     int
+	Versions   []fsm.BlueprintVersion // those after From, up to Target
+}
+
+// PlanTenant decides what to do for one tenant result of a deployment. It is
+// the synchronous core of the deployer.
+func PlanTenant(s *fsm.State, dep *fsm.Deployment, tenant string) TenantJob {
+	job := TenantJob{Deployment: dep.ID, Tenant: tenant, Target: dep.TargetVersion}
+	p := s.Projects[dep.ProjectID]
+	var t *fsm.Tenant
+	var w *fsm.Workspace
+	if p != nil {
+		t, w = p.Tenants[tenant], p.Workspaces[dep.Blueprint]
+	}
+	var db *fsm.Database
+	if t != nil && t.Blueprint == dep.Blueprint {
+		db = s.Databases[t.Database]
+	}
+	switch {
+	case w == nil:
+		job.Fail = "blueprint " + dep.Blueprint + " was deleted"
+		return job
+	case db == nil || db.Status == fsm.StatusDeleting:
+		job.Fail = "tenant " + tenant + " was deleted"
+		return job
+	case db.Status == fsm.StatusProvisioning:
+		job.Wait = true
+		return job
+	case db.Status == fsm.StatusFailed:
+		job.Fail = "tenant database failed to provision: " + db.Error
+		return job
+	}
+	b := s.Backends[db.Backend]
+	if b == nil {
+		job.Fail = "backend " + db.Backend + " is not registered"
+		return job
+	}
+	job.BackendURL, job.Database, job.From = b.URL, db.Name, db.SchemaVersion
+	for _, v := range w.Versions {
+		if v.Version > job.From && v.Version <= job.Target {
+			job.Versions = append(job.Versions, v)
+		}
+	}
+	return job
+}
+
+// runDeployment works on one deployment's tenants, at most its concurrency
+// at a time, until it is finished or ctx ends.
+func (d *Deployer) runDeployment(ctx context.Context, id string) {
+	done := make(chan string, fsm.MaxDeployConcurrency)
+	inflight := map[string]bool{}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(d.Resync)
+	defer tick.Stop()
+	for {
+		if ctx.Err() != nil {
+			return // also when a worker's end and ctx's raced in the select below
+		}
+		changed := d.FSM.Changed()
+		var jobs []TenantJob
+		var conc int
+		finished := true
+		d.FSM.View(func(s *fsm.State) {
+			dep := s.Deployments[id]
+			if dep == nil || dep.Status != fsm.DeploymentInProgress {
+				return
+			}
+			finished, conc = false, dep.Concurrency
+			for _, r := range dep.Results {
+				if (r.Status == fsm.TenantPending || r.Status == fsm.TenantRunning) && !inflight[r.Tenant] {
+					jobs = append(jobs, PlanTenant(s, dep, r.Tenant))
+				}
+			}
+		})
+		if finished {
+			return
+		}
+		for _, job := range jobs {
+			if len(inflight) >= conc {
+				break
+			}
+			if job.Wait {
+				continue
+			}
+			inflight[job.Tenant] = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d.work(ctx, job)
+				done <- job.Tenant
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case t := <-done:
+			delete(inflight, t)
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// work brings one tenant to the target version and records the result. When
+// ctx ends first (leadership lost, node stopping) nothing is recorded: the
+// tenant stays running and the next leader retries it.
+func (d *Deployer) work(ctx context.Context, job TenantJob) {
+	if job.Fail != "" {
+		d.record(ctx, &fsm.SetDeploymentResult{ID: job.Deployment, Tenant: job.Tenant, Status: fsm.TenantFailed,
+			Error: job.Fail, FromVersion: job.From, Version: job.From})
+		return
+	}
+	if !d.record(ctx, &fsm.SetDeploymentResult{ID: job.Deployment, Tenant: job.Tenant, Status: fsm.TenantRunning, FromVersion: job.From}) {
+		return
+	}
+	start := time.Now()
+	reached, err := applyTenant(ctx, d.Apply, job)
+	if ctx.Err() != nil {
+		return
+	}
+	res := &fsm.SetDeploymentResult{ID: job.Deployment, Tenant: job.Tenant, Status: fsm.TenantDone,
+		FromVersion: job.From, Version: reached, DurationMs: time.Since(start).Milliseconds()}
+	if err != nil {
+		res.Status, res.Error = fsm.TenantFailed, err.Error()
+		d.Logf("deployer: %s: tenant %s failed at version %d: %v", job.Deployment, job.Tenant, reached, err)
+	}
+	d.record(ctx, res)
+}
+
+// record commits a tenant result; it reports whether the work may go on.
+// Business failures (the result is already final, the deployment finished)
+// stop the work; other failures are logged and paused on, so that the runner
+// does not spin when it retries.
+func (d *Deployer) record(ctx context.Context, res *fsm.SetDeploymentResult) bool {
+	if ctx.Err() != nil {
+		return false // stopping: the next leader takes over from the FSM
+	}
+	res.At = d.Now().UTC()
+	_, _, err := d.Propose.Apply(ctx, fsm.CmdSetDeploymentResult, res)
+	if err == nil {
+		return true
+	}
+	var fe *fsm.Error
+	if !errors.As(err, &fe) {
+		d.Logf("deployer: record %s of tenant %s in %s: %v", res.Status, res.Tenant, res.ID, err)
+		select {
+		case <-time.After(d.Apply.Backoff):
+		case <-ctx.Done():
+		}
+	}
+	return false
+}

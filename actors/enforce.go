@@ -1,0 +1,304 @@
+package actors
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tdb/fsm"
+	"tdb/querylog"
+	"tdb/wire/classify"
+)
+
+// governor is a session's enforcement of the workspace limits and its query
+// log: the limiter core plus what acts on its decisions (the statement timer,
+// cancel requests to the backend, writes, log entries). Its hook methods are
+// called by the session's pumps, under the session's lock unless noted, and
+// are no-ops on a nil governor.
+type governor struct {
+	s        *session
+	lim      *limiter
+	clientIP string
+
+	timer    *time.Timer
+	timerGen uint64
+
+	// cancelling is non-nil while a proxy-initiated CancelRequest is on its
+	// way; the client pump forwards nothing until it has been delivered, so
+	// the cancel cannot hit a statement the client sends afterwards.
+	cancelling atomic.Pointer[chan struct{}]
+}
+
+// startGovernor attaches a governor to a session about to relay, and counts
+// the bytes it relays.
+func startGovernor(s *session, clientIP string) {
+	g := &governor{s: s, lim: newLimiter(s.proxy.cfg.Now), clientIP: clientIP}
+	s.gov = g
+	if m := s.proxy.cfg.Policy.metrics(); m != nil {
+		s.backend = &countingConn{Conn: s.backend,
+			read: m.BytesCounter("backend_to_client"), written: m.BytesCounter("client_to_backend")}
+	}
+}
+
+// limits reads the workspace's settings now, from the local replica: new
+// values apply to the next statement on every node.
+func (g *governor) limits() stmtLimits {
+	var l stmtLimits
+	lg := g.s.login
+	g.s.proxy.cfg.FSM.View(func(st *fsm.State) {
+		if p := st.Project(lg.projectID); p != nil {
+			if w := p.Workspaces[lg.workspace.Name]; w != nil {
+				l = stmtLimits{maxRows: w.Settings.MaxRowsPerQuery, timeoutMs: w.Settings.QueryTimeoutMs}
+			}
+		}
+	})
+	return l
+}
+
+// Client-side hooks.
+
+func (g *governor) query(sql string, r classify.Result) {
+	if g == nil {
+		return
+	}
+	var stmts []string
+	for _, st := range r.Statements {
+		stmts = append(stmts, st.Text)
+	}
+	g.lim.query(sql, stmts, g.limits())
+	g.rearm()
+}
+
+func (g *governor) parse(name, sql string) {
+	if g != nil {
+		g.lim.parse(name, sql)
+	}
+}
+
+func (g *governor) bind(portal, stmt string) {
+	if g != nil {
+		g.lim.bind(portal, stmt)
+	}
+}
+
+func (g *governor) execute(portal string) {
+	if g == nil {
+		return
+	}
+	g.lim.execute(portal, g.limits())
+	g.rearm()
+}
+
+func (g *governor) closeMsg(kind byte, name string) {
+	if g != nil {
+		g.lim.close(kind, name)
+	}
+}
+
+func (g *governor) sync() {
+	if g != nil {
+		g.lim.sync()
+	}
+}
+
+// awaitCancel blocks while a proxy-initiated cancel is on its way (client
+// pump, without the lock).
+func (g *governor) awaitCancel() {
+	if g == nil {
+		return
+	}
+	if ch := g.cancelling.Load(); ch != nil {
+		<-*ch
+	}
+}
+
+// Backend-side hooks: each returns what to do with the frame.
+
+func (g *governor) dataRow() relayAction {
+	if g == nil {
+		return relayAction{}
+	}
+	return g.after(g.lim.dataRow())
+}
+
+func (g *governor) commandComplete(tag string) relayAction {
+	if g == nil {
+		return relayAction{}
+	}
+	return g.after(g.lim.commandComplete(tag))
+}
+
+func (g *governor) errorResponse(severity, code string) relayAction {
+	if g == nil {
+		return relayAction{}
+	}
+	return g.after(g.lim.errorResponse(severity, code))
+}
+
+func (g *governor) emptyQuery() relayAction {
+	if g == nil {
+		return relayAction{}
+	}
+	return g.after(g.lim.emptyQuery())
+}
+
+func (g *governor) portalSuspended() relayAction {
+	if g == nil {
+		return relayAction{}
+	}
+	return g.after(g.lim.portalSuspended())
+}
+
+func (g *governor) readyForQuery(status byte) relayAction {
+	if g == nil {
+		return relayAction{}
+	}
+	return g.after(g.lim.readyForQuery(status))
+}
+
+func (g *governor) other(typ byte) relayAction {
+	if g == nil {
+		return relayAction{}
+	}
+	return g.lim.other(typ)
+}
+
+// after acts on a decision: the cancel, the statement timer, the log.
+func (g *governor) after(act relayAction) relayAction {
+	if act.cancel != "" {
+		g.cancel(act.cancel)
+	}
+	g.rearm()
+	if done := g.lim.collect(); len(done) > 0 {
+		g.log(done)
+	}
+	return act
+}
+
+// forward writes a backend frame to the client as act says (backend pump,
+// without the lock).
+func (g *governor) forward(fw frameWriter, typ byte, body []byte, act relayAction) error {
+	if len(act.out) > 0 {
+		if err := fw.WriteRaw(act.out); err != nil {
+			return err
+		}
+	}
+	if act.drop {
+		return nil
+	}
+	return fw.Write(typ, body)
+}
+
+// frameWriter is the part of wire.FrameWriter forward needs.
+type frameWriter interface {
+	Write(typ byte, body []byte) error
+	WriteRaw(frames []byte) error
+}
+
+// rearm points the statement timer at the head statement's deadline.
+func (g *governor) rearm() {
+	gen, at, ok := g.lim.deadline()
+	if !ok {
+		if g.timer != nil {
+			g.timer.Stop()
+			g.timerGen = 0
+		}
+		return
+	}
+	if gen == g.timerGen {
+		return
+	}
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	g.timerGen = gen
+	g.timer = time.AfterFunc(at.Sub(g.s.proxy.cfg.Now()), func() { g.fire(gen) })
+}
+
+// fire runs when a statement's query_timeout_ms expires (timer goroutine).
+func (g *governor) fire(gen uint64) {
+	g.s.mu.Lock()
+	expired := g.lim.expire(gen)
+	g.s.mu.Unlock()
+	if expired {
+		g.cancel(limitTimeout)
+	}
+}
+
+// cancel sends a CancelRequest for the backend's running statement, unless
+// one is already on its way.
+func (g *governor) cancel(limit string) {
+	ch := make(chan struct{})
+	if !g.cancelling.CompareAndSwap(nil, &ch) {
+		return
+	}
+	g.s.proxy.cfg.Policy.metrics().LimitCancel(limit)
+	go func() {
+		defer func() {
+			g.cancelling.Store(nil)
+			close(ch)
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), g.s.proxy.cfg.DialTimeout)
+		defer cancel()
+		g.s.cancelBackend(ctx)
+	}()
+}
+
+// log writes finished statements to the query log and the metrics.
+func (g *governor) log(done []stmtDone) {
+	pol := g.s.proxy.cfg.Policy
+	m := pol.metrics()
+	ql := pol.queryLog()
+	lg := g.s.login
+	for _, d := range done {
+		m.Statement(d.sqlstate)
+		if ql == nil {
+			continue
+		}
+		text, cut := querylog.Truncate(d.text)
+		ql.Add(querylog.Entry{
+			Time: d.start.UTC(), Node: g.s.proxy.cfg.NodeID, Project: lg.projectID, Database: lg.database,
+			Workspace: lg.workspace.Name, Tenant: lg.tenant, KeyID: lg.key.ID, Role: lg.key.Role,
+			ClientIP: g.clientIP, Statement: text, Truncated: cut,
+			DurationMs: float64(d.duration.Microseconds()) / 1000, Rows: d.rows, SQLState: d.sqlstate,
+		})
+	}
+}
+
+// end stops the statement timer when the relay is over.
+func (g *governor) end() {
+	if g == nil {
+		return
+	}
+	g.s.mu.Lock()
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	g.timerGen = ^uint64(0)
+	g.s.mu.Unlock()
+}
+
+// countingConn counts the bytes read from and written to a connection.
+type countingConn struct {
+	net.Conn
+	read, written prometheus.Counter
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.read.Add(float64(n))
+	}
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.written.Add(float64(n))
+	}
+	return n, err
+}

@@ -1,0 +1,155 @@
+package actors
+
+import (
+	"context"
+	"io"
+	"strings"
+
+	"github.com/cockroachdb/errors"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"tdb/actors/backend"
+	"tdb/blueprint"
+	"tdb/fsm"
+)
+
+// ImportJob is the copy of one tenant's rows, planned from the state.
+type ImportJob struct {
+	Import     string
+	Tenant     string
+	Value      string // routing value
+	Wait       bool   // the tenant's database is still being provisioned
+	Fail       string // the tenant cannot be worked on; recorded as its error
+	SourceURL  string
+	BackendURL string
+	Database   string
+	Tables     []fsm.ImportTable
+}
+
+// PlanImportTenant decides what to do for one tenant of an import.
+func PlanImportTenant(s *fsm.State, im *fsm.Import, it *fsm.ImportTenant) ImportJob {
+	job := ImportJob{Import: im.ID, Tenant: it.Tenant, Value: it.Value, SourceURL: im.SourceURL, Tables: im.Tables}
+	var db *fsm.Database
+	if p := s.Projects[im.ProjectID]; p != nil {
+		if t := p.Tenants[it.Tenant]; t != nil && t.Blueprint == im.Workspace {
+			db = s.Databases[t.Database]
+		}
+	}
+	switch {
+	case db == nil || db.Status == fsm.StatusDeleting:
+		job.Fail = "tenant " + it.Tenant + " was deleted"
+	case db.Status == fsm.StatusProvisioning:
+		job.Wait = true
+	case db.Status == fsm.StatusFailed:
+		job.Fail = "tenant database failed to provision: " + db.Error
+	case s.Backends[db.Backend] == nil:
+		job.Fail = "backend " + db.Backend + " is not registered"
+	default:
+		job.BackendURL, job.Database = s.Backends[db.Backend].URL, db.Name
+	}
+	return job
+}
+
+// copyTenant copies one tenant's rows from the source into its database, as
+// the database's owner, in one transaction that first empties the tables: a
+// rerun after a crash (whether or not the first run committed) never
+// duplicates rows. The source is read in one snapshot that no concurrent
+// transaction can invalidate (SERIALIZABLE READ ONLY DEFERRABLE, as pg_dump
+// --serializable-deferrable: it may wait for the source's serializable
+// writers to finish, never fails). It returns the rows copied.
+func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, error) {
+	cfg.defaults()
+	ctx, cancel := context.WithTimeout(ctx, cfg.TenantTimeout)
+	defer cancel()
+	var target *pgx.Conn
+	err := retry(ctx, cfg, func(error) bool { return true }, func() error {
+		var err error
+		target, err = backend.ConnectAsOwner(ctx, job.BackendURL, job.Database)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer target.Close(context.Background())
+	scfg, err := pgconn.ParseConfig(job.SourceURL)
+	if err != nil {
+		return 0, errors.Wrap(err, "parse the source URL")
+	}
+	scfg.RuntimeParams["application_name"] = "tdb-import"
+	scfg.RuntimeParams["search_path"] = ""
+	src, err := pgconn.ConnectConfig(ctx, scfg)
+	if err != nil {
+		return 0, errors.Wrap(err, "connect to the source")
+	}
+	defer src.Close(context.Background())
+	if err := src.Exec(ctx, "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE").Close(); err != nil {
+		return 0, errors.Wrap(err, "read the source")
+	}
+
+	var total int64
+	err = pgx.BeginFunc(ctx, target, func(tx pgx.Tx) error {
+		names := make([]string, len(job.Tables))
+		for i, t := range job.Tables {
+			names[i] = t.Name
+		}
+		if _, err := tx.Exec(ctx, "TRUNCATE "+strings.Join(names, ", ")+" CASCADE"); err != nil {
+			return errors.Wrap(err, "empty the tenant's tables")
+		}
+		for _, t := range job.Tables {
+			n, err := copyTable(ctx, src, tx.Conn().PgConn(), t, job.Value)
+			if err != nil {
+				return errors.Wrapf(err, "copy %s", t.Name)
+			}
+			total += n
+		}
+		return resetSequences(ctx, tx)
+	})
+	return total, err
+}
+
+// copyTable streams one table's rows for a routing value from the source
+// into the target with COPY, without holding them in memory.
+func copyTable(ctx context.Context, src, dst *pgconn.PgConn, t fsm.ImportTable, value string) (int64, error) {
+	pr, pw := io.Pipe()
+	read := make(chan error, 1)
+	go func() {
+		_, err := src.CopyTo(ctx, pw, "COPY ("+blueprint.SelectSQL(t, value)+") TO STDOUT")
+		pw.CloseWithError(err)
+		read <- err
+	}()
+	tag, err := dst.CopyFrom(ctx, pr, "COPY "+t.Name+" ("+strings.Join(t.Columns, ", ")+") FROM STDIN")
+	pr.CloseWithError(errors.New("copy ended"))
+	if rerr := <-read; rerr != nil && err == nil {
+		err = rerr
+	}
+	return tag.RowsAffected(), err
+}
+
+// resetSequences moves every serial or identity sequence past the largest
+// value copied into its column.
+func resetSequences(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `SELECT s.oid::regclass::text, t.oid::regclass::text, quote_ident(a.attname)
+		FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+		JOIN pg_class t ON t.oid = d.refobjid
+		JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+		  AND t.relnamespace = 'public'::regnamespace`)
+	if err != nil {
+		return errors.Wrap(err, "list sequences")
+	}
+	type seq struct{ seq, table, col string }
+	seqs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (seq, error) {
+		var s seq
+		return s, r.Scan(&s.seq, &s.table, &s.col)
+	})
+	if err != nil {
+		return errors.Wrap(err, "list sequences")
+	}
+	for _, s := range seqs {
+		if _, err := tx.Exec(ctx, "SELECT setval($1::regclass, m) FROM (SELECT max("+s.col+")::bigint AS m FROM "+s.table+") x WHERE m IS NOT NULL", s.seq); err != nil {
+			return errors.Wrapf(err, "reset sequence %s", s.seq)
+		}
+	}
+	return nil
+}

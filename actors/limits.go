@@ -1,0 +1,382 @@
+package actors
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"tdb/wire"
+)
+
+// stmtLimits are a workspace's per-statement settings as they stood when a
+// statement was sent: new values apply to new statements.
+type stmtLimits struct {
+	maxRows   int64 // max_rows_per_query; 0 = off
+	timeoutMs int64 // query_timeout_ms; 0 = off
+}
+
+// stmtRun is one statement execution as the limits and the query log see it:
+// a statement of a simple Query, or an extended-protocol portal from its
+// first Execute to its CommandComplete. PortalSuspended does not end a run:
+// rows fetched in batches (JDBC fetch size) count together.
+type stmtRun struct {
+	text    string
+	rows    int64         // DataRows so far
+	started time.Time     // first began executing; zero until then
+	active  time.Duration // time spent executing (suspensions excluded)
+}
+
+// limitItem is one entry of the limiter's queue: a statement execution
+// awaiting its end, or the end of a batch (Query or Sync) awaiting
+// ReadyForQuery.
+type limitItem struct {
+	sync  bool
+	run   *stmtRun
+	lim   stmtLimits
+	first bool // this execution began its run
+}
+
+// stmtDone is a finished statement execution, for the query log.
+type stmtDone struct {
+	text     string
+	start    time.Time
+	duration time.Duration
+	rows     int64
+	sqlstate string
+}
+
+// relayAction is what the backend pump does with a frame.
+type relayAction struct {
+	drop   bool   // do not forward the frame
+	out    []byte // complete frames to send in its place (implies drop)
+	cancel string // cancel the running statement on the backend, for this limit
+}
+
+// Limits whose enforcement cancels a statement on the backend.
+const (
+	limitRows    = "max_rows_per_query"
+	limitTimeout = "query_timeout_ms"
+)
+
+// limiter is the synchronous core of per-statement enforcement
+// (max_rows_per_query, query_timeout_ms) and of the query log for one
+// session. Like the tracker it follows the statements the client sent
+// through the backend's answers; client-side methods are called by the client
+// pump, backend-side ones by the backend pump, in protocol order, serialized
+// by the session's lock. It decides; the session acts (cancels, timers,
+// writes).
+type limiter struct {
+	queue    []limitItem
+	prepared map[string]string   // statement name -> text
+	portals  map[string]*stmtRun // portal name -> its run (possibly suspended)
+	now      func() time.Time    // the session's clock
+
+	headStarted bool      // the head item is executing
+	headSince   time.Time // when it began
+	gen         uint64    // counts executions begun; names the head for its timer
+
+	// timeoutMs is set when the head was cancelled for query_timeout_ms: the
+	// next 57014 of the batch is rewritten to say so.
+	timeoutMs int64
+	// overRows is set when a statement passed max_rows_per_query: the rest of
+	// the batch is discarded up to ReadyForQuery; overPending until the 54000
+	// error has taken the place of the statement's end.
+	overRows    int64
+	overPending bool
+
+	done []stmtDone // finished statements not yet collected
+}
+
+func newLimiter(now func() time.Time) *limiter {
+	return &limiter{prepared: map[string]string{}, portals: map[string]*stmtRun{}, now: now}
+}
+
+// query records a simple-protocol Query: one execution per statement (the
+// whole text when it could not be split).
+func (l *limiter) query(sql string, stmts []string, lim stmtLimits) {
+	if len(stmts) == 0 {
+		stmts = []string{sql}
+	}
+	for _, s := range stmts {
+		l.push(limitItem{run: &stmtRun{text: s}, lim: lim})
+	}
+	l.push(limitItem{sync: true})
+}
+
+// parse records the text of a prepared statement.
+func (l *limiter) parse(name, sql string) { l.prepared[name] = sql }
+
+// bind records a Bind: a new portal, and so a new run (the old one of that
+// name, if it ran, ends unfinished).
+func (l *limiter) bind(portal, stmt string) {
+	l.abandon(portal)
+	l.portals[portal] = &stmtRun{text: l.prepared[stmt]}
+}
+
+// execute records an Execute of a portal.
+func (l *limiter) execute(portal string, lim stmtLimits) {
+	r := l.portals[portal]
+	if r == nil { // unknown portal: the backend will say so
+		r = &stmtRun{}
+	}
+	l.push(limitItem{run: r, lim: lim})
+}
+
+// close records a Close of a statement ('S') or portal ('P').
+func (l *limiter) close(kind byte, name string) {
+	if kind == 'S' {
+		delete(l.prepared, name)
+		return
+	}
+	l.abandon(name)
+	delete(l.portals, name)
+}
+
+// sync records a Sync.
+func (l *limiter) sync() { l.push(limitItem{sync: true}) }
+
+func (l *limiter) push(it limitItem) {
+	l.queue = append(l.queue, it)
+	l.startHead()
+}
+
+// startHead notes that the head statement began executing, now, if it had
+// not: the backend runs statements one after another.
+func (l *limiter) startHead() {
+	if l.headStarted || len(l.queue) == 0 || l.queue[0].sync {
+		return
+	}
+	l.headStarted, l.headSince = true, l.now()
+	l.gen++
+	if r := l.queue[0].run; r.started.IsZero() {
+		r.started = l.headSince
+		l.queue[0].first = true
+	}
+}
+
+// pop removes the head item; for a statement, its run's executing time so far
+// is added up.
+func (l *limiter) pop() (limitItem, bool) {
+	if len(l.queue) == 0 {
+		return limitItem{}, false
+	}
+	it := l.queue[0]
+	l.queue = l.queue[1:]
+	if !it.sync && l.headStarted {
+		it.run.active += l.now().Sub(l.headSince)
+	}
+	l.headStarted = false
+	return it, true
+}
+
+// popStmt pops the head if it is a statement.
+func (l *limiter) popStmt() (limitItem, bool) {
+	if len(l.queue) == 0 || l.queue[0].sync {
+		return limitItem{}, false
+	}
+	return l.pop()
+}
+
+// finish logs a run's end and starts the next statement. A completed run
+// starts over if its portal is executed again; one stopped past the row limit
+// while its portal is suspended keeps its count.
+func (l *limiter) finish(r *stmtRun, sqlstate string, rows int64, completed bool) {
+	l.done = append(l.done, stmtDone{
+		text: r.text, start: r.started, duration: r.active,
+		rows: rows, sqlstate: sqlstate,
+	})
+	r.started, r.active = time.Time{}, 0
+	if completed {
+		r.rows = 0
+	}
+	l.startHead()
+}
+
+// abandon logs a portal's run that executed but never completed (closed,
+// rebound, or ended with its transaction while suspended).
+func (l *limiter) abandon(portal string) {
+	r := l.portals[portal]
+	if r == nil || r.started.IsZero() || l.queued(r) {
+		return
+	}
+	l.done = append(l.done, stmtDone{text: r.text, start: r.started, duration: r.active, rows: r.rows, sqlstate: "00000"})
+	r.started, r.active = time.Time{}, 0
+}
+
+// queued reports whether an execution of r still awaits its end.
+func (l *limiter) queued(r *stmtRun) bool {
+	for _, it := range l.queue {
+		if it.run == r {
+			return true
+		}
+	}
+	return false
+}
+
+// dataRow counts a row of the head statement. Past max_rows_per_query the
+// rest of the batch is discarded and the statement cancelled.
+func (l *limiter) dataRow() relayAction {
+	if l.overRows > 0 {
+		return relayAction{drop: true}
+	}
+	if len(l.queue) == 0 || l.queue[0].sync {
+		return relayAction{}
+	}
+	it := l.queue[0]
+	it.run.rows++
+	if it.lim.maxRows > 0 && it.run.rows > it.lim.maxRows {
+		l.overRows, l.overPending = it.lim.maxRows, true
+		return relayAction{drop: true, cancel: limitRows}
+	}
+	return relayAction{}
+}
+
+// overError is the error that ends a statement past max_rows_per_query.
+func (l *limiter) overError() []byte {
+	return wire.AppendErrorResponse(nil, wire.NewError("ERROR", "54000",
+		"query returned more than max_rows_per_query (%d) rows", l.overRows))
+}
+
+// endOver ends the statement that passed the row limit with the 54000 error.
+func (l *limiter) endOver(it limitItem, ok, completed bool) relayAction {
+	l.overPending = false
+	if ok {
+		l.finish(it.run, "54000", min(it.run.rows, l.overRows), completed) // the rows the client got
+	}
+	return relayAction{drop: true, out: l.overError()}
+}
+
+// commandComplete ends the head statement successfully.
+func (l *limiter) commandComplete(tag string) relayAction {
+	it, ok := l.popStmt()
+	if l.overPending {
+		return l.endOver(it, ok, true)
+	}
+	if ok {
+		l.finish(it.run, "00000", max(it.run.rows, tagRows(tag)), true)
+	}
+	return relayAction{drop: l.overRows > 0}
+}
+
+// errorResponse ends the head statement with an error. FATAL errors always
+// reach the client; a 57014 after a query_timeout_ms cancel says so.
+func (l *limiter) errorResponse(severity, code string) relayAction {
+	it, ok := l.popStmt()
+	fatal := severity == "FATAL" || severity == "PANIC"
+	if l.overPending && !fatal {
+		return l.endOver(it, ok, true)
+	}
+	act := relayAction{drop: l.overRows > 0 && !fatal}
+	if code == "57014" && l.timeoutMs > 0 && !act.drop {
+		act.out = wire.AppendErrorResponse(nil, wire.NewError("ERROR", "57014",
+			"canceling statement due to query_timeout_ms (%d ms)", l.timeoutMs))
+		act.drop = true
+		l.timeoutMs = 0
+	}
+	if ok {
+		l.finish(it.run, code, it.run.rows, true)
+	}
+	return act
+}
+
+// emptyQuery ends the head statement (an empty query string).
+func (l *limiter) emptyQuery() relayAction {
+	if _, ok := l.popStmt(); ok {
+		l.startHead()
+	}
+	return relayAction{drop: l.overRows > 0}
+}
+
+// portalSuspended ends an Execute that reached its row count; the run goes on.
+func (l *limiter) portalSuspended() relayAction {
+	it, ok := l.popStmt()
+	if l.overPending {
+		return l.endOver(it, ok, false)
+	}
+	l.startHead()
+	return relayAction{drop: l.overRows > 0}
+}
+
+// readyForQuery ends a batch. A batch that passed the row limit without its
+// statement ending (which the backend does not do) still gets the error.
+func (l *limiter) readyForQuery(status byte) relayAction {
+	for {
+		it, ok := l.pop()
+		if !ok || it.sync {
+			break
+		}
+		if it.first { // skipped after an error: it never ran
+			it.run.started, it.run.active = time.Time{}, 0
+		}
+	}
+	var act relayAction
+	if l.overPending {
+		act.out = l.overError()
+	}
+	l.overRows, l.overPending, l.timeoutMs = 0, false, 0
+	if status == 'I' { // the transaction ended: so did every portal
+		for name, r := range l.portals {
+			if !r.started.IsZero() {
+				l.abandon(name)
+				delete(l.portals, name)
+			}
+		}
+	}
+	l.startHead()
+	return act
+}
+
+// other decides on backend messages that neither count nor end statements:
+// discarded with the rest of a batch past the row limit, except those that
+// are not part of the batch's results.
+func (l *limiter) other(typ byte) relayAction {
+	if l.overRows == 0 {
+		return relayAction{}
+	}
+	switch typ {
+	case 'S', 'A', 'K': // ParameterStatus, NotificationResponse: session state, not results
+		return relayAction{}
+	}
+	return relayAction{drop: true}
+}
+
+// deadline returns when the head statement's query_timeout_ms expires, and
+// the generation naming that execution.
+func (l *limiter) deadline() (gen uint64, at time.Time, ok bool) {
+	if !l.headStarted || len(l.queue) == 0 || l.queue[0].lim.timeoutMs <= 0 {
+		return 0, time.Time{}, false
+	}
+	ms := l.queue[0].lim.timeoutMs
+	return l.gen, l.headSince.Add(time.Duration(ms) * time.Millisecond), true
+}
+
+// expire is called when the timer of execution gen fires. It reports whether
+// the statement should be cancelled on the backend.
+func (l *limiter) expire(gen uint64) bool {
+	if !l.headStarted || gen != l.gen || l.timeoutMs > 0 || l.overRows > 0 {
+		return false
+	}
+	l.timeoutMs = l.queue[0].lim.timeoutMs
+	return true
+}
+
+// collect hands out the statements finished since the last call.
+func (l *limiter) collect() []stmtDone {
+	d := l.done
+	l.done = nil
+	return d
+}
+
+// tagRows is the row count a CommandComplete tag reports (INSERT 0 5,
+// UPDATE 3, SELECT 7, ...), or 0.
+func tagRows(tag string) int64 {
+	i := strings.LastIndexByte(tag, ' ')
+	if i < 0 {
+		return 0
+	}
+	n, err := strconv.ParseInt(tag[i+1:], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}

@@ -1,0 +1,265 @@
+package blueprint
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/cockroachdb/errors"
+	"github.com/jackc/pgx/v5"
+
+	"tdb/fsm"
+)
+
+// ImportPlan is how a source database's rows split into tenants.
+type ImportPlan struct {
+	Tables   []fsm.ImportTable // copied, parents before children
+	Unrouted []string          // tables with no way to the routing field
+	Values   []string          // the distinct routing values, as text, sorted
+}
+
+// Analyse plans an import-full of schema public of the database at
+// sourceURL: tables with the routing column are split by it; tables without
+// it follow their foreign keys (the shortest chain) to a table that has it;
+// the rest are reported as unrouted.
+func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, error) {
+	var plan ImportPlan
+	if _, err := CheckSourceURL(sourceURL); err != nil {
+		return plan, err
+	}
+	cfg, err := pgx.ParseConfig(sourceURL)
+	if err != nil {
+		return plan, errors.Mark(errors.Wrap(err, "parse from_url"), ErrBadSource)
+	}
+	cfg.RuntimeParams["application_name"] = "tdb-import"
+	cfg.RuntimeParams["search_path"] = ""
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return plan, errors.Mark(errors.Wrap(err, "connect to from_url"), ErrBadSource)
+	}
+	defer conn.Close(context.Background())
+
+	type table struct {
+		name    string
+		columns []string
+		routing string
+		hops    []fsm.ImportHop
+		routed  bool
+	}
+	tables := map[uint32]*table{}
+	var oids []uint32
+	rows, err := conn.Query(ctx, `SELECT c.oid, c.oid::regclass::text,
+			array_agg(quote_ident(a.attname) ORDER BY a.attnum) FILTER (WHERE a.attgenerated = ''),
+			bool_or(a.attname = $1)
+		FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
+		GROUP BY c.oid ORDER BY c.oid`, routingField)
+	if err != nil {
+		return plan, errors.Wrap(err, "list the source's tables")
+	}
+	for rows.Next() {
+		var oid uint32
+		t := &table{}
+		var has bool
+		if err := rows.Scan(&oid, &t.name, &t.columns, &has); err != nil {
+			rows.Close()
+			return plan, err
+		}
+		if has {
+			t.routing, t.routed = pgx.Identifier{routingField}.Sanitize(), true
+		}
+		tables[oid] = t
+		oids = append(oids, oid)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return plan, err
+	}
+
+	type fk struct {
+		from, to         uint32
+		cols, refColumns []string
+	}
+	var fks []fk
+	rows, err = conn.Query(ctx, `SELECT c.conrelid, c.confrelid,
+			(SELECT array_agg(quote_ident(a.attname) ORDER BY k.n) FROM unnest(c.conkey) WITH ORDINALITY k(attnum, n)
+			   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum),
+			(SELECT array_agg(quote_ident(a.attname) ORDER BY k.n) FROM unnest(c.confkey) WITH ORDINALITY k(attnum, n)
+			   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum)
+		FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
+		WHERE c.contype = 'f' AND r.relnamespace = 'public'::regnamespace ORDER BY c.oid`)
+	if err != nil {
+		return plan, errors.Wrap(err, "list the source's foreign keys")
+	}
+	for rows.Next() {
+		var f fk
+		if err := rows.Scan(&f.from, &f.to, &f.cols, &f.refColumns); err != nil {
+			rows.Close()
+			return plan, err
+		}
+		if tables[f.from] != nil && tables[f.to] != nil && f.from != f.to {
+			fks = append(fks, f)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return plan, err
+	}
+
+	// Tables without the routing column: the shortest foreign-key chain to
+	// one that has it (breadth first; ties by constraint order).
+	for _, oid := range oids {
+		t := tables[oid]
+		if t.routed {
+			continue
+		}
+		type node struct {
+			oid  uint32
+			hops []fsm.ImportHop
+		}
+		seen := map[uint32]bool{oid: true}
+		queue := []node{{oid: oid}}
+		for len(queue) > 0 && !t.routed {
+			n := queue[0]
+			queue = queue[1:]
+			for _, f := range fks {
+				if f.from != n.oid || seen[f.to] {
+					continue
+				}
+				seen[f.to] = true
+				ref := tables[f.to]
+				hop := fsm.ImportHop{Columns: f.cols, RefTable: ref.name, RefColumns: f.refColumns}
+				hops := append(append([]fsm.ImportHop(nil), n.hops...), hop)
+				if ref.routing != "" {
+					hops[len(hops)-1].RefRouting = ref.routing
+					t.hops, t.routed = hops, true
+					break
+				}
+				queue = append(queue, node{oid: f.to, hops: hops})
+			}
+		}
+	}
+
+	// Parents before children, so that foreign keys hold while copying.
+	done := map[uint32]bool{}
+	var order []uint32
+	for len(order) < len(oids) {
+		progress := false
+		for _, oid := range oids {
+			if done[oid] {
+				continue
+			}
+			ready := true
+			for _, f := range fks {
+				if f.from == oid && !done[f.to] {
+					ready = false
+					break
+				}
+			}
+			if ready {
+				done[oid], order, progress = true, append(order, oid), true
+			}
+		}
+		if !progress { // a cycle: the rest in creation order
+			for _, oid := range oids {
+				if !done[oid] {
+					done[oid], order = true, append(order, oid)
+				}
+			}
+		}
+	}
+	var routed []string
+	for _, oid := range order {
+		t := tables[oid]
+		if !t.routed {
+			plan.Unrouted = append(plan.Unrouted, t.name)
+			continue
+		}
+		plan.Tables = append(plan.Tables, fsm.ImportTable{Name: t.name, Columns: t.columns, Routing: t.routing, Via: t.hops})
+		if t.routing != "" {
+			routed = append(routed, fmt.Sprintf("SELECT %s::text AS v FROM %s", t.routing, t.name))
+		}
+	}
+	if len(routed) == 0 {
+		return plan, errors.Mark(errors.Newf("no table in schema public of the source has a column %q", routingField), ErrBadSource)
+	}
+	rows, err = conn.Query(ctx, "SELECT DISTINCT v FROM ("+strings.Join(routed, " UNION ")+") x WHERE v IS NOT NULL ORDER BY v")
+	if err != nil {
+		return plan, errors.Wrap(err, "read the routing values")
+	}
+	plan.Values, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return plan, errors.Wrap(err, "read the routing values")
+	}
+	return plan, nil
+}
+
+// SelectSQL is the query that reads one tenant's rows of a table: those
+// whose routing value (of their own, or at the end of their foreign-key
+// chain) is value.
+func SelectSQL(t fsm.ImportTable, value string) string {
+	lit := literal(value)
+	if t.Routing != "" {
+		return fmt.Sprintf("SELECT %s FROM %s WHERE %s::text = %s", strings.Join(t.Columns, ", "), t.Name, t.Routing, lit)
+	}
+	// Innermost first: the last hop's table filtered by its routing column.
+	cond := ""
+	for i := len(t.Via) - 1; i >= 0; i-- {
+		h := t.Via[i]
+		where := fmt.Sprintf("%s::text = %s", h.RefRouting, lit)
+		if i < len(t.Via)-1 {
+			where = cond
+		}
+		cond = fmt.Sprintf("(%s) IN (SELECT %s FROM %s WHERE %s)",
+			strings.Join(h.Columns, ", "), strings.Join(h.RefColumns, ", "), h.RefTable, where)
+	}
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(t.Columns, ", "), t.Name, cond)
+}
+
+// literal renders s as an escape-string constant, whatever the server's
+// standard_conforming_strings.
+func literal(s string) string {
+	s = strings.ReplaceAll(s, `\`, `\\`)
+	s = strings.ReplaceAll(s, `'`, `''`)
+	return "E'" + s + "'"
+}
+
+var notName = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// TenantNames maps routing values to tenant names: lower case, other
+// characters turned into _, a t_ prefix when the value does not start with a
+// letter, at most 40 characters; clashes get _2, _3…
+func TenantNames(values []string) []fsm.ImportTenantSpec {
+	sorted := append([]string(nil), values...)
+	sort.Strings(sorted)
+	used := map[string]bool{}
+	out := make([]fsm.ImportTenantSpec, 0, len(sorted))
+	for _, v := range sorted {
+		base := notName.ReplaceAllString(strings.ToLower(v), "_")
+		for strings.Contains(base, "__") {
+			base = strings.ReplaceAll(base, "__", "_")
+		}
+		base = strings.Trim(base, "_")
+		if base == "" || base[0] < 'a' || base[0] > 'z' {
+			base = "t_" + base
+		}
+		base = strings.TrimRight(truncate(base, 40), "_")
+		name := base
+		for i := 2; used[name]; i++ {
+			suffix := fmt.Sprintf("_%d", i)
+			name = strings.TrimRight(truncate(base, 40-len(suffix)), "_") + suffix
+		}
+		used[name] = true
+		out = append(out, fsm.ImportTenantSpec{Tenant: name, Value: v})
+	}
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,227 @@
+package blueprint_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"tdb/actors/backend"
+	"tdb/blueprint"
+	"tdb/internal/testpg"
+)
+
+func TestMain(m *testing.M) { testpg.Main(m) }
+
+var ctx = context.Background()
+
+func randName(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// dbURL is the shared server's superuser URL for another database.
+func dbURL(t *testing.T, db string) string {
+	u, err := url.Parse(testpg.Shared(t).URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + db
+	return u.String()
+}
+
+func exec1(t *testing.T, connURL string, sqls ...string) {
+	t.Helper()
+	c, err := pgx.Connect(ctx, connURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, s := range sqls {
+		if _, err := c.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// workspace provisions a workspace database and returns its name and admin
+// role password.
+func workspace(t *testing.T) (db, password string) {
+	t.Helper()
+	db = randName("ws_")
+	spec := backend.DatabaseSpec{Name: db, Kind: backend.KindWorkspace,
+		Passwords: backend.Passwords{Admin: "a" + db, Write: "w" + db, Read: "r" + db}}
+	url := testpg.Shared(t).URL()
+	if err := backend.Ensure(ctx, url, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, db) })
+	return db, spec.Passwords.Admin
+}
+
+// summary describes a database's schema public in comparable lines.
+func summary(t *testing.T, connURL string) []string {
+	t.Helper()
+	c, err := pgx.Connect(ctx, connURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	rows, err := c.Query(ctx, `
+		SELECT 'col ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' ||
+		       coalesce(column_default, '') || ' ' || is_identity || ' ' || coalesce(generation_expression, '')
+		  FROM information_schema.columns WHERE table_schema = 'public'
+		UNION ALL
+		SELECT 'con ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+		  FROM pg_constraint WHERE connamespace = 'public'::regnamespace AND contype <> 'n'
+		UNION ALL
+		SELECT 'idx ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
+		UNION ALL
+		SELECT 'view ' || viewname || ' ' || definition FROM pg_views WHERE schemaname = 'public'
+		UNION ALL
+		SELECT 'type ' || t.typname || ' ' || string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+		  FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid WHERE t.typnamespace = 'public'::regnamespace GROUP BY t.typname
+		UNION ALL
+		SELECT 'comment ' || c.relname || ' ' || d.objsubid || ' ' || d.description
+		  FROM pg_description d JOIN pg_class c ON c.oid = d.objoid WHERE c.relnamespace = 'public'::regnamespace`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(lines)
+	return lines
+}
+
+const sourceSchema = `
+CREATE TYPE mood AS ENUM ('happy', 'it''s complicated');
+CREATE TABLE accounts (
+    id SERIAL PRIMARY KEY,
+    name VARCHAR(255) NOT NULL,
+    email VARCHAR(255) UNIQUE NOT NULL,
+    balance DECIMAL(15,2) DEFAULT 0 CHECK (balance >= 0),
+    mood mood,
+    created_at TIMESTAMP DEFAULT NOW()
+);
+CREATE TABLE invoices (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id INT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    cents BIGINT NOT NULL,
+    euros NUMERIC GENERATED ALWAYS AS (cents / 100.0) STORED
+);
+CREATE INDEX invoices_account_idx ON invoices (account_id);
+CREATE UNIQUE INDEX accounts_lower_email ON accounts (lower(email));
+CREATE VIEW rich AS SELECT id, name FROM accounts WHERE balance > 1000;
+COMMENT ON TABLE accounts IS 'customers';
+COMMENT ON COLUMN accounts.email IS 'login';
+INSERT INTO accounts (name, email) VALUES ('Alice', 'alice@test.com');`
+
+func TestImportSchemaBothWays(t *testing.T) {
+	if _, err := exec.LookPath("pg_dump"); err != nil && testing.Short() {
+		t.Skip("pg_dump not on PATH")
+	}
+	src := randName("src_")
+	admin := testpg.Shared(t).URL()
+	exec1(t, admin, "CREATE DATABASE "+src)
+	t.Cleanup(func() { exec1(t, admin, "DROP DATABASE "+src+" WITH (FORCE)") })
+	srcURL := dbURL(t, src)
+	exec1(t, srcURL, sourceSchema)
+	want := summary(t, srcURL)
+	t.Logf("%d schema lines", len(want))
+
+	dumped, method, err := blueprint.ImportSchema(ctx, srcURL)
+	if err != nil || method != blueprint.MethodPgDump {
+		t.Fatalf("ImportSchema: %s %v", method, err)
+	}
+	introspected, err := blueprint.Introspect(ctx, srcURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, stmts := range map[string][]string{"pg_dump": dumped, "introspection": introspected} {
+		t.Run(name, func(t *testing.T) {
+			for _, s := range stmts {
+				if strings.HasPrefix(s, "SET ") || strings.Contains(s, "INSERT") || strings.HasPrefix(s, `\`) {
+					t.Fatalf("not DDL: %q", s)
+				}
+			}
+			db, pw := workspace(t)
+			if err := blueprint.Apply(ctx, admin, db, backend.RoleName(db, backend.RoleAdmin), pw, stmts); err != nil {
+				t.Fatalf("apply: %v\n%s", err, strings.Join(stmts, ";\n"))
+			}
+			if got := summary(t, dbURL(t, db)); !slices.Equal(got, want) {
+				t.Fatalf("schema differs:\n got %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+func TestImportSchemaRefusals(t *testing.T) {
+	for _, u := range []string{"mysql://x@h/db", "not a url", "postgres:///nohost"} {
+		if _, _, err := blueprint.ImportSchema(ctx, u); err == nil {
+			t.Errorf("%q accepted", u)
+		}
+	}
+	empty := randName("empty_")
+	admin := testpg.Shared(t).URL()
+	exec1(t, admin, "CREATE DATABASE "+empty)
+	t.Cleanup(func() { exec1(t, admin, "DROP DATABASE "+empty+" WITH (FORCE)") })
+	if _, _, err := blueprint.ImportSchema(ctx, dbURL(t, empty)); err == nil || !strings.Contains(err.Error(), "no tables") {
+		t.Fatalf("empty source: %v", err)
+	}
+	if _, err := blueprint.Introspect(ctx, dbURL(t, empty)); err == nil || !strings.Contains(err.Error(), "no tables") {
+		t.Fatalf("empty source (introspection): %v", err)
+	}
+	u, _ := url.Parse(dbURL(t, empty))
+	u.User = url.UserPassword("postgres", "wrong-secret")
+	if _, _, err := blueprint.ImportSchema(ctx, u.String()); err == nil || strings.Contains(err.Error(), "wrong-secret") {
+		t.Fatalf("wrong password: %v", err)
+	}
+}
+
+func TestTemplatesApply(t *testing.T) {
+	for _, name := range blueprint.TemplateNames() {
+		t.Run(name, func(t *testing.T) {
+			db, pw := workspace(t)
+			tpl := blueprint.Templates[name]
+			if err := blueprint.Apply(ctx, testpg.Shared(t).URL(), db, backend.RoleName(db, backend.RoleAdmin), pw, tpl.Statements); err != nil {
+				t.Fatal(err)
+			}
+			// Applying it twice conflicts.
+			if err := blueprint.Apply(ctx, testpg.Shared(t).URL(), db, backend.RoleName(db, backend.RoleAdmin), pw, tpl.Statements); err == nil {
+				t.Fatal("template applied twice")
+			}
+		})
+	}
+}
+
+func TestCheckSourceURL(t *testing.T) {
+	for _, u := range []string{
+		"postgres://u:p@db.example:5432/app?sslmode=require",
+		"postgresql://u@10.0.0.1/app?connect_timeout=5&application_name=x",
+	} {
+		if _, err := blueprint.CheckSourceURL(u); err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		}
+	}
+	for _, u := range []string{
+		"postgres://u@h/db?sslkey=/etc/ssl/private/key.pem",
+		"postgres://u@h/db?passfile=/root/.pgpass",
+		"postgres://u@h/db?host=/var/run/postgresql",
+		"postgres://u@h/db?service=prod",
+		"postgres:///db",
+		"mysql://u@h/db",
+	} {
+		if _, err := blueprint.CheckSourceURL(u); err == nil {
+			t.Errorf("%s accepted", u)
+		}
+	}
+}

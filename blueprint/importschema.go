@@ -1,0 +1,131 @@
+package blueprint
+
+import (
+	"bytes"
+	"context"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"tdb/wire/classify"
+)
+
+// ErrBadSource marks a source URL that cannot be used (not a postgres://
+// URL, or no DDL could be read from it).
+var ErrBadSource = errors.New("bad schema source")
+
+// Import methods, reported with the statements.
+const (
+	MethodPgDump        = "pg_dump"
+	MethodIntrospection = "introspection"
+)
+
+// DumpTimeout bounds reading a source's schema.
+var DumpTimeout = 2 * time.Minute
+
+// ImportSchema reads the DDL of schema public of the database at sourceURL
+// (postgres://user:password@host:port/db?…): with pg_dump --schema-only
+// --no-owner --no-privileges when pg_dump is on PATH and can dump that server,
+// else from the catalogs. Only DDL statements come back, in an order that
+// recreates the schema.
+func ImportSchema(ctx context.Context, sourceURL string) (stmts []string, method string, err error) {
+	u, err := CheckSourceURL(sourceURL)
+	if err != nil {
+		return nil, "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, DumpTimeout)
+	defer cancel()
+	if bin, lerr := exec.LookPath("pg_dump"); lerr == nil {
+		dump, derr := pgDump(ctx, bin, u)
+		if derr == nil {
+			stmts, err := DDLOfDump(dump)
+			return stmts, MethodPgDump, err
+		}
+		if !strings.Contains(derr.Error(), "server version mismatch") {
+			return nil, "", derr
+		}
+		// An older pg_dump refuses a newer server: read the catalogs instead.
+	}
+	stmts, err = Introspect(ctx, sourceURL)
+	return stmts, MethodIntrospection, err
+}
+
+// sourceParams are the URL parameters a source may carry. Others (sslkey,
+// passfile, service, host=/socket/dir…) would make the node read its own
+// files or sockets on a client's behalf.
+var sourceParams = map[string]bool{"sslmode": true, "connect_timeout": true, "application_name": true}
+
+// CheckSourceURL admits a postgres:// URL with a network host and only
+// harmless parameters.
+func CheckSourceURL(sourceURL string) (*url.URL, error) {
+	u, err := url.Parse(sourceURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Hostname() == "" || strings.HasPrefix(u.Hostname(), "/") {
+		return nil, errors.Mark(errors.New("from_url must be a postgres:// or postgresql:// URL with a host"), ErrBadSource)
+	}
+	for k := range u.Query() {
+		if !sourceParams[k] {
+			return nil, errors.Mark(errors.Newf("from_url parameter %q is not allowed (allowed: sslmode, connect_timeout, application_name)", k), ErrBadSource)
+		}
+	}
+	return u, nil
+}
+
+// pgDump runs pg_dump; the password travels in the environment, not on the
+// command line.
+func pgDump(ctx context.Context, bin string, u *url.URL) (string, error) {
+	noPass := *u
+	password := ""
+	if u.User != nil {
+		password, _ = u.User.Password()
+		noPass.User = url.User(u.User.Username())
+	}
+	cmd := exec.CommandContext(ctx, bin, "--schema-only", "--no-owner", "--no-privileges", "--schema=public",
+		"--no-publications", "--no-subscriptions", "--no-security-labels", "--no-tablespaces",
+		"--dbname="+noPass.String())
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+password, "PGCONNECT_TIMEOUT=10")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return "", errors.Mark(errors.Newf("pg_dump: %s", strings.ReplaceAll(msg, password, "xxxxx")), ErrBadSource)
+	}
+	return stdout.String(), nil
+}
+
+// skipped are DDL statements of a dump that a workspace does not take: the
+// public schema itself and PL/pgSQL exist already.
+var skipped = regexp.MustCompile(`(?i)^(CREATE EXTENSION( IF NOT EXISTS)? plpgsql|COMMENT ON EXTENSION plpgsql|CREATE SCHEMA public|ALTER SCHEMA public|COMMENT ON SCHEMA public)\b`)
+
+// DDLOfDump extracts the DDL statements of a plain pg_dump: psql
+// meta-commands (\restrict, \connect…), SET and set_config lines go.
+func DDLOfDump(dump string) ([]string, error) {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(dump, "\n") {
+		if !strings.HasPrefix(line, `\`) {
+			b.WriteString(line)
+		}
+	}
+	r := classify.Classify(b.String())
+	if r.Unparsed || r.TooComplex {
+		return nil, errors.Mark(errors.New("the schema dump could not be parsed"), ErrBadSource)
+	}
+	var out []string
+	for _, st := range r.Statements {
+		if st.Kind != classify.DDL || skipped.MatchString(strings.Join(strings.Fields(st.Text), " ")) {
+			continue
+		}
+		out = append(out, st.Text)
+	}
+	if len(out) == 0 {
+		return nil, errors.Mark(errors.New("the source database has no tables, views or other objects in schema public"), ErrBadSource)
+	}
+	return out, nil
+}

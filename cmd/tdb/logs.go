@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newLogsCmd) }
+
+type logEntryOut struct {
+	Time       time.Time `json:"time"`
+	Node       string    `json:"node"`
+	Project    string    `json:"project"`
+	Database   string    `json:"database"`
+	Workspace  string    `json:"workspace"`
+	Tenant     string    `json:"tenant"`
+	KeyID      string    `json:"key_id"`
+	Role       string    `json:"role"`
+	ClientIP   string    `json:"client_ip"`
+	Statement  string    `json:"statement"`
+	DurationMs float64   `json:"duration_ms"`
+	Rows       int64     `json:"rows"`
+	SQLState   string    `json:"sqlstate"`
+}
+
+type logsOut struct {
+	Entries []logEntryOut `json:"entries"`
+}
+
+func newLogsCmd() *cobra.Command {
+	var tenant, since string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "logs [--tenant T] [--since 1h] [--limit N]",
+		Short: "Show the query log of the node answering (every statement the wire proxy relayed)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := url.Values{}
+			if tenant != "" {
+				q.Set("tenant", tenant)
+			}
+			if since != "" {
+				q.Set("since", since)
+			}
+			if limit > 0 {
+				q.Set("limit", strconv.Itoa(limit))
+			}
+			path := "/v1/logs"
+			if len(q) > 0 {
+				path += "?" + q.Encode()
+			}
+			return request(cmd, false, "GET", path, nil, func(w io.Writer, out logsOut) {
+				rows := make([][]any, 0, len(out.Entries))
+				for _, e := range out.Entries {
+					rows = append(rows, []any{e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Database, e.Role, e.ClientIP,
+						fmt.Sprintf("%.1f", e.DurationMs), e.Rows, e.SQLState, oneLine(e.Statement, 80)})
+				}
+				printTable(w, []string{"TIME", "DATABASE", "ROLE", "CLIENT", "MS", "ROWS", "SQLSTATE", "STATEMENT"}, rows)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&tenant, "tenant", "", "only this tenant's statements")
+	f.StringVar(&since, "since", "1h", "how far back: a duration (1h, 15m) or an RFC 3339 time")
+	f.IntVar(&limit, "limit", 0, "newest entries to show (default 1000)")
+	return cmd
+}

@@ -1,0 +1,30 @@
+package fsm
+
+import "time"
+
+// RecordAuthFailures reports a batch of failed wire authentications, counted
+// per client IP by one node's ban tracker. At is the proposer's clock; the
+// FSM decides bans from the counts, the cluster settings and At alone. The
+// response is the []Ban decided.
+type RecordAuthFailures struct {
+	At       time.Time     `json:"at"`
+	Node     string        `json:"node,omitempty"`
+	Failures []AuthFailure `json:"failures"`
+}
+
+func init() {
+	register(CmdRecordAuthFailures, applyRecordAuthFailures)
+}
+
+func applyRecordAuthFailures(s *State, _ uint64, c *RecordAuthFailures) (any, error) {
+	return s.Bans.record(c.At, c.Failures, s.Settings), nil
+}
+
+// BannedUntil returns when the ban of ip ends, if ip is banned at now.
+func (s *State) BannedUntil(ip string, now time.Time) (time.Time, bool) {
+	r, ok := s.Bans.Lookup(ip)
+	if !ok || !r.Banned(now) {
+		return time.Time{}, false
+	}
+	return r.BannedUntil, true
+}

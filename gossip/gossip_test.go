@@ -1,0 +1,183 @@
+package gossip
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// poll retries cond until it holds, failing the test after a generous bound
+// (a liveness bound, not a timing assertion).
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func start(t *testing.T, id string, join []string, peersFile string) *Gossip {
+	t.Helper()
+	return startAt(t, id, "127.0.0.1:0", join, peersFile)
+}
+
+func startAt(t *testing.T, id, addr string, join []string, peersFile string) *Gossip {
+	t.Helper()
+	g, err := Start(Config{
+		Meta:           Meta{ID: id, RaftAddr: id + ":raft", HTTPAddr: id + ":http", WireAddr: id + ":wire"},
+		BindAddr:       addr,
+		SecretKey:      []byte("0123456789abcdef0123456789abcdef"),
+		Join:           join,
+		PeersFile:      peersFile,
+		Logf:           t.Logf,
+		ProbeInterval:  100 * time.Millisecond,
+		ProbeTimeout:   50 * time.Millisecond,
+		GossipInterval: 20 * time.Millisecond,
+		SuspicionMult:  2,
+		ResyncInterval: 50 * time.Millisecond,
+		RejoinInterval: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Shutdown() })
+	return g
+}
+
+func state(g *Gossip, id string) (State, bool) {
+	m, ok := g.Member(id)
+	return m.State, ok
+}
+
+func TestJoinLeaveFail(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	a := start(t, "a", nil, "")
+	b := start(t, "b", []string{a.Addr()}, "")
+	c := start(t, "c", []string{b.Addr()}, filepath.Join(dir, "c-peers.json"))
+	for _, g := range []*Gossip{a, b, c} {
+		poll(t, "three alive members", func() bool {
+			n := 0
+			for _, m := range g.Members() {
+				if m.State == StateAlive {
+					n++
+				}
+			}
+			return n == 3
+		})
+	}
+	m, _ := a.Member("c")
+	if m.RaftAddr != "c:raft" || m.HTTPAddr != "c:http" || m.WireAddr != "c:wire" || m.GossipAddr != c.Addr() {
+		t.Fatalf("a sees c as %+v", m)
+	}
+	if peers := loadPeers(filepath.Join(dir, "c-peers.json")); len(peers) != 2 {
+		t.Fatalf("c saved peers %v, want a's and b's addresses", peers)
+	}
+
+	if err := b.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "a sees b left", func() bool { s, _ := state(a, "b"); return s == StateLeft })
+	_ = b.Shutdown()
+
+	cAddr := c.Addr()
+	_ = c.Shutdown()
+	poll(t, "a sees c failed", func() bool { s, _ := state(a, "c"); return s == StateFailed })
+
+	// c restarts at its address from its peers file alone and is alive again.
+	c2 := startAt(t, "c", cAddr, nil, filepath.Join(dir, "c-peers.json"))
+	poll(t, "a sees c alive again", func() bool { s, _ := state(a, "c"); return s == StateAlive })
+	poll(t, "c2 sees a", func() bool { s, _ := state(c2, "a"); return s == StateAlive })
+}
+
+func TestWrongSecretCannotJoin(t *testing.T) {
+	t.Parallel()
+	a := start(t, "a", nil, "")
+	g, err := Start(Config{Meta: Meta{ID: "intruder"}, BindAddr: "127.0.0.1:0", SecretKey: []byte("ffffffffffffffffffffffffffffffff"), Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Shutdown()
+	if err := g.Join([]string{a.Addr()}); err == nil {
+		t.Fatal("joined with the wrong secret")
+	}
+	if _, ok := a.Member("intruder"); ok {
+		t.Fatal("a lists the intruder")
+	}
+}
+
+func TestTable(t *testing.T) {
+	now := time.Unix(1000, 0)
+	meta := func(id string, leaving bool) []byte {
+		if leaving {
+			return []byte(`{"id":"` + id + `","raft":"r","leaving":true}`)
+		}
+		return []byte(`{"id":"` + id + `","raft":"r"}`)
+	}
+	for _, tc := range []struct {
+		name   string
+		events []event
+		live   []string // nil: no resync
+		want   State
+	}{
+		{"join", []event{{kind: evJoin, name: "x", meta: meta("x", false)}}, nil, StateAlive},
+		{"fail", []event{{kind: evJoin, name: "x", meta: meta("x", false)}, {kind: evLeave, name: "x", meta: meta("x", false)}}, nil, StateFailed},
+		{"leave announced by meta", []event{{kind: evJoin, name: "x", meta: meta("x", false)}, {kind: evUpdate, name: "x", meta: meta("x", true)}, {kind: evLeave, name: "x", meta: meta("x", false)}}, nil, StateLeft},
+		{"back after failure", []event{{kind: evLeave, name: "x"}, {kind: evJoin, name: "x", meta: meta("x", false)}}, nil, StateAlive},
+		{"dropped leave event repaired by resync", []event{{kind: evJoin, name: "x", meta: meta("x", false)}}, []string{"self"}, StateFailed},
+		{"dropped rejoin event repaired by resync", []event{{kind: evJoin, name: "x", meta: meta("x", false)}, {kind: evLeave, name: "x"}}, []string{"x"}, StateAlive},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := newTable("self")
+			for _, ev := range tc.events {
+				tb.apply(ev, now)
+			}
+			if tc.live != nil {
+				tb.resync(tc.live, now)
+			}
+			m := tb.members["x"]
+			if m == nil || m.State != tc.want {
+				t.Fatalf("x is %+v, want %s", m, tc.want)
+			}
+		})
+	}
+}
+
+// TestDroppedEventsHeal: with a one-slot event queue most callbacks are
+// dropped (and logged); the periodic meta refresh still brings every member
+// into every table.
+func TestDroppedEventsHeal(t *testing.T) {
+	t.Parallel()
+	var gs []*Gossip
+	for i := range 5 {
+		var join []string
+		if i > 0 {
+			join = []string{gs[0].Addr()}
+		}
+		g, err := Start(Config{
+			Meta: Meta{ID: string(rune('a' + i)), RaftAddr: "r"}, BindAddr: "127.0.0.1:0", Join: join,
+			Logf: func(string, ...any) {}, EventQueue: 1,
+			ProbeInterval: 100 * time.Millisecond, GossipInterval: 20 * time.Millisecond,
+			ResyncInterval: 50 * time.Millisecond, RejoinInterval: 100 * time.Millisecond, RefreshInterval: 200 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = g.Shutdown() })
+		gs = append(gs, g)
+	}
+	for _, g := range gs {
+		poll(t, "five alive members with their meta", func() bool {
+			n := 0
+			for _, m := range g.Members() {
+				if m.State == StateAlive && m.RaftAddr == "r" {
+					n++
+				}
+			}
+			return n == 5
+		})
+	}
+}

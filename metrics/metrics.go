@@ -1,0 +1,225 @@
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Connection states of the tdb_connections gauge.
+const (
+	StateStartup = "startup" // accepted; PROXY header, negotiation, authentication
+	StateActive  = "active"  // relaying to a backend
+)
+
+// Metrics are one node's collectors.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	connections   *prometheus.GaugeVec
+	rejected      *prometheus.CounterVec
+	authFailures  prometheus.Counter
+	statements    *prometheus.CounterVec
+	errors        *prometheus.CounterVec
+	bytes         *prometheus.CounterVec
+	bansDecided   prometheus.Counter
+	banBatches    *prometheus.CounterVec
+	dropped       *prometheus.CounterVec
+	applySeconds  prometheus.Histogram
+	backendPool   *prometheus.GaugeVec
+	limitCancels  *prometheus.CounterVec
+	queryLogLines prometheus.Counter
+}
+
+// Sources are read at scrape time.
+type Sources struct {
+	RaftState    func() string // leader | follower | candidate | shutdown
+	AppliedIndex func() uint64
+	ActiveBans   func() int
+}
+
+// New builds a node's collectors on a fresh registry.
+func New(src Sources) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.connections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tdb_connections", Help: "Client connections on this node by state.",
+	}, []string{"state"})
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tdb_connections_rejected_total", Help: "Client connections refused by a policy, by reason.",
+	}, []string{"reason"})
+	m.authFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tdb_auth_failures_total", Help: "Failed wire authentications (28P01) on this node.",
+	})
+	m.statements = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tdb_statements_total", Help: "Statements relayed, by SQLSTATE (00000 on success).",
+	}, []string{"sqlstate"})
+	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tdb_statement_errors_total", Help: "Statements that ended in an error, by SQLSTATE.",
+	}, []string{"sqlstate"})
+	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tdb_relay_bytes_total", Help: "Bytes relayed between clients and backends.",
+	}, []string{"direction"})
+	m.bansDecided = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tdb_bans_total", Help: "IP bans decided by auth-failure batches this node proposed.",
+	})
+	m.banBatches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tdb_auth_failure_batches_total", Help: "Auth-failure batches proposed through raft, by result.",
+	}, []string{"result"})
+	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tdb_dropped_total", Help: "Messages dropped because a bounded queue was full, by queue.",
+	}, []string{"queue"})
+	m.applySeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "tdb_raft_apply_seconds", Help: "Time to commit a command through raft, from this node.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	})
+	m.backendPool = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tdb_backend_pool_connections", Help: "Pooled backend connections by state (no pool yet: always 0).",
+	}, []string{"state"})
+	m.limitCancels = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tdb_limit_cancels_total", Help: "Statements cancelled on the backend by a workspace limit.",
+	}, []string{"limit"})
+	m.queryLogLines = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tdb_query_log_dropped_lines_total", Help: "Query log lines not written because the log output fell behind.",
+	})
+	m.reg.MustRegister(m.connections, m.rejected, m.authFailures, m.statements, m.errors, m.bytes,
+		m.bansDecided, m.banBatches, m.dropped, m.applySeconds, m.backendPool, m.limitCancels, m.queryLogLines,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, s := range []string{StateStartup, StateActive} {
+		m.connections.WithLabelValues(s)
+	}
+	for _, s := range []string{"idle", "active"} {
+		m.backendPool.WithLabelValues(s).Set(0)
+	}
+	for _, d := range []string{"client_to_backend", "backend_to_client"} {
+		m.bytes.WithLabelValues(d)
+	}
+	if src.RaftState != nil {
+		for _, st := range []string{"leader", "follower", "candidate"} {
+			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "tdb_raft_state", Help: "1 for this node's current raft state.", ConstLabels: prometheus.Labels{"state": st},
+			}, func() float64 {
+				if src.RaftState() == st {
+					return 1
+				}
+				return 0
+			}))
+		}
+	}
+	if src.AppliedIndex != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tdb_raft_applied_index", Help: "Raft index last applied to this node's state.",
+		}, func() float64 { return float64(src.AppliedIndex()) }))
+	}
+	if src.ActiveBans != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tdb_bans_active", Help: "Client IPs banned now, as this node's replica sees them.",
+		}, func() float64 { return float64(src.ActiveBans()) }))
+	}
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry is the node's registry (tests gather from it).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// ConnState moves a connection between states ("" for none).
+func (m *Metrics) ConnState(from, to string) {
+	if m == nil {
+		return
+	}
+	if from != "" {
+		m.connections.WithLabelValues(from).Dec()
+	}
+	if to != "" {
+		m.connections.WithLabelValues(to).Inc()
+	}
+}
+
+// Rejected counts a connection refused for reason.
+func (m *Metrics) Rejected(reason string) {
+	if m != nil {
+		m.rejected.WithLabelValues(reason).Inc()
+	}
+}
+
+// AuthFailed counts a failed authentication.
+func (m *Metrics) AuthFailed() {
+	if m != nil {
+		m.authFailures.Inc()
+	}
+}
+
+// Statement counts a finished statement.
+func (m *Metrics) Statement(sqlstate string) {
+	if m == nil {
+		return
+	}
+	m.statements.WithLabelValues(sqlstate).Inc()
+	if sqlstate != "00000" {
+		m.errors.WithLabelValues(sqlstate).Inc()
+	}
+}
+
+// Bytes counts relayed bytes in a direction.
+func (m *Metrics) Bytes(direction string, n int) {
+	if m != nil && n > 0 {
+		m.bytes.WithLabelValues(direction).Add(float64(n))
+	}
+}
+
+// BytesCounter returns the counter of a direction, for hot paths.
+func (m *Metrics) BytesCounter(direction string) prometheus.Counter {
+	if m == nil {
+		return nil
+	}
+	return m.bytes.WithLabelValues(direction)
+}
+
+// BanBatch counts a proposed auth-failure batch and the bans it decided.
+func (m *Metrics) BanBatch(ok bool, bans int) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.banBatches.WithLabelValues("committed").Inc()
+	} else {
+		m.banBatches.WithLabelValues("failed").Inc()
+	}
+	m.bansDecided.Add(float64(bans))
+}
+
+// Dropped counts a message dropped from a full queue.
+func (m *Metrics) Dropped(queue string) {
+	if m != nil {
+		m.dropped.WithLabelValues(queue).Inc()
+	}
+}
+
+// LimitCancel counts a statement cancelled by a limit (max_rows_per_query,
+// query_timeout_ms).
+func (m *Metrics) LimitCancel(limit string) {
+	if m != nil {
+		m.limitCancels.WithLabelValues(limit).Inc()
+	}
+}
+
+// QueryLogDropped counts a query log line not written.
+func (m *Metrics) QueryLogDropped() {
+	if m != nil {
+		m.queryLogLines.Inc()
+	}
+}
+
+// ObserveApply records the time a raft apply took since start.
+func (m *Metrics) ObserveApply(start time.Time) {
+	if m != nil {
+		m.applySeconds.Observe(time.Since(start).Seconds())
+	}
+}

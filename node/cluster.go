@@ -1,0 +1,325 @@
+package node
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/hashicorp/raft"
+
+	"tdb/actors"
+	"tdb/gossip"
+	"tdb/wire"
+)
+
+// ClusterConfig holds the membership and fail-closed timing knobs. Zero
+// values mean the defaults.
+type ClusterConfig struct {
+	// ReconcileInterval is how often the leader compares the gossip members
+	// with the raft configuration even without a gossip event (default 10 s).
+	ReconcileInterval time.Duration
+	// ReapTimeout is how long a failed member stays a raft voter before the
+	// leader removes it (default 72 h). A member that leaves gracefully is
+	// removed at once.
+	ReapTimeout time.Duration
+	// LeaderContactLimit: a node that has heard nothing from a leader for
+	// longer refuses new logins (default 10 s).
+	LeaderContactLimit time.Duration
+	// CatchUpTimeout bounds a login's wait for this node to apply what the
+	// leader had applied (default 2 s).
+	CatchUpTimeout time.Duration
+	// InternalTimeout bounds one node-to-node call (default 10 s).
+	InternalTimeout time.Duration
+	// Gossip carries gossip's timing knobs; addresses, meta, secret and
+	// join list are filled in by Start.
+	Gossip gossip.Config
+}
+
+func (c *ClusterConfig) setDefaults() {
+	if c.ReconcileInterval <= 0 {
+		c.ReconcileInterval = 10 * time.Second
+	}
+	if c.ReapTimeout <= 0 {
+		c.ReapTimeout = 72 * time.Hour
+	}
+	if c.LeaderContactLimit <= 0 {
+		c.LeaderContactLimit = 10 * time.Second
+	}
+	if c.CatchUpTimeout <= 0 {
+		c.CatchUpTimeout = 2 * time.Second
+	}
+	if c.InternalTimeout <= 0 {
+		c.InternalTimeout = 10 * time.Second
+	}
+}
+
+// ErrLostLeader is the login refusal of a node cut off from the leader.
+var ErrLostLeader = wire.Fatalf("57P03", "this node has lost contact with the cluster leader; try another node")
+
+// ErrCatchingUp refuses a login while a node that was cut off from the
+// leader has not yet applied what it missed.
+var ErrCatchingUp = wire.Fatalf("57P03", "this node is catching up with the cluster leader; try again shortly or try another node")
+
+// DeriveClusterSecret derives the secret nodes use to authenticate each other
+// (and encrypt gossip) from the operator's admin key, for clusters that set
+// no --cluster-secret. Every node with the same admin key derives the same.
+func DeriveClusterSecret(adminKey string) string {
+	if adminKey == "" {
+		return ""
+	}
+	m := hmac.New(sha256.New, []byte(adminKey))
+	m.Write([]byte("tdb cluster secret v1"))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// gossipKey is the memberlist encryption key made from the cluster secret.
+func gossipKey(secret string) []byte {
+	if secret == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte("tdb gossip key v1\x00" + secret))
+	return sum[:]
+}
+
+// startGossip joins the membership gossip, advertising this node's bound
+// addresses. It is a no-op without a gossip address (a lone node).
+func (n *Node) startGossip() error {
+	if n.cfg.GossipAddr == "" {
+		return nil
+	}
+	raftAddr := n.rep.Addr()
+	raftHost, _, _ := net.SplitHostPort(raftAddr)
+	gc := n.cfg.Cluster.Gossip
+	gc.Meta = gossip.Meta{
+		ID:       n.cfg.NodeID,
+		RaftAddr: raftAddr,
+		HTTPAddr: advertisable(n.httpLn.Addr().String(), raftHost),
+		WireAddr: advertisable(n.wireLn.Addr().String(), raftHost), // this node's own; PublicWireAddr may be a load balancer
+	}
+	gc.BindAddr = n.cfg.GossipAddr
+	gc.SecretKey = gossipKey(n.secret)
+	gc.Join = n.cfg.Join
+	gc.PeersFile = filepath.Join(n.cfg.DataDir, "gossip-peers.json")
+	gc.Logf = n.logger.Printf
+	g, err := gossip.Start(gc)
+	if err != nil {
+		return err
+	}
+	n.gossip = g
+	n.stale.Store(true) // the first login catches up with the leader
+	return nil
+}
+
+// advertisable replaces an unspecified listen host (0.0.0.0, ::) with host,
+// so other nodes can dial the address.
+func advertisable(addr, host string) string {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(h); (ip == nil || ip.IsUnspecified()) && host != "" {
+		return net.JoinHostPort(host, p)
+	}
+	return addr
+}
+
+// membershipLoop runs on every node; while this node is the raft leader it
+// turns the gossip membership into raft voters, on every gossip change, on
+// gaining leadership, and on a timer.
+func (n *Node) membershipLoop(ctx context.Context) {
+	if n.gossip == nil {
+		return
+	}
+	leaderCh := make(chan raft.Observation, 4)
+	obs := raft.NewObserver(leaderCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.rep.Raft.RegisterObserver(obs)
+	defer n.rep.Raft.DeregisterObserver(obs)
+	t := time.NewTicker(n.cfg.Cluster.ReconcileInterval)
+	defer t.Stop()
+	contact := time.NewTicker(max(n.cfg.Cluster.LeaderContactLimit/10, 10*time.Millisecond))
+	defer contact.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-contact.C:
+			if n.lostLeader() {
+				n.stale.Store(true)
+			}
+			continue
+		case <-t.C:
+		case <-n.gossip.Changes():
+		case <-leaderCh:
+		}
+		if n.rep.IsLeader() {
+			n.reconcileMembers()
+		}
+	}
+}
+
+// reconcileMembers makes alive members voters, removes members that left,
+// and reaps members that have been failed for longer than ReapTimeout. Every
+// step is idempotent; a failed step is retried on the next round.
+func (n *Node) reconcileMembers() {
+	cf := n.rep.Raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		n.logger.Printf("membership: raft configuration: %v", err)
+		return
+	}
+	servers := map[raft.ServerID]raft.Server{}
+	for _, s := range cf.Configuration().Servers {
+		servers[s.ID] = s
+	}
+	timeout := n.cfg.Cluster.InternalTimeout
+	for _, m := range n.gossip.Members() {
+		id := raft.ServerID(m.ID)
+		if m.ID == n.cfg.NodeID || m.RaftAddr == "" {
+			continue
+		}
+		s, known := servers[id]
+		switch m.State {
+		case gossip.StateAlive:
+			if known && s.Suffrage == raft.Voter && string(s.Address) == m.RaftAddr {
+				continue
+			}
+			if err := n.rep.Raft.AddVoter(id, raft.ServerAddress(m.RaftAddr), 0, timeout).Error(); err != nil {
+				n.logger.Printf("membership: add voter %s at %s: %v", m.ID, m.RaftAddr, err)
+				continue
+			}
+			n.logger.Printf("membership: %s at %s is a raft voter", m.ID, m.RaftAddr)
+		case gossip.StateLeft, gossip.StateFailed:
+			if !known {
+				continue
+			}
+			if m.State == gossip.StateFailed && time.Since(m.Since) < n.cfg.Cluster.ReapTimeout {
+				continue
+			}
+			if err := n.rep.Raft.RemoveServer(id, 0, timeout).Error(); err != nil {
+				n.logger.Printf("membership: remove %s: %v", m.ID, err)
+				continue
+			}
+			n.logger.Printf("membership: removed %s from raft (%s)", m.ID, m.State)
+		}
+	}
+}
+
+// Leave removes this node from the cluster for good: a leader hands its
+// leadership over first, then the node announces its leave through gossip
+// and the leader removes it from raft. Stop it afterwards.
+func (n *Node) Leave(ctx context.Context) error {
+	if n.gossip == nil {
+		return errors.New("leave: this node runs without gossip")
+	}
+	if n.rep.IsLeader() {
+		if err := n.rep.Raft.LeadershipTransfer().Error(); err != nil {
+			return errors.Wrap(err, "leave: transfer leadership")
+		}
+	}
+	timeout := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	return n.gossip.Leave(timeout)
+}
+
+// admitLogin fails closed: a node that has heard nothing from a leader for
+// longer than LeaderContactLimit refuses new logins. A leader that loses its
+// majority steps down after its lease (raft's LeaderLeaseTimeout) and is
+// then judged like any follower. A follower that was cut off (or has just
+// started) catches up with the leader before its first login: contact alone
+// does not mean it has applied, say, the revocation of the key in use.
+func (n *Node) admitLogin() error {
+	if n.rep.IsLeader() {
+		return nil
+	}
+	if n.lostLeader() {
+		n.stale.Store(true)
+		return ErrLostLeader
+	}
+	if n.stale.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Cluster.CatchUpTimeout)
+		defer cancel()
+		if err := n.catchUp(ctx); err != nil {
+			n.logger.Printf("login: catch up with the leader: %v", err)
+			return ErrCatchingUp
+		}
+		n.stale.Store(false)
+	}
+	return nil
+}
+
+// lostLeader reports whether this follower's last contact with a leader is
+// older than LeaderContactLimit (counting from its start when it has had
+// none).
+func (n *Node) lostLeader() bool {
+	if n.rep.IsLeader() {
+		return false
+	}
+	last := n.rep.Raft.LastContact()
+	if last.IsZero() || last.Before(n.startedAt) {
+		last = n.startedAt
+	}
+	return time.Since(last) > n.cfg.Cluster.LeaderContactLimit
+}
+
+// catchUp waits until this node has applied everything the leader had
+// applied when asked (read-your-writes across nodes).
+func (n *Node) catchUp(ctx context.Context) error {
+	if n.rep.IsLeader() || n.gossip == nil {
+		return nil
+	}
+	var out indexResponse
+	if err := n.callLeader(ctx, "GET", "/internal/index", nil, &out); err != nil {
+		return err
+	}
+	return errors.Wrapf(n.rep.FSM.WaitIndex(ctx, out.Index), "wait for raft index %d", out.Index)
+}
+
+// routeCancel sends a cancel request to the node(s) whose tag is tag.
+func (n *Node) routeCancel(ctx context.Context, tag, pid, secret uint32) {
+	if n.gossip == nil {
+		return
+	}
+	for _, m := range n.gossip.Members() {
+		if m.ID == n.cfg.NodeID || m.State != gossip.StateAlive || actors.NodeTag(m.ID) != tag {
+			continue
+		}
+		err := n.call(ctx, m.HTTPAddr, "POST", "/internal/cancel", cancelRequest{PID: pid, Secret: secret}, nil)
+		if err != nil {
+			n.logger.Printf("cancel: route to %s: %v", m.ID, err)
+		}
+	}
+}
+
+// stopGossip leaves nothing behind: the others see this node fail (a
+// restart is the common case; Leave is the way out for good).
+func (n *Node) stopGossip() {
+	if n.gossip != nil {
+		if err := n.gossip.Shutdown(); err != nil {
+			n.logger.Printf("gossip: %v", err)
+		}
+	}
+}
+
+// loneServer reports whether the raft configuration holds at most this node:
+// a fresh single-node cluster must find itself leader at start.
+func (n *Node) loneServer() bool {
+	cf := n.rep.Raft.GetConfiguration()
+	return cf.Error() != nil || len(cf.Configuration().Servers) <= 1
+}
+
+// GossipAddr is the address other nodes join this one at ("" without gossip).
+func (n *Node) GossipAddr() string {
+	if n.gossip == nil {
+		return ""
+	}
+	return n.gossip.Addr()
+}

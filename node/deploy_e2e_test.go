@@ -1,0 +1,278 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"tdb/actors/backend"
+	"tdb/fsm"
+	"tdb/internal/testnode"
+)
+
+type deploymentOut struct {
+	ID               string `json:"id"`
+	Status           string `json:"status"`
+	TargetVersion    int    `json:"target_version"`
+	TenantsTotal     int    `json:"tenants_total"`
+	TenantsCompleted int    `json:"tenants_completed"`
+	TenantsFailed    int    `json:"tenants_failed"`
+	Results          []struct {
+		TenantID    string `json:"tenant_id"`
+		Status      string `json:"status"`
+		Error       string `json:"error"`
+		DurationMs  int64  `json:"duration_ms"`
+		FromVersion int    `json:"from_version"`
+		Version     int    `json:"version"`
+		Attempts    int    `json:"attempts"`
+	} `json:"results"`
+}
+
+// workspaceDDL runs DDL in the myapp workspace; each call is one blueprint
+// version (a multi-statement string commits as one).
+func workspaceDDL(t *testing.T, e *testnode.Env, sql string) {
+	t.Helper()
+	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require"))
+	if _, err := ws.Exec(context.Background(), sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("workspace DDL %q: %v", sql, err)
+	}
+}
+
+// createTenants creates tenants t00…t<n-1> of myapp, a few at a time.
+func createTenants(t *testing.T, e *testnode.Env, n int) []string {
+	t.Helper()
+	names := make([]string, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i := range names {
+		names[i] = fmt.Sprintf("t%02d", i)
+		wg.Add(1)
+		go func(name string) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			var raw map[string]any
+			if status := e.Do(t, "POST", "/v1/tenants", e.ProxyPassword, "", map[string]string{"name": name, "blueprint": "myapp"}, &raw); status != 201 {
+				t.Errorf("create tenant %s: %d %v", name, status, raw)
+			}
+		}(names[i])
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return names
+}
+
+// physical is the physical database of a myapp tenant.
+func physical(e *testnode.Env, tenant string) string {
+	return fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", tenant))
+}
+
+// asOwner runs SQL in a tenant's physical database as its owner, bypassing
+// the proxy: how the tests make a tenant drift.
+func asOwner(t *testing.T, e *testnode.Env, tenant, sql string) {
+	t.Helper()
+	err := backend.RunAsOwner(context.Background(), e.PG.URL(), physical(e, tenant), func(tx pgx.Tx) error {
+		_, err := tx.Exec(context.Background(), sql)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("%s in %s: %v", sql, tenant, err)
+	}
+}
+
+// superuser opens a superuser session in a tenant's physical database.
+func superuser(t *testing.T, e *testnode.Env, tenant string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(e.PG.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Database = physical(e, tenant)
+	c, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func hasColumn(t *testing.T, e *testnode.Env, tenant, table, column string) bool {
+	t.Helper()
+	var ok bool
+	err := superuser(t, e, tenant).QueryRow(context.Background(),
+		"SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = $2)", table, column).Scan(&ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func deploy(t *testing.T, e *testnode.Env, body map[string]any) deploymentOut {
+	t.Helper()
+	var d deploymentOut
+	e.MustDo(t, "POST", "/v1/deployments", e.ProxyPassword, "", body, &d)
+	return d
+}
+
+// waitDeployment waits until a deployment is no longer in progress.
+func waitDeployment(t *testing.T, e *testnode.Env, id string) deploymentOut {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	err := e.Node.FSM().WaitFor(ctx, func(s *fsm.State) bool {
+		d := s.Deployments[id]
+		return d != nil && d.Status != fsm.DeploymentInProgress
+	})
+	if err != nil {
+		t.Fatalf("deployment %s did not finish: %v", id, err)
+	}
+	var d deploymentOut
+	e.MustDo(t, "GET", "/v1/deployments/"+id, e.ProxyPassword, "", nil, &d)
+	return d
+}
+
+func schemaVersion(t *testing.T, e *testnode.Env, tenant string) int {
+	t.Helper()
+	var out struct {
+		SchemaVersion int `json:"schema_version"`
+	}
+	e.MustDo(t, "GET", "/v1/tenants/"+tenant, e.ProxyPassword, "", nil, &out)
+	return out.SchemaVersion
+}
+
+// TestDeploymentWithDriftedTenant deploys two versions (one with CREATE INDEX
+// CONCURRENTLY) to many tenants, one of which drifted: it alone fails, with
+// the backend's error, and is left unchanged; a rerun after the fix does only
+// that tenant.
+func TestDeploymentWithDriftedTenant(t *testing.T) {
+	const n = 50
+	e := testnode.Start(t)
+	ctx := context.Background()
+	workspaceDDL(t, e, seedAccounts)
+	start := time.Now()
+	tenants := createTenants(t, e, n)
+	t.Logf("created %d tenants in %s", n, time.Since(start).Round(time.Millisecond))
+
+	workspaceDDL(t, e, `ALTER TABLE accounts ADD COLUMN plan text;
+		CREATE TABLE invoices (id serial PRIMARY KEY, account_id int REFERENCES accounts (id), amount numeric)`)
+	workspaceDDL(t, e, "CREATE INDEX CONCURRENTLY invoices_account_idx ON invoices (account_id)")
+	const broken = "t07"
+	asOwner(t, e, broken, "CREATE TABLE invoices (legacy text)")
+
+	start = time.Now()
+	d := deploy(t, e, map[string]any{"blueprint": "myapp", "all": true})
+	if d.Status != fsm.DeploymentInProgress || d.TargetVersion != 3 || d.TenantsTotal != n {
+		t.Fatalf("created %+v", d)
+	}
+	d = waitDeployment(t, e, d.ID)
+	t.Logf("deployed 2 versions to %d tenants in %s", n, time.Since(start).Round(time.Millisecond))
+	if d.Status != fsm.DeploymentFailed || d.TenantsCompleted != n-1 || d.TenantsFailed != 1 {
+		t.Fatalf("deployment %s: %d completed, %d failed", d.Status, d.TenantsCompleted, d.TenantsFailed)
+	}
+	for _, r := range d.Results {
+		if r.TenantID == broken {
+			if r.Status != fsm.TenantFailed || r.Version != 1 ||
+				!strings.Contains(r.Error, `blueprint version 2: ERROR: relation "invoices" already exists (SQLSTATE 42P07)`) {
+				t.Fatalf("broken tenant result %+v", r)
+			}
+			continue
+		}
+		if r.Status != fsm.TenantDone || r.FromVersion != 1 || r.Version != 3 || r.Attempts != 1 {
+			t.Fatalf("tenant result %+v", r)
+		}
+	}
+	// The broken tenant is unchanged: version 2 rolled back as a whole.
+	if hasColumn(t, e, broken, "accounts", "plan") || !hasColumn(t, e, broken, "invoices", "legacy") {
+		t.Fatal("the failed tenant was changed")
+	}
+	if v := schemaVersion(t, e, broken); v != 1 {
+		t.Fatalf("broken tenant schema_version = %d, want 1", v)
+	}
+	// A done tenant has every version, usable through the proxy by its keys.
+	if v := schemaVersion(t, e, tenants[0]); v != 3 {
+		t.Fatalf("schema_version = %d, want 3", v)
+	}
+	var valid bool
+	if err := superuser(t, e, tenants[0]).QueryRow(ctx,
+		"SELECT indisvalid FROM pg_index WHERE indexrelid = 'invoices_account_idx'::regclass").Scan(&valid); err != nil || !valid {
+		t.Fatalf("concurrent index: valid=%v, %v", valid, err)
+	}
+	write := e.CreateKey(t, "write", "workspace", "myapp")
+	c := connect(t, e.ConnString(write, "myapp__"+tenants[0], "require"))
+	if _, err := c.Exec(ctx, "WITH a AS (INSERT INTO accounts (name, email, plan) VALUES ('A', 'a@x', 'pro') RETURNING id) INSERT INTO invoices (account_id, amount) SELECT id, 10 FROM a"); err != nil {
+		t.Fatalf("use the deployed schema: %v", err)
+	}
+
+	// Fix the drift and rerun: only the broken tenant has work left.
+	asOwner(t, e, broken, "DROP TABLE invoices")
+	d = deploy(t, e, map[string]any{"blueprint": "myapp", "all": true})
+	if d.TenantsCompleted != n-1 {
+		t.Fatalf("rerun starts with %d tenants done, want %d", d.TenantsCompleted, n-1)
+	}
+	d = waitDeployment(t, e, d.ID)
+	if d.Status != fsm.DeploymentCompleted || d.TenantsCompleted != n {
+		t.Fatalf("rerun %s: %d completed", d.Status, d.TenantsCompleted)
+	}
+	for _, r := range d.Results {
+		worked := r.TenantID == broken
+		if worked != (r.Attempts == 1) || (worked && r.FromVersion != 1) || r.Version != 3 {
+			t.Fatalf("rerun result %+v", r)
+		}
+	}
+	if !hasColumn(t, e, broken, "accounts", "plan") || schemaVersion(t, e, broken) != 3 {
+		t.Fatal("the fixed tenant did not get the versions")
+	}
+}
+
+// TestDeploymentResumesAfterRestart stops the node while a deployment is
+// running on a tenant (held up by a lock) and checks that the restarted node
+// retries that tenant and finishes the rest.
+func TestDeploymentResumesAfterRestart(t *testing.T) {
+	e := testnode.Start(t)
+	ctx := context.Background()
+	workspaceDDL(t, e, seedAccounts)
+	tenants := createTenants(t, e, 6)
+	workspaceDDL(t, e, "ALTER TABLE accounts ADD COLUMN plan text")
+
+	// The first tenant is busy: the deployment waits on its lock.
+	busy := superuser(t, e, tenants[0])
+	tx, err := busy.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE accounts IN ACCESS SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	d := deploy(t, e, map[string]any{"blueprint": "myapp", "all": true, "concurrency": 1})
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	err = e.Node.FSM().WaitFor(wctx, func(s *fsm.State) bool {
+		r := s.Deployments[d.ID].Result(tenants[0])
+		return r.Status == fsm.TenantRunning
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	e.Restart(t)
+	_ = tx.Rollback(ctx)
+	d = waitDeployment(t, e, d.ID)
+	if d.Status != fsm.DeploymentCompleted || d.TenantsCompleted != len(tenants) {
+		t.Fatalf("after restart: %+v", d)
+	}
+	if r := d.Results[0]; r.TenantID != tenants[0] || r.Attempts != 2 {
+		t.Fatalf("interrupted tenant %+v, want 2 attempts", r)
+	}
+	for _, name := range tenants {
+		if !hasColumn(t, e, name, "accounts", "plan") || schemaVersion(t, e, name) != 2 {
+			t.Fatalf("tenant %s not at version 2", name)
+		}
+	}
+}

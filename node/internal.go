@@ -1,0 +1,368 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/hashicorp/raft"
+
+	"tdb/fsm"
+	"tdb/gossip"
+	"tdb/httpapi"
+)
+
+// The internal API: node-to-node calls under /internal/ on each node's HTTP
+// listener, authenticated with the cluster secret (Authorization: Bearer).
+// httpapi's public routes are untouched; withInternal routes around them.
+
+type applyRequest struct {
+	Type    fsm.CommandType `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+type applyResponse struct {
+	Index uint64          `json:"index"`
+	Value json.RawMessage `json:"value,omitempty"`
+	Error *fsm.Error      `json:"error,omitempty"` // the command's business failure
+}
+
+type indexResponse struct {
+	Index uint64 `json:"index"`
+}
+
+type cancelRequest struct {
+	PID    uint32 `json:"pid"`
+	Secret uint32 `json:"secret"`
+}
+
+type cancelResponse struct {
+	Found bool `json:"found"`
+}
+
+type statusResponse struct {
+	ID           string `json:"id"`
+	Role         string `json:"role"`
+	AppliedIndex uint64 `json:"applied_index"`
+}
+
+// internalError is the JSON error body of the internal API, and the error a
+// caller gets from a non-2xx answer.
+type internalError struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *internalError) Error() string { return e.Code + ": " + e.Message }
+
+const codeNotLeader = "not_leader"
+
+// errNotSent marks a call that never reached the other node (the dial
+// failed), so retrying it cannot apply anything twice.
+var errNotSent = errors.New("request not sent")
+
+// maxInternalBody bounds an internal request (a command with a large
+// blueprint version fits).
+const maxInternalBody = 64 << 20
+
+// withInternal serves the internal API and /readyz beside the public handler.
+func (n *Node) withInternal(public http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /internal/apply", n.internalAuth(n.handleApply))
+	mux.HandleFunc("GET /internal/index", n.internalAuth(n.handleIndex))
+	mux.HandleFunc("POST /internal/cancel", n.internalAuth(n.handleCancel))
+	mux.HandleFunc("GET /internal/status", n.internalAuth(n.handleStatus))
+	mux.HandleFunc("GET /readyz", n.handleReady)
+	mux.Handle("/", n.catchUpUnknownCaller(public))
+	return mux
+}
+
+// catchUpUnknownCaller gives the public API read-your-writes for
+// credentials: a follower that does not know a request's bearer key (or the
+// project the operator names) first catches up with the leader, bounded,
+// so a key or project created through another node works here as soon as
+// its create call has returned.
+func (n *Node) catchUpUnknownCaller(public http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.gossip != nil && !n.rep.IsLeader() && n.unknownCaller(r) {
+			ctx, cancel := context.WithTimeout(r.Context(), n.cfg.Cluster.CatchUpTimeout)
+			if err := n.catchUp(ctx); err != nil {
+				n.logger.Printf("http: catch up with the leader: %v", err)
+			}
+			cancel()
+		}
+		public.ServeHTTP(w, r)
+	})
+}
+
+// unknownCaller reports whether the request's bearer key is not in the local
+// state. Keys are found by the hex SHA-256 of the secret, as httpapi stores
+// them (httpapi/secrets.go lookupOf).
+func (n *Node) unknownCaller(r *http.Request) bool {
+	scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	secret = strings.TrimSpace(secret)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
+		return false
+	}
+	if admin := n.cfg.AdminKey; admin != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(admin)) == 1 {
+		pid := r.Header.Get(httpapi.ProjectHeader)
+		if pid == "" {
+			return false
+		}
+		known := false
+		n.rep.FSM.View(func(s *fsm.State) { known = s.Project(pid) != nil })
+		return !known
+	}
+	sum := sha256.Sum256([]byte(secret))
+	lookup := hex.EncodeToString(sum[:])
+	known := false
+	n.rep.FSM.View(func(s *fsm.State) { known = s.KeyByLookup(lookup) != nil })
+	return !known
+}
+
+func (n *Node) internalAuth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n.secret == "" {
+			writeInternal(w, http.StatusForbidden, &internalError{Code: "forbidden", Message: "internal API disabled: no cluster secret (set --cluster-secret or --admin-key)"})
+			return
+		}
+		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(n.secret))
+		if subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
+			writeInternal(w, http.StatusUnauthorized, &internalError{Code: "unauthorized", Message: "bad cluster secret"})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxInternalBody)
+		h(w, r)
+	}
+}
+
+func writeInternal(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// handleApply commits a command forwarded by a follower. It never forwards
+// further: a node that is not the leader answers not_leader, which tells
+// the caller nothing was appended and it may retry elsewhere.
+func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
+	var req applyRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeInternal(w, http.StatusBadRequest, &internalError{Code: "bad_request", Message: "decode apply request: " + err.Error()})
+		return
+	}
+	if _, err := fsm.Encode(req.Type, req.Payload); err != nil {
+		writeInternal(w, http.StatusBadRequest, &internalError{Code: "bad_request", Message: err.Error()})
+		return
+	}
+	if !n.rep.IsLeader() {
+		writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: codeNotLeader, Message: "not the raft leader"})
+		return
+	}
+	v, index, err := n.rep.Apply(r.Context(), req.Type, req.Payload)
+	var fe *fsm.Error
+	switch {
+	case err == nil:
+		val, merr := json.Marshal(v)
+		if merr != nil {
+			val = nil
+		}
+		writeInternal(w, http.StatusOK, applyResponse{Index: index, Value: val})
+	case errors.As(err, &fe):
+		writeInternal(w, http.StatusOK, applyResponse{Index: index, Error: fe})
+	case errors.Is(err, raft.ErrNotLeader):
+		writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: codeNotLeader, Message: err.Error()})
+	default: // e.g. leadership lost mid-commit: the outcome is unknown
+		writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: "unavailable", Message: err.Error()})
+	}
+}
+
+// handleIndex tells a follower how far it must apply to have seen every
+// write acknowledged so far.
+func (n *Node) handleIndex(w http.ResponseWriter, _ *http.Request) {
+	if !n.rep.IsLeader() {
+		writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: codeNotLeader, Message: "not the raft leader"})
+		return
+	}
+	writeInternal(w, http.StatusOK, indexResponse{Index: n.rep.FSM.AppliedIndex()})
+}
+
+// handleCancel cancels a session of this node for a CancelRequest that
+// reached another node.
+func (n *Node) handleCancel(w http.ResponseWriter, r *http.Request) {
+	var req cancelRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeInternal(w, http.StatusBadRequest, &internalError{Code: "bad_request", Message: "decode cancel request: " + err.Error()})
+		return
+	}
+	found := n.proxy.Cancel(r.Context(), req.PID, req.Secret)
+	writeInternal(w, http.StatusOK, cancelResponse{Found: found})
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	writeInternal(w, http.StatusOK, statusResponse{
+		ID: n.cfg.NodeID, Role: stateName(n.rep.Raft.State()), AppliedIndex: n.rep.FSM.AppliedIndex(),
+	})
+}
+
+// handleReady answers 200 while this node accepts logins and 503 while it
+// fails closed: the load balancer's health check.
+func (n *Node) handleReady(w http.ResponseWriter, _ *http.Request) {
+	if err := n.admitLogin(); err != nil {
+		writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: "unavailable", Message: "this node has lost contact with the cluster leader"})
+		return
+	}
+	writeInternal(w, http.StatusOK, map[string]any{"ok": true, "node_id": n.cfg.NodeID})
+}
+
+// call sends one internal request to the node at addr and decodes a 2xx
+// JSON answer into out. A non-2xx answer is an *internalError; a failed
+// dial is marked errNotSent.
+func (n *Node) call(ctx context.Context, addr, method, path string, in, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Cluster.InternalTimeout)
+	defer cancel()
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return errors.Wrapf(err, "encode %s", path)
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
+	if err != nil {
+		return errors.Wrapf(err, "%s %s", method, path)
+	}
+	req.Header.Set("Authorization", "Bearer "+n.secret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := n.client.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return errors.Mark(errors.Wrapf(err, "%s %s", method, addr+path), errNotSent)
+		}
+		return errors.Wrapf(err, "%s %s", method, addr+path)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		e := &internalError{Status: resp.StatusCode}
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(e); err != nil || e.Code == "" {
+			e.Code, e.Message = "unavailable", resp.Status
+		}
+		return e
+	}
+	if out == nil {
+		return nil
+	}
+	return errors.Wrapf(json.NewDecoder(resp.Body).Decode(out), "decode %s answer", path)
+}
+
+// retryable reports whether a failed call certainly did nothing on a leader.
+func retryable(err error) bool {
+	var ie *internalError
+	return errors.Is(err, errNotSent) || errors.As(err, &ie) && ie.Code == codeNotLeader
+}
+
+// leaderHTTP returns the raft leader's id and HTTP address as gossip knows
+// them ("" while either is unknown).
+func (n *Node) leaderHTTP() (id, addr string) {
+	_, lid := n.rep.Raft.LeaderWithID()
+	if lid == "" || n.gossip == nil {
+		return string(lid), ""
+	}
+	m, ok := n.gossip.Member(string(lid))
+	if !ok || m.State != gossip.StateAlive {
+		return string(lid), ""
+	}
+	return string(lid), m.HTTPAddr
+}
+
+// retryPause is the wait between attempts to reach a leader.
+const retryPause = 50 * time.Millisecond
+
+// callLeader makes an idempotent internal call on the raft leader, retrying
+// through elections until ctx ends.
+func (n *Node) callLeader(ctx context.Context, method, path string, in, out any) error {
+	for {
+		id, addr := n.leaderHTTP()
+		var err error
+		if addr == "" {
+			err = errors.Newf("no known raft leader (leader id %q)", id)
+		} else if err = n.call(ctx, addr, method, path, in, out); err == nil || !retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Mark(errors.Wrapf(err, "reach the raft leader"), httpapi.ErrNotLeader)
+		case <-time.After(retryPause):
+		}
+	}
+}
+
+// applyAnywhere commits a command from any node: on the leader through its
+// raft, on a follower by forwarding it to the leader's internal API. A
+// forwarded command is retried only when it certainly was not appended (the
+// dial failed or the callee was not the leader). On a follower it returns
+// once this node has applied the command's index, so reads that follow see
+// it. A forwarded command's value comes back as its JSON (json.RawMessage);
+// a business failure is the same *fsm.Error as on the leader.
+func (n *Node) applyAnywhere(ctx context.Context, t fsm.CommandType, payload any) (any, uint64, error) {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return nil, 0, errors.Wrapf(err, "encode %s", t)
+	}
+	for {
+		if n.rep.IsLeader() {
+			v, index, err := n.rep.Apply(ctx, t, payload)
+			if err == nil || !errors.Is(err, raft.ErrNotLeader) {
+				return v, index, err
+			}
+			// Not the leader any more and nothing appended: forward.
+		}
+		id, addr := n.leaderHTTP()
+		if addr == "" {
+			err = errors.Newf("no known raft leader (leader id %q)", id)
+		} else {
+			var out applyResponse
+			err = n.call(ctx, addr, http.MethodPost, "/internal/apply", applyRequest{Type: t, Payload: raw}, &out)
+			if err == nil {
+				if werr := n.rep.FSM.WaitIndex(ctx, out.Index); werr != nil {
+					return nil, out.Index, errors.Wrapf(werr, "%s committed at raft index %d; wait for this node to apply it", t, out.Index)
+				}
+				if out.Error != nil {
+					return nil, out.Index, out.Error
+				}
+				return out.Value, out.Index, nil
+			}
+			if !retryable(err) {
+				return nil, 0, errors.Wrapf(err, "forward %s to leader %s", t, id)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, errors.Mark(errors.Wrapf(err, "forward %s", t), httpapi.ErrNotLeader)
+		case <-time.After(retryPause):
+		}
+	}
+}
+
+// newInternalClient makes the client for internal calls. It opens a
+// connection per call: a pooled connection that the other node closed makes
+// a forwarded write's outcome unknown, where a fresh dial fails cleanly
+// (errNotSent) and can be retried.
+func newInternalClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DisableKeepAlives = true
+	return &http.Client{Transport: tr}
+}

@@ -1,0 +1,109 @@
+package node
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"tdb/actors"
+	"tdb/fsm"
+	"tdb/metrics"
+	"tdb/querylog"
+)
+
+// policyParts are the node's proxy policies: metrics, the query log and the
+// auth-ban tracker (see actors/admit.go).
+type policyParts struct {
+	metrics  *metrics.Metrics
+	queryLog *querylog.Log
+	bans     *actors.BanTracker
+}
+
+// ParseCIDRs parses --proxy-protocol-from: comma-separated CIDRs or addresses.
+func ParseCIDRs(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if pfx, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, pfx.Masked())
+			continue
+		}
+		addr, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, errors.Newf("invalid CIDR or address %q in --proxy-protocol-from", s)
+		}
+		addr = addr.Unmap()
+		out = append(out, netip.PrefixFrom(addr, addr.BitLen()))
+	}
+	return out, nil
+}
+
+// startPolicies builds the node's metrics, query log and ban tracker (run
+// until ctx ends) and returns the proxy's policies.
+func (n *Node) startPolicies(ctx context.Context) *actors.Policies {
+	rep := n.rep
+	m := metrics.New(metrics.Sources{
+		RaftState:    func() string { return stateName(rep.Raft.State()) },
+		AppliedIndex: rep.FSM.AppliedIndex,
+		ActiveBans: func() int {
+			k := 0
+			rep.FSM.View(func(s *fsm.State) { k = len(s.Bans.Bans(time.Now())) })
+			return k
+		},
+	})
+	ql := querylog.New(n.cfg.QueryLogCapacity, n.cfg.LogOutput)
+	ql.OnDrop = m.QueryLogDropped
+	bans := actors.NewBanTracker(actors.BanTrackerConfig{
+		NodeID: n.cfg.NodeID, Propose: n, Logf: n.logger.Printf, Metrics: m,
+	})
+	n.goRun(func() { bans.Run(ctx) })
+	n.pol = &policyParts{metrics: m, queryLog: ql, bans: bans}
+	return actors.NewPolicies(actors.PolicyConfig{
+		ProxyProtocolFrom: n.cfg.ProxyProtocolFrom, Bans: bans, QueryLog: ql, Metrics: m,
+	})
+}
+
+// stopPolicies flushes the query log's writer.
+func (n *Node) stopPolicies() {
+	if n.pol != nil {
+		n.pol.queryLog.Close()
+	}
+}
+
+// withMetrics serves /metrics beside the control plane.
+func (n *Node) withMetrics(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", n.pol.metrics.Handler())
+	mux.Handle("/", h)
+	return mux
+}
+
+// observeApply records a raft apply's latency (deferred with its start).
+func (n *Node) observeApply(start time.Time) {
+	if n.pol != nil {
+		n.pol.metrics.ObserveApply(start)
+	}
+}
+
+// QueryLog is this node's query log (served by GET /v1/logs).
+func (n *Node) QueryLog() *querylog.Log {
+	if n.pol == nil {
+		return nil
+	}
+	return n.pol.queryLog
+}
+
+// Metrics is this node's metrics (tests).
+func (n *Node) Metrics() *metrics.Metrics {
+	if n.pol == nil {
+		return nil
+	}
+	return n.pol.metrics
+}

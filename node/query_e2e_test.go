@@ -1,0 +1,110 @@
+package node_test
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"tdb/internal/testnode"
+)
+
+type queryOut struct {
+	Columns      []string `json:"columns"`
+	ColumnTypes  []string `json:"column_types"`
+	Rows         [][]any  `json:"rows"`
+	CommandTag   string   `json:"command_tag"`
+	RowsAffected int64    `json:"rows_affected"`
+	Code         string   `json:"code"`
+	Message      string   `json:"message"`
+	SQLState     string   `json:"sqlstate"`
+}
+
+func query(t *testing.T, e *testnode.Env, key, tenant, sql string, params ...any) (int, queryOut) {
+	t.Helper()
+	var out queryOut
+	body := map[string]any{"sql": sql}
+	if params != nil {
+		body["params"] = params
+	}
+	status := e.Do(t, "POST", "/v1/tenants/"+tenant+"/query", key, "", body, &out)
+	return status, out
+}
+
+func TestTenantQueryEndpoint(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	workspaceDDL(t, e, seedAccounts)
+	admin := e.CreateTenant(t, "wayne")
+	e.CreateTenant(t, "globex")
+	read := e.CreateKey(t, "read", "tenant", "wayne")
+	wsWrite := e.CreateKey(t, "write", "workspace", "myapp")
+	globex := e.CreateKey(t, "admin", "tenant", "globex")
+
+	// Rows come back as JSON, typed by column.
+	status, out := query(t, e, admin, "wayne",
+		"INSERT INTO accounts (name, email, balance) VALUES ($1, $2, $3) RETURNING id, name, balance, created_at IS NOT NULL AS stamped",
+		"Alice", "alice@test.com", 1000)
+	if status != 200 || out.CommandTag != "INSERT 0 1" || out.RowsAffected != 1 ||
+		!reflect.DeepEqual(out.Columns, []string{"id", "name", "balance", "stamped"}) ||
+		!reflect.DeepEqual(out.ColumnTypes, []string{"int4", "varchar", "numeric", "bool"}) ||
+		!reflect.DeepEqual(out.Rows, [][]any{{1.0, "Alice", 1000.0, true}}) {
+		t.Fatalf("insert: %d %+v", status, out)
+	}
+	status, out = query(t, e, read, "wayne", `SELECT '{"a": [1]}'::jsonb AS j, NULL AS n, 'NaN'::float8 AS f, 9007199254740993::int8 AS big, email FROM accounts WHERE name = $1`, "Alice")
+	if status != 200 || len(out.Rows) != 1 || !reflect.DeepEqual(out.Rows[0][:4], []any{map[string]any{"a": []any{1.0}}, nil, "NaN", 9007199254740992.0}) ||
+		out.Rows[0][4] != "alice@test.com" || out.CommandTag != "SELECT 1" {
+		t.Fatalf("select: %d %+v", status, out)
+	}
+
+	// A read key's INSERT fails in PostgreSQL: 403 permission_denied.
+	status, out = query(t, e, read, "wayne", "INSERT INTO accounts (name, email) VALUES ('Bob', 'bob@test.com')")
+	if status != 403 || out.Code != "permission_denied" || out.Message != "permission denied for table accounts" || out.SQLState != "42501" {
+		t.Fatalf("read key insert: %d %+v", status, out)
+	}
+	// DDL gets the wire proxy's refusal, alone or hidden after a SELECT.
+	for _, sql := range []string{"CREATE TABLE x (id int)", "SELECT 1; DROP TABLE accounts"} {
+		status, out = query(t, e, admin, "wayne", sql)
+		if status != 403 || out.Code != "permission_denied" || out.Message != "DDL not allowed on tenant databases, use workspace mode" || out.SQLState != "42501" {
+			t.Fatalf("DDL %q: %d %+v", sql, status, out)
+		}
+	}
+	// Other PostgreSQL errors: 400 with the SQLSTATE.
+	status, out = query(t, e, admin, "wayne", "SELEC 1")
+	if status != 400 || out.Code != "query_error" || out.SQLState != "42601" || out.Message != `syntax error at or near "SELEC"` {
+		t.Fatalf("syntax error: %d %+v", status, out)
+	}
+	status, out = query(t, e, admin, "wayne", "INSERT INTO accounts (name, email) VALUES ('Alice2', 'alice@test.com')")
+	if status != 400 || out.SQLState != "23505" {
+		t.Fatalf("unique violation: %d %+v", status, out)
+	}
+	status, out = query(t, e, admin, "wayne", "BEGIN")
+	if status != 400 || out.Code != "bad_request" {
+		t.Fatalf("BEGIN: %d %+v", status, out)
+	}
+
+	// Scope: a workspace key reaches every tenant of myapp, globex's key only globex.
+	if status, out = query(t, e, wsWrite, "wayne", "SELECT count(*) AS n FROM accounts"); status != 200 || out.Rows[0][0] != 1.0 {
+		t.Fatalf("workspace key: %d %+v", status, out)
+	}
+	if status, out = query(t, e, globex, "wayne", "SELECT 1"); status != 403 || out.Code != "scope_denied" {
+		t.Fatalf("other tenant's key: %d %+v", status, out)
+	}
+
+	// The workspace's limits apply; past the row cap nothing is changed.
+	e.MustDo(t, "PATCH", "/v1/workspaces/myapp/settings", e.ProxyPassword, "", map[string]any{"max_rows_per_query": 5, "query_timeout_ms": 300}, nil)
+	status, out = query(t, e, admin, "wayne", "INSERT INTO accounts (name, email) SELECT 'n' || i, i || '@x' FROM generate_series(1, 10) i RETURNING id")
+	if status != 400 || out.SQLState != "54000" || out.Message != "query returned more than max_rows_per_query (5) rows" {
+		t.Fatalf("row cap: %d %+v", status, out)
+	}
+	if status, out = query(t, e, admin, "wayne", "SELECT count(*) FROM accounts"); status != 200 || out.Rows[0][0] != 1.0 {
+		t.Fatalf("rows after the capped insert: %d %+v", status, out)
+	}
+	status, out = query(t, e, admin, "wayne", "SELECT pg_sleep(5)")
+	if status != 400 || out.SQLState != "57014" || out.Message != "canceling statement due to query_timeout_ms (300 ms)" {
+		t.Fatalf("timeout: %d %+v", status, out)
+	}
+	var raw json.RawMessage
+	if status := e.Do(t, "POST", "/v1/tenants/nobody/query", admin, "", map[string]any{"sql": "SELECT 1"}, &raw); status != 403 && status != 404 {
+		t.Fatalf("unknown tenant: %d %s", status, raw)
+	}
+}

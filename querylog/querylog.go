@@ -1,0 +1,191 @@
+package querylog
+
+import (
+	"encoding/json"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// MaxStatement is the longest statement text kept; longer texts are cut and
+// marked with Truncated.
+const MaxStatement = 4 << 10
+
+// DefaultCapacity is the number of entries a node keeps in memory.
+const DefaultCapacity = 10_000
+
+// Entry is one statement the proxy relayed.
+type Entry struct {
+	Time       time.Time `json:"time"` // when the statement started
+	Node       string    `json:"node"`
+	Project    string    `json:"project"`
+	Database   string    `json:"database"` // wire database name, e.g. myapp__wayne
+	Workspace  string    `json:"workspace"`
+	Tenant     string    `json:"tenant,omitempty"`
+	KeyID      string    `json:"key_id"`
+	Role       string    `json:"role"`
+	ClientIP   string    `json:"client_ip"`
+	Statement  string    `json:"statement"`
+	Truncated  bool      `json:"truncated,omitempty"`
+	DurationMs float64   `json:"duration_ms"`
+	Rows       int64     `json:"rows"`
+	SQLState   string    `json:"sqlstate"` // 00000 on success
+}
+
+// Truncate cuts a statement to MaxStatement bytes on a UTF-8 boundary.
+func Truncate(s string) (string, bool) {
+	if len(s) <= MaxStatement {
+		return s, false
+	}
+	cut := MaxStatement
+	for cut > 0 && s[cut]&0xC0 == 0x80 { // do not split a multi-byte character
+		cut--
+	}
+	return s[:cut], true
+}
+
+// Filter selects entries; zero fields match everything.
+type Filter struct {
+	Since      time.Time
+	Project    string
+	Tenant     string
+	Workspaces map[string]bool // workspaces (and their tenants) allowed; nil: all
+	Tenants    map[string]bool // tenant databases allowed; nil: all
+	Limit      int             // newest entries kept; 0: all that match
+}
+
+func (f *Filter) match(e *Entry) bool {
+	switch {
+	case !f.Since.IsZero() && e.Time.Before(f.Since):
+		return false
+	case f.Project != "" && e.Project != f.Project:
+		return false
+	case f.Tenant != "" && e.Tenant != f.Tenant:
+		return false
+	case f.Workspaces != nil && !f.Workspaces[e.Workspace]:
+		return false
+	case f.Tenants != nil && (e.Tenant == "" || !f.Tenants[e.Tenant]):
+		return false
+	}
+	return true
+}
+
+// Log is a node's query log: a ring of the latest entries and an optional
+// JSON-lines writer fed by its own goroutine, so a slow log output never
+// slows the relay (lines are dropped, and counted, when it falls behind).
+type Log struct {
+	mu    sync.Mutex
+	ring  []Entry
+	next  int // index the next entry goes to
+	full  bool
+	lines chan Entry
+	done  chan struct{}
+
+	dropped atomic.Int64
+	// OnDrop, if set, is called for each line dropped (a metric).
+	OnDrop func()
+}
+
+// New returns a log keeping capacity entries (DefaultCapacity if <= 0) that
+// also writes each entry as a JSON line to w, when w is not nil. Close stops
+// the writer.
+func New(capacity int, w io.Writer) *Log {
+	if capacity <= 0 {
+		capacity = DefaultCapacity
+	}
+	l := &Log{ring: make([]Entry, capacity), done: make(chan struct{})}
+	if w == nil {
+		close(l.done)
+		return l
+	}
+	lines := make(chan Entry, 4096)
+	l.lines = lines
+	go func() {
+		defer close(l.done)
+		enc := json.NewEncoder(w)
+		for e := range lines {
+			_ = enc.Encode(struct {
+				Msg string `json:"msg"`
+				Entry
+			}{"query", e})
+		}
+	}()
+	return l
+}
+
+// Add records an entry.
+func (l *Log) Add(e Entry) {
+	l.mu.Lock()
+	l.ring[l.next] = e
+	l.next++
+	if l.next == len(l.ring) {
+		l.next, l.full = 0, true
+	}
+	dropped := false
+	if l.lines != nil {
+		select {
+		case l.lines <- e:
+		default: // the log output is behind: drop the line (the ring has it)
+			dropped = true
+		}
+	}
+	l.mu.Unlock()
+	if dropped {
+		l.dropped.Add(1)
+		if l.OnDrop != nil {
+			l.OnDrop()
+		}
+	}
+}
+
+// Dropped counts the JSON lines dropped because the output fell behind.
+func (l *Log) Dropped() int64 { return l.dropped.Load() }
+
+// Len is the number of entries held.
+func (l *Log) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.full {
+		return len(l.ring)
+	}
+	return l.next
+}
+
+// Query returns the entries matching f, oldest first; with f.Limit, the
+// newest f.Limit of them.
+func (l *Log) Query(f Filter) []Entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := []Entry{}
+	n := l.next
+	if l.full {
+		n = len(l.ring)
+	}
+	// Walk newest to oldest so a limit stops early, then reverse.
+	for i := 0; i < n; i++ {
+		e := &l.ring[(l.next-1-i+len(l.ring))%len(l.ring)]
+		if !f.match(e) {
+			continue
+		}
+		out = append(out, *e)
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
+}
+
+// Close stops the line writer after it has written what it holds.
+func (l *Log) Close() {
+	l.mu.Lock()
+	if l.lines != nil {
+		close(l.lines)
+		l.lines = nil
+	}
+	l.mu.Unlock()
+	<-l.done
+}

@@ -90,7 +90,8 @@ func (c *clientConn) serve(ctx context.Context) {
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
-	sess.client = conn
+	sess.client, sess.raw = conn, conn
+	sess.active.Store(time.Now().UnixNano())
 	sess.key = p.register(sess)
 	defer p.unregister(sess.key)
 	if err := sess.greet(); err != nil {
@@ -183,7 +184,9 @@ func (c *clientConn) authenticate(res *wire.StartupResult) (*login, error) {
 // startupSkip are client startup parameters not handed to the backend.
 var startupSkip = map[string]bool{"user": true, "database": true, "replication": true}
 
-// connectBackend logs in to the backend as the native role for the key's role.
+// connectBackend gets a backend session logged in as the native role for the
+// key's role: a reset one from the pool when one with the same startup
+// parameters is idle, else a new login.
 func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[string]string) (*session, error) {
 	cfg, err := pgconn.ParseConfig(lg.backend.URL)
 	if err != nil {
@@ -201,42 +204,50 @@ func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[s
 	}
 	cfg.OnNotice = nil
 	cfg.OnNotification = nil
-	dctx, cancel := context.WithTimeout(ctx, c.proxy.cfg.DialTimeout)
-	defer cancel()
-	pc, err := pgconn.ConnectConfig(dctx, cfg)
-	if err != nil {
-		var pge *pgconn.PgError
-		if errors.As(err, &pge) {
-			// The backend's own refusal (bad startup parameter, too many
-			// connections): pass its code and text on.
-			return nil, wire.Fatalf(pge.Code, "%s", pge.Message)
+	netw, addr := "tcp", net.JoinHostPort(cfg.Host, itoa(int(cfg.Port)))
+	if strings.HasPrefix(cfg.Host, "/") {
+		netw, addr = "unix", cfg.Host+"/.s.PGSQL."+itoa(int(cfg.Port))
+	}
+	key := PoolKey{Backend: lg.backend.Name, Database: lg.target.Name, Role: lg.key.Role, Params: ParamsKey(params)}
+	dial := func(ctx context.Context) (*BackendConn, error) {
+		dctx, cancel := context.WithTimeout(ctx, c.proxy.cfg.DialTimeout)
+		defer cancel()
+		pc, err := pgconn.ConnectConfig(dctx, cfg)
+		if err != nil {
+			var pge *pgconn.PgError
+			if errors.As(err, &pge) {
+				// The backend's own refusal (bad startup parameter, too many
+				// connections): pass its code and text on.
+				return nil, wire.Fatalf(pge.Code, "%s", pge.Message)
+			}
+			return nil, wire.Fatalf("08006", "could not connect to the database backend: %v", errors.UnwrapAll(err))
 		}
-		return nil, wire.Fatalf("08006", "could not connect to the database backend: %v", errors.UnwrapAll(err))
+		bc, err := Hijacked(key, pc, netw, addr)
+		if err != nil {
+			pc.Close(ctx)
+			return nil, wire.Fatalf("08006", "could not take over the backend connection: %v", err)
+		}
+		return bc, nil
 	}
-	hj, err := pc.Hijack()
+	bc, _, err := c.proxy.pool.Get(ctx, key, dial)
 	if err != nil {
-		pc.Close(ctx)
-		return nil, wire.Fatalf("08006", "could not take over the backend connection: %v", err)
+		return nil, err
 	}
-	host, port := cfg.Host, cfg.Port
-	s := &session{
+	return &session{
 		proxy:         c.proxy,
 		login:         lg,
-		backend:       hj.Conn,
-		backendPID:    hj.PID,
-		backendSecret: hj.SecretKey,
-		backendNet:    "tcp",
-		backendAddr:   net.JoinHostPort(host, itoa(int(port))),
-		params:        hj.ParameterStatuses,
+		bc:            bc,
+		backend:       bc.Conn,
+		backendPID:    bc.PID,
+		backendSecret: bc.Secret,
+		backendNet:    bc.Net,
+		backendAddr:   bc.Addr,
+		params:        bc.Params,
+		txStatus:      'I',
 		nonce:         randomHex(6),
 		injected:      map[string]*wire.PGError{},
 		track:         newTracker(),
-	}
-	if strings.HasPrefix(host, "/") {
-		s.backendNet = "unix"
-		s.backendAddr = host + "/.s.PGSQL." + itoa(int(port))
-	}
-	return s, nil
+	}, nil
 }
 
 // greet finishes the client's startup: the backend's real ParameterStatus

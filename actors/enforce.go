@@ -38,8 +38,10 @@ func startGovernor(s *session, clientIP string) {
 	g := &governor{s: s, lim: newLimiter(s.proxy.cfg.Now), clientIP: clientIP}
 	s.gov = g
 	if m := s.proxy.cfg.Policy.metrics(); m != nil {
-		s.backend = &countingConn{Conn: s.backend,
-			read: m.BytesCounter("backend_to_client"), written: m.BytesCounter("client_to_backend")}
+		// Counted on the client side: the backend connection and its reader
+		// belong to the pool and outlive the session.
+		s.client = &countingConn{Conn: s.client,
+			read: m.BytesCounter("client_to_backend"), written: m.BytesCounter("backend_to_client")}
 	}
 }
 

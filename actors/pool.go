@@ -17,11 +17,34 @@ import (
 )
 
 // PoolKey identifies interchangeable backend sessions: same server, same
-// physical database, same native role.
+// physical database, same native role, and the same startup parameters
+// (canonically encoded). A reset session is then exactly what a fresh login
+// with those parameters would give, with no SET round trip on reuse.
 type PoolKey struct {
 	Backend  string
 	Database string
 	Role     string
+	Params   string
+}
+
+// ParamsKey encodes client startup parameters for a PoolKey, in a stable
+// order; user, database and replication are not session settings.
+func ParamsKey(params map[string]string) string {
+	names := make([]string, 0, len(params))
+	for k := range params {
+		if !startupSkip[k] {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, k := range names {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(params[k])
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 // BackendConn is one logged-in backend session. A client session owns it
@@ -43,8 +66,6 @@ type BackendConn struct {
 // mode: a client holds one for its whole session. Sessions idle longer than
 // IdleTimeout are closed by Reap.
 type Pool struct {
-	// Dial logs in a new backend session for a key.
-	Dial func(ctx context.Context, key PoolKey) (*BackendConn, error)
 	// IdleTimeout is server_idle_timeout [1800 s].
 	IdleTimeout time.Duration
 	// MaxIdlePerKey bounds the idle sessions kept per key [64].
@@ -55,9 +76,9 @@ type Pool struct {
 	closed bool
 }
 
-// Get returns an idle session for key that is still alive, or dials one.
-// reused tells which.
-func (p *Pool) Get(ctx context.Context, key PoolKey) (bc *BackendConn, reused bool, err error) {
+// Get returns an idle session for key that is still alive, or logs in a new
+// one with dial. reused tells which.
+func (p *Pool) Get(ctx context.Context, key PoolKey, dial func(context.Context) (*BackendConn, error)) (bc *BackendConn, reused bool, err error) {
 	for {
 		bc = p.takeIdle(key)
 		if bc == nil {
@@ -68,7 +89,7 @@ func (p *Pool) Get(ctx context.Context, key PoolKey) (bc *BackendConn, reused bo
 		}
 		bc.Conn.Close()
 	}
-	bc, err = p.Dial(ctx, key)
+	bc, err = dial(ctx)
 	return bc, false, err
 }
 
@@ -135,15 +156,15 @@ func (p *Pool) Reap(now time.Time) int {
 	return len(stale)
 }
 
-// Idle counts idle sessions per key, for metrics.
-func (p *Pool) Idle() map[PoolKey]int {
+// IdleCount counts idle sessions, for metrics.
+func (p *Pool) IdleCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make(map[PoolKey]int, len(p.idle))
-	for k, l := range p.idle {
-		out[k] = len(l)
+	n := 0
+	for _, l := range p.idle {
+		n += len(l)
 	}
-	return out
+	return n
 }
 
 // Close closes every idle session; later Puts close theirs.
@@ -240,101 +261,6 @@ func (bc *BackendConn) Exec(sql string, timeout time.Duration) error {
 // listeners or changed settings.
 func (bc *BackendConn) Reset(timeout time.Duration) error {
 	return bc.Exec("DISCARD ALL", timeout)
-}
-
-// Configure applies a client's startup parameters to a reused session with
-// SET, so it looks exactly like a session started with them. options
-// ("-c name=value" pairs) are applied the same way.
-func (bc *BackendConn) Configure(params map[string]string, timeout time.Duration) error {
-	sets := StartupSets(params)
-	if len(sets) == 0 {
-		return nil
-	}
-	return bc.Exec(strings.Join(sets, "; "), timeout)
-}
-
-// StartupSets turns client startup parameters into SET statements, in a
-// stable order. Names are quoted identifiers; values are literals.
-func StartupSets(params map[string]string) []string {
-	settings := map[string]string{}
-	for k, v := range params {
-		switch k {
-		case "user", "database", "replication":
-		case "options":
-			for name, val := range parseOptions(v) {
-				settings[name] = val
-			}
-		default:
-			settings[k] = v
-		}
-	}
-	names := make([]string, 0, len(settings))
-	for k := range settings {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	out := make([]string, 0, len(names))
-	for _, k := range names {
-		out = append(out, "SET "+quoteIdent(k)+" = "+quoteLiteral(settings[k]))
-	}
-	return out
-}
-
-// parseOptions reads "-c name=value" and "--name=value" words of the
-// options startup parameter (backslash escapes a space, as in libpq).
-func parseOptions(s string) map[string]string {
-	var words []string
-	var cur strings.Builder
-	esc := false
-	for _, r := range s {
-		switch {
-		case esc:
-			cur.WriteRune(r)
-			esc = false
-		case r == '\\':
-			esc = true
-		case r == ' ' || r == '\t':
-			if cur.Len() > 0 {
-				words = append(words, cur.String())
-				cur.Reset()
-			}
-		default:
-			cur.WriteRune(r)
-		}
-	}
-	if cur.Len() > 0 {
-		words = append(words, cur.String())
-	}
-	out := map[string]string{}
-	for i := 0; i < len(words); i++ {
-		w := words[i]
-		var kv string
-		switch {
-		case w == "-c" && i+1 < len(words):
-			i++
-			kv = words[i]
-		case strings.HasPrefix(w, "-c"):
-			kv = w[2:]
-		case strings.HasPrefix(w, "--"):
-			kv = w[2:]
-		default:
-			continue
-		}
-		if name, val, ok := strings.Cut(kv, "="); ok {
-			out[strings.ReplaceAll(name, "-", "_")] = val
-		}
-	}
-	return out
-}
-
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-
-func quoteLiteral(s string) string {
-	s = strings.ReplaceAll(s, "\x00", "")
-	if strings.Contains(s, `\`) {
-		return `E'` + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `'`, `''`) + `'`
-	}
-	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
 }
 
 // parameterStatus decodes a ParameterStatus body: name NUL value NUL.

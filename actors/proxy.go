@@ -25,6 +25,13 @@ type ProxyConfig struct {
 
 	StartupTimeout time.Duration // silent clients are dropped after this (default 10 s)
 	DialTimeout    time.Duration // backend connect timeout (default 10 s)
+	// ServerIdleTimeout closes pooled backend sessions idle this long
+	// (server_idle_timeout) [1800 s].
+	ServerIdleTimeout time.Duration
+	// ClientIdleTimeout closes client connections that sent nothing this
+	// long (client_idle_timeout) [1800 s].
+	ClientIdleTimeout time.Duration
+
 	// Propose commits commands (captured blueprint versions) through raft.
 	Propose Proposer
 	// Now is the clock for timestamps the proxy proposes (default time.Now).
@@ -46,6 +53,8 @@ type Proxy struct {
 	cfg     ProxyConfig
 	nodeTag uint32
 
+	pool *Pool
+
 	mu       sync.Mutex
 	sessions map[cancelKey]*session
 	conns    map[net.Conn]struct{}
@@ -66,6 +75,12 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
+	if cfg.ServerIdleTimeout <= 0 {
+		cfg.ServerIdleTimeout = 1800 * time.Second
+	}
+	if cfg.ClientIdleTimeout <= 0 {
+		cfg.ClientIdleTimeout = 1800 * time.Second
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -77,6 +92,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 		cfg:      cfg,
 		nodeTag:  NodeTag(cfg.NodeID),
 		sessions: map[cancelKey]*session{},
+		pool:     &Pool{IdleTimeout: cfg.ServerIdleTimeout},
 		conns:    map[net.Conn]struct{}{},
 	}
 }
@@ -94,6 +110,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) {
 		<-ctx.Done()
 		ln.Close()
 	}()
+	go p.janitor(ctx)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -133,6 +150,42 @@ func (p *Proxy) untrack(c net.Conn) {
 	c.Close()
 }
 
+// janitor enforces the idle timeouts: pooled backend sessions idle past
+// ServerIdleTimeout and clients silent past ClientIdleTimeout are closed.
+func (p *Proxy) janitor(ctx context.Context) {
+	every := min(p.cfg.ServerIdleTimeout, p.cfg.ClientIdleTimeout) / 4
+	every = max(min(every, 30*time.Second), 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			p.pool.Reap(now)
+			p.closeIdleClients(now)
+		}
+	}
+}
+
+func (p *Proxy) closeIdleClients(now time.Time) {
+	cutoff := now.Add(-p.cfg.ClientIdleTimeout).UnixNano()
+	var idle []net.Conn
+	p.mu.Lock()
+	for _, s := range p.sessions {
+		if s.active.Load() < cutoff && s.raw != nil {
+			idle = append(idle, s.raw)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
+// PoolIdle counts pooled backend sessions waiting for a client.
+func (p *Proxy) PoolIdle() int { return p.pool.IdleCount() }
+
 // Close drops every client connection and waits for their actors to end.
 func (p *Proxy) Close() {
 	p.mu.Lock()
@@ -142,6 +195,7 @@ func (p *Proxy) Close() {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
+	p.pool.Close()
 }
 
 // register gives a session its cancel key: the backend's real process id

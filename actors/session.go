@@ -32,6 +32,7 @@ type session struct {
 	key   cancelKey
 
 	client        net.Conn
+	bc            *BackendConn // the pooled backend session; backend is bc.Conn
 	backend       net.Conn
 	backendPID    uint32
 	backendSecret []byte
@@ -44,9 +45,13 @@ type session struct {
 	seq      int
 	injected map[string]*wire.PGError // sentinel -> the error the client sees
 	inflight int                      // Query/Sync messages awaiting ReadyForQuery
+	txStatus byte                     // from the backend's last ReadyForQuery
+	lost     bool                     // the backend connection failed
 	track    *tracker                 // statements in flight, for DDL capture
 	gov      *governor                // limits and query log (enforce.go); nil: none
 	closing  atomic.Bool              // the relay is ending on purpose
+	active   atomic.Int64             // unix nanos of the client's last message
+	raw      net.Conn                 // the client connection as accepted, for the idle janitor
 }
 
 const sentinelPrefix = "tdb_refused_"
@@ -96,7 +101,8 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 	return r, nil
 }
 
-// relay pumps frames both ways until either side ends.
+// relay pumps frames both ways until either side ends. A backend session
+// left idle and healthy goes back to the pool, reset; any other is closed.
 func (s *session) relay(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
@@ -104,20 +110,44 @@ func (s *session) relay(ctx context.Context) {
 		s.backendToClient()
 	}()
 	clientGone := s.clientToBackend()
-	if clientGone {
-		s.mu.Lock()
-		busy := s.inflight > 0
-		s.mu.Unlock()
-		if busy {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			s.cancelBackend(cctx)
-			cancel()
-		}
+	s.mu.Lock()
+	busy := s.inflight > 0
+	reusable := !busy && s.txStatus == 'I' && !s.lost
+	s.mu.Unlock()
+	if clientGone && busy {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		s.cancelBackend(cctx)
+		cancel()
 	}
 	s.closing.Store(true)
-	s.backend.Close()
+	if reusable {
+		_ = s.backend.SetReadDeadline(time.Now()) // stop the backend pump, keep the connection
+	} else {
+		s.closeBackend()
+	}
 	<-done
 	s.client.Close()
+	if !reusable {
+		return
+	}
+	s.mu.Lock()
+	reusable = !s.lost && s.inflight == 0 && s.txStatus == 'I'
+	s.mu.Unlock()
+	_ = s.backend.SetReadDeadline(time.Time{})
+	// No cancel may reach the next owner of this backend session.
+	s.proxy.unregister(s.key)
+	if !reusable || s.bc.Reset(10*time.Second) != nil {
+		s.closeBackend()
+		return
+	}
+	s.proxy.pool.Put(s.bc)
+}
+
+// closeBackend ends the backend session with a Terminate.
+func (s *session) closeBackend() {
+	_ = s.backend.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = s.backend.Write([]byte{'X', 0, 0, 0, 4})
+	s.backend.Close()
 }
 
 // clientToBackend forwards client frames, replacing refused statements with
@@ -127,6 +157,7 @@ func (s *session) clientToBackend() (clientGone bool) {
 	fw := wire.NewFrameWriter(s.backend)
 	for {
 		typ, body, err := fr.Next()
+		s.active.Store(time.Now().UnixNano())
 		if err != nil {
 			if pe, ok := wire.AsPGError(err); ok {
 				// Malformed or oversized message: tell the client and stop.
@@ -191,7 +222,8 @@ func (s *session) clientToBackend() (clientGone bool) {
 			s.inflight++
 			s.mu.Unlock()
 		case 'X':
-			_ = fw.Write(typ, body)
+			// Not forwarded: the relay decides whether the backend session
+			// is pooled or terminated.
 			_ = fw.Flush()
 			return false
 		}
@@ -209,15 +241,18 @@ func (s *session) clientToBackend() (clientGone bool) {
 
 // backendToClient forwards backend frames, rewriting sentinel errors.
 func (s *session) backendToClient() {
-	fr := wire.NewFrameReader(s.backend, 0)
+	fr := s.bc.Reader
 	fw := wire.NewFrameWriter(s.client)
 	defer fw.Flush()
 	for {
 		typ, body, err := fr.Next()
 		if err != nil {
-			// The backend went away (or we closed it after the client left).
+			// The backend went away (or the relay stopped this pump).
 			_ = fw.Flush()
 			if !s.closing.Load() {
+				s.mu.Lock()
+				s.lost = true
+				s.mu.Unlock()
 				_ = wire.WriteError(s.client, wire.NewError("FATAL", "08006", "connection to the database backend was lost"))
 				s.client.Close()
 			}
@@ -263,6 +298,7 @@ func (s *session) backendToClient() {
 			if s.inflight > 0 {
 				s.inflight--
 			}
+			s.txStatus = status
 			ddl := s.track.readyForQuery(status)
 			act = s.gov.readyForQuery(status)
 			s.mu.Unlock()

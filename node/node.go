@@ -57,6 +57,11 @@ type Config struct {
 	// v1/v2 header (and no one else's may); empty: off (policy.go).
 	ProxyProtocolFrom []netip.Prefix
 	QueryLogCapacity  int // query log entries kept in memory (default 10,000)
+
+	// ServerIdleTimeout and ClientIdleTimeout are the session pool's
+	// server_idle_timeout and client_idle_timeout [1800 s each].
+	ServerIdleTimeout time.Duration
+	ClientIdleTimeout time.Duration
 }
 
 // Node is a running tdb node.
@@ -154,6 +159,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		RequireTLS:             cfg.RequireTLS,
 		AllowLoopbackPlaintext: cfg.AllowLoopbackPlaintext,
 		Propose:                n,
+		ServerIdleTimeout:      cfg.ServerIdleTimeout,
+		ClientIdleTimeout:      cfg.ClientIdleTimeout,
 		Logf:                   logger.Printf,
 		Policy:                 policy,
 		Cluster: actors.ClusterHooks{

@@ -1,0 +1,129 @@
+package node_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"tdb/internal/testnode"
+	"tdb/node"
+)
+
+func backendPID(t *testing.T, c *pgx.Conn) int {
+	t.Helper()
+	var pid int
+	if err := c.QueryRow(context.Background(), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func TestSessionPoolReuseAndReset(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	cs := e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable") + "&application_name=app1"
+
+	c1, err := pgx.Connect(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := backendPID(t, c1)
+	for _, sql := range []string{"SET work_mem = '77MB'", "PREPARE leftover AS SELECT 1", "SELECT pg_advisory_lock(42)"} {
+		if _, err := c1.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if err := c1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same startup parameters get the same backend session back, reset.
+	var c2 *pgx.Conn
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c2 = connect(t, cs)
+		if backendPID(t, c2) == pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend session %d was not reused", pid)
+		}
+		c2.Close(ctx)
+		time.Sleep(50 * time.Millisecond)
+	}
+	var workMem, app string
+	if err := c2.QueryRow(ctx, "SELECT current_setting('work_mem'), current_setting('application_name')").Scan(&workMem, &app); err != nil {
+		t.Fatal(err)
+	}
+	if workMem == "77MB" || app != "app1" {
+		t.Fatalf("reused session: work_mem %s application_name %s", workMem, app)
+	}
+	if ps := c2.PgConn().ParameterStatus("application_name"); ps != "app1" {
+		t.Fatalf("ParameterStatus application_name = %q", ps)
+	}
+	if _, err := c2.Exec(ctx, "EXECUTE leftover"); err == nil {
+		t.Fatal("prepared statement survived")
+	}
+	var locks int
+	if err := c2.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()").Scan(&locks); err != nil || locks != 0 {
+		t.Fatalf("advisory lock survived: %d %v", locks, err)
+	}
+
+	// Other startup parameters never get that session.
+	c3 := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable")+"&application_name=app2")
+	if backendPID(t, c3) == pid {
+		t.Fatal("a client with other startup parameters got the pooled session")
+	}
+
+	// A client that leaves inside a transaction does not return its session.
+	c4, _ := pgx.Connect(ctx, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable")+"&application_name=app4")
+	pid4 := backendPID(t, c4)
+	if _, err := c4.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	c4.Close(ctx)
+	admin := connect(t, e.PG.URL())
+	waitGone(t, admin, pid4)
+}
+
+func waitGone(t *testing.T, admin *pgx.Conn, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var n int
+		if err := admin.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend %d still alive", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestSessionPoolIdleTimeouts(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t, func(c *node.Config) {
+		c.ServerIdleTimeout = 300 * time.Millisecond
+		c.ClientIdleTimeout = 600 * time.Millisecond
+	})
+	ctx := context.Background()
+	admin := connect(t, e.PG.URL())
+
+	c := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
+	pid := backendPID(t, c)
+	c.Close(ctx)
+	waitGone(t, admin, pid) // server_idle_timeout closed the pooled session
+
+	idle := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
+	time.Sleep(1500 * time.Millisecond)
+	if err := idle.Ping(ctx); err == nil {
+		t.Fatal("a client silent past client_idle_timeout is still connected")
+	}
+}

@@ -29,7 +29,6 @@ type Metrics struct {
 	banBatches    *prometheus.CounterVec
 	dropped       *prometheus.CounterVec
 	applySeconds  prometheus.Histogram
-	backendPool   *prometheus.GaugeVec
 	limitCancels  *prometheus.CounterVec
 	queryLogLines prometheus.Counter
 }
@@ -39,6 +38,8 @@ type Sources struct {
 	RaftState    func() string // leader | follower | candidate | shutdown
 	AppliedIndex func() uint64
 	ActiveBans   func() int
+	// PoolSessions counts backend sessions by state: idle (pooled) and active (held by a client).
+	PoolSessions func(state string) int
 }
 
 // New builds a node's collectors on a fresh registry.
@@ -75,9 +76,6 @@ func New(src Sources) *Metrics {
 		Name: "tdb_raft_apply_seconds", Help: "Time to commit a command through raft, from this node.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	})
-	m.backendPool = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "tdb_backend_pool_connections", Help: "Pooled backend connections by state (no pool yet: always 0).",
-	}, []string{"state"})
 	m.limitCancels = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tdb_limit_cancels_total", Help: "Statements cancelled on the backend by a workspace limit.",
 	}, []string{"limit"})
@@ -85,13 +83,17 @@ func New(src Sources) *Metrics {
 		Name: "tdb_query_log_dropped_lines_total", Help: "Query log lines not written because the log output fell behind.",
 	})
 	m.reg.MustRegister(m.connections, m.rejected, m.authFailures, m.statements, m.errors, m.bytes,
-		m.bansDecided, m.banBatches, m.dropped, m.applySeconds, m.backendPool, m.limitCancels, m.queryLogLines,
+		m.bansDecided, m.banBatches, m.dropped, m.applySeconds, m.limitCancels, m.queryLogLines,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, s := range []string{StateStartup, StateActive} {
 		m.connections.WithLabelValues(s)
 	}
-	for _, s := range []string{"idle", "active"} {
-		m.backendPool.WithLabelValues(s).Set(0)
+	if src.PoolSessions != nil {
+		for _, st := range []string{"idle", "active"} {
+			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "tdb_backend_pool_connections", Help: "Backend sessions of the session pool by state.", ConstLabels: prometheus.Labels{"state": st},
+			}, func() float64 { return float64(src.PoolSessions(st)) }))
+		}
 	}
 	for _, d := range []string{"client_to_backend", "backend_to_client"} {
 		m.bytes.WithLabelValues(d)

@@ -52,6 +52,15 @@ func (n *Node) startPolicies(ctx context.Context) *actors.Policies {
 	m := metrics.New(metrics.Sources{
 		RaftState:    func() string { return stateName(rep.Raft.State()) },
 		AppliedIndex: rep.FSM.AppliedIndex,
+		PoolSessions: func(state string) int {
+			if n.proxy == nil {
+				return 0
+			}
+			if state == "idle" {
+				return n.proxy.PoolIdle()
+			}
+			return n.proxy.Sessions()
+		},
 		ActiveBans: func() int {
 			k := 0
 			rep.FSM.View(func(s *fsm.State) { k = len(s.Bans.Bans(time.Now())) })

@@ -427,6 +427,7 @@ func TestMetrics(t *testing.T) {
 		`tdb_relay_bytes_total{direction="backend_to_client"}`,
 		`tdb_relay_bytes_total{direction="client_to_backend"}`,
 		`tdb_backend_pool_connections{state="idle"} 0`,
+		`tdb_backend_pool_connections{state="active"} 1`,
 		`tdb_bans_active 0`,
 	} {
 		if !strings.Contains(text, want) {

@@ -23,8 +23,8 @@ type ClusterHooks struct {
 	// CatchUpTimeout bounds one CatchUp (default 2 s).
 	CatchUpTimeout time.Duration
 	// RouteCancel delivers a cancel request for a session this node does not
-	// hold to the node whose tag (NodeTag) is in the high bits of the secret.
-	RouteCancel func(ctx context.Context, tag, pid, secret uint32)
+	// hold to the other nodes; the one holding it cancels, the rest ignore it.
+	RouteCancel func(ctx context.Context, pid, secret uint32)
 }
 
 // admit runs the Admit hook.
@@ -60,7 +60,7 @@ func (p *Proxy) cancelRequest(ctx context.Context, pid, secret uint32) {
 		return
 	}
 	if p.cfg.Cluster.RouteCancel != nil {
-		p.cfg.Cluster.RouteCancel(ctx, secret>>22, pid, secret)
+		p.cfg.Cluster.RouteCancel(ctx, pid, secret)
 	}
 }
 

@@ -79,6 +79,10 @@ func (c *clientConn) serve(ctx context.Context) {
 		_ = wire.WriteError(conn, err)
 		return
 	}
+	if err := StartupGuard(res.Params); err != nil {
+		_ = wire.WriteError(conn, err)
+		return
+	}
 	if err := adm.admitDatabase(lg); err != nil {
 		_ = wire.WriteError(conn, err)
 		return
@@ -214,13 +218,19 @@ func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[s
 		defer cancel()
 		pc, err := pgconn.ConnectConfig(dctx, cfg)
 		if err != nil {
+			// The details (role names, backend address) stay in the log.
+			c.proxy.cfg.Logf("proxy: dial backend %s for %s: %v", lg.backend.Name, lg.database, err)
 			var pge *pgconn.PgError
 			if errors.As(err, &pge) {
-				// The backend's own refusal (bad startup parameter, too many
-				// connections): pass its code and text on.
-				return nil, wire.Fatalf(pge.Code, "%s", pge.Message)
+				// The backend's own refusal (an invalid startup parameter, too
+				// many connections): its SQLSTATE, with its text only when it
+				// is about the client's parameters.
+				if pge.Code == "22023" || pge.Code == "42704" {
+					return nil, wire.Fatalf(pge.Code, "%s", pge.Message)
+				}
+				return nil, wire.Fatalf(pge.Code, "the database backend refused the connection (SQLSTATE %s)", pge.Code)
 			}
-			return nil, wire.Fatalf("08006", "could not connect to the database backend: %v", errors.UnwrapAll(err))
+			return nil, wire.Fatalf("08006", "could not connect to the database backend")
 		}
 		bc, err := Hijacked(key, pc, netw, addr)
 		if err != nil {

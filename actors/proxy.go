@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
 	"log"
@@ -50,8 +49,7 @@ type ProxyConfig struct {
 // Proxy is the node's PostgreSQL wire listener: one connection actor per
 // client, and a registry of sessions for cancel requests.
 type Proxy struct {
-	cfg     ProxyConfig
-	nodeTag uint32
+	cfg ProxyConfig
 
 	pool *Pool
 
@@ -90,18 +88,10 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 	}
 	return &Proxy{
 		cfg:      cfg,
-		nodeTag:  NodeTag(cfg.NodeID),
 		sessions: map[cancelKey]*session{},
 		pool:     &Pool{IdleTimeout: cfg.ServerIdleTimeout},
 		conns:    map[net.Conn]struct{}{},
 	}
-}
-
-// NodeTag is the 10-bit tag of a node id carried in the high bits of every
-// proxy-issued cancel secret, so any node can tell where a cancel belongs.
-func NodeTag(nodeID string) uint32 {
-	sum := sha256.Sum256([]byte(nodeID))
-	return binary.BigEndian.Uint32(sum[:4]) >> 22
 }
 
 // Serve accepts clients until ln is closed or ctx ends.
@@ -200,19 +190,15 @@ func (p *Proxy) Close() {
 
 // register gives a session its cancel key: the backend's real process id
 // (clients such as Knex cancel with pg_cancel_backend(pid), which must name
-// the real backend) and a proxy-issued secret whose high 10 bits carry this
-// node's tag, so any node can route a CancelRequest to the node holding the
-// session.
+// the real backend) and a proxy-issued random 32-bit secret. A cancel that
+// reaches another node is passed to every node; only this one knows the key.
 func (p *Proxy) register(s *session) cancelKey {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
 		var b [4]byte
 		_, _ = rand.Read(b[:])
-		k := cancelKey{
-			pid:    s.backendPID,
-			secret: p.nodeTag<<22 | binary.BigEndian.Uint32(b[:])&(1<<22-1),
-		}
+		k := cancelKey{pid: s.backendPID, secret: binary.BigEndian.Uint32(b[:])}
 		if _, dup := p.sessions[k]; !dup {
 			p.sessions[k] = s
 			return k

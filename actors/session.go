@@ -47,6 +47,7 @@ type session struct {
 	inflight int                      // Query/Sync messages awaiting ReadyForQuery
 	txStatus byte                     // from the backend's last ReadyForQuery
 	lost     bool                     // the backend connection failed
+	unsynced bool                     // extended-protocol messages sent since the last Sync
 	track    *tracker                 // statements in flight, for DDL capture
 	gov      *governor                // limits and query log (enforce.go); nil: none
 	closing  atomic.Bool              // the relay is ending on purpose
@@ -98,6 +99,9 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 	case s.login.target.Kind == fsm.KindTenant && r.HasDDL():
 		return classify.Result{}, wire.NewError("ERROR", "42501", "DDL not allowed on tenant databases, use workspace mode")
 	}
+	if rej := s.guard(sql, r); rej != nil {
+		return classify.Result{}, rej
+	}
 	return r, nil
 }
 
@@ -111,7 +115,7 @@ func (s *session) relay(ctx context.Context) {
 	}()
 	clientGone := s.clientToBackend()
 	s.mu.Lock()
-	busy := s.inflight > 0
+	busy := s.inflight > 0 || s.unsynced
 	reusable := !busy && s.txStatus == 'I' && !s.lost
 	s.mu.Unlock()
 	if clientGone && busy {
@@ -131,7 +135,7 @@ func (s *session) relay(ctx context.Context) {
 		return
 	}
 	s.mu.Lock()
-	reusable = !s.lost && s.inflight == 0 && s.txStatus == 'I'
+	reusable = !s.lost && s.inflight == 0 && !s.unsynced && s.txStatus == 'I'
 	s.mu.Unlock()
 	_ = s.backend.SetReadDeadline(time.Time{})
 	// No cancel may reach the next owner of this backend session.
@@ -220,12 +224,19 @@ func (s *session) clientToBackend() (clientGone bool) {
 			s.track.sync()
 			s.gov.sync()
 			s.inflight++
+			s.unsynced = false
 			s.mu.Unlock()
 		case 'X':
 			// Not forwarded: the relay decides whether the backend session
 			// is pooled or terminated.
 			_ = fw.Flush()
 			return false
+		}
+		switch typ {
+		case 'P', 'B', 'E', 'D', 'C', 'H':
+			s.mu.Lock()
+			s.unsynced = true // the backend may hold an open implicit transaction until Sync
+			s.mu.Unlock()
 		}
 		s.gov.awaitCancel()
 		if err := fw.Write(typ, body); err != nil {

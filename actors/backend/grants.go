@@ -29,6 +29,13 @@ func grantStatements(db string, kind Kind) []string {
 		"REVOKE CREATE ON SCHEMA public FROM " + logins,
 		"GRANT USAGE ON SCHEMA public TO " + logins,
 
+		// DO blocks and PL/pgSQL let a role run statements the proxy cannot
+		// see, ALTER ROLE CURRENT_USER among them: only the owner (which
+		// deployments log in as) and, where DDL is allowed, the admin role
+		// may use the language.
+		"REVOKE USAGE ON LANGUAGE plpgsql FROM PUBLIC",
+		"GRANT USAGE ON LANGUAGE plpgsql TO " + owner,
+
 		// Objects that exist now (whoever owns them).
 		"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM " + write + ", " + read,
 		"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM " + write + ", " + read,
@@ -48,7 +55,7 @@ func grantStatements(db string, kind Kind) []string {
 	if kind == KindWorkspace || kind == KindControl {
 		// The admin key runs DDL here; what it creates is usable by the
 		// write and read keys.
-		s = append(s, "GRANT CREATE ON SCHEMA public TO "+admin)
+		s = append(s, "GRANT CREATE ON SCHEMA public TO "+admin, "GRANT USAGE ON LANGUAGE plpgsql TO "+admin)
 		s = append(s, defaultPrivileges(admin, map[string][2]string{
 			write: {writeTablePrivs, writeSeqPrivs},
 			read:  {readTablePrivs, readSeqPrivs},

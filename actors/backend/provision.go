@@ -48,6 +48,10 @@ func ensureRoles(ctx context.Context, conn *pgx.Conn, spec DatabaseSpec) error {
 		if _, err := conn.Exec(ctx, "ALTER ROLE "+ident(r.name)+" WITH "+attrs); err != nil {
 			return errors.Wrapf(err, "alter role %s", r.name)
 		}
+		// Settings a role gave itself (ALTER ROLE CURRENT_USER SET …) go.
+		if _, err := conn.Exec(ctx, "ALTER ROLE "+ident(r.name)+" RESET ALL"); err != nil {
+			return errors.Wrapf(err, "reset settings of role %s", r.name)
+		}
 	}
 	return nil
 }

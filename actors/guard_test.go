@@ -1,0 +1,48 @@
+package actors
+
+import "testing"
+
+func TestSettingGuard(t *testing.T) {
+	tests := []struct {
+		name, sql string
+		refused   bool
+	}{
+		{"scs off", "SET standard_conforming_strings = off", true},
+		{"scs to false", "set standard_conforming_strings to 'false'", true},
+		{"scs via set_config", "SELECT set_config('standard_conforming_strings', 'off', false)", true},
+		{"scs reset", "RESET standard_conforming_strings", true},
+		{"scs on", "SET standard_conforming_strings = on", false},
+		{"show scs", "SHOW standard_conforming_strings", false},
+		{"sjis", "SET client_encoding = 'SJIS'", true},
+		{"names big5", "SET NAMES 'BIG5'", true},
+		{"gbk via set_config", "select set_config('client_encoding','GBK',false)", true},
+		{"utf8", "SET client_encoding TO 'UTF8'", false},
+		{"latin1", "SET client_encoding TO 'LATIN1'", false},
+		{"plain select", "SELECT 'big5 is a name' AS encoding_note", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := settingGuard(tc.sql) != nil
+			if got != tc.refused {
+				t.Fatalf("%q refused=%v, want %v", tc.sql, got, tc.refused)
+			}
+		})
+	}
+}
+
+func TestStartupGuard(t *testing.T) {
+	for _, tc := range []struct {
+		params  map[string]string
+		refused bool
+	}{
+		{map[string]string{"client_encoding": "UTF8", "application_name": "x"}, false},
+		{map[string]string{"client_encoding": "SJIS"}, true},
+		{map[string]string{"standard_conforming_strings": "off"}, true},
+		{map[string]string{"options": "-c standard_conforming_strings=off"}, true},
+		{map[string]string{"options": "-c search_path=a"}, false},
+	} {
+		if got := StartupGuard(tc.params) != nil; got != tc.refused {
+			t.Errorf("%v refused=%v, want %v", tc.params, got, tc.refused)
+		}
+	}
+}

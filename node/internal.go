@@ -82,7 +82,9 @@ func (n *Node) withInternal(public http.Handler) http.Handler {
 	mux.HandleFunc("GET /internal/index", n.internalAuth(n.handleIndex))
 	mux.HandleFunc("POST /internal/cancel", n.internalAuth(n.handleCancel))
 	mux.HandleFunc("GET /internal/status", n.internalAuth(n.handleStatus))
+	mux.HandleFunc("GET /internal/hash", n.internalAuth(n.handleHash))
 	mux.HandleFunc("GET /readyz", n.handleReady)
+	n.withPprof(mux)
 	mux.Handle("/", n.catchUpUnknownCaller(public))
 	return mux
 }

@@ -1,6 +1,7 @@
 package querylog
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"sync"
@@ -75,12 +76,14 @@ func (f *Filter) match(e *Entry) bool {
 // JSON-lines writer fed by its own goroutine, so a slow log output never
 // slows the relay (lines are dropped, and counted, when it falls behind).
 type Log struct {
-	mu    sync.Mutex
-	ring  []Entry
-	next  int // index the next entry goes to
-	full  bool
-	lines chan Entry
-	done  chan struct{}
+	mu      sync.Mutex
+	ring    []Entry
+	next    int // index the next entry goes to
+	full    bool
+	pending []Entry       // lines not yet written; nil slice when there is no writer
+	writer  bool          // a line writer runs
+	stop    chan struct{} // closed by Close
+	done    chan struct{}
 
 	dropped atomic.Int64
 	// OnDrop, if set, is called for each line dropped (a metric).
@@ -99,20 +102,49 @@ func New(capacity int, w io.Writer) *Log {
 		close(l.done)
 		return l
 	}
-	lines := make(chan Entry, 4096)
-	l.lines = lines
+	l.writer = true
+	l.stop = make(chan struct{})
 	go func() {
 		defer close(l.done)
-		enc := json.NewEncoder(w)
-		for e := range lines {
-			_ = enc.Encode(struct {
-				Msg string `json:"msg"`
-				Entry
-			}{"query", e})
+		// Lines are written in batches every flushEvery rather than one at a
+		// time: the relay never wakes another goroutine per statement, and a
+		// busy node writes many lines per system call.
+		bw := bufio.NewWriterSize(w, 64<<10)
+		enc := json.NewEncoder(bw)
+		t := time.NewTicker(flushEvery)
+		defer t.Stop()
+		var batch []Entry
+		for {
+			stopping := false
+			select {
+			case <-t.C:
+			case <-l.stop:
+				stopping = true
+			}
+			l.mu.Lock()
+			batch, l.pending = l.pending, batch[:0]
+			l.mu.Unlock()
+			for _, e := range batch {
+				_ = enc.Encode(struct {
+					Msg string `json:"msg"`
+					Entry
+				}{"query", e})
+			}
+			_ = bw.Flush()
+			if stopping {
+				return
+			}
 		}
 	}()
 	return l
 }
+
+// flushEvery is how often the line writer writes what accumulated;
+// maxPending bounds what may wait for it.
+const (
+	flushEvery = 100 * time.Millisecond
+	maxPending = 16384
+)
 
 // Add records an entry.
 func (l *Log) Add(e Entry) {
@@ -123,11 +155,11 @@ func (l *Log) Add(e Entry) {
 		l.next, l.full = 0, true
 	}
 	dropped := false
-	if l.lines != nil {
-		select {
-		case l.lines <- e:
-		default: // the log output is behind: drop the line (the ring has it)
-			dropped = true
+	if l.writer {
+		if len(l.pending) < maxPending {
+			l.pending = append(l.pending, e)
+		} else {
+			dropped = true // the log output is behind: drop the line (the ring has it)
 		}
 	}
 	l.mu.Unlock()
@@ -182,9 +214,9 @@ func (l *Log) Query(f Filter) []Entry {
 // Close stops the line writer after it has written what it holds.
 func (l *Log) Close() {
 	l.mu.Lock()
-	if l.lines != nil {
-		close(l.lines)
-		l.lines = nil
+	if l.writer {
+		l.writer = false
+		close(l.stop)
 	}
 	l.mu.Unlock()
 	<-l.done

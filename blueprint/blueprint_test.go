@@ -127,7 +127,7 @@ INSERT INTO accounts (name, email) VALUES ('Alice', 'alice@test.com');`
 
 func TestImportSchemaBothWays(t *testing.T) {
 	if _, err := exec.LookPath("pg_dump"); err != nil && testing.Short() {
-		t.Skip("pg_dump not on PATH")
+		t.Skip("pg_dump not on PATH (skipped only under testing.Short)")
 	}
 	src := randName("src_")
 	admin := testpg.Shared(t).URL()

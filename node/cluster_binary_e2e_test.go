@@ -101,7 +101,7 @@ type binStatus struct {
 // catches up.
 func TestClusterBinaryKill9(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and runs the tdb binary")
+		t.Skip("builds and runs the tdb binary: not under testing.Short")
 	}
 	t.Parallel()
 	pg := testpg.Shared(t)

@@ -193,11 +193,27 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 // handleIndex tells a follower how far it must apply to have seen every
 // write acknowledged so far.
 func (n *Node) handleIndex(w http.ResponseWriter, _ *http.Request) {
-	if !n.rep.IsLeader() {
-		writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: codeNotLeader, Message: "not the raft leader"})
+	index, err := n.readIndex()
+	if err != nil {
+		writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: codeNotLeader, Message: err.Error()})
 		return
 	}
-	writeInternal(w, http.StatusOK, indexResponse{Index: n.rep.FSM.AppliedIndex()})
+	writeInternal(w, http.StatusOK, indexResponse{Index: index})
+}
+
+// readIndex is raft's read index: once a quorum has confirmed this node's
+// leadership, every write acknowledged anywhere so far is at or below the
+// leader's last log index (the leader's own FSM may not have applied the
+// entries a previous leader committed yet, so its applied index is not
+// enough).
+func (n *Node) readIndex() (uint64, error) {
+	if !n.rep.IsLeader() {
+		return 0, errors.Mark(errors.New("not the raft leader"), ErrNotLeader)
+	}
+	if err := n.rep.Raft.VerifyLeader().Error(); err != nil {
+		return 0, errors.Mark(errors.Wrap(err, "confirm leadership"), ErrNotLeader)
+	}
+	return n.rep.Raft.LastIndex(), nil
 }
 
 // handleCancel cancels a session of this node for a CancelRequest that

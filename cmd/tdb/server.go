@@ -67,6 +67,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.WireAddr, "wire-addr", "127.0.0.1:5433", "PostgreSQL wire proxy listen address")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "HTTP control plane listen address")
 	f.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:7000", "raft listen address")
+	f.StringVar(&cfg.Raft.Advertise, "raft-advertise", "", "raft address the other nodes dial (default: the raft listen address); e.g. a proxy in front of it")
 	f.StringVar(&gossipAddr, "gossip-addr", "127.0.0.1:7946", "gossip listen address")
 	f.StringVar(&join, "join", "", "gossip address(es) of existing members, comma separated")
 	f.StringVar(&cfg.AdminKey, "admin-key", "", "the cluster operator's key (env TDB_ADMIN_KEY)")

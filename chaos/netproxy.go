@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/errors"
+)
+
+// Partitions. Each node advertises (--raft-advertise) the address of a TCP
+// proxy in front of its raft listener, so every raft connection towards a
+// node passes through that node's proxy. A proxy alone only knows the
+// destination; to cut the link between two nodes in both directions it
+// must also know which node dialled. It finds out from the kernel: the
+// accepted connection's remote address is the dialling socket's local
+// address, /proc/net/tcp maps it to a socket inode, and the node whose
+// /proc/PID/fd holds that inode is the source. Blocking the pair {a, b}
+// closes every proxied connection a→b and b→a and refuses new ones, so a
+// node can be isolated from the others while the harness still reaches it.
+//
+// Gossip (memberlist, UDP and TCP) and the nodes' HTTP (leader forwarding,
+// catch-up) are not proxied: a partition cuts raft, the consensus path,
+// while the isolated node still sees its peers alive through gossip — the
+// asymmetric kind of failure that tests fail-closed logins.
+
+// netSim owns the proxies and the set of blocked node pairs.
+type netSim struct {
+	pids func() map[int]string // running node pids by pid → node name
+
+	mu      sync.Mutex
+	blocked map[[2]string]bool // unordered pairs stored both ways
+	proxies []*raftProxy
+}
+
+func newNetSim(pids func() map[int]string) *netSim {
+	return &netSim{pids: pids, blocked: map[[2]string]bool{}}
+}
+
+// raftProxy forwards connections to one node's raft listener.
+type raftProxy struct {
+	sim    *netSim
+	node   string // the destination node
+	target string
+	ln     net.Listener
+	conns  map[*proxied]struct{} // under sim.mu
+}
+
+type proxied struct {
+	src     string
+	in, out net.Conn
+}
+
+// addProxy starts a proxy for node's raft listener at target.
+func (s *netSim) addProxy(node, target string) (*raftProxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, errors.Wrap(err, "listen raft proxy")
+	}
+	p := &raftProxy{sim: s, node: node, target: target, ln: ln, conns: map[*proxied]struct{}{}}
+	s.mu.Lock()
+	s.proxies = append(s.proxies, p)
+	s.mu.Unlock()
+	go p.serve()
+	return p, nil
+}
+
+func (p *raftProxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *raftProxy) serve() {
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		go p.pipe(in)
+	}
+}
+
+func (p *raftProxy) pipe(in net.Conn) {
+	src := p.sim.identify(in.RemoteAddr())
+	s := p.sim
+	s.mu.Lock()
+	cut := s.blocked[[2]string{src, p.node}]
+	s.mu.Unlock()
+	if cut {
+		in.Close()
+		return
+	}
+	out, err := net.Dial("tcp", p.target)
+	if err != nil {
+		in.Close()
+		return
+	}
+	c := &proxied{src: src, in: in, out: out}
+	s.mu.Lock()
+	if s.blocked[[2]string{src, p.node}] {
+		s.mu.Unlock()
+		in.Close()
+		out.Close()
+		return
+	}
+	p.conns[c] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(p.conns, c)
+		s.mu.Unlock()
+		in.Close()
+		out.Close()
+	}()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(out, in); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(in, out); done <- struct{}{} }()
+	<-done
+}
+
+// isolate cuts every link between node and the other nodes.
+func (s *netSim) isolate(node string, all []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range all {
+		if o != node {
+			s.blocked[[2]string{node, o}] = true
+			s.blocked[[2]string{o, node}] = true
+		}
+	}
+	for _, p := range s.proxies {
+		for c := range p.conns {
+			if s.blocked[[2]string{c.src, p.node}] {
+				c.in.Close()
+				c.out.Close()
+			}
+		}
+	}
+}
+
+// heal lifts every cut.
+func (s *netSim) heal() {
+	s.mu.Lock()
+	s.blocked = map[[2]string]bool{}
+	s.mu.Unlock()
+}
+
+// close stops the proxies.
+func (s *netSim) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.proxies {
+		p.ln.Close()
+		for c := range p.conns {
+			c.in.Close()
+			c.out.Close()
+		}
+	}
+}
+
+// identify names the node that owns the dialling socket at remote ("" when
+// none of the running nodes does).
+func (s *netSim) identify(remote net.Addr) string {
+	ta, ok := remote.(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	inode, err := socketInode(ta)
+	if err != nil || inode == "" {
+		return ""
+	}
+	want := "socket:[" + inode + "]"
+	for pid, name := range s.pids() {
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if l, err := os.Readlink(filepath.Join(fmt.Sprintf("/proc/%d/fd", pid), fd.Name())); err == nil && l == want {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+// socketInode finds the inode of the TCP socket whose local address is addr
+// in /proc/net/tcp (IPv4 loopback only, which is all a chaos run uses).
+func socketInode(addr *net.TCPAddr) (string, error) {
+	ip4 := addr.IP.To4()
+	if ip4 == nil {
+		return "", errors.New("not IPv4")
+	}
+	// /proc/net/tcp prints the address as the host-order hex of the
+	// network-order 32-bit word: little-endian hosts reverse the bytes.
+	local := strings.ToUpper(hex.EncodeToString([]byte{ip4[3], ip4[2], ip4[1], ip4[0]})) + ":" + fmt.Sprintf("%04X", addr.Port)
+	f, err := os.Open("/proc/net/tcp")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 10 || fields[1] != local {
+			continue
+		}
+		if _, err := strconv.Atoi(fields[9]); err == nil && fields[9] != "0" {
+			return fields[9], nil
+		}
+	}
+	return "", sc.Err()
+}

@@ -38,7 +38,7 @@ go build -o "$WORK/tdb" ./cmd/tdb
 TDB_PORT=$(freeport); HTTP_PORT=$(freeport); BOUNCER_PORT=$(freeport)
 
 echo "== start tdb dev (its own PostgreSQL)"
-"$WORK/tdb" dev --data-dir "$WORK/dev" --wire-addr "127.0.0.1:$TDB_PORT" --http-addr "127.0.0.1:$HTTP_PORT" >"$WORK/dev.log" 2>&1 &
+"$WORK/tdb" dev --pg-max-connections 800 --data-dir "$WORK/dev" --wire-addr "127.0.0.1:$TDB_PORT" --http-addr "127.0.0.1:$HTTP_PORT" >"$WORK/dev.log" 2>&1 &
 TDB_PID=$!
 PIDS+=("$TDB_PID")
 for _ in $(seq 1 120); do [ -f "$WORK/dev/env" ] && break; sleep 0.5; done

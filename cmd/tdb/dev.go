@@ -35,8 +35,16 @@ type devState struct {
 	ProxyPassword string `json:"proxy_password,omitempty"`
 }
 
+// devOptions are the flags of `tdb dev`.
+type devOptions struct {
+	dataDir, wireAddr, httpAddr string
+	proxyFrom                   []netip.Prefix
+	pgMaxConnections            int
+}
+
 func newDevCmd() *cobra.Command {
-	var dataDir, wireAddr, httpAddr, proxyFrom string
+	var o devOptions
+	var proxyFrom string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a single-node cluster with its own local PostgreSQL and a demo project",
@@ -44,21 +52,23 @@ func newDevCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			trusted, err := node.ParseCIDRs(proxyFrom)
-			if err != nil {
+			var err error
+			if o.proxyFrom, err = node.ParseCIDRs(proxyFrom); err != nil {
 				return err
 			}
-			return runDev(ctx, cmd.OutOrStdout(), dataDir, wireAddr, httpAddr, trusted)
+			return runDev(ctx, cmd.OutOrStdout(), o)
 		},
 	}
-	cmd.Flags().StringVar(&dataDir, "data-dir", "tdb-data", "directory for all state (raft, PostgreSQL, TLS, env)")
-	cmd.Flags().StringVar(&wireAddr, "wire-addr", "127.0.0.1:5433", "PostgreSQL wire proxy listen address")
-	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "HTTP control plane listen address")
+	cmd.Flags().StringVar(&o.dataDir, "data-dir", "tdb-data", "directory for all state (raft, PostgreSQL, TLS, env)")
+	cmd.Flags().StringVar(&o.wireAddr, "wire-addr", "127.0.0.1:5433", "PostgreSQL wire proxy listen address")
+	cmd.Flags().StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP control plane listen address")
 	cmd.Flags().StringVar(&proxyFrom, "proxy-protocol-from", "", "load balancers (CIDRs, comma separated) whose connections carry a PROXY v1/v2 header")
+	cmd.Flags().IntVar(&o.pgMaxConnections, "pg-max-connections", 300, "max_connections of the local PostgreSQL")
 	return cmd
 }
 
-func runDev(ctx context.Context, out io.Writer, dataDir, wireAddr, httpAddr string, proxyFrom []netip.Prefix) error {
+func runDev(ctx context.Context, out io.Writer, o devOptions) error {
+	dataDir, wireAddr, httpAddr, proxyFrom := o.dataDir, o.wireAddr, o.httpAddr, o.proxyFrom
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return err
@@ -71,7 +81,9 @@ func runDev(ctx context.Context, out io.Writer, dataDir, wireAddr, httpAddr stri
 		return err
 	}
 	fmt.Fprintf(out, "starting PostgreSQL in %s ...\n", filepath.Join(dataDir, "postgres"))
-	pg, err := pgserver.Start(ctx, pgserver.Options{Dir: filepath.Join(dataDir, "postgres"), Logf: func(f string, a ...any) {}})
+	pg, err := pgserver.Start(ctx, pgserver.Options{
+		Dir: filepath.Join(dataDir, "postgres"), MaxConnections: o.pgMaxConnections, Logf: func(f string, a ...any) {},
+	})
 	if err != nil {
 		return errors.Wrap(err, "start local PostgreSQL")
 	}

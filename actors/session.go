@@ -140,7 +140,12 @@ func (s *session) relay(ctx context.Context) {
 	_ = s.backend.SetReadDeadline(time.Time{})
 	// No cancel may reach the next owner of this backend session.
 	s.proxy.unregister(s.key)
-	if !reusable || s.bc.Reset(10*time.Second) != nil {
+	if !reusable {
+		s.closeBackend()
+		return
+	}
+	if err := s.bc.Reset(10 * time.Second); err != nil {
+		s.proxy.cfg.Logf("proxy: reset backend session %d for the pool: %v", s.backendPID, err)
 		s.closeBackend()
 		return
 	}

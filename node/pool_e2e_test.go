@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,19 +41,18 @@ func TestSessionPoolReuseAndReset(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The same startup parameters get the same backend session back, reset.
-	var c2 *pgx.Conn
+	// Close returns before the proxy has pooled the session: wait for it.
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c2 = connect(t, cs)
-		if backendPID(t, c2) == pid {
-			break
-		}
+	for !strings.Contains(scrape(t, e), `tdb_backend_pool_connections{state="idle"} 1`) {
 		if time.Now().After(deadline) {
-			t.Fatalf("backend session %d was not reused", pid)
+			t.Fatal("the backend session never went back to the pool")
 		}
-		c2.Close(ctx)
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The same startup parameters get the same backend session back, reset.
+	c2 := connect(t, cs)
+	if got := backendPID(t, c2); got != pid {
+		t.Fatalf("got backend session %d, want the pooled %d", got, pid)
 	}
 	var workMem, app string
 	if err := c2.QueryRow(ctx, "SELECT current_setting('work_mem'), current_setting('application_name')").Scan(&workMem, &app); err != nil {

@@ -64,6 +64,7 @@ func newDevCmd() *cobra.Command {
 	cmd.Flags().StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP control plane listen address")
 	cmd.Flags().StringVar(&proxyFrom, "proxy-protocol-from", "", "load balancers (CIDRs, comma separated) whose connections carry a PROXY v1/v2 header")
 	cmd.Flags().IntVar(&o.pgMaxConnections, "pg-max-connections", 300, "max_connections of the local PostgreSQL")
+	procsFlag(cmd, halfTheCPUs) // the local PostgreSQL shares this machine
 	return cmd
 }
 

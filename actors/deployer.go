@@ -181,59 +181,19 @@ func PlanTenant(s *fsm.State, dep *fsm.Deployment, tenant string) TenantJob {
 // runDeployment works on one deployment's tenants, at most its concurrency
 // at a time, until it is finished or ctx ends.
 func (d *Deployer) runDeployment(ctx context.Context, id string) {
-	done := make(chan string, fsm.MaxDeployConcurrency)
-	inflight := map[string]bool{}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	tick := time.NewTicker(d.Resync)
-	defer tick.Stop()
-	for {
-		if ctx.Err() != nil {
-			return // also when a worker's end and ctx's raced in the select below
+	runTenantJobs(ctx, d.FSM, d.Resync, func(s *fsm.State, inflight map[string]bool) ([]TenantJob, int, bool) {
+		dep := s.Deployments[id]
+		if dep == nil || dep.Status != fsm.DeploymentInProgress {
+			return nil, 0, true
 		}
-		changed := d.FSM.Changed()
 		var jobs []TenantJob
-		var conc int
-		finished := true
-		d.FSM.View(func(s *fsm.State) {
-			dep := s.Deployments[id]
-			if dep == nil || dep.Status != fsm.DeploymentInProgress {
-				return
+		for _, r := range dep.Results {
+			if (r.Status == fsm.TenantPending || r.Status == fsm.TenantRunning) && !inflight[r.Tenant] {
+				jobs = append(jobs, PlanTenant(s, dep, r.Tenant))
 			}
-			finished, conc = false, dep.Concurrency
-			for _, r := range dep.Results {
-				if (r.Status == fsm.TenantPending || r.Status == fsm.TenantRunning) && !inflight[r.Tenant] {
-					jobs = append(jobs, PlanTenant(s, dep, r.Tenant))
-				}
-			}
-		})
-		if finished {
-			return
 		}
-		for _, job := range jobs {
-			if len(inflight) >= conc {
-				break
-			}
-			if job.Wait {
-				continue
-			}
-			inflight[job.Tenant] = true
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				d.work(ctx, job)
-				done <- job.Tenant
-			}()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case t := <-done:
-			delete(inflight, t)
-		case <-changed:
-		case <-tick.C:
-		}
-	}
+		return jobs, dep.Concurrency, false
+	}, d.work)
 }
 
 // work brings one tenant to the target version and records the result. When

@@ -120,59 +120,19 @@ func (m *Importer) stopAll() {
 }
 
 func (m *Importer) runImport(ctx context.Context, id string) {
-	done := make(chan string, fsm.MaxDeployConcurrency)
-	inflight := map[string]bool{}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	tick := time.NewTicker(m.Resync)
-	defer tick.Stop()
-	for {
-		if ctx.Err() != nil {
-			return // also when a worker's end and ctx's raced in the select below
+	runTenantJobs(ctx, m.FSM, m.Resync, func(s *fsm.State, inflight map[string]bool) ([]ImportJob, int, bool) {
+		im := s.Imports[id]
+		if im == nil || im.Status != fsm.DeploymentInProgress {
+			return nil, 0, true
 		}
-		changed := m.FSM.Changed()
 		var jobs []ImportJob
-		var conc int
-		finished := true
-		m.FSM.View(func(s *fsm.State) {
-			im := s.Imports[id]
-			if im == nil || im.Status != fsm.DeploymentInProgress {
-				return
+		for _, t := range im.Tenants {
+			if (t.Status == fsm.TenantPending || t.Status == fsm.TenantRunning) && !inflight[t.Tenant] {
+				jobs = append(jobs, PlanImportTenant(s, im, t))
 			}
-			finished, conc = false, im.Concurrency
-			for _, t := range im.Tenants {
-				if (t.Status == fsm.TenantPending || t.Status == fsm.TenantRunning) && !inflight[t.Tenant] {
-					jobs = append(jobs, PlanImportTenant(s, im, t))
-				}
-			}
-		})
-		if finished {
-			return
 		}
-		for _, job := range jobs {
-			if len(inflight) >= conc {
-				break
-			}
-			if job.Wait {
-				continue
-			}
-			inflight[job.Tenant] = true
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				m.work(ctx, job)
-				done <- job.Tenant
-			}()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case t := <-done:
-			delete(inflight, t)
-		case <-changed:
-		case <-tick.C:
-		}
-	}
+		return jobs, im.Concurrency, false
+	}, m.work)
 }
 
 func (m *Importer) work(ctx context.Context, job ImportJob) {

@@ -15,7 +15,7 @@ import (
 // must report it.
 func TestChaosCatchesBrokenBuild(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs a three-node cluster under faults for half a minute")
+		t.Skip("runs a three-node cluster under faults for half a minute: not under testing.Short")
 	}
 	var out syncBuffer
 	rep, err := chaosRun(context.Background(), runConfig{

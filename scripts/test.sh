@@ -7,7 +7,7 @@ go test -count=1 -timeout 30m ./...
 # A chaos run: the Procfile's three nodes and backend under kill -9, SIGSTOP
 # and partitions with load; exits non-zero on any lost write, divergence,
 # non-linearizable history, stale login or ban mismatch.
-go run ./chaos run --duration "${CHAOS_DURATION:-30s}" --seed "${CHAOS_SEED:-1}" --out "${TMPDIR:-/tmp}/chaos"
+go run ./chaos run --duration "${CHAOS_DURATION:-60s}" --seed "${CHAOS_SEED:-1}" --out "${TMPDIR:-/tmp}/chaos"
 fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-10s}" "$2"; }
 fuzz FuzzStartup ./wire/
 fuzz FuzzFrameReader ./wire/

@@ -3,8 +3,16 @@
 // its context. The logic sits in synchronous cores that tests step directly;
 // the goroutines are thin loops around them.
 //
-//   - Reconciler (leader only): makes backend servers match the physical
-//     databases recorded in the FSM: provisions, brings new tenants to the
-//     latest blueprint version, drops deleted ones.
-//   - Proxy connections, session pools, the ban tracker: see their files.
+//   - Proxy (proxy.go) accepts wire clients; each gets a connection actor
+//     (conn.go: admission, startup, SCRAM, scope) and then a session
+//     (session.go) that relays frames both ways. The tracker (tracker.go)
+//     follows statements to their results for DDL capture (capture.go); the
+//     governor (enforce.go, limits.go) applies workspace limits and feeds the
+//     query log; guard.go refuses statements that would subvert the role model.
+//   - Pool (pool.go) keeps reset backend sessions between clients.
+//   - The ban tracker (bans.go) batches failed logins into raft commands.
+//   - Leader-only actors watch the FSM: the Reconciler provisions and drops
+//     physical databases and brings new tenants to the latest blueprint
+//     version; the Deployer and the Importer carry out deployments and
+//     import-full jobs, tenant by tenant (tenantjobs.go, deploy_apply.go).
 package actors

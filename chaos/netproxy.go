@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/errors"
 )
@@ -85,7 +86,7 @@ func (p *raftProxy) serve() {
 }
 
 func (p *raftProxy) pipe(in net.Conn) {
-	src := p.sim.identify(in.RemoteAddr())
+	src := p.sim.identifyRetry(in.RemoteAddr())
 	s := p.sim
 	s.mu.Lock()
 	cut := s.blocked[[2]string{src, p.node}]
@@ -160,6 +161,20 @@ func (s *netSim) close() {
 			c.out.Close()
 		}
 	}
+}
+
+// identifyRetry is identify, a few times over: the owner can be caught
+// moving the socket between descriptors (dup2 then close), when neither
+// descriptor reads as the socket, and an unknown source would slip through
+// a partition.
+func (s *netSim) identifyRetry(remote net.Addr) string {
+	for range 20 {
+		if src := s.identify(remote); src != "" {
+			return src
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return ""
 }
 
 // identify names the node that owns the dialling socket at remote ("" when

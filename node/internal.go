@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net"
@@ -85,18 +84,21 @@ func (n *Node) withInternal(public http.Handler) http.Handler {
 	mux.HandleFunc("GET /internal/hash", n.internalAuth(n.handleHash))
 	mux.HandleFunc("GET /readyz", n.handleReady)
 	n.withPprof(mux)
-	mux.Handle("/", n.catchUpUnknownCaller(public))
+	mux.Handle("/", n.catchUpFollower(public))
 	return mux
 }
 
-// catchUpUnknownCaller gives the public API read-your-writes for
-// credentials: a follower that does not know a request's bearer key (or the
-// project the operator names) first catches up with the leader, bounded,
-// so a key or project created through another node works here as soon as
-// its create call has returned.
-func (n *Node) catchUpUnknownCaller(public http.Handler) http.Handler {
+// catchUpFollower gives the public API read-your-writes across nodes: a
+// follower first catches up with the leader (bounded) before it serves an
+// authenticated request, so a key, project, workspace or tenant created
+// through another node is seen here as soon as its create call has
+// returned, and a revoked key is refused. Writes validate against local
+// state before they are forwarded, so they need it as much as reads. When
+// the leader cannot be reached the request is served from local state
+// (writes then fail at the forward).
+func (n *Node) catchUpFollower(public http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.gossip != nil && !n.rep.IsLeader() && n.unknownCaller(r) {
+		if n.gossip != nil && r.Header.Get("Authorization") != "" && !n.rep.IsLeader() {
 			ctx, cancel := context.WithTimeout(r.Context(), n.cfg.Cluster.CatchUpTimeout)
 			if err := n.catchUp(ctx); err != nil {
 				n.logger.Printf("http: catch up with the leader: %v", err)
@@ -105,31 +107,6 @@ func (n *Node) catchUpUnknownCaller(public http.Handler) http.Handler {
 		}
 		public.ServeHTTP(w, r)
 	})
-}
-
-// unknownCaller reports whether the request's bearer key is not in the local
-// state. Keys are found by the hex SHA-256 of the secret, as httpapi stores
-// them (httpapi/secrets.go lookupOf).
-func (n *Node) unknownCaller(r *http.Request) bool {
-	scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	secret = strings.TrimSpace(secret)
-	if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
-		return false
-	}
-	if admin := n.cfg.AdminKey; admin != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(admin)) == 1 {
-		pid := r.Header.Get(httpapi.ProjectHeader)
-		if pid == "" {
-			return false
-		}
-		known := false
-		n.rep.FSM.View(func(s *fsm.State) { known = s.Project(pid) != nil })
-		return !known
-	}
-	sum := sha256.Sum256([]byte(secret))
-	lookup := hex.EncodeToString(sum[:])
-	known := false
-	n.rep.FSM.View(func(s *fsm.State) { known = s.KeyByLookup(lookup) != nil })
-	return !known
 }
 
 func (n *Node) internalAuth(h http.HandlerFunc) http.HandlerFunc {

@@ -232,7 +232,7 @@ func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[s
 			}
 			return nil, wire.Fatalf("08006", "could not connect to the database backend")
 		}
-		bc, err := Hijacked(key, pc, netw, addr)
+		bc, err := Hijacked(dctx, key, pc, netw, addr)
 		if err != nil {
 			pc.Close(ctx)
 			return nil, wire.Fatalf("08006", "could not take over the backend connection: %v", err)

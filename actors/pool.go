@@ -208,8 +208,15 @@ func alive(bc *BackendConn) bool {
 	return perr != nil && (errors.Is(perr, syscall.EAGAIN) || errors.Is(perr, syscall.EWOULDBLOCK))
 }
 
-// Hijacked turns a freshly logged-in pgconn into a BackendConn.
-func Hijacked(key PoolKey, pc *pgconn.PgConn, netw, addr string) (*BackendConn, error) {
+// Hijacked turns a freshly logged-in pgconn into a BackendConn. pgconn may
+// have started its background reader during the login (a write that took
+// more than 15 ms, e.g. on a loaded machine); a read it still has pending
+// would swallow the backend's first reply to the relay, so SyncConn stops it
+// and drains pgconn's buffers before the connection changes hands.
+func Hijacked(ctx context.Context, key PoolKey, pc *pgconn.PgConn, netw, addr string) (*BackendConn, error) {
+	if err := pc.SyncConn(ctx); err != nil {
+		return nil, cerrors.Wrap(err, "synchronise backend connection")
+	}
 	hj, err := pc.Hijack()
 	if err != nil {
 		return nil, cerrors.Wrap(err, "take over backend connection")

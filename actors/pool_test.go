@@ -2,6 +2,8 @@ package actors
 
 import (
 	"context"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +23,7 @@ func testPool(t *testing.T) (*Pool, PoolKey, func(context.Context) (*BackendConn
 		if err != nil {
 			return nil, err
 		}
-		return Hijacked(key, pc, "tcp", "")
+		return Hijacked(ctx, key, pc, "tcp", "")
 	}
 	p := &Pool{}
 	t.Cleanup(p.Close)
@@ -101,5 +103,59 @@ func TestParamsKey(t *testing.T) {
 	c := ParamsKey(map[string]string{"DateStyle": "ISO", "application_name": "y"})
 	if a != b || a == c {
 		t.Fatalf("ParamsKey: %q %q %q", a, b, c)
+	}
+}
+
+// slowWriteConn makes each write take longer than pgconn's 15 ms slow-write
+// timer while slow is set (the login), which starts pgconn's background
+// reader.
+type slowWriteConn struct {
+	net.Conn
+	slow *atomic.Bool
+}
+
+func (c slowWriteConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if c.slow.Load() {
+		time.Sleep(30 * time.Millisecond) // the reply arrives while pgconn waits
+	}
+	return n, err
+}
+
+// TestHijackedAfterSlowLogin: when pgconn's background reader started during
+// the login, the hijacked connection still receives the backend's first
+// reply (the reader's pending read would otherwise swallow it and the first
+// query through the proxy would hang).
+func TestHijackedAfterSlowLogin(t *testing.T) {
+	t.Parallel()
+	cfg, err := pgconn.ParseConfig(testpg.Shared(t).URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialer := &net.Dialer{}
+	var slow atomic.Bool
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return slowWriteConn{Conn: c, slow: &slow}, nil
+	}
+	ctx := context.Background()
+	for i := range 3 {
+		slow.Store(true)
+		pc, err := pgconn.ConnectConfig(ctx, cfg)
+		slow.Store(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bc, err := Hijacked(ctx, PoolKey{Backend: "local", Database: "postgres", Role: "postgres"}, pc, "tcp", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bc.Exec("SELECT 1", 3*time.Second); err != nil {
+			t.Fatalf("round %d: first query on the hijacked connection: %v", i, err)
+		}
+		bc.Conn.Close()
 	}
 }

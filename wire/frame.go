@@ -1,10 +1,10 @@
 package wire
 
 import (
-	"bufio"
 	"encoding/binary"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/cockroachdb/errors"
 )
@@ -38,10 +38,18 @@ const (
 	// DefaultMaxFrame is the default FrameReader limit on a message body.
 	// PostgreSQL has no smaller limit (a field may be 1 GiB), and the proxy adds none.
 	DefaultMaxFrame = 1 << 30
-	// frameReaderBufferSize is the read buffer of a FrameReader.
+	// smallBufferSize is the buffer a FrameReader or FrameWriter keeps for
+	// good: enough for the round trips of an OLTP session (a query, a row,
+	// CommandComplete, ReadyForQuery), small enough that an idle connection
+	// costs little.
+	smallBufferSize = 1 << 10
+	// frameReaderBufferSize is the read buffer a FrameReader borrows from a
+	// shared pool while data arrives in bulk; it is returned once the reader
+	// has drained it and the reads have become small again.
 	frameReaderBufferSize = 32 << 10
 	// maxRetainedFrame is the largest body buffer a FrameReader keeps between
-	// calls; a larger one is released at the next call.
+	// calls (for messages larger than its read buffer); a larger one is
+	// released at the next call, and any one once the reader goes idle.
 	maxRetainedFrame = 1 << 20
 	// frameGrowStep is the least a body buffer grows by while a large body arrives.
 	frameGrowStep = 64 << 10
@@ -50,13 +58,27 @@ const (
 	DefaultFlushThreshold = 64 << 10
 )
 
+// Shared large buffers. A connection holds one only while bytes flow in
+// bulk, so the memory of idle connections is their small inline buffers.
+var (
+	readBufferPool  = sync.Pool{New: func() any { return new([frameReaderBufferSize]byte) }}
+	writeBufferPool = sync.Pool{New: func() any { return new([DefaultFlushThreshold]byte) }}
+)
+
 // FrameReader reads raw protocol messages (type byte, int32 length, body)
-// for the relay. It reuses one buffer: a body is valid until the next call.
+// for the relay. A body is a view of its read buffer where the message fits
+// (no copy); it is valid until the next call.
 type FrameReader struct {
-	br       *bufio.Reader
+	r        io.Reader
 	maxFrame int
-	hdr      [5]byte
-	buf      []byte
+
+	buf        []byte // small[:] or big[:]
+	rpos, wpos int    // unread bytes are buf[rpos:wpos]
+	lastRead   int    // bytes the last read returned
+	filled     bool   // the last read filled all the space it was offered
+	big        *[frameReaderBufferSize]byte
+	body       []byte // for a message larger than the read buffer
+	small      [smallBufferSize]byte
 }
 
 // NewFrameReader reads messages from r, refusing bodies larger than maxFrame
@@ -65,22 +87,30 @@ func NewFrameReader(r io.Reader, maxFrame int) *FrameReader {
 	if maxFrame <= 0 {
 		maxFrame = DefaultMaxFrame
 	}
-	return &FrameReader{br: bufio.NewReaderSize(r, frameReaderBufferSize), maxFrame: maxFrame}
+	f := &FrameReader{r: r, maxFrame: maxFrame}
+	f.buf = f.small[:]
+	return f
 }
 
 // Next returns the next message. body is valid until the next call. It
 // returns io.EOF at a clean end of stream between messages; any error is final.
 func (f *FrameReader) Next() (typ byte, body []byte, err error) {
-	if cap(f.buf) > maxRetainedFrame {
-		f.buf = nil
+	if cap(f.body) > maxRetainedFrame {
+		f.body = nil
 	}
-	if _, err := io.ReadFull(f.br, f.hdr[:]); err != nil {
-		if err == io.EOF {
+	if f.rpos == f.wpos {
+		f.rpos, f.wpos = 0, 0
+		f.settle()
+	}
+	if err := f.fill(5); err != nil {
+		if err == io.EOF && f.wpos == f.rpos {
 			return 0, nil, io.EOF
 		}
-		return 0, nil, errors.Wrap(err, "read message header")
+		return 0, nil, errors.Wrap(translateEOF(err), "read message header")
 	}
-	length := int64(int32(binary.BigEndian.Uint32(f.hdr[1:])))
+	hdr := f.buf[f.rpos : f.rpos+5]
+	typ = hdr[0]
+	length := int64(int32(binary.BigEndian.Uint32(hdr[1:])))
 	if length < 4 {
 		return 0, nil, Fatalf(CodeProtocolViolation, "invalid message length %d", length)
 	}
@@ -88,35 +118,98 @@ func (f *FrameReader) Next() (typ byte, body []byte, err error) {
 	if n > int64(f.maxFrame) {
 		return 0, nil, Fatalf(CodeProtocolViolation, "message too large: %d bytes (limit %d)", n, f.maxFrame)
 	}
-	body, err = f.readBody(int(n))
+	f.rpos += 5
+	if int(n) <= frameReaderBufferSize {
+		if err := f.fill(int(n)); err != nil {
+			return 0, nil, errors.Wrap(translateEOF(err), "read message body")
+		}
+		body = f.buf[f.rpos : f.rpos+int(n) : f.rpos+int(n)]
+		f.rpos += int(n)
+		return typ, body, nil
+	}
+	body, err = f.readLarge(int(n))
 	if err != nil {
 		return 0, nil, err
 	}
-	return f.hdr[0], body, nil
+	return typ, body, nil
 }
 
-// readBody reads n bytes into the reused buffer. A buffer too small grows as
-// the bytes arrive, so a claimed length alone allocates little.
-func (f *FrameReader) readBody(n int) ([]byte, error) {
-	b := f.buf[:0]
+// fill makes at least k (<= frameReaderBufferSize) unread bytes available,
+// moving to the large buffer when the small one cannot hold them.
+func (f *FrameReader) fill(k int) error {
+	if f.wpos-f.rpos >= k {
+		return nil
+	}
+	// A message the inline buffer cannot hold, or a last read that filled
+	// it (bulk data is arriving): read into the large buffer.
+	if f.big == nil && (k > len(f.buf) || f.filled) {
+		f.big = readBufferPool.Get().(*[frameReaderBufferSize]byte)
+		n := copy(f.big[:], f.buf[f.rpos:f.wpos])
+		f.buf, f.rpos, f.wpos = f.big[:], 0, n
+	}
+	if len(f.buf)-f.rpos < k {
+		n := copy(f.buf, f.buf[f.rpos:f.wpos])
+		f.rpos, f.wpos = 0, n
+	}
+	for f.wpos-f.rpos < k {
+		m, err := f.r.Read(f.buf[f.wpos:])
+		f.filled = m == len(f.buf)-f.wpos
+		f.wpos += m
+		f.lastRead = m
+		if err != nil {
+			if f.wpos-f.rpos >= k {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// settle runs when every read byte has been consumed: a reader whose reads
+// have become small again gives back its large buffers before it waits.
+func (f *FrameReader) settle() {
+	if f.lastRead >= smallBufferSize || f.filled {
+		return
+	}
+	if f.big != nil {
+		readBufferPool.Put(f.big)
+		f.big = nil
+		f.buf = f.small[:]
+	}
+	f.body = nil
+}
+
+// readLarge reads a body larger than the read buffer into the body buffer,
+// which grows as the bytes arrive, so a claimed length alone allocates little.
+func (f *FrameReader) readLarge(n int) ([]byte, error) {
+	b := f.body[:0]
 	for len(b) < n {
 		if len(b) == cap(b) {
 			b = slices.Grow(b, min(n-len(b), max(cap(b), frameGrowStep)))
 		}
-		m, err := io.ReadFull(f.br, b[len(b):min(n, cap(b))])
+		want := min(n, cap(b))
+		if f.rpos < f.wpos {
+			m := copy(b[len(b):want], f.buf[f.rpos:f.wpos])
+			f.rpos += m
+			b = b[:len(b)+m]
+			continue
+		}
+		m, err := io.ReadFull(f.r, b[len(b):want])
 		b = b[:len(b)+m]
+		f.lastRead = m
 		if err != nil {
-			f.buf = b[:0]
+			f.body = b[:0]
 			return nil, errors.Wrap(translateEOF(err), "read message body")
 		}
 	}
-	f.buf = b
+	f.body = b
 	return b, nil
 }
 
 // Buffered returns how many bytes are readable without blocking. The relay
 // flushes its writer when this is 0.
-func (f *FrameReader) Buffered() int { return f.br.Buffered() }
+func (f *FrameReader) Buffered() int { return f.wpos - f.rpos }
 
 func translateEOF(err error) error {
 	if err == io.EOF {
@@ -126,21 +219,31 @@ func translateEOF(err error) error {
 }
 
 // FrameWriter coalesces messages into one buffer and writes them when
-// flushed, or on its own past DefaultFlushThreshold bytes. After a write
-// error every call returns that error.
+// flushed, or on its own past DefaultFlushThreshold bytes. Small batches use
+// an inline buffer; larger ones borrow a shared buffer until the flush.
+// After a write error every call returns that error.
 type FrameWriter struct {
-	w   io.Writer
-	buf []byte
-	err error
+	w     io.Writer
+	buf   []byte
+	big   *[DefaultFlushThreshold]byte
+	err   error
+	small [smallBufferSize]byte
 }
 
 // NewFrameWriter writes messages to w.
-func NewFrameWriter(w io.Writer) *FrameWriter { return &FrameWriter{w: w} }
+func NewFrameWriter(w io.Writer) *FrameWriter {
+	f := &FrameWriter{w: w}
+	f.buf = f.small[:0]
+	return f
+}
 
 // Write appends one message with type typ and body.
 func (f *FrameWriter) Write(typ byte, body []byte) error {
 	if f.err != nil {
 		return f.err
+	}
+	if err := f.reserve(min(len(body)+5, DefaultFlushThreshold)); err != nil {
+		return err
 	}
 	f.buf = append(f.buf, typ, 0, 0, 0, 0)
 	binary.BigEndian.PutUint32(f.buf[len(f.buf)-4:], uint32(len(body)+4))
@@ -155,18 +258,33 @@ func (f *FrameWriter) WriteRaw(frames []byte) error {
 	return f.append(frames)
 }
 
+// reserve makes room for n (<= DefaultFlushThreshold) more bytes, flushing
+// when the batch would pass the threshold and borrowing the large buffer
+// when the inline one is too small.
+func (f *FrameWriter) reserve(n int) error {
+	if len(f.buf)+n > DefaultFlushThreshold {
+		if err := f.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(f.buf)+n > cap(f.buf) {
+		f.big = writeBufferPool.Get().(*[DefaultFlushThreshold]byte)
+		f.buf = append(f.big[:0], f.buf...)
+	}
+	return nil
+}
+
 func (f *FrameWriter) append(b []byte) error {
-	if len(f.buf)+len(b) <= DefaultFlushThreshold {
+	if len(b) <= DefaultFlushThreshold {
+		if err := f.reserve(len(b)); err != nil {
+			return err
+		}
 		f.buf = append(f.buf, b...)
 		return nil
 	}
 	// Large: send what is buffered, then b itself without copying it.
 	if err := f.Flush(); err != nil {
 		return err
-	}
-	if len(b) <= DefaultFlushThreshold {
-		f.buf = append(f.buf, b...)
-		return nil
 	}
 	if _, err := f.w.Write(b); err != nil {
 		f.err = errors.Wrap(err, "write messages")
@@ -177,7 +295,7 @@ func (f *FrameWriter) append(b []byte) error {
 // Buffered returns how many bytes wait for Flush.
 func (f *FrameWriter) Buffered() int { return len(f.buf) }
 
-// Flush writes the buffered messages.
+// Flush writes the buffered messages and gives back a borrowed buffer.
 func (f *FrameWriter) Flush() error {
 	if f.err != nil {
 		return f.err
@@ -186,7 +304,11 @@ func (f *FrameWriter) Flush() error {
 		return nil
 	}
 	_, err := f.w.Write(f.buf)
-	f.buf = f.buf[:0]
+	f.buf = f.small[:0]
+	if f.big != nil {
+		writeBufferPool.Put(f.big)
+		f.big = nil
+	}
 	if err != nil {
 		f.err = errors.Wrap(err, "write messages")
 	}

@@ -176,3 +176,104 @@ func FuzzFrameReader(f *testing.F) {
 		}
 	})
 }
+
+// chunkReader returns at most the next size in sizes bytes per Read, cycling.
+type chunkReader struct {
+	r     io.Reader
+	sizes []int
+	i     int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	n := min(len(p), c.sizes[c.i%len(c.sizes)])
+	c.i++
+	return c.r.Read(p[:n])
+}
+
+// TestFrameReaderChunked: messages of every size class (inline buffer,
+// shared buffer, larger than both) read back intact whatever the chunking
+// of the stream, and the writer rewrites the stream byte for byte.
+func TestFrameReaderChunked(t *testing.T) {
+	var in []byte
+	var want [][]byte
+	for i, n := range []int{0, 1, 5, 100, smallBufferSize - 5, smallBufferSize, smallBufferSize + 1, 4000,
+		frameReaderBufferSize - 5, frameReaderBufferSize, frameReaderBufferSize + 1, 3 * frameReaderBufferSize, 7, DefaultFlushThreshold + 3, 2} {
+		body := bytes.Repeat([]byte{byte('a' + i)}, n)
+		in = append(in, frame('D', body)...)
+		want = append(want, body)
+	}
+	for _, sizes := range [][]int{{1 << 30}, {1}, {3, 700, 5}, {smallBufferSize}, {frameReaderBufferSize + 7, 1}} {
+		r := NewFrameReader(&chunkReader{r: bytes.NewReader(in), sizes: sizes}, 0)
+		var out bytes.Buffer
+		w := NewFrameWriter(&out)
+		for i, wb := range want {
+			typ, body, err := r.Next()
+			if err != nil {
+				t.Fatalf("chunks %v: frame %d: %v", sizes, i, err)
+			}
+			if typ != 'D' || !bytes.Equal(body, wb) {
+				t.Fatalf("chunks %v: frame %d: got %c with %d bytes, want %d", sizes, i, typ, len(body), len(wb))
+			}
+			if err := w.Write(typ, body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := r.Next(); err != io.EOF {
+			t.Fatalf("chunks %v: after the last frame: %v, want io.EOF", sizes, err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), in) {
+			t.Fatalf("chunks %v: the writer did not reproduce the stream", sizes)
+		}
+	}
+}
+
+// TestFrameBuffersReleasedWhenIdle: after a bulk transfer a reader and a
+// writer hold only their inline buffers once the traffic is small again, so
+// an idle connection does not keep 100 KiB of buffers.
+func TestFrameBuffersReleasedWhenIdle(t *testing.T) {
+	pr, pw := io.Pipe()
+	r := NewFrameReader(pr, 0)
+	w := NewFrameWriter(io.Discard)
+	go func() {
+		// A bulk result, written in one piece, then a small round trip.
+		var bulk []byte
+		for range 200 {
+			bulk = append(bulk, frame('D', bytes.Repeat([]byte("r"), 500))...)
+		}
+		_, _ = pw.Write(bulk)
+		_, _ = pw.Write(frame('Z', []byte("I")))
+		_, _ = pw.Write(frame('Z', []byte("I")))
+	}()
+	for i := range 200 {
+		typ, body, err := r.Next()
+		if err != nil || typ != 'D' {
+			t.Fatalf("row %d: %c %v", i, typ, err)
+		}
+		if err := w.Write(typ, body); err != nil {
+			t.Fatal(err)
+		}
+		if i == 100 && r.big == nil {
+			t.Fatal("the reader read a bulk result without its large buffer")
+		}
+	}
+	if w.big == nil {
+		t.Fatal("the writer batched 100 KiB without its large buffer")
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if typ, _, err := r.Next(); err != nil || typ != 'Z' {
+			t.Fatalf("%c %v", typ, err)
+		}
+	}
+	if r.big != nil || r.body != nil {
+		t.Fatal("the reader kept its large buffers after the traffic became small")
+	}
+	if w.big != nil || cap(w.buf) != smallBufferSize {
+		t.Fatal("the writer kept its large buffer after a flush")
+	}
+}

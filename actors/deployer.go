@@ -2,12 +2,7 @@ package actors
 
 import (
 	"context"
-	"log"
-	"sort"
-	"sync"
 	"time"
-
-	"github.com/cockroachdb/errors"
 
 	"tdb/fsm"
 )
@@ -26,62 +21,18 @@ type Deployer struct {
 
 	Resync time.Duration // rescan period, on top of change notifications
 	Apply  ApplyConfig   // how versions are applied to one tenant
-
-	mu      sync.Mutex
-	running map[string]context.CancelFunc // deployment id → its runner
 }
 
 func (d *Deployer) defaults() {
-	if d.Resync <= 0 {
-		d.Resync = 2 * time.Second
-	}
-	if d.Logf == nil {
-		d.Logf = log.Printf
-	}
-	if d.Now == nil {
-		d.Now = time.Now
-	}
+	leaderDefaults(&d.Resync, &d.Logf, &d.Now)
 	d.Apply.defaults()
-	d.running = map[string]context.CancelFunc{}
 }
 
 // Run starts a runner for every in-progress deployment while this node leads,
 // and stops them all when it no longer does, until ctx ends.
 func (d *Deployer) Run(ctx context.Context) {
 	d.defaults()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	tick := time.NewTicker(d.Resync)
-	defer tick.Stop()
-	for {
-		changed := d.FSM.Changed()
-		if d.IsLeader() {
-			var ids []string
-			d.FSM.View(func(s *fsm.State) { ids = activeDeployments(s) })
-			for _, id := range ids {
-				rctx, cancel := context.WithCancel(ctx)
-				if !d.start(id, cancel) {
-					cancel()
-					continue
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer d.stop(id)
-					d.runDeployment(rctx, id)
-				}()
-			}
-		} else {
-			d.stopAll()
-		}
-		select {
-		case <-ctx.Done():
-			d.stopAll()
-			return
-		case <-changed:
-		case <-tick.C:
-		}
-	}
+	superviseJobs(ctx, d.FSM, d.IsLeader, d.Resync, activeDeployments, d.runDeployment)
 }
 
 func activeDeployments(s *fsm.State) []string {
@@ -91,36 +42,7 @@ func activeDeployments(s *fsm.State) []string {
 			ids = append(ids, id)
 		}
 	}
-	sort.Strings(ids)
 	return ids
-}
-
-func (d *Deployer) start(id string, cancel context.CancelFunc) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.running[id] != nil {
-		return false
-	}
-	d.running[id] = cancel
-	return true
-}
-
-func (d *Deployer) stop(id string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if cancel := d.running[id]; cancel != nil {
-		cancel()
-		delete(d.running, id)
-	}
-}
-
-func (d *Deployer) stopAll() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for id, cancel := range d.running {
-		cancel()
-		delete(d.running, id)
-	}
 }
 
 // TenantJob is the work on one tenant of a deployment, planned from the state.
@@ -223,25 +145,8 @@ func (d *Deployer) work(ctx context.Context, job TenantJob) {
 }
 
 // record commits a tenant result; it reports whether the work may go on.
-// Business failures (the result is already final, the deployment finished)
-// stop the work; other failures are logged and paused on, so that the runner
-// does not spin when it retries.
 func (d *Deployer) record(ctx context.Context, res *fsm.SetDeploymentResult) bool {
-	if ctx.Err() != nil {
-		return false // stopping: the next leader takes over from the FSM
-	}
 	res.At = d.Now().UTC()
-	_, _, err := d.Propose.Apply(ctx, fsm.CmdSetDeploymentResult, res)
-	if err == nil {
-		return true
-	}
-	var fe *fsm.Error
-	if !errors.As(err, &fe) {
-		d.Logf("deployer: record %s of tenant %s in %s: %v", res.Status, res.Tenant, res.ID, err)
-		select {
-		case <-time.After(d.Apply.Backoff):
-		case <-ctx.Done():
-		}
-	}
-	return false
+	return recordResult(ctx, d.Propose, fsm.CmdSetDeploymentResult, res, d.Apply.Backoff, d.Logf,
+		"deployer: record %s of tenant %s in %s", res.Status, res.Tenant, res.ID)
 }

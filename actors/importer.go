@@ -2,12 +2,7 @@ package actors
 
 import (
 	"context"
-	"log"
-	"sort"
-	"sync"
 	"time"
-
-	"github.com/cockroachdb/errors"
 
 	"tdb/fsm"
 )
@@ -26,97 +21,28 @@ type Importer struct {
 
 	Resync time.Duration
 	Copy   ApplyConfig // connection retries and the per-tenant timeout
-
-	mu      sync.Mutex
-	running map[string]context.CancelFunc
 }
 
 func (m *Importer) defaults() {
-	if m.Resync <= 0 {
-		m.Resync = 2 * time.Second
-	}
-	if m.Logf == nil {
-		m.Logf = log.Printf
-	}
-	if m.Now == nil {
-		m.Now = time.Now
-	}
+	leaderDefaults(&m.Resync, &m.Logf, &m.Now)
 	m.Copy.defaults()
-	m.running = map[string]context.CancelFunc{}
 }
 
 // Run starts a runner per in-progress import while this node leads, until
 // ctx ends.
 func (m *Importer) Run(ctx context.Context) {
 	m.defaults()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	tick := time.NewTicker(m.Resync)
-	defer tick.Stop()
-	for {
-		changed := m.FSM.Changed()
-		if m.IsLeader() {
-			var ids []string
-			m.FSM.View(func(s *fsm.State) {
-				for id, im := range s.Imports {
-					if im.Status == fsm.DeploymentInProgress {
-						ids = append(ids, id)
-					}
-				}
-			})
-			sort.Strings(ids)
-			for _, id := range ids {
-				rctx, cancel := context.WithCancel(ctx)
-				if !m.start(id, cancel) {
-					cancel()
-					continue
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer m.stop(id)
-					m.runImport(rctx, id)
-				}()
-			}
-		} else {
-			m.stopAll()
-		}
-		select {
-		case <-ctx.Done():
-			m.stopAll()
-			return
-		case <-changed:
-		case <-tick.C:
+	superviseJobs(ctx, m.FSM, m.IsLeader, m.Resync, activeImports, m.runImport)
+}
+
+func activeImports(s *fsm.State) []string {
+	var ids []string
+	for id, im := range s.Imports {
+		if im.Status == fsm.DeploymentInProgress {
+			ids = append(ids, id)
 		}
 	}
-}
-
-func (m *Importer) start(id string, cancel context.CancelFunc) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.running[id] != nil {
-		return false
-	}
-	m.running[id] = cancel
-	return true
-}
-
-func (m *Importer) stop(id string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if cancel := m.running[id]; cancel != nil {
-		cancel()
-		delete(m.running, id)
-	}
-}
-
-func (m *Importer) stopAll() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for id, cancel := range m.running {
-		cancel()
-		delete(m.running, id)
-	}
+	return ids
 }
 
 func (m *Importer) runImport(ctx context.Context, id string) {
@@ -157,22 +83,9 @@ func (m *Importer) work(ctx context.Context, job ImportJob) {
 	m.record(ctx, res)
 }
 
+// record commits a tenant result; it reports whether the work may go on.
 func (m *Importer) record(ctx context.Context, res *fsm.SetImportTenant) bool {
-	if ctx.Err() != nil {
-		return false // stopping: the next leader takes over from the FSM
-	}
 	res.At = m.Now().UTC()
-	_, _, err := m.Propose.Apply(ctx, fsm.CmdSetImportTenant, res)
-	if err == nil {
-		return true
-	}
-	var fe *fsm.Error
-	if !errors.As(err, &fe) {
-		m.Logf("importer: record %s of tenant %s in %s: %v", res.Status, res.Tenant, res.ID, err)
-		select {
-		case <-time.After(m.Copy.Backoff):
-		case <-ctx.Done():
-		}
-	}
-	return false
+	return recordResult(ctx, m.Propose, fsm.CmdSetImportTenant, res, m.Copy.Backoff, m.Logf,
+		"importer: record %s of tenant %s in %s", res.Status, res.Tenant, res.ID)
 }

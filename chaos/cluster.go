@@ -17,6 +17,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 
+	"tdb/internal/faultnet"
 	"tdb/node"
 )
 
@@ -29,7 +30,7 @@ type member struct {
 	name                   string
 	argv                   []string
 	http, wire, raft, goss string
-	proxy                  *raftProxy
+	proxy                  *faultnet.Proxy
 	logPath                string
 
 	mu      sync.Mutex

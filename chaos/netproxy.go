@@ -4,16 +4,18 @@ import (
 	"bufio"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/cockroachdb/errors"
+
+	"tdb/internal/faultnet"
 )
 
 // Partitions. Each node advertises (--raft-advertise) the address of a TCP
@@ -38,108 +40,45 @@ type netSim struct {
 
 	mu      sync.Mutex
 	blocked map[[2]string]bool // unordered pairs stored both ways
-	proxies []*raftProxy
+	proxies []*faultnet.Proxy
 }
 
 func newNetSim(pids func() map[int]string) *netSim {
 	return &netSim{pids: pids, blocked: map[[2]string]bool{}}
 }
 
-// raftProxy forwards connections to one node's raft listener.
-type raftProxy struct {
-	sim    *netSim
-	node   string // the destination node
-	target string
-	ln     net.Listener
-	conns  map[*proxied]struct{} // under sim.mu
-}
-
-type proxied struct {
-	src     string
-	in, out net.Conn
-}
-
-// addProxy starts a proxy for node's raft listener at target.
-func (s *netSim) addProxy(node, target string) (*raftProxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// addProxy starts a proxy for node's raft listener at target; a connection
+// passes unless the pair (dialling node, node) is cut.
+func (s *netSim) addProxy(node, target string) (*faultnet.Proxy, error) {
+	p, err := faultnet.Listen(target,
+		func(in net.Conn) string { return s.identifyRetry(in.RemoteAddr()) },
+		func(src string) bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.blocked[[2]string{src, node}]
+		})
 	if err != nil {
-		return nil, errors.Wrap(err, "listen raft proxy")
+		return nil, errors.Wrap(err, "raft proxy")
 	}
-	p := &raftProxy{sim: s, node: node, target: target, ln: ln, conns: map[*proxied]struct{}{}}
 	s.mu.Lock()
 	s.proxies = append(s.proxies, p)
 	s.mu.Unlock()
-	go p.serve()
 	return p, nil
-}
-
-func (p *raftProxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *raftProxy) serve() {
-	for {
-		in, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		go p.pipe(in)
-	}
-}
-
-func (p *raftProxy) pipe(in net.Conn) {
-	src := p.sim.identifyRetry(in.RemoteAddr())
-	s := p.sim
-	s.mu.Lock()
-	cut := s.blocked[[2]string{src, p.node}]
-	s.mu.Unlock()
-	if cut {
-		in.Close()
-		return
-	}
-	out, err := net.Dial("tcp", p.target)
-	if err != nil {
-		in.Close()
-		return
-	}
-	c := &proxied{src: src, in: in, out: out}
-	s.mu.Lock()
-	if s.blocked[[2]string{src, p.node}] {
-		s.mu.Unlock()
-		in.Close()
-		out.Close()
-		return
-	}
-	p.conns[c] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(p.conns, c)
-		s.mu.Unlock()
-		in.Close()
-		out.Close()
-	}()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(out, in); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(in, out); done <- struct{}{} }()
-	<-done
 }
 
 // isolate cuts every link between node and the other nodes.
 func (s *netSim) isolate(node string, all []string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, o := range all {
 		if o != node {
 			s.blocked[[2]string{node, o}] = true
 			s.blocked[[2]string{o, node}] = true
 		}
 	}
-	for _, p := range s.proxies {
-		for c := range p.conns {
-			if s.blocked[[2]string{c.src, p.node}] {
-				c.in.Close()
-				c.out.Close()
-			}
-		}
+	proxies := slices.Clone(s.proxies)
+	s.mu.Unlock()
+	for _, p := range proxies {
+		p.Enforce()
 	}
 }
 
@@ -153,13 +92,10 @@ func (s *netSim) heal() {
 // close stops the proxies.
 func (s *netSim) close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, p := range s.proxies {
-		p.ln.Close()
-		for c := range p.conns {
-			c.in.Close()
-			c.out.Close()
-		}
+	proxies := slices.Clone(s.proxies)
+	s.mu.Unlock()
+	for _, p := range proxies {
+		p.Close()
 	}
 }
 

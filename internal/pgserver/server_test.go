@@ -175,14 +175,20 @@ func TestRecordedPortTakenPicksAnother(t *testing.T) {
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port())))
+	// The recorded port is now one this test holds (rather than the freed
+	// one, which anyone may take meanwhile).
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Skipf("port %d got reused meanwhile: %v", s.Port(), err)
+		t.Fatal(err)
 	}
 	defer l.Close()
+	busy := l.Addr().(*net.TCPAddr).Port
+	if err := os.WriteFile(filepath.Join(dir, "port"), []byte(strconv.Itoa(busy)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s2 := start(t, pgserver.Options{Dir: dir, Fast: true})
-	if s2.Port() == s.Port() {
-		t.Fatalf("restart reused busy port %d", s.Port())
+	if s2.Port() == busy {
+		t.Fatalf("restart reused busy port %d", busy)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "port"))
 	if strings.TrimSpace(string(b)) != strconv.Itoa(s2.Port()) {
@@ -191,7 +197,7 @@ func TestRecordedPortTakenPicksAnother(t *testing.T) {
 
 	// An explicit port that is busy is an error, not silently replaced.
 	s2.Stop()
-	_, err = pgserver.Start(context.Background(), pgserver.Options{Dir: dir, Port: s.Port(), Fast: true})
+	_, err = pgserver.Start(context.Background(), pgserver.Options{Dir: dir, Port: busy, Fast: true})
 	if err == nil || !strings.Contains(err.Error(), "Address already in use") {
 		t.Fatalf("Start on a busy explicit port: %v", err)
 	}

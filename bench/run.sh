@@ -3,16 +3,19 @@
 # alternately in one run with pgbench, so the ratios compare like with like.
 #
 #   bash bench/run.sh            # full run (about 10 minutes)
-#   DUR=3 CLIENTS="1 32" bash bench/run.sh   # a quick one
+#   DUR=3 CLIENTS="1 32" IDLE_CONNS=100 bash bench/run.sh   # a quick one
 #
 # Prints a table of tps and ratios and writes bench/out/results.tsv and BENCHMARKS.md.
-# TLS is off on every side (loopback); -C uses SCRAM on every side.
+# TLS is off on every side (loopback) for pgbench; -C uses SCRAM on every side. The idle
+# connection test holds IDLE_CONNS TLS client connections open on tdb and on PgBouncer and
+# reports the memory each costs the proxy process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-10}
 CLIENTS=${CLIENTS:-"1 32 256"}
 MODES=${MODES:-"simple extended prepared"}
 SCALE=${SCALE:-10}
+IDLE_CONNS=${IDLE_CONNS:-400}
 OUT=bench/out
 mkdir -p "$OUT"
 
@@ -38,7 +41,7 @@ go build -o "$WORK/tdb" ./cmd/tdb
 TDB_PORT=$(freeport); HTTP_PORT=$(freeport); BOUNCER_PORT=$(freeport)
 
 echo "== start tdb dev (its own PostgreSQL)"
-"$WORK/tdb" dev --pg-max-connections 800 --data-dir "$WORK/dev" --wire-addr "127.0.0.1:$TDB_PORT" --http-addr "127.0.0.1:$HTTP_PORT" >"$WORK/dev.log" 2>&1 &
+"$WORK/tdb" dev --pg-max-connections 1200 --data-dir "$WORK/dev" --wire-addr "127.0.0.1:$TDB_PORT" --http-addr "127.0.0.1:$HTTP_PORT" >"$WORK/dev.log" 2>&1 &
 TDB_PID=$!
 PIDS+=("$TDB_PID")
 for _ in $(seq 1 120); do [ -f "$WORK/dev/env" ] && break; sleep 0.5; done
@@ -64,20 +67,25 @@ auth_type = scram-sha-256
 auth_file = $WORK/userlist.txt
 pool_mode = session
 max_client_conn = 2000
-default_pool_size = 300
+default_pool_size = 600
+client_tls_sslmode = allow
+client_tls_cert_file = $WORK/bouncer.crt
+client_tls_key_file = $WORK/bouncer.key
 server_idle_timeout = 1800
 client_idle_timeout = 1800
 logfile = $WORK/pgbouncer.log
 INI
 echo "\"postgres\" \"$PGPW\"" >"$WORK/userlist.txt"
-chown -R postgres "$WORK/pgbouncer.ini" "$WORK/userlist.txt" 2>/dev/null || true
+cp "$WORK/dev/node/tls/tls.crt" "$WORK/bouncer.crt"; cp "$WORK/dev/node/tls/tls.key" "$WORK/bouncer.key"
+chown -R postgres "$WORK/pgbouncer.ini" "$WORK/userlist.txt" "$WORK/bouncer.crt" "$WORK/bouncer.key" 2>/dev/null || true
 touch "$WORK/pgbouncer.log"; chown postgres "$WORK/pgbouncer.log" 2>/dev/null || true
 if [ "$(id -u)" = 0 ]; then
   runuser -u postgres -- pgbouncer "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
 else
   pgbouncer "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
 fi
-PIDS+=("$!")
+BOUNCER_PID=$!
+PIDS+=("$BOUNCER_PID")
 for _ in $(seq 1 40); do psql "$BOUNCER_URL" -XAtqc 'select 1' >/dev/null 2>&1 && break; sleep 0.25; done
 
 echo "== pgbench -i -I dtGvp -s $SCALE through tdb (control workspace; server-side data generation, COPY is refused)"
@@ -117,11 +125,23 @@ after=$(hwm "$TDB_PID")
 RSS_GROWTH_MB=$(( (after - before) / 1024 ))
 echo "tdb RSS before ${before} KiB, peak after ${after} KiB: growth ${RSS_GROWTH_MB} MiB"
 
+echo "== memory per idle TLS client connection: $IDLE_CONNS connections, each after one SELECT 1"
+go build -o "$WORK/idleconns" ./bench/idleconns
+# bouncer_pid: pgbouncer runs under runuser when root; measure pgbouncer itself.
+bouncer_pid=$(pgrep -f "pgbouncer $WORK/pgbouncer.ini" | while read -r p; do [ "$(cat /proc/"$p"/comm)" = pgbouncer ] && echo "$p"; done | head -1)
+IDLE_TDB=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$TDB_PID" -metrics "http://127.0.0.1:$HTTP_PORT/metrics" \
+  -url "${TDB_URL%sslmode=disable}sslmode=require")
+IDLE_BOUNCER=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$bouncer_pid" -url "${BOUNCER_URL%sslmode=disable}sslmode=require")
+echo "tdb: $IDLE_TDB (n, RSS KiB, Go heap KiB, Go stacks KiB per connection)"
+echo "PgBouncer: $IDLE_BOUNCER (n, RSS KiB per connection)"
+
 echo
-python3 - "$OUT/results.tsv" "$RSS_GROWTH_MB" <<'PY'
+python3 - "$OUT/results.tsv" "$RSS_GROWTH_MB" "$IDLE_TDB" "$IDLE_BOUNCER" <<'PY'
 import sys, platform, os, datetime, subprocess
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
 growth = sys.argv[2]
+idle_tdb = sys.argv[3].split("\t")
+idle_bouncer = sys.argv[4].split("\t")
 def f(x):
     try: return float(x)
     except: return 0.0
@@ -133,6 +153,33 @@ for name, d, t, b in rows:
     lines.append(f"| `{name}` | {d:.0f} | {t:.0f} | {b:.0f} | {r1} | {r2} |")
 table = "\n".join(lines)
 print(table)
+
+def cell(v, i):
+    return v[i] if len(v) > i and v[i] not in ("", "-") else "-"
+idle = "\n".join([
+    "| proxy | connections | RSS per connection | Go heap per connection | Go stacks per connection |",
+    "|---|---:|---:|---:|---:|",
+    f"| tdb | {cell(idle_tdb, 0)} | {cell(idle_tdb, 1)} KiB | {cell(idle_tdb, 2)} KiB | {cell(idle_tdb, 3)} KiB |",
+    f"| PgBouncer | {cell(idle_bouncer, 0)} | {cell(idle_bouncer, 1)} KiB | - | - |",
+])
+print(idle)
+
+# A chart of each proxy's share of direct PostgreSQL's tps (mermaid, rendered by
+# the usual Markdown viewers).
+names = [r[0].replace("-S ", "").replace("-M ", "").replace("-c ", "c") for r in rows]
+tdb_share = [f(t) / f(d) if f(d) else 0 for _, d, t, b in rows]
+bouncer_share = [f(b) / f(d) if f(d) else 0 for _, d, t, b in rows]
+top = max(tdb_share + bouncer_share + [1.0])
+chart = "\n".join([
+    "```mermaid",
+    "xychart-beta",
+    '    title "tps as a share of direct PostgreSQL (first bar tdb, second PgBouncer)"',
+    "    x-axis [" + ", ".join(f'"{n}"' for n in names) + "]",
+    f'    y-axis "share of direct" 0 --> {top:.1f}',
+    "    bar [" + ", ".join(f"{v:.2f}" for v in tdb_share) + "]",
+    "    bar [" + ", ".join(f"{v:.2f}" for v in bouncer_share) + "]",
+    "```",
+])
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 md = f"""# Benchmarks
 
@@ -142,8 +189,21 @@ pgbench against each for the same duration. TLS off on every side (loopback). Ra
 
 {table}
 
+{chart}
+
 RSS growth of the tdb node while streaming a 1 GB result: {growth} MiB (peak RSS during the
 stream minus RSS before it).
+
+## Idle connections
+
+Memory each idle TLS client connection costs the proxy process (`bench/idleconns`: open the
+connections, run `SELECT 1` on each, wait, measure; the difference divided by the count). In
+session mode every client holds a backend session, so the count is bounded by the backend's
+max_connections; the PostgreSQL processes behind them are not counted here.
+
+{idle}
+
+## Notes
 
 Single-client rows are latency-bound: each round trip through the proxy adds two loopback
 hops and two goroutine wake-ups, and on an otherwise idle machine those wake-ups are slow

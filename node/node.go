@@ -96,15 +96,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	rc.BindAddr = cfg.RaftAddr
 	rc.Bootstrap = cfg.Bootstrap
 	rc.LogOutput = cfg.LogOutput
+	secret := cfg.ClusterSecret
+	if secret == "" {
+		secret = DeriveClusterSecret(cfg.AdminKey)
+	}
+	rc.Secret = secret
 	rep, err := OpenReplica(rc)
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, rep: rep, logger: logger, startedAt: time.Now(), client: newInternalClient()}
+	n := &Node{cfg: cfg, rep: rep, logger: logger, startedAt: time.Now(), client: newInternalClient(), secret: secret}
 	n.cfg.Cluster.setDefaults()
-	if n.secret = cfg.ClusterSecret; n.secret == "" {
-		n.secret = DeriveClusterSecret(cfg.AdminKey)
-	}
 
 	tlsCfg, err := n.tlsConfig()
 	if err != nil {

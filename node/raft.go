@@ -28,6 +28,7 @@ type RaftConfig struct {
 	BindAddr  string // host:port for the raft TCP transport
 	Advertise string // address other nodes dial; defaults to the bound address
 	Bootstrap bool   // bootstrap a single-voter cluster when there is no raft state yet
+	Secret    string // cluster secret: raft runs over mutually authenticated TLS (rafttls.go); "" plain TCP
 	LogOutput io.Writer
 
 	HeartbeatTimeout time.Duration
@@ -89,7 +90,7 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 			return nil, errors.Wrapf(err, "resolve raft advertise address %s", cfg.Advertise)
 		}
 	}
-	transport, err := raft.NewTCPTransport(cfg.BindAddr, adv, 3, 10*time.Second, cfg.LogOutput)
+	transport, err := newRaftTransport(cfg.BindAddr, adv, cfg.Secret, cfg.LogOutput)
 	if err != nil {
 		store.Close()
 		return nil, errors.Wrapf(err, "listen raft on %s", cfg.BindAddr)

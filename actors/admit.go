@@ -1,10 +1,13 @@
 package actors
 
 import (
+	"cmp"
 	"context"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,24 +35,39 @@ type PolicyConfig struct {
 }
 
 // Policies holds a node's connection policies and their live counters: client
-// connections per IP and per physical database on this node (limits are per
-// node, not cluster-wide). With a nil *Policies the proxy still refuses banned
-// IPs and enforces the per-statement limits, but counts no connections,
-// reports no failed logins and logs nothing.
+// connections per IP and per physical database. The limits are cluster-wide:
+// a node counts its own connections and adds the last counts its peers
+// reported (SetPeerCounts), so the sum is as fresh as the peers' reports
+// (the node shares them every half second). With a nil *Policies the proxy
+// still refuses banned IPs and enforces the per-statement limits, but counts
+// no connections, reports no failed logins and logs nothing.
 type Policies struct {
 	cfg PolicyConfig
 
 	mu    sync.Mutex
 	perIP map[string]int64
 	perDB map[string]int64
+	peers map[string]ConnCounts // node id → its last report
 }
+
+// ConnCounts are one node's live client connections by IP and by physical
+// database, as it reports them to its peers.
+type ConnCounts struct {
+	PerIP map[string]int64 `json:"per_ip"`
+	PerDB map[string]int64 `json:"per_db"`
+}
+
+// MaxReportedIPs bounds a node's report to its peers: the IPs with the most
+// connections, so a flood of distinct addresses cannot make reports grow
+// without bound (IPs left out have few connections each).
+const MaxReportedIPs = 10000
 
 // NewPolicies returns a node's policies.
 func NewPolicies(cfg PolicyConfig) *Policies {
 	if cfg.ProxyHeaderTimeout <= 0 {
 		cfg.ProxyHeaderTimeout = 5 * time.Second
 	}
-	return &Policies{cfg: cfg, perIP: map[string]int64{}, perDB: map[string]int64{}}
+	return &Policies{cfg: cfg, perIP: map[string]int64{}, perDB: map[string]int64{}, peers: map[string]ConnCounts{}}
 }
 
 func (p *Policies) metrics() *metrics.Metrics {
@@ -77,20 +95,71 @@ func (p *Policies) Counts(ip, database string) (perIP, perDB int64) {
 	return p.perIP[ip], p.perDB[database]
 }
 
-// acquire takes one slot of key in m unless limit (> 0) slots are taken.
-func (p *Policies) acquire(m map[string]int64, key string, limit int64) bool {
+// Snapshot returns this node's counts for its peers.
+func (p *Policies) Snapshot() ConnCounts {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if limit > 0 && m[key] >= limit {
-		return false
+	c := ConnCounts{PerIP: maps.Clone(p.perIP), PerDB: maps.Clone(p.perDB)}
+	if len(c.PerIP) > MaxReportedIPs {
+		ips := slices.SortedFunc(maps.Keys(c.PerIP), func(a, b string) int { return cmp.Compare(c.PerIP[b], c.PerIP[a]) })
+		for _, ip := range ips[MaxReportedIPs:] {
+			delete(c.PerIP, ip)
+		}
+	}
+	return c
+}
+
+// SetPeerCounts records a peer's last report; nil forgets the peer (it left,
+// or has not reported for too long).
+func (p *Policies) SetPeerCounts(node string, c *ConnCounts) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c == nil {
+		delete(p.peers, node)
+		return
+	}
+	p.peers[node] = *c
+}
+
+// Which counter acquire and release work on.
+const (
+	countIP = iota
+	countDB
+)
+
+// acquire takes one slot of key unless limit (> 0) slots are taken on this
+// node and, as last reported, on its peers.
+func (p *Policies) acquire(kind int, key string, limit int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.perIP
+	if kind == countDB {
+		m = p.perDB
+	}
+	if limit > 0 {
+		n := m[key]
+		for _, c := range p.peers {
+			if kind == countDB {
+				n += c.PerDB[key]
+			} else {
+				n += c.PerIP[key]
+			}
+		}
+		if n >= limit {
+			return false
+		}
 	}
 	m[key]++
 	return true
 }
 
-func (p *Policies) release(m map[string]int64, key string) {
+func (p *Policies) release(kind int, key string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	m := p.perIP
+	if kind == countDB {
+		m = p.perDB
+	}
 	if m[key]--; m[key] <= 0 {
 		delete(m, key)
 	}
@@ -142,7 +211,7 @@ func (p *Proxy) admitConn(raw net.Conn) *admission {
 	switch {
 	case !a.banned.IsZero():
 		m.Rejected("banned")
-	case pol != nil && !pol.acquire(pol.perIP, a.ip, set.MaxConnsPerIP):
+	case pol != nil && !pol.acquire(countIP, a.ip, set.MaxConnsPerIP):
 		m.Rejected("max_conns_per_ip")
 		a.reject = wire.Fatalf(wire.CodeTooManyConnections,
 			"connection rejected: too many connections from your IP (max_conns_per_ip %d)", set.MaxConnsPerIP)
@@ -177,14 +246,14 @@ func (a *admission) authFailed(err error) {
 }
 
 // admitDatabase takes a slot of the login's physical database under the
-// workspace's max_connections, counted on this node.
+// workspace's max_connections, counted across the cluster.
 func (a *admission) admitDatabase(lg *login) error {
 	pol := a.p.cfg.Policy
 	if pol == nil {
 		return nil
 	}
 	limit := lg.workspace.Settings.MaxConnections
-	if !pol.acquire(pol.perDB, lg.target.Name, limit) {
+	if !pol.acquire(countDB, lg.target.Name, limit) {
 		pol.metrics().Rejected("max_connections")
 		return wire.Fatalf(wire.CodeTooManyConnections, "too many connections for database %q (max_connections %d)", lg.database, limit)
 	}
@@ -206,10 +275,10 @@ func (a *admission) done() {
 	pol := a.p.cfg.Policy
 	pol.metrics().ConnState(a.state, "")
 	if a.holdIP {
-		pol.release(pol.perIP, a.ip)
+		pol.release(countIP, a.ip)
 	}
 	if a.holdDB != "" {
-		pol.release(pol.perDB, a.holdDB)
+		pol.release(countDB, a.holdDB)
 	}
 }
 

@@ -82,6 +82,7 @@ func (n *Node) withInternal(public http.Handler) http.Handler {
 	mux.HandleFunc("POST /internal/cancel", n.internalAuth(n.handleCancel))
 	mux.HandleFunc("GET /internal/status", n.internalAuth(n.handleStatus))
 	mux.HandleFunc("GET /internal/hash", n.internalAuth(n.handleHash))
+	mux.HandleFunc("GET /internal/counts", n.internalAuth(n.handleCounts))
 	mux.HandleFunc("GET /readyz", n.handleReady)
 	n.withPprof(mux)
 	mux.Handle("/", n.catchUpFollower(public))

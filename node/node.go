@@ -82,6 +82,7 @@ type Node struct {
 	startedAt time.Time
 	stale     atomic.Bool  // cut off from the leader since the last catch-up (cluster.go)
 	pol       *policyParts // metrics, query log, ban tracker (policy.go)
+	policies  *actors.Policies
 }
 
 // Start opens the replica, waits for a leader, and starts serving.
@@ -147,6 +148,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	runCtx, runCancel := context.WithCancel(context.Background())
 	n.cancel = runCancel
 	policy := n.startPolicies(runCtx) // before any actor proposes: Apply observes it
+	n.policies = policy
 	rec := &actors.Reconciler{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf}
 	n.goRun(func() { rec.Run(runCtx) })
 	dep := &actors.Deployer{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf}
@@ -171,6 +173,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	})
 	n.goRun(func() { n.proxy.Serve(runCtx, n.wireLn) })
 	n.goRun(func() { n.membershipLoop(runCtx) })
+	n.goRun(func() { n.shareCounts(runCtx) })
 
 	n.httpSrv = &http.Server{Handler: n.withMetrics(n.withInternal(httpapi.New(n, logger.Printf))), ReadHeaderTimeout: 10 * time.Second}
 	n.goRun(func() {

@@ -13,36 +13,18 @@ import (
 // FSM, so a new leader resumes where the old one stopped: tenants done or
 // failed are final, a tenant left running is retried (safe: see applyTenant).
 type Deployer struct {
-	FSM      *fsm.FSM
-	Propose  Proposer
-	IsLeader func() bool
-	Logf     func(format string, args ...any)
-	Now      func() time.Time
-
-	Resync time.Duration // rescan period, on top of change notifications
-	Apply  ApplyConfig   // how versions are applied to one tenant
-}
-
-func (d *Deployer) defaults() {
-	leaderDefaults(&d.Resync, &d.Logf, &d.Now)
-	d.Apply.defaults()
+	LeaderActor
+	Apply ApplyConfig // how versions are applied to one tenant
 }
 
 // Run starts a runner for every in-progress deployment while this node leads,
 // and stops them all when it no longer does, until ctx ends.
 func (d *Deployer) Run(ctx context.Context) {
 	d.defaults()
-	superviseJobs(ctx, d.FSM, d.IsLeader, d.Resync, activeDeployments, d.runDeployment)
-}
-
-func activeDeployments(s *fsm.State) []string {
-	var ids []string
-	for id, dep := range s.Deployments {
-		if dep.Status == fsm.DeploymentInProgress {
-			ids = append(ids, id)
-		}
-	}
-	return ids
+	d.Apply.defaults()
+	d.supervise(ctx, func(s *fsm.State) []string {
+		return inProgress(s.Deployments, func(dep *fsm.Deployment) string { return dep.Status })
+	}, d.runDeployment)
 }
 
 // TenantJob is the work on one tenant of a deployment, planned from the state.
@@ -147,6 +129,6 @@ func (d *Deployer) work(ctx context.Context, job TenantJob) {
 // record commits a tenant result; it reports whether the work may go on.
 func (d *Deployer) record(ctx context.Context, res *fsm.SetDeploymentResult) bool {
 	res.At = d.Now().UTC()
-	return recordResult(ctx, d.Propose, fsm.CmdSetDeploymentResult, res, d.Apply.Backoff, d.Logf,
+	return d.recordResult(ctx, fsm.CmdSetDeploymentResult, res, d.Apply.Backoff,
 		"deployer: record %s of tenant %s in %s", res.Status, res.Tenant, res.ID)
 }

@@ -13,36 +13,18 @@ import (
 // left running by a crashed leader is copied again: the copy empties the
 // tenant's tables in the same transaction, so rows are never duplicated.
 type Importer struct {
-	FSM      *fsm.FSM
-	Propose  Proposer
-	IsLeader func() bool
-	Logf     func(format string, args ...any)
-	Now      func() time.Time
-
-	Resync time.Duration
-	Copy   ApplyConfig // connection retries and the per-tenant timeout
-}
-
-func (m *Importer) defaults() {
-	leaderDefaults(&m.Resync, &m.Logf, &m.Now)
-	m.Copy.defaults()
+	LeaderActor
+	Copy ApplyConfig // connection retries and the per-tenant timeout
 }
 
 // Run starts a runner per in-progress import while this node leads, until
 // ctx ends.
 func (m *Importer) Run(ctx context.Context) {
 	m.defaults()
-	superviseJobs(ctx, m.FSM, m.IsLeader, m.Resync, activeImports, m.runImport)
-}
-
-func activeImports(s *fsm.State) []string {
-	var ids []string
-	for id, im := range s.Imports {
-		if im.Status == fsm.DeploymentInProgress {
-			ids = append(ids, id)
-		}
-	}
-	return ids
+	m.Copy.defaults()
+	m.supervise(ctx, func(s *fsm.State) []string {
+		return inProgress(s.Imports, func(im *fsm.Import) string { return im.Status })
+	}, m.runImport)
 }
 
 func (m *Importer) runImport(ctx context.Context, id string) {
@@ -86,6 +68,6 @@ func (m *Importer) work(ctx context.Context, job ImportJob) {
 // record commits a tenant result; it reports whether the work may go on.
 func (m *Importer) record(ctx context.Context, res *fsm.SetImportTenant) bool {
 	res.At = m.Now().UTC()
-	return recordResult(ctx, m.Propose, fsm.CmdSetImportTenant, res, m.Copy.Backoff, m.Logf,
+	return m.recordResult(ctx, fsm.CmdSetImportTenant, res, m.Copy.Backoff,
 		"importer: record %s of tenant %s in %s", res.Status, res.Tenant, res.ID)
 }

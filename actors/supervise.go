@@ -12,15 +12,48 @@ import (
 	"tdb/fsm"
 )
 
-// superviseJobs runs one runner per active job while this node leads, and
-// stops them all when it no longer does, until ctx ends. active lists the
-// job ids to run (under the FSM's read lock); the list is re-read after
-// every change and every resync tick. A runner that returns is started again
-// at the next pass if its job is still active. It is the supervisor of the
-// leader-run actors (deployer, importer): their progress lives in the FSM,
-// so a new leader resumes where the old one stopped.
-func superviseJobs(ctx context.Context, f *fsm.FSM, isLeader func() bool, resync time.Duration,
-	active func(s *fsm.State) []string, run func(ctx context.Context, id string)) {
+// LeaderActor is what the leader-run actors (deployer, importer) share: the
+// raft handles, and a supervisor that runs one runner per active job while
+// this node leads. Their progress lives in the FSM, so a new leader resumes
+// where the old one stopped.
+type LeaderActor struct {
+	FSM      *fsm.FSM
+	Propose  Proposer
+	IsLeader func() bool
+	Logf     func(format string, args ...any)
+	Now      func() time.Time
+	Resync   time.Duration // rescan period, on top of change notifications [2 s]
+}
+
+func (a *LeaderActor) defaults() {
+	if a.Resync <= 0 {
+		a.Resync = 2 * time.Second
+	}
+	if a.Logf == nil {
+		a.Logf = log.Printf
+	}
+	if a.Now == nil {
+		a.Now = time.Now
+	}
+}
+
+// inProgress lists the ids of the jobs (deployments, imports) in progress.
+func inProgress[J any](jobs map[string]*J, status func(*J) string) []string {
+	var ids []string
+	for id, j := range jobs {
+		if status(j) == fsm.DeploymentInProgress {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// supervise runs one runner per active job while this node leads, and stops
+// them all when it no longer does, until ctx ends. active lists the job ids
+// to run (under the FSM's read lock); the list is re-read after every change
+// and every resync tick. A runner that returns is started again at the next
+// pass if its job is still active.
+func (a *LeaderActor) supervise(ctx context.Context, active func(s *fsm.State) []string, run func(ctx context.Context, id string)) {
 	var mu sync.Mutex
 	running := map[string]context.CancelFunc{}
 	stop := func(id string) {
@@ -41,13 +74,13 @@ func superviseJobs(ctx context.Context, f *fsm.FSM, isLeader func() bool, resync
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	tick := time.NewTicker(resync)
+	tick := time.NewTicker(a.Resync)
 	defer tick.Stop()
 	for {
-		changed := f.Changed()
-		if isLeader() {
+		changed := a.FSM.Changed()
+		if a.IsLeader() {
 			var ids []string
-			f.View(func(s *fsm.State) { ids = active(s) })
+			a.FSM.View(func(s *fsm.State) { ids = active(s) })
 			sort.Strings(ids)
 			for _, id := range ids {
 				mu.Lock()
@@ -78,37 +111,24 @@ func superviseJobs(ctx context.Context, f *fsm.FSM, isLeader func() bool, resync
 	}
 }
 
-// leaderDefaults fills the settings the leader-run actors share.
-func leaderDefaults(resync *time.Duration, logf *func(string, ...any), now *func() time.Time) {
-	if *resync <= 0 {
-		*resync = 2 * time.Second
-	}
-	if *logf == nil {
-		*logf = log.Printf
-	}
-	if *now == nil {
-		*now = time.Now
-	}
-}
-
 // recordResult commits a tenant result of a leader-run job; it reports
 // whether the work may go on. Business failures (the result is already
 // final, the job finished) stop the work; other failures are logged (what
 // and args say what was recorded) and paused on for backoff, so that the
 // runner does not spin when it retries. When ctx has ended nothing is
 // recorded: the next leader takes over from the FSM.
-func recordResult(ctx context.Context, p Proposer, cmd fsm.CommandType, res any, backoff time.Duration,
-	logf func(string, ...any), what string, args ...any) bool {
+func (a *LeaderActor) recordResult(ctx context.Context, cmd fsm.CommandType, res any, backoff time.Duration,
+	what string, args ...any) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	_, _, err := p.Apply(ctx, cmd, res)
+	_, _, err := a.Propose.Apply(ctx, cmd, res)
 	if err == nil {
 		return true
 	}
 	var fe *fsm.Error
 	if !errors.As(err, &fe) {
-		logf(what+": %v", append(args, err)...)
+		a.Logf(what+": %v", append(args, err)...)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():

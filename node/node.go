@@ -151,9 +151,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.policies = policy
 	rec := &actors.Reconciler{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf}
 	n.goRun(func() { rec.Run(runCtx) })
-	dep := &actors.Deployer{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf}
+	leader := actors.LeaderActor{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf}
+	dep := &actors.Deployer{LeaderActor: leader}
 	n.goRun(func() { dep.Run(runCtx) })
-	imp := &actors.Importer{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf}
+	imp := &actors.Importer{LeaderActor: leader}
 	n.goRun(func() { imp.Run(runCtx) })
 
 	n.proxy = actors.NewProxy(actors.ProxyConfig{

@@ -114,22 +114,8 @@ func pgxChecks(ck *checker, c conf) {
 		if err != nil {
 			return err
 		}
-		var n, sum int64
-		for rows.Next() {
-			var i int64
-			var s string
-			if err := rows.Scan(&i, &s); err != nil {
-				return err
-			}
-			n, sum = n+1, sum+i
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if want := int64(c.Rows); n != want || sum != want*(want+1)/2 {
-			return fmt.Errorf("%d rows, sum %d", n, sum)
-		}
-		return nil
+		defer rows.Close()
+		return checkSeries(rows, int64(c.Rows))
 	})
 	ck.check("large result through a cursor (DECLARE, FETCH 5000)", func() error {
 		ctx, cancel := context.WithTimeout(bg, 60*time.Second)
@@ -420,6 +406,34 @@ func wantPgError(err error, severity, code, message string) error {
 	}
 	if pe.Severity != severity || pe.Code != code || pe.Message != message {
 		return fmt.Errorf("got %s %s %q, want %s %s %q", pe.Severity, pe.Code, pe.Message, severity, code, message)
+	}
+	return nil
+}
+
+// rowReader is what pgx.Rows and *sql.Rows share.
+type rowReader interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// checkSeries reads the rows of "SELECT i, repeat('x', 20) FROM
+// generate_series(1, want)" one by one and checks their count and sum.
+func checkSeries(rows rowReader, want int64) error {
+	var n, sum int64
+	for rows.Next() {
+		var i int64
+		var s string
+		if err := rows.Scan(&i, &s); err != nil {
+			return err
+		}
+		n, sum = n+1, sum+i
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if n != want || sum != want*(want+1)/2 {
+		return fmt.Errorf("%d rows, sum %d", n, sum)
 	}
 	return nil
 }

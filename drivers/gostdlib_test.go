@@ -106,22 +106,7 @@ func stdlibChecks(ck *checker, c conf) {
 			return err
 		}
 		defer rows.Close()
-		var n, sum int64
-		for rows.Next() {
-			var i int64
-			var s string
-			if err := rows.Scan(&i, &s); err != nil {
-				return err
-			}
-			n, sum = n+1, sum+i
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if want := int64(c.Rows); n != want || sum != want*(want+1)/2 {
-			return fmt.Errorf("%d rows, sum %d", n, sum)
-		}
-		return nil
+		return checkSeries(rows, int64(c.Rows))
 	})
 	ck.check("DDL refused on a tenant: "+c.MsgDDL, func() error {
 		_, err := db.ExecContext(bg, "CREATE TABLE evil (id int)")

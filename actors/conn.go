@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"net"
 	"sort"
@@ -99,7 +100,9 @@ func (c *clientConn) serve(ctx context.Context) {
 	sess.key = p.register(sess)
 	defer p.unregister(sess.key)
 	if err := sess.greet(); err != nil {
-		sess.backend.Close()
+		if sess.backend != nil {
+			sess.backend.Close()
+		}
 		return
 	}
 	adm.relay(ctx, sess)
@@ -239,25 +242,47 @@ func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[s
 		}
 		return bc, nil
 	}
+	s := &session{
+		proxy:    c.proxy,
+		login:    lg,
+		txStatus: 'I',
+		nonce:    randomHex(6),
+		injected: map[string]*wire.PGError{},
+		track:    newTracker(),
+	}
+	if c.proxy.cfg.LazyAttach {
+		// Lazy attach: with no idle session to take, greet the client with
+		// the values the last session of this key reported and log in to
+		// the backend at its first message.
+		if bc := c.proxy.pool.TryGet(key); bc != nil {
+			s.useBackend(bc)
+			return s, nil
+		}
+		if known := c.proxy.pool.Known(key); known != nil {
+			s.params = known
+			s.backendPID = lazyPID()
+			s.attach = func(ctx context.Context) (*BackendConn, error) {
+				bc, _, err := c.proxy.pool.Get(ctx, key, dial)
+				return bc, err
+			}
+			return s, nil
+		}
+	}
 	bc, _, err := c.proxy.pool.Get(ctx, key, dial)
 	if err != nil {
 		return nil, err
 	}
-	return &session{
-		proxy:         c.proxy,
-		login:         lg,
-		bc:            bc,
-		backend:       bc.Conn,
-		backendPID:    bc.PID,
-		backendSecret: bc.Secret,
-		backendNet:    bc.Net,
-		backendAddr:   bc.Addr,
-		params:        bc.Params,
-		txStatus:      'I',
-		nonce:         randomHex(6),
-		injected:      map[string]*wire.PGError{},
-		track:         newTracker(),
-	}, nil
+	s.useBackend(bc)
+	return s, nil
+}
+
+// lazyPID is the process id a lazily attached session announces in its
+// BackendKeyData before it has a backend: random, positive, so cancel keys
+// stay unique; CancelRequests reach whichever backend the session holds.
+func lazyPID() uint32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint32(b[:])&0x7fffffff | 1
 }
 
 // greet finishes the client's startup: the backend's real ParameterStatus

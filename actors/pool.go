@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"sort"
 	"strings"
@@ -73,24 +74,59 @@ type Pool struct {
 
 	mu     sync.Mutex
 	idle   map[PoolKey][]*BackendConn
+	known  map[PoolKey]map[string]string // the last ParameterStatus values a session of the key reported
 	closed bool
 }
+
+// maxKnownKeys bounds the remembered ParameterStatus sets (distinct startup
+// parameters make distinct keys).
+const maxKnownKeys = 4096
 
 // Get returns an idle session for key that is still alive, or logs in a new
 // one with dial. reused tells which.
 func (p *Pool) Get(ctx context.Context, key PoolKey, dial func(context.Context) (*BackendConn, error)) (bc *BackendConn, reused bool, err error) {
+	if bc = p.TryGet(key); bc != nil {
+		return bc, true, nil
+	}
+	bc, err = dial(ctx)
+	if err == nil {
+		p.remember(bc)
+	}
+	return bc, false, err
+}
+
+// TryGet returns an idle session for key that is still alive, or nil.
+func (p *Pool) TryGet(key PoolKey) *BackendConn {
 	for {
-		bc = p.takeIdle(key)
-		if bc == nil {
-			break
-		}
-		if alive(bc) {
-			return bc, true, nil
+		bc := p.takeIdle(key)
+		if bc == nil || alive(bc) {
+			return bc
 		}
 		bc.Conn.Close()
 	}
-	bc, err = dial(ctx)
-	return bc, false, err
+}
+
+// Known returns the ParameterStatus values the last session of key reported
+// (a copy), or nil when no session of the key has been seen.
+func (p *Pool) Known(key PoolKey) map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.known[key])
+}
+
+func (p *Pool) remember(bc *BackendConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.known == nil {
+		p.known = map[PoolKey]map[string]string{}
+	}
+	if _, ok := p.known[bc.Key]; !ok && len(p.known) >= maxKnownKeys {
+		for k := range p.known { // forget one at random
+			delete(p.known, k)
+			break
+		}
+	}
+	p.known[bc.Key] = maps.Clone(bc.Params)
 }
 
 func (p *Pool) takeIdle(key PoolKey) *BackendConn {
@@ -124,6 +160,7 @@ func (p *Pool) Put(bc *BackendConn) {
 	bc.idleSince = time.Now()
 	p.idle[bc.Key] = append(p.idle[bc.Key], bc)
 	p.mu.Unlock()
+	p.remember(bc)
 }
 
 // Reap closes sessions idle for longer than IdleTimeout.

@@ -24,6 +24,12 @@ type ProxyConfig struct {
 
 	StartupTimeout time.Duration // silent clients are dropped after this (default 10 s)
 	DialTimeout    time.Duration // backend connect timeout (default 10 s)
+	// LazyAttach logs a client in without a backend session when none is
+	// idle for it, announcing the ParameterStatus values the last session of
+	// the same key reported, and attaches one at the client's first message:
+	// idle clients then hold no backend. The BackendKeyData pid is then not
+	// a backend's (CancelRequests work; pg_cancel_backend(pid) does not).
+	LazyAttach bool
 	// ServerIdleTimeout closes pooled backend sessions idle this long
 	// (server_idle_timeout) [1800 s].
 	ServerIdleTimeout time.Duration

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"tdb/fsm"
 	"tdb/wire"
 	"tdb/wire/classify"
@@ -39,6 +41,9 @@ type session struct {
 	backendNet    string
 	backendAddr   string
 	params        map[string]string
+	// attach logs in to the backend at the client's first message (lazy
+	// attach); nil once attached, or when the session attached at login.
+	attach func(ctx context.Context) (*BackendConn, error)
 
 	nonce    string
 	mu       sync.Mutex
@@ -105,15 +110,62 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 	return r, nil
 }
 
+// useBackend makes bc this session's backend connection.
+func (s *session) useBackend(bc *BackendConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bc, s.backend, s.params = bc, bc.Conn, bc.Params
+	s.backendPID, s.backendSecret, s.backendNet, s.backendAddr = bc.PID, bc.Secret, bc.Net, bc.Addr
+}
+
+// attachOnFirstMessage waits for the client's first message and logs in to
+// the backend for it (lazy attach). The ParameterStatus values that differ
+// from those announced at login go to the client first. It reports whether
+// the relay may start: not when the client left (or sent Terminate) before
+// its first statement, or the backend refused.
+func (s *session) attachOnFirstMessage(ctx context.Context, fr *wire.FrameReader) bool {
+	typ, err := fr.Peek()
+	if err != nil || typ == wire.MsgTerminate {
+		return false
+	}
+	bc, err := s.attach(ctx)
+	if err != nil {
+		s.proxy.cfg.Logf("proxy: attach %s: %v", s.login.database, err)
+		_ = wire.WriteError(s.client, err)
+		return false
+	}
+	announced := s.params
+	s.useBackend(bc)
+	s.attach = nil
+	var buf []byte
+	for k, v := range bc.Params {
+		if announced[k] != v {
+			buf, _ = (&pgproto3.ParameterStatus{Name: k, Value: v}).Encode(buf)
+		}
+	}
+	if len(buf) > 0 {
+		if _, err := s.client.Write(buf); err != nil {
+			s.proxy.pool.Put(bc) // idle and untouched: still clean
+			return false
+		}
+	}
+	return true
+}
+
 // relay pumps frames both ways until either side ends. A backend session
 // left idle and healthy goes back to the pool, reset; any other is closed.
 func (s *session) relay(ctx context.Context) {
+	fr := wire.NewFrameReader(s.client, 0)
+	if s.attach != nil && !s.attachOnFirstMessage(ctx, fr) {
+		s.client.Close()
+		return
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		s.backendToClient()
 	}()
-	clientGone := s.clientToBackend()
+	clientGone := s.clientToBackend(fr)
 	s.mu.Lock()
 	busy := s.inflight > 0 || s.unsynced
 	reusable := !busy && s.txStatus == 'I' && !s.lost
@@ -161,8 +213,7 @@ func (s *session) closeBackend() {
 
 // clientToBackend forwards client frames, replacing refused statements with
 // sentinels. It reports whether the client went away without Terminate.
-func (s *session) clientToBackend() (clientGone bool) {
-	fr := wire.NewFrameReader(s.client, 0)
+func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone bool) {
 	fw := wire.NewFrameWriter(s.backend)
 	for {
 		typ, body, err := fr.Next()
@@ -358,18 +409,24 @@ func cstring2(b []byte) (string, string) {
 
 // cancelBackend sends a CancelRequest for this session's backend connection.
 func (s *session) cancelBackend(ctx context.Context) {
+	s.mu.Lock()
+	attached, netw, addr, pid, secret := s.backend != nil, s.backendNet, s.backendAddr, s.backendPID, s.backendSecret
+	s.mu.Unlock()
+	if !attached {
+		return // lazy attach: nothing runs yet
+	}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, s.backendNet, s.backendAddr)
+	conn, err := d.DialContext(ctx, netw, addr)
 	if err != nil {
-		s.proxy.cfg.Logf("proxy: cancel: dial backend %s: %v", s.backendAddr, err)
+		s.proxy.cfg.Logf("proxy: cancel: dial backend %s: %v", addr, err)
 		return
 	}
 	defer conn.Close()
-	msg := make([]byte, 12, 12+len(s.backendSecret))
-	binary.BigEndian.PutUint32(msg[0:], uint32(12+len(s.backendSecret)))
+	msg := make([]byte, 12, 12+len(secret))
+	binary.BigEndian.PutUint32(msg[0:], uint32(12+len(secret)))
 	binary.BigEndian.PutUint32(msg[4:], 80877102)
-	binary.BigEndian.PutUint32(msg[8:], s.backendPID)
-	msg = append(msg, s.backendSecret...)
+	binary.BigEndian.PutUint32(msg[8:], pid)
+	msg = append(msg, secret...)
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}

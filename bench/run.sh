@@ -135,13 +135,40 @@ IDLE_BOUNCER=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$bouncer_pid" -url "${BO
 echo "tdb: $IDLE_TDB (n, RSS KiB, Go heap KiB, Go stacks KiB per connection)"
 echo "PgBouncer: $IDLE_BOUNCER (n, RSS KiB per connection)"
 
+# Lazy attach: a second tdb dev (its own PostgreSQL) with --lazy-backend-attach, and clients
+# that only log in, from several loopback addresses. The count is bounded by the open-file
+# limit of this machine (one descriptor per connection on each side).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+FD_LIMIT=$(ulimit -n)
+LAZY_CONNS=${LAZY_CONNS:-50000}
+if [ "$FD_LIMIT" != unlimited ] && [ "$LAZY_CONNS" -gt $((FD_LIMIT - 2000)) ]; then
+  echo "bench: the open-file limit is $FD_LIMIT: $LAZY_CONNS connections do not fit, measuring $((FD_LIMIT - 2000))"
+  LAZY_CONNS=$((FD_LIMIT - 2000))
+fi
+echo "== memory per idle TLS client with --lazy-backend-attach: $LAZY_CONNS connections that only log in"
+LAZY_PORT=$(freeport); LAZY_HTTP=$(freeport)
+"$WORK/tdb" dev --lazy-backend-attach --data-dir "$WORK/lazy" --wire-addr "127.0.0.1:$LAZY_PORT" --http-addr "127.0.0.1:$LAZY_HTTP" >"$WORK/lazy.log" 2>&1 &
+LAZY_PID=$!
+PIDS+=("$LAZY_PID")
+for _ in $(seq 1 120); do [ -f "$WORK/lazy/env" ] && break; sleep 0.5; done
+LAZY_ENV=$(cat "$WORK/lazy/env")
+lazy_var() { echo "$LAZY_ENV" | sed -n "s/^$1=//p"; }
+curl -fsS -X PATCH -H "Authorization: Bearer $(lazy_var TDB_ADMIN_KEY)" -d '{"max_conns_per_ip":0}' \
+  "http://127.0.0.1:$LAZY_HTTP/v1/cluster/settings" >/dev/null
+IDLE_LAZY=$("$WORK/idleconns" -connect-only -ips 8 -parallel 32 -n "$LAZY_CONNS" -pid "$LAZY_PID" \
+  -metrics "http://127.0.0.1:$LAZY_HTTP/metrics" \
+  -url "postgresql://$(lazy_var TDB_PROJECT_ID):$(lazy_var TDB_API_KEY)@127.0.0.1:$LAZY_PORT/controlplane_workspace?sslmode=require")
+echo "tdb --lazy-backend-attach: $IDLE_LAZY (n, RSS KiB, Go heap KiB, Go stacks KiB per connection)"
+kill -INT "$LAZY_PID" 2>/dev/null || true
+
 echo
-python3 - "$OUT/results.tsv" "$RSS_GROWTH_MB" "$IDLE_TDB" "$IDLE_BOUNCER" <<'PY'
+python3 - "$OUT/results.tsv" "$RSS_GROWTH_MB" "$IDLE_TDB" "$IDLE_BOUNCER" "$IDLE_LAZY" <<'PY'
 import sys, platform, os, datetime, subprocess
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
 growth = sys.argv[2]
 idle_tdb = sys.argv[3].split("\t")
 idle_bouncer = sys.argv[4].split("\t")
+idle_lazy = sys.argv[5].split("\t")
 def f(x):
     try: return float(x)
     except: return 0.0
@@ -161,6 +188,7 @@ idle = "\n".join([
     "|---|---:|---:|---:|---:|",
     f"| tdb | {cell(idle_tdb, 0)} | {cell(idle_tdb, 1)} KiB | {cell(idle_tdb, 2)} KiB | {cell(idle_tdb, 3)} KiB |",
     f"| PgBouncer | {cell(idle_bouncer, 0)} | {cell(idle_bouncer, 1)} KiB | - | - |",
+    f"| tdb `--lazy-backend-attach`, clients that only log in | {cell(idle_lazy, 0)} | {cell(idle_lazy, 1)} KiB | {cell(idle_lazy, 2)} KiB | {cell(idle_lazy, 3)} KiB |",
 ])
 print(idle)
 
@@ -199,7 +227,11 @@ stream minus RSS before it).
 Memory each idle TLS client connection costs the proxy process (`bench/idleconns`: open the
 connections, run `SELECT 1` on each, wait, measure; the difference divided by the count). In
 session mode every client holds a backend session, so the count is bounded by the backend's
-max_connections; the PostgreSQL processes behind them are not counted here.
+max_connections; the PostgreSQL processes behind them are not counted here. With
+`--lazy-backend-attach` a client that finds no idle backend session logs in without one and
+attaches one at its first message, so clients that only log in (a driver's pool warming up,
+a LISTEN-less idle pool) hold no backend at all; the last row opens as many of them as this
+machine's open-file limit allows (the bench asks for 50,000).
 
 {idle}
 

@@ -62,6 +62,9 @@ type Config struct {
 	// server_idle_timeout and client_idle_timeout [1800 s each].
 	ServerIdleTimeout time.Duration
 	ClientIdleTimeout time.Duration
+	// LazyBackendAttach: a client logs in without a backend session when
+	// none is idle and attaches one at its first message (actors.ProxyConfig.LazyAttach).
+	LazyBackendAttach bool
 }
 
 // Node is a running tdb node.
@@ -165,6 +168,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		AllowLoopbackPlaintext: cfg.AllowLoopbackPlaintext,
 		Propose:                n,
 		ServerIdleTimeout:      cfg.ServerIdleTimeout,
+		LazyAttach:             cfg.LazyBackendAttach,
 		ClientIdleTimeout:      cfg.ClientIdleTimeout,
 		Logf:                   logger.Printf,
 		Policy:                 policy,

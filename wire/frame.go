@@ -134,6 +134,19 @@ func (f *FrameReader) Next() (typ byte, body []byte, err error) {
 	return typ, body, nil
 }
 
+// Peek waits for the next message to begin and returns its type byte
+// without consuming anything.
+func (f *FrameReader) Peek() (byte, error) {
+	if f.rpos == f.wpos {
+		f.rpos, f.wpos = 0, 0
+		f.settle()
+	}
+	if err := f.fill(1); err != nil {
+		return 0, err
+	}
+	return f.buf[f.rpos], nil
+}
+
 // fill makes at least k (<= frameReaderBufferSize) unread bytes available,
 // moving to the large buffer when the small one cannot hold them.
 func (f *FrameReader) fill(k int) error {

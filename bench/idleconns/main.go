@@ -5,6 +5,10 @@
 //
 //	go run ./bench/idleconns -url 'postgresql://...?sslmode=require' -pid PID -n 500 [-metrics http://HOST/metrics]
 //
+// With -connect-only the connections only log in (no statement), and with
+// -ips K they come from K loopback addresses (127.0.0.1 … 127.0.0.K), so
+// more than one address's worth of ephemeral ports can be opened.
+//
 // Output is one tab-separated line: n, rss_kib_per_conn, heap_kib_per_conn,
 // stack_kib_per_conn (the last two are "-" without -metrics).
 package main
@@ -15,11 +19,13 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,7 +37,11 @@ func main() {
 	n := flag.Int("n", 500, "connections to open")
 	metricsURL := flag.String("metrics", "", "the server's Prometheus /metrics URL (Go heap and stack)")
 	settle := flag.Duration("settle", 3*time.Second, "wait before measuring, once the connections are open")
+	connectOnly := flag.Bool("connect-only", false, "log in only: no statement")
+	ips := flag.Int("ips", 1, "loopback source addresses to spread the connections over (127.0.0.1 …)")
+	parallel := flag.Int("parallel", 16, "connections opened at once")
 	flag.Parse()
+	raiseFileLimit(*n + 1000)
 	if *url == "" || *pid == 0 {
 		log.Fatal("idleconns: -url and -pid are required")
 	}
@@ -43,7 +53,7 @@ func main() {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	sem := make(chan struct{}, 16)
+	sem := make(chan struct{}, *parallel)
 	for i := range conns {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -52,8 +62,14 @@ func main() {
 			defer func() { <-sem }()
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			c, err := pgx.Connect(cctx, *url)
-			if err == nil {
+			cfg, err := pgx.ParseConfig(*url)
+			if err != nil {
+				log.Fatalf("idleconns: %v", err)
+			}
+			src := net.IPv4(127, 0, 0, byte(1+i%max(1, min(*ips, 250))))
+			cfg.DialFunc = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 10 * time.Second}).DialContext
+			c, err := pgx.ConnectConfig(cctx, cfg)
+			if err == nil && !*connectOnly {
 				_, err = c.Exec(cctx, "SELECT 1")
 			}
 			mu.Lock()
@@ -122,4 +138,19 @@ func measure(pid int, metricsURL string) (rss, heap, stack float64) {
 		}
 	}
 	return rss, heap, stack
+}
+
+// raiseFileLimit lifts the open-file limit to at least n where allowed.
+func raiseFileLimit(n int) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= uint64(n) {
+		return
+	}
+	lim.Cur = uint64(n)
+	if lim.Max < lim.Cur {
+		lim.Max = lim.Cur // needs privilege; without it the open fails later with a clear error
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		log.Printf("idleconns: raise the open-file limit to %d: %v", n, err)
+	}
 }

@@ -40,7 +40,12 @@ type devOptions struct {
 	dataDir, wireAddr, httpAddr string
 	proxyFrom                   []netip.Prefix
 	pgMaxConnections            int
+	lazyAttach                  bool
 }
+
+// lazyAttachHelp describes --lazy-backend-attach.
+const lazyAttachHelp = "log clients in without a backend session when none is idle and attach one at their first message " +
+	"(idle clients hold no backend; the BackendKeyData pid is then not the backend's, so SQL pg_cancel_backend(pid) does not reach it)"
 
 func newDevCmd() *cobra.Command {
 	var o devOptions
@@ -64,6 +69,7 @@ func newDevCmd() *cobra.Command {
 	cmd.Flags().StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP control plane listen address")
 	cmd.Flags().StringVar(&proxyFrom, "proxy-protocol-from", "", "load balancers (CIDRs, comma separated) whose connections carry a PROXY v1/v2 header")
 	cmd.Flags().IntVar(&o.pgMaxConnections, "pg-max-connections", 300, "max_connections of the local PostgreSQL")
+	cmd.Flags().BoolVar(&o.lazyAttach, "lazy-backend-attach", false, lazyAttachHelp)
 	procsFlag(cmd, halfTheCPUs) // the local PostgreSQL shares this machine
 	return cmd
 }
@@ -101,6 +107,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		AllowLoopbackPlaintext: true,
 		LogOutput:              os.Stderr,
 		ProxyProtocolFrom:      proxyFrom,
+		LazyBackendAttach:      o.lazyAttach,
 	})
 	if err != nil {
 		return err

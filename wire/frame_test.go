@@ -277,3 +277,19 @@ func TestFrameBuffersReleasedWhenIdle(t *testing.T) {
 		t.Fatal("the writer kept its large buffer after a flush")
 	}
 }
+
+func TestFrameReaderPeek(t *testing.T) {
+	r := NewFrameReader(bytes.NewReader(append(frame('Q', []byte("SELECT 1\x00")), frame('X', nil)...)), 0)
+	for _, want := range []byte{'Q', 'X'} {
+		typ, err := r.Peek()
+		if err != nil || typ != want {
+			t.Fatalf("Peek = %c %v, want %c", typ, err, want)
+		}
+		if typ, _, err := r.Next(); err != nil || typ != want {
+			t.Fatalf("Next after Peek = %c %v, want %c", typ, err, want)
+		}
+	}
+	if _, err := r.Peek(); err != io.EOF {
+		t.Fatalf("Peek at the end = %v, want io.EOF", err)
+	}
+}

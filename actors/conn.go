@@ -195,34 +195,38 @@ var startupSkip = map[string]bool{"user": true, "database": true, "replication":
 // key's role: a reset one from the pool when one with the same startup
 // parameters is idle, else a new login.
 func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[string]string) (*session, error) {
-	cfg, err := pgconn.ParseConfig(lg.backend.URL)
-	if err != nil {
-		return nil, wire.Fatalf("XX000", "backend %s is misconfigured", lg.backend.Name)
-	}
-	cfg.User = backend.RoleName(lg.target.Name, lg.key.Role)
-	cfg.Password = lg.target.Passwords.For(lg.key.Role)
-	cfg.Database = lg.target.Name
-	cfg.ConnectTimeout = c.proxy.cfg.DialTimeout
-	cfg.RuntimeParams = map[string]string{}
+	key := PoolKey{Backend: lg.backend.Name, Database: lg.target.Name, Role: lg.key.Role, Params: ParamsKey(params)}
+	// dial is kept by a lazily attached session until its first message:
+	// it holds only what it needs, and parses the backend's URL when called.
+	backendName, backendURL, database := lg.backend.Name, lg.backend.URL, lg.database
+	user, password, dbName := backend.RoleName(lg.target.Name, lg.key.Role), lg.target.Passwords.For(lg.key.Role), lg.target.Name
+	runtime := map[string]string{}
 	for k, v := range params {
 		if !startupSkip[k] {
-			cfg.RuntimeParams[k] = v
+			runtime[k] = v
 		}
 	}
-	cfg.OnNotice = nil
-	cfg.OnNotification = nil
-	netw, addr := "tcp", net.JoinHostPort(cfg.Host, itoa(int(cfg.Port)))
-	if strings.HasPrefix(cfg.Host, "/") {
-		netw, addr = "unix", cfg.Host+"/.s.PGSQL."+itoa(int(cfg.Port))
-	}
-	key := PoolKey{Backend: lg.backend.Name, Database: lg.target.Name, Role: lg.key.Role, Params: ParamsKey(params)}
+	p := c.proxy
 	dial := func(ctx context.Context) (*BackendConn, error) {
-		dctx, cancel := context.WithTimeout(ctx, c.proxy.cfg.DialTimeout)
+		cfg, err := pgconn.ParseConfig(backendURL)
+		if err != nil {
+			return nil, wire.Fatalf("XX000", "backend %s is misconfigured", backendName)
+		}
+		cfg.User, cfg.Password, cfg.Database = user, password, dbName
+		cfg.ConnectTimeout = p.cfg.DialTimeout
+		cfg.RuntimeParams = runtime
+		cfg.OnNotice = nil
+		cfg.OnNotification = nil
+		netw, addr := "tcp", net.JoinHostPort(cfg.Host, itoa(int(cfg.Port)))
+		if strings.HasPrefix(cfg.Host, "/") {
+			netw, addr = "unix", cfg.Host+"/.s.PGSQL."+itoa(int(cfg.Port))
+		}
+		dctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 		defer cancel()
 		pc, err := pgconn.ConnectConfig(dctx, cfg)
 		if err != nil {
 			// The details (role names, backend address) stay in the log.
-			c.proxy.cfg.Logf("proxy: dial backend %s for %s: %v", lg.backend.Name, lg.database, err)
+			p.cfg.Logf("proxy: dial backend %s for %s: %v", backendName, database, err)
 			var pge *pgconn.PgError
 			if errors.As(err, &pge) {
 				// The backend's own refusal (an invalid startup parameter, too

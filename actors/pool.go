@@ -106,12 +106,13 @@ func (p *Pool) TryGet(key PoolKey) *BackendConn {
 	}
 }
 
-// Known returns the ParameterStatus values the last session of key reported
-// (a copy), or nil when no session of the key has been seen.
+// Known returns the ParameterStatus values the last session of key
+// reported, or nil when no session of the key has been seen. The map is
+// shared and must not be modified: remember replaces it, never changes it.
 func (p *Pool) Known(key PoolKey) map[string]string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return maps.Clone(p.known[key])
+	return p.known[key]
 }
 
 func (p *Pool) remember(bc *BackendConn) {

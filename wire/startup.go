@@ -328,6 +328,12 @@ func hostOf(addr net.Addr) string {
 // recordingConfig returns a per-connection copy of cfg that records in *served
 // the certificate it presents, for tls-server-end-point channel binding.
 func recordingConfig(cfg *tls.Config, served **x509.Certificate) *tls.Config {
+	if cfg.GetCertificate == nil && len(cfg.Certificates) == 1 && cfg.Certificates[0].Leaf != nil {
+		// One certificate (the usual case): it is the one served, and the
+		// shared config needs no per-connection copy.
+		*served = cfg.Certificates[0].Leaf
+		return cfg
+	}
 	c := cfg.Clone()
 	// crypto/tls calls GetCertificate only when Certificates is empty (or the
 	// client sent SNI), so the static certificates are picked here instead.

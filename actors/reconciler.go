@@ -105,39 +105,31 @@ func (r *Reconciler) Run(ctx context.Context) {
 	sem := make(chan struct{}, r.Workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	tick := time.NewTicker(r.Resync)
-	defer tick.Stop()
-	for {
-		changed := r.FSM.Changed()
-		if r.IsLeader() {
-			var tasks []Task
-			r.FSM.View(func(s *fsm.State) { tasks = Plan(s) })
-			for _, t := range tasks {
-				if !r.claim(t.Database.Name) {
-					continue
-				}
-				select {
-				case sem <- struct{}{}:
-				case <-ctx.Done():
-					r.release(t.Database.Name)
-					return
-				}
-				wg.Add(1)
-				go func(t Task) {
-					defer wg.Done()
-					defer func() { <-sem }()
-					defer r.release(t.Database.Name)
-					r.do(ctx, t)
-				}(t)
-			}
-		}
-		select {
-		case <-ctx.Done():
+	watchState(ctx, r.FSM, r.Resync, func() {
+		if !r.IsLeader() {
 			return
-		case <-changed:
-		case <-tick.C:
 		}
-	}
+		var tasks []Task
+		r.FSM.View(func(s *fsm.State) { tasks = Plan(s) })
+		for _, t := range tasks {
+			if !r.claim(t.Database.Name) {
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				r.release(t.Database.Name)
+				return
+			}
+			wg.Add(1)
+			go func(t Task) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				defer r.release(t.Database.Name)
+				r.do(ctx, t)
+			}(t)
+		}
+	})
 }
 
 func (r *Reconciler) claim(name string) bool {

@@ -74,36 +74,45 @@ func (a *LeaderActor) supervise(ctx context.Context, active func(s *fsm.State) [
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	tick := time.NewTicker(a.Resync)
+	defer stopAll()
+	watchState(ctx, a.FSM, a.Resync, func() {
+		if !a.IsLeader() {
+			stopAll()
+			return
+		}
+		var ids []string
+		a.FSM.View(func(s *fsm.State) { ids = active(s) })
+		sort.Strings(ids)
+		for _, id := range ids {
+			mu.Lock()
+			if running[id] != nil {
+				mu.Unlock()
+				continue
+			}
+			rctx, cancel := context.WithCancel(ctx)
+			running[id] = cancel
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer stop(id)
+				run(rctx, id)
+			}()
+		}
+	})
+}
+
+// watchState runs pass now, then again after every change of the state and
+// every resync tick, until ctx ends: the loop of the actors that act on the
+// replicated state.
+func watchState(ctx context.Context, f *fsm.FSM, resync time.Duration, pass func()) {
+	tick := time.NewTicker(resync)
 	defer tick.Stop()
 	for {
-		changed := a.FSM.Changed()
-		if a.IsLeader() {
-			var ids []string
-			a.FSM.View(func(s *fsm.State) { ids = active(s) })
-			sort.Strings(ids)
-			for _, id := range ids {
-				mu.Lock()
-				if running[id] != nil {
-					mu.Unlock()
-					continue
-				}
-				rctx, cancel := context.WithCancel(ctx)
-				running[id] = cancel
-				mu.Unlock()
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer stop(id)
-					run(rctx, id)
-				}()
-			}
-		} else {
-			stopAll()
-		}
+		changed := f.Changed()
+		pass()
 		select {
 		case <-ctx.Done():
-			stopAll()
 			return
 		case <-changed:
 		case <-tick.C:

@@ -77,6 +77,7 @@ func startCluster(ctx context.Context, procfile, bin, dir string, extraEnv []str
 	c.env = append(append(os.Environ(), "TDB_ADMIN_KEY="+c.adminKey), extraEnv...)
 	c.net = newNetSim(c.pids)
 	m := newRemapper()
+	defer m.release()
 	var pg *Process
 	var servers []Process
 	for i, p := range procs {
@@ -98,6 +99,7 @@ func startCluster(ctx context.Context, procfile, bin, dir string, extraEnv []str
 	if err != nil {
 		return nil, err
 	}
+	m.release()
 	if err := c.startPG(ctx, pg.Name, pgArgv); err != nil {
 		c.stop()
 		return nil, err
@@ -122,6 +124,7 @@ func startCluster(ctx context.Context, procfile, bin, dir string, extraEnv []str
 		mb.argv = append(mb.argv, "--raft-advertise", mb.proxy.Addr())
 		c.members = append(c.members, mb)
 	}
+	m.release() // the proxies hold their own ports by now
 	for _, mb := range c.members {
 		logf("start %s: %s", mb.name, strings.Join(mb.argv[1:], " "))
 		if err := c.start(mb); err != nil {

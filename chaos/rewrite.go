@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -37,10 +38,13 @@ var addrFlags = map[string]bool{
 var dropFlags = map[string]bool{"--proxy-protocol-from": true}
 
 // remapper hands out a free loopback port for each address of the Procfile,
-// the same one every time the address appears.
+// the same one every time the address appears. It holds each port (TCP and
+// UDP: gossip uses both) until release, so no two addresses, and no proxy
+// listening meanwhile, can be given the same port.
 type remapper struct {
 	addrs map[string]string
 	ports map[string]string
+	held  []io.Closer
 }
 
 func newRemapper() *remapper {
@@ -51,7 +55,7 @@ func (m *remapper) addr(old string) (string, error) {
 	if a, ok := m.addrs[old]; ok {
 		return a, nil
 	}
-	a, err := freeAddr()
+	a, err := m.reserve()
 	if err != nil {
 		return "", err
 	}
@@ -72,14 +76,31 @@ func (m *remapper) port(old string) (string, error) {
 	return p, nil
 }
 
-// freeAddr returns a loopback address whose port is free right now.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", errors.Wrap(err, "find a free port")
+// reserve finds a loopback port free for TCP and UDP and holds it.
+func (m *remapper) reserve() (string, error) {
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", errors.Wrap(err, "find a free port")
+		}
+		a := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", a)
+		if err != nil {
+			ln.Close() // the UDP side is taken: try another
+			continue
+		}
+		m.held = append(m.held, ln, pc)
+		return a, nil
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return "", errors.New("find a free port: no port free for both TCP and UDP")
+}
+
+// release frees the ports handed out so far, for the processes to bind.
+func (m *remapper) release() {
+	for _, c := range m.held {
+		c.Close()
+	}
+	m.held = nil
 }
 
 // rewriteCommand turns one Procfile command into argv for a hermetic run

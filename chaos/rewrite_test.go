@@ -22,6 +22,7 @@ func TestRewriteRepoProcfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := newRemapper()
+	defer m.release()
 	argv := map[string][]string{}
 	for _, p := range procs {
 		if p.Name == "lb" {

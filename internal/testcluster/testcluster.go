@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"tdb/fsm"
 	"tdb/gossip"
 	"tdb/httpapi"
+	"tdb/internal/freeport"
 	"tdb/internal/pgserver"
 	"tdb/internal/testpg"
 	"tdb/node"
@@ -379,12 +379,11 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 // address must be known before its node starts, and stay fixed).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return a
 }
 
 // prefixed writes each line with the node id in front.

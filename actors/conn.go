@@ -100,8 +100,8 @@ func (c *clientConn) serve(ctx context.Context) {
 	sess.key = p.register(sess)
 	defer p.unregister(sess.key)
 	if err := sess.greet(); err != nil {
-		if sess.backend != nil {
-			sess.backend.Close()
+		if sess.bc != nil {
+			sess.bc.Conn.Close()
 		}
 		return
 	}
@@ -264,7 +264,7 @@ func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[s
 		}
 		if known := c.proxy.pool.Known(key); known != nil {
 			s.params = known
-			s.backendPID = lazyPID()
+			s.pid = lazyPID()
 			s.attach = func(ctx context.Context) (*BackendConn, error) {
 				bc, _, err := c.proxy.pool.Get(ctx, key, dial)
 				return bc, err

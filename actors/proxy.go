@@ -204,7 +204,7 @@ func (p *Proxy) register(s *session) cancelKey {
 	for {
 		var b [4]byte
 		_, _ = rand.Read(b[:])
-		k := cancelKey{pid: s.backendPID, secret: binary.BigEndian.Uint32(b[:])}
+		k := cancelKey{pid: s.pid, secret: binary.BigEndian.Uint32(b[:])}
 		if _, dup := p.sessions[k]; !dup {
 			p.sessions[k] = s
 			return k

@@ -33,14 +33,12 @@ type session struct {
 	login *login
 	key   cancelKey
 
-	client        net.Conn
-	bc            *BackendConn // the pooled backend session; backend is bc.Conn
-	backend       net.Conn
-	backendPID    uint32
-	backendSecret []byte
-	backendNet    string
-	backendAddr   string
-	params        map[string]string
+	client net.Conn
+	// bc is the backend session (connection, pid, cancel secret, address);
+	// nil until a lazily attached session's first message. Set under mu.
+	bc     *BackendConn
+	pid    uint32 // the process id announced in BackendKeyData (the backend's, or lazyPID)
+	params map[string]string
 	// attach logs in to the backend at the client's first message (lazy
 	// attach); nil once attached, or when the session attached at login.
 	attach func(ctx context.Context) (*BackendConn, error)
@@ -110,12 +108,16 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 	return r, nil
 }
 
-// useBackend makes bc this session's backend connection.
+// useBackend makes bc this session's backend connection. A session that
+// attached at login announces the backend's own pid; a lazy one keeps the
+// pid it announced before it had a backend.
 func (s *session) useBackend(bc *BackendConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.bc, s.backend, s.params = bc, bc.Conn, bc.Params
-	s.backendPID, s.backendSecret, s.backendNet, s.backendAddr = bc.PID, bc.Secret, bc.Net, bc.Addr
+	s.bc, s.params = bc, bc.Params
+	if s.pid == 0 {
+		s.pid = bc.PID
+	}
 }
 
 // attachOnFirstMessage waits for the client's first message and logs in to
@@ -177,7 +179,7 @@ func (s *session) relay(ctx context.Context) {
 	}
 	s.closing.Store(true)
 	if reusable {
-		_ = s.backend.SetReadDeadline(time.Now()) // stop the backend pump, keep the connection
+		_ = s.bc.Conn.SetReadDeadline(time.Now()) // stop the backend pump, keep the connection
 	} else {
 		s.closeBackend()
 	}
@@ -189,7 +191,7 @@ func (s *session) relay(ctx context.Context) {
 	s.mu.Lock()
 	reusable = !s.lost && s.inflight == 0 && !s.unsynced && s.txStatus == 'I'
 	s.mu.Unlock()
-	_ = s.backend.SetReadDeadline(time.Time{})
+	_ = s.bc.Conn.SetReadDeadline(time.Time{})
 	// No cancel may reach the next owner of this backend session.
 	s.proxy.unregister(s.key)
 	if !reusable {
@@ -197,7 +199,7 @@ func (s *session) relay(ctx context.Context) {
 		return
 	}
 	if err := s.bc.Reset(10 * time.Second); err != nil {
-		s.proxy.cfg.Logf("proxy: reset backend session %d for the pool: %v", s.backendPID, err)
+		s.proxy.cfg.Logf("proxy: reset backend session %d for the pool: %v", s.bc.PID, err)
 		s.closeBackend()
 		return
 	}
@@ -206,15 +208,15 @@ func (s *session) relay(ctx context.Context) {
 
 // closeBackend ends the backend session with a Terminate.
 func (s *session) closeBackend() {
-	_ = s.backend.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = s.backend.Write([]byte{'X', 0, 0, 0, 4})
-	s.backend.Close()
+	_ = s.bc.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = s.bc.Conn.Write([]byte{'X', 0, 0, 0, 4})
+	s.bc.Conn.Close()
 }
 
 // clientToBackend forwards client frames, replacing refused statements with
 // sentinels. It reports whether the client went away without Terminate.
 func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone bool) {
-	fw := wire.NewFrameWriter(s.backend)
+	fw := wire.NewFrameWriter(s.bc.Conn)
 	for {
 		typ, body, err := fr.Next()
 		s.active.Store(time.Now().UnixNano())
@@ -410,11 +412,12 @@ func cstring2(b []byte) (string, string) {
 // cancelBackend sends a CancelRequest for this session's backend connection.
 func (s *session) cancelBackend(ctx context.Context) {
 	s.mu.Lock()
-	attached, netw, addr, pid, secret := s.backend != nil, s.backendNet, s.backendAddr, s.backendPID, s.backendSecret
+	bc := s.bc
 	s.mu.Unlock()
-	if !attached {
+	if bc == nil {
 		return // lazy attach: nothing runs yet
 	}
+	netw, addr, pid, secret := bc.Net, bc.Addr, bc.PID, bc.Secret
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, netw, addr)
 	if err != nil {

@@ -45,8 +45,7 @@ type Policies struct {
 	cfg PolicyConfig
 
 	mu    sync.Mutex
-	perIP map[string]int64
-	perDB map[string]int64
+	local ConnCounts            // this node's own connections
 	peers map[string]ConnCounts // node id → its last report
 }
 
@@ -67,7 +66,7 @@ func NewPolicies(cfg PolicyConfig) *Policies {
 	if cfg.ProxyHeaderTimeout <= 0 {
 		cfg.ProxyHeaderTimeout = 5 * time.Second
 	}
-	return &Policies{cfg: cfg, perIP: map[string]int64{}, perDB: map[string]int64{}, peers: map[string]ConnCounts{}}
+	return &Policies{cfg: cfg, local: ConnCounts{PerIP: map[string]int64{}, PerDB: map[string]int64{}}, peers: map[string]ConnCounts{}}
 }
 
 func (p *Policies) metrics() *metrics.Metrics {
@@ -92,14 +91,14 @@ func (p *Policies) Counts(ip, database string) (perIP, perDB int64) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.perIP[ip], p.perDB[database]
+	return p.local.PerIP[ip], p.local.PerDB[database]
 }
 
 // Snapshot returns this node's counts for its peers.
 func (p *Policies) Snapshot() ConnCounts {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c := ConnCounts{PerIP: maps.Clone(p.perIP), PerDB: maps.Clone(p.perDB)}
+	c := ConnCounts{PerIP: maps.Clone(p.local.PerIP), PerDB: maps.Clone(p.local.PerDB)}
 	if len(c.PerIP) > MaxReportedIPs {
 		ips := slices.SortedFunc(maps.Keys(c.PerIP), func(a, b string) int { return cmp.Compare(c.PerIP[b], c.PerIP[a]) })
 		for _, ip := range ips[MaxReportedIPs:] {
@@ -121,29 +120,22 @@ func (p *Policies) SetPeerCounts(node string, c *ConnCounts) {
 	p.peers[node] = *c
 }
 
-// Which counter acquire and release work on.
-const (
-	countIP = iota
-	countDB
-)
+// A counter picks one of a node's counts: by IP or by database.
+type counter func(ConnCounts) map[string]int64
+
+func countIP(c ConnCounts) map[string]int64 { return c.PerIP }
+func countDB(c ConnCounts) map[string]int64 { return c.PerDB }
 
 // acquire takes one slot of key unless limit (> 0) slots are taken on this
 // node and, as last reported, on its peers.
-func (p *Policies) acquire(kind int, key string, limit int64) bool {
+func (p *Policies) acquire(count counter, key string, limit int64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m := p.perIP
-	if kind == countDB {
-		m = p.perDB
-	}
+	m := count(p.local)
 	if limit > 0 {
 		n := m[key]
 		for _, c := range p.peers {
-			if kind == countDB {
-				n += c.PerDB[key]
-			} else {
-				n += c.PerIP[key]
-			}
+			n += count(c)[key]
 		}
 		if n >= limit {
 			return false
@@ -153,13 +145,10 @@ func (p *Policies) acquire(kind int, key string, limit int64) bool {
 	return true
 }
 
-func (p *Policies) release(kind int, key string) {
+func (p *Policies) release(count counter, key string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m := p.perIP
-	if kind == countDB {
-		m = p.perDB
-	}
+	m := count(p.local)
 	if m[key]--; m[key] <= 0 {
 		delete(m, key)
 	}

@@ -23,12 +23,12 @@ const (
 )
 
 func (n *Node) handleCounts(w http.ResponseWriter, _ *http.Request) {
-	writeInternal(w, http.StatusOK, n.policies.Snapshot())
+	writeInternal(w, http.StatusOK, n.pol.conns.Snapshot())
 }
 
 // shareCounts polls the peers' counts until ctx ends.
 func (n *Node) shareCounts(ctx context.Context) {
-	if n.gossip == nil || n.policies == nil {
+	if n.gossip == nil || n.pol == nil {
 		return
 	}
 	var mu sync.Mutex
@@ -57,7 +57,7 @@ func (n *Node) shareCounts(ctx context.Context) {
 				if err := n.call(cctx, m.HTTPAddr, "GET", "/internal/counts", nil, &c); err != nil {
 					return
 				}
-				n.policies.SetPeerCounts(m.ID, &c)
+				n.pol.conns.SetPeerCounts(m.ID, &c)
 				mu.Lock()
 				last[m.ID] = time.Now()
 				mu.Unlock()
@@ -66,7 +66,7 @@ func (n *Node) shareCounts(ctx context.Context) {
 		wg.Wait()
 		for id, at := range last {
 			if !alive[id] || time.Since(at) > countsStale {
-				n.policies.SetPeerCounts(id, nil)
+				n.pol.conns.SetPeerCounts(id, nil)
 				delete(last, id)
 			}
 		}

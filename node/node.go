@@ -85,7 +85,6 @@ type Node struct {
 	startedAt time.Time
 	stale     atomic.Bool  // cut off from the leader since the last catch-up (cluster.go)
 	pol       *policyParts // metrics, query log, ban tracker (policy.go)
-	policies  *actors.Policies
 }
 
 // Start opens the replica, waits for a leader, and starts serving.
@@ -151,7 +150,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	runCtx, runCancel := context.WithCancel(context.Background())
 	n.cancel = runCancel
 	policy := n.startPolicies(runCtx) // before any actor proposes: Apply observes it
-	n.policies = policy
 	rec := &actors.Reconciler{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf}
 	n.goRun(func() { rec.Run(runCtx) })
 	leader := actors.LeaderActor{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf}

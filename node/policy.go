@@ -15,12 +15,13 @@ import (
 	"tdb/querylog"
 )
 
-// policyParts are the node's proxy policies: metrics, the query log and the
-// auth-ban tracker (see actors/admit.go).
+// policyParts are the node's proxy policies: metrics, the query log, the
+// auth-ban tracker and the connection counters (see actors/admit.go).
 type policyParts struct {
 	metrics  *metrics.Metrics
 	queryLog *querylog.Log
 	bans     *actors.BanTracker
+	conns    *actors.Policies
 }
 
 // ParseCIDRs parses --proxy-protocol-from: comma-separated CIDRs or addresses.
@@ -73,10 +74,11 @@ func (n *Node) startPolicies(ctx context.Context) *actors.Policies {
 		NodeID: n.cfg.NodeID, Propose: n, Logf: n.logger.Printf, Metrics: m,
 	})
 	n.goRun(func() { bans.Run(ctx) })
-	n.pol = &policyParts{metrics: m, queryLog: ql, bans: bans}
-	return actors.NewPolicies(actors.PolicyConfig{
+	conns := actors.NewPolicies(actors.PolicyConfig{
 		ProxyProtocolFrom: n.cfg.ProxyProtocolFrom, Bans: bans, QueryLog: ql, Metrics: m,
 	})
+	n.pol = &policyParts{metrics: m, queryLog: ql, bans: bans, conns: conns}
+	return conns
 }
 
 // stopPolicies flushes the query log's writer.

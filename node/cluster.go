@@ -290,16 +290,24 @@ func (n *Node) catchUp(ctx context.Context) error {
 	return errors.Wrapf(n.rep.FSM.WaitIndex(ctx, out.Index), "wait for raft index %d", out.Index)
 }
 
+// alivePeers are the other members gossip sees alive.
+func (n *Node) alivePeers() []gossip.Member {
+	var out []gossip.Member
+	for _, m := range n.gossip.Members() {
+		if m.ID != n.cfg.NodeID && m.State == gossip.StateAlive {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // routeCancel passes a cancel request this node does not hold to the other
 // alive nodes; the one holding the session cancels it.
 func (n *Node) routeCancel(ctx context.Context, pid, secret uint32) {
 	if n.gossip == nil {
 		return
 	}
-	for _, m := range n.gossip.Members() {
-		if m.ID == n.cfg.NodeID || m.State != gossip.StateAlive {
-			continue
-		}
+	for _, m := range n.alivePeers() {
 		err := n.call(ctx, m.HTTPAddr, "POST", "/internal/cancel", cancelRequest{PID: pid, Secret: secret}, nil)
 		if err != nil {
 			n.logger.Printf("cancel: route to %s: %v", m.ID, err)

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"tdb/actors"
-	"tdb/gossip"
 )
 
 // Connection limits (max_connections per database, max_conns_per_ip) are
@@ -43,10 +42,7 @@ func (n *Node) shareCounts(ctx context.Context) {
 		}
 		var wg sync.WaitGroup
 		alive := map[string]bool{}
-		for _, m := range n.gossip.Members() {
-			if m.ID == n.cfg.NodeID || m.State != gossip.StateAlive {
-				continue
-			}
+		for _, m := range n.alivePeers() {
 			alive[m.ID] = true
 			wg.Add(1)
 			go func() {

@@ -98,10 +98,7 @@ func (f *FrameReader) Next() (typ byte, body []byte, err error) {
 	if cap(f.body) > maxRetainedFrame {
 		f.body = nil
 	}
-	if f.rpos == f.wpos {
-		f.rpos, f.wpos = 0, 0
-		f.settle()
-	}
+	f.settle()
 	if err := f.fill(5); err != nil {
 		if err == io.EOF && f.wpos == f.rpos {
 			return 0, nil, io.EOF
@@ -137,10 +134,7 @@ func (f *FrameReader) Next() (typ byte, body []byte, err error) {
 // Peek waits for the next message to begin and returns its type byte
 // without consuming anything.
 func (f *FrameReader) Peek() (byte, error) {
-	if f.rpos == f.wpos {
-		f.rpos, f.wpos = 0, 0
-		f.settle()
-	}
+	f.settle()
 	if err := f.fill(1); err != nil {
 		return 0, err
 	}
@@ -179,9 +173,14 @@ func (f *FrameReader) fill(k int) error {
 	return nil
 }
 
-// settle runs when every read byte has been consumed: a reader whose reads
-// have become small again gives back its large buffers before it waits.
+// settle runs before a read that may wait: once every read byte has been
+// consumed, the buffer starts over, and a reader whose reads have become
+// small again gives back its large buffers.
 func (f *FrameReader) settle() {
+	if f.rpos != f.wpos {
+		return
+	}
+	f.rpos, f.wpos = 0, 0
 	if f.lastRead >= smallBufferSize || f.filled {
 		return
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -9,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/cockroachdb/errors"
+
+	"tdb/internal/freeport"
 )
 
 // A chaos run starts the Procfile's own processes, rewritten to be hermetic:
@@ -44,7 +45,7 @@ var dropFlags = map[string]bool{"--proxy-protocol-from": true}
 type remapper struct {
 	addrs map[string]string
 	ports map[string]string
-	held  []io.Closer
+	held  []func() // releases the reserved ports
 }
 
 func newRemapper() *remapper {
@@ -78,27 +79,18 @@ func (m *remapper) port(old string) (string, error) {
 
 // reserve finds a loopback port free for TCP and UDP and holds it.
 func (m *remapper) reserve() (string, error) {
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", errors.Wrap(err, "find a free port")
-		}
-		a := ln.Addr().String()
-		pc, err := net.ListenPacket("udp", a)
-		if err != nil {
-			ln.Close() // the UDP side is taken: try another
-			continue
-		}
-		m.held = append(m.held, ln, pc)
-		return a, nil
+	a, release, err := freeport.Reserve()
+	if err != nil {
+		return "", err
 	}
-	return "", errors.New("find a free port: no port free for both TCP and UDP")
+	m.held = append(m.held, release)
+	return a, nil
 }
 
 // release frees the ports handed out so far, for the processes to bind.
 func (m *remapper) release() {
-	for _, c := range m.held {
-		c.Close()
+	for _, release := range m.held {
+		release()
 	}
 	m.held = nil
 }

@@ -19,25 +19,35 @@ var (
 
 // Addr returns 127.0.0.1:PORT with a port that is free right now.
 func Addr() (string, error) {
+	a, release, err := Reserve()
+	if err != nil {
+		return "", err
+	}
+	release()
+	return a, nil
+}
+
+// Reserve returns 127.0.0.1:PORT with a free port and holds it, TCP and UDP,
+// until release: nothing else that binds port 0 meanwhile can get it.
+func Reserve() (addr string, release func(), err error) {
 	mu.Lock()
 	defer mu.Unlock()
 	for range 100 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return "", errors.Wrap(err, "find a free port")
+			return "", nil, errors.Wrap(err, "find a free port")
 		}
 		a := ln.Addr().String()
 		pc, err := net.ListenPacket("udp", a)
-		ln.Close()
 		if err != nil || used[a] {
+			ln.Close()
 			if pc != nil {
 				pc.Close()
 			}
 			continue
 		}
-		pc.Close()
 		used[a] = true
-		return a, nil
+		return a, func() { ln.Close(); pc.Close() }, nil
 	}
-	return "", errors.New("find a free port: none free for both TCP and UDP")
+	return "", nil, errors.New("find a free port: none free for both TCP and UDP")
 }

@@ -4,8 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"maps"
 	"net"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -292,17 +293,9 @@ func lazyPID() uint32 {
 // greet finishes the client's startup: the backend's real ParameterStatus
 // values, our own BackendKeyData, ReadyForQuery.
 func (s *session) greet() error {
-	names := make([]string, 0, len(s.params))
-	for k := range s.params {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	var buf []byte
-	var err error
-	for _, k := range names {
-		if buf, err = (&pgproto3.ParameterStatus{Name: k, Value: s.params[k]}).Encode(buf); err != nil {
-			return err
-		}
+	buf, err := appendParameterStatus(nil, s.params, nil)
+	if err != nil {
+		return err
 	}
 	if buf, err = (&pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: binary.BigEndian.AppendUint32(nil, s.key.secret)}).Encode(buf); err != nil {
 		return err
@@ -314,6 +307,21 @@ func (s *session) greet() error {
 	_, err = s.client.Write(buf)
 	_ = s.client.SetWriteDeadline(time.Time{})
 	return err
+}
+
+// appendParameterStatus appends a ParameterStatus message for each of
+// params, by name, except those known already says the client has.
+func appendParameterStatus(buf []byte, params, known map[string]string) ([]byte, error) {
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		if v, ok := known[k]; ok && v == params[k] {
+			continue
+		}
+		var err error
+		if buf, err = (&pgproto3.ParameterStatus{Name: k, Value: params[k]}).Encode(buf); err != nil {
+			return nil, err
+		}
+	}
+	return buf, nil
 }
 
 func isLoopback(a net.Addr) bool {

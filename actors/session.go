@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgproto3"
-
 	"tdb/fsm"
 	"tdb/wire"
 	"tdb/wire/classify"
@@ -139,12 +137,7 @@ func (s *session) attachOnFirstMessage(ctx context.Context, fr *wire.FrameReader
 	announced := s.params
 	s.useBackend(bc)
 	s.attach = nil
-	var buf []byte
-	for k, v := range bc.Params {
-		if announced[k] != v {
-			buf, _ = (&pgproto3.ParameterStatus{Name: k, Value: v}).Encode(buf)
-		}
-	}
+	buf, _ := appendParameterStatus(nil, bc.Params, announced)
 	if len(buf) > 0 {
 		if _, err := s.client.Write(buf); err != nil {
 			s.proxy.pool.Put(bc) // idle and untouched: still clean

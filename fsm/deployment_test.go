@@ -175,18 +175,7 @@ func TestDeploymentsSurviveSnapshot(t *testing.T) {
 	h.mustApply(CmdCreateDeployment, &CreateDeployment{ID: "dep_1", ProjectID: depPID, Blueprint: "myapp",
 		Version: 2, Tenants: []string{"wayne"}, At: t0})
 	want, _ := h.f.Hash()
-	snap, err := h.f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &memSink{}
-	if err := snap.Persist(sink); err != nil {
-		t.Fatal(err)
-	}
-	g := New()
-	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
-		t.Fatal(err)
-	}
+	g := h.restored()
 	if got, _ := g.Hash(); got != want {
 		t.Fatal("restored state differs")
 	}

@@ -204,22 +204,29 @@ func TestDeleteTenantRevokesItsKeys(t *testing.T) {
 	})
 }
 
+// restored is a new FSM restored from a snapshot of h's.
+func (h *harness) restored() *FSM {
+	h.t.Helper()
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		h.t.Fatal(err)
+	}
+	g := New()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		h.t.Fatal(err)
+	}
+	return g
+}
+
 func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	h := seeded(t)
 	h.mustApply(CmdAddBlueprintVersion, &AddBlueprintVersion{ProjectID: "tdb_0000abcd", Workspace: "myapp", Statements: []string{"CREATE TABLE a (id int)"}, At: t0})
 	want, _ := h.f.Hash()
-	snap, err := h.f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &memSink{}
-	if err := snap.Persist(sink); err != nil {
-		t.Fatal(err)
-	}
-	g := New()
-	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
-		t.Fatal(err)
-	}
+	g := h.restored()
 	got, _ := g.Hash()
 	if got != want {
 		t.Fatalf("restored hash %s != %s", got, want)

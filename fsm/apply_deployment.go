@@ -42,9 +42,9 @@ func init() {
 }
 
 func applyCreateDeployment(s *State, _ uint64, c *CreateDeployment) (any, error) {
-	p := s.Projects[c.ProjectID]
-	if p == nil {
-		return nil, errorf(CodeNotFound, "project %s not found", c.ProjectID)
+	p, err := s.existingProject(c.ProjectID)
+	if err != nil {
+		return nil, err
 	}
 	if c.ID == "" {
 		return nil, errorf(CodeBadRequest, "a deployment needs an id")

@@ -55,9 +55,9 @@ func init() {
 }
 
 func applyCreateImport(s *State, _ uint64, c *CreateImport) (any, error) {
-	p := s.Projects[c.ProjectID]
-	if p == nil {
-		return nil, errorf(CodeNotFound, "project %s not found", c.ProjectID)
+	p, err := s.existingProject(c.ProjectID)
+	if err != nil {
+		return nil, err
 	}
 	if c.ID == "" || s.Imports[c.ID] != nil {
 		return nil, errorf(CodeConflict, "import %q already exists", c.ID)

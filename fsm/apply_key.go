@@ -25,17 +25,17 @@ func init() {
 }
 
 func applyCreateKey(s *State, _ uint64, c *CreateKey) (any, error) {
-	p := s.Projects[c.ProjectID]
-	if p == nil {
-		return nil, errorf(CodeNotFound, "project %s not found", c.ProjectID)
+	p, err := s.existingProject(c.ProjectID)
+	if err != nil {
+		return nil, err
 	}
 	return nil, s.addKey(p, c.Key, c.At)
 }
 
 func applyRevokeKey(s *State, _ uint64, c *RevokeKey) (any, error) {
-	p := s.Projects[c.ProjectID]
-	if p == nil {
-		return nil, errorf(CodeNotFound, "project %s not found", c.ProjectID)
+	p, err := s.existingProject(c.ProjectID)
+	if err != nil {
+		return nil, err
 	}
 	k := p.Keys[c.ID]
 	if k == nil {

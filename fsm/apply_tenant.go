@@ -45,9 +45,9 @@ func init() {
 }
 
 func applyCreateTenant(s *State, _ uint64, c *CreateTenant) (any, error) {
-	p := s.Projects[c.ProjectID]
-	if p == nil {
-		return nil, errorf(CodeNotFound, "project %s not found", c.ProjectID)
+	p, err := s.existingProject(c.ProjectID)
+	if err != nil {
+		return nil, err
 	}
 	if err := ValidateName("tenant", c.Name); err != nil {
 		return nil, err
@@ -87,9 +87,9 @@ func (s *State) rollbackTenant(p *Project, t *Tenant) {
 }
 
 func applyDeleteTenant(s *State, _ uint64, c *DeleteTenant) (any, error) {
-	p := s.Projects[c.ProjectID]
-	if p == nil {
-		return nil, errorf(CodeNotFound, "project %s not found", c.ProjectID)
+	p, err := s.existingProject(c.ProjectID)
+	if err != nil {
+		return nil, err
 	}
 	t := p.Tenants[c.Name]
 	if t == nil {

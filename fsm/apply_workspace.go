@@ -48,9 +48,9 @@ func init() {
 }
 
 func applyCreateWorkspace(s *State, _ uint64, c *CreateWorkspace) (any, error) {
-	p := s.Projects[c.ProjectID]
-	if p == nil {
-		return nil, errorf(CodeNotFound, "project %s not found", c.ProjectID)
+	p, err := s.existingProject(c.ProjectID)
+	if err != nil {
+		return nil, err
 	}
 	if err := ValidateName("workspace", c.Name); err != nil {
 		return nil, err
@@ -87,9 +87,9 @@ func applyCreateWorkspace(s *State, _ uint64, c *CreateWorkspace) (any, error) {
 }
 
 func applyUpdateWorkspaceSettings(s *State, _ uint64, c *UpdateWorkspaceSettings) (any, error) {
-	p := s.Projects[c.ProjectID]
-	if p == nil {
-		return nil, errorf(CodeNotFound, "project %s not found", c.ProjectID)
+	p, err := s.existingProject(c.ProjectID)
+	if err != nil {
+		return nil, err
 	}
 	w := p.Workspaces[c.Name]
 	if w == nil {
@@ -118,9 +118,9 @@ func applyUpdateWorkspaceSettings(s *State, _ uint64, c *UpdateWorkspaceSettings
 }
 
 func applyAddBlueprintVersion(s *State, _ uint64, c *AddBlueprintVersion) (any, error) {
-	p := s.Projects[c.ProjectID]
-	if p == nil {
-		return nil, errorf(CodeNotFound, "project %s not found", c.ProjectID)
+	p, err := s.existingProject(c.ProjectID)
+	if err != nil {
+		return nil, err
 	}
 	w := p.Workspaces[c.Workspace]
 	if w == nil {

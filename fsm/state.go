@@ -241,6 +241,14 @@ func (s *State) reindex() {
 // Project returns the project with this id, or nil.
 func (s *State) Project(id string) *Project { return s.Projects[id] }
 
+// existingProject returns the project, or the not-found error appliers give.
+func (s *State) existingProject(id string) (*Project, error) {
+	if p := s.Projects[id]; p != nil {
+		return p, nil
+	}
+	return nil, errorf(CodeNotFound, "project %s not found", id)
+}
+
 // KeyByLookup returns the key whose secret hashes to lookup, or nil.
 func (s *State) KeyByLookup(lookup string) *Key { return s.byLookup[lookup] }
 

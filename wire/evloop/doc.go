@@ -1,0 +1,17 @@
+// Package evloop relays PostgreSQL protocol messages between pairs of
+// sockets (a client and its backend) from one epoll loop on one locked OS
+// thread, the way PgBouncer does: a message costs one wake-up of that
+// thread, not a goroutine wake-up per direction.
+//
+// A Loop owns no connection logic. A Handler sees each whole message read
+// from either side and appends what to send to either side; the loop reads,
+// frames, writes what the handler produced once per batch, and applies
+// back-pressure (a side whose output is blocked stops the reading of the
+// other). A handler that needs to block (or a message larger than the loop's
+// buffer) ejects the pair: Wait returns with the bytes not yet handled and
+// not yet written, and the caller goes on from there with blocking I/O.
+//
+// Sockets enter with Detach (which takes the descriptor away from the Go
+// runtime's poller) and leave with Attach. The loop is Linux only;
+// Supported reports whether it can run.
+package evloop

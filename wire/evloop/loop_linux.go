@@ -1,0 +1,526 @@
+package evloop
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+
+	"github.com/cockroachdb/errors"
+	"golang.org/x/sys/unix"
+)
+
+// readBufferSize is the loop's one read buffer: a read takes at most this
+// much from a socket, and a message must fit in it to be framed here.
+const readBufferSize = 64 << 10
+
+// maxKeptPartial bounds the partial-message buffer a pair keeps between
+// reads once it is empty again.
+const maxKeptPartial = 4 << 10
+
+// Supported reports whether the loop can run here.
+func Supported() bool { return true }
+
+// Loop is one epoll set served by one locked OS thread.
+type Loop struct {
+	epfd, evfd int
+
+	mu     sync.Mutex
+	slots  []*Pair // index = pair id
+	free   []uint32
+	kicks  []*Pair
+	starts []*Pair // pairs that came with unread bytes
+	closed bool
+	done   chan struct{}
+
+	// Owned by the loop thread.
+	rbuf [readBufferSize]byte
+	out  Out
+}
+
+// Pair is a client and a backend socket relayed by a Loop.
+type Pair struct {
+	loop    *Loop
+	id, gen uint32
+	fd      [2]int
+	h       Handler
+	partial [2][]byte // a message read in part, per side
+	pending [2][]byte // bytes not yet written, per side
+	events  [2]uint32 // the interest registered, per side
+	result  chan Result
+	left    bool
+}
+
+// New starts a loop on its own locked OS thread.
+func New() (*Loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, errors.Wrap(err, "epoll_create1")
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, errors.Wrap(err, "eventfd")
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: -1}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, errors.Wrap(err, "epoll_ctl eventfd")
+	}
+	l := &Loop{epfd: epfd, evfd: evfd, done: make(chan struct{})}
+	go l.run()
+	return l, nil
+}
+
+// Close ends every pair (Kicked) and stops the loop.
+func (l *Loop) Close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		<-l.done
+		return
+	}
+	l.closed = true
+	l.mu.Unlock()
+	l.wake()
+	<-l.done
+}
+
+// Detach takes a TCP or Unix socket away from the Go runtime for the loop:
+// it returns a non-blocking duplicate of the descriptor and closes c (the
+// socket stays open through the duplicate). ok is false, with c untouched,
+// for any other kind of connection.
+func Detach(c net.Conn) (fd int, ok bool, err error) {
+	sc, isSyscall := c.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	})
+	switch c.(type) {
+	case *net.TCPConn, *net.UnixConn:
+	default:
+		return -1, false, nil
+	}
+	if !isSyscall {
+		return -1, false, nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, false, errors.Wrap(err, "detach")
+	}
+	fd = -1
+	var dupErr error
+	if err := rc.Control(func(s uintptr) {
+		fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, false, errors.Wrap(err, "detach")
+	}
+	if dupErr != nil {
+		return -1, false, errors.Wrap(dupErr, "detach: dup")
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, false, errors.Wrap(err, "detach")
+	}
+	c.Close()
+	return fd, true, nil
+}
+
+// Attach gives a detached descriptor back to the Go runtime as a net.Conn
+// and closes fd.
+func Attach(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "evloop")
+	defer f.Close()
+	c, err := net.FileConn(f)
+	return c, errors.Wrap(err, "attach")
+}
+
+// Relay starts relaying between two detached descriptors; unread holds, per
+// side, bytes already read from it (from a message boundary), handled
+// first. The pair is the loop's until Wait returns; the descriptors are the
+// caller's again then.
+func (l *Loop) Relay(client, backend int, h Handler, unread [2][]byte) (*Pair, error) {
+	p := &Pair{loop: l, fd: [2]int{client, backend}, h: h, result: make(chan Result, 1)}
+	started := false
+	for side := range unread {
+		if len(unread[side]) > 0 {
+			p.partial[side] = append([]byte(nil), unread[side]...)
+			started = true
+		}
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, errors.New("evloop: closed")
+	}
+	if n := len(l.free); n > 0 {
+		p.id = l.free[n-1]
+		l.free = l.free[:n-1]
+	} else {
+		p.id = uint32(len(l.slots))
+		l.slots = append(l.slots, nil)
+	}
+	p.gen = nextGen(l.slots[p.id])
+	l.slots[p.id] = p
+	// Registered under the lock, so Close either sees the pair or refuses it.
+	defer l.mu.Unlock()
+	for side := Client; side <= Backend; side++ {
+		p.events[side] = unix.EPOLLIN
+		ev := p.event(side)
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.fd[side], &ev); err != nil {
+			if side == Backend {
+				_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.fd[Client], nil)
+			}
+			p.left = true
+			l.release(p)
+			return nil, errors.Wrapf(err, "epoll_ctl add %s", side)
+		}
+	}
+	if started {
+		l.starts = append(l.starts, p)
+		l.wake()
+	}
+	return p, nil
+}
+
+// nextGen returns a generation that tells a slot's new pair from events
+// still queued for its last one.
+func nextGen(prev *Pair) uint32 {
+	if prev == nil {
+		return 1
+	}
+	return (prev.gen + 1) & 0x3fffffff
+}
+
+// Wait blocks until the pair leaves the loop.
+func (p *Pair) Wait() Result { return <-p.result }
+
+// Kick makes the pair leave the loop (Kicked) at the loop's next turn.
+func (p *Pair) Kick() {
+	l := p.loop
+	l.mu.Lock()
+	l.kicks = append(l.kicks, p)
+	l.mu.Unlock()
+	l.wake()
+}
+
+func (l *Loop) wake() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(l.evfd, one[:])
+}
+
+func (p *Pair) event(side Side) unix.EpollEvent {
+	return unix.EpollEvent{Events: p.events[side], Fd: int32(p.id), Pad: int32(p.gen<<1 | uint32(side))}
+}
+
+// release frees the pair's slot (under l.mu). The slot keeps the pair as a
+// tombstone for its generation until reused.
+func (l *Loop) release(p *Pair) {
+	l.free = append(l.free, p.id)
+}
+
+func (l *Loop) run() {
+	runtime.LockOSThread()
+	defer close(l.done)
+	defer unix.Close(l.epfd)
+	defer unix.Close(l.evfd)
+	events := make([]unix.EpollEvent, 128)
+	for {
+		n, err := unix.EpollWait(l.epfd, events, -1)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			panic(errors.Wrap(err, "epoll_wait"))
+		}
+		for i := 0; i < n; i++ {
+			ev := events[i]
+			if ev.Fd == -1 {
+				if l.control() {
+					return
+				}
+				continue
+			}
+			l.mu.Lock()
+			var p *Pair
+			if id := int(ev.Fd); id < len(l.slots) {
+				p = l.slots[id]
+			}
+			l.mu.Unlock()
+			gen, side := uint32(ev.Pad)>>1, Side(ev.Pad&1)
+			if p == nil || p.left || p.gen != gen {
+				continue // an event for a pair that has left
+			}
+			l.serve(p, side, ev.Events)
+		}
+	}
+}
+
+// control handles the eventfd: kicks, and Close. It reports whether the
+// loop is to stop.
+func (l *Loop) control() bool {
+	var b [8]byte
+	_, _ = unix.Read(l.evfd, b[:])
+	l.mu.Lock()
+	kicks, starts := l.kicks, l.starts
+	l.kicks, l.starts = nil, nil
+	closed := l.closed
+	var all []*Pair
+	if closed {
+		for _, p := range l.slots {
+			if p != nil && !p.left {
+				all = append(all, p)
+			}
+		}
+	}
+	l.mu.Unlock()
+	for _, p := range starts {
+		for side := Client; side <= Backend && !p.left; side++ {
+			if len(p.partial[side]) > 0 {
+				l.handle(p, side, false)
+			}
+		}
+		if !p.left {
+			l.updateInterest(p)
+		}
+	}
+	for _, p := range kicks {
+		if !p.left {
+			l.leave(p, Result{Reason: Kicked})
+		}
+	}
+	for _, p := range all {
+		if !p.left {
+			l.leave(p, Result{Reason: Kicked})
+		}
+	}
+	return closed
+}
+
+// serve handles readiness of one side of a pair.
+func (l *Loop) serve(p *Pair, side Side, events uint32) {
+	if events&unix.EPOLLOUT != 0 && len(p.pending[side]) > 0 {
+		if err := l.flushPending(p, side); err != nil {
+			l.leave(p, Result{Reason: closedReason(side), Err: err})
+			return
+		}
+	}
+	switch {
+	case p.events[side]&unix.EPOLLIN != 0 && events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) != 0:
+		l.handle(p, side, true) // a hang-up or error shows as the read's end of stream or error
+	case events&(unix.EPOLLHUP|unix.EPOLLERR) != 0:
+		// Not reading this side (the other's output is blocked), and it is
+		// gone: a level-triggered hang-up would wake the loop forever.
+		l.leave(p, Result{Reason: closedReason(side), Err: errors.New("connection closed")})
+	}
+	if !p.left {
+		l.updateInterest(p)
+	}
+}
+
+func closedReason(side Side) Reason {
+	if side == Client {
+		return ClientClosed
+	}
+	return BackendClosed
+}
+
+// handle reads what side has (when read is set), hands each whole message
+// to the handler, and writes what the handler produced.
+func (l *Loop) handle(p *Pair, side Side, read bool) {
+	buf := l.rbuf[:]
+	have := copy(buf, p.partial[side])
+	var n int
+	var err error
+	if read {
+		n, err = readFD(p.fd[side], buf[have:])
+		if n > 0 {
+			p.h.Read(side, n)
+		}
+		if n == 0 && err == nil {
+			return // spurious wake-up
+		}
+	}
+	data := buf[:have+n]
+	l.out.buf[Client], l.out.buf[Backend] = l.out.buf[Client][:0], l.out.buf[Backend][:0]
+	pos, verdict := 0, Continue
+	for verdict == Continue {
+		if len(data)-pos < 5 {
+			break
+		}
+		length := int(binary.BigEndian.Uint32(data[pos+1:]))
+		if length < 4 || length > readBufferSize-1 {
+			verdict = Eject // the caller's reader refuses or streams it
+			break
+		}
+		if len(data)-pos < 1+length {
+			break
+		}
+		verdict = p.h.Message(side, data[pos], data[pos+5:pos+1+length], &l.out)
+		if verdict != Eject {
+			pos += 1 + length
+		}
+	}
+	rest := data[pos:]
+	if verdict == Continue && err == nil {
+		p.partial[side] = keepPartial(p.partial[side], rest)
+		verdict = Continue
+	}
+	werr := [2]error{l.send(p, Client), l.send(p, Backend)}
+	switch {
+	case verdict == End:
+		l.leave(p, Result{Reason: Ended})
+	case verdict == Eject:
+		r := Result{Reason: Ejected}
+		r.Unread[side] = append([]byte(nil), rest...)
+		l.leave(p, r)
+	case err != nil:
+		r := Result{Reason: closedReason(side)}
+		if err != io.EOF {
+			r.Err = err
+		}
+		r.Unread[side] = append([]byte(nil), rest...)
+		l.leave(p, r)
+	case werr[Client] != nil:
+		l.leave(p, Result{Reason: ClientClosed, Err: werr[Client]})
+	case werr[Backend] != nil:
+		l.leave(p, Result{Reason: BackendClosed, Err: werr[Backend]})
+	}
+}
+
+// keepPartial stores the start of a message read in part.
+func keepPartial(kept, rest []byte) []byte {
+	if len(rest) == 0 {
+		if cap(kept) > maxKeptPartial {
+			return nil
+		}
+		return kept[:0]
+	}
+	return append(kept[:0], rest...)
+}
+
+// send writes what the handler produced for side, after what is pending;
+// what the socket does not take now becomes pending.
+func (l *Loop) send(p *Pair, side Side) error {
+	b := l.out.buf[side]
+	if len(b) == 0 {
+		return nil
+	}
+	if len(p.pending[side]) > 0 {
+		p.pending[side] = append(p.pending[side], b...)
+		return nil
+	}
+	n, err := writeFD(p.fd[side], b)
+	if n > 0 {
+		p.h.Wrote(side, n)
+	}
+	if err != nil {
+		return err
+	}
+	if n < len(b) {
+		p.pending[side] = append(p.pending[side][:0], b[n:]...)
+	}
+	return nil
+}
+
+// flushPending writes what side's socket refused before.
+func (l *Loop) flushPending(p *Pair, side Side) error {
+	n, err := writeFD(p.fd[side], p.pending[side])
+	if n > 0 {
+		p.h.Wrote(side, n)
+	}
+	if err != nil {
+		return err
+	}
+	rest := copy(p.pending[side], p.pending[side][n:])
+	p.pending[side] = p.pending[side][:rest]
+	if rest == 0 && cap(p.pending[side]) > maxKeptPartial {
+		p.pending[side] = nil
+	}
+	return nil
+}
+
+// updateInterest registers what each side waits for: writable while bytes
+// for it are pending, readable unless the other side's output is blocked.
+func (l *Loop) updateInterest(p *Pair) {
+	for side := Client; side <= Backend; side++ {
+		want := uint32(0)
+		if len(p.pending[side.other()]) == 0 {
+			want |= unix.EPOLLIN
+		}
+		if len(p.pending[side]) > 0 {
+			want |= unix.EPOLLOUT
+		}
+		if want == p.events[side] {
+			continue
+		}
+		p.events[side] = want
+		ev := p.event(side)
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, p.fd[side], &ev); err != nil {
+			l.leave(p, Result{Reason: closedReason(side), Err: errors.Wrap(err, "epoll_ctl mod")})
+			return
+		}
+	}
+}
+
+// leave takes the pair out of the loop and hands it back to Wait.
+func (l *Loop) leave(p *Pair, r Result) {
+	if p.left {
+		return
+	}
+	p.left = true
+	for side := Client; side <= Backend; side++ {
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.fd[side], nil)
+		if r.Unread[side] == nil && len(p.partial[side]) > 0 {
+			r.Unread[side] = append([]byte(nil), p.partial[side]...)
+		}
+		if len(p.pending[side]) > 0 {
+			r.Unwritten[side] = p.pending[side]
+		}
+		p.partial[side], p.pending[side] = nil, nil
+	}
+	l.mu.Lock()
+	l.release(p)
+	l.mu.Unlock()
+	p.result <- r
+}
+
+// readFD reads once; a socket with nothing to read returns 0, nil, and
+// the end of stream io.EOF.
+func readFD(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return 0, nil
+		case err != nil:
+			return 0, errors.Wrap(err, "read")
+		case n == 0 && len(b) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+// writeFD writes what the socket takes now.
+func writeFD(fd int, b []byte) (int, error) {
+	total := 0
+	for total < len(b) {
+		n, err := unix.Write(fd, b[total:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return total, nil
+		case err != nil:
+			return total, errors.Wrap(err, "write")
+		}
+		total += n
+	}
+	return total, nil
+}

@@ -1,0 +1,317 @@
+package evloop
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// forward relays every message to the other side, ends at 'X' from the
+// client, ejects at 'J', and answers 'e' from the client with an 'E'.
+type forward struct {
+	read, wrote [2]atomic.Int64
+}
+
+func (f *forward) Message(from Side, typ byte, body []byte, out *Out) Verdict {
+	switch {
+	case from == Client && typ == 'X':
+		return End
+	case typ == 'J':
+		return Eject
+	case from == Client && typ == 'e':
+		out.Message(Client, 'E', []byte("refused"))
+		return Continue
+	}
+	out.Message(from.other(), typ, body)
+	return Continue
+}
+
+func (f *forward) Read(from Side, n int) { f.read[from].Add(int64(n)) }
+
+func (f *forward) Wrote(to Side, n int) { f.wrote[to].Add(int64(n)) }
+
+func frame(typ byte, body []byte) []byte {
+	b := []byte{typ, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[1:], uint32(len(body)+4))
+	return append(b, body...)
+}
+
+func readFrame(t *testing.T, c net.Conn) (byte, []byte) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var hdr [5]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		t.Fatalf("read header: %v", err)
+	}
+	body := make([]byte, binary.BigEndian.Uint32(hdr[1:])-4)
+	if _, err := io.ReadFull(c, body); err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return hdr[0], body
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		ch <- c
+	}()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := <-ch
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+type rig struct {
+	app, db net.Conn // the far ends: the application and the database
+	pair    *Pair
+	h       *forward
+	fds     [2]int
+	unread  [2][]byte
+}
+
+func newRig(t *testing.T, l *Loop, unread ...[]byte) *rig {
+	t.Helper()
+	app, proxyClient := tcpPair(t)
+	proxyBackend, db := tcpPair(t)
+	r := &rig{app: app, db: db, h: &forward{}}
+	copy(r.unread[:], unread)
+	for i, c := range []net.Conn{proxyClient, proxyBackend} {
+		fd, ok, err := Detach(c)
+		if err != nil || !ok {
+			t.Fatalf("detach: %v %v", ok, err)
+		}
+		r.fds[i] = fd
+	}
+	p, err := l.Relay(r.fds[0], r.fds[1], r.h, r.unread)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.pair = p
+	return r
+}
+
+func newLoop(t *testing.T) *Loop {
+	t.Helper()
+	if !Supported() {
+		t.Skip("evloop: no epoll on this platform")
+	}
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return l
+}
+
+func (r *rig) wait(t *testing.T) Result {
+	t.Helper()
+	ch := make(chan Result, 1)
+	go func() { ch <- r.pair.Wait() }()
+	select {
+	case res := <-ch:
+		return res
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pair did not leave the loop")
+		return Result{}
+	}
+}
+
+func TestRelayBothWaysAndEnd(t *testing.T) {
+	l := newLoop(t)
+	r := newRig(t, l)
+	// Two messages in one write, one split across writes.
+	q := frame('Q', []byte("select 1\x00"))
+	if _, err := r.app.Write(append(append([]byte{}, q...), q...)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if typ, body := readFrame(t, r.db); typ != 'Q' || string(body) != "select 1\x00" {
+			t.Fatalf("backend got %c %q", typ, body)
+		}
+	}
+	long := frame('Q', bytes.Repeat([]byte("x"), 3000))
+	_, _ = r.app.Write(long[:7])
+	time.Sleep(20 * time.Millisecond)
+	_, _ = r.app.Write(long[7:])
+	if typ, body := readFrame(t, r.db); typ != 'Q' || len(body) != 3000 {
+		t.Fatalf("backend got %c (%d bytes)", typ, len(body))
+	}
+	_, _ = r.db.Write(frame('Z', []byte("I")))
+	if typ, body := readFrame(t, r.app); typ != 'Z' || string(body) != "I" {
+		t.Fatalf("client got %c %q", typ, body)
+	}
+	// A message the handler answers itself.
+	_, _ = r.app.Write(frame('e', nil))
+	if typ, body := readFrame(t, r.app); typ != 'E' || string(body) != "refused" {
+		t.Fatalf("client got %c %q", typ, body)
+	}
+	_, _ = r.app.Write(frame('X', nil))
+	res := r.wait(t)
+	if res.Reason != Ended || len(res.Unread[0])+len(res.Unread[1])+len(res.Unwritten[0])+len(res.Unwritten[1]) != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	if got := r.h.read[Client].Load(); got != int64(2*len(q)+len(long)+5+5) {
+		t.Fatalf("client bytes counted %d", got)
+	}
+	// The descriptors are the caller's again and still open.
+	c, err := Attach(r.fds[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(frame('S', nil)); err != nil {
+		t.Fatal(err)
+	}
+	if typ, _ := readFrame(t, r.db); typ != 'S' {
+		t.Fatalf("after attach the backend got %c", typ)
+	}
+}
+
+func TestEjectHandsBackUnreadBytes(t *testing.T) {
+	l := newLoop(t)
+	r := newRig(t, l)
+	q := frame('Q', []byte("a\x00"))
+	j := frame('J', []byte("stop here"))
+	var batch []byte
+	batch = append(batch, q...)
+	batch = append(batch, j...)
+	batch = append(batch, q...)
+	_, _ = r.app.Write(batch)
+	res := r.wait(t)
+	if res.Reason != Ejected {
+		t.Fatalf("reason %v", res.Reason)
+	}
+	if want := append(append([]byte{}, j...), q...); !bytes.Equal(res.Unread[Client], want) {
+		t.Fatalf("unread %q, want %q", res.Unread[Client], want)
+	}
+	if typ, _ := readFrame(t, r.db); typ != 'Q' {
+		t.Fatalf("the message before the eject was not relayed: %c", typ)
+	}
+}
+
+func TestLargeMessageEjects(t *testing.T) {
+	l := newLoop(t)
+	r := newRig(t, l)
+	big := frame('D', bytes.Repeat([]byte("y"), MaxMessage))
+	go func() { _, _ = r.db.Write(big) }()
+	res := r.wait(t)
+	if res.Reason != Ejected || len(res.Unread[Backend]) == 0 || !bytes.Equal(res.Unread[Backend], big[:len(res.Unread[Backend])]) {
+		t.Fatalf("reason %v, unread %d bytes", res.Reason, len(res.Unread[Backend]))
+	}
+}
+
+func TestMalformedLengthEjects(t *testing.T) {
+	l := newLoop(t)
+	r := newRig(t, l)
+	_, _ = r.app.Write([]byte{'Q', 0, 0, 0, 1})
+	res := r.wait(t)
+	if res.Reason != Ejected || !bytes.Equal(res.Unread[Client], []byte{'Q', 0, 0, 0, 1}) {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestBackPressureKeepsEveryByte(t *testing.T) {
+	l := newLoop(t)
+	r := newRig(t, l)
+	// The database streams 40 MB while the application reads slowly at first.
+	const rows, size = 20000, 2000
+	row := frame('D', bytes.Repeat([]byte("r"), size))
+	go func() {
+		for i := 0; i < rows; i++ {
+			if _, err := r.db.Write(row); err != nil {
+				return
+			}
+		}
+		_, _ = r.db.Write(frame('Z', []byte("I")))
+	}()
+	time.Sleep(200 * time.Millisecond) // let the socket buffers fill
+	for i := 0; i < rows; i++ {
+		typ, body := readFrame(t, r.app)
+		if typ != 'D' || len(body) != size {
+			t.Fatalf("row %d: %c %d bytes", i, typ, len(body))
+		}
+	}
+	if typ, _ := readFrame(t, r.app); typ != 'Z' {
+		t.Fatalf("after the rows: %c", typ)
+	}
+	r.pair.Kick()
+	if res := r.wait(t); res.Reason != Kicked {
+		t.Fatalf("reason %v", res.Reason)
+	}
+}
+
+func TestClientGoneAndBackendGone(t *testing.T) {
+	l := newLoop(t)
+	r := newRig(t, l)
+	_, _ = r.app.Write([]byte{'Q', 0, 0}) // half a header, then gone
+	r.app.Close()
+	res := r.wait(t)
+	if res.Reason != ClientClosed || !bytes.Equal(res.Unread[Client], []byte{'Q', 0, 0}) {
+		t.Fatalf("result %+v", res)
+	}
+	r2 := newRig(t, l)
+	r2.db.Close()
+	if res := r2.wait(t); res.Reason != BackendClosed {
+		t.Fatalf("reason %v", res.Reason)
+	}
+}
+
+func TestCloseKicksEveryPair(t *testing.T) {
+	l := newLoop(t)
+	rigs := []*rig{newRig(t, l), newRig(t, l), newRig(t, l)}
+	l.Close()
+	for _, r := range rigs {
+		if res := r.wait(t); res.Reason != Kicked {
+			t.Fatalf("reason %v", res.Reason)
+		}
+	}
+	if _, err := l.Relay(0, 0, &forward{}, [2][]byte{}); err == nil {
+		t.Fatal("a closed loop took a pair")
+	}
+}
+
+func TestDetachRefusesWrappedConns(t *testing.T) {
+	a, _ := tcpPair(t)
+	type wrapped struct{ net.Conn }
+	if _, ok, err := Detach(wrapped{a}); ok || err != nil {
+		t.Fatalf("detached a wrapped conn: %v %v", ok, err)
+	}
+}
+
+func TestUnreadBytesGoFirst(t *testing.T) {
+	l := newLoop(t)
+	q := frame('Q', []byte("first\x00"))
+	r := newRig(t, l, append(append([]byte{}, q...), 'Q', 0), frame('N', []byte("notice")))
+	// The client's second message was read in part before the loop took it.
+	_, _ = r.app.Write(frame('Q', []byte("second\x00"))[2:])
+	for _, want := range []string{"first\x00", "second\x00"} {
+		if typ, body := readFrame(t, r.db); typ != 'Q' || string(body) != want {
+			t.Fatalf("backend got %c %q, want %q", typ, body, want)
+		}
+	}
+	if typ, body := readFrame(t, r.app); typ != 'N' || string(body) != "notice" {
+		t.Fatalf("client got %c %q", typ, body)
+	}
+	want := int64(len(q) + len(frame('Q', []byte("second\x00"))))
+	for deadline := time.Now().Add(5 * time.Second); r.h.wrote[Backend].Load() != want; {
+		if time.Now().After(deadline) {
+			t.Fatalf("bytes written to the backend: %d, want %d", r.h.wrote[Backend].Load(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

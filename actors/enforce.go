@@ -117,6 +117,12 @@ func (g *governor) awaitCancel() {
 	}
 }
 
+// cancelPending reports whether a proxy-initiated cancel is on its way (the
+// event loop hands the session to the goroutine relay, which waits for it).
+func (g *governor) cancelPending() bool {
+	return g != nil && g.cancelling.Load() != nil
+}
+
 // Backend-side hooks: each returns what to do with the frame.
 
 func (g *governor) dataRow() relayAction {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"tdb/fsm"
+	"tdb/wire/evloop"
 )
 
 // ProxyConfig configures the wire proxy of one node.
@@ -45,6 +46,12 @@ type ProxyConfig struct {
 	// they are stable per node and reveal nothing.
 	FakeSecret []byte
 
+	// GoroutineRelay relays every session with a goroutine per direction.
+	// By default sessions whose client and backend are plain sockets are
+	// relayed from one epoll loop (package wire/evloop), which saves a
+	// goroutine wake-up per message; TLS clients always use goroutines.
+	GoroutineRelay bool
+
 	// Cluster hooks (cluster.go); nil on a lone node.
 	Cluster ClusterHooks
 	// Policy: PROXY protocol, per-IP and per-database limits, auth bans, query
@@ -58,6 +65,7 @@ type Proxy struct {
 	cfg ProxyConfig
 
 	pool *Pool
+	loop *evloop.Loop // nil: goroutine relay only
 
 	mu       sync.Mutex
 	sessions map[cancelKey]*session
@@ -92,12 +100,21 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 		cfg.FakeSecret = make([]byte, 32)
 		_, _ = rand.Read(cfg.FakeSecret)
 	}
-	return &Proxy{
+	p := &Proxy{
 		cfg:      cfg,
 		sessions: map[cancelKey]*session{},
 		pool:     &Pool{IdleTimeout: cfg.ServerIdleTimeout},
 		conns:    map[net.Conn]struct{}{},
 	}
+	if !cfg.GoroutineRelay && evloop.Supported() {
+		loop, err := evloop.New()
+		if err != nil {
+			cfg.Logf("proxy: no event loop, relaying with goroutines: %v", err)
+		} else {
+			p.loop = loop
+		}
+	}
+	return p
 }
 
 // Serve accepts clients until ln is closed or ctx ends.
@@ -139,6 +156,20 @@ func (p *Proxy) track(c net.Conn) bool {
 	return true
 }
 
+// retrack swaps a tracked client connection for the one that replaced it
+// (a connection given back by the event loop); after Close it closes the
+// new one at once.
+func (p *Proxy) retrack(old, c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.conns, old)
+	if p.closed {
+		c.Close()
+		return
+	}
+	p.conns[c] = struct{}{}
+}
+
 func (p *Proxy) untrack(c net.Conn) {
 	p.mu.Lock()
 	delete(p.conns, c)
@@ -166,16 +197,16 @@ func (p *Proxy) janitor(ctx context.Context) {
 
 func (p *Proxy) closeIdleClients(now time.Time) {
 	cutoff := now.Add(-p.cfg.ClientIdleTimeout).UnixNano()
-	var idle []net.Conn
+	var idle []*session
 	p.mu.Lock()
 	for _, s := range p.sessions {
-		if s.active.Load() < cutoff && s.raw != nil {
-			idle = append(idle, s.raw)
+		if s.active.Load() < cutoff {
+			idle = append(idle, s)
 		}
 	}
 	p.mu.Unlock()
-	for _, c := range idle {
-		c.Close()
+	for _, s := range idle {
+		s.drop()
 	}
 }
 
@@ -190,6 +221,9 @@ func (p *Proxy) Close() {
 		c.Close()
 	}
 	p.mu.Unlock()
+	if p.loop != nil {
+		p.loop.Close() // the sessions it relays end as if their clients had left
+	}
 	p.wg.Wait()
 	p.pool.Close()
 }

@@ -16,6 +16,7 @@ import (
 	"tdb/fsm"
 	"tdb/wire"
 	"tdb/wire/classify"
+	"tdb/wire/evloop"
 )
 
 // session is a logged-in client relayed to one backend connection.
@@ -44,16 +45,17 @@ type session struct {
 	nonce    string
 	mu       sync.Mutex
 	seq      int
-	injected map[string]*wire.PGError // sentinel -> the error the client sees
-	inflight int                      // Query/Sync messages awaiting ReadyForQuery
-	txStatus byte                     // from the backend's last ReadyForQuery
-	lost     bool                     // the backend connection failed
-	unsynced bool                     // extended-protocol messages sent since the last Sync
-	track    *tracker                 // statements in flight, for DDL capture
-	gov      *governor                // limits and query log (enforce.go); nil: none
-	closing  atomic.Bool              // the relay is ending on purpose
-	active   atomic.Int64             // unix nanos of the client's last message
-	raw      net.Conn                 // the client connection as accepted, for the idle janitor
+	injected map[string]*wire.PGError    // sentinel -> the error the client sees
+	inflight int                         // Query/Sync messages awaiting ReadyForQuery
+	txStatus byte                        // from the backend's last ReadyForQuery
+	lost     bool                        // the backend connection failed
+	unsynced bool                        // extended-protocol messages sent since the last Sync
+	track    *tracker                    // statements in flight, for DDL capture
+	gov      *governor                   // limits and query log (enforce.go); nil: none
+	closing  atomic.Bool                 // the relay is ending on purpose
+	active   atomic.Int64                // unix nanos of the client's last message
+	raw      net.Conn                    // the client connection as accepted, for the idle janitor (under mu)
+	pair     atomic.Pointer[evloop.Pair] // set while the event loop relays the session
 }
 
 const sentinelPrefix = "tdb_refused_"
@@ -147,14 +149,32 @@ func (s *session) attachOnFirstMessage(ctx context.Context, fr *wire.FrameReader
 	return true
 }
 
-// relay pumps frames both ways until either side ends. A backend session
-// left idle and healthy goes back to the pool, reset; any other is closed.
+// relay pumps frames both ways until either side ends, from the proxy's
+// event loop where it can and by a goroutine per direction where it cannot
+// (or from the message on that the loop hands back). A backend session left
+// idle and healthy goes back to the pool, reset; any other is closed.
 func (s *session) relay(ctx context.Context) {
 	fr := wire.NewFrameReader(s.client, 0)
 	if s.attach != nil && !s.attachOnFirstMessage(ctx, fr) {
 		s.client.Close()
 		return
 	}
+	m, relay := s.proxy.cfg.Policy.metrics(), "goroutine"
+	if loop := s.proxy.loop; loop != nil {
+		if end, ok := s.relayInLoop(loop, fr); ok {
+			relay = "handoff"
+			if end.res.Reason != evloop.Ejected {
+				clientGone, whole := s.afterLoop(end)
+				s.finish(ctx, clientGone, whole)
+				return
+			}
+			if fr, ok = s.resumeAfterLoop(end); !ok {
+				s.finish(ctx, true, false)
+				return
+			}
+		}
+	}
+	m.Relay(relay)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -166,9 +186,7 @@ func (s *session) relay(ctx context.Context) {
 	reusable := !busy && s.txStatus == 'I' && !s.lost
 	s.mu.Unlock()
 	if clientGone && busy {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		s.cancelBackend(cctx)
-		cancel()
+		s.cancelRunning(ctx)
 	}
 	s.closing.Store(true)
 	if reusable {
@@ -181,10 +199,29 @@ func (s *session) relay(ctx context.Context) {
 	if !reusable {
 		return
 	}
-	s.mu.Lock()
-	reusable = !s.lost && s.inflight == 0 && !s.unsynced && s.txStatus == 'I'
-	s.mu.Unlock()
 	_ = s.bc.Conn.SetReadDeadline(time.Time{})
+	s.finish(ctx, false, true)
+}
+
+// cancelRunning cancels what the backend still runs for a client that left.
+func (s *session) cancelRunning(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	s.cancelBackend(cctx)
+	cancel()
+}
+
+// finish ends a session whose pumps have stopped: the client connection
+// closes, and the backend session goes back to the pool if it is idle,
+// healthy and whole (no byte of its stream left unread), or is closed.
+func (s *session) finish(ctx context.Context, clientGone, whole bool) {
+	s.mu.Lock()
+	busy := s.inflight > 0 || s.unsynced
+	reusable := whole && !busy && s.txStatus == 'I' && !s.lost
+	s.mu.Unlock()
+	if clientGone && busy {
+		s.cancelRunning(ctx)
+	}
+	s.client.Close()
 	// No cancel may reach the next owner of this backend session.
 	s.proxy.unregister(s.key)
 	if !reusable {
@@ -206,6 +243,88 @@ func (s *session) closeBackend() {
 	s.bc.Conn.Close()
 }
 
+// clientStep is what the relay does with a client message after fromClient.
+type clientStep uint8
+
+const (
+	stepForward   clientStep = iota // send the (maybe replaced) body to the backend
+	stepTerminate                   // Terminate: end the session, without forwarding it
+	stepFail                        // malformed: send the error to the client and end
+)
+
+// fromClient inspects one client message and updates the session's state
+// for it: the synchronous core of the client pump, shared by the goroutine
+// relay and the event loop. The body to forward may be a refusal's sentinel.
+func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) {
+	switch typ {
+	case 'Q':
+		sql, err := wire.ParseQuery(body)
+		if err != nil {
+			return nil, stepFail, err
+		}
+		r, rej := s.inspect(sql)
+		if rej != nil {
+			body = append(append([]byte(nil), s.refuse(rej)...), 0)
+		}
+		s.mu.Lock()
+		s.track.query(r)
+		s.gov.query(sql, r)
+		s.inflight++
+		s.mu.Unlock()
+	case 'P':
+		name, sql, err := wire.ParseParse(body)
+		if err != nil {
+			return nil, stepFail, err
+		}
+		r, rej := s.inspect(sql)
+		if rej != nil {
+			body = parseBody(name, s.refuse(rej))
+		}
+		s.mu.Lock()
+		s.track.parse(name, r)
+		s.gov.parse(name, sql)
+		s.mu.Unlock()
+	case 'B':
+		portal, stmt := cstring2(body)
+		s.mu.Lock()
+		s.track.bind(portal, stmt)
+		s.gov.bind(portal, stmt)
+		s.mu.Unlock()
+	case 'E':
+		portal, _ := cstring2(body)
+		s.mu.Lock()
+		s.track.execute(portal)
+		s.gov.execute(portal)
+		s.mu.Unlock()
+	case 'C':
+		if len(body) > 1 {
+			name, _ := cstring2(body[1:])
+			s.mu.Lock()
+			s.track.close(body[0], name)
+			s.gov.closeMsg(body[0], name)
+			s.mu.Unlock()
+		}
+	case 'S':
+		s.mu.Lock()
+		s.track.sync()
+		s.gov.sync()
+		s.inflight++
+		s.unsynced = false
+		s.mu.Unlock()
+	case 'X':
+		// Not forwarded: the relay decides whether the backend session
+		// is pooled or terminated.
+		return nil, stepTerminate, nil
+	}
+	switch typ {
+	case 'P', 'B', 'E', 'D', 'C', 'H':
+		s.mu.Lock()
+		s.unsynced = true // the backend may hold an open implicit transaction until Sync
+		s.mu.Unlock()
+	}
+	return body, stepForward, nil
+}
+
 // clientToBackend forwards client frames, replacing refused statements with
 // sentinels. It reports whether the client went away without Terminate.
 func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone bool) {
@@ -220,74 +339,14 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone bool) {
 			}
 			return true
 		}
-		switch typ {
-		case 'Q':
-			sql, err := wire.ParseQuery(body)
-			if err != nil {
-				_ = wire.WriteError(s.client, err)
-				return true
-			}
-			r, rej := s.inspect(sql)
-			if rej != nil {
-				body = append(append([]byte(nil), s.refuse(rej)...), 0)
-			}
-			s.mu.Lock()
-			s.track.query(r)
-			s.gov.query(sql, r)
-			s.inflight++
-			s.mu.Unlock()
-		case 'P':
-			name, sql, err := wire.ParseParse(body)
-			if err != nil {
-				_ = wire.WriteError(s.client, err)
-				return true
-			}
-			r, rej := s.inspect(sql)
-			if rej != nil {
-				body = parseBody(name, s.refuse(rej))
-			}
-			s.mu.Lock()
-			s.track.parse(name, r)
-			s.gov.parse(name, sql)
-			s.mu.Unlock()
-		case 'B':
-			portal, stmt := cstring2(body)
-			s.mu.Lock()
-			s.track.bind(portal, stmt)
-			s.gov.bind(portal, stmt)
-			s.mu.Unlock()
-		case 'E':
-			portal, _ := cstring2(body)
-			s.mu.Lock()
-			s.track.execute(portal)
-			s.gov.execute(portal)
-			s.mu.Unlock()
-		case 'C':
-			if len(body) > 1 {
-				name, _ := cstring2(body[1:])
-				s.mu.Lock()
-				s.track.close(body[0], name)
-				s.gov.closeMsg(body[0], name)
-				s.mu.Unlock()
-			}
-		case 'S':
-			s.mu.Lock()
-			s.track.sync()
-			s.gov.sync()
-			s.inflight++
-			s.unsynced = false
-			s.mu.Unlock()
-		case 'X':
-			// Not forwarded: the relay decides whether the backend session
-			// is pooled or terminated.
+		body, step, perr := s.fromClient(typ, body)
+		switch step {
+		case stepFail:
+			_ = wire.WriteError(s.client, perr)
+			return true
+		case stepTerminate:
 			_ = fw.Flush()
 			return false
-		}
-		switch typ {
-		case 'P', 'B', 'E', 'D', 'C', 'H':
-			s.mu.Lock()
-			s.unsynced = true // the backend may hold an open implicit transaction until Sync
-			s.mu.Unlock()
 		}
 		s.gov.awaitCancel()
 		if err := fw.Write(typ, body); err != nil {
@@ -301,6 +360,62 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone bool) {
 	}
 }
 
+// fromBackend inspects one backend message and updates the session's state
+// for it: the synchronous core of the backend pump. It returns what to do
+// with the message, the body to forward (a refusal replaces the backend's
+// error) and the DDL that committed at a ReadyForQuery.
+func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byte, ddl []string) {
+	switch typ {
+	case 'D':
+		s.mu.Lock()
+		act = s.gov.dataRow()
+		s.mu.Unlock()
+	case 'E':
+		severity, code, msg, err := wire.ParseErrorFields(body)
+		if err == nil && code == "42601" {
+			if rej := s.rewrite(msg); rej != nil {
+				body = wire.AppendErrorResponse(nil, rej)[5:]
+				severity, code = rej.Severity, rej.Code
+			}
+		}
+		s.mu.Lock()
+		s.track.errorResponse()
+		act = s.gov.errorResponse(severity, code)
+		s.mu.Unlock()
+	case 'C':
+		tag, _ := wire.ParseCommandComplete(body)
+		s.mu.Lock()
+		s.track.commandComplete(tag)
+		act = s.gov.commandComplete(tag)
+		s.mu.Unlock()
+	case 'I':
+		s.mu.Lock()
+		s.track.emptyQuery()
+		act = s.gov.emptyQuery()
+		s.mu.Unlock()
+	case 's':
+		s.mu.Lock()
+		s.track.portalSuspended()
+		act = s.gov.portalSuspended()
+		s.mu.Unlock()
+	case 'Z':
+		status, _ := wire.ParseReadyForQuery(body)
+		s.mu.Lock()
+		if s.inflight > 0 {
+			s.inflight--
+		}
+		s.txStatus = status
+		ddl = s.track.readyForQuery(status)
+		act = s.gov.readyForQuery(status)
+		s.mu.Unlock()
+	default:
+		s.mu.Lock()
+		act = s.gov.other(typ)
+		s.mu.Unlock()
+	}
+	return act, body, ddl
+}
+
 // backendToClient forwards backend frames, rewriting sentinel errors.
 func (s *session) backendToClient() {
 	fr := s.bc.Reader
@@ -312,69 +427,17 @@ func (s *session) backendToClient() {
 			// The backend went away (or the relay stopped this pump).
 			_ = fw.Flush()
 			if !s.closing.Load() {
-				s.mu.Lock()
-				s.lost = true
-				s.mu.Unlock()
-				_ = wire.WriteError(s.client, wire.NewError("FATAL", "08006", "connection to the database backend was lost"))
-				s.client.Close()
+				s.backendLost()
 			}
 			return
 		}
-		var act relayAction // limits and query log (enforce.go)
-		switch typ {
-		case 'D':
-			s.mu.Lock()
-			act = s.gov.dataRow()
-			s.mu.Unlock()
-		case 'E':
-			severity, code, msg, err := wire.ParseErrorFields(body)
-			if err == nil && code == "42601" {
-				if rej := s.rewrite(msg); rej != nil {
-					body = wire.AppendErrorResponse(nil, rej)[5:]
-					severity, code = rej.Severity, rej.Code
+		act, body, ddl := s.fromBackend(typ, body)
+		if len(ddl) > 0 && s.captures() {
+			if notice := s.recordVersion(ddl); notice != nil {
+				if err := fw.WriteRaw(wire.AppendNoticeResponse(nil, notice)); err != nil {
+					return
 				}
 			}
-			s.mu.Lock()
-			s.track.errorResponse()
-			act = s.gov.errorResponse(severity, code)
-			s.mu.Unlock()
-		case 'C':
-			tag, _ := wire.ParseCommandComplete(body)
-			s.mu.Lock()
-			s.track.commandComplete(tag)
-			act = s.gov.commandComplete(tag)
-			s.mu.Unlock()
-		case 'I':
-			s.mu.Lock()
-			s.track.emptyQuery()
-			act = s.gov.emptyQuery()
-			s.mu.Unlock()
-		case 's':
-			s.mu.Lock()
-			s.track.portalSuspended()
-			act = s.gov.portalSuspended()
-			s.mu.Unlock()
-		case 'Z':
-			status, _ := wire.ParseReadyForQuery(body)
-			s.mu.Lock()
-			if s.inflight > 0 {
-				s.inflight--
-			}
-			s.txStatus = status
-			ddl := s.track.readyForQuery(status)
-			act = s.gov.readyForQuery(status)
-			s.mu.Unlock()
-			if len(ddl) > 0 && s.captures() {
-				if notice := s.recordVersion(ddl); notice != nil {
-					if err := fw.WriteRaw(wire.AppendNoticeResponse(nil, notice)); err != nil {
-						return
-					}
-				}
-			}
-		default:
-			s.mu.Lock()
-			act = s.gov.other(typ)
-			s.mu.Unlock()
 		}
 		if err := s.gov.forward(fw, typ, body, act); err != nil {
 			return
@@ -385,6 +448,16 @@ func (s *session) backendToClient() {
 			}
 		}
 	}
+}
+
+// backendLost tells the client its backend connection failed, and ends the
+// client connection.
+func (s *session) backendLost() {
+	s.mu.Lock()
+	s.lost = true
+	s.mu.Unlock()
+	_ = wire.WriteError(s.client, wire.NewError("FATAL", "08006", "connection to the database backend was lost"))
+	s.client.Close()
 }
 
 // cstring2 returns the first two NUL-terminated strings of a message body

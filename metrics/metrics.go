@@ -30,6 +30,7 @@ type Metrics struct {
 	dropped       *prometheus.CounterVec
 	applySeconds  prometheus.Histogram
 	limitCancels  *prometheus.CounterVec
+	relays        *prometheus.CounterVec
 	queryLogLines prometheus.Counter
 }
 
@@ -76,6 +77,10 @@ func New(src Sources) *Metrics {
 		Name: "tdb_raft_apply_seconds", Help: "Time to commit a command through raft, from this node.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	})
+	m.relays = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tdb_relay_sessions_total",
+		Help: "Sessions relayed, by relay: loop (the epoll loop), goroutine (TLS and other clients), handoff (from the loop to goroutines mid-session).",
+	}, []string{"relay"})
 	m.limitCancels = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tdb_limit_cancels_total", Help: "Statements cancelled on the backend by a workspace limit.",
 	}, []string{"limit"})
@@ -83,7 +88,7 @@ func New(src Sources) *Metrics {
 		Name: "tdb_query_log_dropped_lines_total", Help: "Query log lines not written because the log output fell behind.",
 	})
 	m.reg.MustRegister(m.connections, m.rejected, m.authFailures, m.statements, m.errors, m.bytes,
-		m.bansDecided, m.banBatches, m.dropped, m.applySeconds, m.limitCancels, m.queryLogLines,
+		m.bansDecided, m.banBatches, m.dropped, m.applySeconds, m.limitCancels, m.queryLogLines, m.relays,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, s := range []string{StateStartup, StateActive} {
 		m.connections.WithLabelValues(s)
@@ -209,6 +214,13 @@ func (m *Metrics) Dropped(queue string) {
 func (m *Metrics) LimitCancel(limit string) {
 	if m != nil {
 		m.limitCancels.WithLabelValues(limit).Inc()
+	}
+}
+
+// Relay counts a session relayed by relay (loop, goroutine, handoff).
+func (m *Metrics) Relay(relay string) {
+	if m != nil {
+		m.relays.WithLabelValues(relay).Inc()
 	}
 }
 

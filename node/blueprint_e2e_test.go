@@ -24,11 +24,23 @@ type version struct {
 	Statements []string `json:"statements"`
 }
 
+// TestWorkspaceDDLBecomesBlueprint runs over TLS (the goroutine relay) and
+// over plain TCP (the event loop, which hands the session to goroutines to
+// record the version).
 func TestWorkspaceDDLBecomesBlueprint(t *testing.T) {
 	t.Parallel()
+	for _, sslmode := range []string{"require", "disable"} {
+		t.Run(sslmode, func(t *testing.T) {
+			t.Parallel()
+			testWorkspaceDDLBecomesBlueprint(t, sslmode)
+		})
+	}
+}
+
+func testWorkspaceDDLBecomesBlueprint(t *testing.T, sslmode string) {
 	e := testnode.Start(t)
 	ctx := context.Background()
-	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require"))
+	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", sslmode))
 
 	// The seed's Build Schema step, as one simple-protocol string.
 	_, err := ws.Exec(ctx, seedAccounts+`;
@@ -52,7 +64,7 @@ INSERT INTO accounts (name, email, balance) VALUES
 		t.Fatal(err)
 	}
 	// Control workspaces take DDL without capture.
-	cp := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "require"))
+	cp := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", sslmode))
 	if _, err := cp.Exec(ctx, "CREATE TABLE users (id serial primary key, email text)"); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +88,7 @@ INSERT INTO accounts (name, email, balance) VALUES
 
 	// A new tenant starts at the latest version, without the workspace's rows.
 	key := e.CreateTenant(t, "wayne")
-	c := connect(t, e.ConnString(key, "myapp__wayne", "require"))
+	c := connect(t, e.ConnString(key, "myapp__wayne", sslmode))
 	var n int
 	if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("tenant accounts: %d, %v", n, err)

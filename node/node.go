@@ -65,6 +65,9 @@ type Config struct {
 	// LazyBackendAttach: a client logs in without a backend session when
 	// none is idle and attaches one at its first message (actors.ProxyConfig.LazyAttach).
 	LazyBackendAttach bool
+	// GoroutineRelay relays every session with a goroutine per direction
+	// instead of the epoll loop (actors.ProxyConfig.GoroutineRelay).
+	GoroutineRelay bool
 }
 
 // Node is a running tdb node.
@@ -167,6 +170,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Propose:                n,
 		ServerIdleTimeout:      cfg.ServerIdleTimeout,
 		LazyAttach:             cfg.LazyBackendAttach,
+		GoroutineRelay:         cfg.GoroutineRelay,
 		ClientIdleTimeout:      cfg.ClientIdleTimeout,
 		Logf:                   logger.Printf,
 		Policy:                 policy,

@@ -223,6 +223,18 @@ func (f *FrameReader) readLarge(n int) ([]byte, error) {
 // flushes its writer when this is 0.
 func (f *FrameReader) Buffered() int { return f.wpos - f.rpos }
 
+// Drain returns a copy of the bytes read and not yet consumed, and forgets
+// them: the caller reads on from the connection itself.
+func (f *FrameReader) Drain() []byte {
+	b := append([]byte(nil), f.buf[f.rpos:f.wpos]...)
+	f.rpos, f.wpos = 0, 0
+	f.settle()
+	return b
+}
+
+// Reset makes f read from r from now on, keeping what it has buffered.
+func (f *FrameReader) Reset(r io.Reader) { f.r = r }
+
 func translateEOF(err error) error {
 	if err == io.EOF {
 		return io.ErrUnexpectedEOF

@@ -41,7 +41,12 @@ type devOptions struct {
 	proxyFrom                   []netip.Prefix
 	pgMaxConnections            int
 	lazyAttach                  bool
+	goroutineRelay              bool
 }
+
+// goroutineRelayHelp describes --goroutine-relay.
+const goroutineRelayHelp = "relay every session with a goroutine per direction instead of the epoll loop " +
+	"(plain TCP clients use the loop by default; TLS clients always use goroutines)"
 
 // lazyAttachHelp describes --lazy-backend-attach.
 const lazyAttachHelp = "log clients in without a backend session when none is idle and attach one at their first message " +
@@ -70,6 +75,7 @@ func newDevCmd() *cobra.Command {
 	cmd.Flags().StringVar(&proxyFrom, "proxy-protocol-from", "", "load balancers (CIDRs, comma separated) whose connections carry a PROXY v1/v2 header")
 	cmd.Flags().IntVar(&o.pgMaxConnections, "pg-max-connections", 300, "max_connections of the local PostgreSQL")
 	cmd.Flags().BoolVar(&o.lazyAttach, "lazy-backend-attach", false, lazyAttachHelp)
+	cmd.Flags().BoolVar(&o.goroutineRelay, "goroutine-relay", false, goroutineRelayHelp)
 	procsFlag(cmd, halfTheCPUs) // the local PostgreSQL shares this machine
 	return cmd
 }
@@ -108,6 +114,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		LogOutput:              os.Stderr,
 		ProxyProtocolFrom:      proxyFrom,
 		LazyBackendAttach:      o.lazyAttach,
+		GoroutineRelay:         o.goroutineRelay,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,130 @@
+package node_test
+
+import (
+	"context"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"tdb/internal/testnode"
+	"tdb/node"
+)
+
+// relayCount reads tdb_relay_sessions_total{relay=...} from /metrics.
+func relayCount(t *testing.T, e *testnode.Env, relay string) int {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^tdb_relay_sessions_total\{relay="` + relay + `"\} (\d+)$`).FindStringSubmatch(scrape(t, e))
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// TestEventLoopRelay runs a plain TCP session through the event loop:
+// results larger than the socket buffers, a message larger than the loop's
+// buffer (the session moves to the goroutine relay and goes on), and a
+// backend session that comes back clean to the pool.
+func TestEventLoopRelay(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	url := e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable")
+	c := connect(t, url)
+
+	var rows, chars int64
+	if err := c.QueryRow(ctx, "SELECT count(*), sum(length(s)) FROM (SELECT repeat('x', 10) AS s FROM generate_series(1, 10)) q").Scan(&rows, &chars); err != nil {
+		t.Fatal(err)
+	}
+	// A 40 MB result crosses the loop in many reads and blocked writes.
+	r, err := c.Query(ctx, "SELECT i, repeat('y', 200) FROM generate_series(1, 200000) i", pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, chars = 0, 0
+	for r.Next() {
+		var i int64
+		var s string
+		if err := r.Scan(&i, &s); err != nil {
+			t.Fatal(err)
+		}
+		rows++
+		chars += int64(len(s))
+		if i != rows {
+			t.Fatalf("row %d came as %d", rows, i)
+		}
+	}
+	if r.Err() != nil || rows != 200000 || chars != 200000*200 {
+		t.Fatalf("streamed %d rows, %d chars: %v", rows, chars, r.Err())
+	}
+	var pid int
+	if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if got := relayCount(t, e, "loop"); got != 1 {
+		t.Fatalf("sessions relayed by the loop: %d, want 1", got)
+	}
+	if got := relayCount(t, e, "handoff"); got != 0 {
+		t.Fatalf("handoffs before any large message: %d", got)
+	}
+
+	// A 200 kB statement does not fit the loop's buffer: the session moves
+	// to goroutines at that message, and everything still arrives.
+	big := strings.Repeat("z", 200<<10)
+	var n int
+	if err := c.QueryRow(ctx, "SELECT length('"+big+"')", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil || n != len(big) {
+		t.Fatalf("large statement: %d, %v", n, err)
+	}
+	if err := c.QueryRow(ctx, "SELECT length($1::text)", big).Scan(&n); err != nil || n != len(big) {
+		t.Fatalf("large parameter: %d, %v", n, err)
+	}
+	if got := relayCount(t, e, "handoff"); got != 1 {
+		t.Fatalf("handoffs: %d, want 1", got)
+	}
+	mustSelectOne(t, c)
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The backend session went back to the pool clean, and serves the next
+	// client from the loop again.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(scrape(t, e), `tdb_backend_pool_connections{state="idle"} 1`); {
+		if time.Now().After(deadline) {
+			t.Fatal("the backend session did not go back to the pool")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c2 := connect(t, url)
+	var pid2 int
+	var inTx string
+	if err := c2.QueryRow(ctx, "SELECT pg_backend_pid(), current_setting('transaction_isolation')").Scan(&pid2, &inTx); err != nil {
+		t.Fatal(err)
+	}
+	if pid2 != pid {
+		t.Fatalf("the next client got backend %d, not the pooled %d", pid2, pid)
+	}
+	if got := relayCount(t, e, "loop"); got != 2 {
+		t.Fatalf("sessions relayed by the loop: %d, want 2", got)
+	}
+
+	// TLS clients are relayed by goroutines.
+	before := relayCount(t, e, "goroutine")
+	mustSelectOne(t, connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "require")))
+	if got := relayCount(t, e, "goroutine"); got != before+1 {
+		t.Fatalf("TLS sessions relayed by goroutines: %d, want %d", got, before+1)
+	}
+}
+
+// TestGoroutineRelayOption turns the event loop off.
+func TestGoroutineRelayOption(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t, func(c *node.Config) { c.GoroutineRelay = true })
+	mustSelectOne(t, connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable")))
+	if loop, gr := relayCount(t, e, "loop"), relayCount(t, e, "goroutine"); loop != 0 || gr != 1 {
+		t.Fatalf("loop %d, goroutine %d sessions; want 0 and 1", loop, gr)
+	}
+}

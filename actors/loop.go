@@ -3,16 +3,16 @@ package actors
 import (
 	"bytes"
 	"io"
-	"net"
 	"time"
 
 	"tdb/wire"
 	"tdb/wire/evloop"
 )
 
-// The event-loop relay: a session whose client and backend are plain
-// sockets is relayed from the proxy's epoll loop (package wire/evloop)
-// instead of by a goroutine per direction, with the same synchronous cores
+// The event-loop relay: a session whose client (plain or TLS) and backend
+// are sockets the proxy wrapped with evloop.NewSocket is relayed from the
+// proxy's epoll loop (package wire/evloop) instead of by a goroutine per
+// direction, with the same synchronous cores
 // (fromClient, fromBackend). What would block on the loop's thread (a
 // proxy-initiated cancel still on its way, a captured DDL version to commit
 // through raft, a message larger than the loop's buffer) hands the session
@@ -92,58 +92,31 @@ func (s *session) ddlPending() bool {
 }
 
 // relayInLoop relays the session from the proxy's event loop, if its
-// sockets allow it. ok is false, with nothing changed, when they do not (a
-// TLS client, a PROXY protocol connection). Afterwards s.client and the
-// backend connection are ordinary connections again.
+// connections allow it. ok is false, with nothing changed, when they do not
+// (a PROXY protocol connection, a TLS backend). Afterwards the connections
+// are ordinary ones again.
 func (s *session) relayInLoop(loop *evloop.Loop, fr *wire.FrameReader) (end loopEnd, ok bool) {
-	raw, counted := s.client, (*countingConn)(nil)
-	if cc, isCounted := raw.(*countingConn); isCounted {
-		raw, counted = cc.Conn, cc
+	client, counted := s.client, (*countingConn)(nil)
+	if cc, isCounted := client.(*countingConn); isCounted {
+		client, counted = cc.Conn, cc
 	}
-	if !detachable(raw) || !detachable(s.bc.Conn) {
+	cep, cok := evloop.EndpointOf(client)
+	bep, bok := evloop.EndpointOf(s.bc.Conn)
+	if !cok || !bok {
 		return loopEnd{}, false
 	}
 	unread := [2][]byte{fr.Drain(), s.bc.Reader.Drain()}
-	clientFD, _, err := evloop.Detach(raw)
-	if err != nil {
-		s.unreadAll(fr, unread)
-		return loopEnd{}, false
-	}
-	backendFD, _, err := evloop.Detach(s.bc.Conn)
-	if err != nil {
-		s.reattach(clientFD, -1, counted)
-		s.unreadAll(fr, unread)
-		return loopEnd{}, false
-	}
 	h := &loopHandler{s: s, counted: counted}
-	pair, err := loop.Relay(clientFD, backendFD, h, unread)
+	pair, err := loop.Relay(cep, bep, h, unread)
 	if err != nil {
 		s.proxy.cfg.Logf("proxy: event loop: %v", err)
-		s.reattach(clientFD, backendFD, counted)
-		s.unreadAll(fr, unread)
+		fr.Reset(prefixed(unread[evloop.Client], s.client))
+		s.bc.Reader.Reset(prefixed(unread[evloop.Backend], s.bc.Conn))
 		return loopEnd{}, false
 	}
 	s.proxy.cfg.Policy.metrics().Relay("loop")
-	s.pair.Store(pair)
 	res := pair.Wait()
-	s.pair.Store(nil)
-	s.reattach(clientFD, backendFD, counted)
 	return loopEnd{res: res, terminated: h.terminated, failed: h.failed}, true
-}
-
-// detachable reports whether the event loop can take c.
-func detachable(c net.Conn) bool {
-	switch c.(type) {
-	case *net.TCPConn, *net.UnixConn:
-		return evloop.Supported()
-	}
-	return false
-}
-
-// unreadAll puts bytes taken for the loop back in front of their readers.
-func (s *session) unreadAll(fr *wire.FrameReader, unread [2][]byte) {
-	fr.Reset(prefixed(unread[evloop.Client], s.client))
-	s.bc.Reader.Reset(prefixed(unread[evloop.Backend], s.bc.Conn))
 }
 
 // prefixed reads b, then r.
@@ -154,51 +127,11 @@ func prefixed(b []byte, r io.Reader) io.Reader {
 	return io.MultiReader(bytes.NewReader(b), r)
 }
 
-// reattach gives descriptors back to the Go runtime as the session's client
-// and backend connections. A descriptor that cannot be attached leaves a
-// closed connection in its place, so the session ends as if it had failed.
-func (s *session) reattach(clientFD, backendFD int, counted *countingConn) {
-	if clientFD >= 0 {
-		c, err := evloop.Attach(clientFD)
-		if err != nil {
-			s.proxy.cfg.Logf("proxy: event loop: client: %v", err)
-			c = closedConn()
-		}
-		s.proxy.retrack(s.raw, c)
-		s.mu.Lock()
-		s.raw = c
-		s.mu.Unlock()
-		s.client = c
-		if counted != nil {
-			s.client = &countingConn{Conn: c, read: counted.read, written: counted.written}
-		}
-	}
-	if backendFD >= 0 {
-		c, err := evloop.Attach(backendFD)
-		if err != nil {
-			s.proxy.cfg.Logf("proxy: event loop: backend: %v", err)
-			c = closedConn()
-		}
-		s.bc.Conn = c
-		s.bc.Reader.Reset(c)
-	}
-}
-
-// closedConn is a connection whose every call fails: it stands in for one
-// that could not be given back.
-func closedConn() net.Conn {
-	a, b := net.Pipe()
-	a.Close()
-	b.Close()
-	return a
-}
-
 // resumeAfterLoop carries a session the loop ejected over to the goroutine
-// relay: first what the loop had not written, then the unread bytes in
-// front of each reader. It returns the client's reader, or false when a
-// connection failed on the way.
+// relay, with the unread bytes in front of each reader. It returns the
+// client's reader, or false when a connection failed on the way.
 func (s *session) resumeAfterLoop(end loopEnd) (*wire.FrameReader, bool) {
-	if !s.writeUnwritten(end.res) {
+	if end.res.Unflushed != [2]bool{} {
 		return nil, false
 	}
 	fr := wire.NewFrameReader(prefixed(end.res.Unread[evloop.Client], s.client), 0)
@@ -206,52 +139,20 @@ func (s *session) resumeAfterLoop(end loopEnd) (*wire.FrameReader, bool) {
 	return fr, true
 }
 
-// writeUnwritten writes what the loop had buffered for each side.
-func (s *session) writeUnwritten(res evloop.Result) bool {
-	ok := true
-	for side, c := range [2]net.Conn{s.client, s.bc.Conn} {
-		if b := res.Unwritten[side]; len(b) > 0 {
-			_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-			if _, err := c.Write(b); err != nil {
-				ok = false
-			}
-			_ = c.SetWriteDeadline(time.Time{})
-		}
-	}
-	return ok
-}
-
 // afterLoop ends a session the loop is done with, as the goroutine relay
 // would: it reports whether the client went away without Terminate, and
-// whether the backend's stream is still whole (nothing left unread).
+// whether the backend's stream is still whole (nothing left unread or
+// unsent).
 func (s *session) afterLoop(end loopEnd) (clientGone, backendWhole bool) {
 	res := end.res
-	wrote := s.writeUnwritten(res)
-	backendWhole = len(res.Unread[evloop.Backend]) == 0 && len(res.Unwritten[evloop.Backend]) == 0
+	backendWhole = len(res.Unread[evloop.Backend]) == 0 && !res.Unflushed[evloop.Backend]
 	switch res.Reason {
 	case evloop.Ended:
-		if !wrote {
-			backendWhole = false
-		}
 		return !end.terminated, backendWhole
 	case evloop.BackendClosed:
 		s.backendLost()
 		return true, false
 	default: // ClientClosed, Kicked
 		return true, backendWhole
-	}
-}
-
-// drop ends the client connection (idle timeout): the event loop lets the
-// session go, or the connection closes under the goroutine relay.
-func (s *session) drop() {
-	if pair := s.pair.Load(); pair != nil {
-		pair.Kick()
-	}
-	s.mu.Lock()
-	raw := s.raw
-	s.mu.Unlock()
-	if raw != nil {
-		raw.Close()
 	}
 }

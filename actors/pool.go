@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"tdb/wire"
+	"tdb/wire/evloop"
 )
 
 // PoolKey identifies interchangeable backend sessions: same server, same
@@ -259,8 +260,9 @@ func Hijacked(ctx context.Context, key PoolKey, pc *pgconn.PgConn, netw, addr st
 	if err != nil {
 		return nil, cerrors.Wrap(err, "take over backend connection")
 	}
+	conn := evloop.NewSocket(hj.Conn) // so the event loop can relay it
 	return &BackendConn{
-		Key: key, Conn: hj.Conn, Reader: wire.NewFrameReader(hj.Conn, 0),
+		Key: key, Conn: conn, Reader: wire.NewFrameReader(conn, 0),
 		PID: hj.PID, Secret: hj.SecretKey, Net: netw, Addr: addr, Params: hj.ParameterStatuses,
 	}, nil
 }

@@ -47,9 +47,9 @@ type ProxyConfig struct {
 	FakeSecret []byte
 
 	// GoroutineRelay relays every session with a goroutine per direction.
-	// By default sessions whose client and backend are plain sockets are
-	// relayed from one epoll loop (package wire/evloop), which saves a
-	// goroutine wake-up per message; TLS clients always use goroutines.
+	// By default sessions are relayed from one epoll loop (package
+	// wire/evloop), which saves a goroutine wake-up per message; clients
+	// behind a PROXY protocol header use goroutines.
 	GoroutineRelay bool
 
 	// Cluster hooks (cluster.go); nil on a lone node.
@@ -132,6 +132,9 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) {
 			}
 			return
 		}
+		if p.loop != nil {
+			conn = evloop.NewSocket(conn) // so the event loop can take it after login
+		}
 		if !p.track(conn) {
 			conn.Close()
 			return
@@ -154,20 +157,6 @@ func (p *Proxy) track(c net.Conn) bool {
 	}
 	p.conns[c] = struct{}{}
 	return true
-}
-
-// retrack swaps a tracked client connection for the one that replaced it
-// (a connection given back by the event loop); after Close it closes the
-// new one at once.
-func (p *Proxy) retrack(old, c net.Conn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.conns, old)
-	if p.closed {
-		c.Close()
-		return
-	}
-	p.conns[c] = struct{}{}
 }
 
 func (p *Proxy) untrack(c net.Conn) {
@@ -206,7 +195,7 @@ func (p *Proxy) closeIdleClients(now time.Time) {
 	}
 	p.mu.Unlock()
 	for _, s := range idle {
-		s.drop()
+		s.raw.Close() // inside the event loop too: the session leaves it
 	}
 }
 

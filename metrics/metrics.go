@@ -79,7 +79,7 @@ func New(src Sources) *Metrics {
 	})
 	m.relays = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tdb_relay_sessions_total",
-		Help: "Sessions relayed, by relay: loop (the epoll loop), goroutine (TLS and other clients), handoff (from the loop to goroutines mid-session).",
+		Help: "Sessions relayed, by relay: loop (the epoll loop), goroutine (PROXY protocol clients, --goroutine-relay), handoff (from the loop to goroutines mid-session).",
 	}, []string{"relay"})
 	m.limitCancels = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tdb_limit_cancels_total", Help: "Statements cancelled on the backend by a workspace limit.",

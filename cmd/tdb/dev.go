@@ -46,7 +46,7 @@ type devOptions struct {
 
 // goroutineRelayHelp describes --goroutine-relay.
 const goroutineRelayHelp = "relay every session with a goroutine per direction instead of the epoll loop " +
-	"(plain TCP clients use the loop by default; TLS clients always use goroutines)"
+	"(by default the loop relays every client but those behind a PROXY protocol header)"
 
 // lazyAttachHelp describes --lazy-backend-attach.
 const lazyAttachHelp = "log clients in without a backend session when none is idle and attach one at their first message " +

@@ -11,7 +11,8 @@
 // buffer) ejects the pair: Wait returns with the bytes not yet handled and
 // not yet written, and the caller goes on from there with blocking I/O.
 //
-// Sockets enter with Detach (which takes the descriptor away from the Go
-// runtime's poller) and leave with Attach. The loop is Linux only;
+// Connections are wrapped with NewSocket when they are made; Relay takes a
+// pair's sockets (and a client's TLS connection over its socket) from the
+// Go runtime's poller, and Wait gives them back. The loop is Linux only;
 // Supported reports whether it can run.
 package evloop

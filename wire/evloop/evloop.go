@@ -56,9 +56,9 @@ type Result struct {
 	// Unread holds, per side, bytes read from that side and not handled,
 	// starting at a message boundary.
 	Unread [2][]byte
-	// Unwritten holds, per side, bytes meant for that side and not yet
-	// written; they go before anything else.
-	Unwritten [2][]byte
+	// Unflushed says, per side, that bytes written inside the loop could not
+	// all be sent when the connection was given back.
+	Unflushed [2]bool
 }
 
 // Handler handles the messages of one pair, on the loop's thread: it must

@@ -1,13 +1,12 @@
 package evloop
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"sync"
-	"syscall"
 
 	"github.com/cockroachdb/errors"
 	"golang.org/x/sys/unix"
@@ -45,13 +44,64 @@ type Loop struct {
 type Pair struct {
 	loop    *Loop
 	id, gen uint32
+	ep      [2]Endpoint
 	fd      [2]int
 	h       Handler
 	partial [2][]byte // a message read in part, per side
-	pending [2][]byte // bytes not yet written, per side
 	events  [2]uint32 // the interest registered, per side
+	again   [2]bool   // read this side again without waiting (TLS may hold records)
 	result  chan Result
 	left    bool
+	// registered: the pair has its slot (set under the loop's lock); a
+	// kick before then is repeated by Relay.
+	registered bool
+}
+
+// Endpoint is one side of a pair: a Socket, and the TLS connection over it
+// for a TLS client.
+type Endpoint struct {
+	Socket *Socket
+	TLS    *tls.Conn
+}
+
+// EndpointOf returns the endpoint for a connection the loop can take: a
+// Socket, or a TLS connection directly over one.
+func EndpointOf(c net.Conn) (Endpoint, bool) {
+	switch c := c.(type) {
+	case *Socket:
+		return Endpoint{Socket: c}, true
+	case *tls.Conn:
+		if s, ok := c.NetConn().(*Socket); ok {
+			return Endpoint{Socket: s, TLS: c}, true
+		}
+	}
+	return Endpoint{}, false
+}
+
+// read reads what the side has without waiting; 0, nil when nothing is there.
+func (e Endpoint) read(b []byte) (int, error) {
+	var n int
+	var err error
+	if e.TLS != nil {
+		n, err = e.TLS.Read(b)
+	} else {
+		n, err = e.Socket.Read(b)
+	}
+	if err == errWouldBlock {
+		return n, nil
+	}
+	return n, err
+}
+
+// write sends b; what the kernel does not take stays pending in the socket.
+func (e Endpoint) write(b []byte) error {
+	var err error
+	if e.TLS != nil {
+		_, err = e.TLS.Write(b)
+	} else {
+		_, err = e.Socket.Write(b)
+	}
+	return err
 }
 
 // New starts a loop on its own locked OS thread.
@@ -90,59 +140,22 @@ func (l *Loop) Close() {
 	<-l.done
 }
 
-// Detach takes a TCP or Unix socket away from the Go runtime for the loop:
-// it returns a non-blocking duplicate of the descriptor and closes c (the
-// socket stays open through the duplicate). ok is false, with c untouched,
-// for any other kind of connection.
-func Detach(c net.Conn) (fd int, ok bool, err error) {
-	sc, isSyscall := c.(interface {
-		SyscallConn() (syscall.RawConn, error)
-	})
-	switch c.(type) {
-	case *net.TCPConn, *net.UnixConn:
-	default:
-		return -1, false, nil
+// Relay takes two endpoints from the Go runtime and relays between them;
+// unread holds, per side, bytes already read from it (from a message
+// boundary), handled first. The pair is the loop's until Wait returns; the
+// connections are the runtime's again then.
+func (l *Loop) Relay(client, backend Endpoint, h Handler, unread [2][]byte) (*Pair, error) {
+	p := &Pair{loop: l, ep: [2]Endpoint{client, backend}, h: h, result: make(chan Result, 1)}
+	for side := Client; side <= Backend; side++ {
+		fd, err := p.ep[side].Socket.detach(p.Kick)
+		if err != nil {
+			if side == Backend {
+				p.ep[Client].Socket.attach()
+			}
+			return nil, errors.Wrapf(err, "relay %s", side)
+		}
+		p.fd[side] = fd
 	}
-	if !isSyscall {
-		return -1, false, nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1, false, errors.Wrap(err, "detach")
-	}
-	fd = -1
-	var dupErr error
-	if err := rc.Control(func(s uintptr) {
-		fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return -1, false, errors.Wrap(err, "detach")
-	}
-	if dupErr != nil {
-		return -1, false, errors.Wrap(dupErr, "detach: dup")
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, false, errors.Wrap(err, "detach")
-	}
-	c.Close()
-	return fd, true, nil
-}
-
-// Attach gives a detached descriptor back to the Go runtime as a net.Conn
-// and closes fd.
-func Attach(fd int) (net.Conn, error) {
-	f := os.NewFile(uintptr(fd), "evloop")
-	defer f.Close()
-	c, err := net.FileConn(f)
-	return c, errors.Wrap(err, "attach")
-}
-
-// Relay starts relaying between two detached descriptors; unread holds, per
-// side, bytes already read from it (from a message boundary), handled
-// first. The pair is the loop's until Wait returns; the descriptors are the
-// caller's again then.
-func (l *Loop) Relay(client, backend int, h Handler, unread [2][]byte) (*Pair, error) {
-	p := &Pair{loop: l, fd: [2]int{client, backend}, h: h, result: make(chan Result, 1)}
 	started := false
 	for side := range unread {
 		if len(unread[side]) > 0 {
@@ -153,6 +166,7 @@ func (l *Loop) Relay(client, backend int, h Handler, unread [2][]byte) (*Pair, e
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
+		p.giveBack()
 		return nil, errors.New("evloop: closed")
 	}
 	if n := len(l.free); n > 0 {
@@ -164,6 +178,7 @@ func (l *Loop) Relay(client, backend int, h Handler, unread [2][]byte) (*Pair, e
 	}
 	p.gen = nextGen(l.slots[p.id])
 	l.slots[p.id] = p
+	p.registered = true
 	// Registered under the lock, so Close either sees the pair or refuses it.
 	defer l.mu.Unlock()
 	for side := Client; side <= Backend; side++ {
@@ -175,11 +190,17 @@ func (l *Loop) Relay(client, backend int, h Handler, unread [2][]byte) (*Pair, e
 			}
 			p.left = true
 			l.release(p)
+			p.giveBack()
 			return nil, errors.Wrapf(err, "epoll_ctl add %s", side)
 		}
 	}
 	if started {
 		l.starts = append(l.starts, p)
+	}
+	if p.ep[Client].Socket.isClosed() || p.ep[Backend].Socket.isClosed() {
+		l.kicks = append(l.kicks, p) // closed while it was being taken
+	}
+	if len(l.starts)+len(l.kicks) > 0 {
 		l.wake()
 	}
 	return p, nil
@@ -194,8 +215,22 @@ func nextGen(prev *Pair) uint32 {
 	return (prev.gen + 1) & 0x3fffffff
 }
 
-// Wait blocks until the pair leaves the loop.
-func (p *Pair) Wait() Result { return <-p.result }
+// Wait blocks until the pair leaves the loop, and gives both connections
+// back to the Go runtime, writing what was pending for them.
+func (p *Pair) Wait() Result {
+	r := <-p.result
+	r.Unflushed = p.giveBack()
+	return r
+}
+
+// giveBack attaches both sockets again; it reports, per side, whether
+// pending bytes could not be written.
+func (p *Pair) giveBack() (unflushed [2]bool) {
+	for side := Client; side <= Backend; side++ {
+		unflushed[side] = !p.ep[side].Socket.attach()
+	}
+	return unflushed
+}
 
 // Kick makes the pair leave the loop (Kicked) at the loop's next turn.
 func (p *Pair) Kick() {
@@ -265,7 +300,13 @@ func (l *Loop) control() bool {
 	var b [8]byte
 	_, _ = unix.Read(l.evfd, b[:])
 	l.mu.Lock()
-	kicks, starts := l.kicks, l.starts
+	var kicks []*Pair
+	for _, p := range l.kicks {
+		if p.registered {
+			kicks = append(kicks, p)
+		}
+	}
+	starts := l.starts
 	l.kicks, l.starts = nil, nil
 	closed := l.closed
 	var all []*Pair
@@ -283,9 +324,7 @@ func (l *Loop) control() bool {
 				l.handle(p, side, false)
 			}
 		}
-		if !p.left {
-			l.updateInterest(p)
-		}
+		l.settle(p)
 	}
 	for _, p := range kicks {
 		if !p.left {
@@ -302,8 +341,8 @@ func (l *Loop) control() bool {
 
 // serve handles readiness of one side of a pair.
 func (l *Loop) serve(p *Pair, side Side, events uint32) {
-	if events&unix.EPOLLOUT != 0 && len(p.pending[side]) > 0 {
-		if err := l.flushPending(p, side); err != nil {
+	if events&unix.EPOLLOUT != 0 && p.ep[side].Socket.pendingLen() > 0 {
+		if err := p.ep[side].Socket.flush(); err != nil {
 			l.leave(p, Result{Reason: closedReason(side), Err: err})
 			return
 		}
@@ -316,8 +355,31 @@ func (l *Loop) serve(p *Pair, side Side, events uint32) {
 		// gone: a level-triggered hang-up would wake the loop forever.
 		l.leave(p, Result{Reason: closedReason(side), Err: errors.New("connection closed")})
 	}
-	if !p.left {
+	l.settle(p)
+}
+
+// settle updates what the pair waits for, and reads again the sides that
+// may hold more than their sockets show (a TLS connection buffers records;
+// a side whose reading was paused may have them).
+func (l *Loop) settle(p *Pair) {
+	for turns := 0; !p.left; turns++ {
 		l.updateInterest(p)
+		side := Client
+		if !p.again[Client] {
+			side = Backend
+		}
+		if p.left || !p.again[side] || p.events[side]&unix.EPOLLIN == 0 {
+			return
+		}
+		if turns == 8 { // let other pairs run; come back next turn
+			l.mu.Lock()
+			l.starts = append(l.starts, p)
+			l.mu.Unlock()
+			l.wake()
+			return
+		}
+		p.again[side] = false
+		l.handle(p, side, true)
 	}
 }
 
@@ -336,9 +398,27 @@ func (l *Loop) handle(p *Pair, side Side, read bool) {
 	var n int
 	var err error
 	if read {
-		n, err = readFD(p.fd[side], buf[have:])
+		// Read until the side has nothing more: a TLS connection may hold
+		// whole records it read from the socket together.
+		for have+n < len(buf) {
+			m, rerr := p.ep[side].read(buf[have+n:])
+			n += m
+			if rerr != nil {
+				err = rerr
+				break
+			}
+			if m == 0 {
+				break
+			}
+			if p.ep[side].TLS == nil {
+				break // level-triggered: the socket says when there is more
+			}
+		}
 		if n > 0 {
 			p.h.Read(side, n)
+		}
+		if have+n == len(buf) && err == nil && p.ep[side].TLS != nil {
+			p.again[side] = true
 		}
 		if n == 0 && err == nil {
 			return // spurious wake-up
@@ -367,7 +447,6 @@ func (l *Loop) handle(p *Pair, side Side, read bool) {
 	rest := data[pos:]
 	if verdict == Continue && err == nil {
 		p.partial[side] = keepPartial(p.partial[side], rest)
-		verdict = Continue
 	}
 	werr := [2]error{l.send(p, Client), l.send(p, Backend)}
 	switch {
@@ -402,44 +481,17 @@ func keepPartial(kept, rest []byte) []byte {
 	return append(kept[:0], rest...)
 }
 
-// send writes what the handler produced for side, after what is pending;
-// what the socket does not take now becomes pending.
+// send writes what the handler produced for side; what the kernel does not
+// take now stays pending in the side's socket.
 func (l *Loop) send(p *Pair, side Side) error {
 	b := l.out.buf[side]
 	if len(b) == 0 {
 		return nil
 	}
-	if len(p.pending[side]) > 0 {
-		p.pending[side] = append(p.pending[side], b...)
-		return nil
-	}
-	n, err := writeFD(p.fd[side], b)
-	if n > 0 {
-		p.h.Wrote(side, n)
-	}
-	if err != nil {
+	if err := p.ep[side].write(b); err != nil {
 		return err
 	}
-	if n < len(b) {
-		p.pending[side] = append(p.pending[side][:0], b[n:]...)
-	}
-	return nil
-}
-
-// flushPending writes what side's socket refused before.
-func (l *Loop) flushPending(p *Pair, side Side) error {
-	n, err := writeFD(p.fd[side], p.pending[side])
-	if n > 0 {
-		p.h.Wrote(side, n)
-	}
-	if err != nil {
-		return err
-	}
-	rest := copy(p.pending[side], p.pending[side][n:])
-	p.pending[side] = p.pending[side][:rest]
-	if rest == 0 && cap(p.pending[side]) > maxKeptPartial {
-		p.pending[side] = nil
-	}
+	p.h.Wrote(side, len(b))
 	return nil
 }
 
@@ -448,14 +500,17 @@ func (l *Loop) flushPending(p *Pair, side Side) error {
 func (l *Loop) updateInterest(p *Pair) {
 	for side := Client; side <= Backend; side++ {
 		want := uint32(0)
-		if len(p.pending[side.other()]) == 0 {
+		if p.ep[side.other()].Socket.pendingLen() == 0 {
 			want |= unix.EPOLLIN
 		}
-		if len(p.pending[side]) > 0 {
+		if p.ep[side].Socket.pendingLen() > 0 {
 			want |= unix.EPOLLOUT
 		}
 		if want == p.events[side] {
 			continue
+		}
+		if want&^p.events[side]&unix.EPOLLIN != 0 {
+			p.again[side] = true // reading resumes: what arrived meanwhile may sit in TLS buffers
 		}
 		p.events[side] = want
 		ev := p.event(side)
@@ -477,34 +532,12 @@ func (l *Loop) leave(p *Pair, r Result) {
 		if r.Unread[side] == nil && len(p.partial[side]) > 0 {
 			r.Unread[side] = append([]byte(nil), p.partial[side]...)
 		}
-		if len(p.pending[side]) > 0 {
-			r.Unwritten[side] = p.pending[side]
-		}
-		p.partial[side], p.pending[side] = nil, nil
+		p.partial[side] = nil
 	}
 	l.mu.Lock()
 	l.release(p)
 	l.mu.Unlock()
 	p.result <- r
-}
-
-// readFD reads once; a socket with nothing to read returns 0, nil, and
-// the end of stream io.EOF.
-func readFD(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Read(fd, b)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			return 0, nil
-		case err != nil:
-			return 0, errors.Wrap(err, "read")
-		case n == 0 && len(b) > 0:
-			return 0, io.EOF
-		}
-		return n, nil
-	}
 }
 
 // writeFD writes what the socket takes now.

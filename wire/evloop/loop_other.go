@@ -2,7 +2,10 @@
 
 package evloop
 
-import "net"
+import (
+	"crypto/tls"
+	"net"
+)
 
 const readBufferSize = 64 << 10
 
@@ -15,20 +18,29 @@ type Loop struct{}
 // Pair is not available on this platform.
 type Pair struct{}
 
+// Socket is not available on this platform.
+type Socket struct{ net.Conn }
+
+// Endpoint is not available on this platform.
+type Endpoint struct {
+	Socket *Socket
+	TLS    *tls.Conn
+}
+
 // New returns ErrUnsupported.
 func New() (*Loop, error) { return nil, ErrUnsupported }
 
 // Close does nothing.
 func (l *Loop) Close() {}
 
-// Detach reports that no connection can be detached.
-func Detach(c net.Conn) (int, bool, error) { return -1, false, nil }
+// NewSocket returns c.
+func NewSocket(c net.Conn) net.Conn { return c }
 
-// Attach returns ErrUnsupported.
-func Attach(fd int) (net.Conn, error) { return nil, ErrUnsupported }
+// EndpointOf reports that no connection can join a loop.
+func EndpointOf(c net.Conn) (Endpoint, bool) { return Endpoint{}, false }
 
 // Relay returns ErrUnsupported.
-func (l *Loop) Relay(client, backend int, h Handler, unread [2][]byte) (*Pair, error) {
+func (l *Loop) Relay(client, backend Endpoint, h Handler, unread [2][]byte) (*Pair, error) {
 	return nil, ErrUnsupported
 }
 

@@ -2,8 +2,14 @@ package evloop
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"io"
+	"math/big"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -80,7 +86,8 @@ type rig struct {
 	app, db net.Conn // the far ends: the application and the database
 	pair    *Pair
 	h       *forward
-	fds     [2]int
+	conns   [2]net.Conn // the proxy's ends
+	ep      [2]Endpoint
 	unread  [2][]byte
 }
 
@@ -91,13 +98,14 @@ func newRig(t *testing.T, l *Loop, unread ...[]byte) *rig {
 	r := &rig{app: app, db: db, h: &forward{}}
 	copy(r.unread[:], unread)
 	for i, c := range []net.Conn{proxyClient, proxyBackend} {
-		fd, ok, err := Detach(c)
-		if err != nil || !ok {
-			t.Fatalf("detach: %v %v", ok, err)
+		r.conns[i] = NewSocket(c)
+		ep, ok := EndpointOf(r.conns[i])
+		if !ok {
+			t.Fatalf("no endpoint for %T", r.conns[i])
 		}
-		r.fds[i] = fd
+		r.ep[i] = ep
 	}
-	p, err := l.Relay(r.fds[0], r.fds[1], r.h, r.unread)
+	p, err := l.Relay(r.ep[0], r.ep[1], r.h, r.unread)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,18 +170,15 @@ func TestRelayBothWaysAndEnd(t *testing.T) {
 	}
 	_, _ = r.app.Write(frame('X', nil))
 	res := r.wait(t)
-	if res.Reason != Ended || len(res.Unread[0])+len(res.Unread[1])+len(res.Unwritten[0])+len(res.Unwritten[1]) != 0 {
+	if res.Reason != Ended || len(res.Unread[0])+len(res.Unread[1]) != 0 || res.Unflushed != [2]bool{} {
 		t.Fatalf("result %+v", res)
 	}
 	if got := r.h.read[Client].Load(); got != int64(2*len(q)+len(long)+5+5) {
 		t.Fatalf("client bytes counted %d", got)
 	}
-	// The descriptors are the caller's again and still open.
-	c, err := Attach(r.fds[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	// The connections are the runtime's again and still open.
+	c := r.conns[Backend]
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Write(frame('S', nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -280,17 +285,121 @@ func TestCloseKicksEveryPair(t *testing.T) {
 			t.Fatalf("reason %v", res.Reason)
 		}
 	}
-	if _, err := l.Relay(0, 0, &forward{}, [2][]byte{}); err == nil {
+	a, b := tcpPair(t)
+	sa, sb := NewSocket(a), NewSocket(b)
+	if _, err := l.Relay(Endpoint{Socket: sa.(*Socket)}, Endpoint{Socket: sb.(*Socket)}, &forward{}, [2][]byte{}); err == nil {
 		t.Fatal("a closed loop took a pair")
+	}
+	// Refused, the connections are still usable.
+	_ = sa.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := sa.Write([]byte("x")); err != nil {
+		t.Fatal(err)
 	}
 }
 
-func TestDetachRefusesWrappedConns(t *testing.T) {
+func TestEndpointOfRefusesOtherConns(t *testing.T) {
 	a, _ := tcpPair(t)
 	type wrapped struct{ net.Conn }
-	if _, ok, err := Detach(wrapped{a}); ok || err != nil {
-		t.Fatalf("detached a wrapped conn: %v %v", ok, err)
+	for _, c := range []net.Conn{a, wrapped{a}, NewSocket(wrapped{a}), tls.Server(a, &tls.Config{})} {
+		if _, ok := EndpointOf(c); ok {
+			t.Fatalf("an endpoint for %T", c)
+		}
 	}
+}
+
+func TestCloseInsideTheLoopKicks(t *testing.T) {
+	l := newLoop(t)
+	r := newRig(t, l)
+	_ = r.conns[Client].Close()
+	if res := r.wait(t); res.Reason != Kicked {
+		t.Fatalf("reason %v", res.Reason)
+	}
+	// Given back closed: the application sees the end of the stream.
+	_ = r.app.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := r.app.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read after close: %d, %v", n, err)
+	}
+}
+
+func TestTLSClientInTheLoop(t *testing.T) {
+	l := newLoop(t)
+	cert := selfSigned(t)
+	app, proxyClient := tcpPair(t)
+	proxyBackend, db := tcpPair(t)
+	sock := NewSocket(proxyClient)
+	srv := tls.Server(sock, &tls.Config{Certificates: []tls.Certificate{cert}})
+	cli := tls.Client(app, &tls.Config{InsecureSkipVerify: true})
+	errc := make(chan error, 1)
+	go func() { errc <- cli.Handshake() }()
+	if err := srv.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	client, _ := EndpointOf(srv)
+	backend, _ := EndpointOf(NewSocket(proxyBackend))
+	h := &forward{}
+	p, err := l.Relay(client, backend, h, [2][]byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Many messages in few TLS records, and a result larger than the
+	// socket buffers going back through TLS.
+	var batch []byte
+	for i := 0; i < 500; i++ {
+		batch = append(batch, frame('Q', []byte("select 1\x00"))...)
+	}
+	go func() { _, _ = cli.Write(batch) }()
+	for i := 0; i < 500; i++ {
+		if typ, _ := readFrame(t, db); typ != 'Q' {
+			t.Fatalf("message %d: %c", i, typ)
+		}
+	}
+	const rows = 5000
+	row := frame('D', bytes.Repeat([]byte("r"), 3000))
+	go func() {
+		for i := 0; i < rows; i++ {
+			_, _ = db.Write(row)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	for i := 0; i < rows; i++ {
+		if typ, body := readFrame(t, cli); typ != 'D' || len(body) != 3000 {
+			t.Fatalf("row %d: %c %d", i, typ, len(body))
+		}
+	}
+	_, _ = cli.Write(frame('X', nil))
+	done := make(chan Result, 1)
+	go func() { done <- p.Wait() }()
+	select {
+	case res := <-done:
+		if res.Reason != Ended {
+			t.Fatalf("reason %v", res.Reason)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pair did not leave")
+	}
+	// The TLS session goes on outside the loop.
+	go func() { _, _ = srv.Write(frame('Z', []byte("I"))) }()
+	if typ, _ := readFrame(t, cli); typ != 'Z' {
+		t.Fatalf("after the loop: %c", typ)
+	}
+}
+
+// selfSigned makes a throwaway certificate.
+func selfSigned(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 func TestUnreadBytesGoFirst(t *testing.T) {

@@ -4,6 +4,7 @@
 #
 #   bash bench/run.sh            # full run (about 10 minutes)
 #   DUR=3 CLIENTS="1 32" IDLE_CONNS=100 bash bench/run.sh   # a quick one
+#   TDB_FLAGS=--goroutine-relay bash bench/run.sh           # tdb without its event loop
 #
 # Prints a table of tps and ratios and writes bench/out/results.tsv and BENCHMARKS.md.
 # TLS is off on every side (loopback) for pgbench; -C uses SCRAM on every side. The idle
@@ -41,7 +42,7 @@ go build -o "$WORK/tdb" ./cmd/tdb
 TDB_PORT=$(freeport); HTTP_PORT=$(freeport); BOUNCER_PORT=$(freeport)
 
 echo "== start tdb dev (its own PostgreSQL)"
-"$WORK/tdb" dev --pg-max-connections 1200 --data-dir "$WORK/dev" --wire-addr "127.0.0.1:$TDB_PORT" --http-addr "127.0.0.1:$HTTP_PORT" >"$WORK/dev.log" 2>&1 &
+"$WORK/tdb" dev ${TDB_FLAGS:-} --pg-max-connections 1200 --data-dir "$WORK/dev" --wire-addr "127.0.0.1:$TDB_PORT" --http-addr "127.0.0.1:$HTTP_PORT" >"$WORK/dev.log" 2>&1 &
 TDB_PID=$!
 PIDS+=("$TDB_PID")
 for _ in $(seq 1 120); do [ -f "$WORK/dev/env" ] && break; sleep 0.5; done
@@ -237,29 +238,31 @@ machine's open-file limit allows (the bench asks for 50,000).
 
 ## Notes
 
-Where the time goes (a CPU profile from /debug/pprof/profile during `-S -M simple -c 32`, on
-2026-11-26, 19.4k tps): the node used 0.43 of a core, about 22 us of CPU per transaction; 62% of
-it in read and write system calls (48% in the two writes per transaction, which on loopback also
-run the receiving side's TCP stack), about 15% in the Go scheduler and netpoller (a goroutine
-wake-up per message, and a read that finds nothing before each wait), about 4% writing the query
-log line and 4% classifying and guarding the statement. PgBouncer makes the same writes from one
-event loop without the wake-ups and the empty reads.
+The relay: since 2026-11-26 a node relays sessions (TLS or not) from one epoll loop on a
+locked thread (`wire/evloop`) instead of a goroutine per direction. Same machine, pgbench
+`-S -c 1`, one run each against the same PostgreSQL: tdb/direct 0.89-0.90 with the loop
+against 0.47-0.51 with `--goroutine-relay` (simple protocol; about +15 us per transaction
+instead of +120 us); over TLS, 6.6k tps against 3.9k. In the full run above, where every row is
+10 s and the three servers alternate, the single-client rows are +25 to +40 us per transaction
+over direct PostgreSQL (PgBouncer: +15 to +20 us).
 
-On idle connections, tdb's cost is two goroutines (one per direction, their stacks are the
-"Go stacks" column), crypto/tls state and the session; its frame buffers are 1 KiB inline arrays,
-with 32/64 KiB buffers borrowed from a shared pool only while data flows.
+Where the time goes at 32 clients (a CPU profile from /debug/pprof/profile and `perf` during
+`-S -M simple -c 32`, 2026-11-26, about 21k tps): the machine is saturated (93% busy); the
+node uses 0.46-0.48 of a core, about 21 us of CPU per transaction, two thirds of it in the
+kernel: the two writes per transaction (which on loopback also run the receiver's TCP stack and
+wake it) and about 0.7 context switches per transaction, which on this virtual machine cost
+more than the work around them (`finish_task_switch` is 30% of the node's samples). The
+loop's own work (framing, classification, limits, the query log line, metrics) is about 17%,
+and the query log's JSON encoding another 9%. A second loop thread, or spinning before
+`epoll_wait`, did not move the number (tried, not kept). PgBouncer makes the same writes with
+less CPU around them, which is the gap at 32 and 256 clients.
 
-Single-client rows are latency-bound: each round trip through the proxy adds two loopback
-hops and two goroutine wake-ups. Measured against the same PostgreSQL on 2026-11-26 with
-pgbench `-S -c 1`: PgBouncer adds about 20 us per transaction and tdb about 105 us, but so does
-a minimal Go proxy (two goroutines and io.Copy per connection, nothing else): the cost is the
-Go netpoller's wake-up path on this machine, not tdb's work (22 us of CPU per transaction). A
-proxy with blocking read/write system calls (a thread per direction) adds 20-30 us at `-c 1` but
-falls to 8.6k tps at `-c 32`; one built on a single epoll loop in a locked thread (like
-PgBouncer's) adds 15-50 us at `-c 1` and reaches 24.5k tps at `-c 32`, against PgBouncer's 26k
-and tdb's 21.7k in the same run. Those two are experiments outside the tree; they say an
-event-loop relay is what would close the latency gap, and that on 2 shared cores no proxy that
-makes the same system calls gets far past PgBouncer's throughput.
+On idle connections, tdb's cost is one goroutine waiting while the loop relays its session
+(the "Go stacks" column), crypto/tls state and the session; frame buffers are borrowed only
+while data flows. The RSS column is the growth of the process's resident memory and runs low
+when the connections reuse heap freed by the runs before them; Go heap plus stacks is the
+better measure of what a connection costs (about 27 KiB here, against 33 KiB with a goroutine
+per direction).
 """
 open("BENCHMARKS.md", "w").write(md)
 PY

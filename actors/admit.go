@@ -251,12 +251,14 @@ func (a *admission) admitDatabase(lg *login) error {
 }
 
 // relay runs the session's relay with its limits and query log.
-func (a *admission) relay(ctx context.Context, s *session) {
+func (a *admission) relay(ctx context.Context, s *session, then func()) {
 	startGovernor(s, a.ip)
 	a.p.cfg.Policy.metrics().ConnState(a.state, metrics.StateActive)
 	a.state = metrics.StateActive
-	s.relay(ctx)
-	s.gov.end()
+	s.relay(ctx, func() {
+		s.gov.end()
+		then()
+	})
 }
 
 // done releases what the connection held.

@@ -21,10 +21,36 @@ import (
 )
 
 // clientConn is the actor for one client connection: startup, auth, backend
-// login, then the relay.
+// login, then the relay. While the event loop relays the session, no
+// goroutine of the connection is left (the stack that TLS and login grew is
+// freed); what the connection holds is released by done, in reverse order
+// of onDone, by whichever goroutine ends it.
 type clientConn struct {
-	proxy *Proxy
-	raw   net.Conn
+	proxy   *Proxy
+	raw     net.Conn
+	cleanup []func()
+}
+
+// onDone registers f to run when the connection ends.
+func (c *clientConn) onDone(f func()) { c.cleanup = append(c.cleanup, f) }
+
+// done runs what onDone registered, last first.
+func (c *clientConn) done() {
+	for i := len(c.cleanup) - 1; i >= 0; i-- {
+		c.cleanup[i]()
+	}
+	c.cleanup = nil
+}
+
+// run serves the connection: login, then the relay, which ends the
+// connection when the session is over.
+func (c *clientConn) run(ctx context.Context) {
+	sess, adm := c.serve(ctx)
+	if sess == nil {
+		c.done()
+		return
+	}
+	adm.relay(ctx, sess, c.done)
 }
 
 // login is what authentication and routing decided for a connection.
@@ -38,13 +64,16 @@ type login struct {
 	tenant    string
 }
 
-func (c *clientConn) serve(ctx context.Context) {
+// serve runs startup, authentication and the backend login. It returns the
+// session ready to relay, or nil when the connection is to end (refused,
+// failed, or a CancelRequest served).
+func (c *clientConn) serve(ctx context.Context) (*session, *admission) {
 	p := c.proxy
 	adm := p.admitConn(c.raw) // PROXY header, IP ban, per-IP limit (admit.go)
 	if adm == nil {
-		return
+		return nil, nil
 	}
-	defer adm.done()
+	c.onDone(adm.done)
 	res, err := wire.Startup(ctx, adm.conn, wire.StartupConfig{
 		TLS:        p.cfg.TLS,
 		RequireTLS: p.cfg.RequireTLS,
@@ -57,56 +86,56 @@ func (c *clientConn) serve(ctx context.Context) {
 		if _, ok := wire.AsPGError(err); ok && res != nil && res.Conn != nil {
 			_ = wire.WriteError(res.Conn, err)
 		}
-		return
+		return nil, nil
 	}
 	if res.Cancel != nil {
 		cctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 		defer cancel()
 		p.cancelRequest(cctx, res.Cancel.ProcessID, res.Cancel.SecretKey)
-		return
+		return nil, nil
 	}
 	conn := res.Conn
 	_ = conn.SetDeadline(time.Now().Add(p.cfg.StartupTimeout))
 	if err := adm.rejection(); err != nil {
 		_ = wire.WriteError(conn, err)
-		return
+		return nil, nil
 	}
 	if err := p.admit(); err != nil {
 		_ = wire.WriteError(conn, err)
-		return
+		return nil, nil
 	}
 	lg, err := c.authenticate(res)
 	if err != nil {
 		adm.authFailed(err)
 		_ = wire.WriteError(conn, err)
-		return
+		return nil, nil
 	}
 	if err := StartupGuard(res.Params); err != nil {
 		_ = wire.WriteError(conn, err)
-		return
+		return nil, nil
 	}
 	if err := adm.admitDatabase(lg); err != nil {
 		_ = wire.WriteError(conn, err)
-		return
+		return nil, nil
 	}
 	sess, err := c.connectBackend(ctx, lg, res.Params)
 	if err != nil {
 		p.cfg.Logf("proxy: %s -> %s: %v", lg.key.ID, lg.database, err)
 		_ = wire.WriteError(conn, err)
-		return
+		return nil, nil
 	}
 	_ = conn.SetDeadline(time.Time{})
 	sess.client, sess.raw = conn, conn
 	sess.active.Store(time.Now().UnixNano())
 	sess.key = p.register(sess)
-	defer p.unregister(sess.key)
+	c.onDone(func() { p.unregister(sess.key) })
 	if err := sess.greet(); err != nil {
 		if sess.bc != nil {
 			sess.bc.Conn.Close()
 		}
-		return
+		return nil, nil
 	}
-	adm.relay(ctx, sess)
+	return sess, adm
 }
 
 // authenticate runs SCRAM against the project's live keys, then resolves

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"time"
 
@@ -91,11 +92,11 @@ func (s *session) ddlPending() bool {
 	return len(s.track.committed) > 0 || len(s.track.txDDL) > 0
 }
 
-// relayInLoop relays the session from the proxy's event loop, if its
-// connections allow it. ok is false, with nothing changed, when they do not
-// (a PROXY protocol connection, a TLS backend). Afterwards the connections
-// are ordinary ones again.
-func (s *session) relayInLoop(loop *evloop.Loop, fr *wire.FrameReader) (end loopEnd, ok bool) {
+// enterLoop hands the session to the proxy's event loop, if its
+// connections allow it; then runs when the session is over. It reports
+// false, with nothing changed, when they do not (a PROXY protocol
+// connection, a TLS backend).
+func (s *session) enterLoop(ctx context.Context, loop *evloop.Loop, fr *wire.FrameReader, then func()) bool {
 	client, counted := s.client, (*countingConn)(nil)
 	if cc, isCounted := client.(*countingConn); isCounted {
 		client, counted = cc.Conn, cc
@@ -103,20 +104,39 @@ func (s *session) relayInLoop(loop *evloop.Loop, fr *wire.FrameReader) (end loop
 	cep, cok := evloop.EndpointOf(client)
 	bep, bok := evloop.EndpointOf(s.bc.Conn)
 	if !cok || !bok {
-		return loopEnd{}, false
+		return false
 	}
 	unread := [2][]byte{fr.Drain(), s.bc.Reader.Drain()}
 	h := &loopHandler{s: s, counted: counted}
-	pair, err := loop.Relay(cep, bep, h, unread)
+	_, err := loop.Relay(cep, bep, h, unread, func(res evloop.Result) {
+		s.afterLoop(ctx, loopEnd{res: res, terminated: h.terminated, failed: h.failed})
+		then()
+	})
 	if err != nil {
 		s.proxy.cfg.Logf("proxy: event loop: %v", err)
 		fr.Reset(prefixed(unread[evloop.Client], s.client))
 		s.bc.Reader.Reset(prefixed(unread[evloop.Backend], s.bc.Conn))
-		return loopEnd{}, false
+		return false
 	}
 	s.proxy.cfg.Policy.metrics().Relay("loop")
-	res := pair.Wait()
-	return loopEnd{res: res, terminated: h.terminated, failed: h.failed}, true
+	return true
+}
+
+// afterLoop goes on with a session the loop let go of: it ends it, or
+// relays it with goroutines from the message the loop handed back.
+func (s *session) afterLoop(ctx context.Context, end loopEnd) {
+	if end.res.Reason != evloop.Ejected {
+		clientGone, whole := s.loopEnded(end)
+		s.finish(ctx, clientGone, whole)
+		return
+	}
+	s.proxy.cfg.Policy.metrics().Relay("handoff")
+	fr, ok := s.resumeAfterLoop(end)
+	if !ok {
+		s.finish(ctx, true, false)
+		return
+	}
+	s.relayGoroutines(ctx, fr)
 }
 
 // prefixed reads b, then r.
@@ -139,11 +159,11 @@ func (s *session) resumeAfterLoop(end loopEnd) (*wire.FrameReader, bool) {
 	return fr, true
 }
 
-// afterLoop ends a session the loop is done with, as the goroutine relay
+// loopEnded ends a session the loop is done with, as the goroutine relay
 // would: it reports whether the client went away without Terminate, and
 // whether the backend's stream is still whole (nothing left unread or
 // unsent).
-func (s *session) afterLoop(end loopEnd) (clientGone, backendWhole bool) {
+func (s *session) loopEnded(end loopEnd) (clientGone, backendWhole bool) {
 	res := end.res
 	backendWhole = len(res.Unread[evloop.Backend]) == 0 && !res.Unflushed[evloop.Backend]
 	switch res.Reason {

@@ -140,12 +140,10 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) {
 			return
 		}
 		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			defer p.untrack(conn)
-			c := &clientConn{proxy: p, raw: conn}
-			c.serve(ctx)
-		}()
+		c := &clientConn{proxy: p, raw: conn}
+		c.onDone(p.wg.Done)
+		c.onDone(func() { p.untrack(conn) })
+		go c.run(ctx)
 	}
 }
 

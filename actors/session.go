@@ -151,30 +151,28 @@ func (s *session) attachOnFirstMessage(ctx context.Context, fr *wire.FrameReader
 
 // relay pumps frames both ways until either side ends, from the proxy's
 // event loop where it can and by a goroutine per direction where it cannot
-// (or from the message on that the loop hands back). A backend session left
-// idle and healthy goes back to the pool, reset; any other is closed.
-func (s *session) relay(ctx context.Context) {
+// (or from the message on that the loop hands back); then runs when the
+// session is over. While the loop relays the session no goroutine waits for
+// it: relay returns, and then runs on the goroutine the loop starts when the
+// session leaves it. A backend session left idle and healthy goes back to
+// the pool, reset; any other is closed.
+func (s *session) relay(ctx context.Context, then func()) {
 	fr := wire.NewFrameReader(s.client, 0)
 	if s.attach != nil && !s.attachOnFirstMessage(ctx, fr) {
 		s.client.Close()
+		then()
 		return
 	}
-	m, relay := s.proxy.cfg.Policy.metrics(), "goroutine"
-	if loop := s.proxy.loop; loop != nil {
-		if end, ok := s.relayInLoop(loop, fr); ok {
-			relay = "handoff"
-			if end.res.Reason != evloop.Ejected {
-				clientGone, whole := s.afterLoop(end)
-				s.finish(ctx, clientGone, whole)
-				return
-			}
-			if fr, ok = s.resumeAfterLoop(end); !ok {
-				s.finish(ctx, true, false)
-				return
-			}
-		}
+	if loop := s.proxy.loop; loop != nil && s.enterLoop(ctx, loop, fr, then) {
+		return
 	}
-	m.Relay(relay)
+	s.proxy.cfg.Policy.metrics().Relay("goroutine")
+	s.relayGoroutines(ctx, fr)
+	then()
+}
+
+// relayGoroutines relays with a goroutine per direction until either side ends.
+func (s *session) relayGoroutines(ctx context.Context, fr *wire.FrameReader) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -7,7 +7,8 @@
 //
 // With -connect-only the connections only log in (no statement), and with
 // -ips K they come from K loopback addresses (127.0.0.1 … 127.0.0.K), so
-// more than one address's worth of ephemeral ports can be opened.
+// more than one address's worth of ephemeral ports can be opened. With
+// -gc-url the server collects garbage before each measurement.
 //
 // Output is one tab-separated line: n, rss_kib_per_conn, heap_kib_per_conn,
 // stack_kib_per_conn (the last two are "-" without -metrics).
@@ -18,6 +19,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -40,6 +42,8 @@ func main() {
 	connectOnly := flag.Bool("connect-only", false, "log in only: no statement")
 	ips := flag.Int("ips", 1, "loopback source addresses to spread the connections over (127.0.0.1 …)")
 	parallel := flag.Int("parallel", 16, "connections opened at once")
+	gcURL := flag.String("gc-url", "", "a URL that makes the server collect garbage before each measurement (tdb: /debug/pprof/heap?gc=1)")
+	gcKey := flag.String("gc-key", "", "bearer key for -gc-url (tdb: the admin key)")
 	flag.Parse()
 	raiseFileLimit(*n + 1000)
 	if *url == "" || *pid == 0 {
@@ -47,6 +51,7 @@ func main() {
 	}
 	ctx := context.Background()
 	time.Sleep(*settle)
+	collect(*gcURL, *gcKey)
 	rss0, heap0, stack0 := measure(*pid, *metricsURL)
 
 	conns := make([]*pgx.Conn, *n)
@@ -85,6 +90,7 @@ func main() {
 		log.Fatalf("idleconns: open connections: %v", firstErr)
 	}
 	time.Sleep(*settle)
+	collect(*gcURL, *gcKey)
 	rss1, heap1, stack1 := measure(*pid, *metricsURL)
 	per := func(a, b float64) string {
 		if a < 0 || b < 0 {
@@ -95,6 +101,30 @@ func main() {
 	fmt.Printf("%d\t%s\t%s\t%s\n", *n, per(rss0, rss1), per(heap0, heap1), per(stack0, stack1))
 	for _, c := range conns {
 		_ = c.Close(ctx)
+	}
+}
+
+// collect asks the server to collect garbage, so the heap measured is what
+// the connections keep, not what their logins left behind.
+func collect(url, key string) {
+	if url == "" {
+		return
+	}
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		log.Fatalf("idleconns: %v", err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		log.Fatalf("idleconns: %s: %v", url, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		log.Fatalf("idleconns: %s: %s", url, resp.Status)
 	}
 }
 

@@ -47,10 +47,10 @@ type Pair struct {
 	ep      [2]Endpoint
 	fd      [2]int
 	h       Handler
-	partial [2][]byte // a message read in part, per side
-	events  [2]uint32 // the interest registered, per side
-	again   [2]bool   // read this side again without waiting (TLS may hold records)
-	result  chan Result
+	partial [2][]byte    // a message read in part, per side
+	events  [2]uint32    // the interest registered, per side
+	again   [2]bool      // read this side again without waiting (TLS may hold records)
+	then    func(Result) // runs on a new goroutine once the pair has left
 	left    bool
 	// registered: the pair has its slot (set under the loop's lock); a
 	// kick before then is repeated by Relay.
@@ -142,10 +142,11 @@ func (l *Loop) Close() {
 
 // Relay takes two endpoints from the Go runtime and relays between them;
 // unread holds, per side, bytes already read from it (from a message
-// boundary), handled first. The pair is the loop's until Wait returns; the
-// connections are the runtime's again then.
-func (l *Loop) Relay(client, backend Endpoint, h Handler, unread [2][]byte) (*Pair, error) {
-	p := &Pair{loop: l, ep: [2]Endpoint{client, backend}, h: h, result: make(chan Result, 1)}
+// boundary), handled first. When the pair leaves, then runs on a new
+// goroutine with the connections given back to the runtime (what was
+// pending for them written): no goroutine waits while the loop relays.
+func (l *Loop) Relay(client, backend Endpoint, h Handler, unread [2][]byte, then func(Result)) (*Pair, error) {
+	p := &Pair{loop: l, ep: [2]Endpoint{client, backend}, h: h, then: then}
 	for side := Client; side <= Backend; side++ {
 		fd, err := p.ep[side].Socket.detach(p.Kick)
 		if err != nil {
@@ -215,12 +216,10 @@ func nextGen(prev *Pair) uint32 {
 	return (prev.gen + 1) & 0x3fffffff
 }
 
-// Wait blocks until the pair leaves the loop, and gives both connections
-// back to the Go runtime, writing what was pending for them.
-func (p *Pair) Wait() Result {
-	r := <-p.result
+// leftLoop gives the connections back and runs then (on its own goroutine).
+func (p *Pair) leftLoop(r Result) {
 	r.Unflushed = p.giveBack()
-	return r
+	p.then(r)
 }
 
 // giveBack attaches both sockets again; it reports, per side, whether
@@ -537,7 +536,7 @@ func (l *Loop) leave(p *Pair, r Result) {
 	l.mu.Lock()
 	l.release(p)
 	l.mu.Unlock()
-	p.result <- r
+	go p.leftLoop(r)
 }
 
 // writeFD writes what the socket takes now.

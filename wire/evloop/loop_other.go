@@ -40,12 +40,9 @@ func NewSocket(c net.Conn) net.Conn { return c }
 func EndpointOf(c net.Conn) (Endpoint, bool) { return Endpoint{}, false }
 
 // Relay returns ErrUnsupported.
-func (l *Loop) Relay(client, backend Endpoint, h Handler, unread [2][]byte) (*Pair, error) {
+func (l *Loop) Relay(client, backend Endpoint, h Handler, unread [2][]byte, then func(Result)) (*Pair, error) {
 	return nil, ErrUnsupported
 }
-
-// Wait returns at once.
-func (p *Pair) Wait() Result { return Result{Reason: Kicked} }
 
 // Kick does nothing.
 func (p *Pair) Kick() {}

@@ -89,6 +89,7 @@ type rig struct {
 	conns   [2]net.Conn // the proxy's ends
 	ep      [2]Endpoint
 	unread  [2][]byte
+	result  chan Result
 }
 
 func newRig(t *testing.T, l *Loop, unread ...[]byte) *rig {
@@ -105,7 +106,8 @@ func newRig(t *testing.T, l *Loop, unread ...[]byte) *rig {
 		}
 		r.ep[i] = ep
 	}
-	p, err := l.Relay(r.ep[0], r.ep[1], r.h, r.unread)
+	r.result = make(chan Result, 1)
+	p, err := l.Relay(r.ep[0], r.ep[1], r.h, r.unread, func(res Result) { r.result <- res })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,10 +130,8 @@ func newLoop(t *testing.T) *Loop {
 
 func (r *rig) wait(t *testing.T) Result {
 	t.Helper()
-	ch := make(chan Result, 1)
-	go func() { ch <- r.pair.Wait() }()
 	select {
-	case res := <-ch:
+	case res := <-r.result:
 		return res
 	case <-time.After(10 * time.Second):
 		t.Fatal("the pair did not leave the loop")
@@ -287,7 +287,7 @@ func TestCloseKicksEveryPair(t *testing.T) {
 	}
 	a, b := tcpPair(t)
 	sa, sb := NewSocket(a), NewSocket(b)
-	if _, err := l.Relay(Endpoint{Socket: sa.(*Socket)}, Endpoint{Socket: sb.(*Socket)}, &forward{}, [2][]byte{}); err == nil {
+	if _, err := l.Relay(Endpoint{Socket: sa.(*Socket)}, Endpoint{Socket: sb.(*Socket)}, &forward{}, [2][]byte{}, func(Result) {}); err == nil {
 		t.Fatal("a closed loop took a pair")
 	}
 	// Refused, the connections are still usable.
@@ -340,8 +340,8 @@ func TestTLSClientInTheLoop(t *testing.T) {
 	client, _ := EndpointOf(srv)
 	backend, _ := EndpointOf(NewSocket(proxyBackend))
 	h := &forward{}
-	p, err := l.Relay(client, backend, h, [2][]byte{})
-	if err != nil {
+	done := make(chan Result, 1)
+	if _, err := l.Relay(client, backend, h, [2][]byte{}, func(r Result) { done <- r }); err != nil {
 		t.Fatal(err)
 	}
 	// Many messages in few TLS records, and a result larger than the
@@ -370,8 +370,6 @@ func TestTLSClientInTheLoop(t *testing.T) {
 		}
 	}
 	_, _ = cli.Write(frame('X', nil))
-	done := make(chan Result, 1)
-	go func() { done <- p.Wait() }()
 	select {
 	case res := <-done:
 		if res.Reason != Ended {

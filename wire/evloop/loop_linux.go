@@ -158,9 +158,15 @@ func (l *Loop) Relay(client, backend Endpoint, h Handler, unread [2][]byte, then
 		p.fd[side] = fd
 	}
 	started := false
-	for side := range unread {
+	for side := Client; side <= Backend; side++ {
 		if len(unread[side]) > 0 {
 			p.partial[side] = append([]byte(nil), unread[side]...)
+			started = true
+		}
+		if p.ep[side].TLS != nil {
+			// The TLS connection may already hold records read with the last
+			// ones before the loop: the socket would not say so.
+			p.again[side] = true
 			started = true
 		}
 	}

@@ -337,12 +337,24 @@ func TestTLSClientInTheLoop(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
+	// Two records arrive together; reading the first makes crypto/tls keep
+	// the second, which the socket no longer shows: the loop must find it.
+	_, _ = cli.Write(frame('Q', []byte("before\x00")))
+	_, _ = cli.Write(frame('Q', []byte("buffered\x00")))
+	time.Sleep(50 * time.Millisecond)
+	first := make([]byte, len(frame('Q', []byte("before\x00"))))
+	if _, err := io.ReadFull(srv, first); err != nil {
+		t.Fatal(err)
+	}
 	client, _ := EndpointOf(srv)
 	backend, _ := EndpointOf(NewSocket(proxyBackend))
 	h := &forward{}
 	done := make(chan Result, 1)
 	if _, err := l.Relay(client, backend, h, [2][]byte{}, func(r Result) { done <- r }); err != nil {
 		t.Fatal(err)
+	}
+	if typ, body := readFrame(t, db); typ != 'Q' || string(body) != "buffered\x00" {
+		t.Fatalf("the record crypto/tls held: %c %q", typ, body)
 	}
 	// Many messages in few TLS records, and a result larger than the
 	// socket buffers going back through TLS.

@@ -92,6 +92,34 @@ func (s *session) ddlPending() bool {
 	return len(s.track.committed) > 0 || len(s.track.txDDL) > 0
 }
 
+// park waits in the event loop, without a goroutine, for the first message
+// of a lazily attached session (which has no backend yet); the session goes
+// on from there. It reports false, with nothing changed, when the client's
+// connection cannot join the loop.
+func (s *session) park(ctx context.Context, then func()) bool {
+	client, counted := s.client, (*countingConn)(nil)
+	if cc, isCounted := client.(*countingConn); isCounted {
+		client, counted = cc.Conn, cc
+	}
+	cep, ok := evloop.EndpointOf(client)
+	if !ok {
+		return false
+	}
+	err := s.proxy.loop.Park(cep, func(res evloop.Result) {
+		if res.Reason == evloop.Kicked { // closed: idle timeout, shutdown
+			s.client.Close()
+			then()
+			return
+		}
+		read := res.Unread[evloop.Client]
+		if counted != nil {
+			counted.read.Add(float64(len(read)))
+		}
+		s.relayFrom(ctx, wire.NewFrameReader(prefixed(read, s.client), 0), then)
+	})
+	return err == nil
+}
+
 // enterLoop hands the session to the proxy's event loop, if its
 // connections allow it; then runs when the session is over. It reports
 // false, with nothing changed, when they do not (a PROXY protocol

@@ -157,7 +157,15 @@ func (s *session) attachOnFirstMessage(ctx context.Context, fr *wire.FrameReader
 // session leaves it. A backend session left idle and healthy goes back to
 // the pool, reset; any other is closed.
 func (s *session) relay(ctx context.Context, then func()) {
-	fr := wire.NewFrameReader(s.client, 0)
+	if s.attach != nil && s.proxy.loop != nil && s.park(ctx, then) {
+		return
+	}
+	s.relayFrom(ctx, wire.NewFrameReader(s.client, 0), then)
+}
+
+// relayFrom relays the session from fr on: a lazily attached session first
+// waits for the client's first message and attaches a backend for it.
+func (s *session) relayFrom(ctx context.Context, fr *wire.FrameReader, then func()) {
 	if s.attach != nil && !s.attachOnFirstMessage(ctx, fr) {
 		s.client.Close()
 		then()

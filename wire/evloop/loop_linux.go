@@ -51,6 +51,7 @@ type Pair struct {
 	events  [2]uint32    // the interest registered, per side
 	again   [2]bool      // read this side again without waiting (TLS may hold records)
 	then    func(Result) // runs on a new goroutine once the pair has left
+	last    Side         // Backend, or Client for a parked client alone
 	left    bool
 	// registered: the pair has its slot (set under the loop's lock); a
 	// kick before then is repeated by Relay.
@@ -146,19 +147,36 @@ func (l *Loop) Close() {
 // goroutine with the connections given back to the runtime (what was
 // pending for them written): no goroutine waits while the loop relays.
 func (l *Loop) Relay(client, backend Endpoint, h Handler, unread [2][]byte, then func(Result)) (*Pair, error) {
-	p := &Pair{loop: l, ep: [2]Endpoint{client, backend}, h: h, then: then}
-	for side := Client; side <= Backend; side++ {
+	p := &Pair{loop: l, ep: [2]Endpoint{client, backend}, h: h, then: then, last: Backend}
+	if err := l.add(p, unread); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Park waits, without a goroutine, for a client that has no backend yet to
+// send something or go away; then runs on a new goroutine with the
+// connection given back and what was read (Unread[Client]; Reason Ejected
+// when the client sent something, ClientClosed or Kicked otherwise).
+func (l *Loop) Park(client Endpoint, then func(Result)) error {
+	p := &Pair{loop: l, ep: [2]Endpoint{client}, then: then, last: Client}
+	return l.add(p, [2][]byte{})
+}
+
+// add takes the pair's sockets from the Go runtime and registers them.
+func (l *Loop) add(p *Pair, unread [2][]byte) error {
+	for side := Client; side <= p.last; side++ {
 		fd, err := p.ep[side].Socket.detach(p.Kick)
 		if err != nil {
 			if side == Backend {
 				p.ep[Client].Socket.attach()
 			}
-			return nil, errors.Wrapf(err, "relay %s", side)
+			return errors.Wrapf(err, "relay %s", side)
 		}
 		p.fd[side] = fd
 	}
 	started := false
-	for side := Client; side <= Backend; side++ {
+	for side := Client; side <= p.last; side++ {
 		if len(unread[side]) > 0 {
 			p.partial[side] = append([]byte(nil), unread[side]...)
 			started = true
@@ -174,7 +192,7 @@ func (l *Loop) Relay(client, backend Endpoint, h Handler, unread [2][]byte, then
 	if l.closed {
 		l.mu.Unlock()
 		p.giveBack()
-		return nil, errors.New("evloop: closed")
+		return errors.New("evloop: closed")
 	}
 	if n := len(l.free); n > 0 {
 		p.id = l.free[n-1]
@@ -188,7 +206,7 @@ func (l *Loop) Relay(client, backend Endpoint, h Handler, unread [2][]byte, then
 	p.registered = true
 	// Registered under the lock, so Close either sees the pair or refuses it.
 	defer l.mu.Unlock()
-	for side := Client; side <= Backend; side++ {
+	for side := Client; side <= p.last; side++ {
 		p.events[side] = unix.EPOLLIN
 		ev := p.event(side)
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.fd[side], &ev); err != nil {
@@ -198,19 +216,22 @@ func (l *Loop) Relay(client, backend Endpoint, h Handler, unread [2][]byte, then
 			p.left = true
 			l.release(p)
 			p.giveBack()
-			return nil, errors.Wrapf(err, "epoll_ctl add %s", side)
+			return errors.Wrapf(err, "epoll_ctl add %s", side)
 		}
 	}
 	if started {
 		l.starts = append(l.starts, p)
 	}
-	if p.ep[Client].Socket.isClosed() || p.ep[Backend].Socket.isClosed() {
-		l.kicks = append(l.kicks, p) // closed while it was being taken
+	for side := Client; side <= p.last; side++ {
+		if p.ep[side].Socket.isClosed() {
+			l.kicks = append(l.kicks, p) // closed while it was being taken
+			break
+		}
 	}
 	if len(l.starts)+len(l.kicks) > 0 {
 		l.wake()
 	}
-	return p, nil
+	return nil
 }
 
 // nextGen returns a generation that tells a slot's new pair from events
@@ -231,7 +252,7 @@ func (p *Pair) leftLoop(r Result) {
 // giveBack attaches both sockets again; it reports, per side, whether
 // pending bytes could not be written.
 func (p *Pair) giveBack() (unflushed [2]bool) {
-	for side := Client; side <= Backend; side++ {
+	for side := Client; side <= p.last; side++ {
 		unflushed[side] = !p.ep[side].Socket.attach()
 	}
 	return unflushed
@@ -324,7 +345,7 @@ func (l *Loop) control() bool {
 	}
 	l.mu.Unlock()
 	for _, p := range starts {
-		for side := Client; side <= Backend && !p.left; side++ {
+		for side := Client; side <= p.last && !p.left; side++ {
 			if len(p.partial[side]) > 0 {
 				l.handle(p, side, false)
 			}
@@ -346,6 +367,10 @@ func (l *Loop) control() bool {
 
 // serve handles readiness of one side of a pair.
 func (l *Loop) serve(p *Pair, side Side, events uint32) {
+	if p.last == Client {
+		l.unpark(p)
+		return
+	}
 	if events&unix.EPOLLOUT != 0 && p.ep[side].Socket.pendingLen() > 0 {
 		if err := p.ep[side].Socket.flush(); err != nil {
 			l.leave(p, Result{Reason: closedReason(side), Err: err})
@@ -367,6 +392,13 @@ func (l *Loop) serve(p *Pair, side Side, events uint32) {
 // may hold more than their sockets show (a TLS connection buffers records;
 // a side whose reading was paused may have them).
 func (l *Loop) settle(p *Pair) {
+	if p.last == Client {
+		if !p.left && p.again[Client] {
+			p.again[Client] = false
+			l.unpark(p)
+		}
+		return
+	}
 	for turns := 0; !p.left; turns++ {
 		l.updateInterest(p)
 		side := Client
@@ -393,6 +425,24 @@ func closedReason(side Side) Reason {
 		return ClientClosed
 	}
 	return BackendClosed
+}
+
+// unpark lets a parked client go once it has sent something or gone away.
+func (l *Loop) unpark(p *Pair) {
+	n, err := p.ep[Client].read(l.rbuf[:])
+	switch {
+	case err != nil:
+		r := Result{Reason: ClientClosed}
+		if err != io.EOF {
+			r.Err = err
+		}
+		l.leave(p, r)
+	case n > 0:
+		r := Result{Reason: Ejected}
+		r.Unread[Client] = append([]byte(nil), l.rbuf[:n]...)
+		l.leave(p, r)
+	}
+	// Nothing yet (a TLS record in part): keep waiting.
 }
 
 // handle reads what side has (when read is set), hands each whole message
@@ -532,7 +582,7 @@ func (l *Loop) leave(p *Pair, r Result) {
 		return
 	}
 	p.left = true
-	for side := Client; side <= Backend; side++ {
+	for side := Client; side <= p.last; side++ {
 		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.fd[side], nil)
 		if r.Unread[side] == nil && len(p.partial[side]) > 0 {
 			r.Unread[side] = append([]byte(nil), p.partial[side]...)

@@ -44,5 +44,8 @@ func (l *Loop) Relay(client, backend Endpoint, h Handler, unread [2][]byte, then
 	return nil, ErrUnsupported
 }
 
+// Park returns ErrUnsupported.
+func (l *Loop) Park(client Endpoint, then func(Result)) error { return ErrUnsupported }
+
 // Kick does nothing.
 func (p *Pair) Kick() {}

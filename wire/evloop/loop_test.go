@@ -434,3 +434,97 @@ func TestUnreadBytesGoFirst(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestParkWaitsForTheFirstBytes(t *testing.T) {
+	l := newLoop(t)
+	park := func(c net.Conn) chan Result {
+		ep, ok := EndpointOf(c)
+		if !ok {
+			t.Fatalf("no endpoint for %T", c)
+		}
+		ch := make(chan Result, 1)
+		if err := l.Park(ep, func(r Result) { ch <- r }); err != nil {
+			t.Fatal(err)
+		}
+		return ch
+	}
+	wait := func(ch chan Result) Result {
+		t.Helper()
+		select {
+		case r := <-ch:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatal("the parked client was not let go")
+			return Result{}
+		}
+	}
+
+	app, proxySide := tcpPair(t)
+	sock := NewSocket(proxySide)
+	ch := park(sock)
+	select {
+	case r := <-ch:
+		t.Fatalf("let go before the client spoke: %+v", r)
+	case <-time.After(50 * time.Millisecond):
+	}
+	q := frame('Q', []byte("select 1\x00"))
+	_, _ = app.Write(q)
+	if r := wait(ch); r.Reason != Ejected || !bytes.Equal(r.Unread[Client], q) {
+		t.Fatalf("result %+v", r)
+	}
+	// Given back: the connection works as before.
+	_ = sock.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := sock.Write([]byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+
+	app2, proxySide2 := tcpPair(t)
+	ch = park(NewSocket(proxySide2))
+	app2.Close()
+	if r := wait(ch); r.Reason != ClientClosed {
+		t.Fatalf("client gone: %+v", r)
+	}
+
+	_, proxySide3 := tcpPair(t)
+	sock3 := NewSocket(proxySide3)
+	ch = park(sock3)
+	_ = sock3.Close()
+	if r := wait(ch); r.Reason != Kicked {
+		t.Fatalf("closed: %+v", r)
+	}
+}
+
+func TestParkFindsARecordTLSHolds(t *testing.T) {
+	l := newLoop(t)
+	app, proxySide := tcpPair(t)
+	srv := tls.Server(NewSocket(proxySide), &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	cli := tls.Client(app, &tls.Config{InsecureSkipVerify: true})
+	errc := make(chan error, 1)
+	go func() { errc <- cli.Handshake() }()
+	if err := srv.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	_, _ = cli.Write([]byte("one"))
+	_, _ = cli.Write([]byte("two"))
+	time.Sleep(50 * time.Millisecond)
+	b := make([]byte, 3)
+	if _, err := io.ReadFull(srv, b); err != nil {
+		t.Fatal(err)
+	}
+	ep, _ := EndpointOf(srv)
+	ch := make(chan Result, 1)
+	if err := l.Park(ep, func(r Result) { ch <- r }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-ch:
+		if r.Reason != Ejected || string(r.Unread[Client]) != "two" {
+			t.Fatalf("result %+v", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the record crypto/tls held was not found")
+	}
+}

@@ -13,11 +13,12 @@ import (
 // The event-loop relay: a session whose client (plain or TLS) and backend
 // are sockets the proxy wrapped with evloop.NewSocket is relayed from the
 // proxy's epoll loop (package wire/evloop) instead of by a goroutine per
-// direction, with the same synchronous cores
-// (fromClient, fromBackend). What would block on the loop's thread (a
-// proxy-initiated cancel still on its way, a captured DDL version to commit
-// through raft, a message larger than the loop's buffer) hands the session
-// back to the goroutine relay at that message.
+// direction, with the same synchronous cores (fromClient, fromBackend), and
+// no goroutine of the session waits meanwhile. What would block on the
+// loop's thread (a proxy-initiated cancel still on its way, a captured DDL
+// version to commit through raft, a message larger than the loop's buffer)
+// hands the session back to the goroutine relay at that message. A lazily
+// attached session waits for its first message parked in the loop.
 
 // loopEnd is how a session's time in the loop ended.
 type loopEnd struct {

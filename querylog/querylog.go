@@ -2,7 +2,6 @@ package querylog
 
 import (
 	"bufio"
-	"encoding/json"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -110,7 +109,7 @@ func New(capacity int, w io.Writer) *Log {
 		// time: the relay never wakes another goroutine per statement, and a
 		// busy node writes many lines per system call.
 		bw := bufio.NewWriterSize(w, 64<<10)
-		enc := json.NewEncoder(bw)
+		var line []byte
 		t := time.NewTicker(flushEvery)
 		defer t.Stop()
 		var batch []Entry
@@ -124,11 +123,9 @@ func New(capacity int, w io.Writer) *Log {
 			l.mu.Lock()
 			batch, l.pending = l.pending, batch[:0]
 			l.mu.Unlock()
-			for _, e := range batch {
-				_ = enc.Encode(struct {
-					Msg string `json:"msg"`
-					Entry
-				}{"query", e})
+			for i := range batch {
+				line = appendLine(line[:0], &batch[i])
+				_, _ = bw.Write(line)
 			}
 			_ = bw.Flush()
 			if stopping {

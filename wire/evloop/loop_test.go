@@ -323,20 +323,8 @@ func TestCloseInsideTheLoopKicks(t *testing.T) {
 
 func TestTLSClientInTheLoop(t *testing.T) {
 	l := newLoop(t)
-	cert := selfSigned(t)
-	app, proxyClient := tcpPair(t)
+	srv, cli := tlsPair(t)
 	proxyBackend, db := tcpPair(t)
-	sock := NewSocket(proxyClient)
-	srv := tls.Server(sock, &tls.Config{Certificates: []tls.Certificate{cert}})
-	cli := tls.Client(app, &tls.Config{InsecureSkipVerify: true})
-	errc := make(chan error, 1)
-	go func() { errc <- cli.Handshake() }()
-	if err := srv.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
 	// Two records arrive together; reading the first makes crypto/tls keep
 	// the second, which the socket no longer shows: the loop must find it.
 	_, _ = cli.Write(frame('Q', []byte("before\x00")))
@@ -395,6 +383,24 @@ func TestTLSClientInTheLoop(t *testing.T) {
 	if typ, _ := readFrame(t, cli); typ != 'Z' {
 		t.Fatalf("after the loop: %c", typ)
 	}
+}
+
+// tlsPair returns a TLS connection over a Socket (the proxy's end) and the
+// application's end, handshake done.
+func tlsPair(t *testing.T) (srv, cli *tls.Conn) {
+	t.Helper()
+	app, proxySide := tcpPair(t)
+	srv = tls.Server(NewSocket(proxySide), &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	cli = tls.Client(app, &tls.Config{InsecureSkipVerify: true})
+	errc := make(chan error, 1)
+	go func() { errc <- cli.Handshake() }()
+	if err := srv.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	return srv, cli
 }
 
 // selfSigned makes a throwaway certificate.
@@ -496,17 +502,7 @@ func TestParkWaitsForTheFirstBytes(t *testing.T) {
 
 func TestParkFindsARecordTLSHolds(t *testing.T) {
 	l := newLoop(t)
-	app, proxySide := tcpPair(t)
-	srv := tls.Server(NewSocket(proxySide), &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
-	cli := tls.Client(app, &tls.Config{InsecureSkipVerify: true})
-	errc := make(chan error, 1)
-	go func() { errc <- cli.Handshake() }()
-	if err := srv.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	srv, cli := tlsPair(t)
 	_, _ = cli.Write([]byte("one"))
 	_, _ = cli.Write([]byte("two"))
 	time.Sleep(50 * time.Millisecond)

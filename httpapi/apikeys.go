@@ -10,7 +10,8 @@ import (
 	"tdb/fsm"
 )
 
-type keyJSON struct {
+// Key is an API key as the API shows it (the secret only when it is created).
+type Key struct {
 	ID          string     `json:"id"`
 	Key         string     `json:"key,omitempty"` // the secret: only in the create response
 	Name        string     `json:"name"`
@@ -23,8 +24,8 @@ type keyJSON struct {
 	RaftIndex   uint64     `json:"raft_index,omitempty"`
 }
 
-func keyView(k *fsm.Key) keyJSON {
-	out := keyJSON{
+func keyView(k *fsm.Key) Key {
+	out := Key{
 		ID: k.ID, Name: k.Name, Role: k.Role, ScopeType: k.ScopeType, ScopeValues: orEmpty(k.ScopeValues),
 		Status: "active", CreatedAt: k.CreatedAt,
 	}
@@ -112,7 +113,7 @@ func (s *server) createKey(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err != nil {
 		return err
 	}
-	var out keyJSON
+	var out Key
 	s.view(func(st *fsm.State) { out = keyView(st.Project(c.projectID).Keys[nk.ID]) })
 	out.Key, out.RaftIndex = secret, index
 	writeJSON(w, http.StatusCreated, out)
@@ -125,7 +126,7 @@ func (s *server) listKeys(w http.ResponseWriter, r *http.Request, c *caller) err
 	if err := c.requireProject(); err != nil {
 		return err
 	}
-	out := []keyJSON{}
+	out := []Key{}
 	s.view(func(st *fsm.State) {
 		p := st.Project(c.projectID)
 		for _, k := range p.Keys {
@@ -134,7 +135,7 @@ func (s *server) listKeys(w http.ResponseWriter, r *http.Request, c *caller) err
 			}
 		}
 	})
-	sortBy(out, func(k keyJSON) string { return k.ID })
+	sortBy(out, func(k Key) string { return k.ID })
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -167,7 +168,7 @@ func (s *server) revokeKey(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err != nil {
 		return err
 	}
-	var out keyJSON
+	var out Key
 	s.view(func(st *fsm.State) { out = keyView(st.Project(c.projectID).Keys[id]) })
 	out.RaftIndex = index
 	writeJSON(w, http.StatusOK, out)

@@ -8,7 +8,8 @@ import (
 	"tdb/fsm"
 )
 
-type backendJSON struct {
+// Backend is a backend PostgreSQL server as the API shows it (password redacted).
+type Backend struct {
 	Name      string    `json:"name"`
 	URL       string    `json:"url"` // password redacted
 	Databases int       `json:"databases"`
@@ -40,7 +41,7 @@ func (s *server) addBackend(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	var out backendJSON
+	var out Backend
 	s.view(func(st *fsm.State) { out = backendView(st, st.Backends[req.Name]) })
 	out.RaftIndex = index
 	writeJSON(w, http.StatusCreated, out)
@@ -52,7 +53,7 @@ func (s *server) listBackends(w http.ResponseWriter, r *http.Request, c *caller)
 	if err := c.requireOperator("list backends"); err != nil {
 		return err
 	}
-	out := []backendJSON{}
+	out := []Backend{}
 	s.view(func(st *fsm.State) {
 		for _, b := range st.SortedBackends() {
 			out = append(out, backendView(st, b))
@@ -62,8 +63,8 @@ func (s *server) listBackends(w http.ResponseWriter, r *http.Request, c *caller)
 	return nil
 }
 
-func backendView(st *fsm.State, b *fsm.Backend) backendJSON {
-	return backendJSON{Name: b.Name, URL: redactURL(b.URL), Databases: st.DatabasesOn(b.Name), CreatedAt: b.CreatedAt}
+func backendView(st *fsm.State, b *fsm.Backend) Backend {
+	return Backend{Name: b.Name, URL: redactURL(b.URL), Databases: st.DatabasesOn(b.Name), CreatedAt: b.CreatedAt}
 }
 
 // redactURL hides the password of a connection URL, in the user info and in a

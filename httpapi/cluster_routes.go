@@ -19,14 +19,15 @@ func (s *server) clusterStatus(w http.ResponseWriter, r *http.Request, _ *caller
 	return nil
 }
 
-type clusterSettingsJSON struct {
+// ClusterSettings is the body of GET and PATCH /v1/cluster/settings.
+type ClusterSettings struct {
 	fsm.ClusterSettings
 	RaftIndex uint64 `json:"raft_index,omitempty"`
 }
 
 // getClusterSettings: GET /v1/cluster/settings, any valid key.
 func (s *server) getClusterSettings(w http.ResponseWriter, _ *http.Request, _ *caller) error {
-	var out clusterSettingsJSON
+	var out ClusterSettings
 	s.view(func(st *fsm.State) { out.ClusterSettings = st.Settings })
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -46,7 +47,7 @@ func (s *server) updateClusterSettings(w http.ResponseWriter, r *http.Request, c
 	if err != nil {
 		return err
 	}
-	out := clusterSettingsJSON{RaftIndex: index}
+	out := ClusterSettings{RaftIndex: index}
 	s.view(func(st *fsm.State) { out.ClusterSettings = st.Settings })
 	writeJSON(w, http.StatusOK, out)
 	return nil

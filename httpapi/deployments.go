@@ -9,7 +9,8 @@ import (
 	"tdb/fsm"
 )
 
-type deploymentResultJSON struct {
+// DeploymentResult is one tenant's part of a deployment.
+type DeploymentResult struct {
 	TenantID    string `json:"tenant_id"`
 	Status      string `json:"status"` // pending | running | done | failed
 	Error       string `json:"error"`
@@ -19,24 +20,25 @@ type deploymentResultJSON struct {
 	Attempts    int    `json:"attempts"`
 }
 
-type deploymentJSON struct {
-	ID               string                 `json:"id"`
-	Blueprint        string                 `json:"blueprint"`
-	TargetVersion    int                    `json:"target_version"`
-	Status           string                 `json:"status"` // in_progress | completed | failed
-	Concurrency      int                    `json:"concurrency"`
-	TenantsTotal     int                    `json:"tenants_total"`
-	TenantsCompleted int                    `json:"tenants_completed"`
-	TenantsFailed    int                    `json:"tenants_failed"`
-	CreatedAt        time.Time              `json:"created_at"`
-	FinishedAt       *time.Time             `json:"finished_at"`
-	Results          []deploymentResultJSON `json:"results,omitempty"`
-	RaftIndex        uint64                 `json:"raft_index,omitempty"`
+// Deployment is a blueprint deployment as the API shows it.
+type Deployment struct {
+	ID               string             `json:"id"`
+	Blueprint        string             `json:"blueprint"`
+	TargetVersion    int                `json:"target_version"`
+	Status           string             `json:"status"` // in_progress | completed | failed
+	Concurrency      int                `json:"concurrency"`
+	TenantsTotal     int                `json:"tenants_total"`
+	TenantsCompleted int                `json:"tenants_completed"`
+	TenantsFailed    int                `json:"tenants_failed"`
+	CreatedAt        time.Time          `json:"created_at"`
+	FinishedAt       *time.Time         `json:"finished_at"`
+	Results          []DeploymentResult `json:"results,omitempty"`
+	RaftIndex        uint64             `json:"raft_index,omitempty"`
 }
 
-func deploymentView(d *fsm.Deployment, withResults bool) deploymentJSON {
+func deploymentView(d *fsm.Deployment, withResults bool) Deployment {
 	done, failed := d.Counts()
-	out := deploymentJSON{
+	out := Deployment{
 		ID: d.ID, Blueprint: d.Blueprint, TargetVersion: d.TargetVersion, Status: d.Status,
 		Concurrency: d.Concurrency, TenantsTotal: len(d.Results), TenantsCompleted: done, TenantsFailed: failed,
 		CreatedAt: d.CreatedAt,
@@ -46,9 +48,9 @@ func deploymentView(d *fsm.Deployment, withResults bool) deploymentJSON {
 		out.FinishedAt = &at
 	}
 	if withResults {
-		out.Results = make([]deploymentResultJSON, 0, len(d.Results))
+		out.Results = make([]DeploymentResult, 0, len(d.Results))
 		for _, r := range d.Results {
-			out.Results = append(out.Results, deploymentResultJSON{
+			out.Results = append(out.Results, DeploymentResult{
 				TenantID: r.Tenant, Status: r.Status, Error: r.Error, DurationMs: r.DurationMs,
 				FromVersion: r.FromVersion, Version: r.Version, Attempts: r.Attempts,
 			})
@@ -137,8 +139,8 @@ func (s *server) createDeployment(w http.ResponseWriter, r *http.Request, c *cal
 }
 
 // readDeployment copies a deployment the caller may see.
-func (s *server) readDeployment(c *caller, id string) (deploymentJSON, error) {
-	var out deploymentJSON
+func (s *server) readDeployment(c *caller, id string) (Deployment, error) {
+	var out Deployment
 	var found bool
 	s.view(func(st *fsm.State) {
 		if d := st.Deployments[id]; d != nil && d.ProjectID == c.projectID {
@@ -149,7 +151,7 @@ func (s *server) readDeployment(c *caller, id string) (deploymentJSON, error) {
 		return out, notFound("deployment %q not found", id)
 	}
 	if !c.reachesWorkspace(out.Blueprint) {
-		return deploymentJSON{}, c.workspaceDenied(out.Blueprint)
+		return Deployment{}, c.workspaceDenied(out.Blueprint)
 	}
 	return out, nil
 }
@@ -177,7 +179,7 @@ func (s *server) listDeployments(w http.ResponseWriter, r *http.Request, c *call
 		return scopeDenied("credential scoped to tenants %s cannot list deployments", list(c.scopeValues))
 	}
 	blueprint := r.URL.Query().Get("blueprint")
-	out := []deploymentJSON{}
+	out := []Deployment{}
 	s.view(func(st *fsm.State) {
 		for _, d := range st.SortedDeployments(c.projectID) {
 			if (blueprint == "" || d.Blueprint == blueprint) && c.reachesWorkspace(d.Blueprint) {

@@ -14,7 +14,8 @@ import (
 	"tdb/fsm"
 )
 
-type importTenantJSON struct {
+// ImportTenant is one tenant's part of an import.
+type ImportTenant struct {
 	TenantID         string `json:"tenant_id"`
 	RoutingValue     string `json:"routing_value"`
 	Status           string `json:"status"` // pending | running | done | failed
@@ -25,26 +26,27 @@ type importTenantJSON struct {
 	ConnectionString string `json:"connection_string,omitempty"` // only when the tenant was just created
 }
 
-type importJSON struct {
-	ID               string             `json:"id"`
-	Workspace        string             `json:"workspace"`
-	RoutingField     string             `json:"routing_field"`
-	Status           string             `json:"status"` // in_progress | completed | failed
-	TenantsTotal     int                `json:"tenants_total"`
-	TenantsCompleted int                `json:"tenants_completed"`
-	TenantsFailed    int                `json:"tenants_failed"`
-	RowsCopied       int64              `json:"rows_copied"`
-	Tables           []string           `json:"tables"`
-	Unrouted         []string           `json:"unrouted"` // not copied: no routing field and no foreign key to one
-	CreatedAt        time.Time          `json:"created_at"`
-	FinishedAt       *time.Time         `json:"finished_at"`
-	Tenants          []importTenantJSON `json:"tenants,omitempty"`
-	RaftIndex        uint64             `json:"raft_index,omitempty"`
+// Import is a workspace import (import-full) as the API shows it.
+type Import struct {
+	ID               string         `json:"id"`
+	Workspace        string         `json:"workspace"`
+	RoutingField     string         `json:"routing_field"`
+	Status           string         `json:"status"` // in_progress | completed | failed
+	TenantsTotal     int            `json:"tenants_total"`
+	TenantsCompleted int            `json:"tenants_completed"`
+	TenantsFailed    int            `json:"tenants_failed"`
+	RowsCopied       int64          `json:"rows_copied"`
+	Tables           []string       `json:"tables"`
+	Unrouted         []string       `json:"unrouted"` // not copied: no routing field and no foreign key to one
+	CreatedAt        time.Time      `json:"created_at"`
+	FinishedAt       *time.Time     `json:"finished_at"`
+	Tenants          []ImportTenant `json:"tenants,omitempty"`
+	RaftIndex        uint64         `json:"raft_index,omitempty"`
 }
 
-func importView(im *fsm.Import, withTenants bool) importJSON {
+func importView(im *fsm.Import, withTenants bool) Import {
 	done, failed := im.Counts()
-	out := importJSON{
+	out := Import{
 		ID: im.ID, Workspace: im.Workspace, RoutingField: im.RoutingField, Status: im.Status,
 		TenantsTotal: len(im.Tenants), TenantsCompleted: done, TenantsFailed: failed,
 		Tables: []string{}, Unrouted: orEmpty(im.Unrouted), CreatedAt: im.CreatedAt,
@@ -59,14 +61,14 @@ func importView(im *fsm.Import, withTenants bool) importJSON {
 	for _, t := range im.Tenants {
 		out.RowsCopied += t.Rows
 		if withTenants {
-			out.Tenants = append(out.Tenants, importTenantJSON{
+			out.Tenants = append(out.Tenants, ImportTenant{
 				TenantID: t.Tenant, RoutingValue: t.Value, Status: t.Status, Error: t.Error,
 				Rows: t.Rows, DurationMs: t.DurationMs, Attempts: t.Attempts,
 			})
 		}
 	}
 	if withTenants && out.Tenants == nil {
-		out.Tenants = []importTenantJSON{}
+		out.Tenants = []ImportTenant{}
 	}
 	return out
 }
@@ -116,7 +118,7 @@ func (s *server) importFull(w http.ResponseWriter, r *http.Request, c *caller) e
 	}
 
 	// An import of this workspace already recorded: answer or retry it.
-	var prev *importJSON
+	var prev *Import
 	var prevSource, prevField string
 	s.view(func(st *fsm.State) {
 		if im := st.ImportOf(c.projectID, name); im != nil {
@@ -258,8 +260,8 @@ func (s *server) createImportTenants(r *http.Request, c *caller, workspace strin
 }
 
 // readImport copies an import the caller may see.
-func (s *server) readImport(c *caller, id string) (importJSON, error) {
-	var out importJSON
+func (s *server) readImport(c *caller, id string) (Import, error) {
+	var out Import
 	var found bool
 	s.view(func(st *fsm.State) {
 		if im := st.Imports[id]; im != nil && im.ProjectID == c.projectID {
@@ -270,7 +272,7 @@ func (s *server) readImport(c *caller, id string) (importJSON, error) {
 		return out, notFound("import %q not found", id)
 	}
 	if !c.reachesWorkspace(out.Workspace) {
-		return importJSON{}, c.workspaceDenied(out.Workspace)
+		return Import{}, c.workspaceDenied(out.Workspace)
 	}
 	return out, nil
 }
@@ -297,7 +299,7 @@ func (s *server) listImports(w http.ResponseWriter, r *http.Request, c *caller) 
 	if c.scopeType == fsm.ScopeTenant {
 		return scopeDenied("credential scoped to tenants %s cannot list imports", list(c.scopeValues))
 	}
-	out := []importJSON{}
+	out := []Import{}
 	s.view(func(st *fsm.State) {
 		for _, im := range st.Imports {
 			if im.ProjectID == c.projectID && c.reachesWorkspace(im.Workspace) {
@@ -305,7 +307,7 @@ func (s *server) listImports(w http.ResponseWriter, r *http.Request, c *caller) 
 			}
 		}
 	})
-	sortBy(out, func(v importJSON) string { return v.CreatedAt.Format(time.RFC3339Nano) + v.ID })
+	sortBy(out, func(v Import) string { return v.CreatedAt.Format(time.RFC3339Nano) + v.ID })
 	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
 		out[i], out[j] = out[j], out[i]
 	}

@@ -20,7 +20,8 @@ const (
 	maxLogLimit     = querylog.DefaultCapacity
 )
 
-type logsJSON struct {
+// Logs is the body of GET /v1/logs.
+type Logs struct {
 	Entries []querylog.Entry `json:"entries"`
 }
 
@@ -83,7 +84,7 @@ func (s *server) listLogs(w http.ResponseWriter, r *http.Request, c *caller) err
 		}
 		f.Tenant = name
 	}
-	writeJSON(w, http.StatusOK, logsJSON{Entries: src.QueryLog().Query(f)})
+	writeJSON(w, http.StatusOK, Logs{Entries: src.QueryLog().Query(f)})
 	return nil
 }
 

@@ -16,13 +16,14 @@ import (
 	"tdb/fsm"
 )
 
-type schemaJSON struct {
-	Workspace string        `json:"workspace"`
-	Source    string        `json:"source"` // template:NAME or url
-	Method    string        `json:"method"` // template, pg_dump or introspection
-	DDLCount  int           `json:"ddl_count"`
-	Versions  []versionJSON `json:"versions"` // recorded blueprint versions (none in control mode)
-	RaftIndex uint64        `json:"raft_index,omitempty"`
+// Schema is a workspace's captured schema: its blueprint versions.
+type Schema struct {
+	Workspace string    `json:"workspace"`
+	Source    string    `json:"source"` // template:NAME or url
+	Method    string    `json:"method"` // template, pg_dump or introspection
+	DDLCount  int       `json:"ddl_count"`
+	Versions  []Version `json:"versions"` // recorded blueprint versions (none in control mode)
+	RaftIndex uint64    `json:"raft_index,omitempty"`
 }
 
 // workspaceSchema: POST /v1/workspaces/{name}/schema {template} | {from_url}
@@ -56,7 +57,7 @@ func (s *server) workspaceSchema(w http.ResponseWriter, r *http.Request, c *call
 	if err != nil {
 		return err
 	}
-	out := schemaJSON{Workspace: name, Versions: []versionJSON{}}
+	out := Schema{Workspace: name, Versions: []Version{}}
 	var stmts []string
 	if req.Template != "" {
 		tpl, ok := blueprint.Templates[req.Template]
@@ -134,8 +135,8 @@ func sourceError(err error) error {
 // one transaction, and records them as the next blueprint version (tenant
 // mode). PostgreSQL's refusal comes back as a queryFailure: a duplicate
 // object is 409, 42501 is 403, the rest 400.
-func (s *server) runSchema(ctx context.Context, c *caller, tg schemaTarget, stmts []string) ([]versionJSON, uint64, *queryFailure, error) {
-	versions := []versionJSON{}
+func (s *server) runSchema(ctx context.Context, c *caller, tg schemaTarget, stmts []string) ([]Version, uint64, *queryFailure, error) {
+	versions := []Version{}
 	if err := blueprint.Apply(ctx, tg.url, tg.db, backend.RoleName(tg.db, backend.RoleAdmin), tg.password, stmts); err != nil {
 		var pge *pgconn.PgError
 		if !errors.As(err, &pge) {
@@ -165,7 +166,7 @@ func (s *server) runSchema(ctx context.Context, c *caller, tg schemaTarget, stmt
 	s.view(func(st *fsm.State) {
 		for _, v := range st.Project(c.projectID).Workspaces[tg.workspace].Versions {
 			if v.Checksum == cmd.Checksum && v.CreatedAt.Equal(cmd.At) {
-				versions = append(versions, versionJSON{Version: v.Version, DDLCount: len(v.Statements),
+				versions = append(versions, Version{Version: v.Version, DDLCount: len(v.Statements),
 					Statements: orEmpty(v.Statements), Checksum: v.Checksum, CreatedAt: v.CreatedAt})
 			}
 		}

@@ -12,7 +12,8 @@ import (
 	"tdb/fsm"
 )
 
-type tenantJSON struct {
+// Tenant is a tenant as the API shows it.
+type Tenant struct {
 	TenantID      string    `json:"tenant_id"`
 	Blueprint     string    `json:"blueprint"`
 	Database      string    `json:"database"` // wire name: myapp__wayne
@@ -23,8 +24,8 @@ type tenantJSON struct {
 	RaftIndex     uint64    `json:"raft_index,omitempty"`
 }
 
-func tenantView(st *fsm.State, t *fsm.Tenant) tenantJSON {
-	out := tenantJSON{
+func tenantView(st *fsm.State, t *fsm.Tenant) Tenant {
+	out := Tenant{
 		TenantID: t.Name, Blueprint: t.Blueprint, Database: fsm.TenantDatabase(t.Blueprint, t.Name),
 		CreatedAt: t.CreatedAt, Status: fsm.StatusDeleting,
 	}
@@ -155,7 +156,7 @@ func (s *server) listTenants(w http.ResponseWriter, r *http.Request, c *caller) 
 		return err
 	}
 	blueprint := r.URL.Query().Get("blueprint")
-	out := []tenantJSON{}
+	out := []Tenant{}
 	s.view(func(st *fsm.State) {
 		for _, t := range st.Project(c.projectID).SortedTenants() {
 			if (blueprint == "" || t.Blueprint == blueprint) && c.reachesTenant(t.Name, t.Blueprint) {
@@ -168,11 +169,11 @@ func (s *server) listTenants(w http.ResponseWriter, r *http.Request, c *caller) 
 }
 
 // readTenant copies a tenant the caller may see.
-func (s *server) readTenant(c *caller, name string) (tenantJSON, error) {
+func (s *server) readTenant(c *caller, name string) (Tenant, error) {
 	if c.scopeType == fsm.ScopeTenant && !c.reachesTenant(name, "") {
-		return tenantJSON{}, c.tenantDenied(name, "")
+		return Tenant{}, c.tenantDenied(name, "")
 	}
-	var out tenantJSON
+	var out Tenant
 	var found bool
 	s.view(func(st *fsm.State) {
 		if t := st.Project(c.projectID).Tenants[name]; t != nil {
@@ -183,7 +184,7 @@ func (s *server) readTenant(c *caller, name string) (tenantJSON, error) {
 		return out, notFound("tenant %q not found", name)
 	}
 	if !c.reachesTenant(out.TenantID, out.Blueprint) {
-		return tenantJSON{}, c.tenantDenied(out.TenantID, out.Blueprint)
+		return Tenant{}, c.tenantDenied(out.TenantID, out.Blueprint)
 	}
 	return out, nil
 }
@@ -229,7 +230,7 @@ func (s *server) deleteTenant(w http.ResponseWriter, r *http.Request, c *caller)
 			return err
 		}
 		// Already dropped and forgotten by the reconciler.
-		out = tenantJSON{TenantID: name, Status: fsm.StatusDeleting}
+		out = Tenant{TenantID: name, Status: fsm.StatusDeleting}
 	}
 	out.RaftIndex = index
 	writeJSON(w, http.StatusAccepted, out)

@@ -9,7 +9,8 @@ import (
 	"tdb/fsm"
 )
 
-type workspaceJSON struct {
+// Workspace is a workspace as the API shows it.
+type Workspace struct {
 	Name          string                `json:"name"`
 	Mode          string                `json:"mode"`
 	DatabaseType  string                `json:"database_type"`
@@ -22,8 +23,8 @@ type workspaceJSON struct {
 	RaftIndex     uint64                `json:"raft_index,omitempty"`
 }
 
-func workspaceView(st *fsm.State, w *fsm.Workspace) workspaceJSON {
-	out := workspaceJSON{
+func workspaceView(st *fsm.State, w *fsm.Workspace) Workspace {
+	out := Workspace{
 		Name: w.Name, Mode: w.Mode, DatabaseType: w.DatabaseType, Settings: w.Settings,
 		LatestVersion: w.LatestVersion(), CreatedAt: w.CreatedAt, Status: fsm.StatusReady,
 	}
@@ -113,11 +114,11 @@ func (s *server) createWorkspace(w http.ResponseWriter, r *http.Request, c *call
 }
 
 // readWorkspace copies a workspace the caller may see.
-func (s *server) readWorkspace(c *caller, name string) (workspaceJSON, error) {
+func (s *server) readWorkspace(c *caller, name string) (Workspace, error) {
 	if !c.reachesWorkspace(name) {
-		return workspaceJSON{}, c.workspaceDenied(name)
+		return Workspace{}, c.workspaceDenied(name)
 	}
-	var out workspaceJSON
+	var out Workspace
 	var found bool
 	s.view(func(st *fsm.State) {
 		if w := st.Project(c.projectID).Workspaces[name]; w != nil {
@@ -138,7 +139,7 @@ func (s *server) listWorkspaces(w http.ResponseWriter, r *http.Request, c *calle
 	if c.scopeType == fsm.ScopeTenant {
 		return scopeDenied("credential scoped to tenants %s cannot list workspaces", list(c.scopeValues))
 	}
-	out := []workspaceJSON{}
+	out := []Workspace{}
 	s.view(func(st *fsm.State) {
 		for _, ws := range st.Project(c.projectID).SortedWorkspaces() {
 			if c.reachesWorkspace(ws.Name) {
@@ -163,7 +164,8 @@ func (s *server) getWorkspace(w http.ResponseWriter, r *http.Request, c *caller)
 	return nil
 }
 
-type settingsJSON struct {
+// WorkspaceSettings is the body of GET and PATCH /v1/workspaces/{name}/settings.
+type WorkspaceSettings struct {
 	Workspace string `json:"workspace"`
 	fsm.WorkspaceSettings
 	RaftIndex uint64 `json:"raft_index,omitempty"`
@@ -178,7 +180,7 @@ func (s *server) getWorkspaceSettings(w http.ResponseWriter, r *http.Request, c 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, settingsJSON{Workspace: ws.Name, WorkspaceSettings: ws.Settings})
+	writeJSON(w, http.StatusOK, WorkspaceSettings{Workspace: ws.Name, WorkspaceSettings: ws.Settings})
 	return nil
 }
 
@@ -214,11 +216,12 @@ func (s *server) updateWorkspaceSettings(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, settingsJSON{Workspace: name, WorkspaceSettings: ws.Settings, RaftIndex: index})
+	writeJSON(w, http.StatusOK, WorkspaceSettings{Workspace: name, WorkspaceSettings: ws.Settings, RaftIndex: index})
 	return nil
 }
 
-type versionJSON struct {
+// Version is one blueprint version.
+type Version struct {
 	Version    int       `json:"version"`
 	DDLCount   int       `json:"ddl_count"`
 	Statements []string  `json:"statements"`
@@ -235,15 +238,15 @@ func (s *server) listBlueprintVersions(w http.ResponseWriter, r *http.Request, c
 	if !c.reachesWorkspace(name) {
 		return c.workspaceDenied(name)
 	}
-	var out []versionJSON
+	var out []Version
 	s.view(func(st *fsm.State) {
 		ws := st.Project(c.projectID).Workspaces[name]
 		if ws == nil {
 			return
 		}
-		out = []versionJSON{}
+		out = []Version{}
 		for _, v := range ws.Versions {
-			out = append(out, versionJSON{
+			out = append(out, Version{
 				Version: v.Version, DDLCount: len(v.Statements), Statements: orEmpty(v.Statements),
 				Checksum: v.Checksum, CreatedAt: v.CreatedAt,
 			})

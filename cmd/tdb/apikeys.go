@@ -3,23 +3,12 @@ package main
 import (
 	"io"
 	"net/url"
-	"time"
+	"tdb/httpapi"
 
 	"github.com/spf13/cobra"
 )
 
 func init() { register(newAPIKeysCmd) }
-
-type keyOut struct {
-	ID          string    `json:"id"`
-	Key         string    `json:"key"`
-	Name        string    `json:"name"`
-	Role        string    `json:"role"`
-	ScopeType   string    `json:"scope_type"`
-	ScopeValues []string  `json:"scope_values"`
-	Status      string    `json:"status"`
-	CreatedAt   time.Time `json:"created_at"`
-}
 
 func newAPIKeysCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "apikeys", Short: "Manage API keys (wire passwords and HTTP bearer keys)"}
@@ -32,7 +21,7 @@ func newAPIKeysCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			body := map[string]any{"name": name, "role": role, "scope_type": scopeType, "scope_values": values}
-			return request(cmd, false, "POST", "/v1/apikeys", body, func(w io.Writer, k keyOut) {
+			return request(cmd, false, "POST", "/v1/apikeys", body, func(w io.Writer, k httpapi.Key) {
 				printFields(w, field{"id", k.ID}, field{"key", k.Key}, field{"name", k.Name}, field{"role", k.Role},
 					field{"scope_type", k.ScopeType}, field{"scope_values", k.ScopeValues})
 			})
@@ -50,7 +39,7 @@ func newAPIKeysCmd() *cobra.Command {
 		Short: "List the keys within your key's reach (no secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return request(cmd, false, "GET", "/v1/apikeys", nil, func(w io.Writer, ks []keyOut) {
+			return request(cmd, false, "GET", "/v1/apikeys", nil, func(w io.Writer, ks []httpapi.Key) {
 				rows := make([][]any, 0, len(ks))
 				for _, k := range ks {
 					rows = append(rows, []any{k.ID, k.Name, k.Role, k.ScopeType, k.ScopeValues, k.Status, k.CreatedAt})
@@ -65,7 +54,7 @@ func newAPIKeysCmd() *cobra.Command {
 		Short: "Revoke a key: it stops working at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return request(cmd, false, "DELETE", "/v1/apikeys/"+url.PathEscape(args[0]), nil, func(w io.Writer, k keyOut) {
+			return request(cmd, false, "DELETE", "/v1/apikeys/"+url.PathEscape(args[0]), nil, func(w io.Writer, k httpapi.Key) {
 				printFields(w, field{"id", k.ID}, field{"status", k.Status})
 			})
 		},

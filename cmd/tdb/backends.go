@@ -2,19 +2,12 @@ package main
 
 import (
 	"io"
-	"time"
+	"tdb/httpapi"
 
 	"github.com/spf13/cobra"
 )
 
 func init() { register(newBackendsCmd) }
-
-type backendOut struct {
-	Name      string    `json:"name"`
-	URL       string    `json:"url"`
-	Databases int       `json:"databases"`
-	CreatedAt time.Time `json:"created_at"`
-}
 
 func newBackendsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "backends", Short: "Register PostgreSQL servers tenants are placed on (operator's admin key)"}
@@ -26,7 +19,7 @@ func newBackendsCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			body := map[string]string{"name": name, "url": rawURL}
-			return request(cmd, true, "POST", "/v1/backends", body, func(w io.Writer, b backendOut) {
+			return request(cmd, true, "POST", "/v1/backends", body, func(w io.Writer, b httpapi.Backend) {
 				printFields(w, field{"name", b.Name}, field{"url", b.URL})
 			})
 		},
@@ -41,7 +34,7 @@ func newBackendsCmd() *cobra.Command {
 		Short: "List backends (passwords redacted)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return request(cmd, true, "GET", "/v1/backends", nil, func(w io.Writer, bs []backendOut) {
+			return request(cmd, true, "GET", "/v1/backends", nil, func(w io.Writer, bs []httpapi.Backend) {
 				rows := make([][]any, 0, len(bs))
 				for _, b := range bs {
 					rows = append(rows, []any{b.Name, b.URL, b.Databases, b.CreatedAt})

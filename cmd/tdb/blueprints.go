@@ -4,20 +4,12 @@ import (
 	"io"
 	"net/url"
 	"strings"
-	"time"
+	"tdb/httpapi"
 
 	"github.com/spf13/cobra"
 )
 
 func init() { register(newBlueprintsCmd) }
-
-type versionOut struct {
-	Version    int       `json:"version"`
-	DDLCount   int       `json:"ddl_count"`
-	Statements []string  `json:"statements"`
-	Checksum   string    `json:"checksum"`
-	CreatedAt  time.Time `json:"created_at"`
-}
 
 func newBlueprintsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "blueprints", Short: "Inspect blueprints (the DDL captured in tenant workspaces)"}
@@ -27,7 +19,7 @@ func newBlueprintsCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := "/v1/blueprints/" + url.PathEscape(args[0]) + "/versions"
-			return request(cmd, false, "GET", path, nil, func(w io.Writer, vs []versionOut) {
+			return request(cmd, false, "GET", path, nil, func(w io.Writer, vs []httpapi.Version) {
 				rows := make([][]any, 0, len(vs))
 				for _, v := range vs {
 					first := ""

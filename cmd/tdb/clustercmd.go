@@ -3,39 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"tdb/httpapi"
 	"time"
 
 	"github.com/spf13/cobra"
 )
 
 func init() { register(newClusterCmd) }
-
-type nodeOut struct {
-	ID         string `json:"id"`
-	RaftAddr   string `json:"raft_addr"`
-	HTTPAddr   string `json:"http_addr"`
-	WireAddr   string `json:"wire_addr"`
-	GossipAddr string `json:"gossip_addr"`
-	Voter      bool   `json:"voter"`
-	Alive      bool   `json:"alive"`
-	Role       string `json:"role"`
-	RaftIndex  uint64 `json:"raft_index"`
-}
-
-type clusterStatusOut struct {
-	LeaderID     string    `json:"leader_id"`
-	NodeID       string    `json:"node_id"`
-	AppliedIndex uint64    `json:"applied_index"`
-	Nodes        []nodeOut `json:"nodes"`
-}
-
-type clusterSettingsOut struct {
-	MaxConnsPerIP     int64 `json:"max_conns_per_ip"`
-	AuthFailThreshold int64 `json:"auth_fail_threshold"`
-	AuthFailWindowSec int64 `json:"auth_fail_window_sec"`
-	BanSec            int64 `json:"ban_sec"`
-	MaxBanSec         int64 `json:"max_ban_sec"`
-}
 
 func newClusterCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Inspect the cluster and change its per-IP limits"}
@@ -45,7 +19,7 @@ func newClusterCmd() *cobra.Command {
 		Short: "Show the leader and every node",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return request(cmd, false, "GET", "/v1/cluster/status", nil, func(w io.Writer, s clusterStatusOut) {
+			return request(cmd, false, "GET", "/v1/cluster/status", nil, func(w io.Writer, s httpapi.ClusterStatus) {
 				printFields(w, field{"leader_id", s.LeaderID}, field{"node_id", s.NodeID}, field{"applied_index", s.AppliedIndex})
 				fmt.Fprintln(w)
 				rows := make([][]any, 0, len(s.Nodes))
@@ -92,7 +66,7 @@ func newClusterSettingsCmd() *cobra.Command {
 				}
 				body[d.field] = int64(d.v / time.Second)
 			}
-			show := func(w io.Writer, s clusterSettingsOut) {
+			show := func(w io.Writer, s httpapi.ClusterSettings) {
 				printFields(w, field{"max_conns_per_ip", s.MaxConnsPerIP}, field{"auth_fail_threshold", s.AuthFailThreshold},
 					field{"auth_fail_window", time.Duration(s.AuthFailWindowSec) * time.Second},
 					field{"ban", time.Duration(s.BanSec) * time.Second}, field{"max_ban", time.Duration(s.MaxBanSec) * time.Second})

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"tdb/httpapi"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -15,29 +16,6 @@ import (
 )
 
 func init() { register(newDeploymentsCmd) }
-
-type deploymentResultOut struct {
-	TenantID    string `json:"tenant_id"`
-	Status      string `json:"status"`
-	Error       string `json:"error"`
-	DurationMs  int64  `json:"duration_ms"`
-	FromVersion int    `json:"from_version"`
-	Version     int    `json:"version"`
-	Attempts    int    `json:"attempts"`
-}
-
-type deploymentOut struct {
-	ID               string                `json:"id"`
-	Blueprint        string                `json:"blueprint"`
-	TargetVersion    int                   `json:"target_version"`
-	Status           string                `json:"status"`
-	TenantsTotal     int                   `json:"tenants_total"`
-	TenantsCompleted int                   `json:"tenants_completed"`
-	TenantsFailed    int                   `json:"tenants_failed"`
-	CreatedAt        time.Time             `json:"created_at"`
-	FinishedAt       *time.Time            `json:"finished_at"`
-	Results          []deploymentResultOut `json:"results"`
-}
 
 // printDeployment prints a deployment and its tenants' results: all of them,
 // or (onlyProblems) those not done.
@@ -165,6 +143,9 @@ type followable interface {
 	// progressOf returns the job's id, status and tenant counts.
 	progressOf() (id, status string, finished, failed, total int)
 }
+
+// deploymentOut is a deployment as the API returns it, followable.
+type deploymentOut httpapi.Deployment
 
 func (d deploymentOut) progressOf() (string, string, int, int, int) {
 	return d.ID, d.Status, d.TenantsCompleted + d.TenantsFailed, d.TenantsFailed, d.TenantsTotal

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"tdb/httpapi"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,30 +13,8 @@ import (
 
 func init() { register(newImportsCmd) }
 
-type importTenantOut struct {
-	TenantID         string `json:"tenant_id"`
-	RoutingValue     string `json:"routing_value"`
-	Status           string `json:"status"`
-	Error            string `json:"error"`
-	Rows             int64  `json:"rows"`
-	DurationMs       int64  `json:"duration_ms"`
-	ConnectionString string `json:"connection_string"`
-}
-
-type importOut struct {
-	ID               string            `json:"id"`
-	Workspace        string            `json:"workspace"`
-	RoutingField     string            `json:"routing_field"`
-	Status           string            `json:"status"`
-	TenantsTotal     int               `json:"tenants_total"`
-	TenantsCompleted int               `json:"tenants_completed"`
-	TenantsFailed    int               `json:"tenants_failed"`
-	RowsCopied       int64             `json:"rows_copied"`
-	Tables           []string          `json:"tables"`
-	Unrouted         []string          `json:"unrouted"`
-	CreatedAt        time.Time         `json:"created_at"`
-	Tenants          []importTenantOut `json:"tenants"`
-}
+// importOut is an import as the API returns it, followable.
+type importOut httpapi.Import
 
 func (im importOut) progressOf() (string, string, int, int, int) {
 	return im.ID, im.Status, im.TenantsCompleted + im.TenantsFailed, im.TenantsFailed, im.TenantsTotal

@@ -5,32 +5,12 @@ import (
 	"io"
 	"net/url"
 	"strconv"
-	"time"
+	"tdb/httpapi"
 
 	"github.com/spf13/cobra"
 )
 
 func init() { register(newLogsCmd) }
-
-type logEntryOut struct {
-	Time       time.Time `json:"time"`
-	Node       string    `json:"node"`
-	Project    string    `json:"project"`
-	Database   string    `json:"database"`
-	Workspace  string    `json:"workspace"`
-	Tenant     string    `json:"tenant"`
-	KeyID      string    `json:"key_id"`
-	Role       string    `json:"role"`
-	ClientIP   string    `json:"client_ip"`
-	Statement  string    `json:"statement"`
-	DurationMs float64   `json:"duration_ms"`
-	Rows       int64     `json:"rows"`
-	SQLState   string    `json:"sqlstate"`
-}
-
-type logsOut struct {
-	Entries []logEntryOut `json:"entries"`
-}
 
 func newLogsCmd() *cobra.Command {
 	var tenant, since string
@@ -54,7 +34,7 @@ func newLogsCmd() *cobra.Command {
 			if len(q) > 0 {
 				path += "?" + q.Encode()
 			}
-			return request(cmd, false, "GET", path, nil, func(w io.Writer, out logsOut) {
+			return request(cmd, false, "GET", path, nil, func(w io.Writer, out httpapi.Logs) {
 				rows := make([][]any, 0, len(out.Entries))
 				for _, e := range out.Entries {
 					rows = append(rows, []any{e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Database, e.Role, e.ClientIP,

@@ -9,6 +9,8 @@ import (
 
 func init() { register(newProjectsCmd) }
 
+// projectOut reads both a project and a created one (which adds the proxy
+// password).
 type projectOut struct {
 	ProjectID     string    `json:"project_id"`
 	Name          string    `json:"name"`

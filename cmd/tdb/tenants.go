@@ -10,6 +10,8 @@ import (
 
 func init() { register(newTenantsCmd) }
 
+// tenantOut reads both a tenant (GET, list) and a created tenant (POST,
+// which adds the connection string).
 type tenantOut struct {
 	TenantID         string    `json:"tenant_id"`
 	Blueprint        string    `json:"blueprint"`

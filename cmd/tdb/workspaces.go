@@ -4,33 +4,14 @@ import (
 	"io"
 	"net/url"
 	"strings"
-	"time"
+	"tdb/httpapi"
 
 	"github.com/spf13/cobra"
 )
 
 func init() { register(newWorkspacesCmd) }
 
-type workspaceSettingsOut struct {
-	Workspace       string `json:"workspace"`
-	MaxRowsPerQuery int64  `json:"max_rows_per_query"`
-	QueryTimeoutMs  int64  `json:"query_timeout_ms"`
-	MaxConnections  int64  `json:"max_connections"`
-}
-
-type workspaceOut struct {
-	Name          string               `json:"name"`
-	Mode          string               `json:"mode"`
-	DatabaseType  string               `json:"database_type"`
-	Database      string               `json:"database"`
-	Status        string               `json:"status"`
-	Error         string               `json:"error"`
-	Settings      workspaceSettingsOut `json:"settings"`
-	LatestVersion int                  `json:"latest_version"`
-	CreatedAt     time.Time            `json:"created_at"`
-}
-
-func printWorkspace(w io.Writer, ws workspaceOut) {
+func printWorkspace(w io.Writer, ws httpapi.Workspace) {
 	fields := []field{
 		{"name", ws.Name}, {"mode", ws.Mode}, {"database_type", ws.DatabaseType}, {"database", ws.Database},
 		{"status", ws.Status},
@@ -71,7 +52,7 @@ func newWorkspacesCmd() *cobra.Command {
 		Short: "List workspaces",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return request(cmd, false, "GET", "/v1/workspaces", nil, func(w io.Writer, wss []workspaceOut) {
+			return request(cmd, false, "GET", "/v1/workspaces", nil, func(w io.Writer, wss []httpapi.Workspace) {
 				rows := make([][]any, 0, len(wss))
 				for _, ws := range wss {
 					rows = append(rows, []any{ws.Name, ws.Mode, ws.DatabaseType, ws.Database, ws.Status, ws.LatestVersion})
@@ -110,7 +91,7 @@ func newWorkspaceSettingsCmd() *cobra.Command {
 					body[flagToField(flag)] = v
 				}
 			}
-			show := func(w io.Writer, s workspaceSettingsOut) {
+			show := func(w io.Writer, s httpapi.WorkspaceSettings) {
 				printFields(w, field{"workspace", s.Workspace}, field{"max_rows_per_query", s.MaxRowsPerQuery},
 					field{"query_timeout_ms", s.QueryTimeoutMs}, field{"max_connections", s.MaxConnections})
 			}

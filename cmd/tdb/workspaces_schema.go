@@ -3,18 +3,11 @@ package main
 import (
 	"io"
 	"net/url"
+	"tdb/httpapi"
 
 	"github.com/cockroachdb/errors"
 	"github.com/spf13/cobra"
 )
-
-type schemaOut struct {
-	Workspace string       `json:"workspace"`
-	Source    string       `json:"source"`
-	Method    string       `json:"method"`
-	DDLCount  int          `json:"ddl_count"`
-	Versions  []versionOut `json:"versions"`
-}
 
 // newWorkspaceSchemaCmd is `tdb workspaces schema NAME --template T | --from-url URL`.
 func newWorkspaceSchemaCmd() *cobra.Command {
@@ -46,7 +39,7 @@ exist in the workspace make the command fail and change nothing.`,
 				delete(body, "from_url")
 			}
 			path := "/v1/workspaces/" + url.PathEscape(args[0]) + "/schema"
-			return request(cmd, false, "POST", path, body, func(w io.Writer, s schemaOut) {
+			return request(cmd, false, "POST", path, body, func(w io.Writer, s httpapi.Schema) {
 				fields := []field{{"workspace", s.Workspace}, {"source", s.Source}, {"method", s.Method}, {"ddl_count", s.DDLCount}}
 				for _, v := range s.Versions {
 					fields = append(fields, field{"version", v.Version})

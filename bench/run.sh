@@ -246,19 +246,21 @@ locked thread (`wire/evloop`) instead of a goroutine per direction. Same machine
 `-S -c 1`, one run each against the same PostgreSQL: tdb/direct 0.89-0.90 with the loop
 against 0.47-0.51 with `--goroutine-relay` (simple protocol; about +15 us per transaction
 instead of +120 us); over TLS, 6.6k tps against 3.9k. In the full run above, where every row is
-10 s and the three servers alternate, the single-client rows are +28 to +35 us per transaction
-over direct PostgreSQL (PgBouncer: +16 to +21 us).
+10 s and the three servers alternate, the single-client rows are +13 to +40 us per transaction
+over direct PostgreSQL (PgBouncer: +18 to +25 us). `tdb dev` runs Go code on two threads
+(GOMAXPROCS 2) on this machine: the loop's thread keeps one while it works, and with only one
+the loop waited for it behind the query log writer and timers (0.50-0.79 of direct at `-c 1`).
 
 Where the time goes at 32 clients (a CPU profile from /debug/pprof/profile and `perf` during
-`-S -M simple -c 32`, 2026-11-26, about 21k tps): the machine is saturated (93% busy); the
+`-S -M simple -c 32`, 2026-11-26, about 21k tps with one Go thread): the machine is saturated (93% busy); the
 node uses 0.46-0.48 of a core, about 21 us of CPU per transaction, two thirds of it in the
 kernel: the two writes per transaction (which on loopback also run the receiver's TCP stack and
 wake it) and about 0.7 context switches per transaction, which on this virtual machine cost
 more than the work around them (`finish_task_switch` is 30% of the node's samples). The
 loop's own work (framing, classification, limits, the query log line, metrics) is about 17%,
 and the query log's JSON encoding was another 9% (a hand-written encoder now takes a third of
-that time, after the run above). A second loop thread, or spinning before `epoll_wait`, did not
-move the number (tried, not kept). PgBouncer makes the same writes with less CPU around them,
+that time). A second loop thread, or spinning before `epoll_wait`, did not move the number
+(tried, not kept). PgBouncer makes the same writes with less CPU around them,
 which is the gap at 32 and 256 clients.
 
 On idle connections: while the loop relays a session no goroutine waits for it, so the

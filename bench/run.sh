@@ -252,8 +252,8 @@ over direct PostgreSQL (PgBouncer: +18 to +25 us). `tdb dev` runs Go code on two
 the loop waited for it behind the query log writer and timers (0.50-0.79 of direct at `-c 1`).
 
 Where the time goes at 32 clients (a CPU profile from /debug/pprof/profile and `perf` during
-`-S -M simple -c 32`, 2026-11-26, about 21k tps with one Go thread): the machine is saturated (93% busy); the
-node uses 0.46-0.48 of a core, about 21 us of CPU per transaction, two thirds of it in the
+`-S -M simple -c 32`, 2026-11-26, about 21k tps with one Go thread): the machine is saturated
+(93% busy); the node uses 0.46-0.48 of a core, about 21 us of CPU per transaction, two thirds of it in the
 kernel: the two writes per transaction (which on loopback also run the receiver's TCP stack and
 wake it) and about 0.7 context switches per transaction, which on this virtual machine cost
 more than the work around them (`finish_task_switch` is 30% of the node's samples). The

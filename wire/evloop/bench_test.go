@@ -13,11 +13,13 @@ import (
 //
 // Here the application and the database are goroutines of the same process,
 // and the loop loses (on 2 cores, 2026-11-26: about 85 us against 14 us):
-// the goroutines it wakes wait for the Go scheduler, and its thread, blocked
-// in epoll_wait, keeps its P until the runtime takes it back. With real
-// clients and PostgreSQL as separate processes the loop wins (bench/run.sh,
-// pgbench -S -c 1: about +15 us per round trip against +105 us); the
-// difference is what this benchmark is kept to watch.
+// goroutines hand a message on to each other on the thread already running,
+// while the loop is a thread of its own, so every hop wakes a thread
+// (spinning before epoll_wait does not help, so it is not the loop's own
+// wake-up). With clients and PostgreSQL as separate processes every hop
+// wakes a thread anyway, and the loop saves the Go scheduler's extra one
+// (bench/run.sh, pgbench -S -c 1: about +15 us per round trip against
+// +105 us); the difference is what this benchmark is kept to watch.
 func BenchmarkRoundTrip(b *testing.B) {
 	b.Run("goroutines", func(b *testing.B) {
 		benchRoundTrip(b, func(proxyClient, proxyBackend net.Conn) {

@@ -27,13 +27,14 @@ func Supported() bool { return true }
 type Loop struct {
 	epfd, evfd int
 
-	mu     sync.Mutex
-	slots  []*Pair // index = pair id
-	free   []uint32
-	kicks  []*Pair
-	starts []*Pair // pairs that came with unread bytes
-	closed bool
-	done   chan struct{}
+	mu      sync.Mutex
+	slots   []*Pair // index = pair id
+	free    []uint32
+	kicks   []*Pair
+	starts  []*Pair // pairs that came with unread bytes
+	closed  bool
+	stopped bool // the loop has ended and closed its descriptors
+	done    chan struct{}
 
 	// Owned by the loop thread.
 	rbuf [readBufferSize]byte
@@ -262,8 +263,11 @@ func (p *Pair) giveBack() (unflushed [2]bool) {
 func (p *Pair) Kick() {
 	l := p.loop
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return // every pair has left; the eventfd's number may be another file's now
+	}
 	l.kicks = append(l.kicks, p)
-	l.mu.Unlock()
 	l.wake()
 }
 
@@ -286,8 +290,13 @@ func (l *Loop) release(p *Pair) {
 func (l *Loop) run() {
 	runtime.LockOSThread()
 	defer close(l.done)
-	defer unix.Close(l.epfd)
-	defer unix.Close(l.evfd)
+	defer func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.stopped = true
+		unix.Close(l.epfd)
+		unix.Close(l.evfd)
+	}()
 	events := make([]unix.EpollEvent, 128)
 	for {
 		n, err := unix.EpollWait(l.epfd, events, -1)

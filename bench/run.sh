@@ -255,13 +255,15 @@ Where the time goes at 32 clients (a CPU profile from /debug/pprof/profile and `
 `-S -M simple -c 32`, 2026-11-26, about 21k tps with one Go thread): the machine is saturated
 (93% busy); the node uses 0.46-0.48 of a core, about 21 us of CPU per transaction, two thirds of it in the
 kernel: the two writes per transaction (which on loopback also run the receiver's TCP stack and
-wake it) and about 0.7 context switches per transaction, which on this virtual machine cost
-more than the work around them (`finish_task_switch` is 30% of the node's samples). The
+wake it) and about 0.7 context switches per transaction (`finish_task_switch` is 30% of the
+node's samples, `_raw_spin_unlock_irqrestore` under the wake-ups 18%). The
 loop's own work (framing, classification, limits, the query log line, metrics) is about 17%,
 and the query log's JSON encoding was another 9% (a hand-written encoder now takes a third of
 that time). A second loop thread, or spinning before `epoll_wait`, did not move the number
-(tried, not kept). PgBouncer makes the same writes with less CPU around them,
-which is the gap at 32 and 256 clients.
+(tried, not kept). Measured side by side on the same PostgreSQL (`perf stat -p` during
+`-S -c 32`, 2026-11-26, two Go threads): tdb 21.6k tps at 20.1 us of CPU and 0.63 context
+switches per transaction, PgBouncer 30.2k tps at 12.1 us and 1.16. Context switches are not
+the gap; CPU per transaction is, and most of tdb's is in the kernel under its two writes.
 
 On idle connections: while the loop relays a session no goroutine waits for it, so the
 "Go stacks" column is near zero; what remains is the session, crypto/tls state (its AEAD

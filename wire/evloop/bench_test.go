@@ -28,9 +28,12 @@ func BenchmarkRoundTrip(b *testing.B) {
 		})
 	})
 	b.Run("loop", func(b *testing.B) {
+		if !Supported() {
+			b.Skip("evloop: no epoll on this platform")
+		}
 		l, err := New()
 		if err != nil {
-			b.Skip(err)
+			b.Fatal(err)
 		}
 		defer l.Close()
 		benchRoundTrip(b, func(proxyClient, proxyBackend net.Conn) {

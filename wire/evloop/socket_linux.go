@@ -231,7 +231,7 @@ func (s *Socket) attach() bool {
 	pending := s.pending
 	s.pending = nil
 	if err != nil {
-		s.conn, s.closed = closedConn{s}, true
+		s.conn, s.closed = closedConn{local: s.local, remote: s.remote}, true
 		return len(pending) == 0
 	}
 	s.conn = c
@@ -249,11 +249,13 @@ func (s *Socket) attach() bool {
 }
 
 // closedConn stands in for a connection that could not be given back.
-type closedConn struct{ *Socket }
+type closedConn struct{ local, remote net.Addr }
 
 func (closedConn) Read([]byte) (int, error)         { return 0, net.ErrClosed }
 func (closedConn) Write([]byte) (int, error)        { return 0, net.ErrClosed }
 func (closedConn) Close() error                     { return nil }
+func (c closedConn) LocalAddr() net.Addr            { return c.local }
+func (c closedConn) RemoteAddr() net.Addr           { return c.remote }
 func (closedConn) SetDeadline(time.Time) error      { return nil }
 func (closedConn) SetReadDeadline(time.Time) error  { return nil }
 func (closedConn) SetWriteDeadline(time.Time) error { return nil }

@@ -8,11 +8,13 @@
 // frames, writes what the handler produced once per batch, and applies
 // back-pressure (a side whose output is blocked stops the reading of the
 // other). A handler that needs to block (or a message larger than the loop's
-// buffer) ejects the pair: Wait returns with the bytes not yet handled and
-// not yet written, and the caller goes on from there with blocking I/O.
+// buffer) ejects the pair: its callback gets the bytes not yet handled, and
+// the caller goes on from there with blocking I/O.
 //
 // Connections are wrapped with NewSocket when they are made; Relay takes a
-// pair's sockets (and a client's TLS connection over its socket) from the
-// Go runtime's poller, and Wait gives them back. The loop is Linux only;
-// Supported reports whether it can run.
+// pair's sockets (and a client's TLS connection over its socket) from the Go
+// runtime's poller, and gives them back, with what was written inside the
+// loop sent, before the pair's callback runs. Park does the same for a
+// client alone until it speaks. The loop is Linux only; Supported reports
+// whether it can run.
 package evloop

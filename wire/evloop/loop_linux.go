@@ -31,7 +31,7 @@ type Loop struct {
 	slots   []*Pair // index = pair id
 	free    []uint32
 	kicks   []*Pair
-	starts  []*Pair // pairs that came with unread bytes
+	starts  []*Pair // pairs to handle without waiting for their sockets (unread bytes, TLS buffers)
 	closed  bool
 	stopped bool // the loop has ended and closed its descriptors
 	done    chan struct{}
@@ -46,7 +46,6 @@ type Pair struct {
 	loop    *Loop
 	id, gen uint32
 	ep      [2]Endpoint
-	fd      [2]int
 	h       Handler
 	partial [2][]byte    // a message read in part, per side
 	events  [2]uint32    // the interest registered, per side
@@ -80,15 +79,17 @@ func EndpointOf(c net.Conn) (Endpoint, bool) {
 	return Endpoint{}, false
 }
 
+// conn is what the side reads and writes: the TLS connection, or the socket.
+func (e Endpoint) conn() net.Conn {
+	if e.TLS != nil {
+		return e.TLS
+	}
+	return e.Socket
+}
+
 // read reads what the side has without waiting; 0, nil when nothing is there.
 func (e Endpoint) read(b []byte) (int, error) {
-	var n int
-	var err error
-	if e.TLS != nil {
-		n, err = e.TLS.Read(b)
-	} else {
-		n, err = e.Socket.Read(b)
-	}
+	n, err := e.conn().Read(b)
 	if err == errWouldBlock {
 		return n, nil
 	}
@@ -97,14 +98,13 @@ func (e Endpoint) read(b []byte) (int, error) {
 
 // write sends b; what the kernel does not take stays pending in the socket.
 func (e Endpoint) write(b []byte) error {
-	var err error
-	if e.TLS != nil {
-		_, err = e.TLS.Write(b)
-	} else {
-		_, err = e.Socket.Write(b)
-	}
+	_, err := e.conn().Write(b)
 	return err
 }
+
+// fd is the descriptor the loop watches for side (its socket's, while the
+// loop has it).
+func (p *Pair) fd(side Side) int { return p.ep[side].Socket.fd }
 
 // New starts a loop on its own locked OS thread.
 func New() (*Loop, error) {
@@ -167,14 +167,12 @@ func (l *Loop) Park(client Endpoint, then func(Result)) error {
 // add takes the pair's sockets from the Go runtime and registers them.
 func (l *Loop) add(p *Pair, unread [2][]byte) error {
 	for side := Client; side <= p.last; side++ {
-		fd, err := p.ep[side].Socket.detach(p.Kick)
-		if err != nil {
+		if err := p.ep[side].Socket.detach(p.Kick); err != nil {
 			if side == Backend {
 				p.ep[Client].Socket.attach()
 			}
 			return errors.Wrapf(err, "relay %s", side)
 		}
-		p.fd[side] = fd
 	}
 	started := false
 	for side := Client; side <= p.last; side++ {
@@ -210,9 +208,9 @@ func (l *Loop) add(p *Pair, unread [2][]byte) error {
 	for side := Client; side <= p.last; side++ {
 		p.events[side] = unix.EPOLLIN
 		ev := p.event(side)
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.fd[side], &ev); err != nil {
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.fd(side), &ev); err != nil {
 			if side == Backend {
-				_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.fd[Client], nil)
+				_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.fd(Client), nil)
 			}
 			p.left = true
 			l.release(p)
@@ -578,21 +576,21 @@ func (l *Loop) updateInterest(p *Pair) {
 		}
 		p.events[side] = want
 		ev := p.event(side)
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, p.fd[side], &ev); err != nil {
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, p.fd(side), &ev); err != nil {
 			l.leave(p, Result{Reason: closedReason(side), Err: errors.Wrap(err, "epoll_ctl mod")})
 			return
 		}
 	}
 }
 
-// leave takes the pair out of the loop and hands it back to Wait.
+// leave takes the pair out of the loop and hands it to then, on a new goroutine.
 func (l *Loop) leave(p *Pair, r Result) {
 	if p.left {
 		return
 	}
 	p.left = true
 	for side := Client; side <= p.last; side++ {
-		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.fd[side], nil)
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.fd(side), nil)
 		if r.Unread[side] == nil && len(p.partial[side]) > 0 {
 			r.Unread[side] = append([]byte(nil), p.partial[side]...)
 		}

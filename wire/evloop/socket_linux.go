@@ -185,37 +185,37 @@ func (s *Socket) SetWriteDeadline(t time.Time) error {
 // detach takes the socket from the Go runtime: a non-blocking duplicate of
 // its descriptor serves the loop, and the runtime's connection closes (the
 // socket stays open through the duplicate).
-func (s *Socket) detach(kick func()) (int, error) {
+func (s *Socket) detach(kick func()) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.conn == nil {
-		return -1, net.ErrClosed
+		return net.ErrClosed
 	}
 	sc, ok := s.conn.(syscall.Conn)
 	if !ok {
-		return -1, errors.New("evloop: not a socket")
+		return errors.New("evloop: not a socket")
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return -1, errors.Wrap(err, "detach")
+		return errors.Wrap(err, "detach")
 	}
 	fd := -1
 	var dupErr error
 	if err := rc.Control(func(s uintptr) {
 		fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
 	}); err != nil {
-		return -1, errors.Wrap(err, "detach")
+		return errors.Wrap(err, "detach")
 	}
 	if dupErr != nil {
-		return -1, errors.Wrap(dupErr, "detach: dup")
+		return errors.Wrap(dupErr, "detach: dup")
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
-		return -1, errors.Wrap(err, "detach")
+		return errors.Wrap(err, "detach")
 	}
 	s.conn.Close()
 	s.conn, s.fd, s.kick = nil, fd, kick
-	return fd, nil
+	return nil
 }
 
 // attach gives the socket back to the Go runtime and writes what is still

@@ -93,16 +93,24 @@ func (s *session) ddlPending() bool {
 	return len(s.track.committed) > 0 || len(s.track.txDDL) > 0
 }
 
+// clientEndpoint returns the client's connection as the loop takes it, and
+// the byte counters it was wrapped in (nil when metrics are off): the loop
+// counts what it reads and writes itself.
+func (s *session) clientEndpoint() (evloop.Endpoint, *countingConn, bool) {
+	client, counted := s.client, (*countingConn)(nil)
+	if cc, ok := client.(*countingConn); ok {
+		client, counted = cc.Conn, cc
+	}
+	ep, ok := evloop.EndpointOf(client)
+	return ep, counted, ok
+}
+
 // park waits in the event loop, without a goroutine, for the first message
 // of a lazily attached session (which has no backend yet); the session goes
 // on from there. It reports false, with nothing changed, when the client's
 // connection cannot join the loop.
 func (s *session) park(ctx context.Context, then func()) bool {
-	client, counted := s.client, (*countingConn)(nil)
-	if cc, isCounted := client.(*countingConn); isCounted {
-		client, counted = cc.Conn, cc
-	}
-	cep, ok := evloop.EndpointOf(client)
+	cep, counted, ok := s.clientEndpoint()
 	if !ok {
 		return false
 	}
@@ -126,11 +134,7 @@ func (s *session) park(ctx context.Context, then func()) bool {
 // false, with nothing changed, when they do not (a PROXY protocol
 // connection, a TLS backend).
 func (s *session) enterLoop(ctx context.Context, loop *evloop.Loop, fr *wire.FrameReader, then func()) bool {
-	client, counted := s.client, (*countingConn)(nil)
-	if cc, isCounted := client.(*countingConn); isCounted {
-		client, counted = cc.Conn, cc
-	}
-	cep, cok := evloop.EndpointOf(client)
+	cep, counted, cok := s.clientEndpoint()
 	bep, bok := evloop.EndpointOf(s.bc.Conn)
 	if !cok || !bok {
 		return false

@@ -16,7 +16,6 @@ import (
 	"tdb/fsm"
 	"tdb/wire"
 	"tdb/wire/classify"
-	"tdb/wire/evloop"
 )
 
 // session is a logged-in client relayed to one backend connection.
@@ -45,17 +44,16 @@ type session struct {
 	nonce    string
 	mu       sync.Mutex
 	seq      int
-	injected map[string]*wire.PGError    // sentinel -> the error the client sees
-	inflight int                         // Query/Sync messages awaiting ReadyForQuery
-	txStatus byte                        // from the backend's last ReadyForQuery
-	lost     bool                        // the backend connection failed
-	unsynced bool                        // extended-protocol messages sent since the last Sync
-	track    *tracker                    // statements in flight, for DDL capture
-	gov      *governor                   // limits and query log (enforce.go); nil: none
-	closing  atomic.Bool                 // the relay is ending on purpose
-	active   atomic.Int64                // unix nanos of the client's last message
-	raw      net.Conn                    // the client connection as accepted, for the idle janitor (under mu)
-	pair     atomic.Pointer[evloop.Pair] // set while the event loop relays the session
+	injected map[string]*wire.PGError // sentinel -> the error the client sees
+	inflight int                      // Query/Sync messages awaiting ReadyForQuery
+	txStatus byte                     // from the backend's last ReadyForQuery
+	lost     bool                     // the backend connection failed
+	unsynced bool                     // extended-protocol messages sent since the last Sync
+	track    *tracker                 // statements in flight, for DDL capture
+	gov      *governor                // limits and query log (enforce.go); nil: none
+	closing  atomic.Bool              // the relay is ending on purpose
+	active   atomic.Int64             // unix nanos of the client's last message
+	raw      net.Conn                 // the client connection as accepted, for the idle janitor
 }
 
 const sentinelPrefix = "tdb_refused_"

@@ -297,7 +297,7 @@ func (l *Loop) run() {
 	}()
 	events := make([]unix.EpollEvent, 128)
 	for {
-		n, err := unix.EpollWait(l.epfd, events, -1)
+		n, err := poll(l.epfd, events)
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -606,7 +606,7 @@ func (l *Loop) leave(p *Pair, r Result) {
 func writeFD(fd int, b []byte) (int, error) {
 	total := 0
 	for total < len(b) {
-		n, err := unix.Write(fd, b[total:])
+		n, err := rawWrite(fd, b[total:])
 		switch {
 		case err == unix.EINTR:
 			continue

@@ -62,7 +62,7 @@ func (s *Socket) Read(b []byte) (int, error) {
 		return c.Read(b)
 	}
 	for {
-		n, err := unix.Read(s.fd, b)
+		n, err := rawRead(s.fd, b)
 		switch {
 		case err == unix.EINTR:
 			continue

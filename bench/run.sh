@@ -55,11 +55,16 @@ PGPORT=$(python3 -c 'import sys,urllib.parse as u; print(u.urlparse(sys.argv[1])
 TDB_URL="postgresql://$TDB_PROJECT_ID:$TDB_API_KEY@127.0.0.1:$TDB_PORT/controlplane_workspace?sslmode=disable"
 DIRECT_URL="postgresql://postgres:$PGPW@127.0.0.1:$PGPORT/$PHYS?sslmode=disable"
 BOUNCER_URL="postgresql://postgres:$PGPW@127.0.0.1:$BOUNCER_PORT/bench?sslmode=disable"
+# Both proxies reach PostgreSQL the same way: tdb dev registers its PostgreSQL by its Unix
+# socket when it has one, so PgBouncer gets that socket too (else both use TCP).
+BACKEND_HOST=127.0.0.1
+[ -S "$WORK/dev/postgres/run/.s.PGSQL.$PGPORT" ] && BACKEND_HOST="$WORK/dev/postgres/run"
+echo "proxies reach PostgreSQL at $BACKEND_HOST"
 
 echo "== start PgBouncer $(pgbouncer --version | head -1 | awk '{print $2}') (session mode, SCRAM)"
 cat >"$WORK/pgbouncer.ini" <<INI
 [databases]
-bench = host=127.0.0.1 port=$PGPORT dbname=$PHYS user=postgres password=$PGPW
+bench = host=$BACKEND_HOST port=$PGPORT dbname=$PHYS user=postgres password=$PGPW
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $BOUNCER_PORT

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"tdb/fsm"
@@ -18,7 +19,9 @@ type Backend struct {
 }
 
 // addBackend: POST /v1/backends {name, url}, operator only. The URL must be a
-// postgres:// (or postgresql://) URL with a host.
+// postgres:// (or postgresql://) URL with a host, or with a host= query
+// parameter naming a Unix socket directory (a PostgreSQL on the node's own
+// machine).
 func (s *server) addBackend(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := c.requireOperator("register backends"); err != nil {
 		return err
@@ -34,8 +37,8 @@ func (s *server) addBackend(w http.ResponseWriter, r *http.Request, c *caller) e
 		return err
 	}
 	u, err := url.Parse(req.URL)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
-		return badRequest("invalid backend url: must look like postgres://superuser:password@host:port/postgres")
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || (u.Host == "" && !strings.HasPrefix(u.Query().Get("host"), "/")) {
+		return badRequest("invalid backend url: must look like postgres://superuser:password@host:port/postgres (or postgres://superuser:password@/postgres?host=/socket/dir&port=5432 for a Unix socket)")
 	}
 	index, err := s.apply(r.Context(), fsm.CmdAddBackend, fsm.AddBackend{Name: req.Name, URL: req.URL, At: s.now()})
 	if err != nil {

@@ -22,3 +22,17 @@ func TestBackendsRedactPasswords(t *testing.T) {
 		t.Fatalf("backends %v", got)
 	}
 }
+
+// TestBackendUnixSocketURL: a backend may be registered by its Unix socket
+// directory (host= in the query); a URL with neither a host nor a socket
+// directory is refused.
+func TestBackendUnixSocketURL(t *testing.T) {
+	e := newEnv(t, nil)
+	e.call(adminKey, "POST", "/v1/backends", map[string]string{"name": "sock", "url": "postgres://postgres:pw@/postgres?host=/var/run/postgresql&port=5432"}, 201)
+	for _, bad := range []string{"postgres:///postgres", "postgres:///postgres?host=relative/dir", "postgres:///postgres?port=5432"} {
+		status, data := e.do(adminKey, "POST", "/v1/backends", map[string]string{"name": "bad", "url": bad})
+		if status != 400 || !strings.Contains(string(data), "invalid backend url") {
+			t.Fatalf("%s: status %d: %s", bad, status, data)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"tdb/internal/testnode"
 	"tdb/node"
@@ -142,5 +144,53 @@ func TestGoroutineRelayOption(t *testing.T) {
 	mustSelectOne(t, connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable")))
 	if loop, gr := relayCount(t, e, "loop"), relayCount(t, e, "goroutine"); loop != 0 || gr != 1 {
 		t.Fatalf("loop %d, goroutine %d sessions; want 0 and 1", loop, gr)
+	}
+}
+
+// TestUnixSocketBackend: a backend registered by its Unix socket (what tdb
+// dev does with its own PostgreSQL) serves sessions through the loop, large
+// results and protocol cancels included (the cancel is dialled to the
+// socket too).
+func TestUnixSocketBackend(t *testing.T) {
+	t.Parallel()
+	e := testnode.StartUnix(t)
+	ctx := context.Background()
+	c := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
+
+	var overSocket bool
+	if err := c.QueryRow(ctx, "SELECT client_addr IS NULL FROM pg_stat_activity WHERE pid = pg_backend_pid()").Scan(&overSocket); err != nil {
+		t.Fatal(err)
+	}
+	if !overSocket {
+		t.Fatal("the backend session came over TCP, not the Unix socket")
+	}
+	var rows, chars int64
+	if err := c.QueryRow(ctx, "SELECT count(*), sum(length(s)) FROM (SELECT repeat('u', 200) AS s FROM generate_series(1, 50000)) q").Scan(&rows, &chars); err != nil || rows != 50000 || chars != 200*50000 {
+		t.Fatalf("aggregate: %d rows, %d chars, %v", rows, chars, err)
+	}
+	r, err := c.Query(ctx, "SELECT repeat('u', 200) FROM generate_series(1, 50000)", pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows = 0
+	for r.Next() {
+		rows++
+	}
+	if r.Err() != nil || rows != 50000 {
+		t.Fatalf("stream: %d rows, %v", rows, r.Err())
+	}
+
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = c.PgConn().CancelRequest(ctx)
+	}()
+	_, err = c.Exec(ctx, "SELECT pg_sleep(30)")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" {
+		t.Fatalf("cancelled statement: %v, want SQLSTATE 57014", err)
+	}
+	mustSelectOne(t, c)
+	if got := relayCount(t, e, "loop"); got != 1 {
+		t.Fatalf("sessions relayed by the loop: %d, want 1", got)
 	}
 }

@@ -122,7 +122,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	defer n.Stop()
 
 	api := &devClient{base: "http://" + n.HTTPAddr(), key: st.AdminKey}
-	if err := api.ensureBackend(ctx, pg.URL()); err != nil {
+	if err := api.ensureBackend(ctx, pg.LocalURL()); err != nil {
 		return err
 	}
 	if st.ProjectID == "" {

@@ -174,6 +174,19 @@ func (s *Server) URL() string {
 	return u.String()
 }
 
+// LocalURL is the superuser connection string a process on this machine
+// uses: over the server's Unix socket when it has one (no TCP stack on
+// either side: cheaper per message than loopback TCP), else URL.
+func (s *Server) LocalURL() string {
+	dir := filepath.Join(s.dir, "run")
+	if _, err := os.Stat(filepath.Join(dir, ".s.PGSQL."+strconv.Itoa(s.port))); err != nil {
+		return s.URL()
+	}
+	q := url.Values{"host": {dir}, "port": {strconv.Itoa(s.port)}, "sslmode": {"disable"}}
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(superuser, s.password), Host: "", Path: "/postgres", RawQuery: q.Encode()}
+	return u.String()
+}
+
 // Port is the TCP port the server listens on, on 127.0.0.1.
 func (s *Server) Port() int { return s.port }
 

@@ -80,6 +80,13 @@ func TestStartStopRestartKeepsDataAndPassword(t *testing.T) {
 		t.Errorf("URL %s does not name port %d", s.URL(), s.Port())
 	}
 	exec(t, s.URL(), "create table kept (v text); insert into kept values ('x')")
+	// LocalURL reaches the same server over its Unix socket.
+	if !strings.Contains(s.LocalURL(), "host=%2F") {
+		t.Fatalf("LocalURL %s is not a Unix socket URL", s.LocalURL())
+	}
+	if n := count(t, s.LocalURL(), "pg_stat_activity where pid = pg_backend_pid() and client_addr is null"); n != 1 {
+		t.Fatalf("LocalURL %s did not connect over the Unix socket", s.LocalURL())
+	}
 
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
@@ -132,6 +139,13 @@ func TestRestartAfterCrash(t *testing.T) {
 	// the last commits on a crash.
 	s := start(t, pgserver.Options{Dir: dir})
 	exec(t, s.URL(), "create table kept (v text); insert into kept values ('x')")
+	// LocalURL reaches the same server over its Unix socket.
+	if !strings.Contains(s.LocalURL(), "host=%2F") {
+		t.Fatalf("LocalURL %s is not a Unix socket URL", s.LocalURL())
+	}
+	if n := count(t, s.LocalURL(), "pg_stat_activity where pid = pg_backend_pid() and client_addr is null"); n != 1 {
+		t.Fatalf("LocalURL %s did not connect over the Unix socket", s.LocalURL())
+	}
 	pid := postmasterPID(t, dir)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

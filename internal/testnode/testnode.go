@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,7 +38,26 @@ type Env struct {
 // configure, if given, may change the node config before start.
 func Start(t testing.TB, configure ...func(*node.Config)) *Env {
 	t.Helper()
+	return start(t, false, configure)
+}
+
+// StartUnix is Start with the backend registered by its Unix socket
+// (pgserver.LocalURL), as tdb dev registers its own PostgreSQL.
+func StartUnix(t testing.TB, configure ...func(*node.Config)) *Env {
+	t.Helper()
+	return start(t, true, configure)
+}
+
+func start(t testing.TB, unixSocket bool, configure []func(*node.Config)) *Env {
+	t.Helper()
 	pg := testpg.Shared(t)
+	backendURL := pg.URL()
+	if unixSocket {
+		backendURL = pg.LocalURL()
+		if !strings.Contains(backendURL, "host=%2F") {
+			t.Fatalf("the test PostgreSQL has no Unix socket: %s", backendURL)
+		}
+	}
 	cfg := node.Config{
 		NodeID:                 "n1",
 		DataDir:                t.TempDir(),
@@ -73,7 +93,7 @@ func Start(t testing.TB, configure ...func(*node.Config)) *Env {
 	})
 
 	backend := fmt.Sprintf("local%d", time.Now().UnixNano()%1e6)
-	e.MustDo(t, "POST", "/v1/backends", e.AdminKey, "", map[string]string{"name": backend, "url": pg.URL()}, nil)
+	e.MustDo(t, "POST", "/v1/backends", e.AdminKey, "", map[string]string{"name": backend, "url": backendURL}, nil)
 	var proj struct {
 		ProjectID     string `json:"project_id"`
 		ProxyPassword string `json:"proxy_password"`

@@ -29,6 +29,7 @@ chmod 755 "$WORK"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  pkill -f "pgbouncer $WORK/pgbouncer.ini" 2>/dev/null || true # under runuser it is runuser's child
   sleep 2
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   rm -rf "$WORK"

@@ -23,6 +23,7 @@ type Metrics struct {
 	rejected      *prometheus.CounterVec
 	authFailures  prometheus.Counter
 	statements    *prometheus.CounterVec
+	succeeded     prometheus.Counter // statements{sqlstate="00000"}: most statements, counted without a label lookup
 	errors        *prometheus.CounterVec
 	bytes         *prometheus.CounterVec
 	bansDecided   prometheus.Counter
@@ -58,6 +59,7 @@ func New(src Sources) *Metrics {
 	m.statements = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tdb_statements_total", Help: "Statements relayed, by SQLSTATE (00000 on success).",
 	}, []string{"sqlstate"})
+	m.succeeded = m.statements.WithLabelValues("00000")
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tdb_statement_errors_total", Help: "Statements that ended in an error, by SQLSTATE.",
 	}, []string{"sqlstate"})
@@ -168,10 +170,12 @@ func (m *Metrics) Statement(sqlstate string) {
 	if m == nil {
 		return
 	}
-	m.statements.WithLabelValues(sqlstate).Inc()
-	if sqlstate != "00000" {
-		m.errors.WithLabelValues(sqlstate).Inc()
+	if sqlstate == "00000" {
+		m.succeeded.Inc()
+		return
 	}
+	m.statements.WithLabelValues(sqlstate).Inc()
+	m.errors.WithLabelValues(sqlstate).Inc()
 }
 
 // Bytes counts relayed bytes in a direction.

@@ -132,7 +132,7 @@ func (g *governor) dataRow() relayAction {
 	return g.after(g.lim.dataRow())
 }
 
-func (g *governor) commandComplete(tag string) relayAction {
+func (g *governor) commandComplete(tag []byte) relayAction {
 	if g == nil {
 		return relayAction{}
 	}
@@ -182,6 +182,7 @@ func (g *governor) after(act relayAction) relayAction {
 	g.rearm()
 	if done := g.lim.collect(); len(done) > 0 {
 		g.log(done)
+		clear(done) // the limiter reuses the slice; keep no statement text alive
 	}
 	return act
 }

@@ -1,8 +1,7 @@
 package actors
 
 import (
-	"strconv"
-	"strings"
+	"bytes"
 	"time"
 
 	"tdb/wire"
@@ -66,7 +65,7 @@ const (
 // by the session's lock. It decides; the session acts (cancels, timers,
 // writes).
 type limiter struct {
-	queue    []limitItem
+	queue    fifo[limitItem]
 	prepared map[string]string   // statement name -> text
 	portals  map[string]*stmtRun // portal name -> its run (possibly suspended)
 	now      func() time.Time    // the session's clock
@@ -110,6 +109,10 @@ func (l *limiter) parse(name, sql string) { l.prepared[name] = sql }
 // name, if it ran, ends unfinished).
 func (l *limiter) bind(portal, stmt string) {
 	l.abandon(portal)
+	if r := l.portals[portal]; r != nil && !l.queued(r) {
+		*r = stmtRun{text: l.prepared[stmt]} // the old run is over: reuse it
+		return
+	}
 	l.portals[portal] = &stmtRun{text: l.prepared[stmt]}
 }
 
@@ -136,32 +139,31 @@ func (l *limiter) close(kind byte, name string) {
 func (l *limiter) sync() { l.push(limitItem{sync: true}) }
 
 func (l *limiter) push(it limitItem) {
-	l.queue = append(l.queue, it)
+	l.queue.push(it)
 	l.startHead()
 }
 
 // startHead notes that the head statement began executing, now, if it had
 // not: the backend runs statements one after another.
 func (l *limiter) startHead() {
-	if l.headStarted || len(l.queue) == 0 || l.queue[0].sync {
+	if l.headStarted || l.queue.len() == 0 || l.queue.front().sync {
 		return
 	}
 	l.headStarted, l.headSince = true, l.now()
 	l.gen++
-	if r := l.queue[0].run; r.started.IsZero() {
+	if r := l.queue.front().run; r.started.IsZero() {
 		r.started = l.headSince
-		l.queue[0].first = true
+		l.queue.front().first = true
 	}
 }
 
 // pop removes the head item; for a statement, its run's executing time so far
 // is added up.
 func (l *limiter) pop() (limitItem, bool) {
-	if len(l.queue) == 0 {
+	if l.queue.len() == 0 {
 		return limitItem{}, false
 	}
-	it := l.queue[0]
-	l.queue = l.queue[1:]
+	it := l.queue.pop()
 	if !it.sync && l.headStarted {
 		it.run.active += l.now().Sub(l.headSince)
 	}
@@ -171,7 +173,7 @@ func (l *limiter) pop() (limitItem, bool) {
 
 // popStmt pops the head if it is a statement.
 func (l *limiter) popStmt() (limitItem, bool) {
-	if len(l.queue) == 0 || l.queue[0].sync {
+	if l.queue.len() == 0 || l.queue.front().sync {
 		return limitItem{}, false
 	}
 	return l.pop()
@@ -205,7 +207,7 @@ func (l *limiter) abandon(portal string) {
 
 // queued reports whether an execution of r still awaits its end.
 func (l *limiter) queued(r *stmtRun) bool {
-	for _, it := range l.queue {
+	for _, it := range l.queue.items() {
 		if it.run == r {
 			return true
 		}
@@ -219,10 +221,10 @@ func (l *limiter) dataRow() relayAction {
 	if l.overRows > 0 {
 		return relayAction{drop: true}
 	}
-	if len(l.queue) == 0 || l.queue[0].sync {
+	if l.queue.len() == 0 || l.queue.front().sync {
 		return relayAction{}
 	}
-	it := l.queue[0]
+	it := *l.queue.front()
 	it.run.rows++
 	if it.lim.maxRows > 0 && it.run.rows > it.lim.maxRows {
 		l.overRows, l.overPending = it.lim.maxRows, true
@@ -247,7 +249,7 @@ func (l *limiter) endOver(it limitItem, ok, completed bool) relayAction {
 }
 
 // commandComplete ends the head statement successfully.
-func (l *limiter) commandComplete(tag string) relayAction {
+func (l *limiter) commandComplete(tag []byte) relayAction {
 	it, ok := l.popStmt()
 	if l.overPending {
 		return l.endOver(it, ok, true)
@@ -343,10 +345,10 @@ func (l *limiter) other(typ byte) relayAction {
 // deadline returns when the head statement's query_timeout_ms expires, and
 // the generation naming that execution.
 func (l *limiter) deadline() (gen uint64, at time.Time, ok bool) {
-	if !l.headStarted || len(l.queue) == 0 || l.queue[0].lim.timeoutMs <= 0 {
+	if !l.headStarted || l.queue.len() == 0 || l.queue.front().lim.timeoutMs <= 0 {
 		return 0, time.Time{}, false
 	}
-	ms := l.queue[0].lim.timeoutMs
+	ms := l.queue.front().lim.timeoutMs
 	return l.gen, l.headSince.Add(time.Duration(ms) * time.Millisecond), true
 }
 
@@ -356,27 +358,32 @@ func (l *limiter) expire(gen uint64) bool {
 	if !l.headStarted || gen != l.gen || l.timeoutMs > 0 || l.overRows > 0 {
 		return false
 	}
-	l.timeoutMs = l.queue[0].lim.timeoutMs
+	l.timeoutMs = l.queue.front().lim.timeoutMs
 	return true
 }
 
-// collect hands out the statements finished since the last call.
+// collect hands out the statements finished since the last call. The slice
+// is the limiter's, reused for the next ones: the caller is done with it
+// before the session's next message.
 func (l *limiter) collect() []stmtDone {
 	d := l.done
-	l.done = nil
+	l.done = l.done[:0]
 	return d
 }
 
 // tagRows is the row count a CommandComplete tag reports (INSERT 0 5,
 // UPDATE 3, SELECT 7, ...), or 0.
-func tagRows(tag string) int64 {
-	i := strings.LastIndexByte(tag, ' ')
-	if i < 0 {
+func tagRows(tag []byte) int64 {
+	digits := tag[bytes.LastIndexByte(tag, ' ')+1:]
+	if len(digits) == 0 || len(digits) > 18 { // 18 digits cannot overflow
 		return 0
 	}
-	n, err := strconv.ParseInt(tag[i+1:], 10, 64)
-	if err != nil {
-		return 0
+	var n int64
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + int64(c-'0')
 	}
 	return n
 }

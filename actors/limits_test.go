@@ -66,7 +66,7 @@ func TestLimiterRows(t *testing.T) {
 		{"at the limit", func(t *testing.T, l *limiter) {
 			l.query("SELECT x", []string{"SELECT x"}, lim)
 			rows(t, l, 3, true)
-			forwarded(t, "CommandComplete", l.commandComplete("SELECT 3"))
+			forwarded(t, "CommandComplete", l.commandComplete([]byte("SELECT 3")))
 			forwarded(t, "ReadyForQuery", l.readyForQuery('I'))
 		}, []string{"00000:3"}},
 		{"past the limit: cancel, discard, 54000 in place of the statement's end", func(t *testing.T, l *limiter) {
@@ -87,14 +87,14 @@ func TestLimiterRows(t *testing.T) {
 			// The session goes on with fresh counts.
 			l.query("SELECT y", []string{"SELECT y"}, lim)
 			rows(t, l, 2, true)
-			forwarded(t, "CommandComplete", l.commandComplete("SELECT 2"))
+			forwarded(t, "CommandComplete", l.commandComplete([]byte("SELECT 2")))
 			forwarded(t, "ReadyForQuery", l.readyForQuery('I'))
 		}, []string{"54000:3", "00000:2"}},
 		{"past the limit, the cancel too late: still 54000", func(t *testing.T, l *limiter) {
 			l.query("SELECT x", []string{"SELECT x"}, lim)
 			rows(t, l, 3, true)
 			l.dataRow()
-			code, _ := errorOf(t, l.commandComplete("SELECT 4"))
+			code, _ := errorOf(t, l.commandComplete([]byte("SELECT 4")))
 			if code != "54000" {
 				t.Fatalf("code %s", code)
 			}
@@ -103,20 +103,20 @@ func TestLimiterRows(t *testing.T) {
 		{"each statement of a Query counts on its own", func(t *testing.T, l *limiter) {
 			l.query("SELECT a; SELECT b", []string{"SELECT a", "SELECT b"}, lim)
 			rows(t, l, 3, true)
-			forwarded(t, "CommandComplete", l.commandComplete("SELECT 3"))
+			forwarded(t, "CommandComplete", l.commandComplete([]byte("SELECT 3")))
 			forwarded(t, "RowDescription", l.other('T'))
 			rows(t, l, 3, true)
-			forwarded(t, "CommandComplete", l.commandComplete("SELECT 3"))
+			forwarded(t, "CommandComplete", l.commandComplete([]byte("SELECT 3")))
 			forwarded(t, "ReadyForQuery", l.readyForQuery('I'))
 		}, []string{"00000:3", "00000:3"}},
 		{"the rest of a Query past the limit is discarded", func(t *testing.T, l *limiter) {
 			l.query("SELECT a; SELECT b", []string{"SELECT a", "SELECT b"}, lim)
 			rows(t, l, 3, true)
 			l.dataRow()
-			errorOf(t, l.commandComplete("SELECT 4")) // the cancel came too late for a...
+			errorOf(t, l.commandComplete([]byte("SELECT 4"))) // the cancel came too late for a...
 			dropped(t, "RowDescription", l.other('T'))
 			rows(t, l, 2, false)
-			dropped(t, "CommandComplete", l.commandComplete("SELECT 2")) // ...and b ran
+			dropped(t, "CommandComplete", l.commandComplete([]byte("SELECT 2"))) // ...and b ran
 			forwarded(t, "ReadyForQuery", l.readyForQuery('I'))
 		}, []string{"54000:3", "00000:2"}},
 		{"portal fetched in batches: PortalSuspended resets nothing", func(t *testing.T, l *limiter) {
@@ -146,13 +146,13 @@ func TestLimiterRows(t *testing.T) {
 			l.execute("", lim)
 			l.sync()
 			rows(t, l, 2, true)
-			forwarded(t, "CommandComplete", l.commandComplete("SELECT 2"))
+			forwarded(t, "CommandComplete", l.commandComplete([]byte("SELECT 2")))
 			forwarded(t, "ReadyForQuery", l.readyForQuery('I'))
 			l.bind("", "")
 			l.execute("", lim)
 			l.sync()
 			rows(t, l, 3, true)
-			forwarded(t, "CommandComplete", l.commandComplete("SELECT 3"))
+			forwarded(t, "CommandComplete", l.commandComplete([]byte("SELECT 3")))
 			forwarded(t, "ReadyForQuery", l.readyForQuery('I'))
 		}, []string{"00000:2", "00000:3"}},
 		{"pipelined Executes after the one past the limit are discarded", func(t *testing.T, l *limiter) {
@@ -174,19 +174,19 @@ func TestLimiterRows(t *testing.T) {
 			l.query("SELECT x", []string{"SELECT x"}, lim)
 			rows(t, l, 3, true)
 			l.dataRow()
-			errorOf(t, l.commandComplete("SELECT 4"))
+			errorOf(t, l.commandComplete([]byte("SELECT 4")))
 			forwarded(t, "FATAL", l.errorResponse("FATAL", "57P01"))
 		}, []string{"54000:3"}},
 		{"no limit: rows flow", func(t *testing.T, l *limiter) {
 			l.query("SELECT x", nil, stmtLimits{})
 			rows(t, l, 10_000, true)
-			forwarded(t, "CommandComplete", l.commandComplete("SELECT 10000"))
+			forwarded(t, "CommandComplete", l.commandComplete([]byte("SELECT 10000")))
 			forwarded(t, "ReadyForQuery", l.readyForQuery('I'))
 		}, []string{"00000:10000"}},
 		{"new settings apply to the next statement", func(t *testing.T, l *limiter) {
 			l.query("SELECT x", nil, stmtLimits{maxRows: 5})
 			rows(t, l, 5, true)
-			forwarded(t, "CommandComplete", l.commandComplete("SELECT 5"))
+			forwarded(t, "CommandComplete", l.commandComplete([]byte("SELECT 5")))
 			forwarded(t, "ReadyForQuery", l.readyForQuery('I'))
 			l.query("SELECT x", nil, stmtLimits{maxRows: 2})
 			rows(t, l, 2, true)
@@ -196,7 +196,7 @@ func TestLimiterRows(t *testing.T) {
 		}, []string{"00000:5"}},
 		{"rows of a DML statement come from its tag", func(t *testing.T, l *limiter) {
 			l.query("UPDATE t SET x = 1", nil, lim)
-			forwarded(t, "CommandComplete", l.commandComplete("UPDATE 42"))
+			forwarded(t, "CommandComplete", l.commandComplete([]byte("UPDATE 42")))
 			forwarded(t, "ReadyForQuery", l.readyForQuery('I'))
 		}, []string{"00000:42"}},
 	}
@@ -249,7 +249,7 @@ func TestLimiterTimeout(t *testing.T) {
 		l.query("SELECT 1; SELECT 2", []string{"SELECT 1", "SELECT 2"}, lim)
 		gen1, _, _ := l.deadline()
 		c.advance(100 * time.Millisecond)
-		l.commandComplete("SELECT 1")
+		l.commandComplete([]byte("SELECT 1"))
 		gen2, at2, ok := l.deadline()
 		if !ok || gen2 == gen1 || !at2.Equal(c.now().Add(250*time.Millisecond)) {
 			t.Fatalf("second statement: gen %d (first %d), deadline %v", gen2, gen1, at2)
@@ -257,7 +257,7 @@ func TestLimiterTimeout(t *testing.T) {
 		if l.expire(gen1) {
 			t.Fatal("the first statement's timer cancelled the second")
 		}
-		l.commandComplete("SELECT 1")
+		l.commandComplete([]byte("SELECT 1"))
 		l.readyForQuery('I')
 		if _, _, ok := l.deadline(); ok {
 			t.Fatal("a deadline with nothing running")
@@ -288,7 +288,7 @@ func TestLimiterTimeout(t *testing.T) {
 			t.Fatalf("deadline %v", at)
 		}
 		c.advance(200 * time.Millisecond)
-		l.commandComplete("SELECT 0")
+		l.commandComplete([]byte("SELECT 0"))
 		l.readyForQuery('T')
 		d := l.collect()
 		if len(d) != 1 || d[0].duration != 400*time.Millisecond {
@@ -332,8 +332,8 @@ func TestLimiterQueryLog(t *testing.T) {
 }
 
 func TestTagRows(t *testing.T) {
-	for tag, want := range map[string]int64{"INSERT 0 5": 5, "UPDATE 3": 3, "SELECT 7": 7, "CREATE TABLE": 0, "BEGIN": 0, "": 0} {
-		if got := tagRows(tag); got != want {
+	for tag, want := range map[string]int64{"INSERT 0 5": 5, "UPDATE 3": 3, "SELECT 7": 7, "SELECT 1234567890123": 1234567890123, "CREATE TABLE": 0, "BEGIN": 0, "": 0, "SELECT ": 0, "SELECT 1x": 0, "SELECT -1": 0, "SELECT 99999999999999999999": 0} {
+		if got := tagRows([]byte(tag)); got != want {
 			t.Errorf("tagRows(%q) = %d, want %d", tag, got, want)
 		}
 	}

@@ -50,6 +50,7 @@ type session struct {
 	lost     bool                     // the backend connection failed
 	unsynced bool                     // extended-protocol messages sent since the last Sync
 	track    *tracker                 // statements in flight, for DDL capture
+	names    map[string]string        // statement and portal names seen (see name)
 	gov      *governor                // limits and query log (enforce.go); nil: none
 	closing  atomic.Bool              // the relay is ending on purpose
 	active   atomic.Int64             // unix nanos of the client's last message
@@ -287,25 +288,33 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		s.mu.Lock()
 		s.track.parse(name, r)
 		s.gov.parse(name, sql)
+		s.unsynced = true
 		s.mu.Unlock()
+		return body, stepForward, nil
 	case 'B':
 		portal, stmt := cstring2(body)
 		s.mu.Lock()
-		s.track.bind(portal, stmt)
-		s.gov.bind(portal, stmt)
+		p, st := s.name(portal), s.name(stmt)
+		s.track.bind(p, st)
+		s.gov.bind(p, st)
+		s.unsynced = true
 		s.mu.Unlock()
+		return body, stepForward, nil
 	case 'E':
 		portal, _ := cstring2(body)
 		s.mu.Lock()
-		s.track.execute(portal)
-		s.gov.execute(portal)
+		p := s.name(portal)
+		s.track.execute(p)
+		s.gov.execute(p)
+		s.unsynced = true
 		s.mu.Unlock()
+		return body, stepForward, nil
 	case 'C':
 		if len(body) > 1 {
 			name, _ := cstring2(body[1:])
 			s.mu.Lock()
-			s.track.close(body[0], name)
-			s.gov.closeMsg(body[0], name)
+			s.track.close(body[0], string(name))
+			s.gov.closeMsg(body[0], string(name))
 			s.mu.Unlock()
 		}
 	case 'S':
@@ -321,7 +330,7 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		return nil, stepTerminate, nil
 	}
 	switch typ {
-	case 'P', 'B', 'E', 'D', 'C', 'H':
+	case 'D', 'C', 'H':
 		s.mu.Lock()
 		s.unsynced = true // the backend may hold an open implicit transaction until Sync
 		s.mu.Unlock()
@@ -465,18 +474,39 @@ func (s *session) backendLost() {
 }
 
 // cstring2 returns the first two NUL-terminated strings of a message body
-// (Bind: portal and statement; Execute and Close: the name).
-func cstring2(b []byte) (string, string) {
+// (Bind: portal and statement; Execute and Close: the name), as slices of it.
+func cstring2(b []byte) ([]byte, []byte) {
 	i := bytes.IndexByte(b, 0)
 	if i < 0 {
-		return string(b), ""
+		return b, nil
 	}
-	first, rest := string(b[:i]), b[i+1:]
+	first, rest := b[:i], b[i+1:]
 	j := bytes.IndexByte(rest, 0)
 	if j < 0 {
-		return first, ""
+		return first, nil
 	}
-	return first, string(rest[:j])
+	return first, rest[:j]
+}
+
+// maxNames bounds the names a session keeps for name.
+const maxNames = 256
+
+// name returns a statement or portal name as a string, without allocating
+// for one the session has seen: a client binds and executes the same few
+// prepared statements over and over (under s.mu).
+func (s *session) name(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if n, ok := s.names[string(b)]; ok {
+		return n
+	}
+	n := string(b)
+	if s.names == nil || len(s.names) >= maxNames {
+		s.names = make(map[string]string)
+	}
+	s.names[n] = n
+	return n
 }
 
 // cancelBackend sends a CancelRequest for this session's backend connection.

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"strings"
 
 	"tdb/wire/classify"
@@ -31,7 +32,7 @@ type savepointMark struct {
 // client pump, backend-side methods by the backend pump, each in protocol
 // order; the session serializes them with its lock.
 type tracker struct {
-	queue    []trackItem
+	queue    fifo[trackItem]
 	prepared map[string]stmtInfo // extended protocol: statement name -> statement
 	portals  map[string]stmtInfo // portal name -> statement
 
@@ -48,9 +49,9 @@ func newTracker() *tracker {
 // query records a simple-protocol Query and its statements.
 func (t *tracker) query(r classify.Result) {
 	for _, s := range r.Statements {
-		t.queue = append(t.queue, trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind}})
+		t.queue.push(trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind}})
 	}
-	t.queue = append(t.queue, trackItem{sync: true})
+	t.queue.push(trackItem{sync: true})
 }
 
 // parse records an extended-protocol Parse.
@@ -67,7 +68,7 @@ func (t *tracker) bind(portal, stmt string) { t.portals[portal] = t.prepared[stm
 
 // execute records an Execute of a portal.
 func (t *tracker) execute(portal string) {
-	t.queue = append(t.queue, trackItem{stmt: t.portals[portal]})
+	t.queue.push(trackItem{stmt: t.portals[portal]})
 }
 
 // close records a Close of a statement ('S') or portal ('P').
@@ -81,22 +82,20 @@ func (t *tracker) close(kind byte, name string) {
 
 // sync records a Sync.
 func (t *tracker) sync() {
-	t.queue = append(t.queue, trackItem{sync: true})
+	t.queue.push(trackItem{sync: true})
 	delete(t.portals, "") // the unnamed portal ends with the transaction at the latest
 }
 
 // popStmt takes the oldest statement awaiting a result, if the next item is one.
 func (t *tracker) popStmt() (stmtInfo, bool) {
-	if len(t.queue) == 0 || t.queue[0].sync {
+	if t.queue.len() == 0 || t.queue.front().sync {
 		return stmtInfo{}, false
 	}
-	s := t.queue[0].stmt
-	t.queue = t.queue[1:]
-	return s, true
+	return t.queue.pop().stmt, true
 }
 
 // commandComplete records a statement's success; tag is the command tag.
-func (t *tracker) commandComplete(tag string) {
+func (t *tracker) commandComplete(tag []byte) {
 	s, ok := t.popStmt()
 	if !ok {
 		return
@@ -105,7 +104,7 @@ func (t *tracker) commandComplete(tag string) {
 	case classify.DDL:
 		t.txDDL = append(t.txDDL, s.text)
 	case classify.Commit:
-		if strings.HasPrefix(tag, "ROLLBACK") { // COMMIT of an aborted transaction
+		if bytes.HasPrefix(tag, []byte("ROLLBACK")) { // COMMIT of an aborted transaction
 			t.discard()
 			return
 		}
@@ -150,10 +149,8 @@ func (t *tracker) errorResponse() {
 
 // readyForQuery ends a batch and returns the DDL that committed with it.
 func (t *tracker) readyForQuery(status byte) []string {
-	for len(t.queue) > 0 {
-		it := t.queue[0]
-		t.queue = t.queue[1:]
-		if it.sync {
+	for t.queue.len() > 0 {
+		if t.queue.pop().sync {
 			break
 		}
 	}

@@ -81,7 +81,7 @@ func TestTrackerCapturesCommittedDDL(t *testing.T) {
 					tr.execute("")
 					tr.sync()
 				case s.cc != "":
-					tr.commandComplete(s.cc)
+					tr.commandComplete([]byte(s.cc))
 				case s.err:
 					tr.errorResponse()
 				case s.rfq != 0:

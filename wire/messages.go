@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"strings"
 )
@@ -38,13 +39,15 @@ func ParseParse(body []byte) (name, sql string, err error) {
 	return name, sql, nil
 }
 
-// ParseCommandComplete returns the command tag of a CommandComplete body, e.g. "INSERT 0 1".
-func ParseCommandComplete(body []byte) (tag string, err error) {
-	tag, rest, ok := cstring(body)
-	if !ok || len(rest) != 0 {
-		return "", errMalformed("CommandComplete")
+// ParseCommandComplete returns the command tag of a CommandComplete body,
+// e.g. "INSERT 0 1". The tag is a slice of body, not a copy: a relay reads
+// one per statement.
+func ParseCommandComplete(body []byte) (tag []byte, err error) {
+	i := bytes.IndexByte(body, 0)
+	if i < 0 || i != len(body)-1 {
+		return nil, errMalformed("CommandComplete")
 	}
-	return tag, nil
+	return body[:i], nil
 }
 
 // ParseReadyForQuery returns the transaction status of a ReadyForQuery body:

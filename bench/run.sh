@@ -2,17 +2,22 @@
 # bench/run.sh: direct PostgreSQL, tdb and PgBouncer (session mode) on this machine, run
 # alternately in one run with pgbench, so the ratios compare like with like.
 #
-#   bash bench/run.sh            # full run (about 10 minutes)
-#   DUR=3 CLIENTS="1 32" IDLE_CONNS=100 bash bench/run.sh   # a quick one
+#   bash bench/run.sh            # full run (about 15 minutes)
+#   DUR=3 ROUNDS=1 CLIENTS="1 32" IDLE_CONNS=100 bash bench/run.sh   # a quick one
 #   TDB_FLAGS=--goroutine-relay bash bench/run.sh           # tdb without its event loop
 #
-# Prints a table of tps and ratios and writes bench/out/results.tsv and BENCHMARKS.md.
+# Every pgbench row runs ROUNDS times against each target, the order of the three turning
+# each round so no target always runs first or last; the table shows the median tps and the
+# smallest and largest tdb/PgBouncer ratio among the rounds.
+# Prints a table of tps and ratios and writes bench/out/results.tsv (medians),
+# bench/out/rounds.tsv (every run) and BENCHMARKS.md.
 # TLS is off on every side (loopback) for pgbench; -C uses SCRAM on every side. The idle
 # connection test holds IDLE_CONNS TLS client connections open on tdb and on PgBouncer and
 # reports the memory each costs the proxy process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DUR=${DUR:-10}
+DUR=${DUR:-6}
+ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-"1 32 256"}
 MODES=${MODES:-"simple extended prepared"}
 SCALE=${SCALE:-10}
@@ -106,14 +111,25 @@ tps() { # target-url pgbench-args... -> tps (excluding connection time)
 }
 
 printf "test\tdirect\ttdb\tpgbouncer\n" >"$OUT/results.tsv"
-row() { # name args...
+printf "test\tround\tdirect\ttdb\tpgbouncer\n" >"$OUT/rounds.tsv"
+median() { printf "%s\n" "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+row() { # name args...: ROUNDS runs against each target, the order turning each round
   local name=$1; shift
-  local d t b
-  d=$(tps "$DIRECT_URL" "$@"); t=$(tps "$TDB_URL" "$@"); b=$(tps "$BOUNCER_URL" "$@")
-  printf "%s\t%s\t%s\t%s\n" "$name" "$d" "$t" "$b" | tee -a "$OUT/results.tsv"
+  local r k target v
+  local -a order=(direct tdb pgbouncer) ds=() ts=() bs=()
+  local -A url=([direct]=$DIRECT_URL [tdb]=$TDB_URL [pgbouncer]=$BOUNCER_URL) got
+  for r in $(seq 1 "$ROUNDS"); do
+    for k in 0 1 2; do
+      target=${order[$(((k + r - 1) % 3))]}
+      got[$target]=$(tps "${url[$target]}" "$@")
+    done
+    ds+=("${got[direct]}"); ts+=("${got[tdb]}"); bs+=("${got[pgbouncer]}")
+    printf "%s\t%s\t%s\t%s\t%s\n" "$name" "$r" "${got[direct]}" "${got[tdb]}" "${got[pgbouncer]}" >>"$OUT/rounds.tsv"
+  done
+  printf "%s\t%s\t%s\t%s\n" "$name" "$(median "${ds[@]}")" "$(median "${ts[@]}")" "$(median "${bs[@]}")" | tee -a "$OUT/results.tsv"
 }
 
-echo "== select-only (-S), ${DUR}s per run"
+echo "== select-only (-S), ${DUR}s per run, $ROUNDS rounds"
 for c in $CLIENTS; do
   for m in $MODES; do
     row "-S -M $m -c $c" -S -M "$m" -c "$c" -j 2
@@ -171,22 +187,29 @@ echo "tdb --lazy-backend-attach: $IDLE_LAZY (n, RSS KiB, Go heap KiB, Go stacks 
 kill -INT "$LAZY_PID" 2>/dev/null || true
 
 echo
-python3 - "$OUT/results.tsv" "$RSS_GROWTH_MB" "$IDLE_TDB" "$IDLE_BOUNCER" "$IDLE_LAZY" <<'PY'
+python3 - "$OUT/results.tsv" "$RSS_GROWTH_MB" "$IDLE_TDB" "$IDLE_BOUNCER" "$IDLE_LAZY" "$OUT/rounds.tsv" "$DUR" "$ROUNDS" <<'PY'
 import sys, platform, os, datetime, subprocess
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
 growth = sys.argv[2]
 idle_tdb = sys.argv[3].split("\t")
 idle_bouncer = sys.argv[4].split("\t")
 idle_lazy = sys.argv[5].split("\t")
+dur, nrounds = sys.argv[7], sys.argv[8]
 def f(x):
     try: return float(x)
     except: return 0.0
-lines = ["| test | direct tps | tdb tps | PgBouncer tps | tdb/PgBouncer | tdb/direct |", "|---|---:|---:|---:|---:|---:|"]
+spread = {}  # test -> tdb/PgBouncer ratio of every round
+for name, _, d, t, b in (l.rstrip("\n").split("\t") for l in list(open(sys.argv[6]))[1:]):
+    if f(b):
+        spread.setdefault(name, []).append(f(t) / f(b))
+lines = ["| test | direct tps | tdb tps | PgBouncer tps | tdb/PgBouncer | tdb/PgBouncer, rounds | tdb/direct |", "|---|---:|---:|---:|---:|---:|---:|"]
 for name, d, t, b in rows:
     d, t, b = f(d), f(t), f(b)
     r1 = f"{t/b:.2f}" if b else "-"
     r2 = f"{t/d:.2f}" if d else "-"
-    lines.append(f"| `{name}` | {d:.0f} | {t:.0f} | {b:.0f} | {r1} | {r2} |")
+    s = spread.get(name, [])
+    rr = f"{min(s):.2f}-{max(s):.2f}" if s else "-"
+    lines.append(f"| `{name}` | {d:.0f} | {t:.0f} | {b:.0f} | {r1} | {rr} | {r2} |")
 table = "\n".join(lines)
 print(table)
 
@@ -218,11 +241,22 @@ chart = "\n".join([
     "```",
 ])
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+def added_us(mode):  # 1-client latency over direct PostgreSQL, in microseconds
+    for name, d, t, b in rows:
+        if name == f"-S -M {mode} -c 1" and f(d) and f(t) and f(b):
+            return 1e6 / f(t) - 1e6 / f(d), 1e6 / f(b) - 1e6 / f(d)
+    return None
+lat = [(m, added_us(m)) for m in ("simple", "extended", "prepared")]
+lat = [(m, v) for m, v in lat if v]
+latency = ("In the table above a single client's transaction takes, over direct PostgreSQL: " +
+           "; ".join(f"{m} {t:+.0f} us through tdb, {b:+.0f} us through PgBouncer" for m, (t, b) in lat) + ".") if lat else ""
 md = f"""# Benchmarks
 
 Measured by `bash bench/run.sh` on {datetime.date.today()}: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}.
 Direct PostgreSQL, tdb and PgBouncer (session mode) run on the same machine, alternately, in one run;
-pgbench against each for the same duration. TLS off on every side (loopback). Ratios > 1 favour tdb.
+pgbench against each for {dur} s, {nrounds} rounds per row with the order of the three turning each
+round; tps are medians of the rounds, and the rounds column gives the smallest and largest
+tdb/PgBouncer ratio of a single round. TLS off on every side (loopback). Ratios > 1 favour tdb.
 
 {table}
 
@@ -247,29 +281,30 @@ machine's open-file limit allows (the bench asks for 50,000).
 
 ## Notes
 
-The relay: since 2026-11-26 a node relays sessions (TLS or not) from one epoll loop on a
-locked thread (`wire/evloop`) instead of a goroutine per direction. Same machine, pgbench
-`-S -c 1`, one run each against the same PostgreSQL: tdb/direct 0.89-0.90 with the loop
-against 0.47-0.51 with `--goroutine-relay` (simple protocol; about +15 us per transaction
-instead of +120 us); over TLS, 6.6k tps against 3.9k. In the full run above, where every row is
-10 s and the three servers alternate, the single-client rows are +13 to +40 us per transaction
-over direct PostgreSQL (PgBouncer: +18 to +25 us). `tdb dev` runs Go code on two threads
-(GOMAXPROCS 2) on this machine: the loop's thread keeps one while it works, and with only one
-the loop waited for it behind the query log writer and timers (0.50-0.79 of direct at `-c 1`).
+The relay: a node relays sessions (TLS or not) from one epoll loop on a locked thread
+(`wire/evloop`) instead of a goroutine per direction; `--goroutine-relay` brings the old relay
+back for comparison (`-S -c 1`, 2026-11-26: tdb/direct 0.89-0.90 with the loop against
+0.47-0.51 without it; over TLS, 6.6k tps against 3.9k). {latency}
 
-Where the time goes at 32 clients (a CPU profile from /debug/pprof/profile and `perf` during
-`-S -M simple -c 32`, 2026-11-26, about 21k tps with one Go thread): the machine is saturated
-(93% busy); the node uses 0.46-0.48 of a core, about 21 us of CPU per transaction, two thirds of it in the
-kernel: the two writes per transaction (which on loopback also run the receiver's TCP stack and
-wake it) and about 0.7 context switches per transaction (`finish_task_switch` is 30% of the
-node's samples, `_raw_spin_unlock_irqrestore` under the wake-ups 18%). The
-loop's own work (framing, classification, limits, the query log line, metrics) is about 17%,
-and the query log's JSON encoding was another 9% (a hand-written encoder now takes a third of
-that time). A second loop thread, or spinning before `epoll_wait`, did not move the number
-(tried, not kept). Measured side by side on the same PostgreSQL (`perf stat -p` during
-`-S -c 32`, 2026-11-26, two Go threads): tdb 21.6k tps at 20.1 us of CPU and 0.63 context
-switches per transaction, PgBouncer 30.2k tps at 12.1 us and 1.16. Context switches are not
-the gap; CPU per transaction is, and most of tdb's is in the kernel under its two writes.
+Where the time goes at 32 clients (2026-11-26; CPU of each process from /proc, `perf stat` and
+syscall counts during `-S -c 32`, same PostgreSQL, the proxies taking turns). `-M prepared`: tdb
+30.7k tps at about 15 us of CPU per transaction (3.3 us user, 11.7 us kernel), PgBouncer 34.5k at
+14.5 us (2 us user, 12.5 us kernel); `-M simple`: 23.7k against 23.3k. Per transaction tdb makes
+2 reads, 2 writes, 0.3-1.1 `epoll_pwait` and no `epoll_ctl`, the same as PgBouncer. Most of
+either proxy's CPU is the kernel under its two writes: on loopback the writer runs the
+receiver's TCP stack and wakes it. On this machine PostgreSQL and pgbench share the two cores
+with the proxy, so a proxy that reads and writes every message once cannot be much cheaper
+than another that does the same; the 1.2x over PgBouncer target is missed by about that
+margin (see the table). What brought `-M prepared -c 32` from 0.81 of PgBouncer (the run
+before) to about parity: reads, writes and a first
+non-blocking `epoll_wait` as raw system calls (no scheduler hand-off per call), the local
+PostgreSQL reached by its Unix socket (`tdb dev` registers it that way; the bench gives
+PgBouncer the same socket), and bookkeeping without allocation on a prepared statement's round
+trip (a test keeps it at zero). Tried and not kept: a second loop thread, spinning before
+`epoll_wait`, a higher priority or a real-time policy for the loop thread. At 256 clients
+the machine keeps 0.14-0.20 of a core idle under tdb (the loop is at moments the only
+runnable thread), against 0.02 with direct PostgreSQL. `-C` is bounded by the client: libpq's
+SCRAM key derivation in pgbench takes 1.65 of the 2 cores during the tdb run, tdb 0.16.
 
 On idle connections: while the loop relays a session no goroutine waits for it, so the
 "Go stacks" column is near zero; what remains is the session, crypto/tls state (its AEAD

@@ -278,6 +278,7 @@ func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[s
 	}
 	s := &session{
 		proxy:    c.proxy,
+		loop:     c.proxy.pickLoop(),
 		login:    lg,
 		txStatus: 'I',
 		nonce:    randomHex(6),

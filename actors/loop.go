@@ -114,7 +114,7 @@ func (s *session) park(ctx context.Context, then func()) bool {
 	if !ok {
 		return false
 	}
-	err := s.proxy.loop.Park(cep, func(res evloop.Result) {
+	err := s.loop.Park(cep, func(res evloop.Result) {
 		if res.Reason == evloop.Kicked { // closed: idle timeout, shutdown
 			s.client.Close()
 			then()

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tdb/fsm"
@@ -51,6 +52,9 @@ type ProxyConfig struct {
 	// wire/evloop), which saves a goroutine wake-up per message; clients
 	// behind a PROXY protocol header use goroutines.
 	GoroutineRelay bool
+	// RelayLoops is how many epoll loops relay sessions, each on a thread
+	// of its own [1]; a session stays on the loop it was given at login.
+	RelayLoops int
 
 	// Cluster hooks (cluster.go); nil on a lone node.
 	Cluster ClusterHooks
@@ -64,8 +68,9 @@ type ProxyConfig struct {
 type Proxy struct {
 	cfg ProxyConfig
 
-	pool *Pool
-	loop *evloop.Loop // nil: goroutine relay only
+	pool     *Pool
+	loops    []*evloop.Loop // none: goroutine relay only
+	nextLoop atomic.Uint32
 
 	mu       sync.Mutex
 	sessions map[cancelKey]*session
@@ -107,11 +112,13 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 		conns:    map[net.Conn]struct{}{},
 	}
 	if !cfg.GoroutineRelay && evloop.Supported() {
-		loop, err := evloop.New()
-		if err != nil {
-			cfg.Logf("proxy: no event loop, relaying with goroutines: %v", err)
-		} else {
-			p.loop = loop
+		for range max(cfg.RelayLoops, 1) {
+			loop, err := evloop.New()
+			if err != nil {
+				cfg.Logf("proxy: no event loop, relaying with goroutines: %v", err)
+				break
+			}
+			p.loops = append(p.loops, loop)
 		}
 	}
 	return p
@@ -132,7 +139,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) {
 			}
 			return
 		}
-		if p.loop != nil {
+		if len(p.loops) > 0 {
 			conn = evloop.NewSocket(conn) // so the event loop can take it after login
 		}
 		if !p.track(conn) {
@@ -208,11 +215,20 @@ func (p *Proxy) Close() {
 		c.Close()
 	}
 	p.mu.Unlock()
-	if p.loop != nil {
-		p.loop.Close() // the sessions it relays end as if their clients had left
+	for _, loop := range p.loops {
+		loop.Close() // the sessions it relays end as if their clients had left
 	}
 	p.wg.Wait()
 	p.pool.Close()
+}
+
+// pickLoop gives a new session its event loop, the loops taking turns;
+// nil when sessions are relayed by goroutines.
+func (p *Proxy) pickLoop() *evloop.Loop {
+	if len(p.loops) == 0 {
+		return nil
+	}
+	return p.loops[int(p.nextLoop.Add(1)-1)%len(p.loops)]
 }
 
 // register gives a session its cancel key: the backend's real process id

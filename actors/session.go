@@ -16,6 +16,7 @@ import (
 	"tdb/fsm"
 	"tdb/wire"
 	"tdb/wire/classify"
+	"tdb/wire/evloop"
 )
 
 // session is a logged-in client relayed to one backend connection.
@@ -28,6 +29,7 @@ import (
 // transaction block, skipping to Sync in the extended protocol).
 type session struct {
 	proxy *Proxy
+	loop  *evloop.Loop // the event loop that relays it; nil: goroutines
 	login *login
 	key   cancelKey
 
@@ -156,7 +158,7 @@ func (s *session) attachOnFirstMessage(ctx context.Context, fr *wire.FrameReader
 // session leaves it. A backend session left idle and healthy goes back to
 // the pool, reset; any other is closed.
 func (s *session) relay(ctx context.Context, then func()) {
-	if s.attach != nil && s.proxy.loop != nil && s.park(ctx, then) {
+	if s.attach != nil && s.loop != nil && s.park(ctx, then) {
 		return
 	}
 	s.relayFrom(ctx, wire.NewFrameReader(s.client, 0), then)
@@ -170,7 +172,7 @@ func (s *session) relayFrom(ctx context.Context, fr *wire.FrameReader, then func
 		then()
 		return
 	}
-	if loop := s.proxy.loop; loop != nil && s.enterLoop(ctx, loop, fr, then) {
+	if loop := s.loop; loop != nil && s.enterLoop(ctx, loop, fr, then) {
 		return
 	}
 	s.proxy.cfg.Policy.metrics().Relay("goroutine")

@@ -68,7 +68,13 @@ type Config struct {
 	// GoroutineRelay relays every session with a goroutine per direction
 	// instead of the epoll loop (actors.ProxyConfig.GoroutineRelay).
 	GoroutineRelay bool
+	// RelayLoops is how many epoll loops relay sessions [1]
+	// (actors.ProxyConfig.RelayLoops).
+	RelayLoops int
 }
+
+// MaxRelayLoops bounds Config.RelayLoops: each loop is a thread and an epoll set.
+const MaxRelayLoops = 64
 
 // Node is a running tdb node.
 type Node struct {
@@ -92,6 +98,9 @@ type Node struct {
 
 // Start opens the replica, waits for a leader, and starts serving.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.RelayLoops < 0 || cfg.RelayLoops > MaxRelayLoops {
+		return nil, errors.Newf("--relay-loops must be between 1 and %d", MaxRelayLoops)
+	}
 	if cfg.LogOutput == nil {
 		cfg.LogOutput = os.Stderr
 	}
@@ -171,6 +180,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		ServerIdleTimeout:      cfg.ServerIdleTimeout,
 		LazyAttach:             cfg.LazyBackendAttach,
 		GoroutineRelay:         cfg.GoroutineRelay,
+		RelayLoops:             cfg.RelayLoops,
 		ClientIdleTimeout:      cfg.ClientIdleTimeout,
 		Logf:                   logger.Printf,
 		Policy:                 policy,

@@ -194,3 +194,74 @@ func TestUnixSocketBackend(t *testing.T) {
 		t.Fatalf("sessions relayed by the loop: %d, want 1", got)
 	}
 }
+
+// TestRelayLoops: with three loops, sessions that run at once (streams,
+// prepared statements, a cancel) are relayed by the loops in turn, each
+// session whole; a count out of range is refused at start.
+func TestRelayLoops(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t, func(c *node.Config) { c.RelayLoops = 3 })
+	ctx := context.Background()
+	url := e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable")
+	const sessions = 6
+	conns := make([]*pgx.Conn, sessions)
+	for i := range conns {
+		conns[i] = connect(t, url)
+	}
+	errs := make(chan error, sessions)
+	for i, c := range conns {
+		go func() {
+			for round := range 5 {
+				var n, sum int64
+				if err := c.QueryRow(ctx, "SELECT count(*), sum(i) FROM generate_series(1, $1::int) i", 20000+i).Scan(&n, &sum); err != nil {
+					errs <- err
+					return
+				}
+				if want := int64(20000 + i); n != want || sum != want*(want+1)/2 {
+					errs <- errors.New("session " + strconv.Itoa(i) + " round " + strconv.Itoa(round) + ": wrong aggregate")
+					return
+				}
+				r, err := c.Query(ctx, "SELECT repeat('z', 300) FROM generate_series(1, 20000)", pgx.QueryExecModeSimpleProtocol)
+				if err != nil {
+					errs <- err
+					return
+				}
+				rows := 0
+				for r.Next() {
+					rows++
+				}
+				if r.Err() != nil || rows != 20000 {
+					errs <- errors.New("session " + strconv.Itoa(i) + ": stream of " + strconv.Itoa(rows) + " rows")
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := conns[sessions-1]
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = c.PgConn().CancelRequest(ctx)
+	}()
+	_, err := c.Exec(ctx, "SELECT pg_sleep(30)")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" {
+		t.Fatalf("cancelled statement: %v, want SQLSTATE 57014", err)
+	}
+	for _, c := range conns {
+		mustSelectOne(t, c)
+	}
+	if got := relayCount(t, e, "loop"); got != sessions {
+		t.Fatalf("sessions relayed by the loops: %d, want %d", got, sessions)
+	}
+
+	_, err = node.Start(ctx, node.Config{NodeID: "n", DataDir: t.TempDir(), RelayLoops: node.MaxRelayLoops + 1})
+	if err == nil || !strings.Contains(err.Error(), "--relay-loops must be between 1 and") {
+		t.Fatalf("start with %d loops: %v", node.MaxRelayLoops+1, err)
+	}
+}

@@ -42,11 +42,15 @@ type devOptions struct {
 	pgMaxConnections            int
 	lazyAttach                  bool
 	goroutineRelay              bool
+	relayLoops                  int
 }
 
 // goroutineRelayHelp describes --goroutine-relay.
 const goroutineRelayHelp = "relay every session with a goroutine per direction instead of the epoll loop " +
 	"(by default the loop relays every client but those behind a PROXY protocol header)"
+
+// relayLoopsHelp describes --relay-loops.
+const relayLoopsHelp = "how many epoll loops relay sessions, each on a thread of its own (new sessions take turns)"
 
 // lazyAttachHelp describes --lazy-backend-attach.
 const lazyAttachHelp = "log clients in without a backend session when none is idle and attach one at their first message " +
@@ -76,6 +80,7 @@ func newDevCmd() *cobra.Command {
 	cmd.Flags().IntVar(&o.pgMaxConnections, "pg-max-connections", 300, "max_connections of the local PostgreSQL")
 	cmd.Flags().BoolVar(&o.lazyAttach, "lazy-backend-attach", false, lazyAttachHelp)
 	cmd.Flags().BoolVar(&o.goroutineRelay, "goroutine-relay", false, goroutineRelayHelp)
+	cmd.Flags().IntVar(&o.relayLoops, "relay-loops", 1, relayLoopsHelp)
 	procsFlag(cmd, halfTheCPUs) // the local PostgreSQL shares this machine
 	return cmd
 }
@@ -115,6 +120,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		ProxyProtocolFrom:      proxyFrom,
 		LazyBackendAttach:      o.lazyAttach,
 		GoroutineRelay:         o.goroutineRelay,
+		RelayLoops:             o.relayLoops,
 	})
 	if err != nil {
 		return err

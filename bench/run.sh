@@ -288,23 +288,29 @@ back for comparison (`-S -c 1`, 2026-11-26: tdb/direct 0.89-0.90 with the loop a
 
 Where the time goes at 32 clients (2026-11-26; CPU of each process from /proc, `perf stat` and
 syscall counts during `-S -c 32`, same PostgreSQL, the proxies taking turns). `-M prepared`: tdb
-30.7k tps at about 15 us of CPU per transaction (3.3 us user, 11.7 us kernel), PgBouncer 34.5k at
-14.5 us (2 us user, 12.5 us kernel); `-M simple`: 23.7k against 23.3k. Per transaction tdb makes
-2 reads, 2 writes, 0.3-1.1 `epoll_pwait` and no `epoll_ctl`, the same as PgBouncer. Most of
-either proxy's CPU is the kernel under its two writes: on loopback the writer runs the
-receiver's TCP stack and wakes it. On this machine PostgreSQL and pgbench share the two cores
-with the proxy, so a proxy that reads and writes every message once cannot be much cheaper
-than another that does the same; the 1.2x over PgBouncer target is missed by about that
-margin (see the table). What brought `-M prepared -c 32` from 0.81 of PgBouncer (the run
-before) to about parity: reads, writes and a first
-non-blocking `epoll_wait` as raw system calls (no scheduler hand-off per call), the local
-PostgreSQL reached by its Unix socket (`tdb dev` registers it that way; the bench gives
-PgBouncer the same socket), and bookkeeping without allocation on a prepared statement's round
-trip (a test keeps it at zero). Tried and not kept: a second loop thread, spinning before
-`epoll_wait`, a higher priority or a real-time policy for the loop thread. At 256 clients
-the machine keeps 0.14-0.20 of a core idle under tdb (the loop is at moments the only
-runnable thread), against 0.02 with direct PostgreSQL. `-C` is bounded by the client: libpq's
-SCRAM key derivation in pgbench takes 1.65 of the 2 cores during the tdb run, tdb 0.16.
+about 15 us of CPU per transaction (3.3 us user, 11.7 us kernel), PgBouncer 14.5 us (2 us user,
+12.5 us kernel). Per transaction tdb makes 2 reads, 2 writes, 0.1-1.1 `epoll_pwait` and no
+`epoll_ctl`, as PgBouncer does. In a CPU profile of the node the two writes are 56% of its
+time and the two reads 18%: on loopback the writer runs the receiver's TCP stack and wakes it.
+tdb's own work on the messages (statement tracking, limits, the query log line, metrics) is
+about 11%; the query log's writer another 3% on its own thread. PostgreSQL and pgbench share the
+two cores with the proxy, so a proxy that reads and writes every message once cannot be much
+cheaper than another that does the same: the 1.2x over PgBouncer target is missed by the
+margin in the table (tdb spends about 1.3 us more user time per transaction, on the
+statement tracking, limits and query log PgBouncer does not do). Since the run before (one round per row,
+`-M prepared -c 32` at 0.81 of PgBouncer): reads, writes and a first non-blocking `epoll_wait`
+as raw system calls (no scheduler hand-off per call), the local PostgreSQL reached by its Unix
+socket (`tdb dev` registers it that way; the bench gives PgBouncer the same socket), and
+bookkeeping without allocation on a prepared statement's round trip (a test keeps it at
+zero). Tried and not kept: spinning before `epoll_wait`, a higher priority or a real-time
+policy for the loop thread.
+
+At 256 clients the machine keeps 0.14-0.20 of a core idle under tdb against 0.02 with direct
+PostgreSQL: the single loop is at moments the only runnable thread. `--relay-loops 2` turns
+that into throughput, +9-10% at `-S -M prepared -c 256`, but costs 6% at 32 clients (more
+`epoll_pwait` calls and thread wake-ups per transaction), so one loop stays the default on a
+machine this small. `-C` is bounded by the client: libpq's SCRAM key derivation in pgbench
+takes 1.65 of the 2 cores during the tdb run, tdb 0.16.
 
 On idle connections: while the loop relays a session no goroutine waits for it, so the
 "Go stacks" column is near zero; what remains is the session, crypto/tls state (its AEAD

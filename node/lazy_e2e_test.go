@@ -2,12 +2,10 @@ package node_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"tdb/internal/testnode"
 	"tdb/node"
@@ -55,15 +53,7 @@ func TestLazyBackendAttach(t *testing.T) {
 		t.Fatalf("%d backend sessions after the lazy session's first statement, want 2", n)
 	}
 	// A protocol cancel reaches the backend the session attached.
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		_ = second.PgConn().CancelRequest(ctx)
-	}()
-	_, err = second.Exec(ctx, "SELECT pg_sleep(30)")
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "57014" {
-		t.Fatalf("cancelled statement on a lazy session: %v, want SQLSTATE 57014", err)
-	}
+	mustCancelSleep(t, second)
 	mustSelectOne(t, second)
 
 	// A client that leaves before any statement costs no backend session.

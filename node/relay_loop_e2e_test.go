@@ -16,6 +16,22 @@ import (
 	"tdb/node"
 )
 
+// mustCancelSleep runs pg_sleep(30) on c and cancels it with a protocol
+// CancelRequest after 300 ms: the statement must fail with 57014.
+func mustCancelSleep(t *testing.T, c *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = c.PgConn().CancelRequest(ctx)
+	}()
+	_, err := c.Exec(ctx, "SELECT pg_sleep(30)")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" {
+		t.Fatalf("cancelled statement: %v, want SQLSTATE 57014", err)
+	}
+}
+
 // relayCount reads tdb_relay_sessions_total{relay=...} from /metrics.
 func relayCount(t *testing.T, e *testnode.Env, relay string) int {
 	t.Helper()
@@ -180,15 +196,7 @@ func TestUnixSocketBackend(t *testing.T) {
 		t.Fatalf("stream: %d rows, %v", rows, r.Err())
 	}
 
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		_ = c.PgConn().CancelRequest(ctx)
-	}()
-	_, err = c.Exec(ctx, "SELECT pg_sleep(30)")
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "57014" {
-		t.Fatalf("cancelled statement: %v, want SQLSTATE 57014", err)
-	}
+	mustCancelSleep(t, c)
 	mustSelectOne(t, c)
 	if got := relayCount(t, e, "loop"); got != 1 {
 		t.Fatalf("sessions relayed by the loop: %d, want 1", got)
@@ -243,16 +251,7 @@ func TestRelayLoops(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := conns[sessions-1]
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		_ = c.PgConn().CancelRequest(ctx)
-	}()
-	_, err := c.Exec(ctx, "SELECT pg_sleep(30)")
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "57014" {
-		t.Fatalf("cancelled statement: %v, want SQLSTATE 57014", err)
-	}
+	mustCancelSleep(t, conns[sessions-1])
 	for _, c := range conns {
 		mustSelectOne(t, c)
 	}
@@ -260,7 +259,7 @@ func TestRelayLoops(t *testing.T) {
 		t.Fatalf("sessions relayed by the loops: %d, want %d", got, sessions)
 	}
 
-	_, err = node.Start(ctx, node.Config{NodeID: "n", DataDir: t.TempDir(), RelayLoops: node.MaxRelayLoops + 1})
+	_, err := node.Start(ctx, node.Config{NodeID: "n", DataDir: t.TempDir(), RelayLoops: node.MaxRelayLoops + 1})
 	if err == nil || !strings.Contains(err.Error(), "--relay-loops must be between 1 and") {
 		t.Fatalf("start with %d loops: %v", node.MaxRelayLoops+1, err)
 	}

@@ -14,7 +14,7 @@ import (
 // captures reports whether DDL that commits in this session becomes a
 // blueprint version: only in the database of a tenant-mode workspace.
 func (s *session) captures() bool {
-	return s.login.target.Kind == fsm.KindWorkspace && s.login.workspace.Mode == fsm.ModeTenant
+	return s.login.kind == fsm.KindWorkspace && s.login.mode == fsm.ModeTenant
 }
 
 // recordVersion commits DDL that committed in the workspace as the next
@@ -26,10 +26,10 @@ func (s *session) recordVersion(ddl []string) *wire.PGError {
 	sum := sha256.Sum256([]byte(strings.Join(ddl, ";\n")))
 	cmd := &fsm.AddBlueprintVersion{
 		ProjectID:  s.login.projectID,
-		Workspace:  s.login.workspace.Name,
+		Workspace:  s.login.workspace,
 		Statements: ddl,
 		Checksum:   hex.EncodeToString(sum[:]),
-		KeyID:      s.login.key.ID,
+		KeyID:      s.login.keyID,
 		At:         s.proxy.cfg.Now().UTC(),
 	}
 	var err error
@@ -42,6 +42,6 @@ func (s *session) recordVersion(ddl []string) *wire.PGError {
 		}
 		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 	}
-	s.proxy.cfg.Logf("proxy: record blueprint version of %s: %v", s.login.workspace.Name, err)
+	s.proxy.cfg.Logf("proxy: record blueprint version of %s: %v", s.login.workspace, err)
 	return wire.NewError("WARNING", "01000", "the DDL committed in the workspace but was not recorded as a blueprint version: %v", err)
 }

@@ -64,6 +64,26 @@ type login struct {
 	tenant    string
 }
 
+// identity is what a session keeps of its login: names, not copies of the
+// key, database, backend and workspace records (an idle session is small).
+type identity struct {
+	projectID, database string // the wire database name
+	keyID, role         string
+	kind                string // of the database: workspace or tenant
+	workspace, mode     string
+	tenant              string
+}
+
+func (lg *login) identity() identity {
+	return identity{
+		projectID: lg.projectID, database: lg.database,
+		keyID: lg.key.ID, role: lg.key.Role,
+		kind:      lg.target.Kind,
+		workspace: lg.workspace.Name, mode: lg.workspace.Mode,
+		tenant: lg.tenant,
+	}
+}
+
 // serve runs startup, authentication and the backend login. It returns the
 // session ready to relay, or nil when the connection is to end (refused,
 // failed, or a CancelRequest served).
@@ -279,10 +299,9 @@ func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[s
 	s := &session{
 		proxy:    c.proxy,
 		loop:     c.proxy.pickLoop(),
-		login:    lg,
+		login:    lg.identity(),
 		txStatus: 'I',
 		nonce:    randomHex(6),
-		injected: map[string]*wire.PGError{},
 		track:    newTracker(),
 	}
 	if c.proxy.cfg.LazyAttach {

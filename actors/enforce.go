@@ -49,10 +49,10 @@ func startGovernor(s *session, clientIP string) {
 // values apply to the next statement on every node.
 func (g *governor) limits() stmtLimits {
 	var l stmtLimits
-	lg := g.s.login
+	lg := &g.s.login
 	g.s.proxy.cfg.FSM.View(func(st *fsm.State) {
 		if p := st.Project(lg.projectID); p != nil {
-			if w := p.Workspaces[lg.workspace.Name]; w != nil {
+			if w := p.Workspaces[lg.workspace]; w != nil {
 				l = stmtLimits{maxRows: w.Settings.MaxRowsPerQuery, timeoutMs: w.Settings.QueryTimeoutMs}
 			}
 		}
@@ -261,7 +261,7 @@ func (g *governor) log(done []stmtDone) {
 	pol := g.s.proxy.cfg.Policy
 	m := pol.metrics()
 	ql := pol.queryLog()
-	lg := g.s.login
+	lg := &g.s.login
 	for _, d := range done {
 		m.Statement(d.sqlstate)
 		if ql == nil {
@@ -270,7 +270,7 @@ func (g *governor) log(done []stmtDone) {
 		text, cut := querylog.Truncate(d.text)
 		ql.Add(querylog.Entry{
 			Time: d.start.UTC(), Node: g.s.proxy.cfg.NodeID, Project: lg.projectID, Database: lg.database,
-			Workspace: lg.workspace.Name, Tenant: lg.tenant, KeyID: lg.key.ID, Role: lg.key.Role,
+			Workspace: lg.workspace, Tenant: lg.tenant, KeyID: lg.keyID, Role: lg.role,
 			ClientIP: g.clientIP, Statement: text, Truncated: cut,
 			DurationMs: float64(d.duration.Microseconds()) / 1000, Rows: d.rows, SQLState: d.sqlstate,
 		})

@@ -39,7 +39,7 @@ func (s *session) guard(sql string, r classify.Result) *wire.PGError {
 			return wire.NewError("ERROR", "42501", "%s is not allowed through the proxy: roles are managed by tdb", st.Tag)
 		}
 		if s.captures() && st.Kind == classify.DDL {
-			if s.login.key.Role != fsm.RoleAdmin {
+			if s.login.role != fsm.RoleAdmin {
 				return wire.NewError("ERROR", "42501", "DDL in a workspace needs a key with role admin")
 			}
 			if privilegeTags[st.Tag] {

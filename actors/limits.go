@@ -87,7 +87,7 @@ type limiter struct {
 }
 
 func newLimiter(now func() time.Time) *limiter {
-	return &limiter{prepared: map[string]string{}, portals: map[string]*stmtRun{}, now: now}
+	return &limiter{now: now} // its maps are made at their first entry
 }
 
 // query records a simple-protocol Query: one execution per statement (the
@@ -103,7 +103,12 @@ func (l *limiter) query(sql string, stmts []string, lim stmtLimits) {
 }
 
 // parse records the text of a prepared statement.
-func (l *limiter) parse(name, sql string) { l.prepared[name] = sql }
+func (l *limiter) parse(name, sql string) {
+	if l.prepared == nil {
+		l.prepared = map[string]string{}
+	}
+	l.prepared[name] = sql
+}
 
 // bind records a Bind: a new portal, and so a new run (the old one of that
 // name, if it ran, ends unfinished).
@@ -112,6 +117,9 @@ func (l *limiter) bind(portal, stmt string) {
 	if r := l.portals[portal]; r != nil && !l.queued(r) {
 		*r = stmtRun{text: l.prepared[stmt]} // the old run is over: reuse it
 		return
+	}
+	if l.portals == nil {
+		l.portals = map[string]*stmtRun{}
 	}
 	l.portals[portal] = &stmtRun{text: l.prepared[stmt]}
 }

@@ -30,7 +30,7 @@ import (
 type session struct {
 	proxy *Proxy
 	loop  *evloop.Loop // the event loop that relays it; nil: goroutines
-	login *login
+	login identity
 	key   cancelKey
 
 	client net.Conn
@@ -70,6 +70,9 @@ func (s *session) refuse(err *wire.PGError) string {
 	if len(s.injected) >= 256 { // refusals the backend skipped (after an earlier error)
 		clear(s.injected)
 	}
+	if s.injected == nil {
+		s.injected = map[string]*wire.PGError{}
+	}
 	s.injected[name] = err
 	return name
 }
@@ -100,7 +103,7 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 		return classify.Result{}, wire.NewError("ERROR", "54001", "statement is too complex to analyse")
 	case r.HasCopy():
 		return classify.Result{}, wire.NewError("ERROR", "0A000", "COPY is not supported through the proxy; use tdb workspaces import-full or INSERT statements")
-	case s.login.target.Kind == fsm.KindTenant && r.HasDDL():
+	case s.login.kind == fsm.KindTenant && r.HasDDL():
 		return classify.Result{}, wire.NewError("ERROR", "42501", "DDL not allowed on tenant databases, use workspace mode")
 	}
 	if rej := s.guard(sql, r); rej != nil {

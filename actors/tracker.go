@@ -43,7 +43,7 @@ type tracker struct {
 }
 
 func newTracker() *tracker {
-	return &tracker{prepared: map[string]stmtInfo{}, portals: map[string]stmtInfo{}}
+	return &tracker{} // its maps are made at their first entry
 }
 
 // query records a simple-protocol Query and its statements.
@@ -60,11 +60,19 @@ func (t *tracker) parse(name string, r classify.Result) {
 	if len(r.Statements) == 1 {
 		info = stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}
 	}
+	if t.prepared == nil {
+		t.prepared = map[string]stmtInfo{}
+	}
 	t.prepared[name] = info
 }
 
 // bind records a Bind of a prepared statement to a portal.
-func (t *tracker) bind(portal, stmt string) { t.portals[portal] = t.prepared[stmt] }
+func (t *tracker) bind(portal, stmt string) {
+	if t.portals == nil {
+		t.portals = map[string]stmtInfo{}
+	}
+	t.portals[portal] = t.prepared[stmt]
+}
 
 // execute records an Execute of a portal.
 func (t *tracker) execute(portal string) {

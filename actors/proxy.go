@@ -115,7 +115,11 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 		for range max(cfg.RelayLoops, 1) {
 			loop, err := evloop.New()
 			if err != nil {
-				cfg.Logf("proxy: no event loop, relaying with goroutines: %v", err)
+				if len(p.loops) == 0 {
+					cfg.Logf("proxy: no event loop, relaying with goroutines: %v", err)
+				} else {
+					cfg.Logf("proxy: %d event loops of %d: %v", len(p.loops), cfg.RelayLoops, err)
+				}
 				break
 			}
 			p.loops = append(p.loops, loop)

@@ -232,7 +232,7 @@ func (p *Proxy) pickLoop() *evloop.Loop {
 	if len(p.loops) == 0 {
 		return nil
 	}
-	return p.loops[int(p.nextLoop.Add(1)-1)%len(p.loops)]
+	return p.loops[(p.nextLoop.Add(1)-1)%uint32(len(p.loops))]
 }
 
 // register gives a session its cancel key: the backend's real process id

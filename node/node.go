@@ -68,8 +68,8 @@ type Config struct {
 	// GoroutineRelay relays every session with a goroutine per direction
 	// instead of the epoll loop (actors.ProxyConfig.GoroutineRelay).
 	GoroutineRelay bool
-	// RelayLoops is how many epoll loops relay sessions [1]
-	// (actors.ProxyConfig.RelayLoops).
+	// RelayLoops is how many epoll loops relay sessions, 1 to MaxRelayLoops
+	// (actors.ProxyConfig.RelayLoops); 0 means 1.
 	RelayLoops int
 }
 
@@ -99,7 +99,7 @@ type Node struct {
 // Start opens the replica, waits for a leader, and starts serving.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.RelayLoops < 0 || cfg.RelayLoops > MaxRelayLoops {
-		return nil, errors.Newf("--relay-loops must be between 1 and %d", MaxRelayLoops)
+		return nil, errors.Newf("--relay-loops must be between 1 and %d, not %d", MaxRelayLoops, cfg.RelayLoops)
 	}
 	if cfg.LogOutput == nil {
 		cfg.LogOutput = os.Stderr

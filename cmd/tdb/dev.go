@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -52,6 +53,28 @@ const goroutineRelayHelp = "relay every session with a goroutine per direction i
 // relayLoopsHelp describes --relay-loops.
 const relayLoopsHelp = "how many epoll loops relay sessions, each on a thread of its own (new sessions take turns)"
 
+// relayLoopsFlag adds --relay-loops to a command that runs a node; a count
+// outside 1..node.MaxRelayLoops is refused when the flags are parsed, before
+// anything starts.
+func relayLoopsFlag(cmd *cobra.Command, p *int) {
+	*p = 1
+	cmd.Flags().Var((*relayLoopsValue)(p), "relay-loops", relayLoopsHelp)
+}
+
+// relayLoopsValue is the pflag.Value behind --relay-loops.
+type relayLoopsValue int
+
+func (v *relayLoopsValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *relayLoopsValue) Type() string   { return "int" }
+func (v *relayLoopsValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > node.MaxRelayLoops {
+		return errors.Newf("must be a whole number between 1 and %d", node.MaxRelayLoops)
+	}
+	*v = relayLoopsValue(n)
+	return nil
+}
+
 // lazyAttachHelp describes --lazy-backend-attach.
 const lazyAttachHelp = "log clients in without a backend session when none is idle and attach one at their first message " +
 	"(idle clients hold no backend; the BackendKeyData pid is then not the backend's, so SQL pg_cancel_backend(pid) does not reach it)"
@@ -80,7 +103,7 @@ func newDevCmd() *cobra.Command {
 	cmd.Flags().IntVar(&o.pgMaxConnections, "pg-max-connections", 300, "max_connections of the local PostgreSQL")
 	cmd.Flags().BoolVar(&o.lazyAttach, "lazy-backend-attach", false, lazyAttachHelp)
 	cmd.Flags().BoolVar(&o.goroutineRelay, "goroutine-relay", false, goroutineRelayHelp)
-	cmd.Flags().IntVar(&o.relayLoops, "relay-loops", 1, relayLoopsHelp)
+	relayLoopsFlag(cmd, &o.relayLoops)
 	procsFlag(cmd, halfTheCPUs) // the local PostgreSQL shares this machine
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -152,5 +153,22 @@ func TestClientCommands(t *testing.T) {
 				st.checkJSON(t, doc)
 			}
 		})
+	}
+}
+
+// TestRelayLoopsFlag: a loop count out of range stops both node commands
+// while the flags are parsed, before a data directory or PostgreSQL is made.
+func TestRelayLoopsFlag(t *testing.T) {
+	for _, cmd := range []string{"server", "dev"} {
+		for _, n := range []string{"0", "-1", "65", "two"} {
+			dir := t.TempDir() + "/data"
+			code, _, stderr := tdb(cmd, "--data-dir", dir, "--relay-loops", n)
+			if code == 0 || !strings.Contains(stderr, `invalid argument "`+n+`" for "--relay-loops" flag: must be a whole number between 1 and 64`) {
+				t.Errorf("tdb %s --relay-loops %s: exit %d, stderr %q", cmd, n, code, stderr)
+			}
+			if _, err := os.Stat(dir); err == nil {
+				t.Errorf("tdb %s --relay-loops %s made %s", cmd, n, dir)
+			}
+		}
 	}
 }

@@ -82,7 +82,7 @@ func newServerCmd() *cobra.Command {
 	f.DurationVar(&cfg.ClientIdleTimeout, "client-idle-timeout", 1800*time.Second, "close client connections silent this long")
 	f.BoolVar(&cfg.LazyBackendAttach, "lazy-backend-attach", false, lazyAttachHelp)
 	f.BoolVar(&cfg.GoroutineRelay, "goroutine-relay", false, goroutineRelayHelp)
-	f.IntVar(&cfg.RelayLoops, "relay-loops", 1, relayLoopsHelp)
+	relayLoopsFlag(cmd, &cfg.RelayLoops)
 	f.StringVar(&proxyFrom, "proxy-protocol-from", "", "load balancers (CIDRs, comma separated) whose connections must carry a PROXY v1/v2 header; no one else may send one")
 	procsFlag(cmd, nil)
 	return cmd

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,8 +37,7 @@ func (s *server) addBackend(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err := fsm.ValidateName("backend", req.Name); err != nil {
 		return err
 	}
-	u, err := url.Parse(req.URL)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || (u.Host == "" && !strings.HasPrefix(u.Query().Get("host"), "/")) {
+	if !validBackendURL(req.URL) {
 		return badRequest("invalid backend url: must look like postgres://superuser:password@host:port/postgres (or postgres://superuser:password@/postgres?host=/socket/dir&port=5432 for a Unix socket)")
 	}
 	index, err := s.apply(r.Context(), fsm.CmdAddBackend, fsm.AddBackend{Name: req.Name, URL: req.URL, At: s.now()})
@@ -49,6 +49,33 @@ func (s *server) addBackend(w http.ResponseWriter, r *http.Request, c *caller) e
 	out.RaftIndex = index
 	writeJSON(w, http.StatusCreated, out)
 	return nil
+}
+
+// validBackendURL: a postgres:// URL naming one server, by host[:port] or by
+// a host= Unix socket directory, with a numeric port if any. Several hosts
+// (a comma) are refused: the node dials one server per backend and sends
+// cancels to it.
+func validBackendURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return false
+	}
+	q := u.Query()
+	host := q.Get("host")
+	switch {
+	case host == "" && u.Hostname() == "":
+		return false
+	case host != "" && !strings.HasPrefix(host, "/"):
+		return false
+	case strings.Contains(u.Host+host, ","):
+		return false
+	}
+	for _, port := range []string{u.Port(), q.Get("port")} {
+		if n, err := strconv.Atoi(port); port != "" && (err != nil || n < 1 || n > 65535) {
+			return false
+		}
+	}
+	return true
 }
 
 // listBackends: GET /v1/backends, operator only, passwords redacted.

@@ -29,7 +29,10 @@ func TestBackendsRedactPasswords(t *testing.T) {
 func TestBackendUnixSocketURL(t *testing.T) {
 	e := newEnv(t, nil)
 	e.call(adminKey, "POST", "/v1/backends", map[string]string{"name": "sock", "url": "postgres://postgres:pw@/postgres?host=/var/run/postgresql&port=5432"}, 201)
-	for _, bad := range []string{"postgres:///postgres", "postgres:///postgres?host=relative/dir", "postgres:///postgres?port=5432"} {
+	e.call(adminKey, "POST", "/v1/backends", map[string]string{"name": "tcp", "url": "postgresql://postgres:pw@[::1]:6543/postgres?sslmode=disable"}, 201)
+	for _, bad := range []string{"postgres:///postgres", "postgres:///postgres?host=relative/dir", "postgres:///postgres?port=5432",
+		"postgres://postgres:pw@/postgres?host=/a,/b", "postgres://postgres:pw@db1,db2/postgres", "postgres://postgres:pw@db:abc/postgres",
+		"postgres://postgres:pw@db:0/postgres", "postgres://postgres:pw@/postgres?host=/tmp&port=99999", "mysql://root@db/postgres"} {
 		status, data := e.do(adminKey, "POST", "/v1/backends", map[string]string{"name": "bad", "url": bad})
 		if status != 400 || !strings.Contains(string(data), "invalid backend url") {
 			t.Fatalf("%s: status %d: %s", bad, status, data)

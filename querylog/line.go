@@ -47,6 +47,16 @@ func appendField(b []byte, name, value string) []byte {
 
 const hex = "0123456789abcdef"
 
+// plainASCII marks the ASCII bytes a JSON string carries as they are: not
+// control characters, quotes, backslashes or HTML's < > &. One table load per
+// byte keeps the statement text, most of a line, cheap to copy.
+var plainASCII = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendString appends s as a JSON string the way encoding/json does: HTML
 // characters, U+2028 and U+2029 escaped, invalid UTF-8 replaced by U+FFFD.
 func appendString(b []byte, s string) []byte {
@@ -54,7 +64,7 @@ func appendString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if plainASCII[c] {
 				i++
 				continue
 			}

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go test -count=1 -timeout 30m ./...
+# The packages where sessions, loops and the raft state are shared between
+# goroutines, again under the race detector (about two minutes on 2 cores).
+go test -race -count=1 -timeout 20m ./actors/... ./wire/... ./querylog ./fsm ./node
 # A chaos run: the Procfile's three nodes and backend under kill -9, SIGSTOP
 # and partitions with load; exits non-zero on any lost write, divergence,
 # non-linearizable history, stale login or ban mismatch.

@@ -99,34 +99,46 @@ fi
 BOUNCER_PID=$!
 PIDS+=("$BOUNCER_PID")
 for _ in $(seq 1 40); do psql "$BOUNCER_URL" -XAtqc 'select 1' >/dev/null 2>&1 && break; sleep 0.25; done
+# bouncer_pid: pgbouncer runs under runuser when root; measure pgbouncer itself.
+bouncer_pid=$(pgrep -f "pgbouncer $WORK/pgbouncer.ini" | while read -r p; do [ "$(cat /proc/"$p"/comm)" = pgbouncer ] && echo "$p"; done | head -1)
 
 echo "== pgbench -i -I dtGvp -s $SCALE through tdb (control workspace; server-side data generation, COPY is refused)"
 pgbench -i -I dtGvp -q -s "$SCALE" "$TDB_URL" >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; exit 1; }
 
-tps() { # target-url pgbench-args... -> tps (excluding connection time)
-  local url=$1; shift
-  local out
-  out=$(pgbench -n "$@" -T "$DUR" "$url" 2>&1) || { echo "pgbench failed: $out" >&2; echo 0; return; }
-  echo "$out" | awk -F'= ' '/^tps/ {split($2,a," "); print a[1]; exit}'
+# cpu_ticks pid: user+system clock ticks the process has used (0 without a pid).
+cpu_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ=$(getconf CLK_TCK)
+run() { # target-url pid pgbench-args... -> "tps cpu": tps (excluding connection time) and
+  # the CPU the process pid (the proxy) used per transaction, in microseconds ("-" without one)
+  local url=$1 pid=$2; shift 2
+  local out c0 c1 n
+  c0=$(cpu_ticks "$pid")
+  out=$(pgbench -n "$@" -T "$DUR" "$url" 2>&1) || { echo "pgbench failed: $out" >&2; echo "0 -"; return; }
+  c1=$(cpu_ticks "$pid")
+  n=$(echo "$out" | awk -F': ' '/^number of transactions actually processed/ {print $2; exit}')
+  echo "$(echo "$out" | awk -F'= ' '/^tps/ {split($2,a," "); print a[1]; exit}')" \
+    "$([ -n "$pid" ] && [ "${n:-0}" -gt 0 ] && awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="$n" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}' || echo -)"
 }
 
-printf "test\tdirect\ttdb\tpgbouncer\n" >"$OUT/results.tsv"
-printf "test\tround\tdirect\ttdb\tpgbouncer\n" >"$OUT/rounds.tsv"
+printf "test\tdirect\ttdb\tpgbouncer\ttdb_cpu_us\tpgbouncer_cpu_us\n" >"$OUT/results.tsv"
+printf "test\tround\tdirect\ttdb\tpgbouncer\ttdb_cpu_us\tpgbouncer_cpu_us\n" >"$OUT/rounds.tsv"
 median() { printf "%s\n" "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 row() { # name args...: ROUNDS runs against each target, the order turning each round
   local name=$1; shift
-  local r k target v
-  local -a order=(direct tdb pgbouncer) ds=() ts=() bs=()
-  local -A url=([direct]=$DIRECT_URL [tdb]=$TDB_URL [pgbouncer]=$BOUNCER_URL) got
+  local r k target
+  local -a order=(direct tdb pgbouncer) ds=() ts=() bs=() tc=() bc=() res
+  local -A url=([direct]=$DIRECT_URL [tdb]=$TDB_URL [pgbouncer]=$BOUNCER_URL) pid=([direct]="" [tdb]=$TDB_PID [pgbouncer]=$bouncer_pid) got cpu
   for r in $(seq 1 "$ROUNDS"); do
     for k in 0 1 2; do
       target=${order[$(((k + r - 1) % 3))]}
-      got[$target]=$(tps "${url[$target]}" "$@")
+      read -r -a res <<<"$(run "${url[$target]}" "${pid[$target]}" "$@")"
+      got[$target]=${res[0]}; cpu[$target]=${res[1]}
     done
-    ds+=("${got[direct]}"); ts+=("${got[tdb]}"); bs+=("${got[pgbouncer]}")
-    printf "%s\t%s\t%s\t%s\t%s\n" "$name" "$r" "${got[direct]}" "${got[tdb]}" "${got[pgbouncer]}" >>"$OUT/rounds.tsv"
+    ds+=("${got[direct]}"); ts+=("${got[tdb]}"); bs+=("${got[pgbouncer]}"); tc+=("${cpu[tdb]}"); bc+=("${cpu[pgbouncer]}")
+    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$name" "$r" "${got[direct]}" "${got[tdb]}" "${got[pgbouncer]}" "${cpu[tdb]}" "${cpu[pgbouncer]}" >>"$OUT/rounds.tsv"
   done
-  printf "%s\t%s\t%s\t%s\n" "$name" "$(median "${ds[@]}")" "$(median "${ts[@]}")" "$(median "${bs[@]}")" | tee -a "$OUT/results.tsv"
+  printf "%s\t%s\t%s\t%s\t%s\t%s\n" "$name" "$(median "${ds[@]}")" "$(median "${ts[@]}")" "$(median "${bs[@]}")" \
+    "$(median "${tc[@]}")" "$(median "${bc[@]}")" | tee -a "$OUT/results.tsv"
 }
 
 echo "== select-only (-S), ${DUR}s per run, $ROUNDS rounds"
@@ -150,8 +162,6 @@ echo "tdb RSS before ${before} KiB, peak after ${after} KiB: growth ${RSS_GROWTH
 
 echo "== memory per idle TLS client connection: $IDLE_CONNS connections, each after one SELECT 1"
 go build -o "$WORK/idleconns" ./bench/idleconns
-# bouncer_pid: pgbouncer runs under runuser when root; measure pgbouncer itself.
-bouncer_pid=$(pgrep -f "pgbouncer $WORK/pgbouncer.ini" | while read -r p; do [ "$(cat /proc/"$p"/comm)" = pgbouncer ] && echo "$p"; done | head -1)
 IDLE_TDB=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$TDB_PID" -metrics "http://127.0.0.1:$HTTP_PORT/metrics" \
   -gc-url "http://127.0.0.1:$HTTP_PORT/debug/pprof/heap?gc=1" -gc-key "$TDB_ADMIN_KEY" \
   -url "${TDB_URL%sslmode=disable}sslmode=require")
@@ -199,17 +209,20 @@ def f(x):
     try: return float(x)
     except: return 0.0
 spread = {}  # test -> tdb/PgBouncer ratio of every round
-for name, _, d, t, b in (l.rstrip("\n").split("\t") for l in list(open(sys.argv[6]))[1:]):
+for name, _, d, t, b, *_ in (l.rstrip("\n").split("\t") for l in list(open(sys.argv[6]))[1:]):
     if f(b):
         spread.setdefault(name, []).append(f(t) / f(b))
-lines = ["| test | direct tps | tdb tps | PgBouncer tps | tdb/PgBouncer | tdb/PgBouncer, rounds | tdb/direct |", "|---|---:|---:|---:|---:|---:|---:|"]
-for name, d, t, b in rows:
+lines = ["| test | direct tps | tdb tps | PgBouncer tps | tdb/PgBouncer | tdb/PgBouncer, rounds | tdb/direct | proxy CPU per txn, tdb / PgBouncer |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|"]
+def us(x):
+    return f"{f(x):.1f} us" if f(x) else "-"
+for name, d, t, b, tc, bc in rows:
     d, t, b = f(d), f(t), f(b)
     r1 = f"{t/b:.2f}" if b else "-"
     r2 = f"{t/d:.2f}" if d else "-"
     s = spread.get(name, [])
     rr = f"{min(s):.2f}-{max(s):.2f}" if s else "-"
-    lines.append(f"| `{name}` | {d:.0f} | {t:.0f} | {b:.0f} | {r1} | {rr} | {r2} |")
+    lines.append(f"| `{name}` | {d:.0f} | {t:.0f} | {b:.0f} | {r1} | {rr} | {r2} | {us(tc)} / {us(bc)} |")
 table = "\n".join(lines)
 print(table)
 
@@ -227,8 +240,8 @@ print(idle)
 # A chart of each proxy's share of direct PostgreSQL's tps (mermaid, rendered by
 # the usual Markdown viewers).
 names = [r[0].replace("-S ", "").replace("-M ", "").replace("-c ", "c") for r in rows]
-tdb_share = [f(t) / f(d) if f(d) else 0 for _, d, t, b in rows]
-bouncer_share = [f(b) / f(d) if f(d) else 0 for _, d, t, b in rows]
+tdb_share = [f(t) / f(d) if f(d) else 0 for _, d, t, b, *_ in rows]
+bouncer_share = [f(b) / f(d) if f(d) else 0 for _, d, t, b, *_ in rows]
 top = max(tdb_share + bouncer_share + [1.0])
 chart = "\n".join([
     "```mermaid",
@@ -242,7 +255,7 @@ chart = "\n".join([
 ])
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 def added_us(mode):  # 1-client latency over direct PostgreSQL, in microseconds
-    for name, d, t, b in rows:
+    for name, d, t, b, *_ in rows:
         if name == f"-S -M {mode} -c 1" and f(d) and f(t) and f(b):
             return 1e6 / f(t) - 1e6 / f(d), 1e6 / f(b) - 1e6 / f(d)
     return None
@@ -257,6 +270,10 @@ Direct PostgreSQL, tdb and PgBouncer (session mode) run on the same machine, alt
 pgbench against each for {dur} s, {nrounds} rounds per row with the order of the three turning each
 round; tps are medians of the rounds, and the rounds column gives the smallest and largest
 tdb/PgBouncer ratio of a single round. TLS off on every side (loopback). Ratios > 1 favour tdb.
+The last column is the CPU time (user and system, from /proc) the proxy process itself used per
+transaction, the median of the rounds: what each proxy costs, which tps alone hides when
+PostgreSQL and pgbench share the cores with it (lower favours tdb; with `-C` it includes the
+proxy's side of each login).
 
 {table}
 

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,12 +70,19 @@ type Config struct {
 	// instead of the epoll loop (actors.ProxyConfig.GoroutineRelay).
 	GoroutineRelay bool
 	// RelayLoops is how many epoll loops relay sessions, 1 to MaxRelayLoops
-	// (actors.ProxyConfig.RelayLoops); 0 means 1.
+	// (actors.ProxyConfig.RelayLoops); 0 picks DefaultRelayLoops(GOMAXPROCS).
 	RelayLoops int
 }
 
 // MaxRelayLoops bounds Config.RelayLoops: each loop is a thread and an epoll set.
 const MaxRelayLoops = 64
+
+// DefaultRelayLoops is the loop count when none is given, for a node running
+// Go code on procs threads (GOMAXPROCS): one loop per four, at least one. A
+// loop is a busy thread under load, and the rest of the node (and, beside
+// `tdb dev`, its PostgreSQL) needs the others: on the 2-core machine of
+// BENCHMARKS.md a second loop cost 6% at 32 clients and gained 9% at 256.
+func DefaultRelayLoops(procs int) int { return max(1, min(MaxRelayLoops, procs/4)) }
 
 // Node is a running tdb node.
 type Node struct {
@@ -99,12 +107,18 @@ type Node struct {
 // Start opens the replica, waits for a leader, and starts serving.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.RelayLoops < 0 || cfg.RelayLoops > MaxRelayLoops {
-		return nil, errors.Newf("--relay-loops must be between 1 and %d, not %d", MaxRelayLoops, cfg.RelayLoops)
+		return nil, errors.Newf("--relay-loops must be from 0 (one loop per 4 Go threads) to %d, not %d", MaxRelayLoops, cfg.RelayLoops)
 	}
 	if cfg.LogOutput == nil {
 		cfg.LogOutput = os.Stderr
 	}
 	logger := log.New(cfg.LogOutput, "["+cfg.NodeID+"] ", log.LstdFlags|log.Lmicroseconds)
+	if cfg.RelayLoops == 0 {
+		cfg.RelayLoops = DefaultRelayLoops(runtime.GOMAXPROCS(0))
+	}
+	if !cfg.GoroutineRelay {
+		logger.Printf("relay: %d event loop(s) for %d Go threads (--relay-loops, --procs)", cfg.RelayLoops, runtime.GOMAXPROCS(0))
+	}
 	rc := cfg.Raft
 	rc.NodeID = cfg.NodeID
 	rc.Dir = filepath.Join(cfg.DataDir, "raft")

@@ -51,13 +51,14 @@ const goroutineRelayHelp = "relay every session with a goroutine per direction i
 	"(by default the loop relays every client but those behind a PROXY protocol header)"
 
 // relayLoopsHelp describes --relay-loops.
-const relayLoopsHelp = "how many epoll loops relay sessions, each on a thread of its own (new sessions take turns)"
+const relayLoopsHelp = "how many epoll loops relay sessions, each on a thread of its own (new sessions take turns); " +
+	"0: one per 4 of --procs, at least 1"
 
 // relayLoopsFlag adds --relay-loops to a command that runs a node; a count
-// outside 1..node.MaxRelayLoops is refused when the flags are parsed, before
-// anything starts.
+// outside 0..node.MaxRelayLoops is refused when the flags are parsed, before
+// anything starts (0, the default, is node.DefaultRelayLoops).
 func relayLoopsFlag(cmd *cobra.Command, p *int) {
-	*p = 1
+	*p = 0
 	cmd.Flags().Var((*relayLoopsValue)(p), "relay-loops", relayLoopsHelp)
 }
 
@@ -68,8 +69,8 @@ func (v *relayLoopsValue) String() string { return strconv.Itoa(int(*v)) }
 func (v *relayLoopsValue) Type() string   { return "int" }
 func (v *relayLoopsValue) Set(s string) error {
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > node.MaxRelayLoops {
-		return errors.Newf("must be a whole number between 1 and %d", node.MaxRelayLoops)
+	if err != nil || n < 0 || n > node.MaxRelayLoops {
+		return errors.Newf("must be a whole number from 0 (one loop per 4 of --procs) to %d", node.MaxRelayLoops)
 	}
 	*v = relayLoopsValue(n)
 	return nil

@@ -259,6 +259,10 @@ def added_us(mode):  # 1-client latency over direct PostgreSQL, in microseconds
         if name == f"-S -M {mode} -c 1" and f(d) and f(t) and f(b):
             return 1e6 / f(t) - 1e6 / f(d), 1e6 / f(b) - 1e6 / f(d)
     return None
+cpu_pairs = [(name.split()[2], f(tc), f(bc)) for name, d, t, b, tc, bc in rows if name.endswith(" -c 32") and f(tc) and f(bc)]
+cpu32 = ("In this run tdb used " + ", ".join(f"{t:.1f} us ({m})" for m, t, _ in cpu_pairs) +
+         " of CPU per transaction against PgBouncer's " + ", ".join(f"{b:.1f} us" for _, _, b in cpu_pairs) +
+         f": {min(t / b for _, t, b in cpu_pairs):.2f}-{max(t / b for _, t, b in cpu_pairs):.2f} times as much.") if cpu_pairs else ""
 lat = [(m, added_us(m)) for m in ("simple", "extended", "prepared")]
 lat = [(m, v) for m, v in lat if v]
 latency = ("In the table above a single client's transaction takes, over direct PostgreSQL: " +
@@ -303,31 +307,38 @@ The relay: a node relays sessions (TLS or not) from one epoll loop on a locked t
 back for comparison (`-S -c 1`, 2026-11-26: tdb/direct 0.89-0.90 with the loop against
 0.47-0.51 without it; over TLS, 6.6k tps against 3.9k). {latency}
 
-Where the time goes at 32 clients (2026-11-26; CPU of each process from /proc, `perf stat` and
-syscall counts during `-S -c 32`, same PostgreSQL, the proxies taking turns). `-M prepared`: tdb
-about 15 us of CPU per transaction (3.3 us user, 11.7 us kernel), PgBouncer 14.5 us (2 us user,
-12.5 us kernel). Per transaction tdb makes 2 reads, 2 writes, 0.1-1.1 `epoll_pwait` and no
-`epoll_ctl`, as PgBouncer does. In a CPU profile of the node the two writes are 56% of its
-time and the two reads 18%: on loopback the writer runs the receiver's TCP stack and wakes it.
-tdb's own work on the messages (statement tracking, limits, the query log line, metrics) is
-about 11%; the query log's writer another 3% on its own thread. PostgreSQL and pgbench share the
-two cores with the proxy, so a proxy that reads and writes every message once cannot be much
-cheaper than another that does the same: the 1.2x over PgBouncer target is missed by the
-margin in the table (tdb spends about 1.3 us more user time per transaction, on the
-statement tracking, limits and query log PgBouncer does not do). Since the run before (one round per row,
-`-M prepared -c 32` at 0.81 of PgBouncer): reads, writes and a first non-blocking `epoll_wait`
-as raw system calls (no scheduler hand-off per call), the local PostgreSQL reached by its Unix
-socket (`tdb dev` registers it that way; the bench gives PgBouncer the same socket), and
-bookkeeping without allocation on a prepared statement's round trip (a test keeps it at
-zero). Tried and not kept: spinning before `epoll_wait`, a higher priority or a real-time
-policy for the loop thread.
+Where the time goes at 32 clients. {cpu32} (The proxy CPU column; a proxy's whole cost, which the
+tps hide when PostgreSQL and pgbench share its cores.) A closer look on 2026-11-27 (`-M
+extended -c 32`, CPU per process from /proc, `perf stat` and a kernel profile, the proxies
+taking turns): tdb 7.9 us user and 21.4 us kernel per transaction against PgBouncer's 3.3 and
+17.5. Both make 2 reads and 2 writes per transaction and no `epoll_ctl`; tdb calls
+`epoll_pwait` 1.55 times (a non-blocking call before each blocking one) and switches context
+1.09 times against PgBouncer's 0.74 and 0.81. In the kernel profile of either proxy more than
+half the samples fall in context switches and wake-ups (`finish_task_switch`,
+`_raw_spin_unlock_irqrestore`): on this 2-vCPU virtual machine waking a process on the other
+CPU is the dominant cost of relaying a message, for both. tdb's user time is spread over
+its own work on each message (the DDL and setting guards, statement tracking, limits, the
+query log entry and its JSON line, metrics; none above 5%), which PgBouncer does not do. With
+PostgreSQL and pgbench on the same two cores a proxy that reads and writes every message
+once cannot be 1.2x faster than another that does the same; the target is missed by the
+margin in the table. Since the first runs (one round per row, `-M prepared -c 32` at 0.81 of
+PgBouncer): reads, writes and a first non-blocking `epoll_wait` as raw system calls (no
+scheduler hand-off per call), the local PostgreSQL reached by its Unix socket (`tdb dev`
+registers it that way; the bench gives PgBouncer the same socket), and bookkeeping without
+allocation on a prepared statement's round trip (a test keeps it at zero). Tried and not
+kept: spinning before `epoll_wait`, a higher priority or a real-time policy for the loop
+thread, pinning the node to one CPU, skipping the non-blocking `epoll_wait` when the loop was
+idle.
 
 At 256 clients the machine keeps 0.14-0.20 of a core idle under tdb against 0.02 with direct
 PostgreSQL: the single loop is at moments the only runnable thread. `--relay-loops 2` turns
 that into throughput, +9-10% at `-S -M prepared -c 256`, but costs 6% at 32 clients (more
 `epoll_pwait` calls and thread wake-ups per transaction), so one loop stays the default on a
 machine this small. `-C` is bounded by the client: libpq's SCRAM key derivation in pgbench
-takes 1.65 of the 2 cores during the tdb run, tdb 0.16.
+takes 1.65 of the 2 cores during the tdb run, tdb 0.16. Its CPU column is each proxy's side
+of a login and its reset: PgBouncer derives the SCRAM keys from the plain-text password of its
+auth file on every login, tdb checks the proof against a stored verifier and reuses a pooled
+backend session.
 
 On idle connections: while the loop relays a session no goroutine waits for it, so the
 "Go stacks" column is near zero; what remains is the session, crypto/tls state (its AEAD

@@ -55,6 +55,9 @@ type ProxyConfig struct {
 	// RelayLoops is how many epoll loops relay sessions, each on a thread
 	// of its own [1]; a session stays on the loop it was given at login.
 	RelayLoops int
+	// RelayNice is the niceness of the relay loops' threads
+	// (evloop.Options.Nice); 0 leaves the process's.
+	RelayNice int
 
 	// Cluster hooks (cluster.go); nil on a lone node.
 	Cluster ClusterHooks
@@ -113,7 +116,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 	}
 	if !cfg.GoroutineRelay && evloop.Supported() {
 		for range max(cfg.RelayLoops, 1) {
-			loop, err := evloop.New()
+			loop, err := evloop.New(evloop.Options{Nice: cfg.RelayNice})
 			if err != nil {
 				if len(p.loops) == 0 {
 					cfg.Logf("proxy: no event loop, relaying with goroutines: %v", err)
@@ -121,6 +124,9 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 					cfg.Logf("proxy: %d event loops of %d: %v", len(p.loops), cfg.RelayLoops, err)
 				}
 				break
+			}
+			if err := loop.NiceErr(); err != nil && len(p.loops) == 0 {
+				cfg.Logf("proxy: %v; the loops run at the process's niceness", err)
 			}
 			p.loops = append(p.loops, loop)
 		}

@@ -72,6 +72,9 @@ type Config struct {
 	// RelayLoops is how many epoll loops relay sessions, 1 to MaxRelayLoops
 	// (actors.ProxyConfig.RelayLoops); 0 picks DefaultRelayLoops(GOMAXPROCS).
 	RelayLoops int
+	// RelayNice is the niceness of the relay loops' threads, -20 to 19
+	// (actors.ProxyConfig.RelayNice); 0 leaves the process's.
+	RelayNice int
 }
 
 // MaxRelayLoops bounds Config.RelayLoops: each loop is a thread and an epoll set.
@@ -109,6 +112,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.RelayLoops < 0 || cfg.RelayLoops > MaxRelayLoops {
 		return nil, errors.Newf("--relay-loops must be from 0 (one loop per 4 Go threads) to %d, not %d", MaxRelayLoops, cfg.RelayLoops)
 	}
+	if cfg.RelayNice < -20 || cfg.RelayNice > 19 {
+		return nil, errors.Newf("--relay-nice must be from -20 to 19, not %d", cfg.RelayNice)
+	}
 	if cfg.LogOutput == nil {
 		cfg.LogOutput = os.Stderr
 	}
@@ -117,7 +123,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.RelayLoops = DefaultRelayLoops(runtime.GOMAXPROCS(0))
 	}
 	if !cfg.GoroutineRelay {
-		logger.Printf("relay: %d event loop(s) for %d Go threads (--relay-loops, --procs)", cfg.RelayLoops, runtime.GOMAXPROCS(0))
+		logger.Printf("relay: %d event loop(s) for %d Go threads, nice %d (--relay-loops, --procs, --relay-nice)",
+			cfg.RelayLoops, runtime.GOMAXPROCS(0), cfg.RelayNice)
 	}
 	rc := cfg.Raft
 	rc.NodeID = cfg.NodeID
@@ -195,6 +202,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		LazyAttach:             cfg.LazyBackendAttach,
 		GoroutineRelay:         cfg.GoroutineRelay,
 		RelayLoops:             cfg.RelayLoops,
+		RelayNice:              cfg.RelayNice,
 		ClientIdleTimeout:      cfg.ClientIdleTimeout,
 		Logf:                   logger.Printf,
 		Policy:                 policy,

@@ -1,8 +1,10 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -208,7 +210,10 @@ func TestUnixSocketBackend(t *testing.T) {
 // session whole; a count out of range is refused at start.
 func TestRelayLoops(t *testing.T) {
 	t.Parallel()
-	e := testnode.Start(t, func(c *node.Config) { c.RelayLoops = 3 })
+	e := testnode.Start(t, func(c *node.Config) { c.RelayLoops, c.RelayNice = 3, 3 })
+	if got := threadsAtNice(t, 3); got != 3 {
+		t.Fatalf("threads at --relay-nice 3: %d, want the 3 loops' own", got)
+	}
 	ctx := context.Background()
 	url := e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable")
 	const sessions = 6
@@ -263,6 +268,31 @@ func TestRelayLoops(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--relay-loops must be from 0 (one loop per 4 Go threads) to 64, not 65") {
 		t.Fatalf("start with %d loops: %v", node.MaxRelayLoops+1, err)
 	}
+	_, err = node.Start(ctx, node.Config{NodeID: "n", DataDir: t.TempDir(), RelayNice: 20})
+	if err == nil || !strings.Contains(err.Error(), "--relay-nice must be from -20 to 19, not 20") {
+		t.Fatalf("start with --relay-nice 20: %v", err)
+	}
+}
+
+// threadsAtNice counts this process's threads running at niceness nice.
+func threadsAtNice(t *testing.T, nice int) int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
+		if err != nil {
+			continue // the thread ended
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		if len(f) > 16 && f[16] == strconv.Itoa(nice) { // field 19 of stat(5)
+			n++
+		}
+	}
+	return n
 }
 
 // TestDefaultRelayLoops: without --relay-loops a node runs one loop per four

@@ -156,8 +156,9 @@ func TestClientCommands(t *testing.T) {
 	}
 }
 
-// TestRelayLoopsFlag: a loop count out of range stops both node commands
-// while the flags are parsed, before a data directory or PostgreSQL is made.
+// TestRelayLoopsFlag: a loop count or niceness out of range stops both node
+// commands while the flags are parsed, before a data directory or
+// PostgreSQL is made.
 func TestRelayLoopsFlag(t *testing.T) {
 	for _, cmd := range []string{"server", "dev"} {
 		for _, n := range []string{"-1", "65", "two", "1.5"} {
@@ -168,6 +169,12 @@ func TestRelayLoopsFlag(t *testing.T) {
 			}
 			if _, err := os.Stat(dir); err == nil {
 				t.Errorf("tdb %s --relay-loops %s made %s", cmd, n, dir)
+			}
+		}
+		for _, n := range []string{"-21", "20", "low"} {
+			code, _, stderr := tdb(cmd, "--data-dir", t.TempDir()+"/data", "--relay-nice", n)
+			if code == 0 || !strings.Contains(stderr, `invalid argument "`+n+`" for "--relay-nice" flag: must be a whole number from -20 to 19`) {
+				t.Errorf("tdb %s --relay-nice %s: exit %d, stderr %q", cmd, n, code, stderr)
 			}
 		}
 	}

@@ -83,6 +83,7 @@ func newServerCmd() *cobra.Command {
 	f.BoolVar(&cfg.LazyBackendAttach, "lazy-backend-attach", false, lazyAttachHelp)
 	f.BoolVar(&cfg.GoroutineRelay, "goroutine-relay", false, goroutineRelayHelp)
 	relayLoopsFlag(cmd, &cfg.RelayLoops)
+	relayNiceFlag(cmd, &cfg.RelayNice)
 	f.StringVar(&proxyFrom, "proxy-protocol-from", "", "load balancers (CIDRs, comma separated) whose connections must carry a PROXY v1/v2 header; no one else may send one")
 	procsFlag(cmd, nil)
 	return cmd

@@ -31,7 +31,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		if !Supported() {
 			b.Skip("evloop: no epoll on this platform")
 		}
-		l, err := New()
+		l, err := New(Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -6,6 +6,17 @@ import (
 	"github.com/cockroachdb/errors"
 )
 
+// Options configure a Loop.
+type Options struct {
+	// Nice is the niceness the loop's thread runs at, -20 to 19; 0 leaves
+	// the process's. Where PostgreSQL shares the machine, its backends
+	// compete for the CPU with the one thread that relays for all of them,
+	// and a lower value lets that thread run when it has work. Going below
+	// the process's niceness needs CAP_SYS_NICE or RLIMIT_NICE; without
+	// them the thread keeps the process's and Loop.NiceErr says why.
+	Nice int
+}
+
 // Side names one end of a relayed pair.
 type Side uint8
 

@@ -36,6 +36,9 @@ type Loop struct {
 	stopped bool // the loop has ended and closed its descriptors
 	done    chan struct{}
 
+	tid     int   // the loop's thread, set before New returns
+	niceErr error // why Options.Nice could not be applied, set before New returns
+
 	// Owned by the loop thread.
 	rbuf [readBufferSize]byte
 	out  Out
@@ -107,7 +110,7 @@ func (e Endpoint) write(b []byte) error {
 func (p *Pair) fd(side Side) int { return p.ep[side].Socket.fd }
 
 // New starts a loop on its own locked OS thread.
-func New() (*Loop, error) {
+func New(o Options) (*Loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, errors.Wrap(err, "epoll_create1")
@@ -124,9 +127,15 @@ func New() (*Loop, error) {
 		return nil, errors.Wrap(err, "epoll_ctl eventfd")
 	}
 	l := &Loop{epfd: epfd, evfd: evfd, done: make(chan struct{})}
-	go l.run()
+	started := make(chan struct{})
+	go l.run(o, started)
+	<-started
 	return l, nil
 }
+
+// NiceErr says why the loop's thread could not take Options.Nice; nil when
+// it did or none was asked for.
+func (l *Loop) NiceErr() error { return l.niceErr }
 
 // Close ends every pair (Kicked) and stops the loop.
 func (l *Loop) Close() {
@@ -285,8 +294,18 @@ func (l *Loop) release(p *Pair) {
 	l.free = append(l.free, p.id)
 }
 
-func (l *Loop) run() {
+func (l *Loop) run(o Options, started chan<- struct{}) {
+	// Locked for good: when run returns the thread ends with it, so its
+	// niceness never passes to other goroutines (and the runtime starts new
+	// threads from a template thread, not from a locked one).
 	runtime.LockOSThread()
+	l.tid = unix.Gettid()
+	if o.Nice != 0 {
+		if err := unix.Setpriority(unix.PRIO_PROCESS, l.tid, o.Nice); err != nil {
+			l.niceErr = errors.Wrapf(err, "nice %d for the relay loop's thread", o.Nice)
+		}
+	}
+	close(started)
 	defer close(l.done)
 	defer func() {
 		l.mu.Lock()

@@ -28,7 +28,10 @@ type Endpoint struct {
 }
 
 // New returns ErrUnsupported.
-func New() (*Loop, error) { return nil, ErrUnsupported }
+func New(Options) (*Loop, error) { return nil, ErrUnsupported }
+
+// NiceErr reports nothing.
+func (l *Loop) NiceErr() error { return nil }
 
 // Close does nothing.
 func (l *Loop) Close() {}

@@ -326,15 +326,17 @@ PgBouncer): reads, writes and a first non-blocking `epoll_wait` as raw system ca
 scheduler hand-off per call), the local PostgreSQL reached by its Unix socket (`tdb dev`
 registers it that way; the bench gives PgBouncer the same socket), and bookkeeping without
 allocation on a prepared statement's round trip (a test keeps it at zero). Tried and not
-kept: spinning before `epoll_wait`, a higher priority or a real-time policy for the loop
-thread, pinning the node to one CPU, skipping the non-blocking `epoll_wait` when the loop was
-idle.
+kept: spinning before `epoll_wait`, a real-time policy for the loop thread, pinning the node
+to one CPU, skipping the non-blocking `epoll_wait` when the loop was idle.
 
 At 256 clients the machine keeps 0.14-0.20 of a core idle under tdb against 0.02 with direct
 PostgreSQL: the single loop is at moments the only runnable thread. `--relay-loops 2` turns
 that into throughput, +9-10% at `-S -M prepared -c 256`, but costs 6% at 32 clients (more
 `epoll_pwait` calls and thread wake-ups per transaction), so one loop stays the default on a
-machine this small. `-C` is bounded by the client: libpq's SCRAM key derivation in pgbench
+machine this small. There the loop thread is one runnable thread among 256 busy backends and
+waits its turn behind them: `--relay-nice -10` (the loops' threads only) gave +12% at `-S -M
+prepared -c 256` over six alternating rounds, +2% at 32 and -4% at 1 client (its wake-ups
+preempt the backend it just served), so it is a flag, off by default and in this table. `-C` is bounded by the client: libpq's SCRAM key derivation in pgbench
 takes 1.65 of the 2 cores during the tdb run, tdb 0.16. Its CPU column is each proxy's side
 of a login and its reset: PgBouncer derives the SCRAM keys from the plain-text password of its
 auth file on every login, tdb checks the proof against a stored verifier and reuses a pooled

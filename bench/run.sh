@@ -336,7 +336,7 @@ that into throughput, +9-10% at `-S -M prepared -c 256`, but costs 6% at 32 clie
 machine this small. There the loop thread is one runnable thread among 256 busy backends and
 waits its turn behind them: `--relay-nice -10` (the loops' threads only) gave +12% at `-S -M
 prepared -c 256` over six alternating rounds, +2% at 32 and -4% at 1 client (its wake-ups
-preempt the backend it just served), so it is a flag, off by default and in this table. `-C` is bounded by the client: libpq's SCRAM key derivation in pgbench
+preempt the backend it just served), so it is a flag, off by default (and off in this table). `-C` is bounded by the client: libpq's SCRAM key derivation in pgbench
 takes 1.65 of the 2 cores during the tdb run, tdb 0.16. Its CPU column is each proxy's side
 of a login and its reset: PgBouncer derives the SCRAM keys from the plain-text password of its
 auth file on every login, tdb checks the proof against a stored verifier and reuses a pooled

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tdb/fsm"
+	"tdb/wire/classify"
 	"tdb/wire/evloop"
 )
 
@@ -74,6 +75,7 @@ type Proxy struct {
 	pool     *Pool
 	loops    []*evloop.Loop // none: goroutine relay only
 	nextLoop atomic.Uint32
+	classes  *classify.Cache // what the parser said of statement texts seen before
 
 	mu       sync.Mutex
 	sessions map[cancelKey]*session
@@ -83,6 +85,14 @@ type Proxy struct {
 }
 
 type cancelKey struct{ pid, secret uint32 }
+
+// The statement classification cache holds at most classCacheEntries texts
+// of at most classCacheText bytes: 8 MiB of text at most, enough for the
+// statements of many applications, each parsed once.
+const (
+	classCacheEntries = 2048
+	classCacheText    = 4 << 10
+)
 
 // NewProxy builds a proxy; Serve runs it.
 func NewProxy(cfg ProxyConfig) *Proxy {
@@ -113,6 +123,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 		sessions: map[cancelKey]*session{},
 		pool:     &Pool{IdleTimeout: cfg.ServerIdleTimeout},
 		conns:    map[net.Conn]struct{}{},
+		classes:  classify.NewCache(classCacheEntries, classCacheText),
 	}
 	if !cfg.GoroutineRelay && evloop.Supported() {
 		for range max(cfg.RelayLoops, 1) {

@@ -97,7 +97,7 @@ func (s *session) rewrite(message string) *wire.PGError {
 // inspect classifies a statement (simple Query or Parse text) and decides
 // whether it may go to the backend; a non-nil error is the refusal.
 func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
-	r := classify.Classify(sql)
+	r := s.proxy.classes.Classify(sql)
 	switch {
 	case r.TooComplex:
 		return classify.Result{}, wire.NewError("ERROR", "54001", "statement is too complex to analyse")

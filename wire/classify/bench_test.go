@@ -22,3 +22,21 @@ func BenchmarkClassify(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCache: a text the parser read before, from the cache, against
+// parsing it again (BenchmarkClassify/parser/...).
+func BenchmarkCache(b *testing.B) {
+	c := NewCache(1024, 4096)
+	for _, sql := range []string{
+		"SELECT * FROM t WHERE note = 'into'",
+		"INSERT INTO t VALUES (1); CREATE TABLE u (id int); COMMIT",
+	} {
+		b.Run(sql[:6], func(b *testing.B) {
+			b.ReportAllocs()
+			c.Classify(sql)
+			for b.Loop() {
+				c.Classify(sql)
+			}
+		})
+	}
+}

@@ -1,0 +1,80 @@
+package classify
+
+import (
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestCacheAgreesWithClassify: from the cache or not, a text classifies as
+// Classify says, and only parser texts within the size limit are kept.
+func TestCacheAgreesWithClassify(t *testing.T) {
+	c := NewCache(64, 100)
+	texts := []string{
+		"SELECT 1", "BEGIN", "INSERT INTO t VALUES ($1)", // fast path
+		"SELECT * FROM t WHERE note = 'into'", "CREATE TABLE u (id int)", "SELECT * INTO a FROM b",
+		"INSERT INTO t VALUES (1); CREATE TABLE u (id int); COMMIT", "COPY t FROM STDIN", "SELEKT nonsense",
+		"", "-- only a comment", "CREATE TABLE x (id int)\x00DROP TABLE y",
+		"SELECT * FROM t WHERE note = 'into' AND a = '" + string(make([]byte, 200)) + "'", // over maxText
+		"SELECT 1 " + repeat("+-", 5000), // too complex
+	}
+	for round := range 3 {
+		for _, sql := range texts {
+			if got, want := c.Classify(sql), Classify(sql); !reflect.DeepEqual(got, want) {
+				t.Fatalf("round %d, %q: cache %+v, Classify %+v", round, sql, got, want)
+			}
+		}
+	}
+	want := map[string]bool{} // texts the parser reads, within 100 bytes, each once
+	for _, sql := range texts {
+		if i := strings.IndexByte(sql, 0); i >= 0 {
+			sql = sql[:i]
+		}
+		if _, fast := fastClassify(sql); !fast && !tooComplex(sql) && len(sql) <= 100 {
+			want[sql] = true
+		}
+	}
+	if n := c.Len(); n != len(want) || n < 6 {
+		t.Fatalf("cached %d texts, want %d (at least the six for the parser)", n, len(want))
+	}
+	for sql := range want {
+		if _, ok := c.entries[sql]; !ok {
+			t.Fatalf("%q is not cached", sql)
+		}
+	}
+}
+
+func repeat(s string, n int) string {
+	b := make([]byte, 0, len(s)*n)
+	for range n {
+		b = append(b, s...)
+	}
+	return string(b)
+}
+
+// TestCacheStaysBounded: more texts than it holds, from several goroutines
+// (run with -race), leave at most maxEntries and right answers.
+func TestCacheStaysBounded(t *testing.T) {
+	c := NewCache(50, 4096)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				sql := "CREATE TABLE t" + strconv.Itoa(g*1000+i%80) + " (id int)"
+				r := c.Classify(sql)
+				if len(r.Statements) != 1 || r.Statements[0].Kind != DDL || r.Statements[0].Text != sql {
+					t.Errorf("%q: %+v", sql, r)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := c.Len(); n > 50 || n == 0 {
+		t.Fatalf("cache holds %d texts, want 1-50", n)
+	}
+}

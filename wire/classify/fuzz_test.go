@@ -1,12 +1,14 @@
 package classify
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
 
 // FuzzClassify checks that Classify never panics, that statement texts are
-// substrings of the input, and that the fast path agrees with the parser.
+// substrings of the input, that the fast path agrees with the parser, and
+// that a Cache answers as Classify does, first time and from the cache.
 func FuzzClassify(f *testing.F) {
 	for _, s := range []string{
 		"select 1", "insert into t values (1); create table u (id int)",
@@ -15,8 +17,14 @@ func FuzzClassify(f *testing.F) {
 	} {
 		f.Add(s)
 	}
+	cache := NewCache(256, 4096)
 	f.Fuzz(func(t *testing.T, sql string) {
 		r := Classify(sql)
+		for range 2 {
+			if c := cache.Classify(sql); !reflect.DeepEqual(c, r) {
+				t.Fatalf("cache %+v, Classify %+v", c, r)
+			}
+		}
 		if r.Unparsed && len(r.Statements) > 0 {
 			t.Fatalf("Unparsed with statements: %+v", r)
 		}

@@ -327,7 +327,9 @@ scheduler hand-off per call), the local PostgreSQL reached by its Unix socket (`
 registers it that way; the bench gives PgBouncer the same socket), and bookkeeping without
 allocation on a prepared statement's round trip (a test keeps it at zero). Tried and not
 kept: spinning before `epoll_wait`, a real-time policy for the loop thread, pinning the node
-to one CPU, skipping the non-blocking `epoll_wait` when the loop was idle.
+to one CPU, skipping the non-blocking `epoll_wait` when the loop was idle, an unlocked loop
+goroutine waiting for its epoll set through Go's own poller (-4% tps and +40% CPU per
+transaction at one client, -4% at 32), a third Go thread (`--procs 3`: no change at one client).
 
 At 256 clients the machine keeps 0.14-0.20 of a core idle under tdb against 0.02 with direct
 PostgreSQL: the single loop is at moments the only runnable thread. `--relay-loops 2` turns

@@ -30,20 +30,15 @@ func NewCache(maxEntries, maxText int) *Cache {
 // Classify returns Classify(sql), from the cache when the parser read the
 // same text before. When the cache is full a random entry makes room.
 func (c *Cache) Classify(sql string) Result {
-	if i := strings.IndexByte(sql, 0); i >= 0 {
-		sql = sql[:i]
-	}
-	if tooComplex(sql) {
-		return Result{TooComplex: true}
-	}
-	if r, ok := fastClassify(sql); ok {
+	sql, r, ok := withoutParser(sql)
+	if ok {
 		return r
 	}
 	if c == nil || len(sql) > c.maxText || c.maxEntries <= 0 {
 		return parseClassify(sql)
 	}
 	c.mu.Lock()
-	r, ok := c.entries[sql]
+	r, ok = c.entries[sql]
 	c.mu.Unlock()
 	if ok {
 		return r

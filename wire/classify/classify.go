@@ -59,16 +59,28 @@ func IsDDL(sql string) bool {
 // Classify splits sql into statements and classifies each one. Like the
 // server, it reads sql only up to the first NUL byte.
 func Classify(sql string) Result {
+	sql, r, ok := withoutParser(sql)
+	if ok {
+		return r
+	}
+	return parseClassify(sql)
+}
+
+// withoutParser cuts sql at its first NUL (PostgreSQL reads a string up to
+// it) and classifies what needs no parser: text too complex to lex, and the
+// common statements the fast path knows. ok is false when the parser must
+// read the returned text.
+func withoutParser(sql string) (_ string, _ Result, ok bool) {
 	if i := strings.IndexByte(sql, 0); i >= 0 {
 		sql = sql[:i]
 	}
 	if tooComplex(sql) {
-		return Result{TooComplex: true}
+		return sql, Result{TooComplex: true}, true
 	}
 	if r, ok := fastClassify(sql); ok {
-		return r
+		return sql, r, true
 	}
-	return parseClassify(sql)
+	return sql, Result{}, false
 }
 
 // parseClassify classifies sql with PostgreSQL's parser.

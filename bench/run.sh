@@ -331,12 +331,12 @@ to one CPU, skipping the non-blocking `epoll_wait` when the loop was idle, an un
 goroutine waiting for its epoll set through Go's own poller (-4% tps and +40% CPU per
 transaction at one client, -4% at 32), a third Go thread (`--procs 3`: no change at one client).
 
-A node runs one relay loop per Go thread by default, two here. With a single loop the machine
-kept 0.14-0.20 of a core idle at 256 clients under tdb against 0.02 with direct PostgreSQL: a
-loop the kernel has preempted stalls every session on it. Same binary, alternating rounds,
-`-S -c 32`: two loops against one +1 to +5% (prepared), +4 to +18% (simple), +5 to +22%
-(extended), every round up; four against two 1-14% slower. At 256 clients a loop thread is
-one runnable thread among 256 busy backends and waits its turn behind them: `--relay-nice -10` (the loops' threads only) gave +12% at `-S -M
+At 256 clients the machine keeps 0.14-0.20 of a core idle under tdb against 0.02 with direct
+PostgreSQL: the single loop is at moments the only runnable thread. `--relay-loops 2` turns
+that into throughput, +9-10% at `-S -M prepared -c 256`, but costs 6% at 32 clients (more
+`epoll_pwait` calls and thread wake-ups per transaction), so one loop stays the default on a
+machine this small. There the loop thread is one runnable thread among 256 busy backends and
+waits its turn behind them: `--relay-nice -10` (the loops' threads only) gave +12% at `-S -M
 prepared -c 256` over six alternating rounds, +2% at 32 and -4% at 1 client (its wake-ups
 preempt the backend it just served), so it is a flag, off by default (and off in this table). `-C` is bounded by the client: libpq's SCRAM key derivation in pgbench
 takes 1.65 of the 2 cores during the tdb run, tdb 0.16. Its CPU column is each proxy's side

@@ -81,16 +81,11 @@ type Config struct {
 const MaxRelayLoops = 64
 
 // DefaultRelayLoops is the loop count when none is given, for a node running
-// Go code on procs threads (GOMAXPROCS): one loop per thread, at least one.
-// With fewer, a loop the kernel has preempted (for one of the many backends
-// sharing the cores) stalls every session on it while a core may sit idle;
-// with more, each loop gathers fewer events per epoll_wait. On the 2-core
-// machine of BENCHMARKS.md (`tdb dev`, --procs 2), same binary, alternating
-// rounds, `pgbench -S -c 32`: two loops against one +1 to +5% tps (prepared,
-// 4 of 4 rounds up), +4 to +18% (simple, 4 of 4), +5 to +22% (extended, 4 of
-// 4); four against two -1 to -14% (6 of 6 rounds down); at 256 clients -4
-// to +30%, at one client within noise.
-func DefaultRelayLoops(procs int) int { return max(1, min(MaxRelayLoops, procs)) }
+// Go code on procs threads (GOMAXPROCS): one loop per four, at least one. A
+// loop is a busy thread under load, and the rest of the node (and, beside
+// `tdb dev`, its PostgreSQL) needs the others: on the 2-core machine of
+// BENCHMARKS.md a second loop cost 6% at 32 clients and gained 9% at 256.
+func DefaultRelayLoops(procs int) int { return max(1, min(MaxRelayLoops, procs/4)) }
 
 // Node is a running tdb node.
 type Node struct {
@@ -115,7 +110,7 @@ type Node struct {
 // Start opens the replica, waits for a leader, and starts serving.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.RelayLoops < 0 || cfg.RelayLoops > MaxRelayLoops {
-		return nil, errors.Newf("--relay-loops must be from 0 (one loop per Go thread) to %d, not %d", MaxRelayLoops, cfg.RelayLoops)
+		return nil, errors.Newf("--relay-loops must be from 0 (one loop per 4 Go threads) to %d, not %d", MaxRelayLoops, cfg.RelayLoops)
 	}
 	if cfg.RelayNice < -20 || cfg.RelayNice > 19 {
 		return nil, errors.Newf("--relay-nice must be from -20 to 19, not %d", cfg.RelayNice)

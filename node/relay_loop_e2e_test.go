@@ -265,7 +265,7 @@ func TestRelayLoops(t *testing.T) {
 	}
 
 	_, err := node.Start(ctx, node.Config{NodeID: "n", DataDir: t.TempDir(), RelayLoops: node.MaxRelayLoops + 1})
-	if err == nil || !strings.Contains(err.Error(), "--relay-loops must be from 0 (one loop per Go thread) to 64, not 65") {
+	if err == nil || !strings.Contains(err.Error(), "--relay-loops must be from 0 (one loop per 4 Go threads) to 64, not 65") {
 		t.Fatalf("start with %d loops: %v", node.MaxRelayLoops+1, err)
 	}
 	_, err = node.Start(ctx, node.Config{NodeID: "n", DataDir: t.TempDir(), RelayNice: 20})
@@ -295,10 +295,10 @@ func threadsAtNice(t *testing.T, nice int) int {
 	return n
 }
 
-// TestDefaultRelayLoops: without --relay-loops a node runs one loop per Go
-// thread, at least one and at most MaxRelayLoops.
+// TestDefaultRelayLoops: without --relay-loops a node runs one loop per four
+// Go threads, at least one and at most MaxRelayLoops.
 func TestDefaultRelayLoops(t *testing.T) {
-	for procs, want := range map[int]int{0: 1, 1: 1, 2: 2, 7: 7, 64: 64, 65: node.MaxRelayLoops, 1000: node.MaxRelayLoops} {
+	for procs, want := range map[int]int{1: 1, 2: 1, 7: 1, 8: 2, 16: 4, 33: 8, 1000: node.MaxRelayLoops} {
 		if got := node.DefaultRelayLoops(procs); got != want {
 			t.Errorf("DefaultRelayLoops(%d) = %d, want %d", procs, got, want)
 		}

@@ -53,14 +53,14 @@ const goroutineRelayHelp = "relay every session with a goroutine per direction i
 
 // relayLoopsHelp describes --relay-loops.
 const relayLoopsHelp = "how many epoll loops relay sessions, each on a thread of its own (new sessions take turns); " +
-	"0: one per thread of --procs"
+	"0: one per 4 of --procs, at least 1"
 
 // relayLoopsFlag adds --relay-loops to a command that runs a node; a count
 // outside 0..node.MaxRelayLoops is refused when the flags are parsed, before
 // anything starts (0, the default, is node.DefaultRelayLoops).
 func relayLoopsFlag(cmd *cobra.Command, p *int) {
 	rangeFlag(cmd, p, "relay-loops", 0, 0, node.MaxRelayLoops, relayLoopsHelp,
-		fmt.Sprintf("must be a whole number from 0 (one loop per thread of --procs) to %d", node.MaxRelayLoops))
+		fmt.Sprintf("must be a whole number from 0 (one loop per 4 of --procs) to %d", node.MaxRelayLoops))
 }
 
 // relayNiceHelp describes --relay-nice.

@@ -164,7 +164,7 @@ func TestRelayLoopsFlag(t *testing.T) {
 		for _, n := range []string{"-1", "65", "two", "1.5"} {
 			dir := t.TempDir() + "/data"
 			code, _, stderr := tdb(cmd, "--data-dir", dir, "--relay-loops", n)
-			if code == 0 || !strings.Contains(stderr, `invalid argument "`+n+`" for "--relay-loops" flag: must be a whole number from 0 (one loop per thread of --procs) to 64`) {
+			if code == 0 || !strings.Contains(stderr, `invalid argument "`+n+`" for "--relay-loops" flag: must be a whole number from 0 (one loop per 4 of --procs) to 64`) {
 				t.Errorf("tdb %s --relay-loops %s: exit %d, stderr %q", cmd, n, code, stderr)
 			}
 			if _, err := os.Stat(dir); err == nil {

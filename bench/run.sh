@@ -333,9 +333,11 @@ transaction at one client, -4% at 32), a third Go thread (`--procs 3`: no change
 
 At 256 clients the machine keeps 0.14-0.20 of a core idle under tdb against 0.02 with direct
 PostgreSQL: the single loop is at moments the only runnable thread. `--relay-loops 2` turns
-that into throughput, +9-10% at `-S -M prepared -c 256`, but costs 6% at 32 clients (more
-`epoll_pwait` calls and thread wake-ups per transaction), so one loop stays the default on a
-machine this small. There the loop thread is one runnable thread among 256 busy backends and
+that into throughput, -4 to +30% at 256 clients and -7 to +22% at 32 (15 of 21 alternating
+rounds up), but costs `-C` 4-22% of its tps and doubles tdb's CPU per login (a loop waiting
+in `epoll_wait` keeps its P until the runtime's monitor takes it back, which the monitor
+does every 20 us while login goroutines wait for a P: 20 of its wake-ups per login against
+0.7), so one loop stays the default on a machine this small. There the loop thread is one runnable thread among 256 busy backends and
 waits its turn behind them: `--relay-nice -10` (the loops' threads only) gave +12% at `-S -M
 prepared -c 256` over six alternating rounds, +2% at 32 and -4% at 1 client (its wake-ups
 preempt the backend it just served), so it is a flag, off by default (and off in this table). `-C` is bounded by the client: libpq's SCRAM key derivation in pgbench

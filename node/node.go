@@ -82,9 +82,13 @@ const MaxRelayLoops = 64
 
 // DefaultRelayLoops is the loop count when none is given, for a node running
 // Go code on procs threads (GOMAXPROCS): one loop per four, at least one. A
-// loop is a busy thread under load, and the rest of the node (and, beside
-// `tdb dev`, its PostgreSQL) needs the others: on the 2-core machine of
-// BENCHMARKS.md a second loop cost 6% at 32 clients and gained 9% at 256.
+// loop blocks in epoll_wait holding its P until the runtime's monitor takes
+// it back, and does so only when goroutines wait for one; with as many
+// loops as Ps, logins (goroutines) keep the monitor doing that every 20 us.
+// On the 2-core machine of BENCHMARKS.md (same binary, alternating rounds)
+// two loops against one: `pgbench -S -C -c 8` -4 to -22% tps and twice the
+// CPU per login (20 monitor wake-ups per login), `-S -c 32` -7 to +22%
+// (15 of 21 rounds up), `-S -c 256` -4 to +30%.
 func DefaultRelayLoops(procs int) int { return max(1, min(MaxRelayLoops, procs/4)) }
 
 // Node is a running tdb node.

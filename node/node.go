@@ -83,8 +83,9 @@ const MaxRelayLoops = 64
 // DefaultRelayLoops is the loop count when none is given, for a node running
 // Go code on procs threads (GOMAXPROCS): one loop per four, at least one. A
 // loop blocks in epoll_wait holding its P until the runtime's monitor takes
-// it back, and does so only when goroutines wait for one; with as many
-// loops as Ps, logins (goroutines) keep the monitor doing that every 20 us.
+// it back, which the monitor does once no P is idle: with as many loops as
+// Ps, a goroutine made ready while they wait (a login's next message) waits
+// for the monitor, which then wakes every 20 us.
 // On the 2-core machine of BENCHMARKS.md (same binary, alternating rounds)
 // two loops against one: `pgbench -S -C -c 8` -4 to -22% tps and twice the
 // CPU per login (20 monitor wake-ups per login), `-S -c 32` -7 to +22%

@@ -5,6 +5,8 @@
 #   bash bench/run.sh            # full run (about 15 minutes)
 #   DUR=3 ROUNDS=1 CLIENTS="1 32" IDLE_CONNS=100 bash bench/run.sh   # a quick one
 #   TDB_FLAGS=--goroutine-relay bash bench/run.sh           # tdb without its event loop
+#   PROXY_CPU=1 bash bench/run.sh   # each proxy on CPU 1 alone, PostgreSQL and pgbench on
+#                                   # the others; pgbench rows only, BENCHMARKS.md untouched
 #
 # Every pgbench row runs ROUNDS times against each target, the order of the three turning
 # each round so no target always runs first or last; the table shows the median tps and the
@@ -22,7 +24,7 @@ CLIENTS=${CLIENTS:-"1 32 256"}
 MODES=${MODES:-"simple extended prepared"}
 SCALE=${SCALE:-10}
 IDLE_CONNS=${IDLE_CONNS:-400}
-OUT=bench/out
+OUT=bench/out${PROXY_CPU:+/pinned} # a pinned run keeps its own tables
 mkdir -p "$OUT"
 
 for t in pgbench psql pgbouncer; do
@@ -102,6 +104,21 @@ for _ in $(seq 1 40); do psql "$BOUNCER_URL" -XAtqc 'select 1' >/dev/null 2>&1 &
 # bouncer_pid: pgbouncer runs under runuser when root; measure pgbouncer itself.
 bouncer_pid=$(pgrep -f "pgbouncer $WORK/pgbouncer.ini" | while read -r p; do [ "$(cat /proc/"$p"/comm)" = pgbouncer ] && echo "$p"; done | head -1)
 
+# PROXY_CPU: the proxies get that CPU to themselves (every thread of tdb, PgBouncer), and
+# PostgreSQL (its postmaster, so the backends it forks too) and pgbench the others: how the
+# proxies compare when neither waits behind PostgreSQL for a core. tdb/direct means little
+# then (direct has one core fewer); tdb/PgBouncer and the CPU columns are the point.
+PGBENCH=(pgbench)
+if [ -n "${PROXY_CPU:-}" ]; then
+  OTHER_CPUS=$(python3 -c 'import os,sys; p=int(sys.argv[1]); c=sorted(os.sched_getaffinity(0)); assert p in c and len(c) > 1, "PROXY_CPU must be one of several CPUs"; print(",".join(str(i) for i in c if i != p))' "$PROXY_CPU")
+  PM_PID=$(head -1 "$WORK/dev/postgres/data/postmaster.pid")
+  for p in "$PM_PID" $(pgrep -P "$PM_PID"); do taskset -a -p -c "$OTHER_CPUS" "$p" >/dev/null; done
+  taskset -a -p -c "$PROXY_CPU" "$TDB_PID" >/dev/null
+  taskset -a -p -c "$PROXY_CPU" "$bouncer_pid" >/dev/null
+  PGBENCH=(taskset -c "$OTHER_CPUS" pgbench)
+  echo "proxies on CPU $PROXY_CPU; PostgreSQL and pgbench on CPUs $OTHER_CPUS"
+fi
+
 echo "== pgbench -i -I dtGvp -s $SCALE through tdb (control workspace; server-side data generation, COPY is refused)"
 pgbench -i -I dtGvp -q -s "$SCALE" "$TDB_URL" >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; exit 1; }
 
@@ -113,7 +130,7 @@ run() { # target-url pid pgbench-args... -> "tps cpu": tps (excluding connection
   local url=$1 pid=$2; shift 2
   local out c0 c1 n
   c0=$(cpu_ticks "$pid")
-  out=$(pgbench -n "$@" -T "$DUR" "$url" 2>&1) || { echo "pgbench failed: $out" >&2; echo "0 -"; return; }
+  out=$("${PGBENCH[@]}" -n "$@" -T "$DUR" "$url" 2>&1) || { echo "pgbench failed: $out" >&2; echo "0 -"; return; }
   c1=$(cpu_ticks "$pid")
   n=$(echo "$out" | awk -F': ' '/^number of transactions actually processed/ {print $2; exit}')
   echo "$(echo "$out" | awk -F'= ' '/^tps/ {split($2,a," "); print a[1]; exit}')" \
@@ -149,6 +166,17 @@ for c in $CLIENTS; do
 done
 echo "== new connection per transaction (-C), SCRAM on every side"
 row "-S -C -c 8" -S -C -c 8 -j 2
+if [ -n "${PROXY_CPU:-}" ]; then
+  python3 - "$OUT/results.tsv" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
+print("\nproxies on a CPU of their own (tdb/direct means little: direct has one core fewer)")
+print(f"{'test':24} {'tdb/PgBouncer':>14} {'tdb/direct':>11} {'CPU per txn, tdb / PgBouncer':>30}")
+for t, d, tdb, b, tc, bc in rows:
+    print(f"{t:24} {float(tdb)/float(b):14.2f} {float(tdb)/float(d):11.2f} {tc + ' us / ' + bc + ' us':>30}")
+PY
+  exit 0
+fi
 
 echo "== RSS while streaming a 1 GB result through tdb"
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -329,7 +357,20 @@ allocation on a prepared statement's round trip (a test keeps it at zero). Tried
 kept: spinning before `epoll_wait`, a real-time policy for the loop thread, pinning the node
 to one CPU, skipping the non-blocking `epoll_wait` when the loop was idle, an unlocked loop
 goroutine waiting for its epoll set through Go's own poller (-4% tps and +40% CPU per
-transaction at one client, -4% at 32), a third Go thread (`--procs 3`: no change at one client).
+transaction at one client, -4% at 32), a third Go thread (`--procs 3`: no change at one client,
++10% CPU per login with `-C`), a 100 us scheduler slice for the loop thread (`sched_setattr`,
+so the backends it wakes do not preempt it: it then rarely waited in `epoll_wait`, but tps
+moved -17 to +12% at 32 clients, -5 to -12% at 256, -5 to 0% at one client).
+
+A core of its own does not help a proxy here. `PROXY_CPU=1 bash bench/run.sh` (2026-11-27)
+put each proxy alone on CPU 1 and PostgreSQL and pgbench on CPU 0: tdb/PgBouncer 0.90-1.18
+at one client, 0.91-1.01 at 32, 0.98-1.20 at 256 and 1.95 with `-C`, but both proxies ran
+at a third to a half of their shared-core throughput (3.6-5.0k tps at one client, about
+280 us per transaction), while pgbench and PostgreSQL alone on CPU 0 made 29-46k: on this
+virtual machine a wake-up on the other vCPU costs tens of microseconds, and with the proxy
+on its own core every message crosses. Sharing the cores, the scheduler often keeps a
+client, the proxy and a backend on one vCPU; where it does not is most of the spread
+between rounds.
 
 At 256 clients the machine keeps 0.14-0.20 of a core idle under tdb against 0.02 with direct
 PostgreSQL: the single loop is at moments the only runnable thread. `--relay-loops 2` turns

@@ -320,7 +320,11 @@ Memory each idle TLS client connection costs the proxy process (`bench/idleconns
 connections, run `SELECT 1` on each, wait, measure; the difference divided by the count; tdb
 collects garbage before each measurement, so its Go columns are what the connections keep). In
 session mode every client holds a backend session, so the count is bounded by the backend's
-max_connections; the PostgreSQL processes behind them are not counted here. With
+max_connections; the PostgreSQL processes behind them are not counted here. The first two
+rows run after the pgbench rows, whose backend sessions (up to 256) both proxies still pool,
+so they count only the backend sessions opened beyond those: from cold pools
+(`CLIENTS=1`, 2026-11-27) tdb used 22.6 KiB RSS and 15.4 KiB Go heap per client, its own
+connection to the backend included, against PgBouncer's 16.2 KiB RSS. With
 `--lazy-backend-attach` a client that finds no idle backend session logs in without one and
 attaches one at its first message, so clients that only log in (a driver's pool warming up,
 a LISTEN-less idle pool) hold no backend at all; the last row opens as many of them as this

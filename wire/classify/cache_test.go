@@ -3,6 +3,7 @@ package classify
 import (
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -17,7 +18,7 @@ func TestCacheAgreesWithClassify(t *testing.T) {
 		"INSERT INTO t VALUES (1); CREATE TABLE u (id int); COMMIT", "COPY t FROM STDIN", "SELEKT nonsense",
 		"", "-- only a comment", "CREATE TABLE x (id int)\x00DROP TABLE y",
 		"SELECT * FROM t WHERE note = 'into' AND a = '" + string(make([]byte, 200)) + "'", // over maxText
-		"SELECT 1 " + repeat("+-", 5000), // too complex
+		"SELECT 1 " + strings.Repeat("+-", 5000),                                          // too complex
 	}
 	for round := range 3 {
 		for _, sql := range texts {
@@ -40,14 +41,6 @@ func TestCacheAgreesWithClassify(t *testing.T) {
 			t.Fatalf("%q is not cached", sql)
 		}
 	}
-}
-
-func repeat(s string, n int) string {
-	b := make([]byte, 0, len(s)*n)
-	for range n {
-		b = append(b, s...)
-	}
-	return string(b)
 }
 
 // TestCacheStaysBounded: more texts than it holds, from several goroutines

@@ -80,6 +80,12 @@ type Config struct {
 // MaxRelayLoops bounds Config.RelayLoops: each loop is a thread and an epoll set.
 const MaxRelayLoops = 64
 
+// MinRelayNice and MaxRelayNice bound Config.RelayNice: the niceness range.
+const (
+	MinRelayNice = -20
+	MaxRelayNice = 19
+)
+
 // DefaultRelayLoops is the loop count when none is given, for a node running
 // Go code on procs threads (GOMAXPROCS): one loop per four, at least one. A
 // loop blocks in epoll_wait holding its P until the runtime's monitor takes
@@ -117,8 +123,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.RelayLoops < 0 || cfg.RelayLoops > MaxRelayLoops {
 		return nil, errors.Newf("--relay-loops must be from 0 (one loop per 4 Go threads) to %d, not %d", MaxRelayLoops, cfg.RelayLoops)
 	}
-	if cfg.RelayNice < -20 || cfg.RelayNice > 19 {
-		return nil, errors.Newf("--relay-nice must be from -20 to 19, not %d", cfg.RelayNice)
+	if cfg.RelayNice < MinRelayNice || cfg.RelayNice > MaxRelayNice {
+		return nil, errors.Newf("--relay-nice must be from %d to %d, not %d", MinRelayNice, MaxRelayNice, cfg.RelayNice)
 	}
 	if cfg.LogOutput == nil {
 		cfg.LogOutput = os.Stderr

@@ -73,7 +73,8 @@ const relayNiceHelp = "niceness of the relay loops' threads, -20 to 19 (below th
 // at 256 clients, nothing at 32 and -4% at 1 (the loop's wake-ups preempt
 // the backend it just served), so it is not the default.
 func relayNiceFlag(cmd *cobra.Command, p *int) {
-	rangeFlag(cmd, p, "relay-nice", 0, -20, 19, relayNiceHelp, "must be a whole number from -20 to 19")
+	rangeFlag(cmd, p, "relay-nice", 0, node.MinRelayNice, node.MaxRelayNice, relayNiceHelp,
+		fmt.Sprintf("must be a whole number from %d to %d", node.MinRelayNice, node.MaxRelayNice))
 }
 
 // rangeFlag adds an integer flag that refuses values outside lo..hi while

@@ -73,6 +73,7 @@ echo "== start PgBouncer $(pgbouncer --version | head -1 | awk '{print $2}') (se
 cat >"$WORK/pgbouncer.ini" <<INI
 [databases]
 bench = host=$BACKEND_HOST port=$PGPORT dbname=$PHYS user=postgres password=$PGPW
+bench_idle = host=$BACKEND_HOST port=$PGPORT dbname=$PHYS user=postgres password=$PGPW
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $BOUNCER_PORT
@@ -189,11 +190,19 @@ RSS_GROWTH_MB=$(( (after - before) / 1024 ))
 echo "tdb RSS before ${before} KiB, peak after ${after} KiB: growth ${RSS_GROWTH_MB} MiB"
 
 echo "== memory per idle TLS client connection: $IDLE_CONNS connections, each after one SELECT 1"
+# Each client here costs the proxy its backend session too. The pgbench rows left up to 256
+# sessions pooled in both proxies, so these clients log in where no session waits for them:
+# tdb with a key of role read (a backend role of its own, so a pool of its own), PgBouncer
+# through a database entry of its own (bench_idle, a pool of its own).
+IDLE_KEY=$(curl -fsS -X POST -H "Authorization: Bearer $TDB_ADMIN_KEY" -H "X-Tdb-Project: $TDB_PROJECT_ID" \
+  -d '{"name":"bench-idle","role":"read","scope_type":"project"}' "http://127.0.0.1:$HTTP_PORT/v1/apikeys" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
 go build -o "$WORK/idleconns" ./bench/idleconns
 IDLE_TDB=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$TDB_PID" -metrics "http://127.0.0.1:$HTTP_PORT/metrics" \
   -gc-url "http://127.0.0.1:$HTTP_PORT/debug/pprof/heap?gc=1" -gc-key "$TDB_ADMIN_KEY" \
-  -url "${TDB_URL%sslmode=disable}sslmode=require")
-IDLE_BOUNCER=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$bouncer_pid" -url "${BOUNCER_URL%sslmode=disable}sslmode=require")
+  -url "postgresql://$TDB_PROJECT_ID:$IDLE_KEY@127.0.0.1:$TDB_PORT/controlplane_workspace?sslmode=require")
+IDLE_BOUNCER=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$bouncer_pid" \
+  -url "postgresql://postgres:$PGPW@127.0.0.1:$BOUNCER_PORT/bench_idle?sslmode=require")
 echo "tdb: $IDLE_TDB (n, RSS KiB, Go heap KiB, Go stacks KiB per connection)"
 echo "PgBouncer: $IDLE_BOUNCER (n, RSS KiB per connection)"
 
@@ -321,10 +330,12 @@ connections, run `SELECT 1` on each, wait, measure; the difference divided by th
 collects garbage before each measurement, so its Go columns are what the connections keep). In
 session mode every client holds a backend session, so the count is bounded by the backend's
 max_connections; the PostgreSQL processes behind them are not counted here. The first two
-rows run after the pgbench rows, whose backend sessions (up to 256) both proxies still pool,
-so they count only the backend sessions opened beyond those: from cold pools
-(`CLIENTS=1`, 2026-11-27) tdb used 22.6 KiB RSS and 15.4 KiB Go heap per client, its own
-connection to the backend included, against PgBouncer's 16.2 KiB RSS. With
+rows log in where no backend session waits (tdb with a key of role read, so a backend role
+and a pool of their own; PgBouncer through a database entry of its own), so both columns
+include the proxy's connection to the backend; the sessions the pgbench rows left pooled do
+not serve them. tdb's RSS column can run below its Go heap column: its connections reuse
+heap the runs before freed. From a fresh process (`CLIENTS=1`, 2026-11-27) tdb used 22.6 KiB
+RSS and 15.4 KiB Go heap per client against PgBouncer's 16.2 KiB RSS. With
 `--lazy-backend-attach` a client that finds no idle backend session logs in without one and
 attaches one at its first message, so clients that only log in (a driver's pool warming up,
 a LISTEN-less idle pool) hold no backend at all; the last row opens as many of them as this

@@ -52,31 +52,47 @@ func (s *session) guard(sql string, r classify.Result) *wire.PGError {
 		isSet = isSet || st.Kind == classify.Set
 	}
 	// Cheap screen first: the hot path sees plain DML, which names neither.
-	if isSet || containsFold(sql, "conforming") || containsFold(sql, "encoding") {
+	if isSet || namesGuardedSetting(sql) {
 		return settingGuard(sql)
 	}
 	return nil
 }
 
-// containsFold reports whether s contains the lower-case ASCII word sub,
-// ignoring ASCII case, without allocating.
-func containsFold(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		j := 0
-		for ; j < len(sub); j++ {
-			c := s[i+j]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
+// namesGuardedSetting reports whether s contains "conforming" or "encoding"
+// in any ASCII case: one pass over the text, without allocating, that only
+// looks closer at a 'c' or an 'e'.
+func namesGuardedSetting(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] | 0x20 { // 'C' and 'c' give 'c', 'E' and 'e' give 'e', nothing else does
+		case 'c':
+			if hasFoldAt(s, i, "conforming") {
+				return true
 			}
-			if c != sub[j] {
-				break
+		case 'e':
+			if hasFoldAt(s, i, "encoding") {
+				return true
 			}
-		}
-		if j == len(sub) {
-			return true
 		}
 	}
 	return false
+}
+
+// hasFoldAt reports whether s holds the lower-case ASCII word sub at i,
+// ignoring ASCII case.
+func hasFoldAt(s string, i int, sub string) bool {
+	if len(s)-i < len(sub) {
+		return false
+	}
+	for j := 0; j < len(sub); j++ {
+		c := s[i+j]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != sub[j] {
+			return false
+		}
+	}
+	return true
 }
 
 // settingGuard refuses changes to the settings that keep the proxy's parser

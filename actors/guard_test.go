@@ -46,3 +46,36 @@ func TestStartupGuard(t *testing.T) {
 		}
 	}
 }
+
+func TestNamesGuardedSetting(t *testing.T) {
+	for _, tc := range []struct {
+		sql  string
+		want bool
+	}{
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 1", false},
+		{"SET standard_conforming_strings = off", true},
+		{"set STANDARD_CONFORMING_STRINGS to on", true},
+		{"SET client_encoding = 'SJIS'", true},
+		{"select 'EnCoDiNg'", true},
+		{"conformin", false}, // a prefix at the end of the text
+		{"encodin", false},
+		{"cc ee conforminG", true},
+		{"#onforming", false}, // '#' | 0x20 is '#': only C/c and E/e start a look
+		{"", false},
+	} {
+		if got := namesGuardedSetting(tc.sql); got != tc.want {
+			t.Errorf("namesGuardedSetting(%q) = %v, want %v", tc.sql, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkNamesGuardedSetting is the guard's screen on pgbench's
+// statement, the text every plain query pays for.
+func BenchmarkNamesGuardedSetting(b *testing.B) {
+	sql := "SELECT abalance FROM pgbench_accounts WHERE aid = 1234567;"
+	for b.Loop() {
+		if namesGuardedSetting(sql) {
+			b.Fatal("matched")
+		}
+	}
+}

@@ -372,7 +372,8 @@ allocation on a prepared statement's round trip (a test keeps it at zero). Tried
 kept: spinning before `epoll_wait`, a real-time policy for the loop thread, pinning the node
 to one CPU, skipping the non-blocking `epoll_wait` when the loop was idle, an unlocked loop
 goroutine waiting for its epoll set through Go's own poller (-4% tps and +40% CPU per
-transaction at one client, -4% at 32), a third Go thread (`--procs 3`: no change at one client,
+transaction at one client, -4% at 32; with two such loops, 2026-11-27, 0 to -7% at 32 clients
+and +45% CPU per login with `-C`), a third Go thread (`--procs 3`: no change at one client,
 +10% CPU per login with `-C`), a 100 us scheduler slice for the loop thread (`sched_setattr`,
 so the backends it wakes do not preempt it: it then rarely waited in `epoll_wait`, but tps
 moved -17 to +12% at 32 clients, -5 to -12% at 256, -5 to 0% at one client).
@@ -397,7 +398,9 @@ does every 20 us while login goroutines wait for a P: 20 of its wake-ups per log
 waits its turn behind them: `--relay-nice -10` (the loops' threads only) gave +12% at `-S -M
 prepared -c 256` over six alternating rounds, +2% at 32 and -4% at 1 client (its wake-ups
 preempt the backend it just served), so it is a flag, off by default (and off in this table). `-C` is bounded by the client: libpq's SCRAM key derivation in pgbench
-takes 1.65 of the 2 cores during the tdb run, tdb 0.16. Its CPU column is each proxy's side
+takes 1.65 of the 2 cores during the tdb run, tdb 0.16. (tdb's keys are random, so a lower
+SCRAM iteration count would cost them no strength and spare the client most of that work,
+but pgjdbc refuses fewer than 4096 iterations; tdb keeps PostgreSQL's 4096.) Its CPU column is each proxy's side
 of a login and its reset: PgBouncer derives the SCRAM keys from the plain-text password of its
 auth file on every login, tdb checks the proof against a stored verifier and reuses a pooled
 backend session.

@@ -373,7 +373,7 @@ kept: spinning before `epoll_wait`, a real-time policy for the loop thread, pinn
 to one CPU, skipping the non-blocking `epoll_wait` when the loop was idle, an unlocked loop
 goroutine waiting for its epoll set through Go's own poller (-4% tps and +40% CPU per
 transaction at one client, -4% at 32; with two such loops, 2026-11-27, 0 to -7% at 32 clients
-and +45% CPU per login with `-C`), a third Go thread (`--procs 3`: no change at one client,
+and +40-58% CPU per login with `-C`), a third Go thread (`--procs 3`: no change at one client,
 +10% CPU per login with `-C`), a 100 us scheduler slice for the loop thread (`sched_setattr`,
 so the backends it wakes do not preempt it: it then rarely waited in `epoll_wait`, but tps
 moved -17 to +12% at 32 clients, -5 to -12% at 256, -5 to 0% at one client).

@@ -50,7 +50,10 @@ go build -o "$WORK/tdb" ./cmd/tdb
 TDB_PORT=$(freeport); HTTP_PORT=$(freeport); BOUNCER_PORT=$(freeport)
 
 echo "== start tdb dev (its own PostgreSQL)"
-"$WORK/tdb" dev ${TDB_FLAGS:-} --pg-max-connections 1200 --data-dir "$WORK/dev" --wire-addr "127.0.0.1:$TDB_PORT" --http-addr "127.0.0.1:$HTTP_PORT" >"$WORK/dev.log" 2>&1 &
+# PostgreSQL's max_connections: the 256-client rows' sessions pooled in both proxies, then
+# IDLE_CONNS clients through each proxy, each with a session of its own.
+PG_MAX_CONNS=$((2 * IDLE_CONNS + 700))
+"$WORK/tdb" dev ${TDB_FLAGS:-} --pg-max-connections "$PG_MAX_CONNS" --data-dir "$WORK/dev" --wire-addr "127.0.0.1:$TDB_PORT" --http-addr "127.0.0.1:$HTTP_PORT" >"$WORK/dev.log" 2>&1 &
 TDB_PID=$!
 PIDS+=("$TDB_PID")
 for _ in $(seq 1 120); do [ -f "$WORK/dev/env" ] && break; sleep 0.5; done
@@ -81,8 +84,8 @@ unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = $WORK/userlist.txt
 pool_mode = session
-max_client_conn = 2000
-default_pool_size = 600
+max_client_conn = $((IDLE_CONNS + 2000))
+default_pool_size = $((IDLE_CONNS > 500 ? IDLE_CONNS + 100 : 600))
 client_tls_sslmode = allow
 client_tls_cert_file = $WORK/bouncer.crt
 client_tls_key_file = $WORK/bouncer.key
@@ -94,16 +97,20 @@ echo "\"postgres\" \"$PGPW\"" >"$WORK/userlist.txt"
 cp "$WORK/dev/node/tls/tls.crt" "$WORK/bouncer.crt"; cp "$WORK/dev/node/tls/tls.key" "$WORK/bouncer.key"
 chown -R postgres "$WORK/pgbouncer.ini" "$WORK/userlist.txt" "$WORK/bouncer.crt" "$WORK/bouncer.key" 2>/dev/null || true
 touch "$WORK/pgbouncer.log"; chown postgres "$WORK/pgbouncer.log" 2>/dev/null || true
+# PgBouncer gets the open-file limit tdb has: runuser starts it with the default soft limit
+# (1024), and the idle rows need a descriptor per client and per server connection.
 if [ "$(id -u)" = 0 ]; then
-  runuser -u postgres -- pgbouncer "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
+  runuser -u postgres -- sh -c 'ulimit -n "$(ulimit -Hn)" && exec pgbouncer "$1"' sh "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
 else
-  pgbouncer "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
+  sh -c 'ulimit -n "$(ulimit -Hn)" && exec pgbouncer "$1"' sh "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
 fi
 BOUNCER_PID=$!
 PIDS+=("$BOUNCER_PID")
 for _ in $(seq 1 40); do psql "$BOUNCER_URL" -XAtqc 'select 1' >/dev/null 2>&1 && break; sleep 0.25; done
 # bouncer_pid: pgbouncer runs under runuser when root; measure pgbouncer itself.
 bouncer_pid=$(pgrep -f "pgbouncer $WORK/pgbouncer.ini" | while read -r p; do [ "$(cat /proc/"$p"/comm)" = pgbouncer ] && echo "$p"; done | head -1)
+[ -n "$bouncer_pid" ] || { cat "$WORK/pgbouncer.out" "$WORK/pgbouncer.log"; echo "bench: PgBouncer did not start" >&2; exit 1; }
+echo "PgBouncer open-file limit: $(awk '/Max open files/ {print $4}' "/proc/$bouncer_pid/limits")"
 
 # PROXY_CPU: the proxies get that CPU to themselves (every thread of tdb, PgBouncer), and
 # PostgreSQL (its postmaster, so the backends it forks too) and pgbench the others: how the
@@ -134,6 +141,9 @@ run() { # target-url pid pgbench-args... -> "tps cpu": tps (excluding connection
   out=$("${PGBENCH[@]}" -n "$@" -T "$DUR" "$url" 2>&1) || { echo "pgbench failed: $out" >&2; echo "0 -"; return; }
   c1=$(cpu_ticks "$pid")
   n=$(echo "$out" | awk -F': ' '/^number of transactions actually processed/ {print $2; exit}')
+  if ! echo "$out" | grep -q '^tps'; then
+    echo "pgbench gave no tps: $out" >&2; echo "0 -"; return
+  fi
   echo "$(echo "$out" | awk -F'= ' '/^tps/ {split($2,a," "); print a[1]; exit}')" \
     "$([ -n "$pid" ] && [ "${n:-0}" -gt 0 ] && awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="$n" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}' || echo -)"
 }
@@ -197,12 +207,17 @@ echo "== memory per idle TLS client connection: $IDLE_CONNS connections, each af
 IDLE_KEY=$(curl -fsS -X POST -H "Authorization: Bearer $TDB_ADMIN_KEY" -H "X-Tdb-Project: $TDB_PROJECT_ID" \
   -d '{"name":"bench-idle","role":"read","scope_type":"project"}' "http://127.0.0.1:$HTTP_PORT/v1/apikeys" |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
+# No per-IP connection limit for them (500 by default): IDLE_CONNS may ask for more.
+curl -fsS -X PATCH -H "Authorization: Bearer $TDB_ADMIN_KEY" -d '{"max_conns_per_ip":0}' \
+  "http://127.0.0.1:$HTTP_PORT/v1/cluster/settings" >/dev/null
 go build -o "$WORK/idleconns" ./bench/idleconns
 IDLE_TDB=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$TDB_PID" -metrics "http://127.0.0.1:$HTTP_PORT/metrics" \
   -gc-url "http://127.0.0.1:$HTTP_PORT/debug/pprof/heap?gc=1" -gc-key "$TDB_ADMIN_KEY" \
-  -url "postgresql://$TDB_PROJECT_ID:$IDLE_KEY@127.0.0.1:$TDB_PORT/controlplane_workspace?sslmode=require")
+  -url "postgresql://$TDB_PROJECT_ID:$IDLE_KEY@127.0.0.1:$TDB_PORT/controlplane_workspace?sslmode=require") ||
+  { echo "bench: idle connections through tdb failed" >&2; exit 1; }
 IDLE_BOUNCER=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$bouncer_pid" \
-  -url "postgresql://postgres:$PGPW@127.0.0.1:$BOUNCER_PORT/bench_idle?sslmode=require")
+  -url "postgresql://postgres:$PGPW@127.0.0.1:$BOUNCER_PORT/bench_idle?sslmode=require") ||
+  { tail -5 "$WORK/pgbouncer.log"; echo "bench: idle connections through PgBouncer failed" >&2; exit 1; }
 echo "tdb: $IDLE_TDB (n, RSS KiB, Go heap KiB, Go stacks KiB per connection)"
 echo "PgBouncer: $IDLE_BOUNCER (n, RSS KiB per connection)"
 

@@ -342,15 +342,17 @@ stream minus RSS before it).
 
 Memory each idle TLS client connection costs the proxy process (`bench/idleconns`: open the
 connections, run `SELECT 1` on each, wait, measure; the difference divided by the count; tdb
-collects garbage before each measurement, so its Go columns are what the connections keep). In
+collects garbage before each measurement, and its Go heap column counts live bytes, so it is
+what the connections keep). In
 session mode every client holds a backend session, so the count is bounded by the backend's
 max_connections; the PostgreSQL processes behind them are not counted here. The first two
 rows log in where no backend session waits (tdb with a key of role read, so a backend role
 and a pool of their own; PgBouncer through a database entry of its own), so both columns
 include the proxy's connection to the backend; the sessions the pgbench rows left pooled do
-not serve them. tdb's RSS column can run below its Go heap column: its connections reuse
-heap the runs before freed. From a fresh process (`CLIENTS=1`, 2026-11-27) tdb used 22.6 KiB
-RSS and 15.4 KiB Go heap per client against PgBouncer's 16.2 KiB RSS. With
+not serve them. tdb's RSS column depends on what ran before: its connections reuse pages
+the runs before freed (runs on 2026-11-27 gave 11-19 KiB after the pgbench rows). From a
+fresh process (`CLIENTS=1`) tdb used 23.1 KiB RSS and 11.4 KiB of live Go heap per client
+against PgBouncer's 16.9 KiB RSS. With
 `--lazy-backend-attach` a client that finds no idle backend session logs in without one and
 attaches one at its first message, so clients that only log in (a driver's pool warming up,
 a LISTEN-less idle pool) hold no backend at all; the last row opens as many of them as this
@@ -413,21 +415,23 @@ does every 20 us while login goroutines wait for a P: 20 of its wake-ups per log
 waits its turn behind them: `--relay-nice -10` (the loops' threads only) gave +12% at `-S -M
 prepared -c 256` over six alternating rounds, +2% at 32 and -4% at 1 client (its wake-ups
 preempt the backend it just served), so it is a flag, off by default (and off in this table). `-C` is bounded by the client: libpq's SCRAM key derivation in pgbench
-takes 1.65 of the 2 cores during the tdb run, tdb 0.16. (tdb's keys are random, so a lower
-SCRAM iteration count would cost them no strength and spare the client most of that work,
-but pgjdbc refuses fewer than 4096 iterations; tdb keeps PostgreSQL's 4096.) Its CPU column is each proxy's side
+takes 1.65 of the 2 cores during the tdb run, tdb 0.16. Its CPU column is each proxy's side
 of a login and its reset: PgBouncer derives the SCRAM keys from the plain-text password of its
 auth file on every login, tdb checks the proof against a stored verifier and reuses a pooled
-backend session.
+backend session. tdb's keys are random, so a lower SCRAM iteration count would cost them no
+strength and spare the client most of its work, but pgjdbc refuses fewer than 4096
+iterations; tdb keeps PostgreSQL's 4096.
 
 On idle connections: while the loop relays a session no goroutine waits for it, so the
 "Go stacks" column is near zero; what remains is the session, crypto/tls state (its AEAD
 state and the record and handshake buffers it keeps, about 5.5 KiB) and the backend session's
 bookkeeping; frame buffers are borrowed only while data flows. With `--goroutine-relay` the
-same connections cost 20.1 KiB of heap and 12.1 KiB of stacks each (2026-11-26, 450
-connections). The RSS column is the growth of the process's resident memory: the Go runtime
+same connections cost 20.1 KiB of heap spans and 12.1 KiB of stacks each (2026-11-26, 450
+connections; runs before 2026-11-27 counted the heap's spans in use, which also count the
+free slots in them, so that column varied with what ran before: 7.8-14.4 KiB across runs of
+the 400-client row, against 8.7-8.8 KiB live). The RSS column is the growth of the process's resident memory: the Go runtime
 keeps freed pages for a while, so it runs above the Go columns, and below them when the
-connections reuse heap freed by the runs before.
+connections reuse pages freed by the runs before.
 """
 open("BENCHMARKS.md", "w").write(md)
 PY

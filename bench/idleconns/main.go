@@ -1,7 +1,7 @@
 // Command idleconns measures what idle client connections cost a server
 // process: it opens N connections (each runs SELECT 1, then waits), and
 // prints the process's resident memory and, when a Prometheus endpoint is
-// given, its Go heap and stack in use, before and after, per connection.
+// given, its live Go heap and stack in use, before and after, per connection.
 //
 //	go run ./bench/idleconns -url 'postgresql://...?sslmode=require' -pid PID -n 500 [-metrics http://HOST/metrics]
 //
@@ -161,7 +161,10 @@ func measure(pid int, metricsURL string) (rss, heap, stack float64) {
 			continue
 		}
 		switch f[0] {
-		case "go_memstats_heap_inuse_bytes":
+		case "go_memstats_heap_alloc_bytes":
+			// Live bytes after the collection: what the connections keep.
+			// The heap's spans in use would also count free slots in them,
+			// which depend on what ran before (a warm process fills holes).
 			heap = v
 		case "go_memstats_stack_inuse_bytes":
 			stack = v

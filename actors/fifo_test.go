@@ -70,3 +70,58 @@ func TestPreparedRoundTripDoesNotAllocate(t *testing.T) {
 		t.Fatalf("a prepared round trip allocates %.1f times", allocs)
 	}
 }
+
+// TestPlainQueryRoundTripDoesNotAllocate: the bookkeeping of a simple
+// Query's round trip (classification on the fast path, tracking, limits and
+// the query log's record; DataRow, CommandComplete, ReadyForQuery) allocates
+// nothing once the session has seen one: the statement's text, which the
+// query log keeps, is the message's only allocation (wire.ParseQuery).
+func TestPlainQueryRoundTripDoesNotAllocate(t *testing.T) {
+	l, _ := newTestLimiter()
+	tr := newTracker()
+	c := classify.NewCache(16, 100)
+	var one [1]classify.Statement
+	sql := "SELECT abalance FROM pgbench_accounts WHERE aid = 42;"
+	tag := []byte("SELECT 1")
+	lim := stmtLimits{maxRows: 1000, timeoutMs: 5000}
+	round := func() {
+		r := c.ClassifyIn(sql, &one)
+		tr.query(r)
+		stmts := [1]string{r.Statements[0].Text}
+		l.query(sql, stmts[:], lim)
+		l.dataRow()
+		tr.commandComplete(tag)
+		l.commandComplete(tag)
+		tr.readyForQuery('I')
+		l.readyForQuery('I')
+		if d := l.collect(); len(d) != 1 || d[0].rows != 1 || d[0].text != r.Statements[0].Text {
+			t.Fatalf("finished statements %+v", d)
+		}
+	}
+	round()
+	if allocs := testing.AllocsPerRun(200, round); allocs != 0 {
+		t.Fatalf("a plain query's round trip allocates %.1f times", allocs)
+	}
+}
+
+// TestSessionTextReusesTheLastText: a text the client repeats is not copied
+// again; a long one is not kept.
+func TestSessionTextReusesTheLastText(t *testing.T) {
+	var s session
+	b := []byte("SELECT abalance FROM pgbench_accounts WHERE aid = $1")
+	first := s.text(b)
+	if allocs := testing.AllocsPerRun(100, func() {
+		if s.text(b) != first {
+			t.Fatal("text changed")
+		}
+	}); allocs != 0 {
+		t.Fatalf("a repeated text allocates %.1f times", allocs)
+	}
+	if got := s.text([]byte("SELECT 2")); got != "SELECT 2" || s.lastText != "SELECT 2" {
+		t.Fatalf("a new text gave %q, kept %q", got, s.lastText)
+	}
+	long := make([]byte, maxKeptText+1)
+	if got := s.text(long); len(got) != len(long) || s.lastText != "SELECT 2" {
+		t.Fatalf("a long text gave %d bytes and the session kept %d", len(got), len(s.lastText))
+	}
+}

@@ -23,6 +23,9 @@ type stmtRun struct {
 	rows    int64         // DataRows so far
 	started time.Time     // first began executing; zero until then
 	active  time.Duration // time spent executing (suspensions excluded)
+	// query marks a simple Query's statement: no portal holds its run, so
+	// the run is reused once it has finished.
+	query bool
 }
 
 // limitItem is one entry of the limiter's queue: a statement execution
@@ -84,7 +87,13 @@ type limiter struct {
 	overPending bool
 
 	done []stmtDone // finished statements not yet collected
+
+	spare []*stmtRun // finished runs of simple Queries' statements, for reuse
 }
+
+// maxSpareRuns bounds the runs a limiter keeps for reuse: a Query of many
+// statements does not leave as many behind.
+const maxSpareRuns = 4
 
 func newLimiter(now func() time.Time) *limiter {
 	return &limiter{now: now} // its maps are made at their first entry
@@ -97,9 +106,21 @@ func (l *limiter) query(sql string, stmts []string, lim stmtLimits) {
 		stmts = []string{sql}
 	}
 	for _, s := range stmts {
-		l.push(limitItem{run: &stmtRun{text: s}, lim: lim})
+		l.push(limitItem{run: l.queryRun(s), lim: lim})
 	}
 	l.push(limitItem{sync: true})
+}
+
+// queryRun returns a run for a simple Query's statement, reusing one that
+// has finished: a plain statement's round trip allocates nothing here.
+func (l *limiter) queryRun(text string) *stmtRun {
+	if n := len(l.spare); n > 0 {
+		r := l.spare[n-1]
+		l.spare = l.spare[:n-1]
+		*r = stmtRun{text: text, query: true}
+		return r
+	}
+	return &stmtRun{text: text, query: true}
 }
 
 // parse records the text of a prepared statement.
@@ -198,6 +219,9 @@ func (l *limiter) finish(r *stmtRun, sqlstate string, rows int64, completed bool
 	r.started, r.active = time.Time{}, 0
 	if completed {
 		r.rows = 0
+	}
+	if r.query && len(l.spare) < maxSpareRuns { // popped, and nothing else holds it
+		l.spare = append(l.spare, r)
 	}
 	l.startHead()
 }

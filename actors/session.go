@@ -57,7 +57,31 @@ type session struct {
 	closing  atomic.Bool              // the relay is ending on purpose
 	active   atomic.Int64             // unix nanos of the client's last message
 	raw      net.Conn                 // the client connection as accepted, for the idle janitor
+	// one holds the statement of the text inspect classified last, when the
+	// fast path did: the client pump is done with it before the next message.
+	one [1]classify.Statement
+	// lastText is the last statement text the client sent (see text).
+	lastText string
 }
+
+// text returns the statement text b as a string: the last one's own when b
+// repeats it. A driver that sends an unnamed Parse of the same text for each
+// execution (pgbench -M extended, JDBC below its prepare threshold) then
+// costs no copy; the query log keeps the string either way. A text over
+// maxKeptText is not kept: an idle session would hold it.
+func (s *session) text(b []byte) string {
+	if string(b) == s.lastText {
+		return s.lastText
+	}
+	if len(b) > maxKeptText {
+		return string(b)
+	}
+	s.lastText = string(b)
+	return s.lastText
+}
+
+// maxKeptText bounds the statement text a session keeps between messages.
+const maxKeptText = 4 << 10
 
 const sentinelPrefix = "tdb_refused_"
 
@@ -97,7 +121,7 @@ func (s *session) rewrite(message string) *wire.PGError {
 // inspect classifies a statement (simple Query or Parse text) and decides
 // whether it may go to the backend; a non-nil error is the refusal.
 func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
-	r := s.proxy.classes.Classify(sql)
+	r := s.proxy.classes.ClassifyIn(sql, &s.one)
 	switch {
 	case r.TooComplex:
 		return classify.Result{}, wire.NewError("ERROR", "54001", "statement is too complex to analyse")
@@ -268,10 +292,11 @@ const (
 func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) {
 	switch typ {
 	case 'Q':
-		sql, err := wire.ParseQuery(body)
+		text, err := wire.QueryText(body)
 		if err != nil {
 			return nil, stepFail, err
 		}
+		sql := s.text(text)
 		r, rej := s.inspect(sql)
 		if rej != nil {
 			body = append(append([]byte(nil), s.refuse(rej)...), 0)
@@ -282,10 +307,11 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		s.inflight++
 		s.mu.Unlock()
 	case 'P':
-		name, sql, err := wire.ParseParse(body)
+		name, text, err := wire.ParseText(body)
 		if err != nil {
 			return nil, stepFail, err
 		}
+		sql := s.text(text)
 		r, rej := s.inspect(sql)
 		if rej != nil {
 			body = parseBody(name, s.refuse(rej))

@@ -16,25 +16,38 @@ func errMalformed(msg string) error {
 
 // ParseQuery returns the SQL text of a Query body.
 func ParseQuery(body []byte) (sql string, err error) {
-	s, rest, ok := cstring(body)
-	if !ok || len(rest) != 0 {
-		return "", errMalformed("Query")
+	b, err := QueryText(body)
+	return string(b), err
+}
+
+// QueryText is ParseQuery without the copy: the text is a slice of body.
+func QueryText(body []byte) ([]byte, error) {
+	if i := bytes.IndexByte(body, 0); i < 0 || i != len(body)-1 {
+		return nil, errMalformed("Query")
 	}
-	return s, nil
+	return body[:len(body)-1], nil
 }
 
 // ParseParse returns the statement name and SQL text of a Parse body.
 func ParseParse(body []byte) (name, sql string, err error) {
+	name, b, err := ParseText(body)
+	return name, string(b), err
+}
+
+// ParseText is ParseParse without copying the SQL text: it is a slice of
+// body.
+func ParseText(body []byte) (name string, sql []byte, err error) {
 	name, rest, ok := cstring(body)
 	if !ok {
-		return "", "", errMalformed("Parse")
+		return "", nil, errMalformed("Parse")
 	}
-	sql, rest, ok = cstring(rest)
-	if !ok || len(rest) < 2 {
-		return "", "", errMalformed("Parse")
+	i := bytes.IndexByte(rest, 0)
+	if i < 0 || len(rest)-i-1 < 2 {
+		return "", nil, errMalformed("Parse")
 	}
+	sql, rest = rest[:i], rest[i+1:]
 	if n := int(binary.BigEndian.Uint16(rest)); len(rest) != 2+4*n {
-		return "", "", errMalformed("Parse")
+		return "", nil, errMalformed("Parse")
 	}
 	return name, sql, nil
 }

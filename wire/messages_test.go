@@ -97,3 +97,20 @@ func TestBuilders(t *testing.T) {
 		t.Fatalf("cancel %q", c)
 	}
 }
+
+// TestTextsAreSlicesOfTheBody: QueryText and ParseText hand out the SQL
+// text without copying it, so a relay that has seen the text before need
+// not copy it again.
+func TestTextsAreSlicesOfTheBody(t *testing.T) {
+	q := []byte("SELECT 1\x00")
+	if b, err := QueryText(q); err != nil || string(b) != "SELECT 1" || &b[0] != &q[0] {
+		t.Fatalf("QueryText = %q, %v (a slice of the body: %v)", b, err, err == nil && &b[0] == &q[0])
+	}
+	p := []byte("s1\x00SELECT $1\x00\x00\x00")
+	if name, b, err := ParseText(p); err != nil || name != "s1" || string(b) != "SELECT $1" || &b[0] != &p[3] {
+		t.Fatalf("ParseText = %q, %q, %v", name, b, err)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = QueryText(q); _, _, _ = ParseText(p[2:]) }); allocs != 0 {
+		t.Fatalf("QueryText and ParseText allocate %.1f times", allocs)
+	}
+}

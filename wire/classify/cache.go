@@ -29,8 +29,14 @@ func NewCache(maxEntries, maxText int) *Cache {
 
 // Classify returns Classify(sql), from the cache when the parser read the
 // same text before. When the cache is full a random entry makes room.
-func (c *Cache) Classify(sql string) Result {
-	sql, r, ok := withoutParser(sql)
+func (c *Cache) Classify(sql string) Result { return c.ClassifyIn(sql, nil) }
+
+// ClassifyIn is Classify for a caller that is done with the Result before
+// it calls again: a statement the cgo-free fast path classifies goes in
+// *one instead of a new slice, so a session's plain statements classify
+// without allocating. one may be nil.
+func (c *Cache) ClassifyIn(sql string, one *[1]Statement) Result {
+	sql, r, ok := withoutParser(sql, one)
 	if ok {
 		return r
 	}

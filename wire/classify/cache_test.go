@@ -29,7 +29,7 @@ func TestCacheAgreesWithClassify(t *testing.T) {
 	}
 	want := map[string]bool{} // texts the parser reads, within 100 bytes, each once
 	for _, sql := range texts {
-		if sql, _, ok := withoutParser(sql); !ok && len(sql) <= 100 {
+		if sql, _, ok := withoutParser(sql, nil); !ok && len(sql) <= 100 {
 			want[sql] = true
 		}
 	}
@@ -65,5 +65,36 @@ func TestCacheStaysBounded(t *testing.T) {
 	wg.Wait()
 	if n := c.Len(); n > 50 || n == 0 {
 		t.Fatalf("cache holds %d texts, want 1-50", n)
+	}
+}
+
+// TestClassifyIn: with a one-statement buffer a text classifies as Classify
+// says; the fast path's statement lands in the buffer, with no allocation,
+// and a Result from the cache is not the buffer's.
+func TestClassifyIn(t *testing.T) {
+	c := NewCache(64, 100)
+	var one [1]Statement
+	for _, sql := range []string{
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 7;", "BEGIN", "", "-- only a comment",
+		"CREATE TABLE u (id int)", "INSERT INTO t VALUES (1); COMMIT", "SELEKT nonsense",
+		"SELECT 1 " + strings.Repeat("+-", 5000),
+	} {
+		for range 2 { // the second time from the cache, for parser texts
+			got, want := c.ClassifyIn(sql, &one), Classify(sql)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%q: ClassifyIn %+v, Classify %+v", sql, got, want)
+			}
+			_, _, fast := withoutParser(sql, nil)
+			if inBuffer := len(got.Statements) == 1 && &got.Statements[0] == &one[0]; inBuffer != (fast && len(want.Statements) == 1) {
+				t.Fatalf("%q: statement in the buffer %v, fast path %v", sql, inBuffer, fast)
+			}
+		}
+	}
+	sql := "SELECT abalance FROM pgbench_accounts WHERE aid = 1234567;"
+	if allocs := testing.AllocsPerRun(100, func() { c.ClassifyIn(sql, &one) }); allocs != 0 {
+		t.Fatalf("ClassifyIn on the fast path allocates %.1f times", allocs)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { c.Classify(sql) }); allocs != 1 {
+		t.Fatalf("Classify on the fast path allocates %.1f times, want its one slice", allocs)
 	}
 }

@@ -59,7 +59,7 @@ func IsDDL(sql string) bool {
 // Classify splits sql into statements and classifies each one. Like the
 // server, it reads sql only up to the first NUL byte.
 func Classify(sql string) Result {
-	sql, r, ok := withoutParser(sql)
+	sql, r, ok := withoutParser(sql, nil)
 	if ok {
 		return r
 	}
@@ -70,14 +70,14 @@ func Classify(sql string) Result {
 // it) and classifies what needs no parser: text too complex to lex, and the
 // common statements the fast path knows. ok is false when the parser must
 // read the returned text.
-func withoutParser(sql string) (_ string, _ Result, ok bool) {
+func withoutParser(sql string, one *[1]Statement) (_ string, _ Result, ok bool) {
 	if i := strings.IndexByte(sql, 0); i >= 0 {
 		sql = sql[:i]
 	}
 	if tooComplex(sql) {
 		return sql, Result{TooComplex: true}, true
 	}
-	if r, ok := fastClassify(sql); ok {
+	if r, ok := fastClassify(sql, one); ok {
 		return sql, r, true
 	}
 	return sql, Result{}, false

@@ -62,8 +62,9 @@ func lookupKeyword(w string) (fastKeyword, bool) {
 	return fastKeyword{}, false
 }
 
-// fastClassify returns ok=false when the parser must decide.
-func fastClassify(sql string) (r Result, ok bool) {
+// fastClassify returns ok=false when the parser must decide. The statement
+// it finds goes in *one when one is not nil, in a new slice otherwise.
+func fastClassify(sql string, one *[1]Statement) (r Result, ok bool) {
 	i, ok := skipComments(sql, 0)
 	if !ok {
 		return Result{}, false // unterminated comment: let the parser say so
@@ -100,7 +101,12 @@ func fastClassify(sql string) (r Result, ok bool) {
 			return Result{}, false
 		}
 	}
-	return Result{Statements: []Statement{{Text: sql[i:end], Kind: kw.kind, Tag: kw.tag}}}, true
+	st := Statement{Text: sql[i:end], Kind: kw.kind, Tag: kw.tag}
+	if one == nil {
+		return Result{Statements: []Statement{st}}, true
+	}
+	one[0] = st
+	return Result{Statements: one[:]}, true
 }
 
 // skipComments skips whitespace and comments from i; ok is false for an

@@ -17,7 +17,7 @@ func TestFastPathTaken(t *testing.T) {
 		"BEGIN", "commit;", "ROLLBACK", "END", "ABORT",
 		"", " ", "-- c",
 	} {
-		if _, ok := fastClassify(sql); !ok {
+		if _, ok := fastClassify(sql, nil); !ok {
 			t.Errorf("fastClassify(%q) not taken", sql)
 		}
 	}
@@ -49,7 +49,7 @@ func TestFastPathDeclines(t *testing.T) {
 		"COPY t FROM STDIN", // never fast
 		"-- c\ncopy t to stdout",
 	} {
-		if r, ok := fastClassify(sql); ok {
+		if r, ok := fastClassify(sql, nil); ok {
 			t.Errorf("fastClassify(%q) = %+v, want the parser", sql, r)
 		}
 	}
@@ -75,7 +75,7 @@ func TestFastPathAgreesWithParser(t *testing.T) {
 
 func checkFastAgrees(t *testing.T, sql string) {
 	t.Helper()
-	fast, ok := fastClassify(sql)
+	fast, ok := fastClassify(sql, nil)
 	if !ok {
 		return
 	}

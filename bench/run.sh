@@ -84,6 +84,7 @@ unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = $WORK/userlist.txt
 pool_mode = session
+admin_users = postgres
 max_client_conn = $((IDLE_CONNS + 2000))
 default_pool_size = $((IDLE_CONNS > 500 ? IDLE_CONNS + 100 : 600))
 client_tls_sslmode = allow
@@ -129,6 +130,33 @@ fi
 
 echo "== pgbench -i -I dtGvp -s $SCALE through tdb (control workspace; server-side data generation, COPY is refused)"
 pgbench -i -I dtGvp -q -s "$SCALE" "$TDB_URL" >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; exit 1; }
+
+if [ -z "${PROXY_CPU:-}" ]; then
+  echo "== memory per idle TLS client connection: $IDLE_CONNS connections, each after one SELECT 1"
+  # These rows run before the pgbench rows, while the proxies have relayed next to nothing
+  # (pgbench's initialization, through tdb): a process that has freed memory reuses it, and
+  # its RSS then says little (after the pgbench rows tdb's gave -1 to 19 KiB per client). Each client costs the proxy its backend session
+  # too: tdb logs them in with a key of role read (a backend role of its own, so a pool of its
+  # own), PgBouncer through a database entry of its own (bench_idle), killed afterwards so its
+  # server connections do not stay open through the pgbench rows.
+  IDLE_KEY=$(curl -fsS -X POST -H "Authorization: Bearer $TDB_ADMIN_KEY" -H "X-Tdb-Project: $TDB_PROJECT_ID" \
+    -d '{"name":"bench-idle","role":"read","scope_type":"project"}' "http://127.0.0.1:$HTTP_PORT/v1/apikeys" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
+  # No per-IP connection limit for them (500 by default): IDLE_CONNS may ask for more.
+  curl -fsS -X PATCH -H "Authorization: Bearer $TDB_ADMIN_KEY" -d '{"max_conns_per_ip":0}' \
+    "http://127.0.0.1:$HTTP_PORT/v1/cluster/settings" >/dev/null
+  go build -o "$WORK/idleconns" ./bench/idleconns
+  IDLE_TDB=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$TDB_PID" -metrics "http://127.0.0.1:$HTTP_PORT/metrics" \
+    -gc-url "http://127.0.0.1:$HTTP_PORT/debug/pprof/heap?gc=1" -gc-key "$TDB_ADMIN_KEY" \
+    -url "postgresql://$TDB_PROJECT_ID:$IDLE_KEY@127.0.0.1:$TDB_PORT/controlplane_workspace?sslmode=require") ||
+    { echo "bench: idle connections through tdb failed" >&2; exit 1; }
+  IDLE_BOUNCER=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$bouncer_pid" \
+    -url "postgresql://postgres:$PGPW@127.0.0.1:$BOUNCER_PORT/bench_idle?sslmode=require") ||
+    { tail -5 "$WORK/pgbouncer.log"; echo "bench: idle connections through PgBouncer failed" >&2; exit 1; }
+  echo "tdb: $IDLE_TDB (n, RSS KiB, Go heap KiB, Go stacks KiB per connection)"
+  echo "PgBouncer: $IDLE_BOUNCER (n, RSS KiB per connection)"
+  psql "postgresql://postgres:$PGPW@127.0.0.1:$BOUNCER_PORT/pgbouncer?sslmode=disable" -XAtqc "KILL bench_idle" >/dev/null
+fi
 
 # cpu_ticks pid: user+system clock ticks the process has used (0 without a pid).
 cpu_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -198,28 +226,6 @@ psql "$TDB_URL" -XAtqc "SELECT repeat('x', 1000) FROM generate_series(1, 1000000
 after=$(hwm "$TDB_PID")
 RSS_GROWTH_MB=$(( (after - before) / 1024 ))
 echo "tdb RSS before ${before} KiB, peak after ${after} KiB: growth ${RSS_GROWTH_MB} MiB"
-
-echo "== memory per idle TLS client connection: $IDLE_CONNS connections, each after one SELECT 1"
-# Each client here costs the proxy its backend session too. The pgbench rows left up to 256
-# sessions pooled in both proxies, so these clients log in where no session waits for them:
-# tdb with a key of role read (a backend role of its own, so a pool of its own), PgBouncer
-# through a database entry of its own (bench_idle, a pool of its own).
-IDLE_KEY=$(curl -fsS -X POST -H "Authorization: Bearer $TDB_ADMIN_KEY" -H "X-Tdb-Project: $TDB_PROJECT_ID" \
-  -d '{"name":"bench-idle","role":"read","scope_type":"project"}' "http://127.0.0.1:$HTTP_PORT/v1/apikeys" |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
-# No per-IP connection limit for them (500 by default): IDLE_CONNS may ask for more.
-curl -fsS -X PATCH -H "Authorization: Bearer $TDB_ADMIN_KEY" -d '{"max_conns_per_ip":0}' \
-  "http://127.0.0.1:$HTTP_PORT/v1/cluster/settings" >/dev/null
-go build -o "$WORK/idleconns" ./bench/idleconns
-IDLE_TDB=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$TDB_PID" -metrics "http://127.0.0.1:$HTTP_PORT/metrics" \
-  -gc-url "http://127.0.0.1:$HTTP_PORT/debug/pprof/heap?gc=1" -gc-key "$TDB_ADMIN_KEY" \
-  -url "postgresql://$TDB_PROJECT_ID:$IDLE_KEY@127.0.0.1:$TDB_PORT/controlplane_workspace?sslmode=require") ||
-  { echo "bench: idle connections through tdb failed" >&2; exit 1; }
-IDLE_BOUNCER=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$bouncer_pid" \
-  -url "postgresql://postgres:$PGPW@127.0.0.1:$BOUNCER_PORT/bench_idle?sslmode=require") ||
-  { tail -5 "$WORK/pgbouncer.log"; echo "bench: idle connections through PgBouncer failed" >&2; exit 1; }
-echo "tdb: $IDLE_TDB (n, RSS KiB, Go heap KiB, Go stacks KiB per connection)"
-echo "PgBouncer: $IDLE_BOUNCER (n, RSS KiB per connection)"
 
 # Lazy attach: a second tdb dev (its own PostgreSQL) with --lazy-backend-attach, and clients
 # that only log in, from several loopback addresses. The count is bounded by the open-file
@@ -346,13 +352,13 @@ collects garbage before each measurement, and its Go heap column counts live byt
 what the connections keep). In
 session mode every client holds a backend session, so the count is bounded by the backend's
 max_connections; the PostgreSQL processes behind them are not counted here. The first two
-rows log in where no backend session waits (tdb with a key of role read, so a backend role
-and a pool of their own; PgBouncer through a database entry of its own), so both columns
-include the proxy's connection to the backend; the sessions the pgbench rows left pooled do
-not serve them. tdb's RSS column depends on what ran before: its connections reuse pages
-the runs before freed (runs on 2026-11-27 gave 11-19 KiB after the pgbench rows). From a
-fresh process (`CLIENTS=1`) tdb used 23.1 KiB RSS and 11.4 KiB of live Go heap per client
-against PgBouncer's 16.9 KiB RSS. With
+rows run before the pgbench rows, while the proxies have relayed next to nothing, and their
+clients log in where no backend session waits (tdb with a key of role read, so a backend
+role and a pool of their own; PgBouncer through a database entry of its own), so both
+columns include the proxy's connection to the backend. Run after the pgbench rows, tdb's
+RSS column said little: its connections reused pages those runs had freed, and the runtime
+returned others meanwhile (-1 to 19 KiB per client across runs on 2026-11-27, against a
+live heap of 7.7-8.8 KiB). With
 `--lazy-backend-attach` a client that finds no idle backend session logs in without one and
 attaches one at its first message, so clients that only log in (a driver's pool warming up,
 a LISTEN-less idle pool) hold no backend at all; the last row opens as many of them as this

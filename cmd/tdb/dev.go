@@ -132,7 +132,7 @@ func newDevCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&o.goroutineRelay, "goroutine-relay", false, goroutineRelayHelp)
 	relayLoopsFlag(cmd, &o.relayLoops)
 	relayNiceFlag(cmd, &o.relayNice)
-	procsFlag(cmd, halfTheCPUs) // the local PostgreSQL shares this machine
+	runtimeFlags(cmd, halfTheCPUs) // the local PostgreSQL shares this machine
 	return cmd
 }
 

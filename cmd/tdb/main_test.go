@@ -156,7 +156,7 @@ func TestClientCommands(t *testing.T) {
 	}
 }
 
-// TestRelayLoopsFlag: a loop count or niceness out of range stops both node
+// TestRelayLoopsFlag: a loop count, niceness or GC percentage out of range stops both node
 // commands while the flags are parsed, before a data directory or
 // PostgreSQL is made.
 func TestRelayLoopsFlag(t *testing.T) {
@@ -169,6 +169,12 @@ func TestRelayLoopsFlag(t *testing.T) {
 			}
 			if _, err := os.Stat(dir); err == nil {
 				t.Errorf("tdb %s --relay-loops %s made %s", cmd, n, dir)
+			}
+		}
+		for _, n := range []string{"-1", "10001", "half"} {
+			code, _, stderr := tdb(cmd, "--data-dir", t.TempDir()+"/data", "--gc-percent", n)
+			if code == 0 || !strings.Contains(stderr, `invalid argument "`+n+`" for "--gc-percent" flag: must be a whole number from 0 (GOGC, else 50) to 10000`) {
+				t.Errorf("tdb %s --gc-percent %s: exit %d, stderr %q", cmd, n, code, stderr)
 			}
 		}
 		for _, n := range []string{"-21", "20", "low"} {

@@ -30,6 +30,10 @@ type Member struct {
 	Node      *node.Node
 	RaftProxy *FaultProxy // WithRaftProxies only
 	cfg       node.Config
+	// releaseRaft frees the raft port, held from when the address was
+	// chosen until the node binds it: while earlier members start, other
+	// processes' connections could otherwise take it.
+	releaseRaft func()
 }
 
 // Cluster is a running in-process cluster with its backend and demo project.
@@ -74,12 +78,18 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	}
 	for i := range n {
 		m := &Member{ID: fmt.Sprintf("n%d", i+1)}
+		raftAddr, release, err := freeport.Reserve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.releaseRaft = release
+		t.Cleanup(release)
 		m.cfg = node.Config{
 			NodeID:                 m.ID,
 			DataDir:                t.TempDir(),
 			WireAddr:               "127.0.0.1:0",
 			HTTPAddr:               "127.0.0.1:0",
-			RaftAddr:               freeAddr(t),
+			RaftAddr:               raftAddr,
 			GossipAddr:             "127.0.0.1:0",
 			Bootstrap:              i == 0,
 			AdminKey:               AdminKey,
@@ -139,6 +149,10 @@ func (c *Cluster) startMember(t testing.TB, m *Member) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	if m.releaseRaft != nil {
+		m.releaseRaft()
+		m.releaseRaft = nil
+	}
 	nd, err := node.Start(ctx, m.cfg)
 	if err != nil {
 		t.Fatalf("start %s: %v", m.ID, err)
@@ -373,17 +387,6 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-}
-
-// freeAddr returns a loopback address with a port free right now (raft's
-// address must be known before its node starts, and stay fixed).
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	a, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }
 
 // prefixed writes each line with the node id in front.

@@ -75,7 +75,7 @@ func TestPreparedRoundTripDoesNotAllocate(t *testing.T) {
 // Query's round trip (classification on the fast path, tracking, limits and
 // the query log's record; DataRow, CommandComplete, ReadyForQuery) allocates
 // nothing once the session has seen one: the statement's text, which the
-// query log keeps, is the message's only allocation (wire.ParseQuery).
+// query log keeps, is the message's only allocation (session.text).
 func TestPlainQueryRoundTripDoesNotAllocate(t *testing.T) {
 	l, _ := newTestLimiter()
 	tr := newTracker()

@@ -8,7 +8,7 @@
 //   - AuthenticateSCRAM: SCRAM-SHA-256(-PLUS) against candidate verifiers
 //     (package wire/scram), with tls-server-end-point channel binding.
 //   - Relay: FrameReader and FrameWriter move raw messages with one reused
-//     buffer and coalesced writes; ParseQuery, ParseErrorFields and friends
+//     buffer and coalesced writes; QueryText, ParseErrorFields and friends
 //     decode only what the proxy inspects, and AppendErrorResponse and
 //     friends build what it says itself.
 //

@@ -157,8 +157,8 @@ func FuzzFrameReader(f *testing.F) {
 			if err != nil {
 				break
 			}
-			_, _ = ParseQuery(body)
-			_, _, _ = ParseParse(body)
+			_, _ = QueryText(body)
+			_, _, _ = ParseText(body)
 			_, _ = ParseCommandComplete(body)
 			_, _ = ParseReadyForQuery(body)
 			_, _, _, _ = ParseErrorFields(body)

@@ -14,13 +14,8 @@ func errMalformed(msg string) error {
 	return Fatalf(CodeProtocolViolation, "invalid %s message format", msg)
 }
 
-// ParseQuery returns the SQL text of a Query body.
-func ParseQuery(body []byte) (sql string, err error) {
-	b, err := QueryText(body)
-	return string(b), err
-}
-
-// QueryText is ParseQuery without the copy: the text is a slice of body.
+// QueryText returns the SQL text of a Query body, as a slice of body (no
+// copy: a session keeps a text its client repeats rather than copy it again).
 func QueryText(body []byte) ([]byte, error) {
 	if i := bytes.IndexByte(body, 0); i < 0 || i != len(body)-1 {
 		return nil, errMalformed("Query")
@@ -28,14 +23,8 @@ func QueryText(body []byte) ([]byte, error) {
 	return body[:len(body)-1], nil
 }
 
-// ParseParse returns the statement name and SQL text of a Parse body.
-func ParseParse(body []byte) (name, sql string, err error) {
-	name, b, err := ParseText(body)
-	return name, string(b), err
-}
-
-// ParseText is ParseParse without copying the SQL text: it is a slice of
-// body.
+// ParseText returns the statement name and SQL text of a Parse body; the
+// text is a slice of body, not a copy.
 func ParseText(body []byte) (name string, sql []byte, err error) {
 	name, rest, ok := cstring(body)
 	if !ok {

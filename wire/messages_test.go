@@ -14,16 +14,16 @@ func TestParsers(t *testing.T) {
 		want  string
 		ok    bool
 	}{
-		{name: "query", parse: ParseQuery, body: "SELECT 1\x00", want: "SELECT 1", ok: true},
-		{name: "query no terminator", parse: ParseQuery, body: "SELECT 1", ok: false},
-		{name: "query hidden second statement", parse: ParseQuery, body: "SELECT 1\x00DROP TABLE t\x00", ok: false},
-		{name: "parse", parse: func(b []byte) (string, error) { n, s, err := ParseParse(b); return n + "|" + s, err },
+		{name: "query", parse: parseQuery, body: "SELECT 1\x00", want: "SELECT 1", ok: true},
+		{name: "query no terminator", parse: parseQuery, body: "SELECT 1", ok: false},
+		{name: "query hidden second statement", parse: parseQuery, body: "SELECT 1\x00DROP TABLE t\x00", ok: false},
+		{name: "parse", parse: func(b []byte) (string, error) { n, s, err := ParseText(b); return n + "|" + string(s), err },
 			body: "s1\x00SELECT $1\x00\x00\x01\x00\x00\x00\x17", want: "s1|SELECT $1", ok: true},
-		{name: "parse unnamed no params", parse: func(b []byte) (string, error) { n, s, err := ParseParse(b); return n + "|" + s, err },
+		{name: "parse unnamed no params", parse: func(b []byte) (string, error) { n, s, err := ParseText(b); return n + "|" + string(s), err },
 			body: "\x00SELECT 1\x00\x00\x00", want: "|SELECT 1", ok: true},
-		{name: "parse short param list", parse: func(b []byte) (string, error) { _, s, err := ParseParse(b); return s, err },
+		{name: "parse short param list", parse: func(b []byte) (string, error) { _, s, err := ParseText(b); return string(s), err },
 			body: "\x00SELECT $1\x00\x00\x02\x00\x00\x00\x17", ok: false},
-		{name: "parse no count", parse: func(b []byte) (string, error) { _, s, err := ParseParse(b); return s, err },
+		{name: "parse no count", parse: func(b []byte) (string, error) { _, s, err := ParseText(b); return string(s), err },
 			body: "\x00SELECT 1\x00", ok: false},
 		{name: "command complete", parse: func(b []byte) (string, error) { t, err := ParseCommandComplete(b); return string(t), err }, body: "INSERT 0 1\x00", want: "INSERT 0 1", ok: true},
 		{name: "command complete trailing", parse: func(b []byte) (string, error) { t, err := ParseCommandComplete(b); return string(t), err }, body: "INSERT 0 1\x00x", ok: false},
@@ -96,6 +96,12 @@ func TestBuilders(t *testing.T) {
 	if c := AppendCancelRequest(nil, CancelKey{ProcessID: 1, SecretKey: 2}); string(c) != string(cancelRequest(1, 2)) {
 		t.Fatalf("cancel %q", c)
 	}
+}
+
+// parseQuery is QueryText with the text as a string, for the table above.
+func parseQuery(b []byte) (string, error) {
+	s, err := QueryText(b)
+	return string(s), err
 }
 
 // TestTextsAreSlicesOfTheBody: QueryText and ParseText hand out the SQL

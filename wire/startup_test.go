@@ -208,7 +208,7 @@ func TestStartupPipelinedAfterStartupMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sql, _ := ParseQuery(body); typ != MsgQuery || sql != "SELECT 1" {
+	if sql, _ := QueryText(body); typ != MsgQuery || string(sql) != "SELECT 1" {
 		t.Fatalf("got %c %q", typ, body)
 	}
 }

@@ -83,7 +83,7 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 			t.Fatal(err)
 		}
 		m.releaseRaft = release
-		t.Cleanup(release)
+		t.Cleanup(m.freeRaftPort) // a member that never started
 		m.cfg = node.Config{
 			NodeID:                 m.ID,
 			DataDir:                t.TempDir(),
@@ -149,10 +149,7 @@ func (c *Cluster) startMember(t testing.TB, m *Member) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if m.releaseRaft != nil {
-		m.releaseRaft()
-		m.releaseRaft = nil
-	}
+	m.freeRaftPort()
 	nd, err := node.Start(ctx, m.cfg)
 	if err != nil {
 		t.Fatalf("start %s: %v", m.ID, err)
@@ -166,6 +163,14 @@ func (c *Cluster) startMember(t testing.TB, m *Member) {
 			m.Node = nil
 		}
 	})
+}
+
+// freeRaftPort releases the member's reserved raft port, once.
+func (m *Member) freeRaftPort() {
+	if m.releaseRaft != nil {
+		m.releaseRaft()
+		m.releaseRaft = nil
+	}
 }
 
 // converged reports whether the raft configuration has want voters and every

@@ -100,11 +100,9 @@ chown -R postgres "$WORK/pgbouncer.ini" "$WORK/userlist.txt" "$WORK/bouncer.crt"
 touch "$WORK/pgbouncer.log"; chown postgres "$WORK/pgbouncer.log" 2>/dev/null || true
 # PgBouncer gets the open-file limit tdb has: runuser starts it with the default soft limit
 # (1024), and the idle rows need a descriptor per client and per server connection.
-if [ "$(id -u)" = 0 ]; then
-  runuser -u postgres -- sh -c 'ulimit -n "$(ulimit -Hn)" && exec pgbouncer "$1"' sh "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
-else
-  sh -c 'ulimit -n "$(ulimit -Hn)" && exec pgbouncer "$1"' sh "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
-fi
+AS_POSTGRES=()
+[ "$(id -u)" = 0 ] && AS_POSTGRES=(runuser -u postgres --)
+"${AS_POSTGRES[@]}" sh -c 'ulimit -n "$(ulimit -Hn)" && exec pgbouncer "$1"' sh "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
 BOUNCER_PID=$!
 PIDS+=("$BOUNCER_PID")
 for _ in $(seq 1 40); do psql "$BOUNCER_URL" -XAtqc 'select 1' >/dev/null 2>&1 && break; sleep 0.25; done

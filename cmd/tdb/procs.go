@@ -13,9 +13,10 @@ import (
 // a node's heap is per-connection state (TLS, the session) that lives as
 // long as its connection, and the collector lets the heap grow by this share
 // of the live heap before it collects: at Go's 100 an idle session-mode
-// client grew a fresh node's RSS by 32 KiB for 12 KiB of live heap. At 50
-// (one quick run each): 23 KiB, with tps at 32 clients -1 to +4% and CPU per
-// login +2 to +6% (bench notes). The relay itself allocates next to nothing.
+// client grew a fresh node's RSS by 32 KiB for 12 KiB of live heap. At 50:
+// 20-23 KiB (a full bench run and a quick one), with tps at 32 clients -1 to
+// +4% and CPU per login +2 to +6% (same-binary rounds). The relay itself
+// allocates next to nothing.
 const DefaultGCPercent = 50
 
 // maxGCPercent bounds --gc-percent.

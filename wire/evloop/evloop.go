@@ -96,6 +96,11 @@ func (o *Out) Message(to Side, typ byte, body []byte) {
 	o.buf[to] = append(b, body...)
 }
 
+// Reset empties both sides, keeping the buffers.
+func (o *Out) Reset() {
+	o.buf[Client], o.buf[Backend] = o.buf[Client][:0], o.buf[Backend][:0]
+}
+
 // Raw appends bytes that are already whole messages for side to.
 func (o *Out) Raw(to Side, frames []byte) {
 	o.buf[to] = append(o.buf[to], frames...)

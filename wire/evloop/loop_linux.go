@@ -524,7 +524,7 @@ func (l *Loop) handle(p *Pair, side Side, read bool) {
 		}
 	}
 	data := buf[:have+n]
-	l.out.buf[Client], l.out.buf[Backend] = l.out.buf[Client][:0], l.out.buf[Backend][:0]
+	l.out.Reset()
 	pos, verdict := 0, Continue
 	for verdict == Continue {
 		if len(data)-pos < 5 {

@@ -1,0 +1,190 @@
+package actors
+
+import (
+	"encoding/binary"
+	"io"
+	"testing"
+	"time"
+
+	"tdb/fsm"
+	"tdb/querylog"
+	"tdb/wire/evloop"
+)
+
+// The session's own work on one pgbench -S transaction, as the event loop
+// calls it (loopHandler.Message and Read for every message both ways):
+// classification, the guards, statement tracking, the workspace limits and
+// the query log entry, without the system calls. What tdb adds per
+// transaction over a proxy that only forwards bytes.
+//
+//	go test -run XXX -bench RoundTrip -benchmem ./actors
+
+// benchSession is a logged-in session of a control workspace with the query
+// log on, relayed by the loop; timeoutMs > 0 sets the workspace's
+// query_timeout_ms (a timer per statement).
+func benchSession(b testing.TB, timeoutMs int64) *loopHandler {
+	b.Helper()
+	const pid = "tdb_0000abcd"
+	f := fsm.New()
+	p := &fsmProposer{f: f}
+	apply := func(ct fsm.CommandType, payload any) {
+		if _, _, err := p.Apply(b.Context(), ct, payload); err != nil {
+			b.Fatalf("%s: %v", ct, err)
+		}
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	apply(fsm.CmdAddBackend, &fsm.AddBackend{Name: "local", URL: "postgres://postgres@127.0.0.1:1/postgres", At: at})
+	apply(fsm.CmdCreateProject, &fsm.CreateProject{ID: pid, Name: "bench", Salt: []byte("salt"), Iterations: 4096, At: at,
+		ProxyKey: fsm.NewKey{ID: "key_project", Name: "p", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeProject,
+			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "l"}})
+	apply(fsm.CmdCreateWorkspace, &fsm.CreateWorkspace{ProjectID: pid, Name: "controlplane", Mode: fsm.ModeControl,
+		DatabaseType: fsm.TypePostgreSQL, At: at, Database: &fsm.NewDatabase{Name: "p0000abcd__controlplane_workspace",
+			Backend: "local", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}}})
+	if timeoutMs > 0 {
+		apply(fsm.CmdUpdateWorkspaceSettings, &fsm.UpdateWorkspaceSettings{ProjectID: pid, Name: "controlplane", QueryTimeoutMs: &timeoutMs})
+	}
+	ql := querylog.New(0, io.Discard)
+	b.Cleanup(ql.Close)
+	proxy := NewProxy(ProxyConfig{GoroutineRelay: true, FSM: f, Policy: NewPolicies(PolicyConfig{QueryLog: ql})})
+	s := &session{
+		proxy: proxy, txStatus: 'I', nonce: "0123456789ab", track: newTracker(),
+		login: identity{projectID: pid, database: "controlplane_workspace", keyID: "key_project", role: fsm.RoleAdmin,
+			kind: fsm.KindWorkspace, workspace: "controlplane", mode: fsm.ModeControl},
+	}
+	startGovernor(s, "127.0.0.1")
+	b.Cleanup(s.gov.end)
+	return &loopHandler{s: s}
+}
+
+// msg is one protocol message: type and body.
+type msg struct {
+	typ  byte
+	body []byte
+}
+
+func cstr(parts ...string) []byte {
+	var b []byte
+	for _, p := range parts {
+		b = append(append(b, p...), 0)
+	}
+	return b
+}
+
+func u16(v ...uint16) []byte {
+	var b []byte
+	for _, x := range v {
+		b = binary.BigEndian.AppendUint16(b, x)
+	}
+	return b
+}
+
+var (
+	benchSelect = "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"
+	// What PostgreSQL answers for one row of pgbench's select.
+	benchRowDesc = append(append(u16(1), cstr("abalance")...), 0, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0)
+	benchDataRow = append(u16(1), 0, 0, 0, 4, '4', '2', '4', '2')
+	benchResult  = []msg{{'T', benchRowDesc}, {'D', benchDataRow}, {'C', cstr("SELECT 1")}, {'Z', []byte{'I'}}}
+)
+
+func withResult(pre ...msg) []msg { return append(pre, benchResult...) }
+
+// roundTrip hands each client message, then each backend message, to the
+// handler as the loop does, after one read of the client's messages.
+func roundTrip(b testing.TB, h *loopHandler, out *evloop.Out, client, backend []msg) {
+	n := 0
+	for _, m := range client {
+		n += len(m.body) + 5
+	}
+	h.Read(evloop.Client, n) // a driver's messages come in one read
+	for _, m := range client {
+		if v := h.Message(evloop.Client, m.typ, m.body, out); v != evloop.Continue {
+			b.Fatalf("client %c: verdict %v", m.typ, v)
+		}
+	}
+	out.Reset()
+	for _, m := range backend {
+		if v := h.Message(evloop.Backend, m.typ, m.body, out); v != evloop.Continue {
+			b.Fatalf("backend %c: verdict %v", m.typ, v)
+		}
+	}
+	out.Reset()
+}
+
+func benchRoundTrip(b *testing.B, timeoutMs int64, setup func(h *loopHandler), client [][]msg, backend []msg) {
+	h := benchSession(b, timeoutMs)
+	if setup != nil {
+		setup(h)
+	}
+	var out evloop.Out
+	roundTrip(b, h, &out, client[0], backend)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		roundTrip(b, h, &out, client[i%len(client)], backend)
+	}
+	b.StopTimer()
+	if got := h.s.proxy.cfg.Policy.queryLog().Len(); got == 0 {
+		b.Fatal("no statement reached the query log")
+	}
+}
+
+// simpleQueries are pgbench -M simple's statement with 1000 literals.
+func simpleQueries() [][]msg {
+	var qs [][]msg
+	for i := range 1000 {
+		q := "SELECT abalance FROM pgbench_accounts WHERE aid = " + itoa(i*7919%100000+1) + ";"
+		qs = append(qs, []msg{{'Q', cstr(q)}})
+	}
+	return qs
+}
+
+func extendedQuery() [][]msg {
+	return [][]msg{{
+		{'P', append(cstr("", benchSelect), u16(0)...)},
+		{'B', append(cstr("", ""), append(u16(0, 1), 0, 0, 0, 4, '4', '2', '4', '2', 0, 0)...)},
+		{'D', cstr("P")},
+		{'E', append(cstr(""), 0, 0, 0, 0)},
+		{'S', nil},
+	}}
+}
+
+func preparedQuery() [][]msg {
+	return [][]msg{{
+		{'B', append(cstr("", "P0_1"), append(u16(0, 1), 0, 0, 0, 4, '4', '2', '4', '2', 0, 0)...)},
+		{'D', cstr("P")},
+		{'E', append(cstr(""), 0, 0, 0, 0)},
+		{'S', nil},
+	}}
+}
+
+func prepare(h *loopHandler) {
+	var out evloop.Out // discarded
+	h.Message(evloop.Client, 'P', append(cstr("P0_1", benchSelect), u16(0)...), &out)
+	h.Message(evloop.Client, 'S', nil, &out)
+	h.Message(evloop.Backend, '1', nil, &out)
+	h.Message(evloop.Backend, 'Z', []byte{'I'}, &out)
+}
+
+var (
+	simpleResult   = benchResult
+	extendedResult = withResult(msg{'1', nil}, msg{'2', nil})
+	preparedResult = withResult(msg{'2', nil})
+)
+
+func BenchmarkRoundTripSimple(b *testing.B) {
+	benchRoundTrip(b, 0, nil, simpleQueries(), simpleResult)
+}
+
+func BenchmarkRoundTripExtended(b *testing.B) {
+	benchRoundTrip(b, 0, nil, extendedQuery(), extendedResult)
+}
+
+func BenchmarkRoundTripPrepared(b *testing.B) {
+	benchRoundTrip(b, 0, prepare, preparedQuery(), preparedResult)
+}
+
+// With query_timeout_ms set every statement arms the session's timer.
+func BenchmarkRoundTripPreparedTimeout(b *testing.B) {
+	benchRoundTrip(b, 30000, prepare, preparedQuery(), preparedResult)
+}
+

@@ -207,11 +207,13 @@ type frameWriter interface {
 	WriteRaw(frames []byte) error
 }
 
-// rearm points the statement timer at the head statement's deadline.
+// rearm points the statement timer at the head statement's deadline. The
+// session keeps one timer and moves it: a workspace with query_timeout_ms
+// arms it for every statement.
 func (g *governor) rearm() {
 	gen, at, ok := g.lim.deadline()
 	if !ok {
-		if g.timer != nil {
+		if g.timer != nil && g.timerGen != 0 {
 			g.timer.Stop()
 			g.timerGen = 0
 		}
@@ -220,17 +222,23 @@ func (g *governor) rearm() {
 	if gen == g.timerGen {
 		return
 	}
-	if g.timer != nil {
-		g.timer.Stop()
-	}
 	g.timerGen = gen
-	g.timer = time.AfterFunc(at.Sub(g.s.proxy.cfg.Now()), func() { g.fire(gen) })
+	if g.timer == nil {
+		g.timer = time.AfterFunc(at.Sub(g.s.proxy.cfg.Now()), g.fire)
+		return
+	}
+	g.timer.Reset(at.Sub(g.s.proxy.cfg.Now()))
 }
 
-// fire runs when a statement's query_timeout_ms expires (timer goroutine).
-func (g *governor) fire(gen uint64) {
+// fire runs when the statement timer expires (timer goroutine). A firing
+// that began before the timer moved on to the next statement finds that
+// statement's deadline still ahead, and does nothing.
+func (g *governor) fire() {
 	g.s.mu.Lock()
-	expired := g.lim.expire(gen)
+	expired := false
+	if gen, at, ok := g.lim.deadline(); ok && gen == g.timerGen && !g.s.proxy.cfg.Now().Before(at) {
+		expired = g.lim.expire(gen)
+	}
 	g.s.mu.Unlock()
 	if expired {
 		g.cancel(limitTimeout)

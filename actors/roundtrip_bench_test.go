@@ -188,3 +188,36 @@ func BenchmarkRoundTripPreparedTimeout(b *testing.B) {
 	benchRoundTrip(b, 30000, prepare, preparedQuery(), preparedResult)
 }
 
+// TestStatementTimerIsReused: with query_timeout_ms set, a session arms one
+// timer for all its statements, without allocating; a firing that comes
+// while the next statement's deadline is still ahead cancels nothing.
+func TestStatementTimerIsReused(t *testing.T) {
+	h := benchSession(t, 30000)
+	prepare(h)
+	var out evloop.Out
+	query := preparedQuery()[0]
+	round := func() { roundTrip(t, h, &out, query, preparedResult) }
+	round()
+	g := h.s.gov
+	timer := g.timer
+	if timer == nil {
+		t.Fatal("no statement timer armed")
+	}
+	if allocs := testing.AllocsPerRun(100, round); allocs != 0 {
+		t.Fatalf("a round trip with query_timeout_ms allocates %.1f times", allocs)
+	}
+	if g.timer != timer {
+		t.Fatal("the session made a new timer")
+	}
+	// A statement in flight, its deadline 30 s ahead: a late firing of the
+	// timer (meant for an earlier statement) leaves it alone.
+	for _, m := range query {
+		h.Message(evloop.Client, m.typ, m.body, &out)
+	}
+	h.Message(evloop.Backend, '2', nil, &out)
+	gen := g.timerGen
+	g.fire()
+	if g.cancelPending() || g.lim.timeoutMs != 0 || g.timerGen != gen {
+		t.Fatalf("a firing before the deadline expired the statement (cancel pending %v, timeout %d)", g.cancelPending(), g.lim.timeoutMs)
+	}
+}

@@ -175,6 +175,9 @@ func TestPolicyQueryTimeout(t *testing.T) {
 
 	setWorkspace(t, e, map[string]int64{"query_timeout_ms": 300})
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		for range 20 { // the session's one timer moves from statement to statement
+			mustSelectOne(t, c)
+		}
 		_, err := c.Exec(ctx, "SELECT pg_sleep(30)", mode)
 		wantPgError(t, err, "ERROR", "57014", "canceling statement due to query_timeout_ms (300 ms)")
 		mustSelectOne(t, c)

@@ -221,3 +221,34 @@ func TestStatementTimerIsReused(t *testing.T) {
 		t.Fatalf("a firing before the deadline expired the statement (cancel pending %v, timeout %d)", g.cancelPending(), g.lim.timeoutMs)
 	}
 }
+
+// TestInspectRemembersTheLastAllowedText: a repeated text is classified and
+// guarded once; a refused text in between neither is remembered nor changes
+// what the remembered one classified as (its statement lives in a buffer
+// the next classification rewrites).
+func TestInspectRemembersTheLastAllowedText(t *testing.T) {
+	s := benchSession(t, 0).s
+	allowed := "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+	refused := "SELECT set_config('standard_conforming_strings', 'off', false)"
+	check := func(step string) {
+		t.Helper()
+		r, rej := s.inspect(allowed)
+		if rej != nil || len(r.Statements) != 1 || r.Statements[0].Text != allowed || r.Statements[0].Tag != "SELECT" {
+			t.Fatalf("%s: %q gave %+v, %v", step, allowed, r.Statements, rej)
+		}
+	}
+	check("first")
+	if s.allowed != allowed {
+		t.Fatalf("the session remembers %q", s.allowed)
+	}
+	check("again")
+	for range 2 {
+		if _, rej := s.inspect(refused); rej == nil || rej.Code != "42501" {
+			t.Fatalf("%q was let through: %v", refused, rej)
+		}
+		if s.allowed != "" {
+			t.Fatalf("after a refusal the session remembers %q", s.allowed)
+		}
+	}
+	check("after a refusal")
+}

@@ -62,6 +62,12 @@ type session struct {
 	one [1]classify.Statement
 	// lastText is the last statement text the client sent (see text).
 	lastText string
+	// allowed is the text inspect let through last, and allowedAs its
+	// classification: inspect's answer depends only on the text and the
+	// login, so a driver that sends the same unnamed Parse for each
+	// execution has it classified and guarded once.
+	allowed   string
+	allowedAs classify.Result
 }
 
 // text returns the statement text b as a string: the last one's own when b
@@ -121,6 +127,11 @@ func (s *session) rewrite(message string) *wire.PGError {
 // inspect classifies a statement (simple Query or Parse text) and decides
 // whether it may go to the backend; a non-nil error is the refusal.
 func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
+	if len(sql) == len(s.allowed) && sql == s.allowed && sql != "" {
+		return s.allowedAs, nil
+	}
+	// The remembered result may point into s.one, which ClassifyIn rewrites.
+	s.allowed, s.allowedAs = "", classify.Result{}
 	r := s.proxy.classes.ClassifyIn(sql, &s.one)
 	switch {
 	case r.TooComplex:
@@ -132,6 +143,9 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 	}
 	if rej := s.guard(sql, r); rej != nil {
 		return classify.Result{}, rej
+	}
+	if len(sql) <= maxKeptText {
+		s.allowed, s.allowedAs = sql, r
 	}
 	return r, nil
 }

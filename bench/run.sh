@@ -195,6 +195,10 @@ row() { # name args...: ROUNDS runs against each target, the order turning each 
     "$(median "${tc[@]}")" "$(median "${bc[@]}")" | tee -a "$OUT/results.tsv"
 }
 
+# The share of CPU time the hypervisor gave to other guests during the pgbench rows (steal,
+# /proc/stat): on a shared virtual machine runs with more of it are slower and vary more.
+cpu_stat() { awk '/^cpu / {t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t; exit}' /proc/stat; }
+read -r STEAL0 TOTAL0 <<<"$(cpu_stat)"
 echo "== select-only (-S), ${DUR}s per run, $ROUNDS rounds"
 for c in $CLIENTS; do
   for m in $MODES; do
@@ -203,6 +207,9 @@ for c in $CLIENTS; do
 done
 echo "== new connection per transaction (-C), SCRAM on every side"
 row "-S -C -c 8" -S -C -c 8 -j 2
+read -r STEAL1 TOTAL1 <<<"$(cpu_stat)"
+STEAL_PCT=$(awk -v s=$((STEAL1 - STEAL0)) -v t=$((TOTAL1 - TOTAL0)) 'BEGIN {printf "%.1f", (t > 0 ? 100 * s / t : 0)}')
+echo "CPU steal during the pgbench rows: $STEAL_PCT%"
 if [ -n "${PROXY_CPU:-}" ]; then
   python3 - "$OUT/results.tsv" <<'PY'
 import sys
@@ -253,14 +260,14 @@ echo "tdb --lazy-backend-attach: $IDLE_LAZY (n, RSS KiB, Go heap KiB, Go stacks 
 kill -INT "$LAZY_PID" 2>/dev/null || true
 
 echo
-python3 - "$OUT/results.tsv" "$RSS_GROWTH_MB" "$IDLE_TDB" "$IDLE_BOUNCER" "$IDLE_LAZY" "$OUT/rounds.tsv" "$DUR" "$ROUNDS" <<'PY'
+python3 - "$OUT/results.tsv" "$RSS_GROWTH_MB" "$IDLE_TDB" "$IDLE_BOUNCER" "$IDLE_LAZY" "$OUT/rounds.tsv" "$DUR" "$ROUNDS" "$STEAL_PCT" <<'PY'
 import sys, platform, os, datetime, subprocess
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
 growth = sys.argv[2]
 idle_tdb = sys.argv[3].split("\t")
 idle_bouncer = sys.argv[4].split("\t")
 idle_lazy = sys.argv[5].split("\t")
-dur, nrounds = sys.argv[7], sys.argv[8]
+dur, nrounds, steal = sys.argv[7], sys.argv[8], sys.argv[9]
 def f(x):
     try: return float(x)
     except: return 0.0
@@ -325,7 +332,8 @@ latency = ("In the table above a single client's transaction takes, over direct 
            "; ".join(f"{m} {t:+.0f} us through tdb, {b:+.0f} us through PgBouncer" for m, (t, b) in lat) + ".") if lat else ""
 md = f"""# Benchmarks
 
-Measured by `bash bench/run.sh` on {datetime.date.today()}: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}.
+Measured by `bash bench/run.sh` on {datetime.date.today()}: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()};
+the host took {steal}% of the CPU time (steal) during the pgbench rows.
 Direct PostgreSQL, tdb and PgBouncer (session mode) run on the same machine, alternately, in one run;
 pgbench against each for {dur} s, {nrounds} rounds per row with the order of the three turning each
 round; tps are medians of the rounds, and the rounds column gives the smallest and largest
@@ -391,7 +399,12 @@ scheduler hand-off per call), the local PostgreSQL reached by its Unix socket (`
 registers it that way; the bench gives PgBouncer the same socket), and bookkeeping without
 allocation on a statement's round trip (tests keep it at zero; 2026-11-27, objects allocated
 per transaction at 32 clients: simple 1.07, the new statement text the query log keeps,
-extended 0.04, prepared 0.06, against 3.01 and 2.02 before for simple and extended). Tried and not
+extended 0.04, prepared 0.06, against 3.01 and 2.02 before for simple and extended). That
+bookkeeping, measured alone (`go test -run XXX -bench RoundTrip -benchmem ./actors`, 2026-11-27):
+about 1.2 us per transaction simple, 1.25 us extended (1.6 us before a session learned to
+classify and guard a repeated statement text once) and 1.0-1.15 us prepared, without
+allocation but for the simple protocol's new text; with a workspace's query_timeout_ms set,
+0.25 us more (0.6 us and two allocations before the session kept one statement timer). Tried and not
 kept: spinning before `epoll_wait`, a real-time policy for the loop thread, pinning the node
 to one CPU, skipping the non-blocking `epoll_wait` when the loop was idle, an unlocked loop
 goroutine waiting for its epoll set through Go's own poller (-4% tps and +40% CPU per
@@ -399,7 +412,11 @@ transaction at one client, -4% at 32; with two such loops, 2026-11-27, 0 to -7% 
 and +40-58% CPU per login with `-C`), a third Go thread (`--procs 3`: no change at one client,
 +10% CPU per login with `-C`), a 100 us scheduler slice for the loop thread (`sched_setattr`,
 so the backends it wakes do not preempt it: it then rarely waited in `epoll_wait`, but tps
-moved -17 to +12% at 32 clients, -5 to -12% at 256, -5 to 0% at one client).
+moved -17 to +12% at 32 clients, -5 to -12% at 256, -5 to 0% at one client), and giving the
+loop's P back to the scheduler before it blocks in `epoll_wait` (the runtime's
+`entersyscallblock`, 2026-11-27): with every other P idle the runtime then wakes a thread to
+watch the network, so at one client context switches went from 2.15 to 4.3-5.9 per
+transaction and CPU per transaction up 35-50%, and CPU per login with `-C` up 10-40%.
 
 A core of its own does not help a proxy here. `PROXY_CPU=1 bash bench/run.sh` (2026-11-27)
 put each proxy alone on CPU 1 and PostgreSQL and pgbench on CPU 0: tdb/PgBouncer 0.90-1.18

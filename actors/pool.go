@@ -160,6 +160,7 @@ func (p *Pool) Put(bc *BackendConn) {
 		p.idle = map[PoolKey][]*BackendConn{}
 	}
 	bc.idleSince = time.Now()
+	bc.Reader.Release() // an idle session keeps no read buffer
 	p.idle[bc.Key] = append(p.idle[bc.Key], bc)
 	p.mu.Unlock()
 	p.remember(bc)

@@ -62,6 +62,7 @@ const (
 // bulk, so the memory of idle connections is their small inline buffers.
 var (
 	readBufferPool  = sync.Pool{New: func() any { return new([frameReaderBufferSize]byte) }}
+	smallReadPool   = sync.Pool{New: func() any { return new([smallBufferSize]byte) }}
 	writeBufferPool = sync.Pool{New: func() any { return new([DefaultFlushThreshold]byte) }}
 )
 
@@ -72,13 +73,16 @@ type FrameReader struct {
 	r        io.Reader
 	maxFrame int
 
-	buf        []byte // small[:] or big[:]
+	buf        []byte // small[:], big[:], or nil while the reader holds no buffer
 	rpos, wpos int    // unread bytes are buf[rpos:wpos]
 	lastRead   int    // bytes the last read returned
 	filled     bool   // the last read filled all the space it was offered
 	big        *[frameReaderBufferSize]byte
 	body       []byte // for a message larger than the read buffer
-	small      [smallBufferSize]byte
+	// small is the buffer the reader keeps while the connection is in use;
+	// Drain and Release give it back, so a connection another reader serves
+	// (the event loop) or that waits in a pool costs no buffer.
+	small *[smallBufferSize]byte
 }
 
 // NewFrameReader reads messages from r, refusing bodies larger than maxFrame
@@ -87,9 +91,7 @@ func NewFrameReader(r io.Reader, maxFrame int) *FrameReader {
 	if maxFrame <= 0 {
 		maxFrame = DefaultMaxFrame
 	}
-	f := &FrameReader{r: r, maxFrame: maxFrame}
-	f.buf = f.small[:]
-	return f
+	return &FrameReader{r: r, maxFrame: maxFrame}
 }
 
 // Next returns the next message. body is valid until the next call. It
@@ -147,6 +149,10 @@ func (f *FrameReader) fill(k int) error {
 	if f.wpos-f.rpos >= k {
 		return nil
 	}
+	if f.buf == nil {
+		f.small = smallReadPool.Get().(*[smallBufferSize]byte)
+		f.buf, f.rpos, f.wpos = f.small[:], 0, 0
+	}
 	// A message the inline buffer cannot hold, or a last read that filled
 	// it (bulk data is arriving): read into the large buffer.
 	if f.big == nil && (k > len(f.buf) || f.filled) {
@@ -187,7 +193,10 @@ func (f *FrameReader) settle() {
 	if f.big != nil {
 		readBufferPool.Put(f.big)
 		f.big = nil
-		f.buf = f.small[:]
+		f.buf = nil
+		if f.small != nil {
+			f.buf = f.small[:]
+		}
 	}
 	f.body = nil
 }
@@ -228,8 +237,25 @@ func (f *FrameReader) Buffered() int { return f.wpos - f.rpos }
 func (f *FrameReader) Drain() []byte {
 	b := append([]byte(nil), f.buf[f.rpos:f.wpos]...)
 	f.rpos, f.wpos = 0, 0
-	f.settle()
+	f.Release()
 	return b
+}
+
+// Release gives the reader's buffers back when it holds no unread bytes
+// (a connection about to wait in a pool); the next read takes new ones.
+func (f *FrameReader) Release() {
+	if f.rpos != f.wpos {
+		return
+	}
+	if f.big != nil {
+		readBufferPool.Put(f.big)
+		f.big = nil
+	}
+	if f.small != nil {
+		smallReadPool.Put(f.small)
+		f.small = nil
+	}
+	f.buf, f.rpos, f.wpos, f.body, f.filled, f.lastRead = nil, 0, 0, nil, false, 0
 }
 
 // Reset makes f read from r from now on, keeping what it has buffered.

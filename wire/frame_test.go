@@ -293,3 +293,44 @@ func TestFrameReaderPeek(t *testing.T) {
 		t.Fatalf("Peek at the end = %v, want io.EOF", err)
 	}
 }
+
+// TestFrameReaderReleasesItsBuffers: a reader holds no buffer until it
+// reads, and gives its buffers back on Drain and on Release once nothing is
+// left unread (a connection the event loop relays, or one waiting in a
+// pool, costs no read buffer); it reads on afterwards.
+func TestFrameReaderReleasesItsBuffers(t *testing.T) {
+	var in bytes.Buffer
+	r := NewFrameReader(&in, 0)
+	if r.buf != nil || r.small != nil {
+		t.Fatal("a new reader holds a buffer")
+	}
+	in.Write(frame('Z', []byte("I")))
+	in.Write(frame('C', []byte("SELECT 1\x00")))
+	if typ, _, err := r.Next(); err != nil || typ != 'Z' {
+		t.Fatalf("%c %v", typ, err)
+	}
+	r.Release() // 'C' is buffered: nothing may go
+	if r.small == nil || r.Buffered() == 0 {
+		t.Fatal("Release dropped unread bytes")
+	}
+	if got := r.Drain(); !bytes.Equal(got, frame('C', []byte("SELECT 1\x00"))) {
+		t.Fatalf("Drain = %q", got)
+	}
+	if r.buf != nil || r.small != nil || r.big != nil {
+		t.Fatal("the reader kept a buffer after Drain")
+	}
+	in.Write(bytes.Repeat(frame('D', bytes.Repeat([]byte("r"), 500)), 100))
+	for i := range 100 {
+		if typ, body, err := r.Next(); err != nil || typ != 'D' || len(body) != 500 {
+			t.Fatalf("row %d after Drain: %c %d %v", i, typ, len(body), err)
+		}
+	}
+	r.Release()
+	if r.buf != nil || r.small != nil || r.big != nil {
+		t.Fatal("the reader kept a buffer after Release")
+	}
+	in.Write(frame('Z', []byte("T")))
+	if typ, body, err := r.Next(); err != nil || typ != 'Z' || string(body) != "T" {
+		t.Fatalf("after Release: %c %q %v", typ, body, err)
+	}
+}

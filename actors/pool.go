@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -59,7 +60,11 @@ type BackendConn struct {
 	Secret []byte
 	Net    string // "tcp" or "unix", for cancel requests
 	Addr   string
-	Params map[string]string // ParameterStatus values as of now
+	// Params are the ParameterStatus values as of now. Sessions that report
+	// the same values share one map (see shareParams), so it is copied
+	// before a change (paramsShared).
+	Params       map[string]string
+	paramsShared bool
 
 	idleSince time.Time
 }
@@ -262,10 +267,47 @@ func Hijacked(ctx context.Context, key PoolKey, pc *pgconn.PgConn, netw, addr st
 		return nil, cerrors.Wrap(err, "take over backend connection")
 	}
 	conn := evloop.NewSocket(hj.Conn) // so the event loop can relay it
+	params, shared := shareParams(hj.ParameterStatuses)
 	return &BackendConn{
 		Key: key, Conn: conn, Reader: wire.NewFrameReader(conn, 0),
-		PID: hj.PID, Secret: hj.SecretKey, Net: netw, Addr: addr, Params: hj.ParameterStatuses,
+		PID: hj.PID, Secret: hj.SecretKey, Net: netw, Addr: addr, Params: params, paramsShared: shared,
 	}, nil
+}
+
+// sharedParams holds one map of each distinct set of ParameterStatus values
+// backend sessions reported at login. Sessions of a role report the same
+// values, so thousands of pooled or idle ones need not keep a map each
+// (about 1 KiB). At most maxSharedParams sets are kept; others go unshared.
+var sharedParams struct {
+	mu   sync.Mutex
+	sets map[string]map[string]string
+}
+
+const maxSharedParams = 256
+
+// shareParams returns the shared map equal to p (p itself becomes the
+// shared one when it is new), and whether the result is shared.
+func shareParams(p map[string]string) (map[string]string, bool) {
+	var key strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(p)) {
+		key.WriteString(k)
+		key.WriteByte(0)
+		key.WriteString(p[k])
+		key.WriteByte(0)
+	}
+	sharedParams.mu.Lock()
+	defer sharedParams.mu.Unlock()
+	if m, ok := sharedParams.sets[key.String()]; ok {
+		return m, true
+	}
+	if len(sharedParams.sets) >= maxSharedParams {
+		return p, false
+	}
+	if sharedParams.sets == nil {
+		sharedParams.sets = map[string]map[string]string{}
+	}
+	sharedParams.sets[key.String()] = p
+	return p, true
 }
 
 // Exec runs one simple-protocol query on an idle backend session and waits
@@ -286,6 +328,9 @@ func (bc *BackendConn) Exec(sql string, timeout time.Duration) error {
 		switch typ {
 		case 'S':
 			if name, value, ok := parameterStatus(body); ok {
+				if bc.paramsShared {
+					bc.Params, bc.paramsShared = maps.Clone(bc.Params), false
+				}
 				bc.Params[name] = value
 			}
 		case 'E':

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"net"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -157,5 +158,38 @@ func TestHijackedAfterSlowLogin(t *testing.T) {
 			t.Fatalf("round %d: first query on the hijacked connection: %v", i, err)
 		}
 		bc.Conn.Close()
+	}
+}
+
+// TestBackendSessionsShareTheirParams: sessions that report the same
+// ParameterStatus values at login share one map; a change one of them
+// records (a SET, a reset) goes to its own copy.
+func TestBackendSessionsShareTheirParams(t *testing.T) {
+	_, _, dial := testPool(t)
+	ctx := context.Background()
+	var bcs []*BackendConn
+	for range 3 {
+		bc, err := dial(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { bc.Conn.Close() })
+		bcs = append(bcs, bc)
+	}
+	same := func(a, b map[string]string) bool {
+		return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+	}
+	a, b, c := bcs[0], bcs[1], bcs[2]
+	if !same(a.Params, b.Params) || !same(a.Params, c.Params) || a.Params["server_version"] == "" {
+		t.Fatalf("three logins of one role keep separate maps: %v", a.Params)
+	}
+	if err := a.Exec("SET application_name = 'mine'", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if a.Params["application_name"] != "mine" || same(a.Params, b.Params) {
+		t.Fatalf("the change was not recorded on a copy: %q", a.Params["application_name"])
+	}
+	if b.Params["application_name"] == "mine" || c.Params["application_name"] == "mine" {
+		t.Fatal("one session's SET changed the others' values")
 	}
 }

@@ -236,8 +236,14 @@ func (g *governor) rearm() {
 func (g *governor) fire() {
 	g.s.mu.Lock()
 	expired := false
-	if gen, at, ok := g.lim.deadline(); ok && gen == g.timerGen && !g.s.proxy.cfg.Now().Before(at) {
-		expired = g.lim.expire(gen)
+	if gen, at, ok := g.lim.deadline(); ok && gen == g.timerGen {
+		if now := g.s.proxy.cfg.Now(); now.Before(at) {
+			// Early by the clock the deadline came from (a clock other than
+			// the timers' own): wait for the rest, rearm would not.
+			g.timer.Reset(at.Sub(now))
+		} else {
+			expired = g.lim.expire(gen)
+		}
 	}
 	g.s.mu.Unlock()
 	if expired {

@@ -267,17 +267,19 @@ func Hijacked(ctx context.Context, key PoolKey, pc *pgconn.PgConn, netw, addr st
 		return nil, cerrors.Wrap(err, "take over backend connection")
 	}
 	conn := evloop.NewSocket(hj.Conn) // so the event loop can relay it
-	params, shared := shareParams(hj.ParameterStatuses)
 	return &BackendConn{
 		Key: key, Conn: conn, Reader: wire.NewFrameReader(conn, 0),
-		PID: hj.PID, Secret: hj.SecretKey, Net: netw, Addr: addr, Params: params, paramsShared: shared,
+		PID: hj.PID, Secret: hj.SecretKey, Net: netw, Addr: addr,
+		Params: shareParams(hj.ParameterStatuses), paramsShared: true,
 	}, nil
 }
 
 // sharedParams holds one map of each distinct set of ParameterStatus values
 // backend sessions reported at login. Sessions of a role report the same
 // values, so thousands of pooled or idle ones need not keep a map each
-// (about 1 KiB). At most maxSharedParams sets are kept; others go unshared.
+// (about 1 KiB). At most maxSharedParams sets are kept: a new one replaces
+// one at random (sessions holding it keep it, and still copy it before a
+// change).
 var sharedParams struct {
 	mu   sync.Mutex
 	sets map[string]map[string]string
@@ -285,9 +287,9 @@ var sharedParams struct {
 
 const maxSharedParams = 256
 
-// shareParams returns the shared map equal to p (p itself becomes the
-// shared one when it is new), and whether the result is shared.
-func shareParams(p map[string]string) (map[string]string, bool) {
+// shareParams returns the shared map equal to p; p itself becomes the
+// shared one when it is new.
+func shareParams(p map[string]string) map[string]string {
 	var key strings.Builder
 	for _, k := range slices.Sorted(maps.Keys(p)) {
 		key.WriteString(k)
@@ -298,16 +300,19 @@ func shareParams(p map[string]string) (map[string]string, bool) {
 	sharedParams.mu.Lock()
 	defer sharedParams.mu.Unlock()
 	if m, ok := sharedParams.sets[key.String()]; ok {
-		return m, true
+		return m
 	}
-	if len(sharedParams.sets) >= maxSharedParams {
-		return p, false
+	for k := range sharedParams.sets { // map iteration starts at a random entry
+		if len(sharedParams.sets) < maxSharedParams {
+			break
+		}
+		delete(sharedParams.sets, k)
 	}
 	if sharedParams.sets == nil {
 		sharedParams.sets = map[string]map[string]string{}
 	}
 	sharedParams.sets[key.String()] = p
-	return p, true
+	return p
 }
 
 // Exec runs one simple-protocol query on an idle backend session and waits

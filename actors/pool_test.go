@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"reflect"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -191,5 +192,24 @@ func TestBackendSessionsShareTheirParams(t *testing.T) {
 	}
 	if b.Params["application_name"] == "mine" || c.Params["application_name"] == "mine" {
 		t.Fatal("one session's SET changed the others' values")
+	}
+}
+
+// TestSharedParamsStayBounded: distinct parameter sets beyond the bound
+// replace older ones, and a new set is still shared with its equals.
+func TestSharedParamsStayBounded(t *testing.T) {
+	for i := range maxSharedParams + 50 {
+		shareParams(map[string]string{"application_name": "bounded-" + strconv.Itoa(i)})
+	}
+	sharedParams.mu.Lock()
+	n := len(sharedParams.sets)
+	sharedParams.mu.Unlock()
+	if n > maxSharedParams {
+		t.Fatalf("%d sets kept, at most %d wanted", n, maxSharedParams)
+	}
+	a := shareParams(map[string]string{"application_name": "bounded-last"})
+	b := shareParams(map[string]string{"application_name": "bounded-last"})
+	if reflect.ValueOf(a).UnsafePointer() != reflect.ValueOf(b).UnsafePointer() {
+		t.Fatal("a full set of shared maps stopped sharing")
 	}
 }

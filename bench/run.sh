@@ -151,8 +151,8 @@ if [ -z "${PROXY_CPU:-}" ]; then
   IDLE_BOUNCER=$("$WORK/idleconns" -n "$IDLE_CONNS" -pid "$bouncer_pid" \
     -url "postgresql://postgres:$PGPW@127.0.0.1:$BOUNCER_PORT/bench_idle?sslmode=require") ||
     { tail -5 "$WORK/pgbouncer.log"; echo "bench: idle connections through PgBouncer failed" >&2; exit 1; }
-  echo "tdb: $IDLE_TDB (n, RSS KiB, Go heap KiB, Go stacks KiB per connection)"
-  echo "PgBouncer: $IDLE_BOUNCER (n, RSS KiB per connection)"
+  echo "tdb: $IDLE_TDB (n, RSS KiB, Go heap KiB, Go stacks KiB per connection; RSS KiB per connection of the second half)"
+  echo "PgBouncer: $IDLE_BOUNCER (n, RSS KiB, -, -; RSS KiB per connection of the second half)"
   psql "postgresql://postgres:$PGPW@127.0.0.1:$BOUNCER_PORT/pgbouncer?sslmode=disable" -XAtqc "KILL bench_idle" >/dev/null
 fi
 
@@ -256,7 +256,7 @@ IDLE_LAZY=$("$WORK/idleconns" -connect-only -ips 8 -parallel 32 -n "$LAZY_CONNS"
   -metrics "http://127.0.0.1:$LAZY_HTTP/metrics" \
   -gc-url "http://127.0.0.1:$LAZY_HTTP/debug/pprof/heap?gc=1" -gc-key "$(lazy_var TDB_ADMIN_KEY)" \
   -url "postgresql://$(lazy_var TDB_PROJECT_ID):$(lazy_var TDB_API_KEY)@127.0.0.1:$LAZY_PORT/controlplane_workspace?sslmode=require")
-echo "tdb --lazy-backend-attach: $IDLE_LAZY (n, RSS KiB, Go heap KiB, Go stacks KiB per connection)"
+echo "tdb --lazy-backend-attach: $IDLE_LAZY (n, RSS KiB, Go heap KiB, Go stacks KiB per connection; RSS KiB per connection of the second half)"
 kill -INT "$LAZY_PID" 2>/dev/null || true
 
 echo
@@ -292,11 +292,11 @@ print(table)
 def cell(v, i):
     return v[i] if len(v) > i and v[i] not in ("", "-") else "-"
 idle = "\n".join([
-    "| proxy | connections | RSS per connection | Go heap per connection | Go stacks per connection |",
-    "|---|---:|---:|---:|---:|",
-    f"| tdb | {cell(idle_tdb, 0)} | {cell(idle_tdb, 1)} KiB | {cell(idle_tdb, 2)} KiB | {cell(idle_tdb, 3)} KiB |",
-    f"| PgBouncer | {cell(idle_bouncer, 0)} | {cell(idle_bouncer, 1)} KiB | - | - |",
-    f"| tdb `--lazy-backend-attach`, clients that only log in | {cell(idle_lazy, 0)} | {cell(idle_lazy, 1)} KiB | {cell(idle_lazy, 2)} KiB | {cell(idle_lazy, 3)} KiB |",
+    "| proxy | connections | RSS per connection | RSS per connection, second half | Go heap per connection | Go stacks per connection |",
+    "|---|---:|---:|---:|---:|---:|",
+    f"| tdb | {cell(idle_tdb, 0)} | {cell(idle_tdb, 1)} KiB | {cell(idle_tdb, 4)} KiB | {cell(idle_tdb, 2)} KiB | {cell(idle_tdb, 3)} KiB |",
+    f"| PgBouncer | {cell(idle_bouncer, 0)} | {cell(idle_bouncer, 1)} KiB | {cell(idle_bouncer, 4)} KiB | - | - |",
+    f"| tdb `--lazy-backend-attach`, clients that only log in | {cell(idle_lazy, 0)} | {cell(idle_lazy, 1)} KiB | {cell(idle_lazy, 4)} KiB | {cell(idle_lazy, 2)} KiB | {cell(idle_lazy, 3)} KiB |",
 ])
 print(idle)
 
@@ -355,7 +355,10 @@ stream minus RSS before it).
 Memory each idle TLS client connection costs the proxy process (`bench/idleconns`: open the
 connections, run `SELECT 1` on each, wait, measure; the difference divided by the count; tdb
 collects garbage before each measurement, and its Go heap column counts live bytes, so it is
-what the connections keep). In
+what the connections keep). The second-half column is the RSS growth while the second half of
+the connections opened, per connection of that half: what one more connection costs a process
+that already holds many, without the process's own growth the first connections bring (its
+collector's headroom over a larger heap, memory taken in bulk). In
 session mode every client holds a backend session, so the count is bounded by the backend's
 max_connections; the PostgreSQL processes behind them are not counted here. The first two
 rows run before the pgbench rows, while the proxies have relayed next to nothing, and their

@@ -11,7 +11,9 @@
 // -gc-url the server collects garbage before each measurement.
 //
 // Output is one tab-separated line: n, rss_kib_per_conn, heap_kib_per_conn,
-// stack_kib_per_conn (the last two are "-" without -metrics).
+// stack_kib_per_conn (these two are "-" without -metrics), and
+// rss_kib_per_conn_second_half: the RSS growth while the second half of the
+// connections opened, per connection of that half.
 package main
 
 import (
@@ -55,50 +57,64 @@ func main() {
 	rss0, heap0, stack0 := measure(*pid, *metricsURL)
 
 	conns := make([]*pgx.Conn, *n)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	sem := make(chan struct{}, *parallel)
-	for i := range conns {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
-			cfg, err := pgx.ParseConfig(*url)
-			if err != nil {
-				log.Fatalf("idleconns: %v", err)
-			}
-			src := net.IPv4(127, 0, 0, byte(1+i%max(1, min(*ips, 250))))
-			cfg.DialFunc = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 10 * time.Second}).DialContext
-			c, err := pgx.ConnectConfig(cctx, cfg)
-			if err == nil && !*connectOnly {
-				_, err = c.Exec(cctx, "SELECT 1")
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-			conns[i] = c
-		}()
+	// open opens conns[lo:hi], at most -parallel at once.
+	open := func(lo, hi int) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var firstErr error
+		sem := make(chan struct{}, *parallel)
+		for i := lo; i < hi; i++ {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				cfg, err := pgx.ParseConfig(*url)
+				if err != nil {
+					log.Fatalf("idleconns: %v", err)
+				}
+				src := net.IPv4(127, 0, 0, byte(1+i%max(1, min(*ips, 250))))
+				cfg.DialFunc = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 10 * time.Second}).DialContext
+				c, err := pgx.ConnectConfig(cctx, cfg)
+				if err == nil && !*connectOnly {
+					_, err = c.Exec(cctx, "SELECT 1")
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				conns[i] = c
+			}()
+		}
+		wg.Wait()
+		if firstErr != nil {
+			log.Fatalf("idleconns: open connections: %v", firstErr)
+		}
 	}
-	wg.Wait()
-	if firstErr != nil {
-		log.Fatalf("idleconns: open connections: %v", firstErr)
-	}
+	// Measured after each half: the second half's growth is what one more
+	// connection costs once the process holds many (the first half's also
+	// carries the process's own growth: its collector's headroom over a
+	// larger heap, pages the runtime or allocator takes in bulk).
+	half := *n / 2
+	open(0, half)
+	time.Sleep(*settle)
+	collect(*gcURL, *gcKey)
+	rssHalf, _, _ := measure(*pid, *metricsURL)
+	open(half, *n)
 	time.Sleep(*settle)
 	collect(*gcURL, *gcKey)
 	rss1, heap1, stack1 := measure(*pid, *metricsURL)
-	per := func(a, b float64) string {
-		if a < 0 || b < 0 {
+	per := func(a, b float64, n int) string {
+		if a < 0 || b < 0 || n <= 0 {
 			return "-"
 		}
-		return fmt.Sprintf("%.1f", (b-a)/1024/float64(*n))
+		return fmt.Sprintf("%.1f", (b-a)/1024/float64(n))
 	}
-	fmt.Printf("%d\t%s\t%s\t%s\n", *n, per(rss0, rss1), per(heap0, heap1), per(stack0, stack1))
+	fmt.Printf("%d\t%s\t%s\t%s\t%s\n", *n, per(rss0, rss1, *n), per(heap0, heap1, *n), per(stack0, stack1, *n),
+		per(rssHalf, rss1, *n-half))
 	for _, c := range conns {
 		_ = c.Close(ctx)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"maps"
 	"net"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -32,10 +31,14 @@ type PoolKey struct {
 
 // ParamsKey encodes client startup parameters for a PoolKey, in a stable
 // order; user, database and replication are not session settings.
-func ParamsKey(params map[string]string) string {
+func ParamsKey(params map[string]string) string { return encodeParams(params, startupSkip) }
+
+// encodeParams encodes params but those named in skip, in a stable order:
+// equal encodings, equal maps.
+func encodeParams(params map[string]string, skip map[string]bool) string {
 	names := make([]string, 0, len(params))
 	for k := range params {
-		if !startupSkip[k] {
+		if !skip[k] {
 			names = append(names, k)
 		}
 	}
@@ -290,28 +293,22 @@ const maxSharedParams = 256
 // shareParams returns the shared map equal to p; p itself becomes the
 // shared one when it is new.
 func shareParams(p map[string]string) map[string]string {
-	var key strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(p)) {
-		key.WriteString(k)
-		key.WriteByte(0)
-		key.WriteString(p[k])
-		key.WriteByte(0)
-	}
+	key := encodeParams(p, nil)
 	sharedParams.mu.Lock()
 	defer sharedParams.mu.Unlock()
-	if m, ok := sharedParams.sets[key.String()]; ok {
+	if m, ok := sharedParams.sets[key]; ok {
 		return m
-	}
-	for k := range sharedParams.sets { // map iteration starts at a random entry
-		if len(sharedParams.sets) < maxSharedParams {
-			break
-		}
-		delete(sharedParams.sets, k)
 	}
 	if sharedParams.sets == nil {
 		sharedParams.sets = map[string]map[string]string{}
 	}
-	sharedParams.sets[key.String()] = p
+	if len(sharedParams.sets) >= maxSharedParams {
+		for k := range sharedParams.sets { // forget one at random
+			delete(sharedParams.sets, k)
+			break
+		}
+	}
+	sharedParams.sets[key] = p
 	return p
 }
 

@@ -127,7 +127,7 @@ func (s *session) rewrite(message string) *wire.PGError {
 // inspect classifies a statement (simple Query or Parse text) and decides
 // whether it may go to the backend; a non-nil error is the refusal.
 func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
-	if len(sql) == len(s.allowed) && sql == s.allowed && sql != "" {
+	if sql != "" && sql == s.allowed {
 		return s.allowedAs, nil
 	}
 	// The remembered result may point into s.one, which ClassifyIn rewrites.

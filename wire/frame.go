@@ -193,10 +193,7 @@ func (f *FrameReader) settle() {
 	if f.big != nil {
 		readBufferPool.Put(f.big)
 		f.big = nil
-		f.buf = nil
-		if f.small != nil {
-			f.buf = f.small[:]
-		}
+		f.buf = f.small[:] // fill took small before big
 	}
 	f.body = nil
 }

@@ -1,10 +1,11 @@
 package actors
 
 import (
-	"encoding/binary"
 	"io"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"tdb/fsm"
 	"tdb/querylog"
@@ -62,28 +63,34 @@ type msg struct {
 	body []byte
 }
 
-func cstr(parts ...string) []byte {
-	var b []byte
-	for _, p := range parts {
-		b = append(append(b, p...), 0)
+// wireMsg encodes m as the handler sees it.
+func wireMsg(m interface{ Encode([]byte) ([]byte, error) }) msg {
+	b, err := m.Encode(nil)
+	if err != nil {
+		panic(err)
 	}
-	return b
-}
-
-func u16(v ...uint16) []byte {
-	var b []byte
-	for _, x := range v {
-		b = binary.BigEndian.AppendUint16(b, x)
-	}
-	return b
+	return msg{b[0], b[5:]}
 }
 
 var (
 	benchSelect = "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"
 	// What PostgreSQL answers for one row of pgbench's select.
-	benchRowDesc = append(append(u16(1), cstr("abalance")...), 0, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0)
-	benchDataRow = append(u16(1), 0, 0, 0, 4, '4', '2', '4', '2')
-	benchResult  = []msg{{'T', benchRowDesc}, {'D', benchDataRow}, {'C', cstr("SELECT 1")}, {'Z', []byte{'I'}}}
+	benchResult = []msg{
+		wireMsg(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+			{Name: []byte("abalance"), DataTypeOID: 23, DataTypeSize: 4, TypeModifier: -1}}}),
+		wireMsg(&pgproto3.DataRow{Values: [][]byte{[]byte("4242")}}),
+		wireMsg(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}),
+		wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'I'}),
+	}
+	// The client's Bind, Describe, Execute and Sync of the statement stmt.
+	bindAndRun = func(stmt string) []msg {
+		return []msg{
+			wireMsg(&pgproto3.Bind{PreparedStatement: stmt, Parameters: [][]byte{[]byte("4242")}}),
+			wireMsg(&pgproto3.Describe{ObjectType: 'P'}),
+			wireMsg(&pgproto3.Execute{}),
+			wireMsg(&pgproto3.Sync{}),
+		}
+	}
 )
 
 func withResult(pre ...msg) []msg { return append(pre, benchResult...) }
@@ -110,10 +117,10 @@ func roundTrip(b testing.TB, h *loopHandler, out *evloop.Out, client, backend []
 	out.Reset()
 }
 
-func benchRoundTrip(b *testing.B, timeoutMs int64, setup func(h *loopHandler), client [][]msg, backend []msg) {
+func benchRoundTrip(b *testing.B, timeoutMs int64, setup func(testing.TB, *loopHandler), client [][]msg, backend []msg) {
 	h := benchSession(b, timeoutMs)
 	if setup != nil {
-		setup(h)
+		setup(b, h)
 	}
 	var out evloop.Out
 	roundTrip(b, h, &out, client[0], backend)
@@ -133,42 +140,27 @@ func simpleQueries() [][]msg {
 	var qs [][]msg
 	for i := range 1000 {
 		q := "SELECT abalance FROM pgbench_accounts WHERE aid = " + itoa(i*7919%100000+1) + ";"
-		qs = append(qs, []msg{{'Q', cstr(q)}})
+		qs = append(qs, []msg{wireMsg(&pgproto3.Query{String: q})})
 	}
 	return qs
 }
 
 func extendedQuery() [][]msg {
-	return [][]msg{{
-		{'P', append(cstr("", benchSelect), u16(0)...)},
-		{'B', append(cstr("", ""), append(u16(0, 1), 0, 0, 0, 4, '4', '2', '4', '2', 0, 0)...)},
-		{'D', cstr("P")},
-		{'E', append(cstr(""), 0, 0, 0, 0)},
-		{'S', nil},
-	}}
+	return [][]msg{append([]msg{wireMsg(&pgproto3.Parse{Query: benchSelect})}, bindAndRun("")...)}
 }
 
-func preparedQuery() [][]msg {
-	return [][]msg{{
-		{'B', append(cstr("", "P0_1"), append(u16(0, 1), 0, 0, 0, 4, '4', '2', '4', '2', 0, 0)...)},
-		{'D', cstr("P")},
-		{'E', append(cstr(""), 0, 0, 0, 0)},
-		{'S', nil},
-	}}
-}
+func preparedQuery() [][]msg { return [][]msg{bindAndRun("P0_1")} }
 
-func prepare(h *loopHandler) {
+func prepare(tb testing.TB, h *loopHandler) {
 	var out evloop.Out // discarded
-	h.Message(evloop.Client, 'P', append(cstr("P0_1", benchSelect), u16(0)...), &out)
-	h.Message(evloop.Client, 'S', nil, &out)
-	h.Message(evloop.Backend, '1', nil, &out)
-	h.Message(evloop.Backend, 'Z', []byte{'I'}, &out)
+	roundTrip(tb, h, &out, []msg{wireMsg(&pgproto3.Parse{Name: "P0_1", Query: benchSelect}), wireMsg(&pgproto3.Sync{})},
+		[]msg{wireMsg(&pgproto3.ParseComplete{}), wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'I'})})
 }
 
 var (
 	simpleResult   = benchResult
-	extendedResult = withResult(msg{'1', nil}, msg{'2', nil})
-	preparedResult = withResult(msg{'2', nil})
+	extendedResult = withResult(wireMsg(&pgproto3.ParseComplete{}), wireMsg(&pgproto3.BindComplete{}))
+	preparedResult = withResult(wireMsg(&pgproto3.BindComplete{}))
 )
 
 func BenchmarkRoundTripSimple(b *testing.B) {
@@ -193,7 +185,7 @@ func BenchmarkRoundTripPreparedTimeout(b *testing.B) {
 // while the next statement's deadline is still ahead cancels nothing.
 func TestStatementTimerIsReused(t *testing.T) {
 	h := benchSession(t, 30000)
-	prepare(h)
+	prepare(t, h)
 	var out evloop.Out
 	query := preparedQuery()[0]
 	round := func() { roundTrip(t, h, &out, query, preparedResult) }

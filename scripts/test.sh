@@ -20,3 +20,4 @@ fuzz FuzzFrameReader ./wire/
 fuzz FuzzSCRAMClientFirst ./wire/scram/
 fuzz FuzzSCRAMClientFinal ./wire/scram/
 fuzz FuzzClassify ./wire/classify/
+fuzz FuzzRecords ./wire/tls13/

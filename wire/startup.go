@@ -13,6 +13,8 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"tdb/wire/tls13"
 )
 
 // Startup packet request codes (the first int32 after the length).
@@ -206,12 +208,11 @@ func (s *startup) sslRequest(ctx context.Context, pkt []byte) error {
 	}
 	s.gssDone = true
 	var served *x509.Certificate
-	tlsConn := tls.Server(s.conn, recordingConfig(s.cfg.TLS, &served))
+	tlsConn, state, err := tls13.Server(ctx, s.conn, recordingConfig(s.cfg.TLS, &served))
 	s.res.Conn = tlsConn
-	if err := tlsConn.HandshakeContext(ctx); err != nil {
+	if err != nil {
 		return errors.Wrap(err, "TLS handshake")
 	}
-	state := tlsConn.ConnectionState()
 	s.res.TLS = &state
 	s.res.ChannelBinding = EndPointBinding(served)
 	s.br = bufio.NewReaderSize(tlsConn, startupBufferSize)
@@ -330,7 +331,7 @@ func hostOf(addr net.Addr) string {
 func recordingConfig(cfg *tls.Config, served **x509.Certificate) *tls.Config {
 	if cfg.GetCertificate == nil && len(cfg.Certificates) == 1 && cfg.Certificates[0].Leaf != nil {
 		// One certificate (the usual case): it is the one served, and the
-		// shared config needs no per-connection copy.
+		// config needs no copy of its own for that.
 		*served = cfg.Certificates[0].Leaf
 		return cfg
 	}

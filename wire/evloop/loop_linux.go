@@ -11,6 +11,8 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"golang.org/x/sys/unix"
+
+	"tdb/wire/tls13"
 )
 
 // readBufferSize is the loop's one read buffer: a read takes at most this
@@ -63,20 +65,30 @@ type Pair struct {
 }
 
 // Endpoint is one side of a pair: a Socket, and the TLS connection over it
-// for a TLS client.
+// for a TLS client (a *tls.Conn or a *tls13.Conn).
 type Endpoint struct {
 	Socket *Socket
-	TLS    *tls.Conn
+	TLS    net.Conn
 }
 
 // EndpointOf returns the endpoint for a connection the loop can take: a
-// Socket, or a TLS connection directly over one.
+// Socket, or a TLS connection over one (directly, or through the
+// handshake's record reader of tls13.Server, which reads straight through
+// after the handshake).
 func EndpointOf(c net.Conn) (Endpoint, bool) {
 	switch c := c.(type) {
 	case *Socket:
 		return Endpoint{Socket: c}, true
-	case *tls.Conn:
+	case *tls13.Conn:
 		if s, ok := c.NetConn().(*Socket); ok {
+			return Endpoint{Socket: s, TLS: c}, true
+		}
+	case *tls.Conn:
+		nc := c.NetConn()
+		if r, ok := nc.(interface{ NetConn() net.Conn }); ok {
+			nc = r.NetConn()
+		}
+		if s, ok := nc.(*Socket); ok {
 			return Endpoint{Socket: s, TLS: c}, true
 		}
 	}

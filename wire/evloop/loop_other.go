@@ -2,10 +2,7 @@
 
 package evloop
 
-import (
-	"crypto/tls"
-	"net"
-)
+import "net"
 
 const readBufferSize = 64 << 10
 
@@ -24,7 +21,7 @@ type Socket struct{ net.Conn }
 // Endpoint is not available on this platform.
 type Endpoint struct {
 	Socket *Socket
-	TLS    *tls.Conn
+	TLS    net.Conn
 }
 
 // New returns ErrUnsupported.

@@ -2,6 +2,7 @@ package evloop
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"tdb/wire/tls13"
 )
 
 // forward relays every message to the other side, ends at 'X' from the
@@ -326,8 +329,14 @@ func TestCloseInsideTheLoopKicks(t *testing.T) {
 }
 
 func TestTLSClientInTheLoop(t *testing.T) {
+	for _, server := range tlsServers {
+		t.Run(server, func(t *testing.T) { testTLSClientInTheLoop(t, server) })
+	}
+}
+
+func testTLSClientInTheLoop(t *testing.T, server string) {
 	l := newLoop(t)
-	srv, cli := tlsPair(t)
+	srv, cli := tlsPair(t, server)
 	proxyBackend, db := tcpPair(t)
 	// Two records arrive together; reading the first makes crypto/tls keep
 	// the second, which the socket no longer shows: the loop must find it.
@@ -389,17 +398,38 @@ func TestTLSClientInTheLoop(t *testing.T) {
 	}
 }
 
+// tlsServers are the ways a TLS client reaches the loop: crypto/tls over
+// the Socket, tls13's own record layer after the handshake, and crypto/tls
+// behind tls13.Server's handshake reader (a TLS 1.2 session).
+var tlsServers = []string{"crypto/tls", "tls13", "tls13 fallback"}
+
 // tlsPair returns a TLS connection over a Socket (the proxy's end) and the
 // application's end, handshake done.
-func tlsPair(t *testing.T) (srv, cli *tls.Conn) {
+func tlsPair(t *testing.T, server string) (srv net.Conn, cli *tls.Conn) {
 	t.Helper()
 	app, proxySide := tcpPair(t)
-	srv = tls.Server(NewSocket(proxySide), &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
-	cli = tls.Client(app, &tls.Config{InsecureSkipVerify: true})
+	cfg := &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
+	ccfg := &tls.Config{InsecureSkipVerify: true}
+	if server == "tls13 fallback" {
+		ccfg.MaxVersion = tls.VersionTLS12
+	}
+	cli = tls.Client(app, ccfg)
 	errc := make(chan error, 1)
 	go func() { errc <- cli.Handshake() }()
-	if err := srv.Handshake(); err != nil {
-		t.Fatal(err)
+	if server == "crypto/tls" {
+		tc := tls.Server(NewSocket(proxySide), cfg)
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		srv = tc
+	} else {
+		var err error
+		if srv, _, err = tls13.Server(context.Background(), NewSocket(proxySide), cfg); err != nil {
+			t.Fatal(err)
+		}
+		if _, own := srv.(*tls13.Conn); own != (server == "tls13") {
+			t.Fatalf("%s: the session went on as a %T", server, srv)
+		}
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
@@ -505,8 +535,14 @@ func TestParkWaitsForTheFirstBytes(t *testing.T) {
 }
 
 func TestParkFindsARecordTLSHolds(t *testing.T) {
+	for _, server := range tlsServers {
+		t.Run(server, func(t *testing.T) { testParkFindsARecordTLSHolds(t, server) })
+	}
+}
+
+func testParkFindsARecordTLSHolds(t *testing.T, server string) {
 	l := newLoop(t)
-	srv, cli := tlsPair(t)
+	srv, cli := tlsPair(t, server)
 	_, _ = cli.Write([]byte("one"))
 	_, _ = cli.Write([]byte("two"))
 	time.Sleep(50 * time.Millisecond)

@@ -1,0 +1,425 @@
+// Package tls13 carries a server's TLS 1.3 connection on after crypto/tls
+// has made the handshake: the record layer alone (RFC 8446, section 5),
+// for the AES-GCM suites.
+//
+// Why: a crypto/tls connection keeps, for its whole life, the record and
+// handshake buffers it grew during the handshake, its configuration and its
+// handshake state: about 8 KiB per connection, most of the memory of an idle
+// client. A Conn keeps its two ciphers and its sequence numbers; a record in
+// flight borrows a buffer from a pool and gives it back once it is read.
+//
+// Server runs the handshake with crypto/tls, reading the socket one record
+// at a time so that crypto/tls holds nothing past the client's Finished, and
+// session tickets off so that it wrote nothing under the application keys:
+// both sequence numbers then start at zero. The traffic secrets come from
+// the configuration's KeyLogWriter, which Server sets on its own
+// per-connection copy; they never leave the process. A session that is not
+// TLS 1.3 with an AES-GCM suite stays with crypto/tls.
+package tls13
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/tls"
+	"encoding/binary"
+	"hash"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/errors"
+)
+
+const (
+	headerLen     = 5
+	maxPlaintext  = 1 << 14
+	maxCiphertext = maxPlaintext + 256 // RFC 8446, section 5.2
+	tagLen        = 16
+
+	typeAlert     = 21
+	typeHandshake = 22
+	typeAppData   = 23
+
+	handshakeKeyUpdate = 24
+
+	noAlert                = -1
+	alertCloseNotify       = 0
+	alertUnexpectedMessage = 10
+	alertBadRecordMAC      = 20
+	alertRecordOverflow    = 22
+	alertDecodeError       = 50
+	alertProtocolVersion   = 70
+)
+
+// closeTimeout bounds the close_notify a Close sends, as crypto/tls does.
+const closeTimeout = 5 * time.Second
+
+// bufPool holds the buffers of records in flight: one whole record at most,
+// header and tag included.
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, headerLen+maxCiphertext)
+	return &b
+}}
+
+// suite is what a TLS 1.3 cipher suite needs here.
+type suite struct {
+	keyLen int
+	hash   func() hash.Hash
+}
+
+var suites = map[uint16]suite{
+	tls.TLS_AES_128_GCM_SHA256: {keyLen: 16, hash: sha256.New},
+	tls.TLS_AES_256_GCM_SHA384: {keyLen: 32, hash: sha512.New384},
+}
+
+// half is one direction's protection: its cipher, IV, secret and sequence
+// number.
+type half struct {
+	suite  suite
+	secret []byte
+	aead   cipher.AEAD
+	iv     [12]byte
+	seq    uint64
+}
+
+// set installs the keys of a traffic secret, with the sequence number at 0.
+func (h *half) set(s suite, secret []byte) error {
+	key, err := expandLabel(s, secret, "key", s.keyLen)
+	if err != nil {
+		return err
+	}
+	iv, err := expandLabel(s, secret, "iv", len(h.iv))
+	if err != nil {
+		return err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return errors.Wrap(err, "tls13: cipher")
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return errors.Wrap(err, "tls13: gcm")
+	}
+	h.suite, h.secret, h.aead, h.seq = s, secret, aead, 0
+	copy(h.iv[:], iv)
+	return nil
+}
+
+// update moves to the next traffic secret (RFC 8446, section 7.2).
+func (h *half) update() error {
+	next, err := expandLabel(h.suite, h.secret, "traffic upd", h.suite.hash().Size())
+	if err != nil {
+		return err
+	}
+	return h.set(h.suite, next)
+}
+
+// nonce is the per-record nonce: the IV with the sequence number XORed into
+// its last 8 bytes.
+func (h *half) nonce() [12]byte {
+	n := h.iv
+	for i := 0; i < 8; i++ {
+		n[4+i] ^= byte(h.seq >> (56 - 8*i))
+	}
+	return n
+}
+
+// expandLabel is HKDF-Expand-Label with an empty context (RFC 8446, section 7.1).
+func expandLabel(s suite, secret []byte, label string, n int) ([]byte, error) {
+	full := "tls13 " + label
+	info := make([]byte, 0, 4+len(full))
+	info = append(info, byte(n>>8), byte(n), byte(len(full)))
+	info = append(info, full...)
+	info = append(info, 0)
+	out, err := hkdf.Expand(s.hash, secret, string(info), n)
+	return out, errors.Wrap(err, "tls13: expand label")
+}
+
+// Conn is a server's TLS 1.3 connection after its handshake. It is safe
+// for one reader and one writer at a time, like a net.Conn.
+type Conn struct {
+	conn net.Conn
+
+	rmu   sync.Mutex
+	in    half
+	rbuf  *[]byte // from bufPool while a record is in flight, else nil
+	rlo   int     // (*rbuf)[rlo:rhi] is read and not yet opened
+	rhi   int
+	plain []byte // application data opened and not yet returned, inside *rbuf
+	rerr  error  // once set, every Read returns it
+
+	wmu  sync.Mutex
+	out  half
+	werr error // once set, every Write returns it
+}
+
+// newConn carries conn on with the application traffic secrets of a
+// handshake that ended with nothing read or written under them.
+func newConn(conn net.Conn, version, cipherSuite uint16, clientSecret, serverSecret []byte) (*Conn, error) {
+	s, ok := suites[cipherSuite]
+	if !ok || version != tls.VersionTLS13 {
+		return nil, errors.Newf("tls13: not a TLS 1.3 AES-GCM session (version %#x, suite %#x)", version, cipherSuite)
+	}
+	c := &Conn{conn: conn}
+	if err := c.in.set(s, clientSecret); err != nil {
+		return nil, err
+	}
+	if err := c.out.set(s, serverSecret); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// NetConn returns the connection the records travel on.
+func (c *Conn) NetConn() net.Conn { return c.conn }
+
+// Read reads application data. An error of the connection underneath that
+// is temporary (a deadline, a non-blocking socket with nothing to read) is
+// returned as is, and the next Read goes on where this one stopped.
+func (c *Conn) Read(b []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for {
+		if len(c.plain) > 0 {
+			n := copy(b, c.plain)
+			c.plain = c.plain[n:]
+			c.release()
+			return n, nil
+		}
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
+		if len(b) == 0 {
+			return 0, nil
+		}
+		if err := c.readRecord(); err != nil {
+			c.release()
+			return 0, err
+		}
+	}
+}
+
+// release gives the read buffer back once it holds nothing.
+func (c *Conn) release() {
+	if c.rbuf != nil && len(c.plain) == 0 && c.rlo == c.rhi {
+		bufPool.Put(c.rbuf)
+		c.rbuf, c.rlo, c.rhi = nil, 0, 0
+	}
+}
+
+// fill reads until the buffer holds n bytes from rlo.
+func (c *Conn) fill(n int) error {
+	if c.rbuf == nil {
+		c.rbuf = bufPool.Get().(*[]byte)
+	}
+	buf := *c.rbuf
+	if c.rlo+n > len(buf) {
+		c.rhi = copy(buf, buf[c.rlo:c.rhi])
+		c.rlo = 0
+	}
+	for c.rhi-c.rlo < n {
+		m, err := c.conn.Read(buf[c.rhi:])
+		c.rhi += m
+		if err == nil {
+			continue
+		}
+		if c.rhi-c.rlo >= n {
+			break // the error comes back with the next read
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return err
+		}
+		if err == io.EOF {
+			if c.rhi > c.rlo {
+				err = io.ErrUnexpectedEOF
+			}
+			c.rerr = err
+			return err
+		}
+		c.rerr = errors.Wrap(err, "tls13: read")
+		return c.rerr
+	}
+	return nil
+}
+
+// readRecord reads and opens one record: application data goes to plain,
+// an alert or a KeyUpdate is acted on.
+func (c *Conn) readRecord() error {
+	if err := c.fill(headerLen); err != nil {
+		return err
+	}
+	buf := *c.rbuf
+	hdr := buf[c.rlo : c.rlo+headerLen]
+	if hdr[0] != typeAppData {
+		return c.fatal(alertUnexpectedMessage, errors.Newf("tls13: unexpected record type %d after the handshake", hdr[0]))
+	}
+	if hdr[1] != 3 || hdr[2] != 3 {
+		return c.fatal(alertProtocolVersion, errors.Newf("tls13: record version %#x", binary.BigEndian.Uint16(hdr[1:])))
+	}
+	n := int(binary.BigEndian.Uint16(hdr[3:]))
+	if n > maxCiphertext {
+		return c.fatal(alertRecordOverflow, errors.Newf("tls13: record of %d bytes, over the %d allowed", n, maxCiphertext))
+	}
+	if err := c.fill(headerLen + n); err != nil {
+		return err
+	}
+	buf = *c.rbuf // fill may have moved the record to the front
+	rec := buf[c.rlo : c.rlo+headerLen+n]
+	c.rlo += headerLen + n
+	nonce := c.in.nonce()
+	plain, err := c.in.aead.Open(rec[headerLen:headerLen], nonce[:], rec[headerLen:], rec[:headerLen])
+	if err != nil {
+		return c.fatal(alertBadRecordMAC, errors.New("tls13: record failed authentication"))
+	}
+	c.in.seq++
+	i := len(plain) - 1
+	for i >= 0 && plain[i] == 0 {
+		i--
+	}
+	if i < 0 {
+		return c.fatal(alertUnexpectedMessage, errors.New("tls13: record without a content type"))
+	}
+	typ := plain[i]
+	plain = plain[:i]
+	if len(plain) > maxPlaintext {
+		return c.fatal(alertRecordOverflow, errors.Newf("tls13: record of %d bytes of data, over the %d allowed", len(plain), maxPlaintext))
+	}
+	switch typ {
+	case typeAppData:
+		c.plain = plain
+		return nil
+	case typeAlert:
+		if len(plain) != 2 {
+			return c.fatal(alertDecodeError, errors.New("tls13: malformed alert"))
+		}
+		if plain[1] == alertCloseNotify {
+			c.rerr = io.EOF
+		} else {
+			c.rerr = errors.Newf("tls13: remote error: alert %d", plain[1])
+		}
+		return nil
+	case typeHandshake:
+		return c.handshakeMessages(plain)
+	}
+	return c.fatal(alertUnexpectedMessage, errors.Newf("tls13: unexpected content type %d", typ))
+}
+
+// handshakeMessages acts on what a client may send after its Finished: a
+// KeyUpdate, whole within its record and ending it (RFC 8446, section 5.1).
+func (c *Conn) handshakeMessages(b []byte) error {
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return c.fatal(alertUnexpectedMessage, errors.New("tls13: handshake message split across records"))
+		}
+		typ, n := b[0], int(b[1])<<16|int(b[2])<<8|int(b[3])
+		if len(b) < 4+n {
+			return c.fatal(alertUnexpectedMessage, errors.New("tls13: handshake message split across records"))
+		}
+		body := b[4 : 4+n]
+		b = b[4+n:]
+		if typ != handshakeKeyUpdate {
+			return c.fatal(alertUnexpectedMessage, errors.Newf("tls13: unexpected handshake message %d after the handshake", typ))
+		}
+		if n != 1 || body[0] > 1 {
+			return c.fatal(alertDecodeError, errors.New("tls13: malformed KeyUpdate"))
+		}
+		if len(b) > 0 {
+			return c.fatal(alertUnexpectedMessage, errors.New("tls13: data after a KeyUpdate in its record"))
+		}
+		if err := c.in.update(); err != nil {
+			return c.fatal(noAlert, err)
+		}
+		if body[0] == 1 { // update_requested: answer, then change keys
+			c.wmu.Lock()
+			err := c.writeRecordLocked(typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 0})
+			if err == nil {
+				err = c.out.update()
+				if err != nil {
+					c.werr = err
+				}
+			}
+			c.wmu.Unlock()
+			if err != nil {
+				return c.fatal(noAlert, err)
+			}
+		}
+	}
+	return nil
+}
+
+// fatal ends reading with err, telling the peer with an alert (unless
+// alert is noAlert).
+func (c *Conn) fatal(alert int, err error) error {
+	c.rerr = err
+	c.rlo, c.rhi = 0, 0
+	if alert != noAlert {
+		c.wmu.Lock()
+		if c.werr == nil {
+			_ = c.writeRecordLocked(typeAlert, []byte{2, byte(alert)})
+			c.werr = err
+		}
+		c.wmu.Unlock()
+	}
+	return err
+}
+
+// Write sends b as application data records.
+func (c *Conn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	n := 0
+	for len(b) > n {
+		chunk := b[n:min(len(b), n+maxPlaintext)]
+		if err := c.writeRecordLocked(typeAppData, chunk); err != nil {
+			return n, err
+		}
+		n += len(chunk)
+	}
+	return n, nil
+}
+
+// writeRecordLocked seals data as one record of type typ and writes it. A
+// failed write leaves the stream cut inside a record: writing ends.
+func (c *Conn) writeRecordLocked(typ byte, data []byte) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	n := len(data) + 1 + tagLen
+	buf[0], buf[1], buf[2] = typeAppData, 3, 3
+	binary.BigEndian.PutUint16(buf[3:], uint16(n))
+	copy(buf[headerLen:], data)
+	buf[headerLen+len(data)] = typ
+	nonce := c.out.nonce()
+	rec := c.out.aead.Seal(buf[headerLen:headerLen], nonce[:], buf[headerLen:headerLen+len(data)+1], buf[:headerLen])
+	c.out.seq++
+	if _, err := c.conn.Write(buf[:headerLen+len(rec)]); err != nil {
+		c.werr = errors.Wrap(err, "tls13: write")
+		return c.werr
+	}
+	return nil
+}
+
+// Close sends close_notify (within closeTimeout) and closes the connection.
+func (c *Conn) Close() error {
+	c.wmu.Lock()
+	if c.werr == nil {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(closeTimeout))
+		_ = c.writeRecordLocked(typeAlert, []byte{1, alertCloseNotify})
+		c.werr = net.ErrClosed
+	}
+	c.wmu.Unlock()
+	return c.conn.Close()
+}
+
+func (c *Conn) LocalAddr() net.Addr                { return c.conn.LocalAddr() }
+func (c *Conn) RemoteAddr() net.Addr               { return c.conn.RemoteAddr() }
+func (c *Conn) SetDeadline(t time.Time) error      { return c.conn.SetDeadline(t) }
+func (c *Conn) SetReadDeadline(t time.Time) error  { return c.conn.SetReadDeadline(t) }
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadline(t) }

@@ -1,0 +1,410 @@
+package tls13
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"io"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+func selfSigned(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// handshake connects a crypto/tls client with ccfg to Server, and returns
+// both ends.
+func handshake(t *testing.T, ccfg *tls.Config) (srv net.Conn, state tls.ConnectionState, cli *tls.Conn) {
+	t.Helper()
+	app, proxy := tcpPair(t)
+	cli = tls.Client(app, ccfg)
+	errc := make(chan error, 1)
+	go func() { errc <- cli.Handshake() }()
+	srv, state, err := Server(context.Background(), proxy, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	return srv, state, cli
+}
+
+// echo copies what srv reads back to it until the end of the stream, then
+// closes it.
+func echo(srv net.Conn) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(srv, srv)
+		srv.Close()
+		done <- err
+	}()
+	return done
+}
+
+func TestServerCarriesOnWithItsOwnRecords(t *testing.T) {
+	srv, state, cli := handshake(t, &tls.Config{InsecureSkipVerify: true})
+	if _, ok := srv.(*Conn); !ok {
+		t.Fatalf("a TLS 1.3 session (suite %#x) went on as a %T", state.CipherSuite, srv)
+	}
+	if state.Version != tls.VersionTLS13 || !state.HandshakeComplete {
+		t.Fatalf("state %+v", state)
+	}
+	done := echo(srv)
+	// Around the record size limit, and far over it.
+	for _, n := range []int{1, 100, maxPlaintext - 1, maxPlaintext, maxPlaintext + 1, 3*maxPlaintext + 7, 1 << 20} {
+		msg := make([]byte, n)
+		_, _ = rand.Read(msg)
+		go func() { _, _ = cli.Write(msg) }()
+		got := make([]byte, n)
+		if _, err := io.ReadFull(cli, got); err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("%d bytes came back changed", n)
+		}
+	}
+	// close_notify from the client is the end of the stream; the server's
+	// answers with its own.
+	if err := cli.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("echo: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not see the end of the stream")
+	}
+}
+
+func TestServerKeepsTheRecordSentWithTheFinished(t *testing.T) {
+	// The client's Finished and its first data leave in one write: the
+	// handshake must leave that record to the record layer.
+	app, proxy := tcpPair(t)
+	held := &holdConn{Conn: app}
+	cli := tls.Client(held, &tls.Config{InsecureSkipVerify: true,
+		VerifyConnection: func(tls.ConnectionState) error { held.hold(); return nil }})
+	errc := make(chan error, 1)
+	go func() {
+		if err := cli.Handshake(); err != nil {
+			errc <- err
+			return
+		}
+		_, _ = cli.Write([]byte("startup"))
+		errc <- held.release()
+	}()
+	srv, _, err := Server(context.Background(), proxy, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := srv.(*Conn); !ok {
+		t.Fatalf("went on as a %T", srv)
+	}
+	_ = srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, len("startup"))
+	if _, err := io.ReadFull(srv, got); err != nil || string(got) != "startup" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+}
+
+// holdConn keeps what is written after hold until release.
+type holdConn struct {
+	net.Conn
+	mu   sync.Mutex
+	held *bytes.Buffer
+}
+
+func (h *holdConn) hold() {
+	h.mu.Lock()
+	h.held = new(bytes.Buffer)
+	h.mu.Unlock()
+}
+
+func (h *holdConn) Write(b []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.held != nil {
+		return h.held.Write(b)
+	}
+	return h.Conn.Write(b)
+}
+
+func (h *holdConn) release() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b := h.held.Bytes()
+	h.held = nil
+	_, err := h.Conn.Write(b)
+	return err
+}
+
+func TestServerLeavesOtherSessionsToCryptoTLS(t *testing.T) {
+	srv, state, cli := handshake(t, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12})
+	tc, ok := srv.(*tls.Conn)
+	if !ok || state.Version != tls.VersionTLS12 {
+		t.Fatalf("a TLS 1.2 session went on as a %T (version %#x)", srv, state.Version)
+	}
+	if _, ok := tc.NetConn().(interface{ NetConn() net.Conn }); !ok {
+		t.Fatalf("the connection under crypto/tls is a %T", tc.NetConn())
+	}
+	echo(srv)
+	go func() { _, _ = cli.Write([]byte("twelve")) }()
+	got := make([]byte, 6)
+	if _, err := io.ReadFull(cli, got); err != nil || string(got) != "twelve" {
+		t.Fatalf("echo %q, %v", got, err)
+	}
+}
+
+// peer is the client's end driven by this package's record layer, for what
+// crypto/tls's client does not send: KeyUpdate, damaged records.
+func peer(t *testing.T) (srv *Conn, cli *Conn, raw net.Conn) {
+	t.Helper()
+	app, proxy := tcpPair(t)
+	keys := &keyLog{}
+	r := &recordReader{Conn: app}
+	tc := tls.Client(r, &tls.Config{InsecureSkipVerify: true, KeyLogWriter: keys})
+	errc := make(chan error, 1)
+	go func() { errc <- tc.Handshake() }()
+	s, _, err := Server(context.Background(), proxy, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	state := tc.ConnectionState()
+	// The client's reading is the server's writing: the secrets swap.
+	c, err := newConn(app, state.Version, state.CipherSuite, keys.server, keys.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.(*Conn), c, app
+}
+
+func TestKeyUpdateBothWays(t *testing.T) {
+	srv, cli, _ := peer(t)
+	done := echo(srv)
+	roundTrip := func(what string) {
+		t.Helper()
+		if _, err := cli.Write([]byte(what)); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(what))
+		if _, err := io.ReadFull(cli, got); err != nil || string(got) != what {
+			t.Fatalf("%s: %q, %v", what, got, err)
+		}
+	}
+	roundTrip("before")
+	for i := 0; i < 3; i++ {
+		// update_requested: the server moves its reading keys, answers with
+		// its own KeyUpdate and moves its writing keys.
+		cli.wmu.Lock()
+		err := cli.writeRecordLocked(typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 1})
+		if err == nil {
+			err = cli.out.update()
+		}
+		cli.wmu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		roundTrip("after an update")
+	}
+	if cli.in.seq == 0 || srv.out.seq == 0 {
+		t.Fatal("no record after the updates")
+	}
+	cli.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("echo: %v", err)
+	}
+}
+
+func TestDamagedRecordsEndTheSession(t *testing.T) {
+	cases := []struct {
+		name   string
+		record func(cli *Conn) []byte
+		err    string
+		alert  string
+	}{
+		{"a flipped bit", func(cli *Conn) []byte {
+			rec := seal(cli, typeAppData, []byte("select 1"))
+			rec[len(rec)-1] ^= 1
+			return rec
+		}, "failed authentication", "alert 20"},
+		{"an oversized record", func(*Conn) []byte {
+			return []byte{typeAppData, 3, 3, 0x50, 0}
+		}, "over the", "alert 22"},
+		{"a plaintext record", func(*Conn) []byte {
+			return []byte{20, 3, 3, 0, 1, 1}
+		}, "unexpected record type 20", "alert 10"},
+		{"another record version", func(*Conn) []byte {
+			return []byte{typeAppData, 3, 1, 0, 1, 1}
+		}, "record version", "alert 70"},
+		{"only padding", func(cli *Conn) []byte {
+			return sealRaw(cli, []byte{0, 0, 0})
+		}, "without a content type", "alert 10"},
+		{"a handshake message after the handshake", func(cli *Conn) []byte {
+			return seal(cli, typeHandshake, []byte{4, 0, 0, 0})
+		}, "unexpected handshake message 4", "alert 10"},
+		{"a malformed KeyUpdate", func(cli *Conn) []byte {
+			return seal(cli, typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 7})
+		}, "malformed KeyUpdate", "alert 50"},
+		{"data after a KeyUpdate", func(cli *Conn) []byte {
+			return seal(cli, typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 0, handshakeKeyUpdate, 0, 0, 1, 0})
+		}, "after a KeyUpdate", "alert 10"},
+		{"an unknown content type", func(cli *Conn) []byte {
+			return seal(cli, 99, []byte("x"))
+		}, "unexpected content type 99", "alert 10"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, cli, raw := peer(t)
+			if _, err := raw.Write(tc.record(cli)); err != nil {
+				t.Fatal(err)
+			}
+			_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err := srv.Read(make([]byte, 10))
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("server read: %v, want %q", err, tc.err)
+			}
+			// The error stays, and the client was told.
+			if _, again := srv.Read(make([]byte, 10)); again != err {
+				t.Fatalf("second read: %v", again)
+			}
+			if _, err := srv.Write([]byte("more")); err == nil {
+				t.Fatal("the server still writes after a fatal alert")
+			}
+			_ = cli.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := cli.Read(make([]byte, 10)); err == nil || !strings.Contains(err.Error(), tc.alert) {
+				t.Fatalf("client read: %v, want %q", err, tc.alert)
+			}
+		})
+	}
+}
+
+// seal makes a record of content type typ under the client's keys.
+func seal(c *Conn, typ byte, data []byte) []byte {
+	return sealRaw(c, append(append([]byte(nil), data...), typ))
+}
+
+// sealRaw makes a record of the inner plaintext inner (content type and
+// padding included) under the client's keys.
+func sealRaw(c *Conn, inner []byte) []byte {
+	rec := make([]byte, headerLen, headerLen+len(inner)+tagLen)
+	rec[0], rec[1], rec[2] = typeAppData, 3, 3
+	binary.BigEndian.PutUint16(rec[3:], uint16(len(inner)+tagLen))
+	nonce := c.out.nonce()
+	rec = c.out.aead.Seal(rec, nonce[:], inner, rec[:headerLen])
+	c.out.seq++
+	return rec
+}
+
+func TestEndOfStreamInsideARecord(t *testing.T) {
+	srv, cli, raw := peer(t)
+	rec := seal(cli, typeAppData, []byte("cut short"))
+	if _, err := raw.Write(rec[:len(rec)-3]); err != nil {
+		t.Fatal(err)
+	}
+	raw.(*net.TCPConn).CloseWrite()
+	_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := srv.Read(make([]byte, 10)); err != io.ErrUnexpectedEOF {
+		t.Fatalf("read: %v", err)
+	}
+}
+
+func TestAReadTimeoutLosesNothing(t *testing.T) {
+	srv, cli, raw := peer(t)
+	rec := seal(cli, typeAppData, []byte("in two parts"))
+	if _, err := raw.Write(rec[:7]); err != nil {
+		t.Fatal(err)
+	}
+	_ = srv.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_, err := srv.Read(make([]byte, 64))
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("read: %v", err)
+	}
+	if _, err := raw.Write(rec[7:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 64)
+	n, err := srv.Read(got)
+	if err != nil || string(got[:n]) != "in two parts" {
+		t.Fatalf("read %q, %v", got[:n], err)
+	}
+	if srv.rbuf != nil {
+		t.Fatal("the read buffer is kept with nothing in it")
+	}
+}
+
+func TestRecordsReadTogetherComeOneByOne(t *testing.T) {
+	srv, cli, raw := peer(t)
+	both := append(seal(cli, typeAppData, []byte("one")), seal(cli, typeAppData, []byte("two"))...)
+	if _, err := raw.Write(both); err != nil {
+		t.Fatal(err)
+	}
+	_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 64)
+	for _, want := range []string{"one", "two"} {
+		n, err := srv.Read(got)
+		if err != nil || string(got[:n]) != want {
+			t.Fatalf("read %q, %v; want %q", got[:n], err, want)
+		}
+	}
+	if srv.rbuf != nil {
+		t.Fatal("the read buffer is kept with nothing in it")
+	}
+}

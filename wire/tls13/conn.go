@@ -5,8 +5,9 @@
 // Why: a crypto/tls connection keeps, for its whole life, the record and
 // handshake buffers it grew during the handshake, its configuration and its
 // handshake state: about 8 KiB per connection, most of the memory of an idle
-// client. A Conn keeps its two ciphers and its sequence numbers; a record in
-// flight borrows a buffer from a pool and gives it back once it is read.
+// client. A Conn keeps its two ciphers, its sequence numbers and a read
+// buffer of 512 bytes; a larger record borrows a buffer from a pool while it
+// is in flight.
 //
 // Server runs the handshake with crypto/tls, reading the socket one record
 // at a time so that crypto/tls holds nothing past the client's Finished, and
@@ -55,6 +56,11 @@ const (
 	alertProtocolVersion   = 70
 )
 
+// smallRead is the read buffer each connection has of its own: reads
+// start in it, and a record that fits stays in it, so that a reader waiting
+// for the next record (an idle session) holds nothing larger.
+const smallRead = 512
+
 // closeTimeout bounds the close_notify a Close sends, as crypto/tls does.
 const closeTimeout = 5 * time.Second
 
@@ -84,6 +90,7 @@ type half struct {
 	aead   cipher.AEAD
 	iv     [12]byte
 	seq    uint64
+	nbuf   [12]byte // the nonce being used: a local array would escape
 }
 
 // set installs the keys of a traffic secret, with the sequence number at 0.
@@ -120,12 +127,12 @@ func (h *half) update() error {
 
 // nonce is the per-record nonce: the IV with the sequence number XORed into
 // its last 8 bytes.
-func (h *half) nonce() [12]byte {
-	n := h.iv
+func (h *half) nonce() []byte {
+	h.nbuf = h.iv
 	for i := 0; i < 8; i++ {
-		n[4+i] ^= byte(h.seq >> (56 - 8*i))
+		h.nbuf[4+i] ^= byte(h.seq >> (56 - 8*i))
 	}
-	return n
+	return h.nbuf[:]
 }
 
 // expandLabel is HKDF-Expand-Label with an empty context (RFC 8446, section 7.1).
@@ -146,11 +153,15 @@ type Conn struct {
 
 	rmu   sync.Mutex
 	in    half
-	rbuf  *[]byte // from bufPool while a record is in flight, else nil
-	rlo   int     // (*rbuf)[rlo:rhi] is read and not yet opened
-	rhi   int
-	plain []byte // application data opened and not yet returned, inside *rbuf
-	rerr  error  // once set, every Read returns it
+	rb    []byte // the read buffer: small, or *pooled for a larger record
+	small [smallRead]byte
+	// pooled comes from bufPool for a record larger than small, and goes
+	// back once read.
+	pooled *[]byte
+	rlo    int // rb[rlo:rhi] is read and not yet opened
+	rhi    int
+	plain  []byte // application data opened and not yet returned, inside rb
+	rerr   error  // once set, every Read returns it
 
 	wmu  sync.Mutex
 	out  half
@@ -203,26 +214,31 @@ func (c *Conn) Read(b []byte) (int, error) {
 	}
 }
 
-// release gives the read buffer back once it holds nothing.
+// release gives the pooled read buffer back once it holds nothing.
 func (c *Conn) release() {
-	if c.rbuf != nil && len(c.plain) == 0 && c.rlo == c.rhi {
-		bufPool.Put(c.rbuf)
-		c.rbuf, c.rlo, c.rhi = nil, 0, 0
+	if c.pooled != nil && len(c.plain) == 0 && c.rlo == c.rhi {
+		bufPool.Put(c.pooled)
+		c.pooled, c.rb, c.rlo, c.rhi = nil, nil, 0, 0
 	}
 }
 
 // fill reads until the buffer holds n bytes from rlo.
 func (c *Conn) fill(n int) error {
-	if c.rbuf == nil {
-		c.rbuf = bufPool.Get().(*[]byte)
+	if c.rb == nil {
+		c.rb = c.small[:]
 	}
-	buf := *c.rbuf
-	if c.rlo+n > len(buf) {
-		c.rhi = copy(buf, buf[c.rlo:c.rhi])
+	if c.rlo+n > len(c.rb) {
+		if n > len(c.rb) {
+			c.pooled = bufPool.Get().(*[]byte)
+			c.rhi = copy(*c.pooled, c.rb[c.rlo:c.rhi])
+			c.rb = *c.pooled
+		} else {
+			c.rhi = copy(c.rb, c.rb[c.rlo:c.rhi])
+		}
 		c.rlo = 0
 	}
 	for c.rhi-c.rlo < n {
-		m, err := c.conn.Read(buf[c.rhi:])
+		m, err := c.conn.Read(c.rb[c.rhi:])
 		c.rhi += m
 		if err == nil {
 			continue
@@ -252,8 +268,7 @@ func (c *Conn) readRecord() error {
 	if err := c.fill(headerLen); err != nil {
 		return err
 	}
-	buf := *c.rbuf
-	hdr := buf[c.rlo : c.rlo+headerLen]
+	hdr := c.rb[c.rlo : c.rlo+headerLen]
 	if hdr[0] != typeAppData {
 		return c.fatal(alertUnexpectedMessage, errors.Newf("tls13: unexpected record type %d after the handshake", hdr[0]))
 	}
@@ -267,11 +282,9 @@ func (c *Conn) readRecord() error {
 	if err := c.fill(headerLen + n); err != nil {
 		return err
 	}
-	buf = *c.rbuf // fill may have moved the record to the front
-	rec := buf[c.rlo : c.rlo+headerLen+n]
+	rec := c.rb[c.rlo : c.rlo+headerLen+n] // fill may have moved it
 	c.rlo += headerLen + n
-	nonce := c.in.nonce()
-	plain, err := c.in.aead.Open(rec[headerLen:headerLen], nonce[:], rec[headerLen:], rec[:headerLen])
+	plain, err := c.in.aead.Open(rec[headerLen:headerLen], c.in.nonce(), rec[headerLen:], rec[:headerLen])
 	if err != nil {
 		return c.fatal(alertBadRecordMAC, errors.New("tls13: record failed authentication"))
 	}
@@ -396,8 +409,7 @@ func (c *Conn) writeRecordLocked(typ byte, data []byte) error {
 	binary.BigEndian.PutUint16(buf[3:], uint16(n))
 	copy(buf[headerLen:], data)
 	buf[headerLen+len(data)] = typ
-	nonce := c.out.nonce()
-	rec := c.out.aead.Seal(buf[headerLen:headerLen], nonce[:], buf[headerLen:headerLen+len(data)+1], buf[:headerLen])
+	rec := c.out.aead.Seal(buf[headerLen:headerLen], c.out.nonce(), buf[headerLen:headerLen+len(data)+1], buf[:headerLen])
 	c.out.seq++
 	if _, err := c.conn.Write(buf[:headerLen+len(rec)]); err != nil {
 		c.werr = errors.Wrap(err, "tls13: write")

@@ -346,8 +346,7 @@ func sealRaw(c *Conn, inner []byte) []byte {
 	rec := make([]byte, headerLen, headerLen+len(inner)+tagLen)
 	rec[0], rec[1], rec[2] = typeAppData, 3, 3
 	binary.BigEndian.PutUint16(rec[3:], uint16(len(inner)+tagLen))
-	nonce := c.out.nonce()
-	rec = c.out.aead.Seal(rec, nonce[:], inner, rec[:headerLen])
+	rec = c.out.aead.Seal(rec, c.out.nonce(), inner, rec[:headerLen])
 	c.out.seq++
 	return rec
 }
@@ -366,27 +365,44 @@ func TestEndOfStreamInsideARecord(t *testing.T) {
 }
 
 func TestAReadTimeoutLosesNothing(t *testing.T) {
-	srv, cli, raw := peer(t)
-	rec := seal(cli, typeAppData, []byte("in two parts"))
-	if _, err := raw.Write(rec[:7]); err != nil {
-		t.Fatal(err)
-	}
-	_ = srv.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	_, err := srv.Read(make([]byte, 64))
-	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-		t.Fatalf("read: %v", err)
-	}
-	if _, err := raw.Write(rec[7:]); err != nil {
-		t.Fatal(err)
-	}
-	_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got := make([]byte, 64)
-	n, err := srv.Read(got)
-	if err != nil || string(got[:n]) != "in two parts" {
-		t.Fatalf("read %q, %v", got[:n], err)
-	}
-	if srv.rbuf != nil {
-		t.Fatal("the read buffer is kept with nothing in it")
+	// A small record, then one larger than the connection's own buffer,
+	// cut inside its header and inside its body.
+	large := bytes.Repeat([]byte("0123456789"), 300)
+	for _, cut := range []int{3, 7, 200, 1000} {
+		srv, cli, raw := peer(t)
+		stream := append(seal(cli, typeAppData, []byte("small")), seal(cli, typeAppData, large)...)
+		stream1, stream2 := stream[:len("small")+1+tagLen+headerLen+cut], stream[len("small")+1+tagLen+headerLen+cut:]
+		if _, err := raw.Write(stream1); err != nil {
+			t.Fatal(err)
+		}
+		_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got := make([]byte, 4000)
+		if n, err := srv.Read(got); err != nil || string(got[:n]) != "small" {
+			t.Fatalf("cut %d: read %q, %v", cut, got[:n], err)
+		}
+		_ = srv.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		_, err := srv.Read(got)
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			t.Fatalf("cut %d: read: %v", cut, err)
+		}
+		if _, err := raw.Write(stream2); err != nil {
+			t.Fatal(err)
+		}
+		_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var read []byte
+		for len(read) < len(large) {
+			n, err := srv.Read(got[:1000])
+			if err != nil {
+				t.Fatalf("cut %d: %v", cut, err)
+			}
+			read = append(read, got[:n]...)
+		}
+		if !bytes.Equal(read, large) {
+			t.Fatalf("cut %d: the large record came back changed", cut)
+		}
+		if srv.pooled != nil {
+			t.Fatalf("cut %d: the pooled buffer is kept with nothing in it", cut)
+		}
 	}
 }
 
@@ -404,7 +420,7 @@ func TestRecordsReadTogetherComeOneByOne(t *testing.T) {
 			t.Fatalf("read %q, %v; want %q", got[:n], err, want)
 		}
 	}
-	if srv.rbuf != nil {
+	if srv.pooled != nil {
 		t.Fatal("the read buffer is kept with nothing in it")
 	}
 }

@@ -1,0 +1,121 @@
+package tls13
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"testing"
+)
+
+// benchServers are the two ways a server carries a TLS 1.3 session on:
+// crypto/tls for the session's life, and this package after the handshake.
+func benchPair(b *testing.B, own bool) (srv net.Conn, cli *tls.Conn) {
+	b.Helper()
+	t := &testing.T{}
+	app, proxy := tcpPairB(b)
+	cert := selfSigned(t)
+	cli = tls.Client(app, &tls.Config{InsecureSkipVerify: true})
+	errc := make(chan error, 1)
+	go func() { errc <- cli.Handshake() }()
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
+	if own {
+		var err error
+		if srv, _, err = Server(context.Background(), proxy, cfg); err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		tc := tls.Server(proxy, cfg)
+		if err := tc.Handshake(); err != nil {
+			b.Fatal(err)
+		}
+		srv = tc
+	}
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+	return srv, cli
+}
+
+func tcpPairB(b *testing.B) (client, server net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	server = <-accepted
+	b.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// BenchmarkEcho is one small message each way per operation (a query and
+// its answer), the server's end reading and writing through the record
+// layer under test.
+func BenchmarkEcho(b *testing.B) {
+	for _, own := range []bool{false, true} {
+		name := "crypto-tls"
+		if own {
+			name = "tls13"
+		}
+		b.Run(name, func(b *testing.B) {
+			srv, cli := benchPair(b, own)
+			go func() {
+				buf := make([]byte, 1024)
+				for {
+					n, err := srv.Read(buf)
+					if err != nil {
+						return
+					}
+					if _, err := srv.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
+			msg := make([]byte, 100)
+			got := make([]byte, 100)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := cli.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(cli, got); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkStream is the server sending 64 KiB per operation (a large
+// result).
+func BenchmarkStream(b *testing.B) {
+	for _, own := range []bool{false, true} {
+		name := "crypto-tls"
+		if own {
+			name = "tls13"
+		}
+		b.Run(name, func(b *testing.B) {
+			srv, cli := benchPair(b, own)
+			chunk := make([]byte, 64<<10)
+			go func() { _, _ = io.Copy(io.Discard, cli) }()
+			b.SetBytes(int64(len(chunk)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := srv.Write(chunk); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -237,9 +237,14 @@ func (c *Conn) fill(n int) error {
 		}
 		c.rlo = 0
 	}
-	for c.rhi-c.rlo < n {
+	for zero := 0; c.rhi-c.rlo < n; {
 		m, err := c.conn.Read(c.rb[c.rhi:])
 		c.rhi += m
+		if m == 0 && err == nil {
+			if zero++; zero == 100 {
+				err = io.ErrNoProgress
+			}
+		}
 		if err == nil {
 			continue
 		}
@@ -418,15 +423,18 @@ func (c *Conn) writeRecordLocked(typ byte, data []byte) error {
 	return nil
 }
 
-// Close sends close_notify (within closeTimeout) and closes the connection.
+// Close sends close_notify (within closeTimeout) and closes the
+// connection. With a Write in flight, it only closes the connection, which
+// ends that Write: a Close is how a stuck writer is stopped.
 func (c *Conn) Close() error {
-	c.wmu.Lock()
-	if c.werr == nil {
-		_ = c.conn.SetWriteDeadline(time.Now().Add(closeTimeout))
-		_ = c.writeRecordLocked(typeAlert, []byte{1, alertCloseNotify})
-		c.werr = net.ErrClosed
+	if c.wmu.TryLock() {
+		if c.werr == nil {
+			_ = c.conn.SetWriteDeadline(time.Now().Add(closeTimeout))
+			_ = c.writeRecordLocked(typeAlert, []byte{1, alertCloseNotify})
+			c.werr = net.ErrClosed
+		}
+		c.wmu.Unlock()
 	}
-	c.wmu.Unlock()
 	return c.conn.Close()
 }
 

@@ -424,3 +424,33 @@ func TestRecordsReadTogetherComeOneByOne(t *testing.T) {
 		t.Fatal("the read buffer is kept with nothing in it")
 	}
 }
+
+func TestCloseEndsAStuckWrite(t *testing.T) {
+	srv, _, _ := peer(t)
+	// The client reads nothing: the write fills both socket buffers and
+	// blocks until Close.
+	errc := make(chan error, 1)
+	go func() {
+		_, err := srv.Write(make([]byte, 64<<20))
+		errc <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	closed := make(chan struct{})
+	go func() {
+		srv.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waits for the stuck Write")
+	}
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("the stuck write succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stuck Write goes on after Close")
+	}
+}

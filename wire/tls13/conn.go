@@ -15,7 +15,10 @@
 // both sequence numbers then start at zero. The traffic secrets come from
 // the configuration's KeyLogWriter, which Server sets on its own
 // per-connection copy; they never leave the process. A session that is not
-// TLS 1.3 with an AES-GCM suite stays with crypto/tls.
+// TLS 1.3 with an AES-GCM suite stays with crypto/tls, as does every
+// session of a configuration whose GetConfigForClient returns another
+// configuration (its KeyLogWriter is not this package's). No session of
+// Server gets a ticket, TLS 1.2 included: PostgreSQL sends none either.
 package tls13
 
 import (
@@ -52,7 +55,9 @@ const (
 	alertUnexpectedMessage = 10
 	alertBadRecordMAC      = 20
 	alertRecordOverflow    = 22
+	alertIllegalParameter  = 47
 	alertDecodeError       = 50
+	alertUserCanceled      = 90
 	alertProtocolVersion   = 70
 )
 
@@ -60,6 +65,11 @@ const (
 // start in it, and a record that fits stays in it, so that a reader waiting
 // for the next record (an idle session) holds nothing larger.
 const smallRead = 512
+
+// maxUselessRecords is how many records in a row may carry no application
+// data (KeyUpdates, empty records, user_canceled) before the peer is taken
+// to be spinning the server, as crypto/tls does.
+const maxUselessRecords = 16
 
 // closeTimeout bounds the close_notify a Close sends, as crypto/tls does.
 const closeTimeout = 5 * time.Second
@@ -162,10 +172,16 @@ type Conn struct {
 	rhi    int
 	plain  []byte // application data opened and not yet returned, inside rb
 	rerr   error  // once set, every Read returns it
+	// useless counts the records in a row without application data.
+	useless int
 
 	wmu  sync.Mutex
 	out  half
 	werr error // once set, every Write returns it
+	// answered: a KeyUpdate went out in answer to a request, and no
+	// application data since; more requests meanwhile need no answer of
+	// their own (RFC 8446, section 4.6.3).
+	answered bool
 }
 
 // newConn carries conn on with the application traffic secrets of a
@@ -202,12 +218,18 @@ func (c *Conn) Read(b []byte) (int, error) {
 			return n, nil
 		}
 		if c.rerr != nil {
+			// Nothing more will be read: what is buffered can go.
+			c.rlo, c.rhi = 0, 0
+			c.release()
 			return 0, c.rerr
 		}
 		if len(b) == 0 {
 			return 0, nil
 		}
 		if err := c.readRecord(); err != nil {
+			if c.rerr != nil {
+				c.rlo, c.rhi = 0, 0
+			}
 			c.release()
 			return 0, err
 		}
@@ -294,6 +316,9 @@ func (c *Conn) readRecord() error {
 		return c.fatal(alertBadRecordMAC, errors.New("tls13: record failed authentication"))
 	}
 	c.in.seq++
+	if len(plain) > maxPlaintext+1 {
+		return c.fatal(alertRecordOverflow, errors.Newf("tls13: record of %d bytes of data, over the %d allowed", len(plain), maxPlaintext+1))
+	}
 	i := len(plain) - 1
 	for i >= 0 && plain[i] == 0 {
 		i--
@@ -303,24 +328,35 @@ func (c *Conn) readRecord() error {
 	}
 	typ := plain[i]
 	plain = plain[:i]
-	if len(plain) > maxPlaintext {
-		return c.fatal(alertRecordOverflow, errors.Newf("tls13: record of %d bytes of data, over the %d allowed", len(plain), maxPlaintext))
+	if typ == typeAppData && len(plain) > 0 {
+		c.useless = 0
+		c.plain = plain
+		return nil
+	}
+	if c.useless++; c.useless > maxUselessRecords {
+		return c.fatal(alertUnexpectedMessage, errors.Newf("tls13: %d records in a row without data", c.useless))
 	}
 	switch typ {
 	case typeAppData:
-		c.plain = plain
-		return nil
+		return nil // empty
 	case typeAlert:
 		if len(plain) != 2 {
 			return c.fatal(alertDecodeError, errors.New("tls13: malformed alert"))
 		}
-		if plain[1] == alertCloseNotify {
+		switch plain[1] {
+		case alertCloseNotify:
 			c.rerr = io.EOF
-		} else {
+		case alertUserCanceled:
+			// Sent with close_notify by some clients, and ignored as
+			// crypto/tls does.
+		default:
 			c.rerr = errors.Newf("tls13: remote error: alert %d", plain[1])
 		}
 		return nil
 	case typeHandshake:
+		if len(plain) == 0 {
+			return c.fatal(alertUnexpectedMessage, errors.New("tls13: empty handshake record"))
+		}
 		return c.handshakeMessages(plain)
 	}
 	return c.fatal(alertUnexpectedMessage, errors.Newf("tls13: unexpected content type %d", typ))
@@ -342,8 +378,11 @@ func (c *Conn) handshakeMessages(b []byte) error {
 		if typ != handshakeKeyUpdate {
 			return c.fatal(alertUnexpectedMessage, errors.Newf("tls13: unexpected handshake message %d after the handshake", typ))
 		}
-		if n != 1 || body[0] > 1 {
+		if n != 1 {
 			return c.fatal(alertDecodeError, errors.New("tls13: malformed KeyUpdate"))
+		}
+		if body[0] > 1 {
+			return c.fatal(alertIllegalParameter, errors.Newf("tls13: KeyUpdate request_update %d", body[0]))
 		}
 		if len(b) > 0 {
 			return c.fatal(alertUnexpectedMessage, errors.New("tls13: data after a KeyUpdate in its record"))
@@ -351,22 +390,30 @@ func (c *Conn) handshakeMessages(b []byte) error {
 		if err := c.in.update(); err != nil {
 			return c.fatal(noAlert, err)
 		}
-		if body[0] == 1 { // update_requested: answer, then change keys
-			c.wmu.Lock()
-			err := c.writeRecordLocked(typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 0})
-			if err == nil {
-				err = c.out.update()
-				if err != nil {
-					c.werr = err
-				}
-			}
-			c.wmu.Unlock()
-			if err != nil {
-				return c.fatal(noAlert, err)
-			}
+		if body[0] == 1 {
+			c.answerKeyUpdate()
 		}
 	}
 	return nil
+}
+
+// answerKeyUpdate sends a KeyUpdate, then moves the writing keys, unless
+// one already went out since the last application data. A failure ends
+// writing, not reading: the next Write reports it.
+func (c *Conn) answerKeyUpdate() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil || c.answered {
+		return
+	}
+	if err := c.writeRecordLocked(typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 0}); err != nil {
+		return
+	}
+	if err := c.out.update(); err != nil {
+		c.werr = err
+		return
+	}
+	c.answered = true
 }
 
 // fatal ends reading with err, telling the peer with an alert (unless
@@ -398,6 +445,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		if err := c.writeRecordLocked(typeAppData, chunk); err != nil {
 			return n, err
 		}
+		c.answered = false
 		n += len(chunk)
 	}
 	return n, nil

@@ -299,9 +299,25 @@ func TestDamagedRecordsEndTheSession(t *testing.T) {
 		{"a handshake message after the handshake", func(cli *Conn) []byte {
 			return seal(cli, typeHandshake, []byte{4, 0, 0, 0})
 		}, "unexpected handshake message 4", "alert 10"},
-		{"a malformed KeyUpdate", func(cli *Conn) []byte {
-			return seal(cli, typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 7})
+		{"a KeyUpdate of another length", func(cli *Conn) []byte {
+			return seal(cli, typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 2, 0, 0})
 		}, "malformed KeyUpdate", "alert 50"},
+		{"an unknown KeyUpdate request", func(cli *Conn) []byte {
+			return seal(cli, typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 7})
+		}, "request_update 7", "alert 47"},
+		{"an empty handshake record", func(cli *Conn) []byte {
+			return seal(cli, typeHandshake, nil)
+		}, "empty handshake record", "alert 10"},
+		{"padding over the record size", func(cli *Conn) []byte {
+			return sealRaw(cli, append(append(make([]byte, 0, maxPlaintext+2), 'x', typeAppData), make([]byte, maxPlaintext)...))
+		}, "over the 16385 allowed", "alert 22"},
+		{"records without data", func(cli *Conn) []byte {
+			var b []byte
+			for i := 0; i <= maxUselessRecords; i++ {
+				b = append(b, seal(cli, typeAppData, nil)...)
+			}
+			return b
+		}, "records in a row without data", "alert 10"},
 		{"data after a KeyUpdate", func(cli *Conn) []byte {
 			return seal(cli, typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 0, handshakeKeyUpdate, 0, 0, 1, 0})
 		}, "after a KeyUpdate", "alert 10"},
@@ -452,5 +468,91 @@ func TestCloseEndsAStuckWrite(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stuck Write goes on after Close")
+	}
+}
+
+func TestKeyUpdateRequestsWhileSilentGetOneAnswer(t *testing.T) {
+	srv, cli, raw := peer(t)
+	next := func(secret []byte) []byte {
+		out, err := expandLabel(srv.out.suite, secret, "traffic upd", srv.out.suite.hash().Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	once := next(srv.out.secret)
+	var b []byte
+	for i := 0; i < 5; i++ {
+		b = append(b, seal(cli, typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 1})...)
+		if err := cli.out.update(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b = append(b, seal(cli, typeAppData, []byte("data"))...)
+	if _, err := raw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 10)
+	if n, err := srv.Read(got); err != nil || string(got[:n]) != "data" {
+		t.Fatalf("read %q, %v", got[:n], err)
+	}
+	if !bytes.Equal(srv.out.secret, once) {
+		t.Fatal("5 requests while silent did not move the server's keys exactly once")
+	}
+	// The client moves to the one new key and reads what follows it.
+	if _, err := srv.Write([]byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+	_ = cli.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := cli.Read(got); err != nil || string(got[:n]) != "answer" {
+		t.Fatalf("client read %q, %v", got[:n], err)
+	}
+	// After application data, a new request gets a new answer.
+	if _, err := raw.Write(seal(cli, typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 1})); err != nil {
+		t.Fatal(err)
+	}
+	_ = cli.out.update()
+	if _, err := raw.Write(seal(cli, typeAppData, []byte("more"))); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := srv.Read(got); err != nil || string(got[:n]) != "more" {
+		t.Fatalf("read %q, %v", got[:n], err)
+	}
+	if !bytes.Equal(srv.out.secret, next(once)) {
+		t.Fatal("a request after application data did not move the server's keys once more")
+	}
+}
+
+func TestUserCanceledIsIgnored(t *testing.T) {
+	srv, cli, raw := peer(t)
+	b := append(seal(cli, typeAlert, []byte{1, alertUserCanceled}), seal(cli, typeAppData, []byte("still here"))...)
+	if _, err := raw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 20)
+	if n, err := srv.Read(got); err != nil || string(got[:n]) != "still here" {
+		t.Fatalf("read %q, %v", got[:n], err)
+	}
+}
+
+func TestTheEndReleasesTheReadBuffer(t *testing.T) {
+	// A large record and a close_notify arrive together; the reader takes
+	// part of the record, then the rest, then the end.
+	srv, cli, raw := peer(t)
+	large := bytes.Repeat([]byte("x"), 5000)
+	b := append(seal(cli, typeAppData, large), seal(cli, typeAlert, []byte{1, alertCloseNotify})...)
+	b = append(b, 1, 2, 3) // and bytes after it, never read
+	if _, err := raw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(srv)
+	if err != nil || !bytes.Equal(got, large) {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+	if srv.pooled != nil {
+		t.Fatal("the pooled buffer is kept after the end")
 	}
 }

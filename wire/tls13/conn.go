@@ -81,6 +81,18 @@ var bufPool = sync.Pool{New: func() any {
 	return &b
 }}
 
+// fullRecord is the size of a record this package seals with the most data.
+const fullRecord = headerLen + maxPlaintext + 1 + tagLen
+
+// batchRecords is how many full records a Write seals before it writes
+// them, in a buffer of batchPool.
+const batchRecords = 4
+
+var batchPool = sync.Pool{New: func() any {
+	b := make([]byte, batchRecords*fullRecord)
+	return &b
+}}
+
 // suite is what a TLS 1.3 cipher suite needs here.
 type suite struct {
 	keyLen int
@@ -432,39 +444,63 @@ func (c *Conn) fatal(alert int, err error) error {
 	return err
 }
 
-// Write sends b as application data records.
+// Write sends b as application data records, up to batchRecords of them
+// per write to the connection underneath.
 func (c *Conn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
 		return 0, c.werr
 	}
+	pool := &bufPool
+	if len(b) > maxPlaintext {
+		pool = &batchPool
+	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
 	n := 0
 	for len(b) > n {
-		chunk := b[n:min(len(b), n+maxPlaintext)]
-		if err := c.writeRecordLocked(typeAppData, chunk); err != nil {
-			return n, err
+		out := (*bp)[:0]
+		sent := n
+		for len(b) > n && cap(out)-len(out) >= fullRecord {
+			chunk := b[n:min(len(b), n+maxPlaintext)]
+			out = c.sealLocked(out, typeAppData, chunk)
+			n += len(chunk)
+		}
+		if err := c.flushLocked(out); err != nil {
+			return sent, err
 		}
 		c.answered = false
-		n += len(chunk)
 	}
 	return n, nil
 }
 
-// writeRecordLocked seals data as one record of type typ and writes it. A
-// failed write leaves the stream cut inside a record: writing ends.
+// writeRecordLocked seals data as one record of type typ and writes it.
 func (c *Conn) writeRecordLocked(typ byte, data []byte) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	buf := *bp
-	n := len(data) + 1 + tagLen
-	buf[0], buf[1], buf[2] = typeAppData, 3, 3
-	binary.BigEndian.PutUint16(buf[3:], uint16(n))
-	copy(buf[headerLen:], data)
-	buf[headerLen+len(data)] = typ
-	rec := c.out.aead.Seal(buf[headerLen:headerLen], c.out.nonce(), buf[headerLen:headerLen+len(data)+1], buf[:headerLen])
+	return c.flushLocked(c.sealLocked((*bp)[:0], typ, data))
+}
+
+// sealLocked appends to dst the record of data, of content type typ
+// (at most maxPlaintext bytes; dst has room for fullRecord more).
+func (c *Conn) sealLocked(dst []byte, typ byte, data []byte) []byte {
+	start := len(dst)
+	dst = append(dst, typeAppData, 3, 3, 0, 0)
+	binary.BigEndian.PutUint16(dst[start+3:], uint16(len(data)+1+tagLen))
+	dst = append(dst, data...)
+	dst = append(dst, typ)
+	hdr := dst[start : start+headerLen]
+	inner := dst[start+headerLen:]
+	sealed := c.out.aead.Seal(inner[:0], c.out.nonce(), inner, hdr)
 	c.out.seq++
-	if _, err := c.conn.Write(buf[:headerLen+len(rec)]); err != nil {
+	return dst[:start+headerLen+len(sealed)]
+}
+
+// flushLocked writes sealed records. A failed write leaves the stream cut
+// inside a record: writing ends.
+func (c *Conn) flushLocked(b []byte) error {
+	if _, err := c.conn.Write(b); err != nil {
 		c.werr = errors.Wrap(err, "tls13: write")
 		return c.werr
 	}

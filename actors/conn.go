@@ -114,6 +114,9 @@ func (c *clientConn) serve(ctx context.Context) (*session, *admission) {
 		p.cancelRequest(cctx, res.Cancel.ProcessID, res.Cancel.SecretKey)
 		return nil, nil
 	}
+	if res.TLS != nil {
+		p.cfg.Policy.metrics().TLSSession(res.TLSRecords)
+	}
 	conn := res.Conn
 	_ = conn.SetDeadline(time.Now().Add(p.cfg.StartupTimeout))
 	if err := adm.rejection(); err != nil {

@@ -32,6 +32,7 @@ type Metrics struct {
 	applySeconds  prometheus.Histogram
 	limitCancels  *prometheus.CounterVec
 	relays        *prometheus.CounterVec
+	tlsSessions   *prometheus.CounterVec
 	queryLogLines prometheus.Counter
 }
 
@@ -83,6 +84,10 @@ func New(src Sources) *Metrics {
 		Name: "tdb_relay_sessions_total",
 		Help: "Sessions relayed, by relay: loop (the epoll loop), goroutine (PROXY protocol clients, --goroutine-relay), handoff (from the loop to goroutines mid-session).",
 	}, []string{"relay"})
+	m.tlsSessions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tdb_tls_sessions_total",
+		Help: "TLS client sessions after their handshake, by record layer: tls13 (tdb's own, TLS 1.3 AES-GCM), crypto_tls (TLS 1.2, ChaCha20).",
+	}, []string{"records"})
 	m.limitCancels = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tdb_limit_cancels_total", Help: "Statements cancelled on the backend by a workspace limit.",
 	}, []string{"limit"})
@@ -90,7 +95,7 @@ func New(src Sources) *Metrics {
 		Name: "tdb_query_log_dropped_lines_total", Help: "Query log lines not written because the log output fell behind.",
 	})
 	m.reg.MustRegister(m.connections, m.rejected, m.authFailures, m.statements, m.errors, m.bytes,
-		m.bansDecided, m.banBatches, m.dropped, m.applySeconds, m.limitCancels, m.queryLogLines, m.relays,
+		m.bansDecided, m.banBatches, m.dropped, m.applySeconds, m.limitCancels, m.queryLogLines, m.relays, m.tlsSessions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, s := range []string{StateStartup, StateActive} {
 		m.connections.WithLabelValues(s)
@@ -225,6 +230,14 @@ func (m *Metrics) LimitCancel(limit string) {
 func (m *Metrics) Relay(relay string) {
 	if m != nil {
 		m.relays.WithLabelValues(relay).Inc()
+	}
+}
+
+// TLSSession counts a TLS client session by the record layer it goes on
+// with after the handshake (tls13, crypto_tls).
+func (m *Metrics) TLSSession(records string) {
+	if m != nil {
+		m.tlsSessions.WithLabelValues(records).Inc()
 	}
 }
 

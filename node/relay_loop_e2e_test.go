@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"os"
 	"regexp"
@@ -153,6 +154,51 @@ func TestEventLoopRelay(t *testing.T) {
 	if got := relayCount(t, e, "goroutine"); got != 0 {
 		t.Fatalf("sessions relayed by goroutines: %d, want 0", got)
 	}
+	// That session went on with tdb's own TLS records; a large statement
+	// moves it to goroutines as for plain TCP.
+	if got := tlsCount(t, e, "tls13"); got != 1 {
+		t.Fatalf("TLS sessions on tdb's own records: %d, want 1", got)
+	}
+	if err := tc.QueryRow(ctx, "SELECT length('"+big+"')", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil || n != len(big) {
+		t.Fatalf("TLS large statement: %d, %v", n, err)
+	}
+	mustSelectOne(t, tc)
+	if got := relayCount(t, e, "handoff"); got != 2 {
+		t.Fatalf("handoffs: %d, want 2", got)
+	}
+
+	// A TLS 1.2 client stays with crypto/tls, in the loop too.
+	cfg, err := pgx.ParseConfig(e.ConnString(e.ProxyPassword, "controlplane_workspace", "require"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TLSConfig.MaxVersion = tls.VersionTLS12
+	cfg.Fallbacks = nil
+	c12, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c12.Close(ctx)
+	if err := c12.QueryRow(ctx, "SELECT count(*), sum(length(s)) FROM (SELECT repeat('u', 300) AS s FROM generate_series(1, 100000)) q").Scan(&rows, &chars); err != nil || rows != 100000 || chars != 300*100000 {
+		t.Fatalf("TLS 1.2: %d rows, %d chars, %v", rows, chars, err)
+	}
+	if got := tlsCount(t, e, "crypto_tls"); got != 1 {
+		t.Fatalf("TLS sessions on crypto/tls: %d, want 1", got)
+	}
+	if got := relayCount(t, e, "loop"); got != 4 {
+		t.Fatalf("sessions relayed by the loop: %d, want 4", got)
+	}
+}
+
+// tlsCount reads tdb_tls_sessions_total{records=...} from /metrics.
+func tlsCount(t *testing.T, e *testnode.Env, records string) int {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^tdb_tls_sessions_total\{records="` + records + `"\} (\d+)$`).FindStringSubmatch(scrape(t, e))
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // TestGoroutineRelayOption turns the event loop off.

@@ -29,6 +29,7 @@ type authServer struct {
 type authResult struct {
 	matched int
 	tls     bool
+	records string // StartupResult.TLSRecords
 	err     error
 }
 
@@ -77,7 +78,7 @@ func serveAuth(conn net.Conn, cfg StartupConfig, salt []byte, keys map[string][]
 	}
 	_ = res.Conn.SetDeadline(time.Now().Add(5 * time.Second))
 	matched, err := AuthenticateSCRAM(res.Backend, res.User(), userSalt, testIterations, cands, res.ChannelBinding)
-	out := authResult{matched: matched, tls: res.TLS != nil, err: err}
+	out := authResult{matched: matched, tls: res.TLS != nil, records: res.TLSRecords, err: err}
 	if err != nil {
 		_ = WriteError(res.Conn, err)
 		return out
@@ -165,6 +166,9 @@ func TestAuthenticateSCRAMEndToEnd(t *testing.T) {
 			case r := <-srv.results:
 				if r.matched != tt.wantMatched || r.tls != tt.tls {
 					t.Fatalf("server: matched %d tls %v err %v; want matched %d tls %v", r.matched, r.tls, r.err, tt.wantMatched, tt.tls)
+				}
+				if r.tls && r.matched >= 0 && r.records != "tls13" {
+					t.Fatalf("a TLS 1.3 session went on with %q records", r.records)
 				}
 				if CodeOf(r.err) != tt.wantCode {
 					t.Fatalf("server error %v has code %q, want %q", r.err, CodeOf(r.err), tt.wantCode)

@@ -61,6 +61,9 @@ type StartupResult struct {
 	Conn net.Conn
 	// TLS is the TLS state, nil without TLS.
 	TLS *tls.ConnectionState
+	// TLSRecords names the record layer the session goes on with after the
+	// TLS handshake: "tls13" (tdb's own) or "crypto_tls"; "" without TLS.
+	TLSRecords string
 	// ChannelBinding is the tls-server-end-point data of the certificate this
 	// connection presented, for AuthenticateSCRAM; nil without TLS or when
 	// the certificate's signature algorithm defines no binding.
@@ -214,6 +217,10 @@ func (s *startup) sslRequest(ctx context.Context, pkt []byte) error {
 		return errors.Wrap(err, "TLS handshake")
 	}
 	s.res.TLS = &state
+	s.res.TLSRecords = "crypto_tls"
+	if _, own := tlsConn.(*tls13.Conn); own {
+		s.res.TLSRecords = "tls13"
+	}
 	s.res.ChannelBinding = EndPointBinding(served)
 	s.br = bufio.NewReaderSize(tlsConn, startupBufferSize)
 	return nil

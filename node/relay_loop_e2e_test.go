@@ -38,7 +38,19 @@ func mustCancelSleep(t *testing.T, c *pgx.Conn) {
 // relayCount reads tdb_relay_sessions_total{relay=...} from /metrics.
 func relayCount(t *testing.T, e *testnode.Env, relay string) int {
 	t.Helper()
-	m := regexp.MustCompile(`(?m)^tdb_relay_sessions_total\{relay="` + relay + `"\} (\d+)$`).FindStringSubmatch(scrape(t, e))
+	return counter(t, e, "tdb_relay_sessions_total", "relay", relay)
+}
+
+// tlsCount reads tdb_tls_sessions_total{records=...} from /metrics.
+func tlsCount(t *testing.T, e *testnode.Env, records string) int {
+	t.Helper()
+	return counter(t, e, "tdb_tls_sessions_total", "records", records)
+}
+
+// counter reads a counter with one label from /metrics; 0 when absent.
+func counter(t *testing.T, e *testnode.Env, name, label, value string) int {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + name + `\{` + label + `="` + value + `"\} (\d+)$`).FindStringSubmatch(scrape(t, e))
 	if m == nil {
 		return 0
 	}
@@ -188,17 +200,6 @@ func TestEventLoopRelay(t *testing.T) {
 	if got := relayCount(t, e, "loop"); got != 4 {
 		t.Fatalf("sessions relayed by the loop: %d, want 4", got)
 	}
-}
-
-// tlsCount reads tdb_tls_sessions_total{records=...} from /metrics.
-func tlsCount(t *testing.T, e *testnode.Env, records string) int {
-	t.Helper()
-	m := regexp.MustCompile(`(?m)^tdb_tls_sessions_total\{records="` + records + `"\} (\d+)$`).FindStringSubmatch(scrape(t, e))
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
 }
 
 // TestGoroutineRelayOption turns the event loop off.

@@ -3,20 +3,16 @@ package evloop
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"tdb/internal/testconn"
 	"tdb/wire/tls13"
 )
 
@@ -65,26 +61,7 @@ func readFrame(t *testing.T, c net.Conn) (byte, []byte) {
 }
 
 // tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t testing.TB) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		ch <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := <-ch
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+func tcpPair(t testing.TB) (net.Conn, net.Conn) { return testconn.TCPPair(t) }
 
 type rig struct {
 	app, db net.Conn // the far ends: the application and the database
@@ -408,7 +385,7 @@ var tlsServers = []string{"crypto/tls", "tls13", "tls13 fallback"}
 func tlsPair(t *testing.T, server string) (srv net.Conn, cli *tls.Conn) {
 	t.Helper()
 	app, proxySide := tcpPair(t)
-	cfg := &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
+	cfg := &tls.Config{Certificates: []tls.Certificate{testconn.SelfSigned(t)}}
 	ccfg := &tls.Config{InsecureSkipVerify: true}
 	if server == "tls13 fallback" {
 		ccfg.MaxVersion = tls.VersionTLS12
@@ -435,21 +412,6 @@ func tlsPair(t *testing.T, server string) (srv net.Conn, cli *tls.Conn) {
 		t.Fatal(err)
 	}
 	return srv, cli
-}
-
-// selfSigned makes a throwaway certificate.
-func selfSigned(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 func TestUnreadBytesGoFirst(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"testing"
+
+	"tdb/internal/testconn"
 )
 
 // benchServers are the two ways a server carries a TLS 1.3 session on:
@@ -18,9 +20,8 @@ func benchPair(b *testing.B, own bool) (srv net.Conn, cli *tls.Conn) {
 // benchPairRaw also returns the client's TCP connection.
 func benchPairRaw(b *testing.B, own bool) (srv net.Conn, cli *tls.Conn, raw net.Conn) {
 	b.Helper()
-	t := &testing.T{}
-	app, proxy := tcpPairB(b)
-	cert := selfSigned(t)
+	app, proxy := testconn.TCPPair(b)
+	cert := testconn.SelfSigned(b)
 	cli = tls.Client(app, &tls.Config{InsecureSkipVerify: true})
 	errc := make(chan error, 1)
 	go func() { errc <- cli.Handshake() }()
@@ -41,26 +42,6 @@ func benchPairRaw(b *testing.B, own bool) (srv net.Conn, cli *tls.Conn, raw net.
 		b.Fatal(err)
 	}
 	return srv, cli, app
-}
-
-func tcpPairB(b *testing.B) (client, server net.Conn) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	server = <-accepted
-	b.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
 }
 
 // BenchmarkEcho is one small message each way per operation (a query and

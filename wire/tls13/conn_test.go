@@ -3,73 +3,28 @@ package tls13
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"tdb/internal/testconn"
 )
-
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
-}
-
-func selfSigned(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // handshake connects a crypto/tls client with ccfg to Server, and returns
 // both ends.
 func handshake(t *testing.T, ccfg *tls.Config) (srv net.Conn, state tls.ConnectionState, cli *tls.Conn) {
 	t.Helper()
-	app, proxy := tcpPair(t)
+	app, proxy := testconn.TCPPair(t)
 	cli = tls.Client(app, ccfg)
 	errc := make(chan error, 1)
 	go func() { errc <- cli.Handshake() }()
-	srv, state, err := Server(context.Background(), proxy, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	srv, state, err := Server(context.Background(), proxy, &tls.Config{Certificates: []tls.Certificate{testconn.SelfSigned(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +86,7 @@ func TestServerCarriesOnWithItsOwnRecords(t *testing.T) {
 func TestServerKeepsTheRecordSentWithTheFinished(t *testing.T) {
 	// The client's Finished and its first data leave in one write: the
 	// handshake must leave that record to the record layer.
-	app, proxy := tcpPair(t)
+	app, proxy := testconn.TCPPair(t)
 	held := &holdConn{Conn: app}
 	cli := tls.Client(held, &tls.Config{InsecureSkipVerify: true,
 		VerifyConnection: func(tls.ConnectionState) error { held.hold(); return nil }})
@@ -144,7 +99,7 @@ func TestServerKeepsTheRecordSentWithTheFinished(t *testing.T) {
 		_, _ = cli.Write([]byte("startup"))
 		errc <- held.release()
 	}()
-	srv, _, err := Server(context.Background(), proxy, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	srv, _, err := Server(context.Background(), proxy, &tls.Config{Certificates: []tls.Certificate{testconn.SelfSigned(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,13 +168,13 @@ func TestServerLeavesOtherSessionsToCryptoTLS(t *testing.T) {
 // crypto/tls's client does not send: KeyUpdate, damaged records.
 func peer(t *testing.T) (srv *Conn, cli *Conn, raw net.Conn) {
 	t.Helper()
-	app, proxy := tcpPair(t)
+	app, proxy := testconn.TCPPair(t)
 	keys := &keyLog{}
 	r := &recordReader{Conn: app}
 	tc := tls.Client(r, &tls.Config{InsecureSkipVerify: true, KeyLogWriter: keys})
 	errc := make(chan error, 1)
 	go func() { errc <- tc.Handshake() }()
-	s, _, err := Server(context.Background(), proxy, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	s, _, err := Server(context.Background(), proxy, &tls.Config{Certificates: []tls.Certificate{testconn.SelfSigned(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"tdb/internal/testconn"
 )
 
 // TestOpenSSLClients runs OpenSSL's client (the TLS library of libpq,
@@ -23,7 +25,7 @@ func TestOpenSSLClients(t *testing.T) {
 		}
 		t.Fatalf("openssl not installed (TDB_REQUIRE_ALL is set): %v", err)
 	}
-	cert := selfSigned(t)
+	cert := testconn.SelfSigned(t)
 	for _, tc := range []struct {
 		suite string
 		id    uint16

@@ -261,6 +261,9 @@ func (c *Conn) fill(n int) error {
 	if c.rb == nil {
 		c.rb = c.small[:]
 	}
+	if c.rlo == c.rhi {
+		c.rlo, c.rhi = 0, 0 // read into the whole buffer, not its end
+	}
 	if c.rlo+n > len(c.rb) {
 		if n > len(c.rb) {
 			c.pooled = bufPool.Get().(*[]byte)

@@ -511,3 +511,37 @@ func TestTheEndReleasesTheReadBuffer(t *testing.T) {
 		t.Fatal("the pooled buffer is kept after the end")
 	}
 }
+
+func TestReadsStartAtTheFrontOfTheBuffer(t *testing.T) {
+	// Small records one after the other: each is read whole by one read of
+	// the socket into the connection's own buffer, however far into that
+	// buffer the previous ones went.
+	srv, cli, raw := peer(t)
+	counting := &countingConn{Conn: srv.conn}
+	srv.conn = counting
+	msg := bytes.Repeat([]byte("q"), 100)
+	got := make([]byte, 200)
+	_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := 0; i < 20; i++ {
+		if _, err := raw.Write(seal(cli, typeAppData, msg)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		if n, err := srv.Read(got); err != nil || n != len(msg) {
+			t.Fatalf("record %d: %d bytes, %v", i, n, err)
+		}
+	}
+	if counting.reads > 20 {
+		t.Fatalf("%d reads of the socket for 20 records", counting.reads)
+	}
+}
+
+type countingConn struct {
+	net.Conn
+	reads int
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	c.reads++
+	return c.Conn.Read(b)
+}

@@ -524,6 +524,9 @@ func (l *Loop) handle(p *Pair, side Side, read bool) {
 			if p.ep[side].TLS == nil {
 				break // level-triggered: the socket says when there is more
 			}
+			if c, ok := p.ep[side].TLS.(*tls13.Conn); ok && !c.Buffered() {
+				break // the same, once the record layer holds no whole record
+			}
 		}
 		if n > 0 {
 			p.h.Read(side, n)

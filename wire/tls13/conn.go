@@ -248,6 +248,18 @@ func (c *Conn) Read(b []byte) (int, error) {
 	}
 }
 
+// Buffered says whether the next Read has something without reading the
+// connection underneath: data not yet returned, or a whole record.
+func (c *Conn) Buffered() bool {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if len(c.plain) > 0 {
+		return true
+	}
+	have := c.rhi - c.rlo
+	return have >= headerLen && have >= headerLen+int(binary.BigEndian.Uint16(c.rb[c.rlo+3:]))
+}
+
 // release gives the pooled read buffer back once it holds nothing.
 func (c *Conn) release() {
 	if c.pooled != nil && len(c.plain) == 0 && c.rlo == c.rhi {

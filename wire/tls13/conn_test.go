@@ -545,3 +545,50 @@ func (c *countingConn) Read(b []byte) (int, error) {
 	c.reads++
 	return c.Conn.Read(b)
 }
+
+func TestBufferedSaysWhenAReadNeedsNoSocket(t *testing.T) {
+	srv, cli, raw := peer(t)
+	if srv.Buffered() {
+		t.Fatal("buffered before anything arrived")
+	}
+	one, two := seal(cli, typeAppData, []byte("one")), seal(cli, typeAppData, []byte("two"))
+	if _, err := raw.Write(append(one, two[:8]...)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 2)
+	if n, err := srv.Read(got); err != nil || string(got[:n]) != "on" {
+		t.Fatalf("read %q, %v", got[:n], err)
+	}
+	if !srv.Buffered() {
+		t.Fatal("data not yet returned is not reported")
+	}
+	if n, err := srv.Read(got); err != nil || string(got[:n]) != "e" {
+		t.Fatalf("read %q, %v", got[:n], err)
+	}
+	if srv.Buffered() {
+		t.Fatal("a record in part is reported as readable")
+	}
+	if _, err := raw.Write(two[8:]); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := srv.Read(got[:]); err != nil || string(got[:n]) != "tw" {
+		t.Fatalf("read %q, %v", got[:n], err)
+	}
+	if n, err := srv.Read(got[:]); err != nil || string(got[:n]) != "o" {
+		t.Fatalf("read %q, %v", got[:n], err)
+	}
+	// Two whole records read together: after the first, the second is
+	// readable without the socket.
+	if _, err := raw.Write(append(seal(cli, typeAppData, []byte("ab")), seal(cli, typeAppData, []byte("cd"))...)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n, err := srv.Read(got); err != nil || string(got[:n]) != "ab" {
+		t.Fatalf("read %q, %v", got[:n], err)
+	}
+	if !srv.Buffered() {
+		t.Fatal("a whole record read with the last one is not reported")
+	}
+}

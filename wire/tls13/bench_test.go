@@ -48,62 +48,57 @@ func benchPairRaw(b *testing.B, own bool) (srv net.Conn, cli *tls.Conn, raw net.
 // its answer), the server's end reading and writing through the record
 // layer under test.
 func BenchmarkEcho(b *testing.B) {
-	for _, own := range []bool{false, true} {
-		name := "crypto-tls"
-		if own {
-			name = "tls13"
-		}
-		b.Run(name, func(b *testing.B) {
-			srv, cli := benchPair(b, own)
-			go func() {
-				buf := make([]byte, 1024)
-				for {
-					n, err := srv.Read(buf)
-					if err != nil {
-						return
-					}
-					if _, err := srv.Write(buf[:n]); err != nil {
-						return
-					}
+	bothLayers(b, func(b *testing.B, own bool) {
+		srv, cli := benchPair(b, own)
+		go func() {
+			buf := make([]byte, 1024)
+			for {
+				n, err := srv.Read(buf)
+				if err != nil {
+					return
 				}
-			}()
-			msg := make([]byte, 100)
-			got := make([]byte, 100)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if _, err := cli.Write(msg); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := io.ReadFull(cli, got); err != nil {
-					b.Fatal(err)
+				if _, err := srv.Write(buf[:n]); err != nil {
+					return
 				}
 			}
-		})
-	}
+		}()
+		msg := make([]byte, 100)
+		got := make([]byte, 100)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := cli.Write(msg); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadFull(cli, got); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkStream is the server sending 64 KiB per operation (a large
 // result), to a client that takes the bytes without decrypting them: the
 // time is the server's sealing and writing.
 func BenchmarkStream(b *testing.B) {
-	for _, own := range []bool{false, true} {
-		name := "crypto-tls"
-		if own {
-			name = "tls13"
-		}
-		b.Run(name, func(b *testing.B) {
-			srv, _, raw := benchPairRaw(b, own)
-			chunk := make([]byte, 64<<10)
-			go func() { _, _ = io.Copy(io.Discard, raw) }()
-			b.SetBytes(int64(len(chunk)))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if _, err := srv.Write(chunk); err != nil {
-					b.Fatal(err)
-				}
+	bothLayers(b, func(b *testing.B, own bool) {
+		srv, _, raw := benchPairRaw(b, own)
+		chunk := make([]byte, 64<<10)
+		go func() { _, _ = io.Copy(io.Discard, raw) }()
+		b.SetBytes(int64(len(chunk)))
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := srv.Write(chunk); err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+		}
+	})
+}
+
+// bothLayers runs bench as sub-benchmarks for crypto/tls and for this
+// package's records.
+func bothLayers(b *testing.B, bench func(b *testing.B, own bool)) {
+	b.Run("crypto-tls", func(b *testing.B) { bench(b, false) })
+	b.Run("tls13", func(b *testing.B) { bench(b, true) })
 }

@@ -453,7 +453,7 @@ iterations; tdb keeps PostgreSQL's 4096.
 
 On idle connections: while the loop relays a session no goroutine waits for it, so the
 "Go stacks" column is near zero; what remains is the session, the TLS record layer (after
-the handshake, a TLS 1.3 AES-GCM session keeps its two ciphers and a 512-byte read buffer;
+the handshake, a TLS 1.3 session keeps its two ciphers and a 512-byte read buffer;
 crypto/tls had kept about 8 KiB of buffers and handshake state per client: 9.3-9.4 KiB of
 live heap per idle client before, 5.5-6.1 KiB after, 1500 clients, 2026-11-27) and the
 backend session's bookkeeping; frame buffers are

@@ -86,7 +86,7 @@ func New(src Sources) *Metrics {
 	}, []string{"relay"})
 	m.tlsSessions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tdb_tls_sessions_total",
-		Help: "TLS client sessions after their handshake, by record layer: tls13 (tdb's own, TLS 1.3 AES-GCM), crypto_tls (TLS 1.2, ChaCha20).",
+		Help: "TLS client sessions after their handshake, by record layer: tls13 (tdb's own, TLS 1.3), crypto_tls (TLS 1.2).",
 	}, []string{"records"})
 	m.limitCancels = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tdb_limit_cancels_total", Help: "Statements cancelled on the backend by a workspace limit.",

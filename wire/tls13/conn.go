@@ -1,6 +1,6 @@
 // Package tls13 carries a server's TLS 1.3 connection on after crypto/tls
 // has made the handshake: the record layer alone (RFC 8446, section 5),
-// for the AES-GCM suites.
+// for the three suites crypto/tls offers (AES-GCM, ChaCha20-Poly1305).
 //
 // Why: a crypto/tls connection keeps, for its whole life, the record and
 // handshake buffers it grew during the handshake, its configuration and its
@@ -15,7 +15,7 @@
 // both sequence numbers then start at zero. The traffic secrets come from
 // the configuration's KeyLogWriter, which Server sets on its own
 // per-connection copy; they never leave the process. A session that is not
-// TLS 1.3 with an AES-GCM suite stays with crypto/tls, as does every
+// TLS 1.3 (or has a suite not listed here) stays with crypto/tls, as does every
 // session of a configuration whose GetConfigForClient returns another
 // configuration (its KeyLogWriter is not this package's). No session of
 // Server gets a ticket, TLS 1.2 included: PostgreSQL sends none either.
@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"golang.org/x/crypto/chacha20poly1305"
 )
 
 const (
@@ -97,11 +98,21 @@ var batchPool = sync.Pool{New: func() any {
 type suite struct {
 	keyLen int
 	hash   func() hash.Hash
+	aead   func(key []byte) (cipher.AEAD, error)
 }
 
 var suites = map[uint16]suite{
-	tls.TLS_AES_128_GCM_SHA256: {keyLen: 16, hash: sha256.New},
-	tls.TLS_AES_256_GCM_SHA384: {keyLen: 32, hash: sha512.New384},
+	tls.TLS_AES_128_GCM_SHA256:       {keyLen: 16, hash: sha256.New, aead: newAESGCM},
+	tls.TLS_AES_256_GCM_SHA384:       {keyLen: 32, hash: sha512.New384, aead: newAESGCM},
+	tls.TLS_CHACHA20_POLY1305_SHA256: {keyLen: chacha20poly1305.KeySize, hash: sha256.New, aead: chacha20poly1305.New},
+}
+
+func newAESGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }
 
 // half is one direction's protection: its cipher, IV, secret and sequence
@@ -125,13 +136,9 @@ func (h *half) set(s suite, secret []byte) error {
 	if err != nil {
 		return err
 	}
-	block, err := aes.NewCipher(key)
+	aead, err := s.aead(key)
 	if err != nil {
 		return errors.Wrap(err, "tls13: cipher")
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return errors.Wrap(err, "tls13: gcm")
 	}
 	h.suite, h.secret, h.aead, h.seq = s, secret, aead, 0
 	copy(h.iv[:], iv)
@@ -201,7 +208,7 @@ type Conn struct {
 func newConn(conn net.Conn, version, cipherSuite uint16, clientSecret, serverSecret []byte) (*Conn, error) {
 	s, ok := suites[cipherSuite]
 	if !ok || version != tls.VersionTLS13 {
-		return nil, errors.Newf("tls13: not a TLS 1.3 AES-GCM session (version %#x, suite %#x)", version, cipherSuite)
+		return nil, errors.Newf("tls13: not a TLS 1.3 session of a known suite (version %#x, suite %#x)", version, cipherSuite)
 	}
 	c := &Conn{conn: conn}
 	if err := c.in.set(s, clientSecret); err != nil {

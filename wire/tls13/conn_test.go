@@ -592,3 +592,47 @@ func TestBufferedSaysWhenAReadNeedsNoSocket(t *testing.T) {
 		t.Fatal("a whole record read with the last one is not reported")
 	}
 }
+
+func TestEverySuiteWithKeyUpdates(t *testing.T) {
+	// Interop with a real client is TestOpenSSLClients; this runs each
+	// suite's key schedule through updates in both directions.
+	for id, s := range suites {
+		t.Run(tls.CipherSuiteName(id), func(t *testing.T) {
+			app, proxy := testconn.TCPPair(t)
+			cs, ss := make([]byte, s.hash().Size()), make([]byte, s.hash().Size())
+			_, _ = rand.Read(cs)
+			_, _ = rand.Read(ss)
+			srv, err := newConn(proxy, tls.VersionTLS13, id, cs, ss)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cli, err := newConn(app, tls.VersionTLS13, id, ss, cs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := echo(srv)
+			msg := bytes.Repeat([]byte("m"), 40000)
+			for i := 0; i < 3; i++ {
+				cli.wmu.Lock()
+				err := cli.writeRecordLocked(typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 1})
+				if err == nil {
+					err = cli.out.update()
+				}
+				cli.wmu.Unlock()
+				if err != nil {
+					t.Fatal(err)
+				}
+				go func() { _, _ = cli.Write(msg) }()
+				got := make([]byte, len(msg))
+				_ = cli.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if _, err := io.ReadFull(cli, got); err != nil || !bytes.Equal(got, msg) {
+					t.Fatalf("round %d: %v", i, err)
+				}
+			}
+			cli.Close()
+			if err := <-done; err != nil {
+				t.Fatalf("echo: %v", err)
+			}
+		})
+	}
+}

@@ -11,8 +11,8 @@ import (
 )
 
 // Server runs a server handshake on conn with a per-connection copy of cfg,
-// and returns the connection to use after it: a *Conn for a TLS 1.3 session
-// with an AES-GCM suite, the *tls.Conn otherwise (its NetConn is then a
+// and returns the connection to use after it: a *Conn for a TLS 1.3 session,
+// the *tls.Conn otherwise (its NetConn is then a
 // wrapper of conn, with a NetConn method of its own). On error the
 // *tls.Conn is returned, for an error message or a close.
 func Server(ctx context.Context, conn net.Conn, cfg *tls.Config) (net.Conn, tls.ConnectionState, error) {

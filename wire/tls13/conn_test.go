@@ -207,15 +207,7 @@ func TestKeyUpdateBothWays(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		// update_requested: the server moves its reading keys, answers with
 		// its own KeyUpdate and moves its writing keys.
-		cli.wmu.Lock()
-		err := cli.writeRecordLocked(typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 1})
-		if err == nil {
-			err = cli.out.update()
-		}
-		cli.wmu.Unlock()
-		if err != nil {
-			t.Fatal(err)
-		}
+		requestUpdate(t, cli)
 		roundTrip("after an update")
 	}
 	if cli.in.seq == 0 || srv.out.seq == 0 {
@@ -613,15 +605,7 @@ func TestEverySuiteWithKeyUpdates(t *testing.T) {
 			done := echo(srv)
 			msg := bytes.Repeat([]byte("m"), 40000)
 			for i := 0; i < 3; i++ {
-				cli.wmu.Lock()
-				err := cli.writeRecordLocked(typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 1})
-				if err == nil {
-					err = cli.out.update()
-				}
-				cli.wmu.Unlock()
-				if err != nil {
-					t.Fatal(err)
-				}
+				requestUpdate(t, cli)
 				go func() { _, _ = cli.Write(msg) }()
 				got := make([]byte, len(msg))
 				_ = cli.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -634,5 +618,19 @@ func TestEverySuiteWithKeyUpdates(t *testing.T) {
 				t.Fatalf("echo: %v", err)
 			}
 		})
+	}
+}
+
+// requestUpdate sends a KeyUpdate with update_requested from the client's
+// end, and moves its writing keys.
+func requestUpdate(t *testing.T, cli *Conn) {
+	t.Helper()
+	cli.wmu.Lock()
+	defer cli.wmu.Unlock()
+	if err := cli.writeRecordLocked(typeHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.out.update(); err != nil {
+		t.Fatal(err)
 	}
 }

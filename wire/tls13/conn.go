@@ -247,7 +247,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		}
 		if err := c.readRecord(); err != nil {
 			if c.rerr != nil {
-				c.rlo, c.rhi = 0, 0
+				continue // reading has ended: returned above, buffers released
 			}
 			c.release()
 			return 0, err
@@ -454,7 +454,6 @@ func (c *Conn) answerKeyUpdate() {
 // alert is noAlert).
 func (c *Conn) fatal(alert int, err error) error {
 	c.rerr = err
-	c.rlo, c.rhi = 0, 0
 	if alert != noAlert {
 		c.wmu.Lock()
 		if c.werr == nil {

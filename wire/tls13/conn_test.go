@@ -17,11 +17,16 @@ import (
 )
 
 // handshake connects a crypto/tls client with ccfg to Server, and returns
-// both ends.
-func handshake(t *testing.T, ccfg *tls.Config) (srv net.Conn, state tls.ConnectionState, cli *tls.Conn) {
+// both ends and the client's TCP connection. The client goes over
+// wrap(that connection) when wrap is not nil.
+func handshake(t *testing.T, wrap func(net.Conn) net.Conn, ccfg *tls.Config) (srv net.Conn, state tls.ConnectionState, cli *tls.Conn, app net.Conn) {
 	t.Helper()
 	app, proxy := testconn.TCPPair(t)
-	cli = tls.Client(app, ccfg)
+	under := app
+	if wrap != nil {
+		under = wrap(app)
+	}
+	cli = tls.Client(under, ccfg)
 	errc := make(chan error, 1)
 	go func() { errc <- cli.Handshake() }()
 	srv, state, err := Server(context.Background(), proxy, &tls.Config{Certificates: []tls.Certificate{testconn.SelfSigned(t)}})
@@ -31,7 +36,7 @@ func handshake(t *testing.T, ccfg *tls.Config) (srv net.Conn, state tls.Connecti
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	return srv, state, cli
+	return srv, state, cli, app
 }
 
 // echo copies what srv reads back to it until the end of the stream, then
@@ -47,7 +52,7 @@ func echo(srv net.Conn) <-chan error {
 }
 
 func TestServerCarriesOnWithItsOwnRecords(t *testing.T) {
-	srv, state, cli := handshake(t, &tls.Config{InsecureSkipVerify: true})
+	srv, state, cli, _ := handshake(t, nil, &tls.Config{InsecureSkipVerify: true})
 	if _, ok := srv.(*Conn); !ok {
 		t.Fatalf("a TLS 1.3 session (suite %#x) went on as a %T", state.CipherSuite, srv)
 	}
@@ -148,7 +153,7 @@ func (h *holdConn) release() error {
 }
 
 func TestServerLeavesOtherSessionsToCryptoTLS(t *testing.T) {
-	srv, state, cli := handshake(t, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12})
+	srv, state, cli, _ := handshake(t, nil, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12})
 	tc, ok := srv.(*tls.Conn)
 	if !ok || state.Version != tls.VersionTLS12 {
 		t.Fatalf("a TLS 1.2 session went on as a %T (version %#x)", srv, state.Version)
@@ -168,20 +173,11 @@ func TestServerLeavesOtherSessionsToCryptoTLS(t *testing.T) {
 // crypto/tls's client does not send: KeyUpdate, damaged records.
 func peer(t *testing.T) (srv *Conn, cli *Conn, raw net.Conn) {
 	t.Helper()
-	app, proxy := testconn.TCPPair(t)
 	keys := &keyLog{}
-	r := &recordReader{Conn: app}
-	tc := tls.Client(r, &tls.Config{InsecureSkipVerify: true, KeyLogWriter: keys})
-	errc := make(chan error, 1)
-	go func() { errc <- tc.Handshake() }()
-	s, _, err := Server(context.Background(), proxy, &tls.Config{Certificates: []tls.Certificate{testconn.SelfSigned(t)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	state := tc.ConnectionState()
+	// Read record by record, as the server does, so that crypto/tls holds
+	// nothing past the server's Finished.
+	readRecords := func(c net.Conn) net.Conn { return &recordReader{Conn: c} }
+	s, state, _, app := handshake(t, readRecords, &tls.Config{InsecureSkipVerify: true, KeyLogWriter: keys})
 	// The client's reading is the server's writing: the secrets swap.
 	c, err := newConn(app, state.Version, state.CipherSuite, keys.server, keys.client)
 	if err != nil {

@@ -348,16 +348,21 @@ func (l *limiter) readyForQuery(status byte) relayAction {
 		act.out = l.overError()
 	}
 	l.overRows, l.overPending, l.timeoutMs = 0, false, 0
-	if status == 'I' { // the transaction ended: so did every portal
-		for name, r := range l.portals {
-			if !r.started.IsZero() {
-				l.abandon(name)
-				delete(l.portals, name)
-			}
-		}
+	if status == 'I' {
+		l.txEnded()
 	}
 	l.startHead()
 	return act
+}
+
+// txEnded notes that the transaction ended, and with it every portal.
+func (l *limiter) txEnded() {
+	for name, r := range l.portals {
+		if !r.started.IsZero() {
+			l.abandon(name)
+			delete(l.portals, name)
+		}
+	}
 }
 
 // other decides on backend messages that neither count nor end statements:

@@ -38,7 +38,7 @@ type loopHandler struct {
 func (h *loopHandler) Message(from evloop.Side, typ byte, body []byte, out *evloop.Out) evloop.Verdict {
 	s := h.s
 	if from == evloop.Client {
-		if s.gov.cancelPending() {
+		if s.gov.cancelPending() || s.gate() != nil {
 			return evloop.Eject // the goroutine relay waits for it
 		}
 		body, step, err := s.fromClient(typ, body)
@@ -53,13 +53,24 @@ func (h *loopHandler) Message(from evloop.Side, typ byte, body []byte, out *evlo
 			h.terminated = true
 			return evloop.End
 		}
+		if step == stepGuard {
+			out.Raw(evloop.Backend, beginMessage)
+		}
 		out.Message(evloop.Backend, typ, body)
 		return evloop.Continue
 	}
-	if typ == wire.MsgReadyForQuery && s.captures() && s.ddlPending() {
-		return evloop.Eject // recording the version commits through raft
+	if typ == wire.MsgReadyForQuery {
+		if s.captures() && s.ddlPending() {
+			return evloop.Eject // recording the version commits through raft
+		}
+		if s.held.Load() && len(body) == 1 && s.needsFinal(body[0]) {
+			return evloop.Eject // the proxy's own statement follows (rowguard.go)
+		}
 	}
-	act, body, _ := s.fromBackend(typ, body)
+	act, body, _, own := s.fromBackend(typ, body)
+	if own != "" { // not reached: needsFinal handed the session over
+		out.Raw(evloop.Backend, wire.AppendQuery(nil, own))
+	}
 	if len(act.out) > 0 {
 		out.Raw(evloop.Client, act.out)
 	}

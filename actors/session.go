@@ -68,6 +68,17 @@ type session struct {
 	// execution has it classified and guarded once.
 	allowed   string
 	allowedAs classify.Result
+
+	// The row-limit guard (rowguard.go), under mu unless atomic.
+	guarded   bool          // the current batch runs in a transaction the proxy opened
+	final     string        // the proxy's statement after the batch, while it runs
+	rollbacks int           // ROLLBACKs sent to leave the guarded transaction
+	swallow   atomic.Uint32 // which of the proxy's exchanges the backend answers next
+	pending   chan struct{} // closed when the client's next batch may go
+	held      atomic.Bool   // pending is set
+	// wmu orders the goroutine relay's writes to the backend: the client
+	// pump's and the proxy's own statements the backend pump sends.
+	wmu sync.Mutex
 }
 
 // text returns the statement text b as a string: the last one's own when b
@@ -298,7 +309,15 @@ const (
 	stepForward   clientStep = iota // send the (maybe replaced) body to the backend
 	stepTerminate                   // Terminate: end the session, without forwarding it
 	stepFail                        // malformed: send the error to the client and end
+	stepGuard                       // send the proxy's BEGIN, then the body (rowguard.go)
 )
+
+func guardStep(guard bool) clientStep {
+	if guard {
+		return stepGuard
+	}
+	return stepForward
+}
 
 // fromClient inspects one client message and updates the session's state
 // for it: the synchronous core of the client pump, shared by the goroutine
@@ -316,10 +335,14 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 			body = append(append([]byte(nil), s.refuse(rej)...), 0)
 		}
 		s.mu.Lock()
+		guard := rej == nil && s.mayGuard() && guardQuery(r) && s.guardBatch()
 		s.track.query(r)
 		s.gov.query(sql, r)
 		s.inflight++
 		s.mu.Unlock()
+		if guard {
+			return body, stepGuard, nil
+		}
 	case 'P':
 		name, text, err := wire.ParseText(body)
 		if err != nil {
@@ -331,20 +354,23 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 			body = parseBody(name, s.refuse(rej))
 		}
 		s.mu.Lock()
+		guard := rej == nil && s.mayGuard() && len(r.Statements) == 1 && !r.Statements[0].NoTxn &&
+			guardStatement(stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}) && s.guardBatch()
 		s.track.parse(name, r)
 		s.gov.parse(name, sql)
 		s.unsynced = true
 		s.mu.Unlock()
-		return body, stepForward, nil
+		return body, guardStep(guard), nil
 	case 'B':
 		portal, stmt := cstring2(body)
 		s.mu.Lock()
 		p, st := s.name(portal), s.name(stmt)
+		guard := s.mayGuard() && guardStatement(s.track.prepared[st]) && s.guardBatch()
 		s.track.bind(p, st)
 		s.gov.bind(p, st)
 		s.unsynced = true
 		s.mu.Unlock()
-		return body, stepForward, nil
+		return body, guardStep(guard), nil
 	case 'E':
 		portal, _ := cstring2(body)
 		s.mu.Lock()
@@ -397,36 +423,75 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone bool) {
 			}
 			return true
 		}
+		if ch := s.gate(); ch != nil {
+			// A new batch waits for the proxy's exchange after the last
+			// one, which needs that batch's end delivered.
+			if err := s.flushLocked(fw); err != nil {
+				return false
+			}
+			<-ch
+		}
 		body, step, perr := s.fromClient(typ, body)
 		switch step {
 		case stepFail:
 			_ = wire.WriteError(s.client, perr)
 			return true
 		case stepTerminate:
-			_ = fw.Flush()
+			_ = s.flushLocked(fw)
 			return false
 		}
 		s.gov.awaitCancel()
-		if err := fw.Write(typ, body); err != nil {
+		if err := s.writeLocked(fw, typ, body, step == stepGuard, fr.Buffered() == 0); err != nil {
 			return false
 		}
-		if fr.Buffered() == 0 {
-			if err := fw.Flush(); err != nil {
-				return false
-			}
+	}
+}
+
+// writeLocked writes a client message to the backend (client pump), after
+// the proxy's BEGIN when begin is set, and flushes when flush is set.
+func (s *session) writeLocked(fw *wire.FrameWriter, typ byte, body []byte, begin, flush bool) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if begin {
+		if err := fw.WriteRaw(beginMessage); err != nil {
+			return err
 		}
 	}
+	if err := fw.Write(typ, body); err != nil {
+		return err
+	}
+	if flush {
+		return fw.Flush()
+	}
+	return nil
+}
+
+func (s *session) flushLocked(fw *wire.FrameWriter) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return fw.Flush()
 }
 
 // fromBackend inspects one backend message and updates the session's state
 // for it: the synchronous core of the backend pump. It returns what to do
 // with the message, the body to forward (a refusal replaces the backend's
 // error) and the DDL that committed at a ReadyForQuery.
-func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byte, ddl []string) {
+//
+// own is a statement the proxy sends the backend on its own account after
+// this message (rowguard.go); the event loop hands the session over before
+// any message that calls for one.
+func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byte, ddl []string, own string) {
+	if s.swallow.Load() != swallowNone {
+		act, body, own = s.swallowed(typ, body)
+		return act, body, nil, own
+	}
 	switch typ {
 	case 'D':
 		s.mu.Lock()
 		act = s.gov.dataRow()
+		if act.cancel != "" {
+			s.pend() // decided at the batch's ReadyForQuery
+		}
 		s.mu.Unlock()
 	case 'E':
 		severity, code, msg, err := wire.ParseErrorFields(body)
@@ -463,15 +528,22 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 			s.inflight--
 		}
 		s.txStatus = status
+		final := s.finalFor(status) // before the limiter forgets the batch
 		ddl = s.track.readyForQuery(status)
 		act = s.gov.readyForQuery(status)
+		if final != "" {
+			s.beginFinal(final)
+			act.drop, own = true, final
+		} else {
+			s.settle()
+		}
 		s.mu.Unlock()
 	default:
 		s.mu.Lock()
 		act = s.gov.other(typ)
 		s.mu.Unlock()
 	}
-	return act, body, ddl
+	return act, body, ddl, own
 }
 
 // backendToClient forwards backend frames, rewriting sentinel errors.
@@ -479,6 +551,11 @@ func (s *session) backendToClient() {
 	fr := s.bc.Reader
 	fw := wire.NewFrameWriter(s.client)
 	defer fw.Flush()
+	defer func() {
+		s.mu.Lock()
+		s.settle() // a client pump waiting for this pump must not wait on
+		s.mu.Unlock()
+	}()
 	for {
 		typ, body, err := fr.Next()
 		if err != nil {
@@ -489,7 +566,7 @@ func (s *session) backendToClient() {
 			}
 			return
 		}
-		act, body, ddl := s.fromBackend(typ, body)
+		act, body, ddl, own := s.fromBackend(typ, body)
 		if len(ddl) > 0 && s.captures() {
 			if notice := s.recordVersion(ddl); notice != nil {
 				if err := fw.WriteRaw(wire.AppendNoticeResponse(nil, notice)); err != nil {
@@ -499,6 +576,14 @@ func (s *session) backendToClient() {
 		}
 		if err := s.gov.forward(fw, typ, body, act); err != nil {
 			return
+		}
+		if own != "" {
+			if err := fw.Flush(); err != nil {
+				return
+			}
+			if err := s.sendOwn(own); err != nil {
+				s.bc.Conn.Close() // the next read ends the relay as a lost backend
+			}
 		}
 		if fr.Buffered() == 0 {
 			if err := fw.Flush(); err != nil {

@@ -1,0 +1,291 @@
+package actors
+
+import (
+	"tdb/wire"
+	"tdb/wire/classify"
+)
+
+// Keeping max_rows_per_query's error true to the data.
+//
+// The proxy counts rows as they reach it, but the backend runs ahead: by the
+// time a statement passes the limit it may have finished, and in an implicit
+// transaction (one statement, or a simple Query of several) committed what
+// it wrote. A client that gets ERROR 54000 must be able to trust that
+// nothing of its batch happened, as with any other error. So:
+//
+//   - A batch that may both write and return rows, sent outside a
+//     transaction while the workspace has a row limit, runs inside one the
+//     proxy opens (a BEGIN sent ahead of it, its answer not relayed). At the
+//     batch's ReadyForQuery the proxy commits it, or rolls it back when the
+//     limit was passed or the batch failed, and the client sees the status
+//     an implicit transaction would have left: idle.
+//   - Inside the client's own transaction, a batch that passed the limit
+//     without the backend failing it gets a statement that fails to parse
+//     sent after it, so the transaction is aborted as a backend error would
+//     have left it: later statements fail with 25P02 and COMMIT rolls back.
+//
+// Until that final exchange is done the client's next batch waits (the
+// event loop hands the session to the goroutine relay for it), so nothing
+// the client sends next can run inside the proxy's transaction or before the
+// abort.
+
+// What the proxy sends on its own account.
+const (
+	guardBegin    = "BEGIN"
+	guardCommit   = "COMMIT"
+	guardRollback = "ROLLBACK"
+	// guardAbort fails to parse, which aborts the transaction; the word names
+	// the reason in the backend's log.
+	guardAbort = "tdb_max_rows_per_query_exceeded"
+)
+
+// Swallow states: which of the proxy's own exchanges the backend answers next.
+const (
+	swallowNone  = 0
+	swallowBegin = 1 // the BEGIN ahead of a guarded batch
+	swallowFinal = 2 // the COMMIT, ROLLBACK or abort after a batch
+)
+
+// maxGuardRollbacks bounds the ROLLBACKs sent to leave a guarded transaction
+// (a second one only when a cancel hit the first).
+const maxGuardRollbacks = 3
+
+// beginMessage is the Query the proxy sends ahead of a guarded batch.
+var beginMessage = wire.AppendQuery(nil, guardBegin)
+
+// guardable reports whether a statement may run inside a transaction the
+// proxy opens, and whether it may write and may return rows. Only plain
+// data statements (and settings) are: transaction control, DDL, COPY and
+// utility statements (some cannot run in a transaction block) are never
+// guarded. A SELECT counts as writing when it names a data-modifying
+// keyword (a data-modifying WITH); a write hidden in a function it calls is
+// not seen.
+func guardable(kind classify.Kind, text string) (ok, writes, rows bool) {
+	switch kind {
+	case classify.DML:
+	case classify.Set:
+		return true, false, false
+	default:
+		return false, false, false
+	}
+	writes = hasWord(text, "insert") || hasWord(text, "update") || hasWord(text, "delete") ||
+		hasWord(text, "merge") || hasWord(text, "truncate")
+	switch leadingWord(text) {
+	case "select", "with", "values", "table", "explain":
+		rows = true
+	default:
+		rows = hasWord(text, "returning")
+	}
+	return true, writes, rows
+}
+
+// guardQuery reports whether a simple Query's statements need a guarded
+// transaction: some may write, some may return rows, and all can be guarded.
+func guardQuery(r classify.Result) bool {
+	var writes, rows bool
+	for i := range r.Statements {
+		st := &r.Statements[i]
+		ok, w, rw := guardable(st.Kind, st.Text)
+		if !ok || st.NoTxn {
+			return false
+		}
+		writes, rows = writes || w, rows || rw
+	}
+	return writes && rows
+}
+
+// guardStatement is guardQuery for the one statement an extended-protocol
+// batch begins with.
+func guardStatement(info stmtInfo) bool {
+	ok, w, rw := guardable(info.kind, info.text)
+	return ok && w && rw
+}
+
+// leadingWord returns a statement's first word, lower-cased (statement texts
+// from the classifier start at their first token).
+func leadingWord(text string) string {
+	var b [8]byte
+	n := 0
+	for i := 0; i < len(text) && n < len(b); i++ {
+		c := text[i] | 0x20
+		if c < 'a' || c > 'z' {
+			break
+		}
+		b[n] = c
+		n++
+	}
+	return string(b[:n])
+}
+
+// hasWord reports whether text holds word (lower case) as a whole word,
+// ignoring case. Literals and comments are not told apart: a false match
+// costs a round trip, nothing more.
+func hasWord(text, word string) bool {
+	for i := 0; i+len(word) <= len(text); i++ {
+		if text[i]|0x20 != word[0] || (i > 0 && identChar(text[i-1])) {
+			continue
+		}
+		j := 1
+		for j < len(word) && text[i+j]|0x20 == word[j] {
+			j++
+		}
+		if j == len(word) && (i+j == len(text) || !identChar(text[i+j])) {
+			return true
+		}
+	}
+	return false
+}
+
+func identChar(c byte) bool {
+	return c == '_' || c == '$' || c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' || c >= 0x80
+}
+
+// mayGuard reports whether a message may begin a guarded batch: it begins a
+// batch, outside a transaction, with nothing else in flight (under s.mu).
+func (s *session) mayGuard() bool {
+	return s.gov != nil && s.inflight == 0 && !s.unsynced && s.txStatus == 'I' && s.swallow.Load() == swallowNone
+}
+
+// guardBatch opens a guarded transaction for the batch a message begins, when
+// the workspace has a row limit, and reports whether it did (under s.mu,
+// after mayGuard, for a batch guardQuery or guardStatement chose).
+func (s *session) guardBatch() bool {
+	if s.gov.limits().maxRows <= 0 {
+		return false
+	}
+	s.guarded = true
+	s.inflight++ // the BEGIN's ReadyForQuery
+	s.swallow.Store(swallowBegin)
+	s.pend()
+	return true
+}
+
+// pend holds the client's next batch until the proxy's final exchange for
+// the current one is done (under s.mu).
+func (s *session) pend() {
+	if s.pending == nil {
+		s.pending = make(chan struct{})
+		s.held.Store(true)
+	}
+}
+
+// settle lets the client's next batch go (under s.mu).
+func (s *session) settle() {
+	if s.pending != nil {
+		close(s.pending)
+		s.pending = nil
+		s.held.Store(false)
+	}
+}
+
+// gate returns what a client message must wait for before it is relayed:
+// nil unless it begins a batch while the proxy's final exchange for the
+// last one is still to come.
+func (s *session) gate() chan struct{} {
+	if !s.held.Load() {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unsynced {
+		return nil // part of the batch being decided
+	}
+	return s.pending
+}
+
+// finalFor returns the statement the proxy sends after a batch that ended
+// with status, or "" (under s.mu, before the limiter forgets the batch).
+func (s *session) finalFor(status byte) string {
+	over := s.gov != nil && s.gov.lim.overRows > 0
+	switch {
+	case s.guarded && status == 'T' && !over:
+		return guardCommit
+	case s.guarded && status != 'I':
+		return guardRollback
+	case !s.guarded && over && status == 'T':
+		return guardAbort
+	}
+	return ""
+}
+
+// needsFinal reports whether the ReadyForQuery with status is followed by an
+// exchange of the proxy's own (the event loop hands the session over for it).
+func (s *session) needsFinal(status byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.swallow.Load() == swallowNone && s.finalFor(status) != ""
+}
+
+// swallowed handles a backend message that answers one of the proxy's own
+// statements: none reaches the client but a COMMIT's error, and the final
+// ReadyForQuery, which carries the status the client's batch left.
+func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte, next string) {
+	act.drop = true
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sw := s.swallow.Load()
+	switch typ {
+	case wire.MsgErrorResponse:
+		if sw == swallowBegin {
+			s.guarded = false // the batch runs as the client sent it
+		}
+		if sw == swallowFinal && s.final == guardCommit {
+			act.drop = false // the commit failed: the batch's changes are gone
+			s.final = guardRollback
+		}
+	case 'S', 'A': // ParameterStatus, NotificationResponse: not results
+		act.drop = false
+	case wire.MsgReadyForQuery:
+		status, _ := wire.ParseReadyForQuery(body)
+		if s.inflight > 0 {
+			s.inflight--
+		}
+		s.txStatus = status
+		if sw == swallowBegin {
+			s.swallow.Store(swallowNone)
+			return act, body, ""
+		}
+		if s.guarded && status != 'I' && s.rollbacks < maxGuardRollbacks {
+			// A cancel meant for the batch hit the proxy's statement: the
+			// transaction is still open, and is rolled back.
+			s.rollbacks++
+			s.final = guardRollback
+			s.inflight++
+			return act, body, guardRollback
+		}
+		if s.final == guardAbort {
+			s.track.failed = true
+		} else {
+			s.track.discard()
+		}
+		if status == 'I' && s.gov != nil {
+			s.gov.lim.txEnded()
+		}
+		s.swallow.Store(swallowNone)
+		s.guarded, s.final, s.rollbacks = false, "", 0
+		s.settle()
+		act.drop = false
+	}
+	return act, body, ""
+}
+
+// beginFinal starts the proxy's final exchange after a batch's
+// ReadyForQuery, which the client does not get: the final one stands for it
+// (under s.mu).
+func (s *session) beginFinal(final string) {
+	s.final = final
+	s.inflight++
+	s.swallow.Store(swallowFinal)
+	s.pend()
+}
+
+// sendOwn writes one of the proxy's statements to the backend (goroutine
+// relay, backend pump), after any cancel the proxy has on its way: the
+// cancel must not hit it.
+func (s *session) sendOwn(sql string) error {
+	s.gov.awaitCancel()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_, err := s.bc.Conn.Write(wire.AppendQuery(nil, sql))
+	return err
+}

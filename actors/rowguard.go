@@ -57,9 +57,9 @@ var beginMessage = wire.AppendQuery(nil, guardBegin)
 // proxy opens, and whether it may write and may return rows. Only plain
 // data statements (and settings) are: transaction control, DDL, COPY and
 // utility statements (some cannot run in a transaction block) are never
-// guarded. A SELECT counts as writing when it names a data-modifying
-// keyword (a data-modifying WITH); a write hidden in a function it calls is
-// not seen.
+// guarded. Only a WITH (a data-modifying one) or an EXPLAIN ANALYZE can
+// both read rows out and write; a write hidden in a function a SELECT calls
+// is not seen.
 func guardable(kind classify.Kind, text string) (ok, writes, rows bool) {
 	switch kind {
 	case classify.DML:
@@ -68,15 +68,16 @@ func guardable(kind classify.Kind, text string) (ok, writes, rows bool) {
 	default:
 		return false, false, false
 	}
-	writes = hasWord(text, "insert") || hasWord(text, "update") || hasWord(text, "delete") ||
-		hasWord(text, "merge") || hasWord(text, "truncate")
 	switch leadingWord(text) {
-	case "select", "with", "values", "table", "explain":
-		rows = true
-	default:
-		rows = hasWord(text, "returning")
+	case "select", "values", "table":
+		return true, false, true
+	case "with", "explain":
+		return true, hasWord(text, "insert") || hasWord(text, "update") || hasWord(text, "delete") ||
+			hasWord(text, "merge"), true
+	case "truncate":
+		return true, true, false
 	}
-	return true, writes, rows
+	return true, true, hasWord(text, "returning") // INSERT, UPDATE, DELETE, MERGE
 }
 
 // guardQuery reports whether a simple Query's statements need a guarded

@@ -40,6 +40,12 @@ func (s *server) addBackend(w http.ResponseWriter, r *http.Request, c *caller) e
 	if !validBackendURL(req.URL) {
 		return badRequest("invalid backend url: must look like postgres://superuser:password@host:port/postgres (or postgres://superuser:password@/postgres?host=/socket/dir&port=5432 for a Unix socket)")
 	}
+	if chk, ok := s.c.(BackendChecker); ok {
+		if err := chk.CheckBackend(r.Context(), req.URL); err != nil {
+			return errf(http.StatusUnprocessableEntity, codeBackendError,
+				"backend %s cannot be registered: %s", req.Name, redactErr(err.Error(), req.URL))
+		}
+	}
 	index, err := s.apply(r.Context(), fsm.CmdAddBackend, fsm.AddBackend{Name: req.Name, URL: req.URL, At: s.now()})
 	if err != nil {
 		return err
@@ -76,6 +82,21 @@ func validBackendURL(raw string) bool {
 		}
 	}
 	return true
+}
+
+// redactErr keeps a password of url out of an error message.
+func redactErr(msg, raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return msg
+	}
+	if pw, ok := u.User.Password(); ok && pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	if pw := u.Query().Get("password"); pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	return msg
 }
 
 // listBackends: GET /v1/backends, operator only, passwords redacted.

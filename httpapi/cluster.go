@@ -23,6 +23,14 @@ type Cluster interface {
 	WireAddr() string
 }
 
+// BackendChecker is implemented by a Cluster that can try a backend before
+// it is registered (the node connects to it); without it any well-formed URL
+// is accepted.
+type BackendChecker interface {
+	// CheckBackend returns why the server at url cannot be a backend, or nil.
+	CheckBackend(ctx context.Context, url string) error
+}
+
 // ClusterStatus is the JSON of `tdb cluster status`.
 type ClusterStatus struct {
 	LeaderID     string       `json:"leader_id"`

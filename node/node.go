@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"tdb/actors"
+	"tdb/actors/backend"
 	"tdb/fsm"
 	"tdb/gossip"
 	"tdb/httpapi"
@@ -284,6 +285,14 @@ func (n *Node) AdminKey() string { return n.cfg.AdminKey }
 
 // WireAddr implements httpapi.Cluster.
 func (n *Node) WireAddr() string { return n.cfg.PublicWireAddr }
+
+// CheckBackend implements httpapi.BackendChecker: this node must reach a
+// server as a superuser before it is registered as a backend.
+func (n *Node) CheckBackend(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return backend.Check(ctx, url)
+}
 
 // Apply implements httpapi.Cluster: commits through the leader, forwarding
 // from a follower (applyAnywhere).

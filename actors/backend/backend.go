@@ -164,6 +164,30 @@ func Ping(ctx context.Context, superuserURL string) (serverVersion string, err e
 	return serverVersion, nil
 }
 
+// ErrNotSuperuser marks Check's error for a server the URL's role cannot
+// manage: it is not a superuser there.
+var ErrNotSuperuser = errors.New("not a superuser")
+
+// Check tells whether a server can be registered as a backend: the URL
+// reaches it and its role is a superuser there (it creates databases and
+// roles and grants on them).
+func Check(ctx context.Context, superuserURL string) error {
+	conn, err := connect(ctx, superuserURL, "")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	var role string
+	var super bool
+	if err := conn.QueryRow(ctx, "SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").Scan(&role, &super); err != nil {
+		return errors.Wrap(err, "read the role's attributes")
+	}
+	if !super {
+		return errors.Mark(errors.Newf("role %q is not a superuser on the server", role), ErrNotSuperuser)
+	}
+	return nil
+}
+
 // RunAsOwner runs fn in a transaction in database db as its owner role, so
 // that what fn creates belongs to the owner (and gets the default
 // privileges Ensure set up). fn's error is returned as is, after rollback.

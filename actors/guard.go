@@ -110,23 +110,124 @@ func settingGuard(sql string) *wire.PGError {
 }
 
 // StartupGuard refuses startup parameters that would make the backend read
-// statements differently from the proxy's parser.
+// statements differently from the proxy's parser: directly, or as settings
+// inside options (read the way PostgreSQL reads them, see optionSettings).
 func StartupGuard(params map[string]string) error {
 	for k, v := range params {
-		switch strings.ToLower(k) {
-		case "standard_conforming_strings":
-			if !scsOn.MatchString("standard_conforming_strings=" + v) {
-				return wire.Fatalf("42501", "standard_conforming_strings must be on through the proxy")
+		if strings.EqualFold(k, "options") {
+			for _, kv := range optionSettings(v) {
+				if err := startupSetting(kv[0], kv[1]); err != nil {
+					return err
+				}
 			}
-		case "client_encoding":
-			if unsafeEncodings.MatchString(v) {
-				return wire.Fatalf("42501", "client encoding %q is not supported through the proxy; use UTF8", v)
-			}
-		case "options":
-			if err := settingGuard("set " + v); err != nil {
-				return wire.Fatalf(err.Code, "%s", err.Message)
-			}
+			continue
+		}
+		if err := startupSetting(k, v); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// startupSetting refuses one setting given at startup.
+func startupSetting(name, value string) error {
+	switch strings.ToLower(name) {
+	case "standard_conforming_strings":
+		if !scsOn.MatchString("standard_conforming_strings=" + value) {
+			return wire.Fatalf("42501", "standard_conforming_strings must be on through the proxy")
+		}
+	case "client_encoding":
+		if unsafeEncodings.MatchString(value) {
+			return wire.Fatalf("42501", "client encoding %q is not supported through the proxy; use UTF8", value)
+		}
+	}
+	return nil
+}
+
+// optionSettings returns the settings an options startup parameter gives,
+// as name/value pairs with the names as PostgreSQL reads them: the words are
+// split at unescaped white space (a backslash escapes the next byte), and a
+// setting is "-c name=value", "-cname=value" or "--name=value", where every
+// dash in the name stands for an underscore.
+func optionSettings(opts string) [][2]string {
+	var words []string
+	var w strings.Builder
+	inWord := false
+	for i := 0; i < len(opts); i++ {
+		c := opts[i]
+		switch {
+		case c == '\\' && i+1 < len(opts):
+			i++
+			w.WriteByte(opts[i])
+			inWord = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			if inWord {
+				words = append(words, w.String())
+				w.Reset()
+				inWord = false
+			}
+		default:
+			w.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, w.String())
+	}
+	var out [][2]string
+	for i := 0; i < len(words); i++ {
+		var arg string
+		switch word := words[i]; {
+		case word == "-c" || word == "--":
+			if i+1 >= len(words) {
+				continue
+			}
+			i++
+			arg = words[i]
+		case strings.HasPrefix(word, "--"), strings.HasPrefix(word, "-c"):
+			arg = word[2:]
+		default:
+			continue
+		}
+		name, value, _ := strings.Cut(arg, "=")
+		out = append(out, [2]string{strings.ReplaceAll(name, "-", "_"), value})
+	}
+	return out
+}
+
+// reportedSetting checks a setting the backend reports (ParameterStatus)
+// after a statement changed it: whatever way the statement found around the
+// text guard (a computed set_config name, a DO block), a backend that now
+// reads statement text differently from the proxy's parser must not get
+// another one. It returns the FATAL that ends the session, or nil.
+func reportedSetting(body []byte) *wire.PGError {
+	name, value, ok := parameterStatus(body)
+	if !ok {
+		return nil
+	}
+	switch name {
+	case "standard_conforming_strings":
+		if value != "on" {
+			return wire.NewError("FATAL", "42501", "standard_conforming_strings must be on through the proxy")
+		}
+	case "client_encoding":
+		if unsafeEncodings.MatchString(value) {
+			return wire.NewError("FATAL", "42501", "client encoding %q is not supported through the proxy; use UTF8", value)
+		}
+	}
+	return nil
+}
+
+// mayChangeSettings reports whether a statement text could change a setting
+// the backend reads statement text with: a SET, a utility statement (a DO
+// block can run any SET), or a set_config call. The client's next batch then
+// waits for this one's ReadyForQuery, so a change is seen (reportedSetting)
+// before the backend parses anything else.
+func mayChangeSettings(sql string, r classify.Result) bool {
+	for i := range r.Statements {
+		if k := r.Statements[i].Kind; k == classify.Set || k == classify.Other {
+			return true
+		}
+	}
+	return r.Unparsed || hasWord(sql, "set_config")
 }

@@ -40,6 +40,17 @@ func TestStartupGuard(t *testing.T) {
 		{map[string]string{"standard_conforming_strings": "off"}, true},
 		{map[string]string{"options": "-c standard_conforming_strings=off"}, true},
 		{map[string]string{"options": "-c search_path=a"}, false},
+		// PostgreSQL reads a dash in an option's name as an underscore, and
+		// takes -cname=value and --name=value too.
+		{map[string]string{"options": "-c standard-conforming-strings=off"}, true},
+		{map[string]string{"options": "-c client-encoding=sjis"}, true},
+		{map[string]string{"options": "-cstandard_conforming_strings=off"}, true},
+		{map[string]string{"options": "--standard-conforming-strings=off"}, true},
+		{map[string]string{"options": "-c search_path=a --Client-Encoding=BIG5"}, true},
+		{map[string]string{"options": `-c application_name=a\ b -c standard_conforming_strings=off`}, true},
+		{map[string]string{"OPTIONS": "-c standard_conforming_strings=off"}, true},
+		{map[string]string{"options": "-c standard-conforming-strings=on -c client-encoding=UTF8"}, false},
+		{map[string]string{"options": `-c application_name=x\ -c\ standard_conforming_strings=off`}, false}, // one escaped value
 	} {
 		if got := StartupGuard(tc.params) != nil; got != tc.refused {
 			t.Errorf("%v refused=%v, want %v", tc.params, got, tc.refused)
@@ -76,6 +87,27 @@ func BenchmarkNamesGuardedSetting(b *testing.B) {
 	for b.Loop() {
 		if namesGuardedSetting(sql) {
 			b.Fatal("matched")
+		}
+	}
+}
+
+func TestHasWord(t *testing.T) {
+	for _, tc := range []struct {
+		text, word string
+		want       bool
+	}{
+		{"SELECT set_config('a', 'b', false)", "set_config", true},
+		{"select SET_CONFIG('a')", "set_config", true},
+		{"select my_set_config('a')", "set_config", false},
+		{"select set_configs('a')", "set_config", false},
+		{"DELETE FROM t RETURNING id", "returning", true},
+		{"SELECT returning_customers FROM t", "returning", false},
+		{"UPDATE t SET updated_at = now()", "update", true},
+		{"SELECT updated_at FROM t", "update", false},
+		{"x", "update", false},
+	} {
+		if got := hasWord(tc.text, tc.word); got != tc.want {
+			t.Errorf("hasWord(%q, %q) = %v, want %v", tc.text, tc.word, got, tc.want)
 		}
 	}
 }

@@ -52,6 +52,7 @@ type relayAction struct {
 	drop   bool   // do not forward the frame
 	out    []byte // complete frames to send in its place (implies drop)
 	cancel string // cancel the running statement on the backend, for this limit
+	end    bool   // end the session once out is written (the backend session is not reused)
 }
 
 // Limits whose enforcement cancels a statement on the backend.

@@ -74,6 +74,9 @@ func (h *loopHandler) Message(from evloop.Side, typ byte, body []byte, out *evlo
 	if len(act.out) > 0 {
 		out.Raw(evloop.Client, act.out)
 	}
+	if act.end {
+		return evloop.End
+	}
 	if !act.drop {
 		out.Message(evloop.Client, typ, body)
 	}

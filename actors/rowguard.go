@@ -123,11 +123,11 @@ func leadingWord(text string) string {
 // costs a round trip, nothing more.
 func hasWord(text, word string) bool {
 	for i := 0; i+len(word) <= len(text); i++ {
-		if text[i]|0x20 != word[0] || (i > 0 && identChar(text[i-1])) {
+		if lower(text[i]) != word[0] || (i > 0 && identChar(text[i-1])) {
 			continue
 		}
 		j := 1
-		for j < len(word) && text[i+j]|0x20 == word[j] {
+		for j < len(word) && lower(text[i+j]) == word[j] {
 			j++
 		}
 		if j == len(word) && (i+j == len(text) || !identChar(text[i+j])) {
@@ -135,6 +135,13 @@ func hasWord(text, word string) bool {
 		}
 	}
 	return false
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func identChar(c byte) bool {
@@ -157,21 +164,34 @@ func (s *session) guardBatch() bool {
 	s.guarded = true
 	s.inflight++ // the BEGIN's ReadyForQuery
 	s.swallow.Store(swallowBegin)
-	s.pend()
+	s.pend(1) // the batch's own ReadyForQuery (the BEGIN's is not counted)
 	return true
 }
 
-// pend holds the client's next batch until the proxy's final exchange for
-// the current one is done (under s.mu).
-func (s *session) pend() {
+// pend holds the client's next batches until the n-th ReadyForQuery from
+// now (the proxy's own are not counted), and any final exchange of the
+// proxy's after it, are done (under s.mu).
+func (s *session) pend(n int) {
+	s.holdRFQs = max(s.holdRFQs, n)
 	if s.pending == nil {
 		s.pending = make(chan struct{})
 		s.held.Store(true)
 	}
 }
 
+// clientInflight is how many of the ReadyForQuery messages in flight answer
+// the client's batches: all but one of the proxy's own exchanges, of which
+// at most one is in flight (under s.mu).
+func (s *session) clientInflight() int {
+	if s.swallow.Load() != swallowNone {
+		return s.inflight - 1
+	}
+	return s.inflight
+}
+
 // settle lets the client's next batch go (under s.mu).
 func (s *session) settle() {
+	s.holdRFQs = 0
 	if s.pending != nil {
 		close(s.pending)
 		s.pending = nil
@@ -264,7 +284,9 @@ func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte,
 		}
 		s.swallow.Store(swallowNone)
 		s.guarded, s.final, s.rollbacks = false, "", 0
-		s.settle()
+		if s.holdRFQs == 0 {
+			s.settle()
+		}
 		act.drop = false
 	}
 	return act, body, ""
@@ -277,7 +299,7 @@ func (s *session) beginFinal(final string) {
 	s.final = final
 	s.inflight++
 	s.swallow.Store(swallowFinal)
-	s.pend()
+	s.pend(0)
 }
 
 // sendOwn writes one of the proxy's statements to the backend (goroutine

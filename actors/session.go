@@ -76,6 +76,10 @@ type session struct {
 	swallow   atomic.Uint32 // which of the proxy's exchanges the backend answers next
 	pending   chan struct{} // closed when the client's next batch may go
 	held      atomic.Bool   // pending is set
+	// settingsSync: the extended-protocol batch in progress may change a
+	// setting (mayChangeSettings); its Sync holds the next batch.
+	settingsSync bool
+	holdRFQs     int // ReadyForQuery messages until pending may settle
 	// wmu orders the goroutine relay's writes to the backend: the client
 	// pump's and the proxy's own statements the backend pump sends.
 	wmu sync.Mutex
@@ -335,6 +339,9 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 			body = append(append([]byte(nil), s.refuse(rej)...), 0)
 		}
 		s.mu.Lock()
+		if rej == nil && mayChangeSettings(sql, r) {
+			s.pend(s.clientInflight() + 1) // this Query's ReadyForQuery
+		}
 		guard := rej == nil && s.mayGuard() && guardQuery(r) && s.guardBatch()
 		s.track.query(r)
 		s.gov.query(sql, r)
@@ -358,6 +365,7 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 			guardStatement(stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}) && s.guardBatch()
 		s.track.parse(name, r)
 		s.gov.parse(name, sql)
+		s.settingsSync = s.settingsSync || rej == nil && mayChangeSettings(sql, r)
 		s.unsynced = true
 		s.mu.Unlock()
 		return body, guardStep(guard), nil
@@ -394,6 +402,10 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		s.gov.sync()
 		s.inflight++
 		s.unsynced = false
+		if s.settingsSync {
+			s.settingsSync = false
+			s.pend(s.clientInflight()) // this Sync's ReadyForQuery
+		}
 		s.mu.Unlock()
 	case 'X':
 		// Not forwarded: the relay decides whether the backend session
@@ -490,7 +502,7 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		s.mu.Lock()
 		act = s.gov.dataRow()
 		if act.cancel != "" {
-			s.pend() // decided at the batch's ReadyForQuery
+			s.pend(1) // decided at the batch's ReadyForQuery
 		}
 		s.mu.Unlock()
 	case 'E':
@@ -531,12 +543,25 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		final := s.finalFor(status) // before the limiter forgets the batch
 		ddl = s.track.readyForQuery(status)
 		act = s.gov.readyForQuery(status)
+		if s.holdRFQs > 0 {
+			s.holdRFQs--
+		}
 		if final != "" {
 			s.beginFinal(final)
 			act.drop, own = true, final
-		} else {
+		} else if s.holdRFQs == 0 {
 			s.settle()
 		}
+		s.mu.Unlock()
+	case 'S':
+		if fatal := reportedSetting(body); fatal != nil {
+			s.mu.Lock()
+			s.lost = true // the backend session is not reused
+			s.mu.Unlock()
+			return relayAction{drop: true, end: true, out: wire.AppendErrorResponse(nil, fatal)}, body, nil, ""
+		}
+		s.mu.Lock()
+		act = s.gov.other(typ)
 		s.mu.Unlock()
 	default:
 		s.mu.Lock()
@@ -575,6 +600,12 @@ func (s *session) backendToClient() {
 			}
 		}
 		if err := s.gov.forward(fw, typ, body, act); err != nil {
+			return
+		}
+		if act.end {
+			_ = fw.Flush()
+			s.client.Close()
+			s.bc.Conn.Close()
 			return
 		}
 		if own != "" {

@@ -24,6 +24,7 @@ import (
 
 	"tdb/internal/pgserver"
 	"tdb/node"
+	"tdb/wire"
 )
 
 func init() { register(newDevCmd) }
@@ -204,8 +205,11 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	}
 
 	wire := n.WireAddr()
-	env := fmt.Sprintf("TDB_API_URL=http://%s\nTDB_API_KEY=%s\nTDB_PROJECT_ID=%s\nTDB_WIRE_ADDR=%s\nTDB_ADMIN_KEY=%s\nTDB_BACKEND_URL=%s\n",
-		n.HTTPAddr(), st.ProxyPassword, st.ProjectID, wire, st.AdminKey, pg.URL())
+	// The wire proxy's self-signed certificate: node-postgres reads
+	// sslmode=require as verify-full, and trusts it through this variable.
+	cert := filepath.Join(dataDir, "node", "tls", tlsCertFile)
+	env := fmt.Sprintf("TDB_API_URL=http://%s\nTDB_API_KEY=%s\nTDB_PROJECT_ID=%s\nTDB_WIRE_ADDR=%s\nTDB_ADMIN_KEY=%s\nTDB_BACKEND_URL=%s\nTDB_TLS_CERT=%s\nNODE_EXTRA_CA_CERTS=%s\n",
+		n.HTTPAddr(), st.ProxyPassword, st.ProjectID, wire, st.AdminKey, pg.URL(), cert, cert)
 	if err := os.WriteFile(filepath.Join(dataDir, "env"), []byte(env), 0o600); err != nil {
 		return errors.Wrap(err, "write env file")
 	}
@@ -220,16 +224,22 @@ tdb dev is ready.
   psql "postgresql://%[1]s:%[2]s@%[4]s/controlplane_workspace?sslmode=require"
   psql "postgresql://%[1]s:%[2]s@%[4]s/myapp_workspace?sslmode=require"
 
+  TLS certificate: %[6]s (self-signed for localhost and 127.0.0.1;
+  the env file sets NODE_EXTRA_CA_CERTS to it, which node-postgres needs with sslmode=require)
+
 From another shell:
   set -a; . %[5]s; set +a
   go run ./cmd/tdb tenants create --blueprint myapp --name wayne
 
 Press Ctrl-C to stop.
-`, st.ProjectID, st.ProxyPassword, n.HTTPAddr(), wire, filepath.Join(dataDir, "env"))
+`, st.ProjectID, st.ProxyPassword, n.HTTPAddr(), wire, filepath.Join(dataDir, "env"), cert)
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping ...")
 	return nil
 }
+
+// tlsCertFile is the certificate file a node makes in its data dir's tls/.
+const tlsCertFile = wire.CertFileName
 
 func loadDevState(dir string) (*devState, error) {
 	path := filepath.Join(dir, "dev.json")

@@ -407,6 +407,20 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 			s.pend(s.clientInflight()) // this Sync's ReadyForQuery
 		}
 		s.mu.Unlock()
+	case 'F':
+		// A FunctionCall is a batch of its own, answered up to its
+		// ReadyForQuery: the limits and the query log follow it like a
+		// one-statement Query. The function may change a setting.
+		if len(body) < 4 {
+			return nil, stepFail, wire.NewError("FATAL", "08P01", "invalid FunctionCall message")
+		}
+		text := "function call (oid " + strconv.FormatUint(uint64(binary.BigEndian.Uint32(body)), 10) + ")"
+		s.mu.Lock()
+		s.pend(s.clientInflight() + 1)
+		s.track.query(classify.Result{})
+		s.gov.query(text, classify.Result{})
+		s.inflight++
+		s.mu.Unlock()
 	case 'X':
 		// Not forwarded: the relay decides whether the backend session
 		// is pooled or terminated.
@@ -522,6 +536,10 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		s.mu.Lock()
 		s.track.commandComplete(tag)
 		act = s.gov.commandComplete(tag)
+		s.mu.Unlock()
+	case 'V': // FunctionCallResponse: the function call's statement ended
+		s.mu.Lock()
+		act = s.gov.commandComplete(nil)
 		s.mu.Unlock()
 	case 'I':
 		s.mu.Lock()

@@ -587,3 +587,77 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 		})
 	}
 }
+
+// TestPolicyFunctionCall: a FunctionCall message is a statement of its own
+// to the limits, even pipelined in front of a Query: the Query after it
+// keeps its own timeout and row limit.
+func TestPolicyFunctionCall(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	key := e.CreateTenant(t, "wayne")
+	c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+	setWorkspace(t, e, map[string]int64{"query_timeout_ms": 300, "max_rows_per_query": 5})
+	fe := c.PgConn().Frontend()
+	const pgSleep = 2626 // pg_catalog.pg_sleep(float8)
+	sleep := func(secs string) *pgproto3.FunctionCall {
+		return &pgproto3.FunctionCall{Function: pgSleep, ArgFormatCodes: []uint16{0}, Arguments: [][]byte{[]byte(secs)}}
+	}
+	// exchange sends msgs in one write and reads an answer per message: each
+	// one's error (nil when it succeeded).
+	exchange := func(msgs ...pgproto3.FrontendMessage) []*pgproto3.ErrorResponse {
+		t.Helper()
+		for _, m := range msgs {
+			fe.Send(m)
+		}
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var out []*pgproto3.ErrorResponse
+		var cur *pgproto3.ErrorResponse
+		for len(out) < len(msgs) {
+			msg, err := fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := msg.(type) {
+			case *pgproto3.ErrorResponse:
+				cp := *m
+				cur = &cp
+			case *pgproto3.ReadyForQuery:
+				out = append(out, cur)
+				cur = nil
+			}
+		}
+		return out
+	}
+	wantCode := func(what string, got *pgproto3.ErrorResponse, code, text string) {
+		t.Helper()
+		switch {
+		case code == "" && got != nil:
+			t.Fatalf("%s: %s %s", what, got.Code, got.Message)
+		case code != "" && (got == nil || got.Code != code || got.Message != text):
+			t.Fatalf("%s: got %+v, want %s %q", what, got, code, text)
+		}
+	}
+	const timeout = "canceling statement due to query_timeout_ms (300 ms)"
+	errs := exchange(sleep("0"), &pgproto3.Query{String: "SELECT pg_sleep(5)"})
+	wantCode("function call", errs[0], "", "")
+	wantCode("the Query after it", errs[1], "57014", timeout)
+	errs = exchange(sleep("0"), &pgproto3.Query{String: "SELECT generate_series(1, 100)"})
+	wantCode("the Query after it", errs[1], "54000", "query returned more than max_rows_per_query (5) rows")
+	errs = exchange(sleep("5"))
+	wantCode("a function call past the timeout", errs[0], "57014", timeout)
+	mustSelectOne(t, c)
+
+	var logged struct {
+		Entries []querylog.Entry `json:"entries"`
+	}
+	e.MustDo(t, "GET", "/v1/logs?tenant=wayne", e.ProxyPassword, "", nil, &logged)
+	found := false
+	for _, l := range logged.Entries {
+		found = found || l.Statement == "function call (oid 2626)" && l.SQLState == "57014"
+	}
+	if !found {
+		t.Fatalf("the function call past the timeout is not in the query log: %+v", logged)
+	}
+}

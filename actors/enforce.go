@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -67,8 +68,16 @@ func (g *governor) query(sql string, r classify.Result) {
 		return
 	}
 	var stmts []string
+	// The statements of a Query are slices of its text: from a large one,
+	// each is copied, so the query log does not keep the whole text alive
+	// for a short statement (a long one is copied when it is cut).
+	big := len(r.Statements) > 1 && len(sql) > querylog.MaxStatement
 	for _, st := range r.Statements {
-		stmts = append(stmts, st.Text)
+		text := st.Text
+		if big && len(text) <= querylog.MaxStatement {
+			text = strings.Clone(text)
+		}
+		stmts = append(stmts, text)
 	}
 	g.lim.query(sql, stmts, g.limits())
 	g.rearm()

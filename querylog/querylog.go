@@ -3,6 +3,7 @@ package querylog
 import (
 	"bufio"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +34,8 @@ type Entry struct {
 	SQLState   string    `json:"sqlstate"` // 00000 on success
 }
 
-// Truncate cuts a statement to MaxStatement bytes on a UTF-8 boundary.
+// Truncate cuts a statement to MaxStatement bytes on a UTF-8 boundary. A cut
+// statement is a copy: the log does not keep the whole text alive.
 func Truncate(s string) (string, bool) {
 	if len(s) <= MaxStatement {
 		return s, false
@@ -42,7 +44,7 @@ func Truncate(s string) (string, bool) {
 	for cut > 0 && s[cut]&0xC0 == 0x80 { // do not split a multi-byte character
 		cut--
 	}
-	return s[:cut], true
+	return strings.Clone(s[:cut]), true
 }
 
 // Filter selects entries; zero fields match everything.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -97,5 +98,18 @@ func TestTruncate(t *testing.T) {
 	}
 	if !json.Valid([]byte(`"` + strings.ReplaceAll(s, `'`, ``) + `"`)) {
 		t.Fatalf("split a UTF-8 character")
+	}
+}
+
+// TestTruncateCopies: a cut statement does not keep the whole text alive in
+// the log.
+func TestTruncateCopies(t *testing.T) {
+	long := strings.Repeat("x", 1<<20)
+	cut, truncated := Truncate(long)
+	if !truncated || len(cut) != MaxStatement {
+		t.Fatalf("cut to %d bytes, truncated %v", len(cut), truncated)
+	}
+	if unsafe.StringData(cut) == unsafe.StringData(long) {
+		t.Fatal("the cut statement shares the whole text's memory")
 	}
 }

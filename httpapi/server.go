@@ -41,7 +41,9 @@ func newServer(c Cluster, logf func(string, ...any)) *server {
 }
 
 func (s *server) routes() http.Handler {
-	r := mux.NewRouter()
+	// SkipClean: a path with "." or ".." segments, or a name with an escaped
+	// slash, is not redirected to another resource; it matches no route.
+	r := mux.NewRouter().SkipClean(true)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, notFound("no route %s %s", r.Method, r.URL.Path))
 	})
@@ -95,6 +97,8 @@ func (s *server) routes() http.Handler {
 	} {
 		r.Handle("/v1"+rt.path, s.authed(rt.h)).Methods(rt.method)
 	}
+	// The product documentation names the query endpoint without the version.
+	r.Handle("/tenants/{id}/query", s.authed(s.queryTenant)).Methods(http.MethodPost)
 	return r
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +95,22 @@ func TestDeleteTenant(t *testing.T) {
 	}
 	if got := e.call(e.proxyPass, "GET", "/v1/tenants/wayne", nil, 200); got["status"] != "deleting" {
 		t.Fatalf("deleted tenant %v", got)
+	}
+}
+
+// TestPathsAreNotCleaned: a path with ".." segments, or a name holding an
+// escaped slash, reaches no other resource (a client that follows a
+// redirect would repeat a DELETE on it); it matches no route.
+func TestPathsAreNotCleaned(t *testing.T) {
+	e := newEnv(t, nil)
+	e.tenant("myapp", "wayne")
+	for _, path := range []string{"/v1/tenants/nobody/../wayne", "/v1/tenants/nobody%2F..%2Fwayne", "/v1/tenants/./wayne"} {
+		status, body := e.do(e.proxyPass, "DELETE", path, nil)
+		if status != 404 || !strings.Contains(string(body), `"not_found"`) {
+			t.Fatalf("DELETE %s: %d %s, want 404 not_found", path, status, body)
+		}
+	}
+	if got := e.call(e.proxyPass, "GET", "/v1/tenants/wayne", nil, 200); got["status"] != "ready" {
+		t.Fatalf("wayne after the refused deletes: %v", got)
 	}
 }

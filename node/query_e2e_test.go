@@ -61,6 +61,12 @@ func TestTenantQueryEndpoint(t *testing.T) {
 	if status != 403 || out.Code != "permission_denied" || out.Message != "permission denied for table accounts" || out.SQLState != "42501" {
 		t.Fatalf("read key insert: %d %+v", status, out)
 	}
+	// The same at the path the product documentation names, without /v1.
+	out = queryOut{}
+	status = e.Do(t, "POST", "/tenants/wayne/query", read, "", map[string]any{"sql": "INSERT INTO accounts (name, email) VALUES ('Bob', 'bob@test.com')"}, &out)
+	if status != 403 || out.Code != "permission_denied" || out.SQLState != "42501" {
+		t.Fatalf("read key insert at /tenants/{id}/query: %d %+v", status, out)
+	}
 	// DDL gets the wire proxy's refusal, alone or hidden after a SELECT.
 	for _, sql := range []string{"CREATE TABLE x (id int)", "SELECT 1; DROP TABLE accounts"} {
 		status, out = query(t, e, admin, "wayne", sql)

@@ -40,7 +40,12 @@ func newClient(cmd *cobra.Command, operator bool) (*client, error) {
 	apiKey := flagOrEnv(cmd, flagAPIKey, "TDB_API_KEY")
 	adminKey := flagOrEnv(cmd, flagAdminKey, "TDB_ADMIN_KEY")
 	project := flagOrEnv(cmd, flagProject, "TDB_PROJECT_ID")
-	c := &client{baseURL: strings.TrimRight(apiURL, "/"), http: &http.Client{Timeout: 150 * time.Second}}
+	c := &client{baseURL: strings.TrimRight(apiURL, "/"), http: &http.Client{
+		Timeout: 150 * time.Second,
+		// A redirect is an error: a client that follows one may repeat a
+		// DELETE on another path, or report a GET of it as done.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
 	switch {
 	case operator && adminKey != "":
 		c.key = adminKey

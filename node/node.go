@@ -59,6 +59,10 @@ type Config struct {
 	// v1/v2 header (and no one else's may); empty: off (policy.go).
 	ProxyProtocolFrom []netip.Prefix
 	QueryLogCapacity  int // query log entries kept in memory (default 10,000)
+	// HTTPReadTimeout bounds reading one HTTP request, body included, and
+	// HTTPIdleTimeout a kept-alive connection's wait for the next [60 s and
+	// 120 s]: a client that sends a byte now and then holds nothing forever.
+	HTTPReadTimeout, HTTPIdleTimeout time.Duration
 
 	// ServerIdleTimeout and ClientIdleTimeout are the session pool's
 	// server_idle_timeout and client_idle_timeout [1800 s each].
@@ -226,7 +230,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goRun(func() { n.membershipLoop(runCtx) })
 	n.goRun(func() { n.shareCounts(runCtx) })
 
-	n.httpSrv = &http.Server{Handler: n.withMetrics(n.withInternal(httpapi.New(n, logger.Printf))), ReadHeaderTimeout: 10 * time.Second}
+	n.httpSrv = &http.Server{
+		Handler:           n.withMetrics(n.withInternal(httpapi.New(n, logger.Printf))),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       orDefault(n.cfg.HTTPReadTimeout, 60*time.Second),
+		IdleTimeout:       orDefault(n.cfg.HTTPIdleTimeout, 120*time.Second),
+	}
 	n.goRun(func() {
 		if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Printf("http: %v", err)
@@ -319,4 +328,12 @@ func stateName(s raft.RaftState) string {
 		return "candidate"
 	}
 	return "unknown"
+}
+
+// orDefault returns d unless it is zero, then def.
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
 }

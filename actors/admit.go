@@ -47,6 +47,7 @@ type Policies struct {
 	mu    sync.Mutex
 	local ConnCounts            // this node's own connections
 	peers map[string]ConnCounts // node id → its last report
+	fails map[string]*localFail // this node's own failed logins by IP (localbans.go)
 }
 
 // ConnCounts are one node's live client connections by IP and by physical
@@ -163,10 +164,11 @@ type admission struct {
 	conn   net.Conn // the client connection (PROXY header consumed)
 	ip     string
 	banned time.Time // end of the IP's ban, if banned
-	reject error     // other rejection
-	holdIP bool      // holds a slot of its IP
-	holdDB string    // holds a slot of this physical database
-	state  string    // metrics state
+	set    fsm.ClusterSettings
+	reject error  // other rejection
+	holdIP bool   // holds a slot of its IP
+	holdDB string // holds a slot of this physical database
+	state  string // metrics state
 }
 
 // admitConn resolves a new connection's client IP (reading a PROXY header from a
@@ -197,6 +199,10 @@ func (p *Proxy) admitConn(raw net.Conn) *admission {
 		set = s.Settings
 		a.banned, _ = s.BannedUntil(a.ip, p.cfg.Now())
 	})
+	a.set = set
+	if a.banned.IsZero() {
+		a.banned = pol.localBan(a.ip, p.cfg.Now())
+	}
 	switch {
 	case !a.banned.IsZero():
 		m.Rejected("banned")
@@ -232,6 +238,23 @@ func (a *admission) authFailed(err error) {
 	if pol != nil && pol.cfg.Bans != nil {
 		pol.cfg.Bans.Fail(a.ip)
 	}
+	pol.localFailed(a.ip, a.p.cfg.Now(), a.set)
+}
+
+// bannedNow checks the IP's ban again, as the cluster and this node know it
+// now (just before a password proof is verified): a ban decided while the
+// client was logging in stops it guessing. It returns the rejection, or nil.
+func (a *admission) bannedNow() error {
+	now := a.p.cfg.Now()
+	a.p.cfg.FSM.View(func(s *fsm.State) { a.banned, _ = s.BannedUntil(a.ip, now) })
+	if a.banned.IsZero() {
+		a.banned = a.p.cfg.Policy.localBan(a.ip, now)
+	}
+	if a.banned.IsZero() {
+		return nil
+	}
+	a.p.cfg.Policy.metrics().Rejected("banned")
+	return a.rejection()
 }
 
 // admitDatabase takes a slot of the login's physical database under the

@@ -127,7 +127,7 @@ func (c *clientConn) serve(ctx context.Context) (*session, *admission) {
 		_ = wire.WriteError(conn, err)
 		return nil, nil
 	}
-	lg, err := c.authenticate(res)
+	lg, err := c.authenticate(res, adm.bannedNow)
 	if err != nil {
 		adm.authFailed(err)
 		_ = wire.WriteError(conn, err)
@@ -163,7 +163,7 @@ func (c *clientConn) serve(ctx context.Context) (*session, *admission) {
 
 // authenticate runs SCRAM against the project's live keys, then resolves
 // the database and checks the key's scope.
-func (c *clientConn) authenticate(res *wire.StartupResult) (*login, error) {
+func (c *clientConn) authenticate(res *wire.StartupResult, check func() error) (*login, error) {
 	p := c.proxy
 	user := res.Params["user"]
 	db := res.Params["database"]
@@ -190,7 +190,7 @@ func (c *clientConn) authenticate(res *wire.StartupResult) (*login, error) {
 		// candidates, ending in the same error as a wrong password.
 		salt = scram.FakeSalt(p.cfg.FakeSecret, user)
 	}
-	matched, err := wire.AuthenticateSCRAMRefresh(res.Backend, user, salt, iterations, candidates, res.ChannelBinding, refresh)
+	matched, err := wire.AuthenticateSCRAMChecked(res.Backend, user, salt, iterations, candidates, res.ChannelBinding, refresh, check)
 	if err != nil {
 		return nil, err
 	}

@@ -63,6 +63,9 @@ type Config struct {
 	// HTTPIdleTimeout a kept-alive connection's wait for the next [60 s and
 	// 120 s]: a client that sends a byte now and then holds nothing forever.
 	HTTPReadTimeout, HTTPIdleTimeout time.Duration
+	// BanBatchInterval is how often the node proposes the failed logins it
+	// saw to the cluster [200 ms] (actors.BanTrackerConfig.Interval).
+	BanBatchInterval time.Duration
 
 	// ServerIdleTimeout and ClientIdleTimeout are the session pool's
 	// server_idle_timeout and client_idle_timeout [1800 s each].

@@ -72,6 +72,7 @@ func (n *Node) startPolicies(ctx context.Context) *actors.Policies {
 	ql.OnDrop = m.QueryLogDropped
 	bans := actors.NewBanTracker(actors.BanTrackerConfig{
 		NodeID: n.cfg.NodeID, Propose: n, Logf: n.logger.Printf, Metrics: m,
+		Interval: n.cfg.BanBatchInterval,
 	})
 	n.goRun(func() { bans.Run(ctx) })
 	conns := actors.NewPolicies(actors.PolicyConfig{

@@ -37,6 +37,15 @@ func AuthenticateSCRAM(be *pgproto3.Backend, user string, salt []byte, iteration
 // login fails. The returned index is into the fresh list when it matched there.
 func AuthenticateSCRAMRefresh(be *pgproto3.Backend, user string, salt []byte, iterations int,
 	candidates []scram.Verifier, binding []byte, refresh func() []scram.Verifier) (matched int, err error) {
+	return AuthenticateSCRAMChecked(be, user, salt, iterations, candidates, binding, refresh, nil)
+}
+
+// AuthenticateSCRAMChecked is AuthenticateSCRAMRefresh with a check run when
+// the client's proof has arrived, before it is verified: a non-nil error
+// ends the exchange with that error instead (an IP banned while it was
+// logging in gets no verdict on its guess).
+func AuthenticateSCRAMChecked(be *pgproto3.Backend, user string, salt []byte, iterations int,
+	candidates []scram.Verifier, binding []byte, refresh func() []scram.Verifier, check func() error) (matched int, err error) {
 	srv := scram.NewServer(salt, iterations, candidates, binding)
 	mechanisms := srv.Mechanisms()
 
@@ -77,6 +86,11 @@ func AuthenticateSCRAMRefresh(be *pgproto3.Backend, user string, salt []byte, it
 	resp, ok := msg.(*pgproto3.SASLResponse)
 	if !ok {
 		return -1, unexpectedMessage(msg, "SASLResponse")
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return -1, err
+		}
 	}
 	matched, serverFinal, err := srv.ClientFinal(resp.Data)
 	if err != nil {

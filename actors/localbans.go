@@ -1,0 +1,86 @@
+package actors
+
+import (
+	"time"
+
+	"tdb/fsm"
+)
+
+// The cluster decides bans in the FSM, from failures each node proposes in
+// batches (BanTracker): a ban takes a batch interval and a raft round trip
+// to appear, and a client guessing passwords fast, or on many connections at
+// once, would get that many more guesses. So each node also counts the
+// failures it sees itself, with the cluster's threshold and window, and bans
+// an IP on its own the moment they reach the threshold, for the base ban
+// length, until the cluster's ban (which may be longer) takes over. The
+// check runs at accept and again just before a password proof is verified.
+
+// maxLocalFailIPs bounds the IPs a node counts failures of itself.
+const maxLocalFailIPs = 10_000
+
+// localFail is a node's own count of an IP's failed logins.
+type localFail struct {
+	count       int64
+	start       time.Time // of the current window
+	bannedUntil time.Time
+}
+
+// localBan returns when this node's own ban of ip ends, or zero.
+func (p *Policies) localBan(ip string, now time.Time) time.Time {
+	if p == nil {
+		return time.Time{}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if f := p.fails[ip]; f != nil && now.Before(f.bannedUntil) {
+		return f.bannedUntil
+	}
+	return time.Time{}
+}
+
+// localFailed counts a failed login from ip and reports when this node now
+// bans it (zero: not banned).
+func (p *Policies) localFailed(ip string, now time.Time, set fsm.ClusterSettings) time.Time {
+	if p == nil || set.AuthFailThreshold <= 0 {
+		return time.Time{}
+	}
+	window := time.Duration(set.AuthFailWindowSec) * time.Second
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.fails[ip]
+	if f == nil {
+		if len(p.fails) >= maxLocalFailIPs {
+			p.forgetFails(now, window)
+			if len(p.fails) >= maxLocalFailIPs {
+				return time.Time{} // the cluster's count still holds
+			}
+		}
+		if p.fails == nil {
+			p.fails = map[string]*localFail{}
+		}
+		f = &localFail{start: now}
+		p.fails[ip] = f
+	}
+	if now.Before(f.bannedUntil) {
+		return f.bannedUntil
+	}
+	if now.Sub(f.start) >= window {
+		f.count, f.start = 0, now
+	}
+	f.count++
+	if f.count < set.AuthFailThreshold {
+		return time.Time{}
+	}
+	f.count, f.start = 0, now
+	f.bannedUntil = now.Add(time.Duration(set.BanSec) * time.Second)
+	return f.bannedUntil
+}
+
+// forgetFails drops the counts whose window and ban are over (under p.mu).
+func (p *Policies) forgetFails(now time.Time, window time.Duration) {
+	for ip, f := range p.fails {
+		if now.Sub(f.start) >= window && !now.Before(f.bannedUntil) {
+			delete(p.fails, ip)
+		}
+	}
+}

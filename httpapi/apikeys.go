@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
@@ -59,6 +61,9 @@ func (s *server) createKey(w http.ResponseWriter, r *http.Request, c *caller) er
 	if len(req.Name) > maxLabel {
 		return badRequest("key name is longer than %d characters", maxLabel)
 	}
+	if strings.ContainsFunc(req.Name, unicode.IsControl) || !utf8.ValidString(req.Name) {
+		return badRequest("key name must be UTF-8 text without control characters")
+	}
 	if roleRank[req.Role] == 0 {
 		return badRequest("invalid role %q: must be admin, write or read", req.Role)
 	}
@@ -79,6 +84,7 @@ func (s *server) createKey(w http.ResponseWriter, r *http.Request, c *caller) er
 				return err
 			}
 		}
+		req.ScopeValues = dedupe(req.ScopeValues)
 	default:
 		return badRequest("invalid scope type %q: must be project, workspace or tenant", req.ScopeType)
 	}
@@ -98,8 +104,8 @@ func (s *server) createKey(w http.ResponseWriter, r *http.Request, c *caller) er
 			}
 		}
 		if !c.covers(p, req.ScopeType, req.ScopeValues) {
-			err = scopeDenied("a %s-scoped key %s cannot create a %s-scoped key %s: it would reach beyond its own scope",
-				c.scopeType, list(c.scopeValues), req.ScopeType, list(req.ScopeValues))
+			err = scopeDenied("a %s cannot create a %s: it would reach beyond its own scope",
+				scopeDesc(c.scopeType, c.scopeValues), scopeDesc(req.ScopeType, req.ScopeValues))
 			return
 		}
 		salt, iterations = append([]byte(nil), p.Salt...), p.Iterations
@@ -173,4 +179,26 @@ func (s *server) revokeKey(w http.ResponseWriter, r *http.Request, c *caller) er
 	out.RaftIndex = index
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// scopeDesc names a key's scope for messages: "project-scoped key", or
+// "tenant-scoped key [wayne]".
+func scopeDesc(scopeType string, values []string) string {
+	if len(values) == 0 {
+		return scopeType + "-scoped key"
+	}
+	return scopeType + "-scoped key " + list(values)
+}
+
+// dedupe drops repeated values, keeping the first of each.
+func dedupe(values []string) []string {
+	seen := make(map[string]bool, len(values))
+	out := values[:0:0]
+	for _, v := range values {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
 }

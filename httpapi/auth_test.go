@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -189,4 +190,28 @@ func TestRevokedKey(t *testing.T) {
 		}
 	}
 	e.call(e.proxyPass, "DELETE", "/v1/apikeys/key_000000000000", nil, 404)
+}
+
+// TestCreateKeyInputs: names that would print terminal escapes are refused,
+// repeated scope values are stored once, and a scope refusal reads well.
+func TestCreateKeyInputs(t *testing.T) {
+	e := newEnv(t, nil)
+	e.tenant("myapp", "wayne")
+	for _, name := range []string{"bad\x00name", "esc\x1b[2Jape", "bell\x07"} {
+		status, body := e.do(e.proxyPass, "POST", "/v1/apikeys", map[string]any{"name": name, "role": "read", "scope_type": "project"})
+		if status != 400 || !strings.Contains(string(body), "without control characters") {
+			t.Fatalf("name %q: %d %s", name, status, body)
+		}
+	}
+	out := e.call(e.proxyPass, "POST", "/v1/apikeys", map[string]any{"name": "ok", "role": "admin", "scope_type": "tenant",
+		"scope_values": []string{"wayne", "wayne", "wayne"}}, 201)
+	if vals, _ := out["scope_values"].([]any); len(vals) != 1 || vals[0] != "wayne" {
+		t.Fatalf("scope values %v, want [wayne]", out["scope_values"])
+	}
+	tenantKey := out["key"].(string)
+	status, body := e.do(tenantKey, "POST", "/v1/apikeys", map[string]any{"role": "read", "scope_type": "project"})
+	const want = "a tenant-scoped key [wayne] cannot create a project-scoped key: it would reach beyond its own scope"
+	if status != 403 || !strings.Contains(string(body), want) {
+		t.Fatalf("%d %s, want 403 %q", status, body, want)
+	}
 }

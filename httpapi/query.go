@@ -227,7 +227,7 @@ func runQuery(ctx context.Context, tg queryTarget, sql string, params [][]byte, 
 	defer cancel()
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, pgFailure(err, tg)
+		return nil, connectFailure(err, tg)
 	}
 	defer conn.Close(context.Background())
 	if !noTxn {
@@ -279,6 +279,20 @@ func runQuery(ctx context.Context, tg queryTarget, sql string, params [][]byte, 
 	}
 	resp.CommandTag, resp.RowsAffected = tag.String(), tag.RowsAffected()
 	return resp, nil
+}
+
+// connectFailure maps a failed login to the backend. Its text is not
+// passed on: it names the internal role the proxy logs in as, as the wire
+// proxy's own message does not.
+func connectFailure(err error, tg queryTarget) *queryFailure {
+	var pge *pgconn.PgError
+	if errors.As(err, &pge) {
+		return failure(http.StatusBadGateway, codeBackendError, pge.Code, "the database backend refused the connection")
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return pgFailure(err, tg)
+	}
+	return failure(http.StatusBadGateway, codeBackendError, "08006", "could not connect to the tenant's backend")
 }
 
 // pgFailure maps an error of the backend: PostgreSQL's 42501 is a 403

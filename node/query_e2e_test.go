@@ -1,10 +1,16 @@
 package node_test
 
 import (
+	"context"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
+	"tdb/actors/backend"
+	"tdb/fsm"
 	"tdb/internal/testnode"
 )
 
@@ -112,5 +118,35 @@ func TestTenantQueryEndpoint(t *testing.T) {
 	var raw json.RawMessage
 	if status := e.Do(t, "POST", "/v1/tenants/nobody/query", admin, "", map[string]any{"sql": "SELECT 1"}, &raw); status != 403 && status != 404 {
 		t.Fatalf("unknown tenant: %d %s", status, raw)
+	}
+}
+
+// TestTenantQueryEndpointHidesRoles: when the backend refuses the login the
+// proxy makes for a key, the answer does not name the internal role.
+func TestTenantQueryEndpointHidesRoles(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	key := e.CreateTenant(t, "wayne")
+	read := e.CreateKey(t, "read", "tenant", "wayne")
+	db := fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
+	su, err := pgx.Connect(ctx, e.PG.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer su.Close(ctx)
+	role := backend.RoleName(db, backend.RoleRead)
+	if _, err := su.Exec(ctx, `ALTER ROLE "`+role+`" PASSWORD 'changed-behind-tdb'`); err != nil {
+		t.Fatal(err)
+	}
+	status, out := query(t, e, read, "wayne", "SELECT 1")
+	if status != 502 || out.Code != "backend_error" || out.Message != "the database backend refused the connection" || out.SQLState != "28P01" {
+		t.Fatalf("got %d %+v", status, out)
+	}
+	if strings.Contains(out.Message, db) {
+		t.Fatalf("the message names the role: %q", out.Message)
+	}
+	if status, _ := query(t, e, key, "wayne", "SELECT 1"); status != 200 {
+		t.Fatalf("the admin key's role was not touched, got %d", status)
 	}
 }

@@ -130,7 +130,9 @@ func (c *clientConn) serve(ctx context.Context) (*session, *admission) {
 	lg, err := c.authenticate(res, adm.bannedNow)
 	if err != nil {
 		adm.authFailed(err)
-		_ = wire.WriteError(conn, err)
+		if _, ok := wire.AsPGError(err); ok {
+			_ = wire.WriteError(conn, err)
+		} // else the client left (or sent Terminate): nothing to tell it
 		return nil, nil
 	}
 	if err := StartupGuard(res.Params); err != nil {

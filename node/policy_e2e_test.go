@@ -770,3 +770,18 @@ func (p *parkedLogin) finish(t *testing.T) string {
 	}
 	return er.Code
 }
+
+// TestTerminateDuringLogin: a client that sends Terminate instead of its
+// SCRAM response is let go without an error (not an internal one).
+func TestTerminateDuringLogin(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	p := parkLogin(t, e, e.ProjectID)
+	p.fe.Send(&pgproto3.Terminate{})
+	if err := p.fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := p.fe.Receive(); err == nil {
+		t.Fatalf("after Terminate the node sent %T %+v", msg, msg)
+	}
+}

@@ -31,9 +31,15 @@ func (q *fifo[T]) pop() T {
 	q.head++
 	if q.head == len(q.buf) {
 		q.buf, q.head = q.buf[:0], 0
+		if cap(q.buf) > maxKeptQueue {
+			q.buf = nil // a Query of many statements does not leave its array behind
+		}
 	}
 	return v
 }
+
+// maxKeptQueue is the largest array a drained queue keeps for reuse.
+const maxKeptQueue = 64
 
 // items are the queued items, oldest first.
 func (q *fifo[T]) items() []T { return q.buf[q.head:] }

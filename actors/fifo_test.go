@@ -125,3 +125,23 @@ func TestSessionTextReusesTheLastText(t *testing.T) {
 		t.Fatalf("a long text gave %d bytes and the session kept %d", len(got), len(s.lastText))
 	}
 }
+
+// TestFifoDrainedLargeQueueLetsGo: the array a Query of many statements
+// grew is not kept once the queue drains; a small one is, for reuse.
+func TestFifoDrainedLargeQueueLetsGo(t *testing.T) {
+	var q fifo[int]
+	for i := range 10000 {
+		q.push(i)
+	}
+	for q.len() > 0 {
+		q.pop()
+	}
+	if cap(q.buf) != 0 {
+		t.Fatalf("a drained queue keeps an array of %d", cap(q.buf))
+	}
+	q.push(1)
+	q.pop()
+	if cap(q.buf) == 0 {
+		t.Fatal("a small drained queue gave its array up")
+	}
+}

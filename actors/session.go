@@ -151,6 +151,9 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 	switch {
 	case r.TooComplex:
 		return classify.Result{}, wire.NewError("ERROR", "54001", "statement is too complex to analyse")
+	case r.TooLong:
+		return classify.Result{}, wire.NewError("ERROR", "54000",
+			"query text of %d bytes is too long to analyse: at most %d bytes when it holds several statements; send fewer at a time", len(sql), classify.MaxParsed)
 	case r.HasCopy():
 		return classify.Result{}, wire.NewError("ERROR", "0A000", "COPY is not supported through the proxy; use tdb workspaces import-full or INSERT statements")
 	case s.login.kind == fsm.KindTenant && r.HasDDL():

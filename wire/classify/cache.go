@@ -40,6 +40,9 @@ func (c *Cache) ClassifyIn(sql string, one *[1]Statement) Result {
 	if ok {
 		return r
 	}
+	if len(sql) > MaxParsed {
+		return Result{TooLong: true}
+	}
 	if c == nil || len(sql) > c.maxText || c.maxEntries <= 0 {
 		return parseClassify(sql)
 	}

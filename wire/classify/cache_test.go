@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -96,5 +97,28 @@ func TestClassifyIn(t *testing.T) {
 	}
 	if allocs := testing.AllocsPerRun(100, func() { c.Classify(sql) }); allocs != 1 {
 		t.Fatalf("Classify on the fast path allocates %.1f times, want its one slice", allocs)
+	}
+}
+
+// TestClassifyInBoundsTheParser: text the parser would have to read past
+// MaxParsed is refused unread; a longer single statement the fast path
+// knows is not.
+func TestClassifyInBoundsTheParser(t *testing.T) {
+	c := NewCache(16, 4096)
+	var many, one strings.Builder
+	one.WriteString("INSERT INTO t VALUES ")
+	for i := 0; many.Len() <= MaxParsed; i++ {
+		fmt.Fprintf(&many, "SELECT %d;", i)
+		fmt.Fprintf(&one, "(%d),", i)
+	}
+	if r := c.ClassifyIn(many.String(), nil); !r.TooLong || len(r.Statements) != 0 {
+		t.Fatalf("%d bytes of statements: %+v", many.Len(), r)
+	}
+	text := strings.TrimSuffix(one.String(), ",")
+	if r := c.ClassifyIn(text, nil); r.TooLong || len(r.Statements) != 1 || r.Statements[0].Kind != DML {
+		t.Fatalf("a single INSERT of %d bytes: TooLong %v, %d statements", len(text), r.TooLong, len(r.Statements))
+	}
+	if r := c.ClassifyIn("SELECT 1; SELECT 2", nil); r.TooLong || len(r.Statements) != 2 {
+		t.Fatalf("a short text: %+v", r)
 	}
 }

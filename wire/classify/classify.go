@@ -31,6 +31,10 @@ type Result struct {
 	// complexity.go). Statements is then empty; the proxy must refuse the text
 	// (SQLSTATE 54001) rather than forward it.
 	TooComplex bool
+	// TooLong is set by ClassifyIn, without parsing, for text the parser
+	// would have to read that is longer than MaxParsed; the proxy must
+	// refuse it.
+	TooLong bool
 }
 
 // HasDDL reports whether any statement is DDL.
@@ -83,8 +87,25 @@ func withoutParser(sql string, one *[1]Statement) (_ string, _ Result, ok bool) 
 	return sql, Result{}, false
 }
 
+// MaxParsed bounds the text PostgreSQL's parser reads for the proxy
+// (ClassifyIn; Classify, for the operator's own input, has no bound). Its
+// tree costs about 60 bytes of memory per byte of text (several statements
+// of 6 MB took 350 MB); the fast path reads longer single statements (a
+// large INSERT ... VALUES) without it.
+const MaxParsed = 8 << 20
+
+// bigParse is the size past which parses take turns (bigParses), so the
+// memory of large trees is that of one at a time.
+const bigParse = 256 << 10
+
+var bigParses = make(chan struct{}, 1)
+
 // parseClassify classifies sql with PostgreSQL's parser.
 func parseClassify(sql string) Result {
+	if len(sql) > bigParse {
+		bigParses <- struct{}{}
+		defer func() { <-bigParses }()
+	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		return Result{Unparsed: true}

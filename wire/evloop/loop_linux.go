@@ -31,7 +31,8 @@ type Loop struct {
 	epfd, evfd int
 
 	mu      sync.Mutex
-	slots   []*Pair // index = pair id
+	slots   []*Pair  // index = pair id; nil once the pair has left
+	gens    []uint32 // index = pair id: the generation of its last pair
 	free    []uint32
 	kicks   []*Pair
 	starts  []*Pair // pairs to handle without waiting for their sockets (unread bytes, TLS buffers)
@@ -221,8 +222,12 @@ func (l *Loop) add(p *Pair, unread [2][]byte) error {
 	} else {
 		p.id = uint32(len(l.slots))
 		l.slots = append(l.slots, nil)
+		l.gens = append(l.gens, 0)
 	}
-	p.gen = nextGen(l.slots[p.id])
+	// A new generation tells the slot's new pair from events still queued
+	// for its last one.
+	p.gen = (l.gens[p.id] + 1) & 0x3fffffff
+	l.gens[p.id] = p.gen
 	l.slots[p.id] = p
 	p.registered = true
 	// Registered under the lock, so Close either sees the pair or refuses it.
@@ -253,15 +258,6 @@ func (l *Loop) add(p *Pair, unread [2][]byte) error {
 		l.wake()
 	}
 	return nil
-}
-
-// nextGen returns a generation that tells a slot's new pair from events
-// still queued for its last one.
-func nextGen(prev *Pair) uint32 {
-	if prev == nil {
-		return 1
-	}
-	return (prev.gen + 1) & 0x3fffffff
 }
 
 // leftLoop gives the connections back and runs then (on its own goroutine).
@@ -301,9 +297,11 @@ func (p *Pair) event(side Side) unix.EpollEvent {
 	return unix.EpollEvent{Events: p.events[side], Fd: int32(p.id), Pad: int32(p.gen<<1 | uint32(side))}
 }
 
-// release frees the pair's slot (under l.mu). The slot keeps the pair as a
-// tombstone for its generation until reused.
+// release frees the pair's slot (under l.mu). The slot forgets the pair (and
+// the session its handler holds); its generation stays in gens, so an event
+// still queued for the pair finds nothing.
 func (l *Loop) release(p *Pair) {
+	l.slots[p.id] = nil
 	l.free = append(l.free, p.id)
 }
 

@@ -526,3 +526,26 @@ func testParkFindsARecordTLSHolds(t *testing.T, server string) {
 		t.Fatal("the record crypto/tls held was not found")
 	}
 }
+
+// TestLeftPairIsForgotten: once a pair has left, its slot holds nothing of
+// it (its handler holds a whole session), and a new pair in the slot gets a
+// new generation.
+func TestLeftPairIsForgotten(t *testing.T) {
+	l := newLoop(t)
+	r := newRig(t, l)
+	id, gen := r.pair.id, r.pair.gen
+	_, _ = r.app.Write(frame('X', nil))
+	r.wait(t)
+	l.mu.Lock()
+	slot := l.slots[id]
+	l.mu.Unlock()
+	if slot != nil {
+		t.Fatal("the slot still holds the pair that left")
+	}
+	r2 := newRig(t, l)
+	if r2.pair.id != id || r2.pair.gen == gen {
+		t.Fatalf("new pair in slot %d gen %d, after slot %d gen %d", r2.pair.id, r2.pair.gen, id, gen)
+	}
+	_, _ = r2.app.Write(frame('X', nil))
+	r2.wait(t)
+}

@@ -50,13 +50,15 @@ type session struct {
 	inflight int                      // Query/Sync messages awaiting ReadyForQuery
 	txStatus byte                     // from the backend's last ReadyForQuery
 	lost     bool                     // the backend connection failed
-	unsynced bool                     // extended-protocol messages sent since the last Sync
-	track    *tracker                 // statements in flight, for DDL capture
-	names    map[string]string        // statement and portal names seen (see name)
-	gov      *governor                // limits and query log (enforce.go); nil: none
-	closing  atomic.Bool              // the relay is ending on purpose
-	active   atomic.Int64             // unix nanos of the client's last message
-	raw      net.Conn                 // the client connection as accepted, for the idle janitor
+	// backendFatal: the backend sent a FATAL error (it ends the connection)
+	backendFatal bool
+	unsynced     bool              // extended-protocol messages sent since the last Sync
+	track        *tracker          // statements in flight, for DDL capture
+	names        map[string]string // statement and portal names seen (see name)
+	gov          *governor         // limits and query log (enforce.go); nil: none
+	closing      atomic.Bool       // the relay is ending on purpose
+	active       atomic.Int64      // unix nanos of the client's last message
+	raw          net.Conn          // the client connection as accepted, for the idle janitor
 	// one holds the statement of the text inspect classified last, when the
 	// fast path did: the client pump is done with it before the next message.
 	one [1]classify.Statement
@@ -533,6 +535,9 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		s.mu.Lock()
 		s.track.errorResponse()
 		act = s.gov.errorResponse(severity, code)
+		if severity == "FATAL" || severity == "PANIC" {
+			s.backendFatal = true // the client is told why the backend ends
+		}
 		s.mu.Unlock()
 	case 'C':
 		tag, _ := wire.ParseCommandComplete(body)
@@ -650,8 +655,11 @@ func (s *session) backendToClient() {
 func (s *session) backendLost() {
 	s.mu.Lock()
 	s.lost = true
+	told := s.backendFatal
 	s.mu.Unlock()
-	_ = wire.WriteError(s.client, wire.NewError("FATAL", "08006", "connection to the database backend was lost"))
+	if !told { // one FATAL: after the backend's own, none of the proxy's
+		_ = wire.WriteError(s.client, wire.NewError("FATAL", "08006", "connection to the database backend was lost"))
+	}
 	s.client.Close()
 }
 

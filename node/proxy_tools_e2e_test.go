@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"tdb/internal/testnode"
 )
 
@@ -114,6 +116,38 @@ func TestBackendGoneGivesFatal(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "terminating connection") && !strings.Contains(err.Error(), "connection to the database backend was lost") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestBackendFatalIsTheOnlyOne: a backend that ends with its own FATAL
+// (terminated by an administrator) leaves the client that one error, not a
+// second one of the proxy's.
+func TestBackendFatalIsTheOnlyOne(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	c := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
+	ctx := context.Background()
+	var pid int
+	if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	admin := connect(t, e.PG.URL())
+	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+		t.Fatal(err)
+	}
+	fe := c.PgConn().Frontend()
+	var errs []string
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			break
+		}
+		if er, ok := msg.(*pgproto3.ErrorResponse); ok {
+			errs = append(errs, er.Severity+" "+er.Code)
+		}
+	}
+	if len(errs) != 1 || errs[0] != "FATAL 57P01" {
+		t.Fatalf("errors %v, want the backend's FATAL 57P01 alone", errs)
 	}
 }
 

@@ -229,5 +229,22 @@ func mayChangeSettings(sql string, r classify.Result) bool {
 			return true
 		}
 	}
-	return r.Unparsed || hasWord(sql, "set_config")
+	return r.Unparsed || namesSetConfig(sql)
+}
+
+// namesSetConfig reports whether sql holds the word set_config in any ASCII
+// case. It looks only around underscores, which a fast byte search finds.
+func namesSetConfig(sql string) bool {
+	for i := 0; ; {
+		j := strings.IndexByte(sql[i:], '_')
+		if j < 0 {
+			return false
+		}
+		at := i + j - len("set")
+		if at >= 0 && hasFoldAt(sql, at, "set_config") && (at == 0 || !identChar(sql[at-1])) &&
+			(at+len("set_config") == len(sql) || !identChar(sql[at+len("set_config")])) {
+			return true
+		}
+		i += j + 1
+	}
 }

@@ -111,3 +111,24 @@ func TestHasWord(t *testing.T) {
 		}
 	}
 }
+
+func TestNamesSetConfig(t *testing.T) {
+	for _, tc := range []struct {
+		sql  string
+		want bool
+	}{
+		{"SELECT set_config('a', 'b', false)", true},
+		{"select SET_CONFIG('a')", true},
+		{"set_config('a')", true},
+		{"select pg_catalog.set_config('a', 'b', true)", true},
+		{"select my_set_config('a')", false},
+		{"select set_configs('a')", false},
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 1", false},
+		{"_", false},
+		{"set_conf", false},
+	} {
+		if got := namesSetConfig(tc.sql); got != tc.want {
+			t.Errorf("namesSetConfig(%q) = %v, want %v", tc.sql, got, tc.want)
+		}
+	}
+}

@@ -38,7 +38,7 @@ type loopHandler struct {
 func (h *loopHandler) Message(from evloop.Side, typ byte, body []byte, out *evloop.Out) evloop.Verdict {
 	s := h.s
 	if from == evloop.Client {
-		if s.gov.cancelPending() || s.gate() != nil {
+		if s.gov.cancelPending() || s.gate(typ) != nil {
 			return evloop.Eject // the goroutine relay waits for it
 		}
 		body, step, err := s.fromClient(typ, body)

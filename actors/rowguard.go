@@ -199,11 +199,13 @@ func (s *session) settle() {
 	}
 }
 
-// gate returns what a client message must wait for before it is relayed:
-// nil unless it begins a batch while the proxy's final exchange for the
-// last one is still to come.
-func (s *session) gate() chan struct{} {
-	if !s.held.Load() {
+// gate returns what a client message of type typ must wait for before it
+// is relayed: nil unless it begins a batch while the proxy's final exchange
+// for the last one is still to come. Terminate never waits: it is not
+// relayed, and a backend session left in the proxy's transaction is closed,
+// not pooled.
+func (s *session) gate(typ byte) chan struct{} {
+	if !s.held.Load() || typ == wire.MsgTerminate {
 		return nil
 	}
 	s.mu.Lock()

@@ -454,7 +454,7 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone bool) {
 			}
 			return true
 		}
-		if ch := s.gate(); ch != nil {
+		if ch := s.gate(typ); ch != nil {
 			// A new batch waits for the proxy's exchange after the last
 			// one, which needs that batch's end delivered.
 			if err := s.flushLocked(fw); err != nil {

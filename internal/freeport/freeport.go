@@ -6,7 +6,11 @@
 package freeport
 
 import (
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/cockroachdb/errors"
@@ -32,9 +36,19 @@ func Addr() (string, error) {
 func Reserve() (addr string, release func(), err error) {
 	mu.Lock()
 	defer mu.Unlock()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for i := range 100 {
+		// Outside the kernel's ephemeral range first: an outgoing
+		// connection (of this test binary or another) can take an
+		// ephemeral port between the reservation and the bind.
+		addr := "127.0.0.1:0"
+		if port, ok := belowEphemeral(i); ok {
+			addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		}
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
+			if addr != "127.0.0.1:0" {
+				continue // taken: try another
+			}
 			return "", nil, errors.Wrap(err, "find a free port")
 		}
 		a := ln.Addr().String()
@@ -50,4 +64,26 @@ func Reserve() (addr string, release func(), err error) {
 		return a, func() { ln.Close(); pc.Close() }, nil
 	}
 	return "", nil, errors.New("find a free port: none free for both TCP and UDP")
+}
+
+// belowEphemeral returns a random port between 10000 and the start of the
+// kernel's ephemeral range, for the first 90 tries, where that range is
+// known and leaves room.
+func belowEphemeral(try int) (int, bool) {
+	if try >= 90 {
+		return 0, false
+	}
+	raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(raw))
+	if len(f) != 2 {
+		return 0, false
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low <= 12000 {
+		return 0, false
+	}
+	return 10000 + rand.IntN(low-10000), true
 }

@@ -50,6 +50,14 @@ func (s *session) guard(sql string, r classify.Result) *wire.PGError {
 	isSet := false
 	for _, st := range r.Statements {
 		isSet = isSet || st.Kind == classify.Set
+		// The parser decoded the name (quotes, U& escapes): it is what the
+		// backend will set.
+		switch {
+		case st.Setting == "standard_conforming_strings" && !scsOn.MatchString(st.Text):
+			return wire.NewError("ERROR", "42501", "standard_conforming_strings cannot be changed through the proxy")
+		case st.Setting == "client_encoding" && unsafeEncodings.MatchString(st.Text):
+			return wire.NewError("ERROR", "42501", "this client encoding is not supported through the proxy; use UTF8")
+		}
 	}
 	// Cheap screen first: the hot path sees plain DML, which names neither.
 	if isSet || namesGuardedSetting(sql) {
@@ -219,17 +227,32 @@ func reportedSetting(body []byte) *wire.PGError {
 }
 
 // mayChangeSettings reports whether a statement text could change a setting
-// the backend reads statement text with: a SET, a utility statement (a DO
-// block can run any SET), or a set_config call. The client's next batch then
-// waits for this one's ReadyForQuery, so a change is seen (reportedSetting)
-// before the backend parses anything else.
+// the backend reads statement text with: a SET or RESET of one of them (or
+// of all), a DO block or CALL (which can run any SET), a set_config call,
+// or text the proxy's parser could not read. The client's next statement
+// text then reaches the backend only after this one's ReadyForQuery, so a
+// change is seen (reportedSetting) before the backend parses anything else.
 func mayChangeSettings(sql string, r classify.Result) bool {
 	for i := range r.Statements {
-		if k := r.Statements[i].Kind; k == classify.Set || k == classify.Other {
+		st := &r.Statements[i]
+		switch {
+		case st.Kind == classify.Set && parserSetting(st.Setting):
+			return true
+		case st.Kind == classify.Other && (st.Tag == "DO" || st.Tag == "CALL"):
 			return true
 		}
 	}
 	return r.Unparsed || namesSetConfig(sql)
+}
+
+// parserSetting reports whether a SET or RESET of name may change how the
+// backend reads statement text.
+func parserSetting(name string) bool {
+	switch name {
+	case "standard_conforming_strings", "client_encoding", "all", "":
+		return true
+	}
+	return false
 }
 
 // namesSetConfig reports whether sql holds the word set_config in any ASCII

@@ -218,17 +218,41 @@ func (s *session) gate(typ byte) chan struct{} {
 
 // finalFor returns the statement the proxy sends after a batch that ended
 // with status, or "" (under s.mu, before the limiter forgets the batch).
-func (s *session) finalFor(status byte) string {
+// others is how many of the client's batches are in flight behind it: the
+// abort must come before the client's next statement, so with one already
+// sent there is none (the client's transaction is not aborted then).
+func (s *session) finalFor(status byte, others int) string {
 	over := s.gov != nil && s.gov.lim.overRows > 0
 	switch {
 	case s.guarded && status == 'T' && !over:
 		return guardCommit
 	case s.guarded && status != 'I':
 		return guardRollback
-	case !s.guarded && over && status == 'T':
+	case !s.guarded && over && status == 'T' && others == 0:
 		return guardAbort
 	}
 	return ""
+}
+
+// txnKind reports whether a statement begins or ends a transaction.
+func txnKind(k classify.Kind) bool {
+	switch k {
+	case classify.Begin, classify.Commit, classify.Rollback, classify.PrepareTxn,
+		classify.CommitPrepared, classify.RollbackPrepared:
+		return true
+	}
+	return false
+}
+
+// endsOrBeginsTxn reports whether any statement of r begins or ends a
+// transaction.
+func endsOrBeginsTxn(r classify.Result) bool {
+	for i := range r.Statements {
+		if txnKind(r.Statements[i].Kind) {
+			return true
+		}
+	}
+	return false
 }
 
 // needsFinal reports whether the ReadyForQuery with status is followed by an
@@ -236,7 +260,8 @@ func (s *session) finalFor(status byte) string {
 func (s *session) needsFinal(status byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.swallow.Load() == swallowNone && s.finalFor(status) != ""
+	// The ReadyForQuery is still counted in inflight here.
+	return s.swallow.Load() == swallowNone && s.finalFor(status, s.clientInflight()-1) != ""
 }
 
 // swallowed handles a backend message that answers one of the proxy's own

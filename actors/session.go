@@ -338,6 +338,20 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		if err != nil {
 			return nil, stepFail, err
 		}
+		// unsynced and settingsSync change only here, on the client's side.
+		midBatch := false
+		if s.unsynced {
+			s.mu.Lock()
+			midBatch = s.settingsSync || s.guarded
+			s.mu.Unlock()
+		}
+		if midBatch {
+			// The backend would run it inside the batch, after a statement
+			// that may have changed how it reads text, or inside the
+			// proxy's transaction; no driver sends one there.
+			return nil, stepFail, wire.NewError("FATAL", "08P01",
+				"a Query message inside an unfinished extended-protocol batch is not supported here; send Sync first")
+		}
 		sql := s.text(text)
 		r, rej := s.inspect(sql)
 		if rej != nil {
@@ -362,15 +376,28 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		}
 		sql := s.text(text)
 		r, rej := s.inspect(sql)
+		// unsynced and settingsSync change only here, on the client's side.
+		if rej == nil && s.unsynced && s.settingsSync {
+			// The backend would read this text after a statement of the
+			// same batch that may have changed how it reads text, before
+			// the change could be seen.
+			rej = wire.NewError("ERROR", "0A000",
+				"a statement that may change settings ends its batch through the proxy: send Sync before the next statement")
+		}
 		if rej != nil {
 			body = parseBody(name, s.refuse(rej))
 		}
 		s.mu.Lock()
 		guard := rej == nil && s.mayGuard() && len(r.Statements) == 1 && !r.Statements[0].NoTxn &&
 			guardStatement(stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}) && s.guardBatch()
+		if s.guarded && s.unsynced && endsOrBeginsTxn(r) {
+			s.guarded = false // the batch takes over the proxy's transaction
+		}
 		s.track.parse(name, r)
+		if rej == nil && mayChangeSettings(sql, r) {
+			s.track.markRisky(name)
+		}
 		s.gov.parse(name, sql)
-		s.settingsSync = s.settingsSync || rej == nil && mayChangeSettings(sql, r)
 		s.unsynced = true
 		s.mu.Unlock()
 		return body, guardStep(guard), nil
@@ -378,7 +405,11 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		portal, stmt := cstring2(body)
 		s.mu.Lock()
 		p, st := s.name(portal), s.name(stmt)
-		guard := s.mayGuard() && guardStatement(s.track.prepared[st]) && s.guardBatch()
+		info := s.track.prepared[st]
+		guard := s.mayGuard() && guardStatement(info) && s.guardBatch()
+		if s.guarded && s.unsynced && txnKind(info.kind) {
+			s.guarded = false // the batch takes over the proxy's transaction
+		}
 		s.track.bind(p, st)
 		s.gov.bind(p, st)
 		s.unsynced = true
@@ -388,6 +419,9 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		portal, _ := cstring2(body)
 		s.mu.Lock()
 		p := s.name(portal)
+		if s.track.portals[p].risky {
+			s.settingsSync = true // held at Sync, and no more text until then
+		}
 		s.track.execute(p)
 		s.gov.execute(p)
 		s.unsynced = true
@@ -422,6 +456,9 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		text := "function call (oid " + strconv.FormatUint(uint64(binary.BigEndian.Uint32(body)), 10) + ")"
 		s.mu.Lock()
 		s.pend(s.clientInflight() + 1)
+		if s.unsynced {
+			s.settingsSync = true // inside a batch: no more text until its Sync
+		}
 		s.track.query(classify.Result{})
 		s.gov.query(text, classify.Result{})
 		s.inflight++
@@ -566,7 +603,7 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 			s.inflight--
 		}
 		s.txStatus = status
-		final := s.finalFor(status) // before the limiter forgets the batch
+		final := s.finalFor(status, s.clientInflight()) // before the limiter forgets the batch
 		ddl = s.track.readyForQuery(status)
 		act = s.gov.readyForQuery(status)
 		if s.holdRFQs > 0 {
@@ -575,8 +612,11 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		if final != "" {
 			s.beginFinal(final)
 			act.drop, own = true, final
-		} else if s.holdRFQs == 0 {
-			s.settle()
+		} else {
+			s.guarded = false // a batch that ended the proxy's transaction itself
+			if s.holdRFQs == 0 {
+				s.settle()
+			}
 		}
 		s.mu.Unlock()
 	case 'S':

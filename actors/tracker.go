@@ -11,6 +11,9 @@ import (
 type stmtInfo struct {
 	text string
 	kind classify.Kind
+	// risky: it may change how the backend reads statement text
+	// (mayChangeSettings)
+	risky bool
 }
 
 // trackItem is one entry of the tracker's queue: a statement awaiting its
@@ -64,6 +67,15 @@ func (t *tracker) parse(name string, r classify.Result) {
 		t.prepared = map[string]stmtInfo{}
 	}
 	t.prepared[name] = info
+}
+
+// markRisky notes that prepared statement name may change how the backend
+// reads statement text.
+func (t *tracker) markRisky(name string) {
+	if info, ok := t.prepared[name]; ok {
+		info.risky = true
+		t.prepared[name] = info
+	}
 }
 
 // bind records a Bind of a prepared statement to a portal.

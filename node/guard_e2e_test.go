@@ -147,3 +147,70 @@ func TestParserSettingsCannotDrift(t *testing.T) {
 		})
 	}
 }
+
+// TestParserSettingsInsideABatch: inside one extended-protocol batch the
+// backend parses each statement after running the ones before it, so a
+// statement text after one that may change settings is refused until Sync,
+// and a Query message there ends the session. Either way the smuggled
+// statement (it would change the role's password) never runs.
+func TestParserSettingsInsideABatch(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	key := e.CreateTenant(t, "wayne")
+	conn := e.ConnString(key, "myapp__wayne", "require")
+	const change = "SELECT set_config('standard_' || 'conforming_strings', 'off', false)"
+	const smuggled = `select 'a\'' ; alter role current_user password 'pwned'; --'`
+
+	for _, tc := range []struct {
+		name string
+		next pgproto3.FrontendMessage
+		want string // the SQLSTATE of the first error
+	}{
+		{"Parse", &pgproto3.Parse{Query: smuggled}, "0A000"},
+		{"Query", &pgproto3.Query{String: smuggled}, "08P01"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := connect(t, conn)
+			fe := c.PgConn().Frontend()
+			fe.Send(&pgproto3.Parse{Name: "chg", Query: change})
+			fe.Send(&pgproto3.Bind{PreparedStatement: "chg"})
+			fe.Send(&pgproto3.Execute{})
+			fe.Send(tc.next)
+			fe.Send(&pgproto3.Bind{})
+			fe.Send(&pgproto3.Execute{})
+			fe.Send(&pgproto3.Sync{})
+			if err := fe.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			var first *pgproto3.ErrorResponse
+			for done := false; !done; {
+				msg, err := fe.Receive()
+				if err != nil {
+					break // the session ended
+				}
+				switch m := msg.(type) {
+				case *pgproto3.ReadyForQuery:
+					// The refusal failed the batch: its transaction, and
+					// the setting changed in it, were rolled back.
+					done = true
+				case *pgproto3.CommandComplete:
+					if strings.HasPrefix(string(m.CommandTag), "ALTER") {
+						t.Fatal("the smuggled statement ran")
+					}
+				case *pgproto3.ErrorResponse:
+					if first == nil {
+						cp := *m
+						first = &cp
+					}
+				}
+			}
+			if first == nil || first.Code != tc.want {
+				t.Fatalf("first error %+v, want %s", first, tc.want)
+			}
+			// The key still logs in: the password did not change.
+			mustSelectOne(t, connect(t, conn))
+		})
+	}
+	_ = ctx
+}

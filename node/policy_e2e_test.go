@@ -785,3 +785,80 @@ func TestTerminateDuringLogin(t *testing.T) {
 		t.Fatalf("after Terminate the node sent %T %+v", msg, msg)
 	}
 }
+
+// TestPolicyMaxRowsGuardLetsTheClientsTransactionBe: a guarded batch whose
+// later statement ends the proxy's transaction (its own COMMIT) leaves no
+// guard behind: the client's next BEGIN ... ROLLBACK rolls back. And in the
+// client's own transaction, statements pipelined behind the one that
+// passed the limit get their own answers, in order.
+func TestPolicyMaxRowsGuardLetsTheClientsTransactionBe(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	key := e.CreateTenant(t, "wayne")
+	accountsTable(t, e, "wayne")
+	ctx := context.Background()
+	c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+	setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
+	fe := c.PgConn().Frontend()
+	// run sends msgs in one write and reads to the n-th ReadyForQuery: the
+	// command tags and error codes in order, and the last status.
+	run := func(n int, msgs ...pgproto3.FrontendMessage) (got []string, status byte) {
+		t.Helper()
+		for _, m := range msgs {
+			fe.Send(m)
+		}
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for n > 0 {
+			msg, err := fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := msg.(type) {
+			case *pgproto3.CommandComplete:
+				got = append(got, strings.Fields(string(m.CommandTag))[0])
+			case *pgproto3.ErrorResponse:
+				got = append(got, m.Code)
+			case *pgproto3.ReadyForQuery:
+				got = append(got, "Z"+string(m.TxStatus))
+				status = m.TxStatus
+				n--
+			}
+		}
+		return got, status
+	}
+	count := func() int {
+		t.Helper()
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	got, status := run(1,
+		&pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('g', 'g@x') RETURNING id"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "COMMIT"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if status != 'I' {
+		t.Fatalf("guarded batch with its own COMMIT: %v", got)
+	}
+	got, _ = run(3, &pgproto3.Query{String: "BEGIN"},
+		&pgproto3.Query{String: "INSERT INTO accounts (name, email) VALUES ('r', 'r@x')"},
+		&pgproto3.Query{String: "ROLLBACK"})
+	if strings.Join(got, " ") != "BEGIN ZT INSERT ZT ROLLBACK ZI" {
+		t.Fatalf("the client's own transaction: %v", got)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d rows, want 1: the client's ROLLBACK did not roll back", n)
+	}
+
+	got, _ = run(4, &pgproto3.Query{String: "BEGIN"},
+		&pgproto3.Query{String: "SELECT generate_series(1, 10)"},
+		&pgproto3.Query{String: "SELECT 1"},
+		&pgproto3.Query{String: "ROLLBACK"})
+	if strings.Join(got, " ") != "BEGIN ZT 54000 ZT SELECT ZT ROLLBACK ZI" {
+		t.Fatalf("pipelined behind the limit: %v", got)
+	}
+	mustSelectOne(t, c)
+}

@@ -16,6 +16,10 @@ type Statement struct {
 	Kind  Kind
 	NoTxn bool   // cannot run inside a transaction block (CREATE INDEX CONCURRENTLY, VACUUM, …)
 	Tag   string // short command tag for logs, e.g. "CREATE TABLE", "INSERT"
+	// Setting is the lower-case name a SET or RESET names, as the parser
+	// decoded it ("client_encoding" for SET NAMES, "all" for RESET ALL);
+	// empty for other statements.
+	Setting string
 }
 
 // Result is the classification of one query string (a simple-protocol Query,
@@ -117,10 +121,11 @@ func parseClassify(sql string) Result {
 	for _, raw := range tree.Stmts {
 		kind, tag, noTxn := classifyNode(raw.Stmt)
 		stmts = append(stmts, Statement{
-			Text:  stmtText(sql, raw.StmtLocation, raw.StmtLen),
-			Kind:  kind,
-			NoTxn: noTxn,
-			Tag:   tag,
+			Text:    stmtText(sql, raw.StmtLocation, raw.StmtLen),
+			Kind:    kind,
+			NoTxn:   noTxn,
+			Tag:     tag,
+			Setting: settingName(raw.Stmt),
 		})
 	}
 	return Result{Statements: stmts}

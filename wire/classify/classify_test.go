@@ -226,7 +226,9 @@ func TestClassifySingle(t *testing.T) {
 			if r.Unparsed || len(r.Statements) != 1 {
 				t.Fatalf("Classify(%q) = %+v, want one statement", tc.sql, r)
 			}
-			if got := r.Statements[0]; got != want {
+			got := r.Statements[0]
+			got.Setting = "" // TestSettingName
+			if got != want {
 				t.Errorf("Classify(%q)\n got %+v\nwant %+v", tc.sql, got, want)
 			}
 			if r.HasDDL() != (tc.kind == DDL) || IsDDL(tc.sql) != (tc.kind == DDL) {
@@ -368,5 +370,25 @@ func TestClassifyTooComplex(t *testing.T) {
 	sql := strings.Repeat(banner+"insert into t values (1, 'a<>b', 2::int) -- ==========\n;", 5000)
 	if r := Classify(sql); r.TooComplex || r.Unparsed || len(r.Statements) != 5000 {
 		t.Errorf("long ordinary script: TooComplex=%v Unparsed=%v n=%d", r.TooComplex, r.Unparsed, len(r.Statements))
+	}
+}
+
+// TestSettingName: a SET or RESET carries the setting's name as the parser
+// decoded it, whatever its spelling.
+func TestSettingName(t *testing.T) {
+	for _, tc := range []struct{ sql, want string }{
+		{"SET search_path = app, public", "search_path"},
+		{"SET NAMES 'SJIS'", "client_encoding"},
+		{`SET U&"stan\0064ard_conforming_strings" = off`, "standard_conforming_strings"},
+		{`set "Standard_Conforming_Strings" to on`, "standard_conforming_strings"},
+		{"RESET ALL", "all"},
+		{"RESET client_encoding", "client_encoding"},
+		{"SET LOCAL statement_timeout = 0", "statement_timeout"},
+		{"SELECT 1", ""},
+	} {
+		r := Classify(tc.sql)
+		if len(r.Statements) != 1 || r.Statements[0].Setting != tc.want {
+			t.Errorf("Classify(%q) = %+v, want setting %q", tc.sql, r, tc.want)
+		}
 	}
 }

@@ -405,3 +405,18 @@ func explicitlyFalse(arg *pg.Node) bool {
 	}
 	return false
 }
+
+// settingName is the name a SET or RESET statement names, lower-cased: the
+// parser has decoded quoting and escapes (SET NAMES is client_encoding,
+// RESET ALL is "all", SET TRANSACTION names the transaction's
+// characteristics).
+func settingName(n *pg.Node) string {
+	v := n.GetVariableSetStmt()
+	if v == nil {
+		return ""
+	}
+	if v.Kind == pg.VariableSetKind_VAR_RESET_ALL {
+		return "all"
+	}
+	return strings.ToLower(v.Name)
+}

@@ -484,14 +484,7 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 			c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
 			setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
 			const overText = "query returned more than max_rows_per_query (5) rows"
-			count := func() int {
-				t.Helper()
-				var n int
-				if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
+			count := func() int { t.Helper(); return countAccounts(t, c) }
 			idle := func() {
 				t.Helper()
 				if st := c.PgConn().TxStatus(); st != 'I' {
@@ -796,7 +789,6 @@ func TestPolicyMaxRowsGuardLetsTheClientsTransactionBe(t *testing.T) {
 	e := testnode.Start(t)
 	key := e.CreateTenant(t, "wayne")
 	accountsTable(t, e, "wayne")
-	ctx := context.Background()
 	c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
 	setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
 	fe := c.PgConn().Frontend()
@@ -828,14 +820,7 @@ func TestPolicyMaxRowsGuardLetsTheClientsTransactionBe(t *testing.T) {
 		}
 		return got, status
 	}
-	count := func() int {
-		t.Helper()
-		var n int
-		if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	count := func() int { t.Helper(); return countAccounts(t, c) }
 
 	got, status := run(1,
 		&pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('g', 'g@x') RETURNING id"}, &pgproto3.Bind{}, &pgproto3.Execute{},
@@ -861,4 +846,14 @@ func TestPolicyMaxRowsGuardLetsTheClientsTransactionBe(t *testing.T) {
 		t.Fatalf("pipelined behind the limit: %v", got)
 	}
 	mustSelectOne(t, c)
+}
+
+// countAccounts counts the rows of the accounts table.
+func countAccounts(t *testing.T, c *pgx.Conn) int {
+	t.Helper()
+	var n int
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM accounts").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

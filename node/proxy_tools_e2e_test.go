@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"tdb/internal/testnode"
@@ -96,9 +97,10 @@ func TestPsqlThroughProxy(t *testing.T) {
 	}
 }
 
-func TestBackendGoneGivesFatal(t *testing.T) {
-	t.Parallel()
-	e := testnode.Start(t)
+// terminatedSession returns a session whose backend an administrator has
+// just terminated.
+func terminatedSession(t *testing.T, e *testnode.Env) *pgx.Conn {
+	t.Helper()
 	c := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
 	ctx := context.Background()
 	var pid int
@@ -109,6 +111,13 @@ func TestBackendGoneGivesFatal(t *testing.T) {
 	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+func TestBackendGoneGivesFatal(t *testing.T) {
+	t.Parallel()
+	c := terminatedSession(t, testnode.Start(t))
+	ctx := context.Background()
 	var one int
 	err := c.QueryRow(ctx, "SELECT 1").Scan(&one)
 	if err == nil {
@@ -124,17 +133,7 @@ func TestBackendGoneGivesFatal(t *testing.T) {
 // second one of the proxy's.
 func TestBackendFatalIsTheOnlyOne(t *testing.T) {
 	t.Parallel()
-	e := testnode.Start(t)
-	c := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
-	ctx := context.Background()
-	var pid int
-	if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
-		t.Fatal(err)
-	}
-	admin := connect(t, e.PG.URL())
-	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
-		t.Fatal(err)
-	}
+	c := terminatedSession(t, testnode.Start(t))
 	fe := c.PgConn().Frontend()
 	var errs []string
 	for {

@@ -1,12 +1,23 @@
 package fsm
 
-import "time"
+import (
+	"sort"
+	"strings"
+	"time"
+)
 
 // AddBackend registers a PostgreSQL server that databases can be placed on.
 type AddBackend struct {
 	Name string    `json:"name"`
 	URL  string    `json:"url"`
 	At   time.Time `json:"at"`
+}
+
+// RemoveBackend unregisters a backend server. Only databases being deleted
+// may still be placed on it: they are forgotten with it (a server that is
+// gone for good cannot drop them), and the tenants of those databases too.
+type RemoveBackend struct {
+	Name string `json:"name"`
 }
 
 // SetClusterSettings changes the per-IP limits and ban policy; nil fields stay.
@@ -20,6 +31,7 @@ type SetClusterSettings struct {
 
 func init() {
 	register(CmdAddBackend, applyAddBackend)
+	register(CmdRemoveBackend, applyRemoveBackend)
 	register(CmdSetClusterSettings, applySetClusterSettings)
 }
 
@@ -35,6 +47,36 @@ func applyAddBackend(s *State, _ uint64, c *AddBackend) (any, error) {
 	}
 	s.Backends[c.Name] = &Backend{Name: c.Name, URL: c.URL, CreatedAt: c.At}
 	return nil, nil
+}
+
+func applyRemoveBackend(s *State, _ uint64, c *RemoveBackend) (any, error) {
+	if s.Backends[c.Name] == nil {
+		return nil, errorf(CodeNotFound, "backend %q not found", c.Name)
+	}
+	var live, gone []string
+	for name, d := range s.Databases {
+		if d.Backend != c.Name {
+			continue
+		}
+		if d.Status == StatusDeleting {
+			gone = append(gone, name)
+		} else {
+			live = append(live, name+" ("+string(d.Status)+")")
+		}
+	}
+	if len(live) > 0 {
+		sort.Strings(live)
+		return nil, errorf(CodeConflict, "backend %q still holds %d database(s) not being deleted: %s",
+			c.Name, len(live), strings.Join(live, ", "))
+	}
+	sort.Strings(gone)
+	for _, name := range gone {
+		if _, err := applyRemoveDatabase(s, 0, &RemoveDatabase{Name: name}); err != nil {
+			return nil, err
+		}
+	}
+	delete(s.Backends, c.Name)
+	return len(gone), nil
 }
 
 func applySetClusterSettings(s *State, _ uint64, c *SetClusterSettings) (any, error) {

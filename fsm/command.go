@@ -31,6 +31,7 @@ const (
 	CmdCreateImport
 	CmdSetImportTenant
 	CmdRetryImport
+	CmdRemoveBackend
 )
 
 var commandNames = map[CommandType]string{
@@ -52,6 +53,7 @@ var commandNames = map[CommandType]string{
 	CmdCreateImport:            "create_import",
 	CmdSetImportTenant:         "set_import_tenant",
 	CmdRetryImport:             "retry_import",
+	CmdRemoveBackend:           "remove_backend",
 }
 
 func (t CommandType) String() string {

@@ -281,3 +281,34 @@ type memSink struct{ bytes.Buffer }
 func (m *memSink) ID() string    { return "mem" }
 func (m *memSink) Cancel() error { return nil }
 func (m *memSink) Close() error  { return nil }
+
+// TestRemoveBackend: a backend goes only when nothing but databases being
+// deleted is left on it; those (and their tenants) go with it.
+func TestRemoveBackend(t *testing.T) {
+	h := seeded(t)
+	if r := h.apply(CmdRemoveBackend, &RemoveBackend{Name: "nope"}); codeOf(r.Err) != CodeNotFound {
+		t.Fatalf("unknown backend: %v", r.Err)
+	}
+	r := h.apply(CmdRemoveBackend, &RemoveBackend{Name: "local"})
+	const want = `backend "local" still holds 2 database(s) not being deleted: p0000abcd__myapp__wayne (provisioning), p0000abcd__myapp_workspace (provisioning)`
+	if codeOf(r.Err) != CodeConflict || r.Err.Error() != want {
+		t.Fatalf("backend in use: %v\nwant %s", r.Err, want)
+	}
+	h.mustApply(CmdAddBackend, &AddBackend{Name: "dead", URL: "postgres://postgres@127.0.0.1:2/postgres", At: t0})
+	db := newDB("p0000abcd__myapp__globex")
+	db.Backend = "dead"
+	h.mustApply(CmdCreateTenant, &CreateTenant{ProjectID: "tdb_0000abcd", Name: "globex", Blueprint: "myapp", At: t0,
+		Database: db, Key: newKey("key_globex", RoleAdmin, ScopeTenant, "globex")})
+	h.mustApply(CmdDeleteTenant, &DeleteTenant{ProjectID: "tdb_0000abcd", Name: "globex", At: t0})
+	if n := h.mustApply(CmdRemoveBackend, &RemoveBackend{Name: "dead"}); n != 1 {
+		t.Fatalf("removed %v databases, want 1", n)
+	}
+	h.f.View(func(s *State) {
+		if s.Backends["dead"] != nil || s.Databases[db.Name] != nil || s.Project("tdb_0000abcd").Tenants["globex"] != nil {
+			t.Fatal("the backend, its deleted database or its tenant is still there")
+		}
+		if s.Backends["local"] == nil || s.Project("tdb_0000abcd").Tenants["wayne"] == nil {
+			t.Fatal("the other backend's things went too")
+		}
+	})
+}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gorilla/mux"
+
 	"tdb/fsm"
 )
 
@@ -97,6 +99,38 @@ func redactErr(msg, raw string) string {
 		msg = strings.ReplaceAll(msg, pw, "xxxxx")
 	}
 	return msg
+}
+
+// BackendRemoved answers DELETE /v1/backends/{name}.
+type BackendRemoved struct {
+	Name string `json:"name"`
+	// ForgottenDatabases counts the databases being deleted that were on it:
+	// they are forgotten, not dropped (the server may be gone for good).
+	ForgottenDatabases int    `json:"forgotten_databases"`
+	RaftIndex          uint64 `json:"raft_index,omitempty"`
+}
+
+// removeBackend: DELETE /v1/backends/{name}, operator only. Refused (409)
+// while the backend holds a database that is not being deleted.
+func (s *server) removeBackend(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := c.requireOperator("remove backends"); err != nil {
+		return err
+	}
+	name := mux.Vars(r)["name"]
+	n := 0
+	s.view(func(st *fsm.State) {
+		for _, d := range st.Databases {
+			if d.Backend == name && d.Status == fsm.StatusDeleting {
+				n++
+			}
+		}
+	})
+	index, err := s.apply(r.Context(), fsm.CmdRemoveBackend, fsm.RemoveBackend{Name: name})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, BackendRemoved{Name: name, ForgottenDatabases: n, RaftIndex: index})
+	return nil
 }
 
 // listBackends: GET /v1/backends, operator only, passwords redacted.

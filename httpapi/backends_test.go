@@ -39,3 +39,33 @@ func TestBackendUnixSocketURL(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveBackend: a backend holding a live database is refused with the
+// databases named; once only databases being deleted are left, it goes and
+// they are forgotten.
+func TestRemoveBackend(t *testing.T) {
+	e := newEnv(t, nil)
+	e.call(adminKey, "POST", "/v1/backends", map[string]string{"name": "pg2", "url": "postgres://postgres:pw@db2/postgres"}, 201)
+	e.tenant("myapp", "wayne") // placed on pg2, which holds nothing yet
+	status, data := e.do(adminKey, "DELETE", "/v1/backends/pg2", nil)
+	if status != 409 || !strings.Contains(string(data), `still holds 1 database(s) not being deleted`) || !strings.Contains(string(data), "myapp__wayne") {
+		t.Fatalf("backend in use: %d %s", status, data)
+	}
+	if status, _ := e.do(e.proxyPass, "DELETE", "/v1/backends/pg2", nil); status != 403 {
+		t.Fatalf("a project key removed a backend: %d", status)
+	}
+	e.call(e.proxyPass, "DELETE", "/v1/tenants/wayne", nil, 202)
+	out := e.call(adminKey, "DELETE", "/v1/backends/pg2", nil, 200)
+	if out["name"] != "pg2" || out["forgotten_databases"] != float64(1) {
+		t.Fatalf("removed: %v", out)
+	}
+	if got := e.list(adminKey, "/v1/backends"); len(got) != 1 {
+		t.Fatalf("backends after removal: %v", got)
+	}
+	if status, _ := e.do(e.proxyPass, "GET", "/v1/tenants/wayne", nil); status != 404 {
+		t.Fatalf("the deleted tenant on the removed backend: %d", status)
+	}
+	if status, _ := e.do(adminKey, "DELETE", "/v1/backends/pg2", nil); status != 404 {
+		t.Fatalf("removing it again: %d", status)
+	}
+}

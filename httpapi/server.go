@@ -88,6 +88,7 @@ func (s *server) routes() http.Handler {
 
 		{http.MethodPost, "/backends", s.addBackend},
 		{http.MethodGet, "/backends", s.listBackends},
+		{http.MethodDelete, "/backends/{name}", s.removeBackend},
 
 		{http.MethodGet, "/cluster/status", s.clusterStatus},
 		{http.MethodGet, "/cluster/settings", s.getClusterSettings},

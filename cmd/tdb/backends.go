@@ -2,9 +2,11 @@ package main
 
 import (
 	"io"
-	"tdb/httpapi"
+	"net/url"
 
 	"github.com/spf13/cobra"
+
+	"tdb/httpapi"
 )
 
 func init() { register(newBackendsCmd) }
@@ -43,6 +45,16 @@ func newBackendsCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(add, list)
+	remove := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Unregister a backend that holds only databases being deleted (they are forgotten with it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return request(cmd, true, "DELETE", "/v1/backends/"+url.PathEscape(args[0]), nil, func(w io.Writer, r httpapi.BackendRemoved) {
+				printFields(w, field{"name", r.Name}, field{"forgotten databases", r.ForgottenDatabases})
+			})
+		},
+	}
+	cmd.AddCommand(add, list, remove)
 	return cmd
 }

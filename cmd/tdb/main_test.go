@@ -72,6 +72,11 @@ func TestClientCommands(t *testing.T) {
 		{name: "add backend", args: append(admin, "backends", "add", "--name", "pg1", "--url", "postgres://postgres:pw@db1/postgres"),
 			wantOut: []string{"name:", "pg1", "postgres://postgres:xxxxx@db1/postgres"}},
 		{name: "backends list redacts", args: append(admin, "backends", "list"), wantOut: []string{"NAME", "xxxxx"}},
+		{name: "add a second backend", args: append(admin, "backends", "add", "--name", "pg9", "--url", "postgres://postgres:pw@db9/postgres"),
+			wantOut: []string{"pg9"}},
+		{name: "remove it", args: append(admin, "backends", "remove", "pg9"), wantOut: []string{"name:", "pg9", "forgotten databases:", "0"}},
+		{name: "remove an unknown backend", args: append(admin, "backends", "remove", "pg9"), wantExit: 1,
+			wantErr: "tdb: backend \"pg9\" not found (not_found)\n"},
 		{name: "create workspace", args: append(user, "workspaces", "create", "--name", "myapp"), wantOut: []string{"myapp_workspace", "tenant"}},
 		{name: "create tenant", args: append(user, "--json", "tenants", "create", "--blueprint", "myapp", "--name", "wayne"),
 			jsonOutput: true, checkJSON: func(t *testing.T, doc map[string]any) {

@@ -1,0 +1,406 @@
+package actors
+
+import (
+	"encoding/binary"
+	"strconv"
+	"time"
+
+	"tdb/wire"
+	"tdb/wire/classify"
+)
+
+// The relay's two synchronous cores, fromClient and fromBackend, shared by
+// the event loop (loop.go) and the goroutine relay, and the goroutine
+// relay's two pumps around them.
+
+// clientStep is what the relay does with a client message after fromClient.
+type clientStep uint8
+
+const (
+	stepForward   clientStep = iota // send the (maybe replaced) body to the backend
+	stepTerminate                   // Terminate: end the session, without forwarding it
+	stepFail                        // malformed: send the error to the client and end
+	stepGuard                       // send the proxy's BEGIN, then the body (rowguard.go)
+)
+
+func guardStep(guard bool) clientStep {
+	if guard {
+		return stepGuard
+	}
+	return stepForward
+}
+
+// fromClient inspects one client message and updates the session's state
+// for it: the synchronous core of the client pump, shared by the goroutine
+// relay and the event loop. The body to forward may be a refusal's sentinel.
+func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) {
+	switch typ {
+	case 'Q':
+		text, err := wire.QueryText(body)
+		if err != nil {
+			return nil, stepFail, err
+		}
+		// unsynced and settingsSync change only here, on the client's side.
+		midBatch := false
+		if s.unsynced {
+			s.mu.Lock()
+			midBatch = s.settingsSync || s.guarded
+			s.mu.Unlock()
+		}
+		if midBatch {
+			// The backend would run it inside the batch, after a statement
+			// that may have changed how it reads text, or inside the
+			// proxy's transaction; no driver sends one there.
+			return nil, stepFail, wire.NewError("FATAL", "08P01",
+				"a Query message inside an unfinished extended-protocol batch is not supported here; send Sync first")
+		}
+		sql := s.text(text)
+		r, rej := s.inspect(sql)
+		if rej != nil {
+			body = append(append([]byte(nil), s.refuse(rej)...), 0)
+		}
+		s.mu.Lock()
+		if rej == nil && mayChangeSettings(sql, r) {
+			s.pend(s.clientInflight() + 1) // this Query's ReadyForQuery
+		}
+		guard := rej == nil && s.mayGuard() && guardQuery(r) && s.guardBatch()
+		s.track.query(r)
+		s.gov.query(sql, r)
+		s.inflight++
+		s.mu.Unlock()
+		if guard {
+			return body, stepGuard, nil
+		}
+	case 'P':
+		name, text, err := wire.ParseText(body)
+		if err != nil {
+			return nil, stepFail, err
+		}
+		sql := s.text(text)
+		r, rej := s.inspect(sql)
+		// unsynced and settingsSync change only here, on the client's side.
+		if rej == nil && s.unsynced && s.settingsSync {
+			// The backend would read this text after a statement of the
+			// same batch that may have changed how it reads text, before
+			// the change could be seen.
+			rej = wire.NewError("ERROR", "0A000",
+				"a statement that may change settings ends its batch through the proxy: send Sync before the next statement")
+		}
+		if rej != nil {
+			body = parseBody(name, s.refuse(rej))
+		}
+		s.mu.Lock()
+		guard := rej == nil && s.mayGuard() && len(r.Statements) == 1 && !r.Statements[0].NoTxn &&
+			guardStatement(stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}) && s.guardBatch()
+		if s.guarded && s.unsynced && endsOrBeginsTxn(r) {
+			s.guarded = false // the batch takes over the proxy's transaction
+		}
+		s.track.parse(name, r)
+		if rej == nil && mayChangeSettings(sql, r) {
+			s.track.markRisky(name)
+		}
+		s.gov.parse(name, sql)
+		s.unsynced = true
+		s.mu.Unlock()
+		return body, guardStep(guard), nil
+	case 'B':
+		portal, stmt := cstring2(body)
+		s.mu.Lock()
+		p, st := s.name(portal), s.name(stmt)
+		info := s.track.prepared[st]
+		guard := s.mayGuard() && guardStatement(info) && s.guardBatch()
+		if s.guarded && s.unsynced && txnKind(info.kind) {
+			s.guarded = false // the batch takes over the proxy's transaction
+		}
+		s.track.bind(p, st)
+		s.gov.bind(p, st)
+		s.unsynced = true
+		s.mu.Unlock()
+		return body, guardStep(guard), nil
+	case 'E':
+		portal, _ := cstring2(body)
+		s.mu.Lock()
+		p := s.name(portal)
+		if s.track.portals[p].risky {
+			s.settingsSync = true // held at Sync, and no more text until then
+		}
+		s.track.execute(p)
+		s.gov.execute(p)
+		s.unsynced = true
+		s.mu.Unlock()
+		return body, stepForward, nil
+	case 'C':
+		if len(body) > 1 {
+			name, _ := cstring2(body[1:])
+			s.mu.Lock()
+			s.track.close(body[0], string(name))
+			s.gov.closeMsg(body[0], string(name))
+			s.mu.Unlock()
+		}
+	case 'S':
+		s.mu.Lock()
+		s.track.sync()
+		s.gov.sync()
+		s.inflight++
+		s.unsynced = false
+		if s.settingsSync {
+			s.settingsSync = false
+			s.pend(s.clientInflight()) // this Sync's ReadyForQuery
+		}
+		s.mu.Unlock()
+	case 'F':
+		// A FunctionCall is a batch of its own, answered up to its
+		// ReadyForQuery: the limits and the query log follow it like a
+		// one-statement Query. The function may change a setting.
+		if len(body) < 4 {
+			return nil, stepFail, wire.NewError("FATAL", "08P01", "invalid FunctionCall message")
+		}
+		text := "function call (oid " + strconv.FormatUint(uint64(binary.BigEndian.Uint32(body)), 10) + ")"
+		s.mu.Lock()
+		s.pend(s.clientInflight() + 1)
+		if s.unsynced {
+			s.settingsSync = true // inside a batch: no more text until its Sync
+		}
+		s.track.query(classify.Result{})
+		s.gov.query(text, classify.Result{})
+		s.inflight++
+		s.mu.Unlock()
+	case 'X':
+		// Not forwarded: the relay decides whether the backend session
+		// is pooled or terminated.
+		return nil, stepTerminate, nil
+	}
+	switch typ {
+	case 'D', 'C', 'H':
+		s.mu.Lock()
+		s.unsynced = true // the backend may hold an open implicit transaction until Sync
+		s.mu.Unlock()
+	}
+	return body, stepForward, nil
+}
+
+// clientToBackend forwards client frames, replacing refused statements with
+// sentinels. It reports whether the client went away without Terminate.
+func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone bool) {
+	fw := wire.NewFrameWriter(s.bc.Conn)
+	for {
+		typ, body, err := fr.Next()
+		s.active.Store(time.Now().UnixNano())
+		if err != nil {
+			if pe, ok := wire.AsPGError(err); ok {
+				// Malformed or oversized message: tell the client and stop.
+				_ = wire.WriteError(s.client, pe)
+			}
+			return true
+		}
+		if ch := s.gate(typ); ch != nil {
+			// A new batch waits for the proxy's exchange after the last
+			// one, which needs that batch's end delivered.
+			if err := s.flushLocked(fw); err != nil {
+				return false
+			}
+			<-ch
+		}
+		body, step, perr := s.fromClient(typ, body)
+		switch step {
+		case stepFail:
+			_ = wire.WriteError(s.client, perr)
+			return true
+		case stepTerminate:
+			_ = s.flushLocked(fw)
+			return false
+		}
+		s.gov.awaitCancel()
+		if err := s.writeLocked(fw, typ, body, step == stepGuard, fr.Buffered() == 0); err != nil {
+			return false
+		}
+	}
+}
+
+// writeLocked writes a client message to the backend (client pump), after
+// the proxy's BEGIN when begin is set, and flushes when flush is set.
+func (s *session) writeLocked(fw *wire.FrameWriter, typ byte, body []byte, begin, flush bool) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if begin {
+		if err := fw.WriteRaw(beginMessage); err != nil {
+			return err
+		}
+	}
+	if err := fw.Write(typ, body); err != nil {
+		return err
+	}
+	if flush {
+		return fw.Flush()
+	}
+	return nil
+}
+
+func (s *session) flushLocked(fw *wire.FrameWriter) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return fw.Flush()
+}
+
+// fromBackend inspects one backend message and updates the session's state
+// for it: the synchronous core of the backend pump. It returns what to do
+// with the message, the body to forward (a refusal replaces the backend's
+// error) and the DDL that committed at a ReadyForQuery.
+//
+// own is a statement the proxy sends the backend on its own account after
+// this message (rowguard.go); the event loop hands the session over before
+// any message that calls for one.
+func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byte, ddl []string, own string) {
+	if s.swallow.Load() != swallowNone {
+		act, body, own = s.swallowed(typ, body)
+		return act, body, nil, own
+	}
+	switch typ {
+	case 'D':
+		s.mu.Lock()
+		act = s.gov.dataRow()
+		if act.cancel != "" {
+			s.pend(1) // decided at the batch's ReadyForQuery
+		}
+		s.mu.Unlock()
+	case 'E':
+		severity, code, msg, err := wire.ParseErrorFields(body)
+		if err == nil && code == "42601" {
+			if rej := s.rewrite(msg); rej != nil {
+				body = wire.AppendErrorResponse(nil, rej)[5:]
+				severity, code = rej.Severity, rej.Code
+			}
+		}
+		s.mu.Lock()
+		s.track.errorResponse()
+		act = s.gov.errorResponse(severity, code)
+		if severity == "FATAL" || severity == "PANIC" {
+			s.backendFatal = true // the client is told why the backend ends
+		}
+		s.mu.Unlock()
+	case 'C':
+		tag, _ := wire.ParseCommandComplete(body)
+		s.mu.Lock()
+		s.track.commandComplete(tag)
+		act = s.gov.commandComplete(tag)
+		s.mu.Unlock()
+	case 'V': // FunctionCallResponse: the function call's statement ended
+		s.mu.Lock()
+		act = s.gov.commandComplete(nil)
+		s.mu.Unlock()
+	case 'I':
+		s.mu.Lock()
+		s.track.emptyQuery()
+		act = s.gov.emptyQuery()
+		s.mu.Unlock()
+	case 's':
+		s.mu.Lock()
+		s.track.portalSuspended()
+		act = s.gov.portalSuspended()
+		s.mu.Unlock()
+	case 'Z':
+		status, _ := wire.ParseReadyForQuery(body)
+		s.mu.Lock()
+		if s.inflight > 0 {
+			s.inflight--
+		}
+		s.txStatus = status
+		final := s.finalFor(status, s.clientInflight()) // before the limiter forgets the batch
+		ddl = s.track.readyForQuery(status)
+		act = s.gov.readyForQuery(status)
+		if s.holdRFQs > 0 {
+			s.holdRFQs--
+		}
+		if final != "" {
+			s.beginFinal(final)
+			act.drop, own = true, final
+		} else {
+			s.guarded = false // a batch that ended the proxy's transaction itself
+			if s.holdRFQs == 0 {
+				s.settle()
+			}
+		}
+		s.mu.Unlock()
+	case 'S':
+		if fatal := reportedSetting(body); fatal != nil {
+			s.mu.Lock()
+			s.lost = true // the backend session is not reused
+			s.mu.Unlock()
+			return relayAction{drop: true, end: true, out: wire.AppendErrorResponse(nil, fatal)}, body, nil, ""
+		}
+		s.mu.Lock()
+		act = s.gov.other(typ)
+		s.mu.Unlock()
+	default:
+		s.mu.Lock()
+		act = s.gov.other(typ)
+		s.mu.Unlock()
+	}
+	return act, body, ddl, own
+}
+
+// backendToClient forwards backend frames, rewriting sentinel errors.
+func (s *session) backendToClient() {
+	fr := s.bc.Reader
+	fw := wire.NewFrameWriter(s.client)
+	defer fw.Flush()
+	defer func() {
+		s.mu.Lock()
+		s.settle() // a client pump waiting for this pump must not wait on
+		s.mu.Unlock()
+	}()
+	for {
+		typ, body, err := fr.Next()
+		if err != nil {
+			// The backend went away (or the relay stopped this pump).
+			_ = fw.Flush()
+			if !s.closing.Load() {
+				s.backendLost()
+			}
+			return
+		}
+		act, body, ddl, own := s.fromBackend(typ, body)
+		if len(ddl) > 0 && s.captures() {
+			if notice := s.recordVersion(ddl); notice != nil {
+				if err := fw.WriteRaw(wire.AppendNoticeResponse(nil, notice)); err != nil {
+					return
+				}
+			}
+		}
+		if err := s.gov.forward(fw, typ, body, act); err != nil {
+			return
+		}
+		if act.end {
+			_ = fw.Flush()
+			s.client.Close()
+			s.bc.Conn.Close()
+			return
+		}
+		if own != "" {
+			if err := fw.Flush(); err != nil {
+				return
+			}
+			if err := s.sendOwn(own); err != nil {
+				s.bc.Conn.Close() // the next read ends the relay as a lost backend
+			}
+		}
+		if fr.Buffered() == 0 {
+			if err := fw.Flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// backendLost tells the client its backend connection failed, and ends the
+// client connection.
+func (s *session) backendLost() {
+	s.mu.Lock()
+	s.lost = true
+	told := s.backendFatal
+	s.mu.Unlock()
+	if !told { // one FATAL: after the backend's own, none of the proxy's
+		_ = wire.WriteError(s.client, wire.NewError("FATAL", "08006", "connection to the database backend was lost"))
+	}
+	s.client.Close()
+}

@@ -1,0 +1,67 @@
+package actors
+
+import (
+	"testing"
+
+	"tdb/wire/classify"
+)
+
+// TestGuardQuery: only batches that may both write and return rows, and
+// hold nothing that cannot run in the proxy's transaction, are guarded.
+func TestGuardQuery(t *testing.T) {
+	for _, tc := range []struct {
+		sql  string
+		want bool
+	}{
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 1", false},
+		{"INSERT INTO t VALUES (1)", false},
+		{"INSERT INTO t VALUES (1) RETURNING id", true},
+		{"delete from t returning *", true},
+		{"UPDATE t SET updated_at = now()", false},
+		{"WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", true},
+		{"WITH x AS (SELECT 1) SELECT * FROM x", false},
+		{"SELECT 1; INSERT INTO t VALUES (1)", true},
+		{"INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)", false},
+		{"SET search_path = a; DELETE FROM t RETURNING id", true},
+		{"BEGIN; DELETE FROM t RETURNING id; COMMIT", false},
+		{"VACUUM t; SELECT 1", false},
+		{"TRUNCATE t; SELECT 1", true},
+		{"SELECT * FROM t FOR UPDATE", false},
+	} {
+		if got := guardQuery(classify.Classify(tc.sql)); got != tc.want {
+			t.Errorf("guardQuery(%q) = %v, want %v", tc.sql, got, tc.want)
+		}
+	}
+}
+
+// TestFinalFor: what the proxy sends after a batch, by whether it guarded
+// it, the status the batch ended with, the row limit and what the client
+// sent behind it.
+func TestFinalFor(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		guarded bool
+		over    bool
+		status  byte
+		others  int
+		want    string
+	}{
+		{"guarded, fine", true, false, 'T', 0, guardCommit},
+		{"guarded, past the limit", true, true, 'T', 0, guardRollback},
+		{"guarded, failed", true, false, 'E', 0, guardRollback},
+		{"guarded, ended by the batch", true, false, 'I', 0, ""},
+		{"client's transaction past the limit", false, true, 'T', 0, guardAbort},
+		{"client's transaction past the limit, more sent behind", false, true, 'T', 1, ""},
+		{"client's transaction, failed anyway", false, true, 'E', 0, ""},
+		{"no transaction past the limit", false, true, 'I', 0, ""},
+		{"nothing", false, false, 'T', 0, ""},
+	} {
+		s := &session{gov: &governor{lim: newLimiter(nil)}, guarded: tc.guarded}
+		if tc.over {
+			s.gov.lim.overRows = 5
+		}
+		if got := s.finalFor(tc.status, tc.others); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,141 @@
+package node_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"tdb/fsm"
+	"tdb/internal/testnode"
+	"tdb/node"
+)
+
+// TestPolicyAuthBanIsImmediate: the node bans an IP the moment its own count
+// of failures reaches the threshold, before the cluster has heard of them
+// (the batch interval here is a minute), and an IP banned while its clients
+// were logging in gets no verdict on the guesses they send after that.
+func TestPolicyAuthBanIsImmediate(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t, func(c *node.Config) { c.BanBatchInterval = time.Minute })
+	ctx := context.Background()
+	setCluster(t, e, map[string]int64{"auth_fail_threshold": 3})
+	bad := e.ConnString("tdb_0000000000000000", "controlplane_workspace", "disable")
+	good := e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable")
+
+	// Logins that have sent their startup message, and wait to send a proof.
+	parked := make([]*parkedLogin, 4)
+	for i := range parked {
+		parked[i] = parkLogin(t, e, "tdb_0000000000000000")
+	}
+	for range 3 {
+		_, err := pgx.Connect(ctx, bad)
+		wantPgError(t, err, "FATAL", "28P01", fmt.Sprintf("password authentication failed for user %q", e.ProjectID))
+	}
+	// The fourth login is refused before authentication, even with the
+	// right password; the cluster has recorded nothing yet.
+	_, err := pgx.Connect(ctx, good)
+	if pe := pgErr(t, err); pe.Code != "53300" || !strings.Contains(pe.Message, "rate-limited after repeated failed auth attempts, retry in") {
+		t.Fatalf("after 3 failures: %s %q, want the ban", pe.Code, pe.Message)
+	}
+	e.Node.FSM().View(func(s *fsm.State) {
+		if r, ok := s.Bans.Lookup("127.0.0.1"); ok {
+			t.Fatalf("the cluster already has %+v: the test shows nothing", r)
+		}
+	})
+	for i, p := range parked {
+		if code := p.finish(t); code != "53300" {
+			t.Fatalf("parked login %d: %s, want the ban (53300)", i, code)
+		}
+	}
+}
+
+// parkedLogin is a SCRAM login stopped before its client proof is sent.
+type parkedLogin struct {
+	conn net.Conn
+	fe   *pgproto3.Frontend
+}
+
+// parkLogin starts a login as user and stops when the server waits for the
+// SCRAM initial response.
+func parkLogin(t *testing.T, e *testnode.Env, user string) *parkedLogin {
+	t.Helper()
+	conn, err := net.Dial("tcp", e.Node.BoundWireAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fe := pgproto3.NewFrontend(conn, conn)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": user, "database": "controlplane_workspace"}})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if msg, err := fe.Receive(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := msg.(*pgproto3.AuthenticationSASL); !ok {
+		t.Fatalf("want AuthenticationSASL, got %T", msg)
+	}
+	return &parkedLogin{conn: conn, fe: fe}
+}
+
+// finish sends a guess (a well-formed proof for a wrong password) and
+// returns the SQLSTATE the login ends with.
+func (p *parkedLogin) finish(t *testing.T) string {
+	t.Helper()
+	const clientNonce = "parkedparkedparkedparked"
+	p.fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte("n,,n=,r=" + clientNonce)})
+	if err := p.fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := p.fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cont, ok := msg.(*pgproto3.AuthenticationSASLContinue)
+	if !ok {
+		t.Fatalf("want AuthenticationSASLContinue, got %T", msg)
+	}
+	var nonce string
+	for _, attr := range strings.Split(string(cont.Data), ",") {
+		if strings.HasPrefix(attr, "r=") {
+			nonce = attr[2:]
+		}
+	}
+	proof := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	p.fe.Send(&pgproto3.SASLResponse{Data: []byte("c=biws,r=" + nonce + ",p=" + proof)})
+	if err := p.fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	msg, err = p.fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	er, ok := msg.(*pgproto3.ErrorResponse)
+	if !ok {
+		t.Fatalf("want an ErrorResponse, got %T", msg)
+	}
+	return er.Code
+}
+
+// TestTerminateDuringLogin: a client that sends Terminate instead of its
+// SCRAM response is let go without an error (not an internal one).
+func TestTerminateDuringLogin(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	p := parkLogin(t, e, e.ProjectID)
+	p.fe.Send(&pgproto3.Terminate{})
+	if err := p.fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := p.fe.Receive(); err == nil {
+		t.Fatalf("after Terminate the node sent %T %+v", msg, msg)
+	}
+}

@@ -1,0 +1,207 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"tdb/internal/testnode"
+	"tdb/node"
+)
+
+// TestPolicyMaxRowsKeepsWritesTrue checks that ERROR 54000 means what any
+// error means: nothing of the batch is kept. The results here are small, so
+// the backend finishes each statement (and would commit it) before the
+// proxy's cancel could reach it.
+func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
+	t.Parallel()
+	for _, relay := range []string{"loop", "goroutines"} {
+		t.Run(relay, func(t *testing.T) {
+			t.Parallel()
+			e := testnode.Start(t, func(c *node.Config) { c.GoroutineRelay = relay == "goroutines" })
+			key := e.CreateTenant(t, "wayne")
+			accountsTable(t, e, "wayne")
+			ctx := context.Background()
+			c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+			setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
+			const overText = "query returned more than max_rows_per_query (5) rows"
+			count := func() int { t.Helper(); return countAccounts(t, c) }
+			idle := func() {
+				t.Helper()
+				if st := c.PgConn().TxStatus(); st != 'I' {
+					t.Fatalf("transaction status %q after the batch, want idle", st)
+				}
+			}
+			insertReturning := func(n int) string {
+				return fmt.Sprintf(`INSERT INTO accounts (name, email)
+					SELECT 'r' || g, 'r' || g || '-' || random() || '@x' FROM generate_series(1, %d) g RETURNING id`, n)
+			}
+			simple, extended := pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement
+
+			// Past the limit outside a transaction: the rows written are not kept.
+			for _, mode := range []pgx.QueryExecMode{simple, extended} {
+				_, err := c.Exec(ctx, insertReturning(10), mode)
+				wantPgError(t, err, "ERROR", "54000", overText)
+				idle()
+				if n := count(); n != 0 {
+					t.Fatalf("%v: %d rows kept after the 54000 error", mode, n)
+				}
+			}
+			// A simple Query of several statements is one transaction, before
+			// or after the statement that passed the limit.
+			for _, sql := range []string{
+				"SELECT generate_series(1, 10); INSERT INTO accounts (name, email) VALUES ('h', 'h@x')",
+				"INSERT INTO accounts (name, email) VALUES ('h', 'h@x'); SELECT generate_series(1, 10)",
+			} {
+				_, err := c.Exec(ctx, sql, simple)
+				wantPgError(t, err, "ERROR", "54000", overText)
+				idle()
+				if n := count(); n != 0 {
+					t.Fatalf("%q: %d rows kept after the 54000 error", sql, n)
+				}
+			}
+			// Under the limit the rows come back and are kept.
+			for _, mode := range []pgx.QueryExecMode{simple, extended} {
+				rows, _ := c.Query(ctx, insertReturning(3), mode)
+				got := 0
+				for rows.Next() {
+					got++
+				}
+				if err := rows.Err(); err != nil || got != 3 {
+					t.Fatalf("%v: %d rows returned, %v", mode, got, err)
+				}
+				idle()
+			}
+			if n := count(); n != 6 {
+				t.Fatalf("%d rows kept, want 6", n)
+			}
+			// A write that returns no rows is not held back, nor a read.
+			if _, err := c.Exec(ctx, "INSERT INTO accounts (name, email) SELECT 'w' || g, 'w' || g || '@x' FROM generate_series(1, 10) g"); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(); n != 16 {
+				t.Fatalf("%d rows, want 16", n)
+			}
+			// A DELETE whose RETURNING passes the limit deletes nothing.
+			for _, mode := range []pgx.QueryExecMode{simple, extended} {
+				_, err := c.Exec(ctx, "DELETE FROM accounts RETURNING id", mode)
+				wantPgError(t, err, "ERROR", "54000", overText)
+				if n := count(); n != 16 {
+					t.Fatalf("%v: %d rows left after the refused DELETE, want 16", mode, n)
+				}
+			}
+
+			// In the client's own transaction the error aborts it, as a
+			// backend error would: later statements fail, COMMIT rolls back.
+			for _, mode := range []pgx.QueryExecMode{simple, extended} {
+				tx, err := c.Begin(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := tx.Exec(ctx, "INSERT INTO accounts (name, email) VALUES ('t', 't@x')", mode); err != nil {
+					t.Fatal(err)
+				}
+				_, err = tx.Exec(ctx, "SELECT g FROM generate_series(1, 10) g", mode)
+				wantPgError(t, err, "ERROR", "54000", overText)
+				if st := c.PgConn().TxStatus(); st != 'E' {
+					t.Fatalf("%v: transaction status %q after the 54000 error, want E", mode, st)
+				}
+				_, err = tx.Exec(ctx, "SELECT 1", mode)
+				if pe := pgErr(t, err); pe.Code != "25P02" {
+					t.Fatalf("%v: after the 54000 error: %s %s, want 25P02", mode, pe.Code, pe.Message)
+				}
+				if err := tx.Commit(ctx); err != pgx.ErrTxCommitRollback {
+					t.Fatalf("%v: COMMIT of the aborted transaction: %v, want it rolled back", mode, err)
+				}
+				idle()
+				if n := count(); n != 16 {
+					t.Fatalf("%v: %d rows after the rolled-back transaction, want 16", mode, n)
+				}
+			}
+			mustSelectOne(t, c)
+		})
+	}
+}
+
+// TestPolicyMaxRowsGuardLetsTheClientsTransactionBe: a guarded batch whose
+// later statement ends the proxy's transaction (its own COMMIT) leaves no
+// guard behind: the client's next BEGIN ... ROLLBACK rolls back. And in the
+// client's own transaction, statements pipelined behind the one that
+// passed the limit get their own answers, in order.
+func TestPolicyMaxRowsGuardLetsTheClientsTransactionBe(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	key := e.CreateTenant(t, "wayne")
+	accountsTable(t, e, "wayne")
+	c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+	setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
+	fe := c.PgConn().Frontend()
+	// run sends msgs in one write and reads to the n-th ReadyForQuery: the
+	// command tags and error codes in order, and the last status.
+	run := func(n int, msgs ...pgproto3.FrontendMessage) (got []string, status byte) {
+		t.Helper()
+		for _, m := range msgs {
+			fe.Send(m)
+		}
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for n > 0 {
+			msg, err := fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := msg.(type) {
+			case *pgproto3.CommandComplete:
+				got = append(got, strings.Fields(string(m.CommandTag))[0])
+			case *pgproto3.ErrorResponse:
+				got = append(got, m.Code)
+			case *pgproto3.ReadyForQuery:
+				got = append(got, "Z"+string(m.TxStatus))
+				status = m.TxStatus
+				n--
+			}
+		}
+		return got, status
+	}
+	count := func() int { t.Helper(); return countAccounts(t, c) }
+
+	got, status := run(1,
+		&pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('g', 'g@x') RETURNING id"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "COMMIT"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if status != 'I' {
+		t.Fatalf("guarded batch with its own COMMIT: %v", got)
+	}
+	got, _ = run(3, &pgproto3.Query{String: "BEGIN"},
+		&pgproto3.Query{String: "INSERT INTO accounts (name, email) VALUES ('r', 'r@x')"},
+		&pgproto3.Query{String: "ROLLBACK"})
+	if strings.Join(got, " ") != "BEGIN ZT INSERT ZT ROLLBACK ZI" {
+		t.Fatalf("the client's own transaction: %v", got)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d rows, want 1: the client's ROLLBACK did not roll back", n)
+	}
+
+	got, _ = run(4, &pgproto3.Query{String: "BEGIN"},
+		&pgproto3.Query{String: "SELECT generate_series(1, 10)"},
+		&pgproto3.Query{String: "SELECT 1"},
+		&pgproto3.Query{String: "ROLLBACK"})
+	if strings.Join(got, " ") != "BEGIN ZT 54000 ZT SELECT ZT ROLLBACK ZI" {
+		t.Fatalf("pipelined behind the limit: %v", got)
+	}
+	mustSelectOne(t, c)
+}
+
+// countAccounts counts the rows of the accounts table.
+func countAccounts(t *testing.T, c *pgx.Conn) int {
+	t.Helper()
+	var n int
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM accounts").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -21,7 +21,8 @@ func (s *session) captures() bool {
 // blueprint version, before the client sees ReadyForQuery, so a deployment
 // started right after sees it. It retries briefly; if the version still
 // cannot be recorded the client gets a WARNING notice saying so (the DDL has
-// already committed in the workspace and cannot be taken back).
+// already committed in the workspace and cannot be taken back). Retries
+// carry the same capture id, so the commit is recorded once.
 func (s *session) recordVersion(ddl []string) *wire.PGError {
 	sum := sha256.Sum256([]byte(strings.Join(ddl, ";\n")))
 	cmd := &fsm.AddBlueprintVersion{
@@ -31,6 +32,10 @@ func (s *session) recordVersion(ddl []string) *wire.PGError {
 		Checksum:   hex.EncodeToString(sum[:]),
 		KeyID:      s.login.keyID,
 		At:         s.proxy.cfg.Now().UTC(),
+		// One id for every attempt: an attempt whose outcome was unknown
+		// (the leader stepped down after appending it) may have committed,
+		// and the next one then adds nothing.
+		CaptureID: randomHex(16),
 	}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {

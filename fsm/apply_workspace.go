@@ -39,6 +39,10 @@ type AddBlueprintVersion struct {
 	Checksum   string    `json:"checksum"`
 	KeyID      string    `json:"key_id"`
 	At         time.Time `json:"at"`
+	// CaptureID names one captured commit (made by the proposer). A command
+	// applied again with the same id (a retry after an outcome-unknown
+	// failure that had committed after all) adds no second version.
+	CaptureID string `json:"capture_id,omitempty"`
 }
 
 func init() {
@@ -132,9 +136,16 @@ func applyAddBlueprintVersion(s *State, _ uint64, c *AddBlueprintVersion) (any, 
 	if len(c.Statements) == 0 {
 		return nil, errorf(CodeBadRequest, "a blueprint version needs statements")
 	}
+	if c.CaptureID != "" {
+		for i := len(w.Versions) - 1; i >= 0; i-- {
+			if w.Versions[i].CaptureID == c.CaptureID {
+				return w.Versions[i].Version, nil
+			}
+		}
+	}
 	v := BlueprintVersion{
 		Version: len(w.Versions) + 1, Statements: c.Statements, Checksum: c.Checksum,
-		KeyID: c.KeyID, CreatedAt: c.At,
+		KeyID: c.KeyID, CreatedAt: c.At, CaptureID: c.CaptureID,
 	}
 	w.Versions = append(w.Versions, v)
 	return v.Version, nil

@@ -312,3 +312,31 @@ func TestRemoveBackend(t *testing.T) {
 		}
 	})
 }
+
+// TestAddBlueprintVersionOnce: a captured commit applied again under the
+// same capture id (a retry of an attempt whose outcome was unknown) adds no
+// second version; another id, or none, does.
+func TestAddBlueprintVersionOnce(t *testing.T) {
+	h := seeded(t)
+	add := func(id string) any {
+		return h.mustApply(CmdAddBlueprintVersion, &AddBlueprintVersion{ProjectID: "tdb_0000abcd", Workspace: "myapp",
+			Statements: []string{"CREATE TABLE t (id int)"}, At: t0, CaptureID: id})
+	}
+	if v := add("c1"); v != 1 {
+		t.Fatalf("first: version %v", v)
+	}
+	if v := add("c1"); v != 1 {
+		t.Fatalf("the same capture again: version %v, want 1", v)
+	}
+	if v := add("c2"); v != 2 {
+		t.Fatalf("another capture: version %v, want 2", v)
+	}
+	if v := add(""); v != 3 {
+		t.Fatalf("no capture id: version %v, want 3", v)
+	}
+	h.f.View(func(s *State) {
+		if n := len(s.Project("tdb_0000abcd").Workspaces["myapp"].Versions); n != 3 {
+			t.Fatalf("%d versions, want 3", n)
+		}
+	})
+}

@@ -108,6 +108,7 @@ type BlueprintVersion struct {
 	Checksum   string    `json:"checksum"`
 	KeyID      string    `json:"key_id"`
 	CreatedAt  time.Time `json:"created_at"`
+	CaptureID  string    `json:"capture_id,omitempty"` // AddBlueprintVersion.CaptureID
 }
 
 // Tenant is one customer of a blueprint, with its own physical database.

@@ -2,15 +2,15 @@ package actors
 
 import (
 	"bytes"
-	"strings"
 
 	"tdb/wire/classify"
 )
 
 // stmtInfo is what the proxy knows of a statement the client sent.
 type stmtInfo struct {
-	text string
-	kind classify.Kind
+	text      string
+	kind      classify.Kind
+	savepoint string // the savepoint a SAVEPOINT, RELEASE or ROLLBACK TO names
 	// risky: it may change how the backend reads statement text
 	// (mayChangeSettings)
 	risky bool
@@ -52,7 +52,7 @@ func newTracker() *tracker {
 // query records a simple-protocol Query and its statements.
 func (t *tracker) query(r classify.Result) {
 	for _, s := range r.Statements {
-		t.queue.push(trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind}})
+		t.queue.push(trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind, savepoint: s.Savepoint}})
 	}
 	t.queue.push(trackItem{sync: true})
 }
@@ -61,7 +61,8 @@ func (t *tracker) query(r classify.Result) {
 func (t *tracker) parse(name string, r classify.Result) {
 	var info stmtInfo
 	if len(r.Statements) == 1 {
-		info = stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}
+		st := &r.Statements[0]
+		info = stmtInfo{text: st.Text, kind: st.Kind, savepoint: st.Savepoint}
 	}
 	if t.prepared == nil {
 		t.prepared = map[string]stmtInfo{}
@@ -133,11 +134,10 @@ func (t *tracker) commandComplete(tag []byte) {
 	case classify.Rollback, classify.PrepareTxn:
 		t.discard()
 	case classify.Savepoint:
-		t.marks = append(t.marks, savepointMark{name: savepointName(s.text), n: len(t.txDDL)})
+		t.marks = append(t.marks, savepointMark{name: s.savepoint, n: len(t.txDDL)})
 	case classify.RollbackTo:
-		name := savepointName(s.text)
 		for i := len(t.marks) - 1; i >= 0; i-- {
-			if t.marks[i].name == name {
+			if t.marks[i].name == s.savepoint {
 				t.txDDL = t.txDDL[:t.marks[i].n]
 				t.marks = t.marks[:i+1]
 				break
@@ -145,9 +145,8 @@ func (t *tracker) commandComplete(tag []byte) {
 		}
 		t.failed = false
 	case classify.Release:
-		name := savepointName(s.text)
 		for i := len(t.marks) - 1; i >= 0; i-- {
-			if t.marks[i].name == name {
+			if t.marks[i].name == s.savepoint {
 				t.marks = t.marks[:i]
 				break
 			}
@@ -187,19 +186,4 @@ func (t *tracker) readyForQuery(status byte) []string {
 
 func (t *tracker) discard() {
 	t.txDDL, t.marks, t.failed = nil, nil, false
-}
-
-// savepointName extracts the savepoint name from SAVEPOINT, ROLLBACK TO and
-// RELEASE statements: the last word, folded to lower case unless quoted.
-func savepointName(stmt string) string {
-	s := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(stmt), ";"))
-	if strings.HasSuffix(s, `"`) {
-		if i := strings.LastIndex(s[:len(s)-1], `"`); i >= 0 {
-			return strings.ReplaceAll(s[i+1:len(s)-1], `""`, `"`)
-		}
-	}
-	if i := strings.LastIndexAny(s, " \t\r\n"); i >= 0 {
-		s = s[i+1:]
-	}
-	return strings.ToLower(s)
 }

@@ -62,6 +62,14 @@ func TestTrackerCapturesCommittedDDL(t *testing.T) {
 			{query: "ROLLBACK TO SAVEPOINT s1"}, {cc: "ROLLBACK"}, {rfq: 'T'},
 			{query: "COMMIT"}, {cc: "COMMIT"}, {rfq: 'I'},
 		}, []string{"CREATE TABLE a (id int)"}},
+		{"rollback to savepoint with a comment after its name", []step{
+			{query: "BEGIN"}, {cc: "BEGIN"}, {rfq: 'T'},
+			{query: "CREATE TABLE a (id int)"}, {cc: "CREATE TABLE"}, {rfq: 'T'},
+			{query: "SAVEPOINT s1 /* before b */"}, {cc: "SAVEPOINT"}, {rfq: 'T'},
+			{query: "CREATE TABLE b (id int)"}, {cc: "CREATE TABLE"}, {rfq: 'T'},
+			{query: "ROLLBACK TO s1 -- undo b"}, {cc: "ROLLBACK"}, {rfq: 'T'},
+			{query: "COMMIT"}, {cc: "COMMIT"}, {rfq: 'I'},
+		}, []string{"CREATE TABLE a (id int)"}},
 		{"extended protocol", []step{
 			{parse: "CREATE TABLE a (id int)"}, {cc: "CREATE TABLE"}, {rfq: 'I'},
 			{parse: "DROP TABLE nope"}, {err: true}, {rfq: 'I'},
@@ -95,13 +103,17 @@ func TestTrackerCapturesCommittedDDL(t *testing.T) {
 	}
 }
 
+// TestSavepointName: the savepoint a statement names is the parser's
+// reading of it: folded unless quoted, whatever comments follow.
 func TestSavepointName(t *testing.T) {
 	for in, want := range map[string]string{
 		"SAVEPOINT s1": "s1", "ROLLBACK TO SAVEPOINT S1": "s1", "release sp_2;": "sp_2",
 		`SAVEPOINT "My Point"`: "My Point", "ROLLBACK TO x": "x",
+		"ROLLBACK TO a /* undo */": "a", "SAVEPOINT a -- here": "a", "SAVEPOINT /* x */ b": "b",
 	} {
-		if got := savepointName(in); got != want {
-			t.Errorf("%q: got %q, want %q", in, got, want)
+		r := classify.Classify(in)
+		if len(r.Statements) != 1 || r.Statements[0].Savepoint != want {
+			t.Errorf("%q: got %+v, want savepoint %q", in, r, want)
 		}
 	}
 }

@@ -20,6 +20,9 @@ type Statement struct {
 	// decoded it ("client_encoding" for SET NAMES, "all" for RESET ALL);
 	// empty for other statements.
 	Setting string
+	// Savepoint is the savepoint a SAVEPOINT, RELEASE or ROLLBACK TO names,
+	// as the parser read it (folded to lower case unless quoted).
+	Savepoint string
 }
 
 // Result is the classification of one query string (a simple-protocol Query,
@@ -125,7 +128,8 @@ func parseClassify(sql string) Result {
 			Kind:    kind,
 			NoTxn:   noTxn,
 			Tag:     tag,
-			Setting: settingName(raw.Stmt),
+			Setting:   settingName(raw.Stmt),
+			Savepoint: raw.Stmt.GetTransactionStmt().GetSavepointName(),
 		})
 	}
 	return Result{Statements: stmts}

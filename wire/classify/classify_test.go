@@ -227,7 +227,7 @@ func TestClassifySingle(t *testing.T) {
 				t.Fatalf("Classify(%q) = %+v, want one statement", tc.sql, r)
 			}
 			got := r.Statements[0]
-			got.Setting = "" // TestSettingName
+			got.Setting, got.Savepoint = "", "" // TestSettingName, TestSavepointName
 			if got != want {
 				t.Errorf("Classify(%q)\n got %+v\nwant %+v", tc.sql, got, want)
 			}

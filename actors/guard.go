@@ -38,6 +38,10 @@ func (s *session) guard(sql string, r classify.Result) *wire.PGError {
 		if roleTags[st.Tag] {
 			return wire.NewError("ERROR", "42501", "%s is not allowed through the proxy: roles are managed by tdb", st.Tag)
 		}
+		if s.captures() && st.Kind == classify.Other && (st.Tag == "DO" || st.Tag == "CALL") {
+			return wire.NewError("ERROR", "42501",
+				"%s is not allowed in a tenant workspace: DDL it runs could not be captured as a blueprint version", st.Tag)
+		}
 		if s.captures() && st.Kind == classify.DDL {
 			if s.login.role != fsm.RoleAdmin {
 				return wire.NewError("ERROR", "42501", "DDL in a workspace needs a key with role admin")

@@ -49,6 +49,15 @@ func TestRoleModelCannotBeSubverted(t *testing.T) {
 	admin := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require"))
 	refused(admin, "ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO PUBLIC", "42501", "not allowed in a tenant workspace")
 	refused(admin, "GRANT ALL ON SCHEMA public TO PUBLIC", "42501", "not allowed in a tenant workspace")
+	// DDL run by a DO block or a procedure could not be captured.
+	refused(admin, "DO $$ BEGIN EXECUTE 'CREATE TABLE do1 (id int)'; END $$", "42501",
+		"DO is not allowed in a tenant workspace: DDL it runs could not be captured as a blueprint version")
+	refused(admin, "CALL nothing()", "42501", "CALL is not allowed in a tenant workspace")
+	// A control workspace captures nothing: DO runs there.
+	ctl := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "require"))
+	if _, err := ctl.Exec(ctx, "DO $$ BEGIN PERFORM 1; END $$"); err != nil {
+		t.Fatalf("DO in a control workspace: %v", err)
+	}
 	var versions []version
 	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
 	if len(versions) != 0 {

@@ -124,10 +124,10 @@ func parseClassify(sql string) Result {
 	for _, raw := range tree.Stmts {
 		kind, tag, noTxn := classifyNode(raw.Stmt)
 		stmts = append(stmts, Statement{
-			Text:    stmtText(sql, raw.StmtLocation, raw.StmtLen),
-			Kind:    kind,
-			NoTxn:   noTxn,
-			Tag:     tag,
+			Text:      stmtText(sql, raw.StmtLocation, raw.StmtLen),
+			Kind:      kind,
+			NoTxn:     noTxn,
+			Tag:       tag,
 			Setting:   settingName(raw.Stmt),
 			Savepoint: raw.Stmt.GetTransactionStmt().GetSavepointName(),
 		})

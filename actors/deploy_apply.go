@@ -180,10 +180,48 @@ func execNoTxn(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, stmt string
 		return errors.Wrap(err, "set lock_timeout")
 	}
 	if _, err := conn.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol); err != nil {
-		return err
+		if err = afterEarlierTry(ctx, conn, stmt, err); err != nil {
+			return err
+		}
 	}
 	_, err := conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", cfg.LockTimeout.Milliseconds()))
 	return errors.Wrap(err, "set lock_timeout")
+}
+
+// afterEarlierTry handles a CREATE INDEX CONCURRENTLY that failed because
+// its index exists: an earlier try of this version (on a node that stopped
+// before recording it) made it. A valid index is the work done; an invalid
+// one, which a try that was cut off leaves behind, is dropped and the
+// statement run again. Any other failure is returned as it is.
+func afterEarlierTry(ctx context.Context, conn *pgx.Conn, stmt string, err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42P07" {
+		return err
+	}
+	schema, name, ok := classify.ConcurrentIndex(stmt)
+	if !ok {
+		return err
+	}
+	var valid bool
+	var nsp, rel string
+	qerr := conn.QueryRow(ctx, `SELECT i.indisvalid, n.nspname, c.relname
+		FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relname = $1 AND CASE WHEN $2 = '' THEN pg_catalog.pg_table_is_visible(c.oid) ELSE n.nspname = $2 END`,
+		name, schema).Scan(&valid, &nsp, &rel)
+	if qerr != nil {
+		return err // not an index of that name: the statement's own error stands
+	}
+	if valid {
+		return nil
+	}
+	qualified := pgx.Identifier{nsp, rel}.Sanitize()
+	if _, derr := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+qualified); derr != nil {
+		return errors.Wrapf(derr, "drop the invalid index %s an earlier try left", qualified)
+	}
+	_, err = conn.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol)
+	return err
 }
 
 // readMarker returns the version recorded on the database, 0 when none.

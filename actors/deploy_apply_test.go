@@ -180,3 +180,50 @@ func TestSplitSteps(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyTenantAfterACutConcurrentIndex: a try of a version that made its
+// CREATE INDEX CONCURRENTLY and stopped before recording the version (the
+// node died) leaves the index behind, valid or, when cut off, invalid. The
+// next try takes a valid one as done and makes an invalid one again.
+func TestApplyTenantAfterACutConcurrentIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	versions := [][]string{
+		{"CREATE TABLE accounts (id serial PRIMARY KEY, name text)"},
+		{"CREATE INDEX CONCURRENTLY accounts_name ON accounts (name)", "ALTER TABLE accounts ADD COLUMN plan text"},
+	}
+	for _, left := range []string{"valid", "invalid"} {
+		t.Run(left, func(t *testing.T) {
+			f := newDeployFixture(t)
+			if reached, err := applyTenant(ctx, fastApply, f.job(0, 1, versions...)); err != nil || reached != 1 {
+				t.Fatalf("version 1: reached %d, %v", reached, err)
+			}
+			su := f.superuser()
+			if left == "valid" {
+				if _, err := su.Exec(ctx, "CREATE INDEX CONCURRENTLY accounts_name ON accounts (name)"); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				// A unique index over duplicates fails and stays, invalid.
+				if _, err := su.Exec(ctx, "INSERT INTO accounts (name) VALUES ('x'), ('x')"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := su.Exec(ctx, "CREATE UNIQUE INDEX CONCURRENTLY accounts_name ON accounts (name)"); err == nil {
+					t.Fatal("the unique index over duplicates was made")
+				}
+				if !f.exists("SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'accounts_name' AND NOT i.indisvalid") {
+					t.Fatal("no invalid index left to start from")
+				}
+			}
+			if reached, err := applyTenant(ctx, fastApply, f.job(1, 2, versions...)); err != nil || reached != 2 {
+				t.Fatalf("version 2 after an earlier try: reached %d, %v", reached, err)
+			}
+			if !f.exists("SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'accounts_name' AND i.indisvalid AND NOT i.indisunique") {
+				t.Fatal("the index is not the version's, valid")
+			}
+			if !f.exists("SELECT 1 FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'plan'") {
+				t.Fatal("the rest of the version did not run")
+			}
+		})
+	}
+}

@@ -18,6 +18,9 @@ type ImportPlan struct {
 	Tables   []fsm.ImportTable // copied, parents before children
 	Unrouted []string          // tables with no way to the routing field
 	Values   []string          // the distinct routing values, as text, sorted
+	// NotCopied says, per routed table, how many rows reach no routing value
+	// (a NULL one, or a NULL foreign key on the way): no tenant gets them.
+	NotCopied []string
 }
 
 // Analyse plans an import-full of schema public of the database at
@@ -54,7 +57,7 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 			array_agg(quote_ident(a.attname) ORDER BY a.attnum) FILTER (WHERE a.attgenerated = ''),
 			bool_or(a.attname = $1)
 		FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
+		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 		GROUP BY c.oid ORDER BY c.oid`, routingField)
 	if err != nil {
 		return plan, errors.Wrap(err, "list the source's tables")
@@ -193,6 +196,15 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 	if err != nil {
 		return plan, errors.Wrap(err, "read the routing values")
 	}
+	for _, t := range plan.Tables {
+		var n int64
+		if err := conn.QueryRow(ctx, NotCopiedSQL(t)).Scan(&n); err != nil {
+			return plan, errors.Wrapf(err, "count the rows of %s that reach no %s", t.Name, routingField)
+		}
+		if n > 0 {
+			plan.NotCopied = append(plan.NotCopied, fmt.Sprintf("%s: %d row(s) that reach no %s", t.Name, n, routingField))
+		}
+	}
 	return plan, nil
 }
 
@@ -201,21 +213,36 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 // chain) is value.
 func SelectSQL(t fsm.ImportTable, value string) string {
 	lit := literal(value)
+	cond := routedWhere(t, func(routing string) string { return fmt.Sprintf("%s::text = %s", routing, lit) })
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(t.Columns, ", "), t.Name, cond)
+}
+
+// NotCopiedSQL counts the rows of a table that reach no routing value: a
+// NULL one, or a NULL or dangling foreign key on the way. No tenant's
+// SelectSQL reads them.
+func NotCopiedSQL(t fsm.ImportTable) string {
+	cond := routedWhere(t, func(routing string) string { return routing + " IS NOT NULL" })
+	return fmt.Sprintf("SELECT count(*) FROM %s WHERE NOT coalesce((%s), false)", t.Name, cond)
+}
+
+// routedWhere is the condition on a table's rows that their routing value
+// (of their own, or at the end of their foreign-key chain) meets test.
+func routedWhere(t fsm.ImportTable, test func(routing string) string) string {
 	if t.Routing != "" {
-		return fmt.Sprintf("SELECT %s FROM %s WHERE %s::text = %s", strings.Join(t.Columns, ", "), t.Name, t.Routing, lit)
+		return test(t.Routing)
 	}
 	// Innermost first: the last hop's table filtered by its routing column.
 	cond := ""
 	for i := len(t.Via) - 1; i >= 0; i-- {
 		h := t.Via[i]
-		where := fmt.Sprintf("%s::text = %s", h.RefRouting, lit)
+		where := test(h.RefRouting)
 		if i < len(t.Via)-1 {
 			where = cond
 		}
 		cond = fmt.Sprintf("(%s) IN (SELECT %s FROM %s WHERE %s)",
 			strings.Join(h.Columns, ", "), strings.Join(h.RefColumns, ", "), h.RefTable, where)
 	}
-	return fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(t.Columns, ", "), t.Name, cond)
+	return cond
 }
 
 // literal renders s as an escape-string constant, whatever the server's

@@ -17,6 +17,7 @@ type CreateImport struct {
 	Concurrency  int                `json:"concurrency"`
 	Tables       []ImportTable      `json:"tables"`
 	Unrouted     []string           `json:"unrouted"`
+	NotCopied    []string           `json:"not_copied,omitempty"`
 	Tenants      []ImportTenantSpec `json:"tenants"`
 	KeyID        string             `json:"key_id"`
 	At           time.Time          `json:"at"`
@@ -95,7 +96,8 @@ func applyCreateImport(s *State, _ uint64, c *CreateImport) (any, error) {
 	im := &Import{
 		ID: c.ID, ProjectID: c.ProjectID, Workspace: c.Workspace, SourceURL: c.SourceURL,
 		RoutingField: c.RoutingField, Concurrency: conc, Tables: c.Tables, Unrouted: c.Unrouted,
-		Status: DeploymentInProgress, KeyID: c.KeyID, CreatedAt: c.At,
+		NotCopied: c.NotCopied,
+		Status:    DeploymentInProgress, KeyID: c.KeyID, CreatedAt: c.At,
 	}
 	for i, sp := range specs {
 		if i > 0 && specs[i-1].Tenant == sp.Tenant {

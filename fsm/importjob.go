@@ -13,19 +13,22 @@ import (
 // takes the schema and creates the tenants; the leader's importer copies each
 // tenant's rows and records the result here, so a new leader resumes.
 type Import struct {
-	ID           string          `json:"id"`
-	ProjectID    string          `json:"project_id"`
-	Workspace    string          `json:"workspace"`
-	SourceURL    string          `json:"source_url"` // holds credentials: never leaves the cluster
-	RoutingField string          `json:"routing_field"`
-	Concurrency  int             `json:"concurrency"`
-	Tables       []ImportTable   `json:"tables"`   // copied, parents before children
-	Unrouted     []string        `json:"unrouted"` // tables with no way to a routing field: not copied
-	Status       string          `json:"status"`
-	KeyID        string          `json:"key_id"`
-	CreatedAt    time.Time       `json:"created_at"`
-	FinishedAt   *time.Time      `json:"finished_at,omitempty"`
-	Tenants      []*ImportTenant `json:"tenants"` // ordered by tenant name
+	ID           string        `json:"id"`
+	ProjectID    string        `json:"project_id"`
+	Workspace    string        `json:"workspace"`
+	SourceURL    string        `json:"source_url"` // holds credentials: never leaves the cluster
+	RoutingField string        `json:"routing_field"`
+	Concurrency  int           `json:"concurrency"`
+	Tables       []ImportTable `json:"tables"`   // copied, parents before children
+	Unrouted     []string      `json:"unrouted"` // tables with no way to a routing field: not copied
+	// NotCopied says, per routed table, how many rows reach no routing
+	// value (a NULL one, or a NULL foreign key on the way): no tenant gets them.
+	NotCopied  []string        `json:"not_copied,omitempty"`
+	Status     string          `json:"status"`
+	KeyID      string          `json:"key_id"`
+	CreatedAt  time.Time       `json:"created_at"`
+	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+	Tenants    []*ImportTenant `json:"tenants"` // ordered by tenant name
 }
 
 // ImportTable is how one source table's rows are split: by its own routing

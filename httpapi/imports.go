@@ -37,7 +37,8 @@ type Import struct {
 	TenantsFailed    int            `json:"tenants_failed"`
 	RowsCopied       int64          `json:"rows_copied"`
 	Tables           []string       `json:"tables"`
-	Unrouted         []string       `json:"unrouted"` // not copied: no routing field and no foreign key to one
+	Unrouted         []string       `json:"unrouted"`   // not copied: no routing field and no foreign key to one
+	NotCopied        []string       `json:"not_copied"` // rows of routed tables that reach no routing value
 	CreatedAt        time.Time      `json:"created_at"`
 	FinishedAt       *time.Time     `json:"finished_at"`
 	Tenants          []ImportTenant `json:"tenants,omitempty"`
@@ -49,7 +50,7 @@ func importView(im *fsm.Import, withTenants bool) Import {
 	out := Import{
 		ID: im.ID, Workspace: im.Workspace, RoutingField: im.RoutingField, Status: im.Status,
 		TenantsTotal: len(im.Tenants), TenantsCompleted: done, TenantsFailed: failed,
-		Tables: []string{}, Unrouted: orEmpty(im.Unrouted), CreatedAt: im.CreatedAt,
+		Tables: []string{}, Unrouted: orEmpty(im.Unrouted), NotCopied: orEmpty(im.NotCopied), CreatedAt: im.CreatedAt,
 	}
 	if im.FinishedAt != nil {
 		at := *im.FinishedAt
@@ -176,7 +177,8 @@ func (s *server) importFull(w http.ResponseWriter, r *http.Request, c *caller) e
 	cmd := fsm.CreateImport{
 		ID: "imp_" + randomHex(6), ProjectID: c.projectID, Workspace: name, SourceURL: req.FromURL,
 		RoutingField: req.RoutingField, Concurrency: req.Concurrency, Tables: plan.Tables, Unrouted: plan.Unrouted,
-		Tenants: specs, KeyID: c.keyID, At: s.now(),
+		NotCopied: plan.NotCopied,
+		Tenants:   specs, KeyID: c.keyID, At: s.now(),
 	}
 	index, err := s.apply(r.Context(), fsm.CmdCreateImport, cmd)
 	if err != nil {

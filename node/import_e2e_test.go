@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -32,6 +33,7 @@ type importResp struct {
 	RowsCopied       int64    `json:"rows_copied"`
 	Tables           []string `json:"tables"`
 	Unrouted         []string `json:"unrouted"`
+	NotCopied        []string `json:"not_copied"`
 	Tenants          []struct {
 		TenantID         string `json:"tenant_id"`
 		RoutingValue     string `json:"routing_value"`
@@ -47,12 +49,19 @@ type importResp struct {
 // legacyDB creates the source database of an import on the test server.
 func legacyDB(t *testing.T, e *testnode.Env) string {
 	t.Helper()
+	return sourceDB(t, e, "legacy_import_", legacySchema)
+}
+
+// sourceDB creates a database on the test server, named prefix plus the
+// project id, with schema in it, and returns its URL.
+func sourceDB(t *testing.T, e *testnode.Env, prefix, schema string) string {
+	t.Helper()
 	ctx := context.Background()
 	su, err := pgx.Connect(ctx, e.PG.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := "legacy_import_" + e.ProjectID
+	name := prefix + e.ProjectID
 	if _, err := su.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +76,7 @@ func legacyDB(t *testing.T, e *testnode.Env) string {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, legacySchema); err != nil {
+	if _, err := c.Exec(ctx, schema); err != nil {
 		t.Fatal(err)
 	}
 	return u.String()
@@ -200,5 +209,45 @@ func TestImportResumesAfterRestart(t *testing.T) {
 		if want := map[bool]int{true: 2, false: 1}[tn.TenantID == running]; tn.Attempts != want {
 			t.Fatalf("tenant %s: %d attempts, want %d (interrupted: %s)", tn.TenantID, tn.Attempts, want, running)
 		}
+	}
+}
+
+// TestImportReportsWhatItCannotRoute: a partitioned table is copied through
+// its parent, and rows that reach no routing value (a NULL one, or a NULL
+// foreign key on the way) are counted in not_copied instead of vanishing.
+func TestImportReportsWhatItCannotRoute(t *testing.T) {
+	e := testnode.Start(t)
+	src := sourceDB(t, e, "unroutable_", `
+CREATE TABLE customers (id int PRIMARY KEY, tenant_id text, name text);
+CREATE TABLE notes (id int PRIMARY KEY, customer_id int REFERENCES customers (id), body text);
+CREATE TABLE events (tenant_id text NOT NULL, id int, PRIMARY KEY (tenant_id, id)) PARTITION BY LIST (tenant_id);
+CREATE TABLE events_acme PARTITION OF events FOR VALUES IN ('acme');
+CREATE TABLE events_rest PARTITION OF events DEFAULT;
+INSERT INTO customers VALUES (1, 'acme', 'A'), (2, NULL, 'orphan'), (3, 'globex', 'G');
+INSERT INTO notes VALUES (1, 1, 'a'), (2, 2, 'of the orphan'), (3, NULL, 'loose'), (4, 3, 'g');
+INSERT INTO events VALUES ('acme', 1), ('acme', 2), ('globex', 1);`)
+	var im importResp
+	status := e.Do(t, "POST", "/v1/workspaces/myapp/import-full", e.ProxyPassword, "",
+		map[string]any{"from_url": src, "routing_field": "tenant_id"}, &im)
+	want := []string{"public.customers: 1 row(s) that reach no tenant_id", "public.notes: 2 row(s) that reach no tenant_id"}
+	if status != 202 || !slices.Equal(im.NotCopied, want) || !slices.Contains(im.Tables, "public.events") ||
+		slices.Contains(im.Tables, "public.events_acme") || im.TenantsTotal != 2 {
+		t.Fatalf("import-full: %d %+v", status, im)
+	}
+	key := "" // only the answer to import-full shows the tenants' keys
+	for _, tn := range im.Tenants {
+		if tn.TenantID == "acme" {
+			u, _ := url.Parse(tn.ConnectionString)
+			key, _ = u.User.Password()
+		}
+	}
+	im = waitImport(t, e, im.ID)
+	if im.Status != fsm.DeploymentCompleted || im.RowsCopied != 2+2+3 || !slices.Equal(im.NotCopied, want) {
+		t.Fatalf("import %+v", im)
+	}
+	var events int
+	c := connect(t, e.ConnString(key, "myapp__acme", "require"))
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM events").Scan(&events); err != nil || events != 2 {
+		t.Fatalf("acme's events: %d, %v", events, err)
 	}
 }

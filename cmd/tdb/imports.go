@@ -27,7 +27,7 @@ func printImport(w io.Writer, im importOut, onlyProblems bool) {
 		field{"id", im.ID}, field{"workspace", im.Workspace}, field{"routing_field", im.RoutingField},
 		field{"status", im.Status},
 		field{"tenants", fmt.Sprintf("%d total, %d completed, %d failed", im.TenantsTotal, im.TenantsCompleted, im.TenantsFailed)},
-		field{"rows_copied", im.RowsCopied}, field{"tables", im.Tables}, field{"unrouted", im.Unrouted})
+		field{"rows_copied", im.RowsCopied}, field{"tables", im.Tables}, field{"unrouted", im.Unrouted}, field{"not_copied", im.NotCopied})
 	var rows [][]any
 	withConn := false
 	for _, t := range im.Tenants {

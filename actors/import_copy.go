@@ -96,6 +96,11 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 		if _, err := tx.Exec(ctx, "TRUNCATE "+strings.Join(names, ", ")+" CASCADE"); err != nil {
 			return errors.Wrap(err, "empty the tenant's tables")
 		}
+		// Tables whose foreign keys form a cycle are copied in any order:
+		// Analyse let them through only when those keys are deferrable.
+		if _, err := tx.Exec(ctx, "SET CONSTRAINTS ALL DEFERRED"); err != nil {
+			return errors.Wrap(err, "defer the tenant's constraints")
+		}
 		for _, t := range job.Tables {
 			n, err := copyTable(ctx, src, tx.Conn().PgConn(), t, job.Value)
 			if err != nil {

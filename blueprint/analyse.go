@@ -84,13 +84,15 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 	type fk struct {
 		from, to         uint32
 		cols, refColumns []string
+		deferrable       bool
 	}
 	var fks []fk
 	rows, err = conn.Query(ctx, `SELECT c.conrelid, c.confrelid,
 			(SELECT array_agg(quote_ident(a.attname) ORDER BY k.n) FROM unnest(c.conkey) WITH ORDINALITY k(attnum, n)
 			   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum),
 			(SELECT array_agg(quote_ident(a.attname) ORDER BY k.n) FROM unnest(c.confkey) WITH ORDINALITY k(attnum, n)
-			   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum)
+			   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum),
+			c.condeferrable
 		FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
 		WHERE c.contype = 'f' AND r.relnamespace = 'public'::regnamespace ORDER BY c.oid`)
 	if err != nil {
@@ -98,7 +100,7 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 	}
 	for rows.Next() {
 		var f fk
-		if err := rows.Scan(&f.from, &f.to, &f.cols, &f.refColumns); err != nil {
+		if err := rows.Scan(&f.from, &f.to, &f.cols, &f.refColumns, &f.deferrable); err != nil {
 			rows.Close()
 			return plan, err
 		}
@@ -165,7 +167,19 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 				done[oid], order, progress = true, append(order, oid), true
 			}
 		}
-		if !progress { // a cycle: the rest in creation order
+		if !progress {
+			// A cycle: the rest in creation order, which holds only if the
+			// copy can defer their foreign keys to its commit.
+			var stuck []string
+			for _, f := range fks {
+				if !done[f.from] && !done[f.to] && !f.deferrable {
+					stuck = append(stuck, tables[f.from].name+" -> "+tables[f.to].name)
+				}
+			}
+			if len(stuck) > 0 {
+				return plan, errors.Mark(errors.Newf("the source's foreign keys form a cycle (%s): import-full copies one only when its foreign keys are DEFERRABLE",
+					strings.Join(stuck, ", ")), ErrBadSource)
+			}
 			for _, oid := range oids {
 				if !done[oid] {
 					done[oid], order = true, append(order, oid)

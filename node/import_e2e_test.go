@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -249,5 +250,42 @@ INSERT INTO events VALUES ('acme', 1), ('acme', 2), ('globex', 1);`)
 	c := connect(t, e.ConnString(key, "myapp__acme", "require"))
 	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM events").Scan(&events); err != nil || events != 2 {
 		t.Fatalf("acme's events: %d, %v", events, err)
+	}
+}
+
+// TestImportForeignKeyCycle: tables whose foreign keys form a cycle copy
+// only when those keys are deferrable; otherwise import-full says so before
+// it makes anything.
+func TestImportForeignKeyCycle(t *testing.T) {
+	e := testnode.Start(t)
+	cycle := func(deferrable string) string {
+		return `
+CREATE TABLE a (id int PRIMARY KEY, tenant_id text NOT NULL, b_id int);
+CREATE TABLE b (id int PRIMARY KEY, tenant_id text NOT NULL, a_id int REFERENCES a (id) ` + deferrable + `);
+ALTER TABLE a ADD FOREIGN KEY (b_id) REFERENCES b (id) ` + deferrable + `;
+INSERT INTO a VALUES (1, 'acme', NULL);
+INSERT INTO b VALUES (1, 'acme', 1);
+UPDATE a SET b_id = 1;`
+	}
+	var out importResp
+	status := e.Do(t, "POST", "/v1/workspaces/myapp/import-full", e.ProxyPassword, "",
+		map[string]any{"from_url": sourceDB(t, e, "cycle_", cycle("")), "routing_field": "tenant_id"}, &out)
+	if status != 400 || !strings.Contains(out.Message, "foreign keys form a cycle (public.b -> public.a, public.a -> public.b)") ||
+		!strings.Contains(out.Message, "only when its foreign keys are DEFERRABLE") {
+		t.Fatalf("a cycle of immediate keys: %d %+v", status, out)
+	}
+	var versions []version
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	if len(versions) != 0 {
+		t.Fatalf("the refused import left versions %+v", versions)
+	}
+
+	status = e.Do(t, "POST", "/v1/workspaces/myapp/import-full", e.ProxyPassword, "",
+		map[string]any{"from_url": sourceDB(t, e, "dcycle_", cycle("DEFERRABLE")), "routing_field": "tenant_id"}, &out)
+	if status != 202 {
+		t.Fatalf("a cycle of deferrable keys: %d %+v", status, out)
+	}
+	if im := waitImport(t, e, out.ID); im.Status != fsm.DeploymentCompleted || im.RowsCopied != 2 {
+		t.Fatalf("import %+v", im)
 	}
 }

@@ -92,7 +92,8 @@ func TestCopyTenantIsRepeatable(t *testing.T) {
 }
 
 func TestTenantNames(t *testing.T) {
-	got := blueprint.TenantNames([]string{"acme", "Globex Corp", "42", "ACME", "", "a__b", "x-very-long-name-that-goes-on-and-on-and-on-forever"})
+	got := blueprint.TenantNames([]string{"acme", "Globex Corp", "42", "ACME", "", "a__b", "x-very-long-name-that-goes-on-and-on-and-on-forever"},
+		func(string) bool { return false })
 	want := map[string]string{"ACME": "acme", "acme": "acme_2", "Globex Corp": "globex_corp", "42": "t_42", "": "t", "a__b": "a_b",
 		"x-very-long-name-that-goes-on-and-on-and-on-forever": "x_very_long_name_that_goes_on_and_on_and"}
 	for _, sp := range got {
@@ -101,6 +102,19 @@ func TestTenantNames(t *testing.T) {
 		}
 		if err := fsm.ValidateName("tenant", sp.Tenant); err != nil {
 			t.Errorf("%q: %v", sp.Tenant, err)
+		}
+	}
+}
+
+// TestTenantNamesAvoidTakenNames: a name a tenant of another blueprint has
+// is skipped, as a clash within the import would be.
+func TestTenantNamesAvoidTakenNames(t *testing.T) {
+	taken := map[string]bool{"t_2": true, "org1": true, "org1_2": true}
+	got := blueprint.TenantNames([]string{"1", "2", "org1"}, func(n string) bool { return taken[n] })
+	want := map[string]string{"1": "t_1", "2": "t_2_2", "org1": "org1_3"}
+	for _, sp := range got {
+		if want[sp.Value] != sp.Tenant {
+			t.Errorf("%q → %q, want %q", sp.Value, sp.Tenant, want[sp.Value])
 		}
 	}
 }

@@ -271,8 +271,9 @@ var notName = regexp.MustCompile(`[^a-z0-9_]+`)
 
 // TenantNames maps routing values to tenant names: lower case, other
 // characters turned into _, a t_ prefix when the value does not start with a
-// letter, at most 40 characters; clashes get _2, _3…
-func TenantNames(values []string) []fsm.ImportTenantSpec {
+// letter, at most 40 characters; clashes, among them or with a name taken
+// reports as taken (a tenant of another blueprint), get _2, _3…
+func TenantNames(values []string, taken func(name string) bool) []fsm.ImportTenantSpec {
 	sorted := append([]string(nil), values...)
 	sort.Strings(sorted)
 	used := map[string]bool{}
@@ -288,7 +289,7 @@ func TenantNames(values []string) []fsm.ImportTenantSpec {
 		}
 		base = strings.TrimRight(truncate(base, 40), "_")
 		name := base
-		for i := 2; used[name]; i++ {
+		for i := 2; used[name] || taken(name); i++ {
 			suffix := fmt.Sprintf("_%d", i)
 			name = strings.TrimRight(truncate(base, 40-len(suffix)), "_") + suffix
 		}

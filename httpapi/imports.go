@@ -169,7 +169,18 @@ func (s *server) importFull(w http.ResponseWriter, r *http.Request, c *caller) e
 		return err
 	}
 
-	specs := blueprint.TenantNames(plan.Values)
+	// A tenant of this workspace with a planned name is an earlier try of
+	// this import; one of another blueprint keeps its name.
+	var otherTenants map[string]bool
+	s.view(func(st *fsm.State) {
+		otherTenants = map[string]bool{}
+		for n, t := range st.Project(c.projectID).Tenants {
+			if t.Blueprint != name {
+				otherTenants[n] = true
+			}
+		}
+	})
+	specs := blueprint.TenantNames(plan.Values, func(n string) bool { return otherTenants[n] })
 	conns, err := s.createImportTenants(r, c, name, specs)
 	if err != nil {
 		return err

@@ -280,9 +280,12 @@ UPDATE a SET b_id = 1;`
 		t.Fatalf("the refused import left versions %+v", versions)
 	}
 
+	// A tenant of another blueprint keeps its name: the import's acme is acme_2.
+	e.MustDo(t, "POST", "/v1/workspaces", e.ProxyPassword, "", map[string]string{"name": "other"}, nil)
+	e.MustDo(t, "POST", "/v1/tenants", e.ProxyPassword, "", map[string]string{"name": "acme", "blueprint": "other"}, nil)
 	status = e.Do(t, "POST", "/v1/workspaces/myapp/import-full", e.ProxyPassword, "",
 		map[string]any{"from_url": sourceDB(t, e, "dcycle_", cycle("DEFERRABLE")), "routing_field": "tenant_id"}, &out)
-	if status != 202 {
+	if status != 202 || len(out.Tenants) != 1 || out.Tenants[0].TenantID != "acme_2" {
 		t.Fatalf("a cycle of deferrable keys: %d %+v", status, out)
 	}
 	if im := waitImport(t, e, out.ID); im.Status != fsm.DeploymentCompleted || im.RowsCopied != 2 {

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -66,5 +67,43 @@ func TestBackendsAddTriesTheServer(t *testing.T) {
 	e.MustDo(t, "POST", "/v1/backends", e.AdminKey, "", map[string]string{"name": "second", "url": e.PG.URL()}, nil)
 	if n := len(backends()); n != before+1 {
 		t.Fatalf("%d backends, want %d", n, before+1)
+	}
+}
+
+// TestNodePathsAreNotCleaned: through the node's whole HTTP handler (not the
+// API router alone), a path with ".." or "." segments reaches no other
+// resource, and is not redirected to one.
+func TestNodePathsAreNotCleaned(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	e.CreateTenant(t, "wayne")
+	for _, p := range []string{"/v1/tenants/nobody/../wayne", "/v1/tenants/./wayne", "/internal/../v1/tenants/wayne", "/v1/tenants/nobody%2F..%2Fwayne"} {
+		req, err := http.NewRequest("DELETE", "http://"+e.Node.HTTPAddr()+p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+e.ProxyPassword)
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 404 {
+			t.Fatalf("DELETE %s: %d (Location %q), want 404", p, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	var out struct{ Status string }
+	e.MustDo(t, "GET", "/v1/tenants/wayne", e.ProxyPassword, "", nil, &out)
+	if out.Status != "ready" {
+		t.Fatalf("wayne after the refused deletes: %+v", out)
+	}
+	// The node's own paths still answer.
+	resp, err := http.Get("http://" + e.Node.HTTPAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/readyz: %d", resp.StatusCode)
 	}
 }

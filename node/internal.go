@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -85,8 +86,19 @@ func (n *Node) withInternal(public http.Handler) http.Handler {
 	mux.HandleFunc("GET /internal/counts", n.internalAuth(n.handleCounts))
 	mux.HandleFunc("GET /readyz", n.handleReady)
 	n.withPprof(mux)
-	mux.Handle("/", n.catchUpFollower(public))
-	return mux
+	pub := n.catchUpFollower(public)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The public API goes straight to its router, which matches paths as
+		// sent: the ServeMux would clean "nobody/../wayne" and redirect a
+		// DELETE to wayne with a 307, which keeps the method.
+		p := r.URL.Path
+		internal := strings.HasPrefix(p, "/internal/") || p == "/readyz" || strings.HasPrefix(p, "/debug/pprof/")
+		if internal && path.Clean(p) == strings.TrimSuffix(p, "/") {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		pub.ServeHTTP(w, r)
+	})
 }
 
 // catchUpFollower gives the public API read-your-writes across nodes: a

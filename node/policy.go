@@ -91,10 +91,16 @@ func (n *Node) stopPolicies() {
 
 // withMetrics serves /metrics beside the control plane.
 func (n *Node) withMetrics(h http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", n.pol.metrics.Handler())
-	mux.Handle("/", h)
-	return mux
+	metrics := n.pol.metrics.Handler()
+	// No ServeMux in front of h: it would clean paths and redirect (see
+	// withInternal).
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" && r.Method == http.MethodGet {
+			metrics.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // observeApply records a raft apply's latency (deferred with its start).

@@ -48,6 +48,8 @@ type Policies struct {
 	local ConnCounts            // this node's own connections
 	peers map[string]ConnCounts // node id → its last report
 	fails map[string]*localFail // this node's own failed logins by IP (localbans.go)
+	// failsSwept is when fails was last swept of what is over
+	failsSwept time.Time
 }
 
 // ConnCounts are one node's live client connections by IP and by physical

@@ -172,9 +172,9 @@ func applyVersion(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, db strin
 
 // execNoTxn runs a statement that cannot run in a transaction. It waits for
 // locks without a timeout: CREATE INDEX CONCURRENTLY waits for older
-// transactions by design without blocking anyone, and a retry after a
-// timeout would trip over the invalid index the first try left behind.
-// TenantTimeout still bounds it.
+// transactions by design without blocking anyone, and a timeout would only
+// leave an invalid index to clean up (afterEarlierTry). TenantTimeout still
+// bounds it.
 func execNoTxn(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, stmt string) error {
 	if _, err := conn.Exec(ctx, "SET lock_timeout = 0"); err != nil {
 		return errors.Wrap(err, "set lock_timeout")
@@ -198,7 +198,7 @@ func afterEarlierTry(ctx context.Context, conn *pgx.Conn, stmt string, err error
 	if !errors.As(err, &pe) || pe.Code != "42P07" {
 		return err
 	}
-	schema, name, ok := classify.ConcurrentIndex(stmt)
+	schema, table, name, ok := classify.ConcurrentIndex(stmt)
 	if !ok {
 		return err
 	}
@@ -207,11 +207,16 @@ func afterEarlierTry(ctx context.Context, conn *pgx.Conn, stmt string, err error
 	qerr := conn.QueryRow(ctx, `SELECT i.indisvalid, n.nspname, c.relname
 		FROM pg_catalog.pg_class c
 		JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+		JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
 		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relname = $1 AND CASE WHEN $2 = '' THEN pg_catalog.pg_table_is_visible(c.oid) ELSE n.nspname = $2 END`,
-		name, schema).Scan(&valid, &nsp, &rel)
+		WHERE c.relname = $1 AND t.relname = $3
+		  AND CASE WHEN $2 = '' THEN pg_catalog.pg_table_is_visible(c.oid) ELSE n.nspname = $2 END`,
+		name, schema, table).Scan(&valid, &nsp, &rel)
+	if errors.Is(qerr, pgx.ErrNoRows) {
+		return err // no index of that name on that table: the statement's own error stands
+	}
 	if qerr != nil {
-		return err // not an index of that name: the statement's own error stands
+		return errors.Wrapf(qerr, "look for the index %s an earlier try may have left", name)
 	}
 	if valid {
 		return nil

@@ -50,7 +50,10 @@ func (p *Policies) localFailed(ip string, now time.Time, set fsm.ClusterSettings
 	f := p.fails[ip]
 	if f == nil {
 		if len(p.fails) >= maxLocalFailIPs {
-			p.forgetFails(now, window)
+			if now.Sub(p.failsSwept) >= time.Second { // a flood of new IPs sweeps once a second
+				p.failsSwept = now
+				p.forgetFails(now, window)
+			}
 			if len(p.fails) >= maxLocalFailIPs {
 				return time.Time{} // the cluster's count still holds
 			}

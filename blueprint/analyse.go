@@ -147,44 +147,62 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 		}
 	}
 
-	// Parents before children, so that foreign keys hold while copying.
+	// Parents before children, so that foreign keys hold while copying. A
+	// deferrable key is checked at the copy's commit: when the immediate
+	// keys alone leave an order, deferrable ones may point either way (a
+	// cycle of them copies).
 	done := map[uint32]bool{}
 	var order []uint32
+	ready := func(oid uint32, deferredToo bool) bool {
+		for _, f := range fks {
+			if f.from == oid && !done[f.to] && (deferredToo || !f.deferrable) {
+				return false
+			}
+		}
+		return true
+	}
 	for len(order) < len(oids) {
 		progress := false
-		for _, oid := range oids {
-			if done[oid] {
-				continue
-			}
-			ready := true
-			for _, f := range fks {
-				if f.from == oid && !done[f.to] {
-					ready = false
-					break
+		for _, deferredToo := range []bool{true, false} {
+			for _, oid := range oids {
+				if !done[oid] && ready(oid, deferredToo) {
+					done[oid], order, progress = true, append(order, oid), true
 				}
 			}
-			if ready {
-				done[oid], order, progress = true, append(order, oid), true
+			if progress {
+				break
 			}
 		}
 		if !progress {
-			// A cycle: the rest in creation order, which holds only if the
-			// copy can defer their foreign keys to its commit.
+			// Name the cycle: drop the tables no other one left depends on
+			// (those waiting behind the cycle), until only the cycle is left.
+			left := map[uint32]bool{}
+			for _, oid := range oids {
+				left[oid] = !done[oid]
+			}
+			for pruned := true; pruned; {
+				pruned = false
+				for oid, in := range left {
+					if !in {
+						continue
+					}
+					needed := false
+					for _, f := range fks {
+						needed = needed || (f.to == oid && left[f.from] && !f.deferrable)
+					}
+					if !needed {
+						left[oid], pruned = false, true
+					}
+				}
+			}
 			var stuck []string
 			for _, f := range fks {
-				if !done[f.from] && !done[f.to] && !f.deferrable {
+				if left[f.from] && left[f.to] && !f.deferrable {
 					stuck = append(stuck, tables[f.from].name+" -> "+tables[f.to].name)
 				}
 			}
-			if len(stuck) > 0 {
-				return plan, errors.Mark(errors.Newf("the source's foreign keys form a cycle (%s): import-full copies one only when its foreign keys are DEFERRABLE",
-					strings.Join(stuck, ", ")), ErrBadSource)
-			}
-			for _, oid := range oids {
-				if !done[oid] {
-					done[oid], order = true, append(order, oid)
-				}
-			}
+			return plan, errors.Mark(errors.Newf("the source's foreign keys form a cycle (%s): import-full copies one only when its foreign keys are DEFERRABLE",
+				strings.Join(stuck, ", ")), ErrBadSource)
 		}
 	}
 	var routed []string
@@ -271,8 +289,8 @@ var notName = regexp.MustCompile(`[^a-z0-9_]+`)
 
 // TenantNames maps routing values to tenant names: lower case, other
 // characters turned into _, a t_ prefix when the value does not start with a
-// letter, at most 40 characters; clashes, among them or with a name taken
-// reports as taken (a tenant of another blueprint), get _2, _3…
+// letter, at most 40 characters; clashes, among them or with a name for
+// which taken reports true (a tenant of another blueprint), get _2, _3…
 func TenantNames(values []string, taken func(name string) bool) []fsm.ImportTenantSpec {
 	sorted := append([]string(nil), values...)
 	sort.Strings(sorted)

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -66,8 +67,12 @@ func applyRemoveBackend(s *State, _ uint64, c *RemoveBackend) (any, error) {
 	}
 	if len(live) > 0 {
 		sort.Strings(live)
+		n := len(live)
+		if n > 10 {
+			live = append(live[:10], fmt.Sprintf("and %d more", n-10))
+		}
 		return nil, errorf(CodeConflict, "backend %q still holds %d database(s) not being deleted: %s",
-			c.Name, len(live), strings.Join(live, ", "))
+			c.Name, n, strings.Join(live, ", "))
 	}
 	sort.Strings(gone)
 	for _, name := range gone {

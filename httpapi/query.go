@@ -227,7 +227,7 @@ func runQuery(ctx context.Context, tg queryTarget, sql string, params [][]byte, 
 	defer cancel()
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, connectFailure(err, tg)
+		return nil, connectFailure(err)
 	}
 	defer conn.Close(context.Background())
 	if !noTxn {
@@ -281,16 +281,13 @@ func runQuery(ctx context.Context, tg queryTarget, sql string, params [][]byte, 
 	return resp, nil
 }
 
-// connectFailure maps a failed login to the backend. Its text is not
-// passed on: it names the internal role the proxy logs in as, as the wire
-// proxy's own message does not.
-func connectFailure(err error, tg queryTarget) *queryFailure {
+// connectFailure maps a failed login to the backend. The backend's text is
+// not passed on, since it names the internal role the endpoint logs in as;
+// the wire proxy says the same in its place.
+func connectFailure(err error) *queryFailure {
 	var pge *pgconn.PgError
 	if errors.As(err, &pge) {
 		return failure(http.StatusBadGateway, codeBackendError, pge.Code, "the database backend refused the connection")
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return pgFailure(err, tg)
 	}
 	return failure(http.StatusBadGateway, codeBackendError, "08006", "could not connect to the tenant's backend")
 }

@@ -422,16 +422,16 @@ func settingName(n *pg.Node) string {
 }
 
 // ConcurrentIndex returns the index a CREATE INDEX CONCURRENTLY statement
-// makes, and the schema its table was named in ("" when unqualified), so a
-// retry can tell what an earlier try left behind.
-func ConcurrentIndex(sql string) (schema, name string, ok bool) {
+// makes, and its table and the schema that was named in ("" when
+// unqualified), so a retry can tell what an earlier try left behind.
+func ConcurrentIndex(sql string) (schema, table, name string, ok bool) {
 	tree, err := pg.Parse(sql)
 	if err != nil || len(tree.Stmts) != 1 {
-		return "", "", false
+		return "", "", "", false
 	}
 	ix := tree.Stmts[0].Stmt.GetIndexStmt()
 	if ix == nil || !ix.Concurrent || ix.Idxname == "" || ix.Relation == nil {
-		return "", "", false
+		return "", "", "", false
 	}
-	return ix.Relation.Schemaname, ix.Idxname, true
+	return ix.Relation.Schemaname, ix.Relation.Relname, ix.Idxname, true
 }

@@ -53,15 +53,15 @@ func (h *loopHandler) Message(from evloop.Side, typ byte, body []byte, out *evlo
 			h.terminated = true
 			return evloop.End
 		}
-		if step == stepGuard {
-			out.Raw(evloop.Backend, beginMessage)
+		if p := step.prefix(); len(p) > 0 {
+			out.Raw(evloop.Backend, p)
 		}
 		out.Message(evloop.Backend, typ, body)
 		return evloop.Continue
 	}
 	if typ == wire.MsgReadyForQuery {
-		if s.captures() && s.ddlPending() {
-			return evloop.Eject // recording the version commits through raft
+		if s.captures() && (s.ddlPending() || s.holdsCaptureLock()) {
+			return evloop.Eject // recording the version commits through raft; the lock goes back after it
 		}
 		if s.held.Load() && len(body) == 1 && s.needsFinal(body[0]) {
 			return evloop.Eject // the proxy's own statement follows (rowguard.go)

@@ -285,6 +285,7 @@ func (p *Proxy) Cancel(ctx context.Context, pid, secret uint32) bool {
 	if s == nil {
 		return false
 	}
+	s.awaitCaptureLock(ctx)
 	s.cancelBackend(ctx)
 	return true
 }

@@ -21,7 +21,19 @@ const (
 	stepTerminate                   // Terminate: end the session, without forwarding it
 	stepFail                        // malformed: send the error to the client and end
 	stepGuard                       // send the proxy's BEGIN, then the body (rowguard.go)
+	stepLock                        // take the capture lock, then send the body (capturelock.go)
 )
+
+// prefix is what the proxy sends ahead of a message for step.
+func (step clientStep) prefix() []byte {
+	switch step {
+	case stepGuard:
+		return beginMessage
+	case stepLock:
+		return lockMessage
+	}
+	return nil
+}
 
 func guardStep(guard bool) clientStep {
 	if guard {
@@ -64,12 +76,16 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 			s.pend(s.clientInflight() + 1) // this Query's ReadyForQuery
 		}
 		guard := rej == nil && s.mayGuard() && guardQuery(r) && s.guardBatch()
+		lock := !guard && rej == nil && s.takeCaptureLock(r.HasDDL())
 		s.track.query(r)
 		s.gov.query(sql, r)
 		s.inflight++
 		s.mu.Unlock()
 		if guard {
 			return body, stepGuard, nil
+		}
+		if lock {
+			return body, stepLock, nil
 		}
 	case 'P':
 		name, text, err := wire.ParseText(body)
@@ -92,6 +108,7 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		s.mu.Lock()
 		guard := rej == nil && s.mayGuard() && len(r.Statements) == 1 && !r.Statements[0].NoTxn &&
 			guardStatement(stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}) && s.guardBatch()
+		lock := !guard && rej == nil && s.takeCaptureLock(r.HasDDL())
 		if s.guarded && s.unsynced && endsOrBeginsTxn(r) {
 			s.guarded = false // the batch takes over the proxy's transaction
 		}
@@ -102,6 +119,9 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		s.gov.parse(name, sql)
 		s.unsynced = true
 		s.mu.Unlock()
+		if lock {
+			return body, stepLock, nil
+		}
 		return body, guardStep(guard), nil
 	case 'B':
 		portal, stmt := cstring2(body)
@@ -211,19 +231,20 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone bool) {
 			return false
 		}
 		s.gov.awaitCancel()
-		if err := s.writeLocked(fw, typ, body, step == stepGuard, fr.Buffered() == 0); err != nil {
+		if err := s.writeLocked(fw, typ, body, step.prefix(), fr.Buffered() == 0); err != nil {
 			return false
 		}
 	}
 }
 
 // writeLocked writes a client message to the backend (client pump), after
-// the proxy's BEGIN when begin is set, and flushes when flush is set.
-func (s *session) writeLocked(fw *wire.FrameWriter, typ byte, body []byte, begin, flush bool) error {
+// prefix (the proxy's own Query ahead of it, if any), and flushes when flush
+// is set.
+func (s *session) writeLocked(fw *wire.FrameWriter, typ byte, body []byte, prefix []byte, flush bool) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if begin {
-		if err := fw.WriteRaw(beginMessage); err != nil {
+	if len(prefix) > 0 {
+		if err := fw.WriteRaw(prefix); err != nil {
 			return err
 		}
 	}
@@ -316,7 +337,7 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 			act.drop, own = true, final
 		} else {
 			s.guarded = false // a batch that ended the proxy's transaction itself
-			if s.holdRFQs == 0 {
+			if own = s.releaseCaptureLock(status); own == "" && s.holdRFQs == 0 {
 				s.settle()
 			}
 		}

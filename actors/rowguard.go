@@ -41,9 +41,11 @@ const (
 
 // Swallow states: which of the proxy's own exchanges the backend answers next.
 const (
-	swallowNone  = 0
-	swallowBegin = 1 // the BEGIN ahead of a guarded batch
-	swallowFinal = 2 // the COMMIT, ROLLBACK or abort after a batch
+	swallowNone   = 0
+	swallowBegin  = 1 // the BEGIN ahead of a guarded batch
+	swallowFinal  = 2 // the COMMIT, ROLLBACK or abort after a batch
+	swallowLock   = 3 // the capture lock ahead of a batch (capturelock.go)
+	swallowUnlock = 4 // the capture lock given back after a transaction
 )
 
 // maxGuardRollbacks bounds the ROLLBACKs sent to leave a guarded transaction
@@ -277,6 +279,9 @@ func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte,
 		if sw == swallowBegin {
 			s.guarded = false // the batch runs as the client sent it
 		}
+		if sw == swallowLock {
+			s.captureLocked = false // not taken (a failed transaction)
+		}
 		if sw == swallowFinal && s.final == guardCommit {
 			act.drop = false // the commit failed: the batch's changes are gone
 			s.final = guardRollback
@@ -289,8 +294,15 @@ func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte,
 			s.inflight--
 		}
 		s.txStatus = status
-		if sw == swallowBegin {
+		if sw == swallowBegin || sw == swallowLock {
 			s.swallow.Store(swallowNone)
+			return act, body, ""
+		}
+		if sw == swallowUnlock {
+			s.swallow.Store(swallowNone)
+			if s.holdRFQs == 0 {
+				s.settle()
+			}
 			return act, body, ""
 		}
 		if s.guarded && status != 'I' && s.rollbacks < maxGuardRollbacks {

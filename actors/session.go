@@ -81,7 +81,9 @@ type session struct {
 	// settingsSync: the extended-protocol batch in progress may change a
 	// setting (mayChangeSettings); its Sync holds the next batch.
 	settingsSync bool
-	holdRFQs     int // ReadyForQuery messages until pending may settle
+	// captureLocked: the session holds the capture lock (capturelock.go)
+	captureLocked bool
+	holdRFQs      int // ReadyForQuery messages until pending may settle
 	// wmu orders the goroutine relay's writes to the backend: the client
 	// pump's and the proxy's own statements the backend pump sends.
 	wmu sync.Mutex

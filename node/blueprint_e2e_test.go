@@ -7,7 +7,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"tdb/fsm"
 	"tdb/internal/testnode"
+	"tdb/node"
 )
 
 const seedAccounts = `CREATE TABLE accounts (
@@ -109,5 +111,68 @@ INSERT INTO accounts (name, email, balance) VALUES
 	}
 	if _, err := c.Exec(ctx, "DROP INDEX accounts_name_idx"); err == nil || !strings.Contains(err.Error(), "DDL not allowed") {
 		t.Fatalf("DDL on tenant: %v", err)
+	}
+}
+
+// TestCaptureInCommitOrder: a session's DDL waits while another session of
+// the workspace holds a transaction with DDL, until that one's version is
+// recorded, so versions come in commit order: here the ALTER, sent while
+// the CREATE it needs is uncommitted, is recorded after it (it would have
+// failed at once otherwise, or been recorded first on a slower node).
+func TestCaptureInCommitOrder(t *testing.T) {
+	t.Parallel()
+	for _, relay := range []string{"loop", "goroutines"} {
+		t.Run(relay, func(t *testing.T) {
+			t.Parallel()
+			e := testnode.Start(t, func(c *node.Config) { c.GoroutineRelay = relay == "goroutines" })
+			ctx := context.Background()
+			conn := e.ConnString(e.ProxyPassword, "myapp_workspace", "disable")
+			a := connect(t, conn)
+			b := connect(t, conn)
+			simple := pgx.QueryExecModeSimpleProtocol
+			for _, sql := range []string{"BEGIN", "CREATE TABLE ord1 (id int)"} {
+				if _, err := a.Exec(ctx, sql, simple); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := b.Exec(ctx, "ALTER TABLE ord1 ADD COLUMN c int") // extended protocol
+				done <- err
+			}()
+			// b waits for the capture lock a holds (in this workspace's
+			// database: the server is shared with other tests).
+			su := connect(t, e.PG.URL())
+			db := fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp"))
+			const advisory = `SELECT count(*) FROM pg_locks
+				WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = $1)`
+			waitFor(t, "the second session to wait for the capture lock", func() bool {
+				var n int
+				_ = su.QueryRow(ctx, advisory+" AND NOT granted", db).Scan(&n)
+				return n == 1
+			})
+			if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("the waiting ALTER: %v", err)
+			}
+			var versions []version
+			e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+			if len(versions) != 2 || versions[0].Statements[0] != "CREATE TABLE ord1 (id int)" ||
+				versions[1].Statements[0] != "ALTER TABLE ord1 ADD COLUMN c int" {
+				t.Fatalf("versions %+v, want the CREATE then the ALTER", versions)
+			}
+			// Both gave the lock back: more DDL runs, from either session.
+			for _, c := range []*pgx.Conn{a, b} {
+				if _, err := c.Exec(ctx, "CREATE INDEX ON ord1 (id)", simple); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var n int
+			if err := su.QueryRow(ctx, advisory, db).Scan(&n); err != nil || n != 0 {
+				t.Fatalf("%d advisory locks left, %v", n, err)
+			}
+		})
 	}
 }

@@ -65,6 +65,10 @@ func (s *session) holdsCaptureLock() bool {
 	return s.captureLocked
 }
 
+// maxCaptureLockWait bounds how long a client's cancel waits for its
+// session to take the capture lock.
+const maxCaptureLockWait = time.Hour
+
 // awaitCaptureLock waits, bounded by ctx, while the session waits for the
 // capture lock: a client's cancel meant for its statement must not cancel
 // the proxy's lock Query instead (the statement would then run).

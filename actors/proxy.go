@@ -285,7 +285,19 @@ func (p *Proxy) Cancel(ctx context.Context, pid, secret uint32) bool {
 	if s == nil {
 		return false
 	}
-	s.awaitCaptureLock(ctx)
+	if s.swallow.Load() == swallowLock {
+		// The session waits for the capture lock: the cancel is for the
+		// statement behind it, so it goes once the lock is taken.
+		go func() {
+			wait, stop := context.WithTimeout(context.Background(), maxCaptureLockWait)
+			defer stop()
+			s.awaitCaptureLock(wait)
+			dial, cancel := context.WithTimeout(context.Background(), p.cfg.DialTimeout)
+			defer cancel()
+			s.cancelBackend(dial)
+		}()
+		return true
+	}
 	s.cancelBackend(ctx)
 	return true
 }

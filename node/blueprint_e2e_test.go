@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -163,16 +164,48 @@ func TestCaptureInCommitOrder(t *testing.T) {
 				versions[1].Statements[0] != "ALTER TABLE ord1 ADD COLUMN c int" {
 				t.Fatalf("versions %+v, want the CREATE then the ALTER", versions)
 			}
+			// A cancel sent while b waits for the lock is for b's statement:
+			// it is delivered once the lock is taken, and the batch (DDL
+			// and all) is cancelled instead of running on.
+			if _, err := a.Exec(ctx, "BEGIN; CREATE TABLE ord2 (id int)", simple); err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				_, err := b.Exec(ctx, "ALTER TABLE ord2 ADD COLUMN c int; SELECT pg_sleep(60)", simple)
+				done <- err
+			}()
+			waitFor(t, "the second session to wait for the capture lock again", func() bool {
+				var n int
+				_ = su.QueryRow(ctx, advisory+" AND NOT granted", db).Scan(&n)
+				return n == 1
+			})
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := b.PgConn().CancelRequest(cctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
+				t.Fatal(err)
+			}
+			if pe := pgErr(t, <-done); pe.Code != "57014" {
+				t.Fatalf("the cancelled batch: %s %s", pe.Code, pe.Message)
+			}
+			e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+			if len(versions) != 3 || versions[2].Statements[0] != "CREATE TABLE ord2 (id int)" {
+				t.Fatalf("versions %+v, want the cancelled ALTER left out", versions)
+			}
 			// Both gave the lock back: more DDL runs, from either session.
 			for _, c := range []*pgx.Conn{a, b} {
 				if _, err := c.Exec(ctx, "CREATE INDEX ON ord1 (id)", simple); err != nil {
 					t.Fatal(err)
 				}
 			}
-			var n int
-			if err := su.QueryRow(ctx, advisory, db).Scan(&n); err != nil || n != 0 {
-				t.Fatalf("%d advisory locks left, %v", n, err)
-			}
+			// The lock goes back just after the client's ReadyForQuery.
+			waitFor(t, "no capture lock left", func() bool {
+				var n int
+				err := su.QueryRow(ctx, advisory, db).Scan(&n)
+				return err == nil && n == 0
+			})
 		})
 	}
 }

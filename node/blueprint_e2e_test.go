@@ -10,7 +10,6 @@ import (
 
 	"tdb/fsm"
 	"tdb/internal/testnode"
-	"tdb/node"
 )
 
 const seedAccounts = `CREATE TABLE accounts (
@@ -122,90 +121,86 @@ INSERT INTO accounts (name, email, balance) VALUES
 // failed at once otherwise, or been recorded first on a slower node).
 func TestCaptureInCommitOrder(t *testing.T) {
 	t.Parallel()
-	for _, relay := range []string{"loop", "goroutines"} {
-		t.Run(relay, func(t *testing.T) {
-			t.Parallel()
-			e := testnode.Start(t, func(c *node.Config) { c.GoroutineRelay = relay == "goroutines" })
-			ctx := context.Background()
-			conn := e.ConnString(e.ProxyPassword, "myapp_workspace", "disable")
-			a := connect(t, conn)
-			b := connect(t, conn)
-			simple := pgx.QueryExecModeSimpleProtocol
-			for _, sql := range []string{"BEGIN", "CREATE TABLE ord1 (id int)"} {
-				if _, err := a.Exec(ctx, sql, simple); err != nil {
-					t.Fatal(err)
-				}
-			}
-			done := make(chan error, 1)
-			go func() {
-				_, err := b.Exec(ctx, "ALTER TABLE ord1 ADD COLUMN c int") // extended protocol
-				done <- err
-			}()
-			// b waits for the capture lock a holds (in this workspace's
-			// database: the server is shared with other tests).
-			su := connect(t, e.PG.URL())
-			db := fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp"))
-			const advisory = `SELECT count(*) FROM pg_locks
-				WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = $1)`
-			waitFor(t, "the second session to wait for the capture lock", func() bool {
-				var n int
-				_ = su.QueryRow(ctx, advisory+" AND NOT granted", db).Scan(&n)
-				return n == 1
-			})
-			if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		ctx := context.Background()
+		conn := e.ConnString(e.ProxyPassword, "myapp_workspace", "disable")
+		a := connect(t, conn)
+		b := connect(t, conn)
+		simple := pgx.QueryExecModeSimpleProtocol
+		for _, sql := range []string{"BEGIN", "CREATE TABLE ord1 (id int)"} {
+			if _, err := a.Exec(ctx, sql, simple); err != nil {
 				t.Fatal(err)
 			}
-			if err := <-done; err != nil {
-				t.Fatalf("the waiting ALTER: %v", err)
-			}
-			var versions []version
-			e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
-			if len(versions) != 2 || versions[0].Statements[0] != "CREATE TABLE ord1 (id int)" ||
-				versions[1].Statements[0] != "ALTER TABLE ord1 ADD COLUMN c int" {
-				t.Fatalf("versions %+v, want the CREATE then the ALTER", versions)
-			}
-			// A cancel sent while b waits for the lock is for b's statement:
-			// it is delivered once the lock is taken, and the batch (DDL
-			// and all) is cancelled instead of running on.
-			if _, err := a.Exec(ctx, "BEGIN; CREATE TABLE ord2 (id int)", simple); err != nil {
-				t.Fatal(err)
-			}
-			go func() {
-				_, err := b.Exec(ctx, "ALTER TABLE ord2 ADD COLUMN c int; SELECT pg_sleep(60)", simple)
-				done <- err
-			}()
-			waitFor(t, "the second session to wait for the capture lock again", func() bool {
-				var n int
-				_ = su.QueryRow(ctx, advisory+" AND NOT granted", db).Scan(&n)
-				return n == 1
-			})
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			if err := b.PgConn().CancelRequest(cctx); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
-				t.Fatal(err)
-			}
-			if pe := pgErr(t, <-done); pe.Code != "57014" {
-				t.Fatalf("the cancelled batch: %s %s", pe.Code, pe.Message)
-			}
-			e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
-			if len(versions) != 3 || versions[2].Statements[0] != "CREATE TABLE ord2 (id int)" {
-				t.Fatalf("versions %+v, want the cancelled ALTER left out", versions)
-			}
-			// Both gave the lock back: more DDL runs, from either session.
-			for _, c := range []*pgx.Conn{a, b} {
-				if _, err := c.Exec(ctx, "CREATE INDEX ON ord1 (id)", simple); err != nil {
-					t.Fatal(err)
-				}
-			}
-			// The lock goes back just after the client's ReadyForQuery.
-			waitFor(t, "no capture lock left", func() bool {
-				var n int
-				err := su.QueryRow(ctx, advisory, db).Scan(&n)
-				return err == nil && n == 0
-			})
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := b.Exec(ctx, "ALTER TABLE ord1 ADD COLUMN c int") // extended protocol
+			done <- err
+		}()
+		// b waits for the capture lock a holds (in this workspace's
+		// database: the server is shared with other tests).
+		su := connect(t, e.PG.URL())
+		db := fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp"))
+		const advisory = `SELECT count(*) FROM pg_locks
+			WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = $1)`
+		waitFor(t, "the second session to wait for the capture lock", func() bool {
+			var n int
+			_ = su.QueryRow(ctx, advisory+" AND NOT granted", db).Scan(&n)
+			return n == 1
 		})
-	}
+		if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("the waiting ALTER: %v", err)
+		}
+		var versions []version
+		e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+		if len(versions) != 2 || versions[0].Statements[0] != "CREATE TABLE ord1 (id int)" ||
+			versions[1].Statements[0] != "ALTER TABLE ord1 ADD COLUMN c int" {
+			t.Fatalf("versions %+v, want the CREATE then the ALTER", versions)
+		}
+		// A cancel sent while b waits for the lock is for b's statement:
+		// it is delivered once the lock is taken, and the batch (DDL
+		// and all) is cancelled instead of running on.
+		if _, err := a.Exec(ctx, "BEGIN; CREATE TABLE ord2 (id int)", simple); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_, err := b.Exec(ctx, "ALTER TABLE ord2 ADD COLUMN c int; SELECT pg_sleep(60)", simple)
+			done <- err
+		}()
+		waitFor(t, "the second session to wait for the capture lock again", func() bool {
+			var n int
+			_ = su.QueryRow(ctx, advisory+" AND NOT granted", db).Scan(&n)
+			return n == 1
+		})
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := b.PgConn().CancelRequest(cctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
+			t.Fatal(err)
+		}
+		if pe := pgErr(t, <-done); pe.Code != "57014" {
+			t.Fatalf("the cancelled batch: %s %s", pe.Code, pe.Message)
+		}
+		e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+		if len(versions) != 3 || versions[2].Statements[0] != "CREATE TABLE ord2 (id int)" {
+			t.Fatalf("versions %+v, want the cancelled ALTER left out", versions)
+		}
+		// Both gave the lock back: more DDL runs, from either session.
+		for _, c := range []*pgx.Conn{a, b} {
+			if _, err := c.Exec(ctx, "CREATE INDEX ON ord1 (id)", simple); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The lock goes back just after the client's ReadyForQuery.
+		waitFor(t, "no capture lock left", func() bool {
+			var n int
+			err := su.QueryRow(ctx, advisory, db).Scan(&n)
+			return err == nil && n == 0
+		})
+	})
 }

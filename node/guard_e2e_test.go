@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"tdb/internal/testnode"
-	"tdb/node"
 )
 
 // TestRoleModelCannotBeSubverted covers statements that would let a key
@@ -79,82 +78,78 @@ func TestRoleModelCannotBeSubverted(t *testing.T) {
 // password if it ran: the key would stop working.
 func TestParserSettingsCannotDrift(t *testing.T) {
 	t.Parallel()
-	for _, relay := range []string{"loop", "goroutines"} {
-		t.Run(relay, func(t *testing.T) {
-			t.Parallel()
-			e := testnode.Start(t, func(c *node.Config) { c.GoroutineRelay = relay == "goroutines" })
-			ctx := context.Background()
-			key := e.CreateTenant(t, "wayne")
-			conn := e.ConnString(key, "myapp__wayne", "require")
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		ctx := context.Background()
+		key := e.CreateTenant(t, "wayne")
+		conn := e.ConnString(key, "myapp__wayne", "require")
 
-			for _, opts := range []string{"-c standard-conforming-strings=off", "--client-encoding=SJIS", "-cstandard_conforming_strings=off"} {
-				_, err := pgx.Connect(ctx, conn+"&options="+strings.ReplaceAll(url.QueryEscape(opts), "+", "%20"))
-				if pe := pgErr(t, err); pe.Severity != "FATAL" || pe.Code != "42501" {
-					t.Fatalf("options %q: %s %s %q, want FATAL 42501", opts, pe.Severity, pe.Code, pe.Message)
-				}
+		for _, opts := range []string{"-c standard-conforming-strings=off", "--client-encoding=SJIS", "-cstandard_conforming_strings=off"} {
+			_, err := pgx.Connect(ctx, conn+"&options="+strings.ReplaceAll(url.QueryEscape(opts), "+", "%20"))
+			if pe := pgErr(t, err); pe.Severity != "FATAL" || pe.Code != "42501" {
+				t.Fatalf("options %q: %s %s %q, want FATAL 42501", opts, pe.Severity, pe.Code, pe.Message)
 			}
+		}
 
-			const smuggled = `select 'a\'' ; alter role current_user password 'pwned'; --'`
-			for _, tc := range []struct{ set, text string }{
-				{"SELECT set_config('standard_' || 'conforming_strings', 'off', false)", "standard_conforming_strings must be on through the proxy"},
-				{"SELECT set_config('client_' || 'encoding', 'SJIS', false)", `client encoding "SJIS" is not supported through the proxy; use UTF8`},
-			} {
-				// One statement at a time: the change ends the session.
-				c := connect(t, conn)
-				_, err := c.Exec(ctx, tc.set, pgx.QueryExecModeSimpleProtocol)
-				wantPgError(t, err, "FATAL", "42501", tc.text)
+		const smuggled = `select 'a\'' ; alter role current_user password 'pwned'; --'`
+		for _, tc := range []struct{ set, text string }{
+			{"SELECT set_config('standard_' || 'conforming_strings', 'off', false)", "standard_conforming_strings must be on through the proxy"},
+			{"SELECT set_config('client_' || 'encoding', 'SJIS', false)", `client encoding "SJIS" is not supported through the proxy; use UTF8`},
+		} {
+			// One statement at a time: the change ends the session.
+			c := connect(t, conn)
+			_, err := c.Exec(ctx, tc.set, pgx.QueryExecModeSimpleProtocol)
+			wantPgError(t, err, "FATAL", "42501", tc.text)
 
-				// Pipelined behind the change, in one write: the smuggled
-				// statement never reaches the backend.
-				c = connect(t, conn)
-				fe := c.PgConn().Frontend()
-				fe.Send(&pgproto3.Query{String: tc.set})
-				fe.Send(&pgproto3.Query{String: smuggled})
-				if err := fe.Flush(); err != nil {
-					t.Fatal(err)
+			// Pipelined behind the change, in one write: the smuggled
+			// statement never reaches the backend.
+			c = connect(t, conn)
+			fe := c.PgConn().Frontend()
+			fe.Send(&pgproto3.Query{String: tc.set})
+			fe.Send(&pgproto3.Query{String: smuggled})
+			if err := fe.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			var fatal *pgproto3.ErrorResponse
+			for fatal == nil {
+				msg, err := fe.Receive()
+				if err != nil {
+					t.Fatalf("%s: the session ended without the FATAL: %v", tc.set, err)
 				}
-				var fatal *pgproto3.ErrorResponse
-				for fatal == nil {
-					msg, err := fe.Receive()
-					if err != nil {
-						t.Fatalf("%s: the session ended without the FATAL: %v", tc.set, err)
+				switch m := msg.(type) {
+				case *pgproto3.CommandComplete:
+					if strings.HasPrefix(string(m.CommandTag), "ALTER") {
+						t.Fatalf("%s: the smuggled statement ran", tc.set)
 					}
-					switch m := msg.(type) {
-					case *pgproto3.CommandComplete:
-						if strings.HasPrefix(string(m.CommandTag), "ALTER") {
-							t.Fatalf("%s: the smuggled statement ran", tc.set)
-						}
-					case *pgproto3.ErrorResponse:
-						cp := *m
-						fatal = &cp
-					}
-				}
-				if fatal.Severity != "FATAL" || fatal.Code != "42501" || fatal.Message != tc.text {
-					t.Fatalf("%s: got %s %s %q", tc.set, fatal.Severity, fatal.Code, fatal.Message)
-				}
-				if _, err := fe.Receive(); err == nil {
-					t.Fatalf("%s: the session went on after the FATAL", tc.set)
+				case *pgproto3.ErrorResponse:
+					cp := *m
+					fatal = &cp
 				}
 			}
+			if fatal.Severity != "FATAL" || fatal.Code != "42501" || fatal.Message != tc.text {
+				t.Fatalf("%s: got %s %s %q", tc.set, fatal.Severity, fatal.Code, fatal.Message)
+			}
+			if _, err := fe.Receive(); err == nil {
+				t.Fatalf("%s: the session went on after the FATAL", tc.set)
+			}
+		}
 
-			// The key still works, and no pooled backend session kept a
-			// changed setting.
-			for range 3 {
-				c := connect(t, conn)
-				var scs, enc string
-				if err := c.QueryRow(ctx, "SHOW standard_conforming_strings").Scan(&scs); err != nil {
-					t.Fatal(err)
-				}
-				if err := c.QueryRow(ctx, "SHOW client_encoding").Scan(&enc); err != nil {
-					t.Fatal(err)
-				}
-				if scs != "on" || enc != "UTF8" {
-					t.Fatalf("a new session has standard_conforming_strings=%s client_encoding=%s", scs, enc)
-				}
-				c.Close(ctx)
+		// The key still works, and no pooled backend session kept a
+		// changed setting.
+		for range 3 {
+			c := connect(t, conn)
+			var scs, enc string
+			if err := c.QueryRow(ctx, "SHOW standard_conforming_strings").Scan(&scs); err != nil {
+				t.Fatal(err)
 			}
-		})
-	}
+			if err := c.QueryRow(ctx, "SHOW client_encoding").Scan(&enc); err != nil {
+				t.Fatal(err)
+			}
+			if scs != "on" || enc != "UTF8" {
+				t.Fatalf("a new session has standard_conforming_strings=%s client_encoding=%s", scs, enc)
+			}
+			c.Close(ctx)
+		}
+	})
 }
 
 // TestParserSettingsInsideABatch: inside one extended-protocol batch the

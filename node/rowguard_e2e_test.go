@@ -19,112 +19,108 @@ import (
 // proxy's cancel could reach it.
 func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 	t.Parallel()
-	for _, relay := range []string{"loop", "goroutines"} {
-		t.Run(relay, func(t *testing.T) {
-			t.Parallel()
-			e := testnode.Start(t, func(c *node.Config) { c.GoroutineRelay = relay == "goroutines" })
-			key := e.CreateTenant(t, "wayne")
-			accountsTable(t, e, "wayne")
-			ctx := context.Background()
-			c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
-			setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
-			const overText = "query returned more than max_rows_per_query (5) rows"
-			count := func() int { t.Helper(); return countAccounts(t, c) }
-			idle := func() {
-				t.Helper()
-				if st := c.PgConn().TxStatus(); st != 'I' {
-					t.Fatalf("transaction status %q after the batch, want idle", st)
-				}
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		key := e.CreateTenant(t, "wayne")
+		accountsTable(t, e, "wayne")
+		ctx := context.Background()
+		c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+		setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
+		const overText = "query returned more than max_rows_per_query (5) rows"
+		count := func() int { t.Helper(); return countAccounts(t, c) }
+		idle := func() {
+			t.Helper()
+			if st := c.PgConn().TxStatus(); st != 'I' {
+				t.Fatalf("transaction status %q after the batch, want idle", st)
 			}
-			insertReturning := func(n int) string {
-				return fmt.Sprintf(`INSERT INTO accounts (name, email)
-					SELECT 'r' || g, 'r' || g || '-' || random() || '@x' FROM generate_series(1, %d) g RETURNING id`, n)
-			}
-			simple, extended := pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement
+		}
+		insertReturning := func(n int) string {
+			return fmt.Sprintf(`INSERT INTO accounts (name, email)
+				SELECT 'r' || g, 'r' || g || '-' || random() || '@x' FROM generate_series(1, %d) g RETURNING id`, n)
+		}
+		simple, extended := pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement
 
-			// Past the limit outside a transaction: the rows written are not kept.
-			for _, mode := range []pgx.QueryExecMode{simple, extended} {
-				_, err := c.Exec(ctx, insertReturning(10), mode)
-				wantPgError(t, err, "ERROR", "54000", overText)
-				idle()
-				if n := count(); n != 0 {
-					t.Fatalf("%v: %d rows kept after the 54000 error", mode, n)
-				}
+		// Past the limit outside a transaction: the rows written are not kept.
+		for _, mode := range []pgx.QueryExecMode{simple, extended} {
+			_, err := c.Exec(ctx, insertReturning(10), mode)
+			wantPgError(t, err, "ERROR", "54000", overText)
+			idle()
+			if n := count(); n != 0 {
+				t.Fatalf("%v: %d rows kept after the 54000 error", mode, n)
 			}
-			// A simple Query of several statements is one transaction, before
-			// or after the statement that passed the limit.
-			for _, sql := range []string{
-				"SELECT generate_series(1, 10); INSERT INTO accounts (name, email) VALUES ('h', 'h@x')",
-				"INSERT INTO accounts (name, email) VALUES ('h', 'h@x'); SELECT generate_series(1, 10)",
-			} {
-				_, err := c.Exec(ctx, sql, simple)
-				wantPgError(t, err, "ERROR", "54000", overText)
-				idle()
-				if n := count(); n != 0 {
-					t.Fatalf("%q: %d rows kept after the 54000 error", sql, n)
-				}
+		}
+		// A simple Query of several statements is one transaction, before
+		// or after the statement that passed the limit.
+		for _, sql := range []string{
+			"SELECT generate_series(1, 10); INSERT INTO accounts (name, email) VALUES ('h', 'h@x')",
+			"INSERT INTO accounts (name, email) VALUES ('h', 'h@x'); SELECT generate_series(1, 10)",
+		} {
+			_, err := c.Exec(ctx, sql, simple)
+			wantPgError(t, err, "ERROR", "54000", overText)
+			idle()
+			if n := count(); n != 0 {
+				t.Fatalf("%q: %d rows kept after the 54000 error", sql, n)
 			}
-			// Under the limit the rows come back and are kept.
-			for _, mode := range []pgx.QueryExecMode{simple, extended} {
-				rows, _ := c.Query(ctx, insertReturning(3), mode)
-				got := 0
-				for rows.Next() {
-					got++
-				}
-				if err := rows.Err(); err != nil || got != 3 {
-					t.Fatalf("%v: %d rows returned, %v", mode, got, err)
-				}
-				idle()
+		}
+		// Under the limit the rows come back and are kept.
+		for _, mode := range []pgx.QueryExecMode{simple, extended} {
+			rows, _ := c.Query(ctx, insertReturning(3), mode)
+			got := 0
+			for rows.Next() {
+				got++
 			}
-			if n := count(); n != 6 {
-				t.Fatalf("%d rows kept, want 6", n)
+			if err := rows.Err(); err != nil || got != 3 {
+				t.Fatalf("%v: %d rows returned, %v", mode, got, err)
 			}
-			// A write that returns no rows is not held back, nor a read.
-			if _, err := c.Exec(ctx, "INSERT INTO accounts (name, email) SELECT 'w' || g, 'w' || g || '@x' FROM generate_series(1, 10) g"); err != nil {
+			idle()
+		}
+		if n := count(); n != 6 {
+			t.Fatalf("%d rows kept, want 6", n)
+		}
+		// A write that returns no rows is not held back, nor a read.
+		if _, err := c.Exec(ctx, "INSERT INTO accounts (name, email) SELECT 'w' || g, 'w' || g || '@x' FROM generate_series(1, 10) g"); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(); n != 16 {
+			t.Fatalf("%d rows, want 16", n)
+		}
+		// A DELETE whose RETURNING passes the limit deletes nothing.
+		for _, mode := range []pgx.QueryExecMode{simple, extended} {
+			_, err := c.Exec(ctx, "DELETE FROM accounts RETURNING id", mode)
+			wantPgError(t, err, "ERROR", "54000", overText)
+			if n := count(); n != 16 {
+				t.Fatalf("%v: %d rows left after the refused DELETE, want 16", mode, n)
+			}
+		}
+
+		// In the client's own transaction the error aborts it, as a
+		// backend error would: later statements fail, COMMIT rolls back.
+		for _, mode := range []pgx.QueryExecMode{simple, extended} {
+			tx, err := c.Begin(ctx)
+			if err != nil {
 				t.Fatal(err)
 			}
+			if _, err := tx.Exec(ctx, "INSERT INTO accounts (name, email) VALUES ('t', 't@x')", mode); err != nil {
+				t.Fatal(err)
+			}
+			_, err = tx.Exec(ctx, "SELECT g FROM generate_series(1, 10) g", mode)
+			wantPgError(t, err, "ERROR", "54000", overText)
+			if st := c.PgConn().TxStatus(); st != 'E' {
+				t.Fatalf("%v: transaction status %q after the 54000 error, want E", mode, st)
+			}
+			_, err = tx.Exec(ctx, "SELECT 1", mode)
+			if pe := pgErr(t, err); pe.Code != "25P02" {
+				t.Fatalf("%v: after the 54000 error: %s %s, want 25P02", mode, pe.Code, pe.Message)
+			}
+			if err := tx.Commit(ctx); err != pgx.ErrTxCommitRollback {
+				t.Fatalf("%v: COMMIT of the aborted transaction: %v, want it rolled back", mode, err)
+			}
+			idle()
 			if n := count(); n != 16 {
-				t.Fatalf("%d rows, want 16", n)
+				t.Fatalf("%v: %d rows after the rolled-back transaction, want 16", mode, n)
 			}
-			// A DELETE whose RETURNING passes the limit deletes nothing.
-			for _, mode := range []pgx.QueryExecMode{simple, extended} {
-				_, err := c.Exec(ctx, "DELETE FROM accounts RETURNING id", mode)
-				wantPgError(t, err, "ERROR", "54000", overText)
-				if n := count(); n != 16 {
-					t.Fatalf("%v: %d rows left after the refused DELETE, want 16", mode, n)
-				}
-			}
-
-			// In the client's own transaction the error aborts it, as a
-			// backend error would: later statements fail, COMMIT rolls back.
-			for _, mode := range []pgx.QueryExecMode{simple, extended} {
-				tx, err := c.Begin(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := tx.Exec(ctx, "INSERT INTO accounts (name, email) VALUES ('t', 't@x')", mode); err != nil {
-					t.Fatal(err)
-				}
-				_, err = tx.Exec(ctx, "SELECT g FROM generate_series(1, 10) g", mode)
-				wantPgError(t, err, "ERROR", "54000", overText)
-				if st := c.PgConn().TxStatus(); st != 'E' {
-					t.Fatalf("%v: transaction status %q after the 54000 error, want E", mode, st)
-				}
-				_, err = tx.Exec(ctx, "SELECT 1", mode)
-				if pe := pgErr(t, err); pe.Code != "25P02" {
-					t.Fatalf("%v: after the 54000 error: %s %s, want 25P02", mode, pe.Code, pe.Message)
-				}
-				if err := tx.Commit(ctx); err != pgx.ErrTxCommitRollback {
-					t.Fatalf("%v: COMMIT of the aborted transaction: %v, want it rolled back", mode, err)
-				}
-				idle()
-				if n := count(); n != 16 {
-					t.Fatalf("%v: %d rows after the rolled-back transaction, want 16", mode, n)
-				}
-			}
-			mustSelectOne(t, c)
-		})
-	}
+		}
+		mustSelectOne(t, c)
+	})
 }
 
 // TestPolicyMaxRowsGuardLetsTheClientsTransactionBe: a guarded batch whose
@@ -204,4 +200,15 @@ func countAccounts(t *testing.T, c *pgx.Conn) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// eachRelay runs f, in parallel, against a node of each relay: the event
+// loop and the goroutine relay.
+func eachRelay(t *testing.T, f func(t *testing.T, e *testnode.Env)) {
+	for _, relay := range []string{"loop", "goroutines"} {
+		t.Run(relay, func(t *testing.T) {
+			t.Parallel()
+			f(t, testnode.Start(t, func(c *node.Config) { c.GoroutineRelay = relay == "goroutines" }))
+		})
+	}
 }

@@ -38,7 +38,7 @@ func (s *session) guard(sql string, r classify.Result) *wire.PGError {
 		if roleTags[st.Tag] {
 			return wire.NewError("ERROR", "42501", "%s is not allowed through the proxy: roles are managed by tdb", st.Tag)
 		}
-		if s.captures() && st.Kind == classify.Other && (st.Tag == "DO" || st.Tag == "CALL") {
+		if s.captures() && runsAnyStatement(st) {
 			return wire.NewError("ERROR", "42501",
 				"%s is not allowed in a tenant workspace: DDL it runs could not be captured as a blueprint version", st.Tag)
 		}
@@ -128,29 +128,31 @@ func StartupGuard(params map[string]string) error {
 	for k, v := range params {
 		if strings.EqualFold(k, "options") {
 			for _, kv := range optionSettings(v) {
-				if err := startupSetting(kv[0], kv[1]); err != nil {
+				if err := parserSettingRefusal(kv[0], kv[1]); err != nil {
 					return err
 				}
 			}
 			continue
 		}
-		if err := startupSetting(k, v); err != nil {
+		if err := parserSettingRefusal(k, v); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// startupSetting refuses one setting given at startup.
-func startupSetting(name, value string) error {
+// parserSettingRefusal is the FATAL for a setting, given at startup or
+// reported by the backend, that would make the backend read statement
+// text differently from the proxy's parser; nil when it would not.
+func parserSettingRefusal(name, value string) *wire.PGError {
 	switch strings.ToLower(name) {
 	case "standard_conforming_strings":
 		if !scsOn.MatchString("standard_conforming_strings=" + value) {
-			return wire.Fatalf("42501", "standard_conforming_strings must be on through the proxy")
+			return wire.NewError("FATAL", "42501", "standard_conforming_strings must be on through the proxy")
 		}
 	case "client_encoding":
 		if unsafeEncodings.MatchString(value) {
-			return wire.Fatalf("42501", "client encoding %q is not supported through the proxy; use UTF8", value)
+			return wire.NewError("FATAL", "42501", "client encoding %q is not supported through the proxy; use UTF8", value)
 		}
 	}
 	return nil
@@ -217,17 +219,7 @@ func reportedSetting(body []byte) *wire.PGError {
 	if !ok {
 		return nil
 	}
-	switch name {
-	case "standard_conforming_strings":
-		if value != "on" {
-			return wire.NewError("FATAL", "42501", "standard_conforming_strings must be on through the proxy")
-		}
-	case "client_encoding":
-		if unsafeEncodings.MatchString(value) {
-			return wire.NewError("FATAL", "42501", "client encoding %q is not supported through the proxy; use UTF8", value)
-		}
-	}
-	return nil
+	return parserSettingRefusal(name, value)
 }
 
 // mayChangeSettings reports whether a statement text could change a setting
@@ -242,11 +234,17 @@ func mayChangeSettings(sql string, r classify.Result) bool {
 		switch {
 		case st.Kind == classify.Set && parserSetting(st.Setting):
 			return true
-		case st.Kind == classify.Other && (st.Tag == "DO" || st.Tag == "CALL"):
+		case runsAnyStatement(*st):
 			return true
 		}
 	}
 	return r.Unparsed || namesSetConfig(sql)
+}
+
+// runsAnyStatement reports whether a statement runs statements of its own
+// that the proxy does not see: a DO block, or a procedure CALL.
+func runsAnyStatement(st classify.Statement) bool {
+	return st.Kind == classify.Other && (st.Tag == "DO" || st.Tag == "CALL")
 }
 
 // parserSetting reports whether a SET or RESET of name may change how the
@@ -267,9 +265,7 @@ func namesSetConfig(sql string) bool {
 		if j < 0 {
 			return false
 		}
-		at := i + j - len("set")
-		if at >= 0 && hasFoldAt(sql, at, "set_config") && (at == 0 || !identChar(sql[at-1])) &&
-			(at+len("set_config") == len(sql) || !identChar(sql[at+len("set_config")])) {
+		if at := i + j - len("set"); at >= 0 && wordAt(sql, at, "set_config") {
 			return true
 		}
 		i += j + 1

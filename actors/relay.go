@@ -35,9 +35,14 @@ func (step clientStep) prefix() []byte {
 	return nil
 }
 
-func guardStep(guard bool) clientStep {
-	if guard {
+// batchStep is the step for a message that may begin a guarded batch, or
+// one that takes the capture lock (never both: a guarded batch holds no DDL).
+func batchStep(guard, lock bool) clientStep {
+	switch {
+	case guard:
 		return stepGuard
+	case lock:
+		return stepLock
 	}
 	return stepForward
 }
@@ -81,12 +86,7 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		s.gov.query(sql, r)
 		s.inflight++
 		s.mu.Unlock()
-		if guard {
-			return body, stepGuard, nil
-		}
-		if lock {
-			return body, stepLock, nil
-		}
+		return body, batchStep(guard, lock), nil
 	case 'P':
 		name, text, err := wire.ParseText(body)
 		if err != nil {
@@ -119,10 +119,7 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		s.gov.parse(name, sql)
 		s.unsynced = true
 		s.mu.Unlock()
-		if lock {
-			return body, stepLock, nil
-		}
-		return body, guardStep(guard), nil
+		return body, batchStep(guard, lock), nil
 	case 'B':
 		portal, stmt := cstring2(body)
 		s.mu.Lock()
@@ -136,7 +133,7 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		s.gov.bind(p, st)
 		s.unsynced = true
 		s.mu.Unlock()
-		return body, guardStep(guard), nil
+		return body, batchStep(guard, false), nil
 	case 'E':
 		portal, _ := cstring2(body)
 		s.mu.Lock()
@@ -349,9 +346,7 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 			s.mu.Unlock()
 			return relayAction{drop: true, end: true, out: wire.AppendErrorResponse(nil, fatal)}, body, nil, ""
 		}
-		s.mu.Lock()
-		act = s.gov.other(typ)
-		s.mu.Unlock()
+		fallthrough
 	default:
 		s.mu.Lock()
 		act = s.gov.other(typ)

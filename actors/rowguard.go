@@ -124,30 +124,20 @@ func leadingWord(text string) string {
 // ignoring case. Literals and comments are not told apart: a false match
 // costs a round trip, nothing more.
 func hasWord(text, word string) bool {
-	for i := 0; i+len(word) <= len(text); i++ {
-		if lower(text[i]) != word[0] || (i > 0 && identChar(text[i-1])) {
-			continue
-		}
-		j := 1
-		for j < len(word) && lower(text[i+j]) == word[j] {
-			j++
-		}
-		if j == len(word) && (i+j == len(text) || !identChar(text[i+j])) {
+	for i := range text {
+		if wordAt(text, i, word) {
 			return true
 		}
 	}
 	return false
 }
 
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
-}
-
-func identChar(c byte) bool {
-	return c == '_' || c == '$' || c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' || c >= 0x80
+// wordAt reports whether text holds word (lower case) at i as a whole word,
+// ignoring ASCII case.
+func wordAt(text string, i int, word string) bool {
+	end := i + len(word)
+	return hasFoldAt(text, i, word) && (i == 0 || !classify.IsIdentByte(text[i-1])) &&
+		(end == len(text) || !classify.IsIdentByte(text[end]))
 }
 
 // mayGuard reports whether a message may begin a guarded batch: it begins a

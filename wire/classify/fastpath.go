@@ -76,7 +76,7 @@ func fastClassify(sql string, one *[1]Statement) (r Result, ok bool) {
 	for j < len(sql) && isLetter(sql[j]) {
 		j++
 	}
-	if j == i || (j < len(sql) && isIdentByte(sql[j])) {
+	if j == i || (j < len(sql) && IsIdentByte(sql[j])) {
 		return Result{}, false
 	}
 	kw, ok := lookupKeyword(sql[i:j])
@@ -198,7 +198,7 @@ func isSpace(c byte) bool {
 
 func isLetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
 
-// isIdentByte reports whether c can continue an identifier in PostgreSQL's lexer.
-func isIdentByte(c byte) bool {
+// IsIdentByte reports whether c can continue an identifier in PostgreSQL's lexer.
+func IsIdentByte(c byte) bool {
 	return isLetter(c) || c >= '0' && c <= '9' || c == '_' || c == '$' || c >= 0x80
 }

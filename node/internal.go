@@ -75,7 +75,8 @@ var errNotSent = errors.New("request not sent")
 // blueprint version fits).
 const maxInternalBody = 64 << 20
 
-// withInternal serves the internal API and /readyz beside the public handler.
+// withInternal serves the internal API, /readyz, pprof and /metrics beside
+// the public handler.
 func (n *Node) withInternal(public http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /internal/apply", n.internalAuth(n.handleApply))
@@ -86,13 +87,14 @@ func (n *Node) withInternal(public http.Handler) http.Handler {
 	mux.HandleFunc("GET /internal/counts", n.internalAuth(n.handleCounts))
 	mux.HandleFunc("GET /readyz", n.handleReady)
 	n.withPprof(mux)
+	mux.Handle("GET /metrics", n.pol.metrics.Handler())
 	pub := n.catchUpFollower(public)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The public API goes straight to its router, which matches paths as
 		// sent: the ServeMux would clean "nobody/../wayne" and redirect a
 		// DELETE to wayne with a 307, which keeps the method.
 		p := r.URL.Path
-		internal := strings.HasPrefix(p, "/internal/") || p == "/readyz" || strings.HasPrefix(p, "/debug/pprof/")
+		internal := strings.HasPrefix(p, "/internal/") || p == "/readyz" || p == "/metrics" || strings.HasPrefix(p, "/debug/pprof/")
 		if internal && path.Clean(p) == strings.TrimSuffix(p, "/") {
 			mux.ServeHTTP(w, r)
 			return

@@ -141,6 +141,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.RelayLoops == 0 {
 		cfg.RelayLoops = DefaultRelayLoops(runtime.GOMAXPROCS(0))
 	}
+	if cfg.HTTPReadTimeout == 0 {
+		cfg.HTTPReadTimeout = 60 * time.Second
+	}
+	if cfg.HTTPIdleTimeout == 0 {
+		cfg.HTTPIdleTimeout = 120 * time.Second
+	}
 	if !cfg.GoroutineRelay {
 		logger.Printf("relay: %d event loop(s) for %d Go threads, nice %d (--relay-loops, --procs, --relay-nice)",
 			cfg.RelayLoops, runtime.GOMAXPROCS(0), cfg.RelayNice)
@@ -234,10 +240,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goRun(func() { n.shareCounts(runCtx) })
 
 	n.httpSrv = &http.Server{
-		Handler:           n.withMetrics(n.withInternal(httpapi.New(n, logger.Printf))),
+		Handler:           n.withInternal(httpapi.New(n, logger.Printf)),
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       orDefault(n.cfg.HTTPReadTimeout, 60*time.Second),
-		IdleTimeout:       orDefault(n.cfg.HTTPIdleTimeout, 120*time.Second),
+		ReadTimeout:       n.cfg.HTTPReadTimeout,
+		IdleTimeout:       n.cfg.HTTPIdleTimeout,
 	}
 	n.goRun(func() {
 		if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -331,12 +337,4 @@ func stateName(s raft.RaftState) string {
 		return "candidate"
 	}
 	return "unknown"
-}
-
-// orDefault returns d unless it is zero, then def.
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }

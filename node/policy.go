@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"net/http"
 	"net/netip"
 	"strings"
 	"time"
@@ -87,20 +86,6 @@ func (n *Node) stopPolicies() {
 	if n.pol != nil {
 		n.pol.queryLog.Close()
 	}
-}
-
-// withMetrics serves /metrics beside the control plane.
-func (n *Node) withMetrics(h http.Handler) http.Handler {
-	metrics := n.pol.metrics.Handler()
-	// No ServeMux in front of h: it would clean paths and redirect (see
-	// withInternal).
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/metrics" && r.Method == http.MethodGet {
-			metrics.ServeHTTP(w, r)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 // observeApply records a raft apply's latency (deferred with its start).

@@ -126,6 +126,10 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		p, st := s.name(portal), s.name(stmt)
 		info := s.track.prepared[st]
 		guard := s.mayGuard() && guardStatement(info) && s.guardBatch()
+		// A statement prepared in an earlier batch (a driver's statement
+		// cache) takes the capture lock where it runs: the lock its Parse
+		// took went back at that batch's end.
+		lock := !guard && s.takeCaptureLock(info.kind == classify.DDL)
 		if s.guarded && s.unsynced && txnKind(info.kind) {
 			s.guarded = false // the batch takes over the proxy's transaction
 		}
@@ -133,7 +137,7 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		s.gov.bind(p, st)
 		s.unsynced = true
 		s.mu.Unlock()
-		return body, batchStep(guard, false), nil
+		return body, batchStep(guard, lock), nil
 	case 'E':
 		portal, _ := cstring2(body)
 		s.mu.Lock()

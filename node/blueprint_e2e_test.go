@@ -119,6 +119,64 @@ INSERT INTO accounts (name, email, balance) VALUES
 // recorded, so versions come in commit order: here the ALTER, sent while
 // the CREATE it needs is uncommitted, is recorded after it (it would have
 // failed at once otherwise, or been recorded first on a slower node).
+// A statement a driver prepared in an earlier batch (pgx's statement cache,
+// JDBC's server-side statements) takes the capture lock where it runs: the
+// lock its Parse took went back at the end of that batch.
+func TestCaptureLockForPreparedDDL(t *testing.T) {
+	t.Parallel()
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		ctx := context.Background()
+		conn := e.ConnString(e.ProxyPassword, "myapp_workspace", "disable")
+		a := connect(t, conn)
+		b := connect(t, conn)
+		su := connect(t, e.PG.URL())
+		db := fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp"))
+		const advisory = `SELECT count(*) FROM pg_locks
+			WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = $1)`
+		// PostgreSQL parses utility statements without looking up their
+		// tables, so the ALTER prepares before its table exists.
+		if _, err := b.Prepare(ctx, "alt", "ALTER TABLE prep1 ADD COLUMN c int"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the prepare batch to give the lock back", func() bool {
+			var n int
+			err := su.QueryRow(ctx, advisory, db).Scan(&n)
+			return err == nil && n == 0
+		})
+		simple := pgx.QueryExecModeSimpleProtocol
+		if _, err := a.Exec(ctx, "BEGIN; CREATE TABLE prep1 (id int)", simple); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := b.Exec(ctx, "alt") // Bind, Execute, Sync
+			done <- err
+		}()
+		waitFor(t, "the prepared ALTER to wait for the capture lock", func() bool {
+			var n int
+			_ = su.QueryRow(ctx, advisory+" AND NOT granted", db).Scan(&n)
+			return n == 1
+		})
+		if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("the prepared ALTER: %v", err)
+		}
+		var versions []version
+		e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+		if len(versions) != 2 || versions[0].Statements[0] != "CREATE TABLE prep1 (id int)" ||
+			versions[1].Statements[0] != "ALTER TABLE prep1 ADD COLUMN c int" {
+			t.Fatalf("versions %+v, want the CREATE then the ALTER", versions)
+		}
+		waitFor(t, "no capture lock left", func() bool {
+			var n int
+			err := su.QueryRow(ctx, advisory, db).Scan(&n)
+			return err == nil && n == 0
+		})
+	})
+}
+
 func TestCaptureInCommitOrder(t *testing.T) {
 	t.Parallel()
 	eachRelay(t, func(t *testing.T, e *testnode.Env) {

@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"time"
@@ -153,7 +152,7 @@ func (s *session) enterLoop(ctx context.Context, loop *evloop.Loop, fr *wire.Fra
 	if !cok || !bok {
 		return false
 	}
-	unread := [2][]byte{fr.Drain(), s.bc.Reader.Drain()}
+	unread := [2][]byte{drainAll(fr, s.client), drainAll(s.bc.Reader, s.bc.Conn)}
 	h := &loopHandler{s: s, counted: counted}
 	_, err := loop.Relay(cep, bep, h, unread, func(res evloop.Result) {
 		s.afterLoop(ctx, loopEnd{res: res, terminated: h.terminated, failed: h.failed})
@@ -186,12 +185,42 @@ func (s *session) afterLoop(ctx context.Context, end loopEnd) {
 	s.relayGoroutines(ctx, fr)
 }
 
+// prefixReader reads b, then r: the bytes another reader took from a
+// connection before handing it on.
+type prefixReader struct {
+	b []byte
+	r io.Reader
+}
+
+func (p *prefixReader) Read(buf []byte) (int, error) {
+	if len(p.b) == 0 {
+		return p.r.Read(buf)
+	}
+	n := copy(buf, p.b)
+	p.b = p.b[n:]
+	return n, nil
+}
+
 // prefixed reads b, then r.
 func prefixed(b []byte, r io.Reader) io.Reader {
 	if len(b) == 0 {
 		return r
 	}
-	return io.MultiReader(bytes.NewReader(b), r)
+	return &prefixReader{b: b, r: r}
+}
+
+// drainAll returns every byte fr has taken from conn and not consumed, in
+// order: what it buffered, then what is left of a prefix it reads through
+// (a reader's first read takes only part of a long prefix). fr reads conn
+// itself from then on.
+func drainAll(fr *wire.FrameReader, conn io.Reader) []byte {
+	b := fr.Drain()
+	if p, ok := fr.Source().(*prefixReader); ok {
+		b = append(b, p.b...)
+		p.b = nil
+	}
+	fr.Reset(conn)
+	return b
 }
 
 // resumeAfterLoop carries a session the loop ejected over to the goroutine

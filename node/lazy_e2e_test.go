@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,5 +63,18 @@ func TestLazyBackendAttach(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if n := backends(); n != 2 {
 		t.Fatalf("%d backend sessions after a client left without a statement, want 2", n)
+	}
+
+	// A first message larger than the proxy's first read buffer arrives
+	// whole, as does one pipelined behind it (pgx sends Parse, Describe
+	// and Sync in one write).
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeDescribeExec} {
+		big := connect(t, url)
+		want := strings.Repeat("x", 5000)
+		var got string
+		if err := big.QueryRow(ctx, "SELECT '"+want+"'::text", mode).Scan(&got); err != nil || got != want {
+			t.Fatalf("a large first statement (%v): %d bytes back, %v", mode, len(got), err)
+		}
+		mustSelectOne(t, big)
 	}
 }

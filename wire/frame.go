@@ -79,6 +79,7 @@ type FrameReader struct {
 	filled     bool   // the last read filled all the space it was offered
 	big        *[frameReaderBufferSize]byte
 	body       []byte // for a message larger than the read buffer
+	torn       []byte // a large message a read error cut short (header and body so far)
 	// small is the buffer the reader keeps while the connection is in use;
 	// Drain and Release give it back, so a connection another reader serves
 	// (the event loop) or that waits in a pool costs no buffer.
@@ -95,7 +96,9 @@ func NewFrameReader(r io.Reader, maxFrame int) *FrameReader {
 }
 
 // Next returns the next message. body is valid until the next call. It
-// returns io.EOF at a clean end of stream between messages; any error is final.
+// returns io.EOF at a clean end of stream between messages. An error is
+// final for Next, but what was read stays for Drain: after a read deadline
+// cut a message short, Drain returns all of it that arrived.
 func (f *FrameReader) Next() (typ byte, body []byte, err error) {
 	if cap(f.body) > maxRetainedFrame {
 		f.body = nil
@@ -117,17 +120,24 @@ func (f *FrameReader) Next() (typ byte, body []byte, err error) {
 	if n > int64(f.maxFrame) {
 		return 0, nil, Fatalf(CodeProtocolViolation, "message too large: %d bytes (limit %d)", n, f.maxFrame)
 	}
-	f.rpos += 5
-	if int(n) <= frameReaderBufferSize {
-		if err := f.fill(int(n)); err != nil {
+	if int(n) <= frameReaderBufferSize-5 {
+		// The whole message is read before any of it is consumed, so a
+		// read that times out leaves it all for the next call or Drain.
+		if err := f.fill(5 + int(n)); err != nil {
 			return 0, nil, errors.Wrap(translateEOF(err), "read message body")
 		}
-		body = f.buf[f.rpos : f.rpos+int(n) : f.rpos+int(n)]
-		f.rpos += int(n)
+		body = f.buf[f.rpos+5 : f.rpos+5+int(n) : f.rpos+5+int(n)]
+		f.rpos += 5 + int(n)
 		return typ, body, nil
 	}
+	var head [5]byte
+	copy(head[:], hdr)
+	f.rpos += 5
 	body, err = f.readLarge(int(n))
 	if err != nil {
+		// What was read of the message stays for Drain.
+		f.torn = append(append(f.torn[:0], head[:]...), body...)
+		f.body = body[:0]
 		return 0, nil, err
 	}
 	return typ, body, nil
@@ -200,6 +210,7 @@ func (f *FrameReader) settle() {
 
 // readLarge reads a body larger than the read buffer into the body buffer,
 // which grows as the bytes arrive, so a claimed length alone allocates little.
+// On an error it returns what it read.
 func (f *FrameReader) readLarge(n int) ([]byte, error) {
 	b := f.body[:0]
 	for len(b) < n {
@@ -217,8 +228,7 @@ func (f *FrameReader) readLarge(n int) ([]byte, error) {
 		b = b[:len(b)+m]
 		f.lastRead = m
 		if err != nil {
-			f.body = b[:0]
-			return nil, errors.Wrap(translateEOF(err), "read message body")
+			return b, errors.Wrap(translateEOF(err), "read message body")
 		}
 	}
 	f.body = b
@@ -229,10 +239,12 @@ func (f *FrameReader) readLarge(n int) ([]byte, error) {
 // flushes its writer when this is 0.
 func (f *FrameReader) Buffered() int { return f.wpos - f.rpos }
 
-// Drain returns a copy of the bytes read and not yet consumed, and forgets
-// them: the caller reads on from the connection itself.
+// Drain returns a copy of the bytes read and not yet consumed (with the
+// part of a message a read error cut, see Next), and forgets them: the
+// caller reads on from the connection itself.
 func (f *FrameReader) Drain() []byte {
-	b := append([]byte(nil), f.buf[f.rpos:f.wpos]...)
+	b := append(f.torn, f.buf[f.rpos:f.wpos]...)
+	f.torn = nil
 	f.rpos, f.wpos = 0, 0
 	f.Release()
 	return b
@@ -257,6 +269,9 @@ func (f *FrameReader) Release() {
 
 // Reset makes f read from r from now on, keeping what it has buffered.
 func (f *FrameReader) Reset(r io.Reader) { f.r = r }
+
+// Source returns the reader f reads from.
+func (f *FrameReader) Source() io.Reader { return f.r }
 
 func translateEOF(err error) error {
 	if err == io.EOF {

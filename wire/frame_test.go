@@ -334,3 +334,60 @@ func TestFrameReaderReleasesItsBuffers(t *testing.T) {
 		t.Fatalf("after Release: %c %q %v", typ, body, err)
 	}
 }
+
+// cutReader returns its chunks one read at a time, then a timeout, as a
+// connection whose read deadline passed mid-message.
+type cutReader struct{ chunks [][]byte }
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+func (r *cutReader) Read(b []byte) (int, error) {
+	if len(r.chunks) == 0 {
+		return 0, timeoutError{}
+	}
+	n := copy(b, r.chunks[0])
+	r.chunks[0] = r.chunks[0][n:]
+	if len(r.chunks[0]) == 0 {
+		r.chunks = r.chunks[1:]
+	}
+	return n, nil
+}
+
+// A read cut short by a deadline loses nothing: Drain returns every byte
+// that arrived, a whole message before it included, so another reader (the
+// event loop) can go on from there.
+func TestFrameReaderCutKeepsBytes(t *testing.T) {
+	whole := AppendQuery(nil, "SELECT 1")
+	for _, size := range []int{3, 100, frameReaderBufferSize - 10, frameReaderBufferSize + 5000, 200 << 10} {
+		msg := append([]byte{'d', 0, 0, 0, 0}, bytes.Repeat([]byte{'x'}, size)...)
+		binary.BigEndian.PutUint32(msg[1:], uint32(size+4))
+		for _, cut := range []int{0, 2, 5, 6, len(msg) / 2, len(msg) - 1} {
+			stream := append(append([]byte(nil), whole...), msg[:cut]...)
+			// Delivered in pieces, as reads return them.
+			var chunks [][]byte
+			for rest := stream; len(rest) > 0; {
+				n := min(len(rest), 7000)
+				chunks = append(chunks, rest[:n])
+				rest = rest[n:]
+			}
+			fr := NewFrameReader(&cutReader{chunks: chunks}, 0)
+			typ, _, err := fr.Next()
+			if err != nil || typ != 'Q' {
+				t.Fatalf("size %d cut %d: first message %q %v", size, cut, typ, err)
+			}
+			if _, _, err := fr.Next(); err == nil {
+				t.Fatalf("size %d cut %d: a cut message was returned", size, cut)
+			}
+			if got := fr.Drain(); !bytes.Equal(got, msg[:cut]) {
+				t.Fatalf("size %d cut %d: Drain returned %d bytes, want the %d that arrived", size, cut, len(got), cut)
+			}
+			if got := fr.Drain(); len(got) != 0 {
+				t.Fatalf("size %d cut %d: a second Drain returned %d bytes", size, cut, len(got))
+			}
+		}
+	}
+}

@@ -146,7 +146,7 @@ func (s *session) park(ctx context.Context, then func()) bool {
 // connections allow it; then runs when the session is over. It reports
 // false, with nothing changed, when they do not (a PROXY protocol
 // connection, a TLS backend).
-func (s *session) enterLoop(ctx context.Context, loop *evloop.Loop, fr *wire.FrameReader, then func()) bool {
+func (s *session) enterLoop(ctx context.Context, loop *evloop.Loop, fr *wire.FrameReader, then func(), relay string) bool {
 	cep, counted, cok := s.clientEndpoint()
 	bep, bok := evloop.EndpointOf(s.bc.Conn)
 	if !cok || !bok {
@@ -155,8 +155,7 @@ func (s *session) enterLoop(ctx context.Context, loop *evloop.Loop, fr *wire.Fra
 	unread := [2][]byte{drainAll(fr, s.client), drainAll(s.bc.Reader, s.bc.Conn)}
 	h := &loopHandler{s: s, counted: counted}
 	_, err := loop.Relay(cep, bep, h, unread, func(res evloop.Result) {
-		s.afterLoop(ctx, loopEnd{res: res, terminated: h.terminated, failed: h.failed})
-		then()
+		s.afterLoop(ctx, loopEnd{res: res, terminated: h.terminated, failed: h.failed}, then)
 	})
 	if err != nil {
 		s.proxy.cfg.Logf("proxy: event loop: %v", err)
@@ -164,25 +163,46 @@ func (s *session) enterLoop(ctx context.Context, loop *evloop.Loop, fr *wire.Fra
 		s.bc.Reader.Reset(prefixed(unread[evloop.Backend], s.bc.Conn))
 		return false
 	}
-	s.proxy.cfg.Policy.metrics().Relay("loop")
+	s.proxy.cfg.Policy.metrics().Relay(relay)
 	return true
 }
 
 // afterLoop goes on with a session the loop let go of: it ends it, or
-// relays it with goroutines from the message the loop handed back.
-func (s *session) afterLoop(ctx context.Context, end loopEnd) {
+// relays it with goroutines from the message the loop handed back (until
+// it can go back to the loop); then runs when the session is over.
+func (s *session) afterLoop(ctx context.Context, end loopEnd, then func()) {
 	if end.res.Reason != evloop.Ejected {
 		clientGone, whole := s.loopEnded(end)
 		s.finish(ctx, clientGone, whole)
+		then()
 		return
 	}
 	s.proxy.cfg.Policy.metrics().Relay("handoff")
 	fr, ok := s.resumeAfterLoop(end)
 	if !ok {
 		s.finish(ctx, true, false)
+		then()
 		return
 	}
-	s.relayGoroutines(ctx, fr)
+	s.mu.Lock()
+	s.reloop = true
+	s.mu.Unlock()
+	s.relayGoroutines(ctx, fr, then)
+}
+
+// quietForLoop reports whether the goroutine relay can hand the session
+// back to the loop after a ReadyForQuery, and if so marks it going back
+// (backend pump, under s.mu): nothing in flight or held, none of the
+// proxy's own exchanges or cancels under way, and nothing that would send
+// it out again at once (DDL of its transaction still to record).
+func (s *session) quietForLoop() bool {
+	if !s.reloop || s.inflight > 0 || s.unsynced || s.pending != nil || s.swallow.Load() != swallowNone ||
+		s.guarded || s.final != "" || s.captureLocked || s.lost || s.closing.Load() || s.gov.cancelPending() ||
+		len(s.track.txDDL) > 0 || len(s.track.committed) > 0 {
+		return false
+	}
+	s.backToLoop.Store(true)
+	return true
 }
 
 // prefixReader reads b, then r: the bytes another reader took from a

@@ -2,8 +2,11 @@ package actors
 
 import (
 	"encoding/binary"
+	"net"
 	"strconv"
 	"time"
+
+	"github.com/cockroachdb/errors"
 
 	"tdb/wire"
 	"tdb/wire/classify"
@@ -201,24 +204,39 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 }
 
 // clientToBackend forwards client frames, replacing refused statements with
-// sentinels. It reports whether the client went away without Terminate.
-func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone bool) {
+// sentinels. It reports whether the client went away without Terminate, or
+// that the session goes back to the event loop (back: the backend pump has
+// stopped, and fr holds every byte read from the client, unhandled).
+func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) {
 	fw := wire.NewFrameWriter(s.bc.Conn)
 	for {
 		typ, body, err := fr.Next()
+		if s.backToLoop.Load() {
+			// The backend pump stopped for the loop, and set the read
+			// deadline that may have ended this read. A message read
+			// before it saw that is the loop's to handle.
+			switch {
+			case err == nil:
+				msg := wire.AppendMessage(nil, typ, body)
+				fr.Reset(prefixed(append(msg, drainAll(fr, s.client)...), s.client))
+				return false, s.flushLocked(fw) == nil
+			case isTimeout(err):
+				return false, s.flushLocked(fw) == nil
+			}
+		}
 		s.active.Store(time.Now().UnixNano())
 		if err != nil {
 			if pe, ok := wire.AsPGError(err); ok {
 				// Malformed or oversized message: tell the client and stop.
 				_ = wire.WriteError(s.client, pe)
 			}
-			return true
+			return true, false
 		}
 		if ch := s.gate(typ); ch != nil {
 			// A new batch waits for the proxy's exchange after the last
 			// one, which needs that batch's end delivered.
 			if err := s.flushLocked(fw); err != nil {
-				return false
+				return false, false
 			}
 			<-ch
 		}
@@ -226,14 +244,14 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone bool) {
 		switch step {
 		case stepFail:
 			_ = wire.WriteError(s.client, perr)
-			return true
+			return true, false
 		case stepTerminate:
 			_ = s.flushLocked(fw)
-			return false
+			return false, false
 		}
 		s.gov.awaitCancel()
 		if err := s.writeLocked(fw, typ, body, step.prefix(), fr.Buffered() == 0); err != nil {
-			return false
+			return false, false
 		}
 	}
 }
@@ -408,8 +426,23 @@ func (s *session) backendToClient() {
 			if err := fw.Flush(); err != nil {
 				return
 			}
+			if typ == wire.MsgReadyForQuery && s.goBackToLoop() {
+				return
+			}
 		}
 	}
+}
+
+// goBackToLoop stops the backend pump at a quiet ReadyForQuery of a
+// session the loop handed over, and wakes the client pump to hand it back.
+func (s *session) goBackToLoop() bool {
+	s.mu.Lock()
+	ok := s.quietForLoop()
+	s.mu.Unlock()
+	if ok {
+		_ = s.client.SetReadDeadline(time.Now())
+	}
+	return ok
 }
 
 // backendLost tells the client its backend connection failed, and ends the
@@ -423,4 +456,10 @@ func (s *session) backendLost() {
 		_ = wire.WriteError(s.client, wire.NewError("FATAL", "08006", "connection to the database backend was lost"))
 	}
 	s.client.Close()
+}
+
+// isTimeout reports whether err is a read deadline passing.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

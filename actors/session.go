@@ -87,6 +87,12 @@ type session struct {
 	// wmu orders the goroutine relay's writes to the backend: the client
 	// pump's and the proxy's own statements the backend pump sends.
 	wmu sync.Mutex
+	// reloop: the goroutine relay took the session over from the event
+	// loop, and hands it back once what sent it out is done (loop.go).
+	reloop bool
+	// backToLoop: the backend pump stopped at a quiet ReadyForQuery for
+	// that; the client pump hands the session over.
+	backToLoop atomic.Bool
 }
 
 // text returns the statement text b as a string: the last one's own when b
@@ -235,22 +241,37 @@ func (s *session) relayFrom(ctx context.Context, fr *wire.FrameReader, then func
 		then()
 		return
 	}
-	if loop := s.loop; loop != nil && s.enterLoop(ctx, loop, fr, then) {
+	if loop := s.loop; loop != nil && s.enterLoop(ctx, loop, fr, then, "loop") {
 		return
 	}
 	s.proxy.cfg.Policy.metrics().Relay("goroutine")
-	s.relayGoroutines(ctx, fr)
-	then()
+	s.relayGoroutines(ctx, fr, then)
 }
 
-// relayGoroutines relays with a goroutine per direction until either side ends.
-func (s *session) relayGoroutines(ctx context.Context, fr *wire.FrameReader) {
+// relayGoroutines relays with a goroutine per direction until either side
+// ends, or until a session the event loop handed over can go back to it;
+// then runs when the session is over.
+func (s *session) relayGoroutines(ctx context.Context, fr *wire.FrameReader, then func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		s.backendToClient()
 	}()
-	clientGone := s.clientToBackend(fr)
+	clientGone, back := s.clientToBackend(fr)
+	if back {
+		<-done // the backend pump stopped at the ReadyForQuery
+		_ = s.client.SetReadDeadline(time.Time{})
+		s.backToLoop.Store(false)
+		if s.enterLoop(ctx, s.loop, fr, then, "return") {
+			return
+		}
+		s.mu.Lock()
+		s.reloop = false // the loop refused it: goroutines to the end
+		s.mu.Unlock()
+		s.relayGoroutines(ctx, fr, then)
+		return
+	}
+	defer then()
 	s.mu.Lock()
 	busy := s.inflight > 0 || s.unsynced
 	reusable := !busy && s.txStatus == 'I' && !s.lost

@@ -82,7 +82,7 @@ func New(src Sources) *Metrics {
 	})
 	m.relays = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tdb_relay_sessions_total",
-		Help: "Sessions relayed, by relay: loop (the epoll loop), goroutine (PROXY protocol clients, --goroutine-relay), handoff (from the loop to goroutines mid-session).",
+		Help: "Sessions relayed, by relay: loop (the epoll loop), goroutine (PROXY protocol clients, --goroutine-relay), handoff (from the loop to goroutines mid-session), return (back to the loop once what sent it out is done).",
 	}, []string{"relay"})
 	m.tlsSessions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tdb_tls_sessions_total",

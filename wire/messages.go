@@ -150,6 +150,12 @@ func appendNotice(buf []byte, typ byte, e *PGError) []byte {
 	return endFrame(append(buf, 0), start)
 }
 
+// AppendMessage appends a message of type typ with body as it is.
+func AppendMessage(buf []byte, typ byte, body []byte) []byte {
+	buf, start := beginFrame(buf, typ)
+	return endFrame(append(buf, body...), start)
+}
+
 // AppendReadyForQuery appends a ReadyForQuery with txStatus 'I', 'T' or 'E'.
 func AppendReadyForQuery(buf []byte, txStatus byte) []byte {
 	return append(buf, MsgReadyForQuery, 0, 0, 0, 5, txStatus)

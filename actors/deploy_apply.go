@@ -82,6 +82,12 @@ func applyTenant(ctx context.Context, cfg ApplyConfig, job TenantJob) (int, erro
 	if _, err := conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", cfg.LockTimeout.Milliseconds())); err != nil {
 		return reached, errors.Wrap(err, "set lock_timeout")
 	}
+	// Function bodies were checked where the version was written, if that
+	// session checked them; a schema loaded from pg_dump's output (which
+	// turns the check off) defines functions before the tables they read.
+	if _, err := conn.Exec(ctx, "SET check_function_bodies = off"); err != nil {
+		return reached, errors.Wrap(err, "set check_function_bodies")
+	}
 	err = retry(ctx, cfg, retryable, func() error {
 		_, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", deployLockKey)
 		return err

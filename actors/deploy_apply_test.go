@@ -227,3 +227,22 @@ func TestApplyTenantAfterACutConcurrentIndex(t *testing.T) {
 		})
 	}
 }
+
+// A schema loaded from pg_dump's output defines a function before the table
+// its body reads (pg_dump turns check_function_bodies off for that): its
+// versions deploy in the order they were recorded.
+func TestApplyTenantFunctionBeforeItsTable(t *testing.T) {
+	t.Parallel()
+	f := newDeployFixture(t)
+	versions := [][]string{
+		{"CREATE FUNCTION public.cnt() RETURNS integer LANGUAGE sql AS $$ SELECT count(*)::int FROM public.later_tbl $$"},
+		{"CREATE TABLE public.later_tbl (id integer)"},
+	}
+	if reached, err := applyTenant(context.Background(), fastApply, f.job(0, 2, versions...)); err != nil || reached != 2 {
+		t.Fatalf("reached %d: %v", reached, err)
+	}
+	var n int
+	if err := f.superuser().QueryRow(context.Background(), "SELECT public.cnt()").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the function: %d, %v", n, err)
+	}
+}

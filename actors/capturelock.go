@@ -1,9 +1,7 @@
 package actors
 
 import (
-	"context"
 	"strconv"
-	"time"
 
 	"tdb/wire"
 )
@@ -14,10 +12,15 @@ import (
 // session takes a workspace-wide lock (a PostgreSQL advisory lock in the
 // workspace's database) before its first DDL statement of a transaction,
 // and gives it back only once the transaction has ended and its DDL is
-// recorded: another session's DDL waits for it. The lock is taken by a
-// Query sent ahead of the client's batch (its answer not relayed) where the
-// batch begins with nothing else in flight; DDL pipelined behind other
-// batches is not ordered.
+// recorded: another session's DDL waits for it. Where the client's batch
+// begins with nothing else in flight, the proxy sends a Query that takes
+// the lock (its answer not relayed) and holds the batch until it is taken.
+// When taking it fails (lock_timeout, a deadlock, the client's cancel),
+// the batch is not run: the client gets the lock's error, and a
+// transaction it was in is aborted, as a DDL statement's own lock wait
+// would have left it. DDL pipelined behind other batches is not ordered.
+// Sessions that capture are relayed by goroutines (the event loop cannot
+// hold a batch).
 
 // captureLockKey names the advisory lock, in the workspace's database.
 const captureLockKey = 0x7464625f63617074 // "tdb_capt"
@@ -29,7 +32,8 @@ var (
 
 // takeCaptureLock decides whether a batch that holds DDL takes the capture
 // lock ahead of it (under s.mu): in a capturing workspace, when the session
-// does not hold it and nothing else is in flight.
+// does not hold it and nothing else is in flight. The batch then waits for
+// lockTaken.
 func (s *session) takeCaptureLock(hasDDL bool) bool {
 	if !hasDDL || !s.captures() || s.captureLocked || s.inflight > 0 || s.unsynced || s.swallow.Load() != swallowNone {
 		return false
@@ -37,8 +41,64 @@ func (s *session) takeCaptureLock(hasDDL bool) bool {
 	s.captureLocked = true
 	s.inflight++ // the lock Query's ReadyForQuery
 	s.swallow.Store(swallowLock)
+	s.lockTaken, s.lockErr = make(chan struct{}), nil
 	return true
 }
+
+// lockAnswered ends the wait for the lock Query's answer (under s.mu): err
+// is why the lock was not taken, nil when it was.
+func (s *session) lockAnswered(err *wire.PGError) {
+	if err != nil {
+		s.captureLocked = false
+		s.lockErr = err
+	}
+	if s.lockTaken != nil {
+		close(s.lockTaken)
+		s.lockTaken = nil
+	}
+}
+
+// sendAfterLock sends the capture lock's Query, waits for its answer, and
+// returns the client's message to send after it (client pump): the message
+// as it came when the lock was taken, or one that fails with the lock's
+// error (a Bind becomes a Parse, which the backend fails the same way).
+func (s *session) sendAfterLock(fw *wire.FrameWriter, typ byte, body []byte) (byte, []byte, error) {
+	s.mu.Lock()
+	taken := s.lockTaken
+	s.mu.Unlock()
+	s.wmu.Lock()
+	err := fw.WriteRaw(lockMessage)
+	if err == nil {
+		err = fw.Flush()
+	}
+	s.wmu.Unlock()
+	if err != nil {
+		return 0, nil, err
+	}
+	if taken != nil {
+		<-taken
+	}
+	s.mu.Lock()
+	lerr := s.lockErr
+	s.lockErr = nil
+	s.mu.Unlock()
+	if lerr == nil {
+		return typ, body, nil
+	}
+	sentinel := s.refuse(lerr)
+	switch typ {
+	case 'P':
+		name, _ := cstring2(body)
+		return 'P', parseBody(string(name), sentinel), nil
+	case 'B':
+		return 'P', parseBody(lockRefusalName, sentinel), nil
+	}
+	return 'Q', append([]byte(sentinel), 0), nil
+}
+
+// lockRefusalName names the statement a refused Bind is replaced with; its
+// Parse fails, so no statement of that name is ever made.
+const lockRefusalName = "tdb_capture_lock_refused"
 
 // releaseCaptureLock starts giving the lock back after the ReadyForQuery
 // that ended the transaction (under s.mu, after the ReadyForQuery left
@@ -63,21 +123,4 @@ func (s *session) holdsCaptureLock() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.captureLocked
-}
-
-// maxCaptureLockWait bounds how long a client's cancel waits for its
-// session to take the capture lock.
-const maxCaptureLockWait = time.Hour
-
-// awaitCaptureLock waits, bounded by ctx, while the session waits for the
-// capture lock: a client's cancel meant for its statement must not cancel
-// the proxy's lock Query instead (the statement would then run).
-func (s *session) awaitCaptureLock(ctx context.Context) {
-	for s.swallow.Load() == swallowLock {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
 }

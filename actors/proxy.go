@@ -285,19 +285,8 @@ func (p *Proxy) Cancel(ctx context.Context, pid, secret uint32) bool {
 	if s == nil {
 		return false
 	}
-	if s.swallow.Load() == swallowLock {
-		// The session waits for the capture lock: the cancel is for the
-		// statement behind it, so it goes once the lock is taken.
-		go func() {
-			wait, stop := context.WithTimeout(context.Background(), maxCaptureLockWait)
-			defer stop()
-			s.awaitCaptureLock(wait)
-			dial, cancel := context.WithTimeout(context.Background(), p.cfg.DialTimeout)
-			defer cancel()
-			s.cancelBackend(dial)
-		}()
-		return true
-	}
+	// A session waiting for the capture lock has its lock Query cancelled,
+	// and the client's batch, not yet sent, fails with the cancel's error.
 	s.cancelBackend(ctx)
 	return true
 }

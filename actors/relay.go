@@ -249,6 +249,14 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 			_ = s.flushLocked(fw)
 			return false, false
 		}
+		if step == stepLock {
+			// Sent once the lock is taken, or failing with its error.
+			var err error
+			if typ, body, err = s.sendAfterLock(fw, typ, body); err != nil {
+				return false, false
+			}
+			step = stepForward
+		}
 		s.gov.awaitCancel()
 		if err := s.writeLocked(fw, typ, body, step.prefix(), fr.Buffered() == 0); err != nil {
 			return false, false
@@ -385,6 +393,9 @@ func (s *session) backendToClient() {
 	defer func() {
 		s.mu.Lock()
 		s.settle() // a client pump waiting for this pump must not wait on
+		if s.lockTaken != nil {
+			s.lockAnswered(wire.NewError("FATAL", "08006", "connection to the database backend was lost"))
+		}
 		s.mu.Unlock()
 	}()
 	for {

@@ -270,7 +270,12 @@ func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte,
 			s.guarded = false // the batch runs as the client sent it
 		}
 		if sw == swallowLock {
-			s.captureLocked = false // not taken (a failed transaction)
+			// Not taken: the client's batch fails with this error.
+			lerr := wire.NewError("ERROR", "XX000", "the capture lock could not be taken")
+			if severity, code, msg, err := wire.ParseErrorFields(body); err == nil {
+				lerr = &wire.PGError{Severity: severity, Code: code, Message: msg}
+			}
+			s.lockAnswered(lerr)
 		}
 		if sw == swallowFinal && s.final == guardCommit {
 			act.drop = false // the commit failed: the batch's changes are gone
@@ -286,6 +291,9 @@ func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte,
 		s.txStatus = status
 		if sw == swallowBegin || sw == swallowLock {
 			s.swallow.Store(swallowNone)
+			if sw == swallowLock {
+				s.lockAnswered(nil)
+			}
 			return act, body, ""
 		}
 		if sw == swallowUnlock {

@@ -83,7 +83,11 @@ type session struct {
 	settingsSync bool
 	// captureLocked: the session holds the capture lock (capturelock.go)
 	captureLocked bool
-	holdRFQs      int // ReadyForQuery messages until pending may settle
+	// lockTaken is closed when the lock Query is answered; lockErr is why
+	// the lock was not taken (capturelock.go).
+	lockTaken chan struct{}
+	lockErr   *wire.PGError
+	holdRFQs  int // ReadyForQuery messages until pending may settle
 	// wmu orders the goroutine relay's writes to the backend: the client
 	// pump's and the proxy's own statements the backend pump sends.
 	wmu sync.Mutex
@@ -241,7 +245,7 @@ func (s *session) relayFrom(ctx context.Context, fr *wire.FrameReader, then func
 		then()
 		return
 	}
-	if loop := s.loop; loop != nil && s.enterLoop(ctx, loop, fr, then, "loop") {
+	if loop := s.loop; loop != nil && !s.captures() && s.enterLoop(ctx, loop, fr, then, "loop") {
 		return
 	}
 	s.proxy.cfg.Policy.metrics().Relay("goroutine")

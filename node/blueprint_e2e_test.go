@@ -177,6 +177,82 @@ func TestCaptureLockForPreparedDDL(t *testing.T) {
 	})
 }
 
+// A DDL batch whose wait for the capture lock fails is not run: the client
+// gets the lock wait's own error (lock_timeout, its cancel), not 25P02, and
+// nothing of the batch is created or recorded, in a transaction or not.
+func TestCaptureLockWaitFails(t *testing.T) {
+	t.Parallel()
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		ctx := context.Background()
+		conn := e.ConnString(e.ProxyPassword, "myapp_workspace", "disable")
+		a := connect(t, conn)
+		b := connect(t, conn)
+		simple := pgx.QueryExecModeSimpleProtocol
+		if _, err := a.Exec(ctx, "BEGIN; CREATE TABLE lw_a (id int)", simple); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Exec(ctx, "SET lock_timeout = '300ms'", simple); err != nil {
+			t.Fatal(err)
+		}
+		// Outside a transaction, and in one (which the error aborts).
+		if pe := pgErr(t, execErr(b, "CREATE TABLE lw_b (id int)", simple)); pe.Code != "55P03" {
+			t.Fatalf("autocommit DDL past lock_timeout: %s %s", pe.Code, pe.Message)
+		}
+		if _, err := b.Exec(ctx, "BEGIN", simple); err != nil {
+			t.Fatal(err)
+		}
+		if pe := pgErr(t, execErr(b, "CREATE TABLE lw_c (id int)")); pe.Code != "55P03" { // extended protocol
+			t.Fatalf("DDL in a transaction past lock_timeout: %s %s", pe.Code, pe.Message)
+		}
+		if pe := pgErr(t, execErr(b, "SELECT 1", simple)); pe.Code != "25P02" {
+			t.Fatalf("the transaction after the failed wait: %s %s", pe.Code, pe.Message)
+		}
+		if _, err := b.Exec(ctx, "ROLLBACK; SET lock_timeout = 0", simple); err != nil {
+			t.Fatal(err)
+		}
+		// A cancel ends the wait at once, while the lock is still held.
+		errc := make(chan error, 1)
+		go func() { errc <- execErr(b, "CREATE TABLE lw_d (id int)", simple) }()
+		su := connect(t, e.PG.URL())
+		db := fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp"))
+		waitFor(t, "the DDL to wait for the capture lock", func() bool {
+			var n int
+			_ = su.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+				AND database = (SELECT oid FROM pg_database WHERE datname = $1)`, db).Scan(&n)
+			return n == 1
+		})
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := b.PgConn().CancelRequest(cctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-errc:
+			if pe := pgErr(t, err); pe.Code != "57014" {
+				t.Fatalf("cancelled wait: %s %s", pe.Code, pe.Message)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the cancel did not end the wait for the capture lock")
+		}
+		if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
+			t.Fatal(err)
+		}
+		var versions []version
+		e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+		if len(versions) != 1 || versions[0].Statements[0] != "CREATE TABLE lw_a (id int)" {
+			t.Fatalf("versions %+v, want only the first session's", versions)
+		}
+		var n int
+		if err := su.QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relname IN ('lw_b', 'lw_c', 'lw_d')").Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%d tables of failed waits exist (%v)", n, err)
+		}
+		// The session goes on, and its DDL is recorded.
+		if _, err := b.Exec(ctx, "CREATE TABLE lw_e (id int)", simple); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 func TestCaptureInCommitOrder(t *testing.T) {
 	t.Parallel()
 	eachRelay(t, func(t *testing.T, e *testnode.Env) {
@@ -261,4 +337,10 @@ func TestCaptureInCommitOrder(t *testing.T) {
 			return err == nil && n == 0
 		})
 	})
+}
+
+// execErr runs sql on c and returns its error.
+func execErr(c *pgx.Conn, sql string, args ...any) error {
+	_, err := c.Exec(context.Background(), sql, args...)
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,4 +50,25 @@ func (s *session) recordVersion(ddl []string) *wire.PGError {
 	}
 	s.proxy.cfg.Logf("proxy: record blueprint version of %s: %v", s.login.workspace, err)
 	return wire.NewError("WARNING", "01000", "the DDL committed in the workspace but was not recorded as a blueprint version: %v", err)
+}
+
+// dataNotDeployed returns the notice for a recorded version whose
+// transaction also changed rows: the data changes stay in the workspace,
+// and a version that relies on them (a NOT NULL after a backfill) fails on
+// tenants that have rows.
+func (s *session) dataNotDeployed() *wire.PGError {
+	s.mu.Lock()
+	n, tag := s.track.takeWrites()
+	s.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	what := "1 statement"
+	if n > 1 {
+		what = strconv.Itoa(n) + " statements"
+	}
+	e := wire.NewError("WARNING", "01000",
+		"blueprint version recorded with the DDL only: %s of the same transaction changed rows (%s) in this workspace, and data changes are not deployed to tenants", what, tag)
+	return e.WithHint("A schema change that needs the data changed first (SET NOT NULL after a backfill) fails on tenants that have rows. " +
+		"Split it: add the column in one version, deploy it, fill the column on each tenant, then make it NOT NULL in a later version; or give the column a DEFAULT.")
 }

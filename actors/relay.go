@@ -410,7 +410,11 @@ func (s *session) backendToClient() {
 		}
 		act, body, ddl, own := s.fromBackend(typ, body)
 		if len(ddl) > 0 && s.captures() {
-			if notice := s.recordVersion(ddl); notice != nil {
+			notice := s.recordVersion(ddl)
+			if notice == nil {
+				notice = s.dataNotDeployed()
+			}
+			if notice != nil {
 				if err := fw.WriteRaw(wire.AppendNoticeResponse(nil, notice)); err != nil {
 					return
 				}

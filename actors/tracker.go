@@ -40,6 +40,15 @@ type tracker struct {
 	portals  map[string]stmtInfo // portal name -> statement
 
 	txDDL     []string // DDL done in the current transaction
+	// txWrites counts the statements of the current transaction that
+	// changed rows, and writeTag is the first one's command tag: data
+	// changes a blueprint version does not carry to tenants.
+	txWrites int
+	writeTag string
+	// writes and firstWrite: those of the transactions whose DDL
+	// committed, handed out with it (takeWrites).
+	writes     int
+	firstWrite string
 	marks     []savepointMark
 	failed    bool     // an error happened in the current transaction
 	committed []string // DDL that committed, handed out at ReadyForQuery
@@ -124,13 +133,19 @@ func (t *tracker) commandComplete(tag []byte) {
 	switch s.kind {
 	case classify.DDL:
 		t.txDDL = append(t.txDDL, s.text)
+	case classify.DML:
+		if changedRows(tag) {
+			if t.txWrites == 0 {
+				t.writeTag = string(tag)
+			}
+			t.txWrites++
+		}
 	case classify.Commit:
 		if bytes.HasPrefix(tag, []byte("ROLLBACK")) { // COMMIT of an aborted transaction
 			t.discard()
 			return
 		}
-		t.committed = append(t.committed, t.txDDL...)
-		t.txDDL, t.marks = nil, nil
+		t.commitTx()
 	case classify.Rollback, classify.PrepareTxn:
 		t.discard()
 	case classify.Savepoint:
@@ -175,9 +190,9 @@ func (t *tracker) readyForQuery(status byte) []string {
 	}
 	if status == 'I' {
 		if !t.failed {
-			t.committed = append(t.committed, t.txDDL...)
+			t.commitTx()
 		}
-		t.txDDL, t.marks, t.failed = nil, nil, false
+		t.discard()
 	}
 	out := t.committed
 	t.committed = nil
@@ -186,4 +201,37 @@ func (t *tracker) readyForQuery(status byte) []string {
 
 func (t *tracker) discard() {
 	t.txDDL, t.marks, t.failed = nil, nil, false
+	t.txWrites, t.writeTag = 0, ""
+}
+
+// commitTx records that the current transaction committed.
+func (t *tracker) commitTx() {
+	if len(t.txDDL) > 0 && t.txWrites > 0 {
+		if t.writes == 0 {
+			t.firstWrite = t.writeTag
+		}
+		t.writes += t.txWrites
+	}
+	t.committed = append(t.committed, t.txDDL...)
+	t.txDDL, t.marks = nil, nil
+	t.txWrites, t.writeTag = 0, ""
+}
+
+// takeWrites returns, and forgets, how many statements changed rows in the
+// transactions whose DDL readyForQuery handed out, and the first one's tag.
+func (t *tracker) takeWrites() (int, string) {
+	n, tag := t.writes, t.firstWrite
+	t.writes, t.firstWrite = 0, ""
+	return n, tag
+}
+
+// changedRows reports whether a command tag is a data change of one row or
+// more (INSERT 0 3, UPDATE 2, DELETE 1, MERGE 4).
+func changedRows(tag []byte) bool {
+	for _, w := range [...]string{"INSERT ", "UPDATE ", "DELETE ", "MERGE "} {
+		if bytes.HasPrefix(tag, []byte(w)) {
+			return !bytes.HasSuffix(tag, []byte(" 0"))
+		}
+	}
+	return false
 }

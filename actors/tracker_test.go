@@ -117,3 +117,58 @@ func TestSavepointName(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackerCountsDataChangesWithDDL: the statements that changed rows in
+// a transaction whose DDL committed are counted (they are not deployed);
+// those of transactions without DDL, rolled back, or changing nothing are
+// not.
+func TestTrackerCountsDataChangesWithDDL(t *testing.T) {
+	tests := []struct {
+		name  string
+		steps []step
+		n     int
+		tag   string
+	}{
+		{"backfill between two ALTERs", []step{
+			{query: "BEGIN"}, {cc: "BEGIN"}, {rfq: 'T'},
+			{query: "ALTER TABLE u ADD COLUMN s text"}, {cc: "ALTER TABLE"}, {rfq: 'T'},
+			{query: "UPDATE u SET s = 'a'"}, {cc: "UPDATE 3"}, {rfq: 'T'},
+			{query: "INSERT INTO u VALUES (1)"}, {cc: "INSERT 0 1"}, {rfq: 'T'},
+			{query: "ALTER TABLE u ALTER s SET NOT NULL"}, {cc: "ALTER TABLE"}, {rfq: 'T'},
+			{query: "COMMIT"}, {cc: "COMMIT"}, {rfq: 'I'},
+		}, 2, "UPDATE 3"},
+		{"one Query", []step{
+			{query: "CREATE TABLE c (id int); INSERT INTO c VALUES (1)"}, {cc: "CREATE TABLE"}, {cc: "INSERT 0 1"}, {rfq: 'I'},
+		}, 1, "INSERT 0 1"},
+		{"no rows changed", []step{
+			{query: "CREATE TABLE c (id int); DELETE FROM c"}, {cc: "CREATE TABLE"}, {cc: "DELETE 0"}, {rfq: 'I'},
+		}, 0, ""},
+		{"data alone", []step{
+			{query: "UPDATE u SET s = 'b'"}, {cc: "UPDATE 3"}, {rfq: 'I'},
+			{query: "CREATE TABLE d (id int)"}, {cc: "CREATE TABLE"}, {rfq: 'I'},
+		}, 0, ""},
+		{"rolled back", []step{
+			{query: "BEGIN"}, {cc: "BEGIN"}, {rfq: 'T'},
+			{query: "CREATE TABLE e (id int); INSERT INTO e VALUES (1)"}, {cc: "CREATE TABLE"}, {cc: "INSERT 0 1"}, {rfq: 'T'},
+			{query: "ROLLBACK"}, {cc: "ROLLBACK"}, {rfq: 'I'},
+		}, 0, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := newTracker()
+			for _, s := range tc.steps {
+				switch {
+				case s.query != "":
+					tr.query(classify.Classify(s.query))
+				case s.cc != "":
+					tr.commandComplete([]byte(s.cc))
+				case s.rfq != 0:
+					tr.readyForQuery(s.rfq)
+				}
+			}
+			if n, tag := tr.takeWrites(); n != tc.n || tag != tc.tag {
+				t.Fatalf("got %d (%q), want %d (%q)", n, tag, tc.n, tc.tag)
+			}
+		})
+	}
+}

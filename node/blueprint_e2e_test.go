@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"tdb/fsm"
 	"tdb/internal/testnode"
@@ -251,6 +252,47 @@ func TestCaptureLockWaitFails(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// A transaction that changed rows next to its DDL gets a WARNING when its
+// version is recorded: the data changes are not deployed.
+func TestCaptureWarnsOfDataChanges(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notices := make(chan *pgconn.Notice, 10)
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices <- n }
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	simple := pgx.QueryExecModeSimpleProtocol
+	if _, err := c.Exec(ctx, "CREATE TABLE wd (id int)", simple); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "INSERT INTO wd VALUES (1), (2)", simple); err != nil {
+		t.Fatal(err)
+	}
+	if len(notices) != 0 {
+		t.Fatalf("a warning without data changes next to DDL: %+v", <-notices)
+	}
+	if _, err := c.Exec(ctx, "BEGIN; ALTER TABLE wd ADD COLUMN s text; UPDATE wd SET s = 'a'; ALTER TABLE wd ALTER s SET NOT NULL; COMMIT", simple); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-notices:
+		if n.Severity != "WARNING" || !strings.Contains(n.Message, "1 statement of the same transaction changed rows (UPDATE 2)") ||
+			!strings.Contains(n.Hint, "SET NOT NULL") {
+			t.Fatalf("warning: %s %s %q hint %q", n.Severity, n.Code, n.Message, n.Hint)
+		}
+	default:
+		t.Fatal("no warning for the backfill next to the DDL")
+	}
 }
 
 func TestCaptureInCommitOrder(t *testing.T) {

@@ -15,7 +15,8 @@ import (
 //     key of that role out, or give its holder a login that outlives the key);
 //   - in a tenant workspace, privilege statements, which deployments would
 //     replay as the owner on every tenant, and any DDL by a key that is not
-//     admin (its captured DDL would run as the owner everywhere);
+//     admin (its captured DDL would run as the owner everywhere), and
+//     statements about databases, tablespaces or the server;
 //   - settings that make PostgreSQL read statement text differently from the
 //     proxy's parser (standard_conforming_strings off, client encodings whose
 //     multibyte characters may contain quote or backslash bytes).
@@ -25,6 +26,14 @@ var roleTags = map[string]bool{
 }
 
 var privilegeTags = map[string]bool{"GRANT": true, "REVOKE": true, "ALTER DEFAULT PRIVILEGES": true}
+
+// serverTags are statements about the server rather than one database's
+// schema: a blueprint version of one would run against the tenant's server
+// or name the workspace's own database, on every tenant.
+var serverTags = map[string]bool{
+	"CREATE DATABASE": true, "DROP DATABASE": true, "ALTER DATABASE": true,
+	"CREATE TABLESPACE": true, "DROP TABLESPACE": true, "ALTER TABLESPACE": true, "ALTER SYSTEM": true,
+}
 
 // unsafeEncodings are client encodings PostgreSQL accepts whose multibyte
 // characters can contain the bytes of ' or \ (client-only encodings).
@@ -48,6 +57,9 @@ func (s *session) guard(sql string, r classify.Result) *wire.PGError {
 			}
 			if privilegeTags[st.Tag] {
 				return wire.NewError("ERROR", "42501", "%s is not allowed in a tenant workspace: tenant privileges are managed by tdb", st.Tag)
+			}
+			if serverTags[st.Tag] {
+				return wire.NewError("ERROR", "42501", "%s is not allowed in a tenant workspace: a blueprint holds the schema of one database", st.Tag)
 			}
 		}
 	}

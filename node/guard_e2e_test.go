@@ -52,6 +52,9 @@ func TestRoleModelCannotBeSubverted(t *testing.T) {
 	refused(admin, "DO $$ BEGIN EXECUTE 'CREATE TABLE do1 (id int)'; END $$", "42501",
 		"DO is not allowed in a tenant workspace: DDL it runs could not be captured as a blueprint version")
 	refused(admin, "CALL nothing()", "42501", "CALL is not allowed in a tenant workspace")
+	// So are statements about databases: a version would run them on every tenant.
+	refused(admin, "DROP DATABASE IF EXISTS prisma_migrate_shadow_db_1", "42501", "DROP DATABASE is not allowed in a tenant workspace")
+	refused(admin, "ALTER DATABASE current SET work_mem = '8MB'", "42501", "ALTER DATABASE is not allowed in a tenant workspace")
 	// A control workspace captures nothing: DO runs there.
 	ctl := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "require"))
 	if _, err := ctl.Exec(ctx, "DO $$ BEGIN PERFORM 1; END $$"); err != nil {

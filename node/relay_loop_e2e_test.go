@@ -198,7 +198,7 @@ func TestEventLoopRelay(t *testing.T) {
 	}
 	mustSelectOne(t, tc)
 	if got := relayCount(t, e, "handoff"); got != 4 {
-		t.Fatalf("handoffs: %d, want 2", got)
+		t.Fatalf("handoffs: %d, want 4", got)
 	}
 
 	// A TLS 1.2 client stays with crypto/tls, in the loop too.
@@ -221,6 +221,16 @@ func TestEventLoopRelay(t *testing.T) {
 	}
 	if got := relayCount(t, e, "loop"); got != 4 {
 		t.Fatalf("sessions relayed by the loop: %d, want 4", got)
+	}
+	// It leaves the loop at a large row and comes back, twice.
+	for range 2 {
+		want := relayCount(t, e, "return") + 1
+		var s string
+		if err := c12.QueryRow(ctx, "SELECT repeat('v', 100000)").Scan(&s); err != nil || len(s) != 100000 {
+			t.Fatalf("TLS 1.2 large row: %d, %v", len(s), err)
+		}
+		waitFor(t, "the TLS 1.2 session to go back to the loop", func() bool { return relayCount(t, e, "return") >= want })
+		mustSelectOne(t, c12)
 	}
 }
 

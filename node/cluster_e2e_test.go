@@ -496,3 +496,27 @@ func TestClusterReapsFailedNode(t *testing.T) {
 		return voters == 3
 	})
 }
+
+// TestClusterLoginAfterFailoverWithoutWrites: logins do not wait for a
+// write after a leader change. The new leader's first entry is raft's own
+// no-op, which the FSM never applies; nodes waiting for that index refused
+// every login (57P03) until some write came.
+func TestClusterLoginAfterFailoverWithoutWrites(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 3)
+	old := c.WaitLeader(t)
+	key := c.CreateKey(t, old, "write", "workspace", "myapp")
+	rest := others(c, old)
+	for _, i := range rest {
+		if code := loginCode(t, c.ConnString(i, key, "myapp_workspace")); code != "" {
+			t.Fatalf("login on %s before the failover: %s", c.Members[i].ID, code)
+		}
+	}
+	c.Stop(t, old)
+	c.WaitLeader(t, old)
+	for _, i := range rest {
+		if code := loginCode(t, c.ConnString(i, key, "myapp_workspace")); code != "" {
+			t.Fatalf("login on %s after the failover, with no write since: %s", c.Members[i].ID, code)
+		}
+	}
+}

@@ -205,7 +205,7 @@ func (n *Node) readIndex() (uint64, error) {
 	if err := n.rep.Raft.VerifyLeader().Error(); err != nil {
 		return 0, errors.Mark(errors.Wrap(err, "confirm leadership"), ErrNotLeader)
 	}
-	return n.rep.Raft.LastIndex(), nil
+	return n.rep.lastCommandIndex()
 }
 
 // handleCancel cancels a session of this node for a CancelRequest that

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -44,6 +45,11 @@ type Replica struct {
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
 	cfg       RaftConfig
+
+	// The last command found in the log (cmdAt), and the last entry then
+	// (cmdLast, cmdTerm): a login asks for it, and the log seldom moves.
+	cmdMu                   sync.Mutex
+	cmdAt, cmdLast, cmdTerm uint64
 }
 
 // OpenReplica opens (or creates) the raft state in cfg.Dir and starts raft.
@@ -120,6 +126,43 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 		}
 	}
 	return rep, nil
+}
+
+// lastCommandIndex returns the index of the last command in the log: what
+// a reader waits for its FSM to have applied. The FSM sees commands only; a
+// new leader's no-op and membership changes are raft's own entries, and a
+// wait for one of their indexes would last until the next command.
+func (r *Replica) lastCommandIndex() (uint64, error) {
+	last := r.Raft.LastIndex()
+	if last == 0 {
+		return 0, nil
+	}
+	r.cmdMu.Lock()
+	defer r.cmdMu.Unlock()
+	var l raft.Log
+	err := r.store.GetLog(last, &l)
+	if err == nil && l.Index == r.cmdLast && l.Term == r.cmdTerm {
+		return r.cmdAt, nil // the log has not moved since the last look
+	}
+	lastTerm := l.Term
+	at := uint64(0) // no command yet
+	for i := last; i > 0; i-- {
+		if err := r.store.GetLog(i, &l); err != nil {
+			if !errors.Is(err, raft.ErrLogNotFound) {
+				return 0, errors.Wrapf(err, "read raft log entry %d", i)
+			}
+			// The rest is compacted into a snapshot: the FSM, restored
+			// from it or having applied it, holds those commands.
+			at = r.FSM.AppliedIndex()
+			break
+		}
+		if l.Type == raft.LogCommand {
+			at = i
+			break
+		}
+	}
+	r.cmdAt, r.cmdLast, r.cmdTerm = at, last, lastTerm
+	return at, nil
 }
 
 // Addr is the raft transport's advertised address.

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"tdb/fsm"
 )
@@ -80,14 +81,18 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 	}
 	rc.SnapshotThreshold = 1024
 
-	store, err := raftboltdb.NewBoltStore(filepath.Join(cfg.Dir, "raft.db"))
+	store, err := openLogStore(filepath.Join(cfg.Dir, "raft.db"))
 	if err != nil {
-		return nil, errors.Wrap(err, "open raft log store")
+		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStore(cfg.Dir, 3, cfg.LogOutput)
 	if err != nil {
 		store.Close()
 		return nil, errors.Wrap(err, "open raft snapshot store")
+	}
+	if err := checkLogStore(store, snaps, filepath.Join(cfg.Dir, "raft.db")); err != nil {
+		store.Close()
+		return nil, err
 	}
 	var adv net.Addr
 	if cfg.Advertise != "" {
@@ -163,6 +168,52 @@ func (r *Replica) lastCommandIndex() (uint64, error) {
 	}
 	r.cmdAt, r.cmdLast, r.cmdTerm = at, last, lastTerm
 	return at, nil
+}
+
+// logStoreLockWait bounds the wait for the log store's file lock, which
+// another process on the same data directory holds.
+const logStoreLockWait = 2 * time.Second
+
+// openLogStore opens the raft log and stable store at path. A file another
+// process holds, or one too damaged to open, is an error saying so (the
+// store's own code panics on some damage).
+func openLogStore(path string) (store *raftboltdb.BoltStore, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			store, err = nil, errors.Newf("raft log store %s is damaged: %v; restore the data directory from a backup, or remove it and join the node to the cluster again", path, r)
+		}
+	}()
+	store, err = raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: logStoreLockWait}})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, errors.Newf("raft log store %s is in use by another process: is another tdb running on this data directory?", path)
+	}
+	return store, errors.Wrapf(err, "open raft log store %s", path)
+}
+
+// checkLogStore refuses a log store that lost its contents while snapshots
+// remain beside it (a file emptied or replaced): raft would start from the
+// last snapshot and silently drop every acknowledged write after it, and
+// forget the term and vote it promised.
+func checkLogStore(store *raftboltdb.BoltStore, snaps raft.SnapshotStore, path string) error {
+	list, err := snaps.List()
+	if err != nil {
+		return errors.Wrap(err, "list raft snapshots")
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	last, err := store.LastIndex()
+	if err != nil {
+		return errors.Wrapf(err, "read raft log store %s", path)
+	}
+	term, err := store.GetUint64([]byte("CurrentTerm"))
+	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+		return errors.Wrapf(err, "read raft log store %s", path)
+	}
+	if last == 0 && term == 0 {
+		return errors.Newf("raft log store %s is empty but snapshots up to index %d are beside it: writes after the snapshot would be lost; restore the data directory from a backup, or remove it and join the node to the cluster again", path, list[0].Index)
+	}
+	return nil
 }
 
 // Addr is the raft transport's advertised address.

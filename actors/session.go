@@ -173,6 +173,7 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 	case s.login.kind == fsm.KindTenant && r.HasDDL():
 		return classify.Result{}, wire.NewError("ERROR", "42501", "DDL not allowed on tenant databases, use workspace mode")
 	}
+	s.captureTypeBlocks(&r)
 	if rej := s.guard(sql, r); rej != nil {
 		return classify.Result{}, rej
 	}

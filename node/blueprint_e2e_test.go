@@ -295,6 +295,47 @@ func TestCaptureWarnsOfDataChanges(t *testing.T) {
 	}
 }
 
+// Sequelize creates an ENUM column's type with a DO block that skips an
+// existing type. In a tenant workspace that one form of DO is recorded as
+// it is (it does the same on each tenant); any other DO stays refused.
+func TestCaptureEnumTypeBlock(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	admin := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
+	simple := pgx.QueryExecModeSimpleProtocol
+	const block = `DO 'BEGIN CREATE TYPE "public"."enum_users_role" AS ENUM(''admin'', ''user''); EXCEPTION WHEN duplicate_object THEN null; END';`
+	for range 2 { // the second finds the type: a no-op
+		if _, err := admin.Exec(ctx, block, simple); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for sql, want := range map[string]string{
+		`DO 'BEGIN CREATE TYPE e2 AS ENUM (''a''); DROP TABLE x; EXCEPTION WHEN duplicate_object THEN null; END'`: "DO is not allowed in a tenant workspace",
+		`DO 'BEGIN CREATE TABLE e3 (id int); EXCEPTION WHEN duplicate_object THEN null; END'`:                   "DO is not allowed in a tenant workspace",
+	} {
+		_, err := admin.Exec(ctx, sql, simple)
+		if pe := pgErr(t, err); pe.Code != "42501" || !strings.Contains(pe.Message, want) {
+			t.Fatalf("%s: %s %s", sql, pe.Code, pe.Message)
+		}
+	}
+	reader := connect(t, e.ConnString(e.CreateKey(t, "write", "workspace", "myapp"), "myapp_workspace", "disable"))
+	_, err := reader.Exec(ctx, block, simple)
+	if pe := pgErr(t, err); pe.Code != "42501" || !strings.Contains(pe.Message, "needs a key with role admin") {
+		t.Fatalf("the block with a write key: %s %s", pe.Code, pe.Message)
+	}
+	var versions []version
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	if len(versions) != 2 || versions[0].Statements[0] != strings.TrimSuffix(block, ";") {
+		t.Fatalf("versions %+v, want the block twice", versions)
+	}
+	tenant := connect(t, e.ConnString(e.CreateTenant(t, "enums"), "myapp__enums", "disable"))
+	var labels string
+	if err := tenant.QueryRow(ctx, `SELECT enum_range(NULL::public.enum_users_role)::text`).Scan(&labels); err != nil || labels != "{admin,user}" {
+		t.Fatalf("the type on a new tenant: %q, %v", labels, err)
+	}
+}
+
 func TestCaptureInCommitOrder(t *testing.T) {
 	t.Parallel()
 	eachRelay(t, func(t *testing.T, e *testnode.Env) {

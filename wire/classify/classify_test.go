@@ -392,3 +392,22 @@ func TestSettingName(t *testing.T) {
 		}
 	}
 }
+
+// TestDoBody: the code of a PL/pgSQL DO block, however it is quoted; none
+// for other languages or other statements.
+func TestDoBody(t *testing.T) {
+	for in, want := range map[string]string{
+		`DO 'BEGIN CREATE TYPE "t" AS ENUM(''a''); END'`: `BEGIN CREATE TYPE "t" AS ENUM('a'); END`,
+		`DO $$ BEGIN PERFORM 1; END $$`:                  ` BEGIN PERFORM 1; END `,
+		`DO LANGUAGE plpgsql $x$BEGIN NULL; END$x$`:      `BEGIN NULL; END`,
+		`DO $x$BEGIN NULL; END$x$ LANGUAGE PLPGSQL`:      `BEGIN NULL; END`,
+		`DO LANGUAGE sql 'SELECT 1'`:                     "",
+		`SELECT 'BEGIN NULL; END'`:                       "",
+		`DO 'BEGIN NULL; END'; DO 'BEGIN NULL; END'`:     "",
+	} {
+		got, ok := DoBody(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("%s: got %q %v, want %q", in, got, ok, want)
+		}
+	}
+}

@@ -421,6 +421,37 @@ func settingName(n *pg.Node) string {
 	return strings.ToLower(v.Name)
 }
 
+// DoBody returns the code of a DO statement written in PL/pgSQL (the
+// default language), as the parser read its literal.
+func DoBody(sql string) (string, bool) {
+	tree, err := pg.Parse(sql)
+	if err != nil || len(tree.Stmts) != 1 {
+		return "", false
+	}
+	do := tree.Stmts[0].Stmt.GetDoStmt()
+	if do == nil {
+		return "", false
+	}
+	body, found := "", false
+	for _, arg := range do.Args {
+		d := arg.GetDefElem()
+		if d == nil {
+			return "", false
+		}
+		switch d.Defname {
+		case "as":
+			body, found = d.Arg.GetString_().GetSval(), true
+		case "language":
+			if !strings.EqualFold(d.Arg.GetString_().GetSval(), "plpgsql") {
+				return "", false
+			}
+		default:
+			return "", false
+		}
+	}
+	return body, found
+}
+
 // ConcurrentIndex returns the index a CREATE INDEX CONCURRENTLY statement
 // makes, and its table and the schema that was named in ("" when
 // unqualified), so a retry can tell what an earlier try left behind.

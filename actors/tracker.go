@@ -39,7 +39,7 @@ type tracker struct {
 	prepared map[string]stmtInfo // extended protocol: statement name -> statement
 	portals  map[string]stmtInfo // portal name -> statement
 
-	txDDL     []string // DDL done in the current transaction
+	txDDL []string // DDL done in the current transaction
 	// txWrites counts the statements of the current transaction that
 	// changed rows, and writeTag is the first one's command tag: data
 	// changes a blueprint version does not carry to tenants.
@@ -49,9 +49,9 @@ type tracker struct {
 	// committed, handed out with it (takeWrites).
 	writes     int
 	firstWrite string
-	marks     []savepointMark
-	failed    bool     // an error happened in the current transaction
-	committed []string // DDL that committed, handed out at ReadyForQuery
+	marks      []savepointMark
+	failed     bool     // an error happened in the current transaction
+	committed  []string // DDL that committed, handed out at ReadyForQuery
 }
 
 func newTracker() *tracker {

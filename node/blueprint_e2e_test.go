@@ -312,7 +312,7 @@ func TestCaptureEnumTypeBlock(t *testing.T) {
 	}
 	for sql, want := range map[string]string{
 		`DO 'BEGIN CREATE TYPE e2 AS ENUM (''a''); DROP TABLE x; EXCEPTION WHEN duplicate_object THEN null; END'`: "DO is not allowed in a tenant workspace",
-		`DO 'BEGIN CREATE TABLE e3 (id int); EXCEPTION WHEN duplicate_object THEN null; END'`:                   "DO is not allowed in a tenant workspace",
+		`DO 'BEGIN CREATE TABLE e3 (id int); EXCEPTION WHEN duplicate_object THEN null; END'`:                     "DO is not allowed in a tenant workspace",
 	} {
 		_, err := admin.Exec(ctx, sql, simple)
 		if pe := pgErr(t, err); pe.Code != "42501" || !strings.Contains(pe.Message, want) {

@@ -503,6 +503,16 @@ func (l *Loop) unpark(p *Pair) {
 // to the handler, and writes what the handler produced.
 func (l *Loop) handle(p *Pair, side Side, read bool) {
 	buf := l.rbuf[:]
+	if len(p.partial[side]) > len(buf) {
+		// Handed in with more unread bytes than the buffer holds (a
+		// message the goroutine relay had begun to read): they go back
+		// whole, for the caller's reader.
+		r := Result{Reason: Ejected}
+		r.Unread[side] = p.partial[side]
+		p.partial[side] = nil
+		l.leave(p, r)
+		return
+	}
 	have := copy(buf, p.partial[side])
 	var n int
 	var err error

@@ -35,7 +35,11 @@ var (
 // does not hold it and nothing else is in flight. The batch then waits for
 // lockTaken.
 func (s *session) takeCaptureLock(hasDDL bool) bool {
-	if !hasDDL || !s.captures() || s.captureLocked || s.inflight > 0 || s.unsynced || s.swallow.Load() != swallowNone {
+	// In a failed transaction the lock Query would fail too, and refuse a
+	// batch that may begin with its ROLLBACK: the backend answers it as
+	// PostgreSQL would, and DDL after that ROLLBACK is not ordered.
+	if !hasDDL || !s.captures() || s.captureLocked || s.inflight > 0 || s.unsynced || s.txStatus == 'E' ||
+		s.swallow.Load() != swallowNone {
 		return false
 	}
 	s.captureLocked = true

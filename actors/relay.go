@@ -398,6 +398,10 @@ func (s *session) backendToClient() {
 		}
 		s.mu.Unlock()
 	}()
+	// clientFailed reports whether a failed write to the client ends the
+	// pump. A session that captures DDL reads on instead, until the relay
+	// stops it: what is in flight may commit, and is then recorded.
+	clientFailed := func() bool { return !s.captures() }
 	for {
 		typ, body, err := fr.Next()
 		if err != nil {
@@ -411,16 +415,16 @@ func (s *session) backendToClient() {
 		act, body, ddl, own := s.fromBackend(typ, body)
 		if len(ddl) > 0 && s.captures() {
 			notice := s.recordVersion(ddl)
-			if notice == nil {
-				notice = s.dataNotDeployed()
+			if data := s.dataNotDeployed(); notice == nil {
+				notice = data
 			}
 			if notice != nil {
-				if err := fw.WriteRaw(wire.AppendNoticeResponse(nil, notice)); err != nil {
+				if err := fw.WriteRaw(wire.AppendNoticeResponse(nil, notice)); err != nil && clientFailed() {
 					return
 				}
 			}
 		}
-		if err := s.gov.forward(fw, typ, body, act); err != nil {
+		if err := s.gov.forward(fw, typ, body, act); err != nil && clientFailed() {
 			return
 		}
 		if act.end {
@@ -430,7 +434,7 @@ func (s *session) backendToClient() {
 			return
 		}
 		if own != "" {
-			if err := fw.Flush(); err != nil {
+			if err := fw.Flush(); err != nil && clientFailed() {
 				return
 			}
 			if err := s.sendOwn(own); err != nil {
@@ -438,7 +442,7 @@ func (s *session) backendToClient() {
 			}
 		}
 		if fr.Buffered() == 0 {
-			if err := fw.Flush(); err != nil {
+			if err := fw.Flush(); err != nil && clientFailed() {
 				return
 			}
 			if typ == wire.MsgReadyForQuery && s.goBackToLoop() {

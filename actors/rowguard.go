@@ -269,6 +269,9 @@ func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte,
 		if sw == swallowBegin {
 			s.guarded = false // the batch runs as the client sent it
 		}
+		if sw == swallowUnlock {
+			s.unlockFailed = true // a late cancel of the client's hit it
+		}
 		if sw == swallowLock {
 			// Not taken: the client's batch fails with this error.
 			lerr := wire.NewError("ERROR", "XX000", "the capture lock could not be taken")
@@ -297,6 +300,18 @@ func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte,
 			return act, body, ""
 		}
 		if sw == swallowUnlock {
+			if s.unlockFailed {
+				s.unlockFailed = false
+				if s.unlockTries < maxGuardRollbacks {
+					// The lock is still held: every DDL of the workspace
+					// would wait for this session. Give it back again.
+					s.unlockTries++
+					s.inflight++
+					return act, body, unlockSQL
+				}
+				s.lost = true // still held: the backend session is closed, not pooled
+			}
+			s.unlockTries = 0
 			s.swallow.Store(swallowNone)
 			if s.holdRFQs == 0 {
 				s.settle()

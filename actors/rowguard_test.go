@@ -3,6 +3,7 @@ package actors
 import (
 	"testing"
 
+	"tdb/wire"
 	"tdb/wire/classify"
 )
 
@@ -63,5 +64,35 @@ func TestFinalFor(t *testing.T) {
 		if got := s.finalFor(tc.status, tc.others); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// A late cancel that hits the statement giving the capture lock back
+// leaves the lock held: it is sent again, and a session that still holds
+// it is not pooled.
+func TestUnlockSentAgainAfterAnError(t *testing.T) {
+	s := &session{}
+	errBody := wire.AppendErrorResponse(nil, wire.NewError("ERROR", "57014", "canceling statement due to user request"))[5:]
+	for try := 1; try <= maxGuardRollbacks+1; try++ {
+		s.swallow.Store(swallowUnlock)
+		s.inflight = 1
+		s.swallowed(wire.MsgErrorResponse, errBody)
+		_, _, next := s.swallowed(wire.MsgReadyForQuery, []byte{'I'})
+		if try <= maxGuardRollbacks {
+			if next != unlockSQL || s.inflight != 1 || s.swallow.Load() != swallowUnlock {
+				t.Fatalf("try %d: next %q, inflight %d, swallow %d", try, next, s.inflight, s.swallow.Load())
+			}
+			continue
+		}
+		if next != "" || !s.lost || s.swallow.Load() != swallowNone {
+			t.Fatalf("after %d tries: next %q, lost %v", try, next, s.lost)
+		}
+	}
+	// An unlock that succeeds ends the exchange.
+	s = &session{}
+	s.swallow.Store(swallowUnlock)
+	s.inflight = 1
+	if _, _, next := s.swallowed(wire.MsgReadyForQuery, []byte{'I'}); next != "" || s.inflight != 0 || s.lost {
+		t.Fatalf("a clean unlock: next %q, inflight %d, lost %v", next, s.inflight, s.lost)
 	}
 }

@@ -87,7 +87,11 @@ type session struct {
 	// the lock was not taken (capturelock.go).
 	lockTaken chan struct{}
 	lockErr   *wire.PGError
-	holdRFQs  int // ReadyForQuery messages until pending may settle
+	// unlockFailed: the exchange giving the lock back failed (a cancel hit
+	// it); unlockTries counts the times it was sent again.
+	unlockFailed bool
+	unlockTries  int
+	holdRFQs     int // ReadyForQuery messages until pending may settle
 	// wmu orders the goroutine relay's writes to the backend: the client
 	// pump's and the proxy's own statements the backend pump sends.
 	wmu sync.Mutex
@@ -279,11 +283,21 @@ func (s *session) relayGoroutines(ctx context.Context, fr *wire.FrameReader, the
 	defer then()
 	s.mu.Lock()
 	busy := s.inflight > 0 || s.unsynced
-	reusable := !busy && s.txStatus == 'I' && !s.lost
 	s.mu.Unlock()
 	if clientGone && busy {
 		s.cancelRunning(ctx)
 	}
+	if busy && s.captures() {
+		// DDL in flight may commit (a client that sent it and Terminate,
+		// or left while it waited for the capture lock): the backend pump
+		// reads on to its end, recording it, before the backend goes.
+		s.client.Close()
+		s.drainInflight(done)
+	}
+	s.mu.Lock()
+	busy = s.inflight > 0 || s.unsynced
+	reusable := !busy && s.txStatus == 'I' && !s.lost
+	s.mu.Unlock()
 	s.closing.Store(true)
 	if reusable {
 		_ = s.bc.Conn.SetReadDeadline(time.Now()) // stop the backend pump, keep the connection
@@ -297,6 +311,29 @@ func (s *session) relayGoroutines(ctx context.Context, fr *wire.FrameReader, the
 	}
 	_ = s.bc.Conn.SetReadDeadline(time.Time{})
 	s.finish(ctx, false, true)
+}
+
+// maxCaptureDrain bounds how long a session whose client left waits for
+// the DDL it had in flight.
+const maxCaptureDrain = time.Hour
+
+// drainInflight waits until nothing the client sent is in flight, or the
+// backend pump ended (done), bounded by maxCaptureDrain.
+func (s *session) drainInflight(done <-chan struct{}) {
+	deadline := time.Now().Add(maxCaptureDrain)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		quiet := s.inflight == 0
+		s.mu.Unlock()
+		if quiet {
+			return
+		}
+		select {
+		case <-done:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // cancelRunning cancels what the backend still runs for a client that left.

@@ -27,6 +27,7 @@ type trackItem struct {
 type savepointMark struct {
 	name string
 	n    int // DDL statements done before the savepoint
+	w    int // statements that changed rows before it
 }
 
 // tracker follows the statements of one session through the backend's
@@ -149,11 +150,14 @@ func (t *tracker) commandComplete(tag []byte) {
 	case classify.Rollback, classify.PrepareTxn:
 		t.discard()
 	case classify.Savepoint:
-		t.marks = append(t.marks, savepointMark{name: s.savepoint, n: len(t.txDDL)})
+		t.marks = append(t.marks, savepointMark{name: s.savepoint, n: len(t.txDDL), w: t.txWrites})
 	case classify.RollbackTo:
 		for i := len(t.marks) - 1; i >= 0; i-- {
 			if t.marks[i].name == s.savepoint {
 				t.txDDL = t.txDDL[:t.marks[i].n]
+				if t.txWrites = t.marks[i].w; t.txWrites == 0 {
+					t.writeTag = ""
+				}
 				t.marks = t.marks[:i+1]
 				break
 			}

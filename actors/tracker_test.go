@@ -147,6 +147,14 @@ func TestTrackerCountsDataChangesWithDDL(t *testing.T) {
 			{query: "UPDATE u SET s = 'b'"}, {cc: "UPDATE 3"}, {rfq: 'I'},
 			{query: "CREATE TABLE d (id int)"}, {cc: "CREATE TABLE"}, {rfq: 'I'},
 		}, 0, ""},
+		{"rolled back to a savepoint", []step{
+			{query: "BEGIN"}, {cc: "BEGIN"}, {rfq: 'T'},
+			{query: "CREATE TABLE f (id int)"}, {cc: "CREATE TABLE"}, {rfq: 'T'},
+			{query: "SAVEPOINT s"}, {cc: "SAVEPOINT"}, {rfq: 'T'},
+			{query: "INSERT INTO f VALUES (1)"}, {cc: "INSERT 0 1"}, {rfq: 'T'},
+			{query: "ROLLBACK TO s"}, {cc: "ROLLBACK"}, {rfq: 'T'},
+			{query: "COMMIT"}, {cc: "COMMIT"}, {rfq: 'I'},
+		}, 0, ""},
 		{"rolled back", []step{
 			{query: "BEGIN"}, {cc: "BEGIN"}, {rfq: 'T'},
 			{query: "CREATE TABLE e (id int); INSERT INTO e VALUES (1)"}, {cc: "CREATE TABLE"}, {cc: "INSERT 0 1"}, {rfq: 'T'},

@@ -339,6 +339,58 @@ func TestCaptureEnumTypeBlock(t *testing.T) {
 	}
 }
 
+// A client that sends DDL and leaves (Terminate and close) while the DDL
+// waits for the capture lock: as with PostgreSQL, the DDL runs once the
+// lock comes, and its version is recorded.
+func TestCaptureAfterTheClientLeft(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	conn := e.ConnString(e.ProxyPassword, "myapp_workspace", "disable")
+	a := connect(t, conn)
+	simple := pgx.QueryExecModeSimpleProtocol
+	if _, err := a.Exec(ctx, "BEGIN; CREATE TABLE hold_a (id int)", simple); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := pgconn.Connect(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hj, err := pc.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hj.Conn.Write(rawQuery("CREATE TABLE late_b (id int)")); err != nil {
+		t.Fatal(err)
+	}
+	su := connect(t, e.PG.URL())
+	db := fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp"))
+	waitFor(t, "the DDL to wait for the capture lock", func() bool {
+		var n int
+		_ = su.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = $1)`, db).Scan(&n)
+		return n == 1
+	})
+	_, _ = hj.Conn.Write([]byte{'X', 0, 0, 0, 4})
+	hj.Conn.Close()
+	time.Sleep(200 * time.Millisecond)
+	if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
+		t.Fatal(err)
+	}
+	var versions []version
+	waitFor(t, "the version of the DDL whose client left", func() bool {
+		e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+		return len(versions) == 2
+	})
+	if versions[0].Statements[0] != "CREATE TABLE hold_a (id int)" || versions[1].Statements[0] != "CREATE TABLE late_b (id int)" {
+		t.Fatalf("versions %+v", versions)
+	}
+	var n int
+	if err := a.QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relname = 'late_b'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("late_b: %d, %v", n, err)
+	}
+}
+
 func TestCaptureInCommitOrder(t *testing.T) {
 	t.Parallel()
 	eachRelay(t, func(t *testing.T, e *testnode.Env) {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,53 +21,6 @@ func TestLogStoreInUse(t *testing.T) {
 	defer first.Close()
 	if _, err := openLogStore(path); err == nil || !strings.Contains(err.Error(), "in use by another process") {
 		t.Fatalf("second open: %v", err)
-	}
-}
-
-// A log store cut short is an error, not a panic.
-func TestLogStoreDamaged(t *testing.T) {
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "raft.db")
-	store, err := openLogStore(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := []byte(strings.Repeat("x", 1000))
-	for i := uint64(1); i <= 3000; i += 100 {
-		var logs []*raft.Log
-		for j := i; j < i+100; j++ {
-			logs = append(logs, &raft.Log{Index: j, Term: 1, Type: raft.LogCommand, Data: data})
-		}
-		if err := store.StoreLogs(logs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	store.Close()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, size := range []int64{fi.Size() / 2, fi.Size() / 3, 4096} {
-		cut := filepath.Join(t.TempDir(), "raft.db")
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(cut, b[:size], 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if s, err := openLogStore(cut); err == nil {
-			// Some cuts leave a file that opens; reading it must not panic.
-			func() {
-				defer func() {
-					if r := recover(); r != nil {
-						t.Fatalf("a store cut to %d bytes panicked on read: %v", size, r)
-					}
-				}()
-				_, _ = s.LastIndex()
-			}()
-			s.Close()
-		}
 	}
 }
 

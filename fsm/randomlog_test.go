@@ -217,7 +217,11 @@ func mustHash(t *testing.T, f *FSM) string {
 // replays the whole log without snapshots and must agree with A too (Apply
 // is deterministic). A command that fails must leave the state as it was.
 func TestRandomLogSnapshotRestore(t *testing.T) {
-	for seed := int64(1); seed <= 12; seed++ {
+	seeds := int64(12)
+	if raceEnabled {
+		seeds = 2 // the plain run covers the rest; this one looks for races
+	}
+	for seed := int64(1); seed <= seeds; seed++ {
 		log := randomLog(seed, 1500)
 		a, c := New(), New()
 		var b *FSM

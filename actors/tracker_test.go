@@ -17,6 +17,29 @@ type step struct {
 	expect []string
 }
 
+// feed plays steps to tr and returns the DDL it handed out, in order.
+func feed(tr *tracker, steps []step) []string {
+	var got []string
+	for _, s := range steps {
+		switch {
+		case s.query != "":
+			tr.query(classify.Classify(s.query))
+		case s.parse != "":
+			tr.parse("", classify.Classify(s.parse))
+			tr.bind("", "")
+			tr.execute("")
+			tr.sync()
+		case s.cc != "":
+			tr.commandComplete([]byte(s.cc))
+		case s.err:
+			tr.errorResponse()
+		case s.rfq != 0:
+			got = append(got, tr.readyForQuery(s.rfq)...)
+		}
+	}
+	return got
+}
+
 func TestTrackerCapturesCommittedDDL(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -77,26 +100,7 @@ func TestTrackerCapturesCommittedDDL(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := newTracker()
-			var got []string
-			for _, s := range tc.steps {
-				switch {
-				case s.query != "":
-					tr.query(classify.Classify(s.query))
-				case s.parse != "":
-					tr.parse("", classify.Classify(s.parse))
-					tr.bind("", "")
-					tr.execute("")
-					tr.sync()
-				case s.cc != "":
-					tr.commandComplete([]byte(s.cc))
-				case s.err:
-					tr.errorResponse()
-				case s.rfq != 0:
-					got = append(got, tr.readyForQuery(s.rfq)...)
-				}
-			}
-			if !slices.Equal(got, tc.want) {
+			if got := feed(newTracker(), tc.steps); !slices.Equal(got, tc.want) {
 				t.Fatalf("captured %q, want %q", got, tc.want)
 			}
 		})
@@ -164,16 +168,7 @@ func TestTrackerCountsDataChangesWithDDL(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := newTracker()
-			for _, s := range tc.steps {
-				switch {
-				case s.query != "":
-					tr.query(classify.Classify(s.query))
-				case s.cc != "":
-					tr.commandComplete([]byte(s.cc))
-				case s.rfq != 0:
-					tr.readyForQuery(s.rfq)
-				}
-			}
+			feed(tr, tc.steps)
 			if n, tag := tr.takeWrites(); n != tc.n || tag != tc.tag {
 				t.Fatalf("got %d (%q), want %d (%q)", n, tag, tc.n, tc.tag)
 			}

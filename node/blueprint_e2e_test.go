@@ -130,20 +130,13 @@ func TestCaptureLockForPreparedDDL(t *testing.T) {
 		conn := e.ConnString(e.ProxyPassword, "myapp_workspace", "disable")
 		a := connect(t, conn)
 		b := connect(t, conn)
-		su := connect(t, e.PG.URL())
-		db := fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp"))
-		const advisory = `SELECT count(*) FROM pg_locks
-			WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = $1)`
+		locks := newCaptureLocks(t, e)
 		// PostgreSQL parses utility statements without looking up their
 		// tables, so the ALTER prepares before its table exists.
 		if _, err := b.Prepare(ctx, "alt", "ALTER TABLE prep1 ADD COLUMN c int"); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the prepare batch to give the lock back", func() bool {
-			var n int
-			err := su.QueryRow(ctx, advisory, db).Scan(&n)
-			return err == nil && n == 0
-		})
+		locks.awaitNone("the prepare batch to give the lock back")
 		simple := pgx.QueryExecModeSimpleProtocol
 		if _, err := a.Exec(ctx, "BEGIN; CREATE TABLE prep1 (id int)", simple); err != nil {
 			t.Fatal(err)
@@ -153,11 +146,7 @@ func TestCaptureLockForPreparedDDL(t *testing.T) {
 			_, err := b.Exec(ctx, "alt") // Bind, Execute, Sync
 			done <- err
 		}()
-		waitFor(t, "the prepared ALTER to wait for the capture lock", func() bool {
-			var n int
-			_ = su.QueryRow(ctx, advisory+" AND NOT granted", db).Scan(&n)
-			return n == 1
-		})
+		locks.awaitWaiter("the prepared ALTER to wait for the capture lock")
 		if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
 			t.Fatal(err)
 		}
@@ -170,11 +159,7 @@ func TestCaptureLockForPreparedDDL(t *testing.T) {
 			versions[1].Statements[0] != "ALTER TABLE prep1 ADD COLUMN c int" {
 			t.Fatalf("versions %+v, want the CREATE then the ALTER", versions)
 		}
-		waitFor(t, "no capture lock left", func() bool {
-			var n int
-			err := su.QueryRow(ctx, advisory, db).Scan(&n)
-			return err == nil && n == 0
-		})
+		locks.awaitNone("no capture lock left")
 	})
 }
 
@@ -216,14 +201,8 @@ func TestCaptureLockWaitFails(t *testing.T) {
 		// A cancel ends the wait at once, while the lock is still held.
 		errc := make(chan error, 1)
 		go func() { errc <- execErr(b, "CREATE TABLE lw_d (id int)", simple) }()
-		su := connect(t, e.PG.URL())
-		db := fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp"))
-		waitFor(t, "the DDL to wait for the capture lock", func() bool {
-			var n int
-			_ = su.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-				AND database = (SELECT oid FROM pg_database WHERE datname = $1)`, db).Scan(&n)
-			return n == 1
-		})
+		locks := newCaptureLocks(t, e)
+		locks.awaitWaiter("the DDL to wait for the capture lock")
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if err := b.PgConn().CancelRequest(cctx); err != nil {
@@ -352,27 +331,14 @@ func TestCaptureAfterTheClientLeft(t *testing.T) {
 	if _, err := a.Exec(ctx, "BEGIN; CREATE TABLE hold_a (id int)", simple); err != nil {
 		t.Fatal(err)
 	}
-	pc, err := pgconn.Connect(ctx, conn)
-	if err != nil {
+	leaving := loggedIn(t, conn)
+	if _, err := leaving.Write(rawQuery("CREATE TABLE late_b (id int)")); err != nil {
 		t.Fatal(err)
 	}
-	hj, err := pc.Hijack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := hj.Conn.Write(rawQuery("CREATE TABLE late_b (id int)")); err != nil {
-		t.Fatal(err)
-	}
-	su := connect(t, e.PG.URL())
-	db := fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp"))
-	waitFor(t, "the DDL to wait for the capture lock", func() bool {
-		var n int
-		_ = su.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-			AND database = (SELECT oid FROM pg_database WHERE datname = $1)`, db).Scan(&n)
-		return n == 1
-	})
-	_, _ = hj.Conn.Write([]byte{'X', 0, 0, 0, 4})
-	hj.Conn.Close()
+	locks := newCaptureLocks(t, e)
+	locks.awaitWaiter("the DDL to wait for the capture lock")
+	_, _ = leaving.Write([]byte{'X', 0, 0, 0, 4})
+	leaving.Close()
 	time.Sleep(200 * time.Millisecond)
 	if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
 		t.Fatal(err)
@@ -411,15 +377,8 @@ func TestCaptureInCommitOrder(t *testing.T) {
 		}()
 		// b waits for the capture lock a holds (in this workspace's
 		// database: the server is shared with other tests).
-		su := connect(t, e.PG.URL())
-		db := fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp"))
-		const advisory = `SELECT count(*) FROM pg_locks
-			WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = $1)`
-		waitFor(t, "the second session to wait for the capture lock", func() bool {
-			var n int
-			_ = su.QueryRow(ctx, advisory+" AND NOT granted", db).Scan(&n)
-			return n == 1
-		})
+		locks := newCaptureLocks(t, e)
+		locks.awaitWaiter("the second session to wait for the capture lock")
 		if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
 			t.Fatal(err)
 		}
@@ -432,9 +391,8 @@ func TestCaptureInCommitOrder(t *testing.T) {
 			versions[1].Statements[0] != "ALTER TABLE ord1 ADD COLUMN c int" {
 			t.Fatalf("versions %+v, want the CREATE then the ALTER", versions)
 		}
-		// A cancel sent while b waits for the lock is for b's statement:
-		// it is delivered once the lock is taken, and the batch (DDL
-		// and all) is cancelled instead of running on.
+		// A cancel sent while b waits for the lock ends the wait, and the
+		// batch (DDL and all) does not run.
 		if _, err := a.Exec(ctx, "BEGIN; CREATE TABLE ord2 (id int)", simple); err != nil {
 			t.Fatal(err)
 		}
@@ -442,11 +400,7 @@ func TestCaptureInCommitOrder(t *testing.T) {
 			_, err := b.Exec(ctx, "ALTER TABLE ord2 ADD COLUMN c int; SELECT pg_sleep(60)", simple)
 			done <- err
 		}()
-		waitFor(t, "the second session to wait for the capture lock again", func() bool {
-			var n int
-			_ = su.QueryRow(ctx, advisory+" AND NOT granted", db).Scan(&n)
-			return n == 1
-		})
+		locks.awaitWaiter("the second session to wait for the capture lock again")
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if err := b.PgConn().CancelRequest(cctx); err != nil {
@@ -469,11 +423,7 @@ func TestCaptureInCommitOrder(t *testing.T) {
 			}
 		}
 		// The lock goes back just after the client's ReadyForQuery.
-		waitFor(t, "no capture lock left", func() bool {
-			var n int
-			err := su.QueryRow(ctx, advisory, db).Scan(&n)
-			return err == nil && n == 0
-		})
+		locks.awaitNone("no capture lock left")
 	})
 }
 
@@ -481,4 +431,44 @@ func TestCaptureInCommitOrder(t *testing.T) {
 func execErr(c *pgx.Conn, sql string, args ...any) error {
 	_, err := c.Exec(context.Background(), sql, args...)
 	return err
+}
+
+// captureLocks reads, as a superuser, the advisory locks in myapp's
+// workspace database (the server is shared with other tests): the capture
+// lock and the sessions waiting for it.
+type captureLocks struct {
+	t  *testing.T
+	su *pgx.Conn
+	db string
+}
+
+func newCaptureLocks(t *testing.T, e *testnode.Env) *captureLocks {
+	return &captureLocks{t: t, su: connect(t, e.PG.URL()), db: fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp"))}
+}
+
+// count returns how many there are, only those not granted when waiting
+// is set; -1 when they cannot be read.
+func (l *captureLocks) count(waiting bool) int {
+	sql := `SELECT count(*) FROM pg_locks
+		WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = $1)`
+	if waiting {
+		sql += " AND NOT granted"
+	}
+	var n int
+	if err := l.su.QueryRow(context.Background(), sql, l.db).Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
+// awaitWaiter waits until one session waits for the lock.
+func (l *captureLocks) awaitWaiter(what string) {
+	l.t.Helper()
+	waitFor(l.t, what, func() bool { return l.count(true) == 1 })
+}
+
+// awaitNone waits until no session holds the lock or waits for it.
+func (l *captureLocks) awaitNone(what string) {
+	l.t.Helper()
+	waitFor(l.t, what, func() bool { return l.count(false) == 0 })
 }

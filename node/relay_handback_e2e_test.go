@@ -23,6 +23,22 @@ func rawQuery(sql string) []byte {
 	return b
 }
 
+// loggedIn returns the connection of a session logged in to connString,
+// for the test to speak the protocol on itself; it is closed at the end.
+func loggedIn(t *testing.T, connString string) net.Conn {
+	t.Helper()
+	pc, err := pgconn.Connect(context.Background(), connString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hj, err := pc.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hj.Conn.Close() })
+	return hj.Conn
+}
+
 // readUntilRFQ reads backend messages up to a ReadyForQuery and returns
 // their types.
 func readUntilRFQ(conn net.Conn, r *bufio.Reader, d time.Duration) (string, error) {
@@ -52,17 +68,7 @@ func readUntilRFQ(conn net.Conn, r *bufio.Reader, d time.Duration) (string, erro
 func TestHandBackMidMessage(t *testing.T) {
 	t.Parallel()
 	e := testnode.Start(t)
-	ctx := context.Background()
-	pc, err := pgconn.Connect(ctx, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hj, err := pc.Hijack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := hj.Conn
-	defer conn.Close()
+	conn := loggedIn(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
 	r := bufio.NewReader(conn)
 	// A large row first, so the session is on goroutines.
 	if _, err := conn.Write(rawQuery("SELECT repeat('r', 100000)")); err != nil {

@@ -120,11 +120,3 @@ func (s *session) releaseCaptureLock(status byte) string {
 	s.pend(0)
 	return unlockSQL
 }
-
-// holdsCaptureLock reports whether the session holds the capture lock (the
-// event loop hands the session over at the ReadyForQuery that may end it).
-func (s *session) holdsCaptureLock() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.captureLocked
-}

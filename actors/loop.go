@@ -58,13 +58,10 @@ func (h *loopHandler) Message(from evloop.Side, typ byte, body []byte, out *evlo
 		out.Message(evloop.Backend, typ, body)
 		return evloop.Continue
 	}
-	if typ == wire.MsgReadyForQuery {
-		if s.captures() && (s.ddlPending() || s.holdsCaptureLock()) {
-			return evloop.Eject // recording the version commits through raft; the lock goes back after it
-		}
-		if s.held.Load() && len(body) == 1 && s.needsFinal(body[0]) {
-			return evloop.Eject // the proxy's own statement follows (rowguard.go)
-		}
+	// Sessions that capture DDL are never here (relayFrom): their batches
+	// wait for the capture lock, and their versions commit through raft.
+	if typ == wire.MsgReadyForQuery && s.held.Load() && len(body) == 1 && s.needsFinal(body[0]) {
+		return evloop.Eject // the proxy's own statement follows (rowguard.go)
 	}
 	act, body, _, own := s.fromBackend(typ, body)
 	if own != "" { // not reached: needsFinal handed the session over
@@ -96,14 +93,6 @@ func (h *loopHandler) Wrote(to evloop.Side, n int) {
 	if to == evloop.Client && h.counted != nil {
 		h.counted.written.Add(float64(n))
 	}
-}
-
-// ddlPending reports whether DDL may have committed by the next
-// ReadyForQuery (capture records it then).
-func (s *session) ddlPending() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.track.committed) > 0 || len(s.track.txDDL) > 0
 }
 
 // clientEndpoint returns the client's connection as the loop takes it, and
@@ -192,13 +181,12 @@ func (s *session) afterLoop(ctx context.Context, end loopEnd, then func()) {
 
 // quietForLoop reports whether the goroutine relay can hand the session
 // back to the loop after a ReadyForQuery, and if so marks it going back
-// (backend pump, under s.mu): nothing in flight or held, none of the
-// proxy's own exchanges or cancels under way, and nothing that would send
-// it out again at once (DDL of its transaction still to record).
+// (backend pump, under s.mu): nothing in flight or held, and none of the
+// proxy's own exchanges or cancels under way. (Sessions that capture DDL
+// never came from the loop.)
 func (s *session) quietForLoop() bool {
 	if !s.reloop || s.inflight > 0 || s.unsynced || s.pending != nil || s.swallow.Load() != swallowNone ||
-		s.guarded || s.final != "" || s.captureLocked || s.lost || s.closing.Load() || s.gov.cancelPending() ||
-		len(s.track.txDDL) > 0 || len(s.track.committed) > 0 {
+		s.guarded || s.final != "" || s.lost || s.closing.Load() || s.gov.cancelPending() {
 		return false
 	}
 	s.backToLoop.Store(true)

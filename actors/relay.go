@@ -27,13 +27,11 @@ const (
 	stepLock                        // take the capture lock, then send the body (capturelock.go)
 )
 
-// prefix is what the proxy sends ahead of a message for step.
+// prefix is what the proxy sends ahead of a message for step, in the same
+// write (stepLock's Query goes alone: sendAfterLock).
 func (step clientStep) prefix() []byte {
-	switch step {
-	case stepGuard:
+	if step == stepGuard {
 		return beginMessage
-	case stepLock:
-		return lockMessage
 	}
 	return nil
 }

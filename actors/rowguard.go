@@ -266,21 +266,19 @@ func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte,
 	sw := s.swallow.Load()
 	switch typ {
 	case wire.MsgErrorResponse:
-		if sw == swallowBegin {
+		switch {
+		case sw == swallowBegin:
 			s.guarded = false // the batch runs as the client sent it
-		}
-		if sw == swallowUnlock {
-			s.unlockFailed = true // a late cancel of the client's hit it
-		}
-		if sw == swallowLock {
+		case sw == swallowLock:
 			// Not taken: the client's batch fails with this error.
 			lerr := wire.NewError("ERROR", "XX000", "the capture lock could not be taken")
 			if severity, code, msg, err := wire.ParseErrorFields(body); err == nil {
 				lerr = &wire.PGError{Severity: severity, Code: code, Message: msg}
 			}
 			s.lockAnswered(lerr)
-		}
-		if sw == swallowFinal && s.final == guardCommit {
+		case sw == swallowUnlock:
+			s.unlockFailed = true // a late cancel of the client's hit it
+		case sw == swallowFinal && s.final == guardCommit:
 			act.drop = false // the commit failed: the batch's changes are gone
 			s.final = guardRollback
 		}
@@ -292,14 +290,15 @@ func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte,
 			s.inflight--
 		}
 		s.txStatus = status
-		if sw == swallowBegin || sw == swallowLock {
+		switch sw {
+		case swallowBegin:
 			s.swallow.Store(swallowNone)
-			if sw == swallowLock {
-				s.lockAnswered(nil)
-			}
 			return act, body, ""
-		}
-		if sw == swallowUnlock {
+		case swallowLock:
+			s.swallow.Store(swallowNone)
+			s.lockAnswered(nil)
+			return act, body, ""
+		case swallowUnlock:
 			if s.unlockFailed {
 				s.unlockFailed = false
 				if s.unlockTries < maxGuardRollbacks {

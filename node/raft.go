@@ -81,7 +81,8 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 	}
 	rc.SnapshotThreshold = 1024
 
-	store, err := openLogStore(filepath.Join(cfg.Dir, "raft.db"))
+	logPath := filepath.Join(cfg.Dir, "raft.db")
+	store, err := openLogStore(logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +91,7 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 		store.Close()
 		return nil, errors.Wrap(err, "open raft snapshot store")
 	}
-	if err := checkLogStore(store, snaps, filepath.Join(cfg.Dir, "raft.db")); err != nil {
+	if err := checkLogStore(store, snaps, logPath); err != nil {
 		store.Close()
 		return nil, err
 	}

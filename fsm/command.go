@@ -32,6 +32,7 @@ const (
 	CmdSetImportTenant
 	CmdRetryImport
 	CmdRemoveBackend
+	CmdSetLogVersion
 )
 
 var commandNames = map[CommandType]string{
@@ -54,6 +55,7 @@ var commandNames = map[CommandType]string{
 	CmdSetImportTenant:         "set_import_tenant",
 	CmdRetryImport:             "retry_import",
 	CmdRemoveBackend:           "remove_backend",
+	CmdSetLogVersion:           "set_log_version",
 }
 
 func (t CommandType) String() string {
@@ -82,14 +84,17 @@ func Encode(t CommandType, payload any) ([]byte, error) {
 }
 
 // decode is the one place a log entry is taken apart. A corrupt entry or an
-// unknown type panics: skipping it would make this replica diverge.
+// unknown type panics: skipping it would make this replica diverge. An
+// unknown type is a command of a newer build (the log version gate keeps
+// those out while a node of an older build is a raft server), so the message
+// says what to do.
 func decode(data []byte) (CommandType, json.RawMessage) {
 	var env envelope
 	if err := json.Unmarshal(data, &env); err != nil {
 		panic(fmt.Sprintf("fsm: corrupt log entry: %v", err))
 	}
 	if _, ok := appliers[env.Type]; !ok {
-		panic(fmt.Sprintf("fsm: unknown command type %d", env.Type))
+		panic(fmt.Sprintf("fsm: unknown command type %d, written by a newer build: upgrade this node (this build applies log version %d)", env.Type, LogVersion))
 	}
 	return env.Type, env.Payload
 }

@@ -140,6 +140,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if d.State == nil {
 		d.State = NewState()
 	}
+	if err := checkRestorable(d.State); err != nil {
+		return err
+	}
 	d.State.reindex()
 	f.mu.Lock()
 	f.state = d.State

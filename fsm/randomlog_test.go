@@ -54,6 +54,9 @@ func (g *logGen) key(scope string, vals ...string) NewKey {
 }
 
 func (g *logGen) next() (CommandType, any) {
+	if g.r.Intn(100) == 0 {
+		return CmdSetLogVersion, &SetLogVersion{Version: uint16(1 + g.r.Intn(int(LogVersion)))}
+	}
 	k := g.r.Intn(34)
 	switch {
 	case k == 19 || k == 20 || k == 21:

@@ -56,6 +56,9 @@ type State struct {
 	Databases map[string]*Database `json:"databases"`
 	Settings  ClusterSettings      `json:"settings"`
 
+	// LogVersion is the cluster's log version (version.go); 0 is version 1.
+	LogVersion uint16 `json:"log_version,omitempty"`
+
 	// Deployments are blueprint rollouts by id (see deployment.go).
 	Deployments map[string]*Deployment `json:"deployments,omitempty"`
 	// Imports are import-full jobs by id (see importjob.go).

@@ -12,6 +12,9 @@ type Meta struct {
 	RaftAddr string `json:"raft"`
 	HTTPAddr string `json:"http"`
 	WireAddr string `json:"wire"`
+	// LogVersion is the newest raft log version the node's build applies
+	// (0: a build from before log versions, i.e. version 1).
+	LogVersion uint16 `json:"log,omitempty"`
 	// Leaving is set just before a graceful leave, so others can tell a
 	// node that left (removed from raft at once) from one that failed
 	// (removed only after a timeout).

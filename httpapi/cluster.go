@@ -33,10 +33,14 @@ type BackendChecker interface {
 
 // ClusterStatus is the JSON of `tdb cluster status`.
 type ClusterStatus struct {
-	LeaderID     string       `json:"leader_id"`
-	NodeID       string       `json:"node_id"`
-	AppliedIndex uint64       `json:"applied_index"`
-	Nodes        []NodeStatus `json:"nodes"`
+	LeaderID     string `json:"leader_id"`
+	NodeID       string `json:"node_id"`
+	AppliedIndex uint64 `json:"applied_index"`
+	// LogVersion is the raft log version the cluster runs; a node whose
+	// build applies less is not made a voter (a rolling upgrade ends when
+	// it equals every node's).
+	LogVersion uint16       `json:"log_version"`
+	Nodes      []NodeStatus `json:"nodes"`
 }
 
 // NodeStatus is one member of the cluster.
@@ -50,4 +54,7 @@ type NodeStatus struct {
 	Alive      bool   `json:"alive"`
 	Role       string `json:"role"` // leader | follower | candidate | unknown
 	RaftIndex  uint64 `json:"raft_index"`
+	// LogVersion is the newest raft log version the node's build applies,
+	// as it advertises (0: not known).
+	LogVersion uint16 `json:"log_version"`
 }

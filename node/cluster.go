@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/hashicorp/raft"
 
+	"tdb/fsm"
 	"tdb/gossip"
 	"tdb/wire"
 )
@@ -34,6 +35,10 @@ type ClusterConfig struct {
 	CatchUpTimeout time.Duration
 	// InternalTimeout bounds one node-to-node call (default 10 s).
 	InternalTimeout time.Duration
+	// LogVersion is the raft log version this node advertises (0: its
+	// build's, fsm.LogVersion). Tests set an older one to stand for a node
+	// of an older build.
+	LogVersion uint16
 	// Gossip carries gossip's timing knobs; addresses, meta, secret and
 	// join list are filled in by Start.
 	Gossip gossip.Config
@@ -54,6 +59,9 @@ func (c *ClusterConfig) setDefaults() {
 	}
 	if c.InternalTimeout <= 0 {
 		c.InternalTimeout = 10 * time.Second
+	}
+	if c.LogVersion == 0 {
+		c.LogVersion = fsm.LogVersion
 	}
 }
 
@@ -99,6 +107,8 @@ func (n *Node) startGossip() error {
 		RaftAddr: raftAddr,
 		HTTPAddr: advertisable(n.httpLn.Addr().String(), raftHost),
 		WireAddr: advertisable(n.wireLn.Addr().String(), raftHost), // this node's own; PublicWireAddr may be a load balancer
+
+		LogVersion: n.cfg.Cluster.LogVersion,
 	}
 	gc.BindAddr = n.cfg.GossipAddr
 	gc.SecretKey = gossipKey(n.secret)
@@ -132,6 +142,7 @@ func advertisable(addr, host string) string {
 // gaining leadership, and on a timer.
 func (n *Node) membershipLoop(ctx context.Context) {
 	if n.gossip == nil {
+		n.loneLogVersion(ctx)
 		return
 	}
 	leaderCh := make(chan raft.Observation, 4)
@@ -178,7 +189,10 @@ func (n *Node) reconcileMembers() {
 		servers[s.ID] = s
 	}
 	timeout := n.cfg.Cluster.InternalTimeout
+	active := n.activeLogVersion()
+	members := map[string]gossip.Member{}
 	for _, m := range n.gossip.Members() {
+		members[m.ID] = m
 		id := raft.ServerID(m.ID)
 		if m.ID == n.cfg.NodeID || m.RaftAddr == "" {
 			continue
@@ -189,6 +203,15 @@ func (n *Node) reconcileMembers() {
 			if known && s.Suffrage == raft.Voter && string(s.Address) == m.RaftAddr {
 				continue
 			}
+			if !known && max(m.LogVersion, 1) < active {
+				// It would stop at the first entry it cannot apply.
+				if n.refusedBuild[m.ID] != m.LogVersion {
+					n.refusedBuild[m.ID] = m.LogVersion
+					n.logger.Printf("membership: %s runs a build of raft log version %d and the cluster runs %d: not made a voter; upgrade it", m.ID, max(m.LogVersion, 1), active)
+				}
+				continue
+			}
+			delete(n.refusedBuild, m.ID)
 			if err := n.rep.Raft.AddVoter(id, raft.ServerAddress(m.RaftAddr), 0, timeout).Error(); err != nil {
 				n.logger.Printf("membership: add voter %s at %s: %v", m.ID, m.RaftAddr, err)
 				continue
@@ -206,6 +229,75 @@ func (n *Node) reconcileMembers() {
 				continue
 			}
 			n.logger.Printf("membership: removed %s from raft (%s)", m.ID, m.State)
+		}
+	}
+	n.raiseLogVersion(cf.Configuration().Servers, members, active)
+}
+
+// activeLogVersion is the raft log version the cluster runs.
+func (n *Node) activeLogVersion() (v uint16) {
+	n.rep.FSM.View(func(s *fsm.State) { v = s.ActiveLogVersion() })
+	return v
+}
+
+// raiseLogVersion raises the cluster's log version (leader only) to the
+// newest one every raft server's build applies, as their gossip says: the
+// last step of a rolling upgrade. A server whose version is not known (not
+// heard from, or a build from before log versions) holds it back.
+func (n *Node) raiseLogVersion(servers []raft.Server, members map[string]gossip.Member, active uint16) {
+	target, ok := logVersionTarget(n.cfg.NodeID, n.cfg.Cluster.LogVersion, servers, members)
+	if !ok || target <= active {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Cluster.InternalTimeout)
+	defer cancel()
+	if _, _, err := n.rep.Apply(ctx, fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: target}); err != nil {
+		n.logger.Printf("membership: raise the raft log version to %d: %v", target, err)
+		return
+	}
+	n.logger.Printf("membership: every node applies raft log version %d: the cluster runs it", target)
+}
+
+// logVersionTarget is the newest log version every raft server applies:
+// self's own and what the others advertise. ok is false while some
+// server's version is not known.
+func logVersionTarget(self string, own uint16, servers []raft.Server, members map[string]gossip.Member) (v uint16, ok bool) {
+	v = own
+	for _, s := range servers {
+		if string(s.ID) == self {
+			continue
+		}
+		m, known := members[string(s.ID)]
+		if !known || m.LogVersion == 0 {
+			return 0, false
+		}
+		v = min(v, m.LogVersion)
+	}
+	return v, true
+}
+
+// loneLogVersion raises the log version of a node without gossip, the only
+// server of its cluster, once it leads.
+func (n *Node) loneLogVersion(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if n.rep.IsLeader() {
+			cf := n.rep.Raft.GetConfiguration()
+			if cf.Error() == nil && len(cf.Configuration().Servers) != 1 {
+				return
+			}
+			if cf.Error() == nil {
+				n.raiseLogVersion(cf.Configuration().Servers, nil, n.activeLogVersion())
+			}
+			if n.activeLogVersion() >= n.cfg.Cluster.LogVersion {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

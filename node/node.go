@@ -124,6 +124,8 @@ type Node struct {
 	startedAt time.Time
 	stale     atomic.Bool  // cut off from the leader since the last catch-up (cluster.go)
 	pol       *policyParts // metrics, query log, ban tracker (policy.go)
+
+	refusedBuild map[string]uint16 // membership loop only: members kept out for their build, logged once
 }
 
 // Start opens the replica, waits for a leader, and starts serving.
@@ -166,7 +168,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, rep: rep, logger: logger, startedAt: time.Now(), client: newInternalClient(), secret: secret}
+	n := &Node{cfg: cfg, rep: rep, logger: logger, startedAt: time.Now(), client: newInternalClient(), secret: secret,
+		refusedBuild: map[string]uint16{}}
 	n.cfg.Cluster.setDefaults()
 
 	tlsCfg, err := n.tlsConfig()

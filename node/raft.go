@@ -226,6 +226,11 @@ func (r *Replica) IsLeader() bool { return r.Raft.State() == raft.Leader }
 // Apply commits a command on the leader and returns the applier's value and
 // the raft index it committed at. On a follower it returns ErrNotLeader.
 func (r *Replica) Apply(ctx context.Context, t fsm.CommandType, payload any) (any, uint64, error) {
+	var err error
+	r.FSM.View(func(s *fsm.State) { err = s.CheckProposable(t) })
+	if err != nil {
+		return nil, 0, err
+	}
 	data, err := fsm.Encode(t, payload)
 	if err != nil {
 		return nil, 0, err

@@ -20,7 +20,8 @@ const statusTimeout = time.Second
 // own role and applied index (0 and "unknown" when it does not answer).
 func (n *Node) clusterStatus(ctx context.Context) (httpapi.ClusterStatus, error) {
 	_, leaderID := n.rep.Raft.LeaderWithID()
-	st := httpapi.ClusterStatus{LeaderID: string(leaderID), NodeID: n.cfg.NodeID, AppliedIndex: n.rep.FSM.AppliedIndex()}
+	st := httpapi.ClusterStatus{LeaderID: string(leaderID), NodeID: n.cfg.NodeID, AppliedIndex: n.rep.FSM.AppliedIndex(),
+		LogVersion: n.activeLogVersion()}
 	cf := n.rep.Raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return st, errors.Wrap(err, "raft configuration")
@@ -38,6 +39,7 @@ func (n *Node) clusterStatus(ctx context.Context) (httpapi.ClusterStatus, error)
 		if m, ok := members[ns.ID]; ok {
 			ns.HTTPAddr, ns.WireAddr, ns.GossipAddr = m.HTTPAddr, m.WireAddr, m.GossipAddr
 			ns.Alive = m.State == gossip.StateAlive
+			ns.LogVersion = max(m.LogVersion, 1)
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}
@@ -45,7 +47,7 @@ func (n *Node) clusterStatus(ctx context.Context) (httpapi.ClusterStatus, error)
 		if !inRaft[m.ID] && m.State == gossip.StateAlive { // joining; reaped and departed members are not listed
 			st.Nodes = append(st.Nodes, httpapi.NodeStatus{
 				ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, WireAddr: m.WireAddr, GossipAddr: m.GossipAddr,
-				Alive: m.State == gossip.StateAlive, Role: "unknown",
+				Alive: m.State == gossip.StateAlive, Role: "unknown", LogVersion: max(m.LogVersion, 1),
 			})
 		}
 	}
@@ -57,6 +59,7 @@ func (n *Node) clusterStatus(ctx context.Context) (httpapi.ClusterStatus, error)
 		ns := &st.Nodes[i]
 		if ns.ID == n.cfg.NodeID {
 			ns.Alive, ns.Role, ns.RaftIndex = true, stateName(n.rep.Raft.State()), n.rep.FSM.AppliedIndex()
+			ns.LogVersion = n.cfg.Cluster.LogVersion
 			if n.gossip == nil {
 				ns.HTTPAddr, ns.WireAddr = n.HTTPAddr(), n.BoundWireAddr()
 			} else {

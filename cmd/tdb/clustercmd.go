@@ -20,13 +20,13 @@ func newClusterCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return request(cmd, false, "GET", "/v1/cluster/status", nil, func(w io.Writer, s httpapi.ClusterStatus) {
-				printFields(w, field{"leader_id", s.LeaderID}, field{"node_id", s.NodeID}, field{"applied_index", s.AppliedIndex})
+				printFields(w, field{"leader_id", s.LeaderID}, field{"node_id", s.NodeID}, field{"applied_index", s.AppliedIndex}, field{"log_version", s.LogVersion})
 				fmt.Fprintln(w)
 				rows := make([][]any, 0, len(s.Nodes))
 				for _, n := range s.Nodes {
-					rows = append(rows, []any{n.ID, n.Role, n.Voter, n.Alive, n.RaftIndex, n.RaftAddr, n.HTTPAddr, n.WireAddr, n.GossipAddr})
+					rows = append(rows, []any{n.ID, n.Role, n.Voter, n.Alive, n.RaftIndex, n.LogVersion, n.RaftAddr, n.HTTPAddr, n.WireAddr, n.GossipAddr})
 				}
-				printTable(w, []string{"ID", "ROLE", "VOTER", "ALIVE", "INDEX", "RAFT", "HTTP", "WIRE", "GOSSIP"}, rows)
+				printTable(w, []string{"ID", "ROLE", "VOTER", "ALIVE", "INDEX", "LOG VERSION", "RAFT", "HTTP", "WIRE", "GOSSIP"}, rows)
 			})
 		},
 	}

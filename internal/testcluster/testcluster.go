@@ -72,62 +72,13 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	for _, o := range opts {
 		o(&c.opts)
 	}
-	var logOut io.Writer = io.Discard
-	if os.Getenv("TDB_TEST_LOG") != "" {
-		logOut = os.Stderr
-	}
 	for i := range n {
-		m := &Member{ID: fmt.Sprintf("n%d", i+1)}
-		raftAddr, release, err := freeport.Reserve()
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.releaseRaft = release
-		t.Cleanup(m.freeRaftPort) // a member that never started
-		m.cfg = node.Config{
-			NodeID:                 m.ID,
-			DataDir:                t.TempDir(),
-			WireAddr:               "127.0.0.1:0",
-			HTTPAddr:               "127.0.0.1:0",
-			RaftAddr:               raftAddr,
-			GossipAddr:             "127.0.0.1:0",
-			Bootstrap:              i == 0,
-			AdminKey:               AdminKey,
-			AllowLoopbackPlaintext: true,
-			LogOutput:              prefixed(logOut, m.ID),
-			Raft: node.RaftConfig{
-				HeartbeatTimeout: 300 * time.Millisecond,
-				ElectionTimeout:  300 * time.Millisecond,
-				ApplyTimeout:     5 * time.Second,
-			},
-			Cluster: node.ClusterConfig{
-				ReconcileInterval:  200 * time.Millisecond,
-				LeaderContactLimit: 2 * time.Second,
-				CatchUpTimeout:     2 * time.Second,
-				InternalTimeout:    5 * time.Second,
-				Gossip: gossip.Config{
-					ProbeInterval:   100 * time.Millisecond,
-					ProbeTimeout:    50 * time.Millisecond,
-					GossipInterval:  30 * time.Millisecond,
-					SuspicionMult:   3,
-					ResyncInterval:  100 * time.Millisecond,
-					RejoinInterval:  300 * time.Millisecond,
-					RefreshInterval: time.Second,
-				},
-			},
-		}
-		if c.opts.raftProxies {
-			m.RaftProxy = NewFaultProxy(t, m.cfg.RaftAddr)
-			m.cfg.Raft.Advertise = m.RaftProxy.Addr()
-		}
-		for _, f := range c.opts.configure {
-			f(&m.cfg)
-		}
+		m := c.newMember(t, i)
 		if i > 0 {
 			m.cfg.Join = []string{c.Members[0].Node.GossipAddr()}
 		}
 		c.Members = append(c.Members, m)
-		c.startMember(t, m)
+		c.startMember(t, m, 60*time.Second)
 	}
 	Eventually(t, "every node a voter that knows the leader", func() bool { return c.converged(n) })
 
@@ -145,9 +96,95 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	return c
 }
 
-func (c *Cluster) startMember(t testing.TB, m *Member) {
+// newMember builds member i's config (not started).
+func (c *Cluster) newMember(t testing.TB, i int) *Member {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	var logOut io.Writer = io.Discard
+	if os.Getenv("TDB_TEST_LOG") != "" {
+		logOut = os.Stderr
+	}
+	m := &Member{ID: fmt.Sprintf("n%d", i+1)}
+	raftAddr, release, err := freeport.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.releaseRaft = release
+	t.Cleanup(m.freeRaftPort) // a member that never started
+	m.cfg = node.Config{
+		NodeID:                 m.ID,
+		DataDir:                t.TempDir(),
+		WireAddr:               "127.0.0.1:0",
+		HTTPAddr:               "127.0.0.1:0",
+		RaftAddr:               raftAddr,
+		GossipAddr:             "127.0.0.1:0",
+		Bootstrap:              i == 0,
+		AdminKey:               AdminKey,
+		AllowLoopbackPlaintext: true,
+		LogOutput:              prefixed(logOut, m.ID),
+		Raft: node.RaftConfig{
+			HeartbeatTimeout: 300 * time.Millisecond,
+			ElectionTimeout:  300 * time.Millisecond,
+			ApplyTimeout:     5 * time.Second,
+		},
+		Cluster: node.ClusterConfig{
+			ReconcileInterval:  200 * time.Millisecond,
+			LeaderContactLimit: 2 * time.Second,
+			CatchUpTimeout:     2 * time.Second,
+			InternalTimeout:    5 * time.Second,
+			Gossip: gossip.Config{
+				ProbeInterval:   100 * time.Millisecond,
+				ProbeTimeout:    50 * time.Millisecond,
+				GossipInterval:  30 * time.Millisecond,
+				SuspicionMult:   3,
+				ResyncInterval:  100 * time.Millisecond,
+				RejoinInterval:  300 * time.Millisecond,
+				RefreshInterval: time.Second,
+			},
+		},
+	}
+	if c.opts.raftProxies {
+		m.RaftProxy = NewFaultProxy(t, m.cfg.RaftAddr)
+		m.cfg.Raft.Advertise = m.RaftProxy.Addr()
+	}
+	for _, f := range c.opts.configure {
+		f(&m.cfg)
+	}
+	return m
+}
+
+// Add starts one more node, configured by the cluster's options and then by
+// configure, joining the first running member's gossip. It waits at most
+// leaderWait for the node to learn of a leader (a node the leader does not
+// add never does) and returns its index.
+func (c *Cluster) Add(t testing.TB, leaderWait time.Duration, configure func(*node.Config)) int {
+	t.Helper()
+	m := c.newMember(t, len(c.Members))
+	if configure != nil {
+		configure(&m.cfg)
+	}
+	for _, o := range c.Members {
+		if o.Node != nil {
+			m.cfg.Join = []string{o.Node.GossipAddr()}
+			break
+		}
+	}
+	c.Members = append(c.Members, m)
+	c.startMember(t, m, leaderWait)
+	return len(c.Members) - 1
+}
+
+// Reconfigure changes stopped member i's config for its next start.
+func (c *Cluster) Reconfigure(t testing.TB, i int, f func(*node.Config)) {
+	t.Helper()
+	if c.Members[i].Node != nil {
+		t.Fatalf("reconfigure %s: still running", c.Members[i].ID)
+	}
+	f(&c.Members[i].cfg)
+}
+
+func (c *Cluster) startMember(t testing.TB, m *Member, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	m.freeRaftPort()
 	nd, err := node.Start(ctx, m.cfg)
@@ -221,7 +258,7 @@ func (c *Cluster) Restart(t testing.TB, i int) {
 		t.Fatalf("restart %s: still running", m.ID)
 	}
 	m.cfg.Join = nil
-	c.startMember(t, m)
+	c.startMember(t, m, 60*time.Second)
 }
 
 // Leader returns the index of the member that is raft leader now, or -1.

@@ -1,0 +1,93 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/errors"
+	"github.com/hashicorp/raft"
+)
+
+func TestLogVersionRaisedNeverLowered(t *testing.T) {
+	h := newHarness(t)
+	h.f.View(func(s *State) {
+		if v := s.ActiveLogVersion(); v != 1 {
+			t.Fatalf("a new cluster runs log version %d, want 1 until the leader raises it", v)
+		}
+	})
+	if v := h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: 2}); v != uint16(2) {
+		t.Fatalf("raise to 2 answered %v", v)
+	}
+	if v := h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: 1}); v != uint16(2) {
+		t.Fatalf("an older version lowered the cluster's: answered %v", v)
+	}
+	h.restored().View(func(s *State) {
+		if s.ActiveLogVersion() != 2 {
+			t.Fatalf("a snapshot lost the log version: %d", s.ActiveLogVersion())
+		}
+	})
+}
+
+// A command of a version the cluster does not run yet is refused before it
+// is proposed, whatever the payload.
+func TestCommandsOfANewerLogVersionWait(t *testing.T) {
+	const future CommandType = 60000
+	since[future] = LogVersion + 1
+	defer delete(since, future)
+	s := NewState()
+	err := s.CheckProposable(future)
+	if !errors.Is(err, ErrUpgradeInProgress) || !strings.Contains(err.Error(), "upgrade every node first") {
+		t.Fatalf("a command of a newer log version: %v", err)
+	}
+	for t2 := range commandNames {
+		if Since(t2) > LogVersion {
+			t.Errorf("%s is of log version %d, newer than this build's %d", t2, Since(t2), LogVersion)
+		}
+		if err := s.CheckProposable(t2); Since(t2) <= 1 && err != nil {
+			t.Errorf("%s refused at log version 1: %v", t2, err)
+		}
+	}
+	if err := s.CheckProposable(CmdSetLogVersion); err != nil {
+		t.Fatalf("the version's own command is gated by what nodes advertise, not by the state: %v", err)
+	}
+}
+
+// A node of an older build stops with a message that says what to do, not
+// with a bare decoding error; and it does not restore a newer cluster's
+// snapshot.
+func TestOlderBuildStopsClearly(t *testing.T) {
+	for name, data := range map[string]string{
+		"unknown command":    `{"t":60001,"p":{}}`,
+		"newer log version":  fmt.Sprintf(`{"t":%d,"p":{"version":%d}}`, CmdSetLogVersion, LogVersion+1),
+		"newer log version2": fmt.Sprintf(`{"t":%d,"p":{"version":65535}}`, CmdSetLogVersion),
+	} {
+		func() {
+			defer func() {
+				r := recover()
+				if r == nil || !strings.Contains(fmt.Sprint(r), "upgrade this node") {
+					t.Errorf("%s: recovered %v, want a panic saying to upgrade", name, r)
+				}
+			}()
+			New().Apply(&raft.Log{Type: raft.LogCommand, Index: 1, Data: []byte(data)})
+		}()
+	}
+
+	newer := NewState()
+	newer.LogVersion = LogVersion + 1
+	snap, err := json.Marshal(snapshotData{Applied: 7, State: newer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := New()
+	err = f.Restore(io.NopCloser(bytes.NewReader(snap)))
+	if err == nil || !strings.Contains(err.Error(), "upgrade this node") {
+		t.Fatalf("restoring a newer cluster's snapshot: %v", err)
+	}
+	if f.AppliedIndex() != 0 {
+		t.Fatal("a refused snapshot changed the state")
+	}
+}

@@ -1,0 +1,124 @@
+package node_test
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"tdb/fsm"
+	"tdb/httpapi"
+	"tdb/internal/testcluster"
+	"tdb/internal/testnode"
+	"tdb/node"
+)
+
+// lines keeps what the nodes log, for a test to wait for a line.
+type lines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lines) has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Contains(l.buf.String(), s)
+}
+
+// TestClusterRollingUpgrade: nodes of an older build (here: nodes that
+// advertise log version 1) keep the cluster at version 1; upgraded one at a
+// time, the cluster moves to the new version only once the last one runs
+// the new build. Then a node of the old build that joins is not made a
+// voter, since it would stop at the first entry it cannot apply, and is
+// once it is upgraded.
+func TestClusterRollingUpgrade(t *testing.T) {
+	t.Parallel()
+	log := &lines{}
+	c := testcluster.Start(t, 3, testcluster.Configure(func(cfg *node.Config) {
+		cfg.Cluster.LogVersion = 1
+		cfg.LogOutput = log
+	}))
+	versions := func(i int) (uint16, []uint16) {
+		st := c.Status(t, i)
+		var vs []uint16
+		for _, ns := range st.Nodes {
+			vs = append(vs, ns.LogVersion)
+		}
+		return st.LogVersion, vs
+	}
+	if v, vs := versions(c.WaitLeader(t)); v != 1 || len(vs) != 3 || vs[0] != 1 || vs[1] != 1 || vs[2] != 1 {
+		t.Fatalf("an old cluster runs log version %d, its nodes %v; want 1 and [1 1 1]", v, vs)
+	}
+
+	upgrade := func(i int) {
+		t.Helper()
+		c.Stop(t, i)
+		c.Reconfigure(t, i, func(cfg *node.Config) { cfg.Cluster.LogVersion = 0 })
+		c.Restart(t, i)
+		testcluster.Eventually(t, c.Members[i].ID+" back as a voter of the new build", func() bool {
+			l := c.Leader()
+			if l < 0 {
+				return false
+			}
+			for _, ns := range c.Status(t, l).Nodes {
+				if ns.ID == c.Members[i].ID {
+					return ns.Voter && ns.Alive && ns.LogVersion == fsm.LogVersion
+				}
+			}
+			return false
+		})
+	}
+	// Followers first, the leader last, as an operator would.
+	order := append(others(c, c.WaitLeader(t)), c.WaitLeader(t))
+	upgrade(order[0])
+	upgrade(order[1])
+	if v, vs := versions(c.WaitLeader(t)); v != 1 {
+		t.Fatalf("with one node of the old build left the cluster runs log version %d (nodes %v)", v, vs)
+	}
+	upgrade(order[2])
+	testcluster.Eventually(t, "every node to see the new log version", func() bool {
+		for i := range c.Members {
+			if v, _ := versions(i); v != fsm.LogVersion {
+				return false
+			}
+		}
+		return true
+	})
+	if !log.has("every node applies raft log version 2") {
+		t.Fatal("the raise was not logged")
+	}
+
+	// Writes go on through the upgrade's end.
+	c.CreateTenant(t, c.WaitLeader(t), "after_upgrade")
+
+	old := c.Add(t, 3*time.Second, func(cfg *node.Config) { cfg.Cluster.LogVersion = 1 })
+	testcluster.Eventually(t, "the leader to keep the old build out", func() bool {
+		return log.has(c.Members[old].ID + " runs a build of raft log version 1 and the cluster runs 2: not made a voter; upgrade it")
+	})
+	st := c.Status(t, c.WaitLeader(t))
+	for _, ns := range st.Nodes {
+		if ns.ID == c.Members[old].ID && (ns.Voter || ns.LogVersion != 1) {
+			t.Fatalf("the old build's node: %+v", ns)
+		}
+	}
+	upgrade(old)
+}
+
+// TestLoneNodeRunsItsLogVersion: a node without gossip (tdb dev) is the
+// only server there is, so its cluster runs its build's log version.
+func TestLoneNodeRunsItsLogVersion(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	testcluster.Eventually(t, "the lone node's cluster to run its build's log version", func() bool {
+		var st httpapi.ClusterStatus
+		e.MustDo(t, "GET", "/v1/cluster/status", e.AdminKey, "", nil, &st)
+		return st.LogVersion == fsm.LogVersion && len(st.Nodes) == 1 && st.Nodes[0].LogVersion == fsm.LogVersion
+	})
+}

@@ -221,3 +221,50 @@ func TestParserSettingsInsideABatch(t *testing.T) {
 	}
 	_ = ctx
 }
+
+// TestDDLRunByFunctionsRefused: DDL that a function, procedure or trigger
+// runs shows in no statement the proxy sees. In a tenant workspace it could
+// not be captured (tenants would lack it); in a tenant database a SECURITY
+// DEFINER function of the blueprint runs as the database's owner, which may
+// change the schema. Both databases refuse it themselves.
+func TestDDLRunByFunctionsRefused(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require"))
+	for _, sql := range []string{
+		"CREATE TABLE items (id int)",
+		"CREATE FUNCTION make_table() RETURNS void LANGUAGE plpgsql AS $$ BEGIN CREATE TABLE made (id int); END $$",
+		"CREATE FUNCTION make_sql() RETURNS void LANGUAGE sql AS 'CREATE TABLE made_sql (id int)'",
+		"CREATE FUNCTION on_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'ALTER TABLE items ADD COLUMN c' || NEW.id || ' int'; RETURN NEW; END $$",
+		"CREATE TRIGGER items_ddl BEFORE INSERT ON items FOR EACH ROW EXECUTE FUNCTION on_insert()",
+		"CREATE FUNCTION owner_ddl() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN CREATE TABLE escaped (id int); END $$",
+	} {
+		if _, err := ws.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	for _, sql := range []string{"SELECT make_table()", "SELECT make_sql()", "INSERT INTO items VALUES (1)", "SELECT owner_ddl()"} {
+		_, err := ws.Exec(ctx, sql)
+		pe := pgErr(t, err)
+		if pe.Code != "42501" || !strings.Contains(pe.Message, "DDL run by a function, procedure or trigger is not allowed in a tenant workspace") ||
+			!strings.Contains(pe.Hint, "as a statement of its own") {
+			t.Fatalf("%s in the workspace: %s %q (hint %q)", sql, pe.Code, pe.Message, pe.Hint)
+		}
+	}
+	var made bool
+	if err := ws.QueryRow(ctx, "SELECT to_regclass('made') IS NOT NULL OR to_regclass('made_sql') IS NOT NULL OR to_regclass('escaped') IS NOT NULL").Scan(&made); err != nil || made {
+		t.Fatalf("a refused function's table exists: %v, %v", made, err)
+	}
+
+	key := e.CreateTenant(t, "acme")
+	tenant := connect(t, e.ConnString(key, "myapp__acme", "require"))
+	var n int
+	if err := tenant.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil {
+		t.Fatalf("the blueprint's own DDL did not deploy: %v", err)
+	}
+	_, err := tenant.Exec(ctx, "SELECT owner_ddl()")
+	if pe := pgErr(t, err); pe.Code != "42501" || pe.Message != "DDL not allowed on tenant databases, use workspace mode" {
+		t.Fatalf("a SECURITY DEFINER function's DDL on a tenant: %s %q", pe.Code, pe.Message)
+	}
+}

@@ -61,7 +61,7 @@ func grantStatements(db string, kind Kind) []string {
 			read:  {readTablePrivs, readSeqPrivs},
 		})...)
 	}
-	return s
+	return append(s, nestedDDLGuard(kind)...)
 }
 
 // defaultPrivileges grants, on tables and sequences that creator will make
@@ -85,4 +85,59 @@ func sortedKeys(m map[string][2]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// guardSchema holds the event trigger function of nestedDDLGuard; only the
+// superuser that provisions databases owns or uses it.
+const guardSchema = "tdb_guard"
+
+// nestedDDLGuard returns the statements that make a database of kind refuse
+// DDL that a function, procedure or trigger runs, which no statement the
+// proxy classifies shows: in a tenant workspace it could not be captured as
+// a blueprint version (tenants would lack it), and in a tenant database a
+// SECURITY DEFINER function of a blueprint would let a login role change
+// the schema. An event trigger sees the PL/pgSQL context stack: a statement
+// the client sent itself shows only the trigger's own frame. The one nested
+// form let through is a static statement of a DO block (the proxy admits
+// only the CREATE TYPE block it records as it is; login roles of tenant
+// databases may not use PL/pgSQL at all). Control workspaces capture
+// nothing and keep no guard.
+func nestedDDLGuard(kind Kind) []string {
+	var refusal string
+	switch kind {
+	case KindWorkspace:
+		refusal = `RAISE EXCEPTION 'DDL run by a function, procedure or trigger is not allowed in a tenant workspace: it could not be captured as a blueprint version'
+				USING ERRCODE = '42501', HINT = 'Run ' || tg_tag || ' as a statement of its own.';`
+	case KindTenant:
+		refusal = `RAISE EXCEPTION 'DDL not allowed on tenant databases, use workspace mode' USING ERRCODE = '42501';`
+	default:
+		return nil
+	}
+	return []string{
+		"CREATE SCHEMA IF NOT EXISTS " + guardSchema,
+		"REVOKE ALL ON SCHEMA " + guardSchema + " FROM PUBLIC",
+		`CREATE OR REPLACE FUNCTION ` + guardSchema + `.refuse_nested_ddl() RETURNS event_trigger
+		LANGUAGE plpgsql SET search_path = pg_catalog AS $guard$
+		DECLARE
+			context text;
+			frames text[];
+		BEGIN
+			GET DIAGNOSTICS context = PG_CONTEXT;
+			frames := string_to_array(context, E'\n');
+			IF cardinality(frames) = 1 THEN
+				RETURN; -- the client's own statement
+			END IF;
+			IF cardinality(frames) = 3 AND frames[3] ~ '^PL/pgSQL function inline_code_block line [0-9]+ at SQL statement$' THEN
+				RETURN; -- a static statement of a DO block
+			END IF;
+			` + refusal + `
+		END $guard$`,
+		"REVOKE ALL ON FUNCTION " + guardSchema + ".refuse_nested_ddl() FROM PUBLIC",
+		`DO $$ BEGIN
+			IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'tdb_refuse_nested_ddl') THEN
+				CREATE EVENT TRIGGER tdb_refuse_nested_ddl ON ddl_command_start EXECUTE FUNCTION ` + guardSchema + `.refuse_nested_ddl();
+			END IF;
+		END $$`,
+		"ALTER EVENT TRIGGER tdb_refuse_nested_ddl ENABLE",
+	}
 }

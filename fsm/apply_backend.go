@@ -37,7 +37,7 @@ func init() {
 }
 
 func applyAddBackend(s *State, _ uint64, c *AddBackend) (any, error) {
-	if err := ValidateName("backend", c.Name); err != nil {
+	if err := s.validateName("backend", c.Name); err != nil {
 		return nil, err
 	}
 	if c.URL == "" {

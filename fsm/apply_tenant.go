@@ -49,7 +49,7 @@ func applyCreateTenant(s *State, _ uint64, c *CreateTenant) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ValidateName("tenant", c.Name); err != nil {
+	if err := s.validateName("tenant", c.Name); err != nil {
 		return nil, err
 	}
 	w := p.Workspaces[c.Blueprint]

@@ -56,7 +56,7 @@ func applyCreateWorkspace(s *State, _ uint64, c *CreateWorkspace) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ValidateName("workspace", c.Name); err != nil {
+	if err := s.validateName("workspace", c.Name); err != nil {
 		return nil, err
 	}
 	switch c.Mode {

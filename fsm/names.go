@@ -12,15 +12,31 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 
 // NameRule is the rule every workspace, blueprint and tenant name follows, as
 // shown to users in errors.
-const NameRule = "names must match [a-z][a-z0-9_]{0,39} and must not contain \"__\""
+const NameRule = "names must match [a-z][a-z0-9_]{0,39}, must not contain \"__\" and must not end in \"_\""
 
 // ValidateName checks a workspace, blueprint or tenant name. The double
-// underscore is reserved: it separates blueprint and tenant in database names.
+// underscore is reserved: it separates blueprint and tenant in database
+// names. So is a final one: workspace "a_" would be database a__workspace
+// (tenant "workspace" of blueprint "a"), and its tenant "t" database a___t,
+// which reads back as no tenant at all.
 func ValidateName(kind, name string) error {
-	if !nameRE.MatchString(name) || strings.Contains(name, "__") {
+	if !nameRE.MatchString(name) || strings.Contains(name, "__") || strings.HasSuffix(name, "_") {
 		return errorf(CodeBadRequest, "invalid %s name %q: %s", kind, name, NameRule)
 	}
 	return nil
+}
+
+// validateName is ValidateName as the log version in force has it: before
+// version 2 a name could end in "_" (replicas of older builds still apply
+// that rule, and all must agree).
+func (s *State) validateName(kind, name string) error {
+	if s.ActiveLogVersion() < 2 {
+		if !nameRE.MatchString(name) || strings.Contains(name, "__") {
+			return errorf(CodeBadRequest, "invalid %s name %q: %s", kind, name, NameRule)
+		}
+		return nil
+	}
+	return ValidateName(kind, name)
 }
 
 // WorkspaceSuffix ends the database name of a workspace.

@@ -16,7 +16,8 @@ import (
 // applies it; a node whose build is older than the cluster's version is
 // not made a voter.
 
-// LogVersion is the newest log version this build applies.
+// LogVersion is the newest log version this build applies. Version 2
+// brought SetLogVersion, and names that end in "_" refused (names.go).
 const LogVersion uint16 = 2
 
 // since gives the log version a command type first appeared in; types not

@@ -91,3 +91,26 @@ func TestOlderBuildStopsClearly(t *testing.T) {
 		t.Fatal("a refused snapshot changed the state")
 	}
 }
+
+// Names that end in "_" are refused from log version 2 on; before it every
+// replica still accepts them, as older builds do.
+func TestTrailingUnderscoreRefusedFromLogVersion2(t *testing.T) {
+	h := seeded(t)
+	ws := func(name string) Response {
+		return h.apply(CmdCreateWorkspace, &CreateWorkspace{ProjectID: "tdb_0000abcd", Name: name, Mode: ModeTenant,
+			DatabaseType: TypePostgreSQL, Database: ptr(newDB("p0000abcd__" + name + "_workspace")), At: t0})
+	}
+	if r := ws("old_"); r.Err != nil {
+		t.Fatalf("log version 1 refused a name older builds accept: %v", r.Err)
+	}
+	h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: 2})
+	if r := ws("new_"); codeOf(r.Err) != CodeBadRequest || !strings.Contains(r.Err.Error(), NameRule) {
+		t.Fatalf("log version 2 took a name ending in _: %v", r.Err)
+	}
+	if _, _, ok := ParseDatabase("x___bob"); ok {
+		t.Fatal("x___bob parsed as a tenant database")
+	}
+	if bp, tn, ok := ParseDatabase("a__workspace"); !ok || bp != "a" || tn != "workspace" {
+		t.Fatalf("a__workspace: %q %q %v", bp, tn, ok)
+	}
+}

@@ -26,6 +26,8 @@ func TestErrors(t *testing.T) {
 	}{
 		{name: "upper-case workspace", method: "POST", path: "/v1/workspaces", body: map[string]string{"name": "MyApp"}, want: 400, wantText: fsm.NameRule},
 		{name: "double underscore workspace", method: "POST", path: "/v1/workspaces", body: map[string]string{"name": "my__app"}, want: 400, wantText: fsm.NameRule},
+		{name: "workspace name ending in an underscore", method: "POST", path: "/v1/workspaces", body: map[string]string{"name": "a_"}, want: 400, wantText: fsm.NameRule},
+		{name: "tenant name ending in an underscore", method: "POST", path: "/v1/tenants", body: map[string]string{"name": "bob_", "blueprint": "myapp"}, want: 400, wantText: fsm.NameRule},
 		{name: "empty workspace name", method: "POST", path: "/v1/workspaces", body: map[string]string{"name": ""}, want: 400, wantText: fsm.NameRule},
 		{name: "digit-first tenant", method: "POST", path: "/v1/tenants", body: map[string]string{"name": "9lives", "blueprint": "myapp"}, want: 400, wantText: fsm.NameRule},
 		{name: "long tenant", method: "POST", path: "/v1/tenants", body: map[string]string{"name": "a123456789012345678901234567890123456789x", "blueprint": "myapp"}, want: 400, wantText: fsm.NameRule},

@@ -91,7 +91,7 @@ func TestClientCommands(t *testing.T) {
 		{name: "duplicate tenant", args: append(user, "tenants", "create", "--blueprint", "myapp", "--name", "wayne"),
 			wantExit: 1, wantErr: "tdb: tenant \"wayne\" already exists (conflict)\n"},
 		{name: "bad tenant name", args: append(user, "tenants", "create", "--blueprint", "myapp", "--name", "Bad__Name"),
-			wantExit: 1, wantErr: "tdb: invalid tenant name \"Bad__Name\": names must match [a-z][a-z0-9_]{0,39} and must not contain \"__\" (bad_request)\n"},
+			wantExit: 1, wantErr: "tdb: invalid tenant name \"Bad__Name\": names must match [a-z][a-z0-9_]{0,39}, must not contain \"__\" and must not end in \"_\" (bad_request)\n"},
 		{name: "tenants list", args: append(user, "tenants", "list"), wantOut: []string{"TENANT", "wayne", "myapp__wayne", "ready"}},
 		{name: "workspace settings change", args: append(user, "workspaces", "settings", "myapp", "--max-connections", "5"),
 			wantOut: []string{"max_connections:", "5"}},

@@ -85,6 +85,11 @@ func applyRemoveBackend(s *State, _ uint64, c *RemoveBackend) (any, error) {
 }
 
 func applySetClusterSettings(s *State, _ uint64, c *SetClusterSettings) (any, error) {
+	if s.ActiveLogVersion() >= 2 {
+		if err := CheckClusterSettings(s.Settings, c); err != nil {
+			return nil, err
+		}
+	}
 	next := s.Settings
 	for _, f := range []struct {
 		name string

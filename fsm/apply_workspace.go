@@ -99,6 +99,11 @@ func applyUpdateWorkspaceSettings(s *State, _ uint64, c *UpdateWorkspaceSettings
 	if w == nil {
 		return nil, errorf(CodeNotFound, "workspace %q not found", c.Name)
 	}
+	if s.ActiveLogVersion() >= 2 {
+		if err := CheckWorkspaceSettings(c); err != nil {
+			return nil, err
+		}
+	}
 	next := w.Settings
 	for _, f := range []struct {
 		name string

@@ -114,3 +114,27 @@ func TestTrailingUnderscoreRefusedFromLogVersion2(t *testing.T) {
 		t.Fatalf("a__workspace: %q %q %v", bp, tn, ok)
 	}
 }
+
+// Settings past their bounds are refused from log version 2 on.
+func TestSettingBoundsFromLogVersion2(t *testing.T) {
+	h := seeded(t)
+	huge := int64(10_000_000_000_000)
+	if r := h.apply(CmdUpdateWorkspaceSettings, &UpdateWorkspaceSettings{ProjectID: "tdb_0000abcd", Name: "myapp", QueryTimeoutMs: &huge}); r.Err != nil {
+		t.Fatalf("log version 1 refused what older builds accept: %v", r.Err)
+	}
+	h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: 2})
+	r := h.apply(CmdUpdateWorkspaceSettings, &UpdateWorkspaceSettings{ProjectID: "tdb_0000abcd", Name: "myapp", QueryTimeoutMs: &huge})
+	if codeOf(r.Err) != CodeBadRequest || !strings.Contains(r.Err.Error(), "query_timeout_ms must be at most") {
+		t.Fatalf("a huge query timeout at log version 2: %v", r.Err)
+	}
+	short := int64(10)
+	r = h.apply(CmdSetClusterSettings, &SetClusterSettings{MaxBanSec: &short})
+	if codeOf(r.Err) != CodeBadRequest || !strings.Contains(r.Err.Error(), "must not be less than ban_sec") {
+		t.Fatalf("a longest ban below the first one: %v", r.Err)
+	}
+	h.f.View(func(s *State) {
+		if s.Settings.MaxBanSec != DefaultClusterSettings.MaxBanSec {
+			t.Fatalf("a refused change was applied: %+v", s.Settings)
+		}
+	})
+}

@@ -43,6 +43,11 @@ func (s *server) updateClusterSettings(w http.ResponseWriter, r *http.Request, c
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
+	var err error
+	s.view(func(st *fsm.State) { err = fsm.CheckClusterSettings(st.Settings, &req) })
+	if err != nil {
+		return err
+	}
 	index, err := s.apply(r.Context(), fsm.CmdSetClusterSettings, req)
 	if err != nil {
 		return err

@@ -205,10 +205,14 @@ func (s *server) updateWorkspaceSettings(w http.ResponseWriter, r *http.Request,
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	index, err := s.apply(r.Context(), fsm.CmdUpdateWorkspaceSettings, fsm.UpdateWorkspaceSettings{
+	cmd := fsm.UpdateWorkspaceSettings{
 		ProjectID: c.projectID, Name: name,
 		MaxRowsPerQuery: req.MaxRowsPerQuery, QueryTimeoutMs: req.QueryTimeoutMs, MaxConnections: req.MaxConnections,
-	})
+	}
+	if err := fsm.CheckWorkspaceSettings(&cmd); err != nil {
+		return err
+	}
+	index, err := s.apply(r.Context(), fsm.CmdUpdateWorkspaceSettings, cmd)
 	if err != nil {
 		return err
 	}

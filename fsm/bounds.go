@@ -1,0 +1,70 @@
+package fsm
+
+// Upper bounds of settings. Past them a value would overflow where the
+// proxy turns it into a duration (a huge query_timeout_ms became a timeout
+// that fired at once, a huge ban none at all), and no real setting needs
+// more. The HTTP API checks them before proposing; the FSM from log
+// version 2 on.
+const (
+	MaxQueryTimeoutMs  = 2147483647 // PostgreSQL's own statement_timeout maximum (about 24.8 days)
+	MaxRowsPerQuery    = 1_000_000_000_000
+	MaxConnectionCount = 1_000_000   // max_connections, max_conns_per_ip
+	MaxAuthFailCount   = 1_000_000   // auth_fail_threshold
+	MaxSettingSeconds  = 366 * 86400 // auth_fail_window_sec, ban_sec, max_ban_sec
+)
+
+// CheckWorkspaceSettings checks the values a settings change gives.
+func CheckWorkspaceSettings(c *UpdateWorkspaceSettings) error {
+	return checkBounds([]bound{
+		{"max_rows_per_query", c.MaxRowsPerQuery, 0, MaxRowsPerQuery},
+		{"query_timeout_ms", c.QueryTimeoutMs, 0, MaxQueryTimeoutMs},
+		{"max_connections", c.MaxConnections, 0, MaxConnectionCount},
+	})
+}
+
+// CheckClusterSettings checks the values a cluster settings change gives,
+// and that the longest ban is not shorter than the first one, once the
+// change is made to cur.
+func CheckClusterSettings(cur ClusterSettings, c *SetClusterSettings) error {
+	if err := checkBounds([]bound{
+		{"max_conns_per_ip", c.MaxConnsPerIP, 0, MaxConnectionCount},
+		{"auth_fail_threshold", c.AuthFailThreshold, 0, MaxAuthFailCount},
+		{"auth_fail_window_sec", c.AuthFailWindowSec, 1, MaxSettingSeconds},
+		{"ban_sec", c.BanSec, 1, MaxSettingSeconds},
+		{"max_ban_sec", c.MaxBanSec, 1, MaxSettingSeconds},
+	}); err != nil {
+		return err
+	}
+	ban, maxBan := cur.BanSec, cur.MaxBanSec
+	if c.BanSec != nil {
+		ban = *c.BanSec
+	}
+	if c.MaxBanSec != nil {
+		maxBan = *c.MaxBanSec
+	}
+	if maxBan < ban {
+		return errorf(CodeBadRequest, "max_ban_sec (%d) must not be less than ban_sec (%d)", maxBan, ban)
+	}
+	return nil
+}
+
+type bound struct {
+	name     string
+	v        *int64
+	min, max int64
+}
+
+func checkBounds(bs []bound) error {
+	for _, b := range bs {
+		switch {
+		case b.v == nil:
+		case *b.v < b.min && b.min == 0:
+			return errorf(CodeBadRequest, "%s must be 0 (off) or positive", b.name)
+		case *b.v < b.min:
+			return errorf(CodeBadRequest, "%s must be at least %d", b.name, b.min)
+		case *b.v > b.max:
+			return errorf(CodeBadRequest, "%s must be at most %d", b.name, b.max)
+		}
+	}
+	return nil
+}

@@ -46,8 +46,12 @@ func newClient(cmd *cobra.Command, operator bool) (*client, error) {
 		// DELETE on another path, or report a GET of it as done.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
+	// A key given on the command line wins over one from the environment:
+	// with TDB_ADMIN_KEY set (the env file tdb dev writes), --api-key would
+	// otherwise be ignored for operator commands.
+	explicitAPIKey := cmd.Flag(flagAPIKey) != nil && cmd.Flag(flagAPIKey).Changed
 	switch {
-	case operator && adminKey != "":
+	case operator && adminKey != "" && !explicitAPIKey:
 		c.key = adminKey
 	case apiKey != "":
 		c.key = apiKey

@@ -72,7 +72,26 @@ func newRootCommand() *cobra.Command {
 	for _, f := range commands {
 		root.AddCommand(f())
 	}
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command group fail on a word it does
+// not know: cobra would print the group's help and exit 0, so a script's
+// `tdb tenants delet wayne` would look done. The root does this already.
+func refuseUnknownSubcommands(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return errors.Newf("unknown command %q for %q", args[0], cmd.CommandPath())
+				}
+				return nil
+			}
+			c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+		}
+		refuseUnknownSubcommands(c)
+	}
 }
 
 // flagOrEnv is a string flag's value, or the environment variable's when the

@@ -118,6 +118,13 @@ func TestClientCommands(t *testing.T) {
 			wantOut: []string{"tenant_id:", "wayne"}},
 		{name: "keys from the environment", env: map[string]string{"TDB_API_URL": apiURL, "TDB_API_KEY": project.ProxyPassword, "TDB_ADMIN_KEY": testAdminKey},
 			args: []string{"tenants", "get", "wayne"}, wantOut: []string{"tenant_id:", "wayne"}},
+		{name: "an explicit --api-key wins over TDB_ADMIN_KEY", env: map[string]string{"TDB_API_URL": apiURL, "TDB_ADMIN_KEY": testAdminKey},
+			args:     []string{"--api-key", project.ProxyPassword, "backends", "list"},
+			wantExit: 1, wantErr: "tdb: only the cluster operator's admin key can list backends (permission_denied)\n"},
+		{name: "unknown subcommand", args: append(user, "tenants", "delet", "wayne"),
+			wantExit: 1, wantErr: "tdb: unknown command \"delet\" for \"tdb tenants\"\n"},
+		{name: "unknown subcommand, nested", args: append(admin, "cluster", "stats"),
+			wantExit: 1, wantErr: "tdb: unknown command \"stats\" for \"tdb cluster\"\n"},
 		{name: "unreachable API", args: []string{"--api-url", "http://127.0.0.1:1", "--api-key", "x", "tenants", "list"},
 			wantExit: 1},
 	}

@@ -2,10 +2,13 @@ package actors
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"maps"
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -316,11 +319,22 @@ func shareParams(p map[string]string) map[string]string {
 // for ReadyForQuery, recording ParameterStatus changes. It fails on an
 // ErrorResponse, or when the session is not idle afterwards.
 func (bc *BackendConn) Exec(sql string, timeout time.Duration) error {
+	return bc.execAll(timeout, sql)
+}
+
+// execAll is Exec of several queries sent in one write: one round trip. The
+// first error is the answer; every query's ReadyForQuery is read.
+func (bc *BackendConn) execAll(timeout time.Duration, sqls ...string) error {
 	_ = bc.Conn.SetDeadline(time.Now().Add(timeout))
 	defer bc.Conn.SetDeadline(time.Time{})
-	if _, err := bc.Conn.Write(wire.AppendQuery(nil, sql)); err != nil {
+	var msg []byte
+	for _, sql := range sqls {
+		msg = wire.AppendQuery(msg, sql)
+	}
+	if _, err := bc.Conn.Write(msg); err != nil {
 		return cerrors.Wrap(err, "send to backend")
 	}
+	sql := sqls[len(sqls)-1]
 	var qerr error
 	for {
 		typ, body, err := bc.Reader.Next()
@@ -336,9 +350,14 @@ func (bc *BackendConn) Exec(sql string, timeout time.Duration) error {
 				bc.Params[name] = value
 			}
 		case 'E':
-			_, code, msg, _ := wire.ParseErrorFields(body)
-			qerr = wire.NewError("ERROR", code, "%s", msg)
+			if qerr == nil {
+				_, code, msg, _ := wire.ParseErrorFields(body)
+				qerr = wire.NewError("ERROR", code, "%s", msg)
+			}
 		case 'Z':
+			if sqls = sqls[1:]; len(sqls) > 0 {
+				continue
+			}
 			status, _ := wire.ParseReadyForQuery(body)
 			if qerr != nil {
 				return qerr
@@ -353,9 +372,19 @@ func (bc *BackendConn) Exec(sql string, timeout time.Duration) error {
 
 // Reset returns a session to a clean state for the next client: no
 // transaction, no prepared statements, portals, temp tables, advisory locks,
-// listeners or changed settings.
+// listeners or changed settings. DISCARD ALL leaves random()'s seed as the
+// last client set it (setseed), which would let it predict the next
+// client's random() values: the seed is drawn anew.
 func (bc *BackendConn) Reset(timeout time.Duration) error {
-	return bc.Exec("DISCARD ALL", timeout)
+	return bc.execAll(timeout, "DISCARD ALL", "SELECT pg_catalog.setseed("+randomSeed()+")")
+}
+
+// randomSeed is a setseed argument in [-1, 1] from the system's random source.
+func randomSeed() string {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	v := float64(binary.BigEndian.Uint64(b[:])>>11)/(1<<53)*2 - 1
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
 // parameterStatus decodes a ParameterStatus body: name NUL value NUL.

@@ -101,6 +101,13 @@ type session struct {
 	// backToLoop: the backend pump stopped at a quiet ReadyForQuery for
 	// that; the client pump hands the session over.
 	backToLoop atomic.Bool
+
+	// Cancels (under mu): cancelled says a CancelRequest was sent to the
+	// backend for this client; released, that the backend session is being
+	// given up, after which none is sent; cancels counts those on their way.
+	cancelled bool
+	released  bool
+	cancels   sync.WaitGroup
 }
 
 // text returns the statement text b as a string: the last one's own when b
@@ -221,7 +228,11 @@ func (s *session) attachOnFirstMessage(ctx context.Context, fr *wire.FrameReader
 	buf, _ := appendParameterStatus(nil, bc.Params, announced)
 	if len(buf) > 0 {
 		if _, err := s.client.Write(buf); err != nil {
-			s.proxy.pool.Put(bc) // idle and untouched: still clean
+			if s.release() {
+				s.closeBackend()
+			} else {
+				s.proxy.pool.Put(bc) // idle and untouched: still clean
+			}
 			return false
 		}
 	}
@@ -357,6 +368,9 @@ func (s *session) finish(ctx context.Context, clientGone, whole bool) {
 	s.client.Close()
 	// No cancel may reach the next owner of this backend session.
 	s.proxy.unregister(s.key)
+	if s.release() {
+		reusable = false
+	}
 	if !reusable {
 		s.closeBackend()
 		return
@@ -367,6 +381,21 @@ func (s *session) finish(ctx context.Context, clientGone, whole bool) {
 		return
 	}
 	s.proxy.pool.Put(s.bc)
+}
+
+// release stops cancels for this client (the backend session may go to
+// another) and waits for those on their way. It reports whether any was
+// sent: PostgreSQL acts on a cancel when its signal arrives, which may be
+// after the statement it was meant for has ended, so such a backend session
+// is closed rather than pooled, where the signal could end the next
+// client's statement.
+func (s *session) release() (cancelled bool) {
+	s.mu.Lock()
+	s.released = true
+	cancelled = s.cancelled
+	s.mu.Unlock()
+	s.cancels.Wait()
+	return cancelled
 }
 
 // closeBackend ends the backend session with a Terminate.
@@ -416,10 +445,16 @@ func (s *session) name(b []byte) string {
 func (s *session) cancelBackend(ctx context.Context) {
 	s.mu.Lock()
 	bc := s.bc
-	s.mu.Unlock()
-	if bc == nil {
-		return // lazy attach: nothing runs yet
+	if bc == nil || s.released {
+		// Lazy attach: nothing runs yet. Released: the backend session may
+		// be the next client's.
+		s.mu.Unlock()
+		return
 	}
+	s.cancelled = true
+	s.cancels.Add(1)
+	s.mu.Unlock()
+	defer s.cancels.Done()
 	netw, addr, pid, secret := bc.Net, bc.Addr, bc.PID, bc.Secret
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, netw, addr)

@@ -32,7 +32,7 @@ func TestSessionPoolReuseAndReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := backendPID(t, c1)
-	for _, sql := range []string{"SET work_mem = '77MB'", "PREPARE leftover AS SELECT 1", "SELECT pg_advisory_lock(42)"} {
+	for _, sql := range []string{"SET work_mem = '77MB'", "PREPARE leftover AS SELECT 1", "SELECT pg_advisory_lock(42)", "SELECT setseed(0.42)"} {
 		if _, err := c1.Exec(ctx, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
@@ -71,6 +71,22 @@ func TestSessionPoolReuseAndReset(t *testing.T) {
 	if err := c2.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()").Scan(&locks); err != nil || locks != 0 {
 		t.Fatalf("advisory lock survived: %d %v", locks, err)
 	}
+	// DISCARD ALL keeps random()'s seed: the last client's setseed would
+	// tell it the next client's random() values.
+	var next, predicted float64
+	if err := c2.QueryRow(ctx, "SELECT random()").Scan(&next); err != nil {
+		t.Fatal(err)
+	}
+	direct := connect(t, e.PG.URL())
+	if _, err := direct.Exec(ctx, "SELECT setseed(0.42)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := direct.QueryRow(ctx, "SELECT random()").Scan(&predicted); err != nil {
+		t.Fatal(err)
+	}
+	if next == predicted {
+		t.Fatalf("the pooled session's random() (%v) follows the last client's seed", next)
+	}
 
 	// Other startup parameters never get that session.
 	c3 := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable")+"&application_name=app2")
@@ -87,6 +103,24 @@ func TestSessionPoolReuseAndReset(t *testing.T) {
 	c4.Close(ctx)
 	admin := connect(t, e.PG.URL())
 	waitGone(t, admin, pid4)
+
+	// Nor does a client that sent a cancel: PostgreSQL acts on it when its
+	// signal arrives, which may be after the statement it was meant for,
+	// so in the pool it could end the next client's statement.
+	cs5 := e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable") + "&application_name=app5"
+	c5 := connect(t, cs5)
+	pid5 := backendPID(t, c5)
+	qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = c5.Exec(qctx, "SELECT pg_sleep(30)")
+	cancel()
+	if err == nil {
+		t.Fatal("the cancelled statement ran to its end")
+	}
+	c5.Close(ctx)
+	waitGone(t, admin, pid5)
+	if backendPID(t, connect(t, cs5)) == pid5 {
+		t.Fatal("a session that was sent a cancel went back to the pool")
+	}
 }
 
 func waitGone(t *testing.T, admin *pgx.Conn, pid int) {

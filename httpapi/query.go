@@ -2,9 +2,11 @@ package httpapi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -16,6 +18,7 @@ import (
 
 	"tdb/actors/backend"
 	"tdb/fsm"
+	"tdb/querylog"
 	"tdb/wire/classify"
 )
 
@@ -85,7 +88,8 @@ func (s *server) queryTenant(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if _, err := s.readTenant(c, name); err != nil {
+	ten, err := s.readTenant(c, name)
+	if err != nil {
 		return err
 	}
 	tg, err := s.queryTarget(c, name)
@@ -96,14 +100,21 @@ func (s *server) queryTenant(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
+	start := s.now()
+	logged := func(rows int64, sqlstate string) {
+		s.logQuery(r, c, ten.Blueprint, name, req.SQL, start, rows, sqlstate)
+	}
 	cl := classify.Classify(req.SQL)
 	noTxn := false
 	switch {
 	case cl.TooComplex:
+		logged(0, "54001")
 		return writeQueryError(w, http.StatusBadRequest, "query_error", "54001", "statement is too complex to analyse")
 	case cl.HasDDL():
+		logged(0, "42501")
 		return writeQueryError(w, http.StatusForbidden, codePermissionDenied, "42501", msgDDLRefused)
 	case cl.HasCopy():
+		logged(0, "0A000")
 		return writeQueryError(w, http.StatusBadRequest, "query_error", "0A000", msgCopyRefused)
 	case len(cl.Statements) > 1:
 		return badRequest("one statement per request: send %d requests, or use the wire protocol", len(cl.Statements))
@@ -120,10 +131,39 @@ func (s *server) queryTenant(w http.ResponseWriter, r *http.Request, c *caller) 
 	// Unparseable text goes to the backend, for PostgreSQL's own syntax error.
 	resp, qerr := runQuery(r.Context(), tg, req.SQL, params, noTxn)
 	if qerr != nil {
+		logged(0, cmp.Or(qerr.sqlstate, "08006"))
 		return writeQueryError(w, qerr.status, qerr.code, qerr.sqlstate, qerr.message)
 	}
+	logged(max(resp.RowsAffected, int64(len(resp.Rows))), "00000")
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// nodeIdentity is implemented by a Cluster that names its node.
+type nodeIdentity interface{ ID() string }
+
+// logQuery writes a statement of the query endpoint to this node's query
+// log, as the wire proxy does for its statements.
+func (s *server) logQuery(r *http.Request, c *caller, blueprint, tenant, sql string, start time.Time, rows int64, sqlstate string) {
+	src, ok := s.c.(QueryLogSource)
+	if !ok || src.QueryLog() == nil {
+		return
+	}
+	var nodeID string
+	if n, ok := s.c.(nodeIdentity); ok {
+		nodeID = n.ID()
+	}
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	text, cut := querylog.Truncate(sql)
+	src.QueryLog().Add(querylog.Entry{
+		Time: start.UTC(), Node: nodeID, Project: c.projectID, Database: fsm.TenantDatabase(blueprint, tenant),
+		Workspace: blueprint, Tenant: tenant, KeyID: c.keyID, Role: c.role, ClientIP: ip,
+		Statement: text, Truncated: cut, DurationMs: float64(s.now().Sub(start).Microseconds()) / 1000,
+		Rows: rows, SQLState: sqlstate,
+	})
 }
 
 func writeQueryError(w http.ResponseWriter, status int, code, sqlstate, message string) error {

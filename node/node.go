@@ -292,6 +292,9 @@ func (n *Node) Stop() error {
 // HTTPAddr is the bound control-plane address.
 func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
 
+// ID is the node's id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
 // BoundWireAddr is the bound wire proxy address.
 func (n *Node) BoundWireAddr() string { return n.wireLn.Addr().String() }
 

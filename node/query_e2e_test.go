@@ -119,6 +119,35 @@ func TestTenantQueryEndpoint(t *testing.T) {
 	if status := e.Do(t, "POST", "/v1/tenants/nobody/query", admin, "", map[string]any{"sql": "SELECT 1"}, &raw); status != 403 && status != 404 {
 		t.Fatalf("unknown tenant: %d %s", status, raw)
 	}
+
+	// The endpoint's statements are in the query log, as the wire proxy's are.
+	var logs struct {
+		Entries []struct {
+			Node, Database, Workspace, Tenant, KeyID, Role, Statement, SQLState string
+			Rows                                                                int64
+		} `json:"entries"`
+	}
+	e.MustDo(t, "GET", "/v1/logs?tenant=wayne", e.ProxyPassword, "", nil, &logs)
+	seen := map[string]string{}
+	for _, en := range logs.Entries {
+		if en.Database != "myapp__wayne" || en.Workspace != "myapp" || en.Tenant != "wayne" || en.Node == "" || en.Role == "" {
+			t.Fatalf("log entry %+v", en)
+		}
+		seen[en.Statement] = en.SQLState
+		if strings.HasPrefix(en.Statement, "INSERT INTO accounts (name, email, balance)") && en.Rows != 1 {
+			t.Fatalf("rows of the insert: %+v", en)
+		}
+	}
+	for sql, code := range map[string]string{
+		"SELEC 1":                 "42601",
+		"CREATE TABLE x (id int)": "42501",
+		"SELECT pg_sleep(5)":      "57014",
+		"INSERT INTO accounts (name, email) VALUES ('Bob', 'bob@test.com')": "42501",
+	} {
+		if seen[sql] != code {
+			t.Errorf("query log: %q has %q, want %q (log: %v)", sql, seen[sql], code, seen)
+		}
+	}
 }
 
 // TestTenantQueryEndpointHidesRoles: when the backend refuses the login the

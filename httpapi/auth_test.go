@@ -203,6 +203,12 @@ func TestCreateKeyInputs(t *testing.T) {
 			t.Fatalf("name %q: %d %s", name, status, body)
 		}
 	}
+	for _, name := range []string{"evil\x00\n\x1b[31mred", "tab\tname"} {
+		status, body := e.do(adminKey, "POST", "/v1/projects", map[string]any{"name": name})
+		if status != 400 || !strings.Contains(string(body), "project name must be UTF-8 text without control characters") {
+			t.Fatalf("project name %q: %d %s", name, status, body)
+		}
+	}
 	out := e.call(e.proxyPass, "POST", "/v1/apikeys", map[string]any{"name": "ok", "role": "admin", "scope_type": "tenant",
 		"scope_values": []string{"wayne", "wayne", "wayne"}}, 201)
 	if vals, _ := out["scope_values"].([]any); len(vals) != 1 || vals[0] != "wayne" {

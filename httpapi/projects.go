@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"tdb/fsm"
 )
@@ -41,6 +43,9 @@ func (s *server) createProject(w http.ResponseWriter, r *http.Request, c *caller
 	req.Name = strings.TrimSpace(req.Name)
 	if req.Name == "" || len(req.Name) > maxLabel {
 		return badRequest("project name is required (at most %d characters)", maxLabel)
+	}
+	if strings.ContainsFunc(req.Name, unicode.IsControl) || !utf8.ValidString(req.Name) {
+		return badRequest("project name must be UTF-8 text without control characters")
 	}
 	secret := newProxyPassword()
 	cmd := fsm.CreateProject{

@@ -215,10 +215,17 @@ func (s *server) queryTarget(c *caller, tenant string) (queryTarget, error) {
 	return tg, err
 }
 
+// maxQueryParams is the most parameters a statement can have in
+// PostgreSQL's protocol (a 16-bit count).
+const maxQueryParams = 65535
+
 // textParams turns JSON parameters into PostgreSQL text values: strings
 // unquoted, numbers and booleans as written, objects and arrays as JSON text,
 // null as NULL.
 func textParams(raw []json.RawMessage) ([][]byte, error) {
+	if len(raw) > maxQueryParams {
+		return nil, badRequest("at most %d params, got %d", maxQueryParams, len(raw))
+	}
 	out := make([][]byte, len(raw))
 	for i, p := range raw {
 		p = bytes.TrimSpace(p)

@@ -299,6 +299,13 @@ func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[s
 			pc.Close(ctx)
 			return nil, wire.Fatalf("08006", "could not take over the backend connection: %v", err)
 		}
+		if refusal := bc.parserSettingRefusal(); refusal != nil {
+			// A default of the role (ALTER ROLE … SET, which a function can
+			// run) would have the backend read text as the proxy does not.
+			c.proxy.cfg.Logf("proxy: backend session of %s refused: %s", lg.database, refusal.Message)
+			bc.Conn.Close()
+			return nil, refusal
+		}
 		return bc, nil
 	}
 	s := &session{

@@ -370,13 +370,32 @@ func (bc *BackendConn) execAll(timeout time.Duration, sqls ...string) error {
 	}
 }
 
+// parserSettingRefusal is the FATAL for a backend session whose reported
+// settings would have it read statement text differently from the proxy's
+// parser (a role default can do that); nil when they would not.
+func (bc *BackendConn) parserSettingRefusal() *wire.PGError {
+	for name, value := range bc.Params {
+		if refusal := parserSettingRefusal(name, value); refusal != nil {
+			return refusal
+		}
+	}
+	return nil
+}
+
 // Reset returns a session to a clean state for the next client: no
 // transaction, no prepared statements, portals, temp tables, advisory locks,
 // listeners or changed settings. DISCARD ALL leaves random()'s seed as the
 // last client set it (setseed), which would let it predict the next
 // client's random() values: the seed is drawn anew.
 func (bc *BackendConn) Reset(timeout time.Duration) error {
-	return bc.execAll(timeout, "DISCARD ALL", "SELECT pg_catalog.setseed("+randomSeed()+")")
+	if err := bc.execAll(timeout, "DISCARD ALL", "SELECT pg_catalog.setseed("+randomSeed()+")"); err != nil {
+		return err
+	}
+	// DISCARD ALL goes back to the role's defaults, which may have changed.
+	if refusal := bc.parserSettingRefusal(); refusal != nil {
+		return refusal
+	}
+	return nil
 }
 
 // randomSeed is a setseed argument in [-1, 1] from the system's random source.

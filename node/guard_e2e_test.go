@@ -268,3 +268,40 @@ func TestDDLRunByFunctionsRefused(t *testing.T) {
 		t.Fatalf("a SECURITY DEFINER function's DDL on a tenant: %s %q", pe.Code, pe.Message)
 	}
 }
+
+// TestRoleDefaultsCannotSplitTheParsers: PostgreSQL lets a role change its
+// own defaults, and a function can do so where the proxy refuses the
+// statement. A backend session that then starts (or is reset) reading text
+// as the proxy's parser does not is refused, not used.
+func TestRoleDefaultsCannotSplitTheParsers(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	cs := e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable")
+	c := connect(t, cs)
+	for _, sql := range []string{
+		`CREATE FUNCTION sneak() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'ALTER ROLE CURRENT_USER SET standard_' || 'conforming_strings = off'; END $$`,
+		"SELECT sneak()",
+	} {
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	admin := connect(t, e.PG.URL())
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), `DO $$ DECLARE r text; BEGIN
+			FOR r IN SELECT rolname FROM pg_roles WHERE rolname LIKE '%controlplane_workspace_admin' LOOP
+				EXECUTE format('ALTER ROLE %I RESET ALL', r);
+			END LOOP; END $$`)
+	})
+	var defaults string
+	if err := admin.QueryRow(ctx, "SELECT coalesce(array_agg(c)::text, '') FROM pg_db_role_setting s, unnest(s.setconfig) c").Scan(&defaults); err != nil || !strings.Contains(defaults, "standard_conforming_strings=off") {
+		t.Fatalf("the function did not change the role's defaults (%q, %v): the test proves nothing", defaults, err)
+	}
+	// A new backend session (other startup parameters: no pooled one) starts
+	// with the role's new default, and is refused.
+	_, err := pgx.Connect(ctx, cs+"&application_name=fresh")
+	if pe := pgErr(t, err); pe.Code != "42501" || pe.Message != "standard_conforming_strings must be on through the proxy" {
+		t.Fatalf("login onto a backend that reads text differently: %s %q", pe.Code, pe.Message)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"tdb/internal/syncbuf"
 )
 
 // TestChaosCatchesBrokenBuild runs a short chaos scenario against a build
@@ -24,7 +26,7 @@ func TestChaosCatchesBrokenBuild(t *testing.T) {
 	}
 	var outs []string
 	for _, seed := range []uint64{7, 8, 9} {
-		var out syncBuffer
+		var out syncbuf.Buffer
 		rep, err := chaosRun(context.Background(), runConfig{
 			duration: 20 * time.Second, seed: seed, out: t.TempDir(), procfile: "../Procfile",
 			faults: []string{faultPartitionFollower}, quiet: 2 * time.Second, hold: 6 * time.Second,

@@ -1,36 +1,16 @@
 package node_test
 
 import (
-	"bytes"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"tdb/fsm"
 	"tdb/httpapi"
+	"tdb/internal/syncbuf"
 	"tdb/internal/testcluster"
 	"tdb/internal/testnode"
 	"tdb/node"
 )
-
-// lines keeps what the nodes log, for a test to wait for a line.
-type lines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lines) has(s string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Contains(l.buf.String(), s)
-}
 
 // TestClusterRollingUpgrade: nodes of an older build (here: nodes that
 // advertise log version 1) keep the cluster at version 1; upgraded one at a
@@ -40,7 +20,7 @@ func (l *lines) has(s string) bool {
 // once it is upgraded.
 func TestClusterRollingUpgrade(t *testing.T) {
 	t.Parallel()
-	log := &lines{}
+	log := &syncbuf.Buffer{}
 	c := testcluster.Start(t, 3, testcluster.Configure(func(cfg *node.Config) {
 		cfg.Cluster.LogVersion = 1
 		cfg.LogOutput = log
@@ -91,7 +71,7 @@ func TestClusterRollingUpgrade(t *testing.T) {
 		}
 		return true
 	})
-	if !log.has("every node applies raft log version 2") {
+	if !log.Contains("every node applies raft log version 2") {
 		t.Fatal("the raise was not logged")
 	}
 
@@ -100,7 +80,7 @@ func TestClusterRollingUpgrade(t *testing.T) {
 
 	old := c.Add(t, 3*time.Second, func(cfg *node.Config) { cfg.Cluster.LogVersion = 1 })
 	testcluster.Eventually(t, "the leader to keep the old build out", func() bool {
-		return log.has(c.Members[old].ID + " runs a build of raft log version 1 and the cluster runs 2: not made a voter; upgrade it")
+		return log.Contains(c.Members[old].ID + " runs a build of raft log version 1 and the cluster runs 2: not made a voter; upgrade it")
 	})
 	st := c.Status(t, c.WaitLeader(t))
 	for _, ns := range st.Nodes {

@@ -26,15 +26,22 @@ func ValidateName(kind, name string) error {
 	return nil
 }
 
-// validateName is ValidateName as the log version in force has it: before
+// ValidExistingName checks a name that may already exist: the rule before
+// log version 2, when a name could end in "_". Lookups (wire database
+// names, key scopes) use it, so objects created then stay reachable.
+func ValidExistingName(kind, name string) error {
+	if !nameRE.MatchString(name) || strings.Contains(name, "__") {
+		return errorf(CodeBadRequest, "invalid %s name %q: %s", kind, name, NameRule)
+	}
+	return nil
+}
+
+// validateName checks a new name as the log version in force has it: before
 // version 2 a name could end in "_" (replicas of older builds still apply
 // that rule, and all must agree).
 func (s *State) validateName(kind, name string) error {
 	if s.ActiveLogVersion() < 2 {
-		if !nameRE.MatchString(name) || strings.Contains(name, "__") {
-			return errorf(CodeBadRequest, "invalid %s name %q: %s", kind, name, NameRule)
-		}
-		return nil
+		return ValidExistingName(kind, name)
 	}
 	return ValidateName(kind, name)
 }
@@ -52,13 +59,13 @@ func TenantDatabase(blueprint, tenant string) string { return blueprint + "__" +
 // database, the tenant name. ok is false for names that are neither form.
 func ParseDatabase(db string) (workspace, tenant string, ok bool) {
 	if bp, t, found := strings.Cut(db, "__"); found {
-		if ValidateName("blueprint", bp) != nil || ValidateName("tenant", t) != nil {
+		if ValidExistingName("blueprint", bp) != nil || ValidExistingName("tenant", t) != nil {
 			return "", "", false
 		}
 		return bp, t, true
 	}
 	ws, found := strings.CutSuffix(db, WorkspaceSuffix)
-	if !found || ValidateName("workspace", ws) != nil {
+	if !found || ValidExistingName("workspace", ws) != nil {
 		return "", "", false
 	}
 	return ws, "", true

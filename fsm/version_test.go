@@ -103,7 +103,15 @@ func TestTrailingUnderscoreRefusedFromLogVersion2(t *testing.T) {
 	if r := ws("old_"); r.Err != nil {
 		t.Fatalf("log version 1 refused a name older builds accept: %v", r.Err)
 	}
+	h.mustApply(CmdCreateTenant, &CreateTenant{ProjectID: "tdb_0000abcd", Name: "bob_", Blueprint: "myapp", At: t0,
+		Database: newDB("p0000abcd__myapp__bob_"), Key: newKey("key_bob", RoleAdmin, ScopeTenant, "bob_")})
 	h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: 2})
+	// What was created under the old rule stays reachable.
+	h.f.View(func(s *State) {
+		if tg, ok := s.Resolve("tdb_0000abcd", "myapp__bob_"); !ok || tg.Database == nil || tg.Database.Name != "p0000abcd__myapp__bob_" {
+			t.Fatalf("tenant bob_ no longer resolves after the raise: %+v %v", tg, ok)
+		}
+	})
 	if r := ws("new_"); codeOf(r.Err) != CodeBadRequest || !strings.Contains(r.Err.Error(), NameRule) {
 		t.Fatalf("log version 2 took a name ending in _: %v", r.Err)
 	}

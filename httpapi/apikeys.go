@@ -80,7 +80,7 @@ func (s *server) createKey(w http.ResponseWriter, r *http.Request, c *caller) er
 			return badRequest("a %s-scoped key needs scope values (%s names)", req.ScopeType, req.ScopeType)
 		}
 		for _, v := range req.ScopeValues {
-			if err := fsm.ValidateName(req.ScopeType, v); err != nil {
+			if err := fsm.ValidExistingName(req.ScopeType, v); err != nil {
 				return err
 			}
 		}

@@ -83,7 +83,7 @@ func (s *server) createDeployment(w http.ResponseWriter, r *http.Request, c *cal
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := fsm.ValidateName("blueprint", req.Blueprint); err != nil {
+	if err := fsm.ValidExistingName("blueprint", req.Blueprint); err != nil {
 		return err
 	}
 	if !req.All {

@@ -66,7 +66,7 @@ func (s *server) createTenant(w http.ResponseWriter, r *http.Request, c *caller)
 	if err := fsm.ValidateName("tenant", req.Name); err != nil {
 		return err
 	}
-	if err := fsm.ValidateName("blueprint", req.Blueprint); err != nil {
+	if err := fsm.ValidExistingName("blueprint", req.Blueprint); err != nil {
 		return err
 	}
 	if c.scopeType == fsm.ScopeTenant {

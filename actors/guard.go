@@ -3,6 +3,7 @@ package actors
 import (
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"tdb/fsm"
 	"tdb/wire"
@@ -317,4 +318,26 @@ func namesSetConfig(sql string) bool {
 		}
 		i += j + 1
 	}
+}
+
+// unparsedRefusal is the error for text the proxy's parser cannot read.
+// Such text is not sent: the proxy cannot tell what the server would run
+// (its guards, the DDL capture and the role-statement refusal all work on
+// the parsed statements), and a server of another major version, or a
+// session in another client encoding, may read it. Text that is not UTF-8
+// gets a hint to switch the encoding; otherwise the parser's own syntax
+// error, as the server would give it.
+func unparsedRefusal(sql string, r classify.Result) *wire.PGError {
+	if !utf8.ValidString(sql) {
+		return notUTF8()
+	}
+	e := wire.NewError("ERROR", "42601", "%s", r.ParseError)
+	e.Position = r.ParseErrorPos
+	return e
+}
+
+// notUTF8 is the refusal of statement text that is not UTF-8.
+func notUTF8() *wire.PGError {
+	return wire.NewError("ERROR", "22021", "statement text is not valid UTF-8").
+		WithHint("The proxy reads statements as UTF-8: set client_encoding to UTF8.")
 }

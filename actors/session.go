@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"tdb/fsm"
 	"tdb/wire"
@@ -172,6 +173,11 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 	}
 	// The remembered result may point into s.one, which ClassifyIn rewrites.
 	s.allowed, s.allowedAs = "", classify.Result{}
+	if !utf8.ValidString(sql) {
+		// The parser reads UTF-8; a session in another encoding (LATIN1)
+		// could have the server read what the proxy did not.
+		return classify.Result{}, notUTF8()
+	}
 	r := s.proxy.classes.ClassifyIn(sql, &s.one)
 	switch {
 	case r.TooComplex:
@@ -179,6 +185,8 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 	case r.TooLong:
 		return classify.Result{}, wire.NewError("ERROR", "54000",
 			"query text of %d bytes is too long to analyse: at most %d bytes when it holds several statements; send fewer at a time", len(sql), classify.MaxParsed)
+	case r.Unparsed:
+		return classify.Result{}, unparsedRefusal(sql, r)
 	case r.HasCopy():
 		return classify.Result{}, wire.NewError("ERROR", "0A000", "COPY is not supported through the proxy; use tdb workspaces import-full or INSERT statements")
 	case s.login.kind == fsm.KindTenant && r.HasDDL():

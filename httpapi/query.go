@@ -110,6 +110,11 @@ func (s *server) queryTenant(w http.ResponseWriter, r *http.Request, c *caller) 
 	case cl.TooComplex:
 		logged(0, "54001")
 		return writeQueryError(w, http.StatusBadRequest, "query_error", "54001", "statement is too complex to analyse")
+	case cl.Unparsed:
+		// Not sent: what the proxy cannot parse it cannot check (a server
+		// of another version may read it, a role statement among others).
+		logged(0, "42601")
+		return writeQueryError(w, http.StatusBadRequest, "query_error", "42601", cl.ParseError)
 	case cl.HasDDL():
 		logged(0, "42501")
 		return writeQueryError(w, http.StatusForbidden, codePermissionDenied, "42501", msgDDLRefused)
@@ -125,10 +130,9 @@ func (s *server) queryTenant(w http.ResponseWriter, r *http.Request, c *caller) 
 			return badRequest("transaction control is not supported: each request runs in a transaction of its own")
 		}
 		noTxn = cl.Statements[0].NoTxn
-	case !cl.Unparsed:
+	default:
 		return badRequest("sql is empty: send one statement")
 	}
-	// Unparseable text goes to the backend, for PostgreSQL's own syntax error.
 	resp, qerr := runQuery(r.Context(), tg, req.SQL, params, noTxn)
 	if qerr != nil {
 		logged(0, cmp.Or(qerr.sqlstate, "08006"))

@@ -93,7 +93,9 @@ func TestParserSettingsCannotDrift(t *testing.T) {
 			}
 		}
 
-		const smuggled = `select 'a\'' ; alter role current_user password 'pwned'; --'`
+		// One SELECT of two concatenated strings as the proxy reads it (with
+		// standard_conforming_strings on); with it off, an ALTER ROLE between them.
+		const smuggled = `SELECT 'a\'||'; ALTER ROLE current_user PASSWORD $$pwned$$; --'`
 		for _, tc := range []struct{ set, text string }{
 			{"SELECT set_config('standard_' || 'conforming_strings', 'off', false)", "standard_conforming_strings must be on through the proxy"},
 			{"SELECT set_config('client_' || 'encoding', 'SJIS', false)", `client encoding "SJIS" is not supported through the proxy; use UTF8`},
@@ -167,7 +169,8 @@ func TestParserSettingsInsideABatch(t *testing.T) {
 	key := e.CreateTenant(t, "wayne")
 	conn := e.ConnString(key, "myapp__wayne", "require")
 	const change = "SELECT set_config('standard_' || 'conforming_strings', 'off', false)"
-	const smuggled = `select 'a\'' ; alter role current_user password 'pwned'; --'`
+	// As in TestParserSettingsCannotDrift: harmless as the proxy reads it.
+	const smuggled = `SELECT 'a\'||'; ALTER ROLE current_user PASSWORD $$pwned$$; --'`
 
 	for _, tc := range []struct {
 		name string
@@ -304,4 +307,45 @@ func TestRoleDefaultsCannotSplitTheParsers(t *testing.T) {
 	if pe := pgErr(t, err); pe.Code != "42501" || pe.Message != "standard_conforming_strings must be on through the proxy" {
 		t.Fatalf("login onto a backend that reads text differently: %s %q", pe.Code, pe.Message)
 	}
+}
+
+// TestUnparsedTextIsNotSent: what the proxy's parser cannot read, it cannot
+// check. The backend might read it (PostgreSQL 15 takes system_user as a
+// name, the parser's newer grammar does not; a LATIN1 session's text is not
+// UTF-8), and with it a role statement or DDL no guard saw.
+func TestUnparsedTextIsNotSent(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	key := e.CreateTenant(t, "wayne")
+	accountsTable(t, e, "wayne")
+	read := e.CreateKey(t, "read", "tenant", "wayne")
+	tenant := connect(t, e.ConnString(read, "myapp__wayne", "require"))
+	_, err := tenant.Exec(ctx, "ALTER ROLE CURRENT_USER PASSWORD 'owned'; SELECT 1 FROM accounts AS system_user", pgx.QueryExecModeSimpleProtocol)
+	if pe := pgErr(t, err); pe.Code != "42601" || pe.Message != `syntax error at or near "system_user"` || pe.Position != 69 {
+		t.Fatalf("text with a role statement the parser cannot read: %s %q at %d", pe.Code, pe.Message, pe.Position)
+	}
+	_, err = tenant.Exec(ctx, "SELECT 'Gr\xf6\xdfe'")
+	if pe := pgErr(t, err); pe.Code != "22021" || !strings.Contains(pe.Hint, "set client_encoding to UTF8") {
+		t.Fatalf("text that is not UTF-8: %s %q (hint %q)", pe.Code, pe.Message, pe.Hint)
+	}
+	mustSelectOne(t, connect(t, e.ConnString(read, "myapp__wayne", "require"))) // the password did not change
+
+	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require"))
+	if _, err := ws.Exec(ctx, "CREATE TABLE gadgets (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.Exec(ctx, "ALTER TABLE gadgets ADD COLUMN system_user text"); pgErr(t, err).Code != "42601" {
+		t.Fatalf("DDL the parser cannot read ran: %v", err)
+	}
+	if _, err := ws.Exec(ctx, `ALTER TABLE gadgets ADD COLUMN "system_user" text`); err != nil {
+		t.Fatalf("the quoted name: %v", err)
+	}
+	var versions []version
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	last := versions[len(versions)-1]
+	if len(last.Statements) != 1 || last.Statements[0] != `ALTER TABLE gadgets ADD COLUMN "system_user" text` {
+		t.Fatalf("the last version is %+v", last)
+	}
+	_ = key
 }

@@ -36,6 +36,7 @@ type PGError struct {
 	Message  string
 	Detail   string
 	Hint     string
+	Position int // 1-based character offset into the statement text; 0: none
 }
 
 // Error implements error.
@@ -107,6 +108,7 @@ func ToErrorResponse(err error) *pgproto3.ErrorResponse {
 		Message:             pe.Message,
 		Detail:              pe.Detail,
 		Hint:                pe.Hint,
+		Position:            int32(pe.Position),
 	}
 }
 

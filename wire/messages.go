@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/binary"
+	"strconv"
 	"strings"
 )
 
@@ -146,6 +147,9 @@ func appendNotice(buf []byte, typ byte, e *PGError) []byte {
 		if f.value != "" {
 			buf = appendCString(append(buf, f.code), f.value)
 		}
+	}
+	if e.Position > 0 {
+		buf = appendCString(append(buf, 'P'), strconv.Itoa(e.Position))
 	}
 	return endFrame(append(buf, 0), start)
 }

@@ -1,9 +1,11 @@
 package classify
 
 import (
+	"errors"
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"github.com/pganalyze/pg_query_go/v6/parser"
 )
 
 // Statement is one statement of a query string.
@@ -30,9 +32,14 @@ type Statement struct {
 type Result struct {
 	Statements []Statement // in order; empty for blank or comment-only text
 	// Unparsed is set when PostgreSQL's parser rejects the text. Statements is
-	// then empty; the proxy forwards the text so the client gets the server's
-	// own syntax error.
+	// then empty; the proxy refuses the text, since it cannot know what the
+	// server would run (a server of another major version, or another
+	// client encoding, may read it).
 	Unparsed bool
+	// ParseError is the parser's message for Unparsed text, and
+	// ParseErrorPos the 1-based character position it points at (0: none).
+	ParseError    string
+	ParseErrorPos int
 	// TooComplex is set, without parsing, for text whose runs of operator
 	// characters would keep PostgreSQL's lexer busy for seconds (see
 	// complexity.go). Statements is then empty; the proxy must refuse the text
@@ -115,7 +122,12 @@ func parseClassify(sql string) Result {
 	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
-		return Result{Unparsed: true}
+		r := Result{Unparsed: true, ParseError: err.Error()}
+		var pe *parser.Error
+		if errors.As(err, &pe) {
+			r.ParseError, r.ParseErrorPos = pe.Message, pe.Cursorpos
+		}
+		return r
 	}
 	if len(tree.Stmts) == 0 {
 		return Result{}

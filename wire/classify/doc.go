@@ -9,8 +9,8 @@
 // a single statement whose kind is provably fixed by its first keyword, and
 // otherwise runs the real PostgreSQL parser (pg_query_go) and classifies each
 // raw statement by its top-level node type (nodes.go, tags.go). Text that the
-// parser rejects is Unparsed: the proxy forwards it and the client receives the
-// server's own syntax error. Per-statement Text comes from the parser's byte
+// parser rejects is Unparsed, with the parser's error: the proxy refuses it
+// with that error rather than forward what it could not check. Per-statement Text comes from the parser's byte
 // offsets, so it is exact and can be replayed as a blueprint version.
 //
 // REFRESH MATERIALIZED VIEW, DO, CALL and maintenance (VACUUM, ANALYZE,
@@ -23,6 +23,7 @@
 // uses a client_encoding whose multibyte characters can end in a backslash
 // (SJIS, BIG5, GBK…), can make the server split a string differently than this
 // package does; the proxy must pin both on tenant databases. The parser is
-// PostgreSQL 17's: syntax added by a newer server is Unparsed and forwarded, so
-// the backend role must still lack the privileges DDL needs.
+// PostgreSQL 17's: syntax only another server version reads (a newer one's
+// additions, or a name an older one takes that 17 reserves, such as
+// system_user) is Unparsed, and refused.
 package classify

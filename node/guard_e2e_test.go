@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"tdb/actors/backend"
+	"tdb/fsm"
 	"tdb/internal/testnode"
 )
 
@@ -260,15 +262,51 @@ func TestDDLRunByFunctionsRefused(t *testing.T) {
 		t.Fatalf("a refused function's table exists: %v, %v", made, err)
 	}
 
+	// What the guard lets through: a function that refreshes a
+	// materialized view (not DDL to the proxy), and the DO block that
+	// creates a type unless it exists, over several lines.
+	for _, sql := range []string{
+		"CREATE MATERIALIZED VIEW item_count AS SELECT count(*) AS n FROM items",
+		"CREATE FUNCTION refresh_counts() RETURNS void LANGUAGE plpgsql AS $$ BEGIN REFRESH MATERIALIZED VIEW item_count; END $$",
+		"SELECT refresh_counts()",
+		"DO 'BEGIN\n  CREATE TYPE\n    enum_items_state AS ENUM (''new'', ''old'');\nEXCEPTION WHEN duplicate_object THEN null;\nEND'",
+	} {
+		if _, err := ws.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s in the workspace: %v", sql, err)
+		}
+	}
+
 	key := e.CreateTenant(t, "acme")
 	tenant := connect(t, e.ConnString(key, "myapp__acme", "require"))
 	var n int
 	if err := tenant.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil {
 		t.Fatalf("the blueprint's own DDL did not deploy: %v", err)
 	}
+	var labels string
+	if err := tenant.QueryRow(ctx, "SELECT enum_range(NULL::enum_items_state)::text").Scan(&labels); err != nil || labels != "{new,old}" {
+		t.Fatalf("the multi-line type block on the tenant: %q, %v", labels, err)
+	}
 	_, err := tenant.Exec(ctx, "SELECT owner_ddl()")
 	if pe := pgErr(t, err); pe.Code != "42501" || pe.Message != "DDL not allowed on tenant databases, use workspace mode" {
 		t.Fatalf("a SECURITY DEFINER function's DDL on a tenant: %s %q", pe.Code, pe.Message)
+	}
+
+	// Past the proxy, straight to PostgreSQL as the tenant's admin role
+	// (which holds TRIGGER on its tables), DDL is refused all the same.
+	var phys, password string
+	e.Node.FSM().View(func(s *fsm.State) {
+		tg, _ := s.Resolve(e.ProjectID, "myapp__acme")
+		phys, password = tg.Database.Name, tg.Database.Passwords.For(fsm.RoleAdmin)
+	})
+	u, err := url.Parse(e.PG.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User, u.Path = url.UserPassword(backend.RoleName(phys, backend.RoleAdmin), password), "/"+phys
+	direct := connect(t, u.String())
+	_, err = direct.Exec(ctx, "CREATE TRIGGER items_noop BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()")
+	if pe := pgErr(t, err); pe.Code != "42501" || pe.Message != "DDL not allowed on tenant databases, use workspace mode" {
+		t.Fatalf("a login role's own DDL on a tenant: %s %q", pe.Code, pe.Message)
 	}
 }
 

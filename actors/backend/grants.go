@@ -1,6 +1,9 @@
 package backend
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // Privileges of each login role on tables (incl. views) and sequences.
 // Nobody but the owner (and, outside tenant databases, the admin role) may
@@ -61,7 +64,7 @@ func grantStatements(db string, kind Kind) []string {
 			read:  {readTablePrivs, readSeqPrivs},
 		})...)
 	}
-	return append(s, nestedDDLGuard(kind)...)
+	return append(s, ddlGuard(db, kind)...)
 }
 
 // defaultPrivileges grants, on tables and sequences that creator will make
@@ -87,29 +90,47 @@ func sortedKeys(m map[string][2]string) []string {
 	return keys
 }
 
-// guardSchema holds the event trigger function of nestedDDLGuard; only the
+// guardSchema holds the event trigger function of ddlGuard; only the
 // superuser that provisions databases owns or uses it.
 const guardSchema = "tdb_guard"
 
-// nestedDDLGuard returns the statements that make a database of kind refuse
-// DDL that a function, procedure or trigger runs, which no statement the
-// proxy classifies shows: in a tenant workspace it could not be captured as
-// a blueprint version (tenants would lack it), and in a tenant database a
-// SECURITY DEFINER function of a blueprint would let a login role change
-// the schema. An event trigger sees the PL/pgSQL context stack: a statement
-// the client sent itself shows only the trigger's own frame. The one nested
-// form let through is a static statement of a DO block (the proxy admits
-// only the CREATE TYPE block it records as it is; login roles of tenant
-// databases may not use PL/pgSQL at all). Control workspaces capture
+// ddlGuard returns the statements that install, in database db of kind, an
+// event trigger refusing DDL no statement the proxy classifies shows:
+//
+//   - DDL that a function, procedure or trigger runs. In a tenant workspace
+//     it could not be captured as a blueprint version (tenants would lack
+//     it). The trigger sees PL/pgSQL's context stack: a statement the client
+//     sent itself shows only the trigger's own frame. The one nested form let
+//     through is a CREATE TYPE run by a DO block: the proxy admits only the
+//     block that creates a type unless it exists, and records it as it is.
+//   - In a tenant database, any DDL by its login roles: a SECURITY DEFINER
+//     function of the blueprint runs as the owner, and the admin role holds
+//     TRIGGER on the tables. Only deployments, logged in as the owner, change
+//     a tenant's schema.
+//
+// REFRESH MATERIALIZED VIEW fires the trigger but is not DDL to the proxy
+// (it changes rows, not the schema): it passes. Control workspaces capture
 // nothing and keep no guard.
-func nestedDDLGuard(kind Kind) []string {
-	var refusal string
+func ddlGuard(db string, kind Kind) []string {
+	var check string
 	switch kind {
 	case KindWorkspace:
-		refusal = `RAISE EXCEPTION 'DDL run by a function, procedure or trigger is not allowed in a tenant workspace: it could not be captured as a blueprint version'
-				USING ERRCODE = '42501', HINT = 'Run ' || tg_tag || ' as a statement of its own.';`
+		check = `IF nested THEN
+				RAISE EXCEPTION 'DDL run by a function, procedure or trigger is not allowed in a tenant workspace: it could not be captured as a blueprint version'
+					USING ERRCODE = '42501', HINT = 'Run ' || tg_tag || ' as a statement of its own.';
+			END IF;`
 	case KindTenant:
-		refusal = `RAISE EXCEPTION 'DDL not allowed on tenant databases, use workspace mode' USING ERRCODE = '42501';`
+		var logins []string
+		for _, r := range []string{RoleAdmin, RoleWrite, RoleRead} {
+			lit, err := literal(RoleName(db, r))
+			if err != nil {
+				return nil // checkName refused such a name before
+			}
+			logins = append(logins, lit)
+		}
+		check = `IF nested OR session_user IN (` + strings.Join(logins, ", ") + `) THEN
+				RAISE EXCEPTION 'DDL not allowed on tenant databases, use workspace mode' USING ERRCODE = '42501';
+			END IF;`
 	default:
 		return nil
 	}
@@ -120,17 +141,16 @@ func nestedDDLGuard(kind Kind) []string {
 		LANGUAGE plpgsql SET search_path = pg_catalog AS $guard$
 		DECLARE
 			context text;
-			frames text[];
+			nested boolean;
 		BEGIN
+			IF tg_tag = 'REFRESH MATERIALIZED VIEW' THEN
+				RETURN;
+			END IF;
 			GET DIAGNOSTICS context = PG_CONTEXT;
-			frames := string_to_array(context, E'\n');
-			IF cardinality(frames) = 1 THEN
-				RETURN; -- the client's own statement
-			END IF;
-			IF cardinality(frames) = 3 AND frames[3] ~ '^PL/pgSQL function inline_code_block line [0-9]+ at SQL statement$' THEN
-				RETURN; -- a static statement of a DO block
-			END IF;
-			` + refusal + `
+			-- One line: the trigger's own frame, under the client's statement.
+			nested := position(E'\n' IN context) > 0
+				AND NOT (tg_tag = 'CREATE TYPE' AND context ~ '\nPL/pgSQL function inline_code_block line [0-9]+ at SQL statement$');
+			` + check + `
 		END $guard$`,
 		"REVOKE ALL ON FUNCTION " + guardSchema + ".refuse_nested_ddl() FROM PUBLIC",
 		`DO $$ BEGIN

@@ -302,7 +302,7 @@ func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[s
 		if refusal := bc.parserSettingRefusal(); refusal != nil {
 			// A default of the role (ALTER ROLE … SET, which a function can
 			// run) would have the backend read text as the proxy does not.
-			c.proxy.cfg.Logf("proxy: backend session of %s refused: %s", lg.database, refusal.Message)
+			p.cfg.Logf("proxy: backend session of %s refused: %s", database, refusal.Message)
 			bc.Conn.Close()
 			return nil, refusal
 		}

@@ -13,12 +13,13 @@ const (
 	MaxSettingSeconds  = 366 * 86400 // auth_fail_window_sec, ban_sec, max_ban_sec
 )
 
-// CheckWorkspaceSettings checks the values a settings change gives.
+// CheckWorkspaceSettings checks the values a settings change gives, with
+// the applier's own texts for the lower bounds.
 func CheckWorkspaceSettings(c *UpdateWorkspaceSettings) error {
 	return checkBounds([]bound{
-		{"max_rows_per_query", c.MaxRowsPerQuery, 0, MaxRowsPerQuery},
-		{"query_timeout_ms", c.QueryTimeoutMs, 0, MaxQueryTimeoutMs},
-		{"max_connections", c.MaxConnections, 0, MaxConnectionCount},
+		{"max_rows_per_query", c.MaxRowsPerQuery, 0, MaxRowsPerQuery, true},
+		{"query_timeout_ms", c.QueryTimeoutMs, 0, MaxQueryTimeoutMs, true},
+		{"max_connections", c.MaxConnections, 0, MaxConnectionCount, true},
 	})
 }
 
@@ -27,13 +28,16 @@ func CheckWorkspaceSettings(c *UpdateWorkspaceSettings) error {
 // change is made to cur.
 func CheckClusterSettings(cur ClusterSettings, c *SetClusterSettings) error {
 	if err := checkBounds([]bound{
-		{"max_conns_per_ip", c.MaxConnsPerIP, 0, MaxConnectionCount},
-		{"auth_fail_threshold", c.AuthFailThreshold, 0, MaxAuthFailCount},
-		{"auth_fail_window_sec", c.AuthFailWindowSec, 1, MaxSettingSeconds},
-		{"ban_sec", c.BanSec, 1, MaxSettingSeconds},
-		{"max_ban_sec", c.MaxBanSec, 1, MaxSettingSeconds},
+		{"max_conns_per_ip", c.MaxConnsPerIP, 0, MaxConnectionCount, false},
+		{"auth_fail_threshold", c.AuthFailThreshold, 0, MaxAuthFailCount, false},
+		{"auth_fail_window_sec", c.AuthFailWindowSec, 1, MaxSettingSeconds, false},
+		{"ban_sec", c.BanSec, 1, MaxSettingSeconds, false},
+		{"max_ban_sec", c.MaxBanSec, 1, MaxSettingSeconds, false},
 	}); err != nil {
 		return err
+	}
+	if c.BanSec == nil && c.MaxBanSec == nil {
+		return nil // a change of other settings is not held up by stored bans
 	}
 	ban, maxBan := cur.BanSec, cur.MaxBanSec
 	if c.BanSec != nil {
@@ -52,13 +56,14 @@ type bound struct {
 	name     string
 	v        *int64
 	min, max int64
+	zeroOff  bool // 0 turns the setting off (the workspace limits)
 }
 
 func checkBounds(bs []bound) error {
 	for _, b := range bs {
 		switch {
 		case b.v == nil:
-		case *b.v < b.min && b.min == 0:
+		case *b.v < b.min && b.zeroOff:
 			return errorf(CodeBadRequest, "%s must be 0 (off) or positive", b.name)
 		case *b.v < b.min:
 			return errorf(CodeBadRequest, "%s must be at least %d", b.name, b.min)

@@ -190,6 +190,7 @@ func (n *Node) reconcileMembers() {
 	}
 	timeout := n.cfg.Cluster.InternalTimeout
 	active := n.activeLogVersion()
+	changed := false // the configuration read above is out of date
 	members := map[string]gossip.Member{}
 	for _, m := range n.gossip.Members() {
 		members[m.ID] = m
@@ -205,7 +206,7 @@ func (n *Node) reconcileMembers() {
 			}
 			if !known && max(m.LogVersion, 1) < active {
 				// It would stop at the first entry it cannot apply.
-				if n.refusedBuild[m.ID] != m.LogVersion {
+				if v, logged := n.refusedBuild[m.ID]; !logged || v != m.LogVersion {
 					n.refusedBuild[m.ID] = m.LogVersion
 					n.logger.Printf("membership: %s runs a build of raft log version %d and the cluster runs %d: not made a voter; upgrade it", m.ID, max(m.LogVersion, 1), active)
 				}
@@ -216,6 +217,7 @@ func (n *Node) reconcileMembers() {
 				n.logger.Printf("membership: add voter %s at %s: %v", m.ID, m.RaftAddr, err)
 				continue
 			}
+			changed = true
 			n.logger.Printf("membership: %s at %s is a raft voter", m.ID, m.RaftAddr)
 		case gossip.StateLeft, gossip.StateFailed:
 			if !known {
@@ -228,10 +230,13 @@ func (n *Node) reconcileMembers() {
 				n.logger.Printf("membership: remove %s: %v", m.ID, err)
 				continue
 			}
+			changed = true
 			n.logger.Printf("membership: removed %s from raft (%s)", m.ID, m.State)
 		}
 	}
-	n.raiseLogVersion(cf.Configuration().Servers, members, active)
+	if !changed { // else next round, with the servers just added counted
+		n.raiseLogVersion(cf.Configuration().Servers, members, active)
+	}
 }
 
 // activeLogVersion is the raft log version the cluster runs.
@@ -245,8 +250,16 @@ func (n *Node) activeLogVersion() (v uint16) {
 // last step of a rolling upgrade. A server whose version is not known (not
 // heard from, or a build from before log versions) holds it back.
 func (n *Node) raiseLogVersion(servers []raft.Server, members map[string]gossip.Member, active uint16) {
-	target, ok := logVersionTarget(n.cfg.NodeID, n.cfg.Cluster.LogVersion, servers, members)
-	if !ok || target <= active {
+	target, unknown := logVersionTarget(n.cfg.NodeID, n.cfg.Cluster.LogVersion, servers, members)
+	if unknown != "" {
+		if n.versionHeldBy != unknown && n.cfg.Cluster.LogVersion > active {
+			n.versionHeldBy = unknown
+			n.logger.Printf("membership: raft server %s advertises no log version (a build from before them, or not heard from): the cluster stays at log version %d", unknown, active)
+		}
+		return
+	}
+	n.versionHeldBy = ""
+	if target <= active {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Cluster.InternalTimeout)
@@ -259,9 +272,9 @@ func (n *Node) raiseLogVersion(servers []raft.Server, members map[string]gossip.
 }
 
 // logVersionTarget is the newest log version every raft server applies:
-// self's own and what the others advertise. ok is false while some
-// server's version is not known.
-func logVersionTarget(self string, own uint16, servers []raft.Server, members map[string]gossip.Member) (v uint16, ok bool) {
+// self's own and what the others advertise. unknown names a server whose
+// version is not known (then v means nothing).
+func logVersionTarget(self string, own uint16, servers []raft.Server, members map[string]gossip.Member) (v uint16, unknown string) {
 	v = own
 	for _, s := range servers {
 		if string(s.ID) == self {
@@ -269,11 +282,11 @@ func logVersionTarget(self string, own uint16, servers []raft.Server, members ma
 		}
 		m, known := members[string(s.ID)]
 		if !known || m.LogVersion == 0 {
-			return 0, false
+			return 0, string(s.ID)
 		}
 		v = min(v, m.LogVersion)
 	}
-	return v, true
+	return v, ""
 }
 
 // loneLogVersion raises the log version of a node without gossip, the only

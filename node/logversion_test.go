@@ -18,23 +18,23 @@ func TestLogVersionTarget(t *testing.T) {
 		own     uint16
 		members []gossip.Member
 		want    uint16
-		ok      bool
+		unknown string
 	}{
-		{"all new", 3, []gossip.Member{member("b", 3), member("c", 3)}, 3, true},
-		{"one old follower", 3, []gossip.Member{member("b", 3), member("c", 2)}, 2, true},
-		{"old leader", 2, []gossip.Member{member("b", 3), member("c", 3)}, 2, true},
-		{"a build from before versions", 3, []gossip.Member{member("b", 3), member("c", 0)}, 0, false},
-		{"a server not heard from", 3, []gossip.Member{member("b", 3)}, 0, false},
-		{"members outside raft do not count", 3, []gossip.Member{member("b", 3), member("c", 3), member("x", 1)}, 3, true},
+		{"all new", 3, []gossip.Member{member("b", 3), member("c", 3)}, 3, ""},
+		{"one old follower", 3, []gossip.Member{member("b", 3), member("c", 2)}, 2, ""},
+		{"old leader", 2, []gossip.Member{member("b", 3), member("c", 3)}, 2, ""},
+		{"a build from before versions", 3, []gossip.Member{member("b", 3), member("c", 0)}, 0, "c"},
+		{"a server not heard from", 3, []gossip.Member{member("b", 3)}, 0, "c"},
+		{"members outside raft do not count", 3, []gossip.Member{member("b", 3), member("c", 3), member("x", 1)}, 3, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ms := map[string]gossip.Member{}
 			for _, m := range tc.members {
 				ms[m.ID] = m
 			}
-			v, ok := logVersionTarget("a", tc.own, servers, ms)
-			if v != tc.want || ok != tc.ok {
-				t.Fatalf("got %d, %v; want %d, %v", v, ok, tc.want, tc.ok)
+			v, unknown := logVersionTarget("a", tc.own, servers, ms)
+			if v != tc.want || unknown != tc.unknown {
+				t.Fatalf("got %d, %q; want %d, %q", v, unknown, tc.want, tc.unknown)
 			}
 		})
 	}

@@ -125,7 +125,8 @@ type Node struct {
 	stale     atomic.Bool  // cut off from the leader since the last catch-up (cluster.go)
 	pol       *policyParts // metrics, query log, ban tracker (policy.go)
 
-	refusedBuild map[string]uint16 // membership loop only: members kept out for their build, logged once
+	refusedBuild  map[string]uint16 // membership loop only: members kept out for their build, logged once
+	versionHeldBy string            // membership loop only: the server last logged as holding the log version back
 }
 
 // Start opens the replica, waits for a leader, and starts serving.

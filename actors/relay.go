@@ -299,7 +299,13 @@ func (s *session) flushLocked(fw *wire.FrameWriter) error {
 func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byte, ddl []string, own string) {
 	if s.swallow.Load() != swallowNone {
 		act, body, own = s.swallowed(typ, body)
-		return act, body, nil, own
+		var ddl []string
+		if typ == wire.MsgReadyForQuery {
+			s.mu.Lock()
+			ddl = s.track.takeCommitted()
+			s.mu.Unlock()
+		}
+		return act, body, ddl, own
 	}
 	switch typ {
 	case 'D':

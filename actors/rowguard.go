@@ -325,9 +325,15 @@ func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte,
 			s.inflight++
 			return act, body, guardRollback
 		}
-		if s.final == guardAbort {
+		switch {
+		case s.final == guardAbort:
 			s.track.failed = true
-		} else {
+		case s.final == guardCommit && status == 'I':
+			// DDL that joined the batch (a pipeline that did not Sync
+			// before it) committed with the proxy's COMMIT.
+			s.track.commitTx()
+			s.track.discard()
+		default:
 			s.track.discard()
 		}
 		if status == 'I' && s.gov != nil {

@@ -203,6 +203,14 @@ func (t *tracker) readyForQuery(status byte) []string {
 	return out
 }
 
+// takeCommitted returns, and forgets, the DDL that committed outside a
+// ReadyForQuery of the client's (with the proxy's own COMMIT).
+func (t *tracker) takeCommitted() []string {
+	out := t.committed
+	t.committed = nil
+	return out
+}
+
 func (t *tracker) discard() {
 	t.txDDL, t.marks, t.failed = nil, nil, false
 	t.txWrites, t.writeTag = 0, ""

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"tdb/fsm"
 	"tdb/internal/testnode"
@@ -471,4 +472,50 @@ func (l *captureLocks) awaitWaiter(what string) {
 func (l *captureLocks) awaitNone(what string) {
 	l.t.Helper()
 	waitFor(l.t, what, func() bool { return l.count(false) == 0 })
+}
+
+// TestCaptureInsideAGuardedBatch: with a row limit, a batch that begins
+// with INSERT … RETURNING runs in a transaction the proxy opens and commits
+// after counting. DDL pipelined into that batch (psycopg's pipeline mode in
+// autocommit) commits with the proxy's COMMIT and is recorded.
+func TestCaptureInsideAGuardedBatch(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	e.MustDo(t, "PATCH", "/v1/workspaces/myapp/settings", e.ProxyPassword, "", map[string]any{"max_rows_per_query": 100}, nil)
+	c := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
+	if _, err := c.Exec(ctx, "CREATE TABLE piped (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	fe := c.PgConn().Frontend()
+	fe.Send(&pgproto3.Parse{Query: "INSERT INTO piped VALUES (1) RETURNING id"})
+	fe.Send(&pgproto3.Bind{})
+	fe.Send(&pgproto3.Execute{})
+	fe.Send(&pgproto3.Parse{Query: "ALTER TABLE piped ADD COLUMN note text"})
+	fe.Send(&pgproto3.Bind{})
+	fe.Send(&pgproto3.Execute{})
+	fe.Send(&pgproto3.Sync{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, ok := msg.(*pgproto3.ErrorResponse); ok {
+			t.Fatalf("the batch failed: %s %s", m.Code, m.Message)
+		}
+		if m, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			if m.TxStatus != 'I' {
+				t.Fatalf("the batch ended in status %c", m.TxStatus)
+			}
+			break
+		}
+	}
+	var versions []version
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	if n := len(versions); n != 2 || len(versions[1].Statements) != 1 || versions[1].Statements[0] != "ALTER TABLE piped ADD COLUMN note text" {
+		t.Fatalf("versions %+v", versions)
+	}
 }

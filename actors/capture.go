@@ -10,6 +10,7 @@ import (
 
 	"tdb/fsm"
 	"tdb/wire"
+	"tdb/wire/classify"
 )
 
 // captures reports whether DDL that commits in this session becomes a
@@ -71,4 +72,21 @@ func (s *session) dataNotDeployed() *wire.PGError {
 		"blueprint version recorded with the DDL only: %s of the same transaction changed rows (%s) in this workspace, and data changes are not deployed to tenants", what, tag)
 	return e.WithHint("A schema change that needs the data changed first (SET NOT NULL after a backfill) fails on tenants that have rows. " +
 		"Split it: add the column in one version, deploy it, fill the column on each tenant, then make it NOT NULL in a later version; or give the column a DEFAULT.")
+}
+
+// paramsInDDL refuses, where DDL is recorded, a DDL statement that refers
+// to bind parameters: the version would hold "$1" without its value, and
+// every tenant would fail on it ("there is no parameter $1").
+func (s *session) paramsInDDL(r classify.Result) *wire.PGError {
+	if !s.captures() {
+		return nil
+	}
+	for i := range r.Statements {
+		if st := &r.Statements[i]; st.Kind == classify.DDL && classify.HasParams(st.Text) {
+			return wire.NewError("ERROR", "0A000",
+				"DDL with bind parameters cannot be recorded as a blueprint version: tenants would run it without their values").
+				WithHint("Write the values into the statement text.")
+		}
+	}
+	return nil
 }

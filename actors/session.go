@@ -196,6 +196,9 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 	if rej := s.guard(sql, r); rej != nil {
 		return classify.Result{}, rej
 	}
+	if rej := s.paramsInDDL(r); rej != nil {
+		return classify.Result{}, rej
+	}
 	if len(sql) <= maxKeptText {
 		s.allowed, s.allowedAs = sql, r
 	}

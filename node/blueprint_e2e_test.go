@@ -519,3 +519,32 @@ func TestCaptureInsideAGuardedBatch(t *testing.T) {
 		t.Fatalf("versions %+v", versions)
 	}
 }
+
+// TestCaptureRefusesDDLWithParameters: psycopg binds parameters on the
+// server, so CREATE TABLE … AS SELECT %s arrives as "$1" with a value in
+// Bind; recorded, the version would fail on every tenant.
+func TestCaptureRefusesDDLWithParameters(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	c := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
+	_, err := c.Exec(ctx, "CREATE TABLE limits AS SELECT $1::int AS tenant_limit", 5)
+	if pe := pgErr(t, err); pe.Code != "0A000" || !strings.Contains(pe.Message, "DDL with bind parameters cannot be recorded") {
+		t.Fatalf("DDL with a parameter: %s %q", pe.Code, pe.Message)
+	}
+	if _, err := c.Exec(ctx, "CREATE TABLE limits AS SELECT 5::int AS tenant_limit"); err != nil {
+		t.Fatal(err)
+	}
+	var versions []version
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	if len(versions) != 1 || versions[0].Statements[0] != "CREATE TABLE limits AS SELECT 5::int AS tenant_limit" {
+		t.Fatalf("versions %+v", versions)
+	}
+	// A tenant gets it, and the control workspace, which records nothing,
+	// takes parameters as PostgreSQL does.
+	e.CreateTenant(t, "acme")
+	ctl := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
+	if _, err := ctl.Exec(ctx, "CREATE TABLE limits AS SELECT $1::int AS tenant_limit", 5); err != nil {
+		t.Fatalf("the control workspace: %v", err)
+	}
+}

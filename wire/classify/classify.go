@@ -171,3 +171,22 @@ func trimLeadingComments(s string) string {
 // pgSpace is PostgreSQL's lexer whitespace. strings.TrimSpace would also trim
 // Unicode spaces such as U+00A0, which PostgreSQL treats as identifier bytes.
 const pgSpace = " \t\n\r\f\v"
+
+// HasParams reports whether a statement's text refers to a bind parameter
+// ($1) outside its literals, comments and quoted names. Text that does not
+// lex reports false (the parser refuses it anyway).
+func HasParams(text string) bool {
+	if !strings.Contains(text, "$") {
+		return false
+	}
+	res, err := pg_query.Scan(text)
+	if err != nil {
+		return false
+	}
+	for _, tok := range res.Tokens {
+		if tok.Token == pg_query.Token_PARAM {
+			return true
+		}
+	}
+	return false
+}

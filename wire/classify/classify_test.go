@@ -411,3 +411,19 @@ func TestDoBody(t *testing.T) {
 		}
 	}
 }
+
+func TestHasParams(t *testing.T) {
+	for text, want := range map[string]bool{
+		"CREATE TABLE t AS SELECT $1::int AS n":                                    true,
+		"ALTER TABLE t ALTER c SET DEFAULT $2":                                     true,
+		"CREATE TABLE t (price text DEFAULT '$1')":                                 false,
+		"CREATE FUNCTION f(int) RETURNS int LANGUAGE sql AS $$ SELECT $1 $$":       false,
+		"CREATE FUNCTION f(int) RETURNS int LANGUAGE sql AS $b$ SELECT $1 + 1 $b$": false,
+		`CREATE TABLE "$1" (id int) -- $1`:                                         false,
+		"CREATE TABLE t (id int)":                                                  false,
+	} {
+		if got := HasParams(text); got != want {
+			t.Errorf("HasParams(%q) = %v, want %v", text, got, want)
+		}
+	}
+}

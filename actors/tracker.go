@@ -14,6 +14,9 @@ type stmtInfo struct {
 	// risky: it may change how the backend reads statement text
 	// (mayChangeSettings)
 	risky bool
+	// noTxn: it cannot run in a transaction block (CREATE INDEX
+	// CONCURRENTLY), so it commits when it completes
+	noTxn bool
 }
 
 // trackItem is one entry of the tracker's queue: a statement awaiting its
@@ -62,7 +65,7 @@ func newTracker() *tracker {
 // query records a simple-protocol Query and its statements.
 func (t *tracker) query(r classify.Result) {
 	for _, s := range r.Statements {
-		t.queue.push(trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind, savepoint: s.Savepoint}})
+		t.queue.push(trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind, savepoint: s.Savepoint, noTxn: s.NoTxn}})
 	}
 	t.queue.push(trackItem{sync: true})
 }
@@ -72,7 +75,7 @@ func (t *tracker) parse(name string, r classify.Result) {
 	var info stmtInfo
 	if len(r.Statements) == 1 {
 		st := &r.Statements[0]
-		info = stmtInfo{text: st.Text, kind: st.Kind, savepoint: st.Savepoint}
+		info = stmtInfo{text: st.Text, kind: st.Kind, savepoint: st.Savepoint, noTxn: st.NoTxn}
 	}
 	if t.prepared == nil {
 		t.prepared = map[string]stmtInfo{}
@@ -133,6 +136,11 @@ func (t *tracker) commandComplete(tag []byte) {
 	}
 	switch s.kind {
 	case classify.DDL:
+		if s.noTxn {
+			// Committed now, whatever fails after it before Sync.
+			t.committed = append(t.committed, s.text)
+			return
+		}
 		t.txDDL = append(t.txDDL, s.text)
 	case classify.DML:
 		if changedRows(tag) {

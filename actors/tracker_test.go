@@ -9,11 +9,12 @@ import (
 
 // step is one protocol event fed to the tracker.
 type step struct {
-	query  string // simple Query
-	parse  string // Parse of the unnamed statement, then Bind + Execute + Sync
-	cc     string // CommandComplete tag
-	err    bool   // ErrorResponse
-	rfq    byte   // ReadyForQuery status
+	query  string   // simple Query
+	parse  string   // Parse of the unnamed statement, then Bind + Execute + Sync
+	pipe   []string // each Parse, Bind, Execute; then one Sync
+	cc     string   // CommandComplete tag
+	err    bool     // ErrorResponse
+	rfq    byte     // ReadyForQuery status
 	expect []string
 }
 
@@ -28,6 +29,13 @@ func feed(tr *tracker, steps []step) []string {
 			tr.parse("", classify.Classify(s.parse))
 			tr.bind("", "")
 			tr.execute("")
+			tr.sync()
+		case s.pipe != nil:
+			for _, sql := range s.pipe {
+				tr.parse("", classify.Classify(sql))
+				tr.bind("", "")
+				tr.execute("")
+			}
 			tr.sync()
 		case s.cc != "":
 			tr.commandComplete([]byte(s.cc))
@@ -97,6 +105,9 @@ func TestTrackerCapturesCommittedDDL(t *testing.T) {
 			{parse: "CREATE TABLE a (id int)"}, {cc: "CREATE TABLE"}, {rfq: 'I'},
 			{parse: "DROP TABLE nope"}, {err: true}, {rfq: 'I'},
 		}, []string{"CREATE TABLE a (id int)"}},
+		{"CREATE INDEX CONCURRENTLY commits at once, whatever fails after it", []step{
+			{pipe: []string{"CREATE INDEX CONCURRENTLY i ON a (id)", "SELECT 1/0"}}, {cc: "CREATE INDEX"}, {err: true}, {rfq: 'I'},
+		}, []string{"CREATE INDEX CONCURRENTLY i ON a (id)"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

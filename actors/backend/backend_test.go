@@ -237,13 +237,22 @@ func TestWriteOnExistingAndFutureTables(t *testing.T) {
 func TestTenantLoginRolesCannotRunDDL(t *testing.T) {
 	t.Parallel()
 	f := provision(t, "ten_", backend.KindTenant)
+	f.asOwner("CREATE TABLE owned (id int)")
+	// The guard refuses the login roles' DDL before PostgreSQL looks at
+	// privileges...
+	for _, role := range []string{"admin", "write", "read"} {
+		for _, sql := range []string{"CREATE TABLE t (id int)", "ALTER TABLE owned ADD COLUMN x int", "CREATE INDEX ON owned (id)"} {
+			denied(t, f.as(role), sql, "^DDL not allowed on tenant databases, use workspace mode$")
+		}
+	}
+	// ...and without it the privileges alone refuse it.
+	mustExec(t, f.super(), "DROP EVENT TRIGGER tdb_refuse_nested_ddl")
 	for _, role := range []string{"admin", "write", "read"} {
 		c := f.as(role)
 		denied(t, c, "CREATE TABLE t (id int)", "^permission denied for schema public$")
 		denied(t, c, "CREATE SCHEMA s", "^permission denied for database ")
 		denied(t, c, "CREATE TEMP TABLE tt (id int)", "^permission denied to create temporary tables")
 	}
-	f.asOwner("CREATE TABLE owned (id int)")
 	denied(t, f.as("admin"), "ALTER TABLE owned ADD COLUMN x int", "^must be owner of table owned$")
 	denied(t, f.as("admin"), "DROP TABLE owned", "^must be owner of table owned$")
 }

@@ -316,6 +316,7 @@ func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[s
 		nonce:    randomHex(6),
 		track:    newTracker(),
 	}
+	s.track.exact = s.captures()
 	if c.proxy.cfg.LazyAttach {
 		// Lazy attach: with no idle session to take, greet the client with
 		// the values the last session of this key reported and log in to

@@ -195,6 +195,9 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 	switch typ {
 	case 'D', 'C', 'H':
 		s.mu.Lock()
+		if typ == 'D' {
+			s.track.describe()
+		}
 		s.unsynced = true // the backend may hold an open implicit transaction until Sync
 		s.mu.Unlock()
 	}
@@ -383,6 +386,16 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		fallthrough
 	default:
 		s.mu.Lock()
+		switch typ {
+		case '1': // ParseComplete
+			s.track.answered('P')
+		case '2': // BindComplete
+			s.track.answered('B')
+		case '3': // CloseComplete
+			s.track.answered('C')
+		case 'T', 'n': // RowDescription, NoData: a Describe's answer
+			s.track.answered('D')
+		}
 		act = s.gov.other(typ)
 		s.mu.Unlock()
 	}

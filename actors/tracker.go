@@ -20,11 +20,24 @@ type stmtInfo struct {
 }
 
 // trackItem is one entry of the tracker's queue: a statement awaiting its
-// result, or the end of a batch (a simple Query or a Sync) awaiting
-// ReadyForQuery.
+// result, the end of a batch (a simple Query or a Sync) awaiting
+// ReadyForQuery, or (exact trackers) a Parse, Bind, Close or Describe
+// awaiting its answer.
 type trackItem struct {
 	stmt stmtInfo
 	sync bool
+	op   byte // 'P', 'B', 'C' or 'D'; 0 for a statement or a sync
+	undo undoEntry
+}
+
+// undoEntry is what a Parse, Bind or Close changed in the tracker's maps,
+// to take back when the backend skips the message (after an error in its
+// batch) or refuses it.
+type undoEntry struct {
+	portal bool   // in portals; else in prepared
+	name   string // the statement's or portal's name
+	old    stmtInfo
+	had    bool // name had an entry before
 }
 
 type savepointMark struct {
@@ -56,6 +69,11 @@ type tracker struct {
 	marks      []savepointMark
 	failed     bool     // an error happened in the current transaction
 	committed  []string // DDL that committed, handed out at ReadyForQuery
+	// exact: follow each Parse, Bind and Close to its answer, and take
+	// back those the backend skipped after an error in their batch (it
+	// skips everything up to Sync). Sessions whose DDL is recorded need
+	// it: a statement name the backend still holds must not be forgotten.
+	exact bool
 }
 
 func newTracker() *tracker {
@@ -80,7 +98,51 @@ func (t *tracker) parse(name string, r classify.Result) {
 	if t.prepared == nil {
 		t.prepared = map[string]stmtInfo{}
 	}
+	t.remember('P', false, name)
 	t.prepared[name] = info
+}
+
+// remember queues op, with what it is about to change, when exact.
+func (t *tracker) remember(op byte, portal bool, name string) {
+	if !t.exact {
+		return
+	}
+	m := t.prepared
+	if portal {
+		m = t.portals
+	}
+	old, had := m[name]
+	t.queue.push(trackItem{op: op, undo: undoEntry{portal: portal, name: name, old: old, had: had}})
+}
+
+// describe records a Describe (exact trackers only: its answer is counted).
+func (t *tracker) describe() {
+	if t.exact {
+		t.queue.push(trackItem{op: 'D'})
+	}
+}
+
+// answered records the backend's answer to a Parse ('P', ParseComplete),
+// Bind ('B'), Close ('C') or Describe ('D', RowDescription or NoData).
+// Anything else at the queue's front (a RowDescription of a simple Query)
+// is left alone.
+func (t *tracker) answered(op byte) {
+	if t.exact && t.queue.len() > 0 && t.queue.front().op == op {
+		t.queue.pop()
+	}
+}
+
+// takeBack undoes what a Parse, Bind or Close changed.
+func (t *tracker) takeBack(u undoEntry) {
+	m := t.prepared
+	if u.portal {
+		m = t.portals
+	}
+	if u.had {
+		m[u.name] = u.old
+	} else {
+		delete(m, u.name)
+	}
 }
 
 // markRisky notes that prepared statement name may change how the backend
@@ -97,6 +159,7 @@ func (t *tracker) bind(portal, stmt string) {
 	if t.portals == nil {
 		t.portals = map[string]stmtInfo{}
 	}
+	t.remember('B', true, portal)
 	t.portals[portal] = t.prepared[stmt]
 }
 
@@ -107,6 +170,7 @@ func (t *tracker) execute(portal string) {
 
 // close records a Close of a statement ('S') or portal ('P').
 func (t *tracker) close(kind byte, name string) {
+	t.remember('C', kind != 'S', name)
 	if kind == 'S' {
 		delete(t.prepared, name)
 	} else {
@@ -120,8 +184,13 @@ func (t *tracker) sync() {
 	delete(t.portals, "") // the unnamed portal ends with the transaction at the latest
 }
 
-// popStmt takes the oldest statement awaiting a result, if the next item is one.
+// popStmt takes the oldest statement awaiting a result, if the next item is
+// one. Parse, Bind, Close and Describe items still before it were answered
+// (a statement's result comes after theirs): they are dropped.
 func (t *tracker) popStmt() (stmtInfo, bool) {
+	for t.queue.len() > 0 && t.queue.front().op != 0 {
+		t.queue.pop()
+	}
 	if t.queue.len() == 0 || t.queue.front().sync {
 		return stmtInfo{}, false
 	}
@@ -189,8 +258,40 @@ func (t *tracker) portalSuspended() { t.popStmt() }
 // errorResponse records an error: the statement failed and the current
 // transaction (implicit or explicit) will not commit what it did.
 func (t *tracker) errorResponse() {
-	t.popStmt()
 	t.failed = true
+	if !t.exact || t.queue.len() == 0 || t.queue.front().op == 0 {
+		t.popStmt()
+		t.skipRest()
+		return
+	}
+	// The message at the front failed.
+	it := t.queue.pop()
+	switch {
+	case it.op == 'P' && it.undo.name == "":
+		delete(t.prepared, "") // a Parse drops the unnamed statement before it parses
+	case it.op != 'D':
+		t.takeBack(it.undo)
+	}
+	t.skipRest()
+}
+
+// skipRest takes back the Parse, Bind and Close messages of the batch after
+// the one that failed: the backend skips them, up to the batch's Sync.
+func (t *tracker) skipRest() {
+	if !t.exact {
+		return
+	}
+	items := t.queue.items()
+	end := 0
+	for end < len(items) && !items[end].sync {
+		end++
+	}
+	for i := end - 1; i >= 0; i-- {
+		if op := items[i].op; op == 'P' || op == 'B' || op == 'C' {
+			t.takeBack(items[i].undo)
+			items[i].op = 'D' // taken back: not again at a later error
+		}
+	}
 }
 
 // readyForQuery ends a batch and returns the DDL that committed with it.

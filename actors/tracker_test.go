@@ -186,3 +186,64 @@ func TestTrackerCountsDataChangesWithDDL(t *testing.T) {
 		})
 	}
 }
+
+// TestExactTrackerTakesBackSkippedMessages: after an error the backend
+// skips every message up to Sync, Close and Parse included. A statement
+// whose Close was skipped still exists; executed later, its DDL commits and
+// is recorded.
+func TestExactTrackerTakesBackSkippedMessages(t *testing.T) {
+	tr := newTracker()
+	tr.exact = true
+	run := func(name string) {
+		tr.bind("", name)
+		tr.execute("")
+	}
+	// Parse s1 (DDL), Sync.
+	tr.parse("s1", classify.Classify("CREATE TABLE h_close (a int)"))
+	tr.sync()
+	tr.answered('P')
+	if got := tr.readyForQuery('I'); len(got) != 0 {
+		t.Fatalf("a Parse alone committed %q", got)
+	}
+	// SELECT 1/0, then Close s1 and Parse s2: skipped after the error.
+	tr.parse("", classify.Classify("SELECT 1/0"))
+	run("")
+	tr.close('S', "s1")
+	tr.parse("s2", classify.Classify("CREATE TABLE skipped (a int)"))
+	tr.describe()
+	tr.sync()
+	tr.answered('P')
+	tr.answered('B')
+	tr.errorResponse()
+	tr.readyForQuery('I')
+	if _, ok := tr.prepared["s2"]; ok {
+		t.Fatal("a skipped Parse is remembered")
+	}
+	// s1 still exists on the backend: Bind, Execute, Sync.
+	run("s1")
+	tr.sync()
+	tr.answered('B')
+	tr.commandComplete([]byte("CREATE TABLE"))
+	if got := tr.readyForQuery('I'); !slices.Equal(got, []string{"CREATE TABLE h_close (a int)"}) {
+		t.Fatalf("recorded %q, want the DDL of the statement whose Close was skipped", got)
+	}
+	// A named Parse that fails because the name exists leaves the old
+	// statement; a failed unnamed Parse leaves none.
+	tr.parse("s1", classify.Classify("SELECT 1"))
+	tr.sync()
+	tr.errorResponse()
+	tr.readyForQuery('I')
+	if tr.prepared["s1"].kind != classify.DDL {
+		t.Fatalf("s1 after its failed re-Parse: %+v", tr.prepared["s1"])
+	}
+	tr.parse("", classify.Classify("CREATE TABLE u (a int)"))
+	tr.sync()
+	tr.errorResponse()
+	tr.readyForQuery('I')
+	if _, ok := tr.prepared[""]; ok {
+		t.Fatal("a failed unnamed Parse left a statement")
+	}
+	if tr.queue.len() != 0 {
+		t.Fatalf("%d items left in the queue", tr.queue.len())
+	}
+}

@@ -548,3 +548,40 @@ func TestCaptureRefusesDDLWithParameters(t *testing.T) {
 		t.Fatalf("the control workspace: %v", err)
 	}
 }
+
+// TestCaptureAfterASkippedClose: after an error PostgreSQL skips every
+// message up to Sync, a Close too. The statement it named still exists, and
+// its DDL, executed later, is recorded.
+func TestCaptureAfterASkippedClose(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	c := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
+	fe := c.PgConn().Frontend()
+	batch := func(msgs ...pgproto3.FrontendMessage) {
+		t.Helper()
+		for _, m := range msgs {
+			fe.Send(m)
+		}
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			msg, err := fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+				return
+			}
+		}
+	}
+	batch(&pgproto3.Parse{Name: "s1", Query: "CREATE TABLE h_close (a int)"})
+	batch(&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S', Name: "s1"})
+	batch(&pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{})
+	var versions []version
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	if len(versions) != 1 || versions[0].Statements[0] != "CREATE TABLE h_close (a int)" {
+		t.Fatalf("versions %+v", versions)
+	}
+}

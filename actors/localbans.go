@@ -87,3 +87,30 @@ func (p *Policies) forgetFails(now time.Time, window time.Duration) {
 		}
 	}
 }
+
+// BannedUntil returns when ip's ban ends, as the cluster and this node know
+// it now; zero when it is not banned. The HTTP API refuses such clients as
+// the wire proxy does.
+func (p *Proxy) BannedUntil(ip string) time.Time {
+	now := p.cfg.Now()
+	var until time.Time
+	p.cfg.FSM.View(func(s *fsm.State) { until, _ = s.BannedUntil(ip, now) })
+	if until.IsZero() {
+		until = p.cfg.Policy.localBan(ip, now)
+	}
+	return until
+}
+
+// AuthFailed counts a failed authentication from ip outside the wire
+// proxy (a wrong HTTP API key) as a wrong password is counted: toward the
+// cluster's ban of the IP, and this node's own.
+func (p *Proxy) AuthFailed(ip string) {
+	pol := p.cfg.Policy
+	pol.metrics().AuthFailed()
+	if pol != nil && pol.cfg.Bans != nil {
+		pol.cfg.Bans.Fail(ip)
+	}
+	var set fsm.ClusterSettings
+	p.cfg.FSM.View(func(s *fsm.State) { set = s.Settings })
+	pol.localFailed(ip, p.cfg.Now(), set)
+}

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"net/http"
+	"time"
 
 	"tdb/fsm"
 )
@@ -21,6 +23,19 @@ type Cluster interface {
 	// WireAddr is the host:port clients use to reach the wire proxy, for
 	// connection strings.
 	WireAddr() string
+}
+
+// AuthGuard is implemented by a Cluster that bans client IPs after repeated
+// failed authentications, as the wire proxy does: the HTTP API refuses a
+// banned IP, and counts its wrong keys toward the same bans.
+type AuthGuard interface {
+	// ClientIP is the address of the request's client (behind a trusted
+	// load balancer, the one it names).
+	ClientIP(r *http.Request) string
+	// BannedUntil is when ip's ban ends; zero when it is not banned.
+	BannedUntil(ip string) time.Time
+	// AuthFailed counts a failed authentication from ip.
+	AuthFailed(ip string)
 }
 
 // BackendChecker is implemented by a Cluster that can try a backend before

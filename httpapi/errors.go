@@ -18,6 +18,7 @@ const (
 	codeNotFound         = "not_found"
 	codeConflict         = "conflict"
 	codeNotLeader        = "not_leader"
+	codeRateLimited      = "rate_limited"
 	codeTooLarge         = "request_too_large"
 	codeUnavailable      = "unavailable"
 	codeTimeout          = "timeout"

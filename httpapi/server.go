@@ -2,7 +2,10 @@ package httpapi
 
 import (
 	"context"
+	"math"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -109,7 +112,22 @@ type handler func(w http.ResponseWriter, r *http.Request, c *caller) error
 
 func (s *server) authed(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		guard, _ := s.c.(AuthGuard)
+		var ip string
+		if guard != nil {
+			ip = guard.ClientIP(r)
+			if until := guard.BannedUntil(ip); !until.IsZero() {
+				left := max(1, int64(math.Ceil(until.Sub(s.now()).Seconds())))
+				w.Header().Set("Retry-After", strconv.FormatInt(left, 10))
+				s.writeError(w, r, errf(http.StatusTooManyRequests, codeRateLimited,
+					"connection rejected: your IP is temporarily rate-limited after repeated failed auth attempts, retry in %ds", left))
+				return
+			}
+		}
 		c, err := s.authenticate(r)
+		if err != nil && guard != nil && wrongKey(err) {
+			guard.AuthFailed(ip)
+		}
 		if err == nil {
 			err = h(w, r, c)
 		}
@@ -117,6 +135,14 @@ func (s *server) authed(h handler) http.Handler {
 			s.writeError(w, r, err)
 		}
 	})
+}
+
+// wrongKey reports whether an authentication failed on the key itself (an
+// unknown or revoked one), which counts toward the IP's ban; a request with
+// no key does not.
+func wrongKey(err error) bool {
+	e, _ := toAPIError(err)
+	return e.Status == http.StatusUnauthorized && !strings.HasPrefix(e.Message, "missing API key")
 }
 
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {

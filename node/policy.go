@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"time"
@@ -10,6 +12,7 @@ import (
 
 	"tdb/actors"
 	"tdb/fsm"
+	"tdb/httpapi"
 	"tdb/metrics"
 	"tdb/querylog"
 )
@@ -110,3 +113,40 @@ func (n *Node) Metrics() *metrics.Metrics {
 	}
 	return n.pol.metrics
 }
+
+// ClientIP is the address of an HTTP request's client: the peer's, or,
+// when the peer is a load balancer listed in --proxy-protocol-from, the last
+// address of the X-Forwarded-For header it adds (haproxy's forwardfor).
+func (n *Node) ClientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	peer = peer.Unmap()
+	trusted := false
+	for _, p := range n.cfg.ProxyProtocolFrom {
+		trusted = trusted || p.Contains(peer)
+	}
+	if fwd := r.Header.Values("X-Forwarded-For"); trusted && len(fwd) > 0 {
+		last := fwd[len(fwd)-1]
+		if i := strings.LastIndexByte(last, ','); i >= 0 {
+			last = last[i+1:]
+		}
+		if a, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+			return a.Unmap().String()
+		}
+	}
+	return peer.String()
+}
+
+// BannedUntil is when ip's ban ends (zero: not banned), for the HTTP API.
+func (n *Node) BannedUntil(ip string) time.Time { return n.proxy.BannedUntil(ip) }
+
+// AuthFailed counts a wrong HTTP API key from ip toward its ban.
+func (n *Node) AuthFailed(ip string) { n.proxy.AuthFailed(ip) }
+
+var _ httpapi.AuthGuard = (*Node)(nil)

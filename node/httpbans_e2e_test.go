@@ -1,0 +1,92 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"tdb/internal/testnode"
+	"tdb/node"
+)
+
+// apiCall sends a GET with a bearer key and, when forwardedFor is set, the
+// X-Forwarded-For header a load balancer adds; it returns the status, the
+// error code and message, and the Retry-After header.
+func apiCall(t *testing.T, e *testnode.Env, key, forwardedFor string) (int, string, string, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+e.Node.HTTPAddr()+"/v1/tenants", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	if forwardedFor != "" {
+		req.Header.Set("X-Forwarded-For", forwardedFor)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var body struct{ Code, Message string }
+	_ = json.Unmarshal(raw, &body)
+	return resp.StatusCode, body.Code, body.Message, resp.Header.Get("Retry-After")
+}
+
+// TestHTTPWrongKeysBanTheIP: wrong API keys count toward the IP's ban as
+// wrong passwords do on the wire, and a banned IP is refused on both.
+func TestHTTPWrongKeysBanTheIP(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	e.MustDo(t, "PATCH", "/v1/cluster/settings", e.AdminKey, "", map[string]int64{"auth_fail_threshold": 3, "ban_sec": 60}, nil)
+	for range 3 {
+		if status, code, _, _ := apiCall(t, e, "sk_wrong_key_0123456789abcdef0123456789", ""); status != 401 || code != "unauthorized" {
+			t.Fatalf("a wrong key: %d %s", status, code)
+		}
+	}
+	status, code, msg, retry := apiCall(t, e, e.ProxyPassword, "")
+	if status != 429 || code != "rate_limited" || retry == "" ||
+		!strings.HasPrefix(msg, "connection rejected: your IP is temporarily rate-limited after repeated failed auth attempts, retry in ") {
+		t.Fatalf("a banned IP with a good key: %d %s %q (Retry-After %q)", status, code, msg, retry)
+	}
+	_, err := pgx.Connect(context.Background(), e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
+	if pe := pgErr(t, err); pe.Code != "53300" {
+		t.Fatalf("the same IP on the wire: %s %q", pe.Code, pe.Message)
+	}
+}
+
+// TestHTTPBansBehindALoadBalancer: behind a load balancer the node trusts
+// (--proxy-protocol-from) the client is the one X-Forwarded-For names, so
+// one client's wrong keys do not ban the others.
+func TestHTTPBansBehindALoadBalancer(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t, func(cfg *node.Config) {
+		cfg.ProxyProtocolFrom = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	e.MustDo(t, "PATCH", "/v1/cluster/settings", e.AdminKey, "", map[string]int64{"auth_fail_threshold": 3, "ban_sec": 60}, nil)
+	// A request without a key is a client's mistake, not a guess: not counted.
+	for range 5 {
+		if status, _, _, _ := apiCall(t, e, "", "198.51.100.9"); status != 401 {
+			t.Fatalf("no key: %d", status)
+		}
+	}
+	// The client sent an X-Forwarded-For of its own; the balancer appends
+	// the address it saw, and that last one is the client's.
+	for range 3 {
+		apiCall(t, e, "sk_wrong_key_0123456789abcdef0123456789", "203.0.113.5, 198.51.100.7")
+	}
+	if status, code, _, _ := apiCall(t, e, e.ProxyPassword, "198.51.100.7"); status != 429 || code != "rate_limited" {
+		t.Fatalf("the guessing client: %d %s", status, code)
+	}
+	for _, ff := range []string{"198.51.100.8", "198.51.100.9", ""} {
+		if status, _, msg, _ := apiCall(t, e, e.ProxyPassword, ff); status != 200 {
+			t.Fatalf("another client (%q): %d %s", ff, status, msg)
+		}
+	}
+}

@@ -82,7 +82,11 @@ func (s *session) paramsInDDL(r classify.Result) *wire.PGError {
 		return nil
 	}
 	for i := range r.Statements {
-		if st := &r.Statements[i]; st.Kind == classify.DDL && classify.HasParams(st.Text) {
+		st := &r.Statements[i]
+		if st.Tag == "CREATE FUNCTION" || st.Tag == "CREATE PROCEDURE" {
+			continue // $1 in a SQL-standard body (RETURN $1 + 1) is the routine's argument
+		}
+		if st.Kind == classify.DDL && classify.HasParams(st.Text) {
 			return wire.NewError("ERROR", "0A000",
 				"DDL with bind parameters cannot be recorded as a blueprint version: tenants would run it without their values").
 				WithHint("Write the values into the statement text.")

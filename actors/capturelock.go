@@ -111,7 +111,10 @@ const lockRefusalName = "tdb_capture_lock_refused"
 // answer to the release must not come between its answers. The client's
 // next batch waits for that answer.
 func (s *session) releaseCaptureLock(status byte) string {
-	if !s.captureLocked || status != 'I' || s.clientInflight() > 0 {
+	// Nor while the client has begun another batch (messages without their
+	// Sync, already at the backend): the release's answers would come
+	// between theirs.
+	if !s.captureLocked || status != 'I' || s.clientInflight() > 0 || s.unsynced {
 		return ""
 	}
 	s.captureLocked = false

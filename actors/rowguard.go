@@ -212,7 +212,8 @@ func (s *session) gate(typ byte) chan struct{} {
 // with status, or "" (under s.mu, before the limiter forgets the batch).
 // others is how many of the client's batches are in flight behind it: the
 // abort must come before the client's next statement, so with one already
-// sent there is none (the client's transaction is not aborted then).
+// sent (or begun: messages without their Sync) there is none (the client's
+// transaction is not aborted then).
 func (s *session) finalFor(status byte, others int) string {
 	over := s.gov != nil && s.gov.lim.overRows > 0
 	switch {
@@ -220,7 +221,7 @@ func (s *session) finalFor(status byte, others int) string {
 		return guardCommit
 	case s.guarded && status != 'I':
 		return guardRollback
-	case !s.guarded && over && status == 'T' && others == 0:
+	case !s.guarded && over && status == 'T' && others == 0 && !s.unsynced:
 		return guardAbort
 	}
 	return ""

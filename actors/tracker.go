@@ -14,9 +14,17 @@ type stmtInfo struct {
 	// risky: it may change how the backend reads statement text
 	// (mayChangeSettings)
 	risky bool
-	// noTxn: it cannot run in a transaction block (CREATE INDEX
+	// atOnce: it cannot run in a transaction block (CREATE INDEX
 	// CONCURRENTLY), so it commits when it completes
-	noTxn bool
+	atOnce bool
+}
+
+// commitsAtOnce reports whether a statement commits when it completes,
+// whatever happens after it: one PostgreSQL refuses in a transaction block.
+// ALTER TYPE … ADD VALUE is marked NoTxn for servers before 12; from 12 on
+// it runs in transactions, and commits or rolls back with them.
+func commitsAtOnce(st *classify.Statement) bool {
+	return st.NoTxn && st.Tag != "ALTER TYPE"
 }
 
 // trackItem is one entry of the tracker's queue: a statement awaiting its
@@ -74,6 +82,9 @@ type tracker struct {
 	// skips everything up to Sync). Sessions whose DDL is recorded need
 	// it: a statement name the backend still holds must not be forgotten.
 	exact bool
+	// skipping: an error ended the extended-protocol batch the client is
+	// still sending; the backend ignores its messages up to its Sync.
+	skipping bool
 }
 
 func newTracker() *tracker {
@@ -83,7 +94,7 @@ func newTracker() *tracker {
 // query records a simple-protocol Query and its statements.
 func (t *tracker) query(r classify.Result) {
 	for _, s := range r.Statements {
-		t.queue.push(trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind, savepoint: s.Savepoint, noTxn: s.NoTxn}})
+		t.queue.push(trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind, savepoint: s.Savepoint, atOnce: commitsAtOnce(&s)}})
 	}
 	t.queue.push(trackItem{sync: true})
 }
@@ -93,7 +104,10 @@ func (t *tracker) parse(name string, r classify.Result) {
 	var info stmtInfo
 	if len(r.Statements) == 1 {
 		st := &r.Statements[0]
-		info = stmtInfo{text: st.Text, kind: st.Kind, savepoint: st.Savepoint, noTxn: st.NoTxn}
+		info = stmtInfo{text: st.Text, kind: st.Kind, savepoint: st.Savepoint, atOnce: commitsAtOnce(st)}
+	}
+	if t.skipping {
+		return // the backend skips it
 	}
 	if t.prepared == nil {
 		t.prepared = map[string]stmtInfo{}
@@ -117,7 +131,7 @@ func (t *tracker) remember(op byte, portal bool, name string) {
 
 // describe records a Describe (exact trackers only: its answer is counted).
 func (t *tracker) describe() {
-	if t.exact {
+	if t.exact && !t.skipping {
 		t.queue.push(trackItem{op: 'D'})
 	}
 }
@@ -156,6 +170,9 @@ func (t *tracker) markRisky(name string) {
 
 // bind records a Bind of a prepared statement to a portal.
 func (t *tracker) bind(portal, stmt string) {
+	if t.skipping {
+		return
+	}
 	if t.portals == nil {
 		t.portals = map[string]stmtInfo{}
 	}
@@ -170,6 +187,9 @@ func (t *tracker) execute(portal string) {
 
 // close records a Close of a statement ('S') or portal ('P').
 func (t *tracker) close(kind byte, name string) {
+	if t.skipping {
+		return
+	}
 	t.remember('C', kind != 'S', name)
 	if kind == 'S' {
 		delete(t.prepared, name)
@@ -180,6 +200,7 @@ func (t *tracker) close(kind byte, name string) {
 
 // sync records a Sync.
 func (t *tracker) sync() {
+	t.skipping = false
 	t.queue.push(trackItem{sync: true})
 	delete(t.portals, "") // the unnamed portal ends with the transaction at the latest
 }
@@ -205,7 +226,7 @@ func (t *tracker) commandComplete(tag []byte) {
 	}
 	switch s.kind {
 	case classify.DDL:
-		if s.noTxn {
+		if s.atOnce {
 			// Committed now, whatever fails after it before Sync.
 			t.committed = append(t.committed, s.text)
 			return
@@ -259,25 +280,30 @@ func (t *tracker) portalSuspended() { t.popStmt() }
 // transaction (implicit or explicit) will not commit what it did.
 func (t *tracker) errorResponse() {
 	t.failed = true
-	if !t.exact || t.queue.len() == 0 || t.queue.front().op == 0 {
+	// An error that answers none of the client's messages (a FATAL at
+	// idle) leaves no batch to skip.
+	inBatch := t.queue.len() > 0 && !t.queue.front().sync
+	if !t.exact || !inBatch || t.queue.front().op == 0 {
 		t.popStmt()
-		t.skipRest()
+		t.skipRest(inBatch)
 		return
 	}
 	// The message at the front failed.
 	it := t.queue.pop()
-	switch {
-	case it.op == 'P' && it.undo.name == "":
-		delete(t.prepared, "") // a Parse drops the unnamed statement before it parses
-	case it.op != 'D':
-		t.takeBack(it.undo)
+	if it.op != 'D' && !t.overridden(it.undo) {
+		if it.op == 'P' && it.undo.name == "" {
+			delete(t.prepared, "") // a Parse drops the unnamed statement before it parses
+		} else {
+			t.takeBack(it.undo)
+		}
 	}
-	t.skipRest()
+	t.skipRest(true)
 }
 
 // skipRest takes back the Parse, Bind and Close messages of the batch after
-// the one that failed: the backend skips them, up to the batch's Sync.
-func (t *tracker) skipRest() {
+// the one that failed: the backend skips them, up to the batch's Sync. When
+// that Sync is not sent yet, the messages still to come are skipped too.
+func (t *tracker) skipRest(inBatch bool) {
 	if !t.exact {
 		return
 	}
@@ -286,12 +312,31 @@ func (t *tracker) skipRest() {
 	for end < len(items) && !items[end].sync {
 		end++
 	}
+	t.skipping = inBatch && end == len(items)
 	for i := end - 1; i >= 0; i-- {
 		if op := items[i].op; op == 'P' || op == 'B' || op == 'C' {
-			t.takeBack(items[i].undo)
+			if !t.overridden(items[i].undo) {
+				t.takeBack(items[i].undo)
+			}
 			items[i].op = 'D' // taken back: not again at a later error
 		}
 	}
+}
+
+// overridden reports whether a later batch, already sent, sets the name
+// that u is about to restore: its value stands.
+func (t *tracker) overridden(u undoEntry) bool {
+	items := t.queue.items()
+	i := 0
+	for i < len(items) && !items[i].sync {
+		i++
+	}
+	for ; i < len(items); i++ {
+		if op := items[i].op; (op == 'P' || op == 'B' || op == 'C') && items[i].undo.portal == u.portal && items[i].undo.name == u.name {
+			return true
+		}
+	}
+	return false
 }
 
 // readyForQuery ends a batch and returns the DDL that committed with it.

@@ -247,3 +247,72 @@ func TestExactTrackerTakesBackSkippedMessages(t *testing.T) {
 		t.Fatalf("%d items left in the queue", tr.queue.len())
 	}
 }
+
+// ALTER TYPE … ADD VALUE runs in transactions from PostgreSQL 12 on: it
+// commits or rolls back with its transaction, in order.
+func TestTrackerAddValueFollowsItsTransaction(t *testing.T) {
+	got := feed(newTracker(), []step{
+		{query: "BEGIN"}, {cc: "BEGIN"}, {rfq: 'T'},
+		{query: "ALTER TYPE mood ADD VALUE 'gone'"}, {cc: "ALTER TYPE"}, {rfq: 'T'},
+		{query: "ROLLBACK"}, {cc: "ROLLBACK"}, {rfq: 'I'},
+		{query: "BEGIN; CREATE TYPE mood2 AS ENUM ('a'); ALTER TYPE mood2 ADD VALUE 'b'; COMMIT"},
+		{cc: "BEGIN"}, {cc: "CREATE TYPE"}, {cc: "ALTER TYPE"}, {cc: "COMMIT"}, {rfq: 'I'},
+	})
+	if want := []string{"CREATE TYPE mood2 AS ENUM ('a')", "ALTER TYPE mood2 ADD VALUE 'b'"}; !slices.Equal(got, want) {
+		t.Fatalf("recorded %q, want %q", got, want)
+	}
+}
+
+// Messages the client sends after an error, before its Sync, are skipped
+// by the backend too (a pipeline that used Flush); and taking back a
+// skipped message leaves alone a name a later batch set.
+func TestExactTrackerSkipsUntilSync(t *testing.T) {
+	tr := newTracker()
+	tr.exact = true
+	tr.parse("sx", classify.Classify("CREATE TABLE sx_t (a int)"))
+	tr.sync()
+	tr.answered('P')
+	tr.readyForQuery('I')
+	// SELECT 1/0, Flush; its error comes back before the client goes on.
+	tr.parse("", classify.Classify("SELECT 1/0"))
+	tr.bind("", "")
+	tr.execute("")
+	tr.answered('P')
+	tr.answered('B')
+	tr.errorResponse()
+	tr.close('S', "sx") // skipped by the backend
+	tr.sync()
+	tr.readyForQuery('I')
+	tr.bind("", "sx")
+	tr.execute("")
+	tr.sync()
+	tr.answered('B')
+	tr.commandComplete([]byte("CREATE TABLE"))
+	if got := tr.readyForQuery('I'); !slices.Equal(got, []string{"CREATE TABLE sx_t (a int)"}) {
+		t.Fatalf("after a Close sent past the error: recorded %q", got)
+	}
+
+	// Batch 1 fails before its Parse of s1; batch 2, already sent, parses
+	// s1 anew: batch 2's statement stands.
+	tr.parse("", classify.Classify("SELECT 1/0"))
+	tr.bind("", "")
+	tr.execute("")
+	tr.parse("s1", classify.Classify("SELECT 2"))
+	tr.sync()
+	tr.parse("s1", classify.Classify("CREATE TABLE t_clobber (a int)"))
+	tr.sync()
+	tr.answered('P')
+	tr.answered('B')
+	tr.errorResponse()
+	tr.readyForQuery('I')
+	tr.answered('P')
+	tr.readyForQuery('I')
+	tr.bind("", "s1")
+	tr.execute("")
+	tr.sync()
+	tr.answered('B')
+	tr.commandComplete([]byte("CREATE TABLE"))
+	if got := tr.readyForQuery('I'); !slices.Equal(got, []string{"CREATE TABLE t_clobber (a int)"}) {
+		t.Fatalf("a later batch's Parse of the same name: recorded %q", got)
+	}
+}

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -535,9 +536,13 @@ func TestCaptureRefusesDDLWithParameters(t *testing.T) {
 	if _, err := c.Exec(ctx, "CREATE TABLE limits AS SELECT 5::int AS tenant_limit"); err != nil {
 		t.Fatal(err)
 	}
+	// In a SQL-standard function body $1 is the function's argument.
+	if _, err := c.Exec(ctx, "CREATE FUNCTION inc(int) RETURNS int LANGUAGE sql RETURN $1 + 1"); err != nil {
+		t.Fatalf("a SQL-standard function body: %v", err)
+	}
 	var versions []version
 	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
-	if len(versions) != 1 || versions[0].Statements[0] != "CREATE TABLE limits AS SELECT 5::int AS tenant_limit" {
+	if len(versions) != 2 || versions[0].Statements[0] != "CREATE TABLE limits AS SELECT 5::int AS tenant_limit" {
 		t.Fatalf("versions %+v", versions)
 	}
 	// A tenant gets it, and the control workspace, which records nothing,
@@ -584,4 +589,67 @@ func TestCaptureAfterASkippedClose(t *testing.T) {
 	if len(versions) != 1 || versions[0].Statements[0] != "CREATE TABLE h_close (a int)" {
 		t.Fatalf("versions %+v", versions)
 	}
+}
+
+// TestCaptureLockKeptWhileABatchIsUnderway: the capture lock goes back
+// after the transaction that took it, but not while the client has sent
+// part of its next batch (no Sync yet): the release's answers would come
+// between that batch's, and the batch's own answers were lost with them.
+func TestCaptureLockKeptWhileABatchIsUnderway(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	c := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
+	fe := c.PgConn().Frontend()
+	fe.Send(&pgproto3.Parse{Query: "CREATE TABLE un_a (id int)"})
+	fe.Send(&pgproto3.Bind{})
+	fe.Send(&pgproto3.Execute{})
+	fe.Send(&pgproto3.Sync{})
+	fe.Send(&pgproto3.Parse{Query: "CREATE TABLE un_b (id int)"})
+	fe.Send(&pgproto3.Bind{})
+	fe.Send(&pgproto3.Describe{ObjectType: 'P'})
+	fe.Send(&pgproto3.Execute{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	read := func() {
+		t.Helper()
+		for {
+			msg, err := fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := msg.(type) {
+			case *pgproto3.ParseComplete:
+				got = append(got, "1")
+			case *pgproto3.BindComplete:
+				got = append(got, "2")
+			case *pgproto3.NoData:
+				got = append(got, "n")
+			case *pgproto3.CommandComplete:
+				got = append(got, string(m.CommandTag))
+			case *pgproto3.ErrorResponse:
+				t.Fatalf("error: %s %s", m.Code, m.Message)
+			case *pgproto3.ReadyForQuery:
+				got = append(got, "Z")
+				return
+			}
+		}
+	}
+	read()
+	fe.Send(&pgproto3.Sync{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	read()
+	want := []string{"1", "2", "CREATE TABLE", "Z", "1", "2", "n", "CREATE TABLE", "Z"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("the client got %q, want %q", got, want)
+	}
+	var versions []version
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	if len(versions) != 2 || versions[1].Statements[0] != "CREATE TABLE un_b (id int)" {
+		t.Fatalf("versions %+v", versions)
+	}
+	newCaptureLocks(t, e).awaitNone("the capture lock to go back after the batches")
 }

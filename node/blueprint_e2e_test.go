@@ -499,20 +499,8 @@ func TestCaptureInsideAGuardedBatch(t *testing.T) {
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m, ok := msg.(*pgproto3.ErrorResponse); ok {
-			t.Fatalf("the batch failed: %s %s", m.Code, m.Message)
-		}
-		if m, ok := msg.(*pgproto3.ReadyForQuery); ok {
-			if m.TxStatus != 'I' {
-				t.Fatalf("the batch ended in status %c", m.TxStatus)
-			}
-			break
-		}
+	if got, want := answers(t, fe), []string{"1", "2", "INSERT 0 1", "1", "2", "ALTER TABLE", "Z I"}; !slices.Equal(got, want) {
+		t.Fatalf("the batch got %q, want %q", got, want)
 	}
 	var versions []version
 	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
@@ -562,7 +550,7 @@ func TestCaptureAfterASkippedClose(t *testing.T) {
 	e := testnode.Start(t)
 	c := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
 	fe := c.PgConn().Frontend()
-	batch := func(msgs ...pgproto3.FrontendMessage) {
+	batch := func(want []string, msgs ...pgproto3.FrontendMessage) {
 		t.Helper()
 		for _, m := range msgs {
 			fe.Send(m)
@@ -571,19 +559,15 @@ func TestCaptureAfterASkippedClose(t *testing.T) {
 		if err := fe.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		for {
-			msg, err := fe.Receive()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
-				return
-			}
+		if got := answers(t, fe); !slices.Equal(got, want) {
+			t.Fatalf("got %q, want %q", got, want)
 		}
 	}
-	batch(&pgproto3.Parse{Name: "s1", Query: "CREATE TABLE h_close (a int)"})
-	batch(&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S', Name: "s1"})
-	batch(&pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{})
+	batch([]string{"1", "Z I"}, &pgproto3.Parse{Name: "s1", Query: "CREATE TABLE h_close (a int)"})
+	batch([]string{"1", "E 22012", "Z I"}, // 1/0 is folded, and fails, at Bind
+		&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S', Name: "s1"})
+	batch([]string{"2", "n", "CREATE TABLE", "Z I"},
+		&pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{})
 	var versions []version
 	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
 	if len(versions) != 1 || versions[0].Statements[0] != "CREATE TABLE h_close (a int)" {
@@ -611,38 +595,13 @@ func TestCaptureLockKeptWhileABatchIsUnderway(t *testing.T) {
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	read := func() {
-		t.Helper()
-		for {
-			msg, err := fe.Receive()
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch m := msg.(type) {
-			case *pgproto3.ParseComplete:
-				got = append(got, "1")
-			case *pgproto3.BindComplete:
-				got = append(got, "2")
-			case *pgproto3.NoData:
-				got = append(got, "n")
-			case *pgproto3.CommandComplete:
-				got = append(got, string(m.CommandTag))
-			case *pgproto3.ErrorResponse:
-				t.Fatalf("error: %s %s", m.Code, m.Message)
-			case *pgproto3.ReadyForQuery:
-				got = append(got, "Z")
-				return
-			}
-		}
-	}
-	read()
+	got := answers(t, fe)
 	fe.Send(&pgproto3.Sync{})
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	read()
-	want := []string{"1", "2", "CREATE TABLE", "Z", "1", "2", "n", "CREATE TABLE", "Z"}
+	got = append(got, answers(t, fe)...)
+	want := []string{"1", "2", "CREATE TABLE", "Z I", "1", "2", "n", "CREATE TABLE", "Z I"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("the client got %q, want %q", got, want)
 	}
@@ -652,4 +611,32 @@ func TestCaptureLockKeptWhileABatchIsUnderway(t *testing.T) {
 		t.Fatalf("versions %+v", versions)
 	}
 	newCaptureLocks(t, e).awaitNone("the capture lock to go back after the batches")
+}
+
+// answers reads a raw session's messages up to its next ReadyForQuery and
+// names them: "1" ParseComplete, "2" BindComplete, "n" NoData, the command
+// tag of a CommandComplete, "E <SQLSTATE>" for an error, "Z <status>".
+func answers(t *testing.T, fe *pgproto3.Frontend) []string {
+	t.Helper()
+	var got []string
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ParseComplete:
+			got = append(got, "1")
+		case *pgproto3.BindComplete:
+			got = append(got, "2")
+		case *pgproto3.NoData:
+			got = append(got, "n")
+		case *pgproto3.CommandComplete:
+			got = append(got, string(m.CommandTag))
+		case *pgproto3.ErrorResponse:
+			got = append(got, "E "+m.Code)
+		case *pgproto3.ReadyForQuery:
+			return append(got, "Z "+string(m.TxStatus))
+		}
+	}
 }

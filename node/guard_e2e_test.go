@@ -237,18 +237,14 @@ func TestDDLRunByFunctionsRefused(t *testing.T) {
 	e := testnode.Start(t)
 	ctx := context.Background()
 	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require"))
-	for _, sql := range []string{
+	execAll(t, ws,
 		"CREATE TABLE items (id int)",
 		"CREATE FUNCTION make_table() RETURNS void LANGUAGE plpgsql AS $$ BEGIN CREATE TABLE made (id int); END $$",
 		"CREATE FUNCTION make_sql() RETURNS void LANGUAGE sql AS 'CREATE TABLE made_sql (id int)'",
 		"CREATE FUNCTION on_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'ALTER TABLE items ADD COLUMN c' || NEW.id || ' int'; RETURN NEW; END $$",
 		"CREATE TRIGGER items_ddl BEFORE INSERT ON items FOR EACH ROW EXECUTE FUNCTION on_insert()",
 		"CREATE FUNCTION owner_ddl() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN CREATE TABLE escaped (id int); END $$",
-	} {
-		if _, err := ws.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	)
 	for _, sql := range []string{"SELECT make_table()", "SELECT make_sql()", "INSERT INTO items VALUES (1)", "SELECT owner_ddl()"} {
 		_, err := ws.Exec(ctx, sql)
 		pe := pgErr(t, err)
@@ -265,16 +261,12 @@ func TestDDLRunByFunctionsRefused(t *testing.T) {
 	// What the guard lets through: a function that refreshes a
 	// materialized view (not DDL to the proxy), and the DO block that
 	// creates a type unless it exists, over several lines.
-	for _, sql := range []string{
+	execAll(t, ws,
 		"CREATE MATERIALIZED VIEW item_count AS SELECT count(*) AS n FROM items",
 		"CREATE FUNCTION refresh_counts() RETURNS void LANGUAGE plpgsql AS $$ BEGIN REFRESH MATERIALIZED VIEW item_count; END $$",
 		"SELECT refresh_counts()",
 		"DO 'BEGIN\n  CREATE TYPE\n    enum_items_state AS ENUM (''new'', ''old'');\nEXCEPTION WHEN duplicate_object THEN null;\nEND'",
-	} {
-		if _, err := ws.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s in the workspace: %v", sql, err)
-		}
-	}
+	)
 
 	key := e.CreateTenant(t, "acme")
 	tenant := connect(t, e.ConnString(key, "myapp__acme", "require"))
@@ -320,23 +312,18 @@ func TestRoleDefaultsCannotSplitTheParsers(t *testing.T) {
 	ctx := context.Background()
 	cs := e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable")
 	c := connect(t, cs)
-	for _, sql := range []string{
+	execAll(t, c,
 		`CREATE FUNCTION sneak() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'ALTER ROLE CURRENT_USER SET standard_' || 'conforming_strings = off'; END $$`,
 		"SELECT sneak()",
-	} {
-		if _, err := c.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	)
+	role := backend.RoleName(fsm.PhysicalDatabase(e.ProjectID, "controlplane_workspace"), backend.RoleAdmin)
 	admin := connect(t, e.PG.URL())
 	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), `DO $$ DECLARE r text; BEGIN
-			FOR r IN SELECT rolname FROM pg_roles WHERE rolname LIKE '%controlplane_workspace_admin' LOOP
-				EXECUTE format('ALTER ROLE %I RESET ALL', r);
-			END LOOP; END $$`)
+		_, _ = admin.Exec(context.Background(), "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" RESET ALL")
 	})
 	var defaults string
-	if err := admin.QueryRow(ctx, "SELECT coalesce(array_agg(c)::text, '') FROM pg_db_role_setting s, unnest(s.setconfig) c").Scan(&defaults); err != nil || !strings.Contains(defaults, "standard_conforming_strings=off") {
+	if err := admin.QueryRow(ctx, `SELECT coalesce(array_agg(c)::text, '') FROM pg_db_role_setting s, unnest(s.setconfig) c
+		WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1)`, role).Scan(&defaults); err != nil || !strings.Contains(defaults, "standard_conforming_strings=off") {
 		t.Fatalf("the function did not change the role's defaults (%q, %v): the test proves nothing", defaults, err)
 	}
 	// A new backend session (other startup parameters: no pooled one) starts
@@ -386,4 +373,14 @@ func TestUnparsedTextIsNotSent(t *testing.T) {
 		t.Fatalf("the last version is %+v", last)
 	}
 	_ = key
+}
+
+// execAll runs statements one by one and fails the test on the first error.
+func execAll(t *testing.T, c *pgx.Conn, sqls ...string) {
+	t.Helper()
+	for _, sql := range sqls {
+		if _, err := c.Exec(context.Background(), sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
 }

@@ -62,7 +62,9 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		midBatch := false
 		if s.unsynced {
 			s.mu.Lock()
-			midBatch = s.settingsSync || s.guarded
+			// Where DDL is recorded too: after an error the backend ignores
+			// a Query until the batch's Sync, and never answers it.
+			midBatch = s.settingsSync || s.guarded || s.captures()
 			s.mu.Unlock()
 		}
 		if midBatch {
@@ -178,6 +180,10 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 			return nil, stepFail, wire.NewError("FATAL", "08P01", "invalid FunctionCall message")
 		}
 		text := "function call (oid " + strconv.FormatUint(uint64(binary.BigEndian.Uint32(body)), 10) + ")"
+		if s.unsynced && s.captures() {
+			return nil, stepFail, wire.NewError("FATAL", "08P01",
+				"a FunctionCall message inside an unfinished extended-protocol batch is not supported here; send Sync first")
+		}
 		s.mu.Lock()
 		s.pend(s.clientInflight() + 1)
 		if s.unsynced {

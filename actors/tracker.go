@@ -93,6 +93,9 @@ func newTracker() *tracker {
 
 // query records a simple-protocol Query and its statements.
 func (t *tracker) query(r classify.Result) {
+	if t.skipping {
+		return // the backend ignores it until the batch's Sync (the relay refuses it first)
+	}
 	for _, s := range r.Statements {
 		t.queue.push(trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind, savepoint: s.Savepoint, atOnce: commitsAtOnce(&s)}})
 	}
@@ -324,7 +327,10 @@ func (t *tracker) skipRest(inBatch bool) {
 }
 
 // overridden reports whether a later batch, already sent, sets the name
-// that u is about to restore: its value stands.
+// that u is about to restore: its value stands. What u would restore is
+// what the backend still holds before that batch, so it becomes what the
+// later message restores in turn if the backend refuses or skips it (a
+// Parse of a name the skipped Close did not free fails).
 func (t *tracker) overridden(u undoEntry) bool {
 	items := t.queue.items()
 	i := 0
@@ -333,6 +339,7 @@ func (t *tracker) overridden(u undoEntry) bool {
 	}
 	for ; i < len(items); i++ {
 		if op := items[i].op; (op == 'P' || op == 'B' || op == 'C') && items[i].undo.portal == u.portal && items[i].undo.name == u.name {
+			items[i].undo.old, items[i].undo.had = u.old, u.had
 			return true
 		}
 	}

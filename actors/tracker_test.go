@@ -316,3 +316,67 @@ func TestExactTrackerSkipsUntilSync(t *testing.T) {
 		t.Fatalf("a later batch's Parse of the same name: recorded %q", got)
 	}
 }
+
+// A Close skipped after an error, and the same name parsed again by a
+// batch already sent: the backend still holds the name, so that Parse
+// fails, and the tracker keeps the statement the backend holds.
+func TestExactTrackerSkippedCloseThenReparse(t *testing.T) {
+	tr := newTracker()
+	tr.exact = true
+	ddl := "CREATE INDEX IF NOT EXISTS i ON t (a)"
+	tr.parse("s1", classify.Classify(ddl))
+	tr.sync()
+	tr.answered('P')
+	tr.readyForQuery('I')
+	// batch 1: error, then Close s1 (skipped by the backend)
+	tr.parse("", classify.Classify("SELECT 1/0"))
+	tr.bind("", "")
+	tr.execute("")
+	tr.close('S', "s1")
+	tr.sync()
+	// batch 2, pipelined: Parse s1 again
+	tr.parse("s1", classify.Classify(ddl))
+	tr.sync()
+	// backend: batch 1
+	tr.answered('P')
+	tr.answered('B')
+	tr.errorResponse()
+	tr.readyForQuery('I')
+	// backend: batch 2's Parse fails: s1 already exists
+	tr.errorResponse()
+	tr.readyForQuery('I')
+	if _, ok := tr.prepared["s1"]; !ok {
+		t.Errorf("tracker lost s1, which the backend still holds")
+	}
+	tr.bind("", "s1")
+	tr.execute("")
+	tr.sync()
+	tr.answered('B')
+	tr.commandComplete([]byte("CREATE INDEX"))
+	if got := tr.readyForQuery('I'); !slices.Equal(got, []string{ddl}) {
+		t.Fatalf("recorded %q, want the DDL", got)
+	}
+}
+
+// A simple Query sent after an error, before Sync: the backend skips it
+// (ignore_till_sync), and so does the tracker (the relay refuses one there
+// first).
+func TestExactTrackerQueryWhileSkipping(t *testing.T) {
+	tr := newTracker()
+	tr.exact = true
+	tr.parse("", classify.Classify("SELECT 1/0"))
+	tr.bind("", "")
+	tr.execute("")
+	tr.answered('P')
+	tr.answered('B')
+	tr.errorResponse()
+	tr.query(classify.Classify("SELECT 1")) // skipped by the backend
+	tr.sync()
+	tr.readyForQuery('I') // the Sync's; the Query gets no answer
+	tr.query(classify.Classify("CREATE TABLE z (a int)"))
+	tr.commandComplete([]byte("CREATE TABLE"))
+	got := tr.readyForQuery('I')
+	if !slices.Equal(got, []string{"CREATE TABLE z (a int)"}) {
+		t.Fatalf("recorded %q, queue %d", got, tr.queue.len())
+	}
+}

@@ -640,3 +640,34 @@ func answers(t *testing.T, fe *pgproto3.Frontend) []string {
 		}
 	}
 }
+
+// TestCaptureRefusesAQueryInsideABatch: after an error PostgreSQL ignores a
+// Query until the batch's Sync and never answers it; where DDL is recorded
+// the proxy would wait for that answer, holding the capture lock, so a
+// Query inside an unfinished batch ends the session there.
+func TestCaptureRefusesAQueryInsideABatch(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	c := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
+	fe := c.PgConn().Frontend()
+	fe.Send(&pgproto3.Parse{Query: "SELECT 1/0"})
+	fe.Send(&pgproto3.Bind{})
+	fe.Send(&pgproto3.Execute{})
+	fe.Send(&pgproto3.Query{String: "CREATE TABLE q_mid (id int)"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("the session ended without saying why: %v", err)
+		}
+		if m, ok := msg.(*pgproto3.ErrorResponse); ok && m.Severity == "FATAL" {
+			if m.Code != "08P01" || !strings.Contains(m.Message, "send Sync first") {
+				t.Fatalf("got %s %s %q", m.Severity, m.Code, m.Message)
+			}
+			break
+		}
+	}
+	newCaptureLocks(t, e).awaitNone("no capture lock left behind")
+}

@@ -85,31 +85,20 @@ func applyRemoveBackend(s *State, _ uint64, c *RemoveBackend) (any, error) {
 }
 
 func applySetClusterSettings(s *State, _ uint64, c *SetClusterSettings) (any, error) {
-	if s.ActiveLogVersion() >= 2 {
-		if err := CheckClusterSettings(s.Settings, c); err != nil {
-			return nil, err
-		}
+	if err := checkClusterSettings(s.Settings, c, s.ActiveLogVersion() >= 2); err != nil {
+		return nil, err
 	}
 	next := s.Settings
-	for _, f := range []struct {
-		name string
-		in   *int64
-		out  *int64
-		min  int64
-	}{
-		{"max_conns_per_ip", c.MaxConnsPerIP, &next.MaxConnsPerIP, 0},
-		{"auth_fail_threshold", c.AuthFailThreshold, &next.AuthFailThreshold, 0},
-		{"auth_fail_window_sec", c.AuthFailWindowSec, &next.AuthFailWindowSec, 1},
-		{"ban_sec", c.BanSec, &next.BanSec, 1},
-		{"max_ban_sec", c.MaxBanSec, &next.MaxBanSec, 1},
+	for _, f := range []struct{ in, out *int64 }{
+		{c.MaxConnsPerIP, &next.MaxConnsPerIP},
+		{c.AuthFailThreshold, &next.AuthFailThreshold},
+		{c.AuthFailWindowSec, &next.AuthFailWindowSec},
+		{c.BanSec, &next.BanSec},
+		{c.MaxBanSec, &next.MaxBanSec},
 	} {
-		if f.in == nil {
-			continue
+		if f.in != nil {
+			*f.out = *f.in
 		}
-		if *f.in < f.min {
-			return nil, errorf(CodeBadRequest, "%s must be at least %d", f.name, f.min)
-		}
-		*f.out = *f.in
 	}
 	s.Settings = next
 	return s.Settings, nil

@@ -99,28 +99,18 @@ func applyUpdateWorkspaceSettings(s *State, _ uint64, c *UpdateWorkspaceSettings
 	if w == nil {
 		return nil, errorf(CodeNotFound, "workspace %q not found", c.Name)
 	}
-	if s.ActiveLogVersion() >= 2 {
-		if err := CheckWorkspaceSettings(c); err != nil {
-			return nil, err
-		}
+	if err := checkWorkspaceSettings(c, s.ActiveLogVersion() >= 2); err != nil {
+		return nil, err
 	}
 	next := w.Settings
-	for _, f := range []struct {
-		name string
-		in   *int64
-		out  *int64
-	}{
-		{"max_rows_per_query", c.MaxRowsPerQuery, &next.MaxRowsPerQuery},
-		{"query_timeout_ms", c.QueryTimeoutMs, &next.QueryTimeoutMs},
-		{"max_connections", c.MaxConnections, &next.MaxConnections},
+	for _, f := range []struct{ in, out *int64 }{
+		{c.MaxRowsPerQuery, &next.MaxRowsPerQuery},
+		{c.QueryTimeoutMs, &next.QueryTimeoutMs},
+		{c.MaxConnections, &next.MaxConnections},
 	} {
-		if f.in == nil {
-			continue
+		if f.in != nil {
+			*f.out = *f.in
 		}
-		if *f.in < 0 {
-			return nil, errorf(CodeBadRequest, "%s must be 0 (off) or positive", f.name)
-		}
-		*f.out = *f.in
 	}
 	w.Settings = next
 	return w.Settings, nil

@@ -3,6 +3,7 @@ package actors
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"maps"
 	"math"
 	"net"
@@ -224,9 +225,15 @@ func (a *admission) rejection() error {
 	if a.banned.IsZero() {
 		return a.reject
 	}
-	left := max(1, int64(math.Ceil(a.banned.Sub(a.p.cfg.Now()).Seconds())))
-	return wire.Fatalf(wire.CodeTooManyConnections,
-		"connection rejected: your IP is temporarily rate-limited after repeated failed auth attempts, retry in %ds", left)
+	_, msg := banMessage(a.banned, a.p.cfg.Now())
+	return wire.Fatalf(wire.CodeTooManyConnections, "%s", msg)
+}
+
+// banMessage is what a client banned until until is told at now, and the
+// seconds it names: rounded up, never 0.
+func banMessage(until, now time.Time) (left int64, msg string) {
+	left = max(1, int64(math.Ceil(until.Sub(now).Seconds())))
+	return left, fmt.Sprintf("connection rejected: your IP is temporarily rate-limited after repeated failed auth attempts, retry in %ds", left)
 }
 
 // authFailed reports a failed login: only a wrong password (28P01) counts,
@@ -235,23 +242,14 @@ func (a *admission) authFailed(err error) {
 	if wire.CodeOf(err) != wire.CodeInvalidPassword {
 		return
 	}
-	pol := a.p.cfg.Policy
-	pol.metrics().AuthFailed()
-	if pol != nil && pol.cfg.Bans != nil {
-		pol.cfg.Bans.Fail(a.ip)
-	}
-	pol.localFailed(a.ip, a.p.cfg.Now(), a.set)
+	a.p.countAuthFailure(a.ip, a.set)
 }
 
 // bannedNow checks the IP's ban again, as the cluster and this node know it
 // now (just before a password proof is verified): a ban decided while the
 // client was logging in stops it guessing. It returns the rejection, or nil.
 func (a *admission) bannedNow() error {
-	now := a.p.cfg.Now()
-	a.p.cfg.FSM.View(func(s *fsm.State) { a.banned, _ = s.BannedUntil(a.ip, now) })
-	if a.banned.IsZero() {
-		a.banned = a.p.cfg.Policy.localBan(a.ip, now)
-	}
+	a.banned = a.p.bannedUntil(a.ip)
 	if a.banned.IsZero() {
 		return nil
 	}

@@ -88,10 +88,9 @@ func (p *Policies) forgetFails(now time.Time, window time.Duration) {
 	}
 }
 
-// BannedUntil returns when ip's ban ends, as the cluster and this node know
-// it now; zero when it is not banned. The HTTP API refuses such clients as
-// the wire proxy does.
-func (p *Proxy) BannedUntil(ip string) time.Time {
+// bannedUntil returns when ip's ban ends, as the cluster and this node
+// know it now; zero when it is not banned.
+func (p *Proxy) bannedUntil(ip string) time.Time {
 	now := p.cfg.Now()
 	var until time.Time
 	p.cfg.FSM.View(func(s *fsm.State) { until, _ = s.BannedUntil(ip, now) })
@@ -101,16 +100,32 @@ func (p *Proxy) BannedUntil(ip string) time.Time {
 	return until
 }
 
+// Banned reports whether ip is banned, with the seconds left and the text
+// a banned client gets on the wire: the HTTP API refuses it alike.
+func (p *Proxy) Banned(ip string) (left int64, msg string, banned bool) {
+	until := p.bannedUntil(ip)
+	if until.IsZero() {
+		return 0, "", false
+	}
+	left, msg = banMessage(until, p.cfg.Now())
+	return left, msg, true
+}
+
 // AuthFailed counts a failed authentication from ip outside the wire
-// proxy (a wrong HTTP API key) as a wrong password is counted: toward the
-// cluster's ban of the IP, and this node's own.
+// proxy (a wrong HTTP API key) as a wrong password is counted.
 func (p *Proxy) AuthFailed(ip string) {
+	var set fsm.ClusterSettings
+	p.cfg.FSM.View(func(s *fsm.State) { set = s.Settings })
+	p.countAuthFailure(ip, set)
+}
+
+// countAuthFailure counts a failed authentication from ip toward the
+// cluster's ban of the IP and this node's own, under the settings set.
+func (p *Proxy) countAuthFailure(ip string, set fsm.ClusterSettings) {
 	pol := p.cfg.Policy
 	pol.metrics().AuthFailed()
 	if pol != nil && pol.cfg.Bans != nil {
 		pol.cfg.Bans.Fail(ip)
 	}
-	var set fsm.ClusterSettings
-	p.cfg.FSM.View(func(s *fsm.State) { set = s.Settings })
 	pol.localFailed(ip, p.cfg.Now(), set)
 }

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"net/http"
-	"time"
 
 	"tdb/fsm"
 )
@@ -32,8 +31,9 @@ type AuthGuard interface {
 	// ClientIP is the address of the request's client (behind a trusted
 	// load balancer, the one it names).
 	ClientIP(r *http.Request) string
-	// BannedUntil is when ip's ban ends; zero when it is not banned.
-	BannedUntil(ip string) time.Time
+	// Banned reports whether ip is banned, with the seconds left and the
+	// text the wire proxy gives a banned client.
+	Banned(ip string) (left int64, msg string, banned bool)
 	// AuthFailed counts a failed authentication from ip.
 	AuthFailed(ip string)
 }

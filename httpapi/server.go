@@ -2,7 +2,7 @@ package httpapi
 
 import (
 	"context"
-	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -113,14 +113,11 @@ type handler func(w http.ResponseWriter, r *http.Request, c *caller) error
 func (s *server) authed(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		guard, _ := s.c.(AuthGuard)
-		var ip string
+		ip := s.clientIP(r)
 		if guard != nil {
-			ip = guard.ClientIP(r)
-			if until := guard.BannedUntil(ip); !until.IsZero() {
-				left := max(1, int64(math.Ceil(until.Sub(s.now()).Seconds())))
+			if left, msg, banned := guard.Banned(ip); banned {
 				w.Header().Set("Retry-After", strconv.FormatInt(left, 10))
-				s.writeError(w, r, errf(http.StatusTooManyRequests, codeRateLimited,
-					"connection rejected: your IP is temporarily rate-limited after repeated failed auth attempts, retry in %ds", left))
+				s.writeError(w, r, errf(http.StatusTooManyRequests, codeRateLimited, "%s", msg))
 				return
 			}
 		}
@@ -135,6 +132,19 @@ func (s *server) authed(h handler) http.Handler {
 			s.writeError(w, r, err)
 		}
 	})
+}
+
+// clientIP is the request's client address: as the cluster tells it
+// (behind a trusted load balancer, the one it names), else the peer's.
+func (s *server) clientIP(r *http.Request) string {
+	if guard, ok := s.c.(AuthGuard); ok {
+		return guard.ClientIP(r)
+	}
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return ip
 }
 
 // wrongKey reports whether an authentication failed on the key itself (an

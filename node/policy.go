@@ -143,8 +143,8 @@ func (n *Node) ClientIP(r *http.Request) string {
 	return peer.String()
 }
 
-// BannedUntil is when ip's ban ends (zero: not banned), for the HTTP API.
-func (n *Node) BannedUntil(ip string) time.Time { return n.proxy.BannedUntil(ip) }
+// Banned reports whether ip is banned, for the HTTP API.
+func (n *Node) Banned(ip string) (left int64, msg string, banned bool) { return n.proxy.Banned(ip) }
 
 // AuthFailed counts a wrong HTTP API key from ip toward its ban.
 func (n *Node) AuthFailed(ip string) { n.proxy.AuthFailed(ip) }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -157,14 +156,10 @@ func (s *server) logQuery(r *http.Request, c *caller, blueprint, tenant, sql str
 	if n, ok := s.c.(nodeIdentity); ok {
 		nodeID = n.ID()
 	}
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		ip = r.RemoteAddr
-	}
 	text, cut := querylog.Truncate(sql)
 	src.QueryLog().Add(querylog.Entry{
 		Time: start.UTC(), Node: nodeID, Project: c.projectID, Database: fsm.TenantDatabase(blueprint, tenant),
-		Workspace: blueprint, Tenant: tenant, KeyID: c.keyID, Role: c.role, ClientIP: ip,
+		Workspace: blueprint, Tenant: tenant, KeyID: c.keyID, Role: c.role, ClientIP: s.clientIP(r),
 		Statement: text, Truncated: cut, DurationMs: float64(s.now().Sub(start).Microseconds()) / 1000,
 		Rows: rows, SQLState: sqlstate,
 	})

@@ -311,10 +311,7 @@ func (t *tracker) skipRest(inBatch bool) {
 		return
 	}
 	items := t.queue.items()
-	end := 0
-	for end < len(items) && !items[end].sync {
-		end++
-	}
+	end := batchEnd(items)
 	t.skipping = inBatch && end == len(items)
 	for i := end - 1; i >= 0; i-- {
 		if op := items[i].op; op == 'P' || op == 'B' || op == 'C' {
@@ -333,17 +330,24 @@ func (t *tracker) skipRest(inBatch bool) {
 // Parse of a name the skipped Close did not free fails).
 func (t *tracker) overridden(u undoEntry) bool {
 	items := t.queue.items()
-	i := 0
-	for i < len(items) && !items[i].sync {
-		i++
-	}
-	for ; i < len(items); i++ {
+	for i := batchEnd(items); i < len(items); i++ {
 		if op := items[i].op; (op == 'P' || op == 'B' || op == 'C') && items[i].undo.portal == u.portal && items[i].undo.name == u.name {
 			items[i].undo.old, items[i].undo.had = u.old, u.had
 			return true
 		}
 	}
 	return false
+}
+
+// batchEnd is the index of the first batch's sync item in items, or
+// len(items) when its Sync is not sent yet.
+func batchEnd(items []trackItem) int {
+	for i := range items {
+		if items[i].sync {
+			return i
+		}
+	}
+	return len(items)
 }
 
 // readyForQuery ends a batch and returns the DDL that committed with it.
@@ -359,13 +363,11 @@ func (t *tracker) readyForQuery(status byte) []string {
 		}
 		t.discard()
 	}
-	out := t.committed
-	t.committed = nil
-	return out
+	return t.takeCommitted()
 }
 
-// takeCommitted returns, and forgets, the DDL that committed outside a
-// ReadyForQuery of the client's (with the proxy's own COMMIT).
+// takeCommitted returns, and forgets, the DDL that committed: at a
+// ReadyForQuery of the client's, or with the proxy's own COMMIT.
 func (t *tracker) takeCommitted() []string {
 	out := t.committed
 	t.committed = nil

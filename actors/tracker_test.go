@@ -187,44 +187,71 @@ func TestTrackerCountsDataChangesWithDDL(t *testing.T) {
 	}
 }
 
+// exactTracker is the tracker of a session whose DDL is recorded.
+func exactTracker() *tracker {
+	tr := newTracker()
+	tr.exact = true
+	return tr
+}
+
+// parseAlone parses statement name in a batch of its own, answered, and
+// returns what that batch recorded.
+func parseAlone(tr *tracker, name, sql string) []string {
+	tr.parse(name, classify.Classify(sql))
+	tr.sync()
+	tr.answered('P')
+	return tr.readyForQuery('I')
+}
+
+// sendFailing sends Parse, Bind and Execute of a statement that fails,
+// without Sync (failingAnswered has it fail at its Execute).
+func sendFailing(tr *tracker) {
+	tr.parse("", classify.Classify("SELECT 1/0"))
+	tr.bind("", "")
+	tr.execute("")
+}
+
+// failingAnswered is the backend's answer to sendFailing: ParseComplete,
+// BindComplete, then the error.
+func failingAnswered(tr *tracker) {
+	tr.answered('P')
+	tr.answered('B')
+	tr.errorResponse()
+}
+
+// runPrepared binds and executes statement name in a batch of its own,
+// which completes with tag, and returns what it recorded.
+func runPrepared(tr *tracker, name, tag string) []string {
+	tr.bind("", name)
+	tr.execute("")
+	tr.sync()
+	tr.answered('B')
+	tr.commandComplete([]byte(tag))
+	return tr.readyForQuery('I')
+}
+
 // TestExactTrackerTakesBackSkippedMessages: after an error the backend
 // skips every message up to Sync, Close and Parse included. A statement
 // whose Close was skipped still exists; executed later, its DDL commits and
 // is recorded.
 func TestExactTrackerTakesBackSkippedMessages(t *testing.T) {
-	tr := newTracker()
-	tr.exact = true
-	run := func(name string) {
-		tr.bind("", name)
-		tr.execute("")
-	}
-	// Parse s1 (DDL), Sync.
-	tr.parse("s1", classify.Classify("CREATE TABLE h_close (a int)"))
-	tr.sync()
-	tr.answered('P')
-	if got := tr.readyForQuery('I'); len(got) != 0 {
+	tr := exactTracker()
+	if got := parseAlone(tr, "s1", "CREATE TABLE h_close (a int)"); len(got) != 0 {
 		t.Fatalf("a Parse alone committed %q", got)
 	}
 	// SELECT 1/0, then Close s1 and Parse s2: skipped after the error.
-	tr.parse("", classify.Classify("SELECT 1/0"))
-	run("")
+	sendFailing(tr)
 	tr.close('S', "s1")
 	tr.parse("s2", classify.Classify("CREATE TABLE skipped (a int)"))
 	tr.describe()
 	tr.sync()
-	tr.answered('P')
-	tr.answered('B')
-	tr.errorResponse()
+	failingAnswered(tr)
 	tr.readyForQuery('I')
 	if _, ok := tr.prepared["s2"]; ok {
 		t.Fatal("a skipped Parse is remembered")
 	}
-	// s1 still exists on the backend: Bind, Execute, Sync.
-	run("s1")
-	tr.sync()
-	tr.answered('B')
-	tr.commandComplete([]byte("CREATE TABLE"))
-	if got := tr.readyForQuery('I'); !slices.Equal(got, []string{"CREATE TABLE h_close (a int)"}) {
+	// s1 still exists on the backend.
+	if got := runPrepared(tr, "s1", "CREATE TABLE"); !slices.Equal(got, []string{"CREATE TABLE h_close (a int)"}) {
 		t.Fatalf("recorded %q, want the DDL of the statement whose Close was skipped", got)
 	}
 	// A named Parse that fails because the name exists leaves the old
@@ -267,52 +294,30 @@ func TestTrackerAddValueFollowsItsTransaction(t *testing.T) {
 // by the backend too (a pipeline that used Flush); and taking back a
 // skipped message leaves alone a name a later batch set.
 func TestExactTrackerSkipsUntilSync(t *testing.T) {
-	tr := newTracker()
-	tr.exact = true
-	tr.parse("sx", classify.Classify("CREATE TABLE sx_t (a int)"))
-	tr.sync()
-	tr.answered('P')
-	tr.readyForQuery('I')
+	tr := exactTracker()
+	parseAlone(tr, "sx", "CREATE TABLE sx_t (a int)")
 	// SELECT 1/0, Flush; its error comes back before the client goes on.
-	tr.parse("", classify.Classify("SELECT 1/0"))
-	tr.bind("", "")
-	tr.execute("")
-	tr.answered('P')
-	tr.answered('B')
-	tr.errorResponse()
+	sendFailing(tr)
+	failingAnswered(tr)
 	tr.close('S', "sx") // skipped by the backend
 	tr.sync()
 	tr.readyForQuery('I')
-	tr.bind("", "sx")
-	tr.execute("")
-	tr.sync()
-	tr.answered('B')
-	tr.commandComplete([]byte("CREATE TABLE"))
-	if got := tr.readyForQuery('I'); !slices.Equal(got, []string{"CREATE TABLE sx_t (a int)"}) {
+	if got := runPrepared(tr, "sx", "CREATE TABLE"); !slices.Equal(got, []string{"CREATE TABLE sx_t (a int)"}) {
 		t.Fatalf("after a Close sent past the error: recorded %q", got)
 	}
 
 	// Batch 1 fails before its Parse of s1; batch 2, already sent, parses
 	// s1 anew: batch 2's statement stands.
-	tr.parse("", classify.Classify("SELECT 1/0"))
-	tr.bind("", "")
-	tr.execute("")
+	sendFailing(tr)
 	tr.parse("s1", classify.Classify("SELECT 2"))
 	tr.sync()
 	tr.parse("s1", classify.Classify("CREATE TABLE t_clobber (a int)"))
 	tr.sync()
-	tr.answered('P')
-	tr.answered('B')
-	tr.errorResponse()
+	failingAnswered(tr)
 	tr.readyForQuery('I')
 	tr.answered('P')
 	tr.readyForQuery('I')
-	tr.bind("", "s1")
-	tr.execute("")
-	tr.sync()
-	tr.answered('B')
-	tr.commandComplete([]byte("CREATE TABLE"))
-	if got := tr.readyForQuery('I'); !slices.Equal(got, []string{"CREATE TABLE t_clobber (a int)"}) {
+	if got := runPrepared(tr, "s1", "CREATE TABLE"); !slices.Equal(got, []string{"CREATE TABLE t_clobber (a int)"}) {
 		t.Fatalf("a later batch's Parse of the same name: recorded %q", got)
 	}
 }
@@ -321,26 +326,18 @@ func TestExactTrackerSkipsUntilSync(t *testing.T) {
 // batch already sent: the backend still holds the name, so that Parse
 // fails, and the tracker keeps the statement the backend holds.
 func TestExactTrackerSkippedCloseThenReparse(t *testing.T) {
-	tr := newTracker()
-	tr.exact = true
+	tr := exactTracker()
 	ddl := "CREATE INDEX IF NOT EXISTS i ON t (a)"
-	tr.parse("s1", classify.Classify(ddl))
-	tr.sync()
-	tr.answered('P')
-	tr.readyForQuery('I')
+	parseAlone(tr, "s1", ddl)
 	// batch 1: error, then Close s1 (skipped by the backend)
-	tr.parse("", classify.Classify("SELECT 1/0"))
-	tr.bind("", "")
-	tr.execute("")
+	sendFailing(tr)
 	tr.close('S', "s1")
 	tr.sync()
 	// batch 2, pipelined: Parse s1 again
 	tr.parse("s1", classify.Classify(ddl))
 	tr.sync()
 	// backend: batch 1
-	tr.answered('P')
-	tr.answered('B')
-	tr.errorResponse()
+	failingAnswered(tr)
 	tr.readyForQuery('I')
 	// backend: batch 2's Parse fails: s1 already exists
 	tr.errorResponse()
@@ -348,12 +345,7 @@ func TestExactTrackerSkippedCloseThenReparse(t *testing.T) {
 	if _, ok := tr.prepared["s1"]; !ok {
 		t.Errorf("tracker lost s1, which the backend still holds")
 	}
-	tr.bind("", "s1")
-	tr.execute("")
-	tr.sync()
-	tr.answered('B')
-	tr.commandComplete([]byte("CREATE INDEX"))
-	if got := tr.readyForQuery('I'); !slices.Equal(got, []string{ddl}) {
+	if got := runPrepared(tr, "s1", "CREATE INDEX"); !slices.Equal(got, []string{ddl}) {
 		t.Fatalf("recorded %q, want the DDL", got)
 	}
 }
@@ -362,14 +354,9 @@ func TestExactTrackerSkippedCloseThenReparse(t *testing.T) {
 // (ignore_till_sync), and so does the tracker (the relay refuses one there
 // first).
 func TestExactTrackerQueryWhileSkipping(t *testing.T) {
-	tr := newTracker()
-	tr.exact = true
-	tr.parse("", classify.Classify("SELECT 1/0"))
-	tr.bind("", "")
-	tr.execute("")
-	tr.answered('P')
-	tr.answered('B')
-	tr.errorResponse()
+	tr := exactTracker()
+	sendFailing(tr)
+	failingAnswered(tr)
 	tr.query(classify.Classify("SELECT 1")) // skipped by the backend
 	tr.sync()
 	tr.readyForQuery('I') // the Sync's; the Query gets no answer

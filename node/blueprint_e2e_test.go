@@ -489,16 +489,10 @@ func TestCaptureInsideAGuardedBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	fe := c.PgConn().Frontend()
-	fe.Send(&pgproto3.Parse{Query: "INSERT INTO piped VALUES (1) RETURNING id"})
-	fe.Send(&pgproto3.Bind{})
-	fe.Send(&pgproto3.Execute{})
-	fe.Send(&pgproto3.Parse{Query: "ALTER TABLE piped ADD COLUMN note text"})
-	fe.Send(&pgproto3.Bind{})
-	fe.Send(&pgproto3.Execute{})
-	fe.Send(&pgproto3.Sync{})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	send(t, fe,
+		&pgproto3.Parse{Query: "INSERT INTO piped VALUES (1) RETURNING id"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "ALTER TABLE piped ADD COLUMN note text"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Sync{})
 	if got, want := answers(t, fe), []string{"1", "2", "INSERT 0 1", "1", "2", "ALTER TABLE", "Z I"}; !slices.Equal(got, want) {
 		t.Fatalf("the batch got %q, want %q", got, want)
 	}
@@ -552,13 +546,7 @@ func TestCaptureAfterASkippedClose(t *testing.T) {
 	fe := c.PgConn().Frontend()
 	batch := func(want []string, msgs ...pgproto3.FrontendMessage) {
 		t.Helper()
-		for _, m := range msgs {
-			fe.Send(m)
-		}
-		fe.Send(&pgproto3.Sync{})
-		if err := fe.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		send(t, fe, append(msgs, &pgproto3.Sync{})...)
 		if got := answers(t, fe); !slices.Equal(got, want) {
 			t.Fatalf("got %q, want %q", got, want)
 		}
@@ -584,22 +572,11 @@ func TestCaptureLockKeptWhileABatchIsUnderway(t *testing.T) {
 	e := testnode.Start(t)
 	c := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
 	fe := c.PgConn().Frontend()
-	fe.Send(&pgproto3.Parse{Query: "CREATE TABLE un_a (id int)"})
-	fe.Send(&pgproto3.Bind{})
-	fe.Send(&pgproto3.Execute{})
-	fe.Send(&pgproto3.Sync{})
-	fe.Send(&pgproto3.Parse{Query: "CREATE TABLE un_b (id int)"})
-	fe.Send(&pgproto3.Bind{})
-	fe.Send(&pgproto3.Describe{ObjectType: 'P'})
-	fe.Send(&pgproto3.Execute{})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	send(t, fe,
+		&pgproto3.Parse{Query: "CREATE TABLE un_a (id int)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.Parse{Query: "CREATE TABLE un_b (id int)"}, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{})
 	got := answers(t, fe)
-	fe.Send(&pgproto3.Sync{})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	send(t, fe, &pgproto3.Sync{})
 	got = append(got, answers(t, fe)...)
 	want := []string{"1", "2", "CREATE TABLE", "Z I", "1", "2", "n", "CREATE TABLE", "Z I"}
 	if !slices.Equal(got, want) {
@@ -611,6 +588,17 @@ func TestCaptureLockKeptWhileABatchIsUnderway(t *testing.T) {
 		t.Fatalf("versions %+v", versions)
 	}
 	newCaptureLocks(t, e).awaitNone("the capture lock to go back after the batches")
+}
+
+// send writes messages to a raw session in one write.
+func send(t *testing.T, fe *pgproto3.Frontend, msgs ...pgproto3.FrontendMessage) {
+	t.Helper()
+	for _, m := range msgs {
+		fe.Send(m)
+	}
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // answers reads a raw session's messages up to its next ReadyForQuery and
@@ -650,13 +638,8 @@ func TestCaptureRefusesAQueryInsideABatch(t *testing.T) {
 	e := testnode.Start(t)
 	c := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
 	fe := c.PgConn().Frontend()
-	fe.Send(&pgproto3.Parse{Query: "SELECT 1/0"})
-	fe.Send(&pgproto3.Bind{})
-	fe.Send(&pgproto3.Execute{})
-	fe.Send(&pgproto3.Query{String: "CREATE TABLE q_mid (id int)"})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	send(t, fe, &pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Query{String: "CREATE TABLE q_mid (id int)"})
 	for {
 		msg, err := fe.Receive()
 		if err != nil {

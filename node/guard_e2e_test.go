@@ -342,7 +342,7 @@ func TestUnparsedTextIsNotSent(t *testing.T) {
 	t.Parallel()
 	e := testnode.Start(t)
 	ctx := context.Background()
-	key := e.CreateTenant(t, "wayne")
+	e.CreateTenant(t, "wayne")
 	accountsTable(t, e, "wayne")
 	read := e.CreateKey(t, "read", "tenant", "wayne")
 	tenant := connect(t, e.ConnString(read, "myapp__wayne", "require"))
@@ -372,7 +372,6 @@ func TestUnparsedTextIsNotSent(t *testing.T) {
 	if len(last.Statements) != 1 || last.Statements[0] != `ALTER TABLE gadgets ADD COLUMN "system_user" text` {
 		t.Fatalf("the last version is %+v", last)
 	}
-	_ = key
 }
 
 // execAll runs statements one by one and fails the test on the first error.

@@ -62,8 +62,10 @@ func TestBanTrackerBatches(t *testing.T) {
 	p := &fsmProposer{f: fsm.New()}
 	bt := NewBanTracker(BanTrackerConfig{Propose: p, Interval: 50 * time.Millisecond, Logf: t.Logf})
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go bt.Run(ctx)
+	// The tracker logs through t: it must have stopped before the test ends.
+	stopped := make(chan struct{})
+	defer func() { cancel(); <-stopped }()
+	go func() { defer close(stopped); bt.Run(ctx) }()
 	const failures = 200
 	for i := 0; i < failures; i++ {
 		bt.Fail(fmt.Sprintf("192.0.2.%d", i%4))

@@ -32,14 +32,18 @@ type Reconciler struct {
 	RetryDelay  time.Duration // pause between tries
 	Resync      time.Duration // full rescan period, on top of change notifications
 	StepTimeout time.Duration
+	GuardRetry  time.Duration // pause before a failed guard installation is tried again
 
 	mu       sync.Mutex
 	inflight map[string]bool
+	// guardRetry holds when a database whose guard could not be installed
+	// is tried again: a backend that is down is not asked every resync.
+	guardRetry map[string]time.Time
 }
 
 // Task is one unit of reconciliation for a physical database.
 type Task struct {
-	Kind     string // "provision" or "drop"
+	Kind     string // "provision", "drop" or "guard"
 	Database fsm.Database
 	Backend  fsm.Backend
 	Versions []fsm.BlueprintVersion // for tenants: the blueprint versions to bring it to
@@ -49,13 +53,19 @@ type Task struct {
 // synchronous core of the reconciler.
 func Plan(s *fsm.State) []Task {
 	var tasks []Task
+	// A database provisioned before the DDL guard, or before its current
+	// version, gets it installed, once the cluster records it (a node of an
+	// older build could not apply SetDatabaseGuard).
+	guards := s.CheckProposable(fsm.CmdSetDatabaseGuard) == nil
 	for _, d := range s.Databases {
 		var kind string
-		switch d.Status {
-		case fsm.StatusProvisioning:
+		switch {
+		case d.Status == fsm.StatusProvisioning:
 			kind = "provision"
-		case fsm.StatusDeleting:
+		case d.Status == fsm.StatusDeleting:
 			kind = "drop"
+		case d.Status == fsm.StatusReady && guards && needsGuard(d):
+			kind = "guard"
 		default:
 			continue
 		}
@@ -77,6 +87,11 @@ func Plan(s *fsm.State) []Task {
 	return tasks
 }
 
+// needsGuard reports whether database d lacks the current DDL guard.
+func needsGuard(d *fsm.Database) bool {
+	return backend.HasGuard(backend.Kind(d.Kind)) && d.Guard < backend.GuardVersion
+}
+
 func (r *Reconciler) defaults() {
 	if r.Workers <= 0 {
 		r.Workers = 4
@@ -96,7 +111,11 @@ func (r *Reconciler) defaults() {
 	if r.Logf == nil {
 		r.Logf = log.Printf
 	}
+	if r.GuardRetry <= 0 {
+		r.GuardRetry = time.Minute
+	}
 	r.inflight = map[string]bool{}
+	r.guardRetry = map[string]time.Time{}
 }
 
 // Run reconciles whenever the state changes or Resync passes, until ctx ends.
@@ -112,6 +131,9 @@ func (r *Reconciler) Run(ctx context.Context) {
 		var tasks []Task
 		r.FSM.View(func(s *fsm.State) { tasks = Plan(s) })
 		for _, t := range tasks {
+			if t.Kind == "guard" && !r.guardDue(t.Database.Name) {
+				continue
+			}
 			if !r.claim(t.Database.Name) {
 				continue
 			}
@@ -148,12 +170,23 @@ func (r *Reconciler) release(name string) {
 	r.mu.Unlock()
 }
 
+// guardDue reports whether a guard installation for database name may be
+// tried now: never tried, or its last failure is GuardRetry old.
+func (r *Reconciler) guardDue(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, failed := r.guardRetry[name]
+	return !failed || !time.Now().Before(at)
+}
+
 func (r *Reconciler) do(ctx context.Context, t Task) {
 	switch t.Kind {
 	case "provision":
 		r.provision(ctx, t)
 	case "drop":
 		r.drop(ctx, t)
+	case "guard":
+		r.guard(ctx, t)
 	}
 }
 
@@ -180,6 +213,52 @@ func (r *Reconciler) provision(ctx context.Context, t Task) {
 	}
 	if _, _, perr := r.Propose.Apply(ctx, fsm.CmdSetDatabaseStatus, cmd); perr != nil {
 		r.Logf("reconciler: record status of %s: %v", t.Database.Name, perr)
+		return
+	}
+	if err == nil {
+		// Ensure installed the current guard: record it, or a later pass
+		// installs it again.
+		r.recordGuard(ctx, t.Database)
+	}
+}
+
+// guard installs the current DDL guard in a ready database that lacks it,
+// and records it.
+func (r *Reconciler) guard(ctx context.Context, t Task) {
+	sctx, cancel := context.WithTimeout(ctx, r.StepTimeout)
+	defer cancel()
+	name := t.Database.Name
+	if err := backend.InstallGuard(sctx, t.Backend.URL, name, backend.Kind(t.Database.Kind)); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		r.Logf("reconciler: install the DDL guard in %s (next try in %s): %v", name, r.GuardRetry, err)
+		r.mu.Lock()
+		r.guardRetry[name] = time.Now().Add(r.GuardRetry)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Lock()
+	delete(r.guardRetry, name)
+	r.mu.Unlock()
+	r.Logf("reconciler: installed DDL guard version %d in %s", backend.GuardVersion, name)
+	r.recordGuard(ctx, t.Database)
+}
+
+// recordGuard records that database d holds the current DDL guard, when it
+// keeps one and the cluster runs a log version that records it.
+func (r *Reconciler) recordGuard(ctx context.Context, d fsm.Database) {
+	if !backend.HasGuard(backend.Kind(d.Kind)) {
+		return
+	}
+	var err error
+	r.FSM.View(func(s *fsm.State) { err = s.CheckProposable(fsm.CmdSetDatabaseGuard) })
+	if err != nil {
+		return // recorded once every node's build can: the guard is then installed again
+	}
+	cmd := &fsm.SetDatabaseGuard{Name: d.Name, Version: backend.GuardVersion}
+	if _, _, err := r.Propose.Apply(ctx, fsm.CmdSetDatabaseGuard, cmd); err != nil {
+		r.Logf("reconciler: record the DDL guard of %s: %v", d.Name, err)
 	}
 }
 

@@ -32,6 +32,15 @@ type SetDatabaseStatus struct {
 	SchemaVersion *int   `json:"schema_version,omitempty"`
 }
 
+// SetDatabaseGuard records that the reconciler installed version Version
+// of the DDL guard (the event trigger that refuses DDL the proxy cannot
+// see) in a database. A lower version than the one recorded changes
+// nothing: a leader of an older build does not undo a newer one's work.
+type SetDatabaseGuard struct {
+	Name    string `json:"name"`
+	Version int    `json:"version"`
+}
+
 // RemoveDatabase forgets a dropped physical database and the tenant it held.
 type RemoveDatabase struct {
 	Name string `json:"name"`
@@ -42,6 +51,7 @@ func init() {
 	register(CmdDeleteTenant, applyDeleteTenant)
 	register(CmdSetDatabaseStatus, applySetDatabaseStatus)
 	register(CmdRemoveDatabase, applyRemoveDatabase)
+	register(CmdSetDatabaseGuard, applySetDatabaseGuard)
 }
 
 func applyCreateTenant(s *State, _ uint64, c *CreateTenant) (any, error) {
@@ -132,6 +142,18 @@ func applySetDatabaseStatus(s *State, _ uint64, c *SetDatabaseStatus) (any, erro
 	if c.SchemaVersion != nil {
 		d.SchemaVersion = *c.SchemaVersion
 	}
+	return nil, nil
+}
+
+func applySetDatabaseGuard(s *State, _ uint64, c *SetDatabaseGuard) (any, error) {
+	d := s.Databases[c.Name]
+	if d == nil {
+		return nil, errorf(CodeNotFound, "database %s not found", c.Name)
+	}
+	if c.Version < 1 {
+		return nil, errorf(CodeBadRequest, "invalid guard version %d", c.Version)
+	}
+	d.Guard = max(d.Guard, c.Version)
 	return nil, nil
 }
 

@@ -33,6 +33,7 @@ const (
 	CmdRetryImport
 	CmdRemoveBackend
 	CmdSetLogVersion
+	CmdSetDatabaseGuard
 )
 
 var commandNames = map[CommandType]string{
@@ -56,6 +57,7 @@ var commandNames = map[CommandType]string{
 	CmdRetryImport:             "retry_import",
 	CmdRemoveBackend:           "remove_backend",
 	CmdSetLogVersion:           "set_log_version",
+	CmdSetDatabaseGuard:        "set_database_guard",
 }
 
 func (t CommandType) String() string {

@@ -114,6 +114,9 @@ func (g *logGen) next() (CommandType, any) {
 	case 7:
 		return CmdDeleteTenant, &DeleteTenant{ProjectID: g.proj(), Name: g.ten(), At: g.at()}
 	case 8:
+		if g.r.Intn(4) == 0 {
+			return CmdSetDatabaseGuard, &SetDatabaseGuard{Name: g.db().Name, Version: g.r.Intn(3)}
+		}
 		c := &SetDatabaseStatus{Name: g.db().Name, Status: g.pick(StatusProvisioning, StatusReady, StatusReady, StatusFailed, "x"), Error: g.pick("", "boom")}
 		if g.r.Intn(2) == 0 {
 			v := g.r.Intn(5)

@@ -182,7 +182,10 @@ type Database struct {
 	Status        string        `json:"status"`
 	Error         string        `json:"error,omitempty"`
 	SchemaVersion int           `json:"schema_version"`
-	CreatedAt     time.Time     `json:"created_at"`
+	// Guard is the version of the DDL guard installed in the database
+	// (SetDatabaseGuard); 0 for one provisioned before guards were counted.
+	Guard     int       `json:"guard,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // ClusterSettings are the per-IP limits and auth-ban policy every node enforces.

@@ -17,13 +17,15 @@ import (
 // not made a voter.
 
 // LogVersion is the newest log version this build applies. Version 2
-// brought SetLogVersion, and names that end in "_" refused (names.go).
+// brought SetLogVersion, SetDatabaseGuard, and names that end in "_"
+// refused (names.go).
 const LogVersion uint16 = 2
 
 // since gives the log version a command type first appeared in; types not
 // listed are of version 1, the log before versions were counted.
 var since = map[CommandType]uint16{
-	CmdSetLogVersion: 2,
+	CmdSetLogVersion:    2,
+	CmdSetDatabaseGuard: 2,
 }
 
 // Since returns the log version a command type first appeared in.

@@ -146,3 +146,31 @@ func TestSettingBoundsFromLogVersion2(t *testing.T) {
 		}
 	})
 }
+
+// SetDatabaseGuard records the DDL guard a database holds; it never lowers
+// the version recorded, and a snapshot keeps it.
+func TestSetDatabaseGuard(t *testing.T) {
+	h := seeded(t)
+	const db = "p0000abcd__myapp__wayne"
+	if Since(CmdSetDatabaseGuard) != 2 {
+		t.Fatalf("set_database_guard is of log version %d, want 2", Since(CmdSetDatabaseGuard))
+	}
+	if r := h.apply(CmdSetDatabaseGuard, &SetDatabaseGuard{Name: "nope", Version: 1}); codeOf(r.Err) != CodeNotFound {
+		t.Fatalf("an unknown database: %v", r.Err)
+	}
+	if r := h.apply(CmdSetDatabaseGuard, &SetDatabaseGuard{Name: db, Version: 0}); codeOf(r.Err) != CodeBadRequest {
+		t.Fatalf("version 0: %v", r.Err)
+	}
+	guard := func(f *FSM) (v int) {
+		f.View(func(s *State) { v = s.Databases[db].Guard })
+		return v
+	}
+	h.mustApply(CmdSetDatabaseGuard, &SetDatabaseGuard{Name: db, Version: 2})
+	h.mustApply(CmdSetDatabaseGuard, &SetDatabaseGuard{Name: db, Version: 1})
+	if g := guard(h.f); g != 2 {
+		t.Fatalf("guard %d after 2 then 1, want 2", g)
+	}
+	if g := guard(h.restored()); g != 2 {
+		t.Fatalf("a snapshot kept guard %d, want 2", g)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"tdb/actors/backend"
 	"tdb/fsm"
 	"tdb/httpapi"
 	"tdb/internal/syncbuf"
@@ -36,6 +37,10 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	if v, vs := versions(c.WaitLeader(t)); v != 1 || len(vs) != 3 || vs[0] != 1 || vs[1] != 1 || vs[2] != 1 {
 		t.Fatalf("an old cluster runs log version %d, its nodes %v; want 1 and [1 1 1]", v, vs)
 	}
+
+	// A tenant of the old cluster, whose databases it cannot record a DDL
+	// guard for.
+	c.CreateTenant(t, c.WaitLeader(t), "before_upgrade")
 
 	upgrade := func(i int) {
 		t.Helper()
@@ -73,6 +78,22 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	})
 	if !log.Contains("every node applies raft log version 2") {
 		t.Fatal("the raise was not logged")
+	}
+	// The leader then installs and records the guard of every database
+	// that keeps one.
+	testcluster.Eventually(t, "the DDL guard recorded for the old cluster's databases", func() bool {
+		missing := 0
+		c.Members[c.WaitLeader(t)].Node.FSM().View(func(s *fsm.State) {
+			for _, d := range s.Databases {
+				if d.Kind != fsm.KindControl && (d.Status != fsm.StatusReady || d.Guard != backend.GuardVersion) {
+					missing++
+				}
+			}
+		})
+		return missing == 0
+	})
+	if !log.Contains("reconciler: installed DDL guard version 1 in") {
+		t.Fatal("the guard's installation was not logged")
 	}
 
 	// Writes go on through the upgrade's end.

@@ -1,8 +1,12 @@
 package backend
 
 import (
+	"context"
 	"slices"
 	"strings"
+
+	"github.com/cockroachdb/errors"
+	"github.com/jackc/pgx/v5"
 )
 
 // Privileges of each login role on tables (incl. views) and sequences.
@@ -90,6 +94,36 @@ func sortedKeys(m map[string][2]string) []string {
 	return keys
 }
 
+// GuardVersion is the version of the DDL guard ddlGuard installs. A change
+// to the guard raises it: the reconciler then installs the new guard in
+// every database recorded with an older one (InstallGuard).
+const GuardVersion = 1
+
+// HasGuard reports whether databases of kind keep a DDL guard: tenant
+// databases and tenant workspaces; control workspaces capture nothing.
+func HasGuard(kind Kind) bool { return kind == KindTenant || kind == KindWorkspace }
+
+// InstallGuard installs the DDL guard of database db of kind on the server
+// at superuserURL, replacing an older one, in one transaction. Ensure
+// installs it with the grants; this brings a database provisioned before
+// the guard existed (or before its current version) up to it.
+func InstallGuard(ctx context.Context, superuserURL, db string, kind Kind) error {
+	if err := checkName(db); err != nil {
+		return err
+	}
+	stmts := ddlGuard(db, kind)
+	if len(stmts) == 0 {
+		return errors.Mark(errors.Newf("database %s: kind %q keeps no DDL guard", db, kind), ErrInvalidSpec)
+	}
+	conn, err := connect(ctx, superuserURL, db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return execAll(ctx, tx, stmts) })
+	return errors.Wrapf(err, "install the DDL guard in database %s", db)
+}
+
 // guardSchema holds the event trigger function of ddlGuard; only the
 // superuser that provisions databases owns or uses it.
 const guardSchema = "tdb_guard"
@@ -135,6 +169,15 @@ func ddlGuard(db string, kind Kind) []string {
 		return nil
 	}
 	return []string{
+		// A database provisioned before the guard may hold a schema of that
+		// name made by its own roles, who could then drop the guard.
+		`DO $$ BEGIN
+			IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = '` + guardSchema + `'
+					AND nspowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)) THEN
+				RAISE EXCEPTION 'schema ` + guardSchema + ` exists and is not owned by %', current_user
+					USING ERRCODE = '42P06', HINT = 'Rename that schema: the DDL guard is kept in it.';
+			END IF;
+		END $$`,
 		"CREATE SCHEMA IF NOT EXISTS " + guardSchema,
 		"REVOKE ALL ON SCHEMA " + guardSchema + " FROM PUBLIC",
 		`CREATE OR REPLACE FUNCTION ` + guardSchema + `.refuse_nested_ddl() RETURNS event_trigger

@@ -1,0 +1,131 @@
+package actors
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"tdb/actors/backend"
+	"tdb/fsm"
+	"tdb/internal/syncbuf"
+	"tdb/internal/testpg"
+)
+
+// TestReconcilerInstallsTheGuardOnUpgrade: a workspace provisioned while
+// the cluster could not record guards, whose guard is then gone (as in a
+// database provisioned by a build before the guard), gets it installed once
+// the cluster's log version records it. A schema of the guard's name that
+// the database's own roles made stops the installation, with the reason in
+// the log, until it is gone.
+func TestReconcilerInstallsTheGuardOnUpgrade(t *testing.T) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	const pid = "tdb_0000abcd"
+	db := "guard_" + hex.EncodeToString(b) + "_workspace"
+	url := testpg.Shared(t).URL()
+	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, db) })
+
+	f := fsm.New()
+	p := &fsmProposer{f: f}
+	apply := func(ct fsm.CommandType, payload any) {
+		t.Helper()
+		if _, _, err := p.Apply(context.Background(), ct, payload); err != nil {
+			t.Fatalf("%s: %v", ct, err)
+		}
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	apply(fsm.CmdAddBackend, &fsm.AddBackend{Name: "local", URL: url, At: at})
+	apply(fsm.CmdCreateProject, &fsm.CreateProject{ID: pid, Name: "guarded", Salt: []byte("salt"), Iterations: 4096, At: at,
+		ProxyKey: fsm.NewKey{ID: "key_project", Name: "p", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeProject,
+			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "l"}})
+	apply(fsm.CmdCreateWorkspace, &fsm.CreateWorkspace{ProjectID: pid, Name: "myapp", Mode: fsm.ModeTenant,
+		DatabaseType: fsm.TypePostgreSQL, At: at, Database: &fsm.NewDatabase{Name: db,
+			Backend: "local", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}}})
+
+	var logs syncbuf.Buffer
+	r := &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Resync: 50 * time.Millisecond,
+		GuardRetry: 50 * time.Millisecond, Logf: func(format string, args ...any) { fmt.Fprintf(&logs, format+"\n", args...) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	defer func() { cancel(); <-stopped }()
+	go func() { defer close(stopped); r.Run(ctx) }()
+
+	wait := func(what string, ok func(d *fsm.Database) bool) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer wcancel()
+		if err := f.WaitFor(wctx, func(s *fsm.State) bool { return ok(s.Databases[db]) }); err != nil {
+			t.Fatalf("%s: %v\nlog:\n%s", what, err, logs.String())
+		}
+	}
+	wait("provisioned", func(d *fsm.Database) bool { return d.Status == fsm.StatusReady })
+
+	su := func(sql string) {
+		t.Helper()
+		cfg, err := pgx.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Database = db
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	guarded := func() bool {
+		t.Helper()
+		cfg, err := pgx.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Database = db
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		var n int
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_event_trigger WHERE evtname = 'tdb_refuse_nested_ddl' AND evtenabled = 'O'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	var guard int
+	f.View(func(s *fsm.State) { guard = s.Databases[db].Guard })
+	if !guarded() || guard != 0 {
+		t.Fatalf("after provisioning at log version 1: guard installed %v, recorded %d (want installed, 0)", guarded(), guard)
+	}
+
+	// The database as a build before the guard left it, with a schema of
+	// the guard's name that its admin role made.
+	su(`DROP EVENT TRIGGER tdb_refuse_nested_ddl`)
+	su(`DROP SCHEMA tdb_guard CASCADE`)
+	su(`CREATE SCHEMA tdb_guard AUTHORIZATION ` + pgx.Identifier{backend.RoleName(db, backend.RoleAdmin)}.Sanitize())
+	apply(fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: 2})
+	deadline := time.Now().Add(30 * time.Second)
+	for !logs.Contains("schema tdb_guard exists and is not owned by") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the foreign schema was not reported; log:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.View(func(s *fsm.State) { guard = s.Databases[db].Guard })
+	if guarded() || guard != 0 {
+		t.Fatalf("with a foreign tdb_guard schema: guard installed %v, recorded %d", guarded(), guard)
+	}
+
+	su(`DROP SCHEMA tdb_guard`)
+	wait("guard recorded", func(d *fsm.Database) bool { return d.Guard == backend.GuardVersion })
+	if !guarded() {
+		t.Fatal("the guard was recorded but is not installed")
+	}
+}

@@ -383,3 +383,47 @@ func execAll(t *testing.T, c *pgx.Conn, sqls ...string) {
 		}
 	}
 }
+
+// TestWorkspaceDDLNeedsTheDefaultSearchPath: a version is the statements'
+// text, which tenants run with the default search_path, so a tenant
+// workspace refuses DDL while search_path selects a schema other than
+// public (its roles cannot create schemas, but a path can name system ones,
+// or put public before pg_catalog, so that a function of public's shadows
+// a built-in one). A path whose other schemas do not exist selects only
+// public, and pg_dump's empty path selects none: those pass, and reach
+// tenants.
+func TestWorkspaceDDLNeedsTheDefaultSearchPath(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require"))
+	for path, shown := range map[string]string{"information_schema, public": "information_schema, public", "public, pg_catalog": "public, pg_catalog"} {
+		execAll(t, ws, "SET search_path = "+path)
+		for _, sql := range []string{"CREATE TABLE users (id int)", "CREATE VIEW columns_seen AS SELECT column_name FROM columns"} {
+			_, err := ws.Exec(ctx, sql)
+			pe := pgErr(t, err)
+			if pe.Code != "0A000" || !strings.Contains(pe.Message, "search_path selects schemas other than public ("+shown+")") ||
+				!strings.Contains(pe.Hint, "Schema-qualify") {
+				t.Fatalf("%s with search_path %s: %s %q (hint %q)", sql, path, pe.Code, pe.Message, pe.Hint)
+			}
+		}
+	}
+	execAll(t, ws,
+		"SET search_path = nosuch, public", "CREATE TABLE public_path (id int)",
+		"SET search_path = ''", "CREATE TABLE public.empty_path (id int)",
+		"RESET search_path", "CREATE TABLE users (id int)",
+	)
+
+	key := e.CreateTenant(t, "acme")
+	tenant := connect(t, e.ConnString(key, "myapp__acme", "require"))
+	for _, table := range []string{"users", "public_path", "empty_path"} {
+		var n int
+		if err := tenant.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+			t.Fatalf("%s on the tenant: %v", table, err)
+		}
+	}
+	var stray bool
+	if err := tenant.QueryRow(ctx, "SELECT to_regclass('columns_seen') IS NOT NULL").Scan(&stray); err != nil || stray {
+		t.Fatalf("a refused statement reached the tenant: %v, %v", stray, err)
+	}
+}

@@ -129,8 +129,14 @@ func InstallGuard(ctx context.Context, superuserURL, db string, kind Kind) error
 const guardSchema = "tdb_guard"
 
 // ddlGuard returns the statements that install, in database db of kind, an
-// event trigger refusing DDL no statement the proxy classifies shows:
+// event trigger refusing DDL that would leave a schema other than what the
+// blueprint's recorded versions make:
 //
+//   - In a tenant workspace, DDL run while search_path selects a schema
+//     other than public: the version holds the statement's text, which each
+//     tenant runs with the default search_path (its names would resolve
+//     elsewhere). Which schemas the path selects is current_schemas: those
+//     of its entries that exist, at the time the statement runs.
 //   - DDL that a function, procedure or trigger runs. In a tenant workspace
 //     it could not be captured as a blueprint version (tenants would lack
 //     it). The trigger sees PL/pgSQL's context stack: a statement the client
@@ -151,7 +157,12 @@ func ddlGuard(db string, kind Kind) []string {
 	case KindWorkspace:
 		check = `IF nested THEN
 				RAISE EXCEPTION 'DDL run by a function, procedure or trigger is not allowed in a tenant workspace: it could not be captured as a blueprint version'
-					USING ERRCODE = '42501', HINT = 'Run ' || tg_tag || ' as a statement of its own.';
+					USING ERRCODE = '42501', HINT = 'Run ' OPERATOR(pg_catalog.||) tg_tag OPERATOR(pg_catalog.||) ' as a statement of its own.';
+			END IF;
+			IF schemas OPERATOR(pg_catalog.<>) '{}'::pg_catalog.name[] AND schemas OPERATOR(pg_catalog.<>) '{public}'::pg_catalog.name[] THEN
+				RAISE EXCEPTION 'DDL is not allowed in a tenant workspace while search_path selects schemas other than public (%): tenants run each blueprint version with the default search_path',
+						pg_catalog.array_to_string(schemas, ', ')
+					USING ERRCODE = '0A000', HINT = 'Schema-qualify the names in the statement (CREATE TABLE app.t ...) and RESET search_path.';
 			END IF;`
 	case KindTenant:
 		var logins []string
@@ -162,7 +173,7 @@ func ddlGuard(db string, kind Kind) []string {
 			}
 			logins = append(logins, lit)
 		}
-		check = `IF nested OR session_user IN (` + strings.Join(logins, ", ") + `) THEN
+		check = `IF nested OR session_user::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ARRAY[` + strings.Join(logins, ", ") + `]::pg_catalog.text[]) THEN
 				RAISE EXCEPTION 'DDL not allowed on tenant databases, use workspace mode' USING ERRCODE = '42501';
 			END IF;`
 	default:
@@ -180,19 +191,25 @@ func ddlGuard(db string, kind Kind) []string {
 		END $$`,
 		"CREATE SCHEMA IF NOT EXISTS " + guardSchema,
 		"REVOKE ALL ON SCHEMA " + guardSchema + " FROM PUBLIC",
+		// The function runs with the caller's search_path, which it reads
+		// (current_schemas): every name in it is qualified, so no object the
+		// caller can create and put first on that path stands in for one.
 		`CREATE OR REPLACE FUNCTION ` + guardSchema + `.refuse_nested_ddl() RETURNS event_trigger
-		LANGUAGE plpgsql SET search_path = pg_catalog AS $guard$
+		LANGUAGE plpgsql AS $guard$
 		DECLARE
-			context text;
-			nested boolean;
+			context pg_catalog.text;
+			nested pg_catalog.bool;
+			schemas pg_catalog.name[];
 		BEGIN
-			IF tg_tag = 'REFRESH MATERIALIZED VIEW' THEN
+			IF tg_tag OPERATOR(pg_catalog.=) 'REFRESH MATERIALIZED VIEW' THEN
 				RETURN;
 			END IF;
+			schemas := pg_catalog.current_schemas(false);
 			GET DIAGNOSTICS context = PG_CONTEXT;
 			-- One line: the trigger's own frame, under the client's statement.
-			nested := position(E'\n' IN context) > 0
-				AND NOT (tg_tag = 'CREATE TYPE' AND context ~ '\nPL/pgSQL function inline_code_block line [0-9]+ at SQL statement$');
+			nested := pg_catalog.strpos(context, E'\n') OPERATOR(pg_catalog.>) 0
+				AND NOT (tg_tag OPERATOR(pg_catalog.=) 'CREATE TYPE'
+					AND context OPERATOR(pg_catalog.~) '\nPL/pgSQL function inline_code_block line [0-9]+ at SQL statement$');
 			` + check + `
 		END $guard$`,
 		"REVOKE ALL ON FUNCTION " + guardSchema + ".refuse_nested_ddl() FROM PUBLIC",

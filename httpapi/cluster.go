@@ -54,8 +54,14 @@ type ClusterStatus struct {
 	// LogVersion is the raft log version the cluster runs; a node whose
 	// build applies less is not made a voter (a rolling upgrade ends when
 	// it equals every node's).
-	LogVersion uint16       `json:"log_version"`
-	Nodes      []NodeStatus `json:"nodes"`
+	LogVersion uint16 `json:"log_version"`
+	// UnguardedDatabases counts the ready tenant databases and workspaces
+	// that do not hold the current DDL guard yet: those provisioned before
+	// it, which the leader brings up to it once the cluster runs log
+	// version 2 (a failed one is retried every minute; its reason is in
+	// the leader's log).
+	UnguardedDatabases int          `json:"unguarded_databases"`
+	Nodes              []NodeStatus `json:"nodes"`
 }
 
 // NodeStatus is one member of the cluster.

@@ -8,6 +8,8 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/hashicorp/raft"
 
+	"tdb/actors/backend"
+	"tdb/fsm"
 	"tdb/gossip"
 	"tdb/httpapi"
 )
@@ -22,6 +24,13 @@ func (n *Node) clusterStatus(ctx context.Context) (httpapi.ClusterStatus, error)
 	_, leaderID := n.rep.Raft.LeaderWithID()
 	st := httpapi.ClusterStatus{LeaderID: string(leaderID), NodeID: n.cfg.NodeID, AppliedIndex: n.rep.FSM.AppliedIndex(),
 		LogVersion: n.activeLogVersion()}
+	n.rep.FSM.View(func(s *fsm.State) {
+		for _, d := range s.Databases {
+			if d.Status == fsm.StatusReady && backend.HasGuard(backend.Kind(d.Kind)) && d.Guard < backend.GuardVersion {
+				st.UnguardedDatabases++
+			}
+		}
+	})
 	cf := n.rep.Raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return st, errors.Wrap(err, "raft configuration")

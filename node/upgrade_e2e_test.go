@@ -41,6 +41,9 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	// A tenant of the old cluster, whose databases it cannot record a DDL
 	// guard for.
 	c.CreateTenant(t, c.WaitLeader(t), "before_upgrade")
+	testcluster.Eventually(t, "the old cluster's workspace and tenant to count as unguarded", func() bool {
+		return c.Status(t, c.WaitLeader(t)).UnguardedDatabases == 2
+	})
 
 	upgrade := func(i int) {
 		t.Helper()
@@ -94,6 +97,9 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	})
 	if !log.Contains("reconciler: installed DDL guard version 1 in") {
 		t.Fatal("the guard's installation was not logged")
+	}
+	if n := c.Status(t, c.WaitLeader(t)).UnguardedDatabases; n != 0 {
+		t.Fatalf("%d databases count as unguarded after the guard was recorded", n)
 	}
 
 	// Writes go on through the upgrade's end.

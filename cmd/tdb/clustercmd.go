@@ -20,7 +20,8 @@ func newClusterCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return request(cmd, false, "GET", "/v1/cluster/status", nil, func(w io.Writer, s httpapi.ClusterStatus) {
-				printFields(w, field{"leader_id", s.LeaderID}, field{"node_id", s.NodeID}, field{"applied_index", s.AppliedIndex}, field{"log_version", s.LogVersion})
+				printFields(w, field{"leader_id", s.LeaderID}, field{"node_id", s.NodeID}, field{"applied_index", s.AppliedIndex}, field{"log_version", s.LogVersion},
+					field{"unguarded_databases", s.UnguardedDatabases})
 				fmt.Fprintln(w)
 				rows := make([][]any, 0, len(s.Nodes))
 				for _, n := range s.Nodes {

@@ -39,6 +39,7 @@ type Reconciler struct {
 	// guardRetry holds when a database whose guard could not be installed
 	// is tried again: a backend that is down is not asked every resync.
 	guardRetry map[string]time.Time
+	guarding   bool // the guard worker is at work (startGuards)
 }
 
 // Task is one unit of reconciliation for a physical database.
@@ -128,10 +129,11 @@ func (r *Reconciler) Run(ctx context.Context) {
 		if !r.IsLeader() {
 			return
 		}
-		var tasks []Task
+		var tasks, guards []Task
 		r.FSM.View(func(s *fsm.State) { tasks = Plan(s) })
 		for _, t := range tasks {
-			if t.Kind == "guard" && !r.guardDue(t.Database.Name) {
+			if t.Kind == "guard" {
+				guards = append(guards, t)
 				continue
 			}
 			if !r.claim(t.Database.Name) {
@@ -151,7 +153,45 @@ func (r *Reconciler) Run(ctx context.Context) {
 				r.do(ctx, t)
 			}(t)
 		}
+		r.startGuards(ctx, &wg, guards)
 	})
+}
+
+// startGuards hands guard installations to a worker of their own, unless
+// it is still at work on earlier ones: after an upgrade every database
+// provisioned before it needs one, and they neither wait for the workers
+// of provisioning and drops nor hold them up (a backend that does not
+// answer makes each installation there wait StepTimeout).
+func (r *Reconciler) startGuards(ctx context.Context, wg *sync.WaitGroup, tasks []Task) {
+	if len(tasks) == 0 {
+		return
+	}
+	r.mu.Lock()
+	busy := r.guarding
+	r.guarding = true
+	r.mu.Unlock()
+	if busy {
+		return // the next pass after it is done lists what is left
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() {
+			r.mu.Lock()
+			r.guarding = false
+			r.mu.Unlock()
+		}()
+		for _, t := range tasks {
+			if ctx.Err() != nil || !r.IsLeader() {
+				return
+			}
+			if !r.guardDue(t.Database.Name) || !r.claim(t.Database.Name) {
+				continue
+			}
+			r.guard(ctx, t)
+			r.release(t.Database.Name)
+		}
+	}()
 }
 
 func (r *Reconciler) claim(name string) bool {
@@ -185,8 +225,6 @@ func (r *Reconciler) do(ctx context.Context, t Task) {
 		r.provision(ctx, t)
 	case "drop":
 		r.drop(ctx, t)
-	case "guard":
-		r.guard(ctx, t)
 	}
 }
 
@@ -297,5 +335,9 @@ func (r *Reconciler) drop(ctx context.Context, t Task) {
 	}
 	if _, _, err := r.Propose.Apply(ctx, fsm.CmdRemoveDatabase, &fsm.RemoveDatabase{Name: t.Database.Name}); err != nil {
 		r.Logf("reconciler: remove %s: %v", t.Database.Name, err)
+		return
 	}
+	r.mu.Lock()
+	delete(r.guardRetry, t.Database.Name)
+	r.mu.Unlock()
 }

@@ -403,7 +403,7 @@ func TestWorkspaceDDLNeedsTheDefaultSearchPath(t *testing.T) {
 			_, err := ws.Exec(ctx, sql)
 			pe := pgErr(t, err)
 			if pe.Code != "0A000" || !strings.Contains(pe.Message, "search_path selects schemas other than public ("+shown+")") ||
-				!strings.Contains(pe.Hint, "Schema-qualify") {
+				!strings.Contains(pe.Hint, "RESET search_path") {
 				t.Fatalf("%s with search_path %s: %s %q (hint %q)", sql, path, pe.Code, pe.Message, pe.Hint)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -163,6 +164,23 @@ func TestEnsureIsIdempotent(t *testing.T) {
 				t.Fatalf("second Ensure: %v", err)
 			}
 			db := f.spec.Name
+			// The DDL guard leaves the superuser's own DDL alone, whatever
+			// schemas its search_path selects.
+			u, err := url.Parse(f.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := u.Query()
+			q.Set("search_path", "information_schema, public")
+			u.RawQuery = q.Encode()
+			if err := backend.Ensure(ctx, u.String(), f.spec); err != nil {
+				t.Fatalf("Ensure with the superuser's search_path on information_schema: %v", err)
+			}
+			if backend.HasGuard(kind) {
+				if err := backend.InstallGuard(ctx, u.String(), db, kind); err != nil {
+					t.Fatalf("InstallGuard with the superuser's search_path on information_schema: %v", err)
+				}
+			}
 			su := f.super()
 			if got := queryString(t, su, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", db); got != backend.RoleName(db, "owner") {
 				t.Errorf("database owner %s", got)
@@ -183,7 +201,7 @@ func TestEnsureIsIdempotent(t *testing.T) {
 			if err := backend.Ensure(ctx, f.url, f.spec); err != nil {
 				t.Fatalf("Ensure with new passwords: %v", err)
 			}
-			_, err := dial(t, f.url, db, backend.RoleName(db, "admin"), old.Admin)
+			_, err = dial(t, f.url, db, backend.RoleName(db, "admin"), old.Admin)
 			wantCode(t, err, "28P01", "password authentication failed")
 			mustExec(t, f.as("admin"), "SELECT 1")
 		})

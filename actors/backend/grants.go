@@ -132,11 +132,14 @@ const guardSchema = "tdb_guard"
 // event trigger refusing DDL that would leave a schema other than what the
 // blueprint's recorded versions make:
 //
-//   - In a tenant workspace, DDL run while search_path selects a schema
-//     other than public: the version holds the statement's text, which each
-//     tenant runs with the default search_path (its names would resolve
-//     elsewhere). Which schemas the path selects is current_schemas: those
-//     of its entries that exist, at the time the statement runs.
+//   - In a tenant workspace, DDL its login roles run while search_path
+//     selects a schema other than public: the version holds the statement's
+//     text, which each tenant runs with the default search_path (its names
+//     would resolve elsewhere). Which schemas the path selects is
+//     current_schemas: those of its entries that exist, at the time the
+//     statement runs. An empty path (pg_dump's, whose output qualifies every
+//     name) passes, though it leaves public out of the search for functions
+//     and operators, where a tenant's default path has it.
 //   - DDL that a function, procedure or trigger runs. In a tenant workspace
 //     it could not be captured as a blueprint version (tenants would lack
 //     it). The trigger sees PL/pgSQL's context stack: a statement the client
@@ -152,6 +155,16 @@ const guardSchema = "tdb_guard"
 // (it changes rows, not the schema): it passes. Control workspaces capture
 // nothing and keep no guard.
 func ddlGuard(db string, kind Kind) []string {
+	// The login roles the proxy's sessions use.
+	var logins []string
+	for _, r := range []string{RoleAdmin, RoleWrite, RoleRead} {
+		lit, err := literal(RoleName(db, r))
+		if err != nil {
+			return nil // checkName refused such a name before
+		}
+		logins = append(logins, lit)
+	}
+	login := `session_user::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ARRAY[` + strings.Join(logins, ", ") + `]::pg_catalog.text[])`
 	var check string
 	switch kind {
 	case KindWorkspace:
@@ -159,21 +172,14 @@ func ddlGuard(db string, kind Kind) []string {
 				RAISE EXCEPTION 'DDL run by a function, procedure or trigger is not allowed in a tenant workspace: it could not be captured as a blueprint version'
 					USING ERRCODE = '42501', HINT = 'Run ' OPERATOR(pg_catalog.||) tg_tag OPERATOR(pg_catalog.||) ' as a statement of its own.';
 			END IF;
-			IF schemas OPERATOR(pg_catalog.<>) '{}'::pg_catalog.name[] AND schemas OPERATOR(pg_catalog.<>) '{public}'::pg_catalog.name[] THEN
+			IF ` + login + `
+					AND schemas OPERATOR(pg_catalog.<>) '{}'::pg_catalog.name[] AND schemas OPERATOR(pg_catalog.<>) '{public}'::pg_catalog.name[] THEN
 				RAISE EXCEPTION 'DDL is not allowed in a tenant workspace while search_path selects schemas other than public (%): tenants run each blueprint version with the default search_path',
 						pg_catalog.array_to_string(schemas, ', ')
-					USING ERRCODE = '0A000', HINT = 'Schema-qualify the names in the statement (CREATE TABLE app.t ...) and RESET search_path.';
+					USING ERRCODE = '0A000', HINT = 'RESET search_path, and schema-qualify names where the statement means another schema.';
 			END IF;`
 	case KindTenant:
-		var logins []string
-		for _, r := range []string{RoleAdmin, RoleWrite, RoleRead} {
-			lit, err := literal(RoleName(db, r))
-			if err != nil {
-				return nil // checkName refused such a name before
-			}
-			logins = append(logins, lit)
-		}
-		check = `IF nested OR session_user::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ARRAY[` + strings.Join(logins, ", ") + `]::pg_catalog.text[]) THEN
+		check = `IF nested OR ` + login + ` THEN
 				RAISE EXCEPTION 'DDL not allowed on tenant databases, use workspace mode' USING ERRCODE = '42501';
 			END IF;`
 	default:
@@ -183,9 +189,9 @@ func ddlGuard(db string, kind Kind) []string {
 		// A database provisioned before the guard may hold a schema of that
 		// name made by its own roles, who could then drop the guard.
 		`DO $$ BEGIN
-			IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = '` + guardSchema + `'
-					AND nspowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)) THEN
-				RAISE EXCEPTION 'schema ` + guardSchema + ` exists and is not owned by %', current_user
+			IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+					WHERE n.nspname = '` + guardSchema + `' AND NOT r.rolsuper) THEN
+				RAISE EXCEPTION 'schema ` + guardSchema + ` exists and is not owned by a superuser'
 					USING ERRCODE = '42P06', HINT = 'Rename that schema: the DDL guard is kept in it.';
 			END IF;
 		END $$`,

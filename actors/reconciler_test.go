@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,5 +129,98 @@ func TestReconcilerInstallsTheGuardOnUpgrade(t *testing.T) {
 	wait("guard recorded", func(d *fsm.Database) bool { return d.Guard == backend.GuardVersion })
 	if !guarded() {
 		t.Fatal("the guard was recorded but is not installed")
+	}
+}
+
+// TestGuardInstallationsDoNotHoldUpProvisioning: guard installations run
+// on a worker of their own, so one stuck on a backend that accepts
+// connections and never answers does not keep a new workspace waiting
+// for the provisioning workers (one here).
+func TestGuardInstallationsDoNotHoldUpProvisioning(t *testing.T) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	const pid = "tdb_0000abcd"
+	url := testpg.Shared(t).URL()
+	fresh := "guard_" + hex.EncodeToString(b) + "_fresh"
+	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, fresh) })
+
+	// A backend that takes connections and says nothing.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held atomic.Int32
+	conns := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held.Add(1)
+			select {
+			case conns <- c:
+			default:
+				c.Close()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for {
+			select {
+			case c := <-conns:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+
+	f := fsm.New()
+	p := &fsmProposer{f: f}
+	apply := func(ct fsm.CommandType, payload any) {
+		t.Helper()
+		if _, _, err := p.Apply(context.Background(), ct, payload); err != nil {
+			t.Fatalf("%s: %v", ct, err)
+		}
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	apply(fsm.CmdAddBackend, &fsm.AddBackend{Name: "local", URL: url, At: at})
+	apply(fsm.CmdAddBackend, &fsm.AddBackend{Name: "silent", URL: "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable", At: at})
+	apply(fsm.CmdCreateProject, &fsm.CreateProject{ID: pid, Name: "guarded", Salt: []byte("salt"), Iterations: 4096, At: at,
+		ProxyKey: fsm.NewKey{ID: "key_project", Name: "p", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeProject,
+			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "l"}})
+	// An old workspace on the silent backend, ready and without a guard
+	// (its name sorts before the new one's).
+	apply(fsm.CmdCreateWorkspace, &fsm.CreateWorkspace{ProjectID: pid, Name: "old", Mode: fsm.ModeTenant,
+		DatabaseType: fsm.TypePostgreSQL, At: at, Database: &fsm.NewDatabase{Name: "guard_0_old",
+			Backend: "silent", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}}})
+	zero := 0
+	apply(fsm.CmdSetDatabaseStatus, &fsm.SetDatabaseStatus{Name: "guard_0_old", Status: fsm.StatusReady, SchemaVersion: &zero})
+	apply(fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: 2})
+
+	var logs syncbuf.Buffer
+	r := &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Workers: 1, Resync: 50 * time.Millisecond,
+		StepTimeout: time.Minute, Logf: func(format string, args ...any) { fmt.Fprintf(&logs, format+"\n", args...) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	defer func() { cancel(); <-stopped }()
+	go func() { defer close(stopped); r.Run(ctx) }()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for held.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no guard installation reached the silent backend; log:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	apply(fsm.CmdCreateWorkspace, &fsm.CreateWorkspace{ProjectID: pid, Name: "fresh", Mode: fsm.ModeTenant,
+		DatabaseType: fsm.TypePostgreSQL, At: at, Database: &fsm.NewDatabase{Name: fresh,
+			Backend: "local", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}}})
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := f.WaitFor(wctx, func(s *fsm.State) bool { return s.Databases[fresh].Status == fsm.StatusReady }); err != nil {
+		t.Fatalf("the new workspace waited behind the stuck guard installation: %v\nlog:\n%s", err, logs.String())
 	}
 }

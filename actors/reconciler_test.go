@@ -18,6 +18,34 @@ import (
 	"tdb/internal/testpg"
 )
 
+// testProject is an FSM holding backends (name: URL) and project pid,
+// with the function that commits a command to it.
+func testProject(tb testing.TB, pid string, backends map[string]string) (*fsm.FSM, *fsmProposer, func(fsm.CommandType, any)) {
+	f := fsm.New()
+	p := &fsmProposer{f: f}
+	apply := func(ct fsm.CommandType, payload any) {
+		tb.Helper()
+		if _, _, err := p.Apply(context.Background(), ct, payload); err != nil {
+			tb.Fatalf("%s: %v", ct, err)
+		}
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for name, url := range backends {
+		apply(fsm.CmdAddBackend, &fsm.AddBackend{Name: name, URL: url, At: at})
+	}
+	apply(fsm.CmdCreateProject, &fsm.CreateProject{ID: pid, Name: "test", Salt: []byte("salt"), Iterations: 4096, At: at,
+		ProxyKey: fsm.NewKey{ID: "key_project", Name: "p", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeProject,
+			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "l"}})
+	return f, p, apply
+}
+
+// workspace is the command that creates workspace name of project pid
+// (mode tenant) in database db on backend.
+func workspace(pid, name, db, backend string) *fsm.CreateWorkspace {
+	return &fsm.CreateWorkspace{ProjectID: pid, Name: name, Mode: fsm.ModeTenant, DatabaseType: fsm.TypePostgreSQL,
+		Database: &fsm.NewDatabase{Name: db, Backend: backend, Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}}}
+}
+
 // TestReconcilerInstallsTheGuardOnUpgrade: a workspace provisioned while
 // the cluster could not record guards, whose guard is then gone (as in a
 // database provisioned by a build before the guard), gets it installed once
@@ -32,22 +60,8 @@ func TestReconcilerInstallsTheGuardOnUpgrade(t *testing.T) {
 	url := testpg.Shared(t).URL()
 	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, db) })
 
-	f := fsm.New()
-	p := &fsmProposer{f: f}
-	apply := func(ct fsm.CommandType, payload any) {
-		t.Helper()
-		if _, _, err := p.Apply(context.Background(), ct, payload); err != nil {
-			t.Fatalf("%s: %v", ct, err)
-		}
-	}
-	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	apply(fsm.CmdAddBackend, &fsm.AddBackend{Name: "local", URL: url, At: at})
-	apply(fsm.CmdCreateProject, &fsm.CreateProject{ID: pid, Name: "guarded", Salt: []byte("salt"), Iterations: 4096, At: at,
-		ProxyKey: fsm.NewKey{ID: "key_project", Name: "p", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeProject,
-			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "l"}})
-	apply(fsm.CmdCreateWorkspace, &fsm.CreateWorkspace{ProjectID: pid, Name: "myapp", Mode: fsm.ModeTenant,
-		DatabaseType: fsm.TypePostgreSQL, At: at, Database: &fsm.NewDatabase{Name: db,
-			Backend: "local", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}}})
+	f, p, apply := testProject(t, pid, map[string]string{"local": url})
+	apply(fsm.CmdCreateWorkspace, workspace(pid, "myapp", db, "local"))
 
 	var logs syncbuf.Buffer
 	r := &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Resync: 50 * time.Millisecond,
@@ -67,7 +81,8 @@ func TestReconcilerInstallsTheGuardOnUpgrade(t *testing.T) {
 	}
 	wait("provisioned", func(d *fsm.Database) bool { return d.Status == fsm.StatusReady })
 
-	su := func(sql string) {
+	// A superuser session in the workspace database.
+	connect := func() *pgx.Conn {
 		t.Helper()
 		cfg, err := pgx.ParseConfig(url)
 		if err != nil {
@@ -78,6 +93,11 @@ func TestReconcilerInstallsTheGuardOnUpgrade(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		return c
+	}
+	su := func(sql string) {
+		t.Helper()
+		c := connect()
 		defer c.Close(context.Background())
 		if _, err := c.Exec(ctx, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)
@@ -85,15 +105,7 @@ func TestReconcilerInstallsTheGuardOnUpgrade(t *testing.T) {
 	}
 	guarded := func() bool {
 		t.Helper()
-		cfg, err := pgx.ParseConfig(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Database = db
-		c, err := pgx.ConnectConfig(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := connect()
 		defer c.Close(context.Background())
 		var n int
 		if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_event_trigger WHERE evtname = 'tdb_refuse_nested_ddl' AND evtenabled = 'O'`).Scan(&n); err != nil {
@@ -177,25 +189,13 @@ func TestGuardInstallationsDoNotHoldUpProvisioning(t *testing.T) {
 		}
 	})
 
-	f := fsm.New()
-	p := &fsmProposer{f: f}
-	apply := func(ct fsm.CommandType, payload any) {
-		t.Helper()
-		if _, _, err := p.Apply(context.Background(), ct, payload); err != nil {
-			t.Fatalf("%s: %v", ct, err)
-		}
-	}
-	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	apply(fsm.CmdAddBackend, &fsm.AddBackend{Name: "local", URL: url, At: at})
-	apply(fsm.CmdAddBackend, &fsm.AddBackend{Name: "silent", URL: "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable", At: at})
-	apply(fsm.CmdCreateProject, &fsm.CreateProject{ID: pid, Name: "guarded", Salt: []byte("salt"), Iterations: 4096, At: at,
-		ProxyKey: fsm.NewKey{ID: "key_project", Name: "p", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeProject,
-			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "l"}})
+	f, p, apply := testProject(t, pid, map[string]string{
+		"local":  url,
+		"silent": "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable",
+	})
 	// An old workspace on the silent backend, ready and without a guard
 	// (its name sorts before the new one's).
-	apply(fsm.CmdCreateWorkspace, &fsm.CreateWorkspace{ProjectID: pid, Name: "old", Mode: fsm.ModeTenant,
-		DatabaseType: fsm.TypePostgreSQL, At: at, Database: &fsm.NewDatabase{Name: "guard_0_old",
-			Backend: "silent", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}}})
+	apply(fsm.CmdCreateWorkspace, workspace(pid, "old", "guard_0_old", "silent"))
 	zero := 0
 	apply(fsm.CmdSetDatabaseStatus, &fsm.SetDatabaseStatus{Name: "guard_0_old", Status: fsm.StatusReady, SchemaVersion: &zero})
 	apply(fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: 2})
@@ -215,9 +215,7 @@ func TestGuardInstallationsDoNotHoldUpProvisioning(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	apply(fsm.CmdCreateWorkspace, &fsm.CreateWorkspace{ProjectID: pid, Name: "fresh", Mode: fsm.ModeTenant,
-		DatabaseType: fsm.TypePostgreSQL, At: at, Database: &fsm.NewDatabase{Name: fresh,
-			Backend: "local", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}}})
+	apply(fsm.CmdCreateWorkspace, workspace(pid, "fresh", fresh, "local"))
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
 	if err := f.WaitFor(wctx, func(s *fsm.State) bool { return s.Databases[fresh].Status == fsm.StatusReady }); err != nil {

@@ -3,7 +3,6 @@ package actors
 import (
 	"io"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -26,21 +25,10 @@ import (
 func benchSession(b testing.TB, timeoutMs int64) *loopHandler {
 	b.Helper()
 	const pid = "tdb_0000abcd"
-	f := fsm.New()
-	p := &fsmProposer{f: f}
-	apply := func(ct fsm.CommandType, payload any) {
-		if _, _, err := p.Apply(b.Context(), ct, payload); err != nil {
-			b.Fatalf("%s: %v", ct, err)
-		}
-	}
-	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	apply(fsm.CmdAddBackend, &fsm.AddBackend{Name: "local", URL: "postgres://postgres@127.0.0.1:1/postgres", At: at})
-	apply(fsm.CmdCreateProject, &fsm.CreateProject{ID: pid, Name: "bench", Salt: []byte("salt"), Iterations: 4096, At: at,
-		ProxyKey: fsm.NewKey{ID: "key_project", Name: "p", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeProject,
-			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "l"}})
-	apply(fsm.CmdCreateWorkspace, &fsm.CreateWorkspace{ProjectID: pid, Name: "controlplane", Mode: fsm.ModeControl,
-		DatabaseType: fsm.TypePostgreSQL, At: at, Database: &fsm.NewDatabase{Name: "p0000abcd__controlplane_workspace",
-			Backend: "local", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}}})
+	f, _, apply := testProject(b, pid, map[string]string{"local": "postgres://postgres@127.0.0.1:1/postgres"})
+	ws := workspace(pid, "controlplane", "p0000abcd__controlplane_workspace", "local")
+	ws.Mode = fsm.ModeControl
+	apply(fsm.CmdCreateWorkspace, ws)
 	if timeoutMs > 0 {
 		apply(fsm.CmdUpdateWorkspaceSettings, &fsm.UpdateWorkspaceSettings{ProjectID: pid, Name: "controlplane", QueryTimeoutMs: &timeoutMs})
 	}

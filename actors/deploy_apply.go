@@ -53,7 +53,17 @@ const deployLockKey int64 = 0x7464625f64706c79 // "tdb_dply"
 // last blueprint version applied there. It is written in the same
 // transaction as the version, so it is exact even when the deployer dies
 // between that commit and recording the result in the FSM.
+//
+// A version whose statements cannot all run in one transaction (CREATE
+// INDEX CONCURRENTLY…) commits in steps; after each step but the last the
+// marker also says how many of the next version's statements are done
+// (markerDone: "tdb:schema_version=3;done=2"), so that a retry goes on
+// after them instead of running them again (a DROP INDEX CONCURRENTLY
+// would fail, an unnamed index would be made twice).
 const markerPrefix = "tdb:schema_version="
+
+// markerDone separates the version from the statements done of the next.
+const markerDone = ";done="
 
 // applyTenant applies job.Versions in order to the tenant's database, logged
 // in as its owner role. Each version runs in its own transaction, except
@@ -95,16 +105,23 @@ func applyTenant(ctx context.Context, cfg ApplyConfig, job TenantJob) (int, erro
 	if err != nil {
 		return reached, errors.Wrap(err, "take the deployment lock")
 	}
-	marker, err := readMarker(ctx, conn)
+	marker, done, err := readMarker(ctx, conn)
 	if err != nil {
 		return reached, err
+	}
+	if marker < reached {
+		done = 0 // the statements done were of a version now behind
 	}
 	reached = max(reached, marker)
 	for _, v := range job.Versions {
 		if v.Version <= reached {
 			continue
 		}
-		if err := applyVersion(ctx, conn, cfg, job.Database, v.Version, v.Statements); err != nil {
+		skip := 0
+		if v.Version == marker+1 {
+			skip = min(done, len(v.Statements))
+		}
+		if err := applyVersion(ctx, conn, cfg, job.Database, v.Version, v.Statements, skip); err != nil {
 			if ctx.Err() == context.DeadlineExceeded {
 				err = errors.Wrapf(err, "timed out after %s", cfg.TenantTimeout)
 			}
@@ -122,13 +139,16 @@ type deployStep struct {
 	noTxn bool
 }
 
-// splitSteps groups a version's statements into steps.
+// splitSteps groups a version's statements into steps. Only statements
+// that commit at once (commitsAtOnce) run outside a transaction: ALTER TYPE
+// … ADD VALUE, which PostgreSQL refused in transaction blocks before 12,
+// stays in the version's transaction, as it ran in the workspace.
 func splitSteps(stmts []string) []deployStep {
 	var steps []deployStep
 	for _, s := range stmts {
 		noTxn := false
 		for _, st := range classify.Classify(s).Statements {
-			noTxn = noTxn || st.NoTxn
+			noTxn = noTxn || commitsAtOnce(&st)
 		}
 		if !noTxn && len(steps) > 0 && !steps[len(steps)-1].noTxn {
 			steps[len(steps)-1].stmts = append(steps[len(steps)-1].stmts, s)
@@ -139,18 +159,26 @@ func splitSteps(stmts []string) []deployStep {
 	return steps
 }
 
-// applyVersion runs one version's steps and records the version in the
-// marker with the last transaction.
-func applyVersion(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, db string, version int, stmts []string) error {
-	mark := "COMMENT ON DATABASE " + pgx.Identifier{db}.Sanitize() + " IS '" + markerPrefix + strconv.Itoa(version) + "'"
-	steps := splitSteps(stmts)
+// applyVersion runs one version's steps, after the first skip statements
+// (done by an earlier try), and records the version in the marker with the
+// last transaction; after each earlier step, how far it got.
+func applyVersion(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, db string, version int, stmts []string, skip int) error {
+	comment := "COMMENT ON DATABASE " + pgx.Identifier{db}.Sanitize() + " IS '" + markerPrefix
+	mark := comment + strconv.Itoa(version) + "'"
+	steps := splitSteps(stmts[skip:])
 	if len(steps) == 0 || steps[len(steps)-1].noTxn {
 		steps = append(steps, deployStep{}) // a transaction for the marker alone
 	}
+	done := skip
 	for i, st := range steps {
+		done += len(st.stmts)
+		progress := comment + strconv.Itoa(version-1) + markerDone + strconv.Itoa(done) + "'"
 		if st.noTxn {
 			if err := execNoTxn(ctx, conn, cfg, st.stmts[0]); err != nil {
 				return err
+			}
+			if _, err := conn.Exec(ctx, progress); err != nil {
+				return errors.Wrap(err, "record the statements done in the database")
 			}
 			continue
 		}
@@ -166,7 +194,8 @@ func applyVersion(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, db strin
 					_, err := tx.Exec(ctx, mark)
 					return errors.Wrap(err, "record the version in the database")
 				}
-				return nil
+				_, err := tx.Exec(ctx, progress)
+				return errors.Wrap(err, "record the statements done in the database")
 			})
 		})
 		if err != nil {
@@ -185,12 +214,16 @@ func execNoTxn(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, stmt string
 	if _, err := conn.Exec(ctx, "SET lock_timeout = 0"); err != nil {
 		return errors.Wrap(err, "set lock_timeout")
 	}
-	if _, err := conn.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol); err != nil {
-		if err = afterEarlierTry(ctx, conn, stmt, err); err != nil {
-			return err
-		}
+	_, err := conn.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		err = afterEarlierTry(ctx, conn, stmt, err)
+	} else {
+		err = rebuildIfInvalid(ctx, conn, stmt)
 	}
-	_, err := conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", cfg.LockTimeout.Milliseconds()))
+	if err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", cfg.LockTimeout.Milliseconds()))
 	return errors.Wrap(err, "set lock_timeout")
 }
 
@@ -204,13 +237,40 @@ func afterEarlierTry(ctx context.Context, conn *pgx.Conn, stmt string, err error
 	if !errors.As(err, &pe) || pe.Code != "42P07" {
 		return err
 	}
-	schema, table, name, ok := classify.ConcurrentIndex(stmt)
-	if !ok {
+	valid, qualified, found, qerr := concurrentIndex(ctx, conn, stmt)
+	switch {
+	case qerr != nil:
+		return qerr
+	case !found:
+		return err // no index of that name on that table: the statement's own error stands
+	case valid:
+		return nil
+	}
+	return rebuild(ctx, conn, stmt, qualified)
+}
+
+// rebuildIfInvalid checks the index a CREATE INDEX CONCURRENTLY that
+// succeeded names: with IF NOT EXISTS it succeeds, skipping, over an
+// invalid index an earlier try that was cut off left (a UNIQUE one that
+// enforces nothing), which is then dropped and made again.
+func rebuildIfInvalid(ctx context.Context, conn *pgx.Conn, stmt string) error {
+	valid, qualified, found, err := concurrentIndex(ctx, conn, stmt)
+	if err != nil || !found || valid {
 		return err
 	}
-	var valid bool
+	return rebuild(ctx, conn, stmt, qualified)
+}
+
+// concurrentIndex looks up the index a CREATE INDEX CONCURRENTLY names:
+// whether it is valid, and its qualified name. found is false for other
+// statements, an unnamed index, or an index that does not exist.
+func concurrentIndex(ctx context.Context, conn *pgx.Conn, stmt string) (valid bool, qualified string, found bool, err error) {
+	schema, table, name, ok := classify.ConcurrentIndex(stmt)
+	if !ok {
+		return false, "", false, nil
+	}
 	var nsp, rel string
-	qerr := conn.QueryRow(ctx, `SELECT i.indisvalid, n.nspname, c.relname
+	err = conn.QueryRow(ctx, `SELECT i.indisvalid, n.nspname, c.relname
 		FROM pg_catalog.pg_class c
 		JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
 		JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
@@ -218,40 +278,55 @@ func afterEarlierTry(ctx context.Context, conn *pgx.Conn, stmt string, err error
 		WHERE c.relname = $1 AND t.relname = $3
 		  AND CASE WHEN $2 = '' THEN pg_catalog.pg_table_is_visible(c.oid) ELSE n.nspname = $2 END`,
 		name, schema, table).Scan(&valid, &nsp, &rel)
-	if errors.Is(qerr, pgx.ErrNoRows) {
-		return err // no index of that name on that table: the statement's own error stands
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, "", false, nil
 	}
-	if qerr != nil {
-		return errors.Wrapf(qerr, "look for the index %s an earlier try may have left", name)
+	if err != nil {
+		return false, "", false, errors.Wrapf(err, "look for the index %s an earlier try may have left", name)
 	}
-	if valid {
-		return nil
+	return valid, pgx.Identifier{nsp, rel}.Sanitize(), true, nil
+}
+
+// rebuild drops the invalid index qualified, which an earlier try that was
+// cut off left, and runs stmt again.
+func rebuild(ctx context.Context, conn *pgx.Conn, stmt, qualified string) error {
+	if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+qualified); err != nil {
+		return errors.Wrapf(err, "drop the invalid index %s an earlier try left", qualified)
 	}
-	qualified := pgx.Identifier{nsp, rel}.Sanitize()
-	if _, derr := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+qualified); derr != nil {
-		return errors.Wrapf(derr, "drop the invalid index %s an earlier try left", qualified)
-	}
-	_, err = conn.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol)
+	_, err := conn.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol)
 	return err
 }
 
-// readMarker returns the version recorded on the database, 0 when none.
-func readMarker(ctx context.Context, conn *pgx.Conn) (int, error) {
+// readMarker returns the version recorded on the database (0 when none),
+// and how many statements of the next version are done.
+func readMarker(ctx context.Context, conn *pgx.Conn) (version, done int, err error) {
 	var comment string
-	err := conn.QueryRow(ctx, `SELECT coalesce(shobj_description(oid, 'pg_database'), '')
+	err = conn.QueryRow(ctx, `SELECT coalesce(shobj_description(oid, 'pg_database'), '')
 		FROM pg_database WHERE datname = current_database()`).Scan(&comment)
 	if err != nil {
-		return 0, errors.Wrap(err, "read the database's schema version")
+		return 0, 0, errors.Wrap(err, "read the database's schema version")
 	}
+	version, done = parseMarker(comment)
+	return version, done, nil
+}
+
+// parseMarker reads a marker comment; anything else is version 0.
+func parseMarker(comment string) (version, done int) {
 	rest, ok := strings.CutPrefix(comment, markerPrefix)
 	if !ok {
-		return 0, nil
+		return 0, 0
 	}
+	rest, steps, partial := strings.Cut(rest, markerDone)
 	v, err := strconv.Atoi(rest)
-	if err != nil {
-		return 0, nil
+	if err != nil || v < 0 {
+		return 0, 0
 	}
-	return v, nil
+	if partial {
+		if d, err := strconv.Atoi(steps); err == nil && d > 0 {
+			done = d
+		}
+	}
+	return v, done
 }
 
 // retryable reports whether a failure is about contention, not about the

@@ -165,6 +165,8 @@ func TestSplitSteps(t *testing.T) {
 			[][]string{{"CREATE TABLE a (id int)"}, {"CREATE INDEX CONCURRENTLY i ON a (id)"}, {"CREATE TABLE b (id int)"}}, []bool{false, true, false}},
 		{"two concurrent", []string{"CREATE INDEX CONCURRENTLY i ON a (id)", "DROP INDEX CONCURRENTLY j"},
 			[][]string{{"CREATE INDEX CONCURRENTLY i ON a (id)"}, {"DROP INDEX CONCURRENTLY j"}}, []bool{true, true}},
+		{"ADD VALUE in the transaction", []string{"ALTER TYPE mood ADD VALUE 'x'", "ALTER TABLE a ADD COLUMN m mood"},
+			[][]string{{"ALTER TYPE mood ADD VALUE 'x'", "ALTER TABLE a ADD COLUMN m mood"}}, []bool{false}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -244,5 +246,148 @@ func TestApplyTenantFunctionBeforeItsTable(t *testing.T) {
 	var n int
 	if err := f.superuser().QueryRow(context.Background(), "SELECT public.cnt()").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the function: %d, %v", n, err)
+	}
+}
+
+// holdLock takes a lock on table in a superuser transaction, so that a
+// version's statement on it gives up after its attempts; release ends it.
+func (f *deployFixture) holdLock(table string) (release func()) {
+	f.t.Helper()
+	ctx := context.Background()
+	tx, err := f.superuser().Begin(ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+table+" IN ACCESS SHARE MODE"); err != nil {
+		f.t.Fatal(err)
+	}
+	return func() { _ = tx.Rollback(ctx) }
+}
+
+// marker is the tenant database's marker comment.
+func (f *deployFixture) marker() string {
+	f.t.Helper()
+	var c string
+	if err := f.superuser().QueryRow(context.Background(), "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = current_database()").Scan(&c); err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+// A version with ALTER TYPE … ADD VALUE runs in one transaction (as it ran
+// in the workspace, PostgreSQL 12 and later): when a later statement of it
+// gives up on a busy tenant, the new value is gone too, and the rerun
+// applies the whole version.
+func TestApplyTenantVersionWithAddValueIsAtomic(t *testing.T) {
+	t.Parallel()
+	f := newDeployFixture(t)
+	ctx := context.Background()
+	versions := [][]string{
+		{"CREATE TYPE mood AS ENUM ('ok')", "CREATE TABLE accounts (id int)"},
+		{"ALTER TYPE mood ADD VALUE 'happy'", "ALTER TABLE accounts ADD COLUMN m mood"},
+	}
+	if reached, err := applyTenant(ctx, fastApply, f.job(0, 1, versions...)); err != nil || reached != 1 {
+		t.Fatalf("version 1: reached %d, %v", reached, err)
+	}
+	release := f.holdLock("accounts")
+	reached, err := applyTenant(ctx, fastApply, f.job(1, 2, versions...))
+	release()
+	if err == nil || reached != 1 {
+		t.Fatalf("busy tenant: reached %d, %v", reached, err)
+	}
+	if f.exists("SELECT 1 FROM pg_enum WHERE enumlabel = 'happy'") {
+		t.Fatal("the failed version's ADD VALUE stayed committed")
+	}
+	if reached, err := applyTenant(ctx, fastApply, f.job(1, 2, versions...)); err != nil || reached != 2 {
+		t.Fatalf("rerun after the lock is gone: reached %d, %v", reached, err)
+	}
+}
+
+// A version that commits in steps records how far it got: the rerun goes
+// on after the statements done (a DROP INDEX CONCURRENTLY run again would
+// fail), and the marker then names the version alone.
+func TestApplyTenantResumesAfterTheStepsDone(t *testing.T) {
+	t.Parallel()
+	f := newDeployFixture(t)
+	ctx := context.Background()
+	versions := [][]string{
+		{"CREATE TABLE accounts (id int, name text)", "CREATE INDEX old_idx ON accounts (id)"},
+		{"CREATE INDEX CONCURRENTLY name_idx ON accounts (name)", "DROP INDEX CONCURRENTLY old_idx", "ALTER TABLE accounts ADD COLUMN plan text"},
+	}
+	if reached, err := applyTenant(ctx, fastApply, f.job(0, 1, versions...)); err != nil || reached != 1 {
+		t.Fatalf("version 1: reached %d, %v", reached, err)
+	}
+	// Drift stops the version at its third statement.
+	su := f.superuser()
+	if _, err := su.Exec(ctx, "ALTER TABLE accounts ADD COLUMN plan int"); err != nil {
+		t.Fatal(err)
+	}
+	reached, err := applyTenant(ctx, fastApply, f.job(1, 2, versions...))
+	if err == nil || !strings.Contains(err.Error(), `column "plan" of relation "accounts" already exists`) || reached != 1 {
+		t.Fatalf("drift: reached %d, %v", reached, err)
+	}
+	if m := f.marker(); m != "tdb:schema_version=1;done=2" {
+		t.Fatalf("marker after two of three statements: %q", m)
+	}
+	// Fixed, the rerun goes on with the third.
+	if _, err := su.Exec(ctx, "ALTER TABLE accounts DROP COLUMN plan"); err != nil {
+		t.Fatal(err)
+	}
+	if reached, err := applyTenant(ctx, fastApply, f.job(1, 2, versions...)); err != nil || reached != 2 {
+		t.Fatalf("rerun: reached %d, %v", reached, err)
+	}
+	if m := f.marker(); m != "tdb:schema_version=2" {
+		t.Fatalf("marker after the version: %q", m)
+	}
+	if !f.exists("SELECT 1 FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'plan' AND data_type = 'text'") {
+		t.Fatal("the version's column is missing")
+	}
+}
+
+// A cut CREATE INDEX CONCURRENTLY leaves an invalid index; a version whose
+// statement says IF NOT EXISTS then succeeds, skipping, over it. The index
+// is made again, valid: a UNIQUE one that enforces nothing would let
+// duplicates in.
+func TestApplyTenantRebuildsAnInvalidIndexIfNotExists(t *testing.T) {
+	t.Parallel()
+	f := newDeployFixture(t)
+	ctx := context.Background()
+	versions := [][]string{
+		{"CREATE TABLE accounts (id serial PRIMARY KEY, name text)"},
+		{"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS accounts_name ON accounts (name)"},
+	}
+	if reached, err := applyTenant(ctx, fastApply, f.job(0, 1, versions...)); err != nil || reached != 1 {
+		t.Fatalf("version 1: reached %d, %v", reached, err)
+	}
+	su := f.superuser()
+	if _, err := su.Exec(ctx, "INSERT INTO accounts (name) VALUES ('x'), ('x')"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := su.Exec(ctx, "CREATE UNIQUE INDEX CONCURRENTLY accounts_name ON accounts (name)"); err == nil {
+		t.Fatal("the unique index over duplicates was made")
+	}
+	if _, err := su.Exec(ctx, "DELETE FROM accounts WHERE id = (SELECT max(id) FROM accounts)"); err != nil {
+		t.Fatal(err)
+	}
+	if reached, err := applyTenant(ctx, fastApply, f.job(1, 2, versions...)); err != nil || reached != 2 {
+		t.Fatalf("version 2: reached %d, %v", reached, err)
+	}
+	if !f.exists("SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'accounts_name' AND i.indisvalid") {
+		t.Fatal("version 2 was recorded with accounts_name invalid")
+	}
+	if _, err := su.Exec(ctx, "INSERT INTO accounts (name) VALUES ('x')"); err == nil {
+		t.Fatal("a duplicate went in")
+	}
+}
+
+func TestParseMarker(t *testing.T) {
+	for comment, want := range map[string][2]int{
+		"": {0, 0}, "tdb:schema_version=3": {3, 0}, "tdb:schema_version=3;done=2": {3, 2},
+		"tdb:schema_version=0;done=1": {0, 1}, "tdb:schema_version=x": {0, 0}, "tdb:schema_version=-1": {0, 0},
+		"tdb:schema_version=4;done=-2": {4, 0}, "tdb:schema_version=4;done=y": {4, 0}, "a comment": {0, 0},
+	} {
+		if v, d := parseMarker(comment); v != want[0] || d != want[1] {
+			t.Errorf("parseMarker(%q) = %d, %d; want %d, %d", comment, v, d, want[0], want[1])
+		}
 	}
 }

@@ -117,7 +117,10 @@ func (s *server) createDeployment(w http.ResponseWriter, r *http.Request, c *cal
 			cmd.Version = ws.LatestVersion()
 		}
 		for _, t := range p.SortedTenants() {
-			if t.Blueprint == req.Blueprint {
+			// A tenant being deleted (DELETE answered 202, its database
+			// not dropped yet) has nothing to deploy: listed, it would
+			// fail the deployment.
+			if d := st.Databases[t.Database]; t.Blueprint == req.Blueprint && (d == nil || d.Status != fsm.StatusDeleting) {
 				cmd.Tenants = append(cmd.Tenants, t.Name)
 			}
 		}

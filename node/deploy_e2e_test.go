@@ -276,3 +276,22 @@ func TestDeploymentResumesAfterRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestDeploymentLeavesOutTenantsBeingDeleted: a tenant whose deletion was
+// accepted (202) but whose database is not dropped yet is not part of a
+// deployment created then, which completes on the others.
+func TestDeploymentLeavesOutTenantsBeingDeleted(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	workspaceDDL(t, e, seedAccounts)
+	e.CreateTenant(t, "kept")
+	e.CreateTenant(t, "gone")
+	workspaceDDL(t, e, "ALTER TABLE accounts ADD COLUMN plan text")
+	if status := e.Do(t, "DELETE", "/v1/tenants/gone", e.ProxyPassword, "", nil, nil); status != 202 {
+		t.Fatalf("delete: HTTP %d", status)
+	}
+	d := waitDeployment(t, e, deploy(t, e, map[string]any{"blueprint": "myapp", "all": true}).ID)
+	if d.Status != fsm.DeploymentCompleted || d.TenantsTotal != 1 || len(d.Results) != 1 || d.Results[0].TenantID != "kept" {
+		t.Fatalf("deployment %s of %d tenants: %+v", d.Status, d.TenantsTotal, d.Results)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"tdb/fsm"
+	"tdb/internal/testcluster"
 	"tdb/internal/testnode"
 	"tdb/node"
 )
@@ -66,7 +67,13 @@ type parkedLogin struct {
 // SCRAM initial response.
 func parkLogin(t *testing.T, e *testnode.Env, user string) *parkedLogin {
 	t.Helper()
-	conn, err := net.Dial("tcp", e.Node.BoundWireAddr())
+	return parkLoginAt(t, e.Node.BoundWireAddr(), user)
+}
+
+// parkLoginAt is parkLogin at the wire address addr.
+func parkLoginAt(t *testing.T, addr, user string) *parkedLogin {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,9 +93,9 @@ func parkLogin(t *testing.T, e *testnode.Env, user string) *parkedLogin {
 	return &parkedLogin{conn: conn, fe: fe}
 }
 
-// finish sends a guess (a well-formed proof for a wrong password) and
-// returns the SQLSTATE the login ends with.
-func (p *parkedLogin) finish(t *testing.T) string {
+// serverFirst sends the SCRAM initial response and returns the server's
+// first message as attributes (r, s, i).
+func (p *parkedLogin) serverFirst(t *testing.T) map[string]string {
 	t.Helper()
 	const clientNonce = "parkedparkedparkedparked"
 	p.fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte("n,,n=,r=" + clientNonce)})
@@ -103,18 +110,26 @@ func (p *parkedLogin) finish(t *testing.T) string {
 	if !ok {
 		t.Fatalf("want AuthenticationSASLContinue, got %T", msg)
 	}
-	var nonce string
+	attrs := map[string]string{}
 	for _, attr := range strings.Split(string(cont.Data), ",") {
-		if strings.HasPrefix(attr, "r=") {
-			nonce = attr[2:]
+		if k, v, ok := strings.Cut(attr, "="); ok {
+			attrs[k] = v
 		}
 	}
+	return attrs
+}
+
+// finish sends a guess (a well-formed proof for a wrong password) and
+// returns the SQLSTATE the login ends with.
+func (p *parkedLogin) finish(t *testing.T) string {
+	t.Helper()
+	nonce := p.serverFirst(t)["r"]
 	proof := base64.StdEncoding.EncodeToString(make([]byte, 32))
 	p.fe.Send(&pgproto3.SASLResponse{Data: []byte("c=biws,r=" + nonce + ",p=" + proof)})
 	if err := p.fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	msg, err = p.fe.Receive()
+	msg, err := p.fe.Receive()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,5 +152,30 @@ func TestTerminateDuringLogin(t *testing.T) {
 	}
 	if msg, err := p.fe.Receive(); err == nil {
 		t.Fatalf("after Terminate the node sent %T %+v", msg, msg)
+	}
+}
+
+// TestUnknownProjectSaltIsTheClusters: the fake SCRAM salt an unknown
+// project ID is shown is the same on every node and after a restart, as a
+// real project's salt is: comparing them tells nothing about which IDs
+// exist.
+func TestUnknownProjectSaltIsTheClusters(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 2)
+	salts := func() []string {
+		var out []string
+		for _, m := range c.Members {
+			out = append(out, parkLoginAt(t, m.Node.BoundWireAddr(), "tdb_ffffffff").serverFirst(t)["s"])
+		}
+		return out
+	}
+	first := salts()
+	if first[0] == "" || first[0] != first[1] {
+		t.Fatalf("an unknown project's salt differs between nodes: %q", first)
+	}
+	c.Stop(t, 1)
+	c.Restart(t, 1)
+	if again := salts(); again[1] != first[0] {
+		t.Fatalf("an unknown project's salt changed with a restart: %q, then %q", first[0], again[1])
 	}
 }

@@ -3,9 +3,11 @@ package node
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -443,4 +445,36 @@ func (n *Node) GossipAddr() string {
 		return ""
 	}
 	return n.gossip.Addr()
+}
+
+// fakeSaltSecret seeds the fake SCRAM salts the proxy shows for project IDs
+// that do not exist. A real project's salt is in the replicated state: the
+// same on every node and after a restart. A fake one must be too, or asking
+// two nodes (or one node before and after a restart) for the same ID would
+// tell whether it exists. Nodes that share a cluster secret derive the same
+// seed from it; a node without one keeps a seed in its data directory.
+func fakeSaltSecret(secret, dataDir string) ([]byte, error) {
+	if secret != "" {
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write([]byte("tdb fake scram salt v1"))
+		return m.Sum(nil), nil
+	}
+	path := filepath.Join(dataDir, "fake-salt.key")
+	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
+		return b, nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, errors.Wrap(err, "read the fake salt seed")
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, errors.Wrap(err, "draw a fake salt seed")
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return nil, errors.Wrap(err, "write the fake salt seed")
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, errors.Wrap(err, "write the fake salt seed")
+	}
+	return b, nil
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -37,5 +38,24 @@ func TestLogVersionTarget(t *testing.T) {
 				t.Fatalf("got %d, %q; want %d, %q", v, unknown, tc.want, tc.unknown)
 			}
 		})
+	}
+}
+
+// TestFakeSaltSecret: nodes that share a cluster secret derive one seed; a
+// node without one keeps its own across restarts, in its data directory.
+func TestFakeSaltSecret(t *testing.T) {
+	a, _ := fakeSaltSecret("s", t.TempDir())
+	b, _ := fakeSaltSecret("s", t.TempDir())
+	if len(a) != 32 || !bytes.Equal(a, b) {
+		t.Fatalf("one cluster secret, two seeds: %x %x", a, b)
+	}
+	dir := t.TempDir()
+	first, err := fakeSaltSecret("", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := fakeSaltSecret("", dir)
+	if err != nil || !bytes.Equal(first, again) || bytes.Equal(first, a) {
+		t.Fatalf("a lone node's seed across restarts: %x, then %x (%v)", first, again, err)
 	}
 }

@@ -178,6 +178,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		rep.Close()
 		return nil, err
 	}
+	fakeSalt, err := fakeSaltSecret(secret, cfg.DataDir)
+	if err != nil {
+		rep.Close()
+		return nil, err
+	}
 	if n.wireLn, err = net.Listen("tcp", cfg.WireAddr); err != nil {
 		rep.Close()
 		return nil, errors.Wrapf(err, "listen wire on %s", cfg.WireAddr)
@@ -227,6 +232,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		RequireTLS:             cfg.RequireTLS,
 		AllowLoopbackPlaintext: cfg.AllowLoopbackPlaintext,
 		Propose:                n,
+		FakeSecret:             fakeSalt,
 		ServerIdleTimeout:      cfg.ServerIdleTimeout,
 		LazyAttach:             cfg.LazyBackendAttach,
 		GoroutineRelay:         cfg.GoroutineRelay,

@@ -137,6 +137,13 @@ func applySetDatabaseStatus(s *State, _ uint64, c *SetDatabaseStatus) (any, erro
 		// Deletion wins over a provisioning result that raced with it.
 		return nil, errorf(CodeConflict, "database %s is being deleted", c.Name)
 	}
+	if d.Status != StatusProvisioning && s.ActiveLogVersion() >= 2 {
+		// A result that comes late, from a leader that lost its place
+		// while the next one finished the database, would undo that one's
+		// (a failure over ready, an older schema version over the one a
+		// deployment reached).
+		return nil, errorf(CodeConflict, "database %s is %s, not being provisioned", c.Name, d.Status)
+	}
 	d.Status = c.Status
 	d.Error = c.Error
 	if c.SchemaVersion != nil {

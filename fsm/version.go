@@ -17,8 +17,9 @@ import (
 // not made a voter.
 
 // LogVersion is the newest log version this build applies. Version 2
-// brought SetLogVersion, SetDatabaseGuard, and names that end in "_"
-// refused (names.go).
+// brought SetLogVersion, SetDatabaseGuard, names that end in "_" refused
+// (names.go), and SetDatabaseStatus taken only while a database is being
+// provisioned (apply_tenant.go).
 const LogVersion uint16 = 2
 
 // since gives the log version a command type first appeared in; types not

@@ -174,3 +174,33 @@ func TestSetDatabaseGuard(t *testing.T) {
 		t.Fatalf("a snapshot kept guard %d, want 2", g)
 	}
 }
+
+// From log version 2 a provisioning result counts only while the database
+// is being provisioned: one that comes late, from a leader that lost its
+// place, changes nothing. Version 1 replicas kept taking it, so the rule
+// waits for every replica to apply it.
+func TestLateProvisioningResult(t *testing.T) {
+	h := seeded(t)
+	const db = "p0000abcd__myapp__wayne"
+	status := func() (st string, v int) {
+		h.f.View(func(s *State) { st, v = s.Databases[db].Status, s.Databases[db].SchemaVersion })
+		return st, v
+	}
+	h.mustApply(CmdSetDatabaseStatus, &SetDatabaseStatus{Name: db, Status: StatusReady, SchemaVersion: ptr(3)})
+	h.mustApply(CmdSetDatabaseStatus, &SetDatabaseStatus{Name: db, Status: StatusReady, SchemaVersion: ptr(2)})
+	if st, v := status(); st != StatusReady || v != 2 {
+		t.Fatalf("log version 1 takes a later result: %s %d", st, v)
+	}
+	h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: 2})
+	for _, late := range []*SetDatabaseStatus{
+		{Name: db, Status: StatusFailed, Error: "boom"},
+		{Name: db, Status: StatusReady, SchemaVersion: ptr(1)},
+	} {
+		if r := h.apply(CmdSetDatabaseStatus, late); codeOf(r.Err) != CodeConflict || !strings.Contains(r.Err.Error(), "is ready, not being provisioned") {
+			t.Fatalf("a late %s: %v", late.Status, r.Err)
+		}
+	}
+	if st, v := status(); st != StatusReady || v != 2 {
+		t.Fatalf("late results changed the database: %s %d", st, v)
+	}
+}

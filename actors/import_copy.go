@@ -78,6 +78,12 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 	}
 	scfg.RuntimeParams["application_name"] = "tdb-import"
 	scfg.RuntimeParams["search_path"] = ""
+	// COPY TO writes values in the session's styles, and the tenant reads
+	// them in its own: the source's (a server's 'SQL, DMY') must not be
+	// what both sides assume. pg_dump sets the same.
+	scfg.RuntimeParams["DateStyle"] = "ISO"
+	scfg.RuntimeParams["IntervalStyle"] = "postgres"
+	scfg.RuntimeParams["extra_float_digits"] = "3"
 	src, err := pgconn.ConnectConfig(ctx, scfg)
 	if err != nil {
 		return 0, errors.Wrap(err, "connect to the source")
@@ -101,12 +107,23 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 		if _, err := tx.Exec(ctx, "SET CONSTRAINTS ALL DEFERRED"); err != nil {
 			return errors.Wrap(err, "defer the tenant's constraints")
 		}
+		// The rows are copies of rows the schema's triggers already acted
+		// on: fired again, a trigger that writes a history table would
+		// copy its rows twice, and one that stamps a column would change
+		// them (pg_restore --disable-triggers).
+		restore, err := disableTriggers(ctx, tx, names)
+		if err != nil {
+			return err
+		}
 		for _, t := range job.Tables {
 			n, err := copyTable(ctx, src, tx.Conn().PgConn(), t, job.Value)
 			if err != nil {
 				return errors.Wrapf(err, "copy %s", t.Name)
 			}
 			total += n
+		}
+		if err := restore(); err != nil {
+			return err
 		}
 		return resetSequences(ctx, tx)
 	})
@@ -131,15 +148,72 @@ func copyTable(ctx context.Context, src, dst *pgconn.PgConn, t fsm.ImportTable, 
 	return tag.RowsAffected(), err
 }
 
-// resetSequences moves every serial or identity sequence past the largest
-// value copied into its column.
+// disableTriggers disables, in the transaction tx, the user triggers of
+// tables that are enabled, and returns what enables them again as they
+// were (ENABLE, ALWAYS or REPLICA) before tx commits.
+func disableTriggers(ctx context.Context, tx pgx.Tx, tables []string) (restore func() error, err error) {
+	rows, err := tx.Query(ctx, `SELECT t.tgrelid::regclass::text, quote_ident(t.tgname), t.tgenabled
+		FROM pg_catalog.pg_trigger t
+		WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgenabled <> 'D'
+		  AND t.tgrelid = ANY ($1::text[]::regclass[])
+		ORDER BY 1, 2`, tables)
+	if err != nil {
+		return nil, errors.Wrap(err, "list the tenant's triggers")
+	}
+	type trigger struct {
+		table, name string
+		enabled     byte
+	}
+	triggers, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (trigger, error) {
+		var tg trigger
+		var enabled string
+		err := r.Scan(&tg.table, &tg.name, &enabled)
+		if enabled != "" {
+			tg.enabled = enabled[0]
+		}
+		return tg, err
+	})
+	if err != nil {
+		return nil, errors.Wrap(err, "list the tenant's triggers")
+	}
+	for _, tg := range triggers {
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+tg.table+" DISABLE TRIGGER "+tg.name); err != nil {
+			return nil, errors.Wrapf(err, "disable trigger %s on %s for the copy", tg.name, tg.table)
+		}
+	}
+	return func() error {
+		for _, tg := range triggers {
+			how := "ENABLE TRIGGER "
+			switch tg.enabled {
+			case 'A':
+				how = "ENABLE ALWAYS TRIGGER "
+			case 'R':
+				how = "ENABLE REPLICA TRIGGER "
+			}
+			if _, err := tx.Exec(ctx, "ALTER TABLE "+tg.table+" "+how+tg.name); err != nil {
+				return errors.Wrapf(err, "enable trigger %s on %s after the copy", tg.name, tg.table)
+			}
+		}
+		return nil
+	}, nil
+}
+
+// resetSequences moves every sequence a column owns (serial, identity) or
+// a column's default draws from (nextval('ids'), as ORMs share one) past
+// the largest value copied into that column, where the sequence's bounds
+// allow it and it is not past it already.
 func resetSequences(ctx context.Context, tx pgx.Tx) error {
-	rows, err := tx.Query(ctx, `SELECT s.oid::regclass::text, t.oid::regclass::text, quote_ident(a.attname)
-		FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-		JOIN pg_class t ON t.oid = d.refobjid
-		JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
-		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-		  AND t.relnamespace = 'public'::regnamespace`)
+	rows, err := tx.Query(ctx, `SELECT DISTINCT s.oid::regclass::text, t.oid::regclass::text, quote_ident(a.attname)
+		FROM pg_depend d
+		LEFT JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND ad.oid = d.objid
+		JOIN pg_class s ON s.relkind = 'S' AND s.oid = CASE WHEN ad.oid IS NULL THEN d.objid ELSE d.refobjid END
+		JOIN pg_class t ON t.oid = CASE WHEN ad.oid IS NULL THEN d.refobjid ELSE ad.adrelid END
+		JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = CASE WHEN ad.oid IS NULL THEN d.refobjsubid ELSE ad.adnum END
+		WHERE ((d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
+		    OR (ad.oid IS NOT NULL AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'))
+		  AND t.relnamespace = 'public'::regnamespace AND t.relkind IN ('r', 'p')
+		  AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+		ORDER BY 1, 2, 3`)
 	if err != nil {
 		return errors.Wrap(err, "list sequences")
 	}
@@ -152,7 +226,10 @@ func resetSequences(ctx context.Context, tx pgx.Tx) error {
 		return errors.Wrap(err, "list sequences")
 	}
 	for _, s := range seqs {
-		if _, err := tx.Exec(ctx, "SELECT setval($1::regclass, m) FROM (SELECT max("+s.col+")::bigint AS m FROM "+s.table+") x WHERE m IS NOT NULL", s.seq); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT setval($1::regclass, x.m)
+			FROM (SELECT max(`+s.col+`)::bigint AS m FROM `+s.table+`) x, pg_catalog.pg_sequence q, `+s.seq+` cur
+			WHERE q.seqrelid = $1::regclass AND x.m BETWEEN q.seqmin AND q.seqmax
+			  AND x.m > CASE WHEN cur.is_called THEN cur.last_value ELSE cur.last_value - 1 END`, s.seq); err != nil {
 			return errors.Wrapf(err, "reset sequence %s", s.seq)
 		}
 	}

@@ -28,6 +28,13 @@ INSERT INTO settings VALUES ('k', 'v');`
 // returns its URL.
 func sourceDB(t *testing.T) string {
 	t.Helper()
+	return sourceDBWith(t, importSource)
+}
+
+// sourceDBWith creates a database running sql on the shared server and
+// returns its URL.
+func sourceDBWith(t *testing.T, sql string) string {
+	t.Helper()
 	f := newDeployFixture(t) // only for its random name and cleanup pattern
 	name := "src_" + f.db
 	su := f.superuser()
@@ -42,10 +49,118 @@ func sourceDB(t *testing.T) string {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	if _, err := c.Exec(context.Background(), importSource); err != nil {
+	if _, err := c.Exec(context.Background(), sql); err != nil {
 		t.Fatal(err)
 	}
 	return u.String()
+}
+
+// importInto analyses src by field, makes a tenant database with its
+// schema and copies value's rows into it.
+func importInto(t *testing.T, src, field, value string) (*deployFixture, int64, error) {
+	t.Helper()
+	ctx := context.Background()
+	plan, err := blueprint.Analyse(ctx, src, field)
+	if err != nil {
+		t.Fatalf("analyse: %v", err)
+	}
+	stmts, _, err := blueprint.ImportSchema(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newDeployFixture(t)
+	if _, err := applyTenant(ctx, fastApply, f.job(0, 1, stmts)); err != nil {
+		t.Fatal(err)
+	}
+	job := ImportJob{Tenant: "x", Value: value, SourceURL: src, BackendURL: f.url, Database: f.db, Tables: plan.Tables}
+	rows, err := copyTenant(ctx, fastApply, job)
+	return f, rows, err
+}
+
+// The copy does not fire the schema's triggers (the rows are copies of
+// rows they already acted on: a history table would get its rows twice),
+// and leaves them as they were after it.
+func TestCopyTenantDoesNotFireTriggers(t *testing.T) {
+	t.Parallel()
+	src := sourceDBWith(t, `
+CREATE TABLE orders (id int PRIMARY KEY, tenant_id text NOT NULL, total int);
+CREATE TABLE order_history (id serial PRIMARY KEY, order_id int REFERENCES orders, total int);
+CREATE FUNCTION log_order() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO order_history (order_id, total) VALUES (NEW.id, NEW.total); RETURN NEW; END $$;
+CREATE TRIGGER log_order AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION log_order();
+CREATE TRIGGER always_on AFTER UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION log_order();
+ALTER TABLE orders ENABLE ALWAYS TRIGGER always_on;
+INSERT INTO orders VALUES (1, 'acme', 10), (2, 'acme', 20);`)
+	f, _, err := importInto(t, src, "tenant_id", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var n int
+	if err := f.superuser().QueryRow(ctx, "SELECT count(*) FROM order_history").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("order_history has %d rows after the copy, the source 2: %v", n, err)
+	}
+	var states string
+	if err := f.superuser().QueryRow(ctx, "SELECT string_agg(tgname || ':' || tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger WHERE NOT tgisinternal").Scan(&states); err != nil || states != "always_on:A,log_order:O" {
+		t.Fatalf("triggers after the copy: %q, %v", states, err)
+	}
+	if _, err := f.superuser().Exec(ctx, "INSERT INTO orders VALUES (3, 'acme', 30)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.superuser().QueryRow(ctx, "SELECT count(*) FROM order_history").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("the trigger does not fire after the copy: %d rows, %v", n, err)
+	}
+}
+
+// The source's DateStyle does not shape what the tenant reads.
+func TestCopyTenantDatesWhateverTheSourcesStyle(t *testing.T) {
+	t.Parallel()
+	src := sourceDBWith(t, `
+CREATE TABLE events (id int PRIMARY KEY, tenant_id text NOT NULL, day date, took interval);
+INSERT INTO events VALUES (1, 'acme', '2024-04-03', '1 day 02:00');`)
+	u, _ := url.Parse(src)
+	c, err := pgx.Connect(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{"ALTER DATABASE " + u.Path[1:] + " SET datestyle = 'SQL, DMY'", "ALTER DATABASE " + u.Path[1:] + " SET intervalstyle = 'sql_standard'"} {
+		if _, err := c.Exec(context.Background(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close(context.Background())
+	f, _, err := importInto(t, src, "tenant_id", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var day, took string
+	if err := f.superuser().QueryRow(context.Background(), "SELECT day::text, took::text FROM events").Scan(&day, &took); err != nil || day != "2024-04-03" || took != "1 day 02:00:00" {
+		t.Fatalf("day %q, interval %q (source: 2024-04-03, 1 day 02:00:00): %v", day, took, err)
+	}
+}
+
+// Sequences move past the copied keys also when a column default draws
+// from one that no column owns (shared by tables, as some ORMs do), and a
+// key below a sequence's minimum (a serial id 0) leaves it alone.
+func TestCopyTenantAdvancesSequences(t *testing.T) {
+	t.Parallel()
+	src := sourceDBWith(t, `
+CREATE SEQUENCE ids;
+CREATE TABLE items (id bigint PRIMARY KEY DEFAULT nextval('ids'), tenant_id text NOT NULL, label text DEFAULT 'n' || nextval('ids'));
+CREATE TABLE parts (id bigint PRIMARY KEY DEFAULT nextval('ids'), tenant_id text NOT NULL);
+CREATE TABLE roles (id serial PRIMARY KEY, tenant_id text NOT NULL);
+INSERT INTO items (tenant_id) VALUES ('acme'), ('acme'), ('acme');
+INSERT INTO parts (tenant_id) VALUES ('acme');
+INSERT INTO roles VALUES (0, 'acme');`)
+	f, _, err := importInto(t, src, "tenant_id", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{"INSERT INTO items (tenant_id) VALUES ('acme')", "INSERT INTO parts (tenant_id) VALUES ('acme')", "INSERT INTO roles (tenant_id) VALUES ('acme')"} {
+		if _, err := f.superuser().Exec(context.Background(), sql); err != nil {
+			t.Fatalf("%s after the import: %v", sql, err)
+		}
+	}
 }
 
 func TestCopyTenantIsRepeatable(t *testing.T) {

@@ -73,14 +73,20 @@ type envelope struct {
 	Payload json.RawMessage `json:"p"`
 }
 
-// Encode builds the raft log entry for a command.
+// Encode builds the raft log entry for a command. The payload must decode
+// into the command's type (a forwarded payload is JSON of any shape): every
+// replica's Apply panics on one that does not, on every restart.
 func Encode(t CommandType, payload any) ([]byte, error) {
-	if _, ok := appliers[t]; !ok {
+	check, ok := checkers[t]
+	if !ok {
 		return nil, errors.Newf("encode: unknown command type %d", t)
 	}
 	p, err := json.Marshal(payload)
 	if err != nil {
 		return nil, errors.Wrapf(err, "encode %s", t)
+	}
+	if err := check(p); err != nil {
+		return nil, errors.Wrapf(err, "encode %s: the payload does not decode into the command", t)
 	}
 	return json.Marshal(envelope{Type: t, Payload: p})
 }
@@ -106,11 +112,18 @@ type applier func(s *State, index uint64, payload json.RawMessage) (any, error)
 
 var appliers = map[CommandType]applier{}
 
+// checkers decode a payload into its command's type, for Encode.
+var checkers = map[CommandType]func(payload json.RawMessage) error{}
+
 // register installs the applier for a command type; the payload is decoded
 // into T. Called from init functions, one per command.
 func register[T any](t CommandType, fn func(s *State, index uint64, cmd *T) (any, error)) {
 	if _, dup := appliers[t]; dup {
 		panic(fmt.Sprintf("fsm: applier for %s registered twice", t))
+	}
+	checkers[t] = func(payload json.RawMessage) error {
+		var cmd T
+		return json.Unmarshal(payload, &cmd)
 	}
 	appliers[t] = func(s *State, index uint64, payload json.RawMessage) (any, error) {
 		var cmd T

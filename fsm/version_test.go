@@ -204,3 +204,15 @@ func TestLateProvisioningResult(t *testing.T) {
 		t.Fatalf("late results changed the database: %s %d", st, v)
 	}
 }
+
+// A payload that does not decode into its command's type (a forwarded one
+// is JSON of any shape) is refused before it is proposed: committed, it
+// would stop every replica's Apply, on every restart.
+func TestEncodeRefusesAPayloadOfAnotherShape(t *testing.T) {
+	if _, err := Encode(CmdCreateProject, json.RawMessage(`{"id": 5}`)); err == nil || !strings.Contains(err.Error(), "does not decode into the command") {
+		t.Fatalf("a number for a string: %v", err)
+	}
+	if _, err := Encode(CmdCreateProject, json.RawMessage(`{"id": "tdb_0000abcd"}`)); err != nil {
+		t.Fatalf("a payload of the right shape: %v", err)
+	}
+}

@@ -33,6 +33,12 @@ const (
 // should be rare.
 var ErrNotLeader = errors.New("not the raft leader")
 
+// ErrOutcomeUnknown marks an error of Cluster.Apply when the leader lost its
+// place after the command was appended and before it knew whether it was
+// committed: it may have been applied, so the client is told to check
+// rather than retry (a retried create would make a second one).
+var ErrOutcomeUnknown = errors.New("the outcome of the command is unknown")
+
 // apiError is an error with the HTTP status and code the client sees.
 type apiError struct {
 	Status  int    `json:"-"`

@@ -178,6 +178,10 @@ func (s *server) apply(ctx context.Context, t fsm.CommandType, payload any) (uin
 			return 0, fe
 		}
 		s.logf("httpapi: apply %s: %v", t, err)
+		if errors.Is(err, ErrOutcomeUnknown) {
+			return 0, errf(http.StatusServiceUnavailable, codeUnavailable,
+				"the raft leader changed while committing %s: it may have been applied; check before retrying", t)
+		}
 		if errors.Is(err, ErrNotLeader) {
 			return 0, errf(http.StatusServiceUnavailable, codeNotLeader, "could not reach the raft leader to commit %s; retry", t)
 		}

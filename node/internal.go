@@ -67,6 +67,10 @@ func (e *internalError) Error() string { return e.Code + ": " + e.Message }
 
 const codeNotLeader = "not_leader"
 
+// codeOutcomeUnknown answers a forwarded command whose leader lost its
+// place after appending it (httpapi.ErrOutcomeUnknown).
+const codeOutcomeUnknown = "outcome_unknown"
+
 // errNotSent marks a call that never reached the other node (the dial
 // failed), so retrying it cannot apply anything twice.
 var errNotSent = errors.New("request not sent")
@@ -113,7 +117,11 @@ func (n *Node) withInternal(public http.Handler) http.Handler {
 // (writes then fail at the forward).
 func (n *Node) catchUpFollower(public http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.gossip != nil && r.Header.Get("Authorization") != "" && !n.rep.IsLeader() {
+		// Also on a node that is (or thinks it is) the leader: a new one may
+		// not have applied what the last one committed yet, and one that was
+		// paused may not know it was replaced. catchUp confirms leadership
+		// with a quorum there.
+		if n.gossip != nil && r.Header.Get("Authorization") != "" {
 			ctx, cancel := context.WithTimeout(r.Context(), n.cfg.Cluster.CatchUpTimeout)
 			if err := n.catchUp(ctx); err != nil {
 				n.logger.Printf("http: catch up with the leader: %v", err)
@@ -177,7 +185,9 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeInternal(w, http.StatusOK, applyResponse{Index: index, Error: fe})
 	case errors.Is(err, raft.ErrNotLeader):
 		writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: codeNotLeader, Message: err.Error()})
-	default: // e.g. leadership lost mid-commit: the outcome is unknown
+	case errors.Is(err, httpapi.ErrOutcomeUnknown):
+		writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: codeOutcomeUnknown, Message: err.Error()})
+	default:
 		writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: "unavailable", Message: err.Error()})
 	}
 }
@@ -354,6 +364,9 @@ func (n *Node) applyAnywhere(ctx context.Context, t fsm.CommandType, payload any
 					return nil, out.Index, out.Error
 				}
 				return out.Value, out.Index, nil
+			}
+			if ie := (*internalError)(nil); errors.As(err, &ie) && ie.Code == codeOutcomeUnknown {
+				return nil, 0, errors.Mark(errors.Wrapf(err, "forward %s to leader %s", t, id), httpapi.ErrOutcomeUnknown)
 			}
 			if !retryable(err) {
 				return nil, 0, errors.Wrapf(err, "forward %s to leader %s", t, id)

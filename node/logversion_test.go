@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/cockroachdb/errors"
 	"github.com/hashicorp/raft"
 
+	"tdb/fsm"
 	"tdb/gossip"
+	"tdb/httpapi"
 )
 
 func TestLogVersionTarget(t *testing.T) {
@@ -57,5 +60,19 @@ func TestFakeSaltSecret(t *testing.T) {
 	again, err := fakeSaltSecret("", dir)
 	if err != nil || !bytes.Equal(first, again) || bytes.Equal(first, a) {
 		t.Fatalf("a lone node's seed across restarts: %x, then %x (%v)", first, again, err)
+	}
+}
+
+// TestApplyFailure: a command raft refused as not the leader may go to
+// another node; one whose leader lost its place after appending it has an
+// unknown outcome, and the HTTP API must not answer "not_leader; retry".
+func TestApplyFailure(t *testing.T) {
+	lost := applyFailure(fsm.CmdCreateKey, raft.ErrLeadershipLost)
+	if !errors.Is(lost, httpapi.ErrOutcomeUnknown) || errors.Is(lost, httpapi.ErrNotLeader) || errors.Is(lost, ErrNotLeader) {
+		t.Fatalf("leadership lost: %v", lost)
+	}
+	refused := applyFailure(fsm.CmdCreateKey, raft.ErrNotLeader)
+	if !errors.Is(refused, ErrNotLeader) || !errors.Is(refused, raft.ErrNotLeader) || errors.Is(refused, httpapi.ErrOutcomeUnknown) {
+		t.Fatalf("not the leader: %v", refused)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"tdb/fsm"
+	"tdb/httpapi"
 )
 
 // ErrNotLeader is returned by operations that only the raft leader can do,
@@ -241,16 +242,28 @@ func (r *Replica) Apply(ctx context.Context, t fsm.CommandType, payload any) (an
 	}
 	f := r.Raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return nil, 0, errors.Mark(errors.Wrapf(err, "apply %s", t), ErrNotLeader)
-		}
-		return nil, 0, errors.Wrapf(err, "apply %s", t)
+		return nil, 0, applyFailure(t, err)
 	}
 	resp, ok := f.Response().(fsm.Response)
 	if !ok {
 		return nil, f.Index(), errors.Newf("apply %s: unexpected response %T", t, f.Response())
 	}
 	return resp.Value, f.Index(), resp.Err
+}
+
+// applyFailure is the error of a command raft did not apply: not the leader
+// (nothing appended: another node may take it), or the leadership lost
+// after the entry was appended (the next leader may commit it: the outcome
+// is unknown, and a retry could apply it twice).
+func applyFailure(t fsm.CommandType, err error) error {
+	err = errors.Wrapf(err, "apply %s", t)
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return errors.Mark(err, ErrNotLeader)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return errors.Mark(err, httpapi.ErrOutcomeUnknown)
+	}
+	return err
 }
 
 // WaitLeader blocks until some node is leader (this one or another) or ctx ends.

@@ -55,6 +55,21 @@ func sourceDBWith(t *testing.T, sql string) string {
 	return u.String()
 }
 
+// tenantOf is a tenant database with the schema of the source src.
+func tenantOf(t *testing.T, src string) *deployFixture {
+	t.Helper()
+	ctx := context.Background()
+	stmts, _, err := blueprint.ImportSchema(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newDeployFixture(t)
+	if _, err := applyTenant(ctx, fastApply, f.job(0, 1, stmts)); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // importInto analyses src by field, makes a tenant database with its
 // schema and copies value's rows into it.
 func importInto(t *testing.T, src, field, value string) (*deployFixture, int64, error) {
@@ -64,14 +79,7 @@ func importInto(t *testing.T, src, field, value string) (*deployFixture, int64, 
 	if err != nil {
 		t.Fatalf("analyse: %v", err)
 	}
-	stmts, _, err := blueprint.ImportSchema(ctx, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newDeployFixture(t)
-	if _, err := applyTenant(ctx, fastApply, f.job(0, 1, stmts)); err != nil {
-		t.Fatal(err)
-	}
+	f := tenantOf(t, src)
 	job := ImportJob{Tenant: "x", Value: value, SourceURL: src, BackendURL: f.url, Database: f.db, Tables: plan.Tables}
 	rows, err := copyTenant(ctx, fastApply, job)
 	return f, rows, err
@@ -175,14 +183,7 @@ func TestCopyTenantIsRepeatable(t *testing.T) {
 		len(plan.Unrouted) != 1 || plan.Unrouted[0] != "public.settings" || len(plan.Values) != 2 {
 		t.Fatalf("plan %+v", plan)
 	}
-	stmts, _, err := blueprint.ImportSchema(ctx, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newDeployFixture(t)
-	if _, err := applyTenant(ctx, fastApply, f.job(0, 1, stmts)); err != nil {
-		t.Fatal(err)
-	}
+	f := tenantOf(t, src)
 	job := ImportJob{Tenant: "acme", Value: "acme", SourceURL: src, BackendURL: f.url, Database: f.db, Tables: plan.Tables}
 	// Twice, as after a crash between the commit and recording the result.
 	for i := 0; i < 2; i++ {

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"log"
 	"sort"
 	"time"
@@ -100,7 +101,13 @@ func (b *BanTracker) propose(ctx context.Context, fails []fsm.AuthFailure) bool 
 		b.cfg.Logf("bans: record %d failed logins: %v", len(fails), err)
 		return false
 	}
-	bans, _ := v.([]fsm.Ban)
+	bans, ok := v.([]fsm.Ban)
+	if raw, forwarded := v.(json.RawMessage); !ok && forwarded {
+		// Proposed on a follower: the leader's value comes back as JSON.
+		if err := json.Unmarshal(raw, &bans); err != nil {
+			b.cfg.Logf("bans: read the bans the batch made: %v", err)
+		}
+	}
 	b.cfg.Metrics.BanBatch(true, len(bans))
 	for _, ban := range bans {
 		b.cfg.Logf("bans: %s banned until %s (offense %d)", ban.IP, ban.Until.Format(time.RFC3339), ban.Offenses)

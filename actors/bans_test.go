@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"tdb/fsm"
+	"tdb/internal/syncbuf"
 )
 
 func TestFailBatch(t *testing.T) {
@@ -88,4 +90,40 @@ func TestBanTrackerBatches(t *testing.T) {
 		t.Fatalf("%d failures took %d raft commands: not batched", failures, p.cmds)
 	}
 	t.Logf("%d failures, %d commands", failures, p.cmds)
+}
+
+// forwardedProposer answers as a follower's forwarding does: the value as
+// its JSON.
+type forwardedProposer struct{ *fsmProposer }
+
+func (p forwardedProposer) Apply(ctx context.Context, t fsm.CommandType, payload any) (any, uint64, error) {
+	v, index, err := p.fsmProposer.Apply(ctx, t, payload)
+	if err != nil {
+		return nil, index, err
+	}
+	raw, err := json.Marshal(v)
+	return json.RawMessage(raw), index, err
+}
+
+// A follower's tracker logs the bans its batches made, as the leader's
+// does: the value of a forwarded proposal comes back as JSON.
+func TestBanTrackerLogsBansOnAFollower(t *testing.T) {
+	var logs syncbuf.Buffer
+	p := forwardedProposer{&fsmProposer{f: fsm.New()}}
+	bt := NewBanTracker(BanTrackerConfig{Propose: p, Interval: 20 * time.Millisecond,
+		Logf: func(format string, args ...any) { fmt.Fprintf(&logs, format+"\n", args...) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	defer func() { cancel(); <-stopped }()
+	go func() { defer close(stopped); bt.Run(ctx) }()
+	for range 50 {
+		bt.Fail("192.0.2.7")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !logs.Contains("bans: 192.0.2.7 banned until") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no ban logged; log:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -113,6 +114,10 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 	if err != nil {
 		transport.Close()
 		store.Close()
+		if strings.Contains(err.Error(), "failed to load any existing snapshots") {
+			return nil, errors.Wrapf(err, "start raft: no snapshot in %s could be restored (damaged?): move the damaged snapshot's directory out of it to start from an older one, restore the data directory from a backup, or remove it and start the node with --join to the others",
+				filepath.Join(cfg.Dir, "snapshots"))
+		}
 		return nil, errors.Wrap(err, "start raft")
 	}
 	rep := &Replica{Raft: r, FSM: f, store: store, transport: transport, cfg: cfg}

@@ -1,10 +1,14 @@
 package node
 
 import (
+	"context"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
+	"tdb/fsm"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -61,5 +65,45 @@ func TestLogStoreEmptiedBesideSnapshots(t *testing.T) {
 	}
 	if err := checkLogStore(store, snaps, "raft.db"); err != nil {
 		t.Fatalf("a store with its term: %v", err)
+	}
+}
+
+// A node whose snapshot is damaged says where it is and what to do,
+// rather than only that no snapshot could be loaded.
+func TestDamagedSnapshotNamesItsPlace(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	open := func() (*Replica, error) {
+		return OpenReplica(RaftConfig{NodeID: "a", Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: true, LogOutput: io.Discard,
+			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond})
+	}
+	r, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for !r.IsLeader() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, _, err := r.Apply(ctx, fsm.CmdAddBackend, &fsm.AddBackend{Name: "b", URL: "postgres://x", At: time.Unix(0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	states, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*", "state.bin"))
+	if len(states) != 1 {
+		t.Fatalf("snapshots: %v", states)
+	}
+	if err := os.WriteFile(states[0], []byte("damaged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "snapshots")) || !strings.Contains(err.Error(), "--join") {
+		t.Fatalf("reopen with a damaged snapshot: %v", err)
 	}
 }

@@ -65,7 +65,7 @@ func Plan(s *fsm.State) []Task {
 			kind = "provision"
 		case d.Status == fsm.StatusDeleting:
 			kind = "drop"
-		case d.Status == fsm.StatusReady && guards && needsGuard(d):
+		case guards && NeedsGuard(d):
 			kind = "guard"
 		default:
 			continue
@@ -88,9 +88,10 @@ func Plan(s *fsm.State) []Task {
 	return tasks
 }
 
-// needsGuard reports whether database d lacks the current DDL guard.
-func needsGuard(d *fsm.Database) bool {
-	return backend.HasGuard(backend.Kind(d.Kind)) && d.Guard < backend.GuardVersion
+// NeedsGuard reports whether database d is ready and lacks the current DDL
+// guard (the reconciler's work; cluster status counts them).
+func NeedsGuard(d *fsm.Database) bool {
+	return d.Status == fsm.StatusReady && backend.HasGuard(backend.Kind(d.Kind)) && d.Guard < backend.GuardVersion
 }
 
 func (r *Reconciler) defaults() {

@@ -8,7 +8,7 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/hashicorp/raft"
 
-	"tdb/actors/backend"
+	"tdb/actors"
 	"tdb/fsm"
 	"tdb/gossip"
 	"tdb/httpapi"
@@ -26,7 +26,7 @@ func (n *Node) clusterStatus(ctx context.Context) (httpapi.ClusterStatus, error)
 		LogVersion: n.activeLogVersion()}
 	n.rep.FSM.View(func(s *fsm.State) {
 		for _, d := range s.Databases {
-			if d.Status == fsm.StatusReady && backend.HasGuard(backend.Kind(d.Kind)) && d.Guard < backend.GuardVersion {
+			if actors.NeedsGuard(d) {
 				st.UnguardedDatabases++
 			}
 		}

@@ -302,11 +302,8 @@ func (a *admission) done() {
 func readProxyHeader(raw net.Conn, trusted []netip.Prefix, timeout time.Duration) (net.Conn, error) {
 	peer := addrOf(raw.RemoteAddr())
 	policy := proxyproto.REJECT
-	for _, pfx := range trusted {
-		if peer.IsValid() && pfx.Contains(peer) {
-			policy = proxyproto.REQUIRE
-			break
-		}
+	if TrustedPeer(trusted, peer) {
+		policy = proxyproto.REQUIRE
 	}
 	pc := proxyproto.NewConn(raw, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(timeout))
 	if _, err := pc.Read(nil); err != nil { // runs header detection
@@ -316,6 +313,12 @@ func readProxyHeader(raw net.Conn, trusted []netip.Prefix, timeout time.Duration
 		return nil, wire.Fatalf(wire.CodeProtocolViolation, "PROXY protocol header not accepted from %s", peer)
 	}
 	return pc, nil
+}
+
+// TrustedPeer reports whether peer is one of the load balancers trusted
+// (--proxy-protocol-from) to name the client it forwards.
+func TrustedPeer(trusted []netip.Prefix, peer netip.Addr) bool {
+	return peer.IsValid() && slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(peer) })
 }
 
 // addrOf is the IP of a TCP address (zero for other kinds).

@@ -127,11 +127,7 @@ func (n *Node) ClientIP(r *http.Request) string {
 		return host
 	}
 	peer = peer.Unmap()
-	trusted := false
-	for _, p := range n.cfg.ProxyProtocolFrom {
-		trusted = trusted || p.Contains(peer)
-	}
-	if fwd := r.Header.Values("X-Forwarded-For"); trusted && len(fwd) > 0 {
+	if fwd := r.Header.Values("X-Forwarded-For"); actors.TrustedPeer(n.cfg.ProxyProtocolFrom, peer) && len(fwd) > 0 {
 		last := fwd[len(fwd)-1]
 		if i := strings.LastIndexByte(last, ','); i >= 0 {
 			last = last[i+1:]

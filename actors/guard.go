@@ -3,7 +3,6 @@ package actors
 import (
 	"regexp"
 	"strings"
-	"unicode/utf8"
 
 	"tdb/fsm"
 	"tdb/wire"
@@ -320,23 +319,20 @@ func namesSetConfig(sql string) bool {
 	}
 }
 
-// unparsedRefusal is the error for text the proxy's parser cannot read.
-// Such text is not sent: the proxy cannot tell what the server would run
-// (its guards, the DDL capture and the role-statement refusal all work on
-// the parsed statements), and a server of another major version, or a
-// session in another client encoding, may read it. Text that is not UTF-8
-// gets a hint to switch the encoding; otherwise the parser's own syntax
-// error, as the server would give it.
-func unparsedRefusal(sql string, r classify.Result) *wire.PGError {
-	if !utf8.ValidString(sql) {
-		return notUTF8()
-	}
+// unparsedRefusal is the error for (UTF-8) text the proxy's parser cannot
+// read. Such text is not sent: the proxy cannot tell what the server would
+// run (its guards, the DDL capture and the role-statement refusal all work
+// on the parsed statements), and a server of another major version may
+// read it. It is the parser's own syntax error, as the server would give it.
+func unparsedRefusal(r classify.Result) *wire.PGError {
 	e := wire.NewError("ERROR", "42601", "%s", r.ParseError)
 	e.Position = r.ParseErrorPos
 	return e
 }
 
-// notUTF8 is the refusal of statement text that is not UTF-8.
+// notUTF8 is the refusal of statement text that is not UTF-8: the parser
+// reads UTF-8, and a session in another encoding (LATIN1) could have the
+// server read what the proxy did not.
 func notUTF8() *wire.PGError {
 	return wire.NewError("ERROR", "22021", "statement text is not valid UTF-8").
 		WithHint("The proxy reads statements as UTF-8: set client_encoding to UTF8.")

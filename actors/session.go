@@ -174,8 +174,6 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 	// The remembered result may point into s.one, which ClassifyIn rewrites.
 	s.allowed, s.allowedAs = "", classify.Result{}
 	if !utf8.ValidString(sql) {
-		// The parser reads UTF-8; a session in another encoding (LATIN1)
-		// could have the server read what the proxy did not.
 		return classify.Result{}, notUTF8()
 	}
 	r := s.proxy.classes.ClassifyIn(sql, &s.one)
@@ -186,7 +184,7 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 		return classify.Result{}, wire.NewError("ERROR", "54000",
 			"query text of %d bytes is too long to analyse: at most %d bytes when it holds several statements; send fewer at a time", len(sql), classify.MaxParsed)
 	case r.Unparsed:
-		return classify.Result{}, unparsedRefusal(sql, r)
+		return classify.Result{}, unparsedRefusal(r)
 	case r.HasCopy():
 		return classify.Result{}, wire.NewError("ERROR", "0A000", "COPY is not supported through the proxy; use tdb workspaces import-full or INSERT statements")
 	case s.login.kind == fsm.KindTenant && r.HasDDL():

@@ -81,9 +81,15 @@ func DeriveClusterSecret(adminKey string) string {
 	if adminKey == "" {
 		return ""
 	}
-	m := hmac.New(sha256.New, []byte(adminKey))
-	m.Write([]byte("tdb cluster secret v1"))
-	return hex.EncodeToString(m.Sum(nil))
+	return hex.EncodeToString(deriveKey(adminKey, "tdb cluster secret v1"))
+}
+
+// deriveKey derives the 32-byte key named label from secret (HMAC-SHA256):
+// every node that holds the secret derives the same one.
+func deriveKey(secret, label string) []byte {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(label))
+	return m.Sum(nil)
 }
 
 // gossipKey is the memberlist encryption key made from the cluster secret.
@@ -455,9 +461,7 @@ func (n *Node) GossipAddr() string {
 // seed from it; a node without one keeps a seed in its data directory.
 func fakeSaltSecret(secret, dataDir string) ([]byte, error) {
 	if secret != "" {
-		m := hmac.New(sha256.New, []byte(secret))
-		m.Write([]byte("tdb fake scram salt v1"))
-		return m.Sum(nil), nil
+		return deriveKey(secret, "tdb fake scram salt v1"), nil
 	}
 	path := filepath.Join(dataDir, "fake-salt.key")
 	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {

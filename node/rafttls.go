@@ -3,9 +3,7 @@ package node
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -29,9 +27,7 @@ import (
 
 // raftKey derives the cluster's raft TLS key from the cluster secret.
 func raftKey(secret string) ed25519.PrivateKey {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte("tdb raft tls key v1"))
-	return ed25519.NewKeyFromSeed(m.Sum(nil))
+	return ed25519.NewKeyFromSeed(deriveKey(secret, "tdb raft tls key v1"))
 }
 
 // raftTLSConfig is the TLS configuration of both sides of a raft connection.

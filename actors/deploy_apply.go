@@ -60,10 +60,50 @@ const deployLockKey int64 = 0x7464625f64706c79 // "tdb_dply"
 // (markerDone: "tdb:schema_version=3;done=2"), so that a retry goes on
 // after them instead of running them again (a DROP INDEX CONCURRENTLY
 // would fail, an unnamed index would be made twice).
+//
+// An import's copy records itself last (markerImport:
+// "tdb:schema_version=3;done=0;import=imp_1f2e3d/42", the import and the
+// rows it copied), in the copy's transaction, so that a copy whose result
+// the leader never recorded is not made again over rows written since.
+// The done field then comes first, even at 0: builds that know only the
+// version and done fields read the version right.
 const markerPrefix = "tdb:schema_version="
 
 // markerDone separates the version from the statements done of the next.
 const markerDone = ";done="
+
+// markerImport separates the import copied last from the fields before.
+const markerImport = ";import="
+
+// marker is what a tenant database's comment records.
+type marker struct {
+	version int    // the last blueprint version applied
+	done    int    // statements of the next version done
+	imp     string // the import whose copy committed last
+	rows    int64  // the rows that copy made
+}
+
+// String is the comment that records m.
+func (m marker) String() string {
+	s := markerPrefix + strconv.Itoa(m.version)
+	if m.done > 0 || m.imp != "" {
+		s += markerDone + strconv.Itoa(m.done)
+	}
+	if m.imp != "" {
+		s += markerImport + m.imp + "/" + strconv.FormatInt(m.rows, 10)
+	}
+	return s
+}
+
+// comment is the statement that records m on database db.
+func (m marker) comment(db string) string {
+	return "COMMENT ON DATABASE " + pgx.Identifier{db}.Sanitize() + " IS " + quoteLiteral(m.String())
+}
+
+// quoteLiteral quotes s as an SQL string literal (standard_conforming_strings).
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
 
 // applyTenant applies job.Versions in order to the tenant's database, logged
 // in as its owner role. Each version runs in its own transaction, except
@@ -105,29 +145,31 @@ func applyTenant(ctx context.Context, cfg ApplyConfig, job TenantJob) (int, erro
 	if err != nil {
 		return reached, errors.Wrap(err, "take the deployment lock")
 	}
-	marker, done, err := readMarker(ctx, conn)
+	mark, err := readMarker(ctx, conn)
 	if err != nil {
 		return reached, err
 	}
-	if marker < reached {
-		done = 0 // the statements done were of a version now behind
+	if mark.version < reached {
+		mark.done = 0 // the statements done were of a version now behind
 	}
-	reached = max(reached, marker)
+	mark.version = max(reached, mark.version)
+	reached = mark.version
 	for _, v := range job.Versions {
 		if v.Version <= reached {
 			continue
 		}
 		skip := 0
-		if v.Version == marker+1 {
-			skip = min(done, len(v.Statements))
+		if v.Version == mark.version+1 {
+			skip = min(mark.done, len(v.Statements))
 		}
-		if err := applyVersion(ctx, conn, cfg, job.Database, v.Version, v.Statements, skip); err != nil {
+		if err := applyVersion(ctx, conn, cfg, job.Database, mark, v.Version, v.Statements, skip); err != nil {
 			if ctx.Err() == context.DeadlineExceeded {
 				err = errors.Wrapf(err, "timed out after %s", cfg.TenantTimeout)
 			}
 			return reached, errors.Wrapf(err, "blueprint version %d", v.Version)
 		}
 		reached = v.Version
+		mark.version, mark.done = v.Version, 0
 	}
 	return reached, nil
 }
@@ -161,10 +203,10 @@ func splitSteps(stmts []string) []deployStep {
 
 // applyVersion runs one version's steps, after the first skip statements
 // (done by an earlier try), and records the version in the marker with the
-// last transaction; after each earlier step, how far it got.
-func applyVersion(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, db string, version int, stmts []string, skip int) error {
-	comment := "COMMENT ON DATABASE " + pgx.Identifier{db}.Sanitize() + " IS '" + markerPrefix
-	mark := comment + strconv.Itoa(version) + "'"
+// last transaction; after each earlier step, how far it got. prev is the
+// marker the database had: its import is kept.
+func applyVersion(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, db string, prev marker, version int, stmts []string, skip int) error {
+	mark := marker{version: version, imp: prev.imp, rows: prev.rows}.comment(db)
 	steps := splitSteps(stmts[skip:])
 	if len(steps) == 0 || steps[len(steps)-1].noTxn {
 		steps = append(steps, deployStep{}) // a transaction for the marker alone
@@ -172,7 +214,7 @@ func applyVersion(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, db strin
 	done := skip
 	for i, st := range steps {
 		done += len(st.stmts)
-		progress := comment + strconv.Itoa(version-1) + markerDone + strconv.Itoa(done) + "'"
+		progress := marker{version: version - 1, done: done, imp: prev.imp, rows: prev.rows}.comment(db)
 		if st.noTxn {
 			if err := execNoTxn(ctx, conn, cfg, st.stmts[0]); err != nil {
 				return err
@@ -297,36 +339,44 @@ func rebuild(ctx context.Context, conn *pgx.Conn, stmt, qualified string) error 
 	return err
 }
 
-// readMarker returns the version recorded on the database (0 when none),
-// and how many statements of the next version are done.
-func readMarker(ctx context.Context, conn *pgx.Conn) (version, done int, err error) {
+// readMarker returns what the database's comment records (version 0 and
+// no import when it has none).
+func readMarker(ctx context.Context, conn *pgx.Conn) (marker, error) {
 	var comment string
-	err = conn.QueryRow(ctx, `SELECT coalesce(shobj_description(oid, 'pg_database'), '')
+	err := conn.QueryRow(ctx, `SELECT coalesce(shobj_description(oid, 'pg_database'), '')
 		FROM pg_database WHERE datname = current_database()`).Scan(&comment)
 	if err != nil {
-		return 0, 0, errors.Wrap(err, "read the database's schema version")
+		return marker{}, errors.Wrap(err, "read the database's schema version")
 	}
-	version, done = parseMarker(comment)
-	return version, done, nil
+	return parseMarker(comment), nil
 }
 
-// parseMarker reads a marker comment; anything else is version 0.
-func parseMarker(comment string) (version, done int) {
+// parseMarker reads a marker comment; anything else is version 0, and a
+// field it cannot read is left out.
+func parseMarker(comment string) marker {
 	rest, ok := strings.CutPrefix(comment, markerPrefix)
 	if !ok {
-		return 0, 0
+		return marker{}
 	}
+	var m marker
+	rest, imp, hasImport := strings.Cut(rest, markerImport)
 	rest, steps, partial := strings.Cut(rest, markerDone)
 	v, err := strconv.Atoi(rest)
 	if err != nil || v < 0 {
-		return 0, 0
+		return marker{}
 	}
+	m.version = v
 	if partial {
 		if d, err := strconv.Atoi(steps); err == nil && d > 0 {
-			done = d
+			m.done = d
 		}
 	}
-	return v, done
+	if id, rows, ok := strings.Cut(imp, "/"); hasImport && ok && id != "" {
+		if n, err := strconv.ParseInt(rows, 10, 64); err == nil && n >= 0 {
+			m.imp, m.rows = id, n
+		}
+	}
+	return m
 }
 
 // retryable reports whether a failure is about contention, not about the

@@ -381,13 +381,30 @@ func TestApplyTenantRebuildsAnInvalidIndexIfNotExists(t *testing.T) {
 }
 
 func TestParseMarker(t *testing.T) {
-	for comment, want := range map[string][2]int{
-		"": {0, 0}, "tdb:schema_version=3": {3, 0}, "tdb:schema_version=3;done=2": {3, 2},
-		"tdb:schema_version=0;done=1": {0, 1}, "tdb:schema_version=x": {0, 0}, "tdb:schema_version=-1": {0, 0},
-		"tdb:schema_version=4;done=-2": {4, 0}, "tdb:schema_version=4;done=y": {4, 0}, "a comment": {0, 0},
+	for comment, want := range map[string]marker{
+		"": {}, "tdb:schema_version=3": {version: 3}, "tdb:schema_version=3;done=2": {version: 3, done: 2},
+		"tdb:schema_version=0;done=1": {done: 1}, "tdb:schema_version=x": {}, "tdb:schema_version=-1": {},
+		"tdb:schema_version=4;done=-2": {version: 4}, "tdb:schema_version=4;done=y": {version: 4}, "a comment": {},
+		"tdb:schema_version=4;done=0;import=imp_1/42": {version: 4, imp: "imp_1", rows: 42},
+		"tdb:schema_version=4;done=2;import=imp_1/0":  {version: 4, done: 2, imp: "imp_1"},
+		"tdb:schema_version=4;done=0;import=imp_1":    {version: 4},
+		"tdb:schema_version=4;done=0;import=imp_1/-3": {version: 4},
+		"tdb:schema_version=4;done=0;import=/3":       {version: 4},
+		"tdb:schema_version=x;done=0;import=imp_1/3":  {},
+		"tdb:schema_version=5;import=imp_1/3":         {version: 5, imp: "imp_1", rows: 3},
 	} {
-		if v, d := parseMarker(comment); v != want[0] || d != want[1] {
-			t.Errorf("parseMarker(%q) = %d, %d; want %d, %d", comment, v, d, want[0], want[1])
+		if m := parseMarker(comment); m != want {
+			t.Errorf("parseMarker(%q) = %+v; want %+v", comment, m, want)
 		}
+		if want.version > 0 || want.done > 0 || want.imp != "" {
+			if m := parseMarker(want.String()); m != want {
+				t.Errorf("parseMarker(%q) = %+v; want %+v", want.String(), m, want)
+			}
+		}
+	}
+	// What a build that reads only the version and done fields makes of a
+	// marker with an import: the version, and no statements done.
+	if got := (marker{version: 7, imp: "imp_1", rows: 3}).String(); !strings.HasPrefix(got, "tdb:schema_version=7;done=0;") {
+		t.Errorf("a marker with an import: %q", got)
 	}
 }

@@ -53,9 +53,14 @@ func PlanImportTenant(s *fsm.State, im *fsm.Import, it *fsm.ImportTenant) Import
 
 // copyTenant copies one tenant's rows from the source into its database, as
 // the database's owner, in one transaction that first empties the tables: a
-// rerun after a crash (whether or not the first run committed) never
-// duplicates rows. The source is read in one snapshot that no concurrent
-// transaction can invalidate (SERIALIZABLE READ ONLY DEFERRABLE, as pg_dump
+// rerun after a crash never duplicates rows. The transaction records the
+// import in the database's marker, so a rerun of the same import after a
+// commit whose result was never recorded returns the rows that commit made
+// and leaves the tables alone: the tenant's applications may have written
+// there since. The marker is read and written under the deployment lock,
+// which keeps a deployment to the same database from overwriting it. The
+// source is read in one snapshot that no concurrent transaction can
+// invalidate (SERIALIZABLE READ ONLY DEFERRABLE, as pg_dump
 // --serializable-deferrable: it may wait for the source's serializable
 // writers to finish, never fails). It returns the rows copied.
 func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, error) {
@@ -89,6 +94,16 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 		return 0, errors.Wrap(err, "connect to the source")
 	}
 	defer src.Close(context.Background())
+	if _, err := target.Exec(ctx, "SELECT pg_advisory_lock($1)", deployLockKey); err != nil {
+		return 0, errors.Wrap(err, "take the deployment lock")
+	}
+	mark, err := readMarker(ctx, target)
+	if err != nil {
+		return 0, err
+	}
+	if job.Import != "" && mark.imp == job.Import {
+		return mark.rows, nil
+	}
 	if err := src.Exec(ctx, "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE").Close(); err != nil {
 		return 0, errors.Wrap(err, "read the source")
 	}
@@ -125,7 +140,15 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 		if err := restore(); err != nil {
 			return err
 		}
-		return resetSequences(ctx, tx)
+		if err := resetSequences(ctx, tx); err != nil {
+			return err
+		}
+		if job.Import == "" {
+			return nil
+		}
+		mark.imp, mark.rows = job.Import, total
+		_, err = tx.Exec(ctx, mark.comment(job.Database))
+		return errors.Wrap(err, "record the import in the database")
 	})
 	return total, err
 }

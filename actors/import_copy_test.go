@@ -207,6 +207,59 @@ func TestCopyTenantIsRepeatable(t *testing.T) {
 	}
 }
 
+// A copy that committed but whose result the leader never recorded is not
+// made again by the next leader: the tenant's applications may have written
+// there since. A deployment in between keeps that record, and another
+// import copies again.
+func TestCopyTenantCommittedIsNotMadeAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := sourceDB(t)
+	plan, err := blueprint.Analyse(ctx, src, "tenant_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := tenantOf(t, src)
+	job := ImportJob{Import: "imp_0a1b2c", Tenant: "acme", Value: "acme", SourceURL: src, BackendURL: f.url, Database: f.db, Tables: plan.Tables}
+	if rows, err := copyTenant(ctx, fastApply, job); err != nil || rows != 8 {
+		t.Fatalf("copy: %d rows, %v", rows, err)
+	}
+	su := f.superuser()
+	if _, err := su.Exec(ctx, "INSERT INTO users (tenant_id, email) VALUES ('acme', 'new@acme')"); err != nil {
+		t.Fatal(err)
+	}
+	if reached, err := applyTenant(ctx, fastApply, f.job(1, 2, nil, []string{"CREATE TABLE notes (id int)"})); err != nil || reached != 2 {
+		t.Fatalf("deploy after the copy: reached %d, %v", reached, err)
+	}
+	if m := f.marker(); m != "tdb:schema_version=2;done=0;import=imp_0a1b2c/8" {
+		t.Fatalf("marker after the deployment: %q", m)
+	}
+	count := func() (n int) {
+		t.Helper()
+		if err := su.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// The next leader's try of the same import.
+	if rows, err := copyTenant(ctx, fastApply, job); err != nil || rows != 8 {
+		t.Fatalf("copy again: %d rows, %v", rows, err)
+	}
+	if n := count(); n != 3 {
+		t.Fatalf("users after the same import again: %d, want the 2 copied and the one written since", n)
+	}
+	job.Import = "imp_3d4e5f"
+	if rows, err := copyTenant(ctx, fastApply, job); err != nil || rows != 8 {
+		t.Fatalf("another import: %d rows, %v", rows, err)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("users after another import: %d, want the 2 copied", n)
+	}
+	if m := f.marker(); m != "tdb:schema_version=2;done=0;import=imp_3d4e5f/8" {
+		t.Fatalf("marker after another import: %q", m)
+	}
+}
+
 func TestTenantNames(t *testing.T) {
 	got := blueprint.TenantNames([]string{"acme", "Globex Corp", "42", "ACME", "", "a__b", "x-very-long-name-that-goes-on-and-on-and-on-forever"},
 		func(string) bool { return false })

@@ -10,8 +10,10 @@ import (
 // Importer runs on the raft leader and copies the rows of in-progress
 // imports (import-full) into their tenants, at most the import's
 // concurrency at a time, recording each tenant's result in the FSM. A tenant
-// left running by a crashed leader is copied again: the copy empties the
-// tenant's tables in the same transaction, so rows are never duplicated.
+// left running by a crashed leader is copied again, unless the database's
+// marker says that copy committed: the copy empties the tenant's tables in
+// the same transaction, so rows are never duplicated, and a committed one
+// is not made again over rows written since.
 type Importer struct {
 	LeaderActor
 	Copy ApplyConfig // connection retries and the per-tenant timeout

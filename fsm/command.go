@@ -34,6 +34,7 @@ const (
 	CmdRemoveBackend
 	CmdSetLogVersion
 	CmdSetDatabaseGuard
+	CmdSetClusterID
 )
 
 var commandNames = map[CommandType]string{
@@ -58,6 +59,7 @@ var commandNames = map[CommandType]string{
 	CmdRemoveBackend:           "remove_backend",
 	CmdSetLogVersion:           "set_log_version",
 	CmdSetDatabaseGuard:        "set_database_guard",
+	CmdSetClusterID:            "set_cluster_id",
 }
 
 func (t CommandType) String() string {

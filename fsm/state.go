@@ -58,6 +58,9 @@ type State struct {
 
 	// LogVersion is the cluster's log version (version.go); 0 is version 1.
 	LogVersion uint16 `json:"log_version,omitempty"`
+	// ClusterID names the cluster for good (SetClusterID); empty until its
+	// first leader of log version 3 sets it.
+	ClusterID string `json:"cluster_id,omitempty"`
 
 	// Deployments are blueprint rollouts by id (see deployment.go).
 	Deployments map[string]*Deployment `json:"deployments,omitempty"`

@@ -19,14 +19,15 @@ import (
 // LogVersion is the newest log version this build applies. Version 2
 // brought SetLogVersion, SetDatabaseGuard, names that end in "_" refused
 // (names.go), and SetDatabaseStatus taken only while a database is being
-// provisioned (apply_tenant.go).
-const LogVersion uint16 = 2
+// provisioned (apply_tenant.go); version 3, SetClusterID.
+const LogVersion uint16 = 3
 
 // since gives the log version a command type first appeared in; types not
 // listed are of version 1, the log before versions were counted.
 var since = map[CommandType]uint16{
 	CmdSetLogVersion:    2,
 	CmdSetDatabaseGuard: 2,
+	CmdSetClusterID:     3,
 }
 
 // Since returns the log version a command type first appeared in.

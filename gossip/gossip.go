@@ -46,6 +46,8 @@ type Config struct {
 	RefreshInterval time.Duration
 	// EventQueue is the callbacks' queue length (default 256).
 	EventQueue int
+	// ClusterID, when set, gives Meta.Cluster each time the meta is sent.
+	ClusterID func() string
 }
 
 // Gossip is a running memberlist with its membership table.
@@ -250,6 +252,10 @@ func (g *Gossip) loop() {
 	}
 }
 
+// Readvertise sends this node's meta again now, for a change that should
+// not wait for the next refresh.
+func (g *Gossip) Readvertise() { g.refresh() }
+
 // refresh re-advertises this node's meta with a new Refresh count.
 func (g *Gossip) refresh() {
 	g.metaMu.Lock()
@@ -394,6 +400,9 @@ type delegate Gossip
 
 func (d *delegate) NodeMeta(limit int) []byte {
 	d.metaMu.Lock()
+	if d.cfg.ClusterID != nil {
+		d.meta.Cluster = d.cfg.ClusterID()
+	}
 	data, _ := json.Marshal(d.meta)
 	d.metaMu.Unlock()
 	if len(data) > limit {

@@ -15,6 +15,9 @@ type Meta struct {
 	// LogVersion is the newest raft log version the node's build applies
 	// (0: a build from before log versions, i.e. version 1).
 	LogVersion uint16 `json:"log,omitempty"`
+	// Cluster is the ID of the cluster the node belongs to ("" while it
+	// knows none); set from Config.ClusterID each time the meta is sent.
+	Cluster string `json:"cluster,omitempty"`
 	// Leaving is set just before a graceful leave, so others can tell a
 	// node that left (removed from raft at once) from one that failed
 	// (removed only after a timeout).

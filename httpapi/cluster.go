@@ -55,6 +55,11 @@ type ClusterStatus struct {
 	// build applies less is not made a voter (a rolling upgrade ends when
 	// it equals every node's).
 	LogVersion uint16 `json:"log_version"`
+	// ClusterID names the cluster for good: a node that advertises another
+	// one (a node that bootstrapped a cluster of its own after its data dir
+	// was emptied) is refused by this cluster's raft, and it by them. ""
+	// until the cluster runs log version 3.
+	ClusterID string `json:"cluster_id"`
 	// UnguardedDatabases counts the ready tenant databases and workspaces
 	// that do not hold the current DDL guard yet: those provisioned before
 	// it, which the leader brings up to it once the cluster runs log
@@ -78,4 +83,6 @@ type NodeStatus struct {
 	// LogVersion is the newest raft log version the node's build applies,
 	// as it advertises (0: not known).
 	LogVersion uint16 `json:"log_version"`
+	// ClusterID is the cluster the node says it belongs to ("": not known).
+	ClusterID string `json:"cluster_id"`
 }

@@ -123,6 +123,7 @@ func (n *Node) startGossip() error {
 	gc.Join = n.cfg.Join
 	gc.PeersFile = filepath.Join(n.cfg.DataDir, "gossip-peers.json")
 	gc.Logf = n.logger.Printf
+	gc.ClusterID = n.rep.ClusterID
 	g, err := gossip.Start(gc)
 	if err != nil {
 		return err
@@ -177,6 +178,9 @@ func (n *Node) membershipLoop(ctx context.Context) {
 		case <-n.gossip.Changes():
 		case <-leaderCh:
 		}
+		if n.keepClusterID() {
+			n.gossip.Readvertise()
+		}
 		if n.rep.IsLeader() {
 			n.reconcileMembers()
 		}
@@ -207,6 +211,15 @@ func (n *Node) reconcileMembers() {
 			continue
 		}
 		s, known := servers[id]
+		if own := n.rep.ClusterID(); m.Cluster != "" && own != "" && m.Cluster != own {
+			// Its raft refuses ours and ours its (rafttls.go): leave it be.
+			if c, logged := n.foreignCluster[m.ID]; !logged || c != m.Cluster {
+				n.foreignCluster[m.ID] = m.Cluster
+				n.logger.Printf("membership: %s at %s belongs to cluster %s, and this is cluster %s: not made a voter, nor removed. If its data dir was emptied and it was started without --join, it bootstrapped a cluster of its own: stop it, empty its data dir and start it with --join to this cluster", m.ID, m.RaftAddr, m.Cluster, own)
+			}
+			continue
+		}
+		delete(n.foreignCluster, m.ID)
 		switch m.State {
 		case gossip.StateAlive:
 			if known && s.Suffrage == raft.Voter && string(s.Address) == m.RaftAddr {
@@ -245,6 +258,51 @@ func (n *Node) reconcileMembers() {
 	if !changed { // else next round, with the servers just added counted
 		n.raiseLogVersion(cf.Configuration().Servers, members, active)
 	}
+}
+
+// keepClusterID writes the cluster's ID to the raft dir once the state has
+// it, and, on the leader, proposes it when the state has none. It reports
+// whether the ID this node advertises changed.
+func (n *Node) keepClusterID() bool {
+	changed, err := n.rep.identity.persist()
+	if err != nil {
+		n.logger.Printf("membership: %v", err)
+	}
+	if n.rep.IsLeader() && n.rep.FSM.ClusterID() == "" {
+		var err error
+		n.rep.FSM.View(func(s *fsm.State) { err = s.CheckProposable(fsm.CmdSetClusterID) })
+		if err == nil {
+			changed = n.proposeClusterID() || changed
+		}
+	}
+	return changed
+}
+
+// proposeClusterID commits the cluster's ID (leader only): the one this
+// node has pending (it bootstrapped the cluster), else a new one (a
+// cluster bootstrapped by a build from before IDs; another node's pending
+// one is then replaced by it). It reports whether the file changed.
+func (n *Node) proposeClusterID() bool {
+	id := n.rep.identity.Local()
+	if id == "" {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			n.logger.Printf("membership: draw a cluster id: %v", err)
+			return false
+		}
+		id = hex.EncodeToString(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Cluster.InternalTimeout)
+	defer cancel()
+	if _, _, err := n.rep.Apply(ctx, fsm.CmdSetClusterID, &fsm.SetClusterID{ID: id}); err != nil {
+		n.logger.Printf("membership: record the cluster id: %v", err)
+		return false
+	}
+	changed, err := n.rep.identity.persist()
+	if err != nil {
+		n.logger.Printf("membership: %v", err)
+	}
+	return changed
 }
 
 // activeLogVersion is the raft log version the cluster runs.
@@ -312,6 +370,7 @@ func (n *Node) loneLogVersion(ctx context.Context) {
 				n.raiseLogVersion(cf.Configuration().Servers, nil, n.activeLogVersion())
 			}
 			if n.activeLogVersion() >= n.cfg.Cluster.LogVersion {
+				n.keepClusterID()
 				return
 			}
 		}

@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"tdb/fsm"
 	"tdb/internal/testcluster"
 	"tdb/node"
 )
@@ -518,5 +520,74 @@ func TestClusterLoginAfterFailoverWithoutWrites(t *testing.T) {
 		if code := loginCode(t, c.ConnString(i, key, "myapp_workspace")); code != "" {
 			t.Fatalf("login on %s after the failover, with no write since: %s", c.Members[i].ID, code)
 		}
+	}
+}
+
+// TestClusterWipedFirstNodeDoesNotTakeOver: the first node, restarted with
+// an emptied data dir and no --join, bootstraps a cluster of its own. When
+// the other nodes come back (from their data dirs, rejoining it through
+// their saved gossip peers) they must neither follow it nor lose their
+// metadata to it: it is another cluster, and raft between the two is
+// refused both ways.
+func TestClusterWipedFirstNodeDoesNotTakeOver(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 3)
+	leader := c.WaitLeader(t)
+	c.CreateKey(t, leader, "read", "workspace", "myapp")
+	if leader != 0 {
+		// The same term on both sides is the worst case: n1 led when all stopped.
+		err := c.Members[leader].Node.Replica().Raft.LeadershipTransferToServer("n1", raft.ServerAddress(c.Members[0].Node.Replica().Addr())).Error()
+		if err != nil {
+			t.Fatalf("transfer leadership to n1: %v", err)
+		}
+		c.WaitLeader(t)
+	}
+	c.Stop(t, 1)
+	c.Stop(t, 2)
+	c.Stop(t, 0)
+	c.Reconfigure(t, 0, func(cfg *node.Config) { cfg.DataDir = t.TempDir() })
+	c.Restart(t, 0)
+	testcluster.Eventually(t, "the wiped node to lead a cluster of its own", func() bool {
+		return c.Members[0].Node.Replica().IsLeader() && c.Members[0].Node.Replica().ClusterID() != ""
+	})
+	c.RestartTogether(t, 1, 2)
+	hasProject := func(i int) (ok bool) {
+		c.Members[i].Node.FSM().View(func(s *fsm.State) { ok = s.Projects[c.ProjectID] != nil })
+		return ok
+	}
+	// A restarted node applies its log again once it knows a leader.
+	leads := func(i int) bool { return c.Members[i].Node.Replica().IsLeader() }
+	testcluster.Eventually(t, "n2 and n3 to go on as a cluster with the metadata they had", func() bool {
+		return (leads(1) || leads(2)) && hasProject(1) && hasProject(2)
+	})
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, i := range []int{1, 2} {
+			if !hasProject(i) {
+				t.Fatalf("%s lost the cluster's metadata to the wiped node's cluster", c.Members[i].ID)
+			}
+		}
+		for _, i := range []int{1, 2} {
+			if l := string(c.Members[i].Node.Replica().Raft.Leader()); l == c.Members[0].Node.Replica().Addr() {
+				t.Fatalf("%s follows the wiped node", c.Members[i].ID)
+			}
+		}
+		cf := c.Members[0].Node.Replica().Raft.GetConfiguration()
+		if err := cf.Error(); err == nil && len(cf.Configuration().Servers) != 1 {
+			t.Fatalf("the wiped node's cluster took in the others: %+v", cf.Configuration().Servers)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st := c.Status(t, 1)
+	for _, ns := range st.Nodes {
+		if want := ns.ID != "n1"; (ns.ClusterID == st.ClusterID) != want || ns.ClusterID == "" {
+			t.Errorf("status: %s says cluster %q, the cluster is %q", ns.ID, ns.ClusterID, st.ClusterID)
+		}
+	}
+	// Writes go on in the cluster the two make.
+	if leads(1) {
+		c.CreateKey(t, 1, "read", "workspace", "myapp")
+	} else {
+		c.CreateKey(t, 2, "read", "workspace", "myapp")
 	}
 }

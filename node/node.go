@@ -125,8 +125,9 @@ type Node struct {
 	stale     atomic.Bool  // cut off from the leader since the last catch-up (cluster.go)
 	pol       *policyParts // metrics, query log, ban tracker (policy.go)
 
-	refusedBuild  map[string]uint16 // membership loop only: members kept out for their build, logged once
-	versionHeldBy string            // membership loop only: the server last logged as holding the log version back
+	refusedBuild   map[string]uint16 // membership loop only: members kept out for their build, logged once
+	foreignCluster map[string]string // membership loop only: members of another cluster, logged once
+	versionHeldBy  string            // membership loop only: the server last logged as holding the log version back
 }
 
 // Start opens the replica, waits for a leader, and starts serving.
@@ -170,7 +171,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, rep: rep, logger: logger, startedAt: time.Now(), client: newInternalClient(), secret: secret,
-		refusedBuild: map[string]uint16{}}
+		refusedBuild: map[string]uint16{}, foreignCluster: map[string]string{}}
 	n.cfg.Cluster.setDefaults()
 
 	tlsCfg, err := n.tlsConfig()

@@ -48,6 +48,7 @@ type Replica struct {
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
 	cfg       RaftConfig
+	identity  *clusterIdentity
 
 	// The last command found in the log (cmdAt), and the last entry then
 	// (cmdLast, cmdTerm): a login asks for it, and the log seldom moves.
@@ -104,12 +105,34 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 			return nil, errors.Wrapf(err, "resolve raft advertise address %s", cfg.Advertise)
 		}
 	}
-	transport, err := newRaftTransport(cfg.BindAddr, adv, cfg.Secret, cfg.LogOutput)
+	f := fsm.New()
+	identity, err := openClusterIdentity(cfg.Dir, f)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	has, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		store.Close()
+		return nil, errors.Wrap(err, "inspect raft state")
+	}
+	if !has {
+		// A new cluster gets a new ID, also over a file an earlier one left;
+		// a node about to join has none until it learns the cluster's.
+		err := identity.clear()
+		if cfg.Bootstrap {
+			err = identity.create()
+		}
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
+	transport, err := newRaftTransport(cfg.BindAddr, adv, cfg.Secret, identity.ID, cfg.LogOutput)
 	if err != nil {
 		store.Close()
 		return nil, errors.Wrapf(err, "listen raft on %s", cfg.BindAddr)
 	}
-	f := fsm.New()
 	r, err := raft.NewRaft(rc, f, store, store, snaps, transport)
 	if err != nil {
 		transport.Close()
@@ -120,25 +143,22 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 		}
 		return nil, errors.Wrap(err, "start raft")
 	}
-	rep := &Replica{Raft: r, FSM: f, store: store, transport: transport, cfg: cfg}
-	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(store, store, snaps)
-		if err != nil {
+	rep := &Replica{Raft: r, FSM: f, store: store, transport: transport, cfg: cfg, identity: identity}
+	if cfg.Bootstrap && !has {
+		boot := raft.Configuration{Servers: []raft.Server{{
+			ID: rc.LocalID, Address: transport.LocalAddr(), Suffrage: raft.Voter,
+		}}}
+		if err := r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			rep.Close()
-			return nil, errors.Wrap(err, "inspect raft state")
-		}
-		if !has {
-			boot := raft.Configuration{Servers: []raft.Server{{
-				ID: rc.LocalID, Address: transport.LocalAddr(), Suffrage: raft.Voter,
-			}}}
-			if err := r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-				rep.Close()
-				return nil, errors.Wrap(err, "bootstrap raft")
-			}
+			return nil, errors.Wrap(err, "bootstrap raft")
 		}
 	}
 	return rep, nil
 }
+
+// ClusterID is the ID of the cluster this node belongs to, "" while it
+// knows none.
+func (r *Replica) ClusterID() string { return r.identity.ID() }
 
 // lastCommandIndex returns the index of the last command in the log: what
 // a reader waits for its FSM to have applied. The FSM sees commands only; a

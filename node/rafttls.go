@@ -8,8 +8,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"io"
+	"log"
 	"math/big"
 	"net"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -69,16 +72,71 @@ func raftTLSConfig(secret string) (*tls.Config, error) {
 	}, nil
 }
 
+// The cluster's ID (fsm.SetClusterID) travels in the TLS handshake: the
+// dialing side offers it as its one application protocol (ALPN,
+// clusterProto + ID), and the listening side refuses a handshake that
+// offers another cluster's ID than its own. A node whose data dir was
+// emptied and that was started without --join bootstraps a cluster of its
+// own, with the same node ID and address; without the check, raft would
+// let either cluster's leader overwrite the other's log (a node follows any
+// leader of its term or a later one), and the metadata would be lost on
+// one side. A node that knows no ID yet (a joiner, before its first
+// entries) accepts and is accepted by any, and builds from before IDs offer
+// none and ignore the offer.
+const clusterProto = "tdb-raft-cluster/"
+
 // tlsStreamLayer is raft's stream layer over TLS.
 type tlsStreamLayer struct {
 	net.Listener // a tls.Listener: the handshake runs on raft's per-connection goroutine
 	advertise    net.Addr
 	config       *tls.Config
+	clusterID    func() string
+}
+
+// foreignLog logs a refused cluster at most once a minute per ID.
+type foreignLog struct {
+	mu     sync.Mutex
+	logger *log.Logger
+	last   map[string]time.Time
+}
+
+func (l *foreignLog) refused(theirs, mine string, from net.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.last[theirs]; ok && time.Since(t) < time.Minute {
+		return
+	}
+	l.last[theirs] = time.Now()
+	l.logger.Printf("raft: refused a connection from %s, a node of cluster %s: this node is of cluster %s. A node whose data dir was emptied and that was started without --join bootstrapped a cluster of its own; stop it, empty its data dir again and start it with --join to the cluster it belongs to", from, theirs, mine)
+}
+
+// clusterTLSConfig adds the cluster ID check to the listening side of cfg.
+func clusterTLSConfig(cfg *tls.Config, clusterID func() string, flog *foreignLog) *tls.Config {
+	cfg = cfg.Clone()
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		for _, p := range hello.SupportedProtos {
+			theirs, ok := strings.CutPrefix(p, clusterProto)
+			if !ok {
+				continue
+			}
+			if mine := clusterID(); mine != "" && theirs != "" && theirs != mine {
+				flog.refused(theirs, mine, hello.Conn.RemoteAddr())
+				return nil, errors.Newf("raft peer is of cluster %s, this node of cluster %s", theirs, mine)
+			}
+			c := cfg.Clone()
+			c.GetConfigForClient = nil
+			c.NextProtos = []string{p}
+			return c, nil
+		}
+		return nil, nil
+	}
+	return cfg
 }
 
 // newRaftTransport listens on bind and returns raft's network transport,
-// over TLS when secret is set.
-func newRaftTransport(bind string, advertise net.Addr, secret string, logOutput io.Writer) (*raft.NetworkTransport, error) {
+// over TLS when secret is set; clusterID returns this node's cluster ID
+// (empty while it has none).
+func newRaftTransport(bind string, advertise net.Addr, secret string, clusterID func() string, logOutput io.Writer) (*raft.NetworkTransport, error) {
 	if secret == "" {
 		return raft.NewTCPTransport(bind, advertise, 3, 10*time.Second, logOutput)
 	}
@@ -86,6 +144,7 @@ func newRaftTransport(bind string, advertise net.Addr, secret string, logOutput 
 	if err != nil {
 		return nil, err
 	}
+	flog := &foreignLog{logger: log.New(logOutput, "", log.LstdFlags), last: map[string]time.Time{}}
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, errors.WithStack(err)
@@ -97,14 +156,20 @@ func newRaftTransport(bind string, advertise net.Addr, secret string, logOutput 
 		ln.Close()
 		return nil, errors.Newf("raft address %s is not one other nodes can dial: set --raft-advertise", advertise)
 	}
-	stream := &tlsStreamLayer{Listener: tls.NewListener(ln, cfg), advertise: advertise, config: cfg}
+	stream := &tlsStreamLayer{Listener: tls.NewListener(ln, clusterTLSConfig(cfg, clusterID, flog)), advertise: advertise, config: cfg, clusterID: clusterID}
 	return raft.NewNetworkTransport(stream, 3, 10*time.Second, logOutput), nil
 }
 
-// Dial opens an authenticated connection to another node's raft listener.
+// Dial opens an authenticated connection to another node's raft listener,
+// offering this node's cluster ID.
 func (l *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	d := &net.Dialer{Timeout: timeout}
-	c, err := tls.DialWithDialer(d, "tcp", string(address), l.config)
+	cfg := l.config
+	if id := l.clusterID(); id != "" {
+		cfg = cfg.Clone()
+		cfg.NextProtos = []string{clusterProto + id}
+	}
+	c, err := tls.DialWithDialer(d, "tcp", string(address), cfg)
 	if err != nil {
 		return nil, errors.Wrapf(err, "raft connection to %s", address)
 	}

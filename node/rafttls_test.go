@@ -4,18 +4,24 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"tdb/internal/syncbuf"
 )
+
+func noClusterID() string { return "" }
 
 // TestRaftTransportTLS: raft connections between nodes with the same
 // cluster secret carry raft RPCs; a peer with another secret, or one that
 // speaks plain TCP, gets nothing through and cannot inject a command.
 func TestRaftTransportTLS(t *testing.T) {
 	t.Parallel()
-	server, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", io.Discard)
+	server, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", noClusterID, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +38,7 @@ func TestRaftTransportTLS(t *testing.T) {
 	target := server.LocalAddr()
 
 	send := func(secret string) error {
-		client, err := newRaftTransport("127.0.0.1:0", nil, secret, io.Discard)
+		client, err := newRaftTransport("127.0.0.1:0", nil, secret, noClusterID, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,5 +76,51 @@ func TestRaftTransportTLS(t *testing.T) {
 	case req := <-got:
 		t.Fatalf("a command from an unauthenticated peer reached raft: %+v", req)
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// TestRaftTransportRefusesAnotherCluster: nodes of two clusters (the same
+// secret, different cluster IDs) get no raft RPC through to each other,
+// either way; a node that knows no ID yet (a joiner) talks to either, and
+// the refusal is logged.
+func TestRaftTransportRefusesAnotherCluster(t *testing.T) {
+	t.Parallel()
+	var serverID atomic.Value
+	serverID.Store("aaaaaaaaaaaaaaaa")
+	var logged syncbuf.Buffer
+	server, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", func() string { return serverID.Load().(string) }, &logged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	go func() {
+		for rpc := range server.Consumer() {
+			rpc.Respond(&raft.AppendEntriesResponse{Term: 7, Success: true}, nil)
+		}
+	}()
+	send := func(id string) error {
+		client, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", func() string { return id }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		var resp raft.AppendEntriesResponse
+		req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("c"), Addr: []byte(client.LocalAddr())}, Term: 7}
+		return client.AppendEntries("n1", server.LocalAddr(), req, &resp)
+	}
+	for _, id := range []string{"aaaaaaaaaaaaaaaa", ""} {
+		if err := send(id); err != nil {
+			t.Fatalf("client of cluster %q: %v", id, err)
+		}
+	}
+	if err := send("bbbbbbbbbbbbbbbb"); err == nil {
+		t.Fatal("a node of another cluster got an RPC through")
+	}
+	if !strings.Contains(logged.String(), "a node of cluster bbbbbbbbbbbbbbbb: this node is of cluster aaaaaaaaaaaaaaaa") {
+		t.Fatalf("the refusal was not logged: %q", logged.String())
+	}
+	serverID.Store("") // a joiner: anyone may reach it
+	if err := send("bbbbbbbbbbbbbbbb"); err != nil {
+		t.Fatalf("a node without a cluster ID refused a cluster: %v", err)
 	}
 }

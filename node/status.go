@@ -23,7 +23,7 @@ const statusTimeout = time.Second
 func (n *Node) clusterStatus(ctx context.Context) (httpapi.ClusterStatus, error) {
 	_, leaderID := n.rep.Raft.LeaderWithID()
 	st := httpapi.ClusterStatus{LeaderID: string(leaderID), NodeID: n.cfg.NodeID, AppliedIndex: n.rep.FSM.AppliedIndex(),
-		LogVersion: n.activeLogVersion()}
+		LogVersion: n.activeLogVersion(), ClusterID: n.rep.ClusterID()}
 	n.rep.FSM.View(func(s *fsm.State) {
 		for _, d := range s.Databases {
 			if actors.NeedsGuard(d) {
@@ -49,6 +49,7 @@ func (n *Node) clusterStatus(ctx context.Context) (httpapi.ClusterStatus, error)
 			ns.HTTPAddr, ns.WireAddr, ns.GossipAddr = m.HTTPAddr, m.WireAddr, m.GossipAddr
 			ns.Alive = m.State == gossip.StateAlive
 			ns.LogVersion = max(m.LogVersion, 1)
+			ns.ClusterID = m.Cluster
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}
@@ -56,7 +57,7 @@ func (n *Node) clusterStatus(ctx context.Context) (httpapi.ClusterStatus, error)
 		if !inRaft[m.ID] && m.State == gossip.StateAlive { // joining; reaped and departed members are not listed
 			st.Nodes = append(st.Nodes, httpapi.NodeStatus{
 				ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, WireAddr: m.WireAddr, GossipAddr: m.GossipAddr,
-				Alive: m.State == gossip.StateAlive, Role: "unknown", LogVersion: max(m.LogVersion, 1),
+				Alive: m.State == gossip.StateAlive, Role: "unknown", LogVersion: max(m.LogVersion, 1), ClusterID: m.Cluster,
 			})
 		}
 	}
@@ -68,7 +69,7 @@ func (n *Node) clusterStatus(ctx context.Context) (httpapi.ClusterStatus, error)
 		ns := &st.Nodes[i]
 		if ns.ID == n.cfg.NodeID {
 			ns.Alive, ns.Role, ns.RaftIndex = true, stateName(n.rep.Raft.State()), n.rep.FSM.AppliedIndex()
-			ns.LogVersion = n.cfg.Cluster.LogVersion
+			ns.LogVersion, ns.ClusterID = n.cfg.Cluster.LogVersion, st.ClusterID
 			if n.gossip == nil {
 				ns.HTTPAddr, ns.WireAddr = n.HTTPAddr(), n.BoundWireAddr()
 			} else {

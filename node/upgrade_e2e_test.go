@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -36,6 +37,9 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	}
 	if v, vs := versions(c.WaitLeader(t)); v != 1 || len(vs) != 3 || vs[0] != 1 || vs[1] != 1 || vs[2] != 1 {
 		t.Fatalf("an old cluster runs log version %d, its nodes %v; want 1 and [1 1 1]", v, vs)
+	}
+	if id := c.Status(t, c.WaitLeader(t)).ClusterID; id != "" {
+		t.Fatalf("a cluster at log version 1 says it is %q", id)
 	}
 
 	// A tenant of the old cluster, whose databases it cannot record a DDL
@@ -79,9 +83,20 @@ func TestClusterRollingUpgrade(t *testing.T) {
 		}
 		return true
 	})
-	if !log.Contains("every node applies raft log version 2") {
+	if !log.Contains(fmt.Sprintf("every node applies raft log version %d", fsm.LogVersion)) {
 		t.Fatal("the raise was not logged")
 	}
+	// The cluster is named once it runs the version that can (its ID was
+	// pending until then, and told to nobody), the same on every node.
+	testcluster.Eventually(t, "every node to know the cluster's id", func() bool {
+		id := c.Status(t, c.WaitLeader(t)).ClusterID
+		for i := range c.Members {
+			if id == "" || c.Members[i].Node.Replica().ClusterID() != id {
+				return false
+			}
+		}
+		return true
+	})
 	// The leader then installs and records the guard of every database
 	// that keeps one.
 	testcluster.Eventually(t, "the DDL guard recorded for the old cluster's databases", func() bool {
@@ -107,7 +122,7 @@ func TestClusterRollingUpgrade(t *testing.T) {
 
 	old := c.Add(t, 3*time.Second, func(cfg *node.Config) { cfg.Cluster.LogVersion = 1 })
 	testcluster.Eventually(t, "the leader to keep the old build out", func() bool {
-		return log.Contains(c.Members[old].ID + " runs a build of raft log version 1 and the cluster runs 2: not made a voter; upgrade it")
+		return log.Contains(fmt.Sprintf("%s runs a build of raft log version 1 and the cluster runs %d: not made a voter; upgrade it", c.Members[old].ID, fsm.LogVersion))
 	})
 	st := c.Status(t, c.WaitLeader(t))
 	for _, ns := range st.Nodes {

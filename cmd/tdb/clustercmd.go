@@ -20,19 +20,33 @@ func newClusterCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return request(cmd, false, "GET", "/v1/cluster/status", nil, func(w io.Writer, s httpapi.ClusterStatus) {
-				printFields(w, field{"leader_id", s.LeaderID}, field{"node_id", s.NodeID}, field{"applied_index", s.AppliedIndex}, field{"log_version", s.LogVersion},
+				printFields(w, field{"leader_id", s.LeaderID}, field{"node_id", s.NodeID}, field{"cluster_id", s.ClusterID}, field{"applied_index", s.AppliedIndex}, field{"log_version", s.LogVersion},
 					field{"unguarded_databases", s.UnguardedDatabases})
 				fmt.Fprintln(w)
 				rows := make([][]any, 0, len(s.Nodes))
 				for _, n := range s.Nodes {
-					rows = append(rows, []any{n.ID, n.Role, n.Voter, n.Alive, n.RaftIndex, n.LogVersion, n.RaftAddr, n.HTTPAddr, n.WireAddr, n.GossipAddr})
+					rows = append(rows, []any{n.ID, n.Role, n.Voter, n.Alive, n.RaftIndex, n.LogVersion, clusterColumn(n.ClusterID, s.ClusterID), n.RaftAddr, n.HTTPAddr, n.WireAddr, n.GossipAddr})
 				}
-				printTable(w, []string{"ID", "ROLE", "VOTER", "ALIVE", "INDEX", "LOG VERSION", "RAFT", "HTTP", "WIRE", "GOSSIP"}, rows)
+				printTable(w, []string{"ID", "ROLE", "VOTER", "ALIVE", "INDEX", "LOG VERSION", "CLUSTER", "RAFT", "HTTP", "WIRE", "GOSSIP"}, rows)
 			})
 		},
 	}
 	cmd.AddCommand(status, newClusterSettingsCmd())
 	return cmd
+}
+
+// clusterColumn says whether a node is of this cluster: "same", "other
+// <id>" for a node that says it belongs to another one (refused by this
+// cluster's raft), "-" when either side knows no ID yet.
+func clusterColumn(node, cluster string) string {
+	switch {
+	case node == "" || cluster == "":
+		return "-"
+	case node == cluster:
+		return "same"
+	default:
+		return "other " + node
+	}
 }
 
 func newClusterSettingsCmd() *cobra.Command {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -184,13 +185,23 @@ func (c *Cluster) Reconfigure(t testing.TB, i int, f func(*node.Config)) {
 
 func (c *Cluster) startMember(t testing.TB, m *Member, timeout time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	m.freeRaftPort()
-	nd, err := node.Start(ctx, m.cfg)
+	nd, err := m.start(timeout)
 	if err != nil {
 		t.Fatalf("start %s: %v", m.ID, err)
 	}
+	c.adopt(t, m, nd)
+}
+
+// start starts the member's node; adopt then records it.
+func (m *Member) start(timeout time.Duration) (*node.Node, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	m.freeRaftPort()
+	return node.Start(ctx, m.cfg)
+}
+
+// adopt records a started node as member m's, until cleanup.
+func (c *Cluster) adopt(t testing.TB, m *Member, nd *node.Node) {
 	m.Node = nd
 	// Restarts come back on the same addresses, as a real node does.
 	m.cfg.WireAddr, m.cfg.HTTPAddr, m.cfg.GossipAddr = nd.BoundWireAddr(), nd.HTTPAddr(), nd.GossipAddr()
@@ -259,6 +270,38 @@ func (c *Cluster) Restart(t testing.TB, i int) {
 	}
 	m.cfg.Join = nil
 	c.startMember(t, m, 60*time.Second)
+}
+
+// RestartTogether restarts stopped members at once, as Restart does each:
+// a restarted node waits for a leader, which may need the others.
+func (c *Cluster) RestartTogether(t testing.TB, is ...int) {
+	t.Helper()
+	nodes := make([]*node.Node, len(is))
+	errs := make([]error, len(is))
+	var wg sync.WaitGroup
+	for k, i := range is {
+		m := c.Members[i]
+		if m.Node != nil {
+			t.Fatalf("restart %s: still running", m.ID)
+		}
+		m.cfg.Join = nil
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[k], errs[k] = m.start(60 * time.Second)
+		}()
+	}
+	wg.Wait()
+	for k, i := range is {
+		if errs[k] == nil {
+			c.adopt(t, c.Members[i], nodes[k])
+		}
+	}
+	for k, i := range is {
+		if errs[k] != nil {
+			t.Fatalf("restart %s: %v", c.Members[i].ID, errs[k])
+		}
+	}
 }
 
 // Leader returns the index of the member that is raft leader now, or -1.

@@ -1,0 +1,156 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/errors"
+
+	"tdb/fsm"
+)
+
+// clusterIdentity is the ID of the cluster this node belongs to
+// (fsm.SetClusterID), as raft's TLS handshake and gossip tell it to other
+// nodes. The replicated state holds it, but a restarted node applies its
+// log again only once a leader tells it what is committed, and raft talks
+// before that: so the node also keeps it in a file of its raft dir.
+//
+// A node that bootstraps a cluster draws an ID and writes it to the file,
+// pending, before raft starts; its first leader proposes it (the leader of
+// a cluster bootstrapped by a build from before IDs proposes the one a
+// node has pending, or a new one). A pending ID is not told to anyone:
+// the state may come to hold another (the leader did not see it), and a
+// node that refused that cluster could never learn it. Once the state
+// holds an ID, every node writes it to the file as committed.
+type clusterIdentity struct {
+	fsm  *fsm.FSM
+	path string
+
+	mu        sync.Mutex
+	local     string // the file's ID; "" when there is no file yet
+	committed bool   // the state held local when it was written
+}
+
+// pendingMark follows a pending ID in the file.
+const pendingMark = " pending"
+
+// openClusterIdentity reads the file in dir, if there is one.
+func openClusterIdentity(dir string, f *fsm.FSM) (*clusterIdentity, error) {
+	c := &clusterIdentity{fsm: f, path: filepath.Join(dir, "cluster-id")}
+	b, err := os.ReadFile(c.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return nil, errors.Wrap(err, "read the cluster id")
+	}
+	id, pending := strings.CutSuffix(strings.TrimSpace(string(b)), pendingMark)
+	if err := fsm.CheckClusterID(id); err != nil {
+		return nil, errors.Wrapf(err, "%s is damaged: restore it, or remove it if the raft state beside it is the cluster's", c.path)
+	}
+	c.local, c.committed = id, !pending
+	return c, nil
+}
+
+// ID is the cluster's ID, "" while this node knows none that the state
+// held (a joiner before its first entries, a cluster of a build from
+// before IDs, a new cluster before its first leader recorded it).
+func (c *clusterIdentity) ID() string {
+	if id := c.fsm.ClusterID(); id != "" {
+		return id
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.committed {
+		return ""
+	}
+	return c.local
+}
+
+// Local is the ID in the file, committed or pending; "" without one.
+func (c *clusterIdentity) Local() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.local
+}
+
+// create draws a new cluster's ID and writes it as pending, before the
+// node bootstraps.
+func (c *clusterIdentity) create() error {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return errors.Wrap(err, "draw a cluster id")
+	}
+	return c.write(hex.EncodeToString(b), false)
+}
+
+// clear removes the file: a node without raft state knows no cluster.
+func (c *clusterIdentity) clear() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := os.Remove(c.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return errors.Wrap(err, "remove the cluster id")
+	}
+	c.local, c.committed = "", false
+	return nil
+}
+
+// persist writes the state's ID to the file as committed, when the file
+// does not say so yet. It reports whether the file changed.
+func (c *clusterIdentity) persist() (bool, error) {
+	id := c.fsm.ClusterID()
+	c.mu.Lock()
+	same := id == "" || (id == c.local && c.committed)
+	c.mu.Unlock()
+	if same {
+		return false, nil
+	}
+	return true, c.write(id, true)
+}
+
+// write replaces the file with id, durably.
+func (c *clusterIdentity) write(id string, committed bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	line := id
+	if !committed {
+		line += pendingMark
+	}
+	tmp := c.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return errors.Wrap(err, "write the cluster id")
+	}
+	_, err = f.WriteString(line + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, c.path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(c.path))
+	}
+	if err != nil {
+		return errors.Wrap(err, "write the cluster id")
+	}
+	c.local, c.committed = id, committed
+	return nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

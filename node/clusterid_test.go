@@ -1,0 +1,90 @@
+package node
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"tdb/fsm"
+)
+
+// A node keeps the cluster's ID beside its raft state: one that bootstraps
+// draws a new one (also over a file an earlier cluster left), one about to
+// join has none, a restart reads it, and a damaged file stops the start.
+func TestClusterIdentityFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cluster-id")
+	open := func(bootstrap bool) (*Replica, error) {
+		return OpenReplica(RaftConfig{NodeID: "a", Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: bootstrap, LogOutput: io.Discard})
+	}
+	stale := "00000000000000000000000000000000"
+	if err := os.WriteFile(path, []byte(stale+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := open(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := r.ClusterID(); id != "" {
+		t.Fatalf("a node about to join says cluster %q", id)
+	}
+	r.Close()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("a joiner kept an earlier cluster's id: %v", err)
+	}
+	if err := os.WriteFile(path, []byte(stale+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err = open(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := r.identity.Local()
+	if fsm.CheckClusterID(id) != nil || id == stale {
+		t.Fatalf("a bootstrapped node's cluster id: %q", id)
+	}
+	if got := r.ClusterID(); got != "" {
+		t.Fatalf("a pending cluster id is told: %q", got)
+	}
+	// Its first leader records it; the file then says so.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for !r.IsLeader() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, _, err := r.Apply(ctx, fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.Apply(ctx, fsm.CmdSetClusterID, &fsm.SetClusterID{ID: id}); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := r.identity.persist(); err != nil || !changed {
+		t.Fatalf("persist: %v, %v", changed, err)
+	}
+	r.Close()
+	if b, err := os.ReadFile(path); err != nil || string(b) != id+"\n" {
+		t.Fatalf("the file after the commit: %q, %v", b, err)
+	}
+	r, err = open(true) // a restart: the id is told before the log is applied again
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.identity.ID(); got != id {
+		t.Fatalf("after a restart the cluster id is %q, was %q", got, id)
+	}
+	r.Close()
+	if err := os.WriteFile(path, []byte("garbage\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(true); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("a damaged cluster id file: %v", err)
+	}
+}

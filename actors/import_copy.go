@@ -85,10 +85,10 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 	scfg.RuntimeParams["search_path"] = ""
 	// COPY TO writes values in the session's styles, and the tenant reads
 	// them in its own: the source's (a server's 'SQL, DMY') must not be
-	// what both sides assume. pg_dump sets the same.
-	scfg.RuntimeParams["DateStyle"] = "ISO"
-	scfg.RuntimeParams["IntervalStyle"] = "postgres"
-	scfg.RuntimeParams["extra_float_digits"] = "3"
+	// what both sides assume.
+	for k, v := range blueprint.CopyStyles {
+		scfg.RuntimeParams[k] = v
+	}
 	src, err := pgconn.ConnectConfig(ctx, scfg)
 	if err != nil {
 		return 0, errors.Wrap(err, "connect to the source")

@@ -147,6 +147,31 @@ INSERT INTO events VALUES (1, 'acme', '2024-04-03', '1 day 02:00');`)
 	}
 }
 
+// A routing column of type date, under a source whose DateStyle is not
+// ISO: the values the analysis lists are those the copy matches.
+func TestCopyTenantRoutedByDateWhateverTheSourcesStyle(t *testing.T) {
+	t.Parallel()
+	src := sourceDBWith(t, `
+CREATE TABLE days (id int PRIMARY KEY, tenant_id date NOT NULL);
+INSERT INTO days VALUES (1, '2024-04-03'), (2, '2024-04-03'), (3, '2024-05-01');`)
+	u, _ := url.Parse(src)
+	c, err := pgx.Connect(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(context.Background(), "ALTER DATABASE "+u.Path[1:]+" SET datestyle = 'SQL, DMY'"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close(context.Background())
+	plan, err := blueprint.Analyse(context.Background(), src, "tenant_id")
+	if err != nil || len(plan.Values) != 2 || plan.Values[0] != "2024-04-03" {
+		t.Fatalf("values %q: %v", plan.Values, err)
+	}
+	if _, rows, err := importInto(t, src, "tenant_id", plan.Values[0]); err != nil || rows != 2 {
+		t.Fatalf("copy of %s: %d rows, %v", plan.Values[0], rows, err)
+	}
+}
+
 // Sequences move past the copied keys also when a column default draws
 // from one that no column owns (shared by tables, as some ORMs do), and a
 // key below a sequence's minimum (a serial id 0) leaves it alone.

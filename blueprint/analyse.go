@@ -13,10 +13,15 @@ import (
 	"tdb/fsm"
 )
 
+// CopyStyles are the session settings an import reads the source with:
+// values are written in them (COPY TO, a routing value as text), whatever
+// the source server's defaults. pg_dump sets the same.
+var CopyStyles = map[string]string{"DateStyle": "ISO", "IntervalStyle": "postgres", "extra_float_digits": "3"}
+
 // ImportPlan is how a source database's rows split into tenants.
 type ImportPlan struct {
 	Tables   []fsm.ImportTable // copied, parents before children
-	Unrouted []string          // tables with no way to the routing field
+	Unrouted []string          // tables with no way to the routing field that no copied table references
 	Values   []string          // the distinct routing values, as text, sorted
 	// NotCopied says, per routed table, how many rows reach no routing value
 	// (a NULL one, or a NULL foreign key on the way): no tenant gets them.
@@ -26,7 +31,10 @@ type ImportPlan struct {
 // Analyse plans an import-full of schema public of the database at
 // sourceURL: tables with the routing column are split by it; tables without
 // it follow their foreign keys (the shortest chain) to a table that has it;
-// the rest are reported as unrouted.
+// tables that have no such chain but that the tables copied reference, along
+// foreign keys, are lookup tables (countries, plans) that every tenant gets
+// whole, or its copies of the others would break their foreign keys; the
+// rest are reported as unrouted.
 func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, error) {
 	var plan ImportPlan
 	if _, err := CheckSourceURL(sourceURL); err != nil {
@@ -38,6 +46,12 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 	}
 	cfg.RuntimeParams["application_name"] = "tdb-import"
 	cfg.RuntimeParams["search_path"] = ""
+	// The routing values are read as text here and matched as text by each
+	// tenant's copy, whose session sets the same styles (a date routing
+	// column under the source's 'SQL, DMY' would match nothing).
+	for k, v := range CopyStyles {
+		cfg.RuntimeParams[k] = v
+	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return plan, errors.Mark(errors.Wrap(err, "connect to from_url"), ErrBadSource)
@@ -50,6 +64,7 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 		routing string
 		hops    []fsm.ImportHop
 		routed  bool
+		whole   bool
 	}
 	tables := map[uint32]*table{}
 	var oids []uint32
@@ -147,6 +162,27 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 		}
 	}
 
+	// Lookup tables: without a way to the routing field, but referenced
+	// from a table copied. Such a table's own keys lead only to tables
+	// without a way either (else it would have one), which are copied whole
+	// in turn.
+	var lookups []uint32
+	for _, oid := range oids {
+		if tables[oid].routed {
+			lookups = append(lookups, oid)
+		}
+	}
+	for len(lookups) > 0 {
+		from := lookups[0]
+		lookups = lookups[1:]
+		for _, f := range fks {
+			if ref := tables[f.to]; f.from == from && !ref.routed && !ref.whole {
+				ref.whole = true
+				lookups = append(lookups, f.to)
+			}
+		}
+	}
+
 	// Parents before children, so that foreign keys hold while copying. A
 	// deferrable key is checked at the copy's commit: when the immediate
 	// keys alone leave an order, deferrable ones may point either way (a
@@ -208,11 +244,11 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 	var routed []string
 	for _, oid := range order {
 		t := tables[oid]
-		if !t.routed {
+		if !t.routed && !t.whole {
 			plan.Unrouted = append(plan.Unrouted, t.name)
 			continue
 		}
-		plan.Tables = append(plan.Tables, fsm.ImportTable{Name: t.name, Columns: t.columns, Routing: t.routing, Via: t.hops})
+		plan.Tables = append(plan.Tables, fsm.ImportTable{Name: t.name, Columns: t.columns, Routing: t.routing, Via: t.hops, Whole: t.whole})
 		if t.routing != "" {
 			routed = append(routed, fmt.Sprintf("SELECT %s::text AS v FROM %s", t.routing, t.name))
 		}
@@ -229,6 +265,9 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 		return plan, errors.Wrap(err, "read the routing values")
 	}
 	for _, t := range plan.Tables {
+		if t.Whole {
+			continue
+		}
 		var n int64
 		if err := conn.QueryRow(ctx, NotCopiedSQL(t)).Scan(&n); err != nil {
 			return plan, errors.Wrapf(err, "count the rows of %s that reach no %s", t.Name, routingField)
@@ -242,8 +281,11 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 
 // SelectSQL is the query that reads one tenant's rows of a table: those
 // whose routing value (of their own, or at the end of their foreign-key
-// chain) is value.
+// chain) is value; all of a lookup table's.
 func SelectSQL(t fsm.ImportTable, value string) string {
+	if t.Whole {
+		return fmt.Sprintf("SELECT %s FROM %s", strings.Join(t.Columns, ", "), t.Name)
+	}
 	lit := literal(value)
 	cond := routedWhere(t, func(routing string) string { return fmt.Sprintf("%s::text = %s", routing, lit) })
 	return fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(t.Columns, ", "), t.Name, cond)
@@ -322,4 +364,15 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// Lookups names the plan's lookup tables, which each tenant gets whole.
+func (p ImportPlan) Lookups() []string {
+	var out []string
+	for _, t := range p.Tables {
+		if t.Whole {
+			out = append(out, t.Name)
+		}
+	}
+	return out
 }

@@ -38,6 +38,11 @@ type ImportTable struct {
 	Columns []string    `json:"columns"` // quoted; generated columns left out
 	Routing string      `json:"routing"` // quoted routing column, when the table has it
 	Via     []ImportHop `json:"via,omitempty"`
+	// Whole marks a lookup table: no way to the routing field, but routed
+	// tables reference it (countries, plans), so each tenant gets all its
+	// rows. Planned only once the cluster runs log version 3: builds
+	// before it do not know the field.
+	Whole bool `json:"whole,omitempty"`
 }
 
 // ImportHop is one foreign key followed: the referencing columns of the table

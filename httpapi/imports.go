@@ -37,6 +37,7 @@ type Import struct {
 	TenantsFailed    int            `json:"tenants_failed"`
 	RowsCopied       int64          `json:"rows_copied"`
 	Tables           []string       `json:"tables"`
+	Lookups          []string       `json:"lookups"`    // copied whole into each tenant: no way to the routing field, referenced by tables copied
 	Unrouted         []string       `json:"unrouted"`   // not copied: no routing field and no foreign key to one
 	NotCopied        []string       `json:"not_copied"` // rows of routed tables that reach no routing value
 	CreatedAt        time.Time      `json:"created_at"`
@@ -56,7 +57,11 @@ func importView(im *fsm.Import, withTenants bool) Import {
 		at := *im.FinishedAt
 		out.FinishedAt = &at
 	}
+	out.Lookups = []string{}
 	for _, t := range im.Tables {
+		if t.Whole {
+			out.Lookups = append(out.Lookups, t.Name)
+		}
 		out.Tables = append(out.Tables, t.Name)
 	}
 	for _, t := range im.Tenants {
@@ -79,8 +84,9 @@ func importView(im *fsm.Import, withTenants bool) Import {
 // as the workspace's first blueprint version, creates a tenant per distinct
 // routing value (named from the value) and starts copying each tenant's rows
 // (202). Tables without the routing field follow their foreign keys; those
-// that cannot are listed as unrouted and not copied. New tenants' connection
-// strings are in this response only.
+// that cannot are lookup tables, copied whole into each tenant, when tables
+// copied reference them, and else are listed as unrouted and not copied.
+// New tenants' connection strings are in this response only.
 //
 // Rerunning it is safe: with an import in progress it answers that import
 // (200); after a failed import it retries the failed tenants (202); the
@@ -157,6 +163,15 @@ func (s *server) importFull(w http.ResponseWriter, r *http.Request, c *caller) e
 	}
 	if len(plan.Values) == 0 {
 		return badRequest("no row of the source has a value in %q: nothing to split into tenants", req.RoutingField)
+	}
+	if lookups := plan.Lookups(); len(lookups) > 0 {
+		var active uint16
+		s.view(func(st *fsm.State) { active = st.ActiveLogVersion() })
+		if active < 3 {
+			// A build before it would not know to copy them whole.
+			return errf(http.StatusServiceUnavailable, codeUnavailable, "the source's lookup tables (%s) are copied whole into each tenant, which needs cluster log version 3, and the cluster runs %d: some node runs an older build; upgrade every node first",
+				strings.Join(lookups, ", "), active)
+		}
 	}
 	stmts, _, err := blueprint.ImportSchema(r.Context(), req.FromURL)
 	if err != nil {

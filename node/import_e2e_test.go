@@ -12,6 +12,7 @@ import (
 
 	"tdb/fsm"
 	"tdb/internal/testnode"
+	"tdb/node"
 )
 
 const legacySchema = `
@@ -33,6 +34,7 @@ type importResp struct {
 	TenantsCompleted int      `json:"tenants_completed"`
 	RowsCopied       int64    `json:"rows_copied"`
 	Tables           []string `json:"tables"`
+	Lookups          []string `json:"lookups"`
 	Unrouted         []string `json:"unrouted"`
 	NotCopied        []string `json:"not_copied"`
 	Tenants          []struct {
@@ -293,5 +295,64 @@ INSERT INTO posts VALUES (1, 1);`
 	}
 	if im := waitImport(t, e, out.ID); im.Status != fsm.DeploymentCompleted || im.RowsCopied != 3 {
 		t.Fatalf("import %+v", im)
+	}
+}
+
+// TestImportCopiesLookupTablesWhole: a table without the routing field and
+// without a way to it that routed tables reference (countries, and the
+// regions countries reference) is copied whole into each tenant, or their
+// foreign keys would fail every tenant's copy; one nothing copied
+// references stays unrouted. A cluster that still has a node of a build
+// from before lookups refuses such an import before it makes anything.
+func TestImportCopiesLookupTablesWhole(t *testing.T) {
+	t.Parallel()
+	schema := `
+CREATE TABLE regions (id int PRIMARY KEY, name text);
+CREATE TABLE countries (code text PRIMARY KEY, region_id int REFERENCES regions (id));
+CREATE TABLE customers (id int PRIMARY KEY, tenant_id text NOT NULL, country text REFERENCES countries (code));
+CREATE TABLE audit (id int PRIMARY KEY, what text);
+INSERT INTO regions VALUES (1, 'Europe'), (2, 'Asia');
+INSERT INTO countries VALUES ('fr', 1), ('jp', 2), ('de', 1);
+INSERT INTO customers VALUES (1, 'acme', 'fr'), (2, 'globex', 'jp');
+INSERT INTO audit VALUES (1, 'x');`
+
+	old := testnode.Start(t, func(cfg *node.Config) { cfg.Cluster.LogVersion = 2 })
+	var out importResp
+	status := old.Do(t, "POST", "/v1/workspaces/myapp/import-full", old.ProxyPassword, "",
+		map[string]any{"from_url": sourceDB(t, old, "lookups_old_", schema), "routing_field": "tenant_id"}, &out)
+	if status != 503 || !strings.Contains(out.Message, "lookup tables (public.regions, public.countries) are copied whole") ||
+		!strings.Contains(out.Message, "upgrade every node first") {
+		t.Fatalf("import-full on a cluster at log version 2: %d %+v", status, out)
+	}
+	var versions []version
+	old.MustDo(t, "GET", "/v1/blueprints/myapp/versions", old.ProxyPassword, "", nil, &versions)
+	if len(versions) != 0 {
+		t.Fatalf("the refused import left versions %+v", versions)
+	}
+
+	e := testnode.Start(t)
+	status = e.Do(t, "POST", "/v1/workspaces/myapp/import-full", e.ProxyPassword, "",
+		map[string]any{"from_url": sourceDB(t, e, "lookups_", schema), "routing_field": "tenant_id"}, &out)
+	if status != 202 || !slices.Equal(out.Lookups, []string{"public.regions", "public.countries"}) ||
+		!slices.Equal(out.Unrouted, []string{"public.audit"}) || out.TenantsTotal != 2 {
+		t.Fatalf("import-full: %d %+v", status, out)
+	}
+	key := ""
+	for _, tn := range out.Tenants {
+		if tn.TenantID == "acme" {
+			u, _ := url.Parse(tn.ConnectionString)
+			key, _ = u.User.Password()
+		}
+	}
+	im := waitImport(t, e, out.ID)
+	if im.Status != fsm.DeploymentCompleted || im.RowsCopied != 2*(2+3+1) {
+		t.Fatalf("import %+v", im)
+	}
+	c := connect(t, e.ConnString(key, "myapp__acme", "require"))
+	var countries, regions, customers, audit int
+	err := c.QueryRow(context.Background(), "SELECT (SELECT count(*) FROM countries), (SELECT count(*) FROM regions), (SELECT count(*) FROM customers), (SELECT count(*) FROM audit)").
+		Scan(&countries, &regions, &customers, &audit)
+	if err != nil || countries != 3 || regions != 2 || customers != 1 || audit != 0 {
+		t.Fatalf("acme has %d countries, %d regions, %d customers, %d audit rows: %v", countries, regions, customers, audit, err)
 	}
 }

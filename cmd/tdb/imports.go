@@ -27,7 +27,7 @@ func printImport(w io.Writer, im importOut, onlyProblems bool) {
 		field{"id", im.ID}, field{"workspace", im.Workspace}, field{"routing_field", im.RoutingField},
 		field{"status", im.Status},
 		field{"tenants", fmt.Sprintf("%d total, %d completed, %d failed", im.TenantsTotal, im.TenantsCompleted, im.TenantsFailed)},
-		field{"rows_copied", im.RowsCopied}, field{"tables", im.Tables}, field{"unrouted", im.Unrouted}, field{"not_copied", im.NotCopied})
+		field{"rows_copied", im.RowsCopied}, field{"tables", im.Tables}, field{"lookups", im.Lookups}, field{"unrouted", im.Unrouted}, field{"not_copied", im.NotCopied})
 	var rows [][]any
 	withConn := false
 	for _, t := range im.Tenants {
@@ -66,7 +66,8 @@ func newWorkspaceImportFullCmd() *cobra.Command {
 first blueprint version, create one tenant per distinct value of --routing-field (named from
 the value, e.g. 42 → t_42, "Acme Corp" → acme_corp) and copy each tenant's rows into it.
 Tables without the routing field follow their foreign keys to a table that has it; tables
-that cannot are reported as unrouted and not copied.
+that cannot are lookup tables, copied whole into each tenant, when tables copied reference
+them, and else are reported as unrouted and not copied.
 
 The new tenants' connection strings (tenant keys inside) are printed once, here. The copy
 runs in the cluster; follow it with --wait (a progress bar on a terminal) or

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -169,6 +170,59 @@ INSERT INTO days VALUES (1, '2024-04-03'), (2, '2024-04-03'), (3, '2024-05-01');
 	}
 	if _, rows, err := importInto(t, src, "tenant_id", plan.Values[0]); err != nil || rows != 2 {
 		t.Fatalf("copy of %s: %d rows, %v", plan.Values[0], rows, err)
+	}
+}
+
+// Each tenant's rows are read by an index on the routing column (and on
+// the foreign keys on the way) where the column's type allows it: a full
+// scan per tenant would read the whole source once per tenant. Where
+// routing columns differ in type the text match stays, and still copies.
+func TestCopyTenantReadsByIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := sourceDBWith(t, `
+CREATE TABLE items (id int PRIMARY KEY, tenant_id bigint NOT NULL);
+CREATE INDEX ON items (tenant_id);
+CREATE TABLE parts (id int PRIMARY KEY, item_id int REFERENCES items (id));
+CREATE INDEX ON parts (item_id);
+INSERT INTO items SELECT g, g % 50 FROM generate_series(1, 5000) g;
+INSERT INTO parts SELECT g, g FROM generate_series(1, 5000) g;
+ANALYZE;`)
+	plan, err := blueprint.Analyse(ctx, src, "tenant_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, tb := range plan.Tables {
+		var lines []string
+		rows, err := c.Query(ctx, "EXPLAIN "+blueprint.SelectSQL(tb, "7"))
+		if err == nil {
+			lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := strings.Join(lines, "\n"); strings.Contains(p, "Seq Scan on items") {
+			t.Errorf("%s is read with a full scan of items:\n%s", tb.Name, p)
+		}
+	}
+	if _, rows, err := importInto(t, src, "tenant_id", "7"); err != nil || rows != 200 {
+		t.Fatalf("copy: %d rows, %v", rows, err)
+	}
+
+	mixed := sourceDBWith(t, `
+CREATE TABLE a (id int PRIMARY KEY, tenant_id int NOT NULL);
+CREATE TABLE b (id int PRIMARY KEY, tenant_id text NOT NULL);
+INSERT INTO a VALUES (1, 7); INSERT INTO b VALUES (1, '7'), (2, 'x');`)
+	if plan, err := blueprint.Analyse(ctx, mixed, "tenant_id"); err != nil || plan.Tables[0].RoutingType != "" {
+		t.Fatalf("routing columns of two types: %+v, %v", plan.Tables, err)
+	}
+	if _, rows, err := importInto(t, mixed, "tenant_id", "x"); err != nil || rows != 1 {
+		t.Fatalf("copy of x: %d rows, %v", rows, err)
 	}
 }
 

@@ -65,12 +65,14 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 		hops    []fsm.ImportHop
 		routed  bool
 		whole   bool
+		typ     string // the routing column's type
 	}
 	tables := map[uint32]*table{}
 	var oids []uint32
 	rows, err := conn.Query(ctx, `SELECT c.oid, c.oid::regclass::text,
 			array_agg(quote_ident(a.attname) ORDER BY a.attnum) FILTER (WHERE a.attgenerated = ''),
-			bool_or(a.attname = $1)
+			bool_or(a.attname = $1),
+			coalesce(min(a.atttypid::regtype::text) FILTER (WHERE a.attname = $1), '')
 		FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 		GROUP BY c.oid ORDER BY c.oid`, routingField)
@@ -81,7 +83,7 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 		var oid uint32
 		t := &table{}
 		var has bool
-		if err := rows.Scan(&oid, &t.name, &t.columns, &has); err != nil {
+		if err := rows.Scan(&oid, &t.name, &t.columns, &has, &t.typ); err != nil {
 			rows.Close()
 			return plan, err
 		}
@@ -241,6 +243,22 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 				strings.Join(stuck, ", ")), ErrBadSource)
 		}
 	}
+	// Each tenant's rows are matched by the routing value's text; where
+	// every routing column has one type whose values are equal exactly when
+	// their text is, the copy also compares as that type, for an index.
+	typ := ""
+	for _, oid := range oids {
+		if t := tables[oid]; t.routing != "" {
+			if typ != "" && t.typ != typ {
+				typ = ""
+				break
+			}
+			typ = t.typ
+		}
+	}
+	if !indexableRouting[typ] {
+		typ = ""
+	}
 	var routed []string
 	for _, oid := range order {
 		t := tables[oid]
@@ -248,7 +266,17 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 			plan.Unrouted = append(plan.Unrouted, t.name)
 			continue
 		}
-		plan.Tables = append(plan.Tables, fsm.ImportTable{Name: t.name, Columns: t.columns, Routing: t.routing, Via: t.hops, Whole: t.whole})
+		it := fsm.ImportTable{Name: t.name, Columns: t.columns, Routing: t.routing, Via: t.hops, Whole: t.whole}
+		if typ != "" {
+			if it.Routing != "" {
+				it.RoutingType = typ
+			}
+			if n := len(it.Via); n > 0 {
+				it.Via = append([]fsm.ImportHop(nil), it.Via...)
+				it.Via[n-1].RefRoutingType = typ
+			}
+		}
+		plan.Tables = append(plan.Tables, it)
 		if t.routing != "" {
 			routed = append(routed, fmt.Sprintf("SELECT %s::text AS v FROM %s", t.routing, t.name))
 		}
@@ -287,7 +315,12 @@ func SelectSQL(t fsm.ImportTable, value string) string {
 		return fmt.Sprintf("SELECT %s FROM %s", strings.Join(t.Columns, ", "), t.Name)
 	}
 	lit := literal(value)
-	cond := routedWhere(t, func(routing string) string { return fmt.Sprintf("%s::text = %s", routing, lit) })
+	cond := routedWhere(t, func(routing, typ string) string {
+		if typ != "" {
+			return fmt.Sprintf("%s = CAST(%s AS %s) AND %s::text = %s", routing, lit, typ, routing, lit)
+		}
+		return fmt.Sprintf("%s::text = %s", routing, lit)
+	})
 	return fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(t.Columns, ", "), t.Name, cond)
 }
 
@@ -295,21 +328,22 @@ func SelectSQL(t fsm.ImportTable, value string) string {
 // NULL one, or a NULL or dangling foreign key on the way. No tenant's
 // SelectSQL reads them.
 func NotCopiedSQL(t fsm.ImportTable) string {
-	cond := routedWhere(t, func(routing string) string { return routing + " IS NOT NULL" })
+	cond := routedWhere(t, func(routing, _ string) string { return routing + " IS NOT NULL" })
 	return fmt.Sprintf("SELECT count(*) FROM %s WHERE NOT coalesce((%s), false)", t.Name, cond)
 }
 
 // routedWhere is the condition on a table's rows that their routing value
-// (of their own, or at the end of their foreign-key chain) meets test.
-func routedWhere(t fsm.ImportTable, test func(routing string) string) string {
+// (of their own, or at the end of their foreign-key chain) meets test,
+// which is given the routing column and its type (when the plan has it).
+func routedWhere(t fsm.ImportTable, test func(routing, typ string) string) string {
 	if t.Routing != "" {
-		return test(t.Routing)
+		return test(t.Routing, t.RoutingType)
 	}
 	// Innermost first: the last hop's table filtered by its routing column.
 	cond := ""
 	for i := len(t.Via) - 1; i >= 0; i-- {
 		h := t.Via[i]
-		where := test(h.RefRouting)
+		where := test(h.RefRouting, h.RefRoutingType)
 		if i < len(t.Via)-1 {
 			where = cond
 		}
@@ -317,6 +351,13 @@ func routedWhere(t fsm.ImportTable, test func(routing string) string) string {
 			strings.Join(h.Columns, ", "), strings.Join(h.RefColumns, ", "), h.RefTable, where)
 	}
 	return cond
+}
+
+// indexableRouting are the routing column types compared as themselves
+// too: built-in, with a btree equality, and equal exactly when their text
+// is (the text test stays, so the rows matched are the same).
+var indexableRouting = map[string]bool{
+	"smallint": true, "integer": true, "bigint": true, "text": true, "character varying": true, "uuid": true,
 }
 
 // literal renders s as an escape-string constant, whatever the server's

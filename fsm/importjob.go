@@ -37,6 +37,11 @@ type ImportTable struct {
 	Name    string      `json:"name"`    // quoted, schema-qualified
 	Columns []string    `json:"columns"` // quoted; generated columns left out
 	Routing string      `json:"routing"` // quoted routing column, when the table has it
+	// RoutingType is the routing column's type when every routing column of
+	// the import has the same one and it is one whose equality an index
+	// serves as its text's (integer, text, uuid…): a copy then also matches
+	// the value as that type, which an index on the column can serve.
+	RoutingType string `json:"routing_type,omitempty"`
 	Via     []ImportHop `json:"via,omitempty"`
 	// Whole marks a lookup table: no way to the routing field, but routed
 	// tables reference it (countries, plans), so each tenant gets all its
@@ -54,6 +59,8 @@ type ImportHop struct {
 	// RefRouting is the routing column of RefTable when it has one (the
 	// last hop).
 	RefRouting string `json:"ref_routing,omitempty"`
+	// RefRoutingType is RefRouting's type, as ImportTable.RoutingType.
+	RefRoutingType string `json:"ref_routing_type,omitempty"`
 }
 
 // ImportTenant is one tenant's progress: its routing value and the rows

@@ -34,15 +34,15 @@ type Import struct {
 // ImportTable is how one source table's rows are split: by its own routing
 // column, or by following foreign keys (Via) to a table that has one.
 type ImportTable struct {
-	Name    string      `json:"name"`    // quoted, schema-qualified
-	Columns []string    `json:"columns"` // quoted; generated columns left out
-	Routing string      `json:"routing"` // quoted routing column, when the table has it
+	Name    string   `json:"name"`    // quoted, schema-qualified
+	Columns []string `json:"columns"` // quoted; generated columns left out
+	Routing string   `json:"routing"` // quoted routing column, when the table has it
 	// RoutingType is the routing column's type when every routing column of
 	// the import has the same one and it is one whose equality an index
 	// serves as its text's (integer, text, uuid…): a copy then also matches
 	// the value as that type, which an index on the column can serve.
-	RoutingType string `json:"routing_type,omitempty"`
-	Via     []ImportHop `json:"via,omitempty"`
+	RoutingType string      `json:"routing_type,omitempty"`
+	Via         []ImportHop `json:"via,omitempty"`
 	// Whole marks a lookup table: no way to the routing field, but routed
 	// tables reference it (countries, plans), so each tenant gets all its
 	// rows. Planned only once the cluster runs log version 3: builds

@@ -56,6 +56,18 @@ func sourceDBWith(t *testing.T, sql string) string {
 	return u.String()
 }
 
+// plannedSource is a database with importSource, and its import plan by
+// tenant_id.
+func plannedSource(t *testing.T) (string, blueprint.ImportPlan) {
+	t.Helper()
+	src := sourceDB(t)
+	plan, err := blueprint.Analyse(context.Background(), src, "tenant_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, plan
+}
+
 // tenantOf is a tenant database with the schema of the source src.
 func tenantOf(t *testing.T, src string) *deployFixture {
 	t.Helper()
@@ -253,11 +265,7 @@ INSERT INTO roles VALUES (0, 'acme');`)
 func TestCopyTenantIsRepeatable(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	src := sourceDB(t)
-	plan, err := blueprint.Analyse(ctx, src, "tenant_id")
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, plan := plannedSource(t)
 	if len(plan.Tables) != 4 || plan.Tables[3].Name != "public.order_lines" || len(plan.Tables[3].Via) != 2 ||
 		len(plan.Unrouted) != 1 || plan.Unrouted[0] != "public.settings" || len(plan.Values) != 2 {
 		t.Fatalf("plan %+v", plan)
@@ -293,11 +301,7 @@ func TestCopyTenantIsRepeatable(t *testing.T) {
 func TestCopyTenantCommittedIsNotMadeAgain(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	src := sourceDB(t)
-	plan, err := blueprint.Analyse(ctx, src, "tenant_id")
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, plan := plannedSource(t)
 	f := tenantOf(t, src)
 	job := ImportJob{Import: "imp_0a1b2c", Tenant: "acme", Value: "acme", SourceURL: src, BackendURL: f.url, Database: f.db, Tables: plan.Tables}
 	if rows, err := copyTenant(ctx, fastApply, job); err != nil || rows != 8 {

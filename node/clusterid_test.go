@@ -1,13 +1,11 @@
 package node
 
 import (
-	"context"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"tdb/fsm"
 )
@@ -52,14 +50,7 @@ func TestClusterIdentityFile(t *testing.T) {
 		t.Fatalf("a pending cluster id is told: %q", got)
 	}
 	// Its first leader records it; the file then says so.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := r.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for !r.IsLeader() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	ctx := leadAlone(t, r)
 	if _, _, err := r.Apply(ctx, fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: 3}); err != nil {
 		t.Fatal(err)
 	}

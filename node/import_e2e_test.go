@@ -255,6 +255,17 @@ INSERT INTO events VALUES ('acme', 1), ('acme', 2), ('globex', 1);`)
 	}
 }
 
+// noVersions fails when workspace myapp has blueprint versions: a refused
+// import makes nothing.
+func noVersions(t *testing.T, e *testnode.Env) {
+	t.Helper()
+	var versions []version
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	if len(versions) != 0 {
+		t.Fatalf("the refused import left versions %+v", versions)
+	}
+}
+
 // TestImportForeignKeyCycle: tables whose foreign keys form a cycle copy
 // only when those keys are deferrable (a table that depends on the cycle
 // by an ordinary key copies after it); otherwise import-full says so before
@@ -279,11 +290,7 @@ INSERT INTO posts VALUES (1, 1);`
 		!strings.Contains(out.Message, "only when its foreign keys are DEFERRABLE") {
 		t.Fatalf("a cycle of immediate keys: %d %+v", status, out)
 	}
-	var versions []version
-	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
-	if len(versions) != 0 {
-		t.Fatalf("the refused import left versions %+v", versions)
-	}
+	noVersions(t, e)
 
 	// A tenant of another blueprint keeps its name: the import's acme is acme_2.
 	e.MustDo(t, "POST", "/v1/workspaces", e.ProxyPassword, "", map[string]string{"name": "other"}, nil)
@@ -324,11 +331,7 @@ INSERT INTO audit VALUES (1, 'x');`
 		!strings.Contains(out.Message, "upgrade every node first") {
 		t.Fatalf("import-full on a cluster at log version 2: %d %+v", status, out)
 	}
-	var versions []version
-	old.MustDo(t, "GET", "/v1/blueprints/myapp/versions", old.ProxyPassword, "", nil, &versions)
-	if len(versions) != 0 {
-		t.Fatalf("the refused import left versions %+v", versions)
-	}
+	noVersions(t, old)
 
 	e := testnode.Start(t)
 	status = e.Do(t, "POST", "/v1/workspaces/myapp/import-full", e.ProxyPassword, "",

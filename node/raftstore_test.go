@@ -81,14 +81,7 @@ func TestDamagedSnapshotNamesItsPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := r.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for !r.IsLeader() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	ctx := leadAlone(t, r)
 	if _, _, err := r.Apply(ctx, fsm.CmdAddBackend, &fsm.AddBackend{Name: "b", URL: "postgres://x", At: time.Unix(0, 0)}); err != nil {
 		t.Fatal(err)
 	}
@@ -106,4 +99,19 @@ func TestDamagedSnapshotNamesItsPlace(t *testing.T) {
 	if _, err := open(); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "snapshots")) || !strings.Contains(err.Error(), "--join") {
 		t.Fatalf("reopen with a damaged snapshot: %v", err)
 	}
+}
+
+// leadAlone waits until r, the one server of its cluster, leads, and
+// returns a context for its commands that ends with the test.
+func leadAlone(t *testing.T, r *Replica) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	if err := r.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for !r.IsLeader() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return ctx
 }

@@ -200,6 +200,9 @@ func (n *Node) reconcileMembers() {
 	for _, s := range cf.Configuration().Servers {
 		servers[s.ID] = s
 	}
+	if len(servers) > 1 {
+		n.rep.identity.joined()
+	}
 	timeout := n.cfg.Cluster.InternalTimeout
 	active := n.activeLogVersion()
 	changed := false // the configuration read above is out of date
@@ -211,11 +214,14 @@ func (n *Node) reconcileMembers() {
 			continue
 		}
 		s, known := servers[id]
-		if own := n.rep.ClusterID(); m.Cluster != "" && own != "" && m.Cluster != own {
+		// A node that says it belongs to a cluster is made a voter only of
+		// that cluster: not of another, nor of a new one whose ID is still
+		// pending (a node whose data dir was emptied bootstrapped it).
+		if own := n.rep.identity.Own(); m.Cluster != "" && m.Cluster != own {
 			// Its raft refuses ours and ours its (rafttls.go): leave it be.
 			if c, logged := n.foreignCluster[m.ID]; !logged || c != m.Cluster {
 				n.foreignCluster[m.ID] = m.Cluster
-				n.logger.Printf("membership: %s at %s belongs to cluster %s, and this is cluster %s: not made a voter, nor removed. If its data dir was emptied and it was started without --join, it bootstrapped a cluster of its own: stop it, empty its data dir and start it with --join to this cluster", m.ID, m.RaftAddr, m.Cluster, own)
+				n.logger.Printf("membership: %s at %s belongs to cluster %s, and this is cluster %s: not made a voter, nor removed. If this node's data dir was emptied and it was started without --join, it bootstrapped a cluster of its own: stop it, empty its data dir and start it with --join to the others; if the other node's was, do that to it", m.ID, m.RaftAddr, m.Cluster, orNone(own))
 			}
 			continue
 		}
@@ -258,6 +264,14 @@ func (n *Node) reconcileMembers() {
 	if !changed { // else next round, with the servers just added counted
 		n.raiseLogVersion(cf.Configuration().Servers, members, active)
 	}
+}
+
+// orNone names a cluster ID, or its absence.
+func orNone(id string) string {
+	if id == "" {
+		return "(none yet)"
+	}
+	return id
 }
 
 // keepClusterID writes the cluster's ID to the raft dir once the state has

@@ -534,14 +534,7 @@ func TestClusterWipedFirstNodeDoesNotTakeOver(t *testing.T) {
 	c := testcluster.Start(t, 3)
 	leader := c.WaitLeader(t)
 	c.CreateKey(t, leader, "read", "workspace", "myapp")
-	if leader != 0 {
-		// The same term on both sides is the worst case: n1 led when all stopped.
-		err := c.Members[leader].Node.Replica().Raft.LeadershipTransferToServer("n1", raft.ServerAddress(c.Members[0].Node.Replica().Addr())).Error()
-		if err != nil {
-			t.Fatalf("transfer leadership to n1: %v", err)
-		}
-		c.WaitLeader(t)
-	}
+	leadFromFirst(t, c)
 	c.Stop(t, 1)
 	c.Stop(t, 2)
 	c.Stop(t, 0)
@@ -551,19 +544,15 @@ func TestClusterWipedFirstNodeDoesNotTakeOver(t *testing.T) {
 		return c.Members[0].Node.Replica().IsLeader() && c.Members[0].Node.Replica().ClusterID() != ""
 	})
 	c.RestartTogether(t, 1, 2)
-	hasProject := func(i int) (ok bool) {
-		c.Members[i].Node.FSM().View(func(s *fsm.State) { ok = s.Projects[c.ProjectID] != nil })
-		return ok
-	}
 	// A restarted node applies its log again once it knows a leader.
 	leads := func(i int) bool { return c.Members[i].Node.Replica().IsLeader() }
 	testcluster.Eventually(t, "n2 and n3 to go on as a cluster with the metadata they had", func() bool {
-		return (leads(1) || leads(2)) && hasProject(1) && hasProject(2)
+		return (leads(1) || leads(2)) && hasProject(c, 1) && hasProject(c, 2)
 	})
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, i := range []int{1, 2} {
-			if !hasProject(i) {
+			if !hasProject(c, i) {
 				t.Fatalf("%s lost the cluster's metadata to the wiped node's cluster", c.Members[i].ID)
 			}
 		}
@@ -589,5 +578,74 @@ func TestClusterWipedFirstNodeDoesNotTakeOver(t *testing.T) {
 		c.CreateKey(t, 1, "read", "workspace", "myapp")
 	} else {
 		c.CreateKey(t, 2, "read", "workspace", "myapp")
+	}
+}
+
+// leadFromFirst makes n1 the leader: when all nodes stop, the same term on
+// both sides of a wiped n1 is the worst case.
+func leadFromFirst(t *testing.T, c *testcluster.Cluster) {
+	t.Helper()
+	if leader := c.WaitLeader(t); leader != 0 {
+		err := c.Members[leader].Node.Replica().Raft.LeadershipTransferToServer("n1", raft.ServerAddress(c.Members[0].Node.Replica().Addr())).Error()
+		if err != nil {
+			t.Fatalf("transfer leadership to n1: %v", err)
+		}
+		c.WaitLeader(t)
+	}
+}
+
+// hasProject reports whether member i's state has the cluster's project.
+func hasProject(c *testcluster.Cluster, i int) (ok bool) {
+	c.Members[i].Node.FSM().View(func(s *fsm.State) { ok = s.Projects[c.ProjectID] != nil })
+	return ok
+}
+
+// TestClusterWipedFirstNodeBeforeItsIDIsCommitted: as
+// TestClusterWipedFirstNodeDoesNotTakeOver, but all three start together
+// and the others are in gossip before the wiped node's first leader round,
+// while its new cluster's ID is still pending: it must not make them voters
+// then either, nor be absorbed by them.
+func TestClusterWipedFirstNodeBeforeItsIDIsCommitted(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 3)
+	leadFromFirst(t, c)
+	c.CreateKey(t, 0, "read", "workspace", "myapp")
+	c.Stop(t, 1)
+	c.Stop(t, 2)
+	c.Stop(t, 0)
+	c.Reconfigure(t, 0, func(cfg *node.Config) {
+		cfg.DataDir = t.TempDir()
+		// n1 leads its new cluster once n2 and n3 are in gossip; they
+		// wait longer before an election of their own.
+		cfg.Raft.HeartbeatTimeout = time.Second
+		cfg.Raft.ElectionTimeout = time.Second
+	})
+	for _, i := range []int{1, 2} {
+		c.Reconfigure(t, i, func(cfg *node.Config) {
+			cfg.Raft.HeartbeatTimeout = 5 * time.Second
+			cfg.Raft.ElectionTimeout = 5 * time.Second
+		})
+	}
+	c.RestartTogether(t, 0, 1, 2)
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, i := range []int{1, 2} {
+			if l := string(c.Members[i].Node.Replica().Raft.Leader()); l == c.Members[0].Node.Replica().Addr() {
+				t.Fatalf("%s follows the wiped node", c.Members[i].ID)
+			}
+			if c.Members[i].Node.FSM().AppliedIndex() > 0 && !hasProject(c, i) {
+				t.Fatalf("%s lost the cluster's metadata to the wiped node's cluster", c.Members[i].ID)
+			}
+		}
+		cf := c.Members[0].Node.Replica().Raft.GetConfiguration()
+		if err := cf.Error(); err == nil && len(cf.Configuration().Servers) != 1 {
+			t.Fatalf("the wiped node's cluster took in the others: %+v", cf.Configuration().Servers)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, i := range []int{1, 2} {
+		if !hasProject(c, i) {
+			t.Fatalf("%s has no project", c.Members[i].ID)
+		}
 	}
 }

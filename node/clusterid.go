@@ -33,6 +33,13 @@ type clusterIdentity struct {
 	mu        sync.Mutex
 	local     string // the file's ID; "" when there is no file yet
 	committed bool   // the state held local when it was written
+	// fresh: this node bootstrapped its cluster in this run and its raft
+	// configuration has held no other server since. Until its ID is
+	// committed it then admits no node of another cluster (a node whose
+	// data dir was emptied must not be absorbed by the cluster it left,
+	// whose log would overwrite entries it applied); later, a pending ID
+	// may be replaced by the one its cluster commits, and binds nobody.
+	fresh bool
 }
 
 // pendingMark follows a pending ID in the file.
@@ -71,6 +78,40 @@ func (c *clusterIdentity) ID() string {
 	return c.local
 }
 
+// Admits reports whether a raft peer that says it belongs to cluster theirs
+// ("" when it says nothing) may talk to this node, and the ID it was
+// checked against.
+func (c *clusterIdentity) Admits(theirs string) (mine string, ok bool) {
+	if theirs == "" {
+		return "", true
+	}
+	if id := c.fsm.ClusterID(); id != "" {
+		return id, theirs == id
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.local == "" || (!c.committed && !c.fresh) {
+		return "", true
+	}
+	return c.local, theirs == c.local
+}
+
+// Own is the ID this node checks other nodes against when it makes them
+// voters: the committed one, else the one it has pending; "" for none.
+func (c *clusterIdentity) Own() string {
+	if id := c.fsm.ClusterID(); id != "" {
+		return id
+	}
+	return c.Local()
+}
+
+// joined records that the raft configuration holds other servers.
+func (c *clusterIdentity) joined() {
+	c.mu.Lock()
+	c.fresh = false
+	c.mu.Unlock()
+}
+
 // Local is the ID in the file, committed or pending; "" without one.
 func (c *clusterIdentity) Local() string {
 	c.mu.Lock()
@@ -85,7 +126,13 @@ func (c *clusterIdentity) create() error {
 	if _, err := rand.Read(b); err != nil {
 		return errors.Wrap(err, "draw a cluster id")
 	}
-	return c.write(hex.EncodeToString(b), false)
+	if err := c.write(hex.EncodeToString(b), false); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.fresh = true
+	c.mu.Unlock()
+	return nil
 }
 
 // clear removes the file: a node without raft state knows no cluster.
@@ -95,7 +142,7 @@ func (c *clusterIdentity) clear() error {
 	if err := os.Remove(c.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return errors.Wrap(err, "remove the cluster id")
 	}
-	c.local, c.committed = "", false
+	c.local, c.committed, c.fresh = "", false, false
 	return nil
 }
 

@@ -79,3 +79,40 @@ func TestClusterIdentityFile(t *testing.T) {
 		t.Fatalf("a damaged cluster id file: %v", err)
 	}
 }
+
+// Whom a node admits over raft, and checks members against, by what it
+// knows of its cluster.
+func TestClusterIdentityAdmits(t *testing.T) {
+	t.Parallel()
+	f := fsm.New()
+	c, err := openClusterIdentity(t.TempDir(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
+	check := func(state, theirs string, want bool) {
+		t.Helper()
+		if _, ok := c.Admits(theirs); ok != want {
+			t.Errorf("%s: admits %q = %v, want %v", state, theirs, ok, want)
+		}
+	}
+	check("no id", a, true)
+	if err := c.create(); err != nil {
+		t.Fatal(err)
+	}
+	pending := c.Local()
+	if c.Own() != pending || c.ID() != "" {
+		t.Fatalf("a fresh bootstrap: own %q, told %q", c.Own(), c.ID())
+	}
+	check("fresh, pending", b, false)
+	check("fresh, pending", pending, true)
+	check("fresh, pending", "", true)
+	c.joined()
+	check("pending, with other servers", b, true)
+	if err := c.write(a, true); err != nil {
+		t.Fatal(err)
+	}
+	check("committed", b, false)
+	check("committed", a, true)
+	check("committed", "", true)
+}

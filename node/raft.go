@@ -128,7 +128,7 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 			return nil, err
 		}
 	}
-	transport, err := newRaftTransport(cfg.BindAddr, adv, cfg.Secret, identity.ID, cfg.LogOutput)
+	transport, err := newRaftTransport(cfg.BindAddr, adv, cfg.Secret, identity, cfg.LogOutput)
 	if err != nil {
 		store.Close()
 		return nil, errors.Wrapf(err, "listen raft on %s", cfg.BindAddr)

@@ -110,8 +110,9 @@ func (l *foreignLog) refused(theirs, mine string, from net.Addr) {
 	l.logger.Printf("raft: refused a connection from %s, a node of cluster %s: this node is of cluster %s. A node whose data dir was emptied and that was started without --join bootstrapped a cluster of its own; stop it, empty its data dir again and start it with --join to the cluster it belongs to", from, theirs, mine)
 }
 
-// clusterTLSConfig adds the cluster ID check to the listening side of cfg.
-func clusterTLSConfig(cfg *tls.Config, clusterID func() string, flog *foreignLog) *tls.Config {
+// clusterTLSConfig adds the cluster ID check to the listening side of cfg:
+// admits says whether a peer of cluster theirs may talk to this node.
+func clusterTLSConfig(cfg *tls.Config, admits func(theirs string) (string, bool), flog *foreignLog) *tls.Config {
 	cfg = cfg.Clone()
 	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		for _, p := range hello.SupportedProtos {
@@ -119,7 +120,7 @@ func clusterTLSConfig(cfg *tls.Config, clusterID func() string, flog *foreignLog
 			if !ok {
 				continue
 			}
-			if mine := clusterID(); mine != "" && theirs != "" && theirs != mine {
+			if mine, ok := admits(theirs); !ok {
 				flog.refused(theirs, mine, hello.Conn.RemoteAddr())
 				return nil, errors.Newf("raft peer is of cluster %s, this node of cluster %s", theirs, mine)
 			}
@@ -133,10 +134,15 @@ func clusterTLSConfig(cfg *tls.Config, clusterID func() string, flog *foreignLog
 	return cfg
 }
 
+// clusterCheck is what the raft transport tells and checks of clusters.
+type clusterCheck interface {
+	ID() string                                  // offered when dialing; "" offers none
+	Admits(theirs string) (mine string, ok bool) // a peer that offered theirs
+}
+
 // newRaftTransport listens on bind and returns raft's network transport,
-// over TLS when secret is set; clusterID returns this node's cluster ID
-// (empty while it has none).
-func newRaftTransport(bind string, advertise net.Addr, secret string, clusterID func() string, logOutput io.Writer) (*raft.NetworkTransport, error) {
+// over TLS when secret is set, telling and checking cluster IDs by check.
+func newRaftTransport(bind string, advertise net.Addr, secret string, check clusterCheck, logOutput io.Writer) (*raft.NetworkTransport, error) {
 	if secret == "" {
 		return raft.NewTCPTransport(bind, advertise, 3, 10*time.Second, logOutput)
 	}
@@ -156,7 +162,7 @@ func newRaftTransport(bind string, advertise net.Addr, secret string, clusterID 
 		ln.Close()
 		return nil, errors.Newf("raft address %s is not one other nodes can dial: set --raft-advertise", advertise)
 	}
-	stream := &tlsStreamLayer{Listener: tls.NewListener(ln, clusterTLSConfig(cfg, clusterID, flog)), advertise: advertise, config: cfg, clusterID: clusterID}
+	stream := &tlsStreamLayer{Listener: tls.NewListener(ln, clusterTLSConfig(cfg, check.Admits, flog)), advertise: advertise, config: cfg, clusterID: check.ID}
 	return raft.NewNetworkTransport(stream, 3, 10*time.Second, logOutput), nil
 }
 

@@ -14,7 +14,23 @@ import (
 	"tdb/internal/syncbuf"
 )
 
-func noClusterID() string { return "" }
+// knownCluster is a node that knows cluster ID (committed), or none.
+type knownCluster struct{ id *atomic.Value }
+
+func clusterOf(id string) knownCluster {
+	v := &atomic.Value{}
+	v.Store(id)
+	return knownCluster{v}
+}
+
+func (k knownCluster) ID() string { return k.id.Load().(string) }
+
+func (k knownCluster) Admits(theirs string) (string, bool) {
+	mine := k.ID()
+	return mine, theirs == "" || mine == "" || theirs == mine
+}
+
+var noClusterID = clusterOf("")
 
 // TestRaftTransportTLS: raft connections between nodes with the same
 // cluster secret carry raft RPCs; a peer with another secret, or one that
@@ -85,10 +101,9 @@ func TestRaftTransportTLS(t *testing.T) {
 // the refusal is logged.
 func TestRaftTransportRefusesAnotherCluster(t *testing.T) {
 	t.Parallel()
-	var serverID atomic.Value
-	serverID.Store("aaaaaaaaaaaaaaaa")
+	serverID := clusterOf("aaaaaaaaaaaaaaaa")
 	var logged syncbuf.Buffer
-	server, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", func() string { return serverID.Load().(string) }, &logged)
+	server, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", serverID, &logged)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +114,7 @@ func TestRaftTransportRefusesAnotherCluster(t *testing.T) {
 		}
 	}()
 	send := func(id string) error {
-		client, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", func() string { return id }, io.Discard)
+		client, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", clusterOf(id), io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +134,7 @@ func TestRaftTransportRefusesAnotherCluster(t *testing.T) {
 	if !strings.Contains(logged.String(), "a node of cluster bbbbbbbbbbbbbbbb: this node is of cluster aaaaaaaaaaaaaaaa") {
 		t.Fatalf("the refusal was not logged: %q", logged.String())
 	}
-	serverID.Store("") // a joiner: anyone may reach it
+	serverID.id.Store("") // a joiner: anyone may reach it
 	if err := send("bbbbbbbbbbbbbbbb"); err != nil {
 		t.Fatalf("a node without a cluster ID refused a cluster: %v", err)
 	}

@@ -66,7 +66,9 @@ const deployLockKey int64 = 0x7464625f64706c79 // "tdb_dply"
 // rows it copied), in the copy's transaction, so that a copy whose result
 // the leader never recorded is not made again over rows written since.
 // The done field then comes first, even at 0: builds that know only the
-// version and done fields read the version right.
+// version and done fields read the version right, though not the steps
+// done (done=2;import=… is no number to them), so a copy records itself
+// only once the cluster runs log version 3 (ImportJob.Mark).
 const markerPrefix = "tdb:schema_version="
 
 // markerDone separates the version from the statements done of the next.

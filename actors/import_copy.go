@@ -25,11 +25,17 @@ type ImportJob struct {
 	BackendURL string
 	Database   string
 	Tables     []fsm.ImportTable
+	// Mark records the copy in the database's marker, and skips a copy
+	// the marker says committed. Builds before log version 3 read a marker
+	// with a step count and an import as no steps done, so the field is
+	// written only once every node runs a build that reads it.
+	Mark bool
 }
 
 // PlanImportTenant decides what to do for one tenant of an import.
 func PlanImportTenant(s *fsm.State, im *fsm.Import, it *fsm.ImportTenant) ImportJob {
-	job := ImportJob{Import: im.ID, Tenant: it.Tenant, Value: it.Value, SourceURL: im.SourceURL, Tables: im.Tables}
+	job := ImportJob{Import: im.ID, Tenant: it.Tenant, Value: it.Value, SourceURL: im.SourceURL, Tables: im.Tables,
+		Mark: s.ActiveLogVersion() >= 3}
 	var db *fsm.Database
 	if p := s.Projects[im.ProjectID]; p != nil {
 		if t := p.Tenants[it.Tenant]; t != nil && t.Blueprint == im.Workspace {
@@ -101,7 +107,7 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 	if err != nil {
 		return 0, err
 	}
-	if job.Import != "" && mark.imp == job.Import {
+	if job.Mark && mark.imp == job.Import {
 		return mark.rows, nil
 	}
 	if err := src.Exec(ctx, "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE").Close(); err != nil {
@@ -143,7 +149,7 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 		if err := resetSequences(ctx, tx); err != nil {
 			return err
 		}
-		if job.Import == "" {
+		if !job.Mark {
 			return nil
 		}
 		mark.imp, mark.rows = job.Import, total

@@ -303,7 +303,7 @@ func TestCopyTenantCommittedIsNotMadeAgain(t *testing.T) {
 	ctx := context.Background()
 	src, plan := plannedSource(t)
 	f := tenantOf(t, src)
-	job := ImportJob{Import: "imp_0a1b2c", Tenant: "acme", Value: "acme", SourceURL: src, BackendURL: f.url, Database: f.db, Tables: plan.Tables}
+	job := ImportJob{Import: "imp_0a1b2c", Tenant: "acme", Value: "acme", SourceURL: src, BackendURL: f.url, Database: f.db, Tables: plan.Tables, Mark: true}
 	if rows, err := copyTenant(ctx, fastApply, job); err != nil || rows != 8 {
 		t.Fatalf("copy: %d rows, %v", rows, err)
 	}
@@ -354,6 +354,20 @@ func TestTenantNames(t *testing.T) {
 		}
 		if err := fsm.ValidateName("tenant", sp.Tenant); err != nil {
 			t.Errorf("%q: %v", sp.Tenant, err)
+		}
+	}
+}
+
+// The import is recorded in the marker only once the cluster runs log
+// version 3: builds before it read a marker with steps done and an import
+// as no steps done.
+func TestPlanImportTenantMarksFromLogVersion3(t *testing.T) {
+	for v, want := range map[uint16]bool{2: false, 3: true} {
+		s := fsm.NewState()
+		s.LogVersion = v
+		im := &fsm.Import{ID: "imp_1", ProjectID: "p"}
+		if job := PlanImportTenant(s, im, &fsm.ImportTenant{Tenant: "t"}); job.Mark != want {
+			t.Errorf("log version %d: Mark %v", v, job.Mark)
 		}
 	}
 }

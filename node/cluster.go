@@ -282,6 +282,11 @@ func (n *Node) keepClusterID() bool {
 	if err != nil {
 		n.logger.Printf("membership: %v", err)
 	}
+	if changed {
+		// Connections this node opened before the ID was committed offered
+		// none: the next ones offer it, and their peers check it.
+		n.rep.transport.CloseStreams()
+	}
 	if n.rep.IsLeader() && n.rep.FSM.ClusterID() == "" {
 		var err error
 		n.rep.FSM.View(func(s *fsm.State) { err = s.CheckProposable(fsm.CmdSetClusterID) })
@@ -315,6 +320,9 @@ func (n *Node) proposeClusterID() bool {
 	changed, err := n.rep.identity.persist()
 	if err != nil {
 		n.logger.Printf("membership: %v", err)
+	}
+	if changed {
+		n.rep.transport.CloseStreams()
 	}
 	return changed
 }

@@ -33,8 +33,8 @@ type clusterIdentity struct {
 	mu        sync.Mutex
 	local     string // the file's ID; "" when there is no file yet
 	committed bool   // the state held local when it was written
-	// fresh: this node bootstrapped its cluster in this run and its raft
-	// configuration has held no other server since. Until its ID is
+	// fresh: this node bootstrapped its cluster, its ID is pending, and
+	// its raft configuration has held no other server since. Until its ID is
 	// committed it then admits no node of another cluster (a node whose
 	// data dir was emptied must not be absorbed by the cluster it left,
 	// whose log would overwrite entries it applied); later, a pending ID
@@ -59,7 +59,9 @@ func openClusterIdentity(dir string, f *fsm.FSM) (*clusterIdentity, error) {
 	if err := fsm.CheckClusterID(id); err != nil {
 		return nil, errors.Wrapf(err, "%s is damaged: restore it, or remove it if the raft state beside it is the cluster's", c.path)
 	}
-	c.local, c.committed = id, !pending
+	// A pending ID is this node's own bootstrap: until its raft
+	// configuration is read and holds another server, it counts as fresh.
+	c.local, c.committed, c.fresh = id, !pending, pending
 	return c, nil
 }
 

@@ -49,6 +49,15 @@ func TestClusterIdentityFile(t *testing.T) {
 	if got := r.ClusterID(); got != "" {
 		t.Fatalf("a pending cluster id is told: %q", got)
 	}
+	// Restarted before its ID is committed, alone in its configuration, it
+	// still admits no other cluster.
+	r.Close()
+	if r, err = open(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.identity.Admits("bbbbbbbbbbbbbbbb"); ok || r.identity.Local() != id {
+		t.Fatalf("restarted with pending id %q (was %q): admits another cluster: %v", r.identity.Local(), id, ok)
+	}
 	// Its first leader records it; the file then says so.
 	ctx := leadAlone(t, r)
 	if _, _, err := r.Apply(ctx, fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: 3}); err != nil {

@@ -144,6 +144,9 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 		return nil, errors.Wrap(err, "start raft")
 	}
 	rep := &Replica{Raft: r, FSM: f, store: store, transport: transport, cfg: cfg, identity: identity}
+	if cf := r.GetConfiguration(); cf.Error() == nil && len(cf.Configuration().Servers) > 1 {
+		identity.joined()
+	}
 	if cfg.Bootstrap && !has {
 		boot := raft.Configuration{Servers: []raft.Server{{
 			ID: rc.LocalID, Address: transport.LocalAddr(), Suffrage: raft.Voter,

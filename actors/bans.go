@@ -2,6 +2,8 @@ package actors
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"log"
 	"sort"
@@ -18,6 +20,10 @@ type BanTrackerConfig struct {
 	Now     func() time.Time
 	Logf    func(format string, args ...any)
 	Metrics *metrics.Metrics
+
+	// Batches reports whether the cluster takes batch IDs (log version 3);
+	// nil: it does not.
+	Batches func() bool
 
 	Interval   time.Duration // batching period (default 200 ms)
 	MaxPending int           // distinct IPs held between batches (default 10,000)
@@ -68,6 +74,7 @@ func (b *BanTracker) Fail(ip string) {
 func (b *BanTracker) Run(ctx context.Context) {
 	defer close(b.done)
 	batch := newFailBatch(b.cfg.MaxPending)
+	var again *fsm.RecordAuthFailures // a batch to propose again
 	tick := time.NewTicker(b.cfg.Interval)
 	defer tick.Stop()
 	for {
@@ -79,26 +86,43 @@ func (b *BanTracker) Run(ctx context.Context) {
 				b.cfg.Metrics.Dropped("auth_failures")
 			}
 		case <-tick.C:
-			for !batch.empty() {
-				fails := batch.take(b.cfg.MaxBatch)
-				if !b.propose(ctx, fails) {
-					batch.putBack(fails) // retried next tick, as room allows
-					break
+			// A batch whose proposal failed is proposed again, as it was,
+			// before any other: it may have been committed all the same
+			// (the leader changed while committing it), and with its ID the
+			// FSM then counts it once.
+			if again != nil && b.propose(ctx, again) {
+				again = nil
+			}
+			for again == nil && !batch.empty() {
+				cmd := &fsm.RecordAuthFailures{Node: b.cfg.NodeID, Failures: batch.take(b.cfg.MaxBatch)}
+				if b.cfg.Batches != nil && b.cfg.Batches() {
+					cmd.Batch = newBatchID()
+				}
+				if !b.propose(ctx, cmd) {
+					again = cmd
 				}
 			}
 		}
 	}
 }
 
-// propose commits one batch; it reports whether it was committed.
-func (b *BanTracker) propose(ctx context.Context, fails []fsm.AuthFailure) bool {
+// newBatchID names a batch of failures.
+func newBatchID() string {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	return hex.EncodeToString(id[:])
+}
+
+// propose commits one batch, at the time now; it reports whether it was
+// committed.
+func (b *BanTracker) propose(ctx context.Context, cmd *fsm.RecordAuthFailures) bool {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cmd := &fsm.RecordAuthFailures{At: b.cfg.Now().UTC(), Node: b.cfg.NodeID, Failures: fails}
+	cmd.At = b.cfg.Now().UTC()
 	v, _, err := b.cfg.Propose.Apply(cctx, fsm.CmdRecordAuthFailures, cmd)
 	if err != nil {
 		b.cfg.Metrics.BanBatch(false, 0)
-		b.cfg.Logf("bans: record %d failed logins: %v", len(fails), err)
+		b.cfg.Logf("bans: record %d failed logins: %v", len(cmd.Failures), err)
 		return false
 	}
 	bans, ok := v.([]fsm.Ban)
@@ -151,11 +175,4 @@ func (f *failBatch) take(n int) []fsm.AuthFailure {
 		delete(f.counts, ip)
 	}
 	return out
-}
-
-// putBack returns failures that could not be proposed.
-func (f *failBatch) putBack(fails []fsm.AuthFailure) {
-	for _, x := range fails {
-		f.add(x.IP, x.Count)
-	}
 }

@@ -3,8 +3,10 @@ package actors
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,8 +33,7 @@ func TestFailBatch(t *testing.T) {
 	if fmt.Sprint(got) != "[{10.0.0.1 2} {10.0.0.2 2}]" {
 		t.Fatalf("take(2) = %v", got)
 	}
-	b.putBack(got)
-	if got := b.take(10); fmt.Sprint(got) != "[{10.0.0.1 2} {10.0.0.2 2} {10.0.0.3 1}]" || !b.empty() {
+	if got := b.take(10); fmt.Sprint(got) != "[{10.0.0.3 1}]" || !b.empty() {
 		t.Fatalf("take(10) = %v", got)
 	}
 }
@@ -126,4 +127,56 @@ func TestBanTrackerLogsBansOnAFollower(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// unknownProposer commits the first command into the FSM and then answers
+// as a leader that lost its place while committing it; later ones commit.
+type unknownProposer struct {
+	*fsmProposer
+	failed atomic.Bool
+}
+
+func (p *unknownProposer) Apply(ctx context.Context, t fsm.CommandType, payload any) (any, uint64, error) {
+	v, index, err := p.fsmProposer.Apply(ctx, t, payload)
+	if err == nil && p.failed.CompareAndSwap(false, true) {
+		return nil, 0, errors.New("the raft leader changed while committing it: it may have been applied")
+	}
+	return v, index, err
+}
+
+// TestBanTrackerProposesABatchAgainAsItWas: a batch whose proposal's
+// outcome was unknown is proposed again, as it was and with its ID, so
+// that the FSM counts its failures once, and later failures come after.
+func TestBanTrackerProposesABatchAgainAsItWas(t *testing.T) {
+	p := &unknownProposer{fsmProposer: &fsmProposer{f: fsm.New()}}
+	if _, _, err := p.fsmProposer.Apply(context.Background(), fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: 3}); err != nil {
+		t.Fatal(err)
+	}
+	bt := NewBanTracker(BanTrackerConfig{Propose: p, Interval: 20 * time.Millisecond, Logf: t.Logf, Batches: func() bool { return true }})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	defer func() { cancel(); <-stopped }()
+	for range 3 {
+		bt.Fail("192.0.2.77")
+	}
+	go func() { defer close(stopped); bt.Run(ctx) }()
+	failures := func(s *fsm.State) int64 {
+		r, _ := s.Bans.Lookup("192.0.2.77")
+		return r.Failures
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	for !p.failed.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	bt.Fail("192.0.2.77")
+	if err := p.f.WaitFor(wctx, func(s *fsm.State) bool { return failures(s) >= 4 }); err != nil {
+		t.Fatalf("the later failure was not recorded: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond) // a few more ticks
+	p.f.View(func(s *fsm.State) {
+		if n := failures(s); n != 4 {
+			t.Fatalf("%d failures recorded, 4 happened", n)
+		}
+	})
 }

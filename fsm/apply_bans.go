@@ -10,6 +10,10 @@ type RecordAuthFailures struct {
 	At       time.Time     `json:"at"`
 	Node     string        `json:"node,omitempty"`
 	Failures []AuthFailure `json:"failures"`
+	// Batch names the batch: one proposed again because the outcome of its
+	// first proposal was unknown counts once. Taken from log version 3
+	// (builds before it would count it again); trackers send it from then.
+	Batch string `json:"batch,omitempty"`
 }
 
 func init() {
@@ -17,6 +21,9 @@ func init() {
 }
 
 func applyRecordAuthFailures(s *State, _ uint64, c *RecordAuthFailures) (any, error) {
+	if c.Batch != "" && s.ActiveLogVersion() >= 3 && s.Bans.seenBatch(c.Node, c.Batch) {
+		return []Ban(nil), nil
+	}
 	return s.Bans.record(c.At, c.Failures, s.Settings), nil
 }
 

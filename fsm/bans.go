@@ -35,6 +35,32 @@ type BanTable struct {
 	byIP  map[string]*list.Element // of *AuthRecord
 	order *list.List               // least recently failed first
 	clock time.Time                // latest command time seen: time never runs backwards here
+	// batches are the last recentBatches batch IDs each node's tracker
+	// committed, oldest first: a batch proposed again (its first commit's
+	// outcome was unknown to it) counts once.
+	batches map[string][]string
+}
+
+// recentBatches is how many batch IDs per node the table remembers: a
+// tracker proposes a batch again before any new one, so one would do.
+const recentBatches = 8
+
+// seenBatch reports whether node's batch id was recorded, and remembers it.
+func (t *BanTable) seenBatch(node, id string) bool {
+	for _, b := range t.batches[node] {
+		if b == id {
+			return true
+		}
+	}
+	if t.batches == nil {
+		t.batches = map[string][]string{}
+	}
+	ids := append(t.batches[node], id)
+	if len(ids) > recentBatches {
+		ids = append([]string(nil), ids[len(ids)-recentBatches:]...)
+	}
+	t.batches[node] = ids
+	return false
 }
 
 // AuthFailure counts the failed authentications of one IP in a batch.
@@ -180,13 +206,14 @@ func (t *BanTable) remove(e *list.Element) {
 
 // banTableJSON is the serialized table: records in order, least recent first.
 type banTableJSON struct {
-	Clock   time.Time    `json:"clock"`
-	Records []AuthRecord `json:"records"`
+	Clock   time.Time           `json:"clock"`
+	Records []AuthRecord        `json:"records"`
+	Batches map[string][]string `json:"batches,omitempty"`
 }
 
 // MarshalJSON writes the records in their (deterministic) order.
 func (t BanTable) MarshalJSON() ([]byte, error) {
-	out := banTableJSON{Clock: t.clock, Records: []AuthRecord{}}
+	out := banTableJSON{Clock: t.clock, Records: []AuthRecord{}, Batches: t.batches}
 	if t.order != nil {
 		out.Records = make([]AuthRecord, 0, t.order.Len())
 		for e := t.order.Front(); e != nil; e = e.Next() {
@@ -202,7 +229,7 @@ func (t *BanTable) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &in); err != nil {
 		return err
 	}
-	*t = BanTable{clock: in.Clock}
+	*t = BanTable{clock: in.Clock, batches: in.Batches}
 	t.init()
 	for i := range in.Records {
 		r := in.Records[i]

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"testing"
@@ -196,5 +197,61 @@ func TestAuthBanFlood(t *testing.T) {
 	a.mustApply(CmdRecordAuthFailures, fail(t0.Add(3*time.Hour), "172.16.0.2", 1))
 	if n := a.f.state.Bans.Len(); n != 1 {
 		t.Fatalf("after the retention the table holds %d records, want 1", n)
+	}
+}
+
+// A batch proposed again, as a tracker does when its first proposal's
+// outcome was unknown, counts once from log version 3 (before it, builds
+// that do not know the field count it again, so all do); a node's batch
+// IDs are remembered only so far, and survive a snapshot.
+func TestAuthFailureBatchCountsOnce(t *testing.T) {
+	const ip = "203.0.113.9"
+	failures := func(h *harness) (n int64) {
+		h.f.View(func(s *State) {
+			r, _ := s.Bans.Lookup(ip)
+			n = r.Failures
+		})
+		return n
+	}
+	batch := func(id string) *RecordAuthFailures {
+		c := fail(t0, ip, 1)
+		c.Node, c.Batch = "n1", id
+		return c
+	}
+	h := newHarness(t)
+	h.mustApply(CmdRecordAuthFailures, batch("b1"))
+	h.mustApply(CmdRecordAuthFailures, batch("b1"))
+	if n := failures(h); n != 2 {
+		t.Fatalf("log version 1: %d failures, want 2", n)
+	}
+	h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: 3})
+	h.mustApply(CmdRecordAuthFailures, batch("b2"))
+	if b := bansOf(h.mustApply(CmdRecordAuthFailures, batch("b2"))); len(b) != 0 {
+		t.Fatalf("a batch again made bans %+v", b)
+	}
+	if n := failures(h); n != 3 {
+		t.Fatalf("log version 3, a batch twice: %d failures, want 3", n)
+	}
+	other := batch("b2")
+	other.Node = "n2"
+	h.mustApply(CmdRecordAuthFailures, other)
+	if n := failures(h); n != 4 {
+		t.Fatalf("another node's batch of the same ID: %d failures, want 4", n)
+	}
+	var snap bytes.Buffer
+	h.f.View(func(s *State) {
+		if err := json.NewEncoder(&snap).Encode(s.Bans); err != nil {
+			t.Fatal(err)
+		}
+	})
+	var restored BanTable
+	if err := json.Unmarshal(snap.Bytes(), &restored); err != nil || !restored.seenBatch("n1", "b2") {
+		t.Fatalf("a snapshot forgot the batch: %v", err)
+	}
+	for i := range recentBatches {
+		restored.seenBatch("n1", fmt.Sprint("x", i))
+	}
+	if restored.seenBatch("n1", "b2") || len(restored.batches["n1"]) != recentBatches {
+		t.Fatalf("batch IDs kept: %v", restored.batches["n1"])
 	}
 }

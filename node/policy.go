@@ -75,6 +75,7 @@ func (n *Node) startPolicies(ctx context.Context) *actors.Policies {
 	bans := actors.NewBanTracker(actors.BanTrackerConfig{
 		NodeID: n.cfg.NodeID, Propose: n, Logf: n.logger.Printf, Metrics: m,
 		Interval: n.cfg.BanBatchInterval,
+		Batches:  func() bool { return n.activeLogVersion() >= 3 },
 	})
 	n.goRun(func() { bans.Run(ctx) })
 	conns := actors.NewPolicies(actors.PolicyConfig{

@@ -567,12 +567,16 @@ func TestClusterWipedFirstNodeDoesNotTakeOver(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	st := c.Status(t, 1)
-	for _, ns := range st.Nodes {
-		if want := ns.ID != "n1"; (ns.ClusterID == st.ClusterID) != want || ns.ClusterID == "" {
-			t.Errorf("status: %s says cluster %q, the cluster is %q", ns.ID, ns.ClusterID, st.ClusterID)
+	// Status shows which node is of which cluster, as gossip tells it.
+	testcluster.Eventually(t, "n2's status to show n1 of another cluster, n3 of its own", func() bool {
+		st := c.Status(t, 1)
+		for _, ns := range st.Nodes {
+			if want := ns.ID != "n1"; (ns.ClusterID == st.ClusterID) != want || ns.ClusterID == "" {
+				return false
+			}
 		}
-	}
+		return len(st.Nodes) == 3
+	})
 	// Writes go on in the cluster the two make.
 	if leads(1) {
 		c.CreateKey(t, 1, "read", "workspace", "myapp")

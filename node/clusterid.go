@@ -40,6 +40,9 @@ type clusterIdentity struct {
 	// whose log would overwrite entries it applied); later, a pending ID
 	// may be replaced by the one its cluster commits, and binds nobody.
 	fresh bool
+	// alone reports whether the raft configuration holds this server only
+	// (nil: not known yet, taken as alone).
+	alone func() bool
 }
 
 // pendingMark follows a pending ID in the file.
@@ -83,19 +86,30 @@ func (c *clusterIdentity) ID() string {
 // Admits reports whether a raft peer that says it belongs to cluster theirs
 // ("" when it says nothing) may talk to this node, and the ID it was
 // checked against.
+//
+// A node that bootstrapped its cluster and is still alone in it admits
+// only its own cluster's peers, also none that says nothing (a build from
+// before IDs, or a cluster that has none yet): no node of its cluster has
+// a reason to reach it yet, and any other one would have it follow a log
+// it did not apply.
 func (c *clusterIdentity) Admits(theirs string) (mine string, ok bool) {
-	if theirs == "" {
-		return "", true
-	}
 	if id := c.fsm.ClusterID(); id != "" {
-		return id, theirs == id
+		return id, theirs == "" || theirs == id
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.local == "" || (!c.committed && !c.fresh) {
-		return "", true
+	alone := c.alone == nil || c.alone()
+	if c.fresh && !alone {
+		c.fresh = false // joined, though not as the leader that reconciled
 	}
-	return c.local, theirs == c.local
+	switch {
+	case c.local == "" || (!c.committed && !c.fresh):
+		return "", true
+	case theirs == "":
+		return c.local, !c.fresh
+	default:
+		return c.local, theirs == c.local
+	}
 }
 
 // Own is the ID this node checks other nodes against when it makes them

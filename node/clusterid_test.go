@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
 
 	"tdb/fsm"
 )
@@ -115,13 +118,43 @@ func TestClusterIdentityAdmits(t *testing.T) {
 	}
 	check("fresh, pending", b, false)
 	check("fresh, pending", pending, true)
-	check("fresh, pending", "", true)
+	check("fresh, pending", "", false)
 	c.joined()
 	check("pending, with other servers", b, true)
+	check("pending, with other servers", "", true)
 	if err := c.write(a, true); err != nil {
 		t.Fatal(err)
 	}
 	check("committed", b, false)
 	check("committed", a, true)
 	check("committed", "", true)
+}
+
+// A freshly bootstrapped node whose configuration took in another server
+// is fresh no more, also as a follower (which never runs the leader's
+// membership round): its pending ID may be replaced by the one its new
+// leader commits, and it must admit that leader.
+func TestClusterIdentityFreshEndsOnAFollower(t *testing.T) {
+	t.Parallel()
+	open := func(id string, bootstrap bool) *Replica {
+		r, err := OpenReplica(RaftConfig{NodeID: id, Dir: t.TempDir(), BindAddr: "127.0.0.1:0", Bootstrap: bootstrap, LogOutput: io.Discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	a := open("a", true)
+	leadAlone(t, a)
+	if _, ok := a.identity.Admits("bbbbbbbbbbbbbbbb"); ok {
+		t.Fatal("a fresh node alone in its cluster admits another cluster")
+	}
+	b := open("b", false)
+	if err := a.Raft.AddVoter("b", raft.ServerAddress(b.Addr()), 0, 10*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.identity.Admits("bbbbbbbbbbbbbbbb"); !ok {
+		t.Fatalf("a node whose configuration holds %d servers refuses the ID its cluster may commit (its pending one is %s)",
+			len(a.Raft.GetConfiguration().Configuration().Servers), a.identity.Local())
+	}
 }

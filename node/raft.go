@@ -144,6 +144,12 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 		return nil, errors.Wrap(err, "start raft")
 	}
 	rep := &Replica{Raft: r, FSM: f, store: store, transport: transport, cfg: cfg, identity: identity}
+	identity.mu.Lock()
+	identity.alone = func() bool {
+		cf := r.GetConfiguration()
+		return cf.Error() != nil || len(cf.Configuration().Servers) <= 1
+	}
+	identity.mu.Unlock()
 	if cf := r.GetConfiguration(); cf.Error() == nil && len(cf.Configuration().Servers) > 1 {
 		identity.joined()
 	}

@@ -107,6 +107,10 @@ func (l *foreignLog) refused(theirs, mine string, from net.Addr) {
 		return
 	}
 	l.last[theirs] = time.Now()
+	if theirs == "" {
+		l.logger.Printf("raft: refused a connection from %s, a node that offers no cluster id (a build from before them, or a cluster that has none yet): this node bootstrapped cluster %s and admits no other until it has members. If this node's data dir was emptied and it was started without --join, stop it, empty its data dir again and start it with --join to the cluster it belongs to", from, mine)
+		return
+	}
 	l.logger.Printf("raft: refused a connection from %s, a node of cluster %s: this node is of cluster %s. A node whose data dir was emptied and that was started without --join bootstrapped a cluster of its own; stop it, empty its data dir again and start it with --join to the cluster it belongs to", from, theirs, mine)
 }
 
@@ -128,6 +132,10 @@ func clusterTLSConfig(cfg *tls.Config, admits func(theirs string) (string, bool)
 			c.GetConfigForClient = nil
 			c.NextProtos = []string{p}
 			return c, nil
+		}
+		if mine, ok := admits(""); !ok {
+			flog.refused("", mine, hello.Conn.RemoteAddr())
+			return nil, errors.Newf("raft peer offers no cluster id, and this node bootstrapped cluster %s and is alone in it", mine)
 		}
 		return nil, nil
 	}

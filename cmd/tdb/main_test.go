@@ -197,3 +197,13 @@ func TestRelayLoopsFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterColumn(t *testing.T) {
+	for _, c := range []struct{ node, cluster, want string }{
+		{"", "", "-"}, {"ab", "", "-"}, {"", "ab", "-"}, {"ab", "ab", "same"}, {"cd", "ab", "other cd"},
+	} {
+		if got := clusterColumn(c.node, c.cluster); got != c.want {
+			t.Errorf("clusterColumn(%q, %q) = %q, want %q", c.node, c.cluster, got, c.want)
+		}
+	}
+}

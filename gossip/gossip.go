@@ -150,9 +150,12 @@ func Start(cfg Config) (*Gossip, error) {
 	default:
 		g.addr = ml.LocalNode().Address()
 	}
+	// The saved peers are read before the loop can save the table, which
+	// at first holds this node alone.
+	saved := loadPeers(cfg.PeersFile)
 	g.wg.Add(2)
 	go func() { defer g.wg.Done(); g.loop() }()
-	go func() { defer g.wg.Done(); g.rejoinLoop() }()
+	go func() { defer g.wg.Done(); g.rejoinLoop(saved) }()
 	return g, nil
 }
 
@@ -269,8 +272,7 @@ func (g *Gossip) refresh() {
 // rejoinLoop joins Join and the saved peers until one answers, then keeps
 // joining known members that failed, so the cluster heals after a partition
 // or a restart of several nodes. It also refreshes this node's meta.
-func (g *Gossip) rejoinLoop() {
-	saved := loadPeers(g.cfg.PeersFile)
+func (g *Gossip) rejoinLoop(saved []string) {
 	rejoin := time.NewTicker(g.cfg.RejoinInterval)
 	defer rejoin.Stop()
 	refresh := time.NewTicker(g.cfg.RefreshInterval)
@@ -360,7 +362,11 @@ func (g *Gossip) savePeers() {
 			addrs = append(addrs, m.GossipAddr)
 		}
 	}
+	joined := g.joined
 	g.mu.RUnlock()
+	if len(addrs) == 0 && !joined {
+		return // no member reached yet: keep the peers an earlier run saved
+	}
 	data, _ := json.Marshal(addrs)
 	tmp := g.cfg.PeersFile + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {

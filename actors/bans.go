@@ -2,8 +2,6 @@ package actors
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"log"
 	"sort"
@@ -96,7 +94,7 @@ func (b *BanTracker) Run(ctx context.Context) {
 			for again == nil && !batch.empty() {
 				cmd := &fsm.RecordAuthFailures{Node: b.cfg.NodeID, Failures: batch.take(b.cfg.MaxBatch)}
 				if b.cfg.Batches != nil && b.cfg.Batches() {
-					cmd.Batch = newBatchID()
+					cmd.Batch = randomHex(8)
 				}
 				if !b.propose(ctx, cmd) {
 					again = cmd
@@ -104,13 +102,6 @@ func (b *BanTracker) Run(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// newBatchID names a batch of failures.
-func newBatchID() string {
-	var id [8]byte
-	_, _ = rand.Read(id[:])
-	return hex.EncodeToString(id[:])
 }
 
 // propose commits one batch, at the time now; it reports whether it was

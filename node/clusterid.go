@@ -20,9 +20,10 @@ import (
 // before that: so the node also keeps it in a file of its raft dir.
 //
 // A node that bootstraps a cluster draws an ID and writes it to the file,
-// pending, before raft starts; its first leader proposes it (the leader of
-// a cluster bootstrapped by a build from before IDs proposes the one a
-// node has pending, or a new one). A pending ID is not told to anyone:
+// pending, before raft starts; its first leader proposes it. A leader that
+// finds the state without an ID (a cluster bootstrapped by a build from
+// before IDs, or a leader that did not bootstrap) proposes the ID it has
+// pending itself, else a new one. A pending ID is not told to anyone:
 // the state may come to hold another (the leader did not see it), and a
 // node that refused that cluster could never learn it. Once the state
 // holds an ID, every node writes it to the file as committed.
@@ -138,17 +139,26 @@ func (c *clusterIdentity) Local() string {
 // create draws a new cluster's ID and writes it as pending, before the
 // node bootstraps.
 func (c *clusterIdentity) create() error {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return errors.Wrap(err, "draw a cluster id")
+	id, err := newClusterID()
+	if err != nil {
+		return err
 	}
-	if err := c.write(hex.EncodeToString(b), false); err != nil {
+	if err := c.write(id, false); err != nil {
 		return err
 	}
 	c.mu.Lock()
 	c.fresh = true
 	c.mu.Unlock()
 	return nil
+}
+
+// newClusterID draws a new cluster ID: 16 random bytes in hex.
+func newClusterID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", errors.Wrap(err, "draw a cluster id")
+	}
+	return hex.EncodeToString(b), nil
 }
 
 // clear removes the file: a node without raft state knows no cluster.

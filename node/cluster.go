@@ -26,7 +26,8 @@ type ClusterConfig struct {
 	// with the raft configuration even without a gossip event (default 10 s).
 	ReconcileInterval time.Duration
 	// ReapTimeout is how long a failed member stays a raft voter before the
-	// leader removes it (default 72 h). A member that leaves gracefully is
+	// leader removes it (default 72 h), and a raft server the leader's
+	// gossip has never heard of too. A member that leaves gracefully is
 	// removed at once.
 	ReapTimeout time.Duration
 	// LeaderContactLimit: a node that has heard nothing from a leader for
@@ -261,9 +262,49 @@ func (n *Node) reconcileMembers() {
 			n.logger.Printf("membership: removed %s from raft (%s)", m.ID, m.State)
 		}
 	}
+	if n.reapUnheard(servers, members) {
+		changed = true
+	}
 	if !changed { // else next round, with the servers just added counted
 		n.raiseLogVersion(cf.Configuration().Servers, members, active)
 	}
+}
+
+// reapUnheard removes the raft servers this node's gossip has never heard
+// of for ReapTimeout, as reconcileMembers reaps failed members: a node that
+// died while another led, and that gossip forgot before this node started,
+// appears in no member table, yet would count towards every quorum for
+// good. It reports whether it removed one.
+func (n *Node) reapUnheard(servers map[raft.ServerID]raft.Server, members map[string]gossip.Member) bool {
+	for id := range n.unheardSince {
+		if _, ok := servers[id]; !ok {
+			delete(n.unheardSince, id)
+		}
+	}
+	removed := false
+	for id, s := range servers {
+		if _, heard := members[string(id)]; heard || string(id) == n.cfg.NodeID {
+			delete(n.unheardSince, id)
+			continue
+		}
+		since, ok := n.unheardSince[id]
+		if !ok {
+			n.unheardSince[id] = time.Now()
+			n.logger.Printf("membership: raft server %s at %s is unknown to gossip: removed from raft if still unknown in %s", id, s.Address, n.cfg.Cluster.ReapTimeout)
+			continue
+		}
+		if time.Since(since) < n.cfg.Cluster.ReapTimeout {
+			continue
+		}
+		if err := n.rep.Raft.RemoveServer(id, 0, n.cfg.Cluster.InternalTimeout).Error(); err != nil {
+			n.logger.Printf("membership: remove %s: %v", id, err)
+			continue
+		}
+		delete(n.unheardSince, id)
+		removed = true
+		n.logger.Printf("membership: removed %s from raft (unknown to gossip for %s)", id, n.cfg.Cluster.ReapTimeout)
+	}
+	return removed
 }
 
 // orNone names a cluster ID, or its absence.

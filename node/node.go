@@ -125,9 +125,10 @@ type Node struct {
 	stale     atomic.Bool  // cut off from the leader since the last catch-up (cluster.go)
 	pol       *policyParts // metrics, query log, ban tracker (policy.go)
 
-	refusedBuild   map[string]uint16 // membership loop only: members kept out for their build, logged once
-	foreignCluster map[string]string // membership loop only: members of another cluster, logged once
-	versionHeldBy  string            // membership loop only: the server last logged as holding the log version back
+	refusedBuild   map[string]uint16           // membership loop only: members kept out for their build, logged once
+	foreignCluster map[string]string           // membership loop only: members of another cluster, logged once
+	versionHeldBy  string                      // membership loop only: the server last logged as holding the log version back
+	unheardSince   map[raft.ServerID]time.Time // membership loop only: raft servers this node's gossip never heard of, since when
 }
 
 // Start opens the replica, waits for a leader, and starts serving.
@@ -171,7 +172,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, rep: rep, logger: logger, startedAt: time.Now(), client: newInternalClient(), secret: secret,
-		refusedBuild: map[string]uint16{}, foreignCluster: map[string]string{}}
+		refusedBuild: map[string]uint16{}, foreignCluster: map[string]string{}, unheardSince: map[raft.ServerID]time.Time{}}
 	n.cfg.Cluster.setDefaults()
 
 	tlsCfg, err := n.tlsConfig()

@@ -316,9 +316,16 @@ func orNone(id string) string {
 }
 
 // keepClusterID writes the cluster's ID to the raft dir once the state has
-// it, and, on the leader, proposes it when the state has none. It reports
-// whether the ID this node advertises changed.
+// it, and, on the leader, proposes it first when the state has none. It
+// reports whether the ID this node advertises changed.
 func (n *Node) keepClusterID() bool {
+	if n.rep.IsLeader() && n.rep.FSM.ClusterID() == "" {
+		var err error
+		n.rep.FSM.View(func(s *fsm.State) { err = s.CheckProposable(fsm.CmdSetClusterID) })
+		if err == nil {
+			n.proposeClusterID()
+		}
+	}
 	changed, err := n.rep.identity.persist()
 	if err != nil {
 		n.logger.Printf("membership: %v", err)
@@ -328,44 +335,27 @@ func (n *Node) keepClusterID() bool {
 		// none: the next ones offer it, and their peers check it.
 		n.rep.transport.CloseStreams()
 	}
-	if n.rep.IsLeader() && n.rep.FSM.ClusterID() == "" {
-		var err error
-		n.rep.FSM.View(func(s *fsm.State) { err = s.CheckProposable(fsm.CmdSetClusterID) })
-		if err == nil {
-			changed = n.proposeClusterID() || changed
-		}
-	}
 	return changed
 }
 
 // proposeClusterID commits the cluster's ID (leader only): the one this
 // node has pending (it bootstrapped the cluster), else a new one (a
 // cluster bootstrapped by a build from before IDs; another node's pending
-// one is then replaced by it). It reports whether the file changed.
-func (n *Node) proposeClusterID() bool {
+// one is then replaced by it).
+func (n *Node) proposeClusterID() {
 	id := n.rep.identity.Local()
 	if id == "" {
-		b := make([]byte, 16)
-		if _, err := rand.Read(b); err != nil {
-			n.logger.Printf("membership: draw a cluster id: %v", err)
-			return false
+		var err error
+		if id, err = newClusterID(); err != nil {
+			n.logger.Printf("membership: %v", err)
+			return
 		}
-		id = hex.EncodeToString(b)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Cluster.InternalTimeout)
 	defer cancel()
 	if _, _, err := n.rep.Apply(ctx, fsm.CmdSetClusterID, &fsm.SetClusterID{ID: id}); err != nil {
 		n.logger.Printf("membership: record the cluster id: %v", err)
-		return false
 	}
-	changed, err := n.rep.identity.persist()
-	if err != nil {
-		n.logger.Printf("membership: %v", err)
-	}
-	if changed {
-		n.rep.transport.CloseStreams()
-	}
-	return changed
 }
 
 // activeLogVersion is the raft log version the cluster runs.

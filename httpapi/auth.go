@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"crypto/subtle"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -163,7 +162,7 @@ func (c *caller) covers(p *fsm.Project, scopeType string, values []string) bool 
 // worded like the wire proxy's.
 func (c *caller) workspaceDenied(name string) error {
 	if c.scopeType == fsm.ScopeTenant {
-		return scopeDenied("credential scoped to tenants %s cannot reach workspace %q", list(c.scopeValues), name)
+		return scopeDenied("credential scoped to tenants %s, attempted workspace %q", list(c.scopeValues), name)
 	}
 	return scopeDenied("credential scoped to workspaces %s, attempted workspace %q", list(c.scopeValues), name)
 }
@@ -176,4 +175,5 @@ func (c *caller) tenantDenied(name, blueprint string) error {
 	return scopeDenied("credential scoped to tenants %s, attempted tenant %q", list(c.scopeValues), name)
 }
 
-func list(values []string) string { return fmt.Sprintf("[%s]", strings.Join(values, " ")) }
+// list writes scope values as the wire proxy's refusals do.
+func list(values []string) string { return "[" + strings.Join(values, ", ") + "]" }

@@ -80,6 +80,11 @@ func TestScopeAndRole(t *testing.T) {
 		{name: "tenant key cannot create tenant", key: "tenant_admin", method: "POST", path: "/v1/tenants", body: tenant("myapp", "t2"), want: 403, wantCode: "scope_denied"},
 		{name: "tenant key cannot delete its tenant", key: "tenant_admin", method: "DELETE", path: "/v1/tenants/wayne", want: 403, wantCode: "scope_denied"},
 
+		// Project scope never reaches a tenant database, over HTTP either.
+		{name: "project key cannot query a tenant", key: "project_read", method: "POST", path: "/v1/tenants/wayne/query", body: map[string]string{"sql": "SELECT 1"}, want: 403, wantCode: "scope_denied"},
+		{name: "project admin cannot query a tenant", key: "project_admin", method: "POST", path: "/v1/tenants/wayne/query", body: map[string]string{"sql": "SELECT 1"}, want: 403, wantCode: "scope_denied"},
+		{name: "operator cannot query a tenant", key: "operator", method: "POST", path: "/v1/tenants/wayne/query", body: map[string]string{"sql": "SELECT 1"}, header: []string{"X-Tdb-Project", "$project"}, want: 403, wantCode: "scope_denied"},
+
 		// No escalation: a key mints keys only within its own reach.
 		{name: "tenant admin mints read key for its tenant", key: "tenant_admin", method: "POST", path: "/v1/apikeys", body: key("read", "tenant", "wayne"), want: 201},
 		{name: "tenant admin cannot mint project key", key: "tenant_admin", method: "POST", path: "/v1/apikeys", body: key("admin", "project"), want: 403, wantCode: "scope_denied"},
@@ -219,5 +224,31 @@ func TestCreateKeyInputs(t *testing.T) {
 	const want = "a tenant-scoped key [wayne] cannot create a project-scoped key: it would reach beyond its own scope"
 	if status != 403 || !strings.Contains(string(body), want) {
 		t.Fatalf("%d %s, want 403 %q", status, body, want)
+	}
+}
+
+// TestScopeRefusalTexts: the HTTP refusals read as the wire proxy's, word
+// for word, with several scope values too.
+func TestScopeRefusalTexts(t *testing.T) {
+	e := newEnv(t, nil)
+	e.call(e.proxyPass, "POST", "/v1/workspaces", map[string]string{"name": "third"}, 201)
+	e.tenant("myapp", "wayne")
+	e.tenant("other", "alice")
+	e.tenant("third", "bob")
+	tests := []struct {
+		key, method, path string
+		body              any
+		want              string
+	}{
+		{e.key("read", "workspace", "myapp", "other"), "GET", "/v1/workspaces/third", nil, `credential scoped to workspaces [myapp, other], attempted workspace "third"`},
+		{e.key("read", "tenant", "wayne", "alice"), "GET", "/v1/tenants/bob", nil, `credential scoped to tenants [wayne, alice], attempted tenant "bob"`},
+		{e.key("read", "tenant", "wayne"), "GET", "/v1/workspaces/myapp", nil, `credential scoped to tenants [wayne], attempted workspace "myapp"`},
+		{e.key("read", "project"), "POST", "/v1/tenants/wayne/query", map[string]string{"sql": "SELECT 1"}, "credential is project-scoped; direct-tenant connections require a tenant-scoped or workspace-scoped key"},
+	}
+	for _, tc := range tests {
+		status, data := e.do(tc.key, tc.method, tc.path, tc.body)
+		if code, msg := errorOf(t, data); status != 403 || code != "scope_denied" || msg != tc.want {
+			t.Errorf("%s %s: %d %s %q, want 403 scope_denied %q", tc.method, tc.path, status, code, msg, tc.want)
+		}
 	}
 }

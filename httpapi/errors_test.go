@@ -31,7 +31,7 @@ func TestErrors(t *testing.T) {
 		{name: "query timeout past its bound", method: "PATCH", path: "/v1/workspaces/myapp/settings", body: map[string]int64{"query_timeout_ms": 10000000000000}, want: 400, wantText: "query_timeout_ms must be at most 2147483647"},
 		{name: "ban past its bound", key: adminKey, method: "PATCH", path: "/v1/cluster/settings", body: map[string]int64{"ban_sec": 9223372037, "max_ban_sec": 9223372037}, want: 400, wantText: "ban_sec must be at most 31622400"},
 		{name: "longest ban shorter than the first", key: adminKey, method: "PATCH", path: "/v1/cluster/settings", body: map[string]int64{"ban_sec": 600, "max_ban_sec": 60}, want: 400, wantText: "max_ban_sec (60) must not be less than ban_sec (600)"},
-		{name: "too many query params", method: "POST", path: "/v1/tenants/wayne/query", body: map[string]any{"sql": "SELECT 1", "params": make([]int, 70000)}, want: 400, wantText: "at most 65535 params, got 70000"},
+		{name: "too many query params", key: e.key("write", "workspace", "myapp"), method: "POST", path: "/v1/tenants/wayne/query", body: map[string]any{"sql": "SELECT 1", "params": make([]int, 70000)}, want: 400, wantText: "at most 65535 params, got 70000"},
 		{name: "empty workspace name", method: "POST", path: "/v1/workspaces", body: map[string]string{"name": ""}, want: 400, wantText: fsm.NameRule},
 		{name: "digit-first tenant", method: "POST", path: "/v1/tenants", body: map[string]string{"name": "9lives", "blueprint": "myapp"}, want: 400, wantText: fsm.NameRule},
 		{name: "long tenant", method: "POST", path: "/v1/tenants", body: map[string]string{"name": "a123456789012345678901234567890123456789x", "blueprint": "myapp"}, want: 400, wantText: fsm.NameRule},

@@ -71,7 +71,8 @@ type queryTarget struct {
 // (json, jsonb), null, or otherwise PostgreSQL's text form. params are bound
 // to $1, $2… as text; PostgreSQL infers their types.
 //
-// Errors: DDL → 403 permission_denied with the wire proxy's text; PostgreSQL's
+// Errors: a project-scoped key (the operator's too) → 403 scope_denied with
+// the wire proxy's text; DDL → 403 permission_denied with the wire proxy's text; PostgreSQL's
 // 42501 → 403 permission_denied with PostgreSQL's message; other PostgreSQL
 // errors (and COPY, too many rows, timeouts) → 400 query_error with the
 // SQLSTATE; an unreachable backend → 502 backend_error.
@@ -90,6 +91,11 @@ func (s *server) queryTenant(w http.ResponseWriter, r *http.Request, c *caller) 
 	ten, err := s.readTenant(c, name)
 	if err != nil {
 		return err
+	}
+	if c.scopeType == fsm.ScopeProject {
+		// Project scope is the control plane and the workspaces, never a
+		// tenant database: the wire proxy refuses it the same way.
+		return scopeDenied("credential is project-scoped; direct-tenant connections require a tenant-scoped or workspace-scoped key")
 	}
 	tg, err := s.queryTarget(c, name)
 	if err != nil {

@@ -31,13 +31,30 @@ type env struct {
 func newEnv(t *testing.T, outcome apitest.Outcome) *env {
 	t.Helper()
 	e := newBareEnv(t, outcome, nil)
+	e.setUp()
+	return e
+}
+
+// setUp makes a backend, a project and its workspaces myapp and other.
+func (e *env) setUp() {
+	e.t.Helper()
 	e.call(adminKey, "POST", "/v1/backends", map[string]string{"name": "pg1", "url": "postgres://postgres:s3cret@db1:5432/postgres"}, 201)
 	p := e.call(adminKey, "POST", "/v1/projects", map[string]string{"name": "demo"}, 201)
 	e.projectID, e.proxyPass = p["project_id"].(string), p["proxy_password"].(string)
 	for _, ws := range []string{"myapp", "other"} {
 		e.call(e.proxyPass, "POST", "/v1/workspaces", map[string]string{"name": ws}, 201)
 	}
-	return e
+}
+
+// removeTenantDB does what the reconciler does once a deleted tenant's
+// database is dropped: the database, and the tenant, are forgotten.
+func (e *env) removeTenantDB(name string) {
+	e.t.Helper()
+	var db string
+	e.c.FSM().View(func(st *fsm.State) { db = st.Project(e.projectID).Tenants[name].Database })
+	if _, _, err := e.c.Apply(context.Background(), fsm.CmdRemoveDatabase, fsm.RemoveDatabase{Name: db}); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // newBareEnv starts the API over an empty state; handler builds the handler

@@ -29,7 +29,7 @@ type Logs struct {
 // newest `limit` entries (oldest first) within the caller's scope: the
 // operator sees every project (or the one named by the project header), a
 // project key its project, a workspace key its workspaces and their tenants,
-// a tenant key its tenants. since is a duration back from now (1h) or an
+// a tenant key its tenants (the ones its names stand for now). since is a duration back from now (1h) or an
 // RFC 3339 time.
 func (s *server) listLogs(w http.ResponseWriter, r *http.Request, c *caller) error {
 	src, ok := s.c.(QueryLogSource)
@@ -63,7 +63,20 @@ func (s *server) listLogs(w http.ResponseWriter, r *http.Request, c *caller) err
 		case fsm.ScopeWorkspace:
 			f.Workspaces = toSet(c.scopeValues)
 		case fsm.ScopeTenant:
-			f.Tenants = toSet(c.scopeValues)
+			// The tenants the key's names stand for now: a name a deleted
+			// tenant had before shows nothing of that tenant's statements.
+			f.Tenants = map[string]querylog.TenantScope{}
+			s.view(func(st *fsm.State) {
+				p := st.Project(f.Project)
+				if p == nil {
+					return
+				}
+				for _, name := range c.scopeValues {
+					if t := p.Tenants[name]; t != nil {
+						f.Tenants[name] = querylog.TenantScope{Blueprint: t.Blueprint, Since: t.CreatedAt}
+					}
+				}
+			})
 		}
 	}
 	if name := q.Get("tenant"); name != "" {

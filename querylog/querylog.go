@@ -53,8 +53,16 @@ type Filter struct {
 	Project    string
 	Tenant     string
 	Workspaces map[string]bool // workspaces (and their tenants) allowed; nil: all
-	Tenants    map[string]bool // tenant databases allowed; nil: all
-	Limit      int             // newest entries kept; 0: all that match
+	Tenants    map[string]TenantScope // tenants allowed, by name; nil: all
+	Limit      int                    // newest entries kept; 0: all that match
+}
+
+// TenantScope is the tenant a name stands for now: entries of an earlier,
+// deleted tenant of the same name (another blueprint's, or its own blueprint's
+// before the name was reused) belong to someone else.
+type TenantScope struct {
+	Blueprint string
+	Since     time.Time // the tenant's creation
 }
 
 func (f *Filter) match(e *Entry) bool {
@@ -67,10 +75,15 @@ func (f *Filter) match(e *Entry) bool {
 		return false
 	case f.Workspaces != nil && !f.Workspaces[e.Workspace]:
 		return false
-	case f.Tenants != nil && (e.Tenant == "" || !f.Tenants[e.Tenant]):
+	case f.Tenants != nil && !f.allowsTenant(e):
 		return false
 	}
 	return true
+}
+
+func (f *Filter) allowsTenant(e *Entry) bool {
+	t, ok := f.Tenants[e.Tenant]
+	return ok && e.Tenant != "" && e.Workspace == t.Blueprint && !e.Time.Before(t.Since)
 }
 
 // Log is a node's query log: a ring of the latest entries and an optional

@@ -57,7 +57,9 @@ func TestFilter(t *testing.T) {
 		{"project", Filter{Project: "p1"}, 4},
 		{"tenant", Filter{Project: "p1", Tenant: "wayne"}, 1},
 		{"workspace scope", Filter{Project: "p1", Workspaces: map[string]bool{"myapp": true}}, 3},
-		{"tenant scope", Filter{Project: "p1", Tenants: map[string]bool{"wayne": true, "globex": true}}, 2},
+		{"tenant scope", Filter{Project: "p1", Tenants: map[string]TenantScope{"wayne": {Blueprint: "myapp"}, "globex": {Blueprint: "myapp"}}}, 2},
+		{"tenant scope, another blueprint's tenant of the name", Filter{Project: "p1", Tenants: map[string]TenantScope{"wayne": {Blueprint: "other"}}}, 0},
+		{"tenant scope, a tenant of the name made later", Filter{Project: "p1", Tenants: map[string]TenantScope{"wayne": {Blueprint: "myapp", Since: time.Now().Add(time.Hour)}}}, 0},
 		{"empty scope", Filter{Workspaces: map[string]bool{}}, 0},
 	} {
 		if n := len(l.Query(tt.f)); n != tt.want {

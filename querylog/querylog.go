@@ -52,7 +52,7 @@ type Filter struct {
 	Since      time.Time
 	Project    string
 	Tenant     string
-	Workspaces map[string]bool // workspaces (and their tenants) allowed; nil: all
+	Workspaces map[string]bool        // workspaces (and their tenants) allowed; nil: all
 	Tenants    map[string]TenantScope // tenants allowed, by name; nil: all
 	Limit      int                    // newest entries kept; 0: all that match
 }

@@ -334,7 +334,7 @@ func (r *Reconciler) drop(ctx context.Context, t Task) {
 		r.Logf("reconciler: drop %s: %v", t.Database.Name, err)
 		return // retried at the next resync
 	}
-	if _, _, err := r.Propose.Apply(ctx, fsm.CmdRemoveDatabase, &fsm.RemoveDatabase{Name: t.Database.Name}); err != nil {
+	if _, _, err := r.Propose.Apply(ctx, fsm.CmdRemoveDatabase, &fsm.RemoveDatabase{Name: t.Database.Name, At: time.Now().UTC()}); err != nil {
 		r.Logf("reconciler: remove %s: %v", t.Database.Name, err)
 		return
 	}

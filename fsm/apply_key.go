@@ -74,8 +74,15 @@ func (s *State) addKey(p *Project, nk NewKey, at time.Time) error {
 			return errorf(CodeBadRequest, "a tenant-scoped key needs scope values (tenant names)")
 		}
 		for _, v := range nk.ScopeValues {
-			if p.Tenants[v] == nil {
+			t := p.Tenants[v]
+			if t == nil {
 				return errorf(CodeNotFound, "tenant %q not found", v)
+			}
+			if d := s.Databases[t.Database]; d != nil && d.Status == StatusDeleting && s.ActiveLogVersion() >= 4 {
+				// Its name is taken from the keys that had it when it was
+				// deleted; a key made now would keep it, and reach the
+				// next tenant that takes the name.
+				return errorf(CodeConflict, "tenant %q is being deleted", v)
 			}
 		}
 	default:

@@ -43,7 +43,8 @@ type SetDatabaseGuard struct {
 
 // RemoveDatabase forgets a dropped physical database and the tenant it held.
 type RemoveDatabase struct {
-	Name string `json:"name"`
+	Name string    `json:"name"`
+	At   time.Time `json:"at,omitzero"` // when keys left with no tenant are revoked (log version 4)
 }
 
 func init() {
@@ -110,17 +111,22 @@ func applyDeleteTenant(s *State, _ uint64, c *DeleteTenant) (any, error) {
 		d.Error = ""
 	}
 	// A key must never reach a later tenant that reuses the name.
+	forgetTenant(p, c.Name, c.At)
+	return nil, nil
+}
+
+// forgetTenant takes a tenant's name from the keys scoped to it, and revokes
+// at at those left with no tenant.
+func forgetTenant(p *Project, name string, at time.Time) {
 	for _, k := range p.Keys {
-		if k.ScopeType != ScopeTenant || !slices.Contains(k.ScopeValues, c.Name) {
+		if k.ScopeType != ScopeTenant || !slices.Contains(k.ScopeValues, name) {
 			continue
 		}
-		k.ScopeValues = slices.DeleteFunc(slices.Clone(k.ScopeValues), func(v string) bool { return v == c.Name })
+		k.ScopeValues = slices.DeleteFunc(slices.Clone(k.ScopeValues), func(v string) bool { return v == name })
 		if len(k.ScopeValues) == 0 && k.RevokedAt == nil {
-			at := c.At
 			k.RevokedAt = &at
 		}
 	}
-	return nil, nil
 }
 
 func applySetDatabaseStatus(s *State, _ uint64, c *SetDatabaseStatus) (any, error) {
@@ -176,6 +182,11 @@ func applyRemoveDatabase(s *State, _ uint64, c *RemoveDatabase) (any, error) {
 		for name, t := range p.Tenants {
 			if t.Database == d.Name {
 				delete(p.Tenants, name)
+				if s.ActiveLogVersion() >= 4 {
+					// Keys made while it was being deleted, by builds
+					// that did not refuse them, lose the name too.
+					forgetTenant(p, name, c.At)
+				}
 			}
 		}
 	}

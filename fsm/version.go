@@ -19,8 +19,10 @@ import (
 // LogVersion is the newest log version this build applies. Version 2
 // brought SetLogVersion, SetDatabaseGuard, names that end in "_" refused
 // (names.go), and SetDatabaseStatus taken only while a database is being
-// provisioned (apply_tenant.go); version 3, SetClusterID.
-const LogVersion uint16 = 3
+// provisioned (apply_tenant.go); version 3, SetClusterID; version 4, no
+// key made for a tenant being deleted (apply_key.go), and a removed tenant's
+// name taken from every key (apply_tenant.go).
+const LogVersion uint16 = 4
 
 // since gives the log version a command type first appeared in; types not
 // listed are of version 1, the log before versions were counted.

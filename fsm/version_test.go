@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/errors"
 	"github.com/hashicorp/raft"
@@ -215,4 +217,64 @@ func TestEncodeRefusesAPayloadOfAnotherShape(t *testing.T) {
 	if _, err := Encode(CmdCreateProject, json.RawMessage(`{"id": "tdb_0000abcd"}`)); err != nil {
 		t.Fatalf("a payload of the right shape: %v", err)
 	}
+}
+
+// TestNoKeyKeepsADeletedTenantsName: from log version 4 no key is made for
+// a tenant being deleted, and a removed tenant's name is taken from the keys
+// older builds made meanwhile, so no key reaches the next tenant that takes
+// the name. Below version 4 both are as they were (replicas of older builds
+// apply the same).
+func TestNoKeyKeepsADeletedTenantsName(t *testing.T) {
+	const pid, db = "tdb_0000abcd", "p0000abcd__myapp__wayne"
+	for _, v := range []uint16{3, 4} {
+		h := seeded(t)
+		h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: v})
+		h.mustApply(CmdCreateTenant, &CreateTenant{ProjectID: pid, Name: "globex", Blueprint: "myapp", At: t0,
+			Database: newDB("p0000abcd__myapp__globex"), Key: newKey("key_globex", RoleAdmin, ScopeTenant, "globex")})
+		h.mustApply(CmdDeleteTenant, &DeleteTenant{ProjectID: pid, Name: "wayne", At: t0})
+		r := h.apply(CmdCreateKey, &CreateKey{ProjectID: pid, Key: newKey("key_late", RoleAdmin, ScopeTenant, "wayne"), At: t0})
+		if v < 4 {
+			if r.Err != nil {
+				t.Fatalf("log version %d: a key for a tenant being deleted: %v", v, r.Err)
+			}
+		} else if codeOf(r.Err) != CodeConflict || r.Err.Error() != `tenant "wayne" is being deleted` {
+			t.Fatalf("log version %d: a key for a tenant being deleted: %v", v, r.Err)
+		}
+		// A key an older build made while both were live.
+		h.mustApply(CmdCreateKey, &CreateKey{ProjectID: pid, Key: newKey("key_both", RoleRead, ScopeTenant, "globex"), At: t0})
+		at := t0.Add(time.Hour)
+		h.mustApply(CmdRemoveDatabase, &RemoveDatabase{Name: db, At: at})
+		h.f.View(func(s *State) {
+			p := s.Projects[pid]
+			if p.Tenants["wayne"] != nil {
+				t.Fatalf("log version %d: wayne is still there", v)
+			}
+			late := p.Keys["key_late"]
+			switch {
+			case v < 4 && (late == nil || !slices.Equal(late.ScopeValues, []string{"wayne"}) || late.RevokedAt != nil):
+				t.Fatalf("log version %d: the late key changed: %+v", v, late)
+			case v >= 4 && late != nil:
+				t.Fatalf("log version %d: the late key was made: %+v", v, late)
+			}
+			if k := p.Keys["key_both"]; !slices.Equal(k.ScopeValues, []string{"globex"}) || k.RevokedAt != nil {
+				t.Fatalf("log version %d: a key of another tenant changed: %+v", v, k)
+			}
+		})
+	}
+	// At version 4 a key older builds made for the tenant being deleted
+	// (before the cluster moved to 4) loses the name when it is removed,
+	// and is revoked then, as it has no tenant left.
+	h := seeded(t)
+	h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: 3})
+	h.mustApply(CmdDeleteTenant, &DeleteTenant{ProjectID: pid, Name: "wayne", At: t0})
+	h.mustApply(CmdCreateKey, &CreateKey{ProjectID: pid, Key: newKey("key_late", RoleAdmin, ScopeTenant, "wayne"), At: t0})
+	h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: 4})
+	at := t0.Add(time.Hour)
+	h.mustApply(CmdRemoveDatabase, &RemoveDatabase{Name: db, At: at})
+	h.f.View(func(s *State) {
+		k := s.Projects[pid].Keys["key_late"]
+		if len(k.ScopeValues) != 0 || k.RevokedAt == nil || !k.RevokedAt.Equal(at) {
+			t.Fatalf("the key made while wayne was being deleted: %+v", k)
+		}
+	})
 }

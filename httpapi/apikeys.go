@@ -108,6 +108,18 @@ func (s *server) createKey(w http.ResponseWriter, r *http.Request, c *caller) er
 				scopeDesc(c.scopeType, c.scopeValues), scopeDesc(req.ScopeType, req.ScopeValues))
 			return
 		}
+		for _, v := range req.ScopeValues {
+			if req.ScopeType != fsm.ScopeTenant {
+				break
+			}
+			// A tenant being deleted gives its name to the next tenant that
+			// takes it, and a key would keep the name (the state refuses
+			// such a key too, from log version 4).
+			if d := st.Databases[p.Tenants[v].Database]; d != nil && d.Status == fsm.StatusDeleting {
+				err = errf(http.StatusConflict, codeConflict, "tenant %q is being deleted", v)
+				return
+			}
+		}
 		salt, iterations = append([]byte(nil), p.Salt...), p.Iterations
 	})
 	if err != nil {

@@ -114,3 +114,24 @@ func TestPathsAreNotCleaned(t *testing.T) {
 		t.Fatalf("wayne after the refused deletes: %v", got)
 	}
 }
+
+// TestNoKeyForATenantBeingDeleted: a key made for a tenant being deleted
+// would keep its name and reach the next tenant that takes it, in another
+// blueprint too, where its maker could not reach.
+func TestNoKeyForATenantBeingDeleted(t *testing.T) {
+	e := newEnv(t, nil)
+	e.tenant("myapp", "wayne")
+	ws := e.key("admin", "workspace", "myapp")
+	e.call(e.proxyPass, "DELETE", "/v1/tenants/wayne", nil, 202)
+	status, data := e.do(ws, "POST", "/v1/apikeys", map[string]any{"role": "admin", "scope_type": "tenant", "scope_values": []string{"wayne"}})
+	if code, msg := errorOf(t, data); status != 409 || code != "conflict" || msg != `tenant "wayne" is being deleted` {
+		t.Fatalf("a key for a tenant being deleted: %d %s", status, data)
+	}
+	// Once it is gone, another blueprint's wayne is out of the workspace
+	// key's reach, and so out of any key it made.
+	e.removeTenantDB("wayne")
+	e.tenant("other", "wayne")
+	if status, _ := e.do(ws, "GET", "/v1/tenants/wayne", nil); status != 403 {
+		t.Fatalf("the workspace key on other's wayne: %d", status)
+	}
+}

@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"fmt"
+	"sync"
 	"time"
 
 	"tdb/fsm"
@@ -128,4 +130,35 @@ func (p *Proxy) countAuthFailure(ip string, set fsm.ClusterSettings) {
 		pol.cfg.Bans.Fail(ip)
 	}
 	pol.localFailed(ip, p.cfg.Now(), set)
+}
+
+// AdmitQuery takes a connection slot of ip and of a physical database, as
+// a wire connection's login does, for a call that opens a backend
+// connection of its own (the HTTP query endpoint), so that such calls
+// cannot get past the limits the wire proxy keeps. A refusal is the wire
+// proxy's text (SQLSTATE 53300), naming the database by wireName; release
+// gives the slots back.
+func (p *Proxy) AdmitQuery(ip, database, wireName string, maxConnections int64) (release func(), refusal string) {
+	pol := p.cfg.Policy
+	if pol == nil {
+		return func() {}, ""
+	}
+	var set fsm.ClusterSettings
+	p.cfg.FSM.View(func(s *fsm.State) { set = s.Settings })
+	if !pol.acquire(countIP, ip, set.MaxConnsPerIP) {
+		pol.metrics().Rejected("max_conns_per_ip")
+		return nil, fmt.Sprintf("connection rejected: too many connections from your IP (max_conns_per_ip %d)", set.MaxConnsPerIP)
+	}
+	if !pol.acquire(countDB, database, maxConnections) {
+		pol.release(countIP, ip)
+		pol.metrics().Rejected("max_connections")
+		return nil, fmt.Sprintf("too many connections for database %q (max_connections %d)", wireName, maxConnections)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pol.release(countDB, database)
+			pol.release(countIP, ip)
+		})
+	}, ""
 }

@@ -38,6 +38,16 @@ type AuthGuard interface {
 	AuthFailed(ip string)
 }
 
+// QueryAdmitter is implemented by a Cluster that keeps the wire proxy's
+// connection limits: a call of the query endpoint, which opens a backend
+// connection of its own, holds a connection of its client's IP and of the
+// tenant's database while it runs.
+type QueryAdmitter interface {
+	// AdmitQuery takes the slots, or returns the wire proxy's refusal
+	// (SQLSTATE 53300); release gives them back.
+	AdmitQuery(ip, database, wireName string, maxConnections int64) (release func(), refusal string)
+}
+
 // BackendChecker is implemented by a Cluster that can try a backend before
 // it is registered (the node connects to it); without it any well-formed URL
 // is accepted.

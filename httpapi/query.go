@@ -59,6 +59,7 @@ type queryTarget struct {
 	user, password    string
 	maxRows           int64
 	timeoutMs         int64
+	maxConnections    int64 // the workspace's max_connections; 0: none
 	workspaceMaxRows  int64
 	workspaceTimeoutM int64
 }
@@ -75,7 +76,10 @@ type queryTarget struct {
 // the wire proxy's text; DDL → 403 permission_denied with the wire proxy's text; PostgreSQL's
 // 42501 → 403 permission_denied with PostgreSQL's message; other PostgreSQL
 // errors (and COPY, too many rows, timeouts) → 400 query_error with the
-// SQLSTATE; an unreachable backend → 502 backend_error.
+// SQLSTATE; an unreachable backend → 502 backend_error; past the
+// workspace's max_connections or the IP's max_conns_per_ip (a call holds a
+// connection of each while it runs, as a wire client does) → 429
+// rate_limited with the wire proxy's text and SQLSTATE 53300.
 func (s *server) queryTenant(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := c.requireProject(); err != nil {
 		return err
@@ -137,6 +141,14 @@ func (s *server) queryTenant(w http.ResponseWriter, r *http.Request, c *caller) 
 		noTxn = cl.Statements[0].NoTxn
 	default:
 		return badRequest("sql is empty: send one statement")
+	}
+	if qa, ok := s.c.(QueryAdmitter); ok {
+		release, refusal := qa.AdmitQuery(s.clientIP(r), tg.database, fsm.TenantDatabase(ten.Blueprint, name), tg.maxConnections)
+		if refusal != "" {
+			logged(0, "53300")
+			return writeQueryError(w, http.StatusTooManyRequests, codeRateLimited, "53300", refusal)
+		}
+		defer release()
 	}
 	resp, qerr := runQuery(r.Context(), tg, req.SQL, params, noTxn)
 	if qerr != nil {
@@ -208,6 +220,7 @@ func (s *server) queryTarget(c *caller, tenant string) (queryTarget, error) {
 			maxRows: queryMaxRows, timeoutMs: queryTimeout.Milliseconds(),
 		}
 		if ws := p.Workspaces[t.Blueprint]; ws != nil {
+			tg.maxConnections = ws.Settings.MaxConnections
 			tg.workspaceMaxRows, tg.workspaceTimeoutM = ws.Settings.MaxRowsPerQuery, ws.Settings.QueryTimeoutMs
 			if m := ws.Settings.MaxRowsPerQuery; m > 0 && m < tg.maxRows {
 				tg.maxRows = m

@@ -146,4 +146,9 @@ func (n *Node) Banned(ip string) (left int64, msg string, banned bool) { return 
 // AuthFailed counts a wrong HTTP API key from ip toward its ban.
 func (n *Node) AuthFailed(ip string) { n.proxy.AuthFailed(ip) }
 
+// AdmitQuery implements httpapi.QueryAdmitter.
+func (n *Node) AdmitQuery(ip, database, wireName string, maxConnections int64) (func(), string) {
+	return n.proxy.AdmitQuery(ip, database, wireName, maxConnections)
+}
+
 var _ httpapi.AuthGuard = (*Node)(nil)

@@ -179,3 +179,56 @@ func TestTenantQueryEndpointHidesRoles(t *testing.T) {
 		t.Fatalf("the admin key's role was not touched, got %d", status)
 	}
 }
+
+// TestTenantQueryHoldsAConnection: a call of the query endpoint opens a
+// backend connection, so while it runs it holds a connection of the
+// tenant's database and of its client's IP, as a wire client does: it gets
+// the wire proxy's refusal past max_connections or max_conns_per_ip, and a
+// wire client is refused while it runs.
+func TestTenantQueryHoldsAConnection(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	workspaceDDL(t, e, seedAccounts)
+	key := e.CreateTenant(t, "wayne")
+	ctx := context.Background()
+	url := e.ConnString(key, "myapp__wayne", "disable")
+	setWorkspace(t, e, map[string]int64{"max_connections": 1})
+	c := connect(t, url)
+	status, out := query(t, e, key, "wayne", "SELECT 1")
+	if status != 429 || out.Code != "rate_limited" || out.SQLState != "53300" || out.Message != `too many connections for database "myapp__wayne" (max_connections 1)` {
+		t.Fatalf("a call past max_connections: %d %+v", status, out)
+	}
+	c.Close(ctx)
+	waitFor(t, "the wire client's slot to free", func() bool {
+		status, _ := query(t, e, key, "wayne", "SELECT 1")
+		return status == 200
+	})
+
+	done := make(chan int, 1)
+	go func() {
+		var out queryOut
+		done <- e.Do(t, "POST", "/v1/tenants/wayne/query", key, "", map[string]any{"sql": "SELECT pg_sleep(2)"}, &out)
+	}()
+	waitFor(t, "a wire client to be refused while the call runs", func() bool {
+		c, err := pgx.Connect(ctx, url)
+		if err == nil {
+			c.Close(ctx)
+			return false
+		}
+		wantPgError(t, err, "FATAL", "53300", `too many connections for database "myapp__wayne" (max_connections 1)`)
+		return true
+	})
+	if status := <-done; status != 200 {
+		t.Fatalf("the long call: %d", status)
+	}
+	held := connect(t, url) // the call's slot is free again
+	mustSelectOne(t, held)
+
+	// The wire client holds its IP's one connection.
+	setWorkspace(t, e, map[string]int64{"max_connections": 0})
+	setCluster(t, e, map[string]int64{"max_conns_per_ip": 1})
+	status, out = query(t, e, key, "wayne", "SELECT 1")
+	if status != 429 || out.Message != "connection rejected: too many connections from your IP (max_conns_per_ip 1)" || out.SQLState != "53300" {
+		t.Fatalf("a call past max_conns_per_ip: %d %+v", status, out)
+	}
+}

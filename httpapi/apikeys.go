@@ -58,7 +58,7 @@ func (s *server) createKey(w http.ResponseWriter, r *http.Request, c *caller) er
 		return err
 	}
 	req.Name = strings.TrimSpace(req.Name)
-	if len(req.Name) > maxLabel {
+	if utf8.RuneCountInString(req.Name) > maxLabel {
 		return badRequest("key name is longer than %d characters", maxLabel)
 	}
 	if strings.ContainsFunc(req.Name, unicode.IsControl) || !utf8.ValidString(req.Name) {

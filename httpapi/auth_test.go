@@ -214,6 +214,15 @@ func TestCreateKeyInputs(t *testing.T) {
 			t.Fatalf("project name %q: %d %s", name, status, body)
 		}
 	}
+	// Names are counted in characters, not bytes.
+	e.call(e.proxyPass, "POST", "/v1/apikeys", map[string]any{"name": strings.Repeat("é", 100), "role": "read", "scope_type": "project"}, 201)
+	e.call(adminKey, "POST", "/v1/projects", map[string]any{"name": strings.Repeat("é", 100)}, 201)
+	if status, body := e.do(e.proxyPass, "POST", "/v1/apikeys", map[string]any{"name": strings.Repeat("é", 101), "role": "read", "scope_type": "project"}); status != 400 || !strings.Contains(string(body), "key name is longer than 100 characters") {
+		t.Fatalf("a 101-character key name: %d %s", status, body)
+	}
+	if status, body := e.do(adminKey, "POST", "/v1/projects", map[string]any{"name": strings.Repeat("é", 101)}); status != 400 || !strings.Contains(string(body), "at most 100 characters") {
+		t.Fatalf("a 101-character project name: %d %s", status, body)
+	}
 	out := e.call(e.proxyPass, "POST", "/v1/apikeys", map[string]any{"name": "ok", "role": "admin", "scope_type": "tenant",
 		"scope_values": []string{"wayne", "wayne", "wayne"}}, 201)
 	if vals, _ := out["scope_values"].([]any); len(vals) != 1 || vals[0] != "wayne" {

@@ -41,7 +41,7 @@ func (s *server) createProject(w http.ResponseWriter, r *http.Request, c *caller
 		return err
 	}
 	req.Name = strings.TrimSpace(req.Name)
-	if req.Name == "" || len(req.Name) > maxLabel {
+	if req.Name == "" || utf8.RuneCountInString(req.Name) > maxLabel {
 		return badRequest("project name is required (at most %d characters)", maxLabel)
 	}
 	if strings.ContainsFunc(req.Name, unicode.IsControl) || !utf8.ValidString(req.Name) {

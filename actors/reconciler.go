@@ -271,7 +271,7 @@ func (r *Reconciler) guard(ctx context.Context, t Task) {
 		if ctx.Err() != nil {
 			return
 		}
-		r.Logf("reconciler: install the DDL guard in %s (next try in %s): %v", name, r.GuardRetry, err)
+		r.Logf("reconciler: install the guard in %s (next try in %s): %v", name, r.GuardRetry, err)
 		r.mu.Lock()
 		r.guardRetry[name] = time.Now().Add(r.GuardRetry)
 		r.mu.Unlock()
@@ -280,7 +280,7 @@ func (r *Reconciler) guard(ctx context.Context, t Task) {
 	r.mu.Lock()
 	delete(r.guardRetry, name)
 	r.mu.Unlock()
-	r.Logf("reconciler: installed DDL guard version %d in %s", backend.GuardVersion, name)
+	r.Logf("reconciler: installed guard version %d in %s", backend.GuardVersion, name)
 	r.recordGuard(ctx, t.Database)
 }
 

@@ -46,6 +46,13 @@ func TestRoleModelCannotBeSubverted(t *testing.T) {
 
 	readWS := e.CreateKey(t, "read", "workspace", "myapp")
 	ws := connect(t, e.ConnString(readWS, "myapp_workspace", "require"))
+	// A read key stores no data as large objects, in no database.
+	readTenant := connect(t, e.ConnString(readWS, "myapp__wayne", "require"))
+	readControl := connect(t, e.ConnString(e.CreateKey(t, "read", "project"), "controlplane_workspace", "require"))
+	for _, c := range []*pgx.Conn{ws, readTenant, readControl} {
+		refused(c, "SELECT lo_from_bytea(0, 'written by a read key')", "42501", "permission denied for function lo_from_bytea")
+		refused(c, "SELECT lo_creat(-1)", "42501", "permission denied for function lo_creat")
+	}
 	refused(ws, "ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO PUBLIC", "42501", "DDL in a workspace needs a key with role admin")
 	admin := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require"))
 	refused(admin, "ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO PUBLIC", "42501", "not allowed in a tenant workspace")

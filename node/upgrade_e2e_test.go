@@ -45,8 +45,16 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	// A tenant of the old cluster, whose databases it cannot record a DDL
 	// guard for.
 	c.CreateTenant(t, c.WaitLeader(t), "before_upgrade")
-	testcluster.Eventually(t, "the old cluster's workspace and tenant to count as unguarded", func() bool {
-		return c.Status(t, c.WaitLeader(t)).UnguardedDatabases == 2
+	testcluster.Eventually(t, "the old cluster's databases to count as unguarded", func() bool {
+		ready := 0
+		c.Members[c.WaitLeader(t)].Node.FSM().View(func(s *fsm.State) {
+			for _, d := range s.Databases {
+				if d.Status == fsm.StatusReady {
+					ready++
+				}
+			}
+		})
+		return ready >= 2 && c.Status(t, c.WaitLeader(t)).UnguardedDatabases == ready
 	})
 
 	upgrade := func(i int) {
@@ -97,20 +105,19 @@ func TestClusterRollingUpgrade(t *testing.T) {
 		}
 		return true
 	})
-	// The leader then installs and records the guard of every database
-	// that keeps one.
+	// The leader then installs and records the guard of every database.
 	testcluster.Eventually(t, "the DDL guard recorded for the old cluster's databases", func() bool {
 		missing := 0
 		c.Members[c.WaitLeader(t)].Node.FSM().View(func(s *fsm.State) {
 			for _, d := range s.Databases {
-				if d.Kind != fsm.KindControl && (d.Status != fsm.StatusReady || d.Guard != backend.GuardVersion) {
+				if d.Status != fsm.StatusReady || d.Guard != backend.GuardVersion {
 					missing++
 				}
 			}
 		})
 		return missing == 0
 	})
-	if !log.Contains("reconciler: installed DDL guard version 1 in") {
+	if !log.Contains(fmt.Sprintf("reconciler: installed guard version %d in", backend.GuardVersion)) {
 		t.Fatal("the guard's installation was not logged")
 	}
 	if n := c.Status(t, c.WaitLeader(t)).UnguardedDatabases; n != 0 {

@@ -114,7 +114,10 @@ func Ensure(ctx context.Context, superuserURL string, spec DatabaseSpec) error {
 	}
 	defer dbConn.Close(context.Background())
 	err = pgx.BeginFunc(ctx, dbConn, func(tx pgx.Tx) error {
-		return execAll(ctx, tx, grantStatements(spec.Name, spec.Kind))
+		if err := execAll(ctx, tx, grantStatements(spec.Name, spec.Kind)); err != nil {
+			return err
+		}
+		return takeLargeObjects(ctx, tx, spec.Name)
 	})
 	return errors.Wrapf(err, "grant privileges in database %s", spec.Name)
 }

@@ -430,3 +430,38 @@ func TestRunAsOwnerRollsBack(t *testing.T) {
 		t.Errorf("table of a failed RunAsOwner exists")
 	}
 }
+
+// TestReadCannotStoreLargeObjects: creating a large object takes no
+// privilege by default, so a read role could store data as large objects
+// and write them. Only the owner, admin and write roles may create them, in
+// every kind of database, and InstallGuard (the reconciler's upgrade of a
+// database provisioned before) takes the read role's old ones from it.
+func TestReadCannotStoreLargeObjects(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []backend.Kind{backend.KindTenant, backend.KindWorkspace, backend.KindControl} {
+		f := provision(t, "lo_", kind)
+		read := f.as("read")
+		for _, sql := range []string{"SELECT lo_from_bytea(0, 'x')", "SELECT lo_creat(-1)", "SELECT lo_create(0)"} {
+			denied(t, read, sql, `^permission denied for function lo_`)
+		}
+		if oid := queryString(t, f.as("write"), "SELECT lo_from_bytea(0, 'w')::text"); oid == "" {
+			t.Fatalf("%s: the write role made no large object", kind)
+		}
+
+		// A database provisioned before: PUBLIC may create them, and the
+		// read role made one.
+		su := f.super()
+		if _, err := su.Exec(ctx, "GRANT EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) TO PUBLIC"); err != nil {
+			t.Fatal(err)
+		}
+		oid := queryString(t, read, "SELECT lo_from_bytea(0, 'by read')::text")
+		if err := backend.InstallGuard(ctx, f.url, f.spec.Name, kind); err != nil {
+			t.Fatalf("%s: InstallGuard: %v", kind, err)
+		}
+		denied(t, read, "SELECT lo_from_bytea(0, 'x')", `^permission denied for function lo_from_bytea$`)
+		denied(t, read, "SELECT lo_put("+oid+", 0, 'more')", `^permission denied for large object `+oid+`$`)
+		if owner := queryString(t, su, "SELECT lomowner::regrole::text FROM pg_largeobject_metadata WHERE oid = "+oid); owner != backend.RoleName(f.spec.Name, "owner") {
+			t.Fatalf("%s: the read role's large object is owned by %s", kind, owner)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/cockroachdb/errors"
@@ -68,7 +69,43 @@ func grantStatements(db string, kind Kind) []string {
 			read:  {readTablePrivs, readSeqPrivs},
 		})...)
 	}
+	s = append(s, largeObjectGrants(db)...)
 	return append(s, ddlGuard(db, kind)...)
+}
+
+// largeObjectFuncs create large objects; PostgreSQL lets PUBLIC run them.
+const largeObjectFuncs = "pg_catalog.lo_creat(integer), pg_catalog.lo_create(oid), pg_catalog.lo_from_bytea(oid, bytea)"
+
+// largeObjectGrants keep the read role from storing data as large objects:
+// creating one takes no privilege by default, and its creator owns it and
+// may write it. Only the owner, admin and write roles may create them;
+// takeLargeObjects takes from the read role those it made before.
+func largeObjectGrants(db string) []string {
+	return []string{
+		"REVOKE EXECUTE ON FUNCTION " + largeObjectFuncs + " FROM PUBLIC",
+		"GRANT EXECUTE ON FUNCTION " + largeObjectFuncs + " TO " + ident(RoleName(db, RoleOwner)) + ", " + ident(RoleName(db, RoleAdmin)) + ", " + ident(RoleName(db, RoleWrite)),
+	}
+}
+
+// takeLargeObjects gives the owner role the large objects the read role of
+// db owns, so it holds no right on them. Each is a statement of its own:
+// the DDL guard refuses DDL a function runs.
+func takeLargeObjects(ctx context.Context, tx pgx.Tx, db string) error {
+	rows, err := tx.Query(ctx, `SELECT m.oid FROM pg_catalog.pg_largeobject_metadata m
+		JOIN pg_catalog.pg_roles r ON r.oid = m.lomowner WHERE r.rolname = $1`, RoleName(db, RoleRead))
+	if err != nil {
+		return errors.Wrap(err, "list the read role's large objects")
+	}
+	oids, err := pgx.CollectRows(rows, pgx.RowTo[uint32])
+	if err != nil {
+		return errors.Wrap(err, "list the read role's large objects")
+	}
+	for _, oid := range oids {
+		if _, err := tx.Exec(ctx, "ALTER LARGE OBJECT "+strconv.FormatUint(uint64(oid), 10)+" OWNER TO "+ident(RoleName(db, RoleOwner))); err != nil {
+			return errors.Wrapf(err, "give large object %d to the owner", oid)
+		}
+	}
+	return nil
 }
 
 // defaultPrivileges grants, on tables and sequences that creator will make
@@ -94,34 +131,44 @@ func sortedKeys(m map[string][2]string) []string {
 	return keys
 }
 
-// GuardVersion is the version of the DDL guard ddlGuard installs. A change
-// to the guard raises it: the reconciler then installs the new guard in
-// every database recorded with an older one (InstallGuard).
-const GuardVersion = 1
+// GuardVersion is the version of the guard InstallGuard installs: the DDL
+// guard (ddlGuard) where the kind keeps one and, from version 2, the large
+// object grants (largeObjectGrants). A change to either raises it: the
+// reconciler then installs the new guard in every database recorded with an
+// older one.
+const GuardVersion = 2
 
-// HasGuard reports whether databases of kind keep a DDL guard: tenant
-// databases and tenant workspaces; control workspaces capture nothing.
-func HasGuard(kind Kind) bool { return kind == KindTenant || kind == KindWorkspace }
+// HasGuard reports whether databases of kind keep a guard: every kind
+// (tenant databases and tenant workspaces a DDL guard too; control
+// workspaces capture nothing).
+func HasGuard(kind Kind) bool {
+	return kind == KindTenant || kind == KindWorkspace || kind == KindControl
+}
 
-// InstallGuard installs the DDL guard of database db of kind on the server
-// at superuserURL, replacing an older one, in one transaction. Ensure
-// installs it with the grants; this brings a database provisioned before
-// the guard existed (or before its current version) up to it.
+// InstallGuard installs the guard of database db of kind on the server at
+// superuserURL, replacing an older one, in one transaction. Ensure installs
+// it with the grants; this brings a database provisioned before the guard
+// existed (or before its current version) up to it.
 func InstallGuard(ctx context.Context, superuserURL, db string, kind Kind) error {
 	if err := checkName(db); err != nil {
 		return err
 	}
-	stmts := ddlGuard(db, kind)
-	if len(stmts) == 0 {
-		return errors.Mark(errors.Newf("database %s: kind %q keeps no DDL guard", db, kind), ErrInvalidSpec)
+	if !HasGuard(kind) {
+		return errors.Mark(errors.Newf("database %s: kind %q keeps no guard", db, kind), ErrInvalidSpec)
 	}
+	stmts := append(largeObjectGrants(db), ddlGuard(db, kind)...)
 	conn, err := connect(ctx, superuserURL, db)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return execAll(ctx, tx, stmts) })
-	return errors.Wrapf(err, "install the DDL guard in database %s", db)
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := execAll(ctx, tx, stmts); err != nil {
+			return err
+		}
+		return takeLargeObjects(ctx, tx, db)
+	})
+	return errors.Wrapf(err, "install the guard in database %s", db)
 }
 
 // guardSchema holds the event trigger function of ddlGuard; only the

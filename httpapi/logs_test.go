@@ -11,13 +11,6 @@ import (
 	"tdb/querylog"
 )
 
-type logCluster struct {
-	*apitest.Cluster
-	log *querylog.Log
-}
-
-func (c *logCluster) QueryLog() *querylog.Log { return c.log }
-
 // TestTenantKeyLogsFollowTheTenantNotTheName: a tenant key's log shows its
 // tenant's statements, not those of an earlier tenant that had the name
 // (in another blueprint, or in its own before the name was reused).
@@ -25,7 +18,7 @@ func TestTenantKeyLogsFollowTheTenantNotTheName(t *testing.T) {
 	ql := querylog.New(100, nil)
 	t.Cleanup(ql.Close)
 	e := newBareEnv(t, nil, func(c httpapi.Cluster) http.Handler {
-		return httpapi.New(&logCluster{Cluster: c.(*apitest.Cluster), log: ql}, t.Logf)
+		return httpapi.New(apitest.WithQueryLog{Cluster: c.(*apitest.Cluster), Log: ql}, t.Logf)
 	})
 	e.setUp()
 	entry := func(blueprint, statement string) {

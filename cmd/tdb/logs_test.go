@@ -13,19 +13,11 @@ import (
 	"tdb/querylog"
 )
 
-// logCluster is the fake cluster with a query log, as a node has.
-type logCluster struct {
-	*apitest.Cluster
-	ql *querylog.Log
-}
-
-func (c logCluster) QueryLog() *querylog.Log { return c.ql }
-
 func TestLogsCommand(t *testing.T) {
 	for _, v := range []string{"TDB_API_URL", "TDB_API_KEY", "TDB_ADMIN_KEY", "TDB_PROJECT_ID"} {
 		t.Setenv(v, "")
 	}
-	c := logCluster{Cluster: apitest.New(testAdminKey), ql: querylog.New(100, nil)}
+	c := apitest.WithQueryLog{Cluster: apitest.New(testAdminKey), Log: querylog.New(100, nil)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); c.Provision(ctx, apitest.Ready) }()
@@ -48,7 +40,7 @@ func TestLogsCommand(t *testing.T) {
 		{Time: now, Project: project.ProjectID, Database: "myapp__globex", Workspace: "myapp", Tenant: "globex", Statement: "SELECT 2", SQLState: "00000"},
 		{Time: now, Project: "tdb_other000", Database: "myapp__wayne", Workspace: "myapp", Tenant: "wayne", Statement: "SELECT secret"},
 	} {
-		c.ql.Add(e)
+		c.Log.Add(e)
 	}
 	user := []string{"--api-url", srv.URL, "--api-key", project.ProxyPassword}
 

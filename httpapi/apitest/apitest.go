@@ -8,6 +8,7 @@ import (
 
 	"tdb/fsm"
 	"tdb/httpapi"
+	"tdb/querylog"
 )
 
 // Cluster is a single in-process "node" implementing httpapi.Cluster.
@@ -112,3 +113,12 @@ func (c *Cluster) Provision(ctx context.Context, outcome Outcome) {
 		}
 	}
 }
+
+// WithQueryLog is a Cluster that keeps a query log, as a node does.
+type WithQueryLog struct {
+	*Cluster
+	Log *querylog.Log
+}
+
+// QueryLog implements httpapi.QueryLogSource.
+func (c WithQueryLog) QueryLog() *querylog.Log { return c.Log }

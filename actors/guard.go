@@ -86,9 +86,22 @@ func (s *session) guard(sql string, r classify.Result) *wire.PGError {
 			return wire.NewError("ERROR", "42501",
 				"%s is not allowed in a tenant workspace: DDL it runs could not be captured as a blueprint version", st.Tag)
 		}
+		if s.captures() && st.Kind == classify.PrepareTxn {
+			return wire.NewError("ERROR", "0A000", "PREPARE TRANSACTION is not allowed in a tenant workspace: DDL in it would commit without being captured as a blueprint version")
+		}
 		if s.captures() && st.Kind == classify.DDL {
 			if s.login.role != fsm.RoleAdmin {
 				return wire.NewError("ERROR", "42501", "DDL in a workspace needs a key with role admin")
+			}
+			if st.Bound != "" {
+				return wire.NewError("ERROR", "0A000", "%s is not allowed in a tenant workspace: %s", st.Tag, st.Bound)
+			}
+			if s.otherEncoding.Load() {
+				return wire.NewError("ERROR", "0A000", "DDL is not allowed in a tenant workspace while client_encoding is not UTF8: the blueprint version holds the text as UTF-8").
+					WithHint("SET client_encoding = 'UTF8'.")
+			}
+			if changesParserSettings(r) {
+				return wire.NewError("ERROR", "0A000", "DDL is not allowed in a tenant workspace in the same query as a change of client_encoding or standard_conforming_strings: send it on its own")
 			}
 			if privilegeTags[st.Tag] {
 				return wire.NewError("ERROR", "42501", "%s is not allowed in a tenant workspace: tenant privileges are managed by tdb", st.Tag)
@@ -288,6 +301,20 @@ func mayChangeSettings(sql string, r classify.Result) bool {
 	return r.Unparsed || namesSetConfig(sql)
 }
 
+// changesParserSettings reports whether a statement of r other than DDL may
+// change a setting the backend reads statement text with (a SET or RESET of
+// one, a set_config call): DDL after it in the same text would reach the
+// backend before the proxy sees the change. DDL itself may name set_config
+// (a function body) without running it.
+func changesParserSettings(r classify.Result) bool {
+	for _, st := range r.Statements {
+		if st.Kind == classify.Set && parserSetting(st.Setting) || st.Kind != classify.DDL && namesSetConfig(st.Text) {
+			return true
+		}
+	}
+	return false
+}
+
 // runsAnyStatement reports whether a statement runs statements of its own
 // that the proxy does not see: a DO block, or a procedure CALL.
 func runsAnyStatement(st classify.Statement) bool {
@@ -328,6 +355,16 @@ func unparsedRefusal(r classify.Result) *wire.PGError {
 	e := wire.NewError("ERROR", "42601", "%s", r.ParseError)
 	e.Position = r.ParseErrorPos
 	return e
+}
+
+// isUTF8 reports whether a client_encoding value names UTF8 (PostgreSQL
+// reports "UTF8"; a startup parameter may spell it otherwise).
+func isUTF8(enc string) bool {
+	switch strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(enc), "-", "")) {
+	case "UTF8", "UNICODE", "":
+		return true
+	}
+	return false
 }
 
 // notUTF8 is the refusal of statement text that is not UTF-8: the parser

@@ -383,6 +383,9 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		}
 		s.mu.Unlock()
 	case 'S':
+		if name, value, ok := parameterStatus(body); ok && name == "client_encoding" {
+			s.otherEncoding.Store(!isUTF8(value))
+		}
 		if fatal := reportedSetting(body); fatal != nil {
 			s.mu.Lock()
 			s.lost = true // the backend session is not reused

@@ -93,6 +93,10 @@ type session struct {
 	unlockFailed bool
 	unlockTries  int
 	holdRFQs     int // ReadyForQuery messages until pending may settle
+	// otherEncoding: the backend reads statement text in a client_encoding
+	// other than UTF8 (as it last reported), so DDL text captured as the
+	// proxy reads it would not be what the workspace ran (guard.go).
+	otherEncoding atomic.Bool
 	// wmu orders the goroutine relay's writes to the backend: the client
 	// pump's and the proxy's own statements the backend pump sends.
 	wmu sync.Mutex
@@ -210,6 +214,7 @@ func (s *session) useBackend(bc *BackendConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bc, s.params = bc, bc.Params
+	s.otherEncoding.Store(!isUTF8(bc.Params["client_encoding"]))
 	if s.pid == 0 {
 		s.pid = bc.PID
 	}

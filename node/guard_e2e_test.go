@@ -434,3 +434,44 @@ func TestWorkspaceDDLNeedsTheDefaultSearchPath(t *testing.T) {
 		t.Fatalf("a refused statement reached the tenant: %v, %v", stray, err)
 	}
 }
+
+// TestWorkspaceRefusesDDLTenantsCouldNotReplay: DDL whose text means
+// something only in the workspace's session or database is refused there
+// (0A000), since each tenant runs the text: a table made from a prepared
+// statement, a policy that names roles, DDL read in a client_encoding
+// other than UTF8 (the version holds the UTF-8 text the proxy read), and
+// PREPARE TRANSACTION, which would commit DDL later without its capture.
+func TestWorkspaceRefusesDDLTenantsCouldNotReplay(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require"))
+	refused := func(sql, text string) {
+		t.Helper()
+		_, err := ws.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		if pe := pgErr(t, err); pe.Code != "0A000" || !strings.Contains(pe.Message, text) {
+			t.Fatalf("%s: %s %q, want 0A000 containing %q", sql, pe.Code, pe.Message, text)
+		}
+	}
+	execAll(t, ws, "CREATE TABLE pt (id int)", "PREPARE p AS SELECT 1 AS id")
+	refused("CREATE TABLE copy_t AS EXECUTE p WITH NO DATA", "CREATE TABLE AS is not allowed in a tenant workspace: it runs a prepared statement of this session")
+	refused("CREATE POLICY readers ON pt FOR SELECT TO CURRENT_USER USING (true)", "CREATE POLICY is not allowed in a tenant workspace: it names roles")
+	refused("BEGIN; CREATE TABLE later (id int); PREPARE TRANSACTION 'g'", "PREPARE TRANSACTION is not allowed in a tenant workspace")
+	execAll(t, ws, "ROLLBACK")
+	refused("SET client_encoding = 'LATIN1'; CREATE TABLE enc (\"café\" int)", "in the same query as a change of client_encoding")
+	execAll(t, ws, "SET client_encoding = 'LATIN1'")
+	refused("CREATE TABLE enc (\"café\" int)", "while client_encoding is not UTF8")
+	execAll(t, ws, "SET client_encoding = 'UTF8'", "CREATE TABLE enc (\"café\" int)",
+		"CREATE POLICY everyone ON pt FOR SELECT TO PUBLIC USING (true)")
+
+	key := e.CreateTenant(t, "acme")
+	tenant := connect(t, e.ConnString(key, "myapp__acme", "require"))
+	var col string
+	if err := tenant.QueryRow(ctx, "SELECT attname FROM pg_attribute WHERE attrelid = 'enc'::regclass AND attnum = 1").Scan(&col); err != nil || col != "café" {
+		t.Fatalf("the tenant's column: %q, %v", col, err)
+	}
+	var stray bool
+	if err := tenant.QueryRow(ctx, "SELECT to_regclass('copy_t') IS NOT NULL OR to_regclass('later') IS NOT NULL").Scan(&stray); err != nil || stray {
+		t.Fatalf("a refused statement reached the tenant: %v, %v", stray, err)
+	}
+}

@@ -25,6 +25,11 @@ type Statement struct {
 	// Savepoint is the savepoint a SAVEPOINT, RELEASE or ROLLBACK TO names,
 	// as the parser read it (folded to lower case unless quoted).
 	Savepoint string
+	// Bound says why the statement's text means something only in this
+	// session or database, so that run elsewhere it would fail or do
+	// another thing (CREATE TABLE AS EXECUTE of a prepared statement; a
+	// policy that names roles); empty for other statements.
+	Bound string
 }
 
 // Result is the classification of one query string (a simple-protocol Query,
@@ -142,6 +147,7 @@ func parseClassify(sql string) Result {
 			Tag:       tag,
 			Setting:   settingName(raw.Stmt),
 			Savepoint: raw.Stmt.GetTransactionStmt().GetSavepointName(),
+			Bound:     bound(raw.Stmt),
 		})
 	}
 	return Result{Statements: stmts}

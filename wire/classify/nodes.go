@@ -466,3 +466,32 @@ func ConcurrentIndex(sql string) (schema, table, name string, ok bool) {
 	}
 	return ix.Relation.Schemaname, ix.Relation.Relname, ix.Idxname, true
 }
+
+// bound returns why a statement's text means something only in this session
+// or database (Statement.Bound), or "".
+func bound(n *pg.Node) string {
+	switch s := n.GetNode().(type) {
+	case *pg.Node_ExplainStmt:
+		return bound(s.ExplainStmt.Query)
+	case *pg.Node_CreateTableAsStmt:
+		if s.CreateTableAsStmt.Query.GetExecuteStmt() != nil {
+			return "it runs a prepared statement of this session"
+		}
+	case *pg.Node_CreatePolicyStmt:
+		return namesRoles(s.CreatePolicyStmt.Roles)
+	case *pg.Node_AlterPolicyStmt:
+		return namesRoles(s.AlterPolicyStmt.Roles)
+	}
+	return ""
+}
+
+// namesRoles explains a role list that names any role but PUBLIC: each
+// database has roles of its own.
+func namesRoles(roles []*pg.Node) string {
+	for _, r := range roles {
+		if spec := r.GetRoleSpec(); spec == nil || spec.Roletype != pg.RoleSpecType_ROLESPEC_PUBLIC {
+			return "it names roles, and each tenant database has roles of its own: write TO PUBLIC, and let the key's role decide"
+		}
+	}
+	return ""
+}

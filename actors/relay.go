@@ -300,15 +300,16 @@ func (s *session) flushLocked(fw *wire.FrameWriter) error {
 // fromBackend inspects one backend message and updates the session's state
 // for it: the synchronous core of the backend pump. It returns what to do
 // with the message, the body to forward (a refusal replaces the backend's
-// error) and the DDL that committed at a ReadyForQuery.
+// error) and the DDL that committed at a ReadyForQuery, one list per
+// transaction.
 //
 // own is a statement the proxy sends the backend on its own account after
 // this message (rowguard.go); the event loop hands the session over before
 // any message that calls for one.
-func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byte, ddl []string, own string) {
+func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byte, ddl [][]string, own string) {
 	if s.swallow.Load() != swallowNone {
 		act, body, own = s.swallowed(typ, body)
-		var ddl []string
+		var ddl [][]string
 		if typ == wire.MsgReadyForQuery {
 			s.mu.Lock()
 			ddl = s.track.takeCommitted()
@@ -440,7 +441,13 @@ func (s *session) backendToClient() {
 		}
 		act, body, ddl, own := s.fromBackend(typ, body)
 		if len(ddl) > 0 && s.captures() {
-			notice := s.recordVersion(ddl)
+			// Each transaction that committed is a version of its own.
+			var notice *wire.PGError
+			for _, tx := range ddl {
+				if n := s.recordVersion(tx); notice == nil {
+					notice = n
+				}
+			}
 			if data := s.dataNotDeployed(); notice == nil {
 				notice = data
 			}

@@ -76,7 +76,12 @@ type tracker struct {
 	firstWrite string
 	marks      []savepointMark
 	failed     bool     // an error happened in the current transaction
-	committed  []string // DDL that committed, handed out at ReadyForQuery
+	// committed: the DDL of each transaction that committed (a statement
+	// that commits at once is one of its own), in order, handed out at
+	// ReadyForQuery: each is a blueprint version, since a version runs in
+	// one transaction and may need the one before committed (an enum value
+	// added before a column defaults to it).
+	committed [][]string
 	// exact: follow each Parse, Bind and Close to its answer, and take
 	// back those the backend skipped after an error in their batch (it
 	// skips everything up to Sync). Sessions whose DDL is recorded need
@@ -231,7 +236,7 @@ func (t *tracker) commandComplete(tag []byte) {
 	case classify.DDL:
 		if s.atOnce {
 			// Committed now, whatever fails after it before Sync.
-			t.committed = append(t.committed, s.text)
+			t.committed = append(t.committed, []string{s.text})
 			return
 		}
 		t.txDDL = append(t.txDDL, s.text)
@@ -350,8 +355,9 @@ func batchEnd(items []trackItem) int {
 	return len(items)
 }
 
-// readyForQuery ends a batch and returns the DDL that committed with it.
-func (t *tracker) readyForQuery(status byte) []string {
+// readyForQuery ends a batch and returns the DDL that committed with it,
+// one list per transaction.
+func (t *tracker) readyForQuery(status byte) [][]string {
 	for t.queue.len() > 0 {
 		if t.queue.pop().sync {
 			break
@@ -368,7 +374,7 @@ func (t *tracker) readyForQuery(status byte) []string {
 
 // takeCommitted returns, and forgets, the DDL that committed: at a
 // ReadyForQuery of the client's, or with the proxy's own COMMIT.
-func (t *tracker) takeCommitted() []string {
+func (t *tracker) takeCommitted() [][]string {
 	out := t.committed
 	t.committed = nil
 	return out
@@ -387,7 +393,9 @@ func (t *tracker) commitTx() {
 		}
 		t.writes += t.txWrites
 	}
-	t.committed = append(t.committed, t.txDDL...)
+	if len(t.txDDL) > 0 {
+		t.committed = append(t.committed, t.txDDL)
+	}
 	t.txDDL, t.marks = nil, nil
 	t.txWrites, t.writeTag = 0, ""
 }

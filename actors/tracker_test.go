@@ -42,7 +42,7 @@ func feed(tr *tracker, steps []step) []string {
 		case s.err:
 			tr.errorResponse()
 		case s.rfq != 0:
-			got = append(got, tr.readyForQuery(s.rfq)...)
+			got = append(got, slices.Concat(tr.readyForQuery(s.rfq)...)...)
 		}
 	}
 	return got
@@ -200,7 +200,7 @@ func parseAlone(tr *tracker, name, sql string) []string {
 	tr.parse(name, classify.Classify(sql))
 	tr.sync()
 	tr.answered('P')
-	return tr.readyForQuery('I')
+	return slices.Concat(tr.readyForQuery('I')...)
 }
 
 // sendFailing sends Parse, Bind and Execute of a statement that fails,
@@ -227,7 +227,7 @@ func runPrepared(tr *tracker, name, tag string) []string {
 	tr.sync()
 	tr.answered('B')
 	tr.commandComplete([]byte(tag))
-	return tr.readyForQuery('I')
+	return slices.Concat(tr.readyForQuery('I')...)
 }
 
 // TestExactTrackerTakesBackSkippedMessages: after an error the backend
@@ -362,8 +362,25 @@ func TestExactTrackerQueryWhileSkipping(t *testing.T) {
 	tr.readyForQuery('I') // the Sync's; the Query gets no answer
 	tr.query(classify.Classify("CREATE TABLE z (a int)"))
 	tr.commandComplete([]byte("CREATE TABLE"))
-	got := tr.readyForQuery('I')
+	got := slices.Concat(tr.readyForQuery('I')...)
 	if !slices.Equal(got, []string{"CREATE TABLE z (a int)"}) {
 		t.Fatalf("recorded %q, queue %d", got, tr.queue.len())
+	}
+}
+
+// TestTrackerHandsOutEachTransaction: transactions that commit in one batch
+// are handed out one by one: each becomes a version, which runs in a transaction of its own on
+// tenants (an enum value added in one and used in the next must be
+// committed in between).
+func TestTrackerHandsOutEachTransaction(t *testing.T) {
+	tr := newTracker()
+	tr.query(classify.Classify("BEGIN; ALTER TYPE mood ADD VALUE 'b'; COMMIT; CREATE TABLE t (m mood DEFAULT 'b'); CREATE TABLE u (id int)"))
+	for _, tag := range []string{"BEGIN", "ALTER TYPE", "COMMIT", "CREATE TABLE", "CREATE TABLE"} {
+		tr.commandComplete([]byte(tag))
+	}
+	got := tr.readyForQuery('I')
+	want := [][]string{{"ALTER TYPE mood ADD VALUE 'b'"}, {"CREATE TABLE t (m mood DEFAULT 'b')", "CREATE TABLE u (id int)"}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("handed out %q, want %q", got, want)
 	}
 }

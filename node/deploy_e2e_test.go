@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -293,5 +294,35 @@ func TestDeploymentLeavesOutTenantsBeingDeleted(t *testing.T) {
 	d := waitDeployment(t, e, deploy(t, e, map[string]any{"blueprint": "myapp", "all": true}).ID)
 	if d.Status != fsm.DeploymentCompleted || d.TenantsTotal != 1 || len(d.Results) != 1 || d.Results[0].TenantID != "kept" {
 		t.Fatalf("deployment %s of %d tenants: %+v", d.Status, d.TenantsTotal, d.Results)
+	}
+}
+
+// TestTransactionsOfOneQueryAreVersionsOfTheirOwn: a Query that commits a
+// transaction and goes on makes one version per transaction, as it
+// committed in the workspace; one version of both would run in one
+// transaction on tenants, where an enum value added and then used fails
+// (55P04 unsafe use of new value).
+func TestTransactionsOfOneQueryAreVersionsOfTheirOwn(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	workspaceDDL(t, e, "CREATE TYPE mood AS ENUM ('a')")
+	e.CreateTenant(t, "wayne")
+	workspaceDDL(t, e, "BEGIN; ALTER TYPE mood ADD VALUE 'b'; COMMIT; CREATE TABLE t (m mood DEFAULT 'b')")
+	var versions []struct {
+		Version    int      `json:"version"`
+		Statements []string `json:"statements"`
+	}
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	var got [][]string
+	for _, v := range versions {
+		got = append(got, v.Statements)
+	}
+	want := [][]string{{"CREATE TYPE mood AS ENUM ('a')"}, {"ALTER TYPE mood ADD VALUE 'b'"}, {"CREATE TABLE t (m mood DEFAULT 'b')"}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("versions %q, want %q", got, want)
+	}
+	d := waitDeployment(t, e, deploy(t, e, map[string]any{"blueprint": "myapp", "all": true}).ID)
+	if d.Status != "completed" || schemaVersion(t, e, "wayne") != 3 || !hasColumn(t, e, "wayne", "t", "m") {
+		t.Fatalf("deployment %+v, wayne at version %d", d, schemaVersion(t, e, "wayne"))
 	}
 }

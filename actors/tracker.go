@@ -75,7 +75,7 @@ type tracker struct {
 	writes     int
 	firstWrite string
 	marks      []savepointMark
-	failed     bool     // an error happened in the current transaction
+	failed     bool // an error happened in the current transaction
 	// committed: the DDL of each transaction that committed (a statement
 	// that commits at once is one of its own), in order, handed out at
 	// ReadyForQuery: each is a blueprint version, since a version runs in

@@ -8,9 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"tdb/actors/backend"
 	"tdb/fsm"
 	"tdb/wire"
 	"tdb/wire/classify"
+
+	"github.com/cockroachdb/errors"
 )
 
 // captures reports whether DDL that commits in this session becomes a
@@ -51,6 +54,46 @@ func (s *session) recordVersion(ddl []string) *wire.PGError {
 	}
 	s.proxy.cfg.Logf("proxy: record blueprint version of %s: %v", s.login.workspace, err)
 	return wire.NewError("WARNING", "01000", "the DDL committed in the workspace but was not recorded as a blueprint version: %v", err)
+}
+
+// dropFailedBuild drops the invalid index a CREATE INDEX CONCURRENTLY that
+// failed in this session left in the workspace, before the client sees the
+// batch end. No version makes that index, so left there it would part the
+// workspace from its tenants: a DROP INDEX of it would be recorded and fail
+// on every tenant, a REINDEX would make it valid unrecorded. It returns a
+// warning when the index could not be dropped, else nil. An unnamed index
+// is not found (its name is the server's choice).
+func (s *session) dropFailedBuild() *wire.PGError {
+	s.mu.Lock()
+	stmt := s.failedBuild
+	s.failedBuild = ""
+	s.mu.Unlock()
+	if stmt == "" {
+		return nil
+	}
+	var url, db string
+	s.proxy.cfg.FSM.View(func(st *fsm.State) {
+		if t, ok := st.Resolve(s.login.projectID, s.login.database); ok && t.Database != nil {
+			if b := st.Backends[t.Database.Backend]; b != nil {
+				url, db = b.URL, t.Database.Name
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dropped, err := "", errors.New("the workspace's database is not known here")
+	if url != "" {
+		dropped, err = backend.DropInvalidIndex(ctx, url, db, stmt)
+	}
+	if err != nil {
+		s.proxy.cfg.Logf("proxy: drop the invalid index a failed build left in %s: %v", s.login.database, err)
+		return wire.NewError("WARNING", "01000", "the failed CREATE INDEX CONCURRENTLY left an invalid index in the workspace, which no blueprint version makes, and it could not be dropped: %v", err).
+			WithHint("Run the statement again once its cause is fixed: it is then refused as the index exists. Ask the operator to drop the invalid index.")
+	}
+	if dropped != "" {
+		s.proxy.cfg.Logf("proxy: dropped the invalid index %s a failed build left in %s", dropped, s.login.database)
+	}
+	return nil
 }
 
 // dataNotDeployed returns the notice for a recorded version whose

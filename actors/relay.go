@@ -334,6 +334,11 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 			}
 		}
 		s.mu.Lock()
+		// A concurrent index build that fails leaves an invalid index (but
+		// when its name was taken: that index is another's).
+		if st, ok := s.track.failing(); ok && s.captures() && st.atOnce && st.kind == classify.DDL && code != "42P07" {
+			s.failedBuild = st.text
+		}
 		s.track.errorResponse()
 		act = s.gov.errorResponse(severity, code)
 		if severity == "FATAL" || severity == "PANIC" {
@@ -452,6 +457,13 @@ func (s *session) backendToClient() {
 				notice = data
 			}
 			if notice != nil {
+				if err := fw.WriteRaw(wire.AppendNoticeResponse(nil, notice)); err != nil && clientFailed() {
+					return
+				}
+			}
+		}
+		if typ == wire.MsgReadyForQuery && s.captures() {
+			if notice := s.dropFailedBuild(); notice != nil {
 				if err := fw.WriteRaw(wire.AppendNoticeResponse(nil, notice)); err != nil && clientFailed() {
 					return
 				}

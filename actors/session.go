@@ -97,6 +97,10 @@ type session struct {
 	// other than UTF8 (as it last reported), so DDL text captured as the
 	// proxy reads it would not be what the workspace ran (guard.go).
 	otherEncoding atomic.Bool
+	// failedBuild: a CREATE INDEX CONCURRENTLY of this capturing session
+	// failed, and may have left an invalid index no version makes, which
+	// the relay drops before the batch's ReadyForQuery (relay.go).
+	failedBuild string
 	// wmu orders the goroutine relay's writes to the backend: the client
 	// pump's and the proxy's own statements the backend pump sends.
 	wmu sync.Mutex

@@ -284,6 +284,18 @@ func (t *tracker) emptyQuery() { t.popStmt() }
 
 func (t *tracker) portalSuspended() { t.popStmt() }
 
+// failing returns the statement an error answers when it comes now: the
+// oldest awaiting a result, when nothing else (a Parse or Bind) is before it.
+func (t *tracker) failing() (stmtInfo, bool) {
+	if t.queue.len() == 0 {
+		return stmtInfo{}, false
+	}
+	if it := t.queue.front(); it.op == 0 && !it.sync {
+		return it.stmt, true
+	}
+	return stmtInfo{}, false
+}
+
 // errorResponse records an error: the statement failed and the current
 // transaction (implicit or explicit) will not commit what it did.
 func (t *tracker) errorResponse() {

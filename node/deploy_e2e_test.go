@@ -326,3 +326,33 @@ func TestTransactionsOfOneQueryAreVersionsOfTheirOwn(t *testing.T) {
 		t.Fatalf("deployment %+v, wayne at version %d", d, schemaVersion(t, e, "wayne"))
 	}
 }
+
+// TestFailedConcurrentIndexLeavesNothing: a CREATE UNIQUE INDEX
+// CONCURRENTLY that fails in the workspace (duplicates) leaves an invalid
+// index there, which no version makes. The proxy drops it before the
+// client sees the batch end, so the workspace and its tenants stay alike:
+// the statement runs again once the duplicates are gone, and a tenant gets
+// the index from its version.
+func TestFailedConcurrentIndexLeavesNothing(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require"))
+	execAll(t, ws, "CREATE TABLE u (id int, email text)", "INSERT INTO u VALUES (1, 'a'), (2, 'a')")
+	const build = "CREATE UNIQUE INDEX CONCURRENTLY u_email ON u (email)"
+	_, err := ws.Exec(ctx, build, pgx.QueryExecModeSimpleProtocol)
+	if pe := pgErr(t, err); pe.Code != "23505" {
+		t.Fatalf("the build over duplicates: %s %s", pe.Code, pe.Message)
+	}
+	var left bool
+	if err := ws.QueryRow(ctx, "SELECT to_regclass('u_email') IS NOT NULL").Scan(&left); err != nil || left {
+		t.Fatalf("the failed build's index is still there: %v, %v", left, err)
+	}
+	execAll(t, ws, "DELETE FROM u WHERE id = 2", build)
+
+	e.CreateTenant(t, "wayne")
+	var valid bool
+	if err := superuser(t, e, "wayne").QueryRow(ctx, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'u_email'::regclass").Scan(&valid); err != nil || !valid {
+		t.Fatalf("the tenant's index: valid %v, %v", valid, err)
+	}
+}

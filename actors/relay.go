@@ -58,19 +58,13 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		if err != nil {
 			return nil, stepFail, err
 		}
-		// unsynced and settingsSync change only here, on the client's side.
-		midBatch := false
+		// unsynced changes only here, on the client's side.
 		if s.unsynced {
-			s.mu.Lock()
-			// Where DDL is recorded too: after an error the backend ignores
-			// a Query until the batch's Sync, and never answers it.
-			midBatch = s.settingsSync || s.guarded || s.captures()
-			s.mu.Unlock()
-		}
-		if midBatch {
-			// The backend would run it inside the batch, after a statement
-			// that may have changed how it reads text, or inside the
-			// proxy's transaction; no driver sends one there.
+			// After an error the backend ignores a Query until the batch's
+			// Sync and never answers it, while the limits and the query log
+			// would wait for its ReadyForQuery; without one it would run
+			// inside the batch, after a statement that may have changed how
+			// the backend reads text. No driver sends one there.
 			return nil, stepFail, wire.NewError("FATAL", "08P01",
 				"a Query message inside an unfinished extended-protocol batch is not supported here; send Sync first")
 		}
@@ -180,15 +174,13 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 			return nil, stepFail, wire.NewError("FATAL", "08P01", "invalid FunctionCall message")
 		}
 		text := "function call (oid " + strconv.FormatUint(uint64(binary.BigEndian.Uint32(body)), 10) + ")"
-		if s.unsynced && s.captures() {
+		if s.unsynced {
+			// As for a Query: after an error the backend would ignore it.
 			return nil, stepFail, wire.NewError("FATAL", "08P01",
 				"a FunctionCall message inside an unfinished extended-protocol batch is not supported here; send Sync first")
 		}
 		s.mu.Lock()
 		s.pend(s.clientInflight() + 1)
-		if s.unsynced {
-			s.settingsSync = true // inside a batch: no more text until its Sync
-		}
 		s.track.query(classify.Result{})
 		s.gov.query(text, classify.Result{})
 		s.inflight++

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"tdb/actors/backend"
 	"tdb/fsm"
@@ -276,4 +277,44 @@ func TestProxyLargeResultAndCancel(t *testing.T) {
 		t.Fatalf("after cancel: %v", err)
 	}
 	_ = os.Getenv
+}
+
+// TestQueryInsideAFailedBatchEndsTheSession: after an error PostgreSQL
+// ignores a Query or a FunctionCall until the batch's Sync and never answers
+// it, while the proxy's limits and query log would wait for its
+// ReadyForQuery; the proxy ends the session there with 08P01 instead of
+// leaving the client waiting for an answer that never comes.
+func TestQueryInsideAFailedBatchEndsTheSession(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	key := e.CreateTenant(t, "wayne")
+	for name, msg := range map[string]pgproto3.FrontendMessage{
+		"query":    &pgproto3.Query{String: "SELECT 1"},
+		"function": &pgproto3.FunctionCall{Function: 2026}, // pg_backend_pid()
+	} {
+		c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+		if err := c.PgConn().Conn().SetDeadline(time.Now().Add(15 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		fe := c.PgConn().Frontend()
+		send(t, fe, &pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{}, msg)
+		for {
+			got, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("%s: the session ended without saying why: %v", name, err)
+			}
+			if m, ok := got.(*pgproto3.ErrorResponse); ok && m.Severity == "FATAL" {
+				if m.Code != "08P01" || !strings.Contains(m.Message, "send Sync first") {
+					t.Fatalf("%s: got %s %s %q", name, m.Severity, m.Code, m.Message)
+				}
+				break
+			}
+		}
+	}
+	// The sessions' connections went back: a new one runs.
+	c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+	var one int
+	if err := c.QueryRow(context.Background(), "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("after the refused sessions: %d, %v", one, err)
+	}
 }

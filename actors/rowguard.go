@@ -13,7 +13,9 @@ import (
 // it wrote. A client that gets ERROR 54000 must be able to trust that
 // nothing of its batch happened, as with any other error. So:
 //
-//   - A batch that may both write and return rows, sent outside a
+//   - A batch that may both write and return rows (a simple Query whose
+//     statements do; any extended-protocol batch that begins with a data
+//     statement, whose later statements are not known yet), sent outside a
 //     transaction while the workspace has a row limit, runs inside one the
 //     proxy opens (a BEGIN sent ahead of it, its answer not relayed). At the
 //     batch's ReadyForQuery the proxy commits it, or rolls it back when the
@@ -97,11 +99,14 @@ func guardQuery(r classify.Result) bool {
 	return writes && rows
 }
 
-// guardStatement is guardQuery for the one statement an extended-protocol
-// batch begins with.
+// guardStatement is guardQuery for the statement an extended-protocol batch
+// begins with. The batch's later statements are not known yet when its
+// first message must be preceded by the BEGIN (a pipeline of a SELECT and
+// an INSERT is one implicit transaction up to its Sync), so every batch
+// that begins with a statement that can be guarded is.
 func guardStatement(info stmtInfo) bool {
-	ok, w, rw := guardable(info.kind, info.text)
-	return ok && w && rw
+	ok, _, _ := guardable(info.kind, info.text)
+	return ok
 }
 
 // leadingWord returns a statement's first word, lower-cased (statement texts

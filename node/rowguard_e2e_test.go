@@ -61,6 +61,21 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 				t.Fatalf("%q: %d rows kept after the 54000 error", sql, n)
 			}
 		}
+		// So is an extended-protocol pipeline, up to its Sync: the write
+		// after the statement that passed the limit is not kept either.
+		// (pgx prepares both statements, then binds and runs them in one
+		// batch that begins with the SELECT.)
+		b := &pgx.Batch{}
+		b.Queue("SELECT generate_series(1, 10)")
+		b.Queue("INSERT INTO accounts (name, email) VALUES ('p', 'p@x')")
+		br := c.SendBatch(ctx, b)
+		_, err := br.Exec()
+		wantPgError(t, err, "ERROR", "54000", overText)
+		_ = br.Close()
+		idle()
+		if n := count(); n != 0 {
+			t.Fatalf("pipeline: %d rows kept after the 54000 error", n)
+		}
 		// Under the limit the rows come back and are kept.
 		for _, mode := range []pgx.QueryExecMode{simple, extended} {
 			rows, _ := c.Query(ctx, insertReturning(3), mode)

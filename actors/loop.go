@@ -40,7 +40,7 @@ func (h *loopHandler) Message(from evloop.Side, typ byte, body []byte, out *evlo
 		if s.gov.cancelPending() || s.gate(typ) != nil {
 			return evloop.Eject // the goroutine relay waits for it
 		}
-		body, step, err := s.fromClient(typ, body)
+		body, step, err := s.fromClient(typ, body, out.Ahead())
 		switch step {
 		case stepFail:
 			if buf, encErr := wire.ToErrorResponse(err).Encode(nil); encErr == nil {

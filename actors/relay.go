@@ -51,7 +51,9 @@ func batchStep(guard, lock bool) clientStep {
 // fromClient inspects one client message and updates the session's state
 // for it: the synchronous core of the client pump, shared by the goroutine
 // relay and the event loop. The body to forward may be a refusal's sentinel.
-func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) {
+// ahead holds what was received from the client behind the message, not
+// yet handled (whole messages, and maybe the start of one).
+func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, error) {
 	switch typ {
 	case 'Q':
 		text, err := wire.QueryText(body)
@@ -104,7 +106,7 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		}
 		s.mu.Lock()
 		guard := rej == nil && s.mayGuard() && len(r.Statements) == 1 && !r.Statements[0].NoTxn &&
-			guardStatement(stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}) && s.guardBatch()
+			s.guardExtended(stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}, name, ahead) && s.guardBatch()
 		lock := !guard && rej == nil && s.takeCaptureLock(r.HasDDL())
 		if s.guarded && s.unsynced && endsOrBeginsTxn(r) {
 			s.guarded = false // the batch takes over the proxy's transaction
@@ -122,7 +124,7 @@ func (s *session) fromClient(typ byte, body []byte) ([]byte, clientStep, error) 
 		s.mu.Lock()
 		p, st := s.name(portal), s.name(stmt)
 		info := s.track.prepared[st]
-		guard := s.mayGuard() && guardStatement(info) && s.guardBatch()
+		guard := s.mayGuard() && s.guardExtended(info, st, ahead) && s.guardBatch()
 		// A statement prepared in an earlier batch (a driver's statement
 		// cache) takes the capture lock where it runs: the lock its Parse
 		// took went back at that batch's end.
@@ -239,7 +241,7 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 			}
 			<-ch
 		}
-		body, step, perr := s.fromClient(typ, body)
+		body, step, perr := s.fromClient(typ, body, fr.Ahead())
 		switch step {
 		case stepFail:
 			_ = wire.WriteError(s.client, perr)

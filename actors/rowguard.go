@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"encoding/binary"
+
 	"tdb/wire"
 	"tdb/wire/classify"
 )
@@ -14,8 +16,8 @@ import (
 // nothing of its batch happened, as with any other error. So:
 //
 //   - A batch that may both write and return rows (a simple Query whose
-//     statements do; any extended-protocol batch that begins with a data
-//     statement, whose later statements are not known yet), sent outside a
+//     statements do; an extended-protocol batch whose statements, read
+//     from the messages received behind its first, do, or are not all known), sent outside a
 //     transaction while the workspace has a row limit, runs inside one the
 //     proxy opens (a BEGIN sent ahead of it, its answer not relayed). At the
 //     batch's ReadyForQuery the proxy commits it, or rolls it back when the
@@ -99,14 +101,96 @@ func guardQuery(r classify.Result) bool {
 	return writes && rows
 }
 
-// guardStatement is guardQuery for the statement an extended-protocol batch
-// begins with. The batch's later statements are not known yet when its
-// first message must be preceded by the BEGIN (a pipeline of a SELECT and
-// an INSERT is one implicit transaction up to its Sync), so every batch
-// that begins with a statement that can be guarded is.
-func guardStatement(info stmtInfo) bool {
-	ok, _, _ := guardable(info.kind, info.text)
-	return ok
+// guardExtended reports whether an extended-protocol batch that begins with
+// the statement first needs the proxy's transaction: whether the batch may
+// both write and return rows (a pipeline of a SELECT and an INSERT is one
+// implicit transaction up to its Sync). Its later statements are those of
+// the messages already received behind its first (ahead): a driver sends a
+// batch in one write. Where the batch's Sync is not among them the rest is
+// unknown, and a batch that begins with a statement that can be guarded is
+// (under s.mu, after mayGuard). name is first's statement name.
+func (s *session) guardExtended(first stmtInfo, name string, ahead []byte) bool {
+	ok, writes, rows := guardable(first.kind, first.text)
+	if !ok || s.gov.limits().maxRows <= 0 {
+		return false
+	}
+	if writes && rows {
+		return true
+	}
+	b := batchScan{classify: s.proxy.classes.Classify, prepared: s.track.prepared}
+	return b.mayWriteAndReturnRows(writes, rows, name, first, ahead)
+}
+
+// batchScan reads the messages of an extended-protocol batch behind its
+// first statement.
+type batchScan struct {
+	classify func(sql string) classify.Result
+	prepared map[string]stmtInfo // statements parsed in earlier batches
+}
+
+// parsedStmt is a statement a batch parses.
+type parsedStmt struct {
+	name string
+	info stmtInfo
+}
+
+// mayWriteAndReturnRows reads the messages of a batch behind its first
+// statement (which may write, may return rows, and was parsed or bound as
+// name) up to its Sync, and reports whether the batch may both write and
+// return rows, or holds what cannot be told: a statement that cannot be
+// guarded, a message other than the extended protocol's, or no Sync yet.
+func (b batchScan) mayWriteAndReturnRows(writes, rows bool, name string, first stmtInfo, ahead []byte) bool {
+	// A Bind names the latest Parse of its statement name.
+	var kept [4]parsedStmt
+	parsed := append(kept[:0], parsedStmt{name, first})
+	for len(ahead) >= 5 {
+		n := int(binary.BigEndian.Uint32(ahead[1:5]))
+		if n < 4 || len(ahead) < 1+n {
+			return true // the rest of the batch is still to come
+		}
+		typ, body := ahead[0], ahead[5:1+n]
+		ahead = ahead[1+n:]
+		var info stmtInfo
+		switch typ {
+		case wire.MsgSync:
+			return writes && rows
+		case 'E', 'D', 'C', 'H':
+			continue
+		case 'P':
+			pname, text, err := wire.ParseText(body)
+			if err != nil {
+				return true
+			}
+			r := b.classify(string(text))
+			if len(r.Statements) != 1 || r.Statements[0].NoTxn {
+				return true
+			}
+			info = stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}
+			parsed = append(parsed, parsedStmt{pname, info})
+		case 'B':
+			_, stmt := cstring2(body)
+			found := false
+			for i := len(parsed) - 1; i >= 0 && !found; i-- {
+				info, found = parsed[i].info, parsed[i].name == string(stmt)
+			}
+			if !found {
+				if info, found = b.prepared[string(stmt)]; !found || info.atOnce {
+					return true
+				}
+			}
+		default:
+			return true // a Query, a FunctionCall, COPY data: not a plain batch
+		}
+		ok, w, rw := guardable(info.kind, info.text)
+		if !ok {
+			return true
+		}
+		writes, rows = writes || w, rows || rw
+		if writes && rows {
+			return true
+		}
+	}
+	return true
 }
 
 // leadingWord returns a statement's first word, lower-cased (statement texts
@@ -153,7 +237,7 @@ func (s *session) mayGuard() bool {
 
 // guardBatch opens a guarded transaction for the batch a message begins, when
 // the workspace has a row limit, and reports whether it did (under s.mu,
-// after mayGuard, for a batch guardQuery or guardStatement chose).
+// after mayGuard, for a batch guardQuery or guardExtended chose).
 func (s *session) guardBatch() bool {
 	if s.gov.limits().maxRows <= 0 {
 		return false

@@ -3,6 +3,8 @@ package actors
 import (
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"tdb/wire"
 	"tdb/wire/classify"
 )
@@ -94,5 +96,57 @@ func TestUnlockSentAgainAfterAnError(t *testing.T) {
 	s.inflight = 1
 	if _, _, next := s.swallowed(wire.MsgReadyForQuery, []byte{'I'}); next != "" || s.inflight != 0 || s.lost {
 		t.Fatalf("a clean unlock: next %q, inflight %d, lost %v", next, s.inflight, s.lost)
+	}
+}
+
+// TestBatchScan: an extended-protocol batch is guarded when the statements
+// read behind its first may both write and return rows, or when they
+// cannot all be told (no Sync yet, a statement that cannot be guarded, a
+// statement not prepared).
+func TestBatchScan(t *testing.T) {
+	sel := stmtInfo{text: "SELECT * FROM t", kind: classify.DML}
+	ins := stmtInfo{text: "INSERT INTO t VALUES (1)", kind: classify.DML}
+	b := batchScan{classify: classify.Classify, prepared: map[string]stmtInfo{"s_ins": ins, "s_sel": sel}}
+	enc := func(msgs ...interface{ Encode([]byte) ([]byte, error) }) []byte {
+		var out []byte
+		for _, m := range msgs {
+			var err error
+			if out, err = m.Encode(out); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out
+	}
+	sync := &pgproto3.Sync{}
+	for _, tc := range []struct {
+		name  string
+		first stmtInfo
+		ahead []byte
+		want  bool
+	}{
+		{"one select", sel, enc(&pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, sync), false},
+		{"one insert", ins, enc(&pgproto3.Bind{}, &pgproto3.Execute{}, sync), false},
+		{"select then insert", sel, enc(&pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Parse{Query: "INSERT INTO t VALUES (2)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, sync), true},
+		{"insert then select", ins, enc(&pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, sync), true},
+		{"select then prepared insert", sel, enc(&pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Bind{PreparedStatement: "s_ins"}, &pgproto3.Execute{}, sync), true},
+		{"two selects", sel, enc(&pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Bind{PreparedStatement: "s_sel"}, &pgproto3.Execute{}, sync), false},
+		{"unknown statement", sel, enc(&pgproto3.Bind{PreparedStatement: "nope"}, &pgproto3.Execute{}, sync), true},
+		{"no sync yet", sel, enc(&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{}), true},
+		{"cut message", sel, enc(&pgproto3.Bind{}, &pgproto3.Execute{}, sync)[:7], true},
+		{"nothing behind", sel, nil, true},
+		{"statement outside a transaction", sel, enc(&pgproto3.Parse{Query: "VACUUM t"}, sync), true},
+		{"query inside", sel, enc(&pgproto3.Query{String: "SELECT 1"}, sync), true},
+	} {
+		ok, w, rw := guardable(tc.first.kind, tc.first.text)
+		if !ok {
+			t.Fatalf("%s: first statement not guardable", tc.name)
+		}
+		if got := b.mayWriteAndReturnRows(w, rw, "", tc.first, tc.ahead); got != tc.want {
+			t.Errorf("%s: guarded %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

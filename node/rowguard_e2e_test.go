@@ -3,8 +3,10 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -75,6 +77,21 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 		idle()
 		if n := count(); n != 0 {
 			t.Fatalf("pipeline: %d rows kept after the 54000 error", n)
+		}
+		// A pipeline whose write comes in a later write of the client's,
+		// after a Flush: the proxy cannot see it when the batch begins, so
+		// the batch runs in its transaction all the same.
+		fe := c.PgConn().Frontend()
+		send(t, fe, &pgproto3.Parse{Query: "SELECT generate_series(1, 10)"}, &pgproto3.Bind{},
+			&pgproto3.Execute{}, &pgproto3.Flush{})
+		time.Sleep(100 * time.Millisecond)
+		send(t, fe, &pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('f', 'f@x')"},
+			&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got := answers(t, fe); !slices.Contains(got, "E 54000") || got[len(got)-1] != "Z I" {
+			t.Fatalf("split pipeline answered %v, want 54000 and an idle session", got)
+		}
+		if n := count(); n != 0 {
+			t.Fatalf("split pipeline: %d rows kept after the 54000 error", n)
 		}
 		// Under the limit the rows come back and are kept.
 		for _, mode := range []pgx.QueryExecMode{simple, extended} {

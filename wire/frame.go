@@ -239,6 +239,10 @@ func (f *FrameReader) readLarge(n int) ([]byte, error) {
 // flushes its writer when this is 0.
 func (f *FrameReader) Buffered() int { return f.wpos - f.rpos }
 
+// Ahead returns the bytes read and not yet consumed, a view valid until the
+// next call: what the peer sent behind the last message.
+func (f *FrameReader) Ahead() []byte { return f.buf[f.rpos:f.wpos] }
+
 // Drain returns a copy of the bytes read and not yet consumed (with the
 // part of a message a read error cut, see Next), and forgets them: the
 // caller reads on from the connection itself.

@@ -86,8 +86,14 @@ type Handler interface {
 
 // Out collects what a Handler sends, per side, in order.
 type Out struct {
-	buf [2][]byte
+	buf   [2][]byte
+	ahead []byte
 }
+
+// Ahead returns what was read from the side of the message being handled
+// behind it, not yet handled (whole messages, and maybe the start of one):
+// a view valid during the Message call.
+func (o *Out) Ahead() []byte { return o.ahead }
 
 // Message appends one message (type byte, length, body) for side to.
 func (o *Out) Message(to Side, typ byte, body []byte) {

@@ -561,11 +561,13 @@ func (l *Loop) handle(p *Pair, side Side, read bool) {
 		if len(data)-pos < 1+length {
 			break
 		}
+		l.out.ahead = data[pos+1+length:]
 		verdict = p.h.Message(side, data[pos], data[pos+5:pos+1+length], &l.out)
 		if verdict != Eject {
 			pos += 1 + length
 		}
 	}
+	l.out.ahead = nil
 	rest := data[pos:]
 	if verdict == Continue && err == nil {
 		p.partial[side] = keepPartial(p.partial[side], rest)

@@ -54,6 +54,18 @@ func batchStep(guard, lock bool) clientStep {
 // ahead holds what was received from the client behind the message, not
 // yet handled (whole messages, and maybe the start of one).
 func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, error) {
+	guard := false
+	switch typ {
+	case 'C', 'D', 'H':
+		// unsynced changes only here, on the client's side.
+		if !s.unsynced {
+			// A batch that begins before its first Parse or Bind (a
+			// driver closing statements it no longer caches).
+			s.mu.Lock()
+			guard = s.mayGuard() && s.guardAhead(ahead) && s.guardBatch()
+			s.mu.Unlock()
+		}
+	}
 	switch typ {
 	case 'Q':
 		text, err := wire.QueryText(body)
@@ -201,7 +213,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		s.unsynced = true // the backend may hold an open implicit transaction until Sync
 		s.mu.Unlock()
 	}
-	return body, stepForward, nil
+	return body, batchStep(guard, false), nil
 }
 
 // clientToBackend forwards client frames, replacing refused statements with

@@ -121,6 +121,45 @@ func (s *session) guardExtended(first stmtInfo, name string, ahead []byte) bool 
 	return b.mayWriteAndReturnRows(writes, rows, name, first, ahead)
 }
 
+// guardAhead is guardExtended for a batch that begins with a Close, a
+// Describe or a Flush: its first statement is that of the first Parse or
+// Bind among the messages that came with it. A batch with none before its
+// Sync, or before the messages received end, is not guarded (under s.mu,
+// after mayGuard).
+func (s *session) guardAhead(ahead []byte) bool {
+	for len(ahead) >= 5 {
+		n := int(binary.BigEndian.Uint32(ahead[1:5]))
+		if n < 4 || len(ahead) < 1+n {
+			return false
+		}
+		typ, body := ahead[0], ahead[5:1+n]
+		ahead = ahead[1+n:]
+		switch typ {
+		case 'C', 'D', 'H':
+			continue
+		case 'P':
+			name, text, err := wire.ParseText(body)
+			if err != nil {
+				return false
+			}
+			r := s.proxy.classes.Classify(string(text))
+			if len(r.Statements) != 1 || r.Statements[0].NoTxn {
+				return false
+			}
+			return s.guardExtended(stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}, name, ahead)
+		case 'B':
+			_, stmt := cstring2(body)
+			info, ok := s.track.prepared[string(stmt)]
+			if !ok || info.atOnce {
+				return false
+			}
+			return s.guardExtended(info, string(stmt), ahead)
+		}
+		return false
+	}
+	return false
+}
+
 // batchScan reads the messages of an extended-protocol batch behind its
 // first statement.
 type batchScan struct {

@@ -93,6 +93,18 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 		if n := count(); n != 0 {
 			t.Fatalf("split pipeline: %d rows kept after the 54000 error", n)
 		}
+		// A batch that begins with a Close (a driver closing a statement
+		// it no longer caches) is read from its first Parse or Bind.
+		send(t, fe, &pgproto3.Close{ObjectType: 'S', Name: "gone"},
+			&pgproto3.Parse{Query: "SELECT generate_series(1, 10)"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('c', 'c@x')"},
+			&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got := answers(t, fe); !slices.Contains(got, "E 54000") || got[len(got)-1] != "Z I" {
+			t.Fatalf("pipeline after a Close answered %v, want 54000 and an idle session", got)
+		}
+		if n := count(); n != 0 {
+			t.Fatalf("pipeline after a Close: %d rows kept after the 54000 error", n)
+		}
 		// Under the limit the rows come back and are kept.
 		for _, mode := range []pgx.QueryExecMode{simple, extended} {
 			rows, _ := c.Query(ctx, insertReturning(3), mode)

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	neturl "net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -204,10 +205,21 @@ func TestTenantQueryHoldsAConnection(t *testing.T) {
 		return status == 200
 	})
 
+	// The call waits for an advisory lock a direct session holds, so it
+	// runs until the test lets it go, however slow the machine.
+	direct, err := neturl.Parse(e.PG.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct.Path = "/" + fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
+	holder := connect(t, direct.String())
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock(4242)"); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan int, 1)
 	go func() {
 		var out queryOut
-		done <- e.Do(t, "POST", "/v1/tenants/wayne/query", key, "", map[string]any{"sql": "SELECT pg_sleep(2)"}, &out)
+		done <- e.Do(t, "POST", "/v1/tenants/wayne/query", key, "", map[string]any{"sql": "SELECT pg_advisory_lock(4242)"}, &out)
 	}()
 	waitFor(t, "a wire client to be refused while the call runs", func() bool {
 		c, err := pgx.Connect(ctx, url)
@@ -218,6 +230,9 @@ func TestTenantQueryHoldsAConnection(t *testing.T) {
 		wantPgError(t, err, "FATAL", "53300", `too many connections for database "myapp__wayne" (max_connections 1)`)
 		return true
 	})
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock(4242)"); err != nil {
+		t.Fatal(err)
+	}
 	if status := <-done; status != 200 {
 		t.Fatalf("the long call: %d", status)
 	}

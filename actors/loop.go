@@ -51,6 +51,8 @@ func (h *loopHandler) Message(from evloop.Side, typ byte, body []byte, out *evlo
 		case stepTerminate:
 			h.terminated = true
 			return evloop.End
+		case stepWait:
+			return evloop.Eject // the goroutine relay waits for the batches in flight
 		}
 		if p := step.prefix(); len(p) > 0 {
 			out.Raw(evloop.Backend, p)

@@ -25,6 +25,7 @@ const (
 	stepFail                        // malformed: send the error to the client and end
 	stepGuard                       // send the proxy's BEGIN, then the body (rowguard.go)
 	stepLock                        // take the capture lock, then send the body (capturelock.go)
+	stepWait                        // wait for the batches in flight, then handle the message again (rowguard.go)
 )
 
 // prefix is what the proxy sends ahead of a message for step, in the same
@@ -62,8 +63,14 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			// A batch that begins before its first Parse or Bind (a
 			// driver closing statements it no longer caches).
 			s.mu.Lock()
-			guard = s.mayGuard() && s.guardAhead(ahead) && s.guardBatch()
+			var wait bool
+			if first, name, rest, ok := s.firstAhead(ahead); ok {
+				guard, wait = s.guardFirst(first, name, rest)
+			}
 			s.mu.Unlock()
+			if wait {
+				return body, stepWait, nil
+			}
 		}
 	}
 	switch typ {
@@ -88,6 +95,11 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			body = append(append([]byte(nil), s.refuse(rej)...), 0)
 		}
 		s.mu.Lock()
+		if rej == nil && !s.mayGuard() && s.mayWait() && guardQuery(r) && s.gov.limits().maxRows > 0 {
+			s.pend(s.clientInflight()) // as guardFirst
+			s.mu.Unlock()
+			return body, stepWait, nil
+		}
 		if rej == nil && mayChangeSettings(sql, r) {
 			s.pend(s.clientInflight() + 1) // this Query's ReadyForQuery
 		}
@@ -117,8 +129,14 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			body = parseBody(name, s.refuse(rej))
 		}
 		s.mu.Lock()
-		guard := rej == nil && s.mayGuard() && len(r.Statements) == 1 && !r.Statements[0].NoTxn &&
-			s.guardExtended(stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}, name, ahead) && s.guardBatch()
+		if rej == nil && len(r.Statements) == 1 && !r.Statements[0].NoTxn {
+			var wait bool
+			guard, wait = s.guardFirst(stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}, name, ahead)
+			if wait {
+				s.mu.Unlock()
+				return body, stepWait, nil
+			}
+		}
 		lock := !guard && rej == nil && s.takeCaptureLock(r.HasDDL())
 		if s.guarded && s.unsynced && endsOrBeginsTxn(r) {
 			s.guarded = false // the batch takes over the proxy's transaction
@@ -136,7 +154,11 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		s.mu.Lock()
 		p, st := s.name(portal), s.name(stmt)
 		info := s.track.prepared[st]
-		guard := s.mayGuard() && s.guardExtended(info, st, ahead) && s.guardBatch()
+		guard, wait := s.guardFirst(info, st, ahead)
+		if wait {
+			s.mu.Unlock()
+			return body, stepWait, nil
+		}
 		// A statement prepared in an earlier batch (a driver's statement
 		// cache) takes the capture lock where it runs: the lock its Parse
 		// took went back at that batch's end.
@@ -254,6 +276,22 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 			<-ch
 		}
 		body, step, perr := s.fromClient(typ, body, fr.Ahead())
+		if step == stepWait {
+			// A batch the row guard needs waits for the batches before
+			// it; then its message is handled again, without waiting.
+			s.mu.Lock()
+			ch := s.pending
+			s.mu.Unlock()
+			if err := s.flushLocked(fw); err != nil {
+				return false, false
+			}
+			if ch != nil {
+				<-ch
+			}
+			s.waited = true
+			body, step, perr = s.fromClient(typ, body, fr.Ahead())
+			s.waited = false
+		}
 		switch step {
 		case stepFail:
 			_ = wire.WriteError(s.client, perr)

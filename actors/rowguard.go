@@ -121,16 +121,44 @@ func (s *session) guardExtended(first stmtInfo, name string, ahead []byte) bool 
 	return b.mayWriteAndReturnRows(writes, rows, name, first, ahead)
 }
 
-// guardAhead is guardExtended for a batch that begins with a Close, a
-// Describe or a Flush: its first statement is that of the first Parse or
-// Bind among the messages that came with it. A batch with none before its
-// Sync, or before the messages received end, is not guarded (under s.mu,
-// after mayGuard).
-func (s *session) guardAhead(ahead []byte) bool {
+// guardFirst decides for a message that begins a batch with the statement
+// first (named name) whether the batch runs in the proxy's transaction
+// (guard: the proxy's BEGIN goes ahead of the message), or must first wait
+// for the client's batches still in flight (wait: the proxy opens its
+// transaction only with nothing in flight, and the message is handled again
+// once they are answered, so pend holds until then). Under s.mu.
+func (s *session) guardFirst(first stmtInfo, name string, ahead []byte) (guard, wait bool) {
+	switch {
+	case s.mayGuard():
+		return s.guardExtended(first, name, ahead) && s.guardBatch(), false
+	case s.mayWait() && s.guardExtended(first, name, ahead):
+		s.pend(s.clientInflight())
+		return false, true
+	}
+	return false, false
+}
+
+// mayWait reports whether a message that begins a batch may wait for the
+// client's batches in flight before it (under s.mu): once, not behind the
+// proxy's own exchange alone, and not once the backend is lost (its pump,
+// gone, would never let the wait end).
+func (s *session) mayWait() bool {
+	return s.gov != nil && !s.unsynced && !s.waited && !s.lost && s.clientInflight() > 0
+}
+
+// firstAhead finds, for a batch that begins with a Close, a Describe or a
+// Flush, its first statement: that of the first Parse or Bind among the
+// messages that came with it, and what came behind that message. It
+// reports false where there is none before the batch's Sync or the end of
+// the messages received, and without a row limit (under s.mu).
+func (s *session) firstAhead(ahead []byte) (first stmtInfo, name string, rest []byte, ok bool) {
+	if s.gov == nil || s.gov.limits().maxRows <= 0 {
+		return stmtInfo{}, "", nil, false
+	}
 	for len(ahead) >= 5 {
 		n := int(binary.BigEndian.Uint32(ahead[1:5]))
 		if n < 4 || len(ahead) < 1+n {
-			return false
+			return stmtInfo{}, "", nil, false
 		}
 		typ, body := ahead[0], ahead[5:1+n]
 		ahead = ahead[1+n:]
@@ -140,24 +168,21 @@ func (s *session) guardAhead(ahead []byte) bool {
 		case 'P':
 			name, text, err := wire.ParseText(body)
 			if err != nil {
-				return false
+				return stmtInfo{}, "", nil, false
 			}
 			r := s.proxy.classes.Classify(string(text))
 			if len(r.Statements) != 1 || r.Statements[0].NoTxn {
-				return false
+				return stmtInfo{}, "", nil, false
 			}
-			return s.guardExtended(stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}, name, ahead)
+			return stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}, name, ahead, true
 		case 'B':
 			_, stmt := cstring2(body)
-			info, ok := s.track.prepared[string(stmt)]
-			if !ok || info.atOnce {
-				return false
-			}
-			return s.guardExtended(info, string(stmt), ahead)
+			info, found := s.track.prepared[string(stmt)]
+			return info, string(stmt), ahead, found && !info.atOnce
 		}
-		return false
+		return stmtInfo{}, "", nil, false
 	}
-	return false
+	return stmtInfo{}, "", nil, false
 }
 
 // batchScan reads the messages of an extended-protocol batch behind its

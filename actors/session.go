@@ -93,6 +93,9 @@ type session struct {
 	unlockFailed bool
 	unlockTries  int
 	holdRFQs     int // ReadyForQuery messages until pending may settle
+	// waited: the message being handled again waited for the batches in
+	// flight before it once already (client pump only; rowguard.go)
+	waited bool
 	// otherEncoding: the backend reads statement text in a client_encoding
 	// other than UTF8 (as it last reported), so DDL text captured as the
 	// proxy reads it would not be what the workspace ran (guard.go).

@@ -105,6 +105,21 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 		if n := count(); n != 0 {
 			t.Fatalf("pipeline after a Close: %d rows kept after the 54000 error", n)
 		}
+		// A batch pipelined behind another that is still running waits
+		// for it, then runs in the proxy's transaction: extended and
+		// simple alike.
+		insertMany := "INSERT INTO accounts (name, email) SELECT 'q' || g, 'q' || g || '@x' FROM generate_series(1, 10) g RETURNING id"
+		send(t, fe, &pgproto3.Parse{Query: "SELECT pg_sleep(0.2)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+			&pgproto3.Parse{Query: insertMany}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+			&pgproto3.Query{String: "SELECT pg_sleep(0.2)"}, &pgproto3.Query{String: insertMany})
+		for i, want := range []string{"Z I", "E 54000", "Z I", "E 54000"} {
+			if got := answers(t, fe); !slices.Contains(got, want) || got[len(got)-1] != "Z I" {
+				t.Fatalf("pipelined batch %d answered %v, want %s and an idle session", i+1, got, want)
+			}
+		}
+		if n := count(); n != 0 {
+			t.Fatalf("pipelined batches: %d rows kept after the 54000 error", n)
+		}
 		// Under the limit the rows come back and are kept.
 		for _, mode := range []pgx.QueryExecMode{simple, extended} {
 			rows, _ := c.Query(ctx, insertReturning(3), mode)

@@ -27,6 +27,11 @@ type governor struct {
 	timer    *time.Timer
 	timerGen uint64
 
+	// The workspace's limits as last read (limits), and the state's
+	// generation then, plus one (0: not read yet).
+	limitsNow stmtLimits
+	limitsGen uint64
+
 	// cancelling is non-nil while a proxy-initiated CancelRequest is on its
 	// way; the client pump forwards nothing until it has been delivered, so
 	// the cancel cannot hit a statement the client sends afterwards.
@@ -47,8 +52,13 @@ func startGovernor(s *session, clientIP string) {
 }
 
 // limits reads the workspace's settings now, from the local replica: new
-// values apply to the next statement on every node.
+// values apply to the next statement on every node. What it read is kept
+// until the replica's state changes.
 func (g *governor) limits() stmtLimits {
+	gen := g.s.proxy.cfg.FSM.Generation() + 1 // before the View: see Generation
+	if gen == g.limitsGen {
+		return g.limitsNow
+	}
 	var l stmtLimits
 	lg := &g.s.login
 	g.s.proxy.cfg.FSM.View(func(st *fsm.State) {
@@ -58,6 +68,7 @@ func (g *governor) limits() stmtLimits {
 			}
 		}
 	})
+	g.limitsNow, g.limitsGen = l, gen
 	return l
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/errors"
 	"github.com/hashicorp/raft"
@@ -23,6 +24,7 @@ type FSM struct {
 	state   *State
 	applied uint64
 	changed chan struct{} // closed and replaced after every apply or restore
+	gen     atomic.Uint64 // counts applies and restores (Generation)
 }
 
 // New returns an FSM over an empty state.
@@ -48,6 +50,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 }
 
 func (f *FSM) notifyLocked() {
+	f.gen.Add(1)
 	close(f.changed)
 	f.changed = make(chan struct{})
 }
@@ -59,6 +62,12 @@ func (f *FSM) View(fn func(s *State)) {
 	defer f.mu.RUnlock()
 	fn(f.state)
 }
+
+// Generation changes after every apply or restore, and is read without a
+// lock: a reader that read it before a View saw a state at least as new as
+// that generation, so what it derived from the state stays true while the
+// generation has not changed.
+func (f *FSM) Generation() uint64 { return f.gen.Load() }
 
 // AppliedIndex is the raft index of the last applied entry.
 func (f *FSM) AppliedIndex() uint64 {

@@ -340,3 +340,30 @@ func TestAddBlueprintVersionOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestGenerationFollowsEveryChange: readers that keep what they derived
+// from the state until the generation changes see every apply and restore.
+func TestGenerationFollowsEveryChange(t *testing.T) {
+	h := seeded(t)
+	before := h.f.Generation()
+	h.mustApply(CmdAddBlueprintVersion, &AddBlueprintVersion{ProjectID: "tdb_0000abcd", Workspace: "myapp", Statements: []string{"CREATE TABLE g (id int)"}, At: t0})
+	if h.f.Generation() == before {
+		t.Fatal("the generation did not change with an apply")
+	}
+	g := New()
+	fresh := g.Generation()
+	s, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := s.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if g.Generation() == fresh {
+		t.Fatal("the generation did not change with a restore")
+	}
+}

@@ -55,6 +55,12 @@ func TestPolicyMaxRowsPerQuery(t *testing.T) {
 	key := e.CreateTenant(t, "wayne")
 	ctx := context.Background()
 	c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+	// Without a limit every row comes back; a session that read the
+	// settings then sees the new limit from its next statement.
+	var ten int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM (SELECT generate_series(1, 10)) g").Scan(&ten); err != nil || ten != 10 {
+		t.Fatalf("before the limit: %d, %v", ten, err)
+	}
 	setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
 	const overText = "query returned more than max_rows_per_query (5) rows"
 

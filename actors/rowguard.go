@@ -82,8 +82,10 @@ func guardable(kind classify.Kind, text string) (ok, writes, rows bool) {
 			hasWord(text, "merge"), true
 	case "truncate":
 		return true, true, false
+	case "insert", "update", "delete", "merge":
+		return true, true, hasWord(text, "returning")
 	}
-	return true, true, hasWord(text, "returning") // INSERT, UPDATE, DELETE, MERGE
+	return true, true, true // not told apart (a comment inside a parenthesis): both, to be safe
 }
 
 // guardQuery reports whether a simple Query's statements need a guarded
@@ -204,9 +206,12 @@ type parsedStmt struct {
 // return rows, or holds what cannot be told: a statement that cannot be
 // guarded, a message other than the extended protocol's, or no Sync yet.
 func (b batchScan) mayWriteAndReturnRows(writes, rows bool, name string, first stmtInfo, ahead []byte) bool {
-	// A Bind names the latest Parse of its statement name.
+	// A Bind names the latest Parse of its statement name. A batch that
+	// runs nothing (a driver preparing statements: Parse, Describe, Sync)
+	// needs no guard.
 	var kept [4]parsedStmt
 	parsed := append(kept[:0], parsedStmt{name, first})
+	executes := false
 	for len(ahead) >= 5 {
 		n := int(binary.BigEndian.Uint32(ahead[1:5]))
 		if n < 4 || len(ahead) < 1+n {
@@ -217,8 +222,11 @@ func (b batchScan) mayWriteAndReturnRows(writes, rows bool, name string, first s
 		var info stmtInfo
 		switch typ {
 		case wire.MsgSync:
-			return writes && rows
-		case 'E', 'D', 'C', 'H':
+			return executes && writes && rows
+		case 'E':
+			executes = true
+			continue
+		case 'D', 'C', 'H':
 			continue
 		case 'P':
 			pname, text, err := wire.ParseText(body)
@@ -250,19 +258,21 @@ func (b batchScan) mayWriteAndReturnRows(writes, rows bool, name string, first s
 			return true
 		}
 		writes, rows = writes || w, rows || rw
-		if writes && rows {
-			return true
-		}
 	}
 	return true
 }
 
-// leadingWord returns a statement's first word, lower-cased (statement texts
-// from the classifier start at their first token).
+// leadingWord returns a statement's first word, lower-cased, past the
+// parentheses a query may open with ("(SELECT 1) UNION (SELECT 2)");
+// statement texts from the classifier start at their first token.
 func leadingWord(text string) string {
+	i := 0
+	for i < len(text) && (text[i] == '(' || text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r') {
+		i++
+	}
 	var b [8]byte
 	n := 0
-	for i := 0; i < len(text) && n < len(b); i++ {
+	for ; i < len(text) && n < len(b); i++ {
 		c := text[i] | 0x20
 		if c < 'a' || c > 'z' {
 			break

@@ -30,6 +30,9 @@ func TestGuardQuery(t *testing.T) {
 		{"VACUUM t; SELECT 1", false},
 		{"TRUNCATE t; SELECT 1", true},
 		{"SELECT * FROM t FOR UPDATE", false},
+		{"(SELECT 1) UNION (SELECT 2); INSERT INTO t VALUES (1)", true},
+		{"( VALUES (1), (2)); INSERT INTO t VALUES (1)", true},
+		{"(SELECT 1) UNION (SELECT 2)", false},
 	} {
 		if got := guardQuery(classify.Classify(tc.sql)); got != tc.want {
 			t.Errorf("guardQuery(%q) = %v, want %v", tc.sql, got, tc.want)
@@ -140,6 +143,10 @@ func TestBatchScan(t *testing.T) {
 		{"nothing behind", sel, nil, true},
 		{"statement outside a transaction", sel, enc(&pgproto3.Parse{Query: "VACUUM t"}, sync), true},
 		{"query inside", sel, enc(&pgproto3.Query{String: "SELECT 1"}, sync), true},
+		{"prepared only", sel, enc(&pgproto3.Describe{ObjectType: 'S'},
+			&pgproto3.Parse{Name: "i", Query: "INSERT INTO t VALUES (2)"}, &pgproto3.Describe{ObjectType: 'S', Name: "i"}, sync), false},
+		{"parenthesised select then insert", stmtInfo{text: "(SELECT 1)", kind: classify.DML}, enc(&pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Parse{Query: "INSERT INTO t VALUES (2)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, sync), true},
 	} {
 		ok, w, rw := guardable(tc.first.kind, tc.first.text)
 		if !ok {

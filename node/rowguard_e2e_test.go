@@ -55,6 +55,7 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 		for _, sql := range []string{
 			"SELECT generate_series(1, 10); INSERT INTO accounts (name, email) VALUES ('h', 'h@x')",
 			"INSERT INTO accounts (name, email) VALUES ('h', 'h@x'); SELECT generate_series(1, 10)",
+			"(SELECT generate_series(1, 10)) UNION ALL (SELECT 0); INSERT INTO accounts (name, email) VALUES ('h', 'h@x')",
 		} {
 			_, err := c.Exec(ctx, sql, simple)
 			wantPgError(t, err, "ERROR", "54000", overText)
@@ -92,6 +93,16 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 		}
 		if n := count(); n != 0 {
 			t.Fatalf("split pipeline: %d rows kept after the 54000 error", n)
+		}
+		// A query in parentheses returns rows too.
+		send(t, fe, &pgproto3.Parse{Query: "(SELECT generate_series(1, 10))"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('b', 'b@x')"},
+			&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got := answers(t, fe); !slices.Contains(got, "E 54000") || got[len(got)-1] != "Z I" {
+			t.Fatalf("pipeline of a parenthesised query answered %v, want 54000 and an idle session", got)
+		}
+		if n := count(); n != 0 {
+			t.Fatalf("pipeline of a parenthesised query: %d rows kept after the 54000 error", n)
 		}
 		// A batch that begins with a Close (a driver closing a statement
 		// it no longer caches) is read from its first Parse or Bind.

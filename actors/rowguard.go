@@ -74,15 +74,15 @@ func guardable(kind classify.Kind, text string) (ok, writes, rows bool) {
 	default:
 		return false, false, false
 	}
-	switch leadingWord(text) {
-	case "select", "values", "table":
+	switch w := leadingWord(text); {
+	case isWord(w, "select"), isWord(w, "values"), isWord(w, "table"):
 		return true, false, true
-	case "with", "explain":
+	case isWord(w, "with"), isWord(w, "explain"):
 		return true, hasWord(text, "insert") || hasWord(text, "update") || hasWord(text, "delete") ||
 			hasWord(text, "merge"), true
-	case "truncate":
+	case isWord(w, "truncate"):
 		return true, true, false
-	case "insert", "update", "delete", "merge":
+	case isWord(w, "insert"), isWord(w, "update"), isWord(w, "delete"), isWord(w, "merge"):
 		return true, true, hasWord(text, "returning")
 	}
 	return true, true, true // not told apart (a comment inside a parenthesis): both, to be safe
@@ -262,25 +262,25 @@ func (b batchScan) mayWriteAndReturnRows(writes, rows bool, name string, first s
 	return true
 }
 
-// leadingWord returns a statement's first word, lower-cased, past the
-// parentheses a query may open with ("(SELECT 1) UNION (SELECT 2)");
-// statement texts from the classifier start at their first token.
+// leadingWord returns a statement's first word as written (a part of
+// text, so nothing is allocated), past the parentheses a query may open with
+// ("(SELECT 1) UNION (SELECT 2)"); statement texts from the classifier start
+// at their first token. isWord compares it.
 func leadingWord(text string) string {
 	i := 0
 	for i < len(text) && (text[i] == '(' || text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r') {
 		i++
 	}
-	var b [8]byte
-	n := 0
-	for ; i < len(text) && n < len(b); i++ {
-		c := text[i] | 0x20
-		if c < 'a' || c > 'z' {
-			break
-		}
-		b[n] = c
-		n++
+	j := i
+	for j < len(text) && (text[j]|0x20 >= 'a' && text[j]|0x20 <= 'z') {
+		j++
 	}
-	return string(b[:n])
+	return text[i:j]
+}
+
+// isWord reports whether w is word (lower case), ignoring ASCII case.
+func isWord(w, word string) bool {
+	return len(w) == len(word) && hasFoldAt(w, 0, word)
 }
 
 // hasWord reports whether text holds word (lower case) as a whole word,
@@ -356,16 +356,18 @@ func (s *session) settle() {
 
 // gate returns what a client message of type typ must wait for before it
 // is relayed: nil unless it begins a batch while the proxy's final exchange
-// for the last one is still to come. Terminate never waits: it is not
-// relayed, and a backend session left in the proxy's transaction is closed,
-// not pooled.
+// for the last one is still to come. Terminate waits only behind a guarded
+// batch the client has synced, which PostgreSQL would commit before it read
+// the Terminate: the proxy's COMMIT must come first. Otherwise it does not
+// (it is not relayed, and a backend session left in the proxy's
+// transaction is closed, not pooled).
 func (s *session) gate(typ byte) chan struct{} {
-	if !s.held.Load() || typ == wire.MsgTerminate {
+	if !s.held.Load() {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.unsynced {
+	if s.unsynced || typ == wire.MsgTerminate && !s.guarded {
 		return nil // part of the batch being decided
 	}
 	return s.pending

@@ -131,6 +131,21 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 		if n := count(); n != 0 {
 			t.Fatalf("pipelined batches: %d rows kept after the 54000 error", n)
 		}
+		// A client that sends Terminate right behind a guarded batch
+		// keeps its rows, as PostgreSQL commits a Query before it reads
+		// the next message; alone and pipelined behind another batch.
+		insert3 := "INSERT INTO accounts (name, email) SELECT 't' || g, 't' || g || '@x' FROM generate_series(1, 3) g RETURNING id"
+		for i, msgs := range [][]pgproto3.FrontendMessage{
+			{&pgproto3.Query{String: insert3}, &pgproto3.Terminate{}},
+			{&pgproto3.Query{String: "SELECT pg_sleep(0.2)"}, &pgproto3.Query{String: insert3}, &pgproto3.Terminate{}},
+		} {
+			leaving := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+			send(t, leaving.PgConn().Frontend(), msgs...)
+			waitFor(t, "the rows of a batch sent before Terminate", func() bool { return count() == 3 })
+			if _, err := c.Exec(ctx, "DELETE FROM accounts"); err != nil {
+				t.Fatalf("case %d: %v", i, err)
+			}
+		}
 		// Under the limit the rows come back and are kept.
 		for _, mode := range []pgx.QueryExecMode{simple, extended} {
 			rows, _ := c.Query(ctx, insertReturning(3), mode)

@@ -385,6 +385,35 @@ The relay: a node relays sessions (TLS or not) from one epoll loop on a locked t
 back for comparison (`-S -c 1`, 2026-11-26: tdb/direct 0.89-0.90 with the loop against
 0.47-0.51 without it; over TLS, 6.6k tps against 3.9k). {latency}
 
+Sessions the loop hands to goroutines come back to it (2026-11-27). A message over the loop's
+64 KiB buffer, a limit's cancel or the row guard's own statements move a session to a goroutine
+per direction; it used to stay there for the rest of its life, so one large row put a pooled
+application connection on the slower relay for good. Measured with `pgbench -f bench/largerow.sql`
+(one transaction in 200 reads a 70 kB row, the others the `-S` select), `-M prepared`, the build before and after, alternating, 3 rounds: at 8 clients
+(8 s rounds) 18.5-25.8k tps and 26.4-29.3 us of proxy CPU per transaction before, 25.4-26.6k
+tps and 20.3-22.5 us after; at one client (6 s rounds) 6.0-6.3k tps and 78.6-82.3 us before,
+7.1-8.9k tps and 40.5-50.5 us after. Plain `-S -c 8` (no large row, so no hand-over) was the
+same for both builds (29.7-32.5k tps, 17.2-18.3 us).
+
+Checks the proxy gained later that day touch the hot path: a UTF-8 check of each new statement
+text, a second statement (a new random() seed) pipelined into the pool's reset, and a gate that
+waits for cancels before a session is pooled. The build before them against the build after
+(pgbench against a `tdb dev` of each, alternating, 6-8 s rounds): `-S -M simple -c 8` 17.3-21.5k
+tps and 21.1-24.6 us of proxy CPU per transaction before, 17.1-20.8k tps and 21.0-25.6 us after
+(3 rounds); `-S -M prepared -c 1` 5.6-6.2k before, 6.0-6.3k after (2 rounds); `-S -C -c 8`
+173-225 tps and 585-808 us of proxy CPU per login before, 166-224 tps and 631-851 us after
+(7 rounds). No difference stands out of the spread between rounds; the `-C` rows lean 5%
+towards the old build (means 197 against 189 tps), which these few rounds cannot tell from
+noise.
+
+The row guard's look at a batch and the limits a session keeps (2026-11-28): with
+`max_rows_per_query` set the proxy reads the statements that arrived with a batch's first
+message to decide whether it needs its transaction, and a session reads the workspace's limits
+again only when the replica's state changed. The bookkeeping alone, the build before against
+the build after, test binaries alternating, 3 rounds of 1 s (no limits set): simple 879-906 ns
+before, 865-877 ns after; extended 839-863 ns before, 857-863 ns after; prepared 727-757 ns
+before, 730-742 ns after; no new allocation.
+
 Where the time goes at 32 clients. {cpu32} (The proxy CPU column; a proxy's whole cost, which the
 tps hide when PostgreSQL and pgbench share its cores.) A closer look on 2026-11-27 (`-M
 extended -c 32`, CPU per process from /proc, `perf stat` and a kernel profile, the proxies
@@ -410,7 +439,11 @@ bookkeeping, measured alone (`go test -run XXX -bench RoundTrip -benchmem ./acto
 about 1.2 us per transaction simple, 1.25 us extended (1.6 us before a session learned to
 classify and guard a repeated statement text once) and 1.0-1.15 us prepared, without
 allocation but for the simple protocol's new text; with a workspace's query_timeout_ms set,
-0.25 us more (0.6 us and two allocations before the session kept one statement timer). Tried and not
+0.25 us more (0.6 us and two allocations before the session kept one statement timer). The
+checks added on 2026-11-27 (the UTF-8 check of each new text, text the parser cannot read refused,
+the capture's exact tracking, which sessions that record no DDL skip) against the build before
+them, test binaries alternating, 4 rounds of 1 s (2026-11-28): simple 1.13-1.23 us before,
+1.26-1.42 us after; prepared 0.97-1.08 us before, 1.02-1.30 us after; no new allocation. Tried and not
 kept: spinning before `epoll_wait`, a real-time policy for the loop thread, pinning the node
 to one CPU, skipping the non-blocking `epoll_wait` when the loop was idle, an unlocked loop
 goroutine waiting for its epoll set through Go's own poller (-4% tps and +40% CPU per

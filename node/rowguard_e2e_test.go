@@ -86,36 +86,27 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 		send(t, fe, &pgproto3.Parse{Query: "SELECT generate_series(1, 10)"}, &pgproto3.Bind{},
 			&pgproto3.Execute{}, &pgproto3.Flush{})
 		time.Sleep(100 * time.Millisecond)
-		send(t, fe, &pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('f', 'f@x')"},
-			&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		if got := answers(t, fe); !slices.Contains(got, "E 54000") || got[len(got)-1] != "Z I" {
-			t.Fatalf("split pipeline answered %v, want 54000 and an idle session", got)
+		// insertBehind sends the rest of a pipeline that passes the limit,
+		// an INSERT and the Sync, and checks nothing of it was kept.
+		insertBehind := func(what string, first ...pgproto3.FrontendMessage) {
+			t.Helper()
+			send(t, fe, append(first, &pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('f', 'f@x')"},
+				&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})...)
+			if got := answers(t, fe); !slices.Contains(got, "E 54000") || got[len(got)-1] != "Z I" {
+				t.Fatalf("%s answered %v, want 54000 and an idle session", what, got)
+			}
+			if n := count(); n != 0 {
+				t.Fatalf("%s: %d rows kept after the 54000 error", what, n)
+			}
 		}
-		if n := count(); n != 0 {
-			t.Fatalf("split pipeline: %d rows kept after the 54000 error", n)
-		}
+		insertBehind("split pipeline")
 		// A query in parentheses returns rows too.
-		send(t, fe, &pgproto3.Parse{Query: "(SELECT generate_series(1, 10))"}, &pgproto3.Bind{}, &pgproto3.Execute{},
-			&pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('b', 'b@x')"},
-			&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		if got := answers(t, fe); !slices.Contains(got, "E 54000") || got[len(got)-1] != "Z I" {
-			t.Fatalf("pipeline of a parenthesised query answered %v, want 54000 and an idle session", got)
-		}
-		if n := count(); n != 0 {
-			t.Fatalf("pipeline of a parenthesised query: %d rows kept after the 54000 error", n)
-		}
+		insertBehind("pipeline of a parenthesised query",
+			&pgproto3.Parse{Query: "(SELECT generate_series(1, 10))"}, &pgproto3.Bind{}, &pgproto3.Execute{})
 		// A batch that begins with a Close (a driver closing a statement
 		// it no longer caches) is read from its first Parse or Bind.
-		send(t, fe, &pgproto3.Close{ObjectType: 'S', Name: "gone"},
-			&pgproto3.Parse{Query: "SELECT generate_series(1, 10)"}, &pgproto3.Bind{}, &pgproto3.Execute{},
-			&pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('c', 'c@x')"},
-			&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		if got := answers(t, fe); !slices.Contains(got, "E 54000") || got[len(got)-1] != "Z I" {
-			t.Fatalf("pipeline after a Close answered %v, want 54000 and an idle session", got)
-		}
-		if n := count(); n != 0 {
-			t.Fatalf("pipeline after a Close: %d rows kept after the 54000 error", n)
-		}
+		insertBehind("pipeline after a Close", &pgproto3.Close{ObjectType: 'S', Name: "gone"},
+			&pgproto3.Parse{Query: "SELECT generate_series(1, 10)"}, &pgproto3.Bind{}, &pgproto3.Execute{})
 		// A batch pipelined behind another that is still running waits
 		// for it, then runs in the proxy's transaction: extended and
 		// simple alike.

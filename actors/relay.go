@@ -95,15 +95,17 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			body = append(append([]byte(nil), s.refuse(rej)...), 0)
 		}
 		s.mu.Lock()
-		if rej == nil && !s.mayGuard() && s.mayWait() && guardQuery(r) && s.gov.limits().maxRows > 0 {
-			s.pend(s.clientInflight()) // as guardFirst
-			s.mu.Unlock()
-			return body, stepWait, nil
+		guard := false
+		if rej == nil {
+			var wait bool
+			if guard, wait = s.guardOrWait(func() bool { return guardQuery(r) }); wait {
+				s.mu.Unlock()
+				return body, stepWait, nil
+			}
 		}
 		if rej == nil && mayChangeSettings(sql, r) {
 			s.pend(s.clientInflight() + 1) // this Query's ReadyForQuery
 		}
-		guard := rej == nil && s.mayGuard() && guardQuery(r) && s.guardBatch()
 		lock := !guard && rej == nil && s.takeCaptureLock(r.HasDDL())
 		s.track.query(r)
 		s.gov.query(sql, r)
@@ -267,13 +269,10 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 			}
 			return true, false
 		}
-		if ch := s.gate(typ); ch != nil {
-			// A new batch waits for the proxy's exchange after the last
-			// one, which needs that batch's end delivered.
-			if err := s.flushLocked(fw); err != nil {
-				return false, false
-			}
-			<-ch
+		// A new batch waits for the proxy's exchange after the last one,
+		// which needs that batch's end delivered.
+		if err := s.await(fw, s.gate(typ)); err != nil {
+			return false, false
 		}
 		body, step, perr := s.fromClient(typ, body, fr.Ahead())
 		if step == stepWait {
@@ -282,11 +281,8 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 			s.mu.Lock()
 			ch := s.pending
 			s.mu.Unlock()
-			if err := s.flushLocked(fw); err != nil {
+			if err := s.await(fw, ch); err != nil {
 				return false, false
-			}
-			if ch != nil {
-				<-ch
 			}
 			s.waited = true
 			body, step, perr = s.fromClient(typ, body, fr.Ahead())
@@ -332,6 +328,19 @@ func (s *session) writeLocked(fw *wire.FrameWriter, typ byte, body []byte, prefi
 	if flush {
 		return fw.Flush()
 	}
+	return nil
+}
+
+// await waits for ch (nil: nothing to wait for), after flushing what the
+// client pump wrote: what ch waits for may need it.
+func (s *session) await(fw *wire.FrameWriter, ch chan struct{}) error {
+	if ch == nil {
+		return nil
+	}
+	if err := s.flushLocked(fw); err != nil {
+		return err
+	}
+	<-ch
 	return nil
 }
 

@@ -110,7 +110,7 @@ func guardQuery(r classify.Result) bool {
 // the messages already received behind its first (ahead): a driver sends a
 // batch in one write. Where the batch's Sync is not among them the rest is
 // unknown, and a batch that begins with a statement that can be guarded is
-// (under s.mu, after mayGuard). name is first's statement name.
+// (under s.mu). name is first's statement name.
 func (s *session) guardExtended(first stmtInfo, name string, ahead []byte) bool {
 	ok, writes, rows := guardable(first.kind, first.text)
 	if !ok || s.gov.limits().maxRows <= 0 {
@@ -119,21 +119,27 @@ func (s *session) guardExtended(first stmtInfo, name string, ahead []byte) bool 
 	if writes && rows {
 		return true
 	}
-	b := batchScan{classify: s.proxy.classes.Classify, prepared: s.track.prepared}
-	return b.mayWriteAndReturnRows(writes, rows, name, first, ahead)
+	return s.scan().mayWriteAndReturnRows(writes, rows, name, first, ahead)
 }
 
-// guardFirst decides for a message that begins a batch with the statement
-// first (named name) whether the batch runs in the proxy's transaction
-// (guard: the proxy's BEGIN goes ahead of the message), or must first wait
-// for the client's batches still in flight (wait: the proxy opens its
-// transaction only with nothing in flight, and the message is handled again
-// once they are answered, so pend holds until then). Under s.mu.
+// guardFirst is guardOrWait for an extended-protocol batch that begins with
+// the statement first (named name), ahead what came behind its message.
 func (s *session) guardFirst(first stmtInfo, name string, ahead []byte) (guard, wait bool) {
+	return s.guardOrWait(func() bool { return s.guardExtended(first, name, ahead) })
+}
+
+// guardOrWait decides for a message that begins a batch whether the batch
+// runs in the proxy's transaction (guard: the proxy's BEGIN goes ahead of
+// the message), or must first wait for the client's batches still in
+// flight (wait: the proxy opens its transaction only with nothing in
+// flight, and the message is handled again once they are answered, so pend
+// holds until then). needs reports whether the batch needs the transaction;
+// it is asked only where the answer counts. Under s.mu.
+func (s *session) guardOrWait(needs func() bool) (guard, wait bool) {
 	switch {
 	case s.mayGuard():
-		return s.guardExtended(first, name, ahead) && s.guardBatch(), false
-	case s.mayWait() && s.guardExtended(first, name, ahead):
+		return needs() && s.guardBatch(), false
+	case s.mayWait() && needs() && s.gov.limits().maxRows > 0:
 		s.pend(s.clientInflight())
 		return false, true
 	}
@@ -157,34 +163,44 @@ func (s *session) firstAhead(ahead []byte) (first stmtInfo, name string, rest []
 	if s.gov == nil || s.gov.limits().maxRows <= 0 {
 		return stmtInfo{}, "", nil, false
 	}
-	for len(ahead) >= 5 {
-		n := int(binary.BigEndian.Uint32(ahead[1:5]))
-		if n < 4 || len(ahead) < 1+n {
+	b := s.scan()
+	for {
+		typ, body, next, whole := nextMessage(ahead)
+		if !whole {
 			return stmtInfo{}, "", nil, false
 		}
-		typ, body := ahead[0], ahead[5:1+n]
-		ahead = ahead[1+n:]
 		switch typ {
 		case 'C', 'D', 'H':
+			ahead = next
 			continue
 		case 'P':
-			name, text, err := wire.ParseText(body)
-			if err != nil {
-				return stmtInfo{}, "", nil, false
-			}
-			r := s.proxy.classes.Classify(string(text))
-			if len(r.Statements) != 1 || r.Statements[0].NoTxn {
-				return stmtInfo{}, "", nil, false
-			}
-			return stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}, name, ahead, true
+			name, info, ok := b.parsed(body)
+			return info, name, next, ok
 		case 'B':
 			_, stmt := cstring2(body)
-			info, found := s.track.prepared[string(stmt)]
-			return info, string(stmt), ahead, found && !info.atOnce
+			info, ok := b.earlier(string(stmt))
+			return info, string(stmt), next, ok
 		}
 		return stmtInfo{}, "", nil, false
 	}
-	return stmtInfo{}, "", nil, false
+}
+
+// nextMessage splits the first whole message off b; whole is false where b
+// does not begin with one.
+func nextMessage(b []byte) (typ byte, body, rest []byte, whole bool) {
+	if len(b) < 5 {
+		return 0, nil, b, false
+	}
+	n := int(binary.BigEndian.Uint32(b[1:5]))
+	if n < 4 || len(b) < 1+n {
+		return 0, nil, b, false
+	}
+	return b[0], b[5 : 1+n], b[1+n:], true
+}
+
+// scan reads a batch's messages with this session's statements (under s.mu).
+func (s *session) scan() batchScan {
+	return batchScan{classify: s.proxy.classes.Classify, prepared: s.track.prepared}
 }
 
 // batchScan reads the messages of an extended-protocol batch behind its
@@ -192,6 +208,27 @@ func (s *session) firstAhead(ahead []byte) (first stmtInfo, name string, rest []
 type batchScan struct {
 	classify func(sql string) classify.Result
 	prepared map[string]stmtInfo // statements parsed in earlier batches
+}
+
+// parsed returns the statement a Parse message makes, and whether it is
+// one statement that can run in a transaction block.
+func (b batchScan) parsed(body []byte) (name string, info stmtInfo, ok bool) {
+	name, text, err := wire.ParseText(body)
+	if err != nil {
+		return "", stmtInfo{}, false
+	}
+	r := b.classify(string(text))
+	if len(r.Statements) != 1 || r.Statements[0].NoTxn {
+		return "", stmtInfo{}, false
+	}
+	return name, stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}, true
+}
+
+// earlier returns a statement parsed in an earlier batch, and whether there
+// is one that can run in a transaction block.
+func (b batchScan) earlier(name string) (stmtInfo, bool) {
+	info, ok := b.prepared[name]
+	return info, ok && !info.atOnce
 }
 
 // parsedStmt is a statement a batch parses.
@@ -212,13 +249,12 @@ func (b batchScan) mayWriteAndReturnRows(writes, rows bool, name string, first s
 	var kept [4]parsedStmt
 	parsed := append(kept[:0], parsedStmt{name, first})
 	executes := false
-	for len(ahead) >= 5 {
-		n := int(binary.BigEndian.Uint32(ahead[1:5]))
-		if n < 4 || len(ahead) < 1+n {
+	for {
+		typ, body, next, whole := nextMessage(ahead)
+		if !whole {
 			return true // the rest of the batch is still to come
 		}
-		typ, body := ahead[0], ahead[5:1+n]
-		ahead = ahead[1+n:]
+		ahead = next
 		var info stmtInfo
 		switch typ {
 		case wire.MsgSync:
@@ -229,15 +265,11 @@ func (b batchScan) mayWriteAndReturnRows(writes, rows bool, name string, first s
 		case 'D', 'C', 'H':
 			continue
 		case 'P':
-			pname, text, err := wire.ParseText(body)
-			if err != nil {
+			pname, pinfo, ok := b.parsed(body)
+			if !ok {
 				return true
 			}
-			r := b.classify(string(text))
-			if len(r.Statements) != 1 || r.Statements[0].NoTxn {
-				return true
-			}
-			info = stmtInfo{text: r.Statements[0].Text, kind: r.Statements[0].Kind}
+			info = pinfo
 			parsed = append(parsed, parsedStmt{pname, info})
 		case 'B':
 			_, stmt := cstring2(body)
@@ -246,7 +278,7 @@ func (b batchScan) mayWriteAndReturnRows(writes, rows bool, name string, first s
 				info, found = parsed[i].info, parsed[i].name == string(stmt)
 			}
 			if !found {
-				if info, found = b.prepared[string(stmt)]; !found || info.atOnce {
+				if info, found = b.earlier(string(stmt)); !found {
 					return true
 				}
 			}
@@ -259,7 +291,6 @@ func (b batchScan) mayWriteAndReturnRows(writes, rows bool, name string, first s
 		}
 		writes, rows = writes || w, rows || rw
 	}
-	return true
 }
 
 // leadingWord returns a statement's first word as written (a part of

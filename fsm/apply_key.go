@@ -78,7 +78,7 @@ func (s *State) addKey(p *Project, nk NewKey, at time.Time) error {
 			if t == nil {
 				return errorf(CodeNotFound, "tenant %q not found", v)
 			}
-			if d := s.Databases[t.Database]; d != nil && d.Status == StatusDeleting && s.ActiveLogVersion() >= 4 {
+			if s.Deleting(t) && s.ActiveLogVersion() >= 4 {
 				// Its name is taken from the keys that had it when it was
 				// deleted; a key made now would keep it, and reach the
 				// next tenant that takes the name.

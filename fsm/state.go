@@ -262,6 +262,13 @@ func (s *State) existingProject(id string) (*Project, error) {
 // KeyByLookup returns the key whose secret hashes to lookup, or nil.
 func (s *State) KeyByLookup(lookup string) *Key { return s.byLookup[lookup] }
 
+// Deleting reports whether tenant t's database is being deleted: its name
+// is about to be free for another tenant.
+func (s *State) Deleting(t *Tenant) bool {
+	d := s.Databases[t.Database]
+	return d != nil && d.Status == StatusDeleting
+}
+
 // LiveKeys returns the project's keys that may authenticate, ordered by id.
 func (p *Project) LiveKeys() []*Key {
 	out := make([]*Key, 0, len(p.Keys))

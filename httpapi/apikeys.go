@@ -109,13 +109,10 @@ func (s *server) createKey(w http.ResponseWriter, r *http.Request, c *caller) er
 			return
 		}
 		for _, v := range req.ScopeValues {
-			if req.ScopeType != fsm.ScopeTenant {
-				break
-			}
 			// A tenant being deleted gives its name to the next tenant that
 			// takes it, and a key would keep the name (the state refuses
 			// such a key too, from log version 4).
-			if d := st.Databases[p.Tenants[v].Database]; d != nil && d.Status == fsm.StatusDeleting {
+			if req.ScopeType == fsm.ScopeTenant && st.Deleting(p.Tenants[v]) {
 				err = errf(http.StatusConflict, codeConflict, "tenant %q is being deleted", v)
 				return
 			}

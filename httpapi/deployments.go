@@ -120,7 +120,7 @@ func (s *server) createDeployment(w http.ResponseWriter, r *http.Request, c *cal
 			// A tenant being deleted (DELETE answered 202, its database
 			// not dropped yet) has nothing to deploy: listed, it would
 			// fail the deployment.
-			if d := st.Databases[t.Database]; t.Blueprint == req.Blueprint && (d == nil || d.Status != fsm.StatusDeleting) {
+			if t.Blueprint == req.Blueprint && !st.Deleting(t) {
 				cmd.Tenants = append(cmd.Tenants, t.Name)
 			}
 		}

@@ -8,12 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cockroachdb/errors"
+
 	"tdb/actors/backend"
 	"tdb/fsm"
 	"tdb/wire"
 	"tdb/wire/classify"
-
-	"github.com/cockroachdb/errors"
 )
 
 // captures reports whether DDL that commits in this session becomes a

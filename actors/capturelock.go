@@ -89,7 +89,7 @@ func (s *session) sendAfterLock(fw *wire.FrameWriter, typ byte, body []byte) (by
 	if lerr == nil {
 		return typ, body, nil
 	}
-	sentinel := s.refuse(lerr)
+	sentinel := s.refuse(lerr, false) // a lock wait ran: the transaction was not aborted
 	switch typ {
 	case 'P':
 		name, _ := cstring2(body)

@@ -90,9 +90,9 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 				"a Query message inside an unfinished extended-protocol batch is not supported here; send Sync first")
 		}
 		sql := s.text(text)
-		r, rej := s.inspect(sql)
+		r, rej, ignored := s.inspect(sql)
 		if rej != nil {
-			body = append(append([]byte(nil), s.refuse(rej)...), 0)
+			body = append(append([]byte(nil), s.refuse(rej, ignored)...), 0)
 		}
 		s.mu.Lock()
 		guard := false
@@ -118,7 +118,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			return nil, stepFail, err
 		}
 		sql := s.text(text)
-		r, rej := s.inspect(sql)
+		r, rej, ignored := s.inspect(sql)
 		// unsynced and settingsSync change only here, on the client's side.
 		if rej == nil && s.unsynced && s.settingsSync {
 			// The backend would read this text after a statement of the
@@ -128,7 +128,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 				"a statement that may change settings ends its batch through the proxy: send Sync before the next statement")
 		}
 		if rej != nil {
-			body = parseBody(name, s.refuse(rej))
+			body = parseBody(name, s.refuse(rej, ignored))
 		}
 		s.mu.Lock()
 		if rej == nil && len(r.Statements) == 1 && !r.Statements[0].NoTxn {

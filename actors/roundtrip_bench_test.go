@@ -212,7 +212,7 @@ func TestInspectRemembersTheLastAllowedText(t *testing.T) {
 	refused := "SELECT set_config('standard_conforming_strings', 'off', false)"
 	check := func(step string) {
 		t.Helper()
-		r, rej := s.inspect(allowed)
+		r, rej, _ := s.inspect(allowed)
 		if rej != nil || len(r.Statements) != 1 || r.Statements[0].Text != allowed || r.Statements[0].Tag != "SELECT" {
 			t.Fatalf("%s: %q gave %+v, %v", step, allowed, r.Statements, rej)
 		}
@@ -223,7 +223,7 @@ func TestInspectRemembersTheLastAllowedText(t *testing.T) {
 	}
 	check("again")
 	for range 2 {
-		if _, rej := s.inspect(refused); rej == nil || rej.Code != "42501" {
+		if _, rej, _ := s.inspect(refused); rej == nil || rej.Code != "42501" {
 			t.Fatalf("%q was let through: %v", refused, rej)
 		}
 		if s.allowed != "" {

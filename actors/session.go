@@ -47,10 +47,10 @@ type session struct {
 	nonce    string
 	mu       sync.Mutex
 	seq      int
-	injected map[string]*wire.PGError // sentinel -> the error the client sees
-	inflight int                      // Query/Sync messages awaiting ReadyForQuery
-	txStatus byte                     // from the backend's last ReadyForQuery
-	lost     bool                     // the backend connection failed
+	injected map[string]refusal // sentinel -> the error the client sees
+	inflight int                // Query/Sync messages awaiting ReadyForQuery
+	txStatus byte               // from the backend's last ReadyForQuery
+	lost     bool               // the backend connection failed
 	// backendFatal: the backend sent a FATAL error (it ends the connection)
 	backendFatal bool
 	unsynced     bool              // extended-protocol messages sent since the last Sync
@@ -143,8 +143,16 @@ const maxKeptText = 4 << 10
 
 const sentinelPrefix = "tdb_refused_"
 
+// refusal is what a sentinel statement stands for.
+type refusal struct {
+	err *wire.PGError
+	// ignored says that PostgreSQL would not have run the refused text in
+	// an aborted transaction: it would have answered 25P02 instead of err.
+	ignored bool
+}
+
 // refuse registers a refusal and returns the sentinel statement to send.
-func (s *session) refuse(err *wire.PGError) string {
+func (s *session) refuse(err *wire.PGError, ignored bool) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
@@ -153,13 +161,42 @@ func (s *session) refuse(err *wire.PGError) string {
 		clear(s.injected)
 	}
 	if s.injected == nil {
-		s.injected = map[string]*wire.PGError{}
+		s.injected = map[string]refusal{}
 	}
-	s.injected[name] = err
+	s.injected[name] = refusal{err: err, ignored: ignored}
 	return name
 }
 
+// ignoredWhenAborted says whether PostgreSQL, sent the text r was read from
+// in an aborted transaction, would answer 25P02 instead of the proxy's
+// refusal err. It reads the text first (its encoding, its syntax), then
+// refuses all but a first COMMIT, ROLLBACK, ROLLBACK TO or PREPARE
+// TRANSACTION (which would run, and the refusal of a later statement stand).
+func ignoredWhenAborted(r classify.Result, err *wire.PGError) bool {
+	switch err.Code {
+	case "22021", "42601", "54000", "54001": // about the text itself
+		return false
+	}
+	if len(r.Statements) == 0 {
+		return true
+	}
+	switch r.Statements[0].Kind {
+	case classify.Commit, classify.Rollback, classify.RollbackTo, classify.PrepareTxn:
+		return false
+	}
+	return true
+}
+
+// inAbortedTransaction is PostgreSQL's answer to a statement other than
+// COMMIT or ROLLBACK in a transaction that an error aborted.
+func inAbortedTransaction() *wire.PGError {
+	return wire.NewError("ERROR", "25P02", "current transaction is aborted, commands ignored until end of transaction block")
+}
+
 // rewrite returns the refusal a backend syntax error stands for, if any.
+// The error comes back after the ReadyForQuery of the batch before the
+// refused one, so txStatus is the state the refused text met: an error
+// before it in its own batch would have made the backend skip it.
 func (s *session) rewrite(message string) *wire.PGError {
 	i := strings.Index(message, sentinelPrefix+s.nonce+"_")
 	if i < 0 {
@@ -171,14 +208,31 @@ func (s *session) rewrite(message string) *wire.PGError {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.injected[name]
+	e, ok := s.injected[name]
+	if !ok {
+		return nil
+	}
 	delete(s.injected, name)
-	return e
+	if e.ignored && s.txStatus == 'E' {
+		return inAbortedTransaction()
+	}
+	return e.err
 }
 
 // inspect classifies a statement (simple Query or Parse text) and decides
-// whether it may go to the backend; a non-nil error is the refusal.
-func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
+// whether it may go to the backend; a non-nil error is the refusal, and
+// ignored says whether PostgreSQL would have answered 25P02 instead in an
+// aborted transaction (ignoredWhenAborted).
+func (s *session) inspect(sql string) (r classify.Result, rej *wire.PGError, ignored bool) {
+	if r, rej = s.check(sql); rej != nil {
+		return classify.Result{}, rej, ignoredWhenAborted(r, rej)
+	}
+	return r, nil, false
+}
+
+// check is inspect's decision; with a refusal, r is what was read of the
+// text, if anything.
+func (s *session) check(sql string) (classify.Result, *wire.PGError) {
 	if sql != "" && sql == s.allowed {
 		return s.allowedAs, nil
 	}
@@ -197,16 +251,16 @@ func (s *session) inspect(sql string) (classify.Result, *wire.PGError) {
 	case r.Unparsed:
 		return classify.Result{}, unparsedRefusal(r)
 	case r.HasCopy():
-		return classify.Result{}, wire.NewError("ERROR", "0A000", "COPY is not supported through the proxy; use tdb workspaces import-full or INSERT statements")
+		return r, wire.NewError("ERROR", "0A000", "COPY is not supported through the proxy; use tdb workspaces import-full or INSERT statements")
 	case s.login.kind == fsm.KindTenant && r.HasDDL():
-		return classify.Result{}, wire.NewError("ERROR", "42501", "DDL not allowed on tenant databases, use workspace mode")
+		return r, wire.NewError("ERROR", "42501", "DDL not allowed on tenant databases, use workspace mode")
 	}
 	s.captureTypeBlocks(&r)
 	if rej := s.guard(sql, r); rej != nil {
-		return classify.Result{}, rej
+		return r, rej
 	}
 	if rej := s.paramsInDDL(r); rej != nil {
-		return classify.Result{}, rej
+		return r, rej
 	}
 	if len(sql) <= maxKeptText {
 		s.allowed, s.allowedAs = sql, r

@@ -152,6 +152,41 @@ func TestProxyTenantSession(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); err != nil || n != 20 {
 		t.Fatalf("session unusable after refusals: %d, %v", n, err)
 	}
+
+	// In a transaction an error aborted, PostgreSQL reads the text and then
+	// ignores all but COMMIT and ROLLBACK: a refused statement gets the same
+	// 25P02, but a syntax error stays one, and after a ROLLBACK in the same
+	// Query the refusal stands.
+	for _, tc := range []struct {
+		sql  string
+		mode pgx.QueryExecMode
+		code string
+	}{
+		{"CREATE TABLE evil (id int)", pgx.QueryExecModeSimpleProtocol, "25P02"},
+		{"CREATE TABLE evil (id int)", pgx.QueryExecModeExec, "25P02"},
+		{"COPY accounts TO STDOUT", pgx.QueryExecModeSimpleProtocol, "25P02"},
+		{"SELECT 1; DROP TABLE accounts", pgx.QueryExecModeSimpleProtocol, "25P02"},
+		{"CREATE TABLE evil (id int", pgx.QueryExecModeSimpleProtocol, "42601"},
+		{"ROLLBACK; CREATE TABLE evil (id int)", pgx.QueryExecModeSimpleProtocol, "42501"},
+	} {
+		if _, err := c.Exec(ctx, "BEGIN"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.Exec(ctx, "SELECT 1/0")
+		if pe := pgErr(t, err); pe.Code != "22012" {
+			t.Fatalf("1/0: %v", pe)
+		}
+		_, err = c.Exec(ctx, tc.sql, tc.mode)
+		if pe := pgErr(t, err); pe.Code != tc.code {
+			t.Fatalf("%s (%v) in an aborted transaction: %s %q, want %s", tc.sql, tc.mode, pe.Code, pe.Message, tc.code)
+		}
+		if _, err := c.Exec(ctx, "ROLLBACK"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); err != nil || n != 20 {
+		t.Fatalf("session unusable after refusals in aborted transactions: %d, %v", n, err)
+	}
 }
 
 func TestProxyRejections(t *testing.T) {

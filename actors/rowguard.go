@@ -154,11 +154,19 @@ func (s *session) mayWait() bool {
 	return s.gov != nil && !s.unsynced && !s.waited && !s.lost && s.clientInflight() > 0
 }
 
+// notYetArrived stands for the first statement of a batch whose first Parse
+// or Bind has not arrived with the message that begins it (a driver that
+// writes a Close on its own): guardable cannot tell what it does, so it
+// counts as a statement that may write and return rows, and the batch is
+// guarded.
+var notYetArrived = stmtInfo{kind: classify.DML}
+
 // firstAhead finds, for a batch that begins with a Close, a Describe or a
 // Flush, its first statement: that of the first Parse or Bind among the
-// messages that came with it, and what came behind that message. It
-// reports false where there is none before the batch's Sync or the end of
-// the messages received, and without a row limit (under s.mu).
+// messages that came with it, and what came behind that message; or
+// notYetArrived where those messages end before one. It reports false where
+// the batch has none before its Sync (or something else comes first), and
+// without a row limit (under s.mu).
 func (s *session) firstAhead(ahead []byte) (first stmtInfo, name string, rest []byte, ok bool) {
 	if s.gov == nil || s.gov.limits().maxRows <= 0 {
 		return stmtInfo{}, "", nil, false
@@ -167,7 +175,7 @@ func (s *session) firstAhead(ahead []byte) (first stmtInfo, name string, rest []
 	for {
 		typ, body, next, whole := nextMessage(ahead)
 		if !whole {
-			return stmtInfo{}, "", nil, false
+			return notYetArrived, "", nil, true
 		}
 		switch typ {
 		case 'C', 'D', 'H':

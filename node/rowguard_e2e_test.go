@@ -107,6 +107,16 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 		// it no longer caches) is read from its first Parse or Bind.
 		insertBehind("pipeline after a Close", &pgproto3.Close{ObjectType: 'S', Name: "gone"},
 			&pgproto3.Parse{Query: "SELECT generate_series(1, 10)"}, &pgproto3.Bind{}, &pgproto3.Execute{})
+		// Sent on its own (and answered), the Close tells nothing of the
+		// batch: it runs in the proxy's transaction all the same.
+		send(t, fe, &pgproto3.Close{ObjectType: 'S', Name: "gone"}, &pgproto3.Flush{})
+		if m, err := fe.Receive(); err != nil {
+			t.Fatal(err)
+		} else if _, ok := m.(*pgproto3.CloseComplete); !ok {
+			t.Fatalf("a Close answered %T", m)
+		}
+		insertBehind("pipeline after a Close sent alone",
+			&pgproto3.Parse{Query: "SELECT generate_series(1, 10)"}, &pgproto3.Bind{}, &pgproto3.Execute{})
 		// A batch pipelined behind another that is still running waits
 		// for it, then runs in the proxy's transaction: extended and
 		// simple alike.

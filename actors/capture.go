@@ -28,12 +28,12 @@ func (s *session) captures() bool {
 // cannot be recorded the client gets a WARNING notice saying so (the DDL has
 // already committed in the workspace and cannot be taken back). Retries
 // carry the same capture id, so the commit is recorded once.
-func (s *session) recordVersion(ddl []string) *wire.PGError {
-	sum := sha256.Sum256([]byte(strings.Join(ddl, ";\n")))
+func (s *session) recordVersion(tx captured) *wire.PGError {
+	sum := sha256.Sum256([]byte(strings.Join(tx.ddl, ";\n")))
 	cmd := &fsm.AddBlueprintVersion{
 		ProjectID:  s.login.projectID,
 		Workspace:  s.login.workspace,
-		Statements: ddl,
+		Statements: tx.ddl,
 		Checksum:   hex.EncodeToString(sum[:]),
 		KeyID:      s.login.keyID,
 		At:         s.proxy.cfg.Now().UTC(),
@@ -41,6 +41,9 @@ func (s *session) recordVersion(ddl []string) *wire.PGError {
 		// (the leader stepped down after appending it) may have committed,
 		// and the next one then adds nothing.
 		CaptureID: randomHex(16),
+	}
+	if tx.settings.Valid() { // as the backend reported them
+		cmd.Settings = &tx.settings
 	}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -136,4 +139,13 @@ func (s *session) paramsInDDL(r classify.Result) *wire.PGError {
 		}
 	}
 	return nil
+}
+
+// settingsChangedInTx reports whether the session's TimeZone, DateStyle or
+// IntervalStyle changed since the DDL its transaction already holds: a
+// blueprint version carries one set of them.
+func (s *session) settingsChangedInTx() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.track.settingsChanged()
 }

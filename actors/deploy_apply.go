@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"tdb/actors/backend"
+	"tdb/fsm"
 	"tdb/wire/classify"
 )
 
@@ -164,6 +165,9 @@ func applyTenant(ctx context.Context, cfg ApplyConfig, job TenantJob) (int, erro
 		if v.Version == mark.version+1 {
 			skip = min(mark.done, len(v.Statements))
 		}
+		if err := useSettings(ctx, conn, v.Settings); err != nil {
+			return reached, errors.Wrapf(err, "blueprint version %d", v.Version)
+		}
 		if err := applyVersion(ctx, conn, cfg, job.Database, mark, v.Version, v.Statements, skip); err != nil {
 			if ctx.Err() == context.DeadlineExceeded {
 				err = errors.Wrapf(err, "timed out after %s", cfg.TenantTimeout)
@@ -174,6 +178,21 @@ func applyTenant(ctx context.Context, cfg ApplyConfig, job TenantJob) (int, erro
 		mark.version, mark.done = v.Version, 0
 	}
 	return reached, nil
+}
+
+// useSettings gives the deployment's session the settings a version's DDL
+// ran with in the workspace, so that its constants mean the same on every
+// tenant (a partition bound of a timestamptz, a date default); a version
+// without them runs with the backend's defaults, as it always has.
+func useSettings(ctx context.Context, conn *pgx.Conn, ss *fsm.SessionSettings) error {
+	var err error
+	if ss == nil {
+		_, err = conn.Exec(ctx, `RESET "TimeZone"; RESET "DateStyle"; RESET "IntervalStyle"`, pgx.QueryExecModeSimpleProtocol)
+	} else {
+		_, err = conn.Exec(ctx, "SELECT set_config('TimeZone', $1, false), set_config('DateStyle', $2, false), set_config('IntervalStyle', $3, false)",
+			ss.TimeZone, ss.DateStyle, ss.IntervalStyle)
+	}
+	return errors.Wrap(err, "set the version's session settings")
 }
 
 // deployStep is a run of statements that execute together: in one transaction, or

@@ -101,7 +101,11 @@ func (s *session) guard(sql string, r classify.Result) *wire.PGError {
 					WithHint("SET client_encoding = 'UTF8'.")
 			}
 			if changesParserSettings(r) {
-				return wire.NewError("ERROR", "0A000", "DDL is not allowed in a tenant workspace in the same query as a change of client_encoding or standard_conforming_strings: send it on its own")
+				return wire.NewError("ERROR", "0A000", "DDL is not allowed in a tenant workspace in the same query as a change of client_encoding, standard_conforming_strings, TimeZone, DateStyle or IntervalStyle: send it on its own")
+			}
+			if s.settingsChangedInTx() {
+				return wire.NewError("ERROR", "0A000", "DDL is not allowed in a tenant workspace after a change of TimeZone, DateStyle or IntervalStyle in a transaction that already holds DDL: a blueprint version runs with one set of them").
+					WithHint("COMMIT first, then send the DDL.")
 			}
 			if privilegeTags[st.Tag] {
 				return wire.NewError("ERROR", "42501", "%s is not allowed in a tenant workspace: tenant privileges are managed by tdb", st.Tag)
@@ -288,11 +292,13 @@ func reportedSetting(body []byte) *wire.PGError {
 // or text the proxy's parser could not read. The client's next statement
 // text then reaches the backend only after this one's ReadyForQuery, so a
 // change is seen (reportedSetting) before the backend parses anything else.
-func mayChangeSettings(sql string, r classify.Result) bool {
+// In a capturing session the settings a blueprint version carries count
+// too (ddlSetting), so that the next DDL is recorded with their new values.
+func mayChangeSettings(sql string, r classify.Result, captures bool) bool {
 	for i := range r.Statements {
 		st := &r.Statements[i]
 		switch {
-		case st.Kind == classify.Set && parserSetting(st.Setting):
+		case st.Kind == classify.Set && (parserSetting(st.Setting) || captures && ddlSetting(st.Setting)):
 			return true
 		case runsAnyStatement(*st):
 			return true
@@ -302,13 +308,15 @@ func mayChangeSettings(sql string, r classify.Result) bool {
 }
 
 // changesParserSettings reports whether a statement of r other than DDL may
-// change a setting the backend reads statement text with (a SET or RESET of
-// one, a set_config call): DDL after it in the same text would reach the
-// backend before the proxy sees the change. DDL itself may name set_config
-// (a function body) without running it.
+// change a setting the backend reads statement text with, or one a
+// blueprint version carries (a SET or RESET of one, a set_config call): DDL
+// after it in the same text would reach the backend before the proxy sees
+// the change. DDL itself may name set_config (a function body) without
+// running it.
 func changesParserSettings(r classify.Result) bool {
 	for _, st := range r.Statements {
-		if st.Kind == classify.Set && parserSetting(st.Setting) || st.Kind != classify.DDL && namesSetConfig(st.Text) {
+		if st.Kind == classify.Set && (parserSetting(st.Setting) || ddlSetting(st.Setting)) ||
+			st.Kind != classify.DDL && namesSetConfig(st.Text) {
 			return true
 		}
 	}
@@ -319,6 +327,17 @@ func changesParserSettings(r classify.Result) bool {
 // that the proxy does not see: a DO block, or a procedure CALL.
 func runsAnyStatement(st classify.Statement) bool {
 	return st.Kind == classify.Other && (st.Tag == "DO" || st.Tag == "CALL")
+}
+
+// ddlSetting reports whether a SET or RESET of name may change what the
+// text of DDL means (fsm.SessionSettings): a captured blueprint version
+// carries their values to tenants.
+func ddlSetting(name string) bool {
+	switch name {
+	case "timezone", "datestyle", "intervalstyle":
+		return true
+	}
+	return false
 }
 
 // parserSetting reports whether a SET or RESET of name may change how the

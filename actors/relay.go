@@ -103,7 +103,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 				return body, stepWait, nil
 			}
 		}
-		if rej == nil && mayChangeSettings(sql, r) {
+		if rej == nil && mayChangeSettings(sql, r, s.captures()) {
 			s.pend(s.clientInflight() + 1) // this Query's ReadyForQuery
 		}
 		lock := !guard && rej == nil && s.takeCaptureLock(r.HasDDL())
@@ -144,7 +144,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			s.guarded = false // the batch takes over the proxy's transaction
 		}
 		s.track.parse(name, r)
-		if rej == nil && mayChangeSettings(sql, r) {
+		if rej == nil && mayChangeSettings(sql, r, s.captures()) {
 			s.track.markRisky(name)
 		}
 		s.gov.parse(name, sql)
@@ -359,10 +359,10 @@ func (s *session) flushLocked(fw *wire.FrameWriter) error {
 // own is a statement the proxy sends the backend on its own account after
 // this message (rowguard.go); the event loop hands the session over before
 // any message that calls for one.
-func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byte, ddl [][]string, own string) {
+func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byte, ddl []captured, own string) {
 	if s.swallow.Load() != swallowNone {
 		act, body, own = s.swallowed(typ, body)
-		var ddl [][]string
+		var ddl []captured
 		if typ == wire.MsgReadyForQuery {
 			s.mu.Lock()
 			ddl = s.track.takeCommitted()
@@ -442,8 +442,14 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		}
 		s.mu.Unlock()
 	case 'S':
-		if name, value, ok := parameterStatus(body); ok && name == "client_encoding" {
+		name, value, ok := parameterStatus(body)
+		if ok && name == "client_encoding" {
 			s.otherEncoding.Store(!isUTF8(value))
+		}
+		if ok && s.captures() {
+			s.mu.Lock()
+			s.track.setting(name, value)
+			s.mu.Unlock()
 		}
 		if fatal := reportedSetting(body); fatal != nil {
 			s.mu.Lock()

@@ -276,6 +276,9 @@ func (s *session) useBackend(bc *BackendConn) {
 	defer s.mu.Unlock()
 	s.bc, s.params = bc, bc.Params
 	s.otherEncoding.Store(!isUTF8(bc.Params["client_encoding"]))
+	for _, name := range []string{"TimeZone", "DateStyle", "IntervalStyle"} {
+		s.track.setting(name, bc.Params[name])
+	}
 	if s.pid == 0 {
 		s.pid = bc.PID
 	}

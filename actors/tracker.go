@@ -3,6 +3,7 @@ package actors
 import (
 	"bytes"
 
+	"tdb/fsm"
 	"tdb/wire/classify"
 )
 
@@ -81,7 +82,12 @@ type tracker struct {
 	// ReadyForQuery: each is a blueprint version, since a version runs in
 	// one transaction and may need the one before committed (an enum value
 	// added before a column defaults to it).
-	committed [][]string
+	committed []captured
+	// settings are the session's settings a blueprint version carries, as
+	// the backend last reported them; txSettings those the current
+	// transaction's first DDL ran with.
+	settings   fsm.SessionSettings
+	txSettings fsm.SessionSettings
 	// exact: follow each Parse, Bind and Close to its answer, and take
 	// back those the backend skipped after an error in their batch (it
 	// skips everything up to Sync). Sessions whose DDL is recorded need
@@ -90,6 +96,32 @@ type tracker struct {
 	// skipping: an error ended the extended-protocol batch the client is
 	// still sending; the backend ignores its messages up to its Sync.
 	skipping bool
+}
+
+// captured is the DDL of one transaction that committed, and the settings
+// it ran with: a blueprint version.
+type captured struct {
+	ddl      []string
+	settings fsm.SessionSettings
+}
+
+// setting records a setting the backend reported; only those a blueprint
+// version carries are kept.
+func (t *tracker) setting(name, value string) {
+	switch name {
+	case "TimeZone":
+		t.settings.TimeZone = value
+	case "DateStyle":
+		t.settings.DateStyle = value
+	case "IntervalStyle":
+		t.settings.IntervalStyle = value
+	}
+}
+
+// settingsChanged reports whether the current transaction holds DDL that
+// ran with other settings than the session has now.
+func (t *tracker) settingsChanged() bool {
+	return len(t.txDDL) > 0 && t.txSettings != t.settings
 }
 
 func newTracker() *tracker {
@@ -236,8 +268,11 @@ func (t *tracker) commandComplete(tag []byte) {
 	case classify.DDL:
 		if s.atOnce {
 			// Committed now, whatever fails after it before Sync.
-			t.committed = append(t.committed, []string{s.text})
+			t.committed = append(t.committed, captured{[]string{s.text}, t.settings})
 			return
+		}
+		if len(t.txDDL) == 0 {
+			t.txSettings = t.settings
 		}
 		t.txDDL = append(t.txDDL, s.text)
 	case classify.DML:
@@ -369,7 +404,7 @@ func batchEnd(items []trackItem) int {
 
 // readyForQuery ends a batch and returns the DDL that committed with it,
 // one list per transaction.
-func (t *tracker) readyForQuery(status byte) [][]string {
+func (t *tracker) readyForQuery(status byte) []captured {
 	for t.queue.len() > 0 {
 		if t.queue.pop().sync {
 			break
@@ -386,7 +421,7 @@ func (t *tracker) readyForQuery(status byte) [][]string {
 
 // takeCommitted returns, and forgets, the DDL that committed: at a
 // ReadyForQuery of the client's, or with the proxy's own COMMIT.
-func (t *tracker) takeCommitted() [][]string {
+func (t *tracker) takeCommitted() []captured {
 	out := t.committed
 	t.committed = nil
 	return out
@@ -406,7 +441,7 @@ func (t *tracker) commitTx() {
 		t.writes += t.txWrites
 	}
 	if len(t.txDDL) > 0 {
-		t.committed = append(t.committed, t.txDDL)
+		t.committed = append(t.committed, captured{t.txDDL, t.txSettings})
 	}
 	t.txDDL, t.marks = nil, nil
 	t.txWrites, t.writeTag = 0, ""

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"tdb/fsm"
 	"tdb/wire/classify"
 )
 
@@ -42,7 +43,7 @@ func feed(tr *tracker, steps []step) []string {
 		case s.err:
 			tr.errorResponse()
 		case s.rfq != 0:
-			got = append(got, slices.Concat(tr.readyForQuery(s.rfq)...)...)
+			got = append(got, slices.Concat(ddlOf(tr.readyForQuery(s.rfq))...)...)
 		}
 	}
 	return got
@@ -200,7 +201,7 @@ func parseAlone(tr *tracker, name, sql string) []string {
 	tr.parse(name, classify.Classify(sql))
 	tr.sync()
 	tr.answered('P')
-	return slices.Concat(tr.readyForQuery('I')...)
+	return slices.Concat(ddlOf(tr.readyForQuery('I'))...)
 }
 
 // sendFailing sends Parse, Bind and Execute of a statement that fails,
@@ -227,7 +228,7 @@ func runPrepared(tr *tracker, name, tag string) []string {
 	tr.sync()
 	tr.answered('B')
 	tr.commandComplete([]byte(tag))
-	return slices.Concat(tr.readyForQuery('I')...)
+	return slices.Concat(ddlOf(tr.readyForQuery('I'))...)
 }
 
 // TestExactTrackerTakesBackSkippedMessages: after an error the backend
@@ -362,7 +363,7 @@ func TestExactTrackerQueryWhileSkipping(t *testing.T) {
 	tr.readyForQuery('I') // the Sync's; the Query gets no answer
 	tr.query(classify.Classify("CREATE TABLE z (a int)"))
 	tr.commandComplete([]byte("CREATE TABLE"))
-	got := slices.Concat(tr.readyForQuery('I')...)
+	got := slices.Concat(ddlOf(tr.readyForQuery('I'))...)
 	if !slices.Equal(got, []string{"CREATE TABLE z (a int)"}) {
 		t.Fatalf("recorded %q, queue %d", got, tr.queue.len())
 	}
@@ -378,9 +379,65 @@ func TestTrackerHandsOutEachTransaction(t *testing.T) {
 	for _, tag := range []string{"BEGIN", "ALTER TYPE", "COMMIT", "CREATE TABLE", "CREATE TABLE"} {
 		tr.commandComplete([]byte(tag))
 	}
-	got := tr.readyForQuery('I')
+	got := ddlOf(tr.readyForQuery('I'))
 	want := [][]string{{"ALTER TYPE mood ADD VALUE 'b'"}, {"CREATE TABLE t (m mood DEFAULT 'b')", "CREATE TABLE u (id int)"}}
 	if !slices.EqualFunc(got, want, slices.Equal) {
 		t.Fatalf("handed out %q, want %q", got, want)
+	}
+}
+
+// ddlOf returns the statements of each transaction handed out.
+func ddlOf(txs []captured) [][]string {
+	out := make([][]string, len(txs))
+	for i, tx := range txs {
+		out[i] = tx.ddl
+	}
+	return out
+}
+
+// TestTrackerKeepsTheSettingsDDLRanWith: a transaction's DDL is handed out
+// with the settings its first statement ran with, a statement that commits
+// at once with those it ran with; settingsChanged tells when the session's
+// settings moved on while the transaction holds DDL.
+func TestTrackerKeepsTheSettingsDDLRanWith(t *testing.T) {
+	tr := newTracker()
+	utc := fsm.SessionSettings{TimeZone: "UTC", DateStyle: "ISO, MDY", IntervalStyle: "postgres"}
+	ny := utc
+	ny.TimeZone = "America/New_York"
+	set := func(ss fsm.SessionSettings) {
+		tr.setting("TimeZone", ss.TimeZone)
+		tr.setting("DateStyle", ss.DateStyle)
+		tr.setting("IntervalStyle", ss.IntervalStyle)
+		tr.setting("application_name", "ignored")
+	}
+	set(ny)
+	tr.query(classify.Classify("BEGIN"))
+	tr.commandComplete([]byte("BEGIN"))
+	tr.readyForQuery('T')
+	if tr.settingsChanged() {
+		t.Fatal("settings changed before any DDL")
+	}
+	tr.query(classify.Classify("CREATE TABLE t (d timestamptz DEFAULT '2024-01-01')"))
+	tr.commandComplete([]byte("CREATE TABLE"))
+	tr.readyForQuery('T')
+	set(utc) // SET LOCAL "TimeZone" in the transaction, reported at its ReadyForQuery
+	if !tr.settingsChanged() {
+		t.Fatal("a change of TimeZone after DDL in the transaction went unseen")
+	}
+	set(ny)
+	if tr.settingsChanged() {
+		t.Fatal("settings back as they were count as changed")
+	}
+	tr.query(classify.Classify("COMMIT"))
+	tr.commandComplete([]byte("COMMIT"))
+	set(utc) // a SET LOCAL ends with the transaction
+	got := tr.readyForQuery('I')
+	if len(got) != 1 || got[0].settings != ny {
+		t.Fatalf("handed out %+v, want the transaction's DDL with %+v", got, ny)
+	}
+	tr.query(classify.Classify("CREATE INDEX CONCURRENTLY i ON t (d)"))
+	tr.commandComplete([]byte("CREATE INDEX"))
+	if got := tr.readyForQuery('I'); len(got) != 1 || got[0].settings != utc {
+		t.Fatalf("handed out %+v, want the index with %+v", got, utc)
 	}
 }

@@ -43,6 +43,10 @@ type AddBlueprintVersion struct {
 	// applied again with the same id (a retry after an outcome-unknown
 	// failure that had committed after all) adds no second version.
 	CaptureID string `json:"capture_id,omitempty"`
+	// Settings are the session settings the DDL ran with (a captured
+	// version); kept from log version 5 on, so every replica's state is the
+	// same while a build that does not know them applies the log.
+	Settings *SessionSettings `json:"settings,omitempty"`
 }
 
 func init() {
@@ -141,6 +145,13 @@ func applyAddBlueprintVersion(s *State, _ uint64, c *AddBlueprintVersion) (any, 
 	v := BlueprintVersion{
 		Version: len(w.Versions) + 1, Statements: c.Statements, Checksum: c.Checksum,
 		KeyID: c.KeyID, CreatedAt: c.At, CaptureID: c.CaptureID,
+	}
+	if c.Settings != nil && s.ActiveLogVersion() >= 5 {
+		if !c.Settings.Valid() {
+			return nil, errorf(CodeBadRequest, "a blueprint version's session settings need a value each, of at most %d bytes", MaxSettingValue)
+		}
+		ss := *c.Settings
+		v.Settings = &ss
 	}
 	w.Versions = append(w.Versions, v)
 	return v.Version, nil

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -115,6 +116,36 @@ type BlueprintVersion struct {
 	KeyID      string    `json:"key_id"`
 	CreatedAt  time.Time `json:"created_at"`
 	CaptureID  string    `json:"capture_id,omitempty"` // AddBlueprintVersion.CaptureID
+	// Settings are the session settings the version's DDL ran with in the
+	// workspace, which tenants run it with; nil for versions that were not
+	// captured from a session, or recorded before log version 5 (those run
+	// with the backend's defaults).
+	Settings *SessionSettings `json:"settings,omitempty"`
+}
+
+// SessionSettings are the settings that change what the text of DDL means
+// when it runs: a constant of a default, a check or a partition bound
+// ('2024-01-01'::timestamptz, '01/02/2024'::date, '-1 2:00'::interval) is
+// read in the session's time zone, date order and interval style. Values
+// are as the backend reports them.
+type SessionSettings struct {
+	TimeZone      string `json:"TimeZone"`
+	DateStyle     string `json:"DateStyle"`
+	IntervalStyle string `json:"IntervalStyle"`
+}
+
+// MaxSettingValue bounds the length of a value of SessionSettings.
+const MaxSettingValue = 256
+
+// Valid reports whether every value is set, is at most MaxSettingValue
+// bytes and holds no NUL.
+func (ss SessionSettings) Valid() bool {
+	for _, v := range []string{ss.TimeZone, ss.DateStyle, ss.IntervalStyle} {
+		if v == "" || len(v) > MaxSettingValue || strings.IndexByte(v, 0) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Tenant is one customer of a blueprint, with its own physical database.

@@ -21,8 +21,9 @@ import (
 // (names.go), and SetDatabaseStatus taken only while a database is being
 // provisioned (apply_tenant.go); version 3, SetClusterID; version 4, no
 // key made for a tenant being deleted (apply_key.go), and a removed tenant's
-// name taken from every key (apply_tenant.go).
-const LogVersion uint16 = 4
+// name taken from every key (apply_tenant.go); version 5, the session
+// settings of a captured blueprint version (apply_workspace.go).
+const LogVersion uint16 = 5
 
 // since gives the log version a command type first appeared in; types not
 // listed are of version 1, the log before versions were counted.

@@ -278,3 +278,46 @@ func TestNoKeyKeepsADeletedTenantsName(t *testing.T) {
 		}
 	})
 }
+
+// TestVersionSettingsFromLogVersion5: a captured version keeps the session
+// settings its DDL ran with from log version 5 on; before it, every
+// replica drops them, as older builds do. Settings without a value, or
+// with an overlong one, are refused.
+func TestVersionSettingsFromLogVersion5(t *testing.T) {
+	const pid = "tdb_0000abcd"
+	ss := &SessionSettings{TimeZone: "America/New_York", DateStyle: "ISO, DMY", IntervalStyle: "postgres"}
+	for _, v := range []uint16{4, 5} {
+		h := seeded(t)
+		h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: v})
+		h.mustApply(CmdAddBlueprintVersion, &AddBlueprintVersion{ProjectID: pid, Workspace: "myapp",
+			Statements: []string{"CREATE TABLE t (d timestamptz DEFAULT '2024-01-01')"}, At: t0, Settings: ss})
+		h.f.View(func(s *State) {
+			got := s.Projects[pid].Workspaces["myapp"].Versions[0].Settings
+			switch {
+			case v < 5 && got != nil:
+				t.Fatalf("log version %d kept settings %+v", v, got)
+			case v >= 5 && (got == nil || *got != *ss):
+				t.Fatalf("log version %d: settings %+v, want %+v", v, got, ss)
+			}
+		})
+		if v < 5 {
+			continue
+		}
+		for _, bad := range []SessionSettings{
+			{TimeZone: "UTC", DateStyle: "ISO, MDY"},
+			{TimeZone: strings.Repeat("x", MaxSettingValue+1), DateStyle: "ISO, MDY", IntervalStyle: "postgres"},
+			{TimeZone: "UTC\x00", DateStyle: "ISO, MDY", IntervalStyle: "postgres"},
+		} {
+			r := h.apply(CmdAddBlueprintVersion, &AddBlueprintVersion{ProjectID: pid, Workspace: "myapp",
+				Statements: []string{"CREATE TABLE u (id int)"}, At: t0, Settings: &bad})
+			if codeOf(r.Err) != CodeBadRequest {
+				t.Fatalf("settings %+v: %v, want a bad request", bad, r.Err)
+			}
+		}
+		h.f.View(func(s *State) {
+			if n := len(s.Projects[pid].Workspaces["myapp"].Versions); n != 1 {
+				t.Fatalf("refused settings left %d versions", n)
+			}
+		})
+	}
+}

@@ -231,6 +231,9 @@ type Version struct {
 	Statements []string  `json:"statements"`
 	Checksum   string    `json:"checksum"`
 	CreatedAt  time.Time `json:"created_at"`
+	// Settings: the session settings a captured version runs with on
+	// tenants (absent: the backend's defaults).
+	Settings *fsm.SessionSettings `json:"settings,omitempty"`
 }
 
 // listBlueprintVersions: GET /v1/blueprints/{name}/versions, oldest first.
@@ -252,7 +255,7 @@ func (s *server) listBlueprintVersions(w http.ResponseWriter, r *http.Request, c
 		for _, v := range ws.Versions {
 			out = append(out, Version{
 				Version: v.Version, DDLCount: len(v.Statements), Statements: orEmpty(v.Statements),
-				Checksum: v.Checksum, CreatedAt: v.CreatedAt,
+				Checksum: v.Checksum, CreatedAt: v.CreatedAt, Settings: v.Settings,
 			})
 		}
 	})

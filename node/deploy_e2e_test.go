@@ -356,3 +356,99 @@ func TestFailedConcurrentIndexLeavesNothing(t *testing.T) {
 		t.Fatalf("the tenant's index: valid %v, %v", valid, err)
 	}
 }
+
+// TestVersionsCarryTheSessionSettings: DDL whose constants depend on the
+// session's TimeZone and DateStyle (a timestamptz default, a partition
+// bound, a date default) means the same on tenants as in the workspace
+// session that ran it: its version carries those settings and tenants run
+// it with them. A change of them in the same query as DDL, or in a
+// transaction that already holds DDL, is refused.
+func TestVersionsCarryTheSessionSettings(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	e.CreateTenant(t, "wayne")
+	ctx := context.Background()
+	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require")+"&timezone=America/New_York")
+	for _, sql := range []string{
+		"CREATE TABLE ev (at timestamptz DEFAULT '2024-01-01 00:00')",
+		"SET DateStyle = 'ISO, DMY'",
+		"CREATE TABLE p (at timestamptz, d date DEFAULT '02/01/2024') PARTITION BY RANGE (at)",
+		"CREATE TABLE p24 PARTITION OF p FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+	} {
+		if _, err := ws.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	for _, sql := range []string{
+		"SET TIME ZONE 'UTC'; CREATE TABLE no1 (id int)",
+		"SET LOCAL DateStyle = 'ISO, MDY'; CREATE TABLE no1 (id int)",
+	} {
+		_, err := ws.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		if pe := pgErr(t, err); pe.Code != "0A000" || !strings.Contains(pe.Message, "same query as a change of") {
+			t.Fatalf("%s: %s %s", sql, pe.Code, pe.Message)
+		}
+	}
+	for _, sql := range []string{"BEGIN", "CREATE TABLE no2 (id int)", "SET LOCAL TimeZone = 'UTC'"} {
+		if _, err := ws.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	_, err := ws.Exec(ctx, "CREATE TABLE no3 (id int)")
+	if pe := pgErr(t, err); pe.Code != "0A000" || !strings.Contains(pe.Message, "after a change of TimeZone") {
+		t.Fatalf("DDL after a change of TimeZone in its transaction: %s %s", pe.Code, pe.Message)
+	}
+	if _, err := ws.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+
+	var versions []struct {
+		Version  int                  `json:"version"`
+		Settings *fsm.SessionSettings `json:"settings"`
+	}
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	if len(versions) != 3 {
+		t.Fatalf("%d versions, want 3", len(versions))
+	}
+	for i, style := range []string{"ISO, MDY", "ISO, DMY", "ISO, DMY"} {
+		if s := versions[i].Settings; s == nil || s.TimeZone != "America/New_York" || s.DateStyle != style || s.IntervalStyle == "" {
+			t.Fatalf("version %d settings %+v, want America/New_York and %s", i+1, s, style)
+		}
+	}
+
+	d := waitDeployment(t, e, deploy(t, e, map[string]any{"blueprint": "myapp", "all": true}).ID)
+	if d.Status != "completed" {
+		t.Fatalf("deployment %+v", d)
+	}
+	// Read back in UTC, in the workspace and in the tenant: the same
+	// instants and dates.
+	read := func(db string) []string {
+		t.Helper()
+		cfg, err := pgx.ParseConfig(e.PG.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Database = db
+		cfg.RuntimeParams["timezone"] = "UTC"
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		var def, bound, date string
+		err = c.QueryRow(ctx, `SELECT
+			(SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'ev'::regclass),
+			(SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = 'p24'::regclass),
+			(SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'p'::regclass)`).Scan(&def, &bound, &date)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []string{def, bound, date}
+	}
+	inWorkspace := read(fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp")))
+	if !strings.Contains(inWorkspace[0], "2024-01-01 05:00:00+00") || !strings.Contains(inWorkspace[2], "2024-01-02") {
+		t.Fatalf("the workspace's constants %q were not read in its session's settings", inWorkspace)
+	}
+	if inTenant := read(physical(e, "wayne")); !slices.Equal(inTenant, inWorkspace) {
+		t.Fatalf("tenant has %q, the workspace %q", inTenant, inWorkspace)
+	}
+}

@@ -95,14 +95,15 @@ func (s *session) sendAfterLock(fw *wire.FrameWriter, typ byte, body []byte) (by
 		name, _ := cstring2(body)
 		return 'P', parseBody(string(name), sentinel), nil
 	case 'B':
-		return 'P', parseBody(lockRefusalName, sentinel), nil
+		return 'P', parseBody(refusedBindName, sentinel), nil
 	}
 	return 'Q', append([]byte(sentinel), 0), nil
 }
 
-// lockRefusalName names the statement a refused Bind is replaced with; its
-// Parse fails, so no statement of that name is ever made.
-const lockRefusalName = "tdb_capture_lock_refused"
+// refusedBindName names the statement a refused Bind is replaced with; its
+// Parse fails, so no statement of that name is ever made (a Parse of the
+// unnamed statement would drop the client's).
+const refusedBindName = "tdb_refused_bind"
 
 // releaseCaptureLock starts giving the lock back after the ReadyForQuery
 // that ended the transaction (under s.mu, after the ReadyForQuery left

@@ -54,6 +54,9 @@ func (h *loopHandler) Message(from evloop.Side, typ byte, body []byte, out *evlo
 		case stepWait:
 			return evloop.Eject // the goroutine relay waits for the batches in flight
 		}
+		if step == stepRefuseBind {
+			typ = wire.MsgParse
+		}
 		if p := step.prefix(); len(p) > 0 {
 			out.Raw(evloop.Backend, p)
 		}

@@ -20,12 +20,13 @@ import (
 type clientStep uint8
 
 const (
-	stepForward   clientStep = iota // send the (maybe replaced) body to the backend
-	stepTerminate                   // Terminate: end the session, without forwarding it
-	stepFail                        // malformed: send the error to the client and end
-	stepGuard                       // send the proxy's BEGIN, then the body (rowguard.go)
-	stepLock                        // take the capture lock, then send the body (capturelock.go)
-	stepWait                        // wait for the batches in flight, then handle the message again (rowguard.go)
+	stepForward    clientStep = iota // send the (maybe replaced) body to the backend
+	stepTerminate                    // Terminate: end the session, without forwarding it
+	stepFail                         // malformed: send the error to the client and end
+	stepGuard                        // send the proxy's BEGIN, then the body (rowguard.go)
+	stepLock                         // take the capture lock, then send the body (capturelock.go)
+	stepWait                         // wait for the batches in flight, then handle the message again (rowguard.go)
+	stepRefuseBind                   // send the body, a refusal's Parse, in place of the Bind it refuses
 )
 
 // prefix is what the proxy sends ahead of a message for step, in the same
@@ -35,6 +36,13 @@ func (step clientStep) prefix() []byte {
 		return beginMessage
 	}
 	return nil
+}
+
+// staleSettings refuses a statement sent in an extended-protocol batch
+// behind one that may have changed a setting the proxy follows.
+func staleSettings() *wire.PGError {
+	return wire.NewError("ERROR", "0A000",
+		"a statement that may change settings ends its batch through the proxy: send Sync before the next statement")
 }
 
 // batchStep is the step for a message that may begin a guarded batch, or
@@ -124,8 +132,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			// The backend would read this text after a statement of the
 			// same batch that may have changed how it reads text, before
 			// the change could be seen.
-			rej = wire.NewError("ERROR", "0A000",
-				"a statement that may change settings ends its batch through the proxy: send Sync before the next statement")
+			rej = staleSettings()
 		}
 		if rej != nil {
 			body = parseBody(name, s.refuse(rej, ignored))
@@ -156,6 +163,10 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		s.mu.Lock()
 		p, st := s.name(portal), s.name(stmt)
 		info := s.track.prepared[st]
+		// A prepared DDL statement bound behind a statement that may have
+		// changed the settings a version carries would run with values the
+		// proxy sees only at the batch's end, and be recorded with the old.
+		stale := s.captures() && s.unsynced && s.settingsSync && info.kind == classify.DDL
 		guard, wait := s.guardFirst(info, st, ahead)
 		if wait {
 			s.mu.Unlock()
@@ -172,6 +183,9 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		s.gov.bind(p, st)
 		s.unsynced = true
 		s.mu.Unlock()
+		if stale {
+			return parseBody(refusedBindName, s.refuse(staleSettings(), true)), stepRefuseBind, nil
+		}
 		return body, batchStep(guard, lock), nil
 	case 'E':
 		portal, _ := cstring2(body)
@@ -295,6 +309,9 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 		case stepTerminate:
 			_ = s.flushLocked(fw)
 			return false, false
+		}
+		if step == stepRefuseBind {
+			typ, step = wire.MsgParse, stepForward
 		}
 		if step == stepLock {
 			// Sent once the lock is taken, or failing with its error.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"tdb/actors/backend"
 	"tdb/fsm"
@@ -398,6 +399,22 @@ func TestVersionsCarryTheSessionSettings(t *testing.T) {
 		t.Fatalf("DDL after a change of TimeZone in its transaction: %s %s", pe.Code, pe.Message)
 	}
 	if _, err := ws.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	// A DDL statement prepared earlier, bound in a pipeline behind a SET
+	// of one of them, is refused: it would run with a value the proxy sees
+	// only at the batch's end. The session stays usable.
+	fe := ws.PgConn().Frontend()
+	send(t, fe, &pgproto3.Parse{Name: "later", Query: "CREATE TABLE no4 (at timestamptz DEFAULT '2024-01-01')"}, &pgproto3.Sync{})
+	if got := answers(t, fe); !slices.Equal(got, []string{"1", "Z I"}) {
+		t.Fatalf("prepare: %q", got)
+	}
+	send(t, fe, &pgproto3.Parse{Query: "SET TimeZone = 'Asia/Tokyo'"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Bind{PreparedStatement: "later"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := answers(t, fe); !slices.Equal(got, []string{"1", "2", "SET", "E 0A000", "Z I"}) {
+		t.Fatalf("a prepared DDL bound behind a SET TimeZone: %q", got)
+	}
+	if _, err := ws.Exec(ctx, "RESET TimeZone"); err != nil {
 		t.Fatal(err)
 	}
 

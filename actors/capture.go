@@ -64,8 +64,8 @@ func (s *session) recordVersion(tx captured) *wire.PGError {
 // batch end. No version makes that index, so left there it would part the
 // workspace from its tenants: a DROP INDEX of it would be recorded and fail
 // on every tenant, a REINDEX would make it valid unrecorded. It returns a
-// warning when the index could not be dropped, else nil. An unnamed index
-// is not found (its name is the server's choice).
+// warning when the index could not be dropped, else nil. An unnamed one
+// never runs here (its Statement.Bound refuses it).
 func (s *session) dropFailedBuild() *wire.PGError {
 	s.mu.Lock()
 	stmt := s.failedBuild

@@ -456,6 +456,7 @@ func TestWorkspaceRefusesDDLTenantsCouldNotReplay(t *testing.T) {
 	execAll(t, ws, "CREATE TABLE pt (id int)", "PREPARE p AS SELECT 1 AS id")
 	refused("CREATE TABLE copy_t AS EXECUTE p WITH NO DATA", "CREATE TABLE AS is not allowed in a tenant workspace: it runs a prepared statement of this session")
 	refused("CREATE POLICY readers ON pt FOR SELECT TO CURRENT_USER USING (true)", "CREATE POLICY is not allowed in a tenant workspace: it names roles")
+	refused("CREATE INDEX CONCURRENTLY ON pt (id)", "CREATE INDEX is not allowed in a tenant workspace: an index built CONCURRENTLY needs a name")
 	refused("BEGIN; CREATE TABLE later (id int); PREPARE TRANSACTION 'g'", "PREPARE TRANSACTION is not allowed in a tenant workspace")
 	execAll(t, ws, "ROLLBACK")
 	refused("SET client_encoding = 'LATIN1'; CREATE TABLE enc (\"café\" int)", "in the same query as a change of client_encoding")

@@ -432,17 +432,20 @@ func TestHasParams(t *testing.T) {
 // database.
 func TestBound(t *testing.T) {
 	for sql, want := range map[string]bool{
-		"CREATE TABLE t AS EXECUTE p":                              true,
-		"CREATE TABLE t AS EXECUTE p WITH NO DATA":                 true,
-		"EXPLAIN ANALYZE CREATE TABLE t AS EXECUTE p":              true,
-		"CREATE TABLE t AS SELECT 1":                               false,
-		"CREATE POLICY p ON t FOR SELECT TO app_read USING (true)": true,
-		"CREATE POLICY p ON t TO CURRENT_USER USING (true)":        true,
-		"CREATE POLICY p ON t TO PUBLIC USING (true)":              false,
-		"CREATE POLICY p ON t USING (true)":                        false,
-		"ALTER POLICY p ON t TO PUBLIC, someone":                   true,
-		"ALTER POLICY p ON t USING (false)":                        false,
-		"PREPARE q AS SELECT 1":                                    false,
+		"CREATE TABLE t AS EXECUTE p":                               true,
+		"CREATE TABLE t AS EXECUTE p WITH NO DATA":                  true,
+		"EXPLAIN ANALYZE CREATE TABLE t AS EXECUTE p":               true,
+		"CREATE TABLE t AS SELECT 1":                                false,
+		"CREATE POLICY p ON t FOR SELECT TO app_read USING (true)":  true,
+		"CREATE POLICY p ON t TO CURRENT_USER USING (true)":         true,
+		"CREATE POLICY p ON t TO PUBLIC USING (true)":               false,
+		"CREATE POLICY p ON t USING (true)":                         false,
+		"ALTER POLICY p ON t TO PUBLIC, someone":                    true,
+		"ALTER POLICY p ON t USING (false)":                         false,
+		"PREPARE q AS SELECT 1":                                     false,
+		"CREATE INDEX CONCURRENTLY ON t (a)":                        true,
+		"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a)": false,
+		"CREATE INDEX ON t (a)":                                     false,
 	} {
 		r := Classify(sql)
 		if len(r.Statements) != 1 {

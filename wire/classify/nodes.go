@@ -481,6 +481,13 @@ func bound(n *pg.Node) string {
 		return namesRoles(s.CreatePolicyStmt.Roles)
 	case *pg.Node_AlterPolicyStmt:
 		return namesRoles(s.AlterPolicyStmt.Roles)
+	case *pg.Node_IndexStmt:
+		if s.IndexStmt.Concurrent && s.IndexStmt.Idxname == "" {
+			// Its name is chosen from the names taken where it runs: a build
+			// that fails leaves an invalid index no version names, and a
+			// deployment's retry would make a second one.
+			return "an index built CONCURRENTLY needs a name, or a failed or retried build leaves an index behind under a name of the server's choosing"
+		}
 	}
 	return ""
 }

@@ -188,21 +188,31 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 	// Parents before children, so that foreign keys hold while copying. A
 	// deferrable key is checked at the copy's commit: when the immediate
 	// keys alone leave an order, deferrable ones may point either way (a
-	// cycle of them copies).
+	// cycle of them copies). Only the tables copied are ordered: a table
+	// copied references only tables copied (lookups), and keys among the
+	// others hold nothing up.
+	var copied []uint32
+	for _, oid := range oids {
+		if t := tables[oid]; t.routed || t.whole {
+			copied = append(copied, oid)
+		} else {
+			plan.Unrouted = append(plan.Unrouted, t.name)
+		}
+	}
 	done := map[uint32]bool{}
 	var order []uint32
 	ready := func(oid uint32, deferredToo bool) bool {
 		for _, f := range fks {
-			if f.from == oid && !done[f.to] && (deferredToo || !f.deferrable) {
+			if t := tables[f.to]; f.from == oid && !done[f.to] && (t.routed || t.whole) && (deferredToo || !f.deferrable) {
 				return false
 			}
 		}
 		return true
 	}
-	for len(order) < len(oids) {
+	for len(order) < len(copied) {
 		progress := false
 		for _, deferredToo := range []bool{true, false} {
-			for _, oid := range oids {
+			for _, oid := range copied {
 				if !done[oid] && ready(oid, deferredToo) {
 					done[oid], order, progress = true, append(order, oid), true
 				}
@@ -215,7 +225,7 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 			// Name the cycle: drop the tables no other one left depends on
 			// (those waiting behind the cycle), until only the cycle is left.
 			left := map[uint32]bool{}
-			for _, oid := range oids {
+			for _, oid := range copied {
 				left[oid] = !done[oid]
 			}
 			for pruned := true; pruned; {
@@ -262,10 +272,6 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 	var routed []string
 	for _, oid := range order {
 		t := tables[oid]
-		if !t.routed && !t.whole {
-			plan.Unrouted = append(plan.Unrouted, t.name)
-			continue
-		}
 		it := fsm.ImportTable{Name: t.name, Columns: t.columns, Routing: t.routing, Via: t.hops, Whole: t.whole}
 		if typ != "" {
 			if it.Routing != "" {

@@ -99,6 +99,10 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		}
 		sql := s.text(text)
 		r, rej, ignored := s.inspect(sql)
+		if rej == nil && queryCommitsWritesAndRows(r) && s.rowLimited() {
+			rej, ignored = commitRefusal(), ignoredWhenAborted(r, commitRefusal())
+			r = classify.Result{}
+		}
 		if rej != nil {
 			body = append(append([]byte(nil), s.refuse(rej, ignored)...), 0)
 		}
@@ -167,6 +171,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		// changed the settings a version carries would run with values the
 		// proxy sees only at the batch's end, and be recorded with the old.
 		stale := s.captures() && s.unsynced && s.settingsSync && info.kind == classify.DDL
+		commits := s.bindCommitsWritesAndRows(info)
 		guard, wait := s.guardFirst(info, st, ahead)
 		if wait {
 			s.mu.Unlock()
@@ -183,8 +188,11 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		s.gov.bind(p, st)
 		s.unsynced = true
 		s.mu.Unlock()
-		if stale {
+		switch {
+		case stale:
 			return parseBody(refusedBindName, s.refuse(staleSettings(), true)), stepRefuseBind, nil
+		case commits:
+			return parseBody(refusedBindName, s.refuse(commitRefusal(), true)), stepRefuseBind, nil
 		}
 		return body, batchStep(guard, lock), nil
 	case 'E':
@@ -213,6 +221,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		s.gov.sync()
 		s.inflight++
 		s.unsynced = false
+		s.batchWrites, s.batchRows = false, false
 		if s.settingsSync {
 			s.settingsSync = false
 			s.pend(s.clientInflight()) // this Sync's ReadyForQuery

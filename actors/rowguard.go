@@ -431,6 +431,84 @@ func (s *session) finalFor(status byte, others int) string {
 	return ""
 }
 
+// A batch that commits what it wrote after returning rows (BEGIN; SELECT …;
+// INSERT …; COMMIT in one Query, or in one pipeline up to its Sync) would
+// keep its writes when a statement passes the row limit: the backend has
+// run the COMMIT by the time the proxy has counted the rows, and the
+// proxy's transaction cannot hold a batch that ends transactions itself.
+// With a row limit such a batch is refused, so that 54000 keeps nothing.
+
+// commitRefusal is the error for a batch that would commit past the row
+// limit.
+func commitRefusal() *wire.PGError {
+	return wire.NewError("ERROR", "0A000",
+		"with max_rows_per_query set, a batch that returns rows and writes cannot also commit: send COMMIT on its own").
+		WithHint("Send the statements and the COMMIT as separate queries, or leave out BEGIN and COMMIT: a batch outside a transaction is one.")
+}
+
+// commitKind reports whether a statement commits a transaction, or
+// prepares it to be committed later.
+func commitKind(k classify.Kind) bool {
+	return k == classify.Commit || k == classify.CommitPrepared || k == classify.PrepareTxn
+}
+
+// effects reports whether a statement may write and may return rows, for
+// the commit check: plain data statements as guardable reads them,
+// transaction control neither, any other statement (DDL, DO, CALL, a
+// utility statement) both.
+func effects(kind classify.Kind, text string) (writes, rows bool) {
+	switch kind {
+	case classify.DML, classify.Set:
+		_, writes, rows = guardable(kind, text)
+		return writes, rows
+	case classify.Begin, classify.Commit, classify.Rollback, classify.Savepoint, classify.RollbackTo,
+		classify.Release, classify.PrepareTxn, classify.CommitPrepared, classify.RollbackPrepared:
+		return false, false
+	}
+	return true, true
+}
+
+// queryCommitsWritesAndRows reports whether a simple Query's statements may
+// write and return rows, and one of them commits.
+func queryCommitsWritesAndRows(r classify.Result) bool {
+	commits := false
+	for i := range r.Statements {
+		commits = commits || commitKind(r.Statements[i].Kind)
+	}
+	if !commits {
+		return false
+	}
+	var writes, rows bool
+	for i := range r.Statements {
+		w, rw := effects(r.Statements[i].Kind, r.Statements[i].Text)
+		writes, rows = writes || w, rows || rw
+	}
+	return writes && rows
+}
+
+// bindCommitsWritesAndRows notes what the statement a Bind runs may do in
+// the batch in progress, and reports whether it commits after statements
+// of the batch that may write and return rows, with a row limit (under
+// s.mu).
+func (s *session) bindCommitsWritesAndRows(info stmtInfo) bool {
+	if s.gov == nil || s.gov.limits().maxRows <= 0 {
+		return false
+	}
+	if commitKind(info.kind) {
+		return s.batchWrites && s.batchRows
+	}
+	w, rw := effects(info.kind, info.text)
+	s.batchWrites, s.batchRows = s.batchWrites || w, s.batchRows || rw
+	return false
+}
+
+// rowLimited reports whether the session's workspace has a row limit.
+func (s *session) rowLimited() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gov != nil && s.gov.limits().maxRows > 0
+}
+
 // txnKind reports whether a statement begins or ends a transaction.
 func txnKind(k classify.Kind) bool {
 	switch k {

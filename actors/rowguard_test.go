@@ -157,3 +157,30 @@ func TestBatchScan(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryCommitsWritesAndRows: with a row limit, a Query that may write
+// and return rows and also commits is refused; one that does not commit,
+// or only reads, or only writes, is not.
+func TestQueryCommitsWritesAndRows(t *testing.T) {
+	for _, tc := range []struct {
+		sql  string
+		want bool
+	}{
+		{"BEGIN; SELECT * FROM t; INSERT INTO t VALUES (1); COMMIT", true},
+		{"BEGIN; INSERT INTO t VALUES (1) RETURNING id; COMMIT", true},
+		{"INSERT INTO t VALUES (1) RETURNING id; COMMIT", true},
+		{"SELECT 1; COMMIT; INSERT INTO t VALUES (1)", true},
+		{"BEGIN; SELECT 1; INSERT INTO t VALUES (1); END", true},
+		{"BEGIN; SELECT 1; INSERT INTO t VALUES (1); PREPARE TRANSACTION 'g'", true},
+		{"BEGIN; CALL p(); COMMIT", true},
+		{"BEGIN; SELECT * FROM t; INSERT INTO t VALUES (1)", false},
+		{"BEGIN; SELECT * FROM t; COMMIT", false},
+		{"BEGIN; INSERT INTO t VALUES (1); UPDATE t SET a = 1; COMMIT", false},
+		{"BEGIN; SELECT * FROM t; INSERT INTO t VALUES (1); ROLLBACK", false},
+		{"SELECT 1; INSERT INTO t VALUES (1)", false},
+	} {
+		if got := queryCommitsWritesAndRows(classify.Classify(tc.sql)); got != tc.want {
+			t.Errorf("queryCommitsWritesAndRows(%q) = %v, want %v", tc.sql, got, tc.want)
+		}
+	}
+}

@@ -82,6 +82,10 @@ type session struct {
 	// settingsSync: the extended-protocol batch in progress may change a
 	// setting (mayChangeSettings); its Sync holds the next batch.
 	settingsSync bool
+	// batchWrites, batchRows: the extended-protocol batch in progress has
+	// bound a statement that may write, one that may return rows (kept
+	// only with a row limit; see commitRefusal).
+	batchWrites, batchRows bool
 	// captureLocked: the session holds the capture lock (capturelock.go)
 	captureLocked bool
 	// lockTaken is closed when the lock Query is answered; lockErr is why

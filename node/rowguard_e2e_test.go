@@ -117,6 +117,50 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 		}
 		insertBehind("pipeline after a Close sent alone",
 			&pgproto3.Parse{Query: "SELECT generate_series(1, 10)"}, &pgproto3.Bind{}, &pgproto3.Execute{})
+		// A batch that commits after statements that write and return
+		// rows would keep its writes past the limit (the COMMIT has run by
+		// the time the rows are counted): it is refused, simple or
+		// extended, whether it passes the limit or not.
+		const commitText = "with max_rows_per_query set, a batch that returns rows and writes cannot also commit: send COMMIT on its own"
+		for _, sql := range []string{
+			"BEGIN; SELECT generate_series(1, 10); INSERT INTO accounts (name, email) VALUES ('c', 'c@x'); COMMIT",
+			"BEGIN; INSERT INTO accounts (name, email) VALUES ('c', 'c@x') RETURNING id; COMMIT",
+		} {
+			_, err := c.Exec(ctx, sql, simple)
+			wantPgError(t, err, "ERROR", "0A000", commitText)
+			idle()
+		}
+		for n, code := range map[int]string{3: "0A000", 10: "54000"} { // the first error the client gets
+			b = &pgx.Batch{}
+			b.Queue("BEGIN")
+			b.Queue(fmt.Sprintf("SELECT generate_series(1, %d)", n))
+			b.Queue("INSERT INTO accounts (name, email) VALUES ('c', 'c@x')")
+			b.Queue("COMMIT")
+			err = c.SendBatch(ctx, b).Close()
+			if pe := pgErr(t, err); pe.Code != code {
+				t.Fatalf("a pipeline that commits, %d rows: %s %s, want %s", n, pe.Code, pe.Message, code)
+			}
+			if st := c.PgConn().TxStatus(); st != 'E' { // its BEGIN ran, as in PostgreSQL
+				t.Fatalf("transaction status %q after a pipeline that failed in its transaction", st)
+			}
+			if _, err := c.Exec(ctx, "ROLLBACK"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := count(); n != 0 {
+			t.Fatalf("batches that commit: %d rows kept", n)
+		}
+		// In the client's own transaction too; a COMMIT on its own commits.
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = tx.Exec(ctx, "INSERT INTO accounts (name, email) SELECT 'c' || g, 'c' || g || '@x' FROM generate_series(1, 10) g RETURNING id; COMMIT", simple)
+		wantPgError(t, err, "ERROR", "0A000", commitText)
+		_ = tx.Rollback(ctx)
+		if n := count(); n != 0 {
+			t.Fatalf("a transaction's Query that commits: %d rows kept", n)
+		}
 		// A batch pipelined behind another that is still running waits
 		// for it, then runs in the proxy's transaction: extended and
 		// simple alike.
@@ -210,7 +254,7 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 }
 
 // TestPolicyMaxRowsGuardLetsTheClientsTransactionBe: a guarded batch whose
-// later statement ends the proxy's transaction (its own COMMIT) leaves no
+// later statement ends the proxy's transaction (its own ROLLBACK) leaves no
 // guard behind: the client's next BEGIN ... ROLLBACK rolls back. And in the
 // client's own transaction, statements pipelined behind the one that
 // passed the limit get their own answers, in order.
@@ -254,9 +298,9 @@ func TestPolicyMaxRowsGuardLetsTheClientsTransactionBe(t *testing.T) {
 
 	got, status := run(1,
 		&pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('g', 'g@x') RETURNING id"}, &pgproto3.Bind{}, &pgproto3.Execute{},
-		&pgproto3.Parse{Query: "COMMIT"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		&pgproto3.Parse{Query: "ROLLBACK"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	if status != 'I' {
-		t.Fatalf("guarded batch with its own COMMIT: %v", got)
+		t.Fatalf("guarded batch with its own ROLLBACK: %v", got)
 	}
 	got, _ = run(3, &pgproto3.Query{String: "BEGIN"},
 		&pgproto3.Query{String: "INSERT INTO accounts (name, email) VALUES ('r', 'r@x')"},
@@ -264,8 +308,8 @@ func TestPolicyMaxRowsGuardLetsTheClientsTransactionBe(t *testing.T) {
 	if strings.Join(got, " ") != "BEGIN ZT INSERT ZT ROLLBACK ZI" {
 		t.Fatalf("the client's own transaction: %v", got)
 	}
-	if n := count(); n != 1 {
-		t.Fatalf("%d rows, want 1: the client's ROLLBACK did not roll back", n)
+	if n := count(); n != 0 {
+		t.Fatalf("%d rows, want none: the client's ROLLBACK did not roll back", n)
 	}
 
 	got, _ = run(4, &pgproto3.Query{String: "BEGIN"},

@@ -134,16 +134,27 @@ func (s *session) guardFirst(first stmtInfo, name string, ahead []byte) (guard, 
 // flight (wait: the proxy opens its transaction only with nothing in
 // flight, and the message is handled again once they are answered, so pend
 // holds until then). needs reports whether the batch needs the transaction;
-// it is asked only where the answer counts. Under s.mu.
+// it is asked only where the answer counts. A batch sent in a transaction
+// behind a statement that may return rows waits too: should that statement
+// pass the limit, the proxy aborts the transaction before this batch runs,
+// as the backend's own error would have (finalFor). Under s.mu.
 func (s *session) guardOrWait(needs func() bool) (guard, wait bool) {
 	switch {
 	case s.mayGuard():
 		return needs() && s.guardBatch(), false
-	case s.mayWait() && needs() && s.gov.limits().maxRows > 0:
+	case s.mayWait() && s.gov.limits().maxRows > 0 && (needs() || s.behindRowsInTx()):
 		s.pend(s.clientInflight())
 		return false, true
 	}
 	return false, false
+}
+
+// behindRowsInTx reports whether a statement of the client's in flight may
+// return rows, in a transaction (one the session is in, or one a statement
+// in flight begins). Under s.mu.
+func (s *session) behindRowsInTx() bool {
+	begins, rows := s.track.inFlight()
+	return rows && (begins || s.txStatus != 'I')
 }
 
 // mayWait reports whether a message that begins a batch may wait for the

@@ -139,6 +139,19 @@ func (t *tracker) query(r classify.Result) {
 	t.queue.push(trackItem{sync: true})
 }
 
+// inFlight reports whether a statement awaiting its result begins a
+// transaction, and whether one may return rows (effects).
+func (t *tracker) inFlight() (begins, rows bool) {
+	for _, it := range t.queue.items() {
+		if it.sync || it.op != 0 {
+			continue
+		}
+		_, r := effects(it.stmt.kind, it.stmt.text)
+		begins, rows = begins || it.stmt.kind == classify.Begin, rows || r
+	}
+	return begins, rows
+}
+
 // parse records an extended-protocol Parse.
 func (t *tracker) parse(name string, r classify.Result) {
 	var info stmtInfo

@@ -316,8 +316,30 @@ func TestPolicyMaxRowsGuardLetsTheClientsTransactionBe(t *testing.T) {
 		&pgproto3.Query{String: "SELECT generate_series(1, 10)"},
 		&pgproto3.Query{String: "SELECT 1"},
 		&pgproto3.Query{String: "ROLLBACK"})
-	if strings.Join(got, " ") != "BEGIN ZT 54000 ZT SELECT ZT ROLLBACK ZI" {
+	if strings.Join(got, " ") != "BEGIN ZT 54000 ZE 25P02 ZE ROLLBACK ZI" {
 		t.Fatalf("pipelined behind the limit: %v", got)
+	}
+	// So nothing pipelined behind the statement that passed the limit
+	// commits: the transaction was aborted before it ran, as an error of
+	// the backend's would have; extended batches alike, and behind a
+	// BEGIN whose answer has not come back yet.
+	insert := "INSERT INTO accounts (name, email) VALUES ('q', 'q@x')"
+	got, _ = run(4, &pgproto3.Query{String: "BEGIN"},
+		&pgproto3.Query{String: "SELECT generate_series(1, 10)"},
+		&pgproto3.Query{String: insert},
+		&pgproto3.Query{String: "COMMIT"})
+	if strings.Join(got, " ") != "BEGIN ZT 54000 ZE 25P02 ZE ROLLBACK ZI" {
+		t.Fatalf("a write and COMMIT pipelined behind the limit: %v", got)
+	}
+	got, _ = run(4, &pgproto3.Parse{Query: "BEGIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.Parse{Query: "SELECT generate_series(1, 10)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.Parse{Query: insert}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.Parse{Query: "COMMIT"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if strings.Join(got, " ") != "BEGIN ZT 54000 ZE 25P02 ZE ROLLBACK ZI" {
+		t.Fatalf("an extended pipeline behind the limit: %v", got)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d rows kept from pipelines behind the limit", n)
 	}
 	mustSelectOne(t, c)
 }

@@ -149,3 +149,20 @@ func (s *session) settingsChangedInTx() bool {
 	defer s.mu.Unlock()
 	return s.track.settingsChanged()
 }
+
+// revertsSettingsBefore reports whether a statement of r before its i-th
+// ends or rolls back part of a transaction the session has open: a SET
+// LOCAL, or a SET made in it, goes back then, and PostgreSQL reports the
+// change only at the end of the query, after the i-th statement ran.
+func (s *session) revertsSettingsBefore(r classify.Result, i int) bool {
+	ends := false
+	for _, st := range r.Statements[:i] {
+		ends = ends || exitKind(st.Kind)
+	}
+	if !ends {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.txStatus != 'I'
+}

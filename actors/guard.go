@@ -78,7 +78,7 @@ func (s *session) captureTypeBlocks(r *classify.Result) {
 
 // guard returns the refusal for a classified statement text, or nil.
 func (s *session) guard(sql string, r classify.Result) *wire.PGError {
-	for _, st := range r.Statements {
+	for i, st := range r.Statements {
 		if roleTags[st.Tag] {
 			return wire.NewError("ERROR", "42501", "%s is not allowed through the proxy: roles are managed by tdb", st.Tag)
 		}
@@ -102,6 +102,10 @@ func (s *session) guard(sql string, r classify.Result) *wire.PGError {
 			}
 			if changesParserSettings(r) {
 				return wire.NewError("ERROR", "0A000", "DDL is not allowed in a tenant workspace in the same query as a change of client_encoding, standard_conforming_strings, TimeZone, DateStyle or IntervalStyle: send it on its own")
+			}
+			if s.revertsSettingsBefore(r, i) {
+				return wire.NewError("ERROR", "0A000", "DDL is not allowed in a tenant workspace after a COMMIT, ROLLBACK or ROLLBACK TO of an open transaction in the same query: TimeZone, DateStyle and IntervalStyle may change there unseen").
+					WithHint("Send the DDL on its own.")
 			}
 			if s.settingsChangedInTx() {
 				return wire.NewError("ERROR", "0A000", "DDL is not allowed in a tenant workspace after a change of TimeZone, DateStyle or IntervalStyle in a transaction that already holds DDL: a blueprint version runs with one set of them").
@@ -298,7 +302,7 @@ func mayChangeSettings(sql string, r classify.Result, captures bool) bool {
 	for i := range r.Statements {
 		st := &r.Statements[i]
 		switch {
-		case st.Kind == classify.Set && (parserSetting(st.Setting) || captures && ddlSetting(st.Setting)):
+		case st.Kind == classify.Set && (parserSetting(st.Setting) || captures && ddlSetting(st.Setting)), discardAll(*st):
 			return true
 		case runsAnyStatement(*st):
 			return true
@@ -315,7 +319,7 @@ func mayChangeSettings(sql string, r classify.Result, captures bool) bool {
 // running it.
 func changesParserSettings(r classify.Result) bool {
 	for _, st := range r.Statements {
-		if st.Kind == classify.Set && (parserSetting(st.Setting) || ddlSetting(st.Setting)) ||
+		if st.Kind == classify.Set && (parserSetting(st.Setting) || ddlSetting(st.Setting)) || discardAll(st) ||
 			st.Kind != classify.DDL && namesSetConfig(st.Text) {
 			return true
 		}
@@ -327,6 +331,12 @@ func changesParserSettings(r classify.Result) bool {
 // that the proxy does not see: a DO block, or a procedure CALL.
 func runsAnyStatement(st classify.Statement) bool {
 	return st.Kind == classify.Other && (st.Tag == "DO" || st.Tag == "CALL")
+}
+
+// discardAll reports whether a statement is DISCARD ALL, which resets every
+// setting as RESET ALL does.
+func discardAll(st classify.Statement) bool {
+	return st.Kind == classify.Other && st.Tag == "DISCARD" && st.NoTxn
 }
 
 // ddlSetting reports whether a SET or RESET of name may change what the

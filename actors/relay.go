@@ -139,7 +139,9 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			rej = staleSettings()
 		}
 		if rej != nil {
-			body = parseBody(name, s.refuse(rej, ignored))
+			// After a ROLLBACK or COMMIT earlier in the batch the
+			// transaction is no longer aborted when this runs.
+			body = parseBody(name, s.refuse(rej, ignored && !s.batchExits))
 		}
 		s.mu.Lock()
 		if rej == nil && len(r.Statements) == 1 && !r.Statements[0].NoTxn {
@@ -151,9 +153,6 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			}
 		}
 		lock := !guard && rej == nil && s.takeCaptureLock(r.HasDDL())
-		if s.guarded && s.unsynced && endsOrBeginsTxn(r) {
-			s.guarded = false // the batch takes over the proxy's transaction
-		}
 		s.track.parse(name, r)
 		if rej == nil && mayChangeSettings(sql, r, s.captures()) {
 			s.track.markRisky(name)
@@ -170,8 +169,13 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		// A prepared DDL statement bound behind a statement that may have
 		// changed the settings a version carries would run with values the
 		// proxy sees only at the batch's end, and be recorded with the old.
-		stale := s.captures() && s.unsynced && s.settingsSync && info.kind == classify.DDL
+		// So would one bound behind a COMMIT or ROLLBACK of the
+		// transaction open when the batch began (a SET LOCAL goes back).
+		stale := s.captures() && s.unsynced && info.kind == classify.DDL &&
+			(s.settingsSync || s.batchExits && s.txStatus != 'I')
 		commits := s.bindCommitsWritesAndRows(info)
+		refused := stale || commits
+		ignored := !s.batchExits // as at Parse
 		guard, wait := s.guardFirst(info, st, ahead)
 		if wait {
 			s.mu.Unlock()
@@ -181,18 +185,24 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		// cache) takes the capture lock where it runs: the lock its Parse
 		// took went back at that batch's end.
 		lock := !guard && s.takeCaptureLock(info.kind == classify.DDL)
-		if s.guarded && s.unsynced && txnKind(info.kind) {
+		if s.guarded && s.unsynced && txnKind(info.kind) && !refused {
 			s.guarded = false // the batch takes over the proxy's transaction
+		}
+		if exitKind(info.kind) && !refused {
+			s.batchExits = true
 		}
 		s.track.bind(p, st)
 		s.gov.bind(p, st)
 		s.unsynced = true
+		if s.track.portals[p].risky {
+			s.settingsSync = true // what it binds may run before the Execute (a later portal's)
+		}
 		s.mu.Unlock()
 		switch {
 		case stale:
-			return parseBody(refusedBindName, s.refuse(staleSettings(), true)), stepRefuseBind, nil
+			return parseBody(refusedBindName, s.refuse(staleSettings(), ignored)), stepRefuseBind, nil
 		case commits:
-			return parseBody(refusedBindName, s.refuse(commitRefusal(), true)), stepRefuseBind, nil
+			return parseBody(refusedBindName, s.refuse(commitRefusal(), ignored)), stepRefuseBind, nil
 		}
 		return body, batchStep(guard, lock), nil
 	case 'E':
@@ -221,7 +231,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		s.gov.sync()
 		s.inflight++
 		s.unsynced = false
-		s.batchWrites, s.batchRows = false, false
+		s.batchWrites, s.batchRows, s.batchExits = false, false, false
 		if s.settingsSync {
 			s.settingsSync = false
 			s.pend(s.clientInflight()) // this Sync's ReadyForQuery
@@ -376,6 +386,29 @@ func (s *session) flushLocked(fw *wire.FrameWriter) error {
 	return fw.Flush()
 }
 
+// parameterStatus follows a setting the backend reports: the client
+// encoding, the settings a blueprint version carries. It returns the FATAL
+// that ends the session when the backend now reads statement text unlike
+// the proxy's parser (reportedSetting).
+func (s *session) parameterStatus(body []byte) *wire.PGError {
+	name, value, ok := parameterStatus(body)
+	if ok && name == "client_encoding" {
+		s.otherEncoding.Store(!isUTF8(value))
+	}
+	if ok && s.captures() {
+		s.mu.Lock()
+		s.track.setting(name, value)
+		s.mu.Unlock()
+	}
+	if fatal := reportedSetting(body); fatal != nil {
+		s.mu.Lock()
+		s.lost = true // the backend session is not reused
+		s.mu.Unlock()
+		return fatal
+	}
+	return nil
+}
+
 // fromBackend inspects one backend message and updates the session's state
 // for it: the synchronous core of the backend pump. It returns what to do
 // with the message, the body to forward (a refusal replaces the backend's
@@ -387,6 +420,13 @@ func (s *session) flushLocked(fw *wire.FrameWriter) error {
 // any message that calls for one.
 func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byte, ddl []captured, own string) {
 	if s.swallow.Load() != swallowNone {
+		// A setting the proxy's own ROLLBACK or abort changed back is
+		// reported here.
+		if typ == wire.MsgParameterStatus {
+			if fatal := s.parameterStatus(body); fatal != nil {
+				return relayAction{drop: true, end: true, out: wire.AppendErrorResponse(nil, fatal)}, body, nil, ""
+			}
+		}
 		act, body, own = s.swallowed(typ, body)
 		var ddl []captured
 		if typ == wire.MsgReadyForQuery {
@@ -468,19 +508,7 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		}
 		s.mu.Unlock()
 	case 'S':
-		name, value, ok := parameterStatus(body)
-		if ok && name == "client_encoding" {
-			s.otherEncoding.Store(!isUTF8(value))
-		}
-		if ok && s.captures() {
-			s.mu.Lock()
-			s.track.setting(name, value)
-			s.mu.Unlock()
-		}
-		if fatal := reportedSetting(body); fatal != nil {
-			s.mu.Lock()
-			s.lost = true // the backend session is not reused
-			s.mu.Unlock()
+		if fatal := s.parameterStatus(body); fatal != nil {
 			return relayAction{drop: true, end: true, out: wire.AppendErrorResponse(nil, fatal)}, body, nil, ""
 		}
 		fallthrough

@@ -86,6 +86,9 @@ type session struct {
 	// bound a statement that may write, one that may return rows (kept
 	// only with a row limit; see commitRefusal).
 	batchWrites, batchRows bool
+	// batchExits: the batch in progress has bound a COMMIT, ROLLBACK,
+	// ROLLBACK TO or PREPARE TRANSACTION, which end an aborted state.
+	batchExits bool
 	// captureLocked: the session holds the capture lock (capturelock.go)
 	captureLocked bool
 	// lockTaken is closed when the lock Query is answered; lockErr is why
@@ -181,14 +184,17 @@ func ignoredWhenAborted(r classify.Result, err *wire.PGError) bool {
 	case "22021", "42601", "54000", "54001": // about the text itself
 		return false
 	}
-	if len(r.Statements) == 0 {
+	return len(r.Statements) == 0 || !exitKind(r.Statements[0].Kind)
+}
+
+// exitKind reports whether PostgreSQL runs a statement of kind k in an
+// aborted transaction: COMMIT, ROLLBACK, ROLLBACK TO, PREPARE TRANSACTION.
+func exitKind(k classify.Kind) bool {
+	switch k {
+	case classify.Commit, classify.Rollback, classify.RollbackTo, classify.PrepareTxn:
 		return true
 	}
-	switch r.Statements[0].Kind {
-	case classify.Commit, classify.Rollback, classify.RollbackTo, classify.PrepareTxn:
-		return false
-	}
-	return true
+	return false
 }
 
 // inAbortedTransaction is PostgreSQL's answer to a statement other than
@@ -200,7 +206,9 @@ func inAbortedTransaction() *wire.PGError {
 // rewrite returns the refusal a backend syntax error stands for, if any.
 // The error comes back after the ReadyForQuery of the batch before the
 // refused one, so txStatus is the state the refused text met: an error
-// before it in its own batch would have made the backend skip it.
+// before it in its own batch would have made the backend skip it, and a
+// refusal behind a COMMIT or ROLLBACK of its batch is not ignored
+// (batchExits).
 func (s *session) rewrite(message string) *wire.PGError {
 	i := strings.Index(message, sentinelPrefix+s.nonce+"_")
 	if i < 0 {

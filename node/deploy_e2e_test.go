@@ -401,6 +401,21 @@ func TestVersionsCarryTheSessionSettings(t *testing.T) {
 	if _, err := ws.Exec(ctx, "ROLLBACK"); err != nil {
 		t.Fatal(err)
 	}
+	// A COMMIT of a transaction that changed one of them gives it back
+	// its value, which PostgreSQL reports only at the end of the query:
+	// DDL behind it in the same query is refused.
+	for _, sql := range []string{"BEGIN", "SET LOCAL TimeZone = 'Asia/Tokyo'"} {
+		if _, err := ws.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	_, err = ws.Exec(ctx, "COMMIT; CREATE TABLE no5 (at timestamptz DEFAULT '2024-01-01')", pgx.QueryExecModeSimpleProtocol)
+	if pe := pgErr(t, err); pe.Code != "0A000" || !strings.Contains(pe.Message, "after a COMMIT, ROLLBACK or ROLLBACK TO of an open transaction") {
+		t.Fatalf("DDL behind the COMMIT of a SET LOCAL: %s %s", pe.Code, pe.Message)
+	}
+	if _, err := ws.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
 	// A DDL statement prepared earlier, bound in a pipeline behind a SET
 	// of one of them, is refused: it would run with a value the proxy sees
 	// only at the batch's end. The session stays usable.
@@ -413,6 +428,13 @@ func TestVersionsCarryTheSessionSettings(t *testing.T) {
 		&pgproto3.Bind{PreparedStatement: "later"}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	if got := answers(t, fe); !slices.Equal(got, []string{"1", "2", "SET", "E 0A000", "Z I"}) {
 		t.Fatalf("a prepared DDL bound behind a SET TimeZone: %q", got)
+	}
+	// Bound before the SET runs, it would still run after it.
+	send(t, fe, &pgproto3.Parse{Query: "SET TimeZone = 'Asia/Tokyo'"}, &pgproto3.Bind{DestinationPortal: "p1"},
+		&pgproto3.Bind{DestinationPortal: "p2", PreparedStatement: "later"},
+		&pgproto3.Execute{Portal: "p1"}, &pgproto3.Execute{Portal: "p2"}, &pgproto3.Sync{})
+	if got := answers(t, fe); !slices.Equal(got, []string{"1", "2", "E 0A000", "Z I"}) {
+		t.Fatalf("a prepared DDL bound before a SET TimeZone runs: %q", got)
 	}
 	if _, err := ws.Exec(ctx, "RESET TimeZone"); err != nil {
 		t.Fatal(err)
@@ -467,5 +489,34 @@ func TestVersionsCarryTheSessionSettings(t *testing.T) {
 	}
 	if inTenant := read(physical(e, "wayne")); !slices.Equal(inTenant, inWorkspace) {
 		t.Fatalf("tenant has %q, the workspace %q", inTenant, inWorkspace)
+	}
+}
+
+// TestVersionSettingsAfterTheProxysRollback: a setting that the proxy's own
+// ROLLBACK (a batch past the row limit) gives back its value is reported
+// during the proxy's exchange; the next version carries the value back.
+func TestVersionSettingsAfterTheProxysRollback(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require")+"&timezone=America/New_York")
+	if _, err := ws.Exec(ctx, "CREATE TABLE n (g int)"); err != nil {
+		t.Fatal(err)
+	}
+	setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
+	_, err := ws.Exec(ctx, "SET TimeZone = 'Asia/Tokyo'; INSERT INTO n SELECT g FROM generate_series(1, 10) g RETURNING g", pgx.QueryExecModeSimpleProtocol)
+	wantPgError(t, err, "ERROR", "54000", "query returned more than max_rows_per_query (5) rows")
+	if tz := ws.PgConn().ParameterStatus("TimeZone"); tz != "America/New_York" {
+		t.Fatalf("the client was told TimeZone %q", tz)
+	}
+	if _, err := ws.Exec(ctx, "CREATE TABLE ev (at timestamptz DEFAULT '2024-01-01 00:00')"); err != nil {
+		t.Fatal(err)
+	}
+	var versions []struct {
+		Settings *fsm.SessionSettings `json:"settings"`
+	}
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	if len(versions) != 2 || versions[1].Settings == nil || versions[1].Settings.TimeZone != "America/New_York" {
+		t.Fatalf("versions %+v, want the second with America/New_York", versions)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -183,6 +184,17 @@ func TestProxyTenantSession(t *testing.T) {
 		if _, err := c.Exec(ctx, "ROLLBACK"); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A ROLLBACK earlier in the same pipeline ends the aborted state: the
+	// refusal behind it stands.
+	for _, sql := range []string{"BEGIN", "SELECT 1/0"} {
+		_, _ = c.Exec(ctx, sql)
+	}
+	fe := c.PgConn().Frontend()
+	send(t, fe, &pgproto3.Parse{Query: "ROLLBACK"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "CREATE TABLE evil (id int)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := answers(t, fe); !slices.Equal(got, []string{"1", "2", "ROLLBACK", "E 42501", "Z I"}) {
+		t.Fatalf("ROLLBACK and a refused statement in one pipeline: %q", got)
 	}
 	if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); err != nil || n != 20 {
 		t.Fatalf("session unusable after refusals in aborted transactions: %d, %v", n, err)

@@ -147,6 +147,16 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// Without a BEGIN the batch runs in the proxy's transaction; its
+		// refused COMMIT leaves the session idle, not in that transaction.
+		b = &pgx.Batch{}
+		b.Queue("SELECT generate_series(1, 3)")
+		b.Queue("INSERT INTO accounts (name, email) VALUES ('c', 'c@x')")
+		b.Queue("COMMIT")
+		err = c.SendBatch(ctx, b).Close()
+		wantPgError(t, err, "ERROR", "0A000", commitText)
+		idle()
+		mustSelectOne(t, c)
 		if n := count(); n != 0 {
 			t.Fatalf("batches that commit: %d rows kept", n)
 		}

@@ -151,9 +151,10 @@ func (s *session) settingsChangedInTx() bool {
 }
 
 // revertsSettingsBefore reports whether a statement of r before its i-th
-// ends or rolls back part of a transaction the session has open: a SET
-// LOCAL, or a SET made in it, goes back then, and PostgreSQL reports the
-// change only at the end of the query, after the i-th statement ran.
+// ends or rolls back part of a transaction the session has open, in which
+// TimeZone, DateStyle or IntervalStyle changed: a SET LOCAL, or a SET made
+// in it, goes back then, and PostgreSQL reports the change only at the end
+// of the query, after the i-th statement ran.
 func (s *session) revertsSettingsBefore(r classify.Result, i int) bool {
 	ends := false
 	for _, st := range r.Statements[:i] {
@@ -164,5 +165,5 @@ func (s *session) revertsSettingsBefore(r classify.Result, i int) bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.txStatus != 'I'
+	return s.txStatus != 'I' && s.track.txTouched
 }

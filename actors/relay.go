@@ -170,9 +170,10 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		// changed the settings a version carries would run with values the
 		// proxy sees only at the batch's end, and be recorded with the old.
 		// So would one bound behind a COMMIT or ROLLBACK of the
-		// transaction open when the batch began (a SET LOCAL goes back).
+		// transaction open when the batch began, if one of them changed
+		// in it (a SET LOCAL goes back).
 		stale := s.captures() && s.unsynced && info.kind == classify.DDL &&
-			(s.settingsSync || s.batchExits && s.txStatus != 'I')
+			(s.settingsSync || s.batchExits && s.txStatus != 'I' && s.track.txTouched)
 		commits := s.bindCommitsWritesAndRows(info)
 		refused := stale || commits
 		ignored := !s.batchExits // as at Parse

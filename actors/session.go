@@ -291,6 +291,7 @@ func (s *session) useBackend(bc *BackendConn) {
 	for _, name := range []string{"TimeZone", "DateStyle", "IntervalStyle"} {
 		s.track.setting(name, bc.Params[name])
 	}
+	s.track.settingsKnown()
 	if s.pid == 0 {
 		s.pid = bc.PID
 	}

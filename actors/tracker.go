@@ -88,6 +88,11 @@ type tracker struct {
 	// transaction's first DDL ran with.
 	settings   fsm.SessionSettings
 	txSettings fsm.SessionSettings
+	// rfqSettings are the settings as of the last ReadyForQuery, and
+	// txTouched says they changed in the transaction now open: its end (or
+	// a ROLLBACK TO) may give them back their earlier values.
+	rfqSettings fsm.SessionSettings
+	txTouched   bool
 	// exact: follow each Parse, Bind and Close to its answer, and take
 	// back those the backend skipped after an error in their batch (it
 	// skips everything up to Sync). Sessions whose DDL is recorded need
@@ -116,6 +121,12 @@ func (t *tracker) setting(name, value string) {
 	case "IntervalStyle":
 		t.settings.IntervalStyle = value
 	}
+}
+
+// settingsKnown takes the settings reported so far as those the session
+// starts with.
+func (t *tracker) settingsKnown() {
+	t.rfqSettings = t.settings
 }
 
 // settingsChanged reports whether the current transaction holds DDL that
@@ -418,6 +429,12 @@ func batchEnd(items []trackItem) int {
 // readyForQuery ends a batch and returns the DDL that committed with it,
 // one list per transaction.
 func (t *tracker) readyForQuery(status byte) []captured {
+	if status == 'I' {
+		t.txTouched = false
+	} else if t.settings != t.rfqSettings {
+		t.txTouched = true
+	}
+	t.rfqSettings = t.settings
 	for t.queue.len() > 0 {
 		if t.queue.pop().sync {
 			break

@@ -441,3 +441,32 @@ func TestTrackerKeepsTheSettingsDDLRanWith(t *testing.T) {
 		t.Fatalf("handed out %+v, want the index with %+v", got, utc)
 	}
 }
+
+// TestTrackerKnowsATransactionChangedSettings: a change reported while a
+// transaction is open marks it (its end may give the old values back),
+// until the session is idle again.
+func TestTrackerKnowsATransactionChangedSettings(t *testing.T) {
+	tr := newTracker()
+	tr.setting("TimeZone", "UTC")
+	tr.settingsKnown()
+	tr.readyForQuery('T') // BEGIN
+	if tr.txTouched {
+		t.Fatal("a transaction that changed nothing is marked")
+	}
+	tr.setting("TimeZone", "Asia/Tokyo") // SET LOCAL, reported before its ReadyForQuery
+	tr.readyForQuery('T')
+	if !tr.txTouched {
+		t.Fatal("a change in the open transaction went unmarked")
+	}
+	tr.setting("TimeZone", "UTC")
+	tr.readyForQuery('I') // COMMIT gave the value back
+	if tr.txTouched {
+		t.Fatal("the mark outlived its transaction")
+	}
+	tr.setting("TimeZone", "Asia/Tokyo") // a plain SET outside a transaction
+	tr.readyForQuery('I')
+	tr.readyForQuery('T')
+	if tr.txTouched {
+		t.Fatal("a change made before the transaction marks it")
+	}
+}

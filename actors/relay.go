@@ -99,7 +99,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		}
 		sql := s.text(text)
 		r, rej, ignored := s.inspect(sql)
-		if rej == nil && queryCommitsWritesAndRows(r) && s.rowLimited() {
+		if rej == nil && s.commitPastLimit(r) {
 			rej, ignored = commitRefusal(), ignoredWhenAborted(r, commitRefusal())
 			r = classify.Result{}
 		}
@@ -186,9 +186,6 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		// cache) takes the capture lock where it runs: the lock its Parse
 		// took went back at that batch's end.
 		lock := !guard && s.takeCaptureLock(info.kind == classify.DDL)
-		if s.guarded && s.unsynced && txnKind(info.kind) && !refused {
-			s.guarded = false // the batch takes over the proxy's transaction
-		}
 		if exitKind(info.kind) && !refused {
 			s.batchExits = true
 		}
@@ -468,6 +465,9 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 	case 'C':
 		tag, _ := wire.ParseCommandComplete(body)
 		s.mu.Lock()
+		if s.guarded && txnTag(tag) {
+			s.guarded = false // the batch took over the proxy's transaction
+		}
 		s.track.commandComplete(tag)
 		act = s.gov.commandComplete(tag)
 		s.mu.Unlock()

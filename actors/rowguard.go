@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"encoding/binary"
 
 	"tdb/wire"
@@ -153,7 +154,7 @@ func (s *session) guardOrWait(needs func() bool) (guard, wait bool) {
 // return rows, in a transaction (one the session is in, or one a statement
 // in flight begins). Under s.mu.
 func (s *session) behindRowsInTx() bool {
-	begins, rows := s.track.inFlight()
+	begins, _, rows := s.track.inFlight()
 	return rows && (begins || s.txStatus != 'I')
 }
 
@@ -465,9 +466,9 @@ func commitKind(k classify.Kind) bool {
 
 // effects reports whether a statement may write and may return rows, for
 // the commit check: plain data statements as guardable reads them,
-// transaction control neither, any other statement (DDL, DO, CALL, a
-// utility statement) both.
-func effects(kind classify.Kind, text string) (writes, rows bool) {
+// transaction control neither, DDL and utility statements write (LOCK,
+// VACUUM: as if), DO and CALL both, EXPLAIN and SHOW return rows.
+func effects(kind classify.Kind, tag, text string) (writes, rows bool) {
 	switch kind {
 	case classify.DML, classify.Set:
 		_, writes, rows = guardable(kind, text)
@@ -475,13 +476,21 @@ func effects(kind classify.Kind, text string) (writes, rows bool) {
 	case classify.Begin, classify.Commit, classify.Rollback, classify.Savepoint, classify.RollbackTo,
 		classify.Release, classify.PrepareTxn, classify.CommitPrepared, classify.RollbackPrepared:
 		return false, false
+	case classify.Other:
+		switch tag {
+		case "DO", "CALL":
+			return true, true
+		case "EXPLAIN", "SHOW":
+			return false, true
+		}
 	}
-	return true, true
+	return true, false
 }
 
 // queryCommitsWritesAndRows reports whether a simple Query's statements may
-// write and return rows, and one of them commits.
-func queryCommitsWritesAndRows(r classify.Result) bool {
+// return rows and one of them commits, while the Query or the transaction
+// it runs in (wrote: before it) may have written.
+func queryCommitsWritesAndRows(r classify.Result, wrote bool) bool {
 	commits := false
 	for i := range r.Statements {
 		commits = commits || commitKind(r.Statements[i].Kind)
@@ -489,52 +498,57 @@ func queryCommitsWritesAndRows(r classify.Result) bool {
 	if !commits {
 		return false
 	}
-	var writes, rows bool
+	writes, rows := wrote, false
 	for i := range r.Statements {
-		w, rw := effects(r.Statements[i].Kind, r.Statements[i].Text)
+		st := &r.Statements[i]
+		w, rw := effects(st.Kind, st.Tag, st.Text)
 		writes, rows = writes || w, rows || rw
 	}
 	return writes && rows
 }
 
+// commitPastLimit reports whether a simple Query would commit past the row
+// limit (queryCommitsWritesAndRows), with one set.
+func (s *session) commitPastLimit(r classify.Result) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gov != nil && s.gov.limits().maxRows > 0 && queryCommitsWritesAndRows(r, s.wroteBefore())
+}
+
+// wroteBefore reports whether the transaction that the client's next
+// statement runs in may have written: statements of it that completed, or
+// are in flight (under s.mu).
+func (s *session) wroteBefore() bool {
+	begins, writes, _ := s.track.inFlight()
+	if s.txStatus == 'I' && !begins {
+		return false
+	}
+	return writes || s.track.txWrites > 0 || len(s.track.txDDL) > 0
+}
+
 // bindCommitsWritesAndRows notes what the statement a Bind runs may do in
 // the batch in progress, and reports whether it commits after statements
-// of the batch that may write and return rows, with a row limit (under
-// s.mu).
+// of the batch that may return rows, in a transaction that may have
+// written, with a row limit (under s.mu).
 func (s *session) bindCommitsWritesAndRows(info stmtInfo) bool {
 	if s.gov == nil || s.gov.limits().maxRows <= 0 {
 		return false
 	}
 	if commitKind(info.kind) {
-		return s.batchWrites && s.batchRows
+		return s.batchRows && (s.batchWrites || s.wroteBefore())
 	}
-	w, rw := effects(info.kind, info.text)
+	w, rw := effects(info.kind, info.tag, info.text)
 	s.batchWrites, s.batchRows = s.batchWrites || w, s.batchRows || rw
 	return false
 }
 
-// rowLimited reports whether the session's workspace has a row limit.
-func (s *session) rowLimited() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.gov != nil && s.gov.limits().maxRows > 0
-}
-
-// txnKind reports whether a statement begins or ends a transaction.
-func txnKind(k classify.Kind) bool {
-	switch k {
-	case classify.Begin, classify.Commit, classify.Rollback, classify.PrepareTxn,
-		classify.CommitPrepared, classify.RollbackPrepared:
-		return true
-	}
-	return false
-}
-
-// endsOrBeginsTxn reports whether any statement of r begins or ends a
-// transaction.
-func endsOrBeginsTxn(r classify.Result) bool {
-	for i := range r.Statements {
-		if txnKind(r.Statements[i].Kind) {
+// txnTag reports whether a command tag is of a statement that began or
+// ended a transaction: one of the client's that ran inside the proxy's
+// transaction has taken it over (a BEGIN makes it the client's own; a
+// COMMIT or ROLLBACK ends it).
+func txnTag(tag []byte) bool {
+	for _, t := range [...]string{"BEGIN", "START TRANSACTION", "COMMIT", "ROLLBACK", "PREPARE TRANSACTION"} {
+		if bytes.HasPrefix(tag, []byte(t)) {
 			return true
 		}
 	}

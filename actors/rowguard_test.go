@@ -178,9 +178,23 @@ func TestQueryCommitsWritesAndRows(t *testing.T) {
 		{"BEGIN; INSERT INTO t VALUES (1); UPDATE t SET a = 1; COMMIT", false},
 		{"BEGIN; SELECT * FROM t; INSERT INTO t VALUES (1); ROLLBACK", false},
 		{"SELECT 1; INSERT INTO t VALUES (1)", false},
+		{"BEGIN; CREATE TABLE a (id int); CREATE INDEX i ON a (id); COMMIT", false},
+		{"BEGIN; CREATE TABLE b (id int); INSERT INTO b VALUES (1); COMMIT", false},
+		{"BEGIN; LOCK TABLE a IN EXCLUSIVE MODE; INSERT INTO a VALUES (1); COMMIT", false},
+		{"BEGIN; DO 'BEGIN NULL; END'; COMMIT", true},
 	} {
-		if got := queryCommitsWritesAndRows(classify.Classify(tc.sql)); got != tc.want {
+		if got := queryCommitsWritesAndRows(classify.Classify(tc.sql), false); got != tc.want {
 			t.Errorf("queryCommitsWritesAndRows(%q) = %v, want %v", tc.sql, got, tc.want)
+		}
+	}
+	// In a transaction that wrote before, a read and a COMMIT are enough.
+	for sql, want := range map[string]bool{
+		"SELECT * FROM t; COMMIT":    true,
+		"SELECT * FROM t":            false,
+		"UPDATE t SET a = 1; COMMIT": false,
+	} {
+		if got := queryCommitsWritesAndRows(classify.Classify(sql), true); got != want {
+			t.Errorf("after a write, queryCommitsWritesAndRows(%q) = %v, want %v", sql, got, want)
 		}
 	}
 }

@@ -374,3 +374,61 @@ func eachRelay(t *testing.T, f func(t *testing.T, e *testnode.Env)) {
 		})
 	}
 }
+
+// TestPolicyMaxRowsCommitAfterEarlierWrites: with a row limit, a batch that
+// returns rows and commits a transaction that wrote in earlier batches is
+// refused too (its COMMIT would keep those writes past a 54000); a guarded
+// batch whose own ROLLBACK the backend skipped after an error leaves the
+// session idle; and a migration of DDL and writes between BEGIN and
+// COMMIT, which returns no rows, is not refused.
+func TestPolicyMaxRowsCommitAfterEarlierWrites(t *testing.T) {
+	t.Parallel()
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		key := e.CreateTenant(t, "wayne")
+		accountsTable(t, e, "wayne")
+		ctx := context.Background()
+		c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+		setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
+		fe := c.PgConn().Frontend()
+		simple := pgx.QueryExecModeSimpleProtocol
+		for i, batch := range [][]pgproto3.FrontendMessage{
+			{&pgproto3.Query{String: "SELECT generate_series(1, 10); COMMIT"}},
+			{&pgproto3.Parse{Query: "SELECT generate_series(1, 10)"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: "COMMIT"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		} {
+			for _, sql := range []string{"BEGIN", "INSERT INTO accounts (name, email) VALUES ('a', 'a@x')"} {
+				if _, err := c.Exec(ctx, sql, simple); err != nil {
+					t.Fatal(err)
+				}
+			}
+			send(t, fe, batch...)
+			if got := answers(t, fe); got[len(got)-1] != "Z E" {
+				t.Fatalf("case %d: answered %q, want the transaction aborted", i, got)
+			}
+			if _, err := c.Exec(ctx, "ROLLBACK", simple); err != nil {
+				t.Fatal(err)
+			}
+			if n := countAccounts(t, c); n != 0 {
+				t.Fatalf("case %d: %d rows kept", i, n)
+			}
+		}
+
+		send(t, fe, &pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('d', 'd@x') RETURNING id / 0"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Parse{Query: "ROLLBACK"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got := answers(t, fe); !slices.Equal(got, []string{"1", "2", "E 22012", "Z I"}) {
+			t.Fatalf("a guarded batch whose ROLLBACK was skipped: %q", got)
+		}
+		mustSelectOne(t, c)
+
+		ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
+		for _, sql := range []string{
+			"BEGIN; CREATE TABLE rv_a (id int); CREATE INDEX rv_a_i ON rv_a (id); COMMIT",
+			"BEGIN; CREATE TABLE rv_b (id int); INSERT INTO rv_b VALUES (1); COMMIT",
+			"BEGIN; LOCK TABLE rv_a IN EXCLUSIVE MODE; INSERT INTO rv_a VALUES (1); COMMIT",
+		} {
+			if _, err := ws.Exec(ctx, sql, simple); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+	})
+}

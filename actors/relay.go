@@ -192,7 +192,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		s.track.bind(p, st)
 		s.gov.bind(p, st)
 		s.unsynced = true
-		if s.track.portals[p].risky {
+		if info.risky { // the portal's statement (track.bind)
 			s.settingsSync = true // what it binds may run before the Execute (a later portal's)
 		}
 		s.mu.Unlock()

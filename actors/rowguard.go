@@ -468,7 +468,7 @@ func commitKind(k classify.Kind) bool {
 // the commit check: plain data statements as guardable reads them,
 // transaction control neither, DDL and utility statements write (LOCK,
 // VACUUM: as if), DO and CALL both, EXPLAIN and SHOW return rows.
-func effects(kind classify.Kind, tag, text string) (writes, rows bool) {
+func effects(kind classify.Kind, text string) (writes, rows bool) {
 	switch kind {
 	case classify.DML, classify.Set:
 		_, writes, rows = guardable(kind, text)
@@ -477,10 +477,10 @@ func effects(kind classify.Kind, tag, text string) (writes, rows bool) {
 		classify.Release, classify.PrepareTxn, classify.CommitPrepared, classify.RollbackPrepared:
 		return false, false
 	case classify.Other:
-		switch tag {
-		case "DO", "CALL":
+		switch w := leadingWord(text); {
+		case isWord(w, "do"), isWord(w, "call"):
 			return true, true
-		case "EXPLAIN", "SHOW":
+		case isWord(w, "explain"), isWord(w, "show"):
 			return false, true
 		}
 	}
@@ -501,7 +501,7 @@ func queryCommitsWritesAndRows(r classify.Result, wrote bool) bool {
 	writes, rows := wrote, false
 	for i := range r.Statements {
 		st := &r.Statements[i]
-		w, rw := effects(st.Kind, st.Tag, st.Text)
+		w, rw := effects(st.Kind, st.Text)
 		writes, rows = writes || w, rows || rw
 	}
 	return writes && rows
@@ -537,7 +537,7 @@ func (s *session) bindCommitsWritesAndRows(info stmtInfo) bool {
 	if commitKind(info.kind) {
 		return s.batchRows && (s.batchWrites || s.wroteBefore())
 	}
-	w, rw := effects(info.kind, info.tag, info.text)
+	w, rw := effects(info.kind, info.text)
 	s.batchWrites, s.batchRows = s.batchWrites || w, s.batchRows || rw
 	return false
 }

@@ -11,7 +11,6 @@ import (
 type stmtInfo struct {
 	text      string
 	kind      classify.Kind
-	tag       string // the classifier's tag ("DO", "CALL", …)
 	savepoint string // the savepoint a SAVEPOINT, RELEASE or ROLLBACK TO names
 	// risky: it may change how the backend reads statement text
 	// (mayChangeSettings)
@@ -146,7 +145,7 @@ func (t *tracker) query(r classify.Result) {
 		return // the backend ignores it until the batch's Sync (the relay refuses it first)
 	}
 	for _, s := range r.Statements {
-		t.queue.push(trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind, tag: s.Tag, savepoint: s.Savepoint, atOnce: commitsAtOnce(&s)}})
+		t.queue.push(trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind, savepoint: s.Savepoint, atOnce: commitsAtOnce(&s)}})
 	}
 	t.queue.push(trackItem{sync: true})
 }
@@ -159,7 +158,7 @@ func (t *tracker) inFlight() (begins, writes, rows bool) {
 		if it.sync || it.op != 0 {
 			continue
 		}
-		w, r := effects(it.stmt.kind, it.stmt.tag, it.stmt.text)
+		w, r := effects(it.stmt.kind, it.stmt.text)
 		begins, writes, rows = begins || it.stmt.kind == classify.Begin, writes || w, rows || r
 	}
 	return begins, writes, rows
@@ -170,7 +169,7 @@ func (t *tracker) parse(name string, r classify.Result) {
 	var info stmtInfo
 	if len(r.Statements) == 1 {
 		st := &r.Statements[0]
-		info = stmtInfo{text: st.Text, kind: st.Kind, tag: st.Tag, savepoint: st.Savepoint, atOnce: commitsAtOnce(st)}
+		info = stmtInfo{text: st.Text, kind: st.Kind, savepoint: st.Savepoint, atOnce: commitsAtOnce(st)}
 	}
 	if t.skipping {
 		return // the backend skips it

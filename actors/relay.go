@@ -468,7 +468,9 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		if s.guarded && txnTag(tag) {
 			s.guarded = false // the batch took over the proxy's transaction
 		}
-		s.track.commandComplete(tag)
+		if st, ok := s.track.commandComplete(tag); ok {
+			s.noteMayWrite(st)
+		}
 		act = s.gov.commandComplete(tag)
 		s.mu.Unlock()
 	case 'V': // FunctionCallResponse: the function call's statement ended

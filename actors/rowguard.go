@@ -64,9 +64,10 @@ var beginMessage = wire.AppendQuery(nil, guardBegin)
 // proxy opens, and whether it may write and may return rows. Only plain
 // data statements (and settings) are: transaction control, DDL, COPY and
 // utility statements (some cannot run in a transaction block) are never
-// guarded. Only a WITH (a data-modifying one) or an EXPLAIN ANALYZE can
-// both read rows out and write; a write hidden in a function a SELECT calls
-// is not seen.
+// guarded. A statement that returns rows writes when it is a data-modifying
+// WITH or EXPLAIN ANALYZE, or calls a function that may write
+// (classify.MayCallWritingFunction, which parses text with a parenthesis
+// once: called only with a row limit set).
 func guardable(kind classify.Kind, text string) (ok, writes, rows bool) {
 	switch kind {
 	case classify.DML:
@@ -77,10 +78,10 @@ func guardable(kind classify.Kind, text string) (ok, writes, rows bool) {
 	}
 	switch w := leadingWord(text); {
 	case isWord(w, "select"), isWord(w, "values"), isWord(w, "table"):
-		return true, false, true
+		return true, classify.MayCallWritingFunction(text), true
 	case isWord(w, "with"), isWord(w, "explain"):
 		return true, hasWord(text, "insert") || hasWord(text, "update") || hasWord(text, "delete") ||
-			hasWord(text, "merge"), true
+			hasWord(text, "merge") || classify.MayCallWritingFunction(text), true
 	case isWord(w, "truncate"):
 		return true, true, false
 	case isWord(w, "insert"), isWord(w, "update"), isWord(w, "delete"), isWord(w, "merge"):
@@ -113,8 +114,11 @@ func guardQuery(r classify.Result) bool {
 // unknown, and a batch that begins with a statement that can be guarded is
 // (under s.mu). name is first's statement name.
 func (s *session) guardExtended(first stmtInfo, name string, ahead []byte) bool {
+	if s.gov.limits().maxRows <= 0 {
+		return false
+	}
 	ok, writes, rows := guardable(first.kind, first.text)
-	if !ok || s.gov.limits().maxRows <= 0 {
+	if !ok {
 		return false
 	}
 	if writes && rows {
@@ -142,7 +146,7 @@ func (s *session) guardFirst(first stmtInfo, name string, ahead []byte) (guard, 
 func (s *session) guardOrWait(needs func() bool) (guard, wait bool) {
 	switch {
 	case s.mayGuard():
-		return needs() && s.guardBatch(), false
+		return s.gov.limits().maxRows > 0 && needs() && s.guardBatch(), false
 	case s.mayWait() && s.gov.limits().maxRows > 0 && (needs() || s.behindRowsInTx()):
 		s.pend(s.clientInflight())
 		return false, true
@@ -523,7 +527,20 @@ func (s *session) wroteBefore() bool {
 	if s.txStatus == 'I' && !begins {
 		return false
 	}
-	return writes || s.track.txWrites > 0 || len(s.track.txDDL) > 0
+	return writes || s.track.txWrites > 0 || s.track.txMayWrite || len(s.track.txDDL) > 0
+}
+
+// noteMayWrite records, with a row limit set, that a statement that
+// completed may have written in the current transaction without its tag
+// saying so: a SELECT calling a function that may write, DO, CALL (under
+// s.mu).
+func (s *session) noteMayWrite(st stmtInfo) {
+	if s.gov == nil || (st.kind != classify.DML && st.kind != classify.Other) || s.gov.limits().maxRows <= 0 {
+		return
+	}
+	if w, _ := effects(st.kind, st.text); w {
+		s.track.txMayWrite = true
+	}
 }
 
 // bindCommitsWritesAndRows notes what the statement a Bind runs may do in

@@ -33,6 +33,10 @@ func TestGuardQuery(t *testing.T) {
 		{"(SELECT 1) UNION (SELECT 2); INSERT INTO t VALUES (1)", true},
 		{"( VALUES (1), (2)); INSERT INTO t VALUES (1)", true},
 		{"(SELECT 1) UNION (SELECT 2)", false},
+		{"SELECT count(*), lower(name) FROM t GROUP BY 2", false},
+		{"SELECT add_order(g) FROM generate_series(1, 3) g", true},
+		{"WITH x AS (SELECT bump()) SELECT * FROM x", true},
+		{"VALUES (pg_notify('c', 'x'))", true},
 	} {
 		if got := guardQuery(classify.Classify(tc.sql)); got != tc.want {
 			t.Errorf("guardQuery(%q) = %v, want %v", tc.sql, got, tc.want)

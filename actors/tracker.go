@@ -71,6 +71,10 @@ type tracker struct {
 	// changes a blueprint version does not carry to tenants.
 	txWrites int
 	writeTag string
+	// txMayWrite: a statement of the current transaction that completed
+	// may have written without its tag saying so (a SELECT calling a
+	// function, DO, CALL); the session notes it with a row limit set.
+	txMayWrite bool
 	// writes and firstWrite: those of the transactions whose DDL
 	// committed, handed out with it (takeWrites).
 	writes     int
@@ -284,17 +288,17 @@ func (t *tracker) popStmt() (stmtInfo, bool) {
 }
 
 // commandComplete records a statement's success; tag is the command tag.
-func (t *tracker) commandComplete(tag []byte) {
+func (t *tracker) commandComplete(tag []byte) (stmtInfo, bool) {
 	s, ok := t.popStmt()
 	if !ok {
-		return
+		return s, false
 	}
 	switch s.kind {
 	case classify.DDL:
 		if s.atOnce {
 			// Committed now, whatever fails after it before Sync.
 			t.committed = append(t.committed, captured{[]string{s.text}, t.settings})
-			return
+			return s, true
 		}
 		if len(t.txDDL) == 0 {
 			t.txSettings = t.settings
@@ -310,7 +314,7 @@ func (t *tracker) commandComplete(tag []byte) {
 	case classify.Commit:
 		if bytes.HasPrefix(tag, []byte("ROLLBACK")) { // COMMIT of an aborted transaction
 			t.discard()
-			return
+			return s, true
 		}
 		t.commitTx()
 	case classify.Rollback, classify.PrepareTxn:
@@ -337,6 +341,7 @@ func (t *tracker) commandComplete(tag []byte) {
 			}
 		}
 	}
+	return s, true
 }
 
 // emptyQuery, portalSuspended: a statement ended without completing.
@@ -460,7 +465,7 @@ func (t *tracker) takeCommitted() []captured {
 
 func (t *tracker) discard() {
 	t.txDDL, t.marks, t.failed = nil, nil, false
-	t.txWrites, t.writeTag = 0, ""
+	t.txWrites, t.writeTag, t.txMayWrite = 0, "", false
 }
 
 // commitTx records that the current transaction committed.
@@ -475,7 +480,7 @@ func (t *tracker) commitTx() {
 		t.committed = append(t.committed, captured{t.txDDL, t.txSettings})
 	}
 	t.txDDL, t.marks = nil, nil
-	t.txWrites, t.writeTag = 0, ""
+	t.txWrites, t.writeTag, t.txMayWrite = 0, "", false
 }
 
 // takeWrites returns, and forgets, how many statements changed rows in the

@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"tdb/actors/backend"
+	"tdb/fsm"
 	"tdb/internal/testnode"
 	"tdb/node"
 )
@@ -429,6 +431,71 @@ func TestPolicyMaxRowsCommitAfterEarlierWrites(t *testing.T) {
 			if _, err := ws.Exec(ctx, sql, simple); err != nil {
 				t.Fatalf("%s: %v", sql, err)
 			}
+		}
+	})
+}
+
+// TestPolicyMaxRowsFunctionWrites: a SELECT that calls a function that
+// writes may write and return rows, so with a row limit it is guarded like
+// an INSERT … RETURNING (54000 keeps nothing), and what it wrote counts for
+// a later batch that returns rows and commits.
+func TestPolicyMaxRowsFunctionWrites(t *testing.T) {
+	t.Parallel()
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		key := e.CreateTenant(t, "wayne")
+		accountsTable(t, e, "wayne")
+		ctx := context.Background()
+		db := fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
+		err := backend.RunAsOwner(ctx, e.PG.URL(), db, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `CREATE FUNCTION add_account(i int) RETURNS int LANGUAGE sql AS $$
+				INSERT INTO accounts (name, email) VALUES ('f' || i, 'f' || i || '@x') RETURNING id $$`)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+		setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
+		const overText = "query returned more than max_rows_per_query (5) rows"
+		simple, extended := pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement
+		for _, mode := range []pgx.QueryExecMode{simple, extended} {
+			for _, sql := range []string{
+				"SELECT add_account(g) FROM generate_series(1, 10) g",
+				"SELECT * FROM generate_series(1, 10) g, LATERAL add_account(g)",
+				"WITH a AS (SELECT add_account(g) FROM generate_series(1, 10) g) SELECT * FROM a",
+			} {
+				_, err := c.Exec(ctx, sql, mode)
+				wantPgError(t, err, "ERROR", "54000", overText)
+				if st := c.PgConn().TxStatus(); st != 'I' {
+					t.Fatalf("transaction status %q after the batch, want idle", st)
+				}
+				if n := countAccounts(t, c); n != 0 {
+					t.Fatalf("%v %q: %d rows kept after the 54000 error", mode, sql, n)
+				}
+			}
+		}
+		// Within the limit what the function wrote is kept.
+		if _, err := c.Exec(ctx, "SELECT add_account(g) FROM generate_series(1, 3) g", extended); err != nil {
+			t.Fatal(err)
+		}
+		if n := countAccounts(t, c); n != 3 {
+			t.Fatalf("%d rows kept, want 3", n)
+		}
+		// A transaction whose SELECT wrote through the function cannot be
+		// committed by a batch that returns rows.
+		for _, sql := range []string{"BEGIN", "SELECT add_account(4)"} {
+			if _, err := c.Exec(ctx, sql, simple); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err = c.Exec(ctx, "SELECT generate_series(1, 10); COMMIT", simple)
+		wantPgError(t, err, "ERROR", "0A000",
+			"with max_rows_per_query set, a batch that returns rows and writes cannot also commit: send COMMIT on its own")
+		if _, err := c.Exec(ctx, "ROLLBACK", simple); err != nil {
+			t.Fatal(err)
+		}
+		if n := countAccounts(t, c); n != 3 {
+			t.Fatalf("%d rows kept, want 3", n)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -463,5 +464,49 @@ func TestReadCannotStoreLargeObjects(t *testing.T) {
 		if owner := queryString(t, su, "SELECT lomowner::regrole::text FROM pg_largeobject_metadata WHERE oid = "+oid); owner != backend.RoleName(f.spec.Name, "owner") {
 			t.Fatalf("%s: the read role's large object is owned by %s", kind, owner)
 		}
+	}
+}
+
+// TestBuiltinsListedAsReadOnlyAreSo checks the classifier's list of built-in
+// functions that cannot write (wire/classify/builtins.txt) against the
+// server the tests run: each listed name must be a function of pg_catalog
+// none of whose forms is volatile. A SELECT that calls only these is not
+// guarded by the row limit.
+func TestBuiltinsListedAsReadOnlyAreSo(t *testing.T) {
+	ctx := context.Background()
+	text, err := os.ReadFile("../../wire/classify/builtins.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, testpg.Shared(t).URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	rows, err := c.Query(ctx, `SELECT proname FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace
+		GROUP BY proname HAVING bool_and(provolatile <> 'v')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	readOnly := map[string]bool{}
+	for _, n := range names {
+		readOnly[n] = true
+	}
+	listed := 0
+	for _, line := range strings.Split(string(text), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		listed++
+		if !readOnly[line] {
+			t.Errorf("builtins.txt lists %q, which this server does not have as a function none of whose forms is volatile", line)
+		}
+	}
+	if listed < 2000 {
+		t.Fatalf("builtins.txt lists only %d names", listed)
 	}
 }

@@ -40,3 +40,16 @@ func BenchmarkCache(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMayCallWritingFunction: the row guard's look at a SELECT with a
+// parenthesis that was seen before (a cached answer).
+func BenchmarkMayCallWritingFunction(b *testing.B) {
+	const sql = "SELECT id, lower(name), count(*) OVER () FROM accounts WHERE id = $1"
+	MayCallWritingFunction(sql)
+	b.ReportAllocs()
+	for b.Loop() {
+		if MayCallWritingFunction(sql) {
+			b.Fatal("counted as writing")
+		}
+	}
+}

@@ -49,7 +49,7 @@ var readOnly = sync.OnceValue(func() map[string]bool {
 // callCache remembers MayCallWritingFunction's answers for statement texts
 // seen before (a driver's prepared statements, an ORM's queries).
 var callCache struct {
-	sync.Mutex
+	sync.RWMutex
 	m map[string]bool
 }
 
@@ -69,9 +69,9 @@ func MayCallWritingFunction(sql string) bool {
 	}
 	cacheable := len(sql) <= callCacheText
 	if cacheable {
-		callCache.Lock()
+		callCache.RLock()
 		may, ok := callCache.m[sql]
-		callCache.Unlock()
+		callCache.RUnlock()
 		if ok {
 			return may
 		}

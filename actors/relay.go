@@ -302,8 +302,8 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 		}
 		// A new batch waits for the proxy's exchange after the last one,
 		// which needs that batch's end delivered.
-		if err := s.await(fw, s.gate(typ)); err != nil {
-			return false, false
+		if err := s.await(fw, fr, typ, s.gate(typ)); err != nil {
+			return errors.Is(err, errClientLeft), false
 		}
 		body, step, perr := s.fromClient(typ, body, fr.Ahead())
 		if step == stepWait {
@@ -312,8 +312,8 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 			s.mu.Lock()
 			ch := s.pending
 			s.mu.Unlock()
-			if err := s.await(fw, ch); err != nil {
-				return false, false
+			if err := s.await(fw, fr, typ, ch); err != nil {
+				return errors.Is(err, errClientLeft), false
 			}
 			s.waited = true
 			body, step, perr = s.fromClient(typ, body, fr.Ahead())
@@ -367,15 +367,81 @@ func (s *session) writeLocked(fw *wire.FrameWriter, typ byte, body []byte, prefi
 
 // await waits for ch (nil: nothing to wait for), after flushing what the
 // client pump wrote: what ch waits for may need it.
-func (s *session) await(fw *wire.FrameWriter, ch chan struct{}) error {
+func (s *session) await(fw *wire.FrameWriter, fr *wire.FrameReader, typ byte, ch chan struct{}) error {
 	if ch == nil {
 		return nil
 	}
 	if err := s.flushLocked(fw); err != nil {
 		return err
 	}
+	select {
+	case <-ch:
+		return nil
+	default:
+	}
+	if typ == wire.MsgTerminate || fr.Room() == 0 || terminates(fr.Ahead()) {
+		<-ch // nothing to watch for: the client said goodbye, or sent enough to hold
+		return nil
+	}
+	return s.watchClient(fr, ch)
+}
+
+// errClientLeft: the client's connection ended, without a Terminate, while
+// a message of its waited.
+var errClientLeft = errors.New("the client left while its message waited")
+
+// watchClient waits for ch while reading what the client sends behind the
+// message that waits, so that a client that leaves is noticed now rather
+// than once the statements ahead have ended, and what it still runs is
+// cancelled (errClientLeft). A client whose connection ended after a
+// Terminate said goodbye: its messages go on as they would have. The bytes
+// read stay in fr for the relay, and once fr has no room left the watch
+// stops.
+func (s *session) watchClient(fr *wire.FrameReader, ch chan struct{}) error {
+	stop, woken := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(woken)
+		select {
+		case <-ch:
+		case <-stop:
+		}
+		_ = s.client.SetReadDeadline(time.Now()) // ends the read below
+	}()
+	var err error
+	for err == nil {
+		var n int
+		if n, err = fr.ReadMore(); n == 0 && err == nil || terminates(fr.Ahead()) {
+			break
+		}
+	}
+	close(stop)
+	<-woken
+	_ = s.client.SetReadDeadline(time.Time{})
+	if s.backToLoop.Load() {
+		// The backend pump is handing the session back to the loop and
+		// may have set its deadline before this one was cleared.
+		_ = s.client.SetReadDeadline(time.Now())
+	}
+	if err != nil && !isTimeout(err) && !terminates(fr.Ahead()) {
+		return errClientLeft
+	}
 	<-ch
 	return nil
+}
+
+// terminates reports whether the messages in b (whole ones from its start)
+// include a Terminate.
+func terminates(b []byte) bool {
+	for {
+		typ, _, rest, whole := nextMessage(b)
+		if !whole {
+			return false
+		}
+		if typ == wire.MsgTerminate {
+			return true
+		}
+		b = rest
+	}
 }
 
 func (s *session) flushLocked(fw *wire.FrameWriter) error {

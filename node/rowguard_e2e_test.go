@@ -499,3 +499,57 @@ func TestPolicyMaxRowsFunctionWrites(t *testing.T) {
 		}
 	})
 }
+
+// TestPolicyMaxRowsClientLeavesWhileWaiting: a batch the row guard holds
+// behind the client's statements in flight does not stop the proxy from
+// noticing that the client left; the statement it still runs is cancelled
+// then, not when it ends.
+func TestPolicyMaxRowsClientLeavesWhileWaiting(t *testing.T) {
+	t.Parallel()
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		key := e.CreateTenant(t, "wayne")
+		accountsTable(t, e, "wayne")
+		ctx := context.Background()
+		setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
+		pg, err := pgx.Connect(ctx, e.PG.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pg.Close(ctx)
+		sleeping := func(sql string) int {
+			t.Helper()
+			var n int
+			if err := pg.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active' AND datname = $2",
+				sql, fsm.PhysicalDatabase(e.ProjectID, "myapp__wayne")).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		const sleep = "SELECT pg_sleep(60) /* left */"
+		insert := &pgproto3.Query{String: "INSERT INTO accounts (name, email) VALUES ('w', 'w@x') RETURNING id"}
+
+		// Left without a word: the sleep ahead of the waiting INSERT is cancelled.
+		c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+		send(t, c.PgConn().Frontend(), &pgproto3.Query{String: sleep}, insert)
+		waitFor(t, "the sleep to start", func() bool { return sleeping(sleep) == 1 })
+		c.PgConn().Conn().Close()
+		waitFor(t, "the sleep to be cancelled", func() bool { return sleeping(sleep) == 0 })
+
+		// So in a transaction, with an extended-protocol batch waiting
+		// behind a statement that may return rows.
+		c = connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+		const sleepTx = "SELECT pg_sleep(60) /* left in a transaction */"
+		if _, err := c.Exec(ctx, "BEGIN"); err != nil {
+			t.Fatal(err)
+		}
+		send(t, c.PgConn().Frontend(), &pgproto3.Query{String: sleepTx},
+			&pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('x', 'x@x')"}, &pgproto3.Bind{},
+			&pgproto3.Execute{}, &pgproto3.Sync{})
+		waitFor(t, "the sleep to start", func() bool { return sleeping(sleepTx) == 1 })
+		c.PgConn().Conn().Close()
+		waitFor(t, "the sleep to be cancelled", func() bool { return sleeping(sleepTx) == 0 })
+		if n := countAccounts(t, connect(t, e.ConnString(key, "myapp__wayne", "disable"))); n != 0 {
+			t.Fatalf("%d rows kept", n)
+		}
+	})
+}

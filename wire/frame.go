@@ -254,6 +254,22 @@ func (f *FrameReader) Drain() []byte {
 	return b
 }
 
+// ReadMore reads once from the connection into the free space behind the
+// bytes already buffered, moving nothing: the last message's body and Ahead
+// stay valid. It returns 0 and no error when there is no free space (Room).
+// The relay uses it to watch a client while its message waits.
+func (f *FrameReader) ReadMore() (int, error) {
+	if f.Room() == 0 {
+		return 0, nil
+	}
+	m, err := f.r.Read(f.buf[f.wpos:])
+	f.wpos += m
+	return m, err
+}
+
+// Room returns how many bytes ReadMore may add.
+func (f *FrameReader) Room() int { return len(f.buf) - f.wpos }
+
 // Release gives the reader's buffers back when it holds no unread bytes
 // (a connection about to wait in a pool); the next read takes new ones.
 func (f *FrameReader) Release() {

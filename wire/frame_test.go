@@ -391,3 +391,39 @@ func TestFrameReaderCutKeepsBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestFrameReaderReadMore: ReadMore adds what arrives behind the buffered
+// bytes without moving them, so the last message's body stays valid, and
+// Next returns the messages it read.
+func TestFrameReaderReadMore(t *testing.T) {
+	pr, pw := io.Pipe()
+	r := NewFrameReader(pr, 0)
+	go pw.Write(frame('Q', []byte("SELECT 1\x00")))
+	typ, body, err := r.Next()
+	if err != nil || typ != 'Q' {
+		t.Fatalf("Next = %c %v", typ, err)
+	}
+	room := r.Room()
+	if room == 0 {
+		t.Fatal("no room after a small message")
+	}
+	go func() {
+		pw.Write(frame('P', []byte("\x00SELECT 2\x00\x00\x00")))
+		pw.Close()
+	}()
+	if n, err := r.ReadMore(); err != nil || n == 0 {
+		t.Fatalf("ReadMore = %d, %v", n, err)
+	}
+	if string(body) != "SELECT 1\x00" {
+		t.Fatalf("the last body changed to %q", body)
+	}
+	if r.Room() >= room || len(r.Ahead()) == 0 {
+		t.Fatalf("room %d → %d, ahead %q", room, r.Room(), r.Ahead())
+	}
+	if _, err := r.ReadMore(); err != io.EOF {
+		t.Fatalf("ReadMore at the end = %v, want io.EOF", err)
+	}
+	if typ, body, err := r.Next(); err != nil || typ != 'P' || !strings.Contains(string(body), "SELECT 2") {
+		t.Fatalf("Next after ReadMore = %c %q %v", typ, body, err)
+	}
+}

@@ -541,6 +541,7 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		s.mu.Unlock()
 	case 'V': // FunctionCallResponse: the function call's statement ended
 		s.mu.Lock()
+		s.noteCallWrote()
 		act = s.gov.commandComplete(nil)
 		s.mu.Unlock()
 	case 'I':
@@ -550,7 +551,9 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		s.mu.Unlock()
 	case 's':
 		s.mu.Lock()
-		s.track.portalSuspended()
+		if st, ok := s.track.portalSuspended(); ok {
+			s.noteMayWrite(st) // the rows so far ran what the statement calls
+		}
 		act = s.gov.portalSuspended()
 		s.mu.Unlock()
 	case 'Z':

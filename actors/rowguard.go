@@ -531,16 +531,41 @@ func (s *session) wroteBefore() bool {
 }
 
 // noteMayWrite records, with a row limit set, that a statement that
-// completed may have written in the current transaction without its tag
-// saying so: a SELECT calling a function that may write, DO, CALL (under
-// s.mu).
+// completed (or suspended with rows so far) may have written in the
+// current transaction without its tag saying so: a SELECT calling a
+// function that may write, DO, CALL, EXECUTE of a prepared statement
+// (under s.mu). Cursors, LISTEN, PREPARE and the like do not count.
 func (s *session) noteMayWrite(st stmtInfo) {
 	if s.gov == nil || (st.kind != classify.DML && st.kind != classify.Other) || s.gov.limits().maxRows <= 0 {
 		return
 	}
-	if w, _ := effects(st.kind, st.text); w {
+	var writes bool
+	if st.kind == classify.DML {
+		_, writes, _ = guardable(st.kind, st.text)
+	} else {
+		w := leadingWord(st.text)
+		writes = isWord(w, "do") || isWord(w, "call") || isWord(w, "execute")
+	}
+	if writes {
 		s.track.txMayWrite = true
 	}
+}
+
+// noteCallWrote records, with a row limit set, that a FunctionCall
+// message (the protocol's fast path, as libpq's large-object functions
+// use) may have written in the current transaction (under s.mu).
+func (s *session) noteCallWrote() {
+	if s.gov != nil && s.gov.limits().maxRows > 0 {
+		s.track.txMayWrite = true
+	}
+}
+
+// onlyOwnCommitInFlight reports whether all that runs on the backend is
+// the proxy's COMMIT after a guarded batch: a client that left then is not
+// a reason to cancel it, as PostgreSQL commits an implicit transaction
+// whether or not its client stays (under s.mu).
+func (s *session) onlyOwnCommitInFlight() bool {
+	return s.swallow.Load() == swallowFinal && s.final == guardCommit && s.inflight == 1 && !s.unsynced
 }
 
 // bindCommitsWritesAndRows notes what the statement a Bind runs may do in

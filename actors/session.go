@@ -385,8 +385,9 @@ func (s *session) relayGoroutines(ctx context.Context, fr *wire.FrameReader, the
 	defer then()
 	s.mu.Lock()
 	busy := s.inflight > 0 || s.unsynced
+	cancel := clientGone && busy && !s.onlyOwnCommitInFlight()
 	s.mu.Unlock()
-	if clientGone && busy {
+	if cancel {
 		s.cancelRunning(ctx)
 	}
 	if busy && s.captures() {
@@ -452,8 +453,9 @@ func (s *session) finish(ctx context.Context, clientGone, whole bool) {
 	s.mu.Lock()
 	busy := s.inflight > 0 || s.unsynced
 	reusable := whole && !busy && s.txStatus == 'I' && !s.lost
+	cancel := clientGone && busy && !s.onlyOwnCommitInFlight()
 	s.mu.Unlock()
-	if clientGone && busy {
+	if cancel {
 		s.cancelRunning(ctx)
 	}
 	s.client.Close()

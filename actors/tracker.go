@@ -347,7 +347,7 @@ func (t *tracker) commandComplete(tag []byte) (stmtInfo, bool) {
 // emptyQuery, portalSuspended: a statement ended without completing.
 func (t *tracker) emptyQuery() { t.popStmt() }
 
-func (t *tracker) portalSuspended() { t.popStmt() }
+func (t *tracker) portalSuspended() (stmtInfo, bool) { return t.popStmt() }
 
 // failing returns the statement an error answers when it comes now: the
 // oldest awaiting a result, when nothing else (a Parse or Bind) is before it.

@@ -497,6 +497,35 @@ func TestPolicyMaxRowsFunctionWrites(t *testing.T) {
 		if n := countAccounts(t, c); n != 3 {
 			t.Fatalf("%d rows kept, want 3", n)
 		}
+		// So in a portal suspended after its first row (a driver fetching
+		// with a fetch size).
+		fe := c.PgConn().Frontend()
+		if _, err := c.Exec(ctx, "BEGIN", simple); err != nil {
+			t.Fatal(err)
+		}
+		send(t, fe, &pgproto3.Parse{Query: "SELECT add_account(g) FROM generate_series(5, 7) g"}, &pgproto3.Bind{},
+			&pgproto3.Execute{MaxRows: 1}, &pgproto3.Sync{})
+		if got := answers(t, fe); got[len(got)-1] != "Z T" {
+			t.Fatalf("suspended portal: %q", got)
+		}
+		send(t, fe, &pgproto3.Query{String: "SELECT generate_series(1, 10); COMMIT"})
+		if got := answers(t, fe); !slices.Contains(got, "E 0A000") {
+			t.Fatalf("SELECT; COMMIT after a suspended portal that wrote: %q, want 0A000", got)
+		}
+		if _, err := c.Exec(ctx, "ROLLBACK", simple); err != nil {
+			t.Fatal(err)
+		}
+		if n := countAccounts(t, c); n != 3 {
+			t.Fatalf("%d rows kept, want 3", n)
+		}
+		// A transaction that only read, through a cursor, commits with a
+		// read in one Query.
+		for _, sql := range []string{"BEGIN", "DECLARE cur CURSOR FOR SELECT * FROM accounts", "FETCH 2 FROM cur",
+			"SELECT 1; COMMIT"} {
+			if _, err := c.Exec(ctx, sql, simple); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
 	})
 }
 
@@ -550,6 +579,53 @@ func TestPolicyMaxRowsClientLeavesWhileWaiting(t *testing.T) {
 		waitFor(t, "the sleep to be cancelled", func() bool { return sleeping(sleepTx) == 0 })
 		if n := countAccounts(t, connect(t, e.ConnString(key, "myapp__wayne", "disable"))); n != 0 {
 			t.Fatalf("%d rows kept", n)
+		}
+	})
+}
+
+// TestPolicyMaxRowsClientLeavesDuringTheProxysCommit: a client that leaves
+// while the proxy commits its guarded batch does not have that COMMIT
+// cancelled: PostgreSQL commits an implicit transaction whether or not its
+// client stays.
+func TestPolicyMaxRowsClientLeavesDuringTheProxysCommit(t *testing.T) {
+	t.Parallel()
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		key := e.CreateTenant(t, "wayne")
+		accountsTable(t, e, "wayne")
+		ctx := context.Background()
+		db := fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
+		err := backend.RunAsOwner(ctx, e.PG.URL(), db, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `CREATE FUNCTION slow_check() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$;
+				CREATE CONSTRAINT TRIGGER slow_check AFTER INSERT ON accounts
+				DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_check()`)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
+		pg, err := pgx.Connect(ctx, e.PG.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pg.Close(ctx)
+		committing := func() bool {
+			var n int
+			if err := pg.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = 'COMMIT' AND state = 'active' AND datname = $1",
+				db).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n == 1
+		}
+		c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+		send(t, c.PgConn().Frontend(), &pgproto3.Query{String: "INSERT INTO accounts (name, email) VALUES ('c', 'c@x') RETURNING id"})
+		waitFor(t, "the proxy's COMMIT", committing)
+		c.PgConn().Conn().Close()
+		check := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+		waitFor(t, "the COMMIT to end", func() bool { return !committing() })
+		if n := countAccounts(t, check); n != 1 {
+			t.Fatalf("%d rows kept, want the committed 1", n)
 		}
 	})
 }

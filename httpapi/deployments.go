@@ -22,18 +22,20 @@ type DeploymentResult struct {
 
 // Deployment is a blueprint deployment as the API shows it.
 type Deployment struct {
-	ID               string             `json:"id"`
-	Blueprint        string             `json:"blueprint"`
-	TargetVersion    int                `json:"target_version"`
-	Status           string             `json:"status"` // in_progress | completed | failed
-	Concurrency      int                `json:"concurrency"`
-	TenantsTotal     int                `json:"tenants_total"`
-	TenantsCompleted int                `json:"tenants_completed"`
-	TenantsFailed    int                `json:"tenants_failed"`
-	CreatedAt        time.Time          `json:"created_at"`
-	FinishedAt       *time.Time         `json:"finished_at"`
-	Results          []DeploymentResult `json:"results,omitempty"`
-	RaftIndex        uint64             `json:"raft_index,omitempty"`
+	ID               string     `json:"id"`
+	Blueprint        string     `json:"blueprint"`
+	TargetVersion    int        `json:"target_version"`
+	Status           string     `json:"status"` // in_progress | completed | failed
+	Concurrency      int        `json:"concurrency"`
+	TenantsTotal     int        `json:"tenants_total"`
+	TenantsCompleted int        `json:"tenants_completed"`
+	TenantsFailed    int        `json:"tenants_failed"`
+	CreatedAt        time.Time  `json:"created_at"`
+	FinishedAt       *time.Time `json:"finished_at"`
+	// Results: every tenant's outcome, [] for a deployment with none;
+	// left out of lists.
+	Results   *[]DeploymentResult `json:"results,omitempty"`
+	RaftIndex uint64              `json:"raft_index,omitempty"`
 }
 
 func deploymentView(d *fsm.Deployment, withResults bool) Deployment {
@@ -48,13 +50,14 @@ func deploymentView(d *fsm.Deployment, withResults bool) Deployment {
 		out.FinishedAt = &at
 	}
 	if withResults {
-		out.Results = make([]DeploymentResult, 0, len(d.Results))
+		results := make([]DeploymentResult, 0, len(d.Results))
 		for _, r := range d.Results {
-			out.Results = append(out.Results, DeploymentResult{
+			results = append(results, DeploymentResult{
 				TenantID: r.Tenant, Status: r.Status, Error: r.Error, DurationMs: r.DurationMs,
 				FromVersion: r.FromVersion, Version: r.Version, Attempts: r.Attempts,
 			})
 		}
+		out.Results = &results
 	}
 	return out
 }

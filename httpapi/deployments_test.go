@@ -88,3 +88,23 @@ func TestDeploymentsAPI(t *testing.T) {
 		t.Fatalf("list out of scope %v", l)
 	}
 }
+
+// TestDeploymentWithoutTenantsListsNoResults: a deployment of a blueprint
+// that has no tenants yet still carries results, empty, as scripts read it.
+func TestDeploymentWithoutTenantsListsNoResults(t *testing.T) {
+	e := newEnv(t, nil)
+	e.call(e.proxyPass, "POST", "/v1/workspaces", map[string]string{"name": "lonely"}, 201)
+	if _, _, err := e.c.Apply(context.Background(), fsm.CmdAddBlueprintVersion, fsm.AddBlueprintVersion{
+		ProjectID: e.projectID, Workspace: "lonely", Statements: []string{"CREATE TABLE a (id int)"}, Checksum: "x",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d := e.call(e.proxyPass, "POST", "/v1/deployments", map[string]any{"blueprint": "lonely", "all": true}, 202)
+	if r, ok := d["results"].([]any); !ok || len(r) != 0 {
+		t.Fatalf("created %v, want results []", d)
+	}
+	got := e.call(e.proxyPass, "GET", "/v1/deployments/"+d["id"].(string), nil, 200)
+	if r, ok := got["results"].([]any); !ok || len(r) != 0 {
+		t.Fatalf("got %v, want results []", got)
+	}
+}

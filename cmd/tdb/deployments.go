@@ -26,7 +26,11 @@ func printDeployment(w io.Writer, d deploymentOut, onlyProblems bool) {
 		field{"tenants", fmt.Sprintf("%d total, %d completed, %d failed", d.TenantsTotal, d.TenantsCompleted, d.TenantsFailed)},
 		field{"created_at", d.CreatedAt})
 	var rows [][]any
-	for _, r := range d.Results {
+	var results []httpapi.DeploymentResult
+	if d.Results != nil {
+		results = *d.Results
+	}
+	for _, r := range results {
 		if onlyProblems && r.Status == "done" {
 			continue
 		}

@@ -128,6 +128,7 @@ func newDevCmd() *cobra.Command {
 	cmd.Flags().StringVar(&o.wireAddr, "wire-addr", "127.0.0.1:5433", "PostgreSQL wire proxy listen address")
 	cmd.Flags().StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP control plane listen address")
 	cmd.Flags().StringVar(&proxyFrom, "proxy-protocol-from", "", "load balancers (CIDRs, comma separated) whose connections carry a PROXY v1/v2 header")
+	cmd.Flags().StringVar(&proxyFrom, "proxy-protocol", "", "the same as --proxy-protocol-from")
 	cmd.Flags().IntVar(&o.pgMaxConnections, "pg-max-connections", 300, "max_connections of the local PostgreSQL")
 	cmd.Flags().BoolVar(&o.lazyAttach, "lazy-backend-attach", false, lazyAttachHelp)
 	cmd.Flags().BoolVar(&o.goroutineRelay, "goroutine-relay", false, goroutineRelayHelp)

@@ -85,6 +85,7 @@ func newServerCmd() *cobra.Command {
 	relayLoopsFlag(cmd, &cfg.RelayLoops)
 	relayNiceFlag(cmd, &cfg.RelayNice)
 	f.StringVar(&proxyFrom, "proxy-protocol-from", "", "load balancers (CIDRs, comma separated) whose connections must carry a PROXY v1/v2 header; no one else may send one")
+	f.StringVar(&proxyFrom, "proxy-protocol", "", "the same as --proxy-protocol-from")
 	runtimeFlags(cmd, nil)
 	return cmd
 }

@@ -445,15 +445,8 @@ func TestPolicyMaxRowsFunctionWrites(t *testing.T) {
 		key := e.CreateTenant(t, "wayne")
 		accountsTable(t, e, "wayne")
 		ctx := context.Background()
-		db := fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
-		err := backend.RunAsOwner(ctx, e.PG.URL(), db, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `CREATE FUNCTION add_account(i int) RETURNS int LANGUAGE sql AS $$
-				INSERT INTO accounts (name, email) VALUES ('f' || i, 'f' || i || '@x') RETURNING id $$`)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		asWayneOwner(t, e, `CREATE FUNCTION add_account(i int) RETURNS int LANGUAGE sql AS $$
+			INSERT INTO accounts (name, email) VALUES ('f' || i, 'f' || i || '@x') RETURNING id $$`)
 		c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
 		setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
 		const overText = "query returned more than max_rows_per_query (5) rows"
@@ -488,7 +481,7 @@ func TestPolicyMaxRowsFunctionWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		_, err = c.Exec(ctx, "SELECT generate_series(1, 10); COMMIT", simple)
+		_, err := c.Exec(ctx, "SELECT generate_series(1, 10); COMMIT", simple)
 		wantPgError(t, err, "ERROR", "0A000",
 			"with max_rows_per_query set, a batch that returns rows and writes cannot also commit: send COMMIT on its own")
 		if _, err := c.Exec(ctx, "ROLLBACK", simple); err != nil {
@@ -540,29 +533,16 @@ func TestPolicyMaxRowsClientLeavesWhileWaiting(t *testing.T) {
 		accountsTable(t, e, "wayne")
 		ctx := context.Background()
 		setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
-		pg, err := pgx.Connect(ctx, e.PG.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pg.Close(ctx)
-		sleeping := func(sql string) int {
-			t.Helper()
-			var n int
-			if err := pg.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active' AND datname = $2",
-				sql, fsm.PhysicalDatabase(e.ProjectID, "myapp__wayne")).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
+		running := runningInWayne(t, e)
 		const sleep = "SELECT pg_sleep(60) /* left */"
 		insert := &pgproto3.Query{String: "INSERT INTO accounts (name, email) VALUES ('w', 'w@x') RETURNING id"}
 
 		// Left without a word: the sleep ahead of the waiting INSERT is cancelled.
 		c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
 		send(t, c.PgConn().Frontend(), &pgproto3.Query{String: sleep}, insert)
-		waitFor(t, "the sleep to start", func() bool { return sleeping(sleep) == 1 })
+		waitFor(t, "the sleep to start", func() bool { return running(sleep) })
 		c.PgConn().Conn().Close()
-		waitFor(t, "the sleep to be cancelled", func() bool { return sleeping(sleep) == 0 })
+		waitFor(t, "the sleep to be cancelled", func() bool { return !running(sleep) })
 
 		// So in a transaction, with an extended-protocol batch waiting
 		// behind a statement that may return rows.
@@ -574,9 +554,9 @@ func TestPolicyMaxRowsClientLeavesWhileWaiting(t *testing.T) {
 		send(t, c.PgConn().Frontend(), &pgproto3.Query{String: sleepTx},
 			&pgproto3.Parse{Query: "INSERT INTO accounts (name, email) VALUES ('x', 'x@x')"}, &pgproto3.Bind{},
 			&pgproto3.Execute{}, &pgproto3.Sync{})
-		waitFor(t, "the sleep to start", func() bool { return sleeping(sleepTx) == 1 })
+		waitFor(t, "the sleep to start", func() bool { return running(sleepTx) })
 		c.PgConn().Conn().Close()
-		waitFor(t, "the sleep to be cancelled", func() bool { return sleeping(sleepTx) == 0 })
+		waitFor(t, "the sleep to be cancelled", func() bool { return !running(sleepTx) })
 		if n := countAccounts(t, connect(t, e.ConnString(key, "myapp__wayne", "disable"))); n != 0 {
 			t.Fatalf("%d rows kept", n)
 		}
@@ -592,32 +572,13 @@ func TestPolicyMaxRowsClientLeavesDuringTheProxysCommit(t *testing.T) {
 	eachRelay(t, func(t *testing.T, e *testnode.Env) {
 		key := e.CreateTenant(t, "wayne")
 		accountsTable(t, e, "wayne")
-		ctx := context.Background()
-		db := fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
-		err := backend.RunAsOwner(ctx, e.PG.URL(), db, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `CREATE FUNCTION slow_check() RETURNS trigger LANGUAGE plpgsql AS $$
-				BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$;
-				CREATE CONSTRAINT TRIGGER slow_check AFTER INSERT ON accounts
-				DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_check()`)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		asWayneOwner(t, e, `CREATE FUNCTION slow_check() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$;
+			CREATE CONSTRAINT TRIGGER slow_check AFTER INSERT ON accounts
+			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_check()`)
 		setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
-		pg, err := pgx.Connect(ctx, e.PG.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pg.Close(ctx)
-		committing := func() bool {
-			var n int
-			if err := pg.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = 'COMMIT' AND state = 'active' AND datname = $1",
-				db).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			return n == 1
-		}
+		running := runningInWayne(t, e)
+		committing := func() bool { return running("COMMIT") }
 		c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
 		send(t, c.PgConn().Frontend(), &pgproto3.Query{String: "INSERT INTO accounts (name, email) VALUES ('c', 'c@x') RETURNING id"})
 		waitFor(t, "the proxy's COMMIT", committing)
@@ -628,4 +589,38 @@ func TestPolicyMaxRowsClientLeavesDuringTheProxysCommit(t *testing.T) {
 			t.Fatalf("%d rows kept, want the committed 1", n)
 		}
 	})
+}
+
+// asWayneOwner runs sql in tenant wayne's database as its owner.
+func asWayneOwner(t *testing.T, e *testnode.Env, sql string) {
+	t.Helper()
+	ctx := context.Background()
+	db := fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
+	if err := backend.RunAsOwner(ctx, e.PG.URL(), db, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, sql)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runningInWayne returns a function that reports whether tenant wayne's
+// database runs the statement sql now (seen by the superuser).
+func runningInWayne(t *testing.T, e *testnode.Env) func(sql string) bool {
+	ctx := context.Background()
+	pg, err := pgx.Connect(ctx, e.PG.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close(ctx) })
+	db := fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
+	return func(sql string) bool {
+		t.Helper()
+		var n int
+		if err := pg.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active' AND datname = $2",
+			sql, db).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	}
 }

@@ -92,7 +92,11 @@ func callsWritingFunction(sql string) bool {
 	if tooComplex(sql) {
 		return true
 	}
-	tree, err := parse(sql)
+	if len(sql) > bigParse {
+		bigParses <- struct{}{}
+		defer func() { <-bigParses }()
+	}
+	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		return true
 	}

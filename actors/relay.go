@@ -607,14 +607,8 @@ func (s *session) backendToClient() {
 	fr := s.bc.Reader
 	fw := wire.NewFrameWriter(s.client)
 	defer fw.Flush()
-	defer func() {
-		s.mu.Lock()
-		s.settle() // a client pump waiting for this pump must not wait on
-		if s.lockTaken != nil {
-			s.lockAnswered(wire.NewError("FATAL", "08006", "connection to the database backend was lost"))
-		}
-		s.mu.Unlock()
-	}()
+	forLoop := false
+	defer func() { s.pumpStopped(forLoop) }()
 	// clientFailed reports whether a failed write to the client ends the
 	// pump. A session that captures DDL reads on instead, until the relay
 	// stops it: what is in flight may commit, and is then recorded.
@@ -676,9 +670,29 @@ func (s *session) backendToClient() {
 				return
 			}
 			if typ == wire.MsgReadyForQuery && s.goBackToLoop() {
+				forLoop = true
 				return
 			}
 		}
+	}
+}
+
+// pumpStopped lets go of what waits for the backend pump, which has
+// stopped: a client pump waiting for a ReadyForQuery, or for the capture
+// lock, must not wait on. A pump that stopped for the event loop (forLoop)
+// lets go of nothing: the session was quiet then (quietForLoop), and what
+// the client pump began since, before it saw the hand-back (a guarded
+// batch, whose hold makes a Terminate behind it wait for the proxy's
+// COMMIT), is the loop's to end.
+func (s *session) pumpStopped(forLoop bool) {
+	if forLoop {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settle()
+	if s.lockTaken != nil {
+		s.lockAnswered(wire.NewError("FATAL", "08006", "connection to the database backend was lost"))
 	}
 }
 

@@ -202,3 +202,39 @@ func TestQueryCommitsWritesAndRows(t *testing.T) {
 		}
 	}
 }
+
+// TestPumpStoppedForTheLoopKeepsANewHold: the backend pump stops at a quiet
+// ReadyForQuery to hand the session back to the event loop, and the client
+// pump may begin a guarded batch before it sees that. The stopped pump must
+// not let go of that batch's hold: a Terminate behind the batch would no
+// longer wait for the proxy's COMMIT, the session would end with the
+// batch's transaction open, and its rows would be lost. A pump that stopped
+// because the backend went away lets go of everything.
+func TestPumpStoppedForTheLoopKeepsANewHold(t *testing.T) {
+	s := &session{}
+	s.mu.Lock()
+	s.guarded = true // as guardBatch, after the pump stopped
+	s.pend(1)
+	hold := s.pending
+	s.mu.Unlock()
+
+	s.pumpStopped(true)
+	if s.gate(wire.MsgTerminate) != hold {
+		t.Fatal("a Terminate behind the guarded batch no longer waits for its end")
+	}
+	select {
+	case <-hold:
+		t.Fatal("the hold was let go")
+	default:
+	}
+
+	s.pumpStopped(false)
+	select {
+	case <-hold:
+	default:
+		t.Fatal("a pump whose backend went away kept the client waiting")
+	}
+	if s.gate(wire.MsgTerminate) != nil {
+		t.Fatal("a Terminate still waits after the backend went away")
+	}
+}

@@ -198,7 +198,15 @@ func TestPolicyMaxRowsKeepsWritesTrue(t *testing.T) {
 		} {
 			leaving := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
 			send(t, leaving.PgConn().Frontend(), msgs...)
-			waitFor(t, "the rows of a batch sent before Terminate", func() bool { return count() == 3 })
+			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				n := count()
+				if n == 3 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("case %d: %d rows of a batch sent before Terminate, want 3", i, n)
+				}
+			}
 			if _, err := c.Exec(ctx, "DELETE FROM accounts"); err != nil {
 				t.Fatalf("case %d: %v", i, err)
 			}

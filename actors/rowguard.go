@@ -112,11 +112,9 @@ func guardQuery(r classify.Result) bool {
 // the messages already received behind its first (ahead): a driver sends a
 // batch in one write. Where the batch's Sync is not among them the rest is
 // unknown, and a batch that begins with a statement that can be guarded is
-// (under s.mu). name is first's statement name.
+// (under s.mu, with a row limit: guardOrWait asks). name is first's
+// statement name.
 func (s *session) guardExtended(first stmtInfo, name string, ahead []byte) bool {
-	if s.gov.limits().maxRows <= 0 {
-		return false
-	}
 	ok, writes, rows := guardable(first.kind, first.text)
 	if !ok {
 		return false
@@ -146,8 +144,12 @@ func (s *session) guardFirst(first stmtInfo, name string, ahead []byte) (guard, 
 func (s *session) guardOrWait(needs func() bool) (guard, wait bool) {
 	switch {
 	case s.mayGuard():
-		return s.gov.limits().maxRows > 0 && needs() && s.guardBatch(), false
-	case s.mayWait() && s.gov.limits().maxRows > 0 && (needs() || s.behindRowsInTx()):
+		if !s.rowLimited() || !needs() {
+			return false, false
+		}
+		s.guardBatch()
+		return true, false
+	case s.mayWait() && s.rowLimited() && (needs() || s.behindRowsInTx()):
 		s.pend(s.clientInflight())
 		return false, true
 	}
@@ -184,7 +186,7 @@ var notYetArrived = stmtInfo{kind: classify.DML}
 // the batch has none before its Sync (or something else comes first), and
 // without a row limit (under s.mu).
 func (s *session) firstAhead(ahead []byte) (first stmtInfo, name string, rest []byte, ok bool) {
-	if s.gov == nil || s.gov.limits().maxRows <= 0 {
+	if !s.rowLimited() {
 		return stmtInfo{}, "", nil, false
 	}
 	b := s.scan()
@@ -364,18 +366,20 @@ func (s *session) mayGuard() bool {
 	return s.gov != nil && s.inflight == 0 && !s.unsynced && s.txStatus == 'I' && s.swallow.Load() == swallowNone
 }
 
-// guardBatch opens a guarded transaction for the batch a message begins, when
-// the workspace has a row limit, and reports whether it did (under s.mu,
-// after mayGuard, for a batch guardQuery or guardExtended chose).
-func (s *session) guardBatch() bool {
-	if s.gov.limits().maxRows <= 0 {
-		return false
-	}
+// guardBatch opens a guarded transaction for the batch a message begins
+// (under s.mu, after mayGuard, with a row limit, for a batch guardQuery or
+// guardExtended chose).
+func (s *session) guardBatch() {
 	s.guarded = true
 	s.inflight++ // the BEGIN's ReadyForQuery
 	s.swallow.Store(swallowBegin)
 	s.pend(1) // the batch's own ReadyForQuery (the BEGIN's is not counted)
-	return true
+}
+
+// rowLimited reports whether the session's workspace has a row limit
+// (under s.mu).
+func (s *session) rowLimited() bool {
+	return s.gov != nil && s.gov.limits().maxRows > 0
 }
 
 // pend holds the client's next batches until the n-th ReadyForQuery from
@@ -516,7 +520,7 @@ func queryCommitsWritesAndRows(r classify.Result, wrote bool) bool {
 func (s *session) commitPastLimit(r classify.Result) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.gov != nil && s.gov.limits().maxRows > 0 && queryCommitsWritesAndRows(r, s.wroteBefore())
+	return s.rowLimited() && queryCommitsWritesAndRows(r, s.wroteBefore())
 }
 
 // wroteBefore reports whether the transaction that the client's next
@@ -536,7 +540,7 @@ func (s *session) wroteBefore() bool {
 // function that may write, DO, CALL, EXECUTE of a prepared statement
 // (under s.mu). Cursors, LISTEN, PREPARE and the like do not count.
 func (s *session) noteMayWrite(st stmtInfo) {
-	if s.gov == nil || (st.kind != classify.DML && st.kind != classify.Other) || s.gov.limits().maxRows <= 0 {
+	if (st.kind != classify.DML && st.kind != classify.Other) || !s.rowLimited() {
 		return
 	}
 	var writes bool
@@ -555,7 +559,7 @@ func (s *session) noteMayWrite(st stmtInfo) {
 // message (the protocol's fast path, as libpq's large-object functions
 // use) may have written in the current transaction (under s.mu).
 func (s *session) noteCallWrote() {
-	if s.gov != nil && s.gov.limits().maxRows > 0 {
+	if s.rowLimited() {
 		s.track.txMayWrite = true
 	}
 }
@@ -573,7 +577,7 @@ func (s *session) onlyOwnCommitInFlight() bool {
 // of the batch that may return rows, in a transaction that may have
 // written, with a row limit (under s.mu).
 func (s *session) bindCommitsWritesAndRows(info stmtInfo) bool {
-	if s.gov == nil || s.gov.limits().maxRows <= 0 {
+	if !s.rowLimited() {
 		return false
 	}
 	if commitKind(info.kind) {

@@ -92,11 +92,7 @@ func callsWritingFunction(sql string) bool {
 	if tooComplex(sql) {
 		return true
 	}
-	if len(sql) > bigParse {
-		bigParses <- struct{}{}
-		defer func() { <-bigParses }()
-	}
-	tree, err := pg_query.Parse(sql)
+	tree, err := parse(sql)
 	if err != nil {
 		return true
 	}

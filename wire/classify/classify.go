@@ -119,13 +119,19 @@ const bigParse = 256 << 10
 
 var bigParses = make(chan struct{}, 1)
 
-// parseClassify classifies sql with PostgreSQL's parser.
-func parseClassify(sql string) Result {
+// parse runs PostgreSQL's parser on sql, a large text after any other
+// large one being parsed.
+func parse(sql string) (*pg_query.ParseResult, error) {
 	if len(sql) > bigParse {
 		bigParses <- struct{}{}
 		defer func() { <-bigParses }()
 	}
-	tree, err := pg_query.Parse(sql)
+	return pg_query.Parse(sql)
+}
+
+// parseClassify classifies sql with PostgreSQL's parser.
+func parseClassify(sql string) Result {
+	tree, err := parse(sql)
 	if err != nil {
 		r := Result{Unparsed: true, ParseError: err.Error()}
 		var pe *parser.Error

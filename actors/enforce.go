@@ -60,14 +60,19 @@ func (g *governor) limits() stmtLimits {
 		return g.limitsNow
 	}
 	var l stmtLimits
+	var ddl versionsDDL
 	lg := &g.s.login
 	g.s.proxy.cfg.FSM.View(func(st *fsm.State) {
 		if p := st.Project(lg.projectID); p != nil {
 			if w := p.Workspaces[lg.workspace]; w != nil {
 				l = stmtLimits{maxRows: w.Settings.MaxRowsPerQuery, timeoutMs: w.Settings.QueryTimeoutMs}
+				if l.maxRows > 0 {
+					ddl = blueprintDDL(w)
+				}
 			}
 		}
 	})
+	l.own = g.s.proxy.own.functions(lg.projectID, lg.workspace, ddl)
 	g.limitsNow, g.limitsGen = l, gen
 	return l
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"tdb/wire"
+	"tdb/wire/classify"
 )
 
 // stmtLimits are a workspace's per-statement settings as they stood when a
@@ -12,6 +13,9 @@ import (
 type stmtLimits struct {
 	maxRows   int64 // max_rows_per_query; 0 = off
 	timeoutMs int64 // query_timeout_ms; 0 = off
+	// own are the function names the workspace's blueprint defines, read
+	// only with a row limit (the row guard's; nil: none).
+	own *classify.Functions
 }
 
 // stmtRun is one statement execution as the limits and the query log see it:

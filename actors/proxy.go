@@ -76,6 +76,7 @@ type Proxy struct {
 	loops    []*evloop.Loop // none: goroutine relay only
 	nextLoop atomic.Uint32
 	classes  *classify.Cache // what the parser said of statement texts seen before
+	own      ownFunctionsCache
 
 	mu       sync.Mutex
 	sessions map[cancelKey]*session

@@ -110,7 +110,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		guard := false
 		if rej == nil {
 			var wait bool
-			if guard, wait = s.guardOrWait(func() bool { return guardQuery(r) }); wait {
+			if guard, wait = s.guardOrWait(func() bool { return guardQuery(r, s.ownFunctions()) }); wait {
 				s.mu.Unlock()
 				return body, stepWait, nil
 			}

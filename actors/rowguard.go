@@ -68,7 +68,7 @@ var beginMessage = wire.AppendQuery(nil, guardBegin)
 // WITH or EXPLAIN ANALYZE, or calls a function that may write
 // (classify.MayCallWritingFunction, which parses text with a parenthesis
 // once: called only with a row limit set).
-func guardable(kind classify.Kind, text string) (ok, writes, rows bool) {
+func guardable(kind classify.Kind, text string, own *classify.Functions) (ok, writes, rows bool) {
 	switch kind {
 	case classify.DML:
 	case classify.Set:
@@ -78,10 +78,10 @@ func guardable(kind classify.Kind, text string) (ok, writes, rows bool) {
 	}
 	switch w := leadingWord(text); {
 	case isWord(w, "select"), isWord(w, "values"), isWord(w, "table"):
-		return true, classify.MayCallWritingFunction(text), true
+		return true, classify.MayCallWritingFunction(text, own), true
 	case isWord(w, "with"), isWord(w, "explain"):
 		return true, hasWord(text, "insert") || hasWord(text, "update") || hasWord(text, "delete") ||
-			hasWord(text, "merge") || classify.MayCallWritingFunction(text), true
+			hasWord(text, "merge") || classify.MayCallWritingFunction(text, own), true
 	case isWord(w, "truncate"):
 		return true, true, false
 	case isWord(w, "insert"), isWord(w, "update"), isWord(w, "delete"), isWord(w, "merge"):
@@ -92,11 +92,11 @@ func guardable(kind classify.Kind, text string) (ok, writes, rows bool) {
 
 // guardQuery reports whether a simple Query's statements need a guarded
 // transaction: some may write, some may return rows, and all can be guarded.
-func guardQuery(r classify.Result) bool {
+func guardQuery(r classify.Result, own *classify.Functions) bool {
 	var writes, rows bool
 	for i := range r.Statements {
 		st := &r.Statements[i]
-		ok, w, rw := guardable(st.Kind, st.Text)
+		ok, w, rw := guardable(st.Kind, st.Text, own)
 		if !ok || st.NoTxn {
 			return false
 		}
@@ -115,7 +115,7 @@ func guardQuery(r classify.Result) bool {
 // (under s.mu, with a row limit: guardOrWait asks). name is first's
 // statement name.
 func (s *session) guardExtended(first stmtInfo, name string, ahead []byte) bool {
-	ok, writes, rows := guardable(first.kind, first.text)
+	ok, writes, rows := guardable(first.kind, first.text, s.ownFunctions())
 	if !ok {
 		return false
 	}
@@ -160,7 +160,7 @@ func (s *session) guardOrWait(needs func() bool) (guard, wait bool) {
 // return rows, in a transaction (one the session is in, or one a statement
 // in flight begins). Under s.mu.
 func (s *session) behindRowsInTx() bool {
-	begins, _, rows := s.track.inFlight()
+	begins, _, rows := s.track.inFlight(s.ownFunctions())
 	return rows && (begins || s.txStatus != 'I')
 }
 
@@ -226,7 +226,7 @@ func nextMessage(b []byte) (typ byte, body, rest []byte, whole bool) {
 
 // scan reads a batch's messages with this session's statements (under s.mu).
 func (s *session) scan() batchScan {
-	return batchScan{classify: s.proxy.classes.Classify, prepared: s.track.prepared}
+	return batchScan{classify: s.proxy.classes.Classify, prepared: s.track.prepared, own: s.ownFunctions()}
 }
 
 // batchScan reads the messages of an extended-protocol batch behind its
@@ -234,6 +234,7 @@ func (s *session) scan() batchScan {
 type batchScan struct {
 	classify func(sql string) classify.Result
 	prepared map[string]stmtInfo // statements parsed in earlier batches
+	own      *classify.Functions // the workspace's function names
 }
 
 // parsed returns the statement a Parse message makes, and whether it is
@@ -311,7 +312,7 @@ func (b batchScan) mayWriteAndReturnRows(writes, rows bool, name string, first s
 		default:
 			return true // a Query, a FunctionCall, COPY data: not a plain batch
 		}
-		ok, w, rw := guardable(info.kind, info.text)
+		ok, w, rw := guardable(info.kind, info.text, b.own)
 		if !ok {
 			return true
 		}
@@ -476,10 +477,10 @@ func commitKind(k classify.Kind) bool {
 // the commit check: plain data statements as guardable reads them,
 // transaction control neither, DDL and utility statements write (LOCK,
 // VACUUM: as if), DO and CALL both, EXPLAIN and SHOW return rows.
-func effects(kind classify.Kind, text string) (writes, rows bool) {
+func effects(kind classify.Kind, text string, own *classify.Functions) (writes, rows bool) {
 	switch kind {
 	case classify.DML, classify.Set:
-		_, writes, rows = guardable(kind, text)
+		_, writes, rows = guardable(kind, text, own)
 		return writes, rows
 	case classify.Begin, classify.Commit, classify.Rollback, classify.Savepoint, classify.RollbackTo,
 		classify.Release, classify.PrepareTxn, classify.CommitPrepared, classify.RollbackPrepared:
@@ -498,7 +499,7 @@ func effects(kind classify.Kind, text string) (writes, rows bool) {
 // queryCommitsWritesAndRows reports whether a simple Query's statements may
 // return rows and one of them commits, while the Query or the transaction
 // it runs in (wrote: before it) may have written.
-func queryCommitsWritesAndRows(r classify.Result, wrote bool) bool {
+func queryCommitsWritesAndRows(r classify.Result, wrote bool, own *classify.Functions) bool {
 	commits := false
 	for i := range r.Statements {
 		commits = commits || commitKind(r.Statements[i].Kind)
@@ -509,7 +510,7 @@ func queryCommitsWritesAndRows(r classify.Result, wrote bool) bool {
 	writes, rows := wrote, false
 	for i := range r.Statements {
 		st := &r.Statements[i]
-		w, rw := effects(st.Kind, st.Text)
+		w, rw := effects(st.Kind, st.Text, own)
 		writes, rows = writes || w, rows || rw
 	}
 	return writes && rows
@@ -520,14 +521,14 @@ func queryCommitsWritesAndRows(r classify.Result, wrote bool) bool {
 func (s *session) commitPastLimit(r classify.Result) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.rowLimited() && queryCommitsWritesAndRows(r, s.wroteBefore())
+	return s.rowLimited() && queryCommitsWritesAndRows(r, s.wroteBefore(), s.ownFunctions())
 }
 
 // wroteBefore reports whether the transaction that the client's next
 // statement runs in may have written: statements of it that completed, or
 // are in flight (under s.mu).
 func (s *session) wroteBefore() bool {
-	begins, writes, _ := s.track.inFlight()
+	begins, writes, _ := s.track.inFlight(s.ownFunctions())
 	if s.txStatus == 'I' && !begins {
 		return false
 	}
@@ -545,7 +546,7 @@ func (s *session) noteMayWrite(st stmtInfo) {
 	}
 	var writes bool
 	if st.kind == classify.DML {
-		_, writes, _ = guardable(st.kind, st.text)
+		_, writes, _ = guardable(st.kind, st.text, s.ownFunctions())
 	} else {
 		w := leadingWord(st.text)
 		writes = isWord(w, "do") || isWord(w, "call") || isWord(w, "execute")
@@ -583,7 +584,7 @@ func (s *session) bindCommitsWritesAndRows(info stmtInfo) bool {
 	if commitKind(info.kind) {
 		return s.batchRows && (s.batchWrites || s.wroteBefore())
 	}
-	w, rw := effects(info.kind, info.text)
+	w, rw := effects(info.kind, info.text, s.ownFunctions())
 	s.batchWrites, s.batchRows = s.batchWrites || w, s.batchRows || rw
 	return false
 }

@@ -38,7 +38,7 @@ func TestGuardQuery(t *testing.T) {
 		{"WITH x AS (SELECT bump()) SELECT * FROM x", true},
 		{"VALUES (pg_notify('c', 'x'))", true},
 	} {
-		if got := guardQuery(classify.Classify(tc.sql)); got != tc.want {
+		if got := guardQuery(classify.Classify(tc.sql), nil); got != tc.want {
 			t.Errorf("guardQuery(%q) = %v, want %v", tc.sql, got, tc.want)
 		}
 	}
@@ -152,7 +152,7 @@ func TestBatchScan(t *testing.T) {
 		{"parenthesised select then insert", stmtInfo{text: "(SELECT 1)", kind: classify.DML}, enc(&pgproto3.Bind{}, &pgproto3.Execute{},
 			&pgproto3.Parse{Query: "INSERT INTO t VALUES (2)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, sync), true},
 	} {
-		ok, w, rw := guardable(tc.first.kind, tc.first.text)
+		ok, w, rw := guardable(tc.first.kind, tc.first.text, nil)
 		if !ok {
 			t.Fatalf("%s: first statement not guardable", tc.name)
 		}
@@ -187,7 +187,7 @@ func TestQueryCommitsWritesAndRows(t *testing.T) {
 		{"BEGIN; LOCK TABLE a IN EXCLUSIVE MODE; INSERT INTO a VALUES (1); COMMIT", false},
 		{"BEGIN; DO 'BEGIN NULL; END'; COMMIT", true},
 	} {
-		if got := queryCommitsWritesAndRows(classify.Classify(tc.sql), false); got != tc.want {
+		if got := queryCommitsWritesAndRows(classify.Classify(tc.sql), false, nil); got != tc.want {
 			t.Errorf("queryCommitsWritesAndRows(%q) = %v, want %v", tc.sql, got, tc.want)
 		}
 	}
@@ -197,7 +197,7 @@ func TestQueryCommitsWritesAndRows(t *testing.T) {
 		"SELECT * FROM t":            false,
 		"UPDATE t SET a = 1; COMMIT": false,
 	} {
-		if got := queryCommitsWritesAndRows(classify.Classify(sql), true); got != want {
+		if got := queryCommitsWritesAndRows(classify.Classify(sql), true, nil); got != want {
 			t.Errorf("after a write, queryCommitsWritesAndRows(%q) = %v, want %v", sql, got, want)
 		}
 	}

@@ -157,12 +157,12 @@ func (t *tracker) query(r classify.Result) {
 // inFlight reports whether a statement awaiting its result begins a
 // transaction, whether one may write, and whether one may return rows
 // (effects).
-func (t *tracker) inFlight() (begins, writes, rows bool) {
+func (t *tracker) inFlight(own *classify.Functions) (begins, writes, rows bool) {
 	for _, it := range t.queue.items() {
 		if it.sync || it.op != 0 {
 			continue
 		}
-		w, r := effects(it.stmt.kind, it.stmt.text)
+		w, r := effects(it.stmt.kind, it.stmt.text, own)
 		begins, writes, rows = begins || it.stmt.kind == classify.Begin, writes || w, rows || r
 	}
 	return begins, writes, rows

@@ -632,3 +632,63 @@ func runningInWayne(t *testing.T, e *testnode.Env) func(sql string) bool {
 		return n > 0
 	}
 }
+
+// TestPolicyMaxRowsOwnFunctionNames: the functions a blueprint defines are
+// known by name, so a write through one called in attribute notation
+// (s.bump is bump(s)) or under a built-in's name (an overload of length)
+// is guarded too: 54000 keeps nothing, in the workspace and its tenants.
+func TestPolicyMaxRowsOwnFunctionNames(t *testing.T) {
+	t.Parallel()
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		ctx := context.Background()
+		ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
+		for _, ddl := range []string{
+			"CREATE TABLE seed (id int)",
+			"CREATE TABLE log (id int)",
+			"CREATE FUNCTION bump(seed) RETURNS int LANGUAGE sql AS $$ INSERT INTO log VALUES ($1.id) RETURNING 1 $$",
+			"CREATE FUNCTION length(seed) RETURNS int LANGUAGE sql AS $$ INSERT INTO log VALUES ($1.id) RETURNING 1 $$",
+		} {
+			if _, err := ws.Exec(ctx, ddl); err != nil {
+				t.Fatalf("%s: %v", ddl, err)
+			}
+		}
+		key := e.CreateTenant(t, "wayne")
+		tenant := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+		for _, c := range []*pgx.Conn{ws, tenant} {
+			if _, err := c.Exec(ctx, "INSERT INTO seed SELECT g FROM generate_series(1, 10) g"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
+		logged := func(c *pgx.Conn) int {
+			t.Helper()
+			var n int
+			if err := c.QueryRow(ctx, "SELECT count(*) FROM log").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		for name, c := range map[string]*pgx.Conn{"workspace": ws, "tenant": tenant} {
+			for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+				for _, sql := range []string{
+					"SELECT s.bump FROM seed s",
+					"SELECT (s).bump FROM seed s",
+					"SELECT length(s) FROM seed s",
+				} {
+					_, err := c.Exec(ctx, sql, mode)
+					wantPgError(t, err, "ERROR", "54000", "query returned more than max_rows_per_query (5) rows")
+					if n := logged(c); n != 0 {
+						t.Fatalf("%s, %v %q: %d rows kept after the 54000 error", name, mode, sql, n)
+					}
+				}
+			}
+			// Within the limit what the function wrote is kept.
+			if _, err := c.Exec(ctx, "SELECT s.bump FROM seed s WHERE s.id <= 3"); err != nil {
+				t.Fatal(err)
+			}
+			if n := logged(c); n != 3 {
+				t.Fatalf("%s: %d rows kept, want 3", name, n)
+			}
+		}
+	})
+}

@@ -1,6 +1,9 @@
 package classify
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // BenchmarkClassify compares the cgo-free fast path with the parser path.
 func BenchmarkClassify(b *testing.B) {
@@ -45,10 +48,28 @@ func BenchmarkCache(b *testing.B) {
 // parenthesis that was seen before (a cached answer).
 func BenchmarkMayCallWritingFunction(b *testing.B) {
 	const sql = "SELECT id, lower(name), count(*) OVER () FROM accounts WHERE id = $1"
-	MayCallWritingFunction(sql)
+	MayCallWritingFunction(sql, nil)
 	b.ReportAllocs()
 	for b.Loop() {
-		if MayCallWritingFunction(sql) {
+		if MayCallWritingFunction(sql, nil) {
+			b.Fatal("counted as writing")
+		}
+	}
+}
+
+// BenchmarkMayCallOwnFunction: the same where the database defines
+// functions of its own, whose names the statement's are checked against.
+func BenchmarkMayCallOwnFunction(b *testing.B) {
+	var ddl []string
+	for i := range 50 {
+		ddl = append(ddl, fmt.Sprintf("CREATE FUNCTION f%d() RETURNS int LANGUAGE sql AS 'SELECT 1'", i))
+	}
+	own := OwnFunctions(nil, ddl)
+	const sql = "SELECT a.id, lower(a.name), count(*) OVER () FROM accounts a WHERE a.id = $1"
+	MayCallWritingFunction(sql, own)
+	b.ReportAllocs()
+	for b.Loop() {
+		if MayCallWritingFunction(sql, own) {
 			b.Fatal("counted as writing")
 		}
 	}

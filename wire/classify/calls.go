@@ -2,6 +2,7 @@ package classify
 
 import (
 	_ "embed"
+	"slices"
 	"strings"
 	"sync"
 
@@ -46,11 +47,93 @@ var readOnly = sync.OnceValue(func() map[string]bool {
 	return m
 })
 
-// callCache remembers MayCallWritingFunction's answers for statement texts
-// seen before (a driver's prepared statements, an ORM's queries).
+// Functions are the names of the functions (and aggregates and procedures)
+// a database defines itself, read from the DDL that made its schema
+// (OwnFunctions). A name among them may be that of a function that writes,
+// even where it is also a built-in's (an overload length(my_type), or a
+// search_path that puts the database's schema before pg_catalog), and a
+// function of one argument can be called in attribute notation (s.bump is
+// bump(s)). The zero value and nil hold no name.
+type Functions struct {
+	names map[string]bool
+}
+
+// Has reports whether the database defines a function named name.
+func (f *Functions) Has(name string) bool {
+	return f != nil && f.names[name]
+}
+
+// Len is how many names f holds.
+func (f *Functions) Len() int {
+	if f == nil {
+		return 0
+	}
+	return len(f.names)
+}
+
+// OwnFunctions reads the function names that DDL statements define
+// (CREATE FUNCTION, CREATE PROCEDURE, CREATE AGGREGATE, and the new names of
+// ALTER … RENAME TO), on top of those of base (nil: none); base is not
+// changed. A statement that does not parse defines none. Not seen: the
+// functions an extension brings, or DDL that a DO block or a function runs.
+func OwnFunctions(base *Functions, ddl []string) *Functions {
+	f := &Functions{names: make(map[string]bool, base.Len())}
+	if base != nil {
+		for name := range base.names {
+			f.names[name] = true
+		}
+	}
+	for _, sql := range ddl {
+		if tooComplex(sql) {
+			continue
+		}
+		tree, err := parse(sql)
+		if err != nil {
+			continue
+		}
+		walk(tree.ProtoReflect(), func(m protoreflect.Message) {
+			switch n := m.Interface().(type) {
+			case *pg_query.CreateFunctionStmt:
+				f.addLast(n.Funcname)
+			case *pg_query.DefineStmt:
+				if n.Kind == pg_query.ObjectType_OBJECT_AGGREGATE {
+					f.addLast(n.Defnames)
+				}
+			case *pg_query.RenameStmt:
+				switch n.RenameType {
+				case pg_query.ObjectType_OBJECT_FUNCTION, pg_query.ObjectType_OBJECT_PROCEDURE,
+					pg_query.ObjectType_OBJECT_ROUTINE, pg_query.ObjectType_OBJECT_AGGREGATE:
+					f.names[n.Newname] = true
+				}
+			}
+		})
+	}
+	return f
+}
+
+func (f *Functions) addLast(parts []*pg_query.Node) {
+	if len(parts) > 0 {
+		if name := parts[len(parts)-1].GetString_().GetSval(); name != "" {
+			f.names[name] = true
+		}
+	}
+}
+
+// calls is what a statement's text says about the functions it calls:
+// whether it calls one that is not a built-in known to write nothing
+// (writes), and the names it calls that are such built-ins, or that could
+// be a function called in attribute notation (the last name of a qualified
+// column reference), for a database's own functions to be checked against.
+type calls struct {
+	writes bool
+	names  []string
+}
+
+// callCache remembers what statement texts seen before call (a driver's
+// prepared statements, an ORM's queries).
 var callCache struct {
 	sync.RWMutex
-	m map[string]bool
+	m map[string]calls
 }
 
 const (
@@ -60,49 +143,90 @@ const (
 
 // MayCallWritingFunction reports whether a statement calls, by name, a
 // function that may write: one that is not a built-in function known to
-// write nothing, called by its name alone or with schema pg_catalog. Text
-// that does not parse, or that is too costly to parse, counts as calling one.
-// Not seen: a function a view, an operator or a cast calls.
-func MayCallWritingFunction(sql string) bool {
-	if strings.IndexByte(sql, '(') < 0 {
-		return false // no call without a parenthesis
+// write nothing, called by its name alone or with schema pg_catalog, or one
+// named as a function the database defines itself (own: OwnFunctions; nil
+// where none is known), called by that name or in attribute notation. Text
+// that does not parse, or that is too costly to parse, counts as calling
+// one. Not seen: a function a view, an operator or a cast calls.
+func MayCallWritingFunction(sql string, own *Functions) bool {
+	if strings.IndexByte(sql, '(') < 0 && (own.Len() == 0 || strings.IndexByte(sql, '.') < 0) {
+		return false // no call without a parenthesis, or a qualified name
 	}
+	c := statementCalls(sql)
+	if c.writes {
+		return true
+	}
+	if own.Len() > 0 {
+		for _, name := range c.names {
+			if own.Has(name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// statementCalls is callsIn, answered from the cache where it can be.
+func statementCalls(sql string) calls {
 	cacheable := len(sql) <= callCacheText
 	if cacheable {
 		callCache.RLock()
-		may, ok := callCache.m[sql]
+		c, ok := callCache.m[sql]
 		callCache.RUnlock()
 		if ok {
-			return may
+			return c
 		}
 	}
-	may := callsWritingFunction(sql)
+	c := callsIn(sql)
 	if cacheable {
 		callCache.Lock()
 		if callCache.m == nil || len(callCache.m) >= callCacheEntries {
-			callCache.m = make(map[string]bool)
+			callCache.m = make(map[string]calls)
 		}
-		callCache.m[strings.Clone(sql)] = may
+		callCache.m[strings.Clone(sql)] = c
 		callCache.Unlock()
 	}
-	return may
+	return c
 }
 
-func callsWritingFunction(sql string) bool {
+func callsIn(sql string) calls {
 	if tooComplex(sql) {
-		return true
+		return calls{writes: true}
 	}
 	tree, err := parse(sql)
 	if err != nil {
-		return true
+		return calls{writes: true}
 	}
-	found := false
+	var c calls
+	seen := func(name string) {
+		if name != "" {
+			c.names = append(c.names, name)
+		}
+	}
 	walk(tree.ProtoReflect(), func(m protoreflect.Message) {
-		if fc, ok := m.Interface().(*pg_query.FuncCall); ok && !found {
-			found = !knownReadOnly(fc.Funcname)
+		switch n := m.Interface().(type) {
+		case *pg_query.FuncCall:
+			if !knownReadOnly(n.Funcname) {
+				c.writes = true
+			} else {
+				seen(n.Funcname[len(n.Funcname)-1].GetString_().GetSval())
+			}
+		case *pg_query.ColumnRef:
+			if len(n.Fields) > 1 {
+				seen(n.Fields[len(n.Fields)-1].GetString_().GetSval())
+			}
+		case *pg_query.A_Indirection:
+			for _, ind := range n.Indirection {
+				seen(ind.GetString_().GetSval())
+			}
 		}
 	})
-	return found
+	if c.writes {
+		return calls{writes: true}
+	}
+	slices.Sort(c.names)
+	c.names = slices.Clip(slices.Compact(c.names))
+	return c
 }
 
 // knownReadOnly reports whether a function name (its parts as the parser

@@ -611,8 +611,9 @@ func (s *session) backendToClient() {
 	defer func() { s.pumpStopped(forLoop) }()
 	// clientFailed reports whether a failed write to the client ends the
 	// pump. A session that captures DDL reads on instead, until the relay
-	// stops it: what is in flight may commit, and is then recorded.
-	clientFailed := func() bool { return !s.captures() }
+	// stops it: what is in flight may commit, and is then recorded. So does
+	// one whose guarded batch is to be committed (commitDue).
+	clientFailed := func() bool { return !s.captures() && !s.commitDue() }
 	for {
 		typ, body, err := fr.Next()
 		if err != nil {
@@ -675,6 +676,16 @@ func (s *session) backendToClient() {
 			}
 		}
 	}
+}
+
+// commitDue reports whether a guarded batch the client synced runs, or the
+// proxy's COMMIT after it: PostgreSQL would commit that batch whether or not
+// its client reads the answers, so a failed write to the client does not
+// stop the backend pump before the COMMIT is sent and answered.
+func (s *session) commitDue() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.guarded && !s.unsynced || s.swallow.Load() == swallowFinal && s.final == guardCommit
 }
 
 // pumpStopped lets go of what waits for the backend pump, which has

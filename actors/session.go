@@ -385,15 +385,18 @@ func (s *session) relayGoroutines(ctx context.Context, fr *wire.FrameReader, the
 	defer then()
 	s.mu.Lock()
 	busy := s.inflight > 0 || s.unsynced
-	cancel := clientGone && busy && !s.onlyOwnCommitInFlight()
+	ownCommit := s.onlyOwnCommitInFlight()
+	cancel := clientGone && busy && !ownCommit
 	s.mu.Unlock()
 	if cancel {
 		s.cancelRunning(ctx)
 	}
-	if busy && s.captures() {
+	if busy && (s.captures() || ownCommit) {
 		// DDL in flight may commit (a client that sent it and Terminate,
 		// or left while it waited for the capture lock): the backend pump
-		// reads on to its end, recording it, before the backend goes.
+		// reads on to its end, recording it, before the backend goes. So
+		// does the proxy's COMMIT of a guarded batch, which the backend
+		// pump may not have written yet.
 		s.client.Close()
 		s.drainInflight(done)
 	}

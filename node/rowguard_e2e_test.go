@@ -692,3 +692,60 @@ func TestPolicyMaxRowsOwnFunctionNames(t *testing.T) {
 		}
 	})
 }
+
+// TestPolicyMaxRowsKeepsWritesOfAClientThatClosed: a client pipelines a
+// batch, a guarded batch and Terminate, then closes its socket without
+// reading. PostgreSQL commits the second batch before it reads the
+// Terminate (shown first, straight on the backend); through the proxy the
+// rows must be kept too.
+func TestPolicyMaxRowsKeepsWritesOfAClientThatClosed(t *testing.T) {
+	t.Parallel()
+	insert3 := "INSERT INTO accounts (name, email) SELECT 't' || g, 't' || g || '-' || random() || '@x' FROM generate_series(1, 3) g RETURNING id"
+	msgs := []pgproto3.FrontendMessage{
+		&pgproto3.Query{String: "SELECT pg_sleep(0.2)"}, &pgproto3.Query{String: insert3}, &pgproto3.Terminate{},
+	}
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		key := e.CreateTenant(t, "wayne")
+		accountsTable(t, e, "wayne")
+		ctx := context.Background()
+		c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+		count := func() int { t.Helper(); return countAccounts(t, c) }
+		waitRows := func(what string, want int) {
+			t.Helper()
+			n := 0
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if n = count(); n == want {
+					return
+				}
+			}
+			t.Errorf("%s: %d rows, want %d", what, n, want)
+		}
+		// Straight on PostgreSQL.
+		cfg, err := pgx.ParseConfig(e.PG.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Database = fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
+		direct, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(t, direct.PgConn().Frontend(), msgs...)
+		direct.PgConn().Conn().Close()
+		waitRows("PostgreSQL", 3)
+		if _, err := c.Exec(ctx, "DELETE FROM accounts"); err != nil {
+			t.Fatal(err)
+		}
+
+		setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
+		for i := 0; i < 3; i++ {
+			leaving := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+			send(t, leaving.PgConn().Frontend(), msgs...)
+			leaving.PgConn().Conn().Close() // gone without reading
+			waitRows("through the proxy", 3)
+			if _, err := c.Exec(ctx, "DELETE FROM accounts"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

@@ -50,10 +50,14 @@ func (s *session) takeCaptureLock(hasDDL bool) bool {
 }
 
 // lockAnswered ends the wait for the lock Query's answer (under s.mu): err
-// is why the lock was not taken, nil when it was.
+// is why the lock Query failed, nil when the lock was taken. A failed lock
+// Query may still have taken the lock: a cancel (or a lock_timeout) that
+// PostgreSQL sees just as the lock is granted fails the Query and keeps
+// the session-level lock. So the session counts as holding it, and gives
+// it back as after DDL, once the transaction has ended
+// (releaseCaptureLock): an unlock of a lock not held changes nothing.
 func (s *session) lockAnswered(err *wire.PGError) {
 	if err != nil {
-		s.captureLocked = false
 		s.lockErr = err
 	}
 	if s.lockTaken != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -653,4 +654,70 @@ func TestCaptureRefusesAQueryInsideABatch(t *testing.T) {
 		}
 	}
 	newCaptureLocks(t, e).awaitNone("no capture lock left behind")
+}
+
+// TestCaptureLockCancelledAsItIsGranted: a client's cancel that reaches its
+// backend just as the capture lock is granted fails the lock's Query with
+// 57014, yet PostgreSQL keeps a session-level lock granted that way. The
+// proxy gives it back all the same, or every DDL of the workspace would
+// wait for that idle session. The waiting backend is stopped (SIGSTOP) so
+// that the grant comes before it sees the cancel.
+func TestCaptureLockCancelledAsItIsGranted(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	conn := e.ConnString(e.ProxyPassword, "myapp_workspace", "disable")
+	a, b := connect(t, conn), connect(t, conn)
+	simple := pgx.QueryExecModeSimpleProtocol
+	if _, err := a.Exec(ctx, "BEGIN; CREATE TABLE held (id int)", simple); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Exec(ctx, "CREATE TABLE waiting (id int)", simple)
+		done <- err
+	}()
+	locks := newCaptureLocks(t, e)
+	locks.awaitWaiter("the second session to wait for the capture lock")
+	var pid int
+	if err := locks.su.QueryRow(ctx, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = $1)`, locks.db).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("stop the waiting backend %d: %v", pid, err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				t.Errorf("resume the waiting backend %d: %v", pid, err)
+			}
+		}
+	}
+	t.Cleanup(resume)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.PgConn().CancelRequest(cctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, "COMMIT", simple); err != nil { // a gives the lock back: it goes to b
+		t.Fatal(err)
+	}
+	waitFor(t, "the lock to be granted to the stopped backend", func() bool { return locks.count(true) == 0 })
+	resume()
+	if pe := pgErr(t, <-done); pe.Code != "57014" {
+		t.Fatalf("the cancelled batch: %s %s", pe.Code, pe.Message)
+	}
+	// b holds nothing now: DDL runs from a, then from b.
+	for _, c := range []*pgx.Conn{a, b} {
+		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err := c.Exec(dctx, "CREATE INDEX ON held (id)", simple)
+		cancel()
+		if err != nil {
+			t.Fatalf("DDL after the cancelled lock: %v", err)
+		}
+	}
+	locks.awaitNone("no capture lock left")
 }

@@ -72,7 +72,11 @@ func (g *governor) limits() stmtLimits {
 			}
 		}
 	})
-	l.own = g.s.proxy.own.functions(lg.projectID, lg.workspace, ddl)
+	var known bool
+	l.own, known = g.s.proxy.own.functions(lg.projectID, lg.workspace, ddl)
+	if !known {
+		return l // asked again next time, until the names are read
+	}
 	g.limitsNow, g.limitsGen = l, gen
 	return l
 }

@@ -16,10 +16,13 @@ import (
 // careful).
 
 // ownFunctionsCache keeps each workspace's function names, read once per
-// blueprint version.
+// blueprint version, off the relay: reading a large blueprint takes a
+// while (about 40 µs a statement), which neither the event loop's thread
+// nor a session's lock may wait for.
 type ownFunctionsCache struct {
-	mu sync.Mutex
-	m  map[ownFunctionsKey]ownFunctionsEntry
+	mu      sync.Mutex
+	m       map[ownFunctionsKey]ownFunctionsEntry
+	reading map[ownFunctionsKey]bool
 }
 
 type ownFunctionsKey struct{ projectID, workspace string }
@@ -57,19 +60,36 @@ func blueprintDDL(w *fsm.Workspace) versionsDDL {
 }
 
 // functions returns the names the workspace's versions define (nil where
-// it has none), reading only the versions it had not read before.
-func (c *ownFunctionsCache) functions(projectID, workspace string, d versionsDDL) *classify.Functions {
+// it has none), and whether they are known: until a read of the versions
+// not read before (begun here, on a goroutine of its own) has ended, it
+// returns classify.AnyFunction, which makes the row guard take any name
+// for one of the workspace's own.
+func (c *ownFunctionsCache) functions(projectID, workspace string, d versionsDDL) (*classify.Functions, bool) {
 	n := len(d.statements)
 	if n == 0 {
-		return nil
+		return nil, true
 	}
 	key := ownFunctionsKey{projectID, workspace}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	e := c.m[key]
-	c.mu.Unlock()
 	if e.n == n && e.last == d.checksums[n-1] {
-		return e.f
+		return e.f, true
 	}
+	if !c.reading[key] {
+		if c.reading == nil {
+			c.reading = make(map[ownFunctionsKey]bool)
+		}
+		c.reading[key] = true
+		go c.read(key, e, d)
+	}
+	return classify.AnyFunction, false
+}
+
+// read reads the names of the versions in d that e has not read, and keeps
+// them.
+func (c *ownFunctionsCache) read(key ownFunctionsKey, e ownFunctionsEntry, d versionsDDL) {
+	n := len(d.statements)
 	var base *classify.Functions
 	from := 0
 	if e.n > 0 && e.n < n && d.checksums[e.n-1] == e.last {
@@ -82,13 +102,13 @@ func (c *ownFunctionsCache) functions(projectID, workspace string, d versionsDDL
 	f := classify.OwnFunctions(base, ddl)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	delete(c.reading, key)
 	if cur := c.m[key]; cur.n <= n {
 		if c.m == nil || len(c.m) >= maxOwnFunctionsCache {
 			c.m = make(map[ownFunctionsKey]ownFunctionsEntry)
 		}
 		c.m[key] = ownFunctionsEntry{n: n, last: d.checksums[n-1], f: f}
 	}
-	return f
 }
 
 // ownFunctions returns the function names the session's workspace defines,

@@ -56,17 +56,25 @@ var readOnly = sync.OnceValue(func() map[string]bool {
 // bump(s)). The zero value and nil hold no name.
 type Functions struct {
 	names map[string]bool
+	any   bool // AnyFunction
 }
+
+// AnyFunction stands for a database whose function names are not known
+// yet: every name may be one of its own.
+var AnyFunction = &Functions{any: true}
 
 // Has reports whether the database defines a function named name.
 func (f *Functions) Has(name string) bool {
-	return f != nil && f.names[name]
+	return f != nil && (f.any || f.names[name])
 }
 
-// Len is how many names f holds.
+// Len is how many names f holds (1 for AnyFunction).
 func (f *Functions) Len() int {
-	if f == nil {
+	switch {
+	case f == nil:
 		return 0
+	case f.any:
+		return 1
 	}
 	return len(f.names)
 }

@@ -107,3 +107,21 @@ func TestMayCallOwnFunction(t *testing.T) {
 		}
 	}
 }
+
+// TestAnyFunction: while a database's names are not known, every name in a
+// call or in attribute notation may be one of its own.
+func TestAnyFunction(t *testing.T) {
+	for sql, writes := range map[string]bool{
+		"SELECT s.id FROM seed s": true,
+		"SELECT lower('a')":       true,
+		"SELECT id FROM seed":     false,
+		"SELECT 1":                false,
+	} {
+		if got := MayCallWritingFunction(sql, AnyFunction); got != writes {
+			t.Errorf("MayCallWritingFunction(%q, AnyFunction) = %v, want %v", sql, got, writes)
+		}
+	}
+	if OwnFunctions(AnyFunction, nil).Has("x") {
+		t.Error("names read on top of AnyFunction are all names")
+	}
+}

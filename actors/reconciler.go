@@ -237,7 +237,7 @@ func (r *Reconciler) provision(ctx context.Context, t Task) {
 		if err == nil || ctx.Err() != nil {
 			break
 		}
-		r.Logf("reconciler: provision %s (attempt %d/%d): %v", t.Database.Name, attempt, r.Attempts, err)
+		r.Logf("reconciler: provision %s (attempt %d/%d): %v", t.Database.Label(), attempt, r.Attempts, err)
 		select {
 		case <-time.After(r.RetryDelay):
 		case <-ctx.Done():
@@ -251,7 +251,7 @@ func (r *Reconciler) provision(ctx context.Context, t Task) {
 		cmd = &fsm.SetDatabaseStatus{Name: t.Database.Name, Status: fsm.StatusFailed, Error: err.Error()}
 	}
 	if _, _, perr := r.Propose.Apply(ctx, fsm.CmdSetDatabaseStatus, cmd); perr != nil {
-		r.Logf("reconciler: record status of %s: %v", t.Database.Name, perr)
+		r.Logf("reconciler: record status of %s: %v", t.Database.Label(), perr)
 		return
 	}
 	if err == nil {
@@ -271,7 +271,7 @@ func (r *Reconciler) guard(ctx context.Context, t Task) {
 		if ctx.Err() != nil {
 			return
 		}
-		r.Logf("reconciler: install the guard in %s (next try in %s): %v", name, r.GuardRetry, err)
+		r.Logf("reconciler: install the guard in %s (next try in %s): %v", t.Database.Label(), r.GuardRetry, err)
 		r.mu.Lock()
 		r.guardRetry[name] = time.Now().Add(r.GuardRetry)
 		r.mu.Unlock()
@@ -280,7 +280,7 @@ func (r *Reconciler) guard(ctx context.Context, t Task) {
 	r.mu.Lock()
 	delete(r.guardRetry, name)
 	r.mu.Unlock()
-	r.Logf("reconciler: installed guard version %d in %s", backend.GuardVersion, name)
+	r.Logf("reconciler: installed guard version %d in %s", backend.GuardVersion, t.Database.Label())
 	r.recordGuard(ctx, t.Database)
 }
 
@@ -297,7 +297,7 @@ func (r *Reconciler) recordGuard(ctx context.Context, d fsm.Database) {
 	}
 	cmd := &fsm.SetDatabaseGuard{Name: d.Name, Version: backend.GuardVersion}
 	if _, _, err := r.Propose.Apply(ctx, fsm.CmdSetDatabaseGuard, cmd); err != nil {
-		r.Logf("reconciler: record the DDL guard of %s: %v", d.Name, err)
+		r.Logf("reconciler: record the DDL guard of %s: %v", d.Label(), err)
 	}
 }
 
@@ -331,11 +331,11 @@ func (r *Reconciler) drop(ctx context.Context, t Task) {
 	sctx, cancel := context.WithTimeout(ctx, r.StepTimeout)
 	defer cancel()
 	if err := backend.Drop(sctx, t.Backend.URL, t.Database.Name); err != nil {
-		r.Logf("reconciler: drop %s: %v", t.Database.Name, err)
+		r.Logf("reconciler: drop %s: %v", t.Database.Label(), err)
 		return // retried at the next resync
 	}
 	if _, _, err := r.Propose.Apply(ctx, fsm.CmdRemoveDatabase, &fsm.RemoveDatabase{Name: t.Database.Name, At: time.Now().UTC()}); err != nil {
-		r.Logf("reconciler: remove %s: %v", t.Database.Name, err)
+		r.Logf("reconciler: remove %s: %v", t.Database.Label(), err)
 		return
 	}
 	r.mu.Lock()

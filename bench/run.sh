@@ -60,10 +60,11 @@ for _ in $(seq 1 120); do [ -f "$WORK/dev/env" ] && break; sleep 0.5; done
 [ -f "$WORK/dev/env" ] || { cat "$WORK/dev.log"; echo "bench: tdb dev did not start" >&2; exit 1; }
 set -a; . "$WORK/dev/env"; set +a
 
-PHYS="p${TDB_PROJECT_ID#tdb_}__controlplane_workspace"
 PGPW=$(python3 -c 'import sys,urllib.parse as u; print(u.urlparse(sys.argv[1]).password)' "$TDB_BACKEND_URL")
 PGPORT=$(python3 -c 'import sys,urllib.parse as u; print(u.urlparse(sys.argv[1]).port)' "$TDB_BACKEND_URL")
 TDB_URL="postgresql://$TDB_PROJECT_ID:$TDB_API_KEY@127.0.0.1:$TDB_PORT/controlplane_workspace?sslmode=disable"
+# The workspace's name on the backend server: random, so ask the session.
+PHYS=$(psql "$TDB_URL" -XAtqc "SELECT current_database()")
 DIRECT_URL="postgresql://postgres:$PGPW@127.0.0.1:$PGPORT/$PHYS?sslmode=disable"
 BOUNCER_URL="postgresql://postgres:$PGPW@127.0.0.1:$BOUNCER_PORT/bench?sslmode=disable"
 # Both proxies reach PostgreSQL the same way: tdb dev registers its PostgreSQL by its Unix

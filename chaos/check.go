@@ -303,14 +303,7 @@ func (r *runner) checkInserts(ctx context.Context, rep *Report, ops []Op) {
 	}
 	defer admin.Close(cctx)
 	for _, st := range r.stable {
-		suffix := "__myapp__" + st.name
-		var physical string
-		err := admin.QueryRow(cctx, "SELECT datname FROM pg_database WHERE right(datname, length($1)) = $1", suffix).Scan(&physical)
-		if err != nil {
-			rep.Lost += len(acked[st.name])
-			rep.LostDetail = append(rep.LostDetail, fmt.Sprintf("tenant %s: find its database: %v", st.name, err))
-			continue
-		}
+		physical := st.physical
 		cfg, err := pgx.ParseConfig(r.c.pgURL)
 		if err != nil {
 			continue

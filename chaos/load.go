@@ -41,6 +41,7 @@ type keyRec struct {
 // stableTenant is a tenant the insert clients write to.
 type stableTenant struct {
 	name, key string
+	physical  string // its database's name on the backend server, for the check
 }
 
 // loadState is what the clients share.

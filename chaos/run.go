@@ -220,7 +220,14 @@ func (r *runner) setup(ctx context.Context) error {
 			return err
 		}
 		pw, _ := u.User.Password()
-		r.stable = append(r.stable, stableTenant{name: name, key: pw})
+		var got struct {
+			PhysicalDatabase string `json:"physical_database"`
+		}
+		code, raw, err = c.call(ctx, n0, "GET", "/v1/tenants/"+name, r.proxyPW, nil)
+		if err != nil || code != 200 || json.Unmarshal(raw, &got) != nil || got.PhysicalDatabase == "" {
+			return errors.Newf("read tenant %s: %d %s %v", name, code, raw, err)
+		}
+		r.stable = append(r.stable, stableTenant{name: name, key: pw, physical: got.PhysicalDatabase})
 		// The tenant key's creation, for the model: acknowledged now.
 		r.hist.record(Op{Kind: opKeyCreate, Node: n0.name, Subject: "tenant-" + name, Call: 0, Return: r.hist.now(), Outcome: outOK, Detail: "setup"})
 	}

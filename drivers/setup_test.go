@@ -96,7 +96,7 @@ func (c conf) environ() []string {
 // not built yet), with one row, Bob, for the seed's SELECT examples to print.
 func accountsTable(t *testing.T, e *testnode.Env, tenant string) {
 	t.Helper()
-	db := fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", tenant))
+	db := e.Physical(t, fsm.TenantDatabase("myapp", tenant))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := backend.RunAsOwner(ctx, e.PG.URL(), db, func(tx pgx.Tx) error {

@@ -62,7 +62,7 @@ func applyRemoveBackend(s *State, _ uint64, c *RemoveBackend) (any, error) {
 		if d.Status == StatusDeleting {
 			gone = append(gone, name)
 		} else {
-			live = append(live, name+" ("+string(d.Status)+")")
+			live = append(live, d.Label()+" "+string(d.Status))
 		}
 	}
 	if len(live) > 0 {

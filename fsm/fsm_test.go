@@ -263,19 +263,6 @@ func TestCorruptEntryPanics(t *testing.T) {
 	}
 }
 
-func TestPhysicalDatabaseFitsRoleNames(t *testing.T) {
-	long := "a234567890123456789012345678901234567890"
-	for _, logical := range []string{"myapp__wayne", TenantDatabase(long, long), WorkspaceDatabase(long)} {
-		name := PhysicalDatabase("tdb_2abf90d3", logical)
-		if len(name)+len("_admin") > 63 {
-			t.Errorf("%s: physical name %s too long for role names", logical, name)
-		}
-	}
-	if got := PhysicalDatabase("tdb_2abf90d3", "myapp__wayne"); got != "p2abf90d3__myapp__wayne" {
-		t.Errorf("got %s", got)
-	}
-}
-
 type memSink struct{ bytes.Buffer }
 
 func (m *memSink) ID() string    { return "mem" }
@@ -290,7 +277,7 @@ func TestRemoveBackend(t *testing.T) {
 		t.Fatalf("unknown backend: %v", r.Err)
 	}
 	r := h.apply(CmdRemoveBackend, &RemoveBackend{Name: "local"})
-	const want = `backend "local" still holds 2 database(s) not being deleted: p0000abcd__myapp__wayne (provisioning), p0000abcd__myapp_workspace (provisioning)`
+	const want = `backend "local" still holds 2 database(s) not being deleted: p0000abcd__myapp__wayne (tdb_0000abcd myapp__wayne) provisioning, p0000abcd__myapp_workspace (tdb_0000abcd myapp_workspace) provisioning`
 	if codeOf(r.Err) != CodeConflict || r.Err.Error() != want {
 		t.Fatalf("backend in use: %v\nwant %s", r.Err, want)
 	}

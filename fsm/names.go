@@ -1,9 +1,6 @@
 package fsm
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"regexp"
 	"strings"
 )
@@ -71,19 +68,11 @@ func ParseDatabase(db string) (workspace, tenant string, ok bool) {
 	return ws, "", true
 }
 
-// maxPhysical bounds physical database names so that role names
-// (<db>_admin, …) stay below PostgreSQL's 63-byte identifier limit.
-const maxPhysical = 50
-
-// PhysicalDatabase is the name of the real database on a backend server for a
-// project's logical database. Projects sharing a server never collide, and the
-// name stays short enough for its role names; long names are hashed.
-func PhysicalDatabase(projectID, logical string) string {
-	prefix := "p" + strings.TrimPrefix(projectID, "tdb_")
-	name := prefix + "__" + logical
-	if len(name) <= maxPhysical {
-		return name
-	}
-	sum := sha256.Sum256([]byte(logical))
-	return fmt.Sprintf("%s_h%s", prefix, hex.EncodeToString(sum[:10]))
-}
+// PhysicalPrefix begins the name of every physical database the control
+// plane places now: db_ and 24 random hex digits, minted outside the state
+// machine (httpapi). The name carries neither the project id nor the tenant,
+// since every session on a backend server can list the databases and roles
+// there (pg_database, pg_roles, pg_stat_activity). Databases placed before
+// keep the names they were given (p<project>__<logical>), which the state
+// records.
+const PhysicalPrefix = "db_"

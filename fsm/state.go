@@ -222,6 +222,10 @@ type Database struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// Label names a physical database for an operator: its name, which is
+// random, with the project and the wire name it serves.
+func (d *Database) Label() string { return d.Name + " (" + d.ProjectID + " " + d.Logical + ")" }
+
 // ClusterSettings are the per-IP limits and auth-ban policy every node enforces.
 type ClusterSettings struct {
 	MaxConnsPerIP     int64 `json:"max_conns_per_ip"`

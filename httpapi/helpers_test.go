@@ -170,6 +170,17 @@ func (e *env) database(name string) fsm.Database {
 	return d
 }
 
+// physical is the physical database of a project's wire database name.
+func (e *env) physical(projectID, database string) string {
+	var name string
+	e.c.FSM().View(func(st *fsm.State) {
+		if tg, ok := st.Resolve(projectID, database); ok && tg.Database != nil {
+			name = tg.Database.Name
+		}
+	})
+	return name
+}
+
 func tenantKey(t *testing.T, conn string) string {
 	t.Helper()
 	userinfo, _, ok := strings.Cut(strings.TrimPrefix(conn, "postgresql://"), "@")

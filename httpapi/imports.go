@@ -267,7 +267,7 @@ func (s *server) createImportTenants(r *http.Request, c *caller, workspace strin
 				}
 				return
 			}
-			cmd.Database, err = placeDatabase(st, p.ID, fsm.TenantDatabase(workspace, sp.Tenant))
+			cmd.Database, err = placeDatabase(st)
 			salt, iterations = append([]byte(nil), p.Salt...), p.Iterations
 		})
 		if err != nil {

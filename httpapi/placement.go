@@ -6,10 +6,10 @@ import (
 	"tdb/fsm"
 )
 
-// placeDatabase describes a new physical database for a project's logical
-// database: on the registered backend holding the fewest databases (ties by
-// name), with fresh role passwords.
-func placeDatabase(st *fsm.State, projectID, logical string) (fsm.NewDatabase, error) {
+// placeDatabase describes a new physical database: on the registered backend
+// holding the fewest databases (ties by name), with a fresh random name and
+// fresh role passwords.
+func placeDatabase(st *fsm.State) (fsm.NewDatabase, error) {
 	best, bestN := "", 0
 	for _, b := range st.SortedBackends() {
 		if n := st.DatabasesOn(b.Name); best == "" || n < bestN {
@@ -21,7 +21,7 @@ func placeDatabase(st *fsm.State, projectID, logical string) (fsm.NewDatabase, e
 			"no backend registered: the operator must add one with `tdb backends add`")
 	}
 	return fsm.NewDatabase{
-		Name:      fsm.PhysicalDatabase(projectID, logical),
+		Name:      newPhysicalDatabase(),
 		Backend:   best,
 		Passwords: newRolePasswords(),
 	}, nil

@@ -3,8 +3,6 @@ package httpapi_test
 import (
 	"strings"
 	"testing"
-
-	"tdb/fsm"
 )
 
 // TestPlacement checks that new databases go to the least loaded backend, ties
@@ -39,7 +37,7 @@ func TestPlacement(t *testing.T) {
 			e.call(adminKey, "POST", "/v1/backends", map[string]string{"name": st.addBefore, "url": "postgres://postgres@" + st.addBefore + "/postgres"}, 201)
 		}
 		e.call(key, "POST", "/v1/workspaces", map[string]string{"name": st.workspace}, 201)
-		if got := e.database(fsm.PhysicalDatabase(pid, st.workspace+"_workspace")).Backend; got != st.want {
+		if got := e.database(e.physical(pid, st.workspace+"_workspace")).Backend; got != st.want {
 			t.Fatalf("%s: %s placed on %q, want %q", st.name, st.workspace, got, st.want)
 		}
 	}

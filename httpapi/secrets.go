@@ -41,6 +41,12 @@ func newKeyID() string { return "key_" + randomHex(6) }
 // newSalt is a project's SCRAM salt (16 bytes), shared by all its keys.
 func newSalt() []byte { return scram.NewSalt() }
 
+// newPhysicalDatabase is the name of a new physical database: db_ + 24 hex
+// (96 bits), which says nothing of its project or tenant to the other
+// sessions on its backend server. With its role suffixes (_admin, …) it
+// stays well below PostgreSQL's 63-byte identifiers.
+func newPhysicalDatabase() string { return fsm.PhysicalPrefix + randomHex(12) }
+
 // newRolePasswords are the passwords of a physical database's login roles.
 func newRolePasswords() fsm.RolePasswords {
 	return fsm.RolePasswords{Admin: randomHex(16), Write: randomHex(16), Read: randomHex(16)}

@@ -14,20 +14,24 @@ import (
 
 // Tenant is a tenant as the API shows it.
 type Tenant struct {
-	TenantID      string    `json:"tenant_id"`
-	Blueprint     string    `json:"blueprint"`
-	Database      string    `json:"database"` // wire name: myapp__wayne
-	Status        string    `json:"status"`
-	Error         string    `json:"error"`
-	SchemaVersion int       `json:"schema_version"`
-	CreatedAt     time.Time `json:"created_at"`
-	RaftIndex     uint64    `json:"raft_index,omitempty"`
+	TenantID  string `json:"tenant_id"`
+	Blueprint string `json:"blueprint"`
+	Database  string `json:"database"` // wire name: myapp__wayne
+	// PhysicalDatabase is the database's name on its backend server (what
+	// current_database() says in a session): how an operator finds it there.
+	PhysicalDatabase string    `json:"physical_database"`
+	Status           string    `json:"status"`
+	Error            string    `json:"error"`
+	SchemaVersion    int       `json:"schema_version"`
+	CreatedAt        time.Time `json:"created_at"`
+	RaftIndex        uint64    `json:"raft_index,omitempty"`
 }
 
 func tenantView(st *fsm.State, t *fsm.Tenant) Tenant {
 	out := Tenant{
 		TenantID: t.Name, Blueprint: t.Blueprint, Database: fsm.TenantDatabase(t.Blueprint, t.Name),
-		CreatedAt: t.CreatedAt, Status: fsm.StatusDeleting,
+		PhysicalDatabase: t.Database,
+		CreatedAt:        t.CreatedAt, Status: fsm.StatusDeleting,
 	}
 	if d := st.Databases[t.Database]; d != nil {
 		out.Status, out.Error, out.SchemaVersion = d.Status, d.Error, d.SchemaVersion
@@ -89,7 +93,7 @@ func (s *server) createTenant(w http.ResponseWriter, r *http.Request, c *caller)
 			err = errf(http.StatusConflict, codeConflict, "tenant %q already exists", req.Name)
 			return
 		}
-		cmd.Database, err = placeDatabase(st, p.ID, fsm.TenantDatabase(req.Blueprint, req.Name))
+		cmd.Database, err = placeDatabase(st)
 		salt, iterations = append([]byte(nil), p.Salt...), p.Iterations
 	})
 	if err != nil {

@@ -35,8 +35,14 @@ func TestCreateTenant(t *testing.T) {
 	if got["status"] != "ready" || got["database"] != "myapp__wayne" {
 		t.Fatalf("tenant %v", got)
 	}
-	d := e.database(fsm.PhysicalDatabase(e.projectID, "myapp__wayne"))
-	if d.Backend != "pg1" || len(d.Passwords.Admin) != 32 || d.Passwords.Admin == d.Passwords.Read {
+	// The physical name says nothing of the project or the tenant: every
+	// session on the backend server can list it.
+	phys, _ := got["physical_database"].(string)
+	if !regexp.MustCompile(`^db_[0-9a-f]{24}$`).MatchString(phys) || phys != e.physical(e.projectID, "myapp__wayne") {
+		t.Fatalf("physical_database %q, state has %q", phys, e.physical(e.projectID, "myapp__wayne"))
+	}
+	d := e.database(phys)
+	if d.Logical != "myapp__wayne" || d.Backend != "pg1" || len(d.Passwords.Admin) != 32 || d.Passwords.Admin == d.Passwords.Read {
 		t.Fatalf("database %+v", d)
 	}
 }

@@ -11,16 +11,19 @@ import (
 
 // Workspace is a workspace as the API shows it.
 type Workspace struct {
-	Name          string                `json:"name"`
-	Mode          string                `json:"mode"`
-	DatabaseType  string                `json:"database_type"`
-	Database      string                `json:"database"` // wire name: myapp_workspace; empty for non-PostgreSQL
-	Status        string                `json:"status"`
-	Error         string                `json:"error,omitempty"`
-	Settings      fsm.WorkspaceSettings `json:"settings"`
-	LatestVersion int                   `json:"latest_version"`
-	CreatedAt     time.Time             `json:"created_at"`
-	RaftIndex     uint64                `json:"raft_index,omitempty"`
+	Name         string `json:"name"`
+	Mode         string `json:"mode"`
+	DatabaseType string `json:"database_type"`
+	Database     string `json:"database"` // wire name: myapp_workspace; empty for non-PostgreSQL
+	// PhysicalDatabase is the database's name on its backend server (what
+	// current_database() says in a session): how an operator finds it there.
+	PhysicalDatabase string                `json:"physical_database,omitempty"`
+	Status           string                `json:"status"`
+	Error            string                `json:"error,omitempty"`
+	Settings         fsm.WorkspaceSettings `json:"settings"`
+	LatestVersion    int                   `json:"latest_version"`
+	CreatedAt        time.Time             `json:"created_at"`
+	RaftIndex        uint64                `json:"raft_index,omitempty"`
 }
 
 func workspaceView(st *fsm.State, w *fsm.Workspace) Workspace {
@@ -29,7 +32,7 @@ func workspaceView(st *fsm.State, w *fsm.Workspace) Workspace {
 		LatestVersion: w.LatestVersion(), CreatedAt: w.CreatedAt, Status: fsm.StatusReady,
 	}
 	if w.Database != "" {
-		out.Database = fsm.WorkspaceDatabase(w.Name)
+		out.Database, out.PhysicalDatabase = fsm.WorkspaceDatabase(w.Name), w.Database
 		if d := st.Databases[w.Database]; d != nil {
 			out.Status, out.Error = d.Status, d.Error
 		}
@@ -84,7 +87,7 @@ func (s *server) createWorkspace(w http.ResponseWriter, r *http.Request, c *call
 		var err error
 		s.view(func(st *fsm.State) {
 			var nd fsm.NewDatabase
-			nd, err = placeDatabase(st, c.projectID, fsm.WorkspaceDatabase(req.Name))
+			nd, err = placeDatabase(st)
 			cmd.Database = &nd
 		})
 		if err != nil {

@@ -446,7 +446,7 @@ type captureLocks struct {
 }
 
 func newCaptureLocks(t *testing.T, e *testnode.Env) *captureLocks {
-	return &captureLocks{t: t, su: connect(t, e.PG.URL()), db: fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp"))}
+	return &captureLocks{t: t, su: connect(t, e.PG.URL()), db: e.Physical(t, fsm.WorkspaceDatabase("myapp"))}
 }
 
 // count returns how many there are, only those not granted when waiting

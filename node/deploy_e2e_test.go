@@ -72,15 +72,16 @@ func createTenants(t *testing.T, e *testnode.Env, n int) []string {
 }
 
 // physical is the physical database of a myapp tenant.
-func physical(e *testnode.Env, tenant string) string {
-	return fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", tenant))
+func physical(t testing.TB, e *testnode.Env, tenant string) string {
+	t.Helper()
+	return e.Physical(t, fsm.TenantDatabase("myapp", tenant))
 }
 
 // asOwner runs SQL in a tenant's physical database as its owner, bypassing
 // the proxy: how the tests make a tenant drift.
 func asOwner(t *testing.T, e *testnode.Env, tenant, sql string) {
 	t.Helper()
-	err := backend.RunAsOwner(context.Background(), e.PG.URL(), physical(e, tenant), func(tx pgx.Tx) error {
+	err := backend.RunAsOwner(context.Background(), e.PG.URL(), physical(t, e, tenant), func(tx pgx.Tx) error {
 		_, err := tx.Exec(context.Background(), sql)
 		return err
 	})
@@ -96,7 +97,7 @@ func superuser(t *testing.T, e *testnode.Env, tenant string) *pgx.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Database = physical(e, tenant)
+	cfg.Database = physical(t, e, tenant)
 	c, err := pgx.ConnectConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -483,11 +484,11 @@ func TestVersionsCarryTheSessionSettings(t *testing.T) {
 		}
 		return []string{def, bound, date}
 	}
-	inWorkspace := read(fsm.PhysicalDatabase(e.ProjectID, fsm.WorkspaceDatabase("myapp")))
+	inWorkspace := read(e.Physical(t, fsm.WorkspaceDatabase("myapp")))
 	if !strings.Contains(inWorkspace[0], "2024-01-01 05:00:00+00") || !strings.Contains(inWorkspace[2], "2024-01-02") {
 		t.Fatalf("the workspace's constants %q were not read in its session's settings", inWorkspace)
 	}
-	if inTenant := read(physical(e, "wayne")); !slices.Equal(inTenant, inWorkspace) {
+	if inTenant := read(physical(t, e, "wayne")); !slices.Equal(inTenant, inWorkspace) {
 		t.Fatalf("tenant has %q, the workspace %q", inTenant, inWorkspace)
 	}
 }

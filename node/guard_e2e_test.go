@@ -323,7 +323,7 @@ func TestRoleDefaultsCannotSplitTheParsers(t *testing.T) {
 		`CREATE FUNCTION sneak() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'ALTER ROLE CURRENT_USER SET standard_' || 'conforming_strings = off'; END $$`,
 		"SELECT sneak()",
 	)
-	role := backend.RoleName(fsm.PhysicalDatabase(e.ProjectID, "controlplane_workspace"), backend.RoleAdmin)
+	role := backend.RoleName(e.Physical(t, "controlplane_workspace"), backend.RoleAdmin)
 	admin := connect(t, e.PG.URL())
 	t.Cleanup(func() {
 		_, _ = admin.Exec(context.Background(), "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" RESET ALL")

@@ -26,7 +26,7 @@ func TestMain(m *testing.M) { testpg.Main(m) }
 // database as its owner, the way a deployment would.
 func accountsTable(t *testing.T, e *testnode.Env, tenant string) {
 	t.Helper()
-	db := fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", tenant))
+	db := e.Physical(t, fsm.TenantDatabase("myapp", tenant))
 	err := backend.RunAsOwner(context.Background(), e.PG.URL(), db, func(tx pgx.Tx) error {
 		_, err := tx.Exec(context.Background(), `CREATE TABLE accounts (
 			id SERIAL PRIMARY KEY, name VARCHAR(255) NOT NULL, email VARCHAR(255) UNIQUE NOT NULL,
@@ -67,7 +67,7 @@ func TestProxyTenantSession(t *testing.T) {
 	ctx := context.Background()
 	c := connect(t, e.ConnString(key, "myapp__wayne", "require"))
 
-	physical := fsm.PhysicalDatabase(e.ProjectID, "myapp__wayne")
+	physical := e.Physical(t, "myapp__wayne")
 	var user, db string
 	if err := c.QueryRow(ctx, "SELECT current_user, current_database()").Scan(&user, &db); err != nil {
 		t.Fatal(err)
@@ -363,5 +363,46 @@ func TestQueryInsideAFailedBatchEndsTheSession(t *testing.T) {
 	var one int
 	if err := c.QueryRow(context.Background(), "SELECT 1").Scan(&one); err != nil || one != 1 {
 		t.Fatalf("after the refused sessions: %d, %v", one, err)
+	}
+}
+
+// TestBackendNamesSayNothingOfTenants checks what a session can read of the
+// other databases on its backend server: PostgreSQL shows every session the
+// names of all databases and roles there, so those names must not carry a
+// project id or a tenant name.
+func TestBackendNamesSayNothingOfTenants(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	tenant := fmt.Sprintf("acme%d", time.Now().UnixNano()%1e9)
+	e.CreateTenant(t, tenant)
+	other := testnode.Start(t) // another project on the same backend server
+	c := connect(t, other.ConnString(other.CreateTenant(t, "wayne"), "myapp__wayne", "require"))
+
+	physical := e.Physical(t, fsm.TenantDatabase("myapp", tenant))
+	project := strings.TrimPrefix(e.ProjectID, "tdb_")
+	ctx := context.Background()
+	for _, q := range []string{
+		"SELECT datname FROM pg_database",
+		"SELECT rolname FROM pg_roles",
+		"SELECT coalesce(datname, '') || ' ' || coalesce(usename, '') FROM pg_stat_activity",
+	} {
+		rows, err := c.Query(ctx, q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		seen := false
+		for _, n := range names {
+			if strings.Contains(n, tenant) || strings.Contains(n, project) {
+				t.Errorf("%s shows %q, which names tenant %s or project %s", q, n, tenant, e.ProjectID)
+			}
+			seen = seen || strings.Contains(n, physical)
+		}
+		if q != "SELECT coalesce(datname, '') || ' ' || coalesce(usename, '') FROM pg_stat_activity" && !seen {
+			t.Errorf("%s does not show %s: the check looks at the wrong server", q, physical)
+		}
 	}
 }

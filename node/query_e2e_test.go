@@ -159,7 +159,7 @@ func TestTenantQueryEndpointHidesRoles(t *testing.T) {
 	ctx := context.Background()
 	key := e.CreateTenant(t, "wayne")
 	read := e.CreateKey(t, "read", "tenant", "wayne")
-	db := fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
+	db := e.Physical(t, fsm.TenantDatabase("myapp", "wayne"))
 	su, err := pgx.Connect(ctx, e.PG.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +211,7 @@ func TestTenantQueryHoldsAConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	direct.Path = "/" + fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
+	direct.Path = "/" + e.Physical(t, fsm.TenantDatabase("myapp", "wayne"))
 	holder := connect(t, direct.String())
 	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock(4242)"); err != nil {
 		t.Fatal(err)

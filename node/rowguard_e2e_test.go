@@ -603,7 +603,7 @@ func TestPolicyMaxRowsClientLeavesDuringTheProxysCommit(t *testing.T) {
 func asWayneOwner(t *testing.T, e *testnode.Env, sql string) {
 	t.Helper()
 	ctx := context.Background()
-	db := fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
+	db := e.Physical(t, fsm.TenantDatabase("myapp", "wayne"))
 	if err := backend.RunAsOwner(ctx, e.PG.URL(), db, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, sql)
 		return err
@@ -621,7 +621,7 @@ func runningInWayne(t *testing.T, e *testnode.Env) func(sql string) bool {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pg.Close(ctx) })
-	db := fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
+	db := e.Physical(t, fsm.TenantDatabase("myapp", "wayne"))
 	return func(sql string) bool {
 		t.Helper()
 		var n int
@@ -725,7 +725,7 @@ func TestPolicyMaxRowsKeepsWritesOfAClientThatClosed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.Database = fsm.PhysicalDatabase(e.ProjectID, fsm.TenantDatabase("myapp", "wayne"))
+		cfg.Database = e.Physical(t, fsm.TenantDatabase("myapp", "wayne"))
 		direct, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -196,6 +196,22 @@ func (e *Env) CreateKey(t testing.TB, role, scopeType string, values ...string) 
 	return resp.Key
 }
 
+// Physical is the physical database of a wire database name of the project
+// (myapp__wayne, myapp_workspace), as the node's state records it.
+func (e *Env) Physical(t testing.TB, database string) string {
+	t.Helper()
+	var name string
+	e.Node.FSM().View(func(s *fsm.State) {
+		if tg, ok := s.Resolve(e.ProjectID, database); ok && tg.Database != nil {
+			name = tg.Database.Name
+		}
+	})
+	if name == "" {
+		t.Fatalf("database %s of project %s has no physical database", database, e.ProjectID)
+	}
+	return name
+}
+
 // ConnString is a libpq URL to the proxy for the project's user.
 func (e *Env) ConnString(password, database, sslmode string) string {
 	u := url.URL{

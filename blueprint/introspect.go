@@ -32,7 +32,7 @@ func Introspect(ctx context.Context, sourceURL string) ([]string, error) {
 	}
 	defer conn.Close(context.Background())
 	in := &introspection{ctx: ctx, conn: conn}
-	for _, step := range []func() error{in.enums, in.sequences, in.tables, in.constraints, in.indexes, in.ownedBy, in.views, in.comments} {
+	for _, step := range []func() error{in.enums, in.sequences, in.tables, in.constraints, in.indexes, in.foreignKeys, in.ownedBy, in.views, in.comments} {
 		if err := step(); err != nil {
 			return nil, errors.Wrap(err, "read the source's catalogs")
 		}
@@ -186,13 +186,24 @@ func (in *introspection) each0(sql string, args []any, fn func(rows pgx.Rows) er
 	return rows.Err()
 }
 
-// constraints: primary keys, unique, check and exclusion constraints first,
-// foreign keys last (they need the keys they reference).
+// constraints: primary keys first, then unique, check and exclusion
+// constraints.
 func (in *introspection) constraints() error {
+	return in.constraintsOf("c.contype IN ('p', 'u', 'c', 'x')")
+}
+
+// foreignKeys come after the indexes: a key may reference the columns of a
+// unique index that backs no constraint, as pg_dump orders them.
+func (in *introspection) foreignKeys() error {
+	return in.constraintsOf("c.contype = 'f'")
+}
+
+// constraintsOf adds the constraints that where selects, primary keys first.
+func (in *introspection) constraintsOf(where string) error {
 	return in.each(`SELECT c.conrelid::regclass::text, quote_ident(c.conname), pg_get_constraintdef(c.oid)
 		FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
-		WHERE r.relnamespace = 'public'::regnamespace AND r.relkind = 'r' AND c.contype IN ('p', 'u', 'c', 'x', 'f')
-		ORDER BY c.contype = 'f', c.contype <> 'p', c.oid`,
+		WHERE r.relnamespace = 'public'::regnamespace AND r.relkind = 'r' AND `+where+`
+		ORDER BY c.contype <> 'p', c.oid`,
 		func(rows pgx.Rows) (string, error) {
 			var table, name, def string
 			if err := rows.Scan(&table, &name, &def); err != nil {

@@ -1,0 +1,38 @@
+package blueprint_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"tdb/actors/backend"
+	"tdb/blueprint"
+	"tdb/internal/testpg"
+)
+
+// TestIntrospectForeignKeyToUniqueIndex: a foreign key may reference the
+// columns of a unique index that backs no constraint; introspection must
+// make the index before the key, as pg_dump does.
+func TestIntrospectForeignKeyToUniqueIndex(t *testing.T) {
+	src := randName("src_")
+	admin := testpg.Shared(t).URL()
+	exec1(t, admin, "CREATE DATABASE "+src)
+	t.Cleanup(func() { exec1(t, admin, "DROP DATABASE "+src+" WITH (FORCE)") })
+	srcURL := dbURL(t, src)
+	exec1(t, srcURL, `
+CREATE TABLE plans (id int NOT NULL, code text NOT NULL);
+CREATE UNIQUE INDEX plans_code ON plans (code);
+CREATE TABLE accounts (id int PRIMARY KEY, plan_code text REFERENCES plans (code));`)
+	want := summary(t, srcURL)
+	stmts, err := blueprint.Introspect(ctx, srcURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, pw := workspace(t)
+	if err := blueprint.Apply(ctx, admin, db, backend.RoleName(db, backend.RoleAdmin), pw, stmts); err != nil {
+		t.Fatalf("apply: %v\n%s", err, strings.Join(stmts, ";\n"))
+	}
+	if got := summary(t, dbURL(t, db)); !slices.Equal(got, want) {
+		t.Fatalf("schema differs:\n got %q\nwant %q", got, want)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"tdb/actors/backend"
 	"tdb/blueprint"
 	"tdb/internal/testpg"
@@ -34,5 +36,36 @@ CREATE TABLE accounts (id int PRIMARY KEY, plan_code text REFERENCES plans (code
 	}
 	if got := summary(t, dbURL(t, db)); !slices.Equal(got, want) {
 		t.Fatalf("schema differs:\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestImportSchemaFunctionBeforeItsTable: pg_dump writes a function before
+// the tables its body reads (and turns the body check off for that); the
+// schema so read applies to a workspace.
+func TestImportSchemaFunctionBeforeItsTable(t *testing.T) {
+	src := randName("src_")
+	admin := testpg.Shared(t).URL()
+	exec1(t, admin, "CREATE DATABASE "+src)
+	t.Cleanup(func() { exec1(t, admin, "DROP DATABASE "+src+" WITH (FORCE)") })
+	srcURL := dbURL(t, src)
+	exec1(t, srcURL, `CREATE TABLE t (id int);
+CREATE FUNCTION n() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM public.t';`)
+	stmts, _, err := blueprint.ImportSchema(ctx, srcURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, pw := workspace(t)
+	if err := blueprint.Apply(ctx, admin, db, backend.RoleName(db, backend.RoleAdmin), pw, stmts); err != nil {
+		t.Fatalf("apply: %v\n%s", err, strings.Join(stmts, ";\n"))
+	}
+	var n int64
+	c := dbURL(t, db)
+	conn, err := pgx.Connect(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, "SELECT public.n()").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the function: %d, %v", n, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"tdb/actors/backend"
 	"tdb/blueprint"
+	"tdb/internal/freeport"
 	"tdb/internal/testpg"
 )
 
@@ -223,5 +224,25 @@ func TestCheckSourceURL(t *testing.T) {
 		if _, err := blueprint.CheckSourceURL(u); err == nil {
 			t.Errorf("%s accepted", u)
 		}
+	}
+}
+
+// TestImportSchemaErrorWithoutPassword: pg_dump's refusal of a source URL
+// without a password reads as pg_dump wrote it (an empty password is not
+// "redacted" between every character).
+func TestImportSchemaErrorWithoutPassword(t *testing.T) {
+	if _, err := exec.LookPath("pg_dump"); err != nil {
+		t.Skip("pg_dump not on PATH")
+	}
+	addr, err := freeport.Addr() // nothing listens there
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = blueprint.ImportSchema(ctx, "postgres://nobody@"+addr+"/app?connect_timeout=5")
+	if err == nil {
+		t.Fatal("a source where nothing listens was read")
+	}
+	if msg := err.Error(); strings.Contains(msg, "xxxxx") || !strings.Contains(msg, "pg_dump: ") || !strings.Contains(msg, "connection") {
+		t.Fatalf("error %q", msg)
 	}
 }

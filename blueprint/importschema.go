@@ -95,7 +95,10 @@ func pgDump(ctx context.Context, bin string, u *url.URL) (string, error) {
 		if msg == "" {
 			msg = err.Error()
 		}
-		return "", errors.Mark(errors.Newf("pg_dump: %s", strings.ReplaceAll(msg, password, "xxxxx")), ErrBadSource)
+		if password != "" {
+			msg = strings.ReplaceAll(msg, password, "xxxxx")
+		}
+		return "", errors.Mark(errors.Newf("pg_dump: %s", msg), ErrBadSource)
 	}
 	return stdout.String(), nil
 }

@@ -113,6 +113,9 @@ func (s *server) importFull(w http.ResponseWriter, r *http.Request, c *caller) e
 	if req.FromURL == "" || req.RoutingField == "" {
 		return badRequest(`send "from_url" and "routing_field"`)
 	}
+	if strings.ContainsRune(req.RoutingField, 0) {
+		return badRequest("routing_field %q names no column: a column name has no NUL character", req.RoutingField)
+	}
 	if req.Concurrency < 0 || req.Concurrency > fsm.MaxDeployConcurrency {
 		return badRequest("concurrency must be between 1 and %d", fsm.MaxDeployConcurrency)
 	}

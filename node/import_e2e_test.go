@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/url"
 	"slices"
 	"strings"
@@ -363,5 +364,25 @@ INSERT INTO audit VALUES (1, 'x');`
 		Scan(&countries, &regions, &customers, &audit)
 	if err != nil || countries != 3 || regions != 2 || customers != 1 || audit != 0 {
 		t.Fatalf("acme has %d countries, %d regions, %d customers, %d audit rows: %v", countries, regions, customers, audit, err)
+	}
+}
+
+// TestImportFullRoutingFieldNUL: a routing field no column can have is the
+// client's mistake (400), not a failure of the source database (502), and
+// nothing is imported.
+func TestImportFullRoutingFieldNUL(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	src := legacyDB(t, e)
+	var out struct{ Code, Message string }
+	status := e.Do(t, "POST", "/v1/workspaces/myapp/import-full", e.ProxyPassword, "",
+		map[string]any{"from_url": src, "routing_field": "tenant\x00id"}, &out)
+	if status != 400 || out.Code != "bad_request" || !strings.Contains(out.Message, "routing_field") {
+		t.Fatalf("import-full with a NUL in routing_field: %d %+v", status, out)
+	}
+	var ims []json.RawMessage
+	e.MustDo(t, "GET", "/v1/imports", e.ProxyPassword, "", nil, &ims)
+	if len(ims) != 0 {
+		t.Fatalf("imports after a refused request: %s", ims)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -108,6 +109,11 @@ func (s *server) queryTenant(w http.ResponseWriter, r *http.Request, c *caller) 
 	params, err := textParams(req.Params)
 	if err != nil {
 		return err
+	}
+	if strings.ContainsRune(req.SQL, 0) {
+		// PostgreSQL's protocol ends the statement text at a NUL: sent,
+		// it would be a malformed message.
+		return badRequest("sql must not contain a NUL character")
 	}
 	start := s.now()
 	logged := func(rows int64, sqlstate string) {

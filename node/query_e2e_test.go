@@ -247,3 +247,18 @@ func TestTenantQueryHoldsAConnection(t *testing.T) {
 		t.Fatalf("a call past max_conns_per_ip: %d %+v", status, out)
 	}
 }
+
+// TestTenantQueryNUL: SQL text with a NUL character is refused with a clear
+// 400 before anything is sent; PostgreSQL's protocol cannot carry it (the
+// backend saw a malformed message and answered 08P01 "insufficient data
+// left in message").
+func TestTenantQueryNUL(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	workspaceDDL(t, e, seedAccounts)
+	admin := e.CreateTenant(t, "wayne")
+	status, out := query(t, e, admin, "wayne", "SELECT 1\x00; DELETE FROM accounts")
+	if status != 400 || out.Code != "bad_request" || !strings.Contains(out.Message, "NUL") {
+		t.Fatalf("NUL in sql: %d %+v", status, out)
+	}
+}

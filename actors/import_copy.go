@@ -87,6 +87,7 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 	if err != nil {
 		return 0, errors.Wrap(err, "parse the source URL")
 	}
+	blueprint.OwnCredentials(scfg, job.SourceURL)
 	scfg.RuntimeParams["application_name"] = "tdb-import"
 	scfg.RuntimeParams["search_path"] = ""
 	// COPY TO writes values in the session's styles, and the tenant reads

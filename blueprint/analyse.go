@@ -44,6 +44,7 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 	if err != nil {
 		return plan, errors.Mark(errors.Wrap(err, "parse from_url"), ErrBadSource)
 	}
+	OwnCredentials(&cfg.Config, sourceURL)
 	cfg.RuntimeParams["application_name"] = "tdb-import"
 	cfg.RuntimeParams["search_path"] = ""
 	// The routing values are read as text here and matched as text by each

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -244,5 +245,45 @@ func TestImportSchemaErrorWithoutPassword(t *testing.T) {
 	}
 	if msg := err.Error(); strings.Contains(msg, "xxxxx") || !strings.Contains(msg, "pg_dump: ") || !strings.Contains(msg, "connection") {
 		t.Fatalf("error %q", msg)
+	}
+}
+
+// TestSourceUsesOnlyItsOwnCredentials: a from_url without a password is
+// tried without one: the node's own ~/.pgpass (or PGPASSFILE, PGPASSWORD)
+// never logs a client in to a database it named.
+func TestSourceUsesOnlyItsOwnCredentials(t *testing.T) {
+	srv := testpg.Shared(t)
+	u, err := url.Parse(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := u.User.Password()
+	src := randName("src_")
+	exec1(t, srv.URL(), "CREATE DATABASE "+src)
+	t.Cleanup(func() { exec1(t, srv.URL(), "DROP DATABASE "+src+" WITH (FORCE)") })
+	exec1(t, dbURL(t, src), "CREATE TABLE t (tenant_id text)", "INSERT INTO t VALUES ('a')")
+
+	home := t.TempDir()
+	passfile := home + "/.pgpass"
+	if err := os.WriteFile(passfile, []byte("*:*:*:*:"+pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home)
+	t.Setenv("PGPASSFILE", passfile)
+	t.Setenv("PGPASSWORD", pw)
+	u.User = url.User(u.User.Username())
+	u.Path = "/" + src
+	noPassword := u.String()
+
+	if _, err := blueprint.Introspect(ctx, noPassword); err == nil {
+		t.Error("Introspect logged in with the node's own password")
+	}
+	if _, err := blueprint.Analyse(ctx, noPassword, "tenant_id"); err == nil {
+		t.Error("Analyse logged in with the node's own password")
+	}
+	if _, err := exec.LookPath("pg_dump"); err == nil {
+		if _, method, err := blueprint.ImportSchema(ctx, noPassword); err == nil {
+			t.Errorf("ImportSchema (%s) logged in with the node's own password", method)
+		}
 	}
 }

@@ -3,14 +3,17 @@ package blueprint
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/cockroachdb/errors"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"tdb/wire/classify"
 )
@@ -75,6 +78,39 @@ func CheckSourceURL(sourceURL string) (*url.URL, error) {
 	return u, nil
 }
 
+// noFile is a path that cannot exist (/dev/null is no directory).
+const noFile = "/dev/null/none"
+
+// sourceEnv is the node's environment for pg_dump without the ways libpq
+// would find credentials of the node's own for the source: a password file
+// (~/.pgpass), a client certificate (~/.postgresql), a service.
+func sourceEnv() []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "PGSERVICE=")
+	})
+	return append(env, "PGPASSFILE="+noFile, "PGSSLCERT="+noFile, "PGSSLKEY="+noFile)
+}
+
+// OwnCredentials makes a parsed source config log in with the credentials
+// its URL carries and no others: pgx fills in a missing password from
+// PGPASSWORD or ~/.pgpass, and a client certificate from ~/.postgresql or
+// PGSSLCERT, which would let a client's URL log in with the node's own.
+func OwnCredentials(cfg *pgconn.Config, sourceURL string) {
+	cfg.Password = ""
+	if u, err := url.Parse(sourceURL); err == nil && u.User != nil {
+		cfg.Password, _ = u.User.Password()
+	}
+	tlsConfigs := []*tls.Config{cfg.TLSConfig}
+	for _, fb := range cfg.Fallbacks {
+		tlsConfigs = append(tlsConfigs, fb.TLSConfig)
+	}
+	for _, c := range tlsConfigs {
+		if c != nil {
+			c.Certificates, c.GetClientCertificate = nil, nil
+		}
+	}
+}
+
 // pgDump runs pg_dump; the password travels in the environment, not on the
 // command line.
 func pgDump(ctx context.Context, bin string, u *url.URL) (string, error) {
@@ -87,7 +123,7 @@ func pgDump(ctx context.Context, bin string, u *url.URL) (string, error) {
 	cmd := exec.CommandContext(ctx, bin, "--schema-only", "--no-owner", "--no-privileges", "--schema=public",
 		"--no-publications", "--no-subscriptions", "--no-security-labels", "--no-tablespaces",
 		"--dbname="+noPass.String())
-	cmd.Env = append(os.Environ(), "PGPASSWORD="+password, "PGCONNECT_TIMEOUT=10")
+	cmd.Env = append(sourceEnv(), "PGPASSWORD="+password, "PGCONNECT_TIMEOUT=10")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

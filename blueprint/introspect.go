@@ -23,6 +23,7 @@ func Introspect(ctx context.Context, sourceURL string) ([]string, error) {
 	if err != nil {
 		return nil, errors.Mark(errors.Wrap(err, "parse from_url"), ErrBadSource)
 	}
+	OwnCredentials(&cfg.Config, sourceURL)
 	cfg.RuntimeParams["application_name"] = "tdb-schema-import"
 	// An empty search_path makes the catalog functions qualify every name.
 	cfg.RuntimeParams["search_path"] = ""

@@ -64,6 +64,12 @@ func (s *server) createKey(w http.ResponseWriter, r *http.Request, c *caller) er
 	if strings.ContainsFunc(req.Name, unicode.IsControl) || !utf8.ValidString(req.Name) {
 		return badRequest("key name must be UTF-8 text without control characters")
 	}
+	if req.Role == "" {
+		// As the product documentation creates keys: without a role,
+		// the key gets the caller's own, which is admin (only admins
+		// create keys).
+		req.Role = c.role
+	}
 	if roleRank[req.Role] == 0 {
 		return badRequest("invalid role %q: must be admin, write or read", req.Role)
 	}

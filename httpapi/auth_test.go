@@ -236,6 +236,22 @@ func TestCreateKeyInputs(t *testing.T) {
 	}
 }
 
+// TestCreateKeyWithoutRole: a key created without a role gets the caller's
+// own, admin (only admins create keys), as the product documentation
+// creates workspace keys (tdb apikeys
+// create --scope-type workspace --scope-values myapp); a role that is not
+// one of the three is still refused.
+func TestCreateKeyWithoutRole(t *testing.T) {
+	e := newEnv(t, nil)
+	out := e.call(e.proxyPass, "POST", "/v1/apikeys", map[string]any{"scope_type": "workspace", "scope_values": []string{"myapp"}}, 201)
+	if out["role"] != "admin" {
+		t.Fatalf("a project admin's key without a role: %v", out["role"])
+	}
+	if status, body := e.do(e.proxyPass, "POST", "/v1/apikeys", map[string]any{"role": "owner", "scope_type": "project"}); status != 400 || !strings.Contains(string(body), `invalid role \"owner\": must be admin, write or read`) {
+		t.Fatalf("role owner: %d %s", status, body)
+	}
+}
+
 // TestScopeRefusalTexts: the HTTP refusals read as the wire proxy's, word
 // for word, with several scope values too.
 func TestScopeRefusalTexts(t *testing.T) {

@@ -16,7 +16,7 @@ func newAPIKeysCmd() *cobra.Command {
 	var name, role, scopeType string
 	var values []string
 	create := &cobra.Command{
-		Use:   "create [--name N] --role admin|write|read --scope-type project|workspace|tenant [--scope-values a,b]",
+		Use:   "create [--name N] [--role admin|write|read] --scope-type project|workspace|tenant [--scope-values a,b]",
 		Short: "Create a key within your own key's reach; prints the key once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -28,10 +28,9 @@ func newAPIKeysCmd() *cobra.Command {
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "a label for the key")
-	create.Flags().StringVar(&role, "role", "", "admin, write or read")
+	create.Flags().StringVar(&role, "role", "", "admin, write or read (default admin)")
 	create.Flags().StringVar(&scopeType, "scope-type", "", "project, workspace or tenant")
 	create.Flags().StringSliceVar(&values, "scope-values", nil, "workspace or tenant names, comma separated")
-	_ = create.MarkFlagRequired("role")
 	_ = create.MarkFlagRequired("scope-type")
 
 	list := &cobra.Command{

@@ -259,7 +259,7 @@ func (s *session) check(sql string) (classify.Result, *wire.PGError) {
 		return classify.Result{}, wire.NewError("ERROR", "54001", "statement is too complex to analyse")
 	case r.TooLong:
 		return classify.Result{}, wire.NewError("ERROR", "54000",
-			"query text of %d bytes is too long to analyse: at most %d bytes when it holds several statements; send fewer at a time", len(sql), classify.MaxParsed)
+			"query text of %d bytes holds a statement the proxy cannot analyse: longer than %d bytes, and only the parser can read it; send it in smaller statements", len(sql), classify.MaxParsed)
 	case r.Unparsed:
 		return classify.Result{}, unparsedRefusal(r)
 	case r.HasCopy():

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"tdb/actors/backend"
 	"tdb/fsm"
 	"tdb/internal/testnode"
+	"tdb/wire/classify"
 )
 
 // TestRoleModelCannotBeSubverted covers statements that would let a key
@@ -378,6 +380,53 @@ func TestUnparsedTextIsNotSent(t *testing.T) {
 	last := versions[len(versions)-1]
 	if len(last.Statements) != 1 || last.Statements[0] != `ALTER TABLE gadgets ADD COLUMN "system_user" text` {
 		t.Fatalf("the last version is %+v", last)
+	}
+}
+
+// TestLongQueryTextIsReadWhole: the proxy adds no size limit of its own to
+// what PostgreSQL takes. A simple Query longer than the parser's bound is
+// read a statement at a time, so its writes run and DDL at its end is still
+// seen; only one statement longer than the bound that only the parser can
+// read is refused (54000), and nothing of that text runs.
+func TestLongQueryTextIsReadWhole(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	key := e.CreateTenant(t, "wayne")
+	accountsTable(t, e, "wayne")
+	tenant := connect(t, e.ConnString(key, "myapp__wayne", "require"))
+
+	var b strings.Builder
+	n := 0
+	for ; b.Len() <= classify.MaxParsed; n++ {
+		fmt.Fprintf(&b, "INSERT INTO accounts (name, email) VALUES ('a;%d', 'u%d@x');", n, n)
+	}
+	inserts := b.String()
+	if _, err := tenant.Exec(ctx, inserts, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("%d INSERTs in %d bytes: %v", n, len(inserts), err)
+	}
+	count := func() (c int) {
+		t.Helper()
+		if err := tenant.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := count(); c != n {
+		t.Fatalf("%d rows after %d INSERTs", c, n)
+	}
+
+	_, err := tenant.Exec(ctx, "DELETE FROM accounts; "+inserts+" CREATE TABLE sneaky (id int)", pgx.QueryExecModeSimpleProtocol)
+	if pe := pgErr(t, err); pe.Code != "42501" {
+		t.Fatalf("DDL after %d bytes: %s %s", len(inserts), pe.Code, pe.Message)
+	}
+	long := "DELETE FROM accounts; SELECT '" + strings.Repeat("into ", classify.MaxParsed/5+1) + "'"
+	_, err = tenant.Exec(ctx, long, pgx.QueryExecModeSimpleProtocol)
+	if pe := pgErr(t, err); pe.Code != "54000" || !strings.Contains(pe.Message, "holds a statement the proxy cannot analyse") {
+		t.Fatalf("a statement only the parser reads, %d bytes: %s %s", len(long), pe.Code, pe.Message)
+	}
+	if c := count(); c != n {
+		t.Fatalf("%d rows after refused texts, want %d", c, n)
 	}
 }
 

@@ -41,7 +41,7 @@ func (c *Cache) ClassifyIn(sql string, one *[1]Statement) Result {
 		return r
 	}
 	if len(sql) > MaxParsed {
-		return Result{TooLong: true}
+		return classifyLong(sql)
 	}
 	if c == nil || len(sql) > c.maxText || c.maxEntries <= 0 {
 		return parseClassify(sql)

@@ -100,19 +100,21 @@ func TestClassifyIn(t *testing.T) {
 	}
 }
 
-// TestClassifyInBoundsTheParser: text the parser would have to read past
-// MaxParsed is refused unread; a longer single statement the fast path
-// knows is not.
+// TestClassifyInBoundsTheParser: a text longer than MaxParsed is read a
+// statement at a time, so its statements, DDL among them, are all seen;
+// only a statement longer than MaxParsed that needs the parser is refused
+// unread, and a longer single statement the fast path knows is not.
 func TestClassifyInBoundsTheParser(t *testing.T) {
 	c := NewCache(16, 4096)
 	var many, one strings.Builder
 	one.WriteString("INSERT INTO t VALUES ")
-	for i := 0; many.Len() <= MaxParsed; i++ {
-		fmt.Fprintf(&many, "SELECT %d;", i)
-		fmt.Fprintf(&one, "(%d),", i)
+	n := 0
+	for ; many.Len() <= MaxParsed; n++ {
+		fmt.Fprintf(&many, "SELECT %d;", n)
+		fmt.Fprintf(&one, "(%d),", n)
 	}
-	if r := c.ClassifyIn(many.String(), nil); !r.TooLong || len(r.Statements) != 0 {
-		t.Fatalf("%d bytes of statements: %+v", many.Len(), r)
+	if r := c.ClassifyIn(many.String(), nil); r.TooLong || r.Unparsed || len(r.Statements) != n || r.Statements[n-1].Text != fmt.Sprint("SELECT ", n-1) {
+		t.Fatalf("%d bytes of %d statements: TooLong %v, Unparsed %v, %d statements", many.Len(), n, r.TooLong, r.Unparsed, len(r.Statements))
 	}
 	text := strings.TrimSuffix(one.String(), ",")
 	if r := c.ClassifyIn(text, nil); r.TooLong || len(r.Statements) != 1 || r.Statements[0].Kind != DML {
@@ -120,5 +122,36 @@ func TestClassifyInBoundsTheParser(t *testing.T) {
 	}
 	if r := c.ClassifyIn("SELECT 1; SELECT 2", nil); r.TooLong || len(r.Statements) != 2 {
 		t.Fatalf("a short text: %+v", r)
+	}
+
+	hidden := many.String() + " /* ; */ CREATE TABLE x (a text); SELECT 'a;b'"
+	if r := c.ClassifyIn(hidden, nil); !r.HasDDL() || len(r.Statements) != n+2 || r.Statements[n].Text != "CREATE TABLE x (a text)" {
+		t.Fatalf("DDL after %d bytes: HasDDL %v, %d statements", len(hidden), r.HasDDL(), len(r.Statements))
+	}
+	// A literal with ';' in a long single statement: the scanner tells the
+	// fast path it is one statement.
+	literal := "INSERT INTO docs VALUES ('" + strings.Repeat("a;b ", MaxParsed/4+1) + "'); SELECT 1"
+	if r := c.ClassifyIn(literal, nil); r.TooLong || len(r.Statements) != 2 || r.Statements[0].Kind != DML || r.Statements[0].Tag != "INSERT" {
+		t.Fatalf("an INSERT of a literal with ';': TooLong %v, %d statements", r.TooLong, len(r.Statements))
+	}
+	// What only the parser can read, longer than MaxParsed, is refused.
+	into := "SELECT 1; SELECT '" + strings.Repeat("into ", MaxParsed/5+1) + "'"
+	if r := c.ClassifyIn(into, nil); !r.TooLong || len(r.Statements) != 0 {
+		t.Fatalf("a SELECT the parser must read, %d bytes: %+v", len(into), r.TooLong)
+	}
+
+	// Refusals point into the whole text.
+	bad := many.String() + "SELECT 1; SELEC x"
+	if r := c.ClassifyIn(bad, nil); !r.Unparsed || r.ParseErrorPos != strings.Index(bad, "SELEC x")+1 {
+		t.Fatalf("a syntax error after %d bytes: Unparsed %v at %d, want %d", len(bad), r.Unparsed, r.ParseErrorPos, strings.Index(bad, "SELEC x")+1)
+	}
+	if r := c.ClassifyIn(many.String()+"SELECT 'open", nil); !r.Unparsed {
+		t.Fatalf("an unterminated literal: %+v", r.Unparsed)
+	}
+	// The scanner cuts a BEGIN ATOMIC body where the parser would not: the
+	// text is refused, not read as something else.
+	atomic := many.String() + "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END"
+	if r := c.ClassifyIn(atomic, nil); !r.Unparsed {
+		t.Fatalf("a BEGIN ATOMIC body after %d bytes: Unparsed %v, HasDDL %v", len(atomic), r.Unparsed, r.HasDDL())
 	}
 }

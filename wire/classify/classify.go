@@ -3,6 +3,8 @@ package classify
 import (
 	"errors"
 	"strings"
+	"unicode/utf8"
+	"unsafe"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"github.com/pganalyze/pg_query_go/v6/parser"
@@ -106,12 +108,89 @@ func withoutParser(sql string, one *[1]Statement) (_ string, _ Result, ok bool) 
 	return sql, Result{}, false
 }
 
-// MaxParsed bounds the text PostgreSQL's parser reads for the proxy
+// MaxParsed bounds the text PostgreSQL's parser reads at once for the proxy
 // (ClassifyIn; Classify, for the operator's own input, has no bound). Its
 // tree costs about 60 bytes of memory per byte of text (several statements
-// of 6 MB took 350 MB); the fast path reads longer single statements (a
-// large INSERT ... VALUES) without it.
+// of 6 MB took 350 MB). A longer text is read a statement at a time
+// (classifyLong), and the fast path reads longer single statements (a
+// large INSERT ... VALUES) without the parser: only one statement longer
+// than this that needs the parser is refused.
 const MaxParsed = 8 << 20
+
+// classifyLong classifies a text longer than MaxParsed a statement at a
+// time: PostgreSQL's scanner, which builds no tree, cuts it where the
+// server would (at each ';' outside literals, quoted names and comments),
+// and each statement goes through the fast path, which then knows the text
+// is one statement, or through the parser. Only a statement that needs the
+// parser and is itself longer than MaxParsed makes the text TooLong. The
+// one place the scanner cuts where the parser would not, a BEGIN ATOMIC
+// body, leaves a statement the parser refuses, so the text is Unparsed,
+// never read as something it is not.
+func classifyLong(sql string) Result {
+	stmts, err := pg_query.SplitWithScanner(sql, false)
+	if err != nil {
+		return unparsed(err) // an unterminated literal, say
+	}
+	var out Result
+	read := func(stmt string, single bool) bool {
+		r, ok := fastClassifyText(stmt, nil, single)
+		if !ok {
+			if len(stmt) > MaxParsed {
+				out = Result{TooLong: true}
+				return false
+			}
+			r = parseClassify(stmt)
+		}
+		if r.Unparsed {
+			if r.ParseErrorPos > 0 {
+				// A position in the statement, 1-based in characters:
+				// make it one in the whole text.
+				r.ParseErrorPos += utf8.RuneCountInString(sql[:offsetIn(sql, stmt)])
+			}
+			out = r
+			return false
+		}
+		out.Statements = append(out.Statements, r.Statements...)
+		return true
+	}
+	end := 0 // of the statement before
+	for _, stmt := range stmts {
+		start := offsetIn(sql, stmt)
+		// The scanner leaves out text between two ';' that holds no
+		// keyword, which is no statement: read it too, for the parser to
+		// refuse it with its position.
+		if gap := sql[end:start]; !onlyTerminators(gap) && !read(gap, false) {
+			return out
+		}
+		if !read(stmt, true) {
+			return out
+		}
+		end = start + len(stmt)
+	}
+	if gap := sql[end:]; !onlyTerminators(gap) {
+		read(gap, false)
+	}
+	return out
+}
+
+// onlyTerminators reports whether s holds nothing but semicolons,
+// whitespace and comments.
+func onlyTerminators(s string) bool {
+	for i := 0; ; i++ {
+		i, _ = skipComments(s, i)
+		if i >= len(s) {
+			return true
+		}
+		if s[i] != ';' {
+			return false
+		}
+	}
+}
+
+// offsetIn is the byte offset of sub, a substring of s, in s.
+func offsetIn(s, sub string) int {
+	return int(uintptr(unsafe.Pointer(unsafe.StringData(sub))) - uintptr(unsafe.Pointer(unsafe.StringData(s))))
+}
 
 // bigParse is the size past which parses take turns (bigParses), so the
 // memory of large trees is that of one at a time.
@@ -133,12 +212,7 @@ func parse(sql string) (*pg_query.ParseResult, error) {
 func parseClassify(sql string) Result {
 	tree, err := parse(sql)
 	if err != nil {
-		r := Result{Unparsed: true, ParseError: err.Error()}
-		var pe *parser.Error
-		if errors.As(err, &pe) {
-			r.ParseError, r.ParseErrorPos = pe.Message, pe.Cursorpos
-		}
-		return r
+		return unparsed(err)
 	}
 	if len(tree.Stmts) == 0 {
 		return Result{}
@@ -157,6 +231,16 @@ func parseClassify(sql string) Result {
 		})
 	}
 	return Result{Statements: stmts}
+}
+
+// unparsed is the Result of text PostgreSQL's parser or scanner refused.
+func unparsed(err error) Result {
+	r := Result{Unparsed: true, ParseError: err.Error()}
+	var pe *parser.Error
+	if errors.As(err, &pe) {
+		r.ParseError, r.ParseErrorPos = pe.Message, pe.Cursorpos
+	}
+	return r
 }
 
 // stmtText cuts one statement out of sql by the parser's byte offsets; a

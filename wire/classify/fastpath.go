@@ -65,6 +65,14 @@ func lookupKeyword(w string) (fastKeyword, bool) {
 // fastClassify returns ok=false when the parser must decide. The statement
 // it finds goes in *one when one is not nil, in a new slice otherwise.
 func fastClassify(sql string, one *[1]Statement) (r Result, ok bool) {
+	return fastClassifyText(sql, one, false)
+}
+
+// fastClassifyText is fastClassify; with single set the caller knows from
+// PostgreSQL's scanner that sql is one statement (a ';' in it is inside a
+// literal, a quoted name or a comment), so the fast path need not give up
+// on one.
+func fastClassifyText(sql string, one *[1]Statement, single bool) (r Result, ok bool) {
 	i, ok := skipComments(sql, 0)
 	if !ok {
 		return Result{}, false // unterminated comment: let the parser say so
@@ -85,10 +93,10 @@ func fastClassify(sql string, one *[1]Statement) (r Result, ok bool) {
 	}
 
 	end, trimmedSemi := trimTail(sql)
-	if strings.IndexByte(sql[j:end], ';') >= 0 {
+	if !single && strings.IndexByte(sql[j:end], ';') >= 0 {
 		return Result{}, false // more than one statement
 	}
-	if trimmedSemi && lastLineHasDashes(sql[:end]) {
+	if !single && trimmedSemi && lastLineHasDashes(sql[:end]) {
 		return Result{}, false // the trailing ';' may be inside a -- comment
 	}
 	switch kw.rule {

@@ -97,6 +97,48 @@ func checkFastAgrees(t *testing.T, sql string) {
 	}
 }
 
+// checkLongAgrees: reading a text a statement at a time (classifyLong,
+// for texts longer than MaxParsed) reads each statement of a text the
+// parser reads as the parser does. It may refuse more (a BEGIN ATOMIC body
+// the scanner cuts), and, like the fast path, pass text the server refuses
+// with a syntax error.
+func checkLongAgrees(t *testing.T, sql string) {
+	t.Helper()
+	if tooComplex(sql) {
+		return
+	}
+	long, whole := classifyLong(sql), parseClassify(sql)
+	if long.Unparsed || long.TooLong || whole.Unparsed {
+		return
+	}
+	if len(long.Statements) != len(whole.Statements) {
+		t.Fatalf("%q: a statement at a time %+v, the parser %+v", sql, long, whole)
+	}
+	for i, l := range long.Statements {
+		w := whole.Statements[i]
+		if l.Tag == "WITH" {
+			l.Tag = w.Tag // the fast path does not look past WITH for the verb
+		}
+		if l.Kind != w.Kind || l.Tag != w.Tag || l.NoTxn != w.NoTxn || l.Setting != w.Setting || l.Savepoint != w.Savepoint || l.Bound != w.Bound {
+			t.Errorf("%q: statement %d a statement at a time %+v, the parser %+v", sql, i, l, w)
+		}
+	}
+}
+
+func TestLongAgrees(t *testing.T) {
+	for _, sql := range []string{
+		"SELECT 1; SELECT 2", "SELECT 1; SELEC x", "SELECT 1; x; CREATE TABLE t ()", "a; b; c", "SELECT 1;;; SELECT 2;",
+		"insert into t values ('a;b'); create table u (id int)", "select $$;create table x()$$; select 1",
+		"/* ; */ select 1; -- ; \n create table t ()", "SELECT * INTO x FROM y; SELECT 1", "VACUUM; SELECT 1",
+		"SET search_path = a; RESET ALL; SAVEPOINT s; ROLLBACK TO s", "SELECT E'\\';'; CREATE TABLE z ()",
+		"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; SELECT 2",
+		"(SELECT 1); VALUES (1); WITH a AS (SELECT 1) INSERT INTO t SELECT * FROM a",
+		"SELECT 1 /* unterminated", "SELECT 'open", ";", "  ", "",
+	} {
+		checkLongAgrees(t, sql)
+	}
+}
+
 func TestContainsInto(t *testing.T) {
 	naive := func(s string) bool {
 		for i := 0; i+4 <= len(s); i++ {

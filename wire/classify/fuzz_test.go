@@ -8,7 +8,8 @@ import (
 
 // FuzzClassify checks that Classify never panics, that statement texts are
 // substrings of the input, that the fast path agrees with the parser, and
-// that a Cache answers as Classify does, first time and from the cache.
+// that a Cache answers as Classify does, first time and from the cache, and
+// that reading a statement at a time agrees with the parser.
 func FuzzClassify(f *testing.F) {
 	for _, s := range []string{
 		"select 1", "insert into t values (1); create table u (id int)",
@@ -37,5 +38,6 @@ func FuzzClassify(f *testing.F) {
 			sql = sql[:i]
 		}
 		checkFastAgrees(t, sql)
+		checkLongAgrees(t, sql)
 	})
 }

@@ -222,6 +222,22 @@ func splitSteps(stmts []string) []deployStep {
 	return steps
 }
 
+// inStatement says which statement of a version failed: its number in the
+// version, from 1, and the start of its text.
+func inStatement(err error, n int, stmt string) error {
+	return errors.Wrapf(err, "statement %d (%s)", n, statementStart(stmt))
+}
+
+// statementStart is the first 80 characters of a statement, its runs of
+// whitespace made one space.
+func statementStart(stmt string) string {
+	s := strings.Join(strings.Fields(stmt), " ")
+	if r := []rune(s); len(r) > 80 {
+		s = string(r[:80]) + "…"
+	}
+	return s
+}
+
 // applyVersion runs one version's steps, after the first skip statements
 // (done by an earlier try), and records the version in the marker with the
 // last transaction; after each earlier step, how far it got. prev is the
@@ -238,7 +254,7 @@ func applyVersion(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, db strin
 		progress := marker{version: version - 1, done: done, imp: prev.imp, rows: prev.rows}.comment(db)
 		if st.noTxn {
 			if err := execNoTxn(ctx, conn, cfg, st.stmts[0]); err != nil {
-				return err
+				return inStatement(err, done, st.stmts[0])
 			}
 			if _, err := conn.Exec(ctx, progress); err != nil {
 				return errors.Wrap(err, "record the statements done in the database")
@@ -248,9 +264,9 @@ func applyVersion(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, db strin
 		last := i == len(steps)-1
 		err := retry(ctx, cfg, retryable, func() error {
 			return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-				for _, s := range st.stmts {
+				for j, s := range st.stmts {
 					if _, err := tx.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
-						return err
+						return inStatement(err, done-len(st.stmts)+j+1, s)
 					}
 				}
 				if last {

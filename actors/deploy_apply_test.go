@@ -127,7 +127,7 @@ func TestApplyTenantVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	reached, err = applyTenant(ctx, fastApply, f.job(3, 4, versions...))
-	if err == nil || !strings.Contains(err.Error(), `blueprint version 4: ERROR: relation "invoices" already exists (SQLSTATE 42P07)`) || reached != 3 {
+	if err == nil || !strings.Contains(err.Error(), `blueprint version 4: statement 2 (CREATE TABLE invoices (id int)): ERROR: relation "invoices" already exists (SQLSTATE 42P07)`) || reached != 3 {
 		t.Fatalf("drift: reached %d, %v", reached, err)
 	}
 	if f.exists("SELECT 1 FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'balance'") {

@@ -182,7 +182,7 @@ func TestDeploymentWithDriftedTenant(t *testing.T) {
 	for _, r := range d.Results {
 		if r.TenantID == broken {
 			if r.Status != fsm.TenantFailed || r.Version != 1 ||
-				!strings.Contains(r.Error, `blueprint version 2: ERROR: relation "invoices" already exists (SQLSTATE 42P07)`) {
+				!strings.Contains(r.Error, `blueprint version 2: statement 2 (CREATE TABLE invoices (id serial PRIMARY KEY, account_id int REFERENCES accounts…): ERROR: relation "invoices" already exists (SQLSTATE 42P07)`) {
 				t.Fatalf("broken tenant result %+v", r)
 			}
 			continue

@@ -310,10 +310,19 @@ func execNoTxn(ctx context.Context, conn *pgx.Conn, cfg ApplyConfig, stmt string
 // its index exists: an earlier try of this version (on a node that stopped
 // before recording it) made it. A valid index is the work done; an invalid
 // one, which a try that was cut off leaves behind, is dropped and the
-// statement run again. Any other failure is returned as it is.
+// statement run again. Likewise a DROP INDEX CONCURRENTLY that failed
+// because its index does not exist: an earlier try dropped it, and no
+// index of that name is what the version wants. Any other failure is
+// returned as it is.
 func afterEarlierTry(ctx context.Context, conn *pgx.Conn, stmt string, err error) error {
 	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "42P07" {
+	if !errors.As(err, &pe) {
+		return err
+	}
+	if pe.Code == "42704" && droppingIndexConcurrently(stmt) {
+		return nil
+	}
+	if pe.Code != "42P07" {
 		return err
 	}
 	valid, qualified, found, qerr := concurrentIndex(ctx, conn, stmt)
@@ -326,6 +335,13 @@ func afterEarlierTry(ctx context.Context, conn *pgx.Conn, stmt string, err error
 		return nil
 	}
 	return rebuild(ctx, conn, stmt, qualified)
+}
+
+// droppingIndexConcurrently reports whether stmt is a DROP INDEX
+// CONCURRENTLY, which PostgreSQL allows for one index only.
+func droppingIndexConcurrently(stmt string) bool {
+	r := classify.Classify(stmt)
+	return len(r.Statements) == 1 && r.Statements[0].Tag == "DROP INDEX" && r.Statements[0].NoTxn
 }
 
 // rebuildIfInvalid checks the index a CREATE INDEX CONCURRENTLY that

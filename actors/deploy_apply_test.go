@@ -230,6 +230,31 @@ func TestApplyTenantAfterACutConcurrentIndex(t *testing.T) {
 	}
 }
 
+// TestApplyTenantAfterACutConcurrentDrop: a try of a version that ran its
+// DROP INDEX CONCURRENTLY and stopped before recording how far it got
+// leaves the index gone; the next try takes that as done.
+func TestApplyTenantAfterACutConcurrentDrop(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	versions := [][]string{
+		{"CREATE TABLE accounts (id serial PRIMARY KEY, name text)", "CREATE INDEX accounts_name ON accounts (name)"},
+		{"DROP INDEX CONCURRENTLY accounts_name", "ALTER TABLE accounts ADD COLUMN plan text"},
+	}
+	f := newDeployFixture(t)
+	if reached, err := applyTenant(ctx, fastApply, f.job(0, 1, versions...)); err != nil || reached != 1 {
+		t.Fatalf("version 1: reached %d, %v", reached, err)
+	}
+	if _, err := f.superuser().Exec(ctx, "DROP INDEX CONCURRENTLY accounts_name"); err != nil {
+		t.Fatal(err)
+	}
+	if reached, err := applyTenant(ctx, fastApply, f.job(1, 2, versions...)); err != nil || reached != 2 {
+		t.Fatalf("version 2 after an earlier try: reached %d, %v", reached, err)
+	}
+	if !f.exists("SELECT 1 FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'plan'") {
+		t.Fatal("the rest of the version did not run")
+	}
+}
+
 // A schema loaded from pg_dump's output defines a function before the table
 // its body reads (pg_dump turns check_function_bodies off for that): its
 // versions deploy in the order they were recorded.

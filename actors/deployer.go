@@ -86,18 +86,35 @@ func PlanTenant(s *fsm.State, dep *fsm.Deployment, tenant string) TenantJob {
 // at a time, until it is finished or ctx ends.
 func (d *Deployer) runDeployment(ctx context.Context, id string) {
 	runTenantJobs(ctx, d.FSM, d.Resync, func(s *fsm.State, inflight map[string]bool) ([]TenantJob, int, bool) {
-		dep := s.Deployments[id]
-		if dep == nil || dep.Status != fsm.DeploymentInProgress {
-			return nil, 0, true
+		return planDeployment(s, id, inflight)
+	}, d.work)
+}
+
+// planDeployment plans the tenants of deployment id still to do that are
+// not in flight, in order, until the jobs that can start fill the room its
+// concurrency leaves: it runs after every change of the state, and planning
+// all of thousands of tenants each time made a deployment's cost grow with
+// the square of their number.
+func planDeployment(s *fsm.State, id string, inflight map[string]bool) ([]TenantJob, int, bool) {
+	dep := s.Deployments[id]
+	if dep == nil || dep.Status != fsm.DeploymentInProgress {
+		return nil, 0, true
+	}
+	room := dep.Concurrency - len(inflight)
+	var jobs []TenantJob
+	for _, r := range dep.Results {
+		if room <= 0 {
+			break
 		}
-		var jobs []TenantJob
-		for _, r := range dep.Results {
-			if (r.Status == fsm.TenantPending || r.Status == fsm.TenantRunning) && !inflight[r.Tenant] {
-				jobs = append(jobs, PlanTenant(s, dep, r.Tenant))
+		if (r.Status == fsm.TenantPending || r.Status == fsm.TenantRunning) && !inflight[r.Tenant] {
+			job := PlanTenant(s, dep, r.Tenant)
+			jobs = append(jobs, job)
+			if !job.Wait {
+				room--
 			}
 		}
-		return jobs, dep.Concurrency, false
-	}, d.work)
+	}
+	return jobs, dep.Concurrency, false
 }
 
 // work brings one tenant to the target version and records the result. When

@@ -31,18 +31,31 @@ func (m *Importer) Run(ctx context.Context) {
 
 func (m *Importer) runImport(ctx context.Context, id string) {
 	runTenantJobs(ctx, m.FSM, m.Resync, func(s *fsm.State, inflight map[string]bool) ([]ImportJob, int, bool) {
-		im := s.Imports[id]
-		if im == nil || im.Status != fsm.DeploymentInProgress {
-			return nil, 0, true
+		return planImport(s, id, inflight)
+	}, m.work)
+}
+
+// planImport is planDeployment for import id.
+func planImport(s *fsm.State, id string, inflight map[string]bool) ([]ImportJob, int, bool) {
+	im := s.Imports[id]
+	if im == nil || im.Status != fsm.DeploymentInProgress {
+		return nil, 0, true
+	}
+	room := im.Concurrency - len(inflight)
+	var jobs []ImportJob
+	for _, t := range im.Tenants {
+		if room <= 0 {
+			break
 		}
-		var jobs []ImportJob
-		for _, t := range im.Tenants {
-			if (t.Status == fsm.TenantPending || t.Status == fsm.TenantRunning) && !inflight[t.Tenant] {
-				jobs = append(jobs, PlanImportTenant(s, im, t))
+		if (t.Status == fsm.TenantPending || t.Status == fsm.TenantRunning) && !inflight[t.Tenant] {
+			job := PlanImportTenant(s, im, t)
+			jobs = append(jobs, job)
+			if !job.Wait {
+				room--
 			}
 		}
-		return jobs, im.Concurrency, false
-	}, m.work)
+	}
+	return jobs, im.Concurrency, false
 }
 
 func (m *Importer) work(ctx context.Context, job ImportJob) {

@@ -98,9 +98,11 @@ type tracker struct {
 	rfqSettings fsm.SessionSettings
 	txTouched   bool
 	// exact: follow each Parse, Bind and Close to its answer, and take
-	// back those the backend skipped after an error in their batch (it
-	// skips everything up to Sync). Sessions whose DDL is recorded need
-	// it: a statement name the backend still holds must not be forgotten.
+	// back those the backend refused or skipped after an error in their
+	// batch (it skips everything up to Sync). Every session needs it: a
+	// statement name the backend still holds must not be forgotten (DDL
+	// capture) nor read as the text of a Parse that failed (the row guard,
+	// the settings checks).
 	exact bool
 	// skipping: an error ended the extended-protocol batch the client is
 	// still sending; the backend ignores its messages up to its Sync.

@@ -749,3 +749,44 @@ func TestPolicyMaxRowsKeepsWritesOfAClientThatClosed(t *testing.T) {
 		}
 	})
 }
+
+// TestPolicyMaxRowsStatementNameStillHeld: a Parse the backend refuses or
+// skips leaves the statement it already holds under that name in place
+// (42P05 "prepared statement already exists", or any message after an
+// error in its batch). The proxy must go on reading that name as the
+// statement that runs, not as the text of the Parse that failed: a
+// statement that writes and returns rows, bound later, is guarded, and
+// its writes are not kept past the limit.
+func TestPolicyMaxRowsStatementNameStillHeld(t *testing.T) {
+	t.Parallel()
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		key := e.CreateTenant(t, "wayne")
+		accountsTable(t, e, "wayne")
+		c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+		setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
+		fe := c.PgConn().Frontend()
+		const ins = `INSERT INTO accounts (name, email)
+			SELECT 'r' || g, 'r' || g || '-' || random() || '@x' FROM generate_series(1, 10) g RETURNING id`
+		for i, refused := range [][]pgproto3.FrontendMessage{
+			{&pgproto3.Parse{Name: "ins0", Query: "SELECT 1"}},                                                 // 42P05
+			{&pgproto3.Parse{Name: "bad", Query: "SELEC 1"}, &pgproto3.Parse{Name: "ins1", Query: "SELECT 1"}}, // skipped
+		} {
+			name := fmt.Sprintf("ins%d", i)
+			send(t, fe, &pgproto3.Parse{Name: name, Query: ins}, &pgproto3.Sync{})
+			if got := answers(t, fe); !slices.Equal(got, []string{"1", "Z I"}) {
+				t.Fatalf("Parse %s answered %v", name, got)
+			}
+			send(t, fe, append(refused, &pgproto3.Sync{})...)
+			if got := answers(t, fe); len(got) != 2 || !strings.HasPrefix(got[0], "E ") {
+				t.Fatalf("the refused Parse of %s answered %v, want an error", name, got)
+			}
+			send(t, fe, &pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if got := answers(t, fe); !slices.Contains(got, "E 54000") || got[len(got)-1] != "Z I" {
+				t.Fatalf("%s answered %v, want 54000 and an idle session", name, got)
+			}
+			if n := countAccounts(t, c); n != 0 {
+				t.Fatalf("%s: %d rows kept after the 54000 error", name, n)
+			}
+		}
+	})
+}

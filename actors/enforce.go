@@ -103,15 +103,10 @@ func (g *governor) query(sql string, r classify.Result) {
 	g.rearm()
 }
 
-func (g *governor) parse(name, sql string) {
+// bind records a Bind of a statement whose text the tracker knows.
+func (g *governor) bind(portal, text string) {
 	if g != nil {
-		g.lim.parse(name, sql)
-	}
-}
-
-func (g *governor) bind(portal, stmt string) {
-	if g != nil {
-		g.lim.bind(portal, stmt)
+		g.lim.bind(portal, text)
 	}
 }
 

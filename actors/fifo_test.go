@@ -45,13 +45,13 @@ func TestFifo(t *testing.T) {
 func TestPreparedRoundTripDoesNotAllocate(t *testing.T) {
 	l, _ := newTestLimiter()
 	tr := newTracker()
-	l.parse("P0_1", "SELECT abalance FROM pgbench_accounts WHERE aid = $1")
-	tr.parse("P0_1", classify.Classify("SELECT abalance FROM pgbench_accounts WHERE aid = $1"))
+	const text = "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+	tr.parse("P0_1", text, classify.Classify(text))
 	tag := []byte("SELECT 1")
 	lim := stmtLimits{maxRows: 1000, timeoutMs: 5000}
 	round := func() {
 		tr.bind("", "P0_1")
-		l.bind("", "P0_1")
+		l.bind("", text)
 		tr.execute("")
 		l.execute("", lim)
 		tr.sync()

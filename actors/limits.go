@@ -73,10 +73,9 @@ const (
 // by the session's lock. It decides; the session acts (cancels, timers,
 // writes).
 type limiter struct {
-	queue    fifo[limitItem]
-	prepared map[string]string   // statement name -> text
-	portals  map[string]*stmtRun // portal name -> its run (possibly suspended)
-	now      func() time.Time    // the session's clock
+	queue   fifo[limitItem]
+	portals map[string]*stmtRun // portal name -> its run (possibly suspended)
+	now     func() time.Time    // the session's clock
 
 	headStarted bool      // the head item is executing
 	headSince   time.Time // when it began
@@ -128,26 +127,19 @@ func (l *limiter) queryRun(text string) *stmtRun {
 	return &stmtRun{text: text, query: true}
 }
 
-// parse records the text of a prepared statement.
-func (l *limiter) parse(name, sql string) {
-	if l.prepared == nil {
-		l.prepared = map[string]string{}
-	}
-	l.prepared[name] = sql
-}
-
-// bind records a Bind: a new portal, and so a new run (the old one of that
-// name, if it ran, ends unfinished).
-func (l *limiter) bind(portal, stmt string) {
+// bind records a Bind of a statement whose text is text (as the tracker
+// knows what the backend holds under the statement's name): a new portal,
+// and so a new run (the old one of that name, if it ran, ends unfinished).
+func (l *limiter) bind(portal, text string) {
 	l.abandon(portal)
 	if r := l.portals[portal]; r != nil && !l.queued(r) {
-		*r = stmtRun{text: l.prepared[stmt]} // the old run is over: reuse it
+		*r = stmtRun{text: text} // the old run is over: reuse it
 		return
 	}
 	if l.portals == nil {
 		l.portals = map[string]*stmtRun{}
 	}
-	l.portals[portal] = &stmtRun{text: l.prepared[stmt]}
+	l.portals[portal] = &stmtRun{text: text}
 }
 
 // execute records an Execute of a portal.
@@ -159,10 +151,10 @@ func (l *limiter) execute(portal string, lim stmtLimits) {
 	l.push(limitItem{run: r, lim: lim})
 }
 
-// close records a Close of a statement ('S') or portal ('P').
+// close records a Close of a statement ('S', nothing to do here) or
+// portal ('P').
 func (l *limiter) close(kind byte, name string) {
 	if kind == 'S' {
-		delete(l.prepared, name)
 		return
 	}
 	l.abandon(name)

@@ -120,8 +120,7 @@ func TestLimiterRows(t *testing.T) {
 			forwarded(t, "ReadyForQuery", l.readyForQuery('I'))
 		}, []string{"54000:3", "00000:2"}},
 		{"portal fetched in batches: PortalSuspended resets nothing", func(t *testing.T, l *limiter) {
-			l.parse("s1", "SELECT x")
-			l.bind("c1", "s1")
+			l.bind("c1", "SELECT x")
 			for i := 0; i < 3; i++ { // Execute(c1, 1) + Sync, three times
 				l.execute("c1", lim)
 				l.sync()
@@ -141,14 +140,13 @@ func TestLimiterRows(t *testing.T) {
 			forwarded(t, "ReadyForQuery", l.readyForQuery('T'))
 		}, []string{"54000:3"}},
 		{"a rebound portal counts afresh; a completed run logs once", func(t *testing.T, l *limiter) {
-			l.parse("", "SELECT x")
-			l.bind("", "")
+			l.bind("", "SELECT x")
 			l.execute("", lim)
 			l.sync()
 			rows(t, l, 2, true)
 			forwarded(t, "CommandComplete", l.commandComplete([]byte("SELECT 2")))
 			forwarded(t, "ReadyForQuery", l.readyForQuery('I'))
-			l.bind("", "")
+			l.bind("", "SELECT x")
 			l.execute("", lim)
 			l.sync()
 			rows(t, l, 3, true)
@@ -156,11 +154,9 @@ func TestLimiterRows(t *testing.T) {
 			forwarded(t, "ReadyForQuery", l.readyForQuery('I'))
 		}, []string{"00000:2", "00000:3"}},
 		{"pipelined Executes after the one past the limit are discarded", func(t *testing.T, l *limiter) {
-			l.parse("", "SELECT x")
-			l.bind("", "")
+			l.bind("", "SELECT x")
 			l.execute("", lim)
-			l.parse("", "INSERT y")
-			l.bind("", "")
+			l.bind("", "INSERT y")
 			l.execute("", lim)
 			l.sync()
 			forwarded(t, "ParseComplete", l.other('1'))
@@ -270,8 +266,7 @@ func TestLimiterTimeout(t *testing.T) {
 	})
 	t.Run("each Execute of a portal is timed on its own; suspension is not execution", func(t *testing.T) {
 		l, c := newTestLimiter()
-		l.parse("s", "SELECT x")
-		l.bind("p", "s")
+		l.bind("p", "SELECT x")
 		l.execute("p", lim)
 		l.sync()
 		c.advance(200 * time.Millisecond)
@@ -312,8 +307,7 @@ func TestLimiterQueryLog(t *testing.T) {
 	l.errorResponse("ERROR", "42601")
 	l.readyForQuery('I')
 	// A portal abandoned while suspended is logged when its transaction ends.
-	l.parse("s", "SELECT g FROM generate_series(1, 100) g")
-	l.bind("p", "s")
+	l.bind("p", "SELECT g FROM generate_series(1, 100) g")
 	l.execute("p", stmtLimits{})
 	l.sync()
 	rows(t, l, 10, true)

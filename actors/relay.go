@@ -153,11 +153,10 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			}
 		}
 		lock := !guard && rej == nil && s.takeCaptureLock(r.HasDDL())
-		s.track.parse(name, r)
+		s.track.parse(name, sql, r)
 		if rej == nil && mayChangeSettings(sql, r, s.captures()) {
 			s.track.markRisky(name)
 		}
-		s.gov.parse(name, sql)
 		s.unsynced = true
 		s.mu.Unlock()
 		return body, batchStep(guard, lock), nil
@@ -190,7 +189,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			s.batchExits = true
 		}
 		s.track.bind(p, st)
-		s.gov.bind(p, st)
+		s.gov.bind(p, info.raw)
 		s.unsynced = true
 		if info.risky { // the portal's statement (track.bind)
 			s.settingsSync = true // what it binds may run before the Execute (a later portal's)

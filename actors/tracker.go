@@ -9,7 +9,10 @@ import (
 
 // stmtInfo is what the proxy knows of a statement the client sent.
 type stmtInfo struct {
-	text      string
+	text string
+	// raw is the whole text of the Parse, as the query log shows it (text
+	// is the one statement in it, without leading comments).
+	raw       string
 	kind      classify.Kind
 	savepoint string // the savepoint a SAVEPOINT, RELEASE or ROLLBACK TO names
 	// risky: it may change how the backend reads statement text
@@ -171,11 +174,11 @@ func (t *tracker) inFlight(own *classify.Functions) (begins, writes, rows bool) 
 }
 
 // parse records an extended-protocol Parse.
-func (t *tracker) parse(name string, r classify.Result) {
-	var info stmtInfo
+func (t *tracker) parse(name, sql string, r classify.Result) {
+	info := stmtInfo{raw: sql}
 	if len(r.Statements) == 1 {
 		st := &r.Statements[0]
-		info = stmtInfo{text: st.Text, kind: st.Kind, savepoint: st.Savepoint, atOnce: commitsAtOnce(st)}
+		info = stmtInfo{text: st.Text, raw: sql, kind: st.Kind, savepoint: st.Savepoint, atOnce: commitsAtOnce(st)}
 	}
 	if t.skipping {
 		return // the backend skips it

@@ -27,13 +27,13 @@ func feed(tr *tracker, steps []step) []string {
 		case s.query != "":
 			tr.query(classify.Classify(s.query))
 		case s.parse != "":
-			tr.parse("", classify.Classify(s.parse))
+			tr.parse("", s.parse, classify.Classify(s.parse))
 			tr.bind("", "")
 			tr.execute("")
 			tr.sync()
 		case s.pipe != nil:
 			for _, sql := range s.pipe {
-				tr.parse("", classify.Classify(sql))
+				tr.parse("", sql, classify.Classify(sql))
 				tr.bind("", "")
 				tr.execute("")
 			}
@@ -198,7 +198,7 @@ func exactTracker() *tracker {
 // parseAlone parses statement name in a batch of its own, answered, and
 // returns what that batch recorded.
 func parseAlone(tr *tracker, name, sql string) []string {
-	tr.parse(name, classify.Classify(sql))
+	tr.parse(name, sql, classify.Classify(sql))
 	tr.sync()
 	tr.answered('P')
 	return slices.Concat(ddlOf(tr.readyForQuery('I'))...)
@@ -207,7 +207,7 @@ func parseAlone(tr *tracker, name, sql string) []string {
 // sendFailing sends Parse, Bind and Execute of a statement that fails,
 // without Sync (failingAnswered has it fail at its Execute).
 func sendFailing(tr *tracker) {
-	tr.parse("", classify.Classify("SELECT 1/0"))
+	tr.parse("", "SELECT 1/0", classify.Classify("SELECT 1/0"))
 	tr.bind("", "")
 	tr.execute("")
 }
@@ -243,7 +243,7 @@ func TestExactTrackerTakesBackSkippedMessages(t *testing.T) {
 	// SELECT 1/0, then Close s1 and Parse s2: skipped after the error.
 	sendFailing(tr)
 	tr.close('S', "s1")
-	tr.parse("s2", classify.Classify("CREATE TABLE skipped (a int)"))
+	tr.parse("s2", "CREATE TABLE skipped (a int)", classify.Classify("CREATE TABLE skipped (a int)"))
 	tr.describe()
 	tr.sync()
 	failingAnswered(tr)
@@ -257,14 +257,14 @@ func TestExactTrackerTakesBackSkippedMessages(t *testing.T) {
 	}
 	// A named Parse that fails because the name exists leaves the old
 	// statement; a failed unnamed Parse leaves none.
-	tr.parse("s1", classify.Classify("SELECT 1"))
+	tr.parse("s1", "SELECT 1", classify.Classify("SELECT 1"))
 	tr.sync()
 	tr.errorResponse()
 	tr.readyForQuery('I')
 	if tr.prepared["s1"].kind != classify.DDL {
 		t.Fatalf("s1 after its failed re-Parse: %+v", tr.prepared["s1"])
 	}
-	tr.parse("", classify.Classify("CREATE TABLE u (a int)"))
+	tr.parse("", "CREATE TABLE u (a int)", classify.Classify("CREATE TABLE u (a int)"))
 	tr.sync()
 	tr.errorResponse()
 	tr.readyForQuery('I')
@@ -310,9 +310,9 @@ func TestExactTrackerSkipsUntilSync(t *testing.T) {
 	// Batch 1 fails before its Parse of s1; batch 2, already sent, parses
 	// s1 anew: batch 2's statement stands.
 	sendFailing(tr)
-	tr.parse("s1", classify.Classify("SELECT 2"))
+	tr.parse("s1", "SELECT 2", classify.Classify("SELECT 2"))
 	tr.sync()
-	tr.parse("s1", classify.Classify("CREATE TABLE t_clobber (a int)"))
+	tr.parse("s1", "CREATE TABLE t_clobber (a int)", classify.Classify("CREATE TABLE t_clobber (a int)"))
 	tr.sync()
 	failingAnswered(tr)
 	tr.readyForQuery('I')
@@ -335,7 +335,7 @@ func TestExactTrackerSkippedCloseThenReparse(t *testing.T) {
 	tr.close('S', "s1")
 	tr.sync()
 	// batch 2, pipelined: Parse s1 again
-	tr.parse("s1", classify.Classify(ddl))
+	tr.parse("s1", ddl, classify.Classify(ddl))
 	tr.sync()
 	// backend: batch 1
 	failingAnswered(tr)

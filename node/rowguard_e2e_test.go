@@ -15,6 +15,7 @@ import (
 	"tdb/fsm"
 	"tdb/internal/testnode"
 	"tdb/node"
+	"tdb/querylog"
 )
 
 // TestPolicyMaxRowsKeepsWritesTrue checks that ERROR 54000 means what any
@@ -787,6 +788,23 @@ func TestPolicyMaxRowsStatementNameStillHeld(t *testing.T) {
 			if n := countAccounts(t, c); n != 0 {
 				t.Fatalf("%s: %d rows kept after the 54000 error", name, n)
 			}
+		}
+		// The query log names the statement that ran, not the refused text.
+		var out struct {
+			Entries []querylog.Entry `json:"entries"`
+		}
+		e.MustDo(t, "GET", "/v1/logs?since=1h", key, "", nil, &out)
+		n := 0
+		for _, en := range out.Entries {
+			if en.SQLState == "54000" {
+				n++
+				if en.Statement != ins {
+					t.Errorf("the 54000 entry names %q, want the INSERT", en.Statement)
+				}
+			}
+		}
+		if n != 2 {
+			t.Errorf("%d entries of 54000 in the log, want 2: %+v", n, out.Entries)
 		}
 	})
 }

@@ -16,6 +16,8 @@ import (
 
 	cerrors "github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"tdb/wire"
 	"tdb/wire/evloop"
@@ -325,16 +327,23 @@ func (bc *BackendConn) Exec(sql string, timeout time.Duration) error {
 // execAll is Exec of several queries sent in one write: one round trip. The
 // first error is the answer; every query's ReadyForQuery is read.
 func (bc *BackendConn) execAll(timeout time.Duration, sqls ...string) error {
-	_ = bc.Conn.SetDeadline(time.Now().Add(timeout))
-	defer bc.Conn.SetDeadline(time.Time{})
 	var msg []byte
 	for _, sql := range sqls {
 		msg = wire.AppendQuery(msg, sql)
 	}
+	return bc.exchange(timeout, msg, len(sqls), sqls[len(sqls)-1])
+}
+
+// exchange sends msg, batches that end in n ReadyForQuery messages (Query
+// or Sync), in one write and reads every answer, recording ParameterStatus
+// changes; last names the last batch for the error. The first error is the
+// answer; the session must be idle after the last batch.
+func (bc *BackendConn) exchange(timeout time.Duration, msg []byte, n int, last string) error {
+	_ = bc.Conn.SetDeadline(time.Now().Add(timeout))
+	defer bc.Conn.SetDeadline(time.Time{})
 	if _, err := bc.Conn.Write(msg); err != nil {
 		return cerrors.Wrap(err, "send to backend")
 	}
-	sql := sqls[len(sqls)-1]
 	var qerr error
 	for {
 		typ, body, err := bc.Reader.Next()
@@ -355,7 +364,7 @@ func (bc *BackendConn) execAll(timeout time.Duration, sqls ...string) error {
 				qerr = wire.NewError("ERROR", code, "%s", msg)
 			}
 		case 'Z':
-			if sqls = sqls[1:]; len(sqls) > 0 {
+			if n--; n > 0 {
 				continue
 			}
 			status, _ := wire.ParseReadyForQuery(body)
@@ -363,7 +372,7 @@ func (bc *BackendConn) execAll(timeout time.Duration, sqls ...string) error {
 				return qerr
 			}
 			if status != 'I' {
-				return cerrors.Newf("backend session not idle after %q (status %c)", sql, status)
+				return cerrors.Newf("backend session not idle after %q (status %c)", last, status)
 			}
 			return nil
 		}
@@ -386,9 +395,12 @@ func (bc *BackendConn) parserSettingRefusal() *wire.PGError {
 // transaction, no prepared statements, portals, temp tables, advisory locks,
 // listeners or changed settings. DISCARD ALL leaves random()'s seed as the
 // last client set it (setseed), which would let it predict the next
-// client's random() values: the seed is drawn anew.
+// client's random() values: the seed is drawn anew. It is a bound
+// parameter, never statement text: the sessions of the same role see this
+// one's last statement in pg_stat_activity. DISCARD ALL comes last, so that
+// is what they see, and its simple Query drops the unnamed statement.
 func (bc *BackendConn) Reset(timeout time.Duration) error {
-	if err := bc.execAll(timeout, "DISCARD ALL", "SELECT pg_catalog.setseed("+randomSeed()+")"); err != nil {
+	if err := bc.exchange(timeout, resetMessage(randomSeed()), 2, "DISCARD ALL"); err != nil {
 		return err
 	}
 	// DISCARD ALL goes back to the role's defaults, which may have changed.
@@ -396,6 +408,16 @@ func (bc *BackendConn) Reset(timeout time.Duration) error {
 		return refusal
 	}
 	return nil
+}
+
+// resetMessage is Reset's exchange: setseed(seed) in the extended protocol,
+// its seed a parameter, then DISCARD ALL.
+func resetMessage(seed string) []byte {
+	msg, _ := (&pgproto3.Parse{Query: "SELECT pg_catalog.setseed($1)", ParameterOIDs: []uint32{pgtype.Float8OID}}).Encode(nil)
+	msg, _ = (&pgproto3.Bind{Parameters: [][]byte{[]byte(seed)}}).Encode(msg)
+	msg, _ = (&pgproto3.Execute{}).Encode(msg)
+	msg, _ = (&pgproto3.Sync{}).Encode(msg)
+	return wire.AppendQuery(msg, "DISCARD ALL")
 }
 
 // randomSeed is a setseed argument in [-1, 1] from the system's random source.

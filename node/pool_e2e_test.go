@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -160,4 +161,55 @@ func TestSessionPoolIdleTimeouts(t *testing.T) {
 	if err := idle.Ping(ctx); err == nil {
 		t.Fatal("a client silent past client_idle_timeout is still connected")
 	}
+}
+
+// TestPooledSeedIsNotShown: a pooled session's new random() seed must not
+// be readable by the sessions of the same role, which see each other's
+// statements in pg_stat_activity: with it, the last client (or any client
+// of the role) would know the next client's random() values.
+func TestPooledSeedIsNotShown(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	cs := e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable") + "&application_name=seed1"
+	c1, err := pgx.Connect(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := backendPID(t, c1)
+	if err := c1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(scrape(t, e), `tdb_backend_pool_connections{state="idle"} 1`) {
+		if time.Now().After(deadline) {
+			t.Fatal("the backend session never went back to the pool")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Another client of the same key and role (other startup parameters, so
+	// another backend session) reads what the pooled session ran last.
+	watcher := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable")+"&application_name=seed2")
+	var last string
+	if err := watcher.QueryRow(ctx, "SELECT query FROM pg_stat_activity WHERE pid = $1", pid).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`setseed\(([-+0-9.eE]+)\)`).FindStringSubmatch(last)
+	if m == nil {
+		return // nothing to predict from
+	}
+	direct := connect(t, e.PG.URL())
+	var predicted float64
+	if err := direct.QueryRow(ctx, "SELECT setseed("+m[1]+"), random()").Scan(nil, &predicted); err != nil {
+		t.Fatal(err)
+	}
+	c2 := connect(t, cs)
+	if got := backendPID(t, c2); got != pid {
+		t.Fatalf("got backend session %d, want the pooled %d", got, pid)
+	}
+	var next float64
+	if err := c2.QueryRow(ctx, "SELECT random()").Scan(&next); err != nil {
+		t.Fatal(err)
+	}
+	t.Fatalf("pg_stat_activity shows the pooled session's seed (%q): the next client's random() is %v, predicted %v", last, next, predicted)
 }

@@ -100,20 +100,9 @@ func planDeployment(s *fsm.State, id string, inflight map[string]bool) ([]Tenant
 	if dep == nil || dep.Status != fsm.DeploymentInProgress {
 		return nil, 0, true
 	}
-	room := dep.Concurrency - len(inflight)
-	var jobs []TenantJob
-	for _, r := range dep.Results {
-		if room <= 0 {
-			break
-		}
-		if (r.Status == fsm.TenantPending || r.Status == fsm.TenantRunning) && !inflight[r.Tenant] {
-			job := PlanTenant(s, dep, r.Tenant)
-			jobs = append(jobs, job)
-			if !job.Wait {
-				room--
-			}
-		}
-	}
+	jobs := planRoom(dep.Results, dep.Concurrency, inflight, func(r *fsm.DeploymentResult) (string, bool) {
+		return r.Tenant, r.Status == fsm.TenantPending || r.Status == fsm.TenantRunning
+	}, func(r *fsm.DeploymentResult) TenantJob { return PlanTenant(s, dep, r.Tenant) })
 	return jobs, dep.Concurrency, false
 }
 

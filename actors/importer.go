@@ -41,20 +41,9 @@ func planImport(s *fsm.State, id string, inflight map[string]bool) ([]ImportJob,
 	if im == nil || im.Status != fsm.DeploymentInProgress {
 		return nil, 0, true
 	}
-	room := im.Concurrency - len(inflight)
-	var jobs []ImportJob
-	for _, t := range im.Tenants {
-		if room <= 0 {
-			break
-		}
-		if (t.Status == fsm.TenantPending || t.Status == fsm.TenantRunning) && !inflight[t.Tenant] {
-			job := PlanImportTenant(s, im, t)
-			jobs = append(jobs, job)
-			if !job.Wait {
-				room--
-			}
-		}
-	}
+	jobs := planRoom(im.Tenants, im.Concurrency, inflight, func(t *fsm.ImportTenant) (string, bool) {
+		return t.Tenant, t.Status == fsm.TenantPending || t.Status == fsm.TenantRunning
+	}, func(t *fsm.ImportTenant) ImportJob { return PlanImportTenant(s, im, t) })
 	return jobs, im.Concurrency, false
 }
 

@@ -20,6 +20,29 @@ func (j TenantJob) waiting() bool      { return j.Wait }
 func (j ImportJob) tenantName() string { return j.Tenant }
 func (j ImportJob) waiting() bool      { return j.Wait }
 
+// planRoom plans, in order, the tenants of a job's list still to do (todo)
+// that are not in flight, until the jobs that can start fill the room
+// concurrency leaves; those that wait for their database take none.
+func planRoom[T any, J tenantJob](list []T, concurrency int, inflight map[string]bool,
+	todo func(T) (tenant string, ok bool), plan func(T) J) []J {
+	room := concurrency - len(inflight)
+	var jobs []J
+	for _, it := range list {
+		if room <= 0 {
+			break
+		}
+		if tenant, ok := todo(it); !ok || inflight[tenant] {
+			continue
+		}
+		job := plan(it)
+		jobs = append(jobs, job)
+		if !job.waiting() {
+			room--
+		}
+	}
+	return jobs
+}
+
 // runTenantJobs works on a job's tenants, at most its concurrency at a time,
 // until plan reports it finished or ctx ends. plan reads the state (under
 // the FSM's read lock) and lists the tenants still to do that are not in

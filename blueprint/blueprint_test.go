@@ -131,12 +131,7 @@ func TestImportSchemaBothWays(t *testing.T) {
 	if _, err := exec.LookPath("pg_dump"); err != nil && testing.Short() {
 		t.Skip("pg_dump not on PATH (skipped only under testing.Short)")
 	}
-	src := randName("src_")
-	admin := testpg.Shared(t).URL()
-	exec1(t, admin, "CREATE DATABASE "+src)
-	t.Cleanup(func() { exec1(t, admin, "DROP DATABASE "+src+" WITH (FORCE)") })
-	srcURL := dbURL(t, src)
-	exec1(t, srcURL, sourceSchema)
+	srcURL := sourceDB(t, sourceSchema)
 	want := summary(t, srcURL)
 	t.Logf("%d schema lines", len(want))
 
@@ -155,10 +150,7 @@ func TestImportSchemaBothWays(t *testing.T) {
 					t.Fatalf("not DDL: %q", s)
 				}
 			}
-			db, pw := workspace(t)
-			if err := blueprint.Apply(ctx, admin, db, backend.RoleName(db, backend.RoleAdmin), pw, stmts); err != nil {
-				t.Fatalf("apply: %v\n%s", err, strings.Join(stmts, ";\n"))
-			}
+			db := applied(t, stmts)
 			if got := summary(t, dbURL(t, db)); !slices.Equal(got, want) {
 				t.Fatalf("schema differs:\n got %q\nwant %q", got, want)
 			}

@@ -91,6 +91,12 @@ func classifyNode(n *pg.Node) (kind Kind, tag string, noTxn bool) {
 	case *pg.Node_LockStmt:
 		return Other, "LOCK TABLE", false
 	case *pg.Node_ClusterStmt:
+		if s.ClusterStmt.Indexname != "" {
+			// CLUSTER t USING i also marks i as t's clustered index (ALTER
+			// TABLE t CLUSTER ON i): a schema change, which a tenant
+			// workspace records and deployments make on every tenant.
+			return DDL, "CLUSTER", false
+		}
 		return Other, "CLUSTER", s.ClusterStmt.Relation == nil // CLUSTER of the whole database
 	case *pg.Node_VacuumStmt:
 		if s.VacuumStmt.IsVacuumcmd {

@@ -89,6 +89,9 @@ func (s *session) guard(sql string, r classify.Result) *wire.PGError {
 		if s.captures() && st.Kind == classify.PrepareTxn {
 			return wire.NewError("ERROR", "0A000", "PREPARE TRANSACTION is not allowed in a tenant workspace: DDL in it would commit without being captured as a blueprint version")
 		}
+		if s.captures() && st.Kind != classify.DDL && st.Bound != "" {
+			return wire.NewError("ERROR", "0A000", "%s is not allowed in a tenant workspace: %s", st.Tag, st.Bound)
+		}
 		if s.captures() && st.Kind == classify.DDL {
 			if s.login.role != fsm.RoleAdmin {
 				return wire.NewError("ERROR", "42501", "DDL in a workspace needs a key with role admin")

@@ -506,6 +506,8 @@ func TestWorkspaceRefusesDDLTenantsCouldNotReplay(t *testing.T) {
 	refused("CREATE TABLE copy_t AS EXECUTE p WITH NO DATA", "CREATE TABLE AS is not allowed in a tenant workspace: it runs a prepared statement of this session")
 	refused("CREATE POLICY readers ON pt FOR SELECT TO CURRENT_USER USING (true)", "CREATE POLICY is not allowed in a tenant workspace: it names roles")
 	refused("CREATE INDEX CONCURRENTLY ON pt (id)", "CREATE INDEX is not allowed in a tenant workspace: an index built CONCURRENTLY needs a name")
+	execAll(t, ws, "CREATE INDEX pt_id ON pt (id)", "REINDEX INDEX pt_id")
+	refused("REINDEX INDEX CONCURRENTLY pt_id", "REINDEX is not allowed in a tenant workspace: one that fails leaves an invalid copy of an index behind")
 	refused("BEGIN; CREATE TABLE later (id int); PREPARE TRANSACTION 'g'", "PREPARE TRANSACTION is not allowed in a tenant workspace")
 	execAll(t, ws, "ROLLBACK")
 	refused("SET client_encoding = 'LATIN1'; CREATE TABLE enc (\"café\" int)", "in the same query as a change of client_encoding")

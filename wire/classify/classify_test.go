@@ -448,6 +448,9 @@ func TestBound(t *testing.T) {
 		"CREATE INDEX CONCURRENTLY ON t (a)":                        true,
 		"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a)": false,
 		"CREATE INDEX ON t (a)":                                     false,
+		"REINDEX INDEX CONCURRENTLY i":                              true,
+		"REINDEX (CONCURRENTLY) TABLE t":                            true,
+		"REINDEX TABLE t":                                           false,
 	} {
 		r := Classify(sql)
 		if len(r.Statements) != 1 {

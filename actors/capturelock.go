@@ -3,6 +3,7 @@ package actors
 import (
 	"strconv"
 
+	"tdb/actors/backend"
 	"tdb/wire"
 )
 
@@ -23,7 +24,7 @@ import (
 // hold a batch).
 
 // captureLockKey names the advisory lock, in the workspace's database.
-const captureLockKey = 0x7464625f63617074 // "tdb_capt"
+const captureLockKey = backend.CaptureLockKey
 
 var (
 	lockMessage = wire.AppendQuery(nil, "SELECT pg_catalog.pg_advisory_lock("+strconv.FormatInt(captureLockKey, 10)+")")

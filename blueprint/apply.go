@@ -14,6 +14,17 @@ import (
 // they read (and turns the check off for that), as tenants run them. A
 // PostgreSQL error comes back as a *pgconn.PgError in the chain.
 func Apply(ctx context.Context, backendURL, db, user, password string, stmts []string) error {
+	return ApplyRecorded(ctx, backendURL, db, user, password, stmts, 0, nil)
+}
+
+// ApplyRecorded is Apply in a tenant workspace, whose committed DDL becomes
+// a blueprint version: it takes the workspace's capture lock (the advisory
+// lock lockKey, which the proxy's sessions take for their DDL) before the
+// transaction, and holds it until record, which records the version, has
+// returned. A session's DDL that depends on the statements then waits for
+// their version, so versions are recorded in commit order. record runs
+// only when the statements committed.
+func ApplyRecorded(ctx context.Context, backendURL, db, user, password string, stmts []string, lockKey int64, record func() error) error {
 	cfg, err := pgx.ParseConfig(backendURL)
 	if err != nil {
 		return errors.Wrap(err, "parse backend URL")
@@ -24,8 +35,13 @@ func Apply(ctx context.Context, backendURL, db, user, password string, stmts []s
 	if err != nil {
 		return errors.Wrapf(err, "connect to database %s as %s", db, user)
 	}
-	defer conn.Close(context.Background())
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	defer conn.Close(context.Background()) // also gives the lock back
+	if record != nil {
+		if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_advisory_lock($1)", lockKey); err != nil {
+			return errors.Wrap(err, "wait for the workspace's other DDL to be recorded")
+		}
+	}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL check_function_bodies = off"); err != nil {
 			return errors.Wrap(err, "set check_function_bodies")
 		}
@@ -36,4 +52,8 @@ func Apply(ctx context.Context, backendURL, db, user, password string, stmts []s
 		}
 		return nil
 	})
+	if err != nil || record == nil {
+		return err
+	}
+	return record()
 }

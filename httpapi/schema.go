@@ -137,7 +137,29 @@ func sourceError(err error) error {
 // object is 409, 42501 is 403, the rest 400.
 func (s *server) runSchema(ctx context.Context, c *caller, tg schemaTarget, stmts []string) ([]Version, uint64, *queryFailure, error) {
 	versions := []Version{}
-	if err := blueprint.Apply(ctx, tg.url, tg.db, backend.RoleName(tg.db, backend.RoleAdmin), tg.password, stmts); err != nil {
+	sum := sha256.Sum256([]byte(strings.Join(stmts, ";\n")))
+	cmd := fsm.AddBlueprintVersion{
+		ProjectID: c.projectID, Workspace: tg.workspace, Statements: stmts,
+		Checksum: hex.EncodeToString(sum[:]), KeyID: c.keyID, At: s.now(),
+	}
+	// In tenant mode the version is recorded under the workspace's capture
+	// lock, as the proxy's sessions record theirs: DDL a session sends
+	// meanwhile (which may depend on these statements) waits for it.
+	var record func() error
+	var index uint64
+	var recErr error
+	if tg.mode == fsm.ModeTenant {
+		record = func() error {
+			index, recErr = s.apply(ctx, fsm.CmdAddBlueprintVersion, cmd)
+			return recErr
+		}
+	}
+	err := blueprint.ApplyRecorded(ctx, tg.url, tg.db, backend.RoleName(tg.db, backend.RoleAdmin), tg.password, stmts, backend.CaptureLockKey, record)
+	if recErr != nil {
+		e, _ := toAPIError(recErr)
+		return nil, 0, nil, errf(e.Status, e.Code, "the schema committed in the workspace but was not recorded as a blueprint version: %s", e.Message)
+	}
+	if err != nil {
 		var pge *pgconn.PgError
 		if !errors.As(err, &pge) {
 			return nil, 0, nil, errf(http.StatusBadGateway, codeBackendError, "could not run the schema in the workspace: %v", errors.UnwrapAll(err))
@@ -152,16 +174,6 @@ func (s *server) runSchema(ctx context.Context, c *caller, tg schemaTarget, stmt
 	}
 	if tg.mode != fsm.ModeTenant {
 		return versions, 0, nil, nil
-	}
-	sum := sha256.Sum256([]byte(strings.Join(stmts, ";\n")))
-	cmd := fsm.AddBlueprintVersion{
-		ProjectID: c.projectID, Workspace: tg.workspace, Statements: stmts,
-		Checksum: hex.EncodeToString(sum[:]), KeyID: c.keyID, At: s.now(),
-	}
-	index, err := s.apply(ctx, fsm.CmdAddBlueprintVersion, cmd)
-	if err != nil {
-		e, _ := toAPIError(err)
-		return nil, 0, nil, errf(e.Status, e.Code, "the schema committed in the workspace but was not recorded as a blueprint version: %s", e.Message)
 	}
 	s.view(func(st *fsm.State) {
 		for _, v := range st.Project(c.projectID).Workspaces[tg.workspace].Versions {

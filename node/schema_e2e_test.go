@@ -4,9 +4,11 @@ import (
 	"context"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"tdb/actors/backend"
 	"tdb/internal/testnode"
 )
 
@@ -100,5 +102,66 @@ func TestWorkspaceSchemaTemplateAndImport(t *testing.T) {
 	}
 	if _, err := shop.Exec(ctx, "INSERT INTO accounts (name, email) VALUES ('a', 'b')"); err != nil {
 		t.Fatalf("serial default after import: %v", err)
+	}
+}
+
+// TestWorkspaceSchemaWaitsForTheCaptureLock: the schema endpoint records
+// its version under the workspace's capture lock, as the proxy's sessions
+// do: while a session holds it (DDL not yet recorded), the template waits,
+// and DDL sent after the template's commit waits for its version.
+func TestWorkspaceSchemaWaitsForTheCaptureLock(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(e.PG.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Database = e.Physical(t, "myapp_workspace")
+	holder, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(backend.CaptureLockKey)); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		status int
+		out    schemaResp
+	}
+	done := make(chan result, 1)
+	go func() {
+		var out schemaResp
+		status := e.Do(t, "POST", "/v1/workspaces/myapp/schema", e.ProxyPassword, "", map[string]string{"template": "blog"}, &out)
+		done <- result{status, out}
+	}()
+	// The endpoint's session waits for the lock, with nothing committed.
+	for {
+		var waiting bool
+		err := holder.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+			WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = 'tdb-schema')`).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("the schema endpoint answered while the capture lock was held: %d %+v", r.status, r.out)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	var versions []version
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	if len(versions) != 0 {
+		t.Fatalf("versions recorded while the lock was held: %+v", versions)
+	}
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock($1)", int64(backend.CaptureLockKey)); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.status != 201 || len(r.out.Versions) != 1 {
+		t.Fatalf("after the lock: %d %+v", r.status, r.out)
 	}
 }

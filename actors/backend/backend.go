@@ -56,6 +56,12 @@ var ErrInvalidSpec = errors.New("invalid database spec")
 // reserved names are databases of the server itself, never tdb's.
 var reserved = []string{"postgres", "template0", "template1"}
 
+// CaptureLockKey names the advisory lock, in a tenant workspace's database,
+// that whatever records the workspace's DDL as blueprint versions (the
+// proxy's sessions, the schema endpoint) holds from its first DDL until the
+// version is recorded, so versions are recorded in commit order.
+const CaptureLockKey = 0x7464625f63617074 // "tdb_capt"
+
 // RoleName is the native role of database db for role (admin, write, read
 // or owner): db + "_" + role.
 func RoleName(db, role string) string { return db + "_" + role }

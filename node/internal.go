@@ -113,8 +113,11 @@ func (n *Node) withInternal(public http.Handler) http.Handler {
 // through another node is seen here as soon as its create call has
 // returned, and a revoked key is refused. Writes validate against local
 // state before they are forwarded, so they need it as much as reads. When
-// the leader cannot be reached the request is served from local state
-// (writes then fail at the forward).
+// the catch-up fails, a read (GET, HEAD) is served from local state; any
+// other request fails closed with 503, as a wire login does (admitLogin):
+// it could be authenticated by a key whose revocation this node has not
+// applied, and the query endpoint reaches tenant data without the leader,
+// while a forwarded write would commit whatever the stale key asked for.
 func (n *Node) catchUpFollower(public http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Also on a node that is (or thinks it is) the leader: a new one may
@@ -123,10 +126,16 @@ func (n *Node) catchUpFollower(public http.Handler) http.Handler {
 		// with a quorum there.
 		if n.gossip != nil && r.Header.Get("Authorization") != "" {
 			ctx, cancel := context.WithTimeout(r.Context(), n.cfg.Cluster.CatchUpTimeout)
-			if err := n.catchUp(ctx); err != nil {
-				n.logger.Printf("http: catch up with the leader: %v", err)
-			}
+			err := n.catchUp(ctx)
 			cancel()
+			if err != nil {
+				n.logger.Printf("http: catch up with the leader: %v", err)
+				if r.Method != http.MethodGet && r.Method != http.MethodHead {
+					writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: "unavailable",
+						Message: "this node could not catch up with the cluster leader; try again shortly or try another node"})
+					return
+				}
+			}
 		}
 		public.ServeHTTP(w, r)
 	})

@@ -75,6 +75,11 @@ const codeOutcomeUnknown = "outcome_unknown"
 // failed), so retrying it cannot apply anything twice.
 var errNotSent = errors.New("request not sent")
 
+// errNoAnswer marks a call that may have reached the other node but got no
+// answer it could read (the connection broke, the wait timed out): what it
+// asked for may have been done.
+var errNoAnswer = errors.New("no answer")
+
 // maxInternalBody bounds an internal request (a command with a large
 // blueprint version fits).
 const maxInternalBody = 64 << 20
@@ -281,7 +286,7 @@ func (n *Node) call(ctx context.Context, addr, method, path string, in, out any)
 		if errors.As(err, &op) && op.Op == "dial" {
 			return errors.Mark(errors.Wrapf(err, "%s %s", method, addr+path), errNotSent)
 		}
-		return errors.Wrapf(err, "%s %s", method, addr+path)
+		return errors.Mark(errors.Wrapf(err, "%s %s", method, addr+path), errNoAnswer)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
@@ -294,7 +299,10 @@ func (n *Node) call(ctx context.Context, addr, method, path string, in, out any)
 	if out == nil {
 		return nil
 	}
-	return errors.Wrapf(json.NewDecoder(resp.Body).Decode(out), "decode %s answer", path)
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return errors.Mark(errors.Wrapf(err, "decode %s answer", path), errNoAnswer)
+	}
+	return nil
 }
 
 // retryable reports whether a failed call certainly did nothing on a leader.
@@ -374,11 +382,8 @@ func (n *Node) applyAnywhere(ctx context.Context, t fsm.CommandType, payload any
 				}
 				return out.Value, out.Index, nil
 			}
-			if ie := (*internalError)(nil); errors.As(err, &ie) && ie.Code == codeOutcomeUnknown {
-				return nil, 0, errors.Mark(errors.Wrapf(err, "forward %s to leader %s", t, id), httpapi.ErrOutcomeUnknown)
-			}
-			if !retryable(err) {
-				return nil, 0, errors.Wrapf(err, "forward %s to leader %s", t, id)
+			if ferr, retry := forwardFailure(t, id, err); !retry {
+				return nil, 0, ferr
 			}
 		}
 		select {
@@ -387,6 +392,23 @@ func (n *Node) applyAnywhere(ctx context.Context, t fsm.CommandType, payload any
 		case <-time.After(retryPause):
 		}
 	}
+}
+
+// forwardFailure is the error of a command forwarded to leader id that
+// was not answered with its result, and whether it may be sent again: only
+// when it certainly was not appended. The leader may have committed one it
+// was sent and did not answer for (it crashed or stepped down, the
+// connection broke, the wait timed out): that outcome is unknown, and a
+// client told it was not committed would apply it twice by trying again.
+func forwardFailure(t fsm.CommandType, id string, err error) (error, bool) {
+	if retryable(err) {
+		return err, true
+	}
+	err = errors.Wrapf(err, "forward %s to leader %s", t, id)
+	if ie := (*internalError)(nil); errors.Is(err, errNoAnswer) || errors.As(err, &ie) && ie.Code == codeOutcomeUnknown {
+		return errors.Mark(err, httpapi.ErrOutcomeUnknown), false
+	}
+	return err, false
 }
 
 // newInternalClient makes the client for internal calls. It opens a

@@ -130,7 +130,6 @@ func (n *Node) startGossip() error {
 		return err
 	}
 	n.gossip = g
-	n.stale.Store(true) // the first login catches up with the leader
 	return nil
 }
 
@@ -164,17 +163,10 @@ func (n *Node) membershipLoop(ctx context.Context) {
 	defer n.rep.Raft.DeregisterObserver(obs)
 	t := time.NewTicker(n.cfg.Cluster.ReconcileInterval)
 	defer t.Stop()
-	contact := time.NewTicker(max(n.cfg.Cluster.LeaderContactLimit/10, 10*time.Millisecond))
-	defer contact.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-contact.C:
-			if n.lostLeader() {
-				n.stale.Store(true)
-			}
-			continue
 		case <-t.C:
 		case <-n.gossip.Changes():
 		case <-leaderCh:
@@ -467,7 +459,6 @@ func (n *Node) admitLogin() error {
 		return nil
 	}
 	if n.lostLeader() {
-		n.stale.Store(true)
 		return ErrLostLeader
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Cluster.CatchUpTimeout)
@@ -476,7 +467,6 @@ func (n *Node) admitLogin() error {
 		n.logger.Printf("login: catch up with the leader: %v", err)
 		return ErrCatchingUp
 	}
-	n.stale.Store(false)
 	return nil
 }
 

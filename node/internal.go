@@ -418,5 +418,8 @@ func forwardFailure(t fsm.CommandType, id string, err error) (error, bool) {
 func newInternalClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DisableKeepAlives = true
+	// Never through an HTTP proxy of the environment (HTTP_PROXY): the
+	// calls carry the cluster secret, and go to the nodes themselves.
+	tr.Proxy = nil
 	return &http.Client{Transport: tr}
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -122,7 +121,6 @@ type Node struct {
 	secret    string         // cluster secret for internal calls
 	client    *http.Client   // internal calls
 	startedAt time.Time
-	stale     atomic.Bool  // cut off from the leader since the last catch-up (cluster.go)
 	pol       *policyParts // metrics, query log, ban tracker (policy.go)
 
 	refusedBuild   map[string]uint16           // membership loop only: members kept out for their build, logged once

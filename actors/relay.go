@@ -88,12 +88,12 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			return nil, stepFail, err
 		}
 		// unsynced changes only here, on the client's side.
-		if s.unsynced {
+		if s.unsynced && !s.endAnsweredBatch() {
 			// After an error the backend ignores a Query until the batch's
 			// Sync and never answers it, while the limits and the query log
 			// would wait for its ReadyForQuery; without one it would run
 			// inside the batch, after a statement that may have changed how
-			// the backend reads text. No driver sends one there.
+			// the backend reads text.
 			return nil, stepFail, wire.NewError("FATAL", "08P01",
 				"a Query message inside an unfinished extended-protocol batch is not supported here; send Sync first")
 		}
@@ -212,6 +212,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		s.track.execute(p)
 		s.gov.execute(p)
 		s.unsynced = true
+		s.batchRan = true
 		s.mu.Unlock()
 		return body, stepForward, nil
 	case 'C':
@@ -227,7 +228,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		s.track.sync()
 		s.gov.sync()
 		s.inflight++
-		s.unsynced = false
+		s.unsynced, s.batchRan = false, false
 		s.batchWrites, s.batchRows, s.batchExits = false, false, false
 		if s.settingsSync {
 			s.settingsSync = false
@@ -268,6 +269,31 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		s.mu.Unlock()
 	}
 	return body, batchStep(guard, false), nil
+}
+
+// endAnsweredBatch ends, at a simple Query, an extended-protocol batch that
+// ran nothing (Parse, Describe, Bind, Close, Flush: no Execute, no Sync)
+// and whose every message the backend has answered without an error. asyncpg
+// sends one: its prepare is Parse, Describe and Flush, and the next Query
+// (COMMIT, a COPY) follows once the answers are in, with no Sync between.
+// PostgreSQL runs such a Query in the batch's implicit transaction, which
+// holds nothing then, commits it at the Query's end and answers with the
+// Query's ReadyForQuery: for the proxy the batch ends there, as at a Sync
+// with no ReadyForQuery of its own. A batch the row guard put in the
+// proxy's transaction (at its Parse) has the Query run in it, as in the
+// implicit one, and the proxy commits it after the Query's ReadyForQuery.
+// It reports whether it did (client pump).
+func (s *session) endAnsweredBatch() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.batchRan || s.settingsSync || s.inflight > 0 || s.swallow.Load() != swallowNone ||
+		!s.track.exact || s.track.skipping || s.track.queue.len() > 0 {
+		return false
+	}
+	delete(s.track.portals, "") // the Query's commit ends the unnamed portal
+	s.unsynced = false
+	s.batchWrites, s.batchRows, s.batchExits = false, false, false
+	return true
 }
 
 // clientToBackend forwards client frames, replacing refused statements with

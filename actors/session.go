@@ -89,6 +89,9 @@ type session struct {
 	// batchExits: the batch in progress has bound a COMMIT, ROLLBACK,
 	// ROLLBACK TO or PREPARE TRANSACTION, which end an aborted state.
 	batchExits bool
+	// batchRan: the extended-protocol batch in progress has sent an
+	// Execute (endAnsweredBatch).
+	batchRan bool
 	// captureLocked: the session holds the capture lock (capturelock.go)
 	captureLocked bool
 	// lockTaken is closed when the lock Query is answered; lockErr is why

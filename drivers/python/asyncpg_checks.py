@@ -106,6 +106,27 @@ async def checks():
         await c.close()
     await acheck("server_settings statement_timeout (startup parameter) cancels pg_sleep (57014)", timeout)
 
+    async def prepare_then_commit():
+        # asyncpg's prepare is Parse, Describe and Flush; the COMMIT that
+        # follows is a Query with no Sync between them.
+        c = await asyncpg.connect(URL)
+        async with c.transaction():
+            sel = await c.prepare("SELECT name FROM accounts WHERE email = $1")
+        expect(await sel.fetchval("bob@test.com") == "Bob", "prepared statement after COMMIT")
+        await c.close()
+    await acheck("prepare as a transaction's last statement, then its COMMIT", prepare_then_commit)
+
+    async def copy():
+        # copy_records_to_table prepares a SELECT of the columns (Parse,
+        # Describe, Flush), then sends the COPY as a Query and its data.
+        c = await asyncpg.connect(URL)
+        e = await expect_error(asyncpg.exceptions.FeatureNotSupportedError,
+                               c.copy_records_to_table("accounts", records=[("c", "c@test.com")], columns=["name", "email"]))
+        expect(e.sqlstate == "0A000" and e.args[0].startswith("COPY is not supported through the proxy"), f"{e.sqlstate} {e.args[0]!r}")
+        expect(await c.fetchval("SELECT count(*) FROM accounts WHERE name = 'c'") == 0, "rows copied")
+        await c.close()
+    await acheck("copy_records_to_table refused with 0A000, the connection stays usable", copy)
+
     async def workspace():
         c = await asyncpg.connect(env("TDB_URL_WORKSPACE"))
         await c.execute("INSERT INTO accounts (name, email) VALUES ($1, $2)", "ws", "asyncpg-ws@test.com")

@@ -211,6 +211,11 @@ func (p *Proxy) janitor(ctx context.Context) {
 	}
 }
 
+// closeIdleClients closes the clients that have been idle past
+// ClientIdleTimeout. A client whose statement is still running, or whose
+// result it is still reading, is not idle however long ago it sent its last
+// message (a long analytical query); its idle time starts at its batch's
+// ReadyForQuery (fromBackend).
 func (p *Proxy) closeIdleClients(now time.Time) {
 	cutoff := now.Add(-p.cfg.ClientIdleTimeout).UnixNano()
 	var idle []*session
@@ -222,6 +227,12 @@ func (p *Proxy) closeIdleClients(now time.Time) {
 	}
 	p.mu.Unlock()
 	for _, s := range idle {
+		s.mu.Lock()
+		busy := s.inflight > 0 || s.unsynced
+		s.mu.Unlock()
+		if busy {
+			continue
+		}
 		s.raw.Close() // inside the event loop too: the session leaves it
 	}
 }

@@ -587,6 +587,11 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		if s.inflight > 0 {
 			s.inflight--
 		}
+		if s.inflight == 0 {
+			// The client is idle from here (closeIdleClients), however
+			// long its batch ran.
+			s.active.Store(time.Now().UnixNano())
+		}
 		s.txStatus = status
 		final := s.finalFor(status, s.clientInflight()) // before the limiter forgets the batch
 		ddl = s.track.readyForQuery(status)

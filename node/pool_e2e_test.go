@@ -163,6 +163,36 @@ func TestSessionPoolIdleTimeouts(t *testing.T) {
 	}
 }
 
+// TestClientIdleTimeoutSparesRunningStatements: client_idle_timeout closes
+// clients that are idle, not those waiting for a statement that runs
+// longer (the seed: timeouts "tuned for normal application traffic and
+// long-running analytical queries"), nor one whose long statement has just
+// ended. The simple protocol without TLS, the extended one with.
+func TestClientIdleTimeoutSparesRunningStatements(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t, func(c *node.Config) {
+		c.ClientIdleTimeout = 600 * time.Millisecond
+	})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		mode pgx.QueryExecMode
+		ssl  string
+	}{{pgx.QueryExecModeSimpleProtocol, "disable"}, {pgx.QueryExecModeExec, "require"}} {
+		c := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", tc.ssl))
+		var done string
+		if err := c.QueryRow(ctx, "SELECT 'done' FROM pg_sleep(2)", tc.mode).Scan(&done); err != nil {
+			t.Fatalf("%v %s: a statement running past client_idle_timeout: %v", tc.mode, tc.ssl, err)
+		}
+		if err := c.Ping(ctx); err != nil {
+			t.Fatalf("%v %s: right after a long statement: %v", tc.mode, tc.ssl, err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if err := c.Ping(ctx); err == nil {
+			t.Fatalf("%v %s: a client idle past client_idle_timeout is still connected", tc.mode, tc.ssl)
+		}
+	}
+}
+
 // TestPooledSeedIsNotShown: a pooled session's new random() seed must not
 // be readable by the sessions of the same role, which see each other's
 // statements in pg_stat_activity: with it, the last client (or any client

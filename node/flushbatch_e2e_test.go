@@ -67,6 +67,13 @@ func TestQueryAfterAnsweredFlushBatch(t *testing.T) {
 		prepare("d")
 		query("COPY accounts FROM STDIN", "E 0A000", "Z I")
 		query("DELETE FROM accounts WHERE name = 'f'", "DELETE 1", "Z I")
+		// A BEGIN behind a prepare the row guard put in its transaction
+		// begins the client's: its ROLLBACK keeps nothing.
+		prepare("e")
+		query("BEGIN", "BEGIN", "Z T")
+		query("INSERT INTO accounts (name, email) VALUES ('g', 'g@test.com')", "INSERT 0 1", "Z T")
+		query("ROLLBACK", "ROLLBACK", "Z I")
+		query("SELECT 1 FROM accounts WHERE name = 'g'", "SELECT 0", "Z I")
 		// The statements are still there.
 		send(t, fe, &pgproto3.Bind{PreparedStatement: "b", Parameters: [][]byte{[]byte("1")}},
 			&pgproto3.Execute{}, &pgproto3.Sync{})

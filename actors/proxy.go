@@ -228,7 +228,11 @@ func (p *Proxy) closeIdleClients(now time.Time) {
 	p.mu.Unlock()
 	for _, s := range idle {
 		s.mu.Lock()
-		busy := s.inflight > 0 || s.unsynced
+		// A batch awaits its ReadyForQuery, or one not synced yet has
+		// sent an Execute (Execute and Flush). One that has not (a
+		// prepare: Parse, Describe, Flush, as asyncpg leaves a pooled
+		// connection) runs nothing.
+		busy := s.inflight > 0 || s.unsynced && s.batchRan
 		s.mu.Unlock()
 		if busy {
 			continue

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"tdb/internal/testnode"
 	"tdb/node"
@@ -190,6 +191,21 @@ func TestClientIdleTimeoutSparesRunningStatements(t *testing.T) {
 		if err := c.Ping(ctx); err == nil {
 			t.Fatalf("%v %s: a client idle past client_idle_timeout is still connected", tc.mode, tc.ssl)
 		}
+	}
+	// A batch left unsynced that ran nothing (a prepare, as asyncpg leaves
+	// a pooled connection) is idle too.
+	c := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
+	fe := c.PgConn().Frontend()
+	send(t, fe, &pgproto3.Parse{Name: "p", Query: "SELECT 1"}, &pgproto3.Describe{ObjectType: 'S', Name: "p"}, &pgproto3.Flush{})
+	for range 3 { // ParseComplete, ParameterDescription, RowDescription
+		if _, err := fe.Receive(); err != nil {
+			t.Fatalf("the prepare: %v", err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	send(t, fe, &pgproto3.Sync{})
+	if _, err := fe.Receive(); err == nil {
+		t.Fatal("a client idle past client_idle_timeout after a prepare is still connected")
 	}
 }
 

@@ -229,7 +229,7 @@ func TestClassifySingle(t *testing.T) {
 				t.Fatalf("Classify(%q) = %+v, want one statement", tc.sql, r)
 			}
 			got := r.Statements[0]
-			got.Setting, got.Savepoint = "", "" // TestSettingName, TestSavepointName
+			got.Setting, got.Savepoint, got.Bound = "", "", "" // TestSettingName, TestSavepointName, TestBound
 			if got != want {
 				t.Errorf("Classify(%q)\n got %+v\nwant %+v", tc.sql, got, want)
 			}

@@ -123,9 +123,11 @@ func (s *session) releaseCaptureLock(status byte) string {
 	if !s.captureLocked || status != 'I' || s.clientInflight() > 0 || s.unsynced {
 		return ""
 	}
+	if !s.holdIdleClient() {
+		return "" // the lock goes back after the client's new batch
+	}
 	s.captureLocked = false
 	s.inflight++
 	s.swallow.Store(swallowUnlock)
-	s.pend(0)
 	return unlockSQL
 }

@@ -326,11 +326,22 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 			return true, false
 		}
 		// A new batch waits for the proxy's exchange after the last one,
-		// which needs that batch's end delivered.
-		if err := s.await(fw, fr, typ, s.gate(typ)); err != nil {
-			return errors.Is(err, errClientLeft), false
+		// which needs that batch's end delivered. forwarding is stored
+		// before the gate looks at held, and the backend pump stores held
+		// before it looks at forwarding: one of them sees the other.
+		for {
+			s.forwarding.Store(true)
+			ch := s.gate(typ)
+			if ch == nil {
+				break
+			}
+			s.forwarding.Store(false)
+			if err := s.await(fw, fr, typ, ch); err != nil {
+				return errors.Is(err, errClientLeft), false
+			}
 		}
 		body, step, perr := s.fromClient(typ, body, fr.Ahead())
+		s.forwarding.Store(false) // the state counts the message now
 		if step == stepWait {
 			// A batch the row guard needs waits for the batches before
 			// it; then its message is handled again, without waiting.
@@ -594,6 +605,9 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		}
 		s.txStatus = status
 		final := s.finalFor(status, s.clientInflight()) // before the limiter forgets the batch
+		if final == guardAbort && !s.holdIdleClient() {
+			final = "" // as with a batch of the client's already sent
+		}
 		ddl = s.track.readyForQuery(status)
 		act = s.gov.readyForQuery(status)
 		if s.holdRFQs > 0 {

@@ -433,6 +433,26 @@ func (s *session) gate(typ byte) chan struct{} {
 	return s.pending
 }
 
+// holdIdleClient holds the client's next batch (pend) for an exchange of
+// the proxy's that the backend pump starts on its own, and reports whether
+// it may: not when the client pump has let a message through that the
+// state does not count yet (forwarding), whose batch could reach the
+// backend ahead of the exchange and have its answers taken for the
+// exchange's (under s.mu). The client pump stores forwarding before it
+// looks at held, and this stores held before it looks at forwarding, so
+// one of the two sees the other.
+func (s *session) holdIdleClient() bool {
+	created := s.pending == nil
+	s.pend(0)
+	if !s.forwarding.Load() {
+		return true
+	}
+	if created {
+		s.settle()
+	}
+	return false
+}
+
 // finalFor returns the statement the proxy sends after a batch that ended
 // with status, or "" (under s.mu, before the limiter forgets the batch).
 // others is how many of the client's batches are in flight behind it: the

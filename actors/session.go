@@ -79,6 +79,10 @@ type session struct {
 	swallow   atomic.Uint32 // which of the proxy's exchanges the backend answers next
 	pending   chan struct{} // closed when the client's next batch may go
 	held      atomic.Bool   // pending is set
+	// forwarding: the client pump is handling a message it found no
+	// reason to hold (gate), until the session's state counts it
+	// (releaseCaptureLock).
+	forwarding atomic.Bool
 	// settingsSync: the extended-protocol batch in progress may change a
 	// setting (mayChangeSettings); its Sync holds the next batch.
 	settingsSync bool

@@ -75,6 +75,9 @@ func (s *session) sendAfterLock(fw *wire.FrameWriter, typ byte, body []byte) (by
 	s.mu.Lock()
 	taken := s.lockTaken
 	s.mu.Unlock()
+	// A limit's cancel still on its way (the last statement ended before
+	// it came) would end the lock's wait, and fail the batch with 57014.
+	s.gov.awaitCancel()
 	s.wmu.Lock()
 	err := fw.WriteRaw(lockMessage)
 	if err == nil {

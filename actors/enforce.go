@@ -256,22 +256,20 @@ func (g *governor) rearm() {
 
 // fire runs when the statement timer expires (timer goroutine). A firing
 // that began before the timer moved on to the next statement finds that
-// statement's deadline still ahead, and does nothing.
+// statement's deadline still ahead, and does nothing. The cancel is marked
+// on its way before the lock goes: the statement may end at once, and the
+// client's next message must wait for the cancel (awaitCancel).
 func (g *governor) fire() {
 	g.s.mu.Lock()
-	expired := false
+	defer g.s.mu.Unlock()
 	if gen, at, ok := g.lim.deadline(); ok && gen == g.timerGen {
 		if now := g.s.proxy.cfg.Now(); now.Before(at) {
 			// Early by the clock the deadline came from (a clock other than
 			// the timers' own): wait for the rest, rearm would not.
 			g.timer.Reset(at.Sub(now))
-		} else {
-			expired = g.lim.expire(gen)
+		} else if g.lim.expire(gen) {
+			g.cancel(limitTimeout)
 		}
-	}
-	g.s.mu.Unlock()
-	if expired {
-		g.cancel(limitTimeout)
 	}
 }
 

@@ -14,8 +14,11 @@ import (
 // and polls its alive peers' every countsInterval; admission adds the peers'
 // last counts to its own. A peer that has not answered for countsStale is
 // left out (it is down or cut off, and so are its clients). Between two
-// reports several nodes may each admit the last free slot: the overshoot is
-// bounded by the number of nodes and lasts at most one interval.
+// reports each node admits against its peers' last counts, so nodes that
+// admit at once may each take the same free slots: a burst spread over n
+// nodes can pass a limit by up to n-1 times the slots free at the last
+// report. What was admitted stays; later logins are refused until the
+// total is back under the limit.
 const (
 	countsInterval = 500 * time.Millisecond
 	countsStale    = 3 * time.Second

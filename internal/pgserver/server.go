@@ -63,6 +63,8 @@ type Server struct {
 	exited  chan struct{} // closed once the postmaster has exited and been reaped
 	exitErr error         // valid after exited is closed
 
+	lock *os.File // holds the exclusive flock on Dir/lockFile until Stop
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -72,6 +74,7 @@ const (
 	passwordFile     = "superuser-password"
 	portFile         = "port"
 	logFile          = "postgres.log"
+	lockFile         = "pgserver.lock"
 	maxPortAttempts  = 5
 	maxSocketPathLen = 107 // sizeof(sun_path) - 1 on Linux
 )
@@ -82,7 +85,9 @@ var errPortInUse = errors.New("port already in use")
 // Start initializes Options.Dir on first use (initdb), starts PostgreSQL and
 // waits until it accepts connections with the superuser password. A server
 // left running or crashed by a previous process on the same Dir is stopped
-// or cleaned up first. Only one Server may use a Dir at a time.
+// or cleaned up first. Only one Server may use a Dir at a time: Start holds
+// an exclusive lock on it until Stop (the kernel drops it when the process
+// dies), and a Start on a Dir that a live Server holds is refused.
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("pgserver: Options.Dir is required")
@@ -124,6 +129,18 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
+	// Before anything looks at what a previous process left: a postmaster
+	// another live process runs on this dir is no leftover to shut down.
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	locked := false
+	defer func() {
+		if !locked {
+			_ = lock.Close()
+		}
+	}()
 	password, err := loadOrSavePassword(ra, dir, opts.Password)
 	if err != nil {
 		return nil, err
@@ -152,6 +169,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 				_ = s.Stop()
 				return nil, err
 			}
+			s.lock, locked = lock, true
 			logf("pgserver: PostgreSQL ready on 127.0.0.1:%d (dir %s)", port, dir)
 			return s, nil
 		}
@@ -195,8 +213,38 @@ func (s *Server) Port() int { return s.port }
 // exit. After StopTimeout it forces an immediate shutdown. It is idempotent;
 // it also reports a server that had died on its own.
 func (s *Server) Stop() error {
-	s.stopOnce.Do(func() { s.stopErr = s.stop() })
+	s.stopOnce.Do(func() {
+		s.stopErr = s.stop()
+		if s.lock != nil {
+			_ = s.lock.Close()
+		}
+	})
 	return s.stopErr
+}
+
+// lockDir takes the exclusive lock of dir, or says which process holds it.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, lockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, errors.Wrapf(err, "open %s", path)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(io.LimitReader(f, 32))
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			who := "another process"
+			if pid := strings.TrimSpace(string(holder)); pid != "" {
+				who += " (pid " + pid + ")"
+			}
+			return nil, errors.Newf("PostgreSQL dir %s is in use by %s: is another tdb running on this data directory?", dir, who)
+		}
+		return nil, errors.Wrapf(err, "lock %s", path)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
 }
 
 func (s *Server) stop() error {

@@ -170,6 +170,7 @@ func TestStartOverRunningServer(t *testing.T) {
 	s1 := start(t, pgserver.Options{Dir: dir, Fast: true})
 	exec(t, s1.URL(), "create table kept (v text)")
 	old := postmasterPID(t, dir)
+	pgserver.DropLock(s1) // its process is gone, its postmaster not
 	s2 := start(t, pgserver.Options{Dir: dir, Fast: true})
 	if pid := postmasterPID(t, dir); pid == old {
 		t.Fatalf("postmaster pid unchanged (%d)", pid)
@@ -180,6 +181,34 @@ func TestStartOverRunningServer(t *testing.T) {
 	if n := count(t, s2.URL(), "kept"); n != 0 {
 		t.Errorf("kept has %d rows, want 0", n)
 	}
+}
+
+// A second Start on a Dir that a live Server uses (a second tdb dev on the
+// same data dir) is refused, and the first server is left running: it used
+// to take the first one's postmaster for a leftover and shut it down.
+func TestSecondStartOnDirInUseRefused(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(testpg.TempDir(t), "pg")
+	s1 := start(t, pgserver.Options{Dir: dir, Fast: true})
+	pid := postmasterPID(t, dir)
+	s2, err := pgserver.Start(context.Background(), pgserver.Options{Dir: dir, Fast: true, Logf: t.Logf})
+	if err == nil {
+		_ = s2.Stop()
+		t.Fatal("a second Start on a dir in use succeeded")
+	}
+	if !strings.Contains(err.Error(), "in use by another") {
+		t.Errorf("second Start: %v; want an error saying the dir is in use", err)
+	}
+	if p := postmasterPID(t, dir); p != pid {
+		t.Errorf("postmaster pid changed from %d to %d", pid, p)
+	}
+	exec(t, s1.URL(), "select 1")
+	// Once the first server is stopped, the dir is free again.
+	if err := s1.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	s3 := start(t, pgserver.Options{Dir: dir, Fast: true})
+	exec(t, s3.URL(), "select 1")
 }
 
 func TestRecordedPortTakenPicksAnother(t *testing.T) {

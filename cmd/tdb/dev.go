@@ -35,6 +35,10 @@ type devState struct {
 	RaftAddr      string `json:"raft_addr"`
 	ProjectID     string `json:"project_id,omitempty"`
 	ProxyPassword string `json:"proxy_password,omitempty"`
+	// PGPort is the local PostgreSQL's port. The node reaches it as the
+	// backend registered on the first run, at this port (its Unix socket's
+	// name has it too), so every later run keeps it.
+	PGPort int `json:"pg_port,omitempty"`
 }
 
 // devOptions are the flags of `tdb dev`.
@@ -151,14 +155,31 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "starting PostgreSQL in %s ...\n", filepath.Join(dataDir, "postgres"))
+	pgDir := filepath.Join(dataDir, "postgres")
+	pgPort := st.PGPort
+	if pgPort == 0 && st.ProjectID != "" {
+		// A data dir of a build that did not record the port: the backend
+		// was registered at the port PostgreSQL recorded.
+		pgPort = pgserver.RecordedPort(pgDir)
+	}
+	fmt.Fprintf(out, "starting PostgreSQL in %s ...\n", pgDir)
 	pg, err := pgserver.Start(ctx, pgserver.Options{
-		Dir: filepath.Join(dataDir, "postgres"), MaxConnections: o.pgMaxConnections, Logf: func(f string, a ...any) {},
+		Dir: pgDir, Port: pgPort, MaxConnections: o.pgMaxConnections, Logf: func(f string, a ...any) {},
 	})
 	if err != nil {
+		if pgPort != 0 && errors.Is(err, pgserver.ErrPortInUse) {
+			return errors.Newf("start local PostgreSQL: port %d, where this node reaches it (backend local), is taken by another process: "+
+				"stop that process and run tdb dev again", pgPort)
+		}
 		return errors.Wrap(err, "start local PostgreSQL")
 	}
 	defer pg.Stop()
+	if st.PGPort != pg.Port() {
+		st.PGPort = pg.Port()
+		if err := saveDevState(dataDir, st); err != nil {
+			return err
+		}
+	}
 
 	n, err := node.Start(ctx, node.Config{
 		NodeID:                 "dev",

@@ -79,8 +79,8 @@ const (
 	maxSocketPathLen = 107 // sizeof(sun_path) - 1 on Linux
 )
 
-// errPortInUse marks a start that failed because the port was taken.
-var errPortInUse = errors.New("port already in use")
+// ErrPortInUse marks a Start that failed because the port was taken (errors.Is).
+var ErrPortInUse = errors.New("port already in use")
 
 // Start initializes Options.Dir on first use (initdb), starts PostgreSQL and
 // waits until it accepts connections with the superuser password. A server
@@ -173,7 +173,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			logf("pgserver: PostgreSQL ready on 127.0.0.1:%d (dir %s)", port, dir)
 			return s, nil
 		}
-		if !auto || !errors.Is(err, errPortInUse) || attempt == maxPortAttempts-1 {
+		if !auto || !errors.Is(err, ErrPortInUse) || attempt == maxPortAttempts-1 {
 			return nil, err
 		}
 		logf("pgserver: port %d was taken meanwhile, trying another", port)
@@ -347,7 +347,7 @@ func (s *Server) launch(ctx context.Context, ra runAs, bin, dataDir string, fast
 		_ = s.Stop()
 		tail := logTail(logPath, logStart)
 		if strings.Contains(tail, "Address already in use") {
-			err = errors.Mark(err, errPortInUse)
+			err = errors.Mark(err, ErrPortInUse)
 		}
 		return errors.Wrapf(err, "start PostgreSQL in %s (log %s):\n%s", s.dir, logPath, tail)
 	}
@@ -461,10 +461,8 @@ func choosePort(dir string, fixed, attempt int) (port int, auto bool, err error)
 		return fixed, false, nil
 	}
 	if attempt == 0 {
-		if b, err := os.ReadFile(filepath.Join(dir, portFile)); err == nil {
-			if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && p > 0 && p < 65536 && portFree(p) {
-				return p, true, nil
-			}
+		if p := RecordedPort(dir); p != 0 && portFree(p) {
+			return p, true, nil
 		}
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -473,6 +471,20 @@ func choosePort(dir string, fixed, attempt int) (port int, auto bool, err error)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, true, nil
+}
+
+// RecordedPort is the port the last server started on dir listened on (0
+// when none is recorded).
+func RecordedPort(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, portFile))
+	if err != nil {
+		return 0
+	}
+	p, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || p <= 0 || p >= 65536 {
+		return 0
+	}
+	return p
 }
 
 func portFree(p int) bool {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -23,7 +25,8 @@ type client struct {
 }
 
 // apiError is an error answered by the API (or standing in for one when the
-// API cannot be reached: code unreachable).
+// API cannot be reached, code unreachable, or a write it was sent went
+// unanswered, code no_answer).
 type apiError struct {
 	Status  int    `json:"-"`
 	Code    string `json:"code"`
@@ -89,8 +92,19 @@ func (c *client) call(ctx context.Context, method, path string, body, out any) (
 	if c.project != "" {
 		req.Header.Set("X-Tdb-Project", c.project)
 	}
+	// Whether the request reached the API: a write it got but did not
+	// answer (the node stopped while running it) may have been applied.
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { wrote.Store(i.Err == nil) },
+	}))
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if wrote.Load() && method != http.MethodGet && method != http.MethodHead {
+			return nil, &apiError{Code: "no_answer", Message: fmt.Sprintf(
+				"%s %s was sent to the tdb API at %s but got no answer (%v): it may have been applied; check before sending it again",
+				method, path, c.baseURL, err)}
+		}
 		return nil, &apiError{Code: "unreachable", Message: fmt.Sprintf("cannot reach the tdb API at %s: %v", c.baseURL, err)}
 	}
 	defer resp.Body.Close()

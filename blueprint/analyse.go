@@ -67,13 +67,15 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 		routed  bool
 		whole   bool
 		typ     string // the routing column's type
+		only    bool   // other tables inherit from it
 	}
 	tables := map[uint32]*table{}
 	var oids []uint32
 	rows, err := conn.Query(ctx, `SELECT c.oid, c.oid::regclass::text,
 			array_agg(quote_ident(a.attname) ORDER BY a.attnum) FILTER (WHERE a.attgenerated = ''),
 			bool_or(a.attname = $1),
-			coalesce(min(a.atttypid::regtype::text) FILTER (WHERE a.attname = $1), '')
+			coalesce(min(a.atttypid::regtype::text) FILTER (WHERE a.attname = $1), ''),
+			c.relkind = 'r' AND c.relhassubclass
 		FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 		GROUP BY c.oid ORDER BY c.oid`, routingField)
@@ -84,7 +86,7 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 		var oid uint32
 		t := &table{}
 		var has bool
-		if err := rows.Scan(&oid, &t.name, &t.columns, &has, &t.typ); err != nil {
+		if err := rows.Scan(&oid, &t.name, &t.columns, &has, &t.typ, &t.only); err != nil {
 			rows.Close()
 			return plan, err
 		}
@@ -273,7 +275,7 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 	var routed []string
 	for _, oid := range order {
 		t := tables[oid]
-		it := fsm.ImportTable{Name: t.name, Columns: t.columns, Routing: t.routing, Via: t.hops, Whole: t.whole}
+		it := fsm.ImportTable{Name: t.name, Columns: t.columns, Routing: t.routing, Via: t.hops, Whole: t.whole, Only: t.only}
 		if typ != "" {
 			if it.Routing != "" {
 				it.RoutingType = typ
@@ -319,7 +321,7 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 // chain) is value; all of a lookup table's.
 func SelectSQL(t fsm.ImportTable, value string) string {
 	if t.Whole {
-		return fmt.Sprintf("SELECT %s FROM %s", strings.Join(t.Columns, ", "), t.Name)
+		return fmt.Sprintf("SELECT %s FROM %s", strings.Join(t.Columns, ", "), from(t))
 	}
 	lit := literal(value)
 	cond := routedWhere(t, func(routing, typ string) string {
@@ -328,7 +330,16 @@ func SelectSQL(t fsm.ImportTable, value string) string {
 		}
 		return fmt.Sprintf("%s::text = %s", routing, lit)
 	})
-	return fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(t.Columns, ", "), t.Name, cond)
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(t.Columns, ", "), from(t), cond)
+}
+
+// from is the table t's rows are read from: a table others inherit from
+// without their rows (each child is a table of the import of its own).
+func from(t fsm.ImportTable) string {
+	if t.Only {
+		return "ONLY " + t.Name
+	}
+	return t.Name
 }
 
 // NotCopiedSQL counts the rows of a table that reach no routing value: a
@@ -336,7 +347,7 @@ func SelectSQL(t fsm.ImportTable, value string) string {
 // SelectSQL reads them.
 func NotCopiedSQL(t fsm.ImportTable) string {
 	cond := routedWhere(t, func(routing, _ string) string { return routing + " IS NOT NULL" })
-	return fmt.Sprintf("SELECT count(*) FROM %s WHERE NOT coalesce((%s), false)", t.Name, cond)
+	return fmt.Sprintf("SELECT count(*) FROM %s WHERE NOT coalesce((%s), false)", from(t), cond)
 }
 
 // routedWhere is the condition on a table's rows that their routing value

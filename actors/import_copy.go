@@ -180,12 +180,17 @@ func copyTable(ctx context.Context, src, dst *pgconn.PgConn, t fsm.ImportTable, 
 
 // disableTriggers disables, in the transaction tx, the user triggers of
 // tables that are enabled, and returns what enables them again as they
-// were (ENABLE, ALWAYS or REPLICA) before tx commits.
+// were (ENABLE, ALWAYS or REPLICA) before tx commits. A partitioned
+// table's rows land in its partitions, whose triggers fire too: a
+// partition's own, and its clones of the parent's, which may be set apart
+// from the parent's (ALTER TABLE ONLY … DISABLE TRIGGER). Each trigger is
+// set on its own table only, so each is left as it was.
 func disableTriggers(ctx context.Context, tx pgx.Tx, tables []string) (restore func() error, err error) {
 	rows, err := tx.Query(ctx, `SELECT t.tgrelid::regclass::text, quote_ident(t.tgname), t.tgenabled
 		FROM pg_catalog.pg_trigger t
-		WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgenabled <> 'D'
-		  AND t.tgrelid = ANY ($1::text[]::regclass[])
+		WHERE NOT t.tgisinternal AND t.tgenabled <> 'D'
+		  AND (t.tgrelid = ANY ($1::text[]::regclass[])
+		    OR t.tgrelid IN (SELECT p.relid FROM unnest($1::text[]::regclass[]) r(oid), pg_catalog.pg_partition_tree(r.oid) p))
 		ORDER BY 1, 2`, tables)
 	if err != nil {
 		return nil, errors.Wrap(err, "list the tenant's triggers")
@@ -207,7 +212,7 @@ func disableTriggers(ctx context.Context, tx pgx.Tx, tables []string) (restore f
 		return nil, errors.Wrap(err, "list the tenant's triggers")
 	}
 	for _, tg := range triggers {
-		if _, err := tx.Exec(ctx, "ALTER TABLE "+tg.table+" DISABLE TRIGGER "+tg.name); err != nil {
+		if _, err := tx.Exec(ctx, "ALTER TABLE ONLY "+tg.table+" DISABLE TRIGGER "+tg.name); err != nil {
 			return nil, errors.Wrapf(err, "disable trigger %s on %s for the copy", tg.name, tg.table)
 		}
 	}
@@ -220,7 +225,7 @@ func disableTriggers(ctx context.Context, tx pgx.Tx, tables []string) (restore f
 			case 'R':
 				how = "ENABLE REPLICA TRIGGER "
 			}
-			if _, err := tx.Exec(ctx, "ALTER TABLE "+tg.table+" "+how+tg.name); err != nil {
+			if _, err := tx.Exec(ctx, "ALTER TABLE ONLY "+tg.table+" "+how+tg.name); err != nil {
 				return errors.Wrapf(err, "enable trigger %s on %s after the copy", tg.name, tg.table)
 			}
 		}

@@ -423,3 +423,34 @@ INSERT INTO items VALUES (1, 'acme', 'fr');`)
 		t.Fatalf("base, child, lookup after the copy: %q, %d rows; want %q as the source, 4 rows", got, rows, want)
 	}
 }
+
+// A partitioned table's rows land in its partitions, whose triggers do not
+// fire either: a partition's own, and its clones of the parent's. Each is
+// left as it was, also a clone disabled on one partition only.
+func TestCopyTenantDoesNotFirePartitionTriggers(t *testing.T) {
+	t.Parallel()
+	src := sourceDBWith(t, `
+CREATE TABLE ev (id int, tenant_id text, stamp text) PARTITION BY LIST (tenant_id);
+CREATE TABLE ev_a PARTITION OF ev FOR VALUES IN ('acme');
+CREATE TABLE ev_r PARTITION OF ev DEFAULT;
+CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.stamp := 'fired on ' || TG_TABLE_NAME; RETURN NEW; END $$;
+CREATE TRIGGER on_part BEFORE INSERT ON ev_a FOR EACH ROW EXECUTE FUNCTION stamp();
+CREATE TRIGGER on_parent BEFORE INSERT ON ev FOR EACH ROW EXECUTE FUNCTION stamp();
+ALTER TABLE ev DISABLE TRIGGER on_parent; ALTER TABLE ev_a DISABLE TRIGGER on_part;
+INSERT INTO ev VALUES (1, 'acme', 'orig');
+ALTER TABLE ev ENABLE TRIGGER on_parent; ALTER TABLE ev_a ENABLE TRIGGER on_part;
+ALTER TABLE ev_r DISABLE TRIGGER on_parent;`)
+	f, _, err := importInto(t, src, "tenant_id", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var stamp, states string
+	if err := f.superuser().QueryRow(ctx, "SELECT string_agg(stamp, ',') FROM ev").Scan(&stamp); err != nil || stamp != "orig" {
+		t.Errorf("ev.stamp after the copy: %q, the source's orig: %v", stamp, err)
+	}
+	if err := f.superuser().QueryRow(ctx, `SELECT string_agg(tgrelid::regclass || '.' || tgname || ':' || tgenabled::text, ',' ORDER BY tgrelid::regclass::text, tgname)
+		FROM pg_trigger WHERE NOT tgisinternal`).Scan(&states); err != nil || states != "ev.on_parent:O,ev_a.on_parent:O,ev_a.on_part:O,ev_r.on_parent:D" {
+		t.Errorf("triggers after the copy: %q, %v", states, err)
+	}
+}

@@ -235,10 +235,15 @@ func disableTriggers(ctx context.Context, tx pgx.Tx, tables []string) (restore f
 
 // resetSequences moves every sequence a column owns (serial, identity) or
 // a column's default draws from (nextval('ids'), as ORMs share one) past
-// the largest value copied into that column, where the sequence's bounds
-// allow it and it is not past it already.
+// the largest value copied into that column (the smallest, for a sequence
+// that counts down), where the sequence's bounds allow it and it is not
+// past it already. An integer column may be of a domain over an integer
+// type.
 func resetSequences(ctx context.Context, tx pgx.Tx) error {
-	rows, err := tx.Query(ctx, `SELECT DISTINCT s.oid::regclass::text, t.oid::regclass::text, quote_ident(a.attname)
+	rows, err := tx.Query(ctx, `WITH RECURSIVE ints(oid) AS (
+			SELECT unnest(ARRAY['int2'::regtype, 'int4'::regtype, 'int8'::regtype])::oid
+			UNION SELECT y.oid FROM pg_type y JOIN ints ON y.typtype = 'd' AND y.typbasetype = ints.oid)
+		SELECT DISTINCT s.oid::regclass::text, t.oid::regclass::text, quote_ident(a.attname)
 		FROM pg_depend d
 		LEFT JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND ad.oid = d.objid
 		JOIN pg_class s ON s.relkind = 'S' AND s.oid = CASE WHEN ad.oid IS NULL THEN d.objid ELSE d.refobjid END
@@ -247,7 +252,7 @@ func resetSequences(ctx context.Context, tx pgx.Tx) error {
 		WHERE ((d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
 		    OR (ad.oid IS NOT NULL AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'))
 		  AND t.relnamespace = 'public'::regnamespace AND t.relkind IN ('r', 'p')
-		  AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+		  AND a.atttypid IN (SELECT oid FROM ints)
 		ORDER BY 1, 2, 3`)
 	if err != nil {
 		return errors.Wrap(err, "list sequences")
@@ -261,10 +266,14 @@ func resetSequences(ctx context.Context, tx pgx.Tx) error {
 		return errors.Wrap(err, "list sequences")
 	}
 	for _, s := range seqs {
-		if _, err := tx.Exec(ctx, `SELECT setval($1::regclass, x.m)
-			FROM (SELECT max(`+s.col+`)::bigint AS m FROM `+s.table+`) x, pg_catalog.pg_sequence q, `+s.seq+` cur
-			WHERE q.seqrelid = $1::regclass AND x.m BETWEEN q.seqmin AND q.seqmax
-			  AND x.m > CASE WHEN cur.is_called THEN cur.last_value ELSE cur.last_value - 1 END`, s.seq); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT setval($1::regclass, y.m)
+			FROM (SELECT max(`+s.col+`)::bigint AS hi, min(`+s.col+`)::bigint AS lo FROM `+s.table+`) x,
+			  pg_catalog.pg_sequence q, `+s.seq+` cur,
+			  LATERAL (SELECT CASE WHEN q.seqincrement > 0 THEN x.hi ELSE x.lo END AS m) y
+			WHERE q.seqrelid = $1::regclass AND y.m BETWEEN q.seqmin AND q.seqmax
+			  AND CASE WHEN q.seqincrement > 0
+			    THEN y.m > CASE WHEN cur.is_called THEN cur.last_value ELSE cur.last_value - 1 END
+			    ELSE y.m < CASE WHEN cur.is_called THEN cur.last_value ELSE cur.last_value + 1 END END`, s.seq); err != nil {
 			return errors.Wrapf(err, "reset sequence %s", s.seq)
 		}
 	}

@@ -454,3 +454,29 @@ ALTER TABLE ev_r DISABLE TRIGGER on_parent;`)
 		t.Errorf("triggers after the copy: %q, %v", states, err)
 	}
 }
+
+// A sequence moves past the copied keys also when its column is of a
+// domain over an integer type, and, for one that counts down, past the
+// smallest key copied.
+func TestCopyTenantAdvancesDomainAndDescendingSequences(t *testing.T) {
+	t.Parallel()
+	src := sourceDBWith(t, `
+CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+CREATE DOMAIN small_posint AS posint CHECK (VALUE < 100000);
+CREATE TABLE items (id small_posint PRIMARY KEY, tenant_id text NOT NULL);
+CREATE SEQUENCE items_id_seq OWNED BY items.id;
+ALTER TABLE items ALTER id SET DEFAULT nextval('items_id_seq');
+CREATE SEQUENCE down INCREMENT -1 MAXVALUE -1;
+CREATE TABLE debts (id int PRIMARY KEY DEFAULT nextval('down'), tenant_id text NOT NULL);
+INSERT INTO items (tenant_id) VALUES ('acme'), ('acme');
+INSERT INTO debts (tenant_id) VALUES ('acme'), ('acme'), ('acme');`)
+	f, _, err := importInto(t, src, "tenant_id", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{"INSERT INTO items (tenant_id) VALUES ('acme')", "INSERT INTO debts (tenant_id) VALUES ('acme')"} {
+		if _, err := f.superuser().Exec(context.Background(), sql); err != nil {
+			t.Errorf("%s after the import: %v", sql, err)
+		}
+	}
+}

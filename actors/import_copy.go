@@ -137,8 +137,12 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 		if err != nil {
 			return err
 		}
+		inherited, err := blueprint.InheritedTables(ctx, src, names)
+		if err != nil {
+			return err
+		}
 		for _, t := range job.Tables {
-			n, err := copyTable(ctx, src, tx.Conn().PgConn(), t, job.Value)
+			n, err := copyTable(ctx, src, tx.Conn().PgConn(), t, job.Value, inherited[t.Name])
 			if err != nil {
 				return errors.Wrapf(err, "copy %s", t.Name)
 			}
@@ -162,11 +166,11 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 
 // copyTable streams one table's rows for a routing value from the source
 // into the target with COPY, without holding them in memory.
-func copyTable(ctx context.Context, src, dst *pgconn.PgConn, t fsm.ImportTable, value string) (int64, error) {
+func copyTable(ctx context.Context, src, dst *pgconn.PgConn, t fsm.ImportTable, value string, inherited bool) (int64, error) {
 	pr, pw := io.Pipe()
 	read := make(chan error, 1)
 	go func() {
-		_, err := src.CopyTo(ctx, pw, "COPY ("+blueprint.SelectSQL(t, value)+") TO STDOUT")
+		_, err := src.CopyTo(ctx, pw, "COPY ("+blueprint.SelectSQL(t, value, inherited)+") TO STDOUT")
 		pw.CloseWithError(err)
 		read <- err
 	}()

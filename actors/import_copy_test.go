@@ -211,7 +211,7 @@ ANALYZE;`)
 	defer c.Close(ctx)
 	for _, tb := range plan.Tables {
 		var lines []string
-		rows, err := c.Query(ctx, "EXPLAIN "+blueprint.SelectSQL(tb, "7"))
+		rows, err := c.Query(ctx, "EXPLAIN "+blueprint.SelectSQL(tb, "7", false))
 		if err == nil {
 			lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"tdb/fsm"
 )
@@ -273,9 +274,13 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 		typ = ""
 	}
 	var routed []string
+	inherited := map[string]bool{} // tables others inherit from, by name
 	for _, oid := range order {
 		t := tables[oid]
-		it := fsm.ImportTable{Name: t.name, Columns: t.columns, Routing: t.routing, Via: t.hops, Whole: t.whole, Only: t.only}
+		it := fsm.ImportTable{Name: t.name, Columns: t.columns, Routing: t.routing, Via: t.hops, Whole: t.whole}
+		if t.only {
+			inherited[t.name] = true
+		}
 		if typ != "" {
 			if it.Routing != "" {
 				it.RoutingType = typ
@@ -306,7 +311,7 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 			continue
 		}
 		var n int64
-		if err := conn.QueryRow(ctx, NotCopiedSQL(t)).Scan(&n); err != nil {
+		if err := conn.QueryRow(ctx, NotCopiedSQL(t, inherited[t.Name])).Scan(&n); err != nil {
 			return plan, errors.Wrapf(err, "count the rows of %s that reach no %s", t.Name, routingField)
 		}
 		if n > 0 {
@@ -318,10 +323,12 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 
 // SelectSQL is the query that reads one tenant's rows of a table: those
 // whose routing value (of their own, or at the end of their foreign-key
-// chain) is value; all of a lookup table's.
-func SelectSQL(t fsm.ImportTable, value string) string {
+// chain) is value; all of a lookup table's. With inherited set, other
+// tables inherit from it (InheritedTables), and it is read without their
+// rows, which their own copies carry.
+func SelectSQL(t fsm.ImportTable, value string, inherited bool) string {
 	if t.Whole {
-		return fmt.Sprintf("SELECT %s FROM %s", strings.Join(t.Columns, ", "), from(t))
+		return fmt.Sprintf("SELECT %s FROM %s", strings.Join(t.Columns, ", "), from(t.Name, inherited))
 	}
 	lit := literal(value)
 	cond := routedWhere(t, func(routing, typ string) string {
@@ -330,24 +337,62 @@ func SelectSQL(t fsm.ImportTable, value string) string {
 		}
 		return fmt.Sprintf("%s::text = %s", routing, lit)
 	})
-	return fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(t.Columns, ", "), from(t), cond)
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(t.Columns, ", "), from(t.Name, inherited), cond)
 }
 
-// from is the table t's rows are read from: a table others inherit from
-// without their rows (each child is a table of the import of its own).
-func from(t fsm.ImportTable) string {
-	if t.Only {
-		return "ONLY " + t.Name
+// from is what table's rows are read from: a table others inherit from
+// (INHERITS, not partitions) without their rows, as each child is a table
+// of the import of its own.
+func from(table string, inherited bool) string {
+	if inherited {
+		return "ONLY " + table
 	}
-	return t.Name
+	return table
+}
+
+// InheritedTables returns which of tables (as the plan names them) other
+// tables inherit from, read in the session conn (the copy's snapshot of
+// the source). It is read at each copy, not kept in the plan: builds
+// before it would not keep such a field in their state.
+func InheritedTables(ctx context.Context, conn *pgconn.PgConn, tables []string) (map[string]bool, error) {
+	rr := conn.ExecParams(ctx, `SELECT n FROM unnest($1::text[]) n
+		WHERE (SELECT c.relkind = 'r' AND c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = n::regclass)`,
+		[][]byte{textArray(tables)}, nil, nil, nil)
+	out := map[string]bool{}
+	for rr.NextRow() {
+		out[string(rr.Values()[0])] = true
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, errors.Wrap(err, "read which tables others inherit from")
+	}
+	return out, nil
+}
+
+// textArray is a text[] literal of ss, each element quoted.
+func textArray(ss []string) []byte {
+	b := []byte{'{'}
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		for _, c := range []byte(s) {
+			if c == '"' || c == '\\' {
+				b = append(b, '\\')
+			}
+			b = append(b, c)
+		}
+		b = append(b, '"')
+	}
+	return append(b, '}')
 }
 
 // NotCopiedSQL counts the rows of a table that reach no routing value: a
 // NULL one, or a NULL or dangling foreign key on the way. No tenant's
 // SelectSQL reads them.
-func NotCopiedSQL(t fsm.ImportTable) string {
+func NotCopiedSQL(t fsm.ImportTable, inherited bool) string {
 	cond := routedWhere(t, func(routing, _ string) string { return routing + " IS NOT NULL" })
-	return fmt.Sprintf("SELECT count(*) FROM %s WHERE NOT coalesce((%s), false)", from(t), cond)
+	return fmt.Sprintf("SELECT count(*) FROM %s WHERE NOT coalesce((%s), false)", from(t.Name, inherited), cond)
 }
 
 // routedWhere is the condition on a table's rows that their routing value

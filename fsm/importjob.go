@@ -48,10 +48,6 @@ type ImportTable struct {
 	// rows. Planned only once the cluster runs log version 3: builds
 	// before it do not know the field.
 	Whole bool `json:"whole,omitempty"`
-	// Only marks a table that other tables inherit from (INHERITS, not
-	// partitions): it is read without its children's rows, which the
-	// children's own copies carry.
-	Only bool `json:"only,omitempty"`
 }
 
 // ImportHop is one foreign key followed: the referencing columns of the table

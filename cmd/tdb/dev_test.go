@@ -1,48 +1,29 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"tdb/internal/syncbuf"
 	"tdb/internal/testpg"
 )
 
-// syncBuffer is a bytes.Buffer that runDev's goroutine and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // devRun is one `tdb dev` run in a goroutine.
 type devRun struct {
-	out    *syncBuffer
+	out    *syncbuf.Buffer
 	cancel context.CancelFunc
 	done   chan error
 }
 
 func startDev(dataDir string) *devRun {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &devRun{out: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	r := &devRun{out: &syncbuf.Buffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		r.done <- runDev(ctx, r.out, devOptions{dataDir: dataDir, wireAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", pgMaxConnections: 50})
 	}()

@@ -656,8 +656,17 @@ func (s *session) backendToClient() {
 	// clientFailed reports whether a failed write to the client ends the
 	// pump. A session that captures DDL reads on instead, until the relay
 	// stops it: what is in flight may commit, and is then recorded. So does
-	// one whose guarded batch is to be committed (commitDue).
-	clientFailed := func() bool { return !s.captures() && !s.commitDue() }
+	// one whose guarded batch is to be committed (commitDue). Once this pump
+	// stops, nothing reads the backend: a client pump blocked writing to it
+	// (a client that sent while it did not read, then left) would wait for
+	// good, so the backend's writes fail from then on.
+	clientFailed := func() bool {
+		if s.captures() || s.commitDue() {
+			return false
+		}
+		_ = s.bc.Conn.SetWriteDeadline(time.Now())
+		return true
+	}
 	for {
 		typ, body, err := fr.Next()
 		if err != nil {

@@ -326,35 +326,29 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 			return true, false
 		}
 		// A new batch waits for the proxy's exchange after the last one,
-		// which needs that batch's end delivered. forwarding is stored
-		// before the gate looks at held, and the backend pump stores held
-		// before it looks at forwarding: one of them sees the other.
-		for {
-			s.forwarding.Store(true)
-			ch := s.gate(typ)
-			if ch == nil {
-				break
-			}
-			s.forwarding.Store(false)
-			if err := s.await(fw, fr, typ, ch); err != nil {
-				return errors.Is(err, errClientLeft), false
-			}
+		// which needs that batch's end delivered.
+		if err := s.gateForwarding(fw, fr, typ); err != nil {
+			return errors.Is(err, errClientLeft), false
 		}
 		body, step, perr := s.fromClient(typ, body, fr.Ahead())
-		s.forwarding.Store(false) // the state counts the message now
 		if step == stepWait {
 			// A batch the row guard needs waits for the batches before
 			// it; then its message is handled again, without waiting.
+			s.forwarding.Store(false)
 			s.mu.Lock()
 			ch := s.pending
 			s.mu.Unlock()
 			if err := s.await(fw, fr, typ, ch); err != nil {
 				return errors.Is(err, errClientLeft), false
 			}
+			if err := s.gateForwarding(fw, fr, typ); err != nil {
+				return errors.Is(err, errClientLeft), false
+			}
 			s.waited = true
 			body, step, perr = s.fromClient(typ, body, fr.Ahead())
 			s.waited = false
 		}
+		s.forwarding.Store(false) // the state counts the message now
 		switch step {
 		case stepFail:
 			_ = wire.WriteError(s.client, perr)
@@ -377,6 +371,25 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 		s.gov.awaitCancel()
 		if err := s.writeLocked(fw, typ, body, step.prefix(), fr.Buffered() == 0); err != nil {
 			return false, false
+		}
+	}
+}
+
+// gateForwarding waits while the message of type typ must (gate), and
+// returns with forwarding set: the client pump stores it before the gate
+// looks at held, and the backend pump stores held before it looks at
+// forwarding (holdIdleClient), so one of them sees the other. The caller
+// clears it once fromClient has counted the message.
+func (s *session) gateForwarding(fw *wire.FrameWriter, fr *wire.FrameReader, typ byte) error {
+	for {
+		s.forwarding.Store(true)
+		ch := s.gate(typ)
+		if ch == nil {
+			return nil
+		}
+		s.forwarding.Store(false)
+		if err := s.await(fw, fr, typ, ch); err != nil {
+			return err
 		}
 	}
 }

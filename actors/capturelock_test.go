@@ -29,3 +29,24 @@ func TestCaptureUnlockWaitsForAMessageLetThrough(t *testing.T) {
 		t.Fatal("a new batch is not held behind the unlock")
 	}
 }
+
+// TestRowLimitAbortGoesWhileAMessageWaits: the row limit's abort is sent at
+// the ReadyForQuery of the statement that passed the limit even while the
+// client pump, with forwarding still set, has a message waiting for it
+// (stepWait): that message must run in the aborted transaction, not in one
+// whose writes a COMMIT would keep.
+func TestRowLimitAbortGoesWhileAMessageWaits(t *testing.T) {
+	s := &session{gov: &governor{lim: newLimiter(nil)}, track: newTracker(), txStatus: 'T'}
+	s.gov.lim.overRows = 5
+	s.inflight = 1 // the SELECT that passed the limit
+	s.forwarding.Store(true)
+	s.mu.Lock()
+	s.pend(s.clientInflight()) // the client's COMMIT waits behind it
+	s.mu.Unlock()
+	if _, _, _, own := s.fromBackend('Z', []byte{'T'}); own != guardAbort {
+		t.Fatalf("own exchange %q, want the abort; the waiting message is held: %v", own, s.held.Load())
+	}
+	if !s.held.Load() {
+		t.Fatal("the waiting message was let go before the abort")
+	}
+}

@@ -618,9 +618,6 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		}
 		s.txStatus = status
 		final := s.finalFor(status, s.clientInflight()) // before the limiter forgets the batch
-		if final == guardAbort && !s.holdIdleClient() {
-			final = "" // as with a batch of the client's already sent
-		}
 		ddl = s.track.readyForQuery(status)
 		act = s.gov.readyForQuery(status)
 		if s.holdRFQs > 0 {

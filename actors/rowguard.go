@@ -434,13 +434,17 @@ func (s *session) gate(typ byte) chan struct{} {
 }
 
 // holdIdleClient holds the client's next batch (pend) for an exchange of
-// the proxy's that the backend pump starts on its own, and reports whether
-// it may: not when the client pump has let a message through that the
-// state does not count yet (forwarding), whose batch could reach the
-// backend ahead of the exchange and have its answers taken for the
-// exchange's (under s.mu). The client pump stores forwarding before it
-// looks at held, and this stores held before it looks at forwarding, so
-// one of the two sees the other.
+// the proxy's that the backend pump starts on its own and may put off
+// (the capture lock's unlock), and reports whether it may start now: not
+// when the client pump has let a message through that the state does not
+// count yet (forwarding), whose batch could reach the backend ahead of the
+// exchange and have its answers taken for the exchange's (under s.mu).
+// The client pump stores forwarding before it looks at held, and this
+// stores held before it looks at forwarding, so one of the two sees the
+// other. forwarding may still be set for a message that waits (stepWait):
+// the unlock then goes after a later batch, which is harmless. The row
+// limit's abort does not use it: it must come before the client's next
+// statement, which waits for it (behindRowsInTx).
 func (s *session) holdIdleClient() bool {
 	created := s.pending == nil
 	s.pend(0)

@@ -128,9 +128,7 @@ COMMENT ON COLUMN accounts.email IS 'login';
 INSERT INTO accounts (name, email) VALUES ('Alice', 'alice@test.com');`
 
 func TestImportSchemaBothWays(t *testing.T) {
-	if _, err := exec.LookPath("pg_dump"); err != nil && testing.Short() {
-		t.Skip("pg_dump not on PATH (skipped only under testing.Short)")
-	}
+	needPgDump(t)
 	srcURL := sourceDB(t, sourceSchema)
 	want := summary(t, srcURL)
 	t.Logf("%d schema lines", len(want))
@@ -224,9 +222,7 @@ func TestCheckSourceURL(t *testing.T) {
 // without a password reads as pg_dump wrote it (an empty password is not
 // "redacted" between every character).
 func TestImportSchemaErrorWithoutPassword(t *testing.T) {
-	if _, err := exec.LookPath("pg_dump"); err != nil {
-		t.Skip("pg_dump not on PATH")
-	}
+	needPgDump(t)
 	addr, err := freeport.Addr() // nothing listens there
 	if err != nil {
 		t.Fatal(err)
@@ -273,10 +269,9 @@ func TestSourceUsesOnlyItsOwnCredentials(t *testing.T) {
 	if _, err := blueprint.Analyse(ctx, noPassword, "tenant_id"); err == nil {
 		t.Error("Analyse logged in with the node's own password")
 	}
-	if _, err := exec.LookPath("pg_dump"); err == nil {
-		if _, method, err := blueprint.ImportSchema(ctx, noPassword); err == nil {
-			t.Errorf("ImportSchema (%s) logged in with the node's own password", method)
-		}
+	needPgDump(t)
+	if _, method, err := blueprint.ImportSchema(ctx, noPassword); err == nil {
+		t.Errorf("ImportSchema (%s) logged in with the node's own password", method)
 	}
 }
 
@@ -343,4 +338,16 @@ func applied(t *testing.T, stmts []string) string {
 		t.Fatalf("apply: %v\n%s", err, strings.Join(stmts, ";\n"))
 	}
 	return db
+}
+
+// needPgDump skips the test when pg_dump is not on PATH, but only under
+// -short: CI installs it, and a run without it must fail, not pass unseen.
+func needPgDump(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("pg_dump"); err != nil {
+		if testing.Short() {
+			t.Skip("pg_dump not on PATH (skipped only under -short)")
+		}
+		t.Fatalf("pg_dump not on PATH: %v", err)
+	}
 }

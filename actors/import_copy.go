@@ -137,7 +137,7 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 		if err != nil {
 			return err
 		}
-		inherited, err := blueprint.InheritedTables(ctx, src, names)
+		inherited, err := blueprint.InheritedTables(ctx, src)
 		if err != nil {
 			return err
 		}

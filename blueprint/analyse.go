@@ -68,15 +68,13 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 		routed  bool
 		whole   bool
 		typ     string // the routing column's type
-		only    bool   // other tables inherit from it
 	}
 	tables := map[uint32]*table{}
 	var oids []uint32
 	rows, err := conn.Query(ctx, `SELECT c.oid, c.oid::regclass::text,
 			array_agg(quote_ident(a.attname) ORDER BY a.attnum) FILTER (WHERE a.attgenerated = ''),
 			bool_or(a.attname = $1),
-			coalesce(min(a.atttypid::regtype::text) FILTER (WHERE a.attname = $1), ''),
-			c.relkind = 'r' AND c.relhassubclass
+			coalesce(min(a.atttypid::regtype::text) FILTER (WHERE a.attname = $1), '')
 		FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 		GROUP BY c.oid ORDER BY c.oid`, routingField)
@@ -87,7 +85,7 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 		var oid uint32
 		t := &table{}
 		var has bool
-		if err := rows.Scan(&oid, &t.name, &t.columns, &has, &t.typ, &t.only); err != nil {
+		if err := rows.Scan(&oid, &t.name, &t.columns, &has, &t.typ); err != nil {
 			rows.Close()
 			return plan, err
 		}
@@ -274,13 +272,9 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 		typ = ""
 	}
 	var routed []string
-	inherited := map[string]bool{} // tables others inherit from, by name
 	for _, oid := range order {
 		t := tables[oid]
 		it := fsm.ImportTable{Name: t.name, Columns: t.columns, Routing: t.routing, Via: t.hops, Whole: t.whole}
-		if t.only {
-			inherited[t.name] = true
-		}
 		if typ != "" {
 			if it.Routing != "" {
 				it.RoutingType = typ
@@ -305,6 +299,10 @@ func Analyse(ctx context.Context, sourceURL, routingField string) (ImportPlan, e
 	plan.Values, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return plan, errors.Wrap(err, "read the routing values")
+	}
+	inherited, err := InheritedTables(ctx, conn.PgConn())
+	if err != nil {
+		return plan, err
 	}
 	for _, t := range plan.Tables {
 		if t.Whole {
@@ -350,14 +348,15 @@ func from(table string, inherited bool) string {
 	return table
 }
 
-// InheritedTables returns which of tables (as the plan names them) other
-// tables inherit from, read in the session conn (the copy's snapshot of
-// the source). It is read at each copy, not kept in the plan: builds
-// before it would not keep such a field in their state.
-func InheritedTables(ctx context.Context, conn *pgconn.PgConn, tables []string) (map[string]bool, error) {
-	rr := conn.ExecParams(ctx, `SELECT n FROM unnest($1::text[]) n
-		WHERE (SELECT c.relkind = 'r' AND c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = n::regclass)`,
-		[][]byte{textArray(tables)}, nil, nil, nil)
+// InheritedTables returns the tables of schema public that other tables
+// inherit from (INHERITS, not partitions), named as the plan names them,
+// read in the session conn (whose search_path is empty, as Analyse's and
+// the copy's are). The copy reads them in its snapshot of the source: they
+// are not kept in the plan, as builds before it would not keep such a
+// field in their state.
+func InheritedTables(ctx context.Context, conn *pgconn.PgConn) (map[string]bool, error) {
+	rr := conn.ExecParams(ctx, `SELECT c.oid::regclass::text FROM pg_catalog.pg_class c
+		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND c.relhassubclass`, nil, nil, nil, nil)
 	out := map[string]bool{}
 	for rr.NextRow() {
 		out[string(rr.Values()[0])] = true
@@ -366,25 +365,6 @@ func InheritedTables(ctx context.Context, conn *pgconn.PgConn, tables []string) 
 		return nil, errors.Wrap(err, "read which tables others inherit from")
 	}
 	return out, nil
-}
-
-// textArray is a text[] literal of ss, each element quoted.
-func textArray(ss []string) []byte {
-	b := []byte{'{'}
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		for _, c := range []byte(s) {
-			if c == '"' || c == '\\' {
-				b = append(b, '\\')
-			}
-			b = append(b, c)
-		}
-		b = append(b, '"')
-	}
-	return append(b, '}')
 }
 
 // NotCopiedSQL counts the rows of a table that reach no routing value: a

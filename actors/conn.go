@@ -316,11 +316,6 @@ func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[s
 		nonce:    randomHex(6),
 		track:    newTracker(),
 	}
-	// Every session follows its Parse, Bind and Close messages to their
-	// answers: the row guard and the settings checks read a statement name
-	// as what the backend holds under it, which a refused or skipped Parse
-	// does not change.
-	s.track.exact = true
 	if c.proxy.cfg.LazyAttach {
 		// Lazy attach: with no idle session to take, greet the client with
 		// the values the last session of this key reported and log in to

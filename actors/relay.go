@@ -287,7 +287,7 @@ func (s *session) endAnsweredBatch() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.batchRan || s.settingsSync || s.inflight > 0 || s.swallow.Load() != swallowNone ||
-		!s.track.exact || s.track.skipping || s.track.queue.len() > 0 {
+		s.track.skipping || s.track.queue.len() > 0 {
 		return false
 	}
 	delete(s.track.portals, "") // the Query's commit ends the unnamed portal

@@ -35,10 +35,8 @@ func benchSession(b testing.TB, timeoutMs int64) *loopHandler {
 	ql := querylog.New(0, io.Discard)
 	b.Cleanup(ql.Close)
 	proxy := NewProxy(ProxyConfig{GoroutineRelay: true, FSM: f, Policy: NewPolicies(PolicyConfig{QueryLog: ql})})
-	track := newTracker()
-	track.exact = true // as connectBackend sets it for every session
 	s := &session{
-		proxy: proxy, txStatus: 'I', nonce: "0123456789ab", track: track,
+		proxy: proxy, txStatus: 'I', nonce: "0123456789ab", track: newTracker(),
 		login: identity{projectID: pid, database: "controlplane_workspace", keyID: "key_project", role: fsm.RoleAdmin,
 			kind: fsm.KindWorkspace, workspace: "controlplane", mode: fsm.ModeControl},
 	}

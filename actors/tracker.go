@@ -33,8 +33,7 @@ func commitsAtOnce(st *classify.Statement) bool {
 
 // trackItem is one entry of the tracker's queue: a statement awaiting its
 // result, the end of a batch (a simple Query or a Sync) awaiting
-// ReadyForQuery, or (exact trackers) a Parse, Bind, Close or Describe
-// awaiting its answer.
+// ReadyForQuery, or a Parse, Bind, Close or Describe awaiting its answer.
 type trackItem struct {
 	stmt stmtInfo
 	sync bool
@@ -100,13 +99,6 @@ type tracker struct {
 	// a ROLLBACK TO) may give them back their earlier values.
 	rfqSettings fsm.SessionSettings
 	txTouched   bool
-	// exact: follow each Parse, Bind and Close to its answer, and take
-	// back those the backend refused or skipped after an error in their
-	// batch (it skips everything up to Sync). Every session needs it: a
-	// statement name the backend still holds must not be forgotten (DDL
-	// capture) nor read as the text of a Parse that failed (the row guard,
-	// the settings checks).
-	exact bool
 	// skipping: an error ended the extended-protocol batch the client is
 	// still sending; the backend ignores its messages up to its Sync.
 	skipping bool
@@ -190,11 +182,13 @@ func (t *tracker) parse(name, sql string, r classify.Result) {
 	t.prepared[name] = info
 }
 
-// remember queues op, with what it is about to change, when exact.
+// remember queues op, with what it is about to change. Each Parse, Bind
+// and Close is followed to its answer, and those the backend refused or
+// skipped after an error in their batch (it skips everything up to Sync)
+// are taken back: a statement name the backend still holds must not be
+// forgotten (DDL capture) nor read as the text of a Parse that failed (the
+// row guard, the settings checks).
 func (t *tracker) remember(op byte, portal bool, name string) {
-	if !t.exact {
-		return
-	}
 	m := t.prepared
 	if portal {
 		m = t.portals
@@ -203,9 +197,9 @@ func (t *tracker) remember(op byte, portal bool, name string) {
 	t.queue.push(trackItem{op: op, undo: undoEntry{portal: portal, name: name, old: old, had: had}})
 }
 
-// describe records a Describe (exact trackers only: its answer is counted).
+// describe records a Describe, whose answer is counted.
 func (t *tracker) describe() {
-	if t.exact && !t.skipping {
+	if !t.skipping {
 		t.queue.push(trackItem{op: 'D'})
 	}
 }
@@ -215,7 +209,7 @@ func (t *tracker) describe() {
 // Anything else at the queue's front (a RowDescription of a simple Query)
 // is left alone.
 func (t *tracker) answered(op byte) {
-	if t.exact && t.queue.len() > 0 && t.queue.front().op == op {
+	if t.queue.len() > 0 && t.queue.front().op == op {
 		t.queue.pop()
 	}
 }
@@ -373,7 +367,7 @@ func (t *tracker) errorResponse() {
 	// An error that answers none of the client's messages (a FATAL at
 	// idle) leaves no batch to skip.
 	inBatch := t.queue.len() > 0 && !t.queue.front().sync
-	if !t.exact || !inBatch || t.queue.front().op == 0 {
+	if !inBatch || t.queue.front().op == 0 {
 		t.popStmt()
 		t.skipRest(inBatch)
 		return
@@ -394,9 +388,6 @@ func (t *tracker) errorResponse() {
 // the one that failed: the backend skips them, up to the batch's Sync. When
 // that Sync is not sent yet, the messages still to come are skipped too.
 func (t *tracker) skipRest(inBatch bool) {
-	if !t.exact {
-		return
-	}
 	items := t.queue.items()
 	end := batchEnd(items)
 	t.skipping = inBatch && end == len(items)

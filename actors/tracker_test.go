@@ -188,13 +188,6 @@ func TestTrackerCountsDataChangesWithDDL(t *testing.T) {
 	}
 }
 
-// exactTracker is the tracker of a session whose DDL is recorded.
-func exactTracker() *tracker {
-	tr := newTracker()
-	tr.exact = true
-	return tr
-}
-
 // parseAlone parses statement name in a batch of its own, answered, and
 // returns what that batch recorded.
 func parseAlone(tr *tracker, name, sql string) []string {
@@ -236,7 +229,7 @@ func runPrepared(tr *tracker, name, tag string) []string {
 // whose Close was skipped still exists; executed later, its DDL commits and
 // is recorded.
 func TestExactTrackerTakesBackSkippedMessages(t *testing.T) {
-	tr := exactTracker()
+	tr := newTracker()
 	if got := parseAlone(tr, "s1", "CREATE TABLE h_close (a int)"); len(got) != 0 {
 		t.Fatalf("a Parse alone committed %q", got)
 	}
@@ -295,7 +288,7 @@ func TestTrackerAddValueFollowsItsTransaction(t *testing.T) {
 // by the backend too (a pipeline that used Flush); and taking back a
 // skipped message leaves alone a name a later batch set.
 func TestExactTrackerSkipsUntilSync(t *testing.T) {
-	tr := exactTracker()
+	tr := newTracker()
 	parseAlone(tr, "sx", "CREATE TABLE sx_t (a int)")
 	// SELECT 1/0, Flush; its error comes back before the client goes on.
 	sendFailing(tr)
@@ -327,7 +320,7 @@ func TestExactTrackerSkipsUntilSync(t *testing.T) {
 // batch already sent: the backend still holds the name, so that Parse
 // fails, and the tracker keeps the statement the backend holds.
 func TestExactTrackerSkippedCloseThenReparse(t *testing.T) {
-	tr := exactTracker()
+	tr := newTracker()
 	ddl := "CREATE INDEX IF NOT EXISTS i ON t (a)"
 	parseAlone(tr, "s1", ddl)
 	// batch 1: error, then Close s1 (skipped by the backend)
@@ -355,7 +348,7 @@ func TestExactTrackerSkippedCloseThenReparse(t *testing.T) {
 // (ignore_till_sync), and so does the tracker (the relay refuses one there
 // first).
 func TestExactTrackerQueryWhileSkipping(t *testing.T) {
-	tr := exactTracker()
+	tr := newTracker()
 	sendFailing(tr)
 	failingAnswered(tr)
 	tr.query(classify.Classify("SELECT 1")) // skipped by the backend

@@ -137,6 +137,10 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 		if err != nil {
 			return err
 		}
+		readd, err := setAsideNotValid(ctx, tx, names)
+		if err != nil {
+			return err
+		}
 		inherited, err := blueprint.InheritedTables(ctx, src)
 		if err != nil {
 			return err
@@ -149,6 +153,9 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 			total += n
 		}
 		if err := restore(); err != nil {
+			return err
+		}
+		if err := readd(); err != nil {
 			return err
 		}
 		if err := resetSequences(ctx, tx); err != nil {
@@ -231,6 +238,54 @@ func disableTriggers(ctx context.Context, tx pgx.Tx, tables []string) (restore f
 			}
 			if _, err := tx.Exec(ctx, "ALTER TABLE ONLY "+tg.table+" "+how+tg.name); err != nil {
 				return errors.Wrapf(err, "enable trigger %s on %s after the copy", tg.name, tg.table)
+			}
+		}
+		return nil
+	}, nil
+}
+
+// setAsideNotValid drops, in the transaction tx, the checks and foreign
+// keys of tables that are NOT VALID, and returns what adds them again as
+// they were, NOT VALID, before tx commits. Such a constraint of the source
+// holds old rows that break it; it still checks every new row, so the
+// copy's rows would break it here (pg_dump adds it after the data). One
+// that a table inherits comes back with its parent's; one that a table
+// both has of its own and inherits is left in place.
+func setAsideNotValid(ctx context.Context, tx pgx.Tx, tables []string) (readd func() error, err error) {
+	rows, err := tx.Query(ctx, `SELECT c.conrelid::regclass::text, quote_ident(c.conname), pg_catalog.pg_get_constraintdef(c.oid)
+		FROM pg_catalog.pg_constraint c
+		WHERE c.contype IN ('c', 'f') AND NOT c.convalidated AND c.conislocal AND c.coninhcount = 0
+		  AND (c.conrelid = ANY ($1::text[]::regclass[])
+		    OR c.conrelid IN (SELECT p.relid FROM unnest($1::text[]::regclass[]) r(oid), pg_catalog.pg_partition_tree(r.oid) p))
+		ORDER BY 1, 2`, tables)
+	if err != nil {
+		return nil, errors.Wrap(err, "list the tenant's not valid constraints")
+	}
+	type constraint struct{ table, name, def string }
+	cons, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (constraint, error) {
+		var c constraint
+		return c, r.Scan(&c.table, &c.name, &c.def)
+	})
+	if err != nil {
+		return nil, errors.Wrap(err, "list the tenant's not valid constraints")
+	}
+	for _, c := range cons {
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+c.table+" DROP CONSTRAINT "+c.name); err != nil {
+			return nil, errors.Wrapf(err, "set constraint %s on %s aside for the copy", c.name, c.table)
+		}
+	}
+	return func() error {
+		if len(cons) == 0 {
+			return nil
+		}
+		// A table with checks of deferred keys still due cannot be
+		// altered (55006): they are made now, as the commit would.
+		if _, err := tx.Exec(ctx, "SET CONSTRAINTS ALL IMMEDIATE"); err != nil {
+			return errors.Wrap(err, "check the copied rows")
+		}
+		for _, c := range cons {
+			if _, err := tx.Exec(ctx, "ALTER TABLE "+c.table+" ADD CONSTRAINT "+c.name+" "+c.def); err != nil {
+				return errors.Wrapf(err, "add constraint %s on %s again after the copy", c.name, c.table)
 			}
 		}
 		return nil

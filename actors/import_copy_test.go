@@ -480,3 +480,72 @@ INSERT INTO debts (tenant_id) VALUES ('acme'), ('acme'), ('acme');`)
 		}
 	}
 }
+
+// A NOT VALID check or foreign key of the source holds old rows that break
+// it: the copy brings them, as pg_dump does by adding such a constraint
+// after the data, and leaves the constraint as it was, not valid and still
+// checking new rows.
+func TestCopyTenantKeepsRowsANotValidConstraintLetThrough(t *testing.T) {
+	t.Parallel()
+	src := sourceDBWith(t, `
+CREATE TABLE customers (id int PRIMARY KEY, tenant_id text);
+CREATE TABLE orders (id int, tenant_id text, customer_id int, qty int);
+INSERT INTO customers VALUES (1, 'acme');
+INSERT INTO orders VALUES (1, 'acme', 1, 5), (2, 'acme', 7, -1);
+ALTER TABLE orders ADD CONSTRAINT qty_positive CHECK (qty > 0) NOT VALID;
+ALTER TABLE orders ADD CONSTRAINT orders_customer FOREIGN KEY (customer_id) REFERENCES customers DEFERRABLE NOT VALID;`)
+	f, rows, err := importInto(t, src, "tenant_id", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var got, cons string
+	if err := f.superuser().QueryRow(ctx, "SELECT string_agg(concat_ws(':', id, customer_id, qty), ',' ORDER BY id) FROM orders").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "1:1:5,2:7:-1"; got != want || rows != 3 {
+		t.Fatalf("orders after the copy: %q, %d rows; want %q as the source, 3 rows", got, rows, want)
+	}
+	if err := f.superuser().QueryRow(ctx, `SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), ', ' ORDER BY conname)
+		FROM pg_constraint WHERE conrelid = 'orders'::regclass`).Scan(&cons); err != nil {
+		t.Fatal(err)
+	}
+	if want := "orders_customer FOREIGN KEY (customer_id) REFERENCES customers(id) DEFERRABLE NOT VALID, qty_positive CHECK ((qty > 0)) NOT VALID"; cons != want {
+		t.Errorf("constraints after the copy:\n%s\nwant\n%s", cons, want)
+	}
+	for _, bad := range []string{"INSERT INTO orders VALUES (3, 'acme', 1, 0)", "INSERT INTO orders VALUES (3, 'acme', 9, 1)"} {
+		if _, err := f.superuser().Exec(ctx, bad); err == nil {
+			t.Errorf("%s: went in; the not valid constraints still check new rows", bad)
+		}
+	}
+}
+
+// A table with a valid deferred key as well as a not valid check gets its
+// check back (a table with deferred checks due cannot be altered), and
+// children get the check they inherit back with their parent's.
+func TestCopyTenantNotValidBesideDeferredKeysAndChildren(t *testing.T) {
+	t.Parallel()
+	src := sourceDBWith(t, `
+CREATE TABLE customers (id int PRIMARY KEY, tenant_id text);
+CREATE TABLE orders (id int, tenant_id text, customer_id int REFERENCES customers DEFERRABLE, qty int);
+CREATE TABLE base (id int, tenant_id text, qty int);
+CREATE TABLE child () INHERITS (base);
+INSERT INTO customers VALUES (1, 'acme');
+INSERT INTO orders VALUES (1, 'acme', 1, -1);
+INSERT INTO base VALUES (1, 'acme', -1);
+INSERT INTO child VALUES (2, 'acme', -2);
+ALTER TABLE orders ADD CONSTRAINT qty_positive CHECK (qty > 0) NOT VALID;
+ALTER TABLE base ADD CONSTRAINT base_qty CHECK (qty > 0) NOT VALID;`)
+	f, rows, err := importInto(t, src, "tenant_id", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cons string
+	if err := f.superuser().QueryRow(context.Background(), `SELECT string_agg(conrelid::regclass || '.' || conname || ' ' || convalidated || ' ' || conislocal || ' ' || coninhcount, ', ' ORDER BY conrelid::regclass::text, conname)
+		FROM pg_constraint WHERE contype = 'c' AND conrelid <> 0`).Scan(&cons); err != nil {
+		t.Fatal(err)
+	}
+	if want := "base.base_qty false true 0, child.base_qty false false 1, orders.qty_positive false true 0"; cons != want || rows != 4 {
+		t.Errorf("checks after the copy of %d rows:\n%s\nwant, after 4 rows\n%s", rows, cons, want)
+	}
+}

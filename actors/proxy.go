@@ -228,11 +228,12 @@ func (p *Proxy) closeIdleClients(now time.Time) {
 	p.mu.Unlock()
 	for _, s := range idle {
 		s.mu.Lock()
-		// A batch awaits its ReadyForQuery, or one not synced yet has
-		// sent an Execute (Execute and Flush). One that has not (a
-		// prepare: Parse, Describe, Flush, as asyncpg leaves a pooled
-		// connection) runs nothing.
-		busy := s.inflight > 0 || s.unsynced && s.batchRan
+		// A batch awaits its ReadyForQuery, or one not synced yet
+		// (Execute and Flush) awaits a statement's result. One whose
+		// results are in, or that ran nothing (a prepare: Parse,
+		// Describe, Flush, as asyncpg leaves a pooled connection), is
+		// idle.
+		busy := s.inflight > 0 || s.unsynced && s.track.awaitsStatement()
 		s.mu.Unlock()
 		if busy {
 			continue

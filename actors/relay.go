@@ -296,6 +296,16 @@ func (s *session) endAnsweredBatch() bool {
 	return true
 }
 
+// resultIn notes, under s.mu, that a statement's result (or an error) came
+// in: in a batch not synced yet (Execute and Flush) with no other in
+// flight, the client is idle from here (closeIdleClients), however long
+// its statement ran, as it is from a batch's ReadyForQuery.
+func (s *session) resultIn() {
+	if s.unsynced && s.inflight == 0 {
+		s.active.Store(time.Now().UnixNano())
+	}
+}
+
 // clientToBackend forwards client frames, replacing refused statements with
 // sentinels. It reports whether the client went away without Terminate, or
 // that the session goes back to the event loop (back: the backend pump has
@@ -576,6 +586,7 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		if severity == "FATAL" || severity == "PANIC" {
 			s.backendFatal = true // the client is told why the backend ends
 		}
+		s.resultIn()
 		s.mu.Unlock()
 	case 'C':
 		tag, _ := wire.ParseCommandComplete(body)
@@ -587,6 +598,7 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 			s.noteMayWrite(st)
 		}
 		act = s.gov.commandComplete(tag)
+		s.resultIn()
 		s.mu.Unlock()
 	case 'V': // FunctionCallResponse: the function call's statement ended
 		s.mu.Lock()
@@ -597,6 +609,7 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		s.mu.Lock()
 		s.track.emptyQuery()
 		act = s.gov.emptyQuery()
+		s.resultIn()
 		s.mu.Unlock()
 	case 's':
 		s.mu.Lock()
@@ -604,6 +617,7 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 			s.noteMayWrite(st) // the rows so far ran what the statement calls
 		}
 		act = s.gov.portalSuspended()
+		s.resultIn()
 		s.mu.Unlock()
 	case 'Z':
 		status, _ := wire.ParseReadyForQuery(body)

@@ -286,6 +286,16 @@ func (t *tracker) popStmt() (stmtInfo, bool) {
 	return t.queue.pop().stmt, true
 }
 
+// awaitsStatement reports whether a statement sent awaits its result.
+func (t *tracker) awaitsStatement() bool {
+	for _, it := range t.queue.items() {
+		if it.op == 0 && !it.sync {
+			return true
+		}
+	}
+	return false
+}
+
 // commandComplete records a statement's success; tag is the command tag.
 func (t *tracker) commandComplete(tag []byte) (stmtInfo, bool) {
 	s, ok := t.popStmt()

@@ -207,6 +207,38 @@ func TestClientIdleTimeoutSparesRunningStatements(t *testing.T) {
 	if _, err := fe.Receive(); err == nil {
 		t.Fatal("a client idle past client_idle_timeout after a prepare is still connected")
 	}
+	// An Execute and Flush whose statement runs past the timeout is spared,
+	// and so is its client right after it ends; once its result is in,
+	// the client is idle, though its batch is not synced.
+	c = connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
+	fe = c.PgConn().Frontend()
+	execute := func(sql string) {
+		t.Helper()
+		send(t, fe, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+		for {
+			m, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("%s, then Flush: %v", sql, err)
+			}
+			if _, ok := m.(*pgproto3.CommandComplete); ok {
+				return
+			}
+		}
+	}
+	execute("SELECT pg_sleep(2)")
+	time.Sleep(250 * time.Millisecond) // the client reads its result
+	send(t, fe, &pgproto3.Sync{})
+	if m, err := fe.Receive(); err != nil {
+		t.Fatalf("right after a long statement sent with Execute and Flush: %v", err)
+	} else if _, ok := m.(*pgproto3.ReadyForQuery); !ok {
+		t.Fatalf("Sync after a long statement: %T, want ReadyForQuery", m)
+	}
+	execute("SELECT 1")
+	time.Sleep(1500 * time.Millisecond)
+	send(t, fe, &pgproto3.Sync{})
+	if _, err := fe.Receive(); err == nil {
+		t.Fatal("a client idle past client_idle_timeout after an Execute and Flush is still connected")
+	}
 }
 
 // TestPooledSeedIsNotShown: a pooled session's new random() seed must not

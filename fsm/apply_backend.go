@@ -19,6 +19,10 @@ type AddBackend struct {
 // gone for good cannot drop them), and the tenants of those databases too.
 type RemoveBackend struct {
 	Name string `json:"name"`
+	// At revokes the keys left with no tenant by those forgotten. It is
+	// proposed from log version 6; before, they were revoked at the zero
+	// time.
+	At time.Time `json:"at,omitzero"`
 }
 
 // SetClusterSettings changes the per-IP limits and ban policy; nil fields stay.
@@ -76,7 +80,7 @@ func applyRemoveBackend(s *State, _ uint64, c *RemoveBackend) (any, error) {
 	}
 	sort.Strings(gone)
 	for _, name := range gone {
-		if _, err := applyRemoveDatabase(s, 0, &RemoveDatabase{Name: name}); err != nil {
+		if _, err := applyRemoveDatabase(s, 0, &RemoveDatabase{Name: name, At: c.At}); err != nil {
 			return nil, err
 		}
 	}

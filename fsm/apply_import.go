@@ -157,6 +157,14 @@ func applyRetryImport(s *State, _ uint64, c *RetryImport) (any, error) {
 	if im.Status != DeploymentFailed {
 		return nil, errorf(CodeConflict, "import %s is %s: only a failed import is retried", c.ID, im.Status)
 	}
+	if s.ActiveLogVersion() >= 6 {
+		// A failed tenant deleted since (or before log version 6, when a
+		// deleted tenant failed) would only fail again.
+		p := s.Projects[im.ProjectID]
+		im.Tenants = slices.DeleteFunc(im.Tenants, func(it *ImportTenant) bool {
+			return it.Status == TenantFailed && !s.liveTenantOf(p, it.Tenant, im.Workspace)
+		})
+	}
 	n := 0
 	for _, t := range im.Tenants {
 		if t.Status == TenantFailed {
@@ -165,5 +173,20 @@ func applyRetryImport(s *State, _ uint64, c *RetryImport) (any, error) {
 		}
 	}
 	im.Status, im.FinishedAt = DeploymentInProgress, nil
+	im.finishIfDone(c.At)
 	return n, nil
+}
+
+// liveTenantOf reports whether p has a tenant named name of blueprint that
+// is not being deleted.
+func (s *State) liveTenantOf(p *Project, name, blueprint string) bool {
+	if p == nil {
+		return false
+	}
+	t := p.Tenants[name]
+	if t == nil || t.Blueprint != blueprint {
+		return false
+	}
+	d := s.Databases[t.Database]
+	return d != nil && d.Status != StatusDeleting
 }

@@ -112,7 +112,34 @@ func applyDeleteTenant(s *State, _ uint64, c *DeleteTenant) (any, error) {
 	}
 	// A key must never reach a later tenant that reuses the name.
 	forgetTenant(p, c.Name, c.At)
+	if s.ActiveLogVersion() >= 6 {
+		s.leaveJobs(p.ID, t.Blueprint, c.Name, c.At)
+	}
 	return nil, nil
+}
+
+// leaveJobs takes a tenant being deleted out of the deployments and imports
+// of its blueprint still in progress, where it is still to do (pending, or
+// running: its database is dropped under the work). Before, it failed
+// there with "tenant … was deleted", and so did the whole deployment or
+// import, which a retry could never complete. Its done or failed results
+// stay, as a record.
+func (s *State) leaveJobs(projectID, blueprint, tenant string, at time.Time) {
+	todo := func(status string) bool { return status == TenantPending || status == TenantRunning }
+	for _, d := range s.Deployments {
+		if d.ProjectID != projectID || d.Blueprint != blueprint || d.Status != DeploymentInProgress {
+			continue
+		}
+		d.Results = slices.DeleteFunc(d.Results, func(r *DeploymentResult) bool { return r.Tenant == tenant && todo(r.Status) })
+		d.finishIfDone(at)
+	}
+	for _, im := range s.Imports {
+		if im.ProjectID != projectID || im.Workspace != blueprint || im.Status != DeploymentInProgress {
+			continue
+		}
+		im.Tenants = slices.DeleteFunc(im.Tenants, func(t *ImportTenant) bool { return t.Tenant == tenant && todo(t.Status) })
+		im.finishIfDone(at)
+	}
 }
 
 // forgetTenant takes a tenant's name from the keys scoped to it, and revokes

@@ -22,8 +22,11 @@ import (
 // provisioned (apply_tenant.go); version 3, SetClusterID; version 4, no
 // key made for a tenant being deleted (apply_key.go), and a removed tenant's
 // name taken from every key (apply_tenant.go); version 5, the session
-// settings of a captured blueprint version (apply_workspace.go).
-const LogVersion uint16 = 5
+// settings of a captured blueprint version (apply_workspace.go); version 6,
+// a deleted tenant taken out of the deployments and imports still to do
+// it, and out of an import's retry (apply_tenant.go, apply_import.go), and
+// the time of RemoveBackend (apply_backend.go).
+const LogVersion uint16 = 6
 
 // since gives the log version a command type first appeared in; types not
 // listed are of version 1, the log before versions were counted.

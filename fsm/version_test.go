@@ -321,3 +321,74 @@ func TestVersionSettingsFromLogVersion5(t *testing.T) {
 		})
 	}
 }
+
+// TestDeletedTenantLeavesJobsFromLogVersion6: from log version 6 a tenant
+// deleted while a deployment or an import still has it to do leaves them,
+// and they finish with the other tenants; a retried import leaves out a
+// failed tenant deleted since. Before it, every replica keeps it there, as
+// older builds do. RemoveBackend revokes at its own time.
+func TestDeletedTenantLeavesJobsFromLogVersion6(t *testing.T) {
+	tables := []ImportTable{{Name: "public.accounts", Columns: []string{"id", "tenant_id"}, Routing: "tenant_id"}}
+	for _, v := range []uint16{5, 6} {
+		h := deploySeeded(t)
+		h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: v})
+		h.mustApply(CmdCreateDeployment, &CreateDeployment{ID: "dep_1", ProjectID: depPID, Blueprint: "myapp", Version: 2,
+			Tenants: []string{"wayne", "globex"}, At: t0})
+		h.mustApply(CmdSetDeploymentResult, &SetDeploymentResult{ID: "dep_1", Tenant: "globex", Status: TenantRunning, FromVersion: 1, At: t0})
+		h.mustApply(CmdSetDeploymentResult, &SetDeploymentResult{ID: "dep_1", Tenant: "wayne", Status: TenantRunning, FromVersion: 1, At: t0})
+		h.mustApply(CmdSetDeploymentResult, &SetDeploymentResult{ID: "dep_1", Tenant: "wayne", Status: TenantDone, FromVersion: 1, Version: 2, At: t0})
+		h.mustApply(CmdCreateImport, &CreateImport{ID: "imp_1", ProjectID: depPID, Workspace: "myapp", SourceURL: "postgres://src/db",
+			RoutingField: "tenant_id", Tables: tables, Tenants: []ImportTenantSpec{{"wayne", "1"}, {"globex", "2"}}, At: t0})
+		h.mustApply(CmdSetImportTenant, &SetImportTenant{ID: "imp_1", Tenant: "wayne", Status: TenantDone, Rows: 4})
+		at := t0.Add(time.Minute)
+		h.mustApply(CmdDeleteTenant, &DeleteTenant{ProjectID: depPID, Name: "globex", At: at})
+		d, im := h.deployment("dep_1"), h.importJob("imp_1")
+		switch {
+		case v < 6 && (d.Status != DeploymentInProgress || len(d.Results) != 2 || im.Status != DeploymentInProgress || len(im.Tenants) != 2):
+			t.Fatalf("log version %d: the deleted tenant left: deployment %s %d results, import %s %d tenants", v, d.Status, len(d.Results), im.Status, len(im.Tenants))
+		case v >= 6 && (d.Status != DeploymentCompleted || len(d.Results) != 1 || d.Results[0].Tenant != "wayne" || !d.FinishedAt.Equal(at) ||
+			im.Status != DeploymentCompleted || len(im.Tenants) != 1 || im.Tenants[0].Tenant != "wayne"):
+			t.Fatalf("log version %d: deployment %s %+v, import %s %+v; want both completed with wayne only", v, d.Status, d.Results, im.Status, im.Tenants)
+		}
+	}
+
+	// A failed import whose failed tenant is deleted afterwards (or was
+	// deleted before version 6, and failed for it) completes at its retry.
+	for _, v := range []uint16{5, 6} {
+		h := deploySeeded(t)
+		h.mustApply(CmdCreateImport, &CreateImport{ID: "imp_1", ProjectID: depPID, Workspace: "myapp", SourceURL: "postgres://src/db",
+			RoutingField: "tenant_id", Tables: tables, Tenants: []ImportTenantSpec{{"wayne", "1"}, {"globex", "2"}}, At: t0})
+		h.mustApply(CmdSetImportTenant, &SetImportTenant{ID: "imp_1", Tenant: "wayne", Status: TenantDone, Rows: 4})
+		h.mustApply(CmdSetImportTenant, &SetImportTenant{ID: "imp_1", Tenant: "globex", Status: TenantFailed, Error: "tenant globex was deleted"})
+		h.mustApply(CmdDeleteTenant, &DeleteTenant{ProjectID: depPID, Name: "globex", At: t0})
+		h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: v})
+		n := h.mustApply(CmdRetryImport, &RetryImport{ID: "imp_1", At: t0})
+		im := h.importJob("imp_1")
+		switch {
+		case v < 6 && (n != 1 || im.Status != DeploymentInProgress || im.Tenant("globex").Status != TenantPending):
+			t.Fatalf("log version %d: retried %v, import %s %+v", v, n, im.Status, im.Tenants)
+		case v >= 6 && (n != 0 || im.Status != DeploymentCompleted || len(im.Tenants) != 1):
+			t.Fatalf("log version %d: retried %v, import %s %+v; want completed with wayne only", v, n, im.Status, im.Tenants)
+		}
+	}
+
+	// A key an older build made for a tenant being deleted is revoked when
+	// RemoveBackend forgets the tenant, at its time.
+	h := seeded(t)
+	h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: 3})
+	h.mustApply(CmdAddBackend, &AddBackend{Name: "dead", URL: "postgres://postgres@127.0.0.1:2/postgres", At: t0})
+	db := newDB("p0000abcd__myapp__globex")
+	db.Backend = "dead"
+	h.mustApply(CmdCreateTenant, &CreateTenant{ProjectID: depPID, Name: "globex", Blueprint: "myapp", At: t0,
+		Database: db, Key: newKey("key_globex", RoleAdmin, ScopeTenant, "globex")})
+	h.mustApply(CmdDeleteTenant, &DeleteTenant{ProjectID: depPID, Name: "globex", At: t0})
+	h.mustApply(CmdCreateKey, &CreateKey{ProjectID: depPID, Key: newKey("key_late", RoleRead, ScopeTenant, "globex"), At: t0})
+	h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: 6})
+	at := t0.Add(time.Hour)
+	h.mustApply(CmdRemoveBackend, &RemoveBackend{Name: "dead", At: at})
+	h.f.View(func(s *State) {
+		if k := s.Projects[depPID].Keys["key_late"]; k == nil || k.RevokedAt == nil || !k.RevokedAt.Equal(at) {
+			t.Fatalf("the key left with no tenant by RemoveBackend: %+v, want revoked at %v", k, at)
+		}
+	})
+}

@@ -118,14 +118,20 @@ func (s *server) removeBackend(w http.ResponseWriter, r *http.Request, c *caller
 	}
 	name := mux.Vars(r)["name"]
 	n := 0
+	var active uint16
 	s.view(func(st *fsm.State) {
+		active = st.ActiveLogVersion()
 		for _, d := range st.Databases {
 			if d.Backend == name && d.Status == fsm.StatusDeleting {
 				n++
 			}
 		}
 	})
-	index, err := s.apply(r.Context(), fsm.CmdRemoveBackend, fsm.RemoveBackend{Name: name})
+	rm := fsm.RemoveBackend{Name: name}
+	if active >= 6 {
+		rm.At = s.now() // a build before it would revoke at the zero time
+	}
+	index, err := s.apply(r.Context(), fsm.CmdRemoveBackend, rm)
 	if err != nil {
 		return err
 	}

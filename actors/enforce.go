@@ -313,7 +313,8 @@ func (g *governor) log(done []stmtDone) {
 	}
 }
 
-// end stops the statement timer when the relay is over.
+// end stops the statement timer when the relay is over, and logs the
+// statements that were still running.
 func (g *governor) end() {
 	if g == nil {
 		return
@@ -323,6 +324,11 @@ func (g *governor) end() {
 		g.timer.Stop()
 	}
 	g.timerGen = ^uint64(0)
+	g.lim.sessionEnded()
+	if done := g.lim.collect(); len(done) > 0 {
+		g.log(done)
+		clear(done)
+	}
 	g.s.mu.Unlock()
 }
 

@@ -234,6 +234,31 @@ func (l *limiter) abandon(portal string) {
 	r.started, r.active = time.Time{}, 0
 }
 
+// sessionEnded logs, when the session ends, the runs that began and never
+// ended: the statement executing when the client left or the backend
+// connection went (its outcome is unknown to the proxy: 08006, with the
+// rows relayed so far), and suspended portals (as abandon does). The
+// statements queued behind it never ran.
+func (l *limiter) sessionEnded() {
+	if l.headStarted && l.queue.len() > 0 && !l.queue.front().sync {
+		r := l.queue.front().run
+		r.active += l.now().Sub(l.headSince)
+		l.done = append(l.done, stmtDone{text: r.text, start: r.started, duration: r.active, rows: r.rows, sqlstate: sqlstateLost})
+		r.started, r.active = time.Time{}, 0
+	}
+	l.headStarted = false
+	for l.queue.len() > 0 {
+		l.queue.pop()
+	}
+	for name := range l.portals {
+		l.abandon(name)
+	}
+}
+
+// sqlstateLost is the query log's SQLSTATE for a statement whose session
+// ended before it did (connection_failure).
+const sqlstateLost = "08006"
+
 // queued reports whether an execution of r still awaits its end.
 func (l *limiter) queued(r *stmtRun) bool {
 	for _, it := range l.queue.items() {

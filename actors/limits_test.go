@@ -332,3 +332,37 @@ func TestTagRows(t *testing.T) {
 		}
 	}
 }
+
+// TestLimiterLogsWhatTheSessionLeftRunning: a statement still executing
+// when its session ends (the client left, the backend connection went) is
+// logged, with the rows relayed so far and 08006, as is a suspended portal;
+// what was queued behind it never ran and is not.
+func TestLimiterLogsWhatTheSessionLeftRunning(t *testing.T) {
+	l, c := newTestLimiter()
+	l.bind("p", "SELECT g FROM generate_series(1, 100) g")
+	l.execute("p", stmtLimits{})
+	l.sync()
+	rows(t, l, 10, true)
+	l.portalSuspended()
+	l.readyForQuery('T')
+	start := c.now()
+	l.query("SELECT pg_sleep(60) FROM t; SELECT 2", []string{"SELECT pg_sleep(60) FROM t", "SELECT 2"}, stmtLimits{})
+	rows(t, l, 3, true)
+	c.advance(2 * time.Second)
+	l.sessionEnded()
+	d := l.collect()
+	if len(d) != 2 {
+		t.Fatalf("logged %+v, want the running statement and the suspended portal", d)
+	}
+	if d[0].text != "SELECT pg_sleep(60) FROM t" || d[0].sqlstate != "08006" || d[0].rows != 3 ||
+		!d[0].start.Equal(start) || d[0].duration != 2*time.Second {
+		t.Fatalf("running statement logged as %+v", d[0])
+	}
+	if d[1].text != "SELECT g FROM generate_series(1, 100) g" || d[1].rows != 10 || d[1].sqlstate != "00000" {
+		t.Fatalf("suspended portal logged as %+v", d[1])
+	}
+	l.sessionEnded()
+	if d := l.collect(); len(d) != 0 {
+		t.Fatalf("logged again: %+v", d)
+	}
+}

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,7 +35,20 @@ type Metrics struct {
 	relays        *prometheus.CounterVec
 	tlsSessions   *prometheus.CounterVec
 	queryLogLines prometheus.Counter
+
+	sqlstatesMu sync.Mutex
+	sqlstates   map[string]bool // the sqlstate label values in use, at most maxSQLStates
 }
+
+// maxSQLStates bounds the sqlstate label values of the statement counters:
+// a client chooses the SQLSTATE of its own errors (RAISE … USING ERRCODE
+// takes any five digits or capitals), and each new value would otherwise
+// add series that every scrape carries for the node's lifetime. Past the
+// bound, errors are counted under otherSQLState.
+const (
+	maxSQLStates  = 256
+	otherSQLState = "other"
+)
 
 // Sources are read at scrape time.
 type Sources struct {
@@ -47,7 +61,7 @@ type Sources struct {
 
 // New builds a node's collectors on a fresh registry.
 func New(src Sources) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry(), sqlstates: map[string]bool{}}
 	m.connections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tdb_connections", Help: "Client connections on this node by state.",
 	}, []string{"state"})
@@ -179,8 +193,24 @@ func (m *Metrics) Statement(sqlstate string) {
 		m.succeeded.Inc()
 		return
 	}
-	m.statements.WithLabelValues(sqlstate).Inc()
-	m.errors.WithLabelValues(sqlstate).Inc()
+	label := m.sqlstateLabel(sqlstate)
+	m.statements.WithLabelValues(label).Inc()
+	m.errors.WithLabelValues(label).Inc()
+}
+
+// sqlstateLabel is the label an error's SQLSTATE is counted under: itself,
+// while fewer than maxSQLStates values are in use or it is one of them.
+func (m *Metrics) sqlstateLabel(sqlstate string) string {
+	m.sqlstatesMu.Lock()
+	defer m.sqlstatesMu.Unlock()
+	if m.sqlstates[sqlstate] {
+		return sqlstate
+	}
+	if len(m.sqlstates) >= maxSQLStates {
+		return otherSQLState
+	}
+	m.sqlstates[sqlstate] = true
+	return sqlstate
 }
 
 // Bytes counts relayed bytes in a direction.

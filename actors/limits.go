@@ -243,7 +243,11 @@ func (l *limiter) sessionEnded() {
 	if l.headStarted && l.queue.len() > 0 && !l.queue.front().sync {
 		r := l.queue.front().run
 		r.active += l.now().Sub(l.headSince)
-		l.done = append(l.done, stmtDone{text: r.text, start: r.started, duration: r.active, rows: r.rows, sqlstate: sqlstateLost})
+		rows := r.rows
+		if l.overRows > 0 {
+			rows = min(rows, l.overRows) // the rows the client got
+		}
+		l.done = append(l.done, stmtDone{text: r.text, start: r.started, duration: r.active, rows: rows, sqlstate: sqlstateLost})
 		r.started, r.active = time.Time{}, 0
 	}
 	l.headStarted = false

@@ -366,3 +366,19 @@ func TestLimiterLogsWhatTheSessionLeftRunning(t *testing.T) {
 		t.Fatalf("logged again: %+v", d)
 	}
 }
+
+// TestLimiterSessionEndedPastTheRowLimit: a statement cancelled past
+// max_rows_per_query whose session ends before its 54000 is logged with the
+// rows the client got, not those the backend sent after.
+func TestLimiterSessionEndedPastTheRowLimit(t *testing.T) {
+	l, _ := newTestLimiter()
+	l.query("SELECT x", []string{"SELECT x"}, stmtLimits{maxRows: 2})
+	rows(t, l, 2, true)
+	for i := 0; i < 5; i++ {
+		l.dataRow()
+	}
+	l.sessionEnded()
+	if d := l.collect(); len(d) != 1 || d[0].rows != 2 || d[0].sqlstate != "08006" {
+		t.Fatalf("logged %+v, want one statement of 2 rows", d)
+	}
+}

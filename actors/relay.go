@@ -164,7 +164,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		portal, stmt := cstring2(body)
 		s.mu.Lock()
 		p, st := s.name(portal), s.name(stmt)
-		info := s.track.prepared[st]
+		info := boundStmt(s.track.prepared, st)
 		// A prepared DDL statement bound behind a statement that may have
 		// changed the settings a version carries would run with values the
 		// proxy sees only at the batch's end, and be recorded with the old.

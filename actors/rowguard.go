@@ -73,6 +73,11 @@ func guardable(kind classify.Kind, text string, own *classify.Functions) (ok, wr
 	case classify.DML:
 	case classify.Set:
 		return true, false, false
+	case classify.Other:
+		if isWord(leadingWord(text), "execute") {
+			return true, true, true // a statement prepared in SQL (PREPARE): any DML
+		}
+		return false, false, false
 	default:
 		return false, false, false
 	}
@@ -81,7 +86,7 @@ func guardable(kind classify.Kind, text string, own *classify.Functions) (ok, wr
 		return true, classify.MayCallWritingFunction(text, own), true
 	case isWord(w, "with"), isWord(w, "explain"):
 		return true, hasWord(text, "insert") || hasWord(text, "update") || hasWord(text, "delete") ||
-			hasWord(text, "merge") || classify.MayCallWritingFunction(text, own), true
+			hasWord(text, "merge") || hasWord(text, "execute") || classify.MayCallWritingFunction(text, own), true
 	case isWord(w, "truncate"):
 		return true, true, false
 	case isWord(w, "insert"), isWord(w, "update"), isWord(w, "delete"), isWord(w, "merge"):
@@ -254,8 +259,22 @@ func (b batchScan) parsed(body []byte) (name string, info stmtInfo, ok bool) {
 // earlier returns a statement parsed in an earlier batch, and whether there
 // is one that can run in a transaction block.
 func (b batchScan) earlier(name string) (stmtInfo, bool) {
-	info, ok := b.prepared[name]
-	return info, ok && !info.atOnce
+	info := boundStmt(b.prepared, name)
+	return info, !info.atOnce
+}
+
+// sqlPrepared stands for a statement a Bind names that no Parse made: one
+// the client prepared in SQL (PREPARE), which the proxy does not follow,
+// or none (the backend refuses the Bind). It may be any DML, so it may
+// write and return rows.
+var sqlPrepared = stmtInfo{kind: classify.DML, text: "EXECUTE"}
+
+// boundStmt returns the statement a Bind of name binds.
+func boundStmt(prepared map[string]stmtInfo, name string) stmtInfo {
+	if info, ok := prepared[name]; ok {
+		return info
+	}
+	return sqlPrepared
 }
 
 // parsedStmt is a statement a batch parses.
@@ -511,7 +530,7 @@ func effects(kind classify.Kind, text string, own *classify.Functions) (writes, 
 		return false, false
 	case classify.Other:
 		switch w := leadingWord(text); {
-		case isWord(w, "do"), isWord(w, "call"):
+		case isWord(w, "do"), isWord(w, "call"), isWord(w, "execute"):
 			return true, true
 		case isWord(w, "explain"), isWord(w, "show"):
 			return false, true

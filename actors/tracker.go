@@ -245,7 +245,7 @@ func (t *tracker) bind(portal, stmt string) {
 		t.portals = map[string]stmtInfo{}
 	}
 	t.remember('B', true, portal)
-	t.portals[portal] = t.prepared[stmt]
+	t.portals[portal] = boundStmt(t.prepared, stmt)
 }
 
 // execute records an Execute of a portal.

@@ -808,3 +808,35 @@ func TestPolicyMaxRowsStatementNameStillHeld(t *testing.T) {
 		}
 	})
 }
+
+// TestPolicyMaxRowsExecuteOfAPreparedWrite: a statement prepared in SQL
+// (PREPARE) and run with EXECUTE, or bound by its name in the extended
+// protocol, may write and return rows like any INSERT … RETURNING: past
+// the row limit none of its rows are kept.
+func TestPolicyMaxRowsExecuteOfAPreparedWrite(t *testing.T) {
+	t.Parallel()
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		key := e.CreateTenant(t, "wayne")
+		accountsTable(t, e, "wayne")
+		ctx := context.Background()
+		c := connect(t, e.ConnString(key, "myapp__wayne", "disable"))
+		setWorkspace(t, e, map[string]int64{"max_rows_per_query": 5})
+		if _, err := c.Exec(ctx, `PREPARE ins AS INSERT INTO accounts (name, email)
+			SELECT 'r' || g, 'r' || g || '-' || random() || '@x' FROM generate_series(1, 10) g RETURNING id`, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.Exec(ctx, "EXECUTE ins", pgx.QueryExecModeSimpleProtocol)
+		wantPgError(t, err, "ERROR", "54000", "query returned more than max_rows_per_query (5) rows")
+		if n := countAccounts(t, c); n != 0 {
+			t.Fatalf("EXECUTE: %d rows kept after the 54000 error", n)
+		}
+		fe := c.PgConn().Frontend()
+		send(t, fe, &pgproto3.Bind{PreparedStatement: "ins"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got := answers(t, fe); !slices.Contains(got, "E 54000") || got[len(got)-1] != "Z I" {
+			t.Fatalf("Bind of ins answered %v, want 54000 and an idle session", got)
+		}
+		if n := countAccounts(t, c); n != 0 {
+			t.Fatalf("Bind of ins: %d rows kept after the 54000 error", n)
+		}
+	})
+}

@@ -24,6 +24,15 @@ type Cluster interface {
 	WireAddr() string
 }
 
+// Healther is implemented by a Cluster that answers /healthz from this
+// node alone. Without it /healthz asks for the whole cluster's Status,
+// which calls every other node: a load balancer checks each node every
+// second, and anyone may call /healthz.
+type Healther interface {
+	// Health returns this node's ID, or why it cannot serve.
+	Health() (nodeID string, err error)
+}
+
 // AuthGuard is implemented by a Cluster that bans client IPs after repeated
 // failed authentications, as the wire proxy does: the HTTP API refuses a
 // banned IP, and counts its wrong keys toward the same bans.

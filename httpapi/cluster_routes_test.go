@@ -1,7 +1,13 @@
 package httpapi_test
 
 import (
+	"context"
+	"errors"
+	"net/http"
 	"testing"
+
+	"tdb/httpapi"
+	"tdb/httpapi/apitest"
 )
 
 func TestCluster(t *testing.T) {
@@ -25,6 +31,28 @@ func TestCluster(t *testing.T) {
 	}
 	h := e.call("", "GET", "/healthz", nil, 200)
 	if h["ok"] != true || h["node_id"] != "node1" {
+		t.Fatalf("healthz %v", h)
+	}
+}
+
+// statusAsksEveryNode is a cluster whose full status fails, as one that
+// asks a node that does not answer may.
+type statusAsksEveryNode struct{ *apitest.Cluster }
+
+func (statusAsksEveryNode) Status(context.Context) (httpapi.ClusterStatus, error) {
+	return httpapi.ClusterStatus{}, errors.New("asked every node")
+}
+
+func (statusAsksEveryNode) Health() (string, error) { return "node1", nil }
+
+// TestHealthzAsksThisNodeOnly: /healthz, which load balancers call every
+// second and anyone may call, answers from the node itself, not from the
+// cluster's status (which calls every other node).
+func TestHealthzAsksThisNodeOnly(t *testing.T) {
+	e := newBareEnv(t, nil, func(c httpapi.Cluster) http.Handler {
+		return httpapi.New(statusAsksEveryNode{c.(*apitest.Cluster)}, t.Logf)
+	})
+	if h := e.call("", "GET", "/healthz", nil, 200); h["ok"] != true || h["node_id"] != "node1" {
 		t.Fatalf("healthz %v", h)
 	}
 }

@@ -195,12 +195,20 @@ func (s *server) apply(ctx context.Context, t fsm.CommandType, payload any) (uin
 }
 
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	st, err := s.c.Status(ctx)
+	var id string
+	var err error
+	if h, ok := s.c.(Healther); ok {
+		id, err = h.Health()
+	} else {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		var st ClusterStatus
+		st, err = s.c.Status(ctx)
+		id = st.NodeID
+	}
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ok": false, "error": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "node_id": st.NodeID})
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "node_id": id})
 }

@@ -340,6 +340,16 @@ func (n *Node) Status(ctx context.Context) (httpapi.ClusterStatus, error) {
 	return n.clusterStatus(ctx)
 }
 
+// Health implements httpapi.Healther: the node serves while its raft runs.
+// (A node cut off from the leader still serves reads; /readyz tells the
+// wire's load balancer about that.)
+func (n *Node) Health() (string, error) {
+	if n.rep.Raft.State() == raft.Shutdown {
+		return "", errors.New("raft is shut down")
+	}
+	return n.cfg.NodeID, nil
+}
+
 func stateName(s raft.RaftState) string {
 	switch s {
 	case raft.Leader:

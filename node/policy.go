@@ -151,4 +151,7 @@ func (n *Node) AdmitQuery(ip, database, wireName string, maxConnections int64) (
 	return n.proxy.AdmitQuery(ip, database, wireName, maxConnections)
 }
 
-var _ httpapi.AuthGuard = (*Node)(nil)
+var (
+	_ httpapi.AuthGuard = (*Node)(nil)
+	_ httpapi.Healther  = (*Node)(nil)
+)

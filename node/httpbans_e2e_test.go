@@ -90,3 +90,51 @@ func TestHTTPBansBehindALoadBalancer(t *testing.T) {
 		}
 	}
 }
+
+// profilerCall sends a GET of the profiler's index with a bearer key, and
+// returns the status and the Retry-After header.
+func profilerCall(t *testing.T, e *testnode.Env, key string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+e.Node.HTTPAddr()+"/debug/pprof/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get("Retry-After")
+}
+
+// TestHTTPWrongAdminKeysOnTheProfilerBanTheIP: the profiler takes the admin
+// key, so it must not be a place to guess it without the ban every other
+// key check enforces: its wrong keys count, and a banned IP is refused even
+// with the right key.
+func TestHTTPWrongAdminKeysOnTheProfilerBanTheIP(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	e.MustDo(t, "PATCH", "/v1/cluster/settings", e.AdminKey, "", map[string]int64{"auth_fail_threshold": 3, "ban_sec": 60}, nil)
+	// No key at all is not a guess.
+	for range 5 {
+		if status, _ := profilerCall(t, e, ""); status != 401 {
+			t.Fatalf("no key: %d", status)
+		}
+	}
+	if status, _ := profilerCall(t, e, e.AdminKey); status != 200 {
+		t.Fatalf("the admin key: %d", status)
+	}
+	for range 3 {
+		if status, _ := profilerCall(t, e, "sk_admin_guess_0123456789abcdef01234567"); status != 401 {
+			t.Fatalf("a wrong admin key: %d", status)
+		}
+	}
+	if status, retry := profilerCall(t, e, e.AdminKey); status != 429 || retry == "" {
+		t.Fatalf("a banned IP with the admin key: %d (Retry-After %q)", status, retry)
+	}
+	if status, code, _, _ := apiCall(t, e, e.ProxyPassword, ""); status != 429 || code != "rate_limited" {
+		t.Fatalf("the same IP on the API: %d %s", status, code)
+	}
+}

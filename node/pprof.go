@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"strings"
 )
 
@@ -18,14 +19,33 @@ func (n *Node) withPprof(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/trace", n.adminOnly(pprof.Trace))
 }
 
+// adminOnly checks the admin key as the public API checks keys: a banned
+// IP is refused first, and a wrong key counts toward its ban (a request
+// with none does not), so the profiler is no place to guess the key.
 func (n *Node) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		ip := n.ClientIP(r)
+		if left, msg, banned := n.Banned(ip); banned {
+			w.Header().Set("Retry-After", strconv.FormatInt(left, 10))
+			writeInternal(w, http.StatusTooManyRequests, &internalError{Code: "rate_limited", Message: msg})
+			return
+		}
 		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(n.cfg.AdminKey))
 		if n.cfg.AdminKey == "" || subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
+			if n.cfg.AdminKey != "" && hasBearer(r) {
+				n.AuthFailed(ip)
+			}
 			http.Error(w, `{"code":"unauthorized","message":"the profiler needs the admin key"}`, http.StatusUnauthorized)
 			return
 		}
 		h(w, r)
 	}
+}
+
+// hasBearer reports whether a request carries a bearer key at all: as in
+// the public API, a request with none is a client's mistake, not a guess.
+func hasBearer(r *http.Request) bool {
+	scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(secret) != ""
 }

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"tdb/fsm"
 	"tdb/internal/testcluster"
+	"tdb/node"
 )
 
 // TestClusterBanEnforcedEverywhere: failed logins on one node ban the IP on
@@ -61,6 +63,23 @@ func TestClusterBanEnforcedEverywhere(t *testing.T) {
 		_, err := pgx.Connect(context.Background(), c.ConnString(i, c.ProxyPassword, "controlplane_workspace"))
 		if pe := pgErr(t, err); pe.Code != "53300" || pe.Severity != "FATAL" {
 			t.Fatalf("right password from the banned IP on %s: %s %s %q", c.Members[i].ID, pe.Severity, pe.Code, pe.Message)
+		}
+	}
+	// The nodes share the banned address: their calls to each other go on.
+	secret := node.DeriveClusterSecret(testcluster.AdminKey)
+	for _, m := range c.Members {
+		req, err := http.NewRequest("GET", "http://"+m.Node.HTTPAddr()+"/internal/counts", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("an internal call to %s from the banned address of the nodes: %d", m.ID, resp.StatusCode)
 		}
 	}
 }

@@ -138,3 +138,47 @@ func TestHTTPWrongAdminKeysOnTheProfilerBanTheIP(t *testing.T) {
 		t.Fatalf("the same IP on the API: %d %s", status, code)
 	}
 }
+
+// internalCall sends a GET of an internal endpoint with a bearer secret,
+// and returns the status.
+func internalCall(t *testing.T, e *testnode.Env, secret string) int {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+e.Node.HTTPAddr()+"/internal/counts", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// TestHTTPWrongClusterSecretsBanTheIP: the internal API is no place to
+// guess the cluster secret either: wrong secrets count toward the IP's
+// ban, and a banned IP that is no member's is refused even with the right
+// secret. (A member's calls go on while clients sharing its IP are banned:
+// TestClusterBanEnforcedEverywhere bans the loopback address its nodes use.)
+func TestHTTPWrongClusterSecretsBanTheIP(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	e.MustDo(t, "PATCH", "/v1/cluster/settings", e.AdminKey, "", map[string]int64{"auth_fail_threshold": 3, "ban_sec": 60}, nil)
+	secret := node.DeriveClusterSecret(e.AdminKey)
+	if status := internalCall(t, e, secret); status != 200 {
+		t.Fatalf("the cluster secret: %d", status)
+	}
+	for range 3 {
+		if status := internalCall(t, e, "guess"); status != 401 {
+			t.Fatalf("a wrong secret: %d", status)
+		}
+	}
+	if status := internalCall(t, e, secret); status != 429 {
+		t.Fatalf("a banned IP with the cluster secret: %d", status)
+	}
+	if status, code, _, _ := apiCall(t, e, e.ProxyPassword, ""); status != 429 || code != "rate_limited" {
+		t.Fatalf("the same IP on the API: %d %s", status, code)
+	}
+}

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -146,15 +148,29 @@ func (n *Node) catchUpFollower(public http.Handler) http.Handler {
 	})
 }
 
+// internalAuth admits the holders of the cluster secret. As with the
+// public API's keys, a wrong secret counts toward the IP's ban and a banned
+// IP is refused, so the secret cannot be guessed here without limit; an IP
+// of a member is not refused, so that clients banned on a node's address
+// (nodes and clients on one host) do not cut the nodes off each other.
 func (n *Node) internalAuth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if n.secret == "" {
 			writeInternal(w, http.StatusForbidden, &internalError{Code: "forbidden", Message: "internal API disabled: no cluster secret (set --cluster-secret or --admin-key)"})
 			return
 		}
+		ip := n.ClientIP(r)
+		if left, msg, banned := n.Banned(ip); banned && !n.memberIP(ip) {
+			w.Header().Set("Retry-After", strconv.FormatInt(left, 10))
+			writeInternal(w, http.StatusTooManyRequests, &internalError{Code: "rate_limited", Message: msg})
+			return
+		}
 		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(n.secret))
 		if subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
+			if hasBearer(r) {
+				n.AuthFailed(ip)
+			}
 			writeInternal(w, http.StatusUnauthorized, &internalError{Code: "unauthorized", Message: "bad cluster secret"})
 			return
 		}
@@ -422,4 +438,24 @@ func newInternalClient() *http.Client {
 	// calls carry the cluster secret, and go to the nodes themselves.
 	tr.Proxy = nil
 	return &http.Client{Transport: tr}
+}
+
+// memberIP reports whether ip is the host of one of the addresses a gossip
+// member advertises.
+func (n *Node) memberIP(ip string) bool {
+	if n.gossip == nil {
+		return false
+	}
+	for _, m := range n.gossip.Members() {
+		for _, addr := range []string{m.HTTPAddr, m.RaftAddr, m.WireAddr, m.GossipAddr} {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				continue
+			}
+			if a, err := netip.ParseAddr(host); err == nil && a.Unmap().String() == ip {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -25,7 +25,8 @@ import (
 // settings of a captured blueprint version (apply_workspace.go); version 6,
 // a deleted tenant taken out of the deployments and imports still to do
 // it, and out of an import's retry (apply_tenant.go, apply_import.go), and
-// the time of RemoveBackend (apply_backend.go).
+// the time of RemoveBackend (apply_backend.go); from it, nodes also make
+// their internal calls over the raft listener's TLS (node/internal.go).
 const LogVersion uint16 = 6
 
 // since gives the log version a command type first appeared in; types not

@@ -523,7 +523,7 @@ func (n *Node) routeCancel(ctx context.Context, pid, secret uint32) {
 		return
 	}
 	for _, m := range n.alivePeers() {
-		err := n.call(ctx, m.HTTPAddr, "POST", "/internal/cancel", cancelRequest{PID: pid, Secret: secret}, nil)
+		err := n.call(ctx, memberPeer(m), "POST", "/internal/cancel", cancelRequest{PID: pid, Secret: secret}, nil)
 		if err != nil {
 			n.logger.Printf("cancel: route to %s: %v", m.ID, err)
 		}

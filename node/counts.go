@@ -53,7 +53,7 @@ func (n *Node) shareCounts(ctx context.Context) {
 				cctx, cancel := context.WithTimeout(ctx, countsInterval)
 				defer cancel()
 				var c actors.ConnCounts
-				if err := n.call(cctx, m.HTTPAddr, "GET", "/internal/counts", nil, &c); err != nil {
+				if err := n.call(cctx, memberPeer(m), "GET", "/internal/counts", nil, &c); err != nil {
 					return
 				}
 				n.pol.conns.SetPeerCounts(m.ID, &c)

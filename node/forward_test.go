@@ -63,7 +63,7 @@ func TestForwardFailure(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out applyResponse
-			err := n.call(context.Background(), tc.addr, http.MethodPost, "/internal/apply",
+			err := n.call(context.Background(), peer{http: tc.addr}, http.MethodPost, "/internal/apply",
 				applyRequest{Type: fsm.CmdCreateKey, Payload: []byte(`{}`)}, &out)
 			if err == nil {
 				t.Fatal("the call succeeded")

@@ -89,13 +89,7 @@ const maxInternalBody = 64 << 20
 // withInternal serves the internal API, /readyz, pprof and /metrics beside
 // the public handler.
 func (n *Node) withInternal(public http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /internal/apply", n.internalAuth(n.handleApply))
-	mux.HandleFunc("GET /internal/index", n.internalAuth(n.handleIndex))
-	mux.HandleFunc("POST /internal/cancel", n.internalAuth(n.handleCancel))
-	mux.HandleFunc("GET /internal/status", n.internalAuth(n.handleStatus))
-	mux.HandleFunc("GET /internal/hash", n.internalAuth(n.handleHash))
-	mux.HandleFunc("GET /internal/counts", n.internalAuth(n.handleCounts))
+	mux := n.internalRoutes(n.internalAuth)
 	mux.HandleFunc("GET /readyz", n.handleReady)
 	n.withPprof(mux)
 	mux.Handle("GET /metrics", n.pol.metrics.Handler())
@@ -148,6 +142,28 @@ func (n *Node) catchUpFollower(public http.Handler) http.Handler {
 	})
 }
 
+// internalRoutes serves the internal API, each call admitted by auth: the
+// cluster secret as a bearer key on the public HTTP address, the TLS
+// handshake (bounded) on the raft listener.
+func (n *Node) internalRoutes(auth func(http.HandlerFunc) http.HandlerFunc) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /internal/apply", auth(n.handleApply))
+	mux.HandleFunc("GET /internal/index", auth(n.handleIndex))
+	mux.HandleFunc("POST /internal/cancel", auth(n.handleCancel))
+	mux.HandleFunc("GET /internal/status", auth(n.handleStatus))
+	mux.HandleFunc("GET /internal/hash", auth(n.handleHash))
+	mux.HandleFunc("GET /internal/counts", auth(n.handleCounts))
+	return mux
+}
+
+// bounded caps an internal call's body.
+func (n *Node) bounded(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxInternalBody)
+		h(w, r)
+	}
+}
+
 // internalAuth admits the holders of the cluster secret. As with the
 // public API's keys, a wrong secret counts toward the IP's ban and a banned
 // IP is refused, so the secret cannot be guessed here without limit; an IP
@@ -174,8 +190,7 @@ func (n *Node) internalAuth(h http.HandlerFunc) http.HandlerFunc {
 			writeInternal(w, http.StatusUnauthorized, &internalError{Code: "unauthorized", Message: "bad cluster secret"})
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxInternalBody)
-		h(w, r)
+		n.bounded(h)(w, r)
 	}
 }
 
@@ -276,10 +291,23 @@ func (n *Node) handleReady(w http.ResponseWriter, _ *http.Request) {
 	writeInternal(w, http.StatusOK, map[string]any{"ok": true, "node_id": n.cfg.NodeID})
 }
 
-// call sends one internal request to the node at addr and decodes a 2xx
-// JSON answer into out. A non-2xx answer is an *internalError; a failed
-// dial is marked errNotSent.
-func (n *Node) call(ctx context.Context, addr, method, path string, in, out any) error {
+// peer is where another node takes internal calls: its HTTP address, and
+// its raft address, whose listener takes them over the cluster's TLS.
+type peer struct{ http, raft string }
+
+// memberPeer is where member m takes internal calls.
+func memberPeer(m gossip.Member) peer { return peer{http: m.HTTPAddr, raft: m.RaftAddr} }
+
+// call sends one internal request to node p and decodes a 2xx JSON answer
+// into out. A non-2xx answer is an *internalError; a failed dial is marked
+// errNotSent. Once every node's build takes internal calls over the raft
+// listener's TLS (log version 6), the call goes there and carries no
+// secret; before, it goes to p's HTTP address with the secret as its key.
+func (n *Node) call(ctx context.Context, p peer, method, path string, in, out any) error {
+	client, url, addr := n.client, "http://"+p.http+path, p.http
+	if n.tlsClient != nil && p.raft != "" && n.activeLogVersion() >= 6 {
+		client, url, addr = n.tlsClient, "https://"+p.raft+path, p.raft
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Cluster.InternalTimeout)
 	defer cancel()
 	var body io.Reader
@@ -290,13 +318,15 @@ func (n *Node) call(ctx context.Context, addr, method, path string, in, out any)
 		}
 		body = bytes.NewReader(data)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return errors.Wrapf(err, "%s %s", method, path)
 	}
-	req.Header.Set("Authorization", "Bearer "+n.secret)
+	if client == n.client {
+		req.Header.Set("Authorization", "Bearer "+n.secret)
+	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := n.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
@@ -329,16 +359,16 @@ func retryable(err error) bool {
 
 // leaderHTTP returns the raft leader's id and HTTP address as gossip knows
 // them ("" while either is unknown).
-func (n *Node) leaderHTTP() (id, addr string) {
-	_, lid := n.rep.Raft.LeaderWithID()
+func (n *Node) leaderHTTP() (id string, p peer) {
+	raftAddr, lid := n.rep.Raft.LeaderWithID()
 	if lid == "" || n.gossip == nil {
-		return string(lid), ""
+		return string(lid), peer{}
 	}
 	m, ok := n.gossip.Member(string(lid))
 	if !ok || m.State != gossip.StateAlive {
-		return string(lid), ""
+		return string(lid), peer{}
 	}
-	return string(lid), m.HTTPAddr
+	return string(lid), peer{http: m.HTTPAddr, raft: string(raftAddr)}
 }
 
 // retryPause is the wait between attempts to reach a leader.
@@ -348,11 +378,11 @@ const retryPause = 50 * time.Millisecond
 // through elections until ctx ends.
 func (n *Node) callLeader(ctx context.Context, method, path string, in, out any) error {
 	for {
-		id, addr := n.leaderHTTP()
+		id, p := n.leaderHTTP()
 		var err error
-		if addr == "" {
+		if p.http == "" {
 			err = errors.Newf("no known raft leader (leader id %q)", id)
-		} else if err = n.call(ctx, addr, method, path, in, out); err == nil || !retryable(err) {
+		} else if err = n.call(ctx, p, method, path, in, out); err == nil || !retryable(err) {
 			return err
 		}
 		select {
@@ -383,12 +413,12 @@ func (n *Node) applyAnywhere(ctx context.Context, t fsm.CommandType, payload any
 			}
 			// Not the leader any more and nothing appended: forward.
 		}
-		id, addr := n.leaderHTTP()
-		if addr == "" {
+		id, p := n.leaderHTTP()
+		if p.http == "" {
 			err = errors.Newf("no known raft leader (leader id %q)", id)
 		} else {
 			var out applyResponse
-			err = n.call(ctx, addr, http.MethodPost, "/internal/apply", applyRequest{Type: t, Payload: raw}, &out)
+			err = n.call(ctx, p, http.MethodPost, "/internal/apply", applyRequest{Type: t, Payload: raw}, &out)
 			if err == nil {
 				if werr := n.rep.FSM.WaitIndex(ctx, out.Index); werr != nil {
 					return nil, out.Index, errors.Wrapf(werr, "%s committed at raft index %d; wait for this node to apply it", t, out.Index)

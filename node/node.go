@@ -119,9 +119,12 @@ type Node struct {
 
 	gossip    *gossip.Gossip // nil on a lone node
 	secret    string         // cluster secret for internal calls
-	client    *http.Client   // internal calls
-	startedAt time.Time
-	pol       *policyParts // metrics, query log, ban tracker (policy.go)
+	client    *http.Client   // internal calls to HTTP addresses, with the secret
+	tlsClient *http.Client   // internal calls over the raft listeners' TLS, no secret sent (internal.go); nil without a secret
+	// internalSrv serves the internal calls that come over the raft listener.
+	internalSrv *http.Server
+	startedAt   time.Time
+	pol         *policyParts // metrics, query log, ban tracker (policy.go)
 
 	refusedBuild   map[string]uint16           // membership loop only: members kept out for their build, logged once
 	foreignCluster map[string]string           // membership loop only: members of another cluster, logged once
@@ -172,6 +175,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, rep: rep, logger: logger, startedAt: time.Now(), client: newInternalClient(), secret: secret,
 		refusedBuild: map[string]uint16{}, foreignCluster: map[string]string{}, unheardSince: map[raft.ServerID]time.Time{}}
 	n.cfg.Cluster.setDefaults()
+	if rep.internalLn != nil {
+		tr, err := internalTransport(secret, rep.ClusterID)
+		if err != nil {
+			rep.Close()
+			return nil, err
+		}
+		n.tlsClient = &http.Client{Transport: tr}
+	}
 
 	tlsCfg, err := n.tlsConfig()
 	if err != nil {
@@ -260,6 +271,19 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			logger.Printf("http: %v", err)
 		}
 	})
+	if rep.internalLn != nil {
+		n.internalSrv = &http.Server{
+			Handler:           n.internalRoutes(func(h http.HandlerFunc) http.HandlerFunc { return n.bounded(h) }),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       n.cfg.HTTPReadTimeout,
+			IdleTimeout:       n.cfg.HTTPIdleTimeout,
+		}
+		n.goRun(func() {
+			if err := n.internalSrv.Serve(rep.internalLn); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				logger.Printf("internal http: %v", err)
+			}
+		})
+	}
 	return n, nil
 }
 
@@ -288,6 +312,9 @@ func (n *Node) Stop() error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = n.httpSrv.Shutdown(sctx)
+	if n.internalSrv != nil {
+		_ = n.internalSrv.Shutdown(sctx)
+	}
 	n.cancel()
 	n.proxy.Close()
 	n.wg.Wait()

@@ -47,8 +47,11 @@ type Replica struct {
 	FSM       *fsm.FSM
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
-	cfg       RaftConfig
-	identity  *clusterIdentity
+	// internalLn takes the internal HTTP calls that come over the raft
+	// listener's TLS (nil without a cluster secret).
+	internalLn net.Listener
+	cfg        RaftConfig
+	identity   *clusterIdentity
 
 	// The last command found in the log (cmdAt), and the last entry then
 	// (cmdLast, cmdTerm): a login asks for it, and the log seldom moves.
@@ -128,7 +131,7 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 			return nil, err
 		}
 	}
-	transport, err := newRaftTransport(cfg.BindAddr, adv, cfg.Secret, identity, cfg.LogOutput)
+	transport, internalLn, err := newRaftTransport(cfg.BindAddr, adv, cfg.Secret, identity, cfg.LogOutput)
 	if err != nil {
 		store.Close()
 		return nil, errors.Wrapf(err, "listen raft on %s", cfg.BindAddr)
@@ -143,7 +146,7 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 		}
 		return nil, errors.Wrap(err, "start raft")
 	}
-	rep := &Replica{Raft: r, FSM: f, store: store, transport: transport, cfg: cfg, identity: identity}
+	rep := &Replica{Raft: r, FSM: f, store: store, transport: transport, internalLn: internalLn, cfg: cfg, identity: identity}
 	identity.mu.Lock()
 	identity.alone = func() bool {
 		cf := r.GetConfiguration()

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -11,6 +12,7 @@ import (
 	"log"
 	"math/big"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -85,6 +87,14 @@ func raftTLSConfig(secret string) (*tls.Config, error) {
 // none and ignore the offer.
 const clusterProto = "tdb-raft-cluster/"
 
+// internalProto is the application protocol of the nodes' internal HTTP
+// calls (internal.go), which share the raft listener and its mutually
+// authenticated TLS: followed by the dialing node's cluster ID, checked as
+// raft's is. Over it the cluster secret never crosses the network; the
+// public HTTP address still takes it as a bearer key from tools and from
+// builds before log version 6.
+const internalProto = "tdb-internal-http/"
+
 // tlsStreamLayer is raft's stream layer over TLS.
 type tlsStreamLayer struct {
 	net.Listener // a tls.Listener: the handshake runs on raft's per-connection goroutine
@@ -122,6 +132,9 @@ func clusterTLSConfig(cfg *tls.Config, admits func(theirs string) (string, bool)
 		for _, p := range hello.SupportedProtos {
 			theirs, ok := strings.CutPrefix(p, clusterProto)
 			if !ok {
+				theirs, ok = strings.CutPrefix(p, internalProto)
+			}
+			if !ok {
 				continue
 			}
 			if mine, ok := admits(theirs); !ok {
@@ -149,29 +162,190 @@ type clusterCheck interface {
 }
 
 // newRaftTransport listens on bind and returns raft's network transport,
-// over TLS when secret is set, telling and checking cluster IDs by check.
-func newRaftTransport(bind string, advertise net.Addr, secret string, check clusterCheck, logOutput io.Writer) (*raft.NetworkTransport, error) {
+// over TLS when secret is set, telling and checking cluster IDs by check,
+// and the listener of the internal HTTP calls that share it (nil without a
+// secret).
+func newRaftTransport(bind string, advertise net.Addr, secret string, check clusterCheck, logOutput io.Writer) (*raft.NetworkTransport, net.Listener, error) {
 	if secret == "" {
-		return raft.NewTCPTransport(bind, advertise, 3, 10*time.Second, logOutput)
+		t, err := raft.NewTCPTransport(bind, advertise, 3, 10*time.Second, logOutput)
+		return t, nil, err
 	}
 	cfg, err := raftTLSConfig(secret)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	flog := &foreignLog{logger: log.New(logOutput, "", log.LstdFlags), last: map[string]time.Time{}}
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
-		return nil, errors.WithStack(err)
+		return nil, nil, errors.WithStack(err)
 	}
 	if advertise == nil {
 		advertise = ln.Addr()
 	}
 	if a, ok := advertise.(*net.TCPAddr); !ok || a.IP == nil || a.IP.IsUnspecified() {
 		ln.Close()
-		return nil, errors.Newf("raft address %s is not one other nodes can dial: set --raft-advertise", advertise)
+		return nil, nil, errors.Newf("raft address %s is not one other nodes can dial: set --raft-advertise", advertise)
 	}
-	stream := &tlsStreamLayer{Listener: tls.NewListener(ln, clusterTLSConfig(cfg, check.Admits, flog)), advertise: advertise, config: cfg, clusterID: check.ID}
-	return raft.NewNetworkTransport(stream, 3, 10*time.Second, logOutput), nil
+	mux := newProtoMux(tls.NewListener(ln, clusterTLSConfig(cfg, check.Admits, flog)))
+	stream := &tlsStreamLayer{Listener: mux, advertise: advertise, config: cfg, clusterID: check.ID}
+	return raft.NewNetworkTransport(stream, 3, 10*time.Second, logOutput), mux.internalListener(), nil
+}
+
+// handshakeTimeout bounds a peer's TLS handshake on the raft listener.
+const handshakeTimeout = 10 * time.Second
+
+// protoMux splits the connections of the raft listener by the application
+// protocol their handshake settled: internal HTTP calls (internalProto) go
+// to the internal listener, the rest to raft. Each handshake runs on its
+// own goroutine, so a slow peer holds up no other.
+type protoMux struct {
+	inner    net.Listener // a tls.Listener
+	raft     chan net.Conn
+	internal chan net.Conn
+	done     chan struct{}
+	once     sync.Once
+}
+
+func newProtoMux(inner net.Listener) *protoMux {
+	m := &protoMux{inner: inner, raft: make(chan net.Conn), internal: make(chan net.Conn), done: make(chan struct{})}
+	go m.accept()
+	return m
+}
+
+func (m *protoMux) accept() {
+	var pause time.Duration
+	for {
+		c, err := m.inner.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				m.Close()
+				return
+			}
+			// Out of file descriptors, say: wait and go on, as raft's own
+			// accept loop does.
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			select {
+			case <-m.done:
+				return
+			case <-time.After(pause):
+			}
+			continue
+		}
+		pause = 0
+		go m.route(c)
+	}
+}
+
+// route finishes c's handshake and hands it to raft or the internal calls.
+func (m *protoMux) route(c net.Conn) {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		c.Close()
+		return
+	}
+	_ = tc.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		tc.Close()
+		return
+	}
+	_ = tc.SetDeadline(time.Time{})
+	var c2 net.Conn = tc
+	to := m.raft
+	if strings.HasPrefix(tc.ConnectionState().NegotiatedProtocol, internalProto) {
+		// Not a *tls.Conn to the HTTP server: it would close a connection
+		// whose application protocol it has no handler for.
+		c2, to = handshaken{tc}, m.internal
+	}
+	select {
+	case to <- c2:
+	case <-m.done:
+		tc.Close()
+	}
+}
+
+// handshaken is a TLS connection past its handshake, served as HTTP/1.1.
+type handshaken struct{ net.Conn }
+
+// Accept returns the next raft connection.
+func (m *protoMux) Accept() (net.Conn, error) {
+	select {
+	case c := <-m.raft:
+		return c, nil
+	case <-m.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops both listeners.
+func (m *protoMux) Close() error {
+	var err error
+	m.once.Do(func() {
+		close(m.done)
+		err = m.inner.Close()
+	})
+	return err
+}
+
+func (m *protoMux) Addr() net.Addr { return m.inner.Addr() }
+
+// internalListener is the listener of the internal HTTP calls.
+func (m *protoMux) internalListener() net.Listener {
+	return &internalListener{m: m, closed: make(chan struct{})}
+}
+
+type internalListener struct {
+	m      *protoMux
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *internalListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.m.internal:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	case <-l.m.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close ends Accept and leaves the raft listener open: the transport
+// closes it. Calls that arrive meanwhile wait for their handshake's
+// connection to be taken until then.
+func (l *internalListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *internalListener) Addr() net.Addr { return l.m.inner.Addr() }
+
+// internalTransport is the HTTP transport of internal calls to the other
+// nodes' raft listeners, over the cluster's TLS, offering internalProto and
+// this node's cluster ID. Any failure before the request is written (TCP
+// or TLS) is a dial error: nothing was sent (errNotSent).
+func internalTransport(secret string, clusterID func() string) (*http.Transport, error) {
+	cfg, err := raftTLSConfig(secret)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{
+		DisableKeepAlives: true, // see newInternalClient
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c := cfg.Clone()
+			c.NextProtos = []string{internalProto + clusterID()}
+			d := &tls.Dialer{Config: c}
+			conn, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+					return nil, err
+				}
+				return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+			}
+			return conn, nil
+		},
+	}
+	return tr, nil
 }
 
 // Dial opens an authenticated connection to another node's raft listener,

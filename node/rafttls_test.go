@@ -2,15 +2,20 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/errors"
 	"github.com/hashicorp/raft"
 
+	"tdb/fsm"
 	"tdb/internal/syncbuf"
 )
 
@@ -37,7 +42,7 @@ var noClusterID = clusterOf("")
 // speaks plain TCP, gets nothing through and cannot inject a command.
 func TestRaftTransportTLS(t *testing.T) {
 	t.Parallel()
-	server, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", noClusterID, io.Discard)
+	server, _, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", noClusterID, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +59,7 @@ func TestRaftTransportTLS(t *testing.T) {
 	target := server.LocalAddr()
 
 	send := func(secret string) error {
-		client, err := newRaftTransport("127.0.0.1:0", nil, secret, noClusterID, io.Discard)
+		client, _, err := newRaftTransport("127.0.0.1:0", nil, secret, noClusterID, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +108,7 @@ func TestRaftTransportRefusesAnotherCluster(t *testing.T) {
 	t.Parallel()
 	serverID := clusterOf("aaaaaaaaaaaaaaaa")
 	var logged syncbuf.Buffer
-	server, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", serverID, &logged)
+	server, _, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", serverID, &logged)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +119,7 @@ func TestRaftTransportRefusesAnotherCluster(t *testing.T) {
 		}
 	}()
 	send := func(id string) error {
-		client, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", clusterOf(id), io.Discard)
+		client, _, err := newRaftTransport("127.0.0.1:0", nil, "secret-a", clusterOf(id), io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,5 +142,75 @@ func TestRaftTransportRefusesAnotherCluster(t *testing.T) {
 	serverID.id.Store("") // a joiner: anyone may reach it
 	if err := send("bbbbbbbbbbbbbbbb"); err != nil {
 		t.Fatalf("a node without a cluster ID refused a cluster: %v", err)
+	}
+}
+
+// TestInternalCallsOverRaftTLS: once the cluster runs log version 6 (every
+// node's build takes them there), internal calls go to the callee's raft
+// listener over the cluster's TLS and carry no secret; before it they go to
+// its HTTP address with the secret as their key. A caller with another
+// secret gets no call through: nothing is sent.
+func TestInternalCallsOverRaftTLS(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cret-internal"
+	tr, ln, err := newRaftTransport("127.0.0.1:0", nil, secret, noClusterID, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	answer := func(index uint64, seen chan<- string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen <- r.Header.Get("Authorization")
+			writeInternal(w, http.StatusOK, indexResponse{Index: index})
+		})
+	}
+	overTLS, overHTTP := make(chan string, 4), make(chan string, 4)
+	srv := &http.Server{Handler: answer(7, overTLS)}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	plain := httptest.NewServer(answer(5, overHTTP))
+	defer plain.Close()
+	callee := peer{http: plain.Listener.Addr().String(), raft: string(tr.LocalAddr())}
+
+	caller := func(secret string, version uint16) *Node {
+		t.Helper()
+		f := fsm.New()
+		data, err := fsm.Encode(fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Apply(&raft.Log{Index: 1, Data: data})
+		itr, err := internalTransport(secret, func() string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := &Node{rep: &Replica{FSM: f}, client: newInternalClient(), tlsClient: &http.Client{Transport: itr}, secret: secret}
+		n.cfg.Cluster.InternalTimeout = 5 * time.Second
+		return n
+	}
+	for _, tc := range []struct {
+		version uint16
+		index   uint64
+		seen    chan string
+		key     string
+	}{{5, 5, overHTTP, "Bearer " + secret}, {6, 7, overTLS, ""}} {
+		var out indexResponse
+		if err := caller(secret, tc.version).call(context.Background(), callee, "GET", "/internal/index", nil, &out); err != nil {
+			t.Fatalf("log version %d: %v", tc.version, err)
+		}
+		if out.Index != tc.index {
+			t.Fatalf("log version %d: the call reached the listener that answers %d, want %d", tc.version, out.Index, tc.index)
+		}
+		if got := <-tc.seen; got != tc.key {
+			t.Fatalf("log version %d: the call's key %q, want %q", tc.version, got, tc.key)
+		}
+		if len(overTLS)+len(overHTTP) != 0 {
+			t.Fatalf("log version %d: the call was made twice", tc.version)
+		}
+	}
+	var out indexResponse
+	err = caller("another secret", 6).call(context.Background(), callee, "GET", "/internal/index", nil, &out)
+	if !errors.Is(err, errNotSent) || len(overTLS)+len(overHTTP) != 0 {
+		t.Fatalf("a caller with another secret: %v (%d calls through), want nothing sent", err, len(overTLS)+len(overHTTP))
 	}
 }

@@ -87,7 +87,7 @@ func (n *Node) clusterStatus(ctx context.Context) (httpapi.ClusterStatus, error)
 		go func() {
 			defer wg.Done()
 			var out statusResponse
-			if err := n.call(ctx, ns.HTTPAddr, "GET", "/internal/status", nil, &out); err == nil {
+			if err := n.call(ctx, peer{http: ns.HTTPAddr, raft: ns.RaftAddr}, "GET", "/internal/status", nil, &out); err == nil {
 				ns.Role, ns.RaftIndex = out.Role, out.AppliedIndex
 			}
 		}()

@@ -131,6 +131,8 @@ func TestAuthenticateSCRAMEndToEnd(t *testing.T) {
 		{name: "tls required", requireTLS: true, conn: "sslmode=disable", user: user, password: "tdb_d2bf66ed7898c448", wantMatched: -1,
 			wantCode: CodeInvalidAuthorization, wantMsg: "TLS required"},
 		{name: "tls required and used", tls: true, requireTLS: true, conn: "sslmode=require", user: user, password: "tdb_d2bf66ed7898c448", wantMatched: 2},
+		{name: "direct tls channel binding required", tls: true, requireTLS: true, conn: "sslmode=require sslnegotiation=direct channel_binding=require",
+			user: user, password: "tdb_d2bf66ed7898c448", wantMatched: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

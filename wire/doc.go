@@ -4,7 +4,9 @@
 // A client connection goes through three phases, each its own function:
 //
 //   - Startup: SSLRequest (TLS with a certificate from LoadOrCreateCert or
-//     LoadCert), GSSENCRequest (declined), CancelRequest, StartupMessage.
+//     LoadCert) or a direct TLS handshake (sslnegotiation=direct: the first
+//     byte is a TLS record's, and ALPN "postgresql" is required),
+//     GSSENCRequest (declined), CancelRequest, StartupMessage.
 //   - AuthenticateSCRAM: SCRAM-SHA-256(-PLUS) against candidate verifiers
 //     (package wire/scram), with tls-server-end-point channel binding.
 //   - Relay: FrameReader and FrameWriter move raw messages with one reused

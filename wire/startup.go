@@ -34,6 +34,9 @@ const (
 // StartupConfig configures the startup phase of one client connection.
 type StartupConfig struct {
 	// TLS answers SSLRequest with 'S' and this configuration; nil answers 'N'.
+	// It also serves direct TLS connections (sslnegotiation=direct), which
+	// must negotiate ALPN "postgresql": NextProtos must offer it, as
+	// ServerTLSConfig's does. Without TLS they are refused with a TLS alert.
 	TLS *tls.Config
 	// RequireTLS rejects a StartupMessage sent without TLS, unless
 	// AllowPlaintext (if set) returns true for the client's address.
@@ -87,7 +90,9 @@ func (r *StartupResult) User() string { return r.Params["user"] }
 func (r *StartupResult) Database() string { return r.Params["database"] }
 
 // Startup runs the startup phase of a client connection: SSLRequest (TLS
-// upgrade), GSSENCRequest (declined), then a StartupMessage or a CancelRequest.
+// upgrade) or a direct TLS handshake (the client's first bytes are its
+// ClientHello), GSSENCRequest (declined), then a StartupMessage or a
+// CancelRequest.
 // The Timeout deadline covers the whole phase and is cleared on success.
 //
 // On error the connection is unusable. If the error carries a *PGError (see
@@ -144,6 +149,15 @@ type startup struct {
 }
 
 func (s *startup) run(ctx context.Context) error {
+	// A startup packet's length never begins with a TLS handshake record's
+	// type: its first byte would make it hundreds of megabytes long.
+	if first, err := s.br.Peek(1); err != nil {
+		return errors.Wrap(err, "read startup packet")
+	} else if first[0] == tlsHandshakeRecord {
+		if err := s.directTLS(ctx); err != nil {
+			return err
+		}
+	}
 	for {
 		pkt, err := s.readPacket()
 		if err != nil {
@@ -192,6 +206,41 @@ func (s *startup) readPacket() ([]byte, error) {
 	return pkt, nil
 }
 
+// tlsHandshakeRecord is the first byte of a TLS ClientHello: a client of
+// sslnegotiation=direct (PostgreSQL 17) opens with one, without SSLRequest.
+const tlsHandshakeRecord = 0x16
+
+// directTLS runs the TLS handshake of a client that opened with its
+// ClientHello, then the startup phase goes on inside TLS as after an
+// SSLRequest answered 'S'. As in PostgreSQL, the client must have negotiated
+// ALPN "postgresql": that is what tells a PostgreSQL client from any other
+// TLS client sent to this port.
+func (s *startup) directTLS(ctx context.Context) error {
+	if s.cfg.TLS == nil {
+		// PostgreSQL closes the connection; a fatal alert tells the
+		// client's TLS library why instead of leaving it to guess. The
+		// ClientHello's record is read first: closing with it unread would
+		// reset the connection, and the alert could be lost.
+		if hdr, err := s.br.Peek(5); err == nil {
+			_, _ = s.br.Discard(5 + int(binary.BigEndian.Uint16(hdr[3:])))
+		}
+		_, _ = s.conn.Write(handshakeFailureAlert)
+		return errors.New("direct TLS connection refused: TLS is not configured")
+	}
+	read, _ := s.br.Peek(s.br.Buffered())
+	if err := s.handshake(ctx, read); err != nil {
+		return err
+	}
+	if s.res.TLS.NegotiatedProtocol != alpnProtocol {
+		return Fatalf(CodeProtocolViolation, "received direct SSL connection request without ALPN protocol negotiation extension")
+	}
+	return nil
+}
+
+// handshakeFailureAlert is a TLS record holding a fatal handshake_failure
+// alert (RFC 8446, section 6), sent in the clear before any handshake.
+var handshakeFailureAlert = []byte{21, 3, 3, 0, 2, 2, 40}
+
 func (s *startup) sslRequest(ctx context.Context, pkt []byte) error {
 	if s.sslDone || len(pkt) != 4 {
 		return Fatalf(CodeProtocolViolation, "unexpected SSLRequest")
@@ -209,9 +258,16 @@ func (s *startup) sslRequest(ctx context.Context, pkt []byte) error {
 	if err := s.writeByte('S'); err != nil {
 		return err
 	}
-	s.gssDone = true
+	return s.handshake(ctx, nil)
+}
+
+// handshake runs the server side of a TLS handshake on the raw connection,
+// whose first bytes were already read if read holds them, and makes the
+// startup phase go on inside TLS: no SSLRequest or GSSENCRequest after it.
+func (s *startup) handshake(ctx context.Context, read []byte) error {
+	s.sslDone, s.gssDone = true, true
 	var served *x509.Certificate
-	tlsConn, state, err := tls13.Server(ctx, s.conn, recordingConfig(s.cfg.TLS, &served))
+	tlsConn, state, err := tls13.ServerAfter(ctx, s.conn, read, recordingConfig(s.cfg.TLS, &served))
 	s.res.Conn = tlsConn
 	if err != nil {
 		return errors.Wrap(err, "TLS handshake")

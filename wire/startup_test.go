@@ -219,6 +219,7 @@ func FuzzStartup(f *testing.F) {
 	f.Add(append(gssEncRequest(), startupMessage(protocolV3|2, "user", "u", "_pq_.a", "b")...), uint8(8))
 	f.Add(cancelRequest(1, 2), uint8(0))
 	f.Add([]byte{0, 0, 0, 8, 0, 2, 0, 0}, uint8(3))
+	f.Add([]byte{0x16, 3, 1, 0, 4, 1, 0, 0, 0}, uint8(2)) // a direct TLS ClientHello's first bytes
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
 		conn := &fakeConn{in: in, chunk: int(chunk)}
 		res, err := Startup(context.Background(), conn, StartupConfig{})

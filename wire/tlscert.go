@@ -70,13 +70,17 @@ func LoadCert(certFile, keyFile string) (tls.Certificate, error) {
 	return cert, nil
 }
 
+// alpnProtocol is the ALPN protocol name of PostgreSQL (PostgreSQL 17).
+const alpnProtocol = "postgresql"
+
 // ServerTLSConfig returns a server configuration for cert: TLS 1.2 or later,
-// ALPN "postgresql" as PostgreSQL 17 announces it.
+// ALPN "postgresql" as PostgreSQL 17 announces it (and as a direct TLS
+// connection must negotiate).
 func ServerTLSConfig(cert tls.Certificate) *tls.Config {
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"postgresql"},
+		NextProtos:   []string{alpnProtocol},
 	}
 }
 

@@ -9,8 +9,10 @@
 // buffer of 512 bytes; a larger record borrows a buffer from a pool while it
 // is in flight.
 //
-// Server runs the handshake with crypto/tls, reading the socket one record
-// at a time so that crypto/tls holds nothing past the client's Finished, and
+// Server runs the handshake with crypto/tls (ServerAfter when the first
+// bytes of the ClientHello were read already, to recognise a direct TLS
+// connection), reading the socket one record at a time so that crypto/tls
+// holds nothing past the client's Finished, and
 // session tickets off so that it wrote nothing under the application keys:
 // both sequence numbers then start at zero. The traffic secrets come from
 // the configuration's KeyLogWriter, which Server sets on its own

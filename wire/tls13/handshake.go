@@ -16,6 +16,14 @@ import (
 // wrapper of conn, with a NetConn method of its own). On error the
 // *tls.Conn is returned, for an error message or a close.
 func Server(ctx context.Context, conn net.Conn, cfg *tls.Config) (net.Conn, tls.ConnectionState, error) {
+	return ServerAfter(ctx, conn, nil, cfg)
+}
+
+// ServerAfter is Server for a connection whose first bytes were already
+// read from conn (a direct TLS connection, recognised by its first byte):
+// the handshake reads read first. The connection returned reads conn alone,
+// as Server's does: every byte of read precedes the client's Finished.
+func ServerAfter(ctx context.Context, conn net.Conn, read []byte, cfg *tls.Config) (net.Conn, tls.ConnectionState, error) {
 	keys := &keyLog{next: cfg.KeyLogWriter}
 	c := cfg.Clone()
 	c.KeyLogWriter = keys
@@ -23,11 +31,24 @@ func Server(ctx context.Context, conn net.Conn, cfg *tls.Config) (net.Conn, tls.
 	// without one, nothing is.
 	c.SessionTicketsDisabled = true
 	r := &recordReader{Conn: conn}
+	var pre *prefixConn
+	if len(read) > 0 {
+		pre = &prefixConn{Conn: conn, read: read}
+		r.Conn = pre
+	}
 	tc := tls.Server(r, c)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return tc, tls.ConnectionState{}, err
 	}
 	r.through = true
+	if pre != nil {
+		if len(pre.read) > 0 {
+			// Cannot happen (the client sent those bytes before it saw the
+			// server's first flight), but they must not be lost.
+			return tc, tc.ConnectionState(), nil
+		}
+		r.Conn = conn // a crypto/tls session reads the socket itself again
+	}
 	state := tc.ConnectionState()
 	if !r.atBoundary() || keys.client == nil || keys.server == nil {
 		return tc, state, nil
@@ -110,3 +131,21 @@ func (r *recordReader) atBoundary() bool { return r.nh == 0 && r.left == 0 }
 
 // NetConn returns the connection underneath.
 func (r *recordReader) NetConn() net.Conn { return r.Conn }
+
+// prefixConn reads bytes already read from its connection before the
+// connection's own.
+type prefixConn struct {
+	net.Conn
+	read []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.read) == 0 {
+		return p.Conn.Read(b)
+	}
+	n := copy(b, p.read)
+	if p.read = p.read[n:]; len(p.read) == 0 {
+		p.read = nil // let go of the buffer they were in
+	}
+	return n, nil
+}

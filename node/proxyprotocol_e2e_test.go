@@ -124,6 +124,15 @@ func TestProxyProtocolHAProxy(t *testing.T) {
 		t.Fatalf("statement not in the log: %+v", out.Entries)
 	}
 
+	// A direct TLS client (sslnegotiation=direct) through haproxy: its
+	// ClientHello follows the header.
+	dc, err := connectFrom(ctx, e.ConnString(e.ProxyPassword, "controlplane_workspace", "require")+"&sslnegotiation=direct", lb, "127.0.0.2")
+	if err != nil {
+		t.Fatalf("direct TLS through haproxy: %v", err)
+	}
+	mustSelectOne(t, dc)
+	dc.Close(ctx)
+
 	// The trusted load balancer's address without a header: refused.
 	_, err = connectFrom(ctx, good, e.Node.BoundWireAddr(), "127.0.0.1")
 	if pe := pgErr(t, err); pe.Code != "08P01" {

@@ -30,6 +30,9 @@ type stmtRun struct {
 	// query marks a simple Query's statement: no portal holds its run, so
 	// the run is reused once it has finished.
 	query bool
+	// batch counts the batches the client had sent when the portal was
+	// bound: it ends with its transaction at the latest.
+	batch uint64
 }
 
 // limitItem is one entry of the limiter's queue: a statement execution
@@ -93,6 +96,10 @@ type limiter struct {
 	done []stmtDone // finished statements not yet collected
 
 	spare []*stmtRun // finished runs of simple Queries' statements, for reuse
+
+	// syncs counts the batches the client sent (their Query or Sync), ended
+	// those whose ReadyForQuery came.
+	syncs, ended uint64
 }
 
 // maxSpareRuns bounds the runs a limiter keeps for reuse: a Query of many
@@ -133,13 +140,13 @@ func (l *limiter) queryRun(text string) *stmtRun {
 func (l *limiter) bind(portal, text string) {
 	l.abandon(portal)
 	if r := l.portals[portal]; r != nil && !l.queued(r) {
-		*r = stmtRun{text: text} // the old run is over: reuse it
+		*r = stmtRun{text: text, batch: l.syncs} // the old run is over: reuse it
 		return
 	}
 	if l.portals == nil {
 		l.portals = map[string]*stmtRun{}
 	}
-	l.portals[portal] = &stmtRun{text: text}
+	l.portals[portal] = &stmtRun{text: text, batch: l.syncs}
 }
 
 // execute records an Execute of a portal.
@@ -165,6 +172,9 @@ func (l *limiter) close(kind byte, name string) {
 func (l *limiter) sync() { l.push(limitItem{sync: true}) }
 
 func (l *limiter) push(it limitItem) {
+	if it.sync {
+		l.syncs++
+	}
 	l.queue.push(it)
 	l.startHead()
 }
@@ -362,7 +372,11 @@ func (l *limiter) portalSuspended() relayAction {
 func (l *limiter) readyForQuery(status byte) relayAction {
 	for {
 		it, ok := l.pop()
-		if !ok || it.sync {
+		if !ok {
+			break
+		}
+		if it.sync {
+			l.ended++
 			break
 		}
 		if it.first { // skipped after an error: it never ran
@@ -381,10 +395,12 @@ func (l *limiter) readyForQuery(status byte) relayAction {
 	return act
 }
 
-// txEnded notes that the transaction ended, and with it every portal.
+// txEnded notes that the transaction ended, and with it every portal bound
+// in the batches that have ended; those bound behind them, already sent,
+// stay.
 func (l *limiter) txEnded() {
 	for name, r := range l.portals {
-		if !r.started.IsZero() {
+		if r.batch < l.ended {
 			l.abandon(name)
 			delete(l.portals, name)
 		}

@@ -734,8 +734,11 @@ func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte,
 		default:
 			s.track.discard()
 		}
-		if status == 'I' && s.gov != nil {
-			s.gov.lim.txEnded()
+		if status == 'I' {
+			s.track.txEnded()
+			if s.gov != nil {
+				s.gov.lim.txEnded()
+			}
 		}
 		s.swallow.Store(swallowNone)
 		s.guarded, s.final, s.rollbacks = false, "", 0

@@ -457,8 +457,50 @@ func (t *tracker) readyForQuery(status byte) []captured {
 			t.commitTx()
 		}
 		t.discard()
+		t.txEnded()
 	}
 	return t.takeCommitted()
+}
+
+// txEnded forgets the portals of the transaction that ended: PostgreSQL
+// drops every portal a Bind made at its transaction's end, so a client that
+// binds a new name in each batch must not grow the session's map.
+func (t *tracker) txEnded() { t.forget(true, "", true) }
+
+// forget drops what the backend no longer holds, once the message that
+// dropped it is answered: the portal (portal) or prepared statement name,
+// or all of them. Those that messages already sent behind it set stay, and
+// what their first such message would restore if the backend skips it is
+// now nothing of that name.
+func (t *tracker) forget(portal bool, name string, all bool) {
+	m := t.prepared
+	if portal {
+		m = t.portals
+	}
+	if len(m) == 0 {
+		return
+	}
+	items := t.queue.items()
+	later := map[string]bool{}
+	for i := range items {
+		u := &items[i].undo
+		if op := items[i].op; (op == 'P' || op == 'B' || op == 'C') && u.portal == portal &&
+			(all || u.name == name) && !later[u.name] {
+			later[u.name] = true
+			u.old, u.had = stmtInfo{}, false
+		}
+	}
+	if !all {
+		if !later[name] {
+			delete(m, name)
+		}
+		return
+	}
+	for n := range m {
+		if !later[n] {
+			delete(m, n)
+		}
+	}
 }
 
 // takeCommitted returns, and forgets, the DDL that committed: at a

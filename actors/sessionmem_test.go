@@ -1,0 +1,91 @@
+package actors
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"tdb/wire/classify"
+	"tdb/wire/evloop"
+)
+
+// TestSessionForgetsPortalsWithTheirTransaction: PostgreSQL drops every
+// portal a Bind made when its transaction ends, so a client that binds a
+// new named portal in each batch holds none of them on the backend. The
+// session must not keep them either: its memory would grow with every
+// batch of a client for as long as it stays connected.
+func TestSessionForgetsPortalsWithTheirTransaction(t *testing.T) {
+	h := benchSession(t, 0)
+	s := h.s
+	var out evloop.Out
+	prepare(t, h)
+	const batches = 50
+	for i := range batches {
+		portal := "portal_" + strconv.Itoa(i)
+		roundTrip(t, h, &out,
+			[]msg{
+				wireMsg(&pgproto3.Bind{DestinationPortal: portal, PreparedStatement: "P0_1", Parameters: [][]byte{[]byte("1")}}),
+				wireMsg(&pgproto3.Sync{}),
+			},
+			[]msg{wireMsg(&pgproto3.BindComplete{}), wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'I'})})
+	}
+	// One executed too, and one bound inside a transaction, kept while
+	// the transaction lasts.
+	roundTrip(t, h, &out, []msg{wireMsg(&pgproto3.Bind{DestinationPortal: "run", PreparedStatement: "P0_1", Parameters: [][]byte{[]byte("1")}}),
+		wireMsg(&pgproto3.Execute{Portal: "run"}), wireMsg(&pgproto3.Sync{})},
+		withResult(wireMsg(&pgproto3.BindComplete{})))
+	roundTrip(t, h, &out, []msg{wireMsg(&pgproto3.Query{String: "BEGIN"})},
+		[]msg{wireMsg(&pgproto3.CommandComplete{CommandTag: []byte("BEGIN")}), wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'T'})})
+	roundTrip(t, h, &out,
+		[]msg{
+			wireMsg(&pgproto3.Bind{DestinationPortal: "in_tx", PreparedStatement: "P0_1", Parameters: [][]byte{[]byte("1")}}),
+			wireMsg(&pgproto3.Sync{}),
+		},
+		[]msg{wireMsg(&pgproto3.BindComplete{}), wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'T'})})
+	s.mu.Lock()
+	tracked, limited := len(s.track.portals), len(s.gov.lim.portals)
+	_, inTx := s.track.portals["in_tx"]
+	s.mu.Unlock()
+	if tracked != 1 || limited != 1 || !inTx {
+		t.Fatalf("after %d batches that each bound a portal, and one open transaction that bound in_tx: "+
+			"the session tracks %d portals and limits %d (in_tx tracked: %v), want in_tx alone",
+			batches+1, tracked, limited, inTx)
+	}
+	roundTrip(t, h, &out, []msg{wireMsg(&pgproto3.Query{String: "COMMIT"})},
+		[]msg{wireMsg(&pgproto3.CommandComplete{CommandTag: []byte("COMMIT")}), wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'I'})})
+	s.mu.Lock()
+	tracked, limited = len(s.track.portals), len(s.gov.lim.portals)
+	s.mu.Unlock()
+	if tracked != 0 || limited != 0 {
+		t.Fatalf("after COMMIT the session tracks %d portals and limits %d, want none", tracked, limited)
+	}
+}
+
+// TestTrackerKeepsPortalsBoundBehindTheBatch: a portal bound by a batch
+// the client pipelined behind the one whose transaction ended is the
+// backend's; if the backend then skips that Bind, there is no portal of
+// that name left.
+func TestTrackerKeepsPortalsBoundBehindTheBatch(t *testing.T) {
+	tr := newTracker()
+	tr.parse("s", "SELECT 1", classify.Classify("SELECT 1"))
+	tr.sync()
+	tr.answered('P')
+	tr.readyForQuery('I')
+	for range 2 { // two batches, sent before any answer
+		tr.bind("p", "s")
+		tr.execute("p")
+		tr.sync()
+	}
+	tr.answered('B')
+	tr.commandComplete([]byte("SELECT 1"))
+	tr.readyForQuery('I')
+	if _, ok := tr.portals["p"]; !ok {
+		t.Fatal("the portal the second batch binds was forgotten at the first batch's end")
+	}
+	tr.errorResponse() // the second Bind fails
+	tr.readyForQuery('I')
+	if len(tr.portals) != 0 {
+		t.Fatalf("portals %v after the second Bind failed, want none", tr.portals)
+	}
+}

@@ -89,3 +89,38 @@ func TestTrackerKeepsPortalsBoundBehindTheBatch(t *testing.T) {
 		t.Fatalf("portals %v after the second Bind failed, want none", tr.portals)
 	}
 }
+
+// TestSessionForgetsDeallocatedStatements: a statement prepared with Parse
+// and dropped with DEALLOCATE (by name or ALL) is gone from the backend;
+// the session must forget it too, or a client preparing and dropping a
+// new name in a loop would grow its memory by each text.
+func TestSessionForgetsDeallocatedStatements(t *testing.T) {
+	h := benchSession(t, 0)
+	s := h.s
+	var out evloop.Out
+	const rounds = 20
+	for i := range rounds {
+		name := "stmt_" + strconv.Itoa(i)
+		roundTrip(t, h, &out, []msg{wireMsg(&pgproto3.Parse{Name: name, Query: benchSelect}), wireMsg(&pgproto3.Sync{})},
+			[]msg{wireMsg(&pgproto3.ParseComplete{}), wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'I'})})
+		roundTrip(t, h, &out, []msg{wireMsg(&pgproto3.Query{String: "DEALLOCATE " + name})},
+			[]msg{wireMsg(&pgproto3.CommandComplete{CommandTag: []byte("DEALLOCATE")}), wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'I'})})
+	}
+	for i := range rounds {
+		roundTrip(t, h, &out, []msg{wireMsg(&pgproto3.Parse{Name: "other_" + strconv.Itoa(i), Query: benchSelect}), wireMsg(&pgproto3.Sync{})},
+			[]msg{wireMsg(&pgproto3.ParseComplete{}), wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'I'})})
+	}
+	// DEALLOCATE ALL, with a Parse pipelined behind it: that one stays.
+	roundTrip(t, h, &out, []msg{wireMsg(&pgproto3.Query{String: "DEALLOCATE ALL"}),
+		wireMsg(&pgproto3.Parse{Name: "kept", Query: benchSelect}), wireMsg(&pgproto3.Sync{})},
+		[]msg{wireMsg(&pgproto3.CommandComplete{CommandTag: []byte("DEALLOCATE ALL")}), wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'I'}),
+			wireMsg(&pgproto3.ParseComplete{}), wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'I'})})
+	s.mu.Lock()
+	_, kept := s.track.prepared["kept"]
+	n := len(s.track.prepared)
+	s.mu.Unlock()
+	if n != 1 || !kept {
+		t.Fatalf("after %d statements each dropped with DEALLOCATE, %d more dropped with DEALLOCATE ALL and one prepared behind it, "+
+			"the session holds %d prepared statements (the last one: %v), want the last one alone", rounds, rounds, n, kept)
+	}
+}

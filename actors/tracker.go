@@ -2,6 +2,7 @@ package actors
 
 import (
 	"bytes"
+	"cmp"
 
 	"tdb/fsm"
 	"tdb/wire/classify"
@@ -12,9 +13,11 @@ type stmtInfo struct {
 	text string
 	// raw is the whole text of the Parse, as the query log shows it (text
 	// is the one statement in it, without leading comments).
-	raw       string
-	kind      classify.Kind
-	savepoint string // the savepoint a SAVEPOINT, RELEASE or ROLLBACK TO names
+	raw  string
+	kind classify.Kind
+	// name is the savepoint a SAVEPOINT, RELEASE or ROLLBACK TO names, or
+	// the prepared statement a DEALLOCATE names
+	name string
 	// risky: it may change how the backend reads statement text
 	// (mayChangeSettings)
 	risky bool
@@ -146,7 +149,7 @@ func (t *tracker) query(r classify.Result) {
 		return // the backend ignores it until the batch's Sync (the relay refuses it first)
 	}
 	for _, s := range r.Statements {
-		t.queue.push(trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind, savepoint: s.Savepoint, atOnce: commitsAtOnce(&s)}})
+		t.queue.push(trackItem{stmt: stmtInfo{text: s.Text, kind: s.Kind, name: cmp.Or(s.Savepoint, s.Deallocate), atOnce: commitsAtOnce(&s)}})
 	}
 	t.queue.push(trackItem{sync: true})
 }
@@ -170,7 +173,7 @@ func (t *tracker) parse(name, sql string, r classify.Result) {
 	info := stmtInfo{raw: sql}
 	if len(r.Statements) == 1 {
 		st := &r.Statements[0]
-		info = stmtInfo{text: st.Text, raw: sql, kind: st.Kind, savepoint: st.Savepoint, atOnce: commitsAtOnce(st)}
+		info = stmtInfo{text: st.Text, raw: sql, kind: st.Kind, name: cmp.Or(st.Savepoint, st.Deallocate), atOnce: commitsAtOnce(st)}
 	}
 	if t.skipping {
 		return // the backend skips it
@@ -329,10 +332,10 @@ func (t *tracker) commandComplete(tag []byte) (stmtInfo, bool) {
 	case classify.Rollback, classify.PrepareTxn:
 		t.discard()
 	case classify.Savepoint:
-		t.marks = append(t.marks, savepointMark{name: s.savepoint, n: len(t.txDDL), w: t.txWrites})
+		t.marks = append(t.marks, savepointMark{name: s.name, n: len(t.txDDL), w: t.txWrites})
 	case classify.RollbackTo:
 		for i := len(t.marks) - 1; i >= 0; i-- {
-			if t.marks[i].name == s.savepoint {
+			if t.marks[i].name == s.name {
 				t.txDDL = t.txDDL[:t.marks[i].n]
 				if t.txWrites = t.marks[i].w; t.txWrites == 0 {
 					t.writeTag = ""
@@ -344,10 +347,19 @@ func (t *tracker) commandComplete(tag []byte) (stmtInfo, bool) {
 		t.failed = false
 	case classify.Release:
 		for i := len(t.marks) - 1; i >= 0; i-- {
-			if t.marks[i].name == s.savepoint {
+			if t.marks[i].name == s.name {
 				t.marks = t.marks[:i]
 				break
 			}
+		}
+	case classify.Other:
+		// Prepared statements the backend dropped (for good: DEALLOCATE is
+		// not undone by a rollback), whatever protocol made them.
+		switch string(tag) {
+		case "DEALLOCATE":
+			t.forget(false, s.name, false)
+		case "DEALLOCATE ALL", "DISCARD ALL":
+			t.forget(false, "", true)
 		}
 	}
 	return s, true

@@ -134,6 +134,18 @@ func TestSavepointName(t *testing.T) {
 	}
 }
 
+func TestDeallocateName(t *testing.T) {
+	for in, want := range map[string]string{
+		"DEALLOCATE s1": "s1", "DEALLOCATE PREPARE S1": "s1", `deallocate "My Stmt"`: "My Stmt",
+		"DEALLOCATE ALL": "", "SELECT 1": "",
+	} {
+		r := classify.Classify(in)
+		if len(r.Statements) != 1 || r.Statements[0].Deallocate != want {
+			t.Errorf("%q: got %+v, want %q", in, r, want)
+		}
+	}
+}
+
 // TestTrackerCountsDataChangesWithDDL: the statements that changed rows in
 // a transaction whose DDL committed are counted (they are not deployed);
 // those of transactions without DDL, rolled back, or changing nothing are

@@ -27,6 +27,9 @@ type Statement struct {
 	// Savepoint is the savepoint a SAVEPOINT, RELEASE or ROLLBACK TO names,
 	// as the parser read it (folded to lower case unless quoted).
 	Savepoint string
+	// Deallocate is the prepared statement a DEALLOCATE names, as the
+	// parser read it; empty for DEALLOCATE ALL and other statements.
+	Deallocate string
 	// Bound says why the statement's text means something only in this
 	// session or database, so that run elsewhere it would fail or do
 	// another thing (CREATE TABLE AS EXECUTE of a prepared statement; a
@@ -221,13 +224,14 @@ func parseClassify(sql string) Result {
 	for _, raw := range tree.Stmts {
 		kind, tag, noTxn := classifyNode(raw.Stmt)
 		stmts = append(stmts, Statement{
-			Text:      stmtText(sql, raw.StmtLocation, raw.StmtLen),
-			Kind:      kind,
-			NoTxn:     noTxn,
-			Tag:       tag,
-			Setting:   settingName(raw.Stmt),
-			Savepoint: raw.Stmt.GetTransactionStmt().GetSavepointName(),
-			Bound:     bound(raw.Stmt),
+			Text:       stmtText(sql, raw.StmtLocation, raw.StmtLen),
+			Kind:       kind,
+			NoTxn:      noTxn,
+			Tag:        tag,
+			Setting:    settingName(raw.Stmt),
+			Savepoint:  raw.Stmt.GetTransactionStmt().GetSavepointName(),
+			Deallocate: raw.Stmt.GetDeallocateStmt().GetName(),
+			Bound:      bound(raw.Stmt),
 		})
 	}
 	return Result{Statements: stmts}

@@ -85,9 +85,17 @@ type Pool struct {
 	IdleTimeout time.Duration
 	// MaxIdlePerKey bounds the idle sessions kept per key [64].
 	MaxIdlePerKey int
+	// MaxIdlePerDatabase bounds the idle sessions kept per physical
+	// database, whatever their keys [64]: a client that logs in with new
+	// startup parameters each time (application_name) makes a new key
+	// each time, and would otherwise leave a backend session parked for
+	// each, counted by no connection limit, until the backend server has
+	// none left for other databases. The oldest goes first.
+	MaxIdlePerDatabase int
 
 	mu     sync.Mutex
 	idle   map[PoolKey][]*BackendConn
+	perDB  map[[2]string]int             // idle sessions by backend and physical database
 	known  map[PoolKey]map[string]string // the last ParameterStatus values a session of the key reported
 	closed bool
 }
@@ -153,18 +161,22 @@ func (p *Pool) takeIdle(key PoolKey) *BackendConn {
 	}
 	bc := list[len(list)-1] // most recently used: warm caches, and the oldest age out
 	p.idle[key] = list[:len(list)-1]
+	p.counted(key, -1)
 	return bc
 }
 
 // Put parks a session that the caller has reset (see Reset) for the next
 // client. A closed pool, or a full key, closes it instead.
 func (p *Pool) Put(bc *BackendConn) {
-	max := p.MaxIdlePerKey
-	if max <= 0 {
-		max = 64
+	perKey, perDB := p.MaxIdlePerKey, p.MaxIdlePerDatabase
+	if perKey <= 0 {
+		perKey = 64
+	}
+	if perDB <= 0 {
+		perDB = 64
 	}
 	p.mu.Lock()
-	if p.closed || len(p.idle[bc.Key]) >= max {
+	if p.closed || len(p.idle[bc.Key]) >= perKey {
 		p.mu.Unlock()
 		bc.Conn.Close()
 		return
@@ -174,9 +186,56 @@ func (p *Pool) Put(bc *BackendConn) {
 	}
 	bc.idleSince = time.Now()
 	bc.Reader.Release() // an idle session keeps no read buffer
+	var evicted *BackendConn
+	if p.perDB[dbOf(bc.Key)] >= perDB {
+		evicted = p.evictOldest(bc.Key)
+	}
 	p.idle[bc.Key] = append(p.idle[bc.Key], bc)
+	p.counted(bc.Key, 1)
 	p.mu.Unlock()
+	if evicted != nil {
+		evicted.Conn.Close()
+	}
 	p.remember(bc)
+}
+
+// dbOf names the physical database of a key.
+func dbOf(key PoolKey) [2]string { return [2]string{key.Backend, key.Database} }
+
+// counted adds n to the idle sessions counted for key's database (under p.mu).
+func (p *Pool) counted(key PoolKey, n int) {
+	if p.perDB == nil {
+		p.perDB = map[[2]string]int{}
+	}
+	db := dbOf(key)
+	if p.perDB[db] += n; p.perDB[db] <= 0 {
+		delete(p.perDB, db)
+	}
+}
+
+// evictOldest takes out the session of key's database that has been idle
+// longest, for the caller to close (under p.mu).
+func (p *Pool) evictOldest(key PoolKey) *BackendConn {
+	var oldest PoolKey
+	found := false
+	for k, list := range p.idle {
+		// Each list is in the order its sessions were parked.
+		if dbOf(k) == dbOf(key) && len(list) > 0 && (!found || list[0].idleSince.Before(p.idle[oldest][0].idleSince)) {
+			oldest, found = k, true
+		}
+	}
+	if !found {
+		return nil
+	}
+	list := p.idle[oldest]
+	bc := list[0]
+	if len(list) == 1 {
+		delete(p.idle, oldest)
+	} else {
+		p.idle[oldest] = list[1:]
+	}
+	p.counted(oldest, -1)
+	return bc
 }
 
 // Reap closes sessions idle for longer than IdleTimeout.
@@ -192,6 +251,7 @@ func (p *Pool) Reap(now time.Time) int {
 		for _, bc := range list {
 			if now.Sub(bc.idleSince) > timeout {
 				stale = append(stale, bc)
+				p.counted(key, -1)
 			} else {
 				keep = append(keep, bc)
 			}
@@ -225,7 +285,7 @@ func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed = true
 	idle := p.idle
-	p.idle = nil
+	p.idle, p.perDB = nil, nil
 	p.mu.Unlock()
 	for _, list := range idle {
 		for _, bc := range list {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"tdb/internal/testpg"
+	"tdb/wire"
 )
 
 func TestMain(m *testing.M) { testpg.Main(m) }
@@ -211,5 +213,46 @@ func TestSharedParamsStayBounded(t *testing.T) {
 	b := shareParams(map[string]string{"application_name": "bounded-last"})
 	if reflect.ValueOf(a).UnsafePointer() != reflect.ValueOf(b).UnsafePointer() {
 		t.Fatal("a full set of shared maps stopped sharing")
+	}
+}
+
+// closeCountConn is a connection that counts its closes.
+type closeCountConn struct {
+	net.Conn
+	closed *int
+}
+
+func (c closeCountConn) Close() error { *c.closed++; return nil }
+
+// TestPoolBoundsIdleSessionsPerDatabase: a client that logs in with new
+// startup parameters each time (application_name) makes a new pool key
+// each time. The sessions it leaves behind must not pile up, counted by
+// no connection limit, until the backend server has no connection left
+// for other databases: past the bound, the database's oldest idle session
+// is closed; another database's are not touched.
+func TestPoolBoundsIdleSessionsPerDatabase(t *testing.T) {
+	p := &Pool{} // at most 64 idle sessions per key, and per database
+	t.Cleanup(p.Close)
+	closed := 0
+	park := func(db, app string) {
+		bc := &BackendConn{
+			Key:  PoolKey{Backend: "local", Database: db, Role: "r", Params: ParamsKey(map[string]string{"application_name": app})},
+			Conn: closeCountConn{closed: &closed}, Reader: wire.NewFrameReader(strings.NewReader(""), 0),
+		}
+		p.Put(bc)
+	}
+	park("other", "app")
+	for i := range 100 {
+		park("tenant", "app_"+strconv.Itoa(i))
+	}
+	if n := p.IdleCount(); n != 65 || closed != 36 {
+		t.Fatalf("after 100 sessions of one database, each with its own application_name, and one of another: "+
+			"%d idle, %d closed; want 64 of the first and the other's (65), 36 closed", n, closed)
+	}
+	if p.TryGet(PoolKey{Backend: "local", Database: "tenant", Role: "r", Params: ParamsKey(map[string]string{"application_name": "app_99"})}) == nil {
+		t.Fatal("the newest idle session was closed, want the oldest")
+	}
+	if p.TryGet(PoolKey{Backend: "local", Database: "other", Role: "r", Params: ParamsKey(map[string]string{"application_name": "app"})}) == nil {
+		t.Fatal("another database's idle session was closed")
 	}
 }

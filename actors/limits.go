@@ -125,13 +125,9 @@ func (l *limiter) query(sql string, stmts []string, lim stmtLimits) {
 // queryRun returns a run for a simple Query's statement, reusing one that
 // has finished: a plain statement's round trip allocates nothing here.
 func (l *limiter) queryRun(text string) *stmtRun {
-	if n := len(l.spare); n > 0 {
-		r := l.spare[n-1]
-		l.spare = l.spare[:n-1]
-		*r = stmtRun{text: text, query: true}
-		return r
-	}
-	return &stmtRun{text: text, query: true}
+	r := l.spareRun()
+	*r = stmtRun{text: text, query: true}
+	return r
 }
 
 // bind records a Bind of a statement whose text is text (as the tracker
@@ -146,7 +142,19 @@ func (l *limiter) bind(portal, text string) {
 	if l.portals == nil {
 		l.portals = map[string]*stmtRun{}
 	}
-	l.portals[portal] = &stmtRun{text: text, batch: l.syncs}
+	r := l.spareRun()
+	*r = stmtRun{text: text, batch: l.syncs}
+	l.portals[portal] = r
+}
+
+// spareRun returns a finished run to reuse, or a new one.
+func (l *limiter) spareRun() *stmtRun {
+	if n := len(l.spare); n > 0 {
+		r := l.spare[n-1]
+		l.spare = l.spare[:n-1]
+		return r
+	}
+	return &stmtRun{}
 }
 
 // execute records an Execute of a portal.
@@ -403,6 +411,11 @@ func (l *limiter) txEnded() {
 		if r.batch < l.ended {
 			l.abandon(name)
 			delete(l.portals, name)
+			// A run no Execute already sent holds is reused (a prepared
+			// statement's round trip binds a portal each time).
+			if len(l.spare) < maxSpareRuns && !l.queued(r) {
+				l.spare = append(l.spare, r)
+			}
 		}
 	}
 }

@@ -493,11 +493,28 @@ func (t *tracker) forget(portal bool, name string, all bool) {
 		return
 	}
 	items := t.queue.items()
-	later := map[string]bool{}
+	sets := func(it *trackItem) bool {
+		return (it.op == 'P' || it.op == 'B' || it.op == 'C') && it.undo.portal == portal && (all || it.undo.name == name)
+	}
+	first := -1
 	for i := range items {
-		u := &items[i].undo
-		if op := items[i].op; (op == 'P' || op == 'B' || op == 'C') && u.portal == portal &&
-			(all || u.name == name) && !later[u.name] {
+		if sets(&items[i]) {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		// Nothing sent behind sets one (a round trip): no map to build.
+		if all {
+			clear(m)
+		} else {
+			delete(m, name)
+		}
+		return
+	}
+	later := map[string]bool{}
+	for i := first; i < len(items); i++ {
+		if u := &items[i].undo; sets(&items[i]) && !later[u.name] {
 			later[u.name] = true
 			u.old, u.had = stmtInfo{}, false
 		}

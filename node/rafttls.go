@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -186,7 +187,21 @@ func newRaftTransport(bind string, advertise net.Addr, secret string, check clus
 		ln.Close()
 		return nil, nil, errors.Newf("raft address %s is not one other nodes can dial: set --raft-advertise", advertise)
 	}
-	mux := newProtoMux(tls.NewListener(ln, clusterTLSConfig(cfg, check.Admits, flog)))
+	mux := &protoMux{raft: make(chan net.Conn), internal: make(chan net.Conn), done: make(chan struct{}), internalShut: make(chan struct{})}
+	tcfg := clusterTLSConfig(cfg, check.Admits, flog)
+	admit := tcfg.GetConfigForClient
+	tcfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		// Once the internal server is shut (the node is stopping, raft
+		// still runs), an internal call is refused in its handshake: the
+		// caller knows it sent nothing and tries again, where a call
+		// accepted and left unanswered has an unknown outcome.
+		if mux.internalClosed() && slices.ContainsFunc(hello.SupportedProtos, func(p string) bool { return strings.HasPrefix(p, internalProto) }) {
+			return nil, errors.New("internal calls closed: this node is stopping")
+		}
+		return admit(hello)
+	}
+	mux.inner = tls.NewListener(ln, tcfg)
+	go mux.accept()
 	stream := &tlsStreamLayer{Listener: mux, advertise: advertise, config: cfg, clusterID: check.ID}
 	return raft.NewNetworkTransport(stream, 3, 10*time.Second, logOutput), mux.internalListener(), nil
 }
@@ -204,12 +219,19 @@ type protoMux struct {
 	internal chan net.Conn
 	done     chan struct{}
 	once     sync.Once
+
+	internalShut chan struct{} // closed with the internal listener
+	internalOnce sync.Once
 }
 
-func newProtoMux(inner net.Listener) *protoMux {
-	m := &protoMux{inner: inner, raft: make(chan net.Conn), internal: make(chan net.Conn), done: make(chan struct{})}
-	go m.accept()
-	return m
+// internalClosed reports whether the internal listener is closed.
+func (m *protoMux) internalClosed() bool {
+	select {
+	case <-m.internalShut:
+		return true
+	default:
+		return false
+	}
 }
 
 func (m *protoMux) accept() {
@@ -256,9 +278,15 @@ func (m *protoMux) route(c net.Conn) {
 		// whose application protocol it has no handler for.
 		c2, to = handshaken{tc}, m.internal
 	}
+	shut := m.internalShut
+	if to == m.raft {
+		shut = nil
+	}
 	select {
 	case to <- c2:
 	case <-m.done:
+		tc.Close()
+	case <-shut:
 		tc.Close()
 	}
 }
@@ -288,22 +316,19 @@ func (m *protoMux) Close() error {
 
 func (m *protoMux) Addr() net.Addr { return m.inner.Addr() }
 
-// internalListener is the listener of the internal HTTP calls.
+// internalListener is the listener of the internal HTTP calls (one per
+// mux: closing it refuses internal calls for good).
 func (m *protoMux) internalListener() net.Listener {
-	return &internalListener{m: m, closed: make(chan struct{})}
+	return &internalListener{m: m}
 }
 
-type internalListener struct {
-	m      *protoMux
-	closed chan struct{}
-	once   sync.Once
-}
+type internalListener struct{ m *protoMux }
 
 func (l *internalListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.m.internal:
 		return c, nil
-	case <-l.closed:
+	case <-l.m.internalShut:
 		return nil, net.ErrClosed
 	case <-l.m.done:
 		return nil, net.ErrClosed
@@ -311,10 +336,10 @@ func (l *internalListener) Accept() (net.Conn, error) {
 }
 
 // Close ends Accept and leaves the raft listener open: the transport
-// closes it. Calls that arrive meanwhile wait for their handshake's
-// connection to be taken until then.
+// closes it. Internal calls that arrive meanwhile are refused in their
+// handshake.
 func (l *internalListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
+	l.m.internalOnce.Do(func() { close(l.m.internalShut) })
 	return nil
 }
 

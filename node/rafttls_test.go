@@ -214,3 +214,46 @@ func TestInternalCallsOverRaftTLS(t *testing.T) {
 		t.Fatalf("a caller with another secret: %v (%d calls through), want nothing sent", err, len(overTLS)+len(overHTTP))
 	}
 }
+
+// TestInternalCallsRefusedOnceInternalServerStops: a node that stops shuts
+// its internal server before raft, and stays the leader meanwhile. A call
+// that arrives then must fail before anything is sent (errNotSent), so a
+// forwarded write is retried on the next leader, as a refused dial of the
+// HTTP address is; accepted and left unanswered, its outcome was unknown.
+func TestInternalCallsRefusedOnceInternalServerStops(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cret-stopping"
+	tr, ln, err := newRaftTransport("127.0.0.1:0", nil, secret, noClusterID, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeInternal(w, http.StatusOK, indexResponse{Index: 7})
+	})}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ln) }()
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-served
+
+	f := fsm.New()
+	data, err := fsm.Encode(fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Apply(&raft.Log{Index: 1, Data: data})
+	itr, err := internalTransport(secret, func() string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{rep: &Replica{FSM: f}, client: newInternalClient(), tlsClient: &http.Client{Transport: itr}, secret: secret}
+	n.cfg.Cluster.InternalTimeout = 3 * time.Second
+	callee := peer{http: "127.0.0.1:1", raft: string(tr.LocalAddr())}
+	var out indexResponse
+	err = n.call(context.Background(), callee, "POST", "/internal/apply", applyRequest{Type: fsm.CmdSetLogVersion}, &out)
+	if !errors.Is(err, errNotSent) {
+		t.Fatalf("a call to a node whose internal server stopped: %v, want it not sent", err)
+	}
+}

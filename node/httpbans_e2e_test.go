@@ -182,3 +182,39 @@ func TestHTTPWrongClusterSecretsBanTheIP(t *testing.T) {
 		t.Fatalf("the same IP on the API: %d %s", status, code)
 	}
 }
+
+// rawAuthCall sends a GET of path with the Authorization header set to
+// auth as it is, and returns the status.
+func rawAuthCall(t *testing.T, e *testnode.Env, path, auth string) int {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+e.Node.HTTPAddr()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", auth)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// TestHTTPKeysOnlyAsBearer: the profiler and the internal API take their
+// key only as a bearer key, as the public API does. A request with no
+// bearer key is not counted toward a ban, so a key taken without the
+// scheme would be a way to guess it without limit.
+func TestHTTPKeysOnlyAsBearer(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	secret := node.DeriveClusterSecret(e.AdminKey)
+	for _, c := range []struct{ path, key string }{{"/debug/pprof/", e.AdminKey}, {"/internal/counts", secret}} {
+		if status := rawAuthCall(t, e, c.path, "Bearer "+c.key); status != 200 {
+			t.Fatalf("%s with its bearer key: %d", c.path, status)
+		}
+		if status := rawAuthCall(t, e, c.path, c.key); status != 401 {
+			t.Fatalf("%s with its key and no scheme: %d, want 401", c.path, status)
+		}
+	}
+}

@@ -181,10 +181,10 @@ func (n *Node) internalAuth(h http.HandlerFunc) http.HandlerFunc {
 			writeInternal(w, http.StatusTooManyRequests, &internalError{Code: "rate_limited", Message: msg})
 			return
 		}
-		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got, sent := bearerKey(r)
 		a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(n.secret))
-		if subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
-			if hasBearer(r) {
+		if !sent || subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
+			if sent {
 				n.AuthFailed(ip)
 			}
 			writeInternal(w, http.StatusUnauthorized, &internalError{Code: "unauthorized", Message: "bad cluster secret"})

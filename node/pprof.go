@@ -30,10 +30,10 @@ func (n *Node) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 			writeInternal(w, http.StatusTooManyRequests, &internalError{Code: "rate_limited", Message: msg})
 			return
 		}
-		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got, sent := bearerKey(r)
 		a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(n.cfg.AdminKey))
-		if n.cfg.AdminKey == "" || subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
-			if n.cfg.AdminKey != "" && hasBearer(r) {
+		if n.cfg.AdminKey == "" || !sent || subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
+			if n.cfg.AdminKey != "" && sent {
 				n.AuthFailed(ip)
 			}
 			http.Error(w, `{"code":"unauthorized","message":"the profiler needs the admin key"}`, http.StatusUnauthorized)
@@ -43,9 +43,15 @@ func (n *Node) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// hasBearer reports whether a request carries a bearer key at all: as in
-// the public API, a request with none is a client's mistake, not a guess.
-func hasBearer(r *http.Request) bool {
-	scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	return ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(secret) != ""
+// bearerKey returns the bearer key a request carries, and whether it
+// carries one at all: as in the public API, a request with none is a
+// client's mistake, not a guess, and is not counted toward a ban; so a key
+// sent any other way (without the scheme) is no key either. The key is
+// taken as sent: a cluster secret may be any text.
+func bearerKey(r *http.Request) (string, bool) {
+	scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return key, strings.TrimSpace(key) != ""
 }

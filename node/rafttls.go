@@ -98,7 +98,7 @@ const internalProto = "tdb-internal-http/"
 
 // tlsStreamLayer is raft's stream layer over TLS.
 type tlsStreamLayer struct {
-	net.Listener // a tls.Listener: the handshake runs on raft's per-connection goroutine
+	net.Listener // a protoMux: raft's connections of a TLS listener, past their handshake
 	advertise    net.Addr
 	config       *tls.Config
 	clusterID    func() string

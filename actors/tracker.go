@@ -289,8 +289,12 @@ func (t *tracker) popStmt() (stmtInfo, bool) {
 	return t.queue.pop().stmt, true
 }
 
-// awaitsStatement reports whether a statement sent awaits its result.
+// awaitsStatement reports whether a statement sent awaits its result: none
+// does while an error has the backend skip the rest of an unsynced batch.
 func (t *tracker) awaitsStatement() bool {
+	if t.skipping {
+		return false
+	}
 	for _, it := range t.queue.items() {
 		if it.op == 0 && !it.sync {
 			return true

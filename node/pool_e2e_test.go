@@ -239,6 +239,26 @@ func TestClientIdleTimeoutSparesRunningStatements(t *testing.T) {
 	if _, err := fe.Receive(); err == nil {
 		t.Fatal("a client idle past client_idle_timeout after an Execute and Flush is still connected")
 	}
+	// So is one whose unsynced batch failed: the backend skips the rest of
+	// it, an Execute sent behind the error included, until the Sync.
+	c = connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
+	fe = c.PgConn().Frontend()
+	send(t, fe, &pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "SELECT 2"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+	for {
+		m, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("a failing Execute, then Flush: %v", err)
+		}
+		if _, ok := m.(*pgproto3.ErrorResponse); ok {
+			break
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	send(t, fe, &pgproto3.Sync{})
+	if _, err := fe.Receive(); err == nil {
+		t.Fatal("a client idle past client_idle_timeout after a failed Execute and Flush is still connected")
+	}
 }
 
 // TestPooledSeedIsNotShown: a pooled session's new random() seed must not

@@ -53,15 +53,36 @@ func (p *Proxy) catchUp(ctx context.Context) bool {
 	return true
 }
 
+// maxRoutedCancels bounds the cancel requests a node routes to the others
+// at once. A key this node does not hold is tried on every other node, and
+// a CancelRequest needs no login, so a flood of made-up keys would
+// otherwise become calls between nodes without bound. PostgreSQL ignores a
+// key it does not know; past the bound, so does the node.
+const maxRoutedCancels = 16
+
 // cancelRequest serves a client's CancelRequest: a session of this node is
-// cancelled here, any other is routed to the node its key names.
+// cancelled here, any other is routed to the other nodes, at most
+// maxRoutedCancels at once.
 func (p *Proxy) cancelRequest(ctx context.Context, pid, secret uint32) {
 	if p.Cancel(ctx, pid, secret) {
 		return
 	}
-	if p.cfg.Cluster.RouteCancel != nil {
-		p.cfg.Cluster.RouteCancel(ctx, pid, secret)
+	if p.cfg.Cluster.RouteCancel == nil {
+		return
 	}
+	select {
+	case p.routing <- struct{}{}:
+		defer func() { <-p.routing }()
+	default:
+		if p.dropped.Add(1) == 1 {
+			p.cfg.Logf("proxy: %d cancel requests for sessions of other nodes are being routed already: dropped one (a flood of made-up keys?)", maxRoutedCancels)
+		}
+		return
+	}
+	if n := p.dropped.Swap(0); n > 1 {
+		p.cfg.Logf("proxy: dropped %d cancel requests for sessions of other nodes, with %d being routed", n, maxRoutedCancels)
+	}
+	p.cfg.Cluster.RouteCancel(ctx, pid, secret)
 }
 
 // projectKeys reads what SCRAM needs for a project: its salt and iterations,

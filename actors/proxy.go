@@ -77,6 +77,8 @@ type Proxy struct {
 	nextLoop atomic.Uint32
 	classes  *classify.Cache // what the parser said of statement texts seen before
 	own      ownFunctionsCache
+	routing  chan struct{} // slots of the cancels routed to other nodes at once (cluster.go)
+	dropped  atomic.Int64  // routed cancels dropped with every slot taken, since the last log
 
 	mu       sync.Mutex
 	sessions map[cancelKey]*session
@@ -125,6 +127,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 		pool:     &Pool{IdleTimeout: cfg.ServerIdleTimeout},
 		conns:    map[net.Conn]struct{}{},
 		classes:  classify.NewCache(classCacheEntries, classCacheText),
+		routing:  make(chan struct{}, maxRoutedCancels),
 	}
 	if !cfg.GoroutineRelay && evloop.Supported() {
 		for range max(cfg.RelayLoops, 1) {

@@ -58,7 +58,7 @@ func (p *Proxy) catchUp(ctx context.Context) bool {
 // a CancelRequest needs no login, so a flood of made-up keys would
 // otherwise become calls between nodes without bound. PostgreSQL ignores a
 // key it does not know; past the bound, so does the node.
-const maxRoutedCancels = 16
+const maxRoutedCancels = 64
 
 // cancelRequest serves a client's CancelRequest: a session of this node is
 // cancelled here, any other is routed to the other nodes, at most

@@ -307,6 +307,9 @@ func (n *Node) call(ctx context.Context, p peer, method, path string, in, out an
 	client, url, addr := n.client, "http://"+p.http+path, p.http
 	if n.tlsClient != nil && p.raft != "" && n.activeLogVersion() >= 6 {
 		client, url, addr = n.tlsClient, "https://"+p.raft+path, p.raft
+		if method == http.MethodGet {
+			client = n.tlsReads
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Cluster.InternalTimeout)
 	defer cancel()

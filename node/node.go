@@ -121,6 +121,7 @@ type Node struct {
 	secret    string         // cluster secret for internal calls
 	client    *http.Client   // internal calls to HTTP addresses, with the secret
 	tlsClient *http.Client   // internal calls over the raft listeners' TLS, no secret sent (internal.go); nil without a secret
+	tlsReads  *http.Client   // the same for GET calls, keeping connections
 	// internalSrv serves the internal calls that come over the raft listener.
 	internalSrv *http.Server
 	startedAt   time.Time
@@ -176,12 +177,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		refusedBuild: map[string]uint16{}, foreignCluster: map[string]string{}, unheardSince: map[raft.ServerID]time.Time{}}
 	n.cfg.Cluster.setDefaults()
 	if rep.internalLn != nil {
-		tr, err := internalTransport(secret, rep.ClusterID)
-		if err != nil {
-			rep.Close()
-			return nil, err
+		for _, c := range []struct {
+			client    **http.Client
+			keepAlive bool
+		}{{&n.tlsClient, false}, {&n.tlsReads, true}} {
+			tr, err := internalTransport(secret, rep.ClusterID, c.keepAlive)
+			if err != nil {
+				rep.Close()
+				return nil, err
+			}
+			*c.client = &http.Client{Transport: tr}
 		}
-		n.tlsClient = &http.Client{Transport: tr}
 	}
 
 	tlsCfg, err := n.tlsConfig()

@@ -348,14 +348,20 @@ func (l *internalListener) Addr() net.Addr { return l.m.inner.Addr() }
 // internalTransport is the HTTP transport of internal calls to the other
 // nodes' raft listeners, over the cluster's TLS, offering internalProto and
 // this node's cluster ID. Any failure before the request is written (TCP
-// or TLS) is a dial error: nothing was sent (errNotSent).
-func internalTransport(secret string, clusterID func() string) (*http.Transport, error) {
+// or TLS) is a dial error: nothing was sent (errNotSent). keepAlive keeps
+// connections for the next call: for reads only (a catch-up at each login
+// on a follower would otherwise cost a handshake each), as a write sent on
+// a connection the other node closed meanwhile has an unknown outcome (see
+// newInternalClient).
+func internalTransport(secret string, clusterID func() string, keepAlive bool) (*http.Transport, error) {
 	cfg, err := raftTLSConfig(secret)
 	if err != nil {
 		return nil, err
 	}
 	tr := &http.Transport{
-		DisableKeepAlives: true, // see newInternalClient
+		DisableKeepAlives:   !keepAlive,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     30 * time.Second,
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c := cfg.Clone()
 			c.NextProtos = []string{internalProto + clusterID()}

@@ -180,11 +180,7 @@ func TestInternalCallsOverRaftTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Apply(&raft.Log{Index: 1, Data: data})
-		itr, err := internalTransport(secret, func() string { return "" })
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := &Node{rep: &Replica{FSM: f}, client: newInternalClient(), tlsClient: &http.Client{Transport: itr}, secret: secret}
+		n := &Node{rep: &Replica{FSM: f}, client: newInternalClient(), tlsClient: internalClient(t, secret, false), tlsReads: internalClient(t, secret, true), secret: secret}
 		n.cfg.Cluster.InternalTimeout = 5 * time.Second
 		return n
 	}
@@ -244,11 +240,7 @@ func TestInternalCallsRefusedOnceInternalServerStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Apply(&raft.Log{Index: 1, Data: data})
-	itr, err := internalTransport(secret, func() string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &Node{rep: &Replica{FSM: f}, client: newInternalClient(), tlsClient: &http.Client{Transport: itr}, secret: secret}
+	n := &Node{rep: &Replica{FSM: f}, client: newInternalClient(), tlsClient: internalClient(t, secret, false), tlsReads: internalClient(t, secret, true), secret: secret}
 	n.cfg.Cluster.InternalTimeout = 3 * time.Second
 	callee := peer{http: "127.0.0.1:1", raft: string(tr.LocalAddr())}
 	var out indexResponse
@@ -256,4 +248,14 @@ func TestInternalCallsRefusedOnceInternalServerStops(t *testing.T) {
 	if !errors.Is(err, errNotSent) {
 		t.Fatalf("a call to a node whose internal server stopped: %v, want it not sent", err)
 	}
+}
+
+// internalClient is a client of internal calls over the raft listeners' TLS.
+func internalClient(t *testing.T, secret string, keepAlive bool) *http.Client {
+	t.Helper()
+	tr, err := internalTransport(secret, func() string { return "" }, keepAlive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Transport: tr}
 }

@@ -205,6 +205,20 @@ func (c *clientConn) authenticate(res *wire.StartupResult, check func() error) (
 	p.cfg.FSM.View(func(s *fsm.State) {
 		ws, tenant, ok := fsm.ParseDatabase(db)
 		proj := s.Project(user)
+		// The key as it is now: the exchange checked the proof against the
+		// keys as they were when it began, and the client may take its
+		// time to send it. A key revoked meanwhile is refused as a wrong
+		// one is, and one that lost a tenant (deleted, the name perhaps
+		// taken again since) reaches only what it reaches now.
+		var k *fsm.Key
+		if proj != nil {
+			k = proj.Keys[lg.key.ID]
+		}
+		if k == nil || !k.Live() {
+			rerr = wire.Fatalf(wire.CodeInvalidPassword, "password authentication failed for user \"%s\"", user)
+			return
+		}
+		lg.key = *k
 		var w *fsm.Workspace
 		if ok && proj != nil {
 			w = proj.Workspaces[ws]

@@ -179,3 +179,62 @@ func TestUnknownProjectSaltIsTheClusters(t *testing.T) {
 		t.Fatalf("an unknown project's salt changed with a restart: %q, then %q", first[0], again[1])
 	}
 }
+
+// TestKeyRevokedDuringLogin: a key revoked while a login with it is between
+// its SCRAM messages (the client may take the whole startup timeout to send
+// its proof) is refused when the proof comes: it was checked against the
+// keys as they were when the login began.
+func TestKeyRevokedDuringLogin(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	var created struct {
+		ID  string `json:"id"`
+		Key string `json:"key"`
+	}
+	e.MustDo(t, "POST", "/v1/apikeys", e.ProxyPassword, "", map[string]any{"role": "read", "scope_type": "project"}, &created)
+	cfg, err := pgx.ParseConfig(e.ConnString(created.Key, "controlplane_workspace", "disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := false
+	dialer := &net.Dialer{}
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		// Revoke the key as the client sends its proof (the second SASL
+		// message: 'p' is also the SASLInitialResponse).
+		return &onSASLResponse{Conn: c, hook: func() {
+			e.MustDo(t, "DELETE", "/v1/apikeys/"+created.ID, e.ProxyPassword, "", nil, nil)
+			revoked = true
+		}}, nil
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if !revoked {
+		t.Fatalf("the proof was not seen: %v", err)
+	}
+	if err == nil {
+		conn.Close(ctx)
+		t.Fatal("a key revoked during its login logged in")
+	}
+	wantPgError(t, err, "FATAL", "28P01", fmt.Sprintf("password authentication failed for user %q", e.ProjectID))
+}
+
+// onSASLResponse runs hook before the second SASL message ('p') the client
+// writes goes out.
+type onSASLResponse struct {
+	net.Conn
+	hook func()
+	seen int
+}
+
+func (c *onSASLResponse) Write(b []byte) (int, error) {
+	if len(b) > 0 && b[0] == 'p' {
+		if c.seen++; c.seen == 2 {
+			c.hook()
+		}
+	}
+	return c.Conn.Write(b)
+}

@@ -88,6 +88,11 @@ func applyCreateDeployment(s *State, _ uint64, c *CreateDeployment) (any, error)
 		if t == nil || t.Blueprint != c.Blueprint {
 			return nil, errorf(CodeNotFound, "tenant %q of blueprint %q not found", name, c.Blueprint)
 		}
+		if s.Deleting(t) && s.ActiveLogVersion() >= 6 {
+			// Deleted since the proposer listed it: left out, as
+			// leaveJobs would have taken it out a moment later.
+			continue
+		}
 		r := &DeploymentResult{Tenant: name, Status: TenantPending}
 		if db := s.Databases[t.Database]; db != nil && db.Status == StatusReady && db.SchemaVersion >= c.Version {
 			at := c.At

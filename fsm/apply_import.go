@@ -107,6 +107,9 @@ func applyCreateImport(s *State, _ uint64, c *CreateImport) (any, error) {
 		if t == nil || t.Blueprint != c.Workspace {
 			return nil, errorf(CodeNotFound, "tenant %q of blueprint %q not found", sp.Tenant, c.Workspace)
 		}
+		if s.Deleting(t) && s.ActiveLogVersion() >= 6 {
+			continue // deleted since the proposer listed it (see applyCreateDeployment)
+		}
 		im.Tenants = append(im.Tenants, &ImportTenant{Tenant: sp.Tenant, Value: sp.Value, Status: TenantPending})
 	}
 	im.finishIfDone(c.At)

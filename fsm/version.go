@@ -24,8 +24,9 @@ import (
 // name taken from every key (apply_tenant.go); version 5, the session
 // settings of a captured blueprint version (apply_workspace.go); version 6,
 // a deleted tenant taken out of the deployments and imports still to do
-// it, and out of an import's retry (apply_tenant.go, apply_import.go), and
-// the time of RemoveBackend (apply_backend.go); from it, nodes also make
+// it, out of an import's retry (apply_tenant.go, apply_import.go) and out
+// of those its proposer listed it in just before the deletion
+// (apply_deployment.go, apply_import.go), and the time of RemoveBackend (apply_backend.go); from it, nodes also make
 // their internal calls over the raft listener's TLS (node/internal.go).
 const LogVersion uint16 = 6
 

@@ -392,3 +392,39 @@ func TestDeletedTenantLeavesJobsFromLogVersion6(t *testing.T) {
 		}
 	})
 }
+
+// TestJobsLeaveOutATenantDeletedBeforeThemFromLogVersion6: a deployment or
+// an import whose proposer listed a tenant that is deleted before it is
+// applied (the proposer read the tenants just before the DELETE) leaves it
+// out, as it would have left it had the DELETE come a moment later, from
+// log version 6; before, it kept it, to fail there.
+func TestJobsLeaveOutATenantDeletedBeforeThemFromLogVersion6(t *testing.T) {
+	tables := []ImportTable{{Name: "public.accounts", Columns: []string{"id", "tenant_id"}, Routing: "tenant_id"}}
+	for _, v := range []uint16{5, 6} {
+		h := deploySeeded(t)
+		h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: v})
+		h.mustApply(CmdDeleteTenant, &DeleteTenant{ProjectID: depPID, Name: "globex", At: t0})
+		h.mustApply(CmdCreateDeployment, &CreateDeployment{ID: "dep_1", ProjectID: depPID, Blueprint: "myapp", Version: 2,
+			Tenants: []string{"wayne", "globex"}, At: t0})
+		h.mustApply(CmdCreateImport, &CreateImport{ID: "imp_1", ProjectID: depPID, Workspace: "myapp", SourceURL: "postgres://src/db",
+			RoutingField: "tenant_id", Tables: tables, Tenants: []ImportTenantSpec{{"wayne", "1"}, {"globex", "2"}}, At: t0})
+		d, im := h.deployment("dep_1"), h.importJob("imp_1")
+		switch {
+		case v < 6 && (len(d.Results) != 2 || len(im.Tenants) != 2):
+			t.Fatalf("log version %d: deployment %+v, import %+v; want globex kept", v, d.Results, im.Tenants)
+		case v >= 6 && (len(d.Results) != 1 || d.Results[0].Tenant != "wayne" || len(im.Tenants) != 1 || im.Tenants[0].Tenant != "wayne"):
+			t.Fatalf("log version %d: deployment %+v, import %+v; want wayne only", v, d.Results, im.Tenants)
+		}
+	}
+	// With every listed tenant being deleted, both are done at once.
+	h := deploySeeded(t)
+	h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: 6})
+	h.mustApply(CmdDeleteTenant, &DeleteTenant{ProjectID: depPID, Name: "globex", At: t0})
+	h.mustApply(CmdCreateDeployment, &CreateDeployment{ID: "dep_1", ProjectID: depPID, Blueprint: "myapp", Version: 2,
+		Tenants: []string{"globex"}, At: t0})
+	h.mustApply(CmdCreateImport, &CreateImport{ID: "imp_1", ProjectID: depPID, Workspace: "myapp", SourceURL: "postgres://src/db",
+		RoutingField: "tenant_id", Tables: tables, Tenants: []ImportTenantSpec{{"globex", "2"}}, At: t0})
+	if d, im := h.deployment("dep_1"), h.importJob("imp_1"); d.Status != DeploymentCompleted || im.Status != DeploymentCompleted {
+		t.Fatalf("deployment %s, import %s; want both completed", d.Status, im.Status)
+	}
+}

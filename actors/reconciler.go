@@ -233,6 +233,13 @@ func (r *Reconciler) provision(ctx context.Context, t Task) {
 	var err error
 	var version int
 	for attempt := 1; attempt <= r.Attempts; attempt++ {
+		if attempt > 1 && !r.toProvision(t.Database.Name) {
+			// Deposed, or deleted meanwhile: another try could make again
+			// a database the next leader has dropped, and nothing would
+			// ever drop it. Whoever leads finishes what is still to do.
+			r.Logf("reconciler: provision %s: stopped, no longer this node's to do", t.Database.Label())
+			return
+		}
 		version, err = r.provisionOnce(ctx, t)
 		if err == nil || ctx.Err() != nil {
 			break
@@ -259,6 +266,20 @@ func (r *Reconciler) provision(ctx context.Context, t Task) {
 		// installs it again.
 		r.recordGuard(ctx, t.Database)
 	}
+}
+
+// toProvision reports whether this node leads and database name is still
+// being provisioned.
+func (r *Reconciler) toProvision(name string) bool {
+	if !r.IsLeader() {
+		return false
+	}
+	ok := false
+	r.FSM.View(func(s *fsm.State) {
+		d := s.Databases[name]
+		ok = d != nil && d.Status == fsm.StatusProvisioning
+	})
+	return ok
 }
 
 // guard installs the current DDL guard in a ready database that lacks it,

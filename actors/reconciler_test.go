@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -220,5 +221,74 @@ func TestGuardInstallationsDoNotHoldUpProvisioning(t *testing.T) {
 	defer wcancel()
 	if err := f.WaitFor(wctx, func(s *fsm.State) bool { return s.Databases[fresh].Status == fsm.StatusReady }); err != nil {
 		t.Fatalf("the new workspace waited behind the stuck guard installation: %v\nlog:\n%s", err, logs.String())
+	}
+}
+
+// TestProvisioningStopsWhenNoLongerToDo: a provisioning whose try failed
+// tries again only while its node leads and the database is still to be
+// provisioned. Here the leader is deposed after the first try and the next
+// leader deletes the tenant and drops its database: a second try by the old
+// one would make the database again, with nothing left to ever drop it.
+func TestProvisioningStopsWhenNoLongerToDo(t *testing.T) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	const pid = "tdb_0000abcd"
+	url := testpg.Shared(t).URL()
+	db := "orphan_" + hex.EncodeToString(b) + "_t"
+	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, db) })
+
+	f, p, apply := testProject(t, pid, map[string]string{"local": url})
+	apply(fsm.CmdCreateWorkspace, workspace(pid, "myapp", "orphan_"+hex.EncodeToString(b)+"_workspace", "local"))
+	apply(fsm.CmdCreateTenant, &fsm.CreateTenant{ProjectID: pid, Name: "wayne", Blueprint: "myapp",
+		Database: fsm.NewDatabase{Name: db, Backend: "local", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}},
+		Key: fsm.NewKey{ID: "key_wayne", Name: "w", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeTenant, ScopeValues: []string{"wayne"},
+			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "lw"}})
+
+	var task Task
+	f.View(func(s *fsm.State) {
+		for _, tk := range Plan(s) {
+			if tk.Database.Name == db {
+				task = tk
+			}
+		}
+	})
+	// A version that fails on the tenant, after its database is made.
+	task.Versions = []fsm.BlueprintVersion{{Version: 1, Statements: []string{"SELECT 1/0"}}}
+
+	var leader atomic.Bool
+	leader.Store(true)
+	var logs syncbuf.Buffer
+	tries := 0
+	r := &Reconciler{FSM: f, Propose: p, IsLeader: leader.Load, Attempts: 3, RetryDelay: time.Millisecond,
+		Logf: func(format string, args ...any) {
+			fmt.Fprintf(&logs, format+"\n", args...)
+			if !strings.Contains(format, "provision %s (attempt") {
+				return
+			}
+			if tries++; tries > 1 {
+				return
+			}
+			// Deposed; the next leader deletes the tenant and drops it.
+			leader.Store(false)
+			apply(fsm.CmdDeleteTenant, &fsm.DeleteTenant{ProjectID: pid, Name: "wayne"})
+			if err := backend.Drop(context.Background(), url, db); err != nil {
+				t.Errorf("drop: %v", err)
+			}
+			apply(fsm.CmdRemoveDatabase, &fsm.RemoveDatabase{Name: db})
+		}}
+	r.defaults()
+	r.provision(context.Background(), task)
+
+	c, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n int
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM pg_database WHERE datname = $1", db).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("the deposed leader made the dropped database again (%d tries); log:\n%s", tries, logs.String())
 	}
 }

@@ -27,7 +27,7 @@ type Reconciler struct {
 	IsLeader func() bool
 	Logf     func(format string, args ...any)
 
-	Workers     int           // databases worked on at once
+	Workers     int           // databases provisioned at once, and as many dropped
 	Attempts    int           // provisioning tries before a database is marked failed
 	RetryDelay  time.Duration // pause between tries
 	Resync      time.Duration // full rescan period, on top of change notifications
@@ -124,6 +124,11 @@ func (r *Reconciler) defaults() {
 func (r *Reconciler) Run(ctx context.Context) {
 	r.defaults()
 	sem := make(chan struct{}, r.Workers)
+	// Drops have workers of their own, and a pass does not wait for one:
+	// the drops on a backend that does not answer (a server gone for good,
+	// whose tenants are deleted before it is removed) each take
+	// StepTimeout, pass after pass, and would hold up every provisioning.
+	dropSem := make(chan struct{}, r.Workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	watchState(ctx, r.FSM, r.Resync, func() {
@@ -140,16 +145,27 @@ func (r *Reconciler) Run(ctx context.Context) {
 			if !r.claim(t.Database.Name) {
 				continue
 			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				r.release(t.Database.Name)
-				return
+			slots := sem
+			if t.Kind == "drop" {
+				slots = dropSem
+				select {
+				case dropSem <- struct{}{}:
+				default:
+					r.release(t.Database.Name) // a later pass lists it again
+					continue
+				}
+			} else {
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					r.release(t.Database.Name)
+					return
+				}
 			}
 			wg.Add(1)
 			go func(t Task) {
 				defer wg.Done()
-				defer func() { <-sem }()
+				defer func() { <-slots }()
 				defer r.release(t.Database.Name)
 				r.do(ctx, t)
 			}(t)

@@ -292,3 +292,86 @@ func TestProvisioningStopsWhenNoLongerToDo(t *testing.T) {
 		t.Fatalf("the deposed leader made the dropped database again (%d tries); log:\n%s", tries, logs.String())
 	}
 }
+
+// TestDropsDoNotHoldUpProvisioning: the drop of a deleted tenant's database
+// on a backend that takes connections and never answers (a server gone
+// for good, as README's `backends remove` describes) does not keep a new
+// workspace on another backend waiting for the workers (one here), pass
+// after pass.
+func TestDropsDoNotHoldUpProvisioning(t *testing.T) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	const pid = "tdb_0000abcd"
+	url := testpg.Shared(t).URL()
+	fresh := "drop_" + hex.EncodeToString(b) + "_fresh"
+	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, fresh) })
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held atomic.Int32
+	conns := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held.Add(1)
+			select {
+			case conns <- c:
+			default:
+				c.Close()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for {
+			select {
+			case c := <-conns:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+
+	f, p, apply := testProject(t, pid, map[string]string{
+		"local":  url,
+		"silent": "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable",
+	})
+	// A blueprint on the silent backend, ready, and a tenant of it there,
+	// deleted.
+	apply(fsm.CmdCreateWorkspace, workspace(pid, "old", "drop_0_old", "silent"))
+	zero := 0
+	apply(fsm.CmdSetDatabaseStatus, &fsm.SetDatabaseStatus{Name: "drop_0_old", Status: fsm.StatusReady, SchemaVersion: &zero})
+	apply(fsm.CmdCreateTenant, &fsm.CreateTenant{ProjectID: pid, Name: "gone", Blueprint: "old",
+		Database: fsm.NewDatabase{Name: "drop_0_gone", Backend: "silent", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}},
+		Key: fsm.NewKey{ID: "key_gone", Name: "g", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeTenant, ScopeValues: []string{"gone"},
+			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "lg"}})
+	apply(fsm.CmdDeleteTenant, &fsm.DeleteTenant{ProjectID: pid, Name: "gone"})
+
+	var logs syncbuf.Buffer
+	r := &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Workers: 1, Resync: 50 * time.Millisecond,
+		StepTimeout: time.Minute, Logf: func(format string, args ...any) { fmt.Fprintf(&logs, format+"\n", args...) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	defer func() { cancel(); <-stopped }()
+	go func() { defer close(stopped); r.Run(ctx) }()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for held.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no drop reached the silent backend; log:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	apply(fsm.CmdCreateWorkspace, workspace(pid, "fresh", fresh, "local"))
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := f.WaitFor(wctx, func(s *fsm.State) bool { return s.Databases[fresh].Status == fsm.StatusReady }); err != nil {
+		t.Fatalf("the new workspace waited behind the stuck drop: %v\nlog:\n%s", err, logs.String())
+	}
+}

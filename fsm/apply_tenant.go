@@ -120,10 +120,10 @@ func applyDeleteTenant(s *State, _ uint64, c *DeleteTenant) (any, error) {
 
 // leaveJobs takes a tenant being deleted out of the deployments and imports
 // of its blueprint still in progress, where it is still to do (pending, or
-// running: its database is dropped under the work). Before, it failed
-// there with "tenant … was deleted", and so did the whole deployment or
-// import, which a retry could never complete. Its done or failed results
-// stay, as a record.
+// running: its database is dropped under the work), and out of the failed
+// tenants of imports a retry would take up again. Before, it failed there
+// with "tenant … was deleted", and so did the whole deployment or import,
+// which a retry could never complete. Its other results stay, as a record.
 func (s *State) leaveJobs(projectID, blueprint, tenant string, at time.Time) {
 	todo := func(status string) bool { return status == TenantPending || status == TenantRunning }
 	for _, d := range s.Deployments {
@@ -134,11 +134,17 @@ func (s *State) leaveJobs(projectID, blueprint, tenant string, at time.Time) {
 		d.finishIfDone(at)
 	}
 	for _, im := range s.Imports {
-		if im.ProjectID != projectID || im.Workspace != blueprint || im.Status != DeploymentInProgress {
+		if im.ProjectID != projectID || im.Workspace != blueprint || im.Status == DeploymentCompleted {
 			continue
 		}
-		im.Tenants = slices.DeleteFunc(im.Tenants, func(t *ImportTenant) bool { return t.Tenant == tenant && todo(t.Status) })
-		im.finishIfDone(at)
+		// A failed import's failed tenant goes too: a retry would copy the
+		// routing value's rows into whatever tenant takes the name next.
+		im.Tenants = slices.DeleteFunc(im.Tenants, func(t *ImportTenant) bool {
+			return t.Tenant == tenant && (todo(t.Status) || t.Status == TenantFailed)
+		})
+		if im.Status == DeploymentInProgress {
+			im.finishIfDone(at)
+		}
 	}
 }
 

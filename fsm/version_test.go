@@ -372,6 +372,27 @@ func TestDeletedTenantLeavesJobsFromLogVersion6(t *testing.T) {
 		}
 	}
 
+	// A failed import's failed tenant deleted at version 6 is not copied,
+	// at the import's retry, into the next tenant that takes its name.
+	{
+		h := deploySeeded(t)
+		h.mustApply(CmdSetLogVersion, &SetLogVersion{Version: 6})
+		h.mustApply(CmdCreateImport, &CreateImport{ID: "imp_1", ProjectID: depPID, Workspace: "myapp", SourceURL: "postgres://src/db",
+			RoutingField: "tenant_id", Tables: tables, Tenants: []ImportTenantSpec{{"wayne", "1"}, {"globex", "2"}}, At: t0})
+		h.mustApply(CmdSetImportTenant, &SetImportTenant{ID: "imp_1", Tenant: "wayne", Status: TenantDone, Rows: 4})
+		h.mustApply(CmdSetImportTenant, &SetImportTenant{ID: "imp_1", Tenant: "globex", Status: TenantFailed, Error: "boom"})
+		var db string
+		h.f.View(func(s *State) { db = s.Projects[depPID].Tenants["globex"].Database })
+		h.mustApply(CmdDeleteTenant, &DeleteTenant{ProjectID: depPID, Name: "globex", At: t0})
+		h.mustApply(CmdRemoveDatabase, &RemoveDatabase{Name: db, At: t0})
+		h.mustApply(CmdCreateTenant, &CreateTenant{ProjectID: depPID, Name: "globex", Blueprint: "myapp", At: t0,
+			Database: newDB("p0000abcd__myapp__globex2"), Key: newKey("key_globex2", RoleAdmin, ScopeTenant, "globex")})
+		n := h.mustApply(CmdRetryImport, &RetryImport{ID: "imp_1", At: t0})
+		if im := h.importJob("imp_1"); n != 0 || im.Status != DeploymentCompleted || len(im.Tenants) != 1 {
+			t.Fatalf("retry after globex was deleted and made again: retried %v, import %s %+v; want completed with wayne only", n, im.Status, im.Tenants)
+		}
+	}
+
 	// A key an older build made for a tenant being deleted is revoked when
 	// RemoveBackend forgets the tenant, at its time.
 	h := seeded(t)

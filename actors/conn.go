@@ -154,6 +154,17 @@ func (c *clientConn) serve(ctx context.Context) (*session, *admission) {
 	sess.active.Store(time.Now().UnixNano())
 	sess.key = p.register(sess)
 	c.onDone(func() { p.unregister(sess.key) })
+	// A revocation applied since the key was checked, before the session
+	// was registered for endRevoked to see.
+	live := true
+	p.cfg.FSM.View(func(st *fsm.State) { live = keyLive(st, lg.projectID, lg.key.ID) })
+	if !live {
+		if sess.bc != nil {
+			sess.bc.Conn.Close()
+		}
+		_ = wire.WriteError(conn, wire.Fatalf(wire.CodeInvalidPassword, "password authentication failed for user \"%s\"", lg.projectID))
+		return nil, nil
+	}
 	if err := sess.greet(); err != nil {
 		if sess.bc != nil {
 			sess.bc.Conn.Close()

@@ -156,6 +156,9 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) {
 		ln.Close()
 	}()
 	go p.janitor(ctx)
+	if p.cfg.FSM != nil {
+		go p.endRevoked(ctx)
+	}
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -212,6 +215,54 @@ func (p *Proxy) janitor(ctx context.Context) {
 			p.closeIdleClients(now)
 		}
 	}
+}
+
+// endRevoked closes, after every change of the state, the sessions whose
+// key was revoked (or is gone) since they logged in, until ctx ends: a
+// leaked key revoked must not go on with the sessions it holds.
+func (p *Proxy) endRevoked(ctx context.Context) {
+	for {
+		changed := p.cfg.FSM.Changed()
+		p.closeRevoked()
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// closeRevoked closes the sessions whose key is no longer live. The relay
+// ends as when the client leaves: a running statement is cancelled.
+func (p *Proxy) closeRevoked() {
+	p.mu.Lock()
+	list := make([]*session, 0, len(p.sessions))
+	for _, s := range p.sessions {
+		list = append(list, s)
+	}
+	p.mu.Unlock()
+	var gone []*session
+	p.cfg.FSM.View(func(st *fsm.State) {
+		for _, s := range list {
+			if !keyLive(st, s.login.projectID, s.login.keyID) {
+				gone = append(gone, s)
+			}
+		}
+	})
+	for _, s := range gone {
+		p.cfg.Logf("proxy: key %s was revoked: closed its session on %s", s.login.keyID, s.login.database)
+		s.raw.Close()
+	}
+}
+
+// keyLive reports whether project projectID has key keyID, not revoked.
+func keyLive(st *fsm.State, projectID, keyID string) bool {
+	proj := st.Project(projectID)
+	if proj == nil {
+		return false
+	}
+	k := proj.Keys[keyID]
+	return k != nil && k.Live()
 }
 
 // closeIdleClients closes the clients that have been idle past

@@ -238,3 +238,39 @@ func (c *onSASLResponse) Write(b []byte) (int, error) {
 	}
 	return c.Conn.Write(b)
 }
+
+// TestRevokedKeyEndsItsSessions: revoking a key closes the sessions it
+// holds, idle or running a statement, on both relays; a session of another
+// key goes on.
+func TestRevokedKeyEndsItsSessions(t *testing.T) {
+	t.Parallel()
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		ctx := context.Background()
+		var created struct{ ID, Key string }
+		e.MustDo(t, "POST", "/v1/apikeys", e.ProxyPassword, "", map[string]any{"role": "write", "scope_type": "project"}, &created)
+		idle := connect(t, e.ConnString(created.Key, "controlplane_workspace", "disable"))
+		busy := connect(t, e.ConnString(created.Key, "controlplane_workspace", "require"))
+		other := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
+		admin := connect(t, e.PG.URL())
+		running := make(chan error, 1)
+		go func() {
+			_, err := busy.Exec(ctx, "SELECT pg_sleep(60)")
+			running <- err
+		}()
+		waitFor(t, "the statement running", func() bool {
+			var n int
+			err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'").Scan(&n)
+			return err == nil && n == 1
+		})
+		e.MustDo(t, "DELETE", "/v1/apikeys/"+created.ID, e.ProxyPassword, "", nil, nil)
+		if err := <-running; err == nil {
+			t.Fatal("a statement of a revoked key ran to its end")
+		}
+		waitFor(t, "the idle session of the revoked key closed", func() bool {
+			return idle.Ping(ctx) != nil
+		})
+		if err := other.Ping(ctx); err != nil {
+			t.Fatalf("a session of another key: %v", err)
+		}
+	})
+}

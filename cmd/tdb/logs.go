@@ -17,7 +17,7 @@ func newLogsCmd() *cobra.Command {
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "logs [--tenant T] [--since 1h] [--limit N]",
-		Short: "Show the query log of the node answering (every statement the wire proxy relayed)",
+		Short: "Show the query log of the node answering (every statement of wire clients and of the query endpoint)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := url.Values{}
@@ -27,7 +27,7 @@ func newLogsCmd() *cobra.Command {
 			if since != "" {
 				q.Set("since", since)
 			}
-			if limit > 0 {
+			if cmd.Flags().Changed("limit") { // the API refuses a limit out of range, rather than show the default
 				q.Set("limit", strconv.Itoa(limit))
 			}
 			path := "/v1/logs"

@@ -65,4 +65,17 @@ func TestLogsCommand(t *testing.T) {
 	if code, _, errOut = tdb(append(user, "logs", "--since", "soon")...); code == 0 || !strings.Contains(errOut, "since") {
 		t.Fatalf("bad --since: exit %d, %q", code, errOut)
 	}
+	// A --limit out of range is refused, as the API refuses it, rather than
+	// taken for the default.
+	for _, limit := range []string{"0", "-1", "10001"} {
+		if code, _, errOut = tdb(append(user, "logs", "--limit", limit)...); code == 0 || !strings.Contains(errOut, "limit must be") {
+			t.Fatalf("logs --limit %s: exit %d, %q", limit, code, errOut)
+		}
+	}
+	if code, out, errOut = tdb(append(user, "--json", "logs", "--since", "3h", "--limit", "1")...); code != 0 {
+		t.Fatalf("logs --limit 1: exit %d: %s", code, errOut)
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Entries) != 1 {
+		t.Fatalf("logs --limit 1: %v, %d entries:\n%s", err, len(doc.Entries), out)
+	}
 }

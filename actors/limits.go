@@ -92,6 +92,11 @@ type limiter struct {
 	// error has taken the place of the statement's end.
 	overRows    int64
 	overPending bool
+	// clientLeft is set when the proxy cancelled what the backend ran
+	// because the client left: the 57014 that cancel brings is logged as
+	// the session's end (08006), as when the session ends first, not as a
+	// cancel the client asked for.
+	clientLeft bool
 
 	done []stmtDone // finished statements not yet collected
 
@@ -352,6 +357,9 @@ func (l *limiter) errorResponse(severity, code string) relayAction {
 		l.timeoutMs = 0
 	}
 	if ok {
+		if code == "57014" && l.clientLeft {
+			code = sqlstateLost
+		}
 		l.finish(it.run, code, it.run.rows, true)
 	}
 	return act

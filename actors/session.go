@@ -451,6 +451,11 @@ func (s *session) drainInflight(done <-chan struct{}) {
 
 // cancelRunning cancels what the backend still runs for a client that left.
 func (s *session) cancelRunning(ctx context.Context) {
+	s.mu.Lock()
+	if s.gov != nil {
+		s.gov.lim.clientLeft = true
+	}
+	s.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	s.cancelBackend(cctx)
 	cancel()

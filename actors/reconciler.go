@@ -40,6 +40,12 @@ type Reconciler struct {
 	// is tried again: a backend that is down is not asked every resync.
 	guardRetry map[string]time.Time
 	guarding   bool // the guard worker is at work (startGuards)
+	// dropTurn orders the drops of a pass: each drop's start, counted by
+	// dropSeq. A drop that has waited longest goes first, so drops that
+	// fail pass after pass (a backend that does not answer) do not keep
+	// the drop workers from the others.
+	dropTurn map[string]uint64
+	dropSeq  uint64
 }
 
 // Task is one unit of reconciliation for a physical database.
@@ -118,6 +124,7 @@ func (r *Reconciler) defaults() {
 	}
 	r.inflight = map[string]bool{}
 	r.guardRetry = map[string]time.Time{}
+	r.dropTurn = map[string]uint64{}
 }
 
 // Run reconciles whenever the state changes or Resync passes, until ctx ends.
@@ -137,6 +144,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 		}
 		var tasks, guards []Task
 		r.FSM.View(func(s *fsm.State) { tasks = Plan(s) })
+		r.orderDrops(tasks)
 		for _, t := range tasks {
 			if t.Kind == "guard" {
 				guards = append(guards, t)
@@ -150,6 +158,10 @@ func (r *Reconciler) Run(ctx context.Context) {
 				slots = dropSem
 				select {
 				case dropSem <- struct{}{}:
+					r.mu.Lock()
+					r.dropSeq++
+					r.dropTurn[t.Database.Name] = r.dropSeq
+					r.mu.Unlock()
 				default:
 					r.release(t.Database.Name) // a later pass lists it again
 					continue
@@ -172,6 +184,36 @@ func (r *Reconciler) Run(ctx context.Context) {
 		}
 		r.startGuards(ctx, &wg, guards)
 	})
+}
+
+// orderDrops puts the drops among tasks in turn order, in the places the
+// drops hold: those never started first, then the one started longest ago.
+// Sorted by name alone, the drops that fail every time (on a backend that
+// does not answer) would take the drop workers again at every pass, and a
+// drop after them in name order would never be tried. Turns of databases
+// no longer to drop are forgotten.
+func (r *Reconciler) orderDrops(tasks []Task) {
+	var at []int
+	var drops []Task
+	for i, t := range tasks {
+		if t.Kind == "drop" {
+			at = append(at, i)
+			drops = append(drops, t)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kept := make(map[string]uint64, len(drops))
+	for _, t := range drops {
+		if n, ok := r.dropTurn[t.Database.Name]; ok {
+			kept[t.Database.Name] = n
+		}
+	}
+	r.dropTurn = kept
+	sort.SliceStable(drops, func(i, j int) bool { return kept[drops[i].Database.Name] < kept[drops[j].Database.Name] })
+	for k, i := range at {
+		tasks[i] = drops[k]
+	}
 }
 
 // startGuards hands guard installations to a worker of their own, unless

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -373,5 +374,74 @@ func TestDropsDoNotHoldUpProvisioning(t *testing.T) {
 	defer wcancel()
 	if err := f.WaitFor(wctx, func(s *fsm.State) bool { return s.Databases[fresh].Status == fsm.StatusReady }); err != nil {
 		t.Fatalf("the new workspace waited behind the stuck drop: %v\nlog:\n%s", err, logs.String())
+	}
+}
+
+// TestDropsTakeTurns: the drops of a backend that never answers, first in
+// name order and as many as there are drop workers (one here), do not
+// take the workers pass after pass: the drop of another deleted tenant, on
+// a backend that answers, gets its turn and is done.
+func TestDropsTakeTurns(t *testing.T) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	const pid = "tdb_0000abcd"
+	url := testpg.Shared(t).URL()
+	later := "drop_9_" + hex.EncodeToString(b) + "_later"
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+
+	f, p, apply := testProject(t, pid, map[string]string{
+		"local":  url,
+		"silent": "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable",
+	})
+	zero := 0
+	tenant := func(name, db, on string) {
+		apply(fsm.CmdCreateTenant, &fsm.CreateTenant{ProjectID: pid, Name: name, Blueprint: "app",
+			Database: fsm.NewDatabase{Name: db, Backend: on, Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}},
+			Key: fsm.NewKey{ID: "key_" + name, Name: name, Role: fsm.RoleAdmin, ScopeType: fsm.ScopeTenant, ScopeValues: []string{name},
+				StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "l" + name}})
+		apply(fsm.CmdDeleteTenant, &fsm.DeleteTenant{ProjectID: pid, Name: name})
+	}
+	apply(fsm.CmdCreateWorkspace, workspace(pid, "app", "drop_0_app", "silent"))
+	apply(fsm.CmdSetDatabaseStatus, &fsm.SetDatabaseStatus{Name: "drop_0_app", Status: fsm.StatusReady, SchemaVersion: &zero})
+	tenant("gone", "drop_0_gone", "silent")
+	tenant("later", later, "local")
+
+	var logs syncbuf.Buffer
+	r := &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Workers: 1, Resync: 20 * time.Millisecond,
+		StepTimeout: 100 * time.Millisecond, Logf: func(format string, args ...any) { fmt.Fprintf(&logs, format+"\n", args...) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	defer func() { cancel(); <-stopped }()
+	go func() { defer close(stopped); r.Run(ctx) }()
+
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := f.WaitFor(wctx, func(s *fsm.State) bool { return s.Databases[later] == nil }); err != nil {
+		t.Fatalf("the drop on the backend that answers never had its turn: %v\nlog:\n%s", err, logs.String())
 	}
 }

@@ -311,6 +311,12 @@ func (r *Reconciler) provision(ctx context.Context, t Task) {
 	if ctx.Err() != nil {
 		return // the next leader (or this one, later) finishes it
 	}
+	if err != nil && !r.toProvision(t.Database.Name) {
+		// Deposed during the last try: the next leader tries on its own,
+		// and a failure recorded now would refuse its result.
+		r.Logf("reconciler: provision %s: failed, left to whoever leads", t.Database.Label())
+		return
+	}
 	cmd := &fsm.SetDatabaseStatus{Name: t.Database.Name, Status: fsm.StatusReady, SchemaVersion: &version}
 	if err != nil {
 		cmd = &fsm.SetDatabaseStatus{Name: t.Database.Name, Status: fsm.StatusFailed, Error: err.Error()}

@@ -445,3 +445,53 @@ func TestDropsTakeTurns(t *testing.T) {
 		t.Fatalf("the drop on the backend that answers never had its turn: %v\nlog:\n%s", err, logs.String())
 	}
 }
+
+// TestDeposedLeaderLeavesProvisioningUnjudged: a leader deposed while its
+// last provisioning attempt failed does not mark the database failed: the
+// next leader, whose own attempts may well succeed, finishes it, and a
+// failure over it would refuse that leader's result.
+func TestDeposedLeaderLeavesProvisioningUnjudged(t *testing.T) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	const pid = "tdb_0000abcd"
+	url := testpg.Shared(t).URL()
+	db := "unjudged_" + hex.EncodeToString(b) + "_t"
+	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, db) })
+
+	f, p, apply := testProject(t, pid, map[string]string{"local": url})
+	apply(fsm.CmdCreateWorkspace, workspace(pid, "myapp", "unjudged_"+hex.EncodeToString(b)+"_workspace", "local"))
+	apply(fsm.CmdCreateTenant, &fsm.CreateTenant{ProjectID: pid, Name: "wayne", Blueprint: "myapp",
+		Database: fsm.NewDatabase{Name: db, Backend: "local", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}},
+		Key: fsm.NewKey{ID: "key_wayne", Name: "w", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeTenant, ScopeValues: []string{"wayne"},
+			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "lw"}})
+
+	var task Task
+	f.View(func(s *fsm.State) {
+		for _, tk := range Plan(s) {
+			if tk.Database.Name == db {
+				task = tk
+			}
+		}
+	})
+	// A version that fails on the tenant, after its database is made.
+	task.Versions = []fsm.BlueprintVersion{{Version: 1, Statements: []string{"SELECT 1/0"}}}
+
+	var leader atomic.Bool
+	leader.Store(true)
+	var logs syncbuf.Buffer
+	r := &Reconciler{FSM: f, Propose: p, IsLeader: leader.Load, Attempts: 1, RetryDelay: time.Millisecond,
+		Logf: func(format string, args ...any) {
+			fmt.Fprintf(&logs, format+"\n", args...)
+			if strings.Contains(format, "provision %s (attempt") {
+				leader.Store(false) // deposed during the last attempt
+			}
+		}}
+	r.defaults()
+	r.provision(context.Background(), task)
+
+	var status string
+	f.View(func(s *fsm.State) { status = s.Databases[db].Status })
+	if status != fsm.StatusProvisioning {
+		t.Fatalf("the deposed leader recorded %s for the database the next leader is to finish; log:\n%s", status, logs.String())
+	}
+}

@@ -82,12 +82,18 @@ type Proxy struct {
 
 	mu       sync.Mutex
 	sessions map[cancelKey]*session
+	keys     map[keyRef]int // sessions by key, for endRevoked
 	conns    map[net.Conn]struct{}
 	closed   bool
 	wg       sync.WaitGroup
 }
 
 type cancelKey struct{ pid, secret uint32 }
+
+// keyRef names the key a session logged in with.
+type keyRef struct{ projectID, keyID string }
+
+func (s *session) keyRef() keyRef { return keyRef{s.login.projectID, s.login.keyID} }
 
 // The statement classification cache holds at most classCacheEntries texts
 // of at most classCacheText bytes: 8 MiB of text at most, enough for the
@@ -124,6 +130,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 	p := &Proxy{
 		cfg:      cfg,
 		sessions: map[cancelKey]*session{},
+		keys:     map[keyRef]int{},
 		pool:     &Pool{IdleTimeout: cfg.ServerIdleTimeout},
 		conns:    map[net.Conn]struct{}{},
 		classes:  classify.NewCache(classCacheEntries, classCacheText),
@@ -233,22 +240,35 @@ func (p *Proxy) endRevoked(ctx context.Context) {
 }
 
 // closeRevoked closes the sessions whose key is no longer live. The relay
-// ends as when the client leaves: a running statement is cancelled.
+// ends as when the client leaves: a running statement is cancelled. It
+// looks up each key in use once, not each session: it runs at every change
+// of the state.
 func (p *Proxy) closeRevoked() {
 	p.mu.Lock()
-	list := make([]*session, 0, len(p.sessions))
-	for _, s := range p.sessions {
-		list = append(list, s)
+	refs := make([]keyRef, 0, len(p.keys))
+	for r := range p.keys {
+		refs = append(refs, r)
 	}
 	p.mu.Unlock()
-	var gone []*session
+	dead := map[keyRef]bool{}
 	p.cfg.FSM.View(func(st *fsm.State) {
-		for _, s := range list {
-			if !keyLive(st, s.login.projectID, s.login.keyID) {
-				gone = append(gone, s)
+		for _, r := range refs {
+			if !keyLive(st, r.projectID, r.keyID) {
+				dead[r] = true
 			}
 		}
 	})
+	if len(dead) == 0 {
+		return
+	}
+	var gone []*session
+	p.mu.Lock()
+	for _, s := range p.sessions {
+		if dead[s.keyRef()] {
+			gone = append(gone, s)
+		}
+	}
+	p.mu.Unlock()
 	for _, s := range gone {
 		p.cfg.Logf("proxy: key %s was revoked: closed its session on %s", s.login.keyID, s.login.database)
 		s.raw.Close()
@@ -336,6 +356,7 @@ func (p *Proxy) register(s *session) cancelKey {
 		k := cancelKey{pid: s.pid, secret: binary.BigEndian.Uint32(b[:])}
 		if _, dup := p.sessions[k]; !dup {
 			p.sessions[k] = s
+			p.keys[s.keyRef()]++
 			return k
 		}
 	}
@@ -343,7 +364,14 @@ func (p *Proxy) register(s *session) cancelKey {
 
 func (p *Proxy) unregister(k cancelKey) {
 	p.mu.Lock()
-	delete(p.sessions, k)
+	if s := p.sessions[k]; s != nil {
+		delete(p.sessions, k)
+		if r := s.keyRef(); p.keys[r] <= 1 {
+			delete(p.keys, r)
+		} else {
+			p.keys[r]--
+		}
+	}
 	p.mu.Unlock()
 }
 

@@ -351,3 +351,23 @@ func needPgDump(t *testing.T) {
 		t.Fatalf("pg_dump not on PATH: %v", err)
 	}
 }
+
+// TestRedactPassword: a password is kept out of the places a connection
+// string or URL quotes it, and the rest of the message keeps its words,
+// also where they happen to be the password.
+func TestRedactPassword(t *testing.T) {
+	for _, tc := range []struct{ msg, password, want string }{
+		{`failed to connect to user=postgres database=postgres: server error: FATAL: database "postgres" does not exist`, "postgres",
+			`failed to connect to user=postgres database=postgres: server error: FATAL: database "postgres" does not exist`},
+		{"cannot parse postgres://postgres:postgres@db1/x", "postgres", "cannot parse postgres://postgres:xxxxx@db1/x"},
+		{"cannot parse host=db1 password=s3cret user=u", "s3cret", "cannot parse host=db1 password=xxxxx user=u"},
+		{"cannot parse host=db1 password='s3cret' user=u", "s3cret", "cannot parse host=db1 password=xxxxx user=u"},
+		{"cannot parse postgres://u:p%40ss@db1/x", "p@ss", "cannot parse postgres://u:xxxxx@db1/x"},
+		{"dial unix /nonexist: no such file", "x", "dial unix /nonexist: no such file"},
+		{"no password here", "", "no password here"},
+	} {
+		if got := blueprint.RedactPassword(tc.msg, tc.password); got != tc.want {
+			t.Errorf("RedactPassword(%q, %q) = %q, want %q", tc.msg, tc.password, got, tc.want)
+		}
+	}
+}

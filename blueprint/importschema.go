@@ -131,9 +131,7 @@ func pgDump(ctx context.Context, bin string, u *url.URL) (string, error) {
 		if msg == "" {
 			msg = err.Error()
 		}
-		if password != "" {
-			msg = strings.ReplaceAll(msg, password, "xxxxx")
-		}
+		msg = RedactPassword(msg, password)
 		return "", errors.Mark(errors.Newf("pg_dump: %s", msg), ErrBadSource)
 	}
 	return stdout.String(), nil
@@ -167,4 +165,25 @@ func DDLOfDump(dump string) ([]string, error) {
 		return nil, errors.Mark(errors.New("the source database has no tables, views or other objects in schema public"), ErrBadSource)
 	}
 	return out, nil
+}
+
+// RedactPassword keeps password out of an error message where a connection
+// string or URL it was in may be quoted: after "user:" and before "@", and
+// after "password=", as written or URL-escaped. Replacing it wherever it
+// appears would mangle the reason ("postgres:postgres@…" made the message
+// read "database xxxxx").
+func RedactPassword(msg, password string) string {
+	if password == "" {
+		return msg
+	}
+	forms := []string{password}
+	if esc := strings.TrimPrefix(url.UserPassword("", password).String(), ":"); esc != password {
+		forms = append(forms, esc)
+	}
+	for _, f := range forms {
+		msg = strings.ReplaceAll(msg, ":"+f+"@", ":xxxxx@")
+		msg = strings.ReplaceAll(msg, "password="+f, "password=xxxxx")
+		msg = strings.ReplaceAll(msg, "password='"+f+"'", "password=xxxxx")
+	}
+	return msg
 }

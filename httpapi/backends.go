@@ -9,6 +9,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"tdb/blueprint"
 	"tdb/fsm"
 )
 
@@ -92,13 +93,10 @@ func redactErr(msg, raw string) string {
 	if err != nil {
 		return msg
 	}
-	if pw, ok := u.User.Password(); ok && pw != "" {
-		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	if pw, ok := u.User.Password(); ok {
+		msg = blueprint.RedactPassword(msg, pw)
 	}
-	if pw := u.Query().Get("password"); pw != "" {
-		msg = strings.ReplaceAll(msg, pw, "xxxxx")
-	}
-	return msg
+	return blueprint.RedactPassword(msg, u.Query().Get("password"))
 }
 
 // BackendRemoved answers DELETE /v1/backends/{name}.

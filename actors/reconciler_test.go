@@ -158,42 +158,11 @@ func TestGuardInstallationsDoNotHoldUpProvisioning(t *testing.T) {
 	fresh := "guard_" + hex.EncodeToString(b) + "_fresh"
 	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, fresh) })
 
-	// A backend that takes connections and says nothing.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held atomic.Int32
-	conns := make(chan net.Conn, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			held.Add(1)
-			select {
-			case conns <- c:
-			default:
-				c.Close()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		for {
-			select {
-			case c := <-conns:
-				c.Close()
-			default:
-				return
-			}
-		}
-	})
+	silent, held := silentBackend(t)
 
 	f, p, apply := testProject(t, pid, map[string]string{
 		"local":  url,
-		"silent": "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable",
+		"silent": silent,
 	})
 	// An old workspace on the silent backend, ready and without a guard
 	// (its name sorts before the new one's).
@@ -307,41 +276,11 @@ func TestDropsDoNotHoldUpProvisioning(t *testing.T) {
 	fresh := "drop_" + hex.EncodeToString(b) + "_fresh"
 	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, fresh) })
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held atomic.Int32
-	conns := make(chan net.Conn, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			held.Add(1)
-			select {
-			case conns <- c:
-			default:
-				c.Close()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		for {
-			select {
-			case c := <-conns:
-				c.Close()
-			default:
-				return
-			}
-		}
-	})
+	silent, held := silentBackend(t)
 
 	f, p, apply := testProject(t, pid, map[string]string{
 		"local":  url,
-		"silent": "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable",
+		"silent": silent,
 	})
 	// A blueprint on the silent backend, ready, and a tenant of it there,
 	// deleted.
@@ -388,35 +327,11 @@ func TestDropsTakeTurns(t *testing.T) {
 	url := testpg.Shared(t).URL()
 	later := "drop_9_" + hex.EncodeToString(b) + "_later"
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var held []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	})
+	silent, _ := silentBackend(t)
 
 	f, p, apply := testProject(t, pid, map[string]string{
 		"local":  url,
-		"silent": "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable",
+		"silent": silent,
 	})
 	zero := 0
 	tenant := func(name, db, on string) {
@@ -494,4 +409,39 @@ func TestDeposedLeaderLeavesProvisioningUnjudged(t *testing.T) {
 	if status != fsm.StatusProvisioning {
 		t.Fatalf("the deposed leader recorded %s for the database the next leader is to finish; log:\n%s", status, logs.String())
 	}
+}
+
+// silentBackend is the URL of a backend that takes connections and never
+// answers, and the count of connections it took; they are closed at the
+// test's end.
+func silentBackend(t *testing.T) (string, *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held atomic.Int32
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held.Add(1)
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable", &held
 }

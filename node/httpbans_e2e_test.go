@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -8,9 +9,11 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"tdb/fsm"
 	"tdb/internal/testnode"
 	"tdb/node"
 )
@@ -216,5 +219,44 @@ func TestHTTPKeysOnlyAsBearer(t *testing.T) {
 		if status := rawAuthCall(t, e, c.path, c.key); status != 401 {
 			t.Fatalf("%s with its key and no scheme: %d, want 401", c.path, status)
 		}
+	}
+}
+
+// TestForwardedFailedLoginsTakeTheLeadersTime: a batch of failed logins a
+// follower forwards is recorded at the leader's time, not the follower's:
+// the ban table never turns its clock back, so a follower whose clock ran
+// a day ahead made its bans (and every later one) last a day.
+func TestForwardedFailedLoginsTakeTheLeadersTime(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	e.MustDo(t, "PATCH", "/v1/cluster/settings", e.AdminKey, "", map[string]int64{"auth_fail_threshold": 3, "ban_sec": 60}, nil)
+	const ip = "203.0.113.77"
+	payload, err := json.Marshal(fsm.RecordAuthFailures{At: time.Now().Add(24 * time.Hour).UTC(), Node: "ahead",
+		Failures: []fsm.AuthFailure{{IP: ip, Count: 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(map[string]any{"type": fsm.CmdRecordAuthFailures, "payload": json.RawMessage(payload)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest("POST", "http://"+e.Node.HTTPAddr()+"/internal/apply", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+node.DeriveClusterSecret(e.AdminKey))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("forwarded batch: %d", resp.StatusCode)
+	}
+	var rec fsm.AuthRecord
+	var ok bool
+	e.Node.FSM().View(func(s *fsm.State) { rec, ok = s.Bans.Lookup(ip) })
+	if !ok || rec.BannedUntil.After(time.Now().Add(time.Hour)) {
+		t.Fatalf("banned until %s (recorded %v), want about a minute from now", rec.BannedUntil, ok)
 	}
 }

@@ -213,6 +213,9 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeInternal(w, http.StatusBadRequest, &internalError{Code: "bad_request", Message: err.Error()})
 		return
 	}
+	if req.Type == fsm.CmdRecordAuthFailures {
+		req.Payload = leaderTime(req.Payload)
+	}
 	if !n.rep.IsLeader() {
 		writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: codeNotLeader, Message: "not the raft leader"})
 		return
@@ -235,6 +238,25 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: "unavailable", Message: err.Error()})
 	}
+}
+
+// leaderTime stamps a follower's batch of failed logins with the leader's
+// clock. The ban table takes the latest batch time it has seen as its
+// clock, and never turns it back (fsm/bans.go): one node whose clock ran a
+// day ahead made every ban last a day, cluster-wide, and failures a day
+// apart count in one window. The batch's ID still makes a batch proposed
+// again count once.
+func leaderTime(payload json.RawMessage) json.RawMessage {
+	var c fsm.RecordAuthFailures
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return payload
+	}
+	c.At = time.Now().UTC()
+	raw, err := json.Marshal(&c)
+	if err != nil {
+		return payload
+	}
+	return raw
 }
 
 // handleIndex tells a follower how far it must apply to have seen every

@@ -264,7 +264,7 @@ func (p *Proxy) closeRevoked() {
 	var gone []*session
 	p.mu.Lock()
 	for _, s := range p.sessions {
-		if dead[s.keyRef()] {
+		if dead[s.keyRef()] && !s.revoked.Swap(true) { // closed once, though it ends later
 			gone = append(gone, s)
 		}
 	}

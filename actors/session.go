@@ -58,6 +58,7 @@ type session struct {
 	names        map[string]string // statement and portal names seen (see name)
 	gov          *governor         // limits and query log (enforce.go); nil: none
 	closing      atomic.Bool       // the relay is ending on purpose
+	revoked      atomic.Bool       // closed for its revoked key (endRevoked)
 	active       atomic.Int64      // unix nanos of the client's last message
 	raw          net.Conn          // the client connection as accepted, for the idle janitor
 	// one holds the statement of the text inspect classified last, when the

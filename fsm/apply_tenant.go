@@ -142,8 +142,15 @@ func (s *State) leaveJobs(projectID, blueprint, tenant string, at time.Time) {
 		im.Tenants = slices.DeleteFunc(im.Tenants, func(t *ImportTenant) bool {
 			return t.Tenant == tenant && (todo(t.Status) || t.Status == TenantFailed)
 		})
-		if im.Status == DeploymentInProgress {
+		switch {
+		case im.Status == DeploymentInProgress:
 			im.finishIfDone(at)
+		case im.Status == DeploymentFailed:
+			if _, failed := im.Counts(); failed == 0 {
+				// Its only failures were the tenant's: every tenant left
+				// has its rows. It keeps the time it finished.
+				im.Status = DeploymentCompleted
+			}
 		}
 	}
 }

@@ -387,9 +387,11 @@ func TestDeletedTenantLeavesJobsFromLogVersion6(t *testing.T) {
 		h.mustApply(CmdRemoveDatabase, &RemoveDatabase{Name: db, At: t0})
 		h.mustApply(CmdCreateTenant, &CreateTenant{ProjectID: depPID, Name: "globex", Blueprint: "myapp", At: t0,
 			Database: newDB("p0000abcd__myapp__globex2"), Key: newKey("key_globex2", RoleAdmin, ScopeTenant, "globex")})
-		n := h.mustApply(CmdRetryImport, &RetryImport{ID: "imp_1", At: t0})
-		if im := h.importJob("imp_1"); n != 0 || im.Status != DeploymentCompleted || len(im.Tenants) != 1 {
-			t.Fatalf("retry after globex was deleted and made again: retried %v, import %s %+v; want completed with wayne only", n, im.Status, im.Tenants)
+		if im := h.importJob("imp_1"); im.Status != DeploymentCompleted || len(im.Tenants) != 1 || im.FinishedAt == nil {
+			t.Fatalf("after globex, its only failed tenant, was deleted and made again: import %s %+v; want completed with wayne only", im.Status, im.Tenants)
+		}
+		if r := h.apply(CmdRetryImport, &RetryImport{ID: "imp_1", At: t0}); codeOf(r.Err) != CodeConflict {
+			t.Fatalf("a retry of the completed import: %v", r.Err)
 		}
 	}
 

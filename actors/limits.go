@@ -92,11 +92,11 @@ type limiter struct {
 	// error has taken the place of the statement's end.
 	overRows    int64
 	overPending bool
-	// clientLeft is set when the proxy cancelled what the backend ran
-	// because the client left: the 57014 that cancel brings is logged as
-	// the session's end (08006), as when the session ends first, not as a
-	// cancel the client asked for.
-	clientLeft bool
+	// leftRun is the statement the backend ran when the proxy cancelled it
+	// because the client left: the 57014 that cancel brings it is logged
+	// as the session's end (08006), as when the session ends first, not as
+	// a cancel the client asked for. Statements after it keep their codes.
+	leftRun *stmtRun
 
 	done []stmtDone // finished statements not yet collected
 
@@ -262,6 +262,14 @@ func (l *limiter) abandon(portal string) {
 // connection went (its outcome is unknown to the proxy: 08006, with the
 // rows relayed so far), and suspended portals (as abandon does). The
 // statements queued behind it never ran.
+// clientLeft notes that the proxy cancels the statement the backend runs
+// because the client left (see leftRun).
+func (l *limiter) clientLeft() {
+	if l.headStarted && l.queue.len() > 0 && !l.queue.front().sync {
+		l.leftRun = l.queue.front().run
+	}
+}
+
 func (l *limiter) sessionEnded() {
 	if l.headStarted && l.queue.len() > 0 && !l.queue.front().sync {
 		r := l.queue.front().run
@@ -357,8 +365,11 @@ func (l *limiter) errorResponse(severity, code string) relayAction {
 		l.timeoutMs = 0
 	}
 	if ok {
-		if code == "57014" && l.clientLeft {
+		if code == "57014" && it.run == l.leftRun {
 			code = sqlstateLost
+		}
+		if it.run == l.leftRun {
+			l.leftRun = nil
 		}
 		l.finish(it.run, code, it.run.rows, true)
 	}

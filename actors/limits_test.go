@@ -382,3 +382,22 @@ func TestLimiterSessionEndedPastTheRowLimit(t *testing.T) {
 		t.Fatalf("logged %+v, want one statement of 2 rows", d)
 	}
 }
+
+// TestLimiterClientLeftMarksTheStatementItCancelled: the 57014 of the
+// statement the proxy cancelled because its client left is logged 08006;
+// a later statement's 57014 (a query_timeout_ms or a cancel of its own,
+// while the session drains) keeps its code.
+func TestLimiterClientLeftMarksTheStatementItCancelled(t *testing.T) {
+	l, _ := newTestLimiter()
+	l.query("SELECT pg_sleep(60)", []string{"SELECT pg_sleep(60)"}, stmtLimits{})
+	l.query("SELECT 2", []string{"SELECT 2"}, stmtLimits{})
+	l.clientLeft()
+	l.errorResponse("ERROR", "57014")
+	l.readyForQuery('I')
+	l.errorResponse("ERROR", "57014")
+	l.readyForQuery('I')
+	d := l.collect()
+	if len(d) != 2 || d[0].sqlstate != "08006" || d[1].sqlstate != "57014" {
+		t.Fatalf("logged %+v, want the cancelled statement 08006 and the next 57014", d)
+	}
+}

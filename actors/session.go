@@ -454,7 +454,7 @@ func (s *session) drainInflight(done <-chan struct{}) {
 func (s *session) cancelRunning(ctx context.Context) {
 	s.mu.Lock()
 	if s.gov != nil {
-		s.gov.lim.clientLeft = true
+		s.gov.lim.clientLeft()
 	}
 	s.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

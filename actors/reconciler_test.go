@@ -65,13 +65,8 @@ func TestReconcilerInstallsTheGuardOnUpgrade(t *testing.T) {
 	f, p, apply := testProject(t, pid, map[string]string{"local": url})
 	apply(fsm.CmdCreateWorkspace, workspace(pid, "myapp", db, "local"))
 
-	var logs syncbuf.Buffer
-	r := &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Resync: 50 * time.Millisecond,
-		GuardRetry: 50 * time.Millisecond, Logf: func(format string, args ...any) { fmt.Fprintf(&logs, format+"\n", args...) }}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	defer func() { cancel(); <-stopped }()
-	go func() { defer close(stopped); r.Run(ctx) }()
+	ctx, logs := runReconciler(t, &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Resync: 50 * time.Millisecond,
+		GuardRetry: 50 * time.Millisecond})
 
 	wait := func(what string, ok func(d *fsm.Database) bool) {
 		t.Helper()
@@ -171,13 +166,8 @@ func TestGuardInstallationsDoNotHoldUpProvisioning(t *testing.T) {
 	apply(fsm.CmdSetDatabaseStatus, &fsm.SetDatabaseStatus{Name: "guard_0_old", Status: fsm.StatusReady, SchemaVersion: &zero})
 	apply(fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: 2})
 
-	var logs syncbuf.Buffer
-	r := &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Workers: 1, Resync: 50 * time.Millisecond,
-		StepTimeout: time.Minute, Logf: func(format string, args ...any) { fmt.Fprintf(&logs, format+"\n", args...) }}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	defer func() { cancel(); <-stopped }()
-	go func() { defer close(stopped); r.Run(ctx) }()
+	ctx, logs := runReconciler(t, &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Workers: 1, Resync: 50 * time.Millisecond,
+		StepTimeout: time.Minute})
 
 	deadline := time.Now().Add(30 * time.Second)
 	for held.Load() == 0 {
@@ -200,30 +190,8 @@ func TestGuardInstallationsDoNotHoldUpProvisioning(t *testing.T) {
 // leader deletes the tenant and drops its database: a second try by the old
 // one would make the database again, with nothing left to ever drop it.
 func TestProvisioningStopsWhenNoLongerToDo(t *testing.T) {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
 	const pid = "tdb_0000abcd"
-	url := testpg.Shared(t).URL()
-	db := "orphan_" + hex.EncodeToString(b) + "_t"
-	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, db) })
-
-	f, p, apply := testProject(t, pid, map[string]string{"local": url})
-	apply(fsm.CmdCreateWorkspace, workspace(pid, "myapp", "orphan_"+hex.EncodeToString(b)+"_workspace", "local"))
-	apply(fsm.CmdCreateTenant, &fsm.CreateTenant{ProjectID: pid, Name: "wayne", Blueprint: "myapp",
-		Database: fsm.NewDatabase{Name: db, Backend: "local", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}},
-		Key: fsm.NewKey{ID: "key_wayne", Name: "w", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeTenant, ScopeValues: []string{"wayne"},
-			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "lw"}})
-
-	var task Task
-	f.View(func(s *fsm.State) {
-		for _, tk := range Plan(s) {
-			if tk.Database.Name == db {
-				task = tk
-			}
-		}
-	})
-	// A version that fails on the tenant, after its database is made.
-	task.Versions = []fsm.BlueprintVersion{{Version: 1, Statements: []string{"SELECT 1/0"}}}
+	f, p, apply, url, db, task := failingTenant(t, pid, "orphan")
 
 	var leader atomic.Bool
 	leader.Store(true)
@@ -293,13 +261,8 @@ func TestDropsDoNotHoldUpProvisioning(t *testing.T) {
 			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "lg"}})
 	apply(fsm.CmdDeleteTenant, &fsm.DeleteTenant{ProjectID: pid, Name: "gone"})
 
-	var logs syncbuf.Buffer
-	r := &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Workers: 1, Resync: 50 * time.Millisecond,
-		StepTimeout: time.Minute, Logf: func(format string, args ...any) { fmt.Fprintf(&logs, format+"\n", args...) }}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	defer func() { cancel(); <-stopped }()
-	go func() { defer close(stopped); r.Run(ctx) }()
+	ctx, logs := runReconciler(t, &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Workers: 1, Resync: 50 * time.Millisecond,
+		StepTimeout: time.Minute})
 
 	deadline := time.Now().Add(30 * time.Second)
 	for held.Load() == 0 {
@@ -346,13 +309,8 @@ func TestDropsTakeTurns(t *testing.T) {
 	tenant("gone", "drop_0_gone", "silent")
 	tenant("later", later, "local")
 
-	var logs syncbuf.Buffer
-	r := &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Workers: 1, Resync: 20 * time.Millisecond,
-		StepTimeout: 100 * time.Millisecond, Logf: func(format string, args ...any) { fmt.Fprintf(&logs, format+"\n", args...) }}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	defer func() { cancel(); <-stopped }()
-	go func() { defer close(stopped); r.Run(ctx) }()
+	ctx, logs := runReconciler(t, &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Workers: 1, Resync: 20 * time.Millisecond,
+		StepTimeout: 100 * time.Millisecond})
 
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
@@ -366,30 +324,8 @@ func TestDropsTakeTurns(t *testing.T) {
 // next leader, whose own attempts may well succeed, finishes it, and a
 // failure over it would refuse that leader's result.
 func TestDeposedLeaderLeavesProvisioningUnjudged(t *testing.T) {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
 	const pid = "tdb_0000abcd"
-	url := testpg.Shared(t).URL()
-	db := "unjudged_" + hex.EncodeToString(b) + "_t"
-	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, db) })
-
-	f, p, apply := testProject(t, pid, map[string]string{"local": url})
-	apply(fsm.CmdCreateWorkspace, workspace(pid, "myapp", "unjudged_"+hex.EncodeToString(b)+"_workspace", "local"))
-	apply(fsm.CmdCreateTenant, &fsm.CreateTenant{ProjectID: pid, Name: "wayne", Blueprint: "myapp",
-		Database: fsm.NewDatabase{Name: db, Backend: "local", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}},
-		Key: fsm.NewKey{ID: "key_wayne", Name: "w", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeTenant, ScopeValues: []string{"wayne"},
-			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "lw"}})
-
-	var task Task
-	f.View(func(s *fsm.State) {
-		for _, tk := range Plan(s) {
-			if tk.Database.Name == db {
-				task = tk
-			}
-		}
-	})
-	// A version that fails on the tenant, after its database is made.
-	task.Versions = []fsm.BlueprintVersion{{Version: 1, Statements: []string{"SELECT 1/0"}}}
+	f, p, _, _, db, task := failingTenant(t, pid, "unjudged")
 
 	var leader atomic.Bool
 	leader.Store(true)
@@ -444,4 +380,46 @@ func silentBackend(t *testing.T) (string, *atomic.Int32) {
 		}
 	})
 	return "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable", &held
+}
+
+// runReconciler runs r, logging to the buffer it returns, until the test
+// ends; ctx ends then too.
+func runReconciler(t *testing.T, r *Reconciler) (context.Context, *syncbuf.Buffer) {
+	t.Helper()
+	logs := &syncbuf.Buffer{}
+	r.Logf = func(format string, args ...any) { fmt.Fprintf(logs, format+"\n", args...) }
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-stopped })
+	go func() { defer close(stopped); r.Run(ctx) }()
+	return ctx, logs
+}
+
+// failingTenant makes project pid with tenant wayne, whose database (named
+// after prefix, on the shared server, dropped at the test's end) is to be
+// provisioned, and returns the task that provisions it, with a version
+// that fails once the database is made.
+func failingTenant(t *testing.T, pid, prefix string) (*fsm.FSM, *fsmProposer, func(fsm.CommandType, any), string, string, Task) {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	url := testpg.Shared(t).URL()
+	db := prefix + "_" + hex.EncodeToString(b) + "_t"
+	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, db) })
+	f, p, apply := testProject(t, pid, map[string]string{"local": url})
+	apply(fsm.CmdCreateWorkspace, workspace(pid, "myapp", prefix+"_"+hex.EncodeToString(b)+"_workspace", "local"))
+	apply(fsm.CmdCreateTenant, &fsm.CreateTenant{ProjectID: pid, Name: "wayne", Blueprint: "myapp",
+		Database: fsm.NewDatabase{Name: db, Backend: "local", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}},
+		Key: fsm.NewKey{ID: "key_wayne", Name: "w", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeTenant, ScopeValues: []string{"wayne"},
+			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "lw"}})
+	var task Task
+	f.View(func(s *fsm.State) {
+		for _, tk := range Plan(s) {
+			if tk.Database.Name == db {
+				task = tk
+			}
+		}
+	})
+	task.Versions = []fsm.BlueprintVersion{{Version: 1, Statements: []string{"SELECT 1/0"}}}
+	return f, p, apply, url, db, task
 }

@@ -10,13 +10,22 @@ import (
 )
 
 // CheckScope decides whether a key may open a wire connection to a resolved
-// database. The texts are part of the product contract.
+// database: its scope first, then the database's type (a key that does not
+// reach a workspace learns nothing of it). The texts are part of the
+// product contract.
 func CheckScope(k *fsm.Key, t fsm.Target) error {
-	ws := t.Workspace
-	if ws.DatabaseType != fsm.TypePostgreSQL {
+	if err := checkScope(k, t); err != nil {
+		return err
+	}
+	if ws := t.Workspace; ws.DatabaseType != fsm.TypePostgreSQL {
 		return wire.Fatalf("28000", "blueprint %q is %s, not PostgreSQL. Connect via the %s proxy instead.",
 			ws.Name, typeTitle(ws.DatabaseType), ws.DatabaseType)
 	}
+	return nil
+}
+
+func checkScope(k *fsm.Key, t fsm.Target) error {
+	ws := t.Workspace
 	switch k.ScopeType {
 	case fsm.ScopeProject:
 		if t.Tenant != nil {

@@ -225,6 +225,10 @@ func TestProxyRejections(t *testing.T) {
 			`password authentication failed for user "tdb_00000000"`},
 		{"other database type", e.ProjectID, e.ProxyPassword, "mysql_test_workspace", "28000",
 			`blueprint "mysql_test" is MySQL, not PostgreSQL. Connect via the mysql proxy instead.`},
+		// The scope comes first (DESIGN's order): a key that does not reach
+		// the workspace learns nothing of its type.
+		{"workspace key on other database type", e.ProjectID, wsKey, "mysql_test_workspace", "28000",
+			`credential scoped to workspaces [myapp], attempted workspace "mysql_test"`},
 		{"unknown database", e.ProjectID, e.ProxyPassword, "nope_workspace", "3D000", `database "nope_workspace" does not exist`},
 		{"tenant key on workspace", e.ProjectID, tenantKey, "myapp_workspace", "28000",
 			`credential scoped to tenants [wayne], attempted workspace "myapp"`},

@@ -240,6 +240,9 @@ func (l *limiter) finish(r *stmtRun, sqlstate string, rows int64, completed bool
 	if completed {
 		r.rows = 0
 	}
+	if r == l.leftRun {
+		l.leftRun = nil // however it ended: its run may be reused
+	}
 	if r.query && len(l.spare) < maxSpareRuns { // popped, and nothing else holds it
 		l.spare = append(l.spare, r)
 	}
@@ -257,33 +260,43 @@ func (l *limiter) abandon(portal string) {
 	r.started, r.active = time.Time{}, 0
 }
 
+// running returns the run of the statement executing now, or nil.
+func (l *limiter) running() *stmtRun {
+	if !l.headStarted || l.queue.len() == 0 || l.queue.front().sync {
+		return nil
+	}
+	return l.queue.front().run
+}
+
+// clientLeft notes that the proxy cancels the statement the backend runs
+// because the client left (see leftRun).
+func (l *limiter) clientLeft() {
+	if r := l.running(); r != nil {
+		l.leftRun = r
+	}
+}
+
 // sessionEnded logs, when the session ends, the runs that began and never
 // ended: the statement executing when the client left or the backend
 // connection went (its outcome is unknown to the proxy: 08006, with the
 // rows relayed so far), and suspended portals (as abandon does). The
 // statements queued behind it never ran.
-// clientLeft notes that the proxy cancels the statement the backend runs
-// because the client left (see leftRun).
-func (l *limiter) clientLeft() {
-	if l.headStarted && l.queue.len() > 0 && !l.queue.front().sync {
-		l.leftRun = l.queue.front().run
-	}
-}
-
 func (l *limiter) sessionEnded() {
-	if l.headStarted && l.queue.len() > 0 && !l.queue.front().sync {
-		r := l.queue.front().run
-		r.active += l.now().Sub(l.headSince)
-		rows := r.rows
+	r := l.running()
+	var rows int64
+	if r != nil {
+		rows = r.rows
 		if l.overRows > 0 {
 			rows = min(rows, l.overRows) // the rows the client got
 		}
-		l.done = append(l.done, stmtDone{text: r.text, start: r.started, duration: r.active, rows: rows, sqlstate: sqlstateLost})
-		r.started, r.active = time.Time{}, 0
+		l.pop() // adds the time it executed
 	}
-	l.headStarted = false
 	for l.queue.len() > 0 {
 		l.queue.pop()
+	}
+	l.headStarted = false
+	if r != nil {
+		l.finish(r, sqlstateLost, rows, true) // the queue is empty: nothing starts after it
 	}
 	for name := range l.portals {
 		l.abandon(name)
@@ -367,9 +380,6 @@ func (l *limiter) errorResponse(severity, code string) relayAction {
 	if ok {
 		if code == "57014" && it.run == l.leftRun {
 			code = sqlstateLost
-		}
-		if it.run == l.leftRun {
-			l.leftRun = nil
 		}
 		l.finish(it.run, code, it.run.rows, true)
 	}

@@ -213,12 +213,12 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeInternal(w, http.StatusBadRequest, &internalError{Code: "bad_request", Message: err.Error()})
 		return
 	}
-	if req.Type == fsm.CmdRecordAuthFailures {
-		req.Payload = leaderTime(req.Payload)
-	}
 	if !n.rep.IsLeader() {
 		writeInternal(w, http.StatusServiceUnavailable, &internalError{Code: codeNotLeader, Message: "not the raft leader"})
 		return
+	}
+	if req.Type == fsm.CmdRecordAuthFailures {
+		req.Payload = leaderTime(req.Payload)
 	}
 	v, index, err := n.rep.Apply(r.Context(), req.Type, req.Payload)
 	var fe *fsm.Error

@@ -177,16 +177,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		refusedBuild: map[string]uint16{}, foreignCluster: map[string]string{}, unheardSince: map[raft.ServerID]time.Time{}}
 	n.cfg.Cluster.setDefaults()
 	if rep.internalLn != nil {
-		for _, c := range []struct {
-			client    **http.Client
-			keepAlive bool
-		}{{&n.tlsClient, false}, {&n.tlsReads, true}} {
-			tr, err := internalTransport(secret, rep.ClusterID, c.keepAlive)
-			if err != nil {
-				rep.Close()
-				return nil, err
-			}
-			*c.client = &http.Client{Transport: tr}
+		if n.tlsClient, n.tlsReads, err = internalClients(secret, rep.ClusterID); err != nil {
+			rep.Close()
+			return nil, err
 		}
 	}
 

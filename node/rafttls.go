@@ -345,38 +345,42 @@ func (l *internalListener) Close() error {
 
 func (l *internalListener) Addr() net.Addr { return l.m.inner.Addr() }
 
-// internalTransport is the HTTP transport of internal calls to the other
-// nodes' raft listeners, over the cluster's TLS, offering internalProto and
-// this node's cluster ID. Any failure before the request is written (TCP
-// or TLS) is a dial error: nothing was sent (errNotSent). keepAlive keeps
-// connections for the next call: for reads only (a catch-up at each login
-// on a follower would otherwise cost a handshake each), as a write sent on
-// a connection the other node closed meanwhile has an unknown outcome (see
+// internalClients are the HTTP clients of internal calls to the other
+// nodes' raft listeners, over the cluster's TLS (one configuration for
+// both), offering internalProto and this node's cluster ID. Any failure
+// before the request is written (TCP or TLS) is a dial error: nothing was
+// sent (errNotSent). reads keeps its connections for the next call: a
+// catch-up at each login on a follower would otherwise cost a handshake
+// each. writes opens one per call, as a write sent on a connection the
+// other node closed meanwhile has an unknown outcome (see
 // newInternalClient).
-func internalTransport(secret string, clusterID func() string, keepAlive bool) (*http.Transport, error) {
+func internalClients(secret string, clusterID func() string) (writes, reads *http.Client, err error) {
 	cfg, err := raftTLSConfig(secret)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	tr := &http.Transport{
-		DisableKeepAlives:   !keepAlive,
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     30 * time.Second,
-		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c := cfg.Clone()
-			c.NextProtos = []string{internalProto + clusterID()}
-			d := &tls.Dialer{Config: c}
-			conn, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
-					return nil, err
-				}
-				return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c := cfg.Clone()
+		c.NextProtos = []string{internalProto + clusterID()}
+		d := &tls.Dialer{Config: c}
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+				return nil, err
 			}
-			return conn, nil
-		},
+			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+		}
+		return conn, nil
 	}
-	return tr, nil
+	client := func(keepAlive bool) *http.Client {
+		return &http.Client{Transport: &http.Transport{
+			DisableKeepAlives:   !keepAlive,
+			MaxIdleConnsPerHost: 4,
+			IdleConnTimeout:     30 * time.Second,
+			DialTLSContext:      dial,
+		}}
+	}
+	return client(false), client(true), nil
 }
 
 // Dial opens an authenticated connection to another node's raft listener,

@@ -180,7 +180,8 @@ func TestInternalCallsOverRaftTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Apply(&raft.Log{Index: 1, Data: data})
-		n := &Node{rep: &Replica{FSM: f}, client: newInternalClient(), tlsClient: internalClient(t, secret, false), tlsReads: internalClient(t, secret, true), secret: secret}
+		n := &Node{rep: &Replica{FSM: f}, client: newInternalClient(), secret: secret}
+		n.tlsClient, n.tlsReads = testInternalClients(t, secret)
 		n.cfg.Cluster.InternalTimeout = 5 * time.Second
 		return n
 	}
@@ -240,7 +241,8 @@ func TestInternalCallsRefusedOnceInternalServerStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Apply(&raft.Log{Index: 1, Data: data})
-	n := &Node{rep: &Replica{FSM: f}, client: newInternalClient(), tlsClient: internalClient(t, secret, false), tlsReads: internalClient(t, secret, true), secret: secret}
+	n := &Node{rep: &Replica{FSM: f}, client: newInternalClient(), secret: secret}
+	n.tlsClient, n.tlsReads = testInternalClients(t, secret)
 	n.cfg.Cluster.InternalTimeout = 3 * time.Second
 	callee := peer{http: "127.0.0.1:1", raft: string(tr.LocalAddr())}
 	var out indexResponse
@@ -250,12 +252,13 @@ func TestInternalCallsRefusedOnceInternalServerStops(t *testing.T) {
 	}
 }
 
-// internalClient is a client of internal calls over the raft listeners' TLS.
-func internalClient(t *testing.T, secret string, keepAlive bool) *http.Client {
+// testInternalClients are the write and read clients of internal calls over
+// the raft listeners' TLS, offering no cluster ID.
+func testInternalClients(t *testing.T, secret string) (*http.Client, *http.Client) {
 	t.Helper()
-	tr, err := internalTransport(secret, func() string { return "" }, keepAlive)
+	w, r, err := internalClients(secret, func() string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &http.Client{Transport: tr}
+	return w, r
 }

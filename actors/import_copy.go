@@ -189,6 +189,14 @@ func copyTable(ctx context.Context, src, dst *pgconn.PgConn, t fsm.ImportTable, 
 	return tag.RowsAffected(), err
 }
 
+// ofTables is the condition that the table column rel names is one of the
+// tables of the query's $1 (a text[] of names) or a partition of one, at
+// any depth.
+func ofTables(rel string) string {
+	return "(" + rel + " = ANY ($1::text[]::regclass[]) OR " + rel +
+		" IN (SELECT p.relid FROM unnest($1::text[]::regclass[]) r(oid), pg_catalog.pg_partition_tree(r.oid) p))"
+}
+
 // disableTriggers disables, in the transaction tx, the user triggers of
 // tables that are enabled, and returns what enables them again as they
 // were (ENABLE, ALWAYS or REPLICA) before tx commits. A partitioned
@@ -199,9 +207,7 @@ func copyTable(ctx context.Context, src, dst *pgconn.PgConn, t fsm.ImportTable, 
 func disableTriggers(ctx context.Context, tx pgx.Tx, tables []string) (restore func() error, err error) {
 	rows, err := tx.Query(ctx, `SELECT t.tgrelid::regclass::text, quote_ident(t.tgname), t.tgenabled
 		FROM pg_catalog.pg_trigger t
-		WHERE NOT t.tgisinternal AND t.tgenabled <> 'D'
-		  AND (t.tgrelid = ANY ($1::text[]::regclass[])
-		    OR t.tgrelid IN (SELECT p.relid FROM unnest($1::text[]::regclass[]) r(oid), pg_catalog.pg_partition_tree(r.oid) p))
+		WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND `+ofTables("t.tgrelid")+`
 		ORDER BY 1, 2`, tables)
 	if err != nil {
 		return nil, errors.Wrap(err, "list the tenant's triggers")
@@ -255,8 +261,7 @@ func setAsideNotValid(ctx context.Context, tx pgx.Tx, tables []string) (readd fu
 	rows, err := tx.Query(ctx, `SELECT c.conrelid::regclass::text, quote_ident(c.conname), pg_catalog.pg_get_constraintdef(c.oid)
 		FROM pg_catalog.pg_constraint c
 		WHERE c.contype IN ('c', 'f') AND NOT c.convalidated AND c.conislocal AND c.coninhcount = 0
-		  AND (c.conrelid = ANY ($1::text[]::regclass[])
-		    OR c.conrelid IN (SELECT p.relid FROM unnest($1::text[]::regclass[]) r(oid), pg_catalog.pg_partition_tree(r.oid) p))
+		  AND `+ofTables("c.conrelid")+`
 		ORDER BY 1, 2`, tables)
 	if err != nil {
 		return nil, errors.Wrap(err, "list the tenant's not valid constraints")

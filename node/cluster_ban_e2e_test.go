@@ -68,18 +68,8 @@ func TestClusterBanEnforcedEverywhere(t *testing.T) {
 	// The nodes share the banned address: their calls to each other go on.
 	secret := node.DeriveClusterSecret(testcluster.AdminKey)
 	for _, m := range c.Members {
-		req, err := http.NewRequest("GET", "http://"+m.Node.HTTPAddr()+"/internal/counts", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+secret)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("an internal call to %s from the banned address of the nodes: %d", m.ID, resp.StatusCode)
+		if status, _ := authGet(t, m.Node.HTTPAddr(), "/internal/counts", "Bearer "+secret); status != http.StatusOK {
+			t.Fatalf("an internal call to %s from the banned address of the nodes: %d", m.ID, status)
 		}
 	}
 }

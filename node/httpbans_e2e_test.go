@@ -98,11 +98,19 @@ func TestHTTPBansBehindALoadBalancer(t *testing.T) {
 // returns the status and the Retry-After header.
 func profilerCall(t *testing.T, e *testnode.Env, key string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest("GET", "http://"+e.Node.HTTPAddr()+"/debug/pprof/", nil)
+	return authGet(t, e.Node.HTTPAddr(), "/debug/pprof/", "Bearer "+key)
+}
+
+// authGet sends a GET of path to the HTTP address addr with the
+// Authorization header auth as it is, and returns the status and the
+// Retry-After header.
+func authGet(t *testing.T, addr, path, auth string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+addr+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Authorization", auth)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -146,18 +154,8 @@ func TestHTTPWrongAdminKeysOnTheProfilerBanTheIP(t *testing.T) {
 // and returns the status.
 func internalCall(t *testing.T, e *testnode.Env, secret string) int {
 	t.Helper()
-	req, err := http.NewRequest("GET", "http://"+e.Node.HTTPAddr()+"/internal/counts", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+secret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
+	status, _ := authGet(t, e.Node.HTTPAddr(), "/internal/counts", "Bearer "+secret)
+	return status
 }
 
 // TestHTTPWrongClusterSecretsBanTheIP: the internal API is no place to
@@ -186,24 +184,6 @@ func TestHTTPWrongClusterSecretsBanTheIP(t *testing.T) {
 	}
 }
 
-// rawAuthCall sends a GET of path with the Authorization header set to
-// auth as it is, and returns the status.
-func rawAuthCall(t *testing.T, e *testnode.Env, path, auth string) int {
-	t.Helper()
-	req, err := http.NewRequest("GET", "http://"+e.Node.HTTPAddr()+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", auth)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
-}
-
 // TestHTTPKeysOnlyAsBearer: the profiler and the internal API take their
 // key only as a bearer key, as the public API does. A request with no
 // bearer key is not counted toward a ban, so a key taken without the
@@ -213,10 +193,10 @@ func TestHTTPKeysOnlyAsBearer(t *testing.T) {
 	e := testnode.Start(t)
 	secret := node.DeriveClusterSecret(e.AdminKey)
 	for _, c := range []struct{ path, key string }{{"/debug/pprof/", e.AdminKey}, {"/internal/counts", secret}} {
-		if status := rawAuthCall(t, e, c.path, "Bearer "+c.key); status != 200 {
+		if status, _ := authGet(t, e.Node.HTTPAddr(), c.path, "Bearer "+c.key); status != 200 {
 			t.Fatalf("%s with its bearer key: %d", c.path, status)
 		}
-		if status := rawAuthCall(t, e, c.path, c.key); status != 401 {
+		if status, _ := authGet(t, e.Node.HTTPAddr(), c.path, c.key); status != 401 {
 			t.Fatalf("%s with its key and no scheme: %d, want 401", c.path, status)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -88,6 +89,27 @@ func TestHTTPBansBehindALoadBalancer(t *testing.T) {
 		t.Fatalf("the guessing client: %d %s", status, code)
 	}
 	for _, ff := range []string{"198.51.100.8", "198.51.100.9", ""} {
+		if status, _, msg, _ := apiCall(t, e, e.ProxyPassword, ff); status != 200 {
+			t.Fatalf("another client (%q): %d %s", ff, status, msg)
+		}
+	}
+	// Some balancers write the client's port too: the address is still the
+	// client, not the balancer, whatever port each request came from.
+	for i := range 3 {
+		apiCall(t, e, "sk_wrong_key_0123456789abcdef0123456789", fmt.Sprintf("[2001:db8::7]:%d", 40000+i))
+	}
+	for _, ff := range []string{"2001:db8::7", "[2001:db8::7]", "[2001:db8::7]:41000"} {
+		if status, code, _, _ := apiCall(t, e, e.ProxyPassword, ff); status != 429 || code != "rate_limited" {
+			t.Fatalf("the guessing client (%q): %d %s", ff, status, code)
+		}
+	}
+	for i := range 3 {
+		apiCall(t, e, "sk_wrong_key_0123456789abcdef0123456789", fmt.Sprintf("198.51.100.10:%d", 40000+i))
+	}
+	if status, code, _, _ := apiCall(t, e, e.ProxyPassword, "198.51.100.10"); status != 429 || code != "rate_limited" {
+		t.Fatalf("the guessing client with ports: %d %s", status, code)
+	}
+	for _, ff := range []string{"198.51.100.11:40000", ""} {
 		if status, _, msg, _ := apiCall(t, e, e.ProxyPassword, ff); status != 200 {
 			t.Fatalf("another client (%q): %d %s", ff, status, msg)
 		}

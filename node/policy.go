@@ -133,11 +133,29 @@ func (n *Node) ClientIP(r *http.Request) string {
 		if i := strings.LastIndexByte(last, ','); i >= 0 {
 			last = last[i+1:]
 		}
-		if a, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+		if a, ok := forwardedAddr(strings.TrimSpace(last)); ok {
 			return a.Unmap().String()
 		}
 	}
 	return peer.String()
+}
+
+// forwardedAddr reads one X-Forwarded-For entry: an address, or, as some
+// balancers write it, an address with the client's port ("192.0.2.1:5123",
+// "[2001:db8::1]:5123") or an IPv6 address in brackets.
+func forwardedAddr(v string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(v); err == nil {
+		return a, true
+	}
+	if ap, err := netip.ParseAddrPort(v); err == nil {
+		return ap.Addr(), true
+	}
+	if strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]") {
+		if a, err := netip.ParseAddr(v[1 : len(v)-1]); err == nil && a.Is6() {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
 }
 
 // Banned reports whether ip is banned, for the HTTP API.

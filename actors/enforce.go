@@ -163,6 +163,14 @@ func (g *governor) commandComplete(tag []byte) relayAction {
 	return g.after(g.lim.commandComplete(tag))
 }
 
+// endsTx notes that the statement completing now ended its transaction,
+// before its CommandComplete (commandComplete).
+func (g *governor) endsTx() {
+	if g != nil {
+		g.lim.headEndsTx()
+	}
+}
+
 func (g *governor) errorResponse(severity, code string) relayAction {
 	if g == nil {
 		return relayAction{}

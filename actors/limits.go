@@ -31,8 +31,9 @@ type stmtRun struct {
 	// the run is reused once it has finished.
 	query bool
 	// batch counts the batches the client had sent when the portal was
-	// bound: it ends with its transaction at the latest.
-	batch uint64
+	// bound: it ends with its transaction at the latest. bound counts the
+	// Binds sent up to its own.
+	batch, bound uint64
 }
 
 // limitItem is one entry of the limiter's queue: a statement execution
@@ -43,6 +44,9 @@ type limitItem struct {
 	run   *stmtRun
 	lim   stmtLimits
 	first bool // this execution began its run
+	// binds counts the Binds sent before this item: a COMMIT or ROLLBACK
+	// ends the portals they bound, not those bound behind it.
+	binds uint64
 }
 
 // stmtDone is a finished statement execution, for the query log.
@@ -103,8 +107,8 @@ type limiter struct {
 	spare []*stmtRun // finished runs of simple Queries' statements, for reuse
 
 	// syncs counts the batches the client sent (their Query or Sync), ended
-	// those whose ReadyForQuery came.
-	syncs, ended uint64
+	// those whose ReadyForQuery came; binds the Binds it sent.
+	syncs, ended, binds uint64
 }
 
 // maxSpareRuns bounds the runs a limiter keeps for reuse: a Query of many
@@ -140,15 +144,16 @@ func (l *limiter) queryRun(text string) *stmtRun {
 // and so a new run (the old one of that name, if it ran, ends unfinished).
 func (l *limiter) bind(portal, text string) {
 	l.abandon(portal)
+	l.binds++
 	if r := l.portals[portal]; r != nil && !l.queued(r) {
-		*r = stmtRun{text: text, batch: l.syncs} // the old run is over: reuse it
+		*r = stmtRun{text: text, batch: l.syncs, bound: l.binds} // the old run is over: reuse it
 		return
 	}
 	if l.portals == nil {
 		l.portals = map[string]*stmtRun{}
 	}
 	r := l.spareRun()
-	*r = stmtRun{text: text, batch: l.syncs}
+	*r = stmtRun{text: text, batch: l.syncs, bound: l.binds}
 	l.portals[portal] = r
 }
 
@@ -188,6 +193,7 @@ func (l *limiter) push(it limitItem) {
 	if it.sync {
 		l.syncs++
 	}
+	it.binds = l.binds
 	l.queue.push(it)
 	l.startHead()
 }
@@ -438,14 +444,38 @@ func (l *limiter) readyForQuery(status byte) relayAction {
 func (l *limiter) txEnded() {
 	for name, r := range l.portals {
 		if r.batch < l.ended {
-			l.abandon(name)
-			delete(l.portals, name)
-			// A run no Execute already sent holds is reused (a prepared
-			// statement's round trip binds a portal each time).
-			if len(l.spare) < maxSpareRuns && !l.queued(r) {
-				l.spare = append(l.spare, r)
-			}
+			l.dropPortal(name, r)
 		}
+	}
+}
+
+// headEndsTx notes that the head statement, completing now, ended its
+// transaction (COMMIT, ROLLBACK, PREPARE TRANSACTION), which drops every
+// portal bound before it was sent: a session that never goes idle
+// (COMMIT; BEGIN) forgets them too. Those bound behind it stay, and so do
+// those an Execute already sent still awaits (the backend will say they
+// are gone).
+func (l *limiter) headEndsTx() {
+	if len(l.portals) == 0 || l.queue.len() == 0 || l.queue.front().sync {
+		return
+	}
+	binds := l.queue.front().binds
+	for name, r := range l.portals {
+		if r.bound <= binds && !l.queued(r) {
+			l.dropPortal(name, r)
+		}
+	}
+}
+
+// dropPortal forgets a portal the backend dropped, logging its run if it
+// was suspended.
+func (l *limiter) dropPortal(name string, r *stmtRun) {
+	l.abandon(name)
+	delete(l.portals, name)
+	// A run no Execute already sent holds is reused (a prepared
+	// statement's round trip binds a portal each time).
+	if len(l.spare) < maxSpareRuns && !l.queued(r) {
+		l.spare = append(l.spare, r)
 	}
 }
 

@@ -596,6 +596,9 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		}
 		if st, ok := s.track.commandComplete(tag); ok {
 			s.noteMayWrite(st)
+			if endsTx(st.kind) {
+				s.gov.endsTx()
+			}
 		}
 		act = s.gov.commandComplete(tag)
 		s.resultIn()

@@ -195,6 +195,12 @@ func ignoredWhenAborted(r classify.Result, err *wire.PGError) bool {
 	return len(r.Statements) == 0 || !exitKind(r.Statements[0].Kind)
 }
 
+// endsTx reports whether a statement of kind k ends the transaction when
+// it completes, and with it the transaction's portals.
+func endsTx(k classify.Kind) bool {
+	return k == classify.Commit || k == classify.Rollback || k == classify.PrepareTxn
+}
+
 // exitKind reports whether PostgreSQL runs a statement of kind k in an
 // aborted transaction: COMMIT, ROLLBACK, ROLLBACK TO, PREPARE TRANSACTION.
 func exitKind(k classify.Kind) bool {

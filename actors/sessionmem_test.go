@@ -62,6 +62,58 @@ func TestSessionForgetsPortalsWithTheirTransaction(t *testing.T) {
 	}
 }
 
+// TestSessionForgetsPortalsOfATransactionThatNeverGoesIdle: a client
+// that ends each transaction and begins the next in one Query (COMMIT;
+// BEGIN) never sees ReadyForQuery 'I', yet PostgreSQL drops the portals
+// at each COMMIT. A portal bound behind the COMMIT, before its answer,
+// stays.
+func TestSessionForgetsPortalsOfATransactionThatNeverGoesIdle(t *testing.T) {
+	h := benchSession(t, 0)
+	s := h.s
+	var out evloop.Out
+	prepare(t, h)
+	roundTrip(t, h, &out, []msg{wireMsg(&pgproto3.Query{String: "BEGIN"})},
+		[]msg{wireMsg(&pgproto3.CommandComplete{CommandTag: []byte("BEGIN")}), wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'T'})})
+	const txs = 50
+	for i := range txs {
+		portal := "portal_" + strconv.Itoa(i)
+		roundTrip(t, h, &out,
+			[]msg{
+				wireMsg(&pgproto3.Bind{DestinationPortal: portal, PreparedStatement: "P0_1", Parameters: [][]byte{[]byte("1")}}),
+				wireMsg(&pgproto3.Execute{Portal: portal, MaxRows: 1}),
+				wireMsg(&pgproto3.Sync{}),
+			},
+			[]msg{wireMsg(&pgproto3.BindComplete{}), wireMsg(&pgproto3.DataRow{Values: [][]byte{[]byte("1")}}),
+				wireMsg(&pgproto3.PortalSuspended{}), wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'T'})})
+		end := "COMMIT"
+		if i%2 == 1 {
+			end = "ROLLBACK"
+		}
+		roundTrip(t, h, &out, []msg{wireMsg(&pgproto3.Query{String: end + "; BEGIN"})},
+			[]msg{wireMsg(&pgproto3.CommandComplete{CommandTag: []byte(end)}), wireMsg(&pgproto3.CommandComplete{CommandTag: []byte("BEGIN")}),
+				wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'T'})})
+	}
+	// Bound behind the COMMIT, sent before its answer: the backend holds it.
+	roundTrip(t, h, &out,
+		[]msg{
+			wireMsg(&pgproto3.Query{String: "COMMIT; BEGIN"}),
+			wireMsg(&pgproto3.Bind{DestinationPortal: "behind", PreparedStatement: "P0_1", Parameters: [][]byte{[]byte("1")}}),
+			wireMsg(&pgproto3.Sync{}),
+		},
+		[]msg{wireMsg(&pgproto3.CommandComplete{CommandTag: []byte("COMMIT")}), wireMsg(&pgproto3.CommandComplete{CommandTag: []byte("BEGIN")}),
+			wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'T'}), wireMsg(&pgproto3.BindComplete{}), wireMsg(&pgproto3.ReadyForQuery{TxStatus: 'T'})})
+	s.mu.Lock()
+	tracked, limited := len(s.track.portals), len(s.gov.lim.portals)
+	_, trackedBehind := s.track.portals["behind"]
+	_, limitedBehind := s.gov.lim.portals["behind"]
+	s.mu.Unlock()
+	if tracked != 1 || limited != 1 || !trackedBehind || !limitedBehind {
+		t.Fatalf("after %d transactions that each bound a portal and ended with the next one's BEGIN, and a portal bound behind the last COMMIT: "+
+			"the session tracks %d portals and limits %d (behind: %v, %v), want that one alone",
+			txs, tracked, limited, trackedBehind, limitedBehind)
+	}
+}
+
 // TestTrackerKeepsPortalsBoundBehindTheBatch: a portal bound by a batch
 // the client pipelined behind the one whose transaction ended is the
 // backend's; if the backend then skips that Bind, there is no portal of

@@ -328,12 +328,15 @@ func (t *tracker) commandComplete(tag []byte) (stmtInfo, bool) {
 			t.txWrites++
 		}
 	case classify.Commit:
+		// The transaction's portals end with it.
+		t.forget(true, "", true)
 		if bytes.HasPrefix(tag, []byte("ROLLBACK")) { // COMMIT of an aborted transaction
 			t.discard()
 			return s, true
 		}
 		t.commitTx()
 	case classify.Rollback, classify.PrepareTxn:
+		t.forget(true, "", true)
 		t.discard()
 	case classify.Savepoint:
 		t.marks = append(t.marks, savepointMark{name: s.name, n: len(t.txDDL), w: t.txWrites})
@@ -480,7 +483,10 @@ func (t *tracker) readyForQuery(status byte) []captured {
 
 // txEnded forgets the portals of the transaction that ended: PostgreSQL
 // drops every portal a Bind made at its transaction's end, so a client that
-// binds a new name in each batch must not grow the session's map.
+// binds a new name in each batch must not grow the session's map. A COMMIT,
+// ROLLBACK or PREPARE TRANSACTION forgets them as it completes (the
+// backend dropped them before it answered), so a client that never goes
+// idle (COMMIT; BEGIN) does not grow it either.
 func (t *tracker) txEnded() { t.forget(true, "", true) }
 
 // forget drops what the backend no longer holds, once the message that

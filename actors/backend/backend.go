@@ -123,6 +123,9 @@ func Ensure(ctx context.Context, superuserURL string, spec DatabaseSpec) error {
 		if err := execAll(ctx, tx, grantStatements(spec.Name, spec.Kind)); err != nil {
 			return err
 		}
+		if err := grantSideEffects(ctx, tx, spec.Name); err != nil {
+			return err
+		}
 		return takeLargeObjects(ctx, tx, spec.Name)
 	})
 	return errors.Wrapf(err, "grant privileges in database %s", spec.Name)

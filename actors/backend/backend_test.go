@@ -467,6 +467,36 @@ func TestReadCannotStoreLargeObjects(t *testing.T) {
 	}
 }
 
+// TestReadCannotNotifyOrEmitMessages: PUBLIC may run pg_notify, which
+// sends the database's listeners a notification, and
+// pg_logical_emit_message, which writes a message for its logical decoding
+// consumers, so a read role could act on what listens or decodes. Only the
+// owner, admin and write roles may, in every kind of database, and
+// InstallGuard brings a database provisioned before to that.
+func TestReadCannotNotifyOrEmitMessages(t *testing.T) {
+	t.Parallel()
+	calls := []string{"SELECT pg_notify('jobs', 'by read')", "SELECT pg_logical_emit_message(true, 'tdb', 'by read')::text"}
+	for _, kind := range []backend.Kind{backend.KindTenant, backend.KindWorkspace, backend.KindControl} {
+		f := provision(t, "se_", kind)
+		read, write := f.as("read"), f.as("write")
+		for _, sql := range calls {
+			denied(t, read, sql, `^permission denied for function pg_(notify|logical_emit_message)$`)
+			mustExec(t, write, sql)
+		}
+
+		// A database provisioned before: PUBLIC may run them.
+		su := f.super()
+		mustExec(t, su, "GRANT EXECUTE ON FUNCTION pg_notify(text, text) TO PUBLIC")
+		mustExec(t, read, calls[0])
+		if err := backend.InstallGuard(ctx, f.url, f.spec.Name, kind); err != nil {
+			t.Fatalf("%s: InstallGuard: %v", kind, err)
+		}
+		for _, sql := range calls {
+			denied(t, read, sql, `^permission denied for function pg_(notify|logical_emit_message)$`)
+		}
+	}
+}
+
 // TestBuiltinsListedAsReadOnlyAreSo checks the classifier's list of built-in
 // functions that cannot write (wire/classify/builtins.txt) against the
 // server the tests run: each listed name must be a function of pg_catalog

@@ -108,6 +108,38 @@ func takeLargeObjects(ctx context.Context, tx pgx.Tx, db string) error {
 	return nil
 }
 
+// sideEffectFuncs are functions of pg_catalog that PUBLIC may run and that
+// act beyond the tables and sequences the roles' grants cover: pg_notify
+// sends a notification to the database's listeners, pg_logical_emit_message
+// writes a message into the WAL for the database's logical decoding
+// consumers. Their argument lists differ between PostgreSQL versions (17
+// gave the latter a flush argument): grantSideEffects reads them.
+var sideEffectFuncs = []string{"pg_notify", "pg_logical_emit_message"}
+
+// grantSideEffects keeps the read role of db from running sideEffectFuncs:
+// only the owner, admin and write roles may. Each statement is one of its
+// own: the DDL guard refuses GRANT run by a function.
+func grantSideEffects(ctx context.Context, tx pgx.Tx, db string) error {
+	rows, err := tx.Query(ctx, `SELECT pg_catalog.format('pg_catalog.%I(%s)', p.proname, pg_catalog.oidvectortypes(p.proargtypes))
+		FROM pg_catalog.pg_proc p
+		WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace
+		  AND p.proname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.name[])
+		ORDER BY 1`, sideEffectFuncs)
+	if err != nil {
+		return errors.Wrap(err, "list functions with side effects")
+	}
+	funcs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return errors.Wrap(err, "list functions with side effects")
+	}
+	grantees := idents(RoleName(db, RoleOwner), RoleName(db, RoleAdmin), RoleName(db, RoleWrite))
+	var stmts []string
+	for _, f := range funcs {
+		stmts = append(stmts, "REVOKE EXECUTE ON FUNCTION "+f+" FROM PUBLIC", "GRANT EXECUTE ON FUNCTION "+f+" TO "+grantees)
+	}
+	return execAll(ctx, tx, stmts)
+}
+
 // defaultPrivileges grants, on tables and sequences that creator will make
 // in schema public, each grantee its [table, sequence] privileges.
 func defaultPrivileges(creator string, grants map[string][2]string) []string {
@@ -132,11 +164,12 @@ func sortedKeys(m map[string][2]string) []string {
 }
 
 // GuardVersion is the version of the guard InstallGuard installs: the DDL
-// guard (ddlGuard) where the kind keeps one and, from version 2, the large
-// object grants (largeObjectGrants). A change to either raises it: the
-// reconciler then installs the new guard in every database recorded with an
-// older one.
-const GuardVersion = 2
+// guard (ddlGuard) where the kind keeps one, from version 2 the large
+// object grants (largeObjectGrants), and from version 3 the grants of
+// functions with side effects (grantSideEffects). A change to any raises
+// it: the reconciler then installs the new guard in every database
+// recorded with an older one.
+const GuardVersion = 3
 
 // HasGuard reports whether databases of kind keep a guard: every kind
 // (tenant databases and tenant workspaces a DDL guard too; control
@@ -164,6 +197,9 @@ func InstallGuard(ctx context.Context, superuserURL, db string, kind Kind) error
 	defer conn.Close(context.Background())
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if err := execAll(ctx, tx, stmts); err != nil {
+			return err
+		}
+		if err := grantSideEffects(ctx, tx, db); err != nil {
 			return err
 		}
 		return takeLargeObjects(ctx, tx, db)

@@ -82,6 +82,11 @@ func (s *session) guard(sql string, r classify.Result) *wire.PGError {
 		if roleTags[st.Tag] {
 			return wire.NewError("ERROR", "42501", "%s is not allowed through the proxy: roles are managed by tdb", st.Tag)
 		}
+		if st.Kind == classify.Other && st.Tag == "NOTIFY" && s.login.role == fsm.RoleRead {
+			// NOTIFY takes no privilege: the read role's grants cannot
+			// keep it from acting on the database's listeners.
+			return wire.NewError("ERROR", "42501", "NOTIFY needs a key with role write or admin")
+		}
 		if s.captures() && runsAnyStatement(st) {
 			return wire.NewError("ERROR", "42501",
 				"%s is not allowed in a tenant workspace: DDL it runs could not be captured as a blueprint version", st.Tag)

@@ -35,6 +35,9 @@ const (
 const (
 	msgDDLRefused  = "DDL not allowed on tenant databases, use workspace mode"
 	msgCopyRefused = "COPY is not supported through the proxy; use tdb workspaces import-full or INSERT statements"
+	// NOTIFY takes no privilege in PostgreSQL, so the read role's grants
+	// cannot refuse it.
+	msgReadNotify = "NOTIFY needs a key with role write or admin"
 )
 
 // queryErrorBody is the error of the query endpoint: the usual {code,
@@ -143,6 +146,10 @@ func (s *server) queryTenant(w http.ResponseWriter, r *http.Request, c *caller) 
 		case classify.Begin, classify.Commit, classify.Rollback, classify.Savepoint, classify.RollbackTo,
 			classify.Release, classify.PrepareTxn, classify.CommitPrepared, classify.RollbackPrepared:
 			return badRequest("transaction control is not supported: each request runs in a transaction of its own")
+		}
+		if c.role == fsm.RoleRead && cl.Statements[0].Kind == classify.Other && cl.Statements[0].Tag == "NOTIFY" {
+			logged(0, "42501")
+			return writeQueryError(w, http.StatusForbidden, codePermissionDenied, "42501", msgReadNotify)
 		}
 		noTxn = cl.Statements[0].NoTxn
 	default:

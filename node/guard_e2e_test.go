@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -525,5 +526,49 @@ func TestWorkspaceRefusesDDLTenantsCouldNotReplay(t *testing.T) {
 	var stray bool
 	if err := tenant.QueryRow(ctx, "SELECT to_regclass('copy_t') IS NOT NULL OR to_regclass('later') IS NOT NULL").Scan(&stray); err != nil || stray {
 		t.Fatalf("a refused statement reached the tenant: %v, %v", stray, err)
+	}
+}
+
+// TestReadKeyNotifiesNoListener: NOTIFY takes no privilege in PostgreSQL and
+// PUBLIC may run pg_notify, so a read key could wake or feed an
+// application's listeners. The proxy refuses a read key's NOTIFY, in either
+// protocol and on the query endpoint, and the read role may not run
+// pg_notify; the session stays usable, and a write key's notification is
+// the first the listener gets.
+func TestReadKeyNotifiesNoListener(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	admin := e.CreateTenant(t, "wayne")
+	listener := connect(t, e.ConnString(admin, "myapp__wayne", "disable"))
+	if _, err := listener.Exec(ctx, "LISTEN jobs"); err != nil {
+		t.Fatal(err)
+	}
+
+	read := connect(t, e.ConnString(e.CreateKey(t, "read", "tenant", "wayne"), "myapp__wayne", "disable"))
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		_, err := read.Exec(ctx, "NOTIFY jobs, 'by read'", mode)
+		wantPgError(t, err, "ERROR", "42501", "NOTIFY needs a key with role write or admin")
+		_, err = read.Exec(ctx, "SELECT pg_notify('jobs', 'by read')", mode)
+		wantPgError(t, err, "ERROR", "42501", "permission denied for function pg_notify")
+	}
+	mustSelectOne(t, read)
+	status, out := query(t, e, e.CreateKey(t, "read", "workspace", "myapp"), "wayne", "NOTIFY jobs, 'by read'")
+	if status != 403 || out.Code != "permission_denied" || out.SQLState != "42501" || out.Message != "NOTIFY needs a key with role write or admin" {
+		t.Fatalf("read key's NOTIFY on the query endpoint: %d %+v", status, out)
+	}
+
+	write := connect(t, e.ConnString(e.CreateKey(t, "write", "tenant", "wayne"), "myapp__wayne", "disable"))
+	if _, err := write.Exec(ctx, "NOTIFY jobs, 'by write'"); err != nil {
+		t.Fatalf("write key's NOTIFY: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	n, err := listener.WaitForNotification(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Payload != "by write" {
+		t.Fatalf("the listener's first notification is %q, want the write key's", n.Payload)
 	}
 }

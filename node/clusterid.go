@@ -136,6 +136,14 @@ func (c *clusterIdentity) Local() string {
 	return c.local
 }
 
+// committedID reports whether the file holds an ID the cluster's state
+// held: this node then applied entries, and kept them in its raft state.
+func (c *clusterIdentity) committedID() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.local != "" && c.committed
+}
+
 // create draws a new cluster's ID and writes it as pending, before the
 // node bootstraps.
 func (c *clusterIdentity) create() error {

@@ -97,7 +97,7 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 		store.Close()
 		return nil, errors.Wrap(err, "open raft snapshot store")
 	}
-	if err := checkLogStore(store, snaps, logPath); err != nil {
+	if err := checkLogStore(store, snaps, logPath, filepath.Join(cfg.Dir, "snapshots")); err != nil {
 		store.Close()
 		return nil, err
 	}
@@ -118,6 +118,11 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 	if err != nil {
 		store.Close()
 		return nil, errors.Wrap(err, "inspect raft state")
+	}
+	if !has && identity.committedID() {
+		store.Close()
+		return nil, errors.Newf("raft log store %s is empty and there is no snapshot, but %s says this node belonged to cluster %s: its metadata was lost (the file emptied or replaced); restore the data directory from a backup, or remove %s and start the node with --join to the others",
+			logPath, identity.path, identity.Local(), cfg.Dir)
 	}
 	if !has {
 		// A new cluster gets a new ID, also over a file an earlier one left;
@@ -219,6 +224,9 @@ const logStoreLockWait = 2 * time.Second
 func openLogStore(path string) (store *raftboltdb.BoltStore, err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			if store != nil {
+				store.Close()
+			}
 			store, err = nil, errors.Newf("raft log store %s is damaged: %v; restore the data directory from a backup, or remove it and join the node to the cluster again", path, r)
 		}
 	}()
@@ -226,17 +234,65 @@ func openLogStore(path string) (store *raftboltdb.BoltStore, err error) {
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return nil, errors.Newf("raft log store %s is in use by another process: is another tdb running on this data directory?", path)
 	}
-	return store, errors.Wrapf(err, "open raft log store %s", path)
+	if err != nil {
+		return nil, errors.Wrapf(err, "open raft log store %s", path)
+	}
+	// Every entry is read once here, where a damaged page is an error:
+	// raft reads them later in its own goroutines, where the store's
+	// panic would end the process.
+	defer func() {
+		if err != nil {
+			store.Close()
+			store = nil
+		}
+	}()
+	first, err := store.FirstIndex()
+	if err != nil {
+		return nil, errors.Wrapf(err, "read raft log store %s", path)
+	}
+	last, err := store.LastIndex()
+	if err != nil {
+		return nil, errors.Wrapf(err, "read raft log store %s", path)
+	}
+	for i := first; i != 0 && i <= last; i++ {
+		var l raft.Log
+		if err := store.GetLog(i, &l); err != nil {
+			return nil, errors.Newf("raft log store %s is damaged: entry %d of %d..%d: %v; restore the data directory from a backup, or remove it and join the node to the cluster again", path, i, first, last, err)
+		}
+	}
+	return store, nil
 }
 
 // checkLogStore refuses a log store that lost its contents while snapshots
 // remain beside it (a file emptied or replaced): raft would start from the
 // last snapshot and silently drop every acknowledged write after it, and
-// forget the term and vote it promised.
-func checkLogStore(store *raftboltdb.BoltStore, snaps raft.SnapshotStore, path string) error {
+// forget the term and vote it promised. It also refuses a compacted log
+// whose snapshot is missing or cannot be read (snapDir names where they
+// are): raft would start from an older snapshot, or none, and its store
+// panics on the entries in between.
+func checkLogStore(store *raftboltdb.BoltStore, snaps raft.SnapshotStore, path, snapDir string) error {
 	list, err := snaps.List()
 	if err != nil {
 		return errors.Wrap(err, "list raft snapshots")
+	}
+	first, err := store.FirstIndex()
+	if err != nil {
+		return errors.Wrapf(err, "read raft log store %s", path)
+	}
+	if first > 1 {
+		// The newest snapshot raft can restore (newest first).
+		var restorable uint64
+		for _, m := range list {
+			if _, rc, err := snaps.Open(m.ID); err == nil {
+				rc.Close()
+				restorable = m.Index
+				break
+			}
+		}
+		if restorable+1 < first && (restorable > 0 || len(list) == 0) {
+			return errors.Newf("raft log store %s starts at entry %d, but the newest snapshot in %s that can be read ends at entry %d: the entries between are lost (a snapshot is missing or damaged); put the missing snapshot back, restore the data directory from a backup, or remove it and start the node with --join to the others",
+				path, first, snapDir, restorable)
+		}
 	}
 	if len(list) == 0 {
 		return nil

@@ -1,10 +1,13 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"tdb/fsm"
 	"testing"
@@ -42,7 +45,7 @@ func TestLogStoreEmptiedBesideSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	if err := checkLogStore(store, snaps, "raft.db"); err != nil {
+	if err := checkLogStore(store, snaps, "raft.db", "snapshots"); err != nil {
 		t.Fatalf("a new data directory: %v", err)
 	}
 	sink, err := snaps.Create(raft.SnapshotVersionMax, 1106, 2, raft.Configuration{}, 1, nil)
@@ -55,7 +58,7 @@ func TestLogStoreEmptiedBesideSnapshots(t *testing.T) {
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkLogStore(store, snaps, "raft.db"); err == nil || !strings.Contains(err.Error(), "is empty but snapshots up to index 1106") {
+	if err := checkLogStore(store, snaps, "raft.db", "snapshots"); err == nil || !strings.Contains(err.Error(), "is empty but snapshots up to index 1106") {
 		t.Fatalf("an empty log store beside a snapshot: %v", err)
 	}
 	// A store that went on after the snapshot (its log compacted, its
@@ -63,7 +66,7 @@ func TestLogStoreEmptiedBesideSnapshots(t *testing.T) {
 	if err := store.SetUint64([]byte("CurrentTerm"), 2); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkLogStore(store, snaps, "raft.db"); err != nil {
+	if err := checkLogStore(store, snaps, "raft.db", "snapshots"); err != nil {
 		t.Fatalf("a store with its term: %v", err)
 	}
 }
@@ -114,4 +117,143 @@ func leadAlone(t *testing.T, r *Replica) context.Context {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return ctx
+}
+
+// A compacted log whose snapshot is gone or unreadable is refused: raft
+// would start without the entries before the log's first, and its store
+// panics when it reads them.
+func TestCompactedLogWithoutItsSnapshot(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	store, err := openLogStore(filepath.Join(dir, "raft.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []*raft.Log
+	for i := uint64(100); i <= 105; i++ {
+		logs = append(logs, &raft.Log{Index: i, Term: 2, Type: raft.LogNoop})
+	}
+	if err := store.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SetUint64([]byte("CurrentTerm"), 2); err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := raft.NewFileSnapshotStore(dir, 3, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := snaps.Create(raft.SnapshotVersionMax, 99, 2, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.Write([]byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkLogStore(store, snaps, "raft.db", "snapshots"); err != nil {
+		t.Fatalf("a log that goes on from its snapshot: %v", err)
+	}
+	store.Close()
+	metas, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*", "meta.json"))
+	if len(metas) != 1 {
+		t.Fatalf("snapshots: %v", metas)
+	}
+	if err := os.Truncate(metas[0], 10); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenReplica(RaftConfig{NodeID: "a", Dir: dir, BindAddr: "127.0.0.1:0", LogOutput: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "starts at entry 100") || !strings.Contains(err.Error(), "--join") {
+		t.Fatalf("open a compacted log without its snapshot: %v", err)
+	}
+}
+
+// A damaged page among the log's entries is an error when the node
+// starts, rather than a panic in raft.
+func TestDamagedLogEntryIsRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	open := func() (*Replica, error) {
+		return OpenReplica(RaftConfig{NodeID: "a", Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: true, LogOutput: io.Discard,
+			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond})
+	}
+	r, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := leadAlone(t, r)
+	// Enough entries that the log spans many pages; each one is marked.
+	const n = 200
+	marker := func(i int) []byte { return []byte(fmt.Sprintf("postgres://marker-%03d/%0200d", i, 0)) }
+	for i := 0; i < n; i++ {
+		if _, _, err := r.Apply(ctx, fsm.CmdAddBackend, &fsm.AddBackend{Name: "b" + strconv.Itoa(i), URL: string(marker(i)), At: time.Unix(0, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	// Every page that holds an entry from the middle of the log gets a
+	// header of zeros: the live leaf among them is then of no page type.
+	// The log's first and last pages, which opening the store reads, stay.
+	path := filepath.Join(dir, "raft.db")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const page = 4096
+	hit := 0
+	for off := 2 * page; off+page <= len(data); off += page {
+		p := data[off : off+page]
+		if bytes.Contains(p, marker(n/2)) && !bytes.Contains(p, marker(0)) && !bytes.Contains(p, marker(n-1)) {
+			clear(p[:16])
+			hit++
+		}
+	}
+	if hit == 0 {
+		t.Fatal("no page holds the entry")
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(); err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), "join the node") {
+		t.Fatalf("reopen with a damaged entry: %v", err)
+	}
+}
+
+// A node whose log store was emptied, with no snapshot beside it, is
+// refused once it has been part of a cluster (its cluster ID file says
+// so), rather than bootstrapping an empty cluster in its place.
+func TestLogStoreEmptiedWithoutSnapshots(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	open := func() (*Replica, error) {
+		return OpenReplica(RaftConfig{NodeID: "a", Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: true, LogOutput: io.Discard,
+			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond})
+	}
+	r, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := leadAlone(t, r)
+	if _, _, err := r.Apply(ctx, fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: fsm.LogVersion}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.Apply(ctx, fsm.CmdSetClusterID, &fsm.SetClusterID{ID: r.identity.Local()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.identity.persist(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if r, err = open(); err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	r.Close()
+	if err := os.Truncate(filepath.Join(dir, "raft.db"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(); err == nil || !strings.Contains(err.Error(), "is empty and there is no snapshot") {
+		t.Fatalf("reopen with an emptied log store: %v", err)
+	}
 }

@@ -25,6 +25,10 @@ type FSM struct {
 	applied uint64
 	changed chan struct{} // closed and replaced after every apply or restore
 	gen     atomic.Uint64 // counts applies and restores (Generation)
+	// newer is the first snapshot refused as of a newer log version
+	// (ErrNewerLogVersion): raft goes on to an older snapshot, which the
+	// node must not start from (NewerSnapshot).
+	newer error
 }
 
 // New returns an FSM over an empty state.
@@ -150,6 +154,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		d.State = NewState()
 	}
 	if err := checkRestorable(d.State); err != nil {
+		f.mu.Lock()
+		if f.newer == nil {
+			f.newer = err
+		}
+		f.mu.Unlock()
 		return err
 	}
 	d.State.reindex()
@@ -159,6 +168,17 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.notifyLocked()
 	f.mu.Unlock()
 	return nil
+}
+
+// NewerSnapshot returns the first snapshot Restore refused as of a cluster
+// log version newer than this build's, or nil. raft, starting, tries its
+// snapshots newest first and takes the first it can restore: a node whose
+// newest one was refused would run on an older state, only to stop at the
+// first entry it cannot apply.
+func (f *FSM) NewerSnapshot() error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.newer
 }
 
 // Hash returns a digest of the state, equal on replicas that applied the same

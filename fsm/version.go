@@ -95,11 +95,15 @@ func applySetLogVersion(s *State, _ uint64, c *SetLogVersion) (any, error) {
 	return s.ActiveLogVersion(), nil
 }
 
+// ErrNewerLogVersion marks a snapshot refused as of a cluster log version
+// newer than this build's: the node was downgraded below its cluster.
+var ErrNewerLogVersion = errors.New("snapshot of a newer cluster log version")
+
 // checkRestorable refuses a snapshot of a cluster whose log version is newer
 // than this build.
 func checkRestorable(s *State) error {
 	if v := s.ActiveLogVersion(); v > LogVersion {
-		return errors.Newf("restore: the snapshot is of cluster log version %d and this build applies up to %d: upgrade this node", v, LogVersion)
+		return errors.Mark(errors.Newf("restore: the snapshot is of cluster log version %d and this build applies up to %d: upgrade this node", v, LogVersion), ErrNewerLogVersion)
 	}
 	return nil
 }

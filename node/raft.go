@@ -142,6 +142,16 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 		return nil, errors.Wrapf(err, "listen raft on %s", cfg.BindAddr)
 	}
 	r, err := raft.NewRaft(rc, f, store, store, snaps, transport)
+	if newer := f.NewerSnapshot(); newer != nil {
+		// Downgraded below its cluster: neither damaged nor to be run from
+		// an older snapshot beside it.
+		if err == nil {
+			_ = r.Shutdown().Error()
+		}
+		transport.Close()
+		store.Close()
+		return nil, errors.Wrap(newer, "start raft")
+	}
 	if err != nil {
 		transport.Close()
 		store.Close()

@@ -3,17 +3,19 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"tdb/fsm"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"tdb/fsm"
 )
 
 // A second process on the same data directory gets an error saying so,
@@ -255,5 +257,92 @@ func TestLogStoreEmptiedWithoutSnapshots(t *testing.T) {
 	}
 	if _, err := open(); err == nil || !strings.Contains(err.Error(), "is empty and there is no snapshot") {
 		t.Fatalf("reopen with an emptied log store: %v", err)
+	}
+}
+
+// A node whose newest snapshot is of a newer cluster log version than its
+// build (it was downgraded in place) refuses to start, saying to upgrade
+// it: not that the snapshot is damaged (moving it out, as that said,
+// makes the node start from an older state), and not by silently starting
+// from an older snapshot beside it, which only ends at an entry it cannot
+// apply.
+func TestNewerSnapshotRefusedAtStart(t *testing.T) {
+	t.Parallel()
+	for _, keepOlder := range []bool{false, true} {
+		dir := t.TempDir()
+		open := func() (*Replica, error) {
+			return OpenReplica(RaftConfig{NodeID: "a", Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: true, LogOutput: io.Discard,
+				HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond})
+		}
+		r, err := open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := leadAlone(t, r)
+		if _, _, err := r.Apply(ctx, fsm.CmdAddBackend, &fsm.AddBackend{Name: "b", URL: "postgres://x", At: time.Unix(0, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Raft.Snapshot().Error(); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		newerSnapshot(t, dir, keepOlder)
+		r, err = open()
+		if err == nil {
+			r.Close()
+		}
+		want := fmt.Sprintf("cluster log version %d and this build applies up to %d: upgrade this node", fsm.LogVersion+1, fsm.LogVersion)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "damaged") {
+			t.Fatalf("older snapshot kept %v: reopen beside a snapshot of a newer log version: %v", keepOlder, err)
+		}
+	}
+}
+
+// newerSnapshot adds to dir a copy of its newest snapshot whose state is of
+// the next log version, as a newer build would have written it; without
+// keepOlder it removes the others.
+func newerSnapshot(t *testing.T, dir string, keepOlder bool) {
+	t.Helper()
+	snaps, err := raft.NewFileSnapshotStore(dir, 3, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := snaps.List()
+	if err != nil || len(list) == 0 {
+		t.Fatalf("snapshots: %v %v", list, err)
+	}
+	meta, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data map[string]any
+	err = json.NewDecoder(rc).Decode(&data)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data["state"].(map[string]any)["log_version"] = fsm.LogVersion + 1
+	raw, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !keepOlder {
+		for _, s := range list {
+			if err := os.RemoveAll(filepath.Join(dir, "snapshots", s.ID)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(2 * time.Millisecond) // a snapshot's ID ends with the time in ms: another one
+	_, peers := raft.NewInmemTransport("")
+	sink, err := snaps.Create(meta.Version, meta.Index, meta.Term, meta.Configuration, meta.ConfigurationIndex, peers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

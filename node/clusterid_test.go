@@ -14,8 +14,9 @@ import (
 )
 
 // A node keeps the cluster's ID beside its raft state: one that bootstraps
-// draws a new one (also over a file an earlier cluster left), one about to
-// join has none, a restart reads it, and a damaged file stops the start.
+// draws a new one (but not over a file an earlier cluster left: its raft
+// state was lost), one about to join has none, a restart reads it, and a
+// damaged file stops the start.
 func TestClusterIdentityFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -38,7 +39,15 @@ func TestClusterIdentityFile(t *testing.T) {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("a joiner kept an earlier cluster's id: %v", err)
 	}
+	// One that would bootstrap over an ID committed before, with no raft
+	// state, lost its metadata: it does not start a new, empty cluster.
 	if err := os.WriteFile(path, []byte(stale+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(true); err == nil || !strings.Contains(err.Error(), "its metadata was lost") {
+		t.Fatalf("a bootstrap over an earlier cluster's id and no raft state: %v", err)
+	}
+	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
 	r, err = open(true)

@@ -119,9 +119,11 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 		store.Close()
 		return nil, errors.Wrap(err, "inspect raft state")
 	}
-	if !has && identity.committedID() {
+	if !has && cfg.Bootstrap && identity.committedID() {
+		// It would bootstrap a new, empty cluster over the one it had
+		// (a joiner takes the cluster's state from the others).
 		store.Close()
-		return nil, errors.Newf("raft log store %s is empty and there is no snapshot, but %s says this node belonged to cluster %s: its metadata was lost (the file emptied or replaced); restore the data directory from a backup, or remove %s and start the node with --join to the others",
+		return nil, errors.Newf("raft log store %s is empty and there is no snapshot, but %s says this node belonged to cluster %s: its metadata was lost (the file emptied or replaced); restore the data directory from a backup, or remove %s and start the node with --join to the others (without --join it starts a new, empty cluster)",
 			logPath, identity.path, identity.Local(), cfg.Dir)
 	}
 	if !has {

@@ -180,6 +180,24 @@ func (n *Node) membershipLoop(ctx context.Context) {
 	}
 }
 
+// leaderCaughtUp waits, once per term, until this leader's state has
+// applied every entry of its log: a leader elected after a full restart
+// holds only its last snapshot's state until its first entry of the term
+// commits, and a log version read from it then could be an older one than
+// the cluster runs, which would let a node of an older build become a
+// voter.
+func (n *Node) leaderCaughtUp(timeout time.Duration) error {
+	term := n.rep.Raft.CurrentTerm()
+	if term == n.caughtUpTerm {
+		return nil
+	}
+	if err := n.rep.Raft.Barrier(timeout).Error(); err != nil {
+		return err
+	}
+	n.caughtUpTerm = term
+	return nil
+}
+
 // reconcileMembers makes alive members voters, removes members that left,
 // and reaps members that have been failed for longer than ReapTimeout. Every
 // step is idempotent; a failed step is retried on the next round.
@@ -198,6 +216,7 @@ func (n *Node) reconcileMembers() {
 	}
 	timeout := n.cfg.Cluster.InternalTimeout
 	active := n.activeLogVersion()
+	caughtUp := false
 	changed := false // the configuration read above is out of date
 	members := map[string]gossip.Member{}
 	for _, m := range n.gossip.Members() {
@@ -223,6 +242,15 @@ func (n *Node) reconcileMembers() {
 		case gossip.StateAlive:
 			if known && s.Suffrage == raft.Voter && string(s.Address) == m.RaftAddr {
 				continue
+			}
+			if !known && !caughtUp {
+				// The version must be the cluster's, not that of a state
+				// still catching up with the log (a full restart).
+				if err := n.leaderCaughtUp(timeout); err != nil {
+					n.logger.Printf("membership: wait for this leader's state to catch up with the log: %v", err)
+					return
+				}
+				active, caughtUp = n.activeLogVersion(), true
 			}
 			if !known && max(m.LogVersion, 1) < active {
 				// It would stop at the first entry it cannot apply.

@@ -129,6 +129,7 @@ type Node struct {
 
 	refusedBuild   map[string]uint16           // membership loop only: members kept out for their build, logged once
 	foreignCluster map[string]string           // membership loop only: members of another cluster, logged once
+	caughtUpTerm   uint64                      // membership loop only: the term whose leader state is known to be caught up (leaderCaughtUp)
 	versionHeldBy  string                      // membership loop only: the server last logged as holding the log version back
 	unheardSince   map[raft.ServerID]time.Time // membership loop only: raft servers this node's gossip never heard of, since when
 }

@@ -269,6 +269,54 @@ func (p *Pool) Reap(now time.Time) int {
 	return len(stale)
 }
 
+// Databases lists the physical databases, by backend, that the pool holds
+// idle sessions or remembered parameters of.
+func (p *Pool) Databases() [][2]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen := map[[2]string]bool{}
+	for k := range p.idle {
+		seen[dbOf(k)] = true
+	}
+	for k := range p.known {
+		seen[dbOf(k)] = true
+	}
+	out := make([][2]string, 0, len(seen))
+	for db := range seen {
+		out = append(out, db)
+	}
+	return out
+}
+
+// Forget closes the idle sessions of the physical databases in gone and
+// forgets what their keys reported: a database deleted (its backend
+// sessions ended by the drop) is never asked for again, so nothing else
+// would take them out before IdleTimeout. It returns how many it closed.
+func (p *Pool) Forget(gone map[[2]string]bool) int {
+	if len(gone) == 0 {
+		return 0
+	}
+	var stale []*BackendConn
+	p.mu.Lock()
+	for key, list := range p.idle {
+		if gone[dbOf(key)] {
+			stale = append(stale, list...)
+			p.counted(key, -len(list))
+			delete(p.idle, key)
+		}
+	}
+	for key := range p.known {
+		if gone[dbOf(key)] {
+			delete(p.known, key)
+		}
+	}
+	p.mu.Unlock()
+	for _, bc := range stale {
+		bc.Conn.Close()
+	}
+	return len(stale)
+}
+
 // IdleCount counts idle sessions, for metrics.
 func (p *Pool) IdleCount() int {
 	p.mu.Lock()

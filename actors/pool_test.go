@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"tdb/fsm"
 	"tdb/internal/testpg"
 	"tdb/wire"
 )
@@ -254,5 +255,44 @@ func TestPoolBoundsIdleSessionsPerDatabase(t *testing.T) {
 	}
 	if p.TryGet(PoolKey{Backend: "local", Database: "other", Role: "r", Params: ParamsKey(map[string]string{"application_name": "app"})}) == nil {
 		t.Fatal("another database's idle session was closed")
+	}
+}
+
+// TestPoolForgetsDeletedDatabases: a backend session of a database the
+// state no longer has (deleted, or being deleted) is closed rather than
+// pooled, and Forget takes out those already idle, with the parameters
+// their keys reported, leaving other databases' sessions alone.
+func TestPoolForgetsDeletedDatabases(t *testing.T) {
+	p := NewProxy(ProxyConfig{GoroutineRelay: true, FSM: fsm.New(), Logf: t.Logf})
+	defer p.Close()
+	parked := func(db string) (*BackendConn, net.Conn) {
+		mine, theirs := net.Pipe()
+		t.Cleanup(func() { mine.Close(); theirs.Close() })
+		return &BackendConn{Key: PoolKey{Backend: "local", Database: db, Role: "admin"}, Conn: mine, Reader: wire.NewFrameReader(mine, 0), Params: map[string]string{"a": "b"}}, theirs
+	}
+	bc, peer := parked("gone")
+	p.park(bc)
+	if n := p.PoolIdle(); n != 0 {
+		t.Fatalf("a session of a database the state does not have was pooled (%d idle)", n)
+	}
+	if _, err := peer.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the session of the deleted database is still open")
+	}
+
+	a, _ := parked("a")
+	b, _ := parked("b")
+	p.pool.Put(a)
+	p.pool.Put(b)
+	if p.PoolIdle() != 2 || p.pool.Known(b.Key) == nil {
+		t.Fatalf("idle %d, want 2", p.PoolIdle())
+	}
+	if n := p.pool.Forget(map[[2]string]bool{{"local", "b"}: true}); n != 1 {
+		t.Fatalf("forgot %d sessions, want 1", n)
+	}
+	if p.PoolIdle() != 1 || p.pool.Known(b.Key) != nil || p.pool.Known(a.Key) == nil {
+		t.Fatalf("after Forget: idle %d, known b %v", p.PoolIdle(), p.pool.Known(b.Key))
+	}
+	if dbs := p.pool.Databases(); len(dbs) != 1 || dbs[0] != [2]string{"local", "a"} {
+		t.Fatalf("databases %v, want only local/a", dbs)
 	}
 }

@@ -225,12 +225,14 @@ func (p *Proxy) janitor(ctx context.Context) {
 }
 
 // endRevoked closes, after every change of the state, the sessions whose
-// key was revoked (or is gone) since they logged in, until ctx ends: a
-// leaked key revoked must not go on with the sessions it holds.
+// key was revoked (or is gone) since they logged in, and the pooled
+// sessions of databases deleted, until ctx ends: a leaked key revoked must
+// not go on with the sessions it holds.
 func (p *Proxy) endRevoked(ctx context.Context) {
 	for {
 		changed := p.cfg.FSM.Changed()
 		p.closeRevoked()
+		p.forgetGoneDatabases()
 		select {
 		case <-ctx.Done():
 			return
@@ -273,6 +275,47 @@ func (p *Proxy) closeRevoked() {
 		p.cfg.Logf("proxy: key %s was revoked: closed its session on %s", s.login.keyID, s.login.database)
 		s.raw.Close()
 	}
+}
+
+// forgetGoneDatabases closes the pooled sessions of the physical databases
+// that are deleted or being deleted. The drop ends their backend sessions,
+// and no client asks for them again: without this each would hold a socket
+// until ServerIdleTimeout, however many tenants come and go meanwhile.
+func (p *Proxy) forgetGoneDatabases() {
+	dbs := p.pool.Databases()
+	if len(dbs) == 0 {
+		return
+	}
+	gone := map[[2]string]bool{}
+	p.cfg.FSM.View(func(st *fsm.State) {
+		for _, db := range dbs {
+			if !databaseLive(st, db[0], db[1]) {
+				gone[db] = true
+			}
+		}
+	})
+	p.pool.Forget(gone)
+}
+
+// park puts a reset backend session in the pool, unless its database is
+// deleted or being deleted meanwhile: then it is closed.
+func (p *Proxy) park(bc *BackendConn) {
+	live := true
+	if p.cfg.FSM != nil {
+		p.cfg.FSM.View(func(st *fsm.State) { live = databaseLive(st, bc.Key.Backend, bc.Key.Database) })
+	}
+	if !live {
+		bc.Conn.Close()
+		return
+	}
+	p.pool.Put(bc)
+}
+
+// databaseLive reports whether physical database name is on backend and
+// not being deleted.
+func databaseLive(st *fsm.State, backend, name string) bool {
+	d := st.Databases[name]
+	return d != nil && d.Backend == backend && d.Status != fsm.StatusDeleting
 }
 
 // keyLive reports whether project projectID has key keyID, not revoked.

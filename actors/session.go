@@ -336,7 +336,7 @@ func (s *session) attachOnFirstMessage(ctx context.Context, fr *wire.FrameReader
 			if s.release() {
 				s.closeBackend()
 			} else {
-				s.proxy.pool.Put(bc) // idle and untouched: still clean
+				s.proxy.park(bc) // idle and untouched: still clean
 			}
 			return false
 		}
@@ -495,7 +495,7 @@ func (s *session) finish(ctx context.Context, clientGone, whole bool) {
 		s.closeBackend()
 		return
 	}
-	s.proxy.pool.Put(s.bc)
+	s.proxy.park(s.bc)
 }
 
 // release stops cancels for this client (the backend session may go to

@@ -311,3 +311,25 @@ func TestPooledSeedIsNotShown(t *testing.T) {
 	}
 	t.Fatalf("pg_stat_activity shows the pooled session's seed (%q): the next client's random() is %v, predicted %v", last, next, predicted)
 }
+
+// TestSessionPoolForgetsDeletedTenants: the pooled backend sessions of a
+// deleted tenant are closed when it is deleted, not at server_idle_timeout:
+// a node whose tenants come and go would otherwise hold a socket for each
+// session each of them left.
+func TestSessionPoolForgetsDeletedTenants(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	idle := func(n string) bool {
+		return strings.Contains(scrape(t, e), `tdb_backend_pool_connections{state="idle"} `+n+"\n")
+	}
+	key := e.CreateTenant(t, "brief")
+	for range 3 {
+		c := connect(t, e.ConnString(key, "myapp__brief", "disable"))
+		mustSelectOne(t, c)
+		c.Close(ctx)
+		waitFor(t, "the tenant's backend session to be pooled", func() bool { return idle("1") })
+	}
+	e.MustDo(t, "DELETE", "/v1/tenants/brief", e.ProxyPassword, "", nil, nil)
+	waitFor(t, "the deleted tenant's pooled session to be closed", func() bool { return idle("0") })
+}

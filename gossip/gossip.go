@@ -44,6 +44,12 @@ type Config struct {
 	ResyncInterval  time.Duration
 	RejoinInterval  time.Duration
 	RefreshInterval time.Duration
+	// ForgetAfter is how long a member that left or failed stays in the
+	// table (default 144 h): then it is forgotten, so that nodes that come
+	// and go under new names do not pile up in the table, the saved peers
+	// and the rejoin attempts. A member forgotten that comes back is listed
+	// again at its join.
+	ForgetAfter time.Duration
 	// EventQueue is the callbacks' queue length (default 256).
 	EventQueue int
 	// ClusterID, when set, gives Meta.Cluster each time the meta is sent.
@@ -83,6 +89,9 @@ func Start(cfg Config) (*Gossip, error) {
 	}
 	if cfg.RefreshInterval <= 0 {
 		cfg.RefreshInterval = 10 * time.Second
+	}
+	if cfg.ForgetAfter <= 0 {
+		cfg.ForgetAfter = 144 * time.Hour
 	}
 	if cfg.EventQueue <= 0 {
 		cfg.EventQueue = 256
@@ -241,8 +250,12 @@ func (g *Gossip) loop() {
 			for _, n := range g.ml.Members() {
 				live = append(live, n.Name) // Name never changes; Meta and Addr would race
 			}
+			now := time.Now()
 			g.mu.Lock()
-			changed = g.tbl.resync(live, time.Now())
+			changed = g.tbl.resync(live, now)
+			if g.tbl.forget(now, g.cfg.ForgetAfter) {
+				changed = true
+			}
 			g.mu.Unlock()
 		}
 		if changed {

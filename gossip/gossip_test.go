@@ -1,7 +1,9 @@
 package gossip
 
 import (
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -179,5 +181,45 @@ func TestDroppedEventsHeal(t *testing.T) {
 			}
 			return n == 5
 		})
+	}
+}
+
+// TestTableForgetsGoneMembers: members that come and go under new names do
+// not pile up: one left or failed longer than the retention is forgotten,
+// one alive (however long) or gone for less is kept, and one forgotten that
+// comes back is listed again.
+func TestTableForgetsGoneMembers(t *testing.T) {
+	start := time.Unix(1000, 0)
+	const after = time.Hour
+	tb := newTable("self")
+	tb.apply(event{kind: evJoin, name: "self", meta: []byte(`{"id":"self"}`)}, start)
+	tb.apply(event{kind: evJoin, name: "stays", meta: []byte(`{"id":"stays"}`)}, start)
+	for i := range 1000 {
+		name := fmt.Sprintf("n%d", i)
+		tb.apply(event{kind: evJoin, name: name, meta: []byte(`{"id":"` + name + `"}`)}, start)
+		leaving := ""
+		if i%2 == 0 {
+			leaving = `,"leaving":true`
+			tb.apply(event{kind: evUpdate, name: name, meta: []byte(`{"id":"` + name + `"` + leaving + `}`)}, start)
+		}
+		tb.apply(event{kind: evLeave, name: name}, start)
+	}
+	tb.apply(event{kind: evLeave, name: "late"}, start.Add(after))
+	if tb.forget(start.Add(after), after) || len(tb.members) != 1003 {
+		t.Fatalf("forgot members gone for no longer than the retention: %d left", len(tb.members))
+	}
+	if !tb.forget(start.Add(after+time.Second), after) {
+		t.Fatal("forget reported no change")
+	}
+	var names []string
+	for _, m := range tb.list() {
+		names = append(names, m.ID)
+	}
+	if got := strings.Join(names, " "); got != "late self stays" {
+		t.Fatalf("members after forgetting: %s, want late self stays", got)
+	}
+	tb.apply(event{kind: evJoin, name: "n1", meta: []byte(`{"id":"n1"}`)}, start.Add(2*after))
+	if m := tb.members["n1"]; m == nil || m.State != StateAlive {
+		t.Fatalf("a forgotten member that came back: %+v", m)
 	}
 }

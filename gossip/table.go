@@ -153,6 +153,19 @@ func (t *table) resync(live []string, now time.Time) bool {
 	return changed
 }
 
+// forget drops the members that have been left or failed for longer than
+// after, and reports whether it dropped any.
+func (t *table) forget(now time.Time, after time.Duration) bool {
+	changed := false
+	for name, m := range t.members {
+		if name != t.self && m.State != StateAlive && now.Sub(m.Since) > after {
+			delete(t.members, name)
+			changed = true
+		}
+	}
+	return changed
+}
+
 // list returns copies of the members, sorted by id.
 func (t *table) list() []Member {
 	out := make([]Member, 0, len(t.members))

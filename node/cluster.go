@@ -125,6 +125,11 @@ func (n *Node) startGossip() error {
 	gc.PeersFile = filepath.Join(n.cfg.DataDir, "gossip-peers.json")
 	gc.Logf = n.logger.Printf
 	gc.ClusterID = n.rep.ClusterID
+	if gc.ForgetAfter <= 0 {
+		// Longer than a failed member is kept a raft voter: forgotten
+		// sooner, it would be reaped ReapTimeout later than the docs say.
+		gc.ForgetAfter = 2 * n.cfg.Cluster.ReapTimeout
+	}
 	g, err := gossip.Start(gc)
 	if err != nil {
 		return err

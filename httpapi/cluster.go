@@ -24,6 +24,14 @@ type Cluster interface {
 	WireAddr() string
 }
 
+// Syncer is implemented by a Cluster whose local replica may lag the
+// leader's: Sync returns once the replica has applied every write
+// acknowledged before the call, or why it could not. Without it the local
+// replica is taken as current (a lone process).
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
 // Healther is implemented by a Cluster that answers /healthz from this
 // node alone. Without it /healthz asks for the whole cluster's Status,
 // which calls every other node: a load balancer checks each node every

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 
 	"tdb/fsm"
@@ -55,5 +56,32 @@ func (s *server) updateClusterSettings(w http.ResponseWriter, r *http.Request, c
 	out := ClusterSettings{RaftIndex: index}
 	s.view(func(st *fsm.State) { out.ClusterSettings = st.Settings })
 	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// getClusterBackup: GET /v1/cluster/backup, operator only. The metadata
+// backup (fsm.Backup) of a state that holds every write acknowledged
+// before the request: the node first catches up with the leader (Syncer),
+// and answers 503 when it cannot. It holds every secret of the cluster.
+func (s *server) getClusterBackup(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := c.requireOperator("back up the cluster's metadata"); err != nil {
+		return err
+	}
+	if sy, ok := s.c.(Syncer); ok {
+		ctx, cancel := context.WithTimeout(r.Context(), s.applyTimeout)
+		err := sy.Sync(ctx)
+		cancel()
+		if err != nil {
+			s.logf("httpapi: backup: %v", err)
+			return errf(http.StatusServiceUnavailable, codeUnavailable,
+				"this node could not catch up with the cluster leader for a consistent backup: %v; retry", err)
+		}
+	}
+	b, err := s.c.FSM().Backup(s.now())
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, b)
 	return nil
 }

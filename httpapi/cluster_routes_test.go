@@ -1,11 +1,15 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
+	"tdb/fsm"
 	"tdb/httpapi"
 	"tdb/httpapi/apitest"
 )
@@ -54,5 +58,51 @@ func TestHealthzAsksThisNodeOnly(t *testing.T) {
 	})
 	if h := e.call("", "GET", "/healthz", nil, 200); h["ok"] != true || h["node_id"] != "node1" {
 		t.Fatalf("healthz %v", h)
+	}
+}
+
+// TestClusterBackup: the operator's key gets a backup that reads back and
+// holds a write acknowledged just before it; no other key gets one.
+func TestClusterBackup(t *testing.T) {
+	e := newEnv(t, nil)
+	e.call(adminKey, "PATCH", "/v1/cluster/settings", map[string]any{"ban_sec": 321}, 200)
+	status, data := e.do(adminKey, "GET", "/v1/cluster/backup", nil)
+	if status != 200 {
+		t.Fatalf("backup: status %d: %s", status, data)
+	}
+	b, err := fsm.ReadBackup(data)
+	if err != nil {
+		t.Fatalf("read the backup: %v", err)
+	}
+	f := fsm.New()
+	if err := f.Restore(io.NopCloser(bytes.NewReader(b.Snapshot))); err != nil {
+		t.Fatal(err)
+	}
+	var ban int64
+	f.View(func(s *fsm.State) { ban = s.Settings.BanSec })
+	if ban != 321 || b.AppliedIndex != f.AppliedIndex() || b.AppliedIndex == 0 {
+		t.Fatalf("backup at index %d holds ban_sec %d, want 321", b.AppliedIndex, ban)
+	}
+	for _, key := range []string{e.proxyPass, e.key("admin", "project")} {
+		if status, data := e.do(key, "GET", "/v1/cluster/backup", nil); status != http.StatusForbidden {
+			t.Fatalf("backup with a project key: status %d: %s", status, data)
+		}
+	}
+}
+
+// lagging is a cluster whose replica cannot catch up with its leader.
+type lagging struct{ *apitest.Cluster }
+
+func (lagging) Sync(context.Context) error { return errors.New("no leader") }
+
+// TestClusterBackupNeedsTheLeader: a node that cannot catch up gives no
+// backup, which could miss acknowledged writes.
+func TestClusterBackupNeedsTheLeader(t *testing.T) {
+	e := newBareEnv(t, nil, func(c httpapi.Cluster) http.Handler {
+		return httpapi.New(lagging{c.(*apitest.Cluster)}, t.Logf)
+	})
+	status, data := e.do(adminKey, "GET", "/v1/cluster/backup", nil)
+	if code, msg := errorOf(t, data); status != http.StatusServiceUnavailable || code != "unavailable" || !strings.Contains(msg, "consistent backup") {
+		t.Fatalf("backup from a lagging node: status %d: %s", status, data)
 	}
 }

@@ -96,6 +96,7 @@ func (s *server) routes() http.Handler {
 		{http.MethodGet, "/cluster/status", s.clusterStatus},
 		{http.MethodGet, "/cluster/settings", s.getClusterSettings},
 		{http.MethodPatch, "/cluster/settings", s.updateClusterSettings},
+		{http.MethodGet, "/cluster/backup", s.getClusterBackup},
 
 		{http.MethodGet, "/logs", s.listLogs},
 	} {

@@ -524,6 +524,13 @@ func (n *Node) catchUp(ctx context.Context) error {
 	if n.gossip == nil {
 		return nil
 	}
+	return n.Sync(ctx)
+}
+
+// Sync implements httpapi.Syncer (a metadata backup): it waits until this
+// node has applied every write acknowledged before the call, as catchUp,
+// also on a lone node without gossip, whose leadership it confirms.
+func (n *Node) Sync(ctx context.Context) error {
 	if n.rep.IsLeader() {
 		index, err := n.readIndex()
 		if err != nil {

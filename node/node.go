@@ -35,8 +35,11 @@ type Config struct {
 	// PublicWireAddr is the host:port put in connection strings; defaults to
 	// the bound wire address.
 	PublicWireAddr string
-	Bootstrap      bool   // bootstrap a new cluster when the data dir is empty
-	AdminKey       string // the cluster operator's key
+	Bootstrap      bool // bootstrap a new cluster when the data dir is empty
+	// Restore starts a new cluster, this node its only server, from a
+	// metadata backup (restore.go); DataDir must be empty or absent.
+	Restore  *fsm.Backup
+	AdminKey string // the cluster operator's key
 
 	TLSCertFile, TLSKeyFile string // wire TLS; empty = a self-signed cert in the data dir
 	RequireTLS              bool   // refuse plaintext wire clients (except AllowLoopbackPlaintext)
@@ -164,6 +167,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	rc.Dir = filepath.Join(cfg.DataDir, "raft")
 	rc.BindAddr = cfg.RaftAddr
 	rc.Bootstrap = cfg.Bootstrap
+	if cfg.Restore != nil {
+		if !cfg.Bootstrap {
+			return nil, errors.New("restore: a restored node starts a new cluster: it joins none")
+		}
+		if err := checkRestoreDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		rc.Restore = cfg.Restore
+	}
 	rc.LogOutput = cfg.LogOutput
 	secret := cfg.ClusterSecret
 	if secret == "" {
@@ -172,6 +184,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	rc.Secret = secret
 	rep, err := OpenReplica(rc)
 	if err != nil {
+		if cfg.Restore != nil {
+			// The directory was empty: what the failed restore left in it
+			// would only make the next attempt refuse it.
+			_ = os.RemoveAll(rc.Dir)
+		}
 		return nil, err
 	}
 	n := &Node{cfg: cfg, rep: rep, logger: logger, startedAt: time.Now(), client: newInternalClient(), secret: secret,

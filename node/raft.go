@@ -33,6 +33,10 @@ type RaftConfig struct {
 	Advertise string // address other nodes dial; defaults to the bound address
 	Bootstrap bool   // bootstrap a single-voter cluster when there is no raft state yet
 	Secret    string // cluster secret: raft runs over mutually authenticated TLS (rafttls.go); "" plain TCP
+	// Restore, when set, starts a new cluster of this node alone whose
+	// state is the backup's, under a new cluster ID (restore.go). The raft
+	// dir must hold no state.
+	Restore   *fsm.Backup
 	LogOutput io.Writer
 
 	HeartbeatTimeout time.Duration
@@ -119,6 +123,10 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 		store.Close()
 		return nil, errors.Wrap(err, "inspect raft state")
 	}
+	if cfg.Restore != nil && (has || identity.Local() != "") {
+		store.Close()
+		return nil, errors.Newf("restore: %s already holds raft state: a backup is restored into an empty data directory only", cfg.Dir)
+	}
 	if !has && cfg.Bootstrap && identity.committedID() {
 		// It would bootstrap a new, empty cluster over the one it had
 		// (a joiner takes the cluster's state from the others).
@@ -126,7 +134,7 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 		return nil, errors.Newf("raft log store %s is empty and there is no snapshot, but %s says this node belonged to cluster %s: its metadata was lost (the file emptied or replaced); restore the data directory from a backup, or remove %s and start the node with --join to the others (without --join it starts a new, empty cluster)",
 			logPath, identity.path, identity.Local(), cfg.Dir)
 	}
-	if !has {
+	if !has && cfg.Restore == nil {
 		// A new cluster gets a new ID, also over a file an earlier one left;
 		// a node about to join has none until it learns the cluster's.
 		err := identity.clear()
@@ -142,6 +150,14 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 	if err != nil {
 		store.Close()
 		return nil, errors.Wrapf(err, "listen raft on %s", cfg.BindAddr)
+	}
+	if cfg.Restore != nil {
+		if err := restoreBackup(cfg.Restore, rc.LocalID, store, snaps, transport, identity); err != nil {
+			transport.Close()
+			store.Close()
+			return nil, err
+		}
+		has = true // started from its snapshot: nothing to bootstrap
 	}
 	r, err := raft.NewRaft(rc, f, store, store, snaps, transport)
 	if newer := f.NewerSnapshot(); newer != nil {

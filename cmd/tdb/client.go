@@ -72,6 +72,18 @@ func newClient(cmd *cobra.Command, operator bool) (*client, error) {
 // response document, decoded into out when out is not nil. A non-2xx answer
 // is an *apiError.
 func (c *client) call(ctx context.Context, method, path string, body, out any) ([]byte, error) {
+	return c.callLimit(ctx, method, path, body, out, maxResponse)
+}
+
+// maxResponse bounds an API answer; maxBackup a metadata backup.
+const (
+	maxResponse = 64 << 20
+	maxBackup   = 4 << 30
+)
+
+// callLimit is call reading at most limit bytes of the answer; a longer
+// one is an error.
+func (c *client) callLimit(ctx context.Context, method, path string, body, out any, limit int64) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
@@ -108,9 +120,12 @@ func (c *client) call(ctx context.Context, method, path string, body, out any) (
 		return nil, &apiError{Code: "unreachable", Message: fmt.Sprintf("cannot reach the tdb API at %s: %v", c.baseURL, err)}
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, &apiError{Code: "unreachable", Message: fmt.Sprintf("read response of %s %s: %v", method, path, err)}
+	}
+	if int64(len(data)) > limit {
+		return nil, errors.Newf("the response of %s %s is larger than %d bytes", method, path, limit)
 	}
 	if resp.StatusCode/100 != 2 {
 		e := &apiError{Status: resp.StatusCode}

@@ -12,7 +12,7 @@ import (
 func init() { register(newClusterCmd) }
 
 func newClusterCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "cluster", Short: "Inspect the cluster and change its per-IP limits"}
+	cmd := &cobra.Command{Use: "cluster", Short: "Inspect the cluster, change its per-IP limits, back up its metadata"}
 
 	status := &cobra.Command{
 		Use:   "status",
@@ -31,7 +31,7 @@ func newClusterCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(status, newClusterSettingsCmd())
+	cmd.AddCommand(status, newClusterSettingsCmd(), newClusterBackupCmd())
 	return cmd
 }
 

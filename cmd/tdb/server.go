@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/spf13/cobra"
 
+	"tdb/fsm"
 	"tdb/node"
 )
 
@@ -18,12 +19,12 @@ func init() { register(newServerCmd) }
 func newServerCmd() *cobra.Command {
 	var cfg node.Config
 	var allowPlaintext bool
-	var join, gossipAddr, proxyFrom string
+	var join, gossipAddr, proxyFrom, restore string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run one node of a tdb cluster",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			if cfg.NodeID == "" || cfg.DataDir == "" {
 				return errors.New("--node-id and --data-dir are required")
 			}
@@ -31,6 +32,14 @@ func newServerCmd() *cobra.Command {
 				cfg.AdminKey = os.Getenv("TDB_ADMIN_KEY")
 			}
 			cfg.Bootstrap = join == ""
+			if restore != "" {
+				if join != "" {
+					return errors.New("--restore starts a new cluster of this node alone: it cannot be given with --join (start the other nodes with --join to it)")
+				}
+				if cfg.Restore, err = readBackupFile(restore); err != nil {
+					return err
+				}
+			}
 			cfg.GossipAddr = gossipAddr
 			for _, a := range strings.Split(join, ",") {
 				if a = strings.TrimSpace(a); a != "" {
@@ -56,6 +65,10 @@ func newServerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if b := cfg.Restore; b != nil {
+				cmd.PrintErrf("restored %s (cluster %s, index %d, log version %d, taken %s) as the new cluster %s\n",
+					restore, orDash(b.ClusterID), b.AppliedIndex, b.LogVersion, b.TakenAt.Format(time.RFC3339), orDash(n.Replica().ClusterID()))
+			}
 			cmd.PrintErrf("node %s serving wire %s, http %s\n", cfg.NodeID, n.BoundWireAddr(), n.HTTPAddr())
 			<-ctx.Done()
 			return n.Stop()
@@ -70,6 +83,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.Raft.Advertise, "raft-advertise", "", "raft address the other nodes dial (default: the raft listen address); e.g. a proxy in front of it")
 	f.StringVar(&gossipAddr, "gossip-addr", "127.0.0.1:7946", "gossip listen address")
 	f.StringVar(&join, "join", "", "gossip address(es) of existing members, comma separated")
+	f.StringVar(&restore, "restore", "", "start a new cluster of this node alone from a metadata backup (tdb cluster backup); --data-dir must be empty")
 	f.StringVar(&cfg.AdminKey, "admin-key", "", "the cluster operator's key (env TDB_ADMIN_KEY)")
 	f.StringVar(&cfg.ClusterSecret, "cluster-secret", "", "secret shared by the nodes for internal calls and gossip (env TDB_CLUSTER_SECRET; default: derived from the admin key)")
 	f.DurationVar(&cfg.Cluster.LeaderContactLimit, "leader-contact-limit", 10*time.Second, "refuse new logins after this long without contact with a raft leader")
@@ -88,4 +102,24 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&proxyFrom, "proxy-protocol", "", "the same as --proxy-protocol-from")
 	runtimeFlags(cmd, nil)
 	return cmd
+}
+
+// readBackupFile reads and checks a metadata backup for --restore.
+func readBackupFile(path string) (*fsm.Backup, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, errors.Wrap(err, "--restore")
+	}
+	b, err := fsm.ReadBackup(data)
+	if err != nil {
+		return nil, errors.Wrapf(err, "--restore %s", path)
+	}
+	return b, nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cockroachdb/errors"
+	"github.com/spf13/cobra"
+
+	"tdb/fsm"
+)
+
+// newClusterBackupCmd is `tdb cluster backup --out FILE`: the cluster's
+// metadata backup (GET /v1/cluster/backup), checked and written to a file
+// only its owner can read, since it holds every secret of the cluster.
+func newClusterBackupCmd() *cobra.Command {
+	var out string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "backup --out FILE [--force]",
+		Short: "Write the cluster's metadata (projects, keys, tenants, their databases' passwords) to a file; it holds secrets (operator's admin key)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return errors.New("--out is required")
+			}
+			if _, err := os.Lstat(out); err == nil && !force {
+				return errors.Newf("%s exists: give another --out, or --force to replace it", out)
+			}
+			c, err := newClient(cmd, true)
+			if err != nil {
+				return err
+			}
+			data, err := c.callLimit(cmd.Context(), "GET", "/v1/cluster/backup", nil, nil, maxBackup)
+			if err != nil {
+				return err
+			}
+			b, err := fsm.ReadBackup(data)
+			if err != nil {
+				return errors.Wrap(err, "the backup the API sent")
+			}
+			if err := writePrivate(out, data, force); err != nil {
+				return err
+			}
+			summary := backupSummary{File: out, Bytes: len(data), ClusterID: b.ClusterID, AppliedIndex: b.AppliedIndex, LogVersion: b.LogVersion, TakenAt: b.TakenAt}
+			w := cmd.OutOrStdout()
+			if asJSON, _ := cmd.Flags().GetBool(flagJSON); asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(summary)
+			}
+			if quiet, _ := cmd.Flags().GetBool(flagQuiet); quiet {
+				return nil
+			}
+			printFields(w, field{"file", summary.File}, field{"bytes", summary.Bytes}, field{"cluster_id", summary.ClusterID},
+				field{"applied_index", summary.AppliedIndex}, field{"log_version", summary.LogVersion}, field{"taken_at", summary.TakenAt})
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "file to write the backup to (mode 0600)")
+	cmd.Flags().BoolVar(&force, "force", false, "replace --out if it exists")
+	return cmd
+}
+
+// backupSummary is what `tdb cluster backup` prints.
+type backupSummary struct {
+	File         string    `json:"file"`
+	Bytes        int       `json:"bytes"`
+	ClusterID    string    `json:"cluster_id"`
+	AppliedIndex uint64    `json:"applied_index"`
+	LogVersion   uint16    `json:"log_version"`
+	TakenAt      time.Time `json:"taken_at"`
+}
+
+// writePrivate writes data to path durably with mode 0600. Without
+// replace it fails if path exists (also one made since it was checked);
+// with it, path is replaced whole or not at all.
+func writePrivate(path string, data []byte, replace bool) (err error) {
+	if !replace {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			return errors.Newf("%s exists: give another --out, or --force to replace it", path)
+		}
+		if err != nil {
+			return errors.Wrapf(err, "write %s", path)
+		}
+		if err := writeAndSync(f, data); err != nil {
+			os.Remove(path)
+			return errors.Wrapf(err, "write %s", path)
+		}
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return errors.Wrapf(err, "write %s", path)
+	}
+	tmp := f.Name()
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return errors.Wrapf(err, "write %s", path)
+	}
+	if err := writeAndSync(f, data); err != nil {
+		os.Remove(tmp)
+		return errors.Wrapf(err, "write %s", path)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return errors.Wrapf(err, "write %s", path)
+	}
+	return nil
+}
+
+// writeAndSync writes data to f, syncs and closes it.
+func writeAndSync(f *os.File, data []byte) error {
+	_, err := f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"tdb/fsm"
+	"tdb/internal/testcluster"
 	"tdb/internal/testnode"
 	"tdb/node"
 )
@@ -189,4 +190,71 @@ func TestRestoreRefusesADataDir(t *testing.T) {
 	if len(entries) != 1 {
 		t.Fatalf("the refused data directory holds %d entries now", len(entries))
 	}
+}
+
+// TestClusterBackupRestoreJoin: a backup taken through a follower holds the
+// write just acknowledged through the leader; restored after the whole
+// cluster is lost, the new cluster takes a node that joins it as usual,
+// which gets the restored state and lets the tenant's key in.
+func TestClusterBackupRestoreJoin(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 2)
+	leader := c.WaitLeader(t)
+	follower := 1 - leader
+	tenantKey := c.CreateTenant(t, leader, "wayne")
+	c.WaitReady(t)
+	c.MustDo(t, leader, "PATCH", "/v1/cluster/settings", testcluster.AdminKey, "", map[string]int64{"ban_sec": 654}, nil)
+	var raw json.RawMessage
+	c.MustDo(t, follower, "GET", "/v1/cluster/backup", testcluster.AdminKey, "", nil, &raw)
+	b, err := fsm.ReadBackup(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inBackup := fsm.New()
+	if err := inBackup.Restore(io.NopCloser(bytes.NewReader(b.Snapshot))); err != nil {
+		t.Fatal(err)
+	}
+	inBackup.View(func(s *fsm.State) {
+		if s.Settings.BanSec != 654 {
+			t.Fatalf("the follower's backup holds ban_sec %d: it misses the write acknowledged before it", s.Settings.BanSec)
+		}
+	})
+	oldID := c.Status(t, leader).ClusterID
+
+	c.Stop(t, follower)
+	c.Stop(t, leader)
+	restored := c.Add(t, 60*time.Second, func(cfg *node.Config) {
+		cfg.Bootstrap, cfg.Join, cfg.Restore = true, nil, b
+	})
+	joiner := c.Add(t, 60*time.Second, nil)
+	testcluster.Eventually(t, "the joiner a voter of the restored cluster", func() bool {
+		st, err := c.Members[restored].Node.Status(context.Background())
+		if err != nil {
+			return false
+		}
+		voters := 0
+		for _, ns := range st.Nodes {
+			if ns.Voter && ns.Alive {
+				voters++
+			}
+		}
+		return voters == 2
+	})
+	newID := c.Status(t, restored).ClusterID
+	if newID == "" || newID == oldID {
+		t.Fatalf("restored cluster %q, old cluster %q", newID, oldID)
+	}
+	testcluster.Eventually(t, "the joiner to take the restored cluster's ID", func() bool {
+		return c.Members[joiner].Node.Replica().ClusterID() == newID
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.ConnString(joiner, tenantKey, "myapp__wayne"))
+	if err != nil {
+		t.Fatalf("the tenant's key through the joiner: %v", err)
+	}
+	conn.Close(ctx)
+	testcluster.Eventually(t, "the joiner's state to be the restored one", func() bool {
+		return stateHash(t, c.Members[joiner].Node.FSM()) == stateHash(t, c.Members[restored].Node.FSM())
+	})
 }

@@ -107,12 +107,31 @@ func TestBackupRestore(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	r, err := node.Start(ctx, restoredConfig(t, e, b))
+	cfg := restoredConfig(t, e, b)
+	r, err := node.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("restore: %v", err)
 	}
-	e.Node = r // stopped at cleanup; ConnString and Do now reach it
 	newID := r.Replica().ClusterID()
+	// Restarted, it is the restored cluster, and --restore refuses it.
+	cfg.RaftAddr = r.Replica().Addr()
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := node.Start(ctx, cfg); err == nil || !strings.Contains(err.Error(), "is not empty") {
+		if n != nil {
+			n.Stop()
+		}
+		t.Fatalf("restore over the restored node: %v", err)
+	}
+	cfg.Restore = nil
+	if r, err = node.Start(ctx, cfg); err != nil {
+		t.Fatalf("restart the restored node: %v", err)
+	}
+	e.Node = r // stopped at cleanup; ConnString and Do now reach it
+	if id := r.Replica().ClusterID(); id != newID {
+		t.Fatalf("the restored node restarted in cluster %q, was %q", id, newID)
+	}
 	if newID == "" || newID == oldID {
 		t.Fatalf("the restored cluster is %q, the backed-up one %q: want a new ID", newID, oldID)
 	}

@@ -11,4 +11,8 @@
 // unknown key first catch up with the leader; a node cut off from the leader
 // refuses new logins (fail closed); cancel requests are routed to the node
 // that holds the session.
+//
+// A metadata backup (fsm.Backup, taken by GET /v1/cluster/backup once the
+// node has caught up: Sync) is restored into an empty data directory as
+// the snapshot of a new one-voter cluster under a new ID (restore.go).
 package node

@@ -250,15 +250,18 @@ const logStoreLockWait = 2 * time.Second
 // process holds, or one too damaged to open, is an error saying so (the
 // store's own code panics on some damage).
 func openLogStore(path string) (store *raftboltdb.BoltStore, err error) {
+	// opened is what to close when an error follows the open: a return
+	// sets store to nil before the deferred call runs.
+	var opened *raftboltdb.BoltStore
 	defer func() {
 		if r := recover(); r != nil {
-			if store != nil {
-				store.Close()
-			}
 			store, err = nil, errors.Newf("raft log store %s is damaged: %v; restore the data directory from a backup, or remove it and join the node to the cluster again", path, r)
 		}
+		if err != nil && opened != nil {
+			opened.Close()
+		}
 	}()
-	store, err = raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: logStoreLockWait}})
+	opened, err = raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: logStoreLockWait}})
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return nil, errors.Newf("raft log store %s is in use by another process: is another tdb running on this data directory?", path)
 	}
@@ -268,27 +271,21 @@ func openLogStore(path string) (store *raftboltdb.BoltStore, err error) {
 	// Every entry is read once here, where a damaged page is an error:
 	// raft reads them later in its own goroutines, where the store's
 	// panic would end the process.
-	defer func() {
-		if err != nil {
-			store.Close()
-			store = nil
-		}
-	}()
-	first, err := store.FirstIndex()
+	first, err := opened.FirstIndex()
 	if err != nil {
 		return nil, errors.Wrapf(err, "read raft log store %s", path)
 	}
-	last, err := store.LastIndex()
+	last, err := opened.LastIndex()
 	if err != nil {
 		return nil, errors.Wrapf(err, "read raft log store %s", path)
 	}
 	for i := first; i != 0 && i <= last; i++ {
 		var l raft.Log
-		if err := store.GetLog(i, &l); err != nil {
+		if err := opened.GetLog(i, &l); err != nil {
 			return nil, errors.Newf("raft log store %s is damaged: entry %d of %d..%d: %v; restore the data directory from a backup, or remove it and join the node to the cluster again", path, i, first, last, err)
 		}
 	}
-	return store, nil
+	return opened, nil
 }
 
 // checkLogStore refuses a log store that lost its contents while snapshots

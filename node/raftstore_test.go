@@ -346,3 +346,30 @@ func newerSnapshot(t *testing.T, dir string, keepOlder bool) {
 		t.Fatal(err)
 	}
 }
+
+// An entry the log store cannot give is named in the error, and the store
+// is closed: its file is not left locked for the next attempt.
+func TestLogStoreErrorClosesTheStore(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "raft.db")
+	store, err := openLogStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []*raft.Log
+	for i := uint64(1); i <= 6; i++ {
+		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogNoop})
+	}
+	if err := store.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.DeleteRange(3, 3); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	for range 2 {
+		if _, err := openLogStore(path); err == nil || !strings.Contains(err.Error(), "entry 3 of 1..6") {
+			t.Fatalf("open a log store that lacks entry 3: %v", err)
+		}
+	}
+}

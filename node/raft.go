@@ -91,15 +91,18 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 	}
 	rc.SnapshotThreshold = 1024
 
-	logPath := filepath.Join(cfg.Dir, "raft.db")
-	store, err := openLogStore(logPath)
+	snaps, err := raft.NewFileSnapshotStore(cfg.Dir, 3, cfg.LogOutput)
+	if err != nil {
+		return nil, errors.Wrap(err, "open raft snapshot store")
+	}
+	base, err := snapshotBase(snaps)
 	if err != nil {
 		return nil, err
 	}
-	snaps, err := raft.NewFileSnapshotStore(cfg.Dir, 3, cfg.LogOutput)
+	logPath := filepath.Join(cfg.Dir, "raft.db")
+	store, err := openLogStore(logPath, base)
 	if err != nil {
-		store.Close()
-		return nil, errors.Wrap(err, "open raft snapshot store")
+		return nil, err
 	}
 	if err := checkLogStore(store, snaps, logPath, filepath.Join(cfg.Dir, "snapshots")); err != nil {
 		store.Close()
@@ -248,8 +251,12 @@ const logStoreLockWait = 2 * time.Second
 
 // openLogStore opens the raft log and stable store at path. A file another
 // process holds, or one too damaged to open, is an error saying so (the
-// store's own code panics on some damage).
-func openLogStore(path string) (store *raftboltdb.BoltStore, err error) {
+// store's own code panics on some damage). Entries up to base, the
+// snapshot raft starts from (snapshotBase), may be missing: a follower
+// that installed its leader's snapshot keeps the entries its log had
+// before it (raft compacts up to TrailingLogs behind the last of them)
+// and appends the leader's after it, and raft never reads those between.
+func openLogStore(path string, base uint64) (store *raftboltdb.BoltStore, err error) {
 	// opened is what to close when an error follows the open: a return
 	// sets store to nil before the deferred call runs.
 	var opened *raftboltdb.BoltStore
@@ -281,11 +288,36 @@ func openLogStore(path string) (store *raftboltdb.BoltStore, err error) {
 	}
 	for i := first; i != 0 && i <= last; i++ {
 		var l raft.Log
-		if err := opened.GetLog(i, &l); err != nil {
+		err := opened.GetLog(i, &l)
+		if errors.Is(err, raft.ErrLogNotFound) && i <= base {
+			i = base // a gap before the snapshot: go on after it
+			continue
+		}
+		if err != nil {
 			return nil, errors.Newf("raft log store %s is damaged: entry %d of %d..%d: %v; restore the data directory from a backup, or remove it and join the node to the cluster again", path, i, first, last, err)
 		}
 	}
 	return opened, nil
+}
+
+// snapshotBase is the index of the snapshot raft starts from: the newest
+// it can open (it tries them newest first), else the newest (raft then
+// fails to load any), 0 without snapshots.
+func snapshotBase(snaps raft.SnapshotStore) (uint64, error) {
+	list, err := snaps.List()
+	if err != nil {
+		return 0, errors.Wrap(err, "list raft snapshots")
+	}
+	for _, m := range list {
+		if _, rc, err := snaps.Open(m.ID); err == nil {
+			rc.Close()
+			return m.Index, nil
+		}
+	}
+	if len(list) > 0 {
+		return list[0].Index, nil
+	}
+	return 0, nil
 }
 
 // checkLogStore refuses a log store that lost its contents while snapshots

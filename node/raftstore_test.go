@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"tdb/fsm"
 )
@@ -23,12 +24,12 @@ import (
 func TestLogStoreInUse(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "raft.db")
-	first, err := openLogStore(path)
+	first, err := openLogStore(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer first.Close()
-	if _, err := openLogStore(path); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+	if _, err := openLogStore(path, 0); err == nil || !strings.Contains(err.Error(), "in use by another process") {
 		t.Fatalf("second open: %v", err)
 	}
 }
@@ -42,7 +43,7 @@ func TestLogStoreEmptiedBesideSnapshots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := openLogStore(filepath.Join(dir, "raft.db"))
+	store, err := openLogStore(filepath.Join(dir, "raft.db"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +128,7 @@ func leadAlone(t *testing.T, r *Replica) context.Context {
 func TestCompactedLogWithoutItsSnapshot(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	store, err := openLogStore(filepath.Join(dir, "raft.db"))
+	store, err := openLogStore(filepath.Join(dir, "raft.db"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,12 +348,87 @@ func newerSnapshot(t *testing.T, dir string, keepOlder bool) {
 	}
 }
 
+// A follower that installs a snapshot from its leader keeps the older
+// entries its log had (raft compacts only up to TrailingLogs behind the
+// last of them) and appends the leader's after the snapshot: its log has
+// a gap before the snapshot, which raft never reads. That node starts
+// again. A gap after the newest snapshot, whose entries raft replays at
+// start, is refused.
+func TestLogWithAGapBeforeItsSnapshot(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	open := func() (*Replica, error) {
+		return OpenReplica(RaftConfig{NodeID: "a", Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: true, LogOutput: io.Discard,
+			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond})
+	}
+	r, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := leadAlone(t, r)
+	add := func(i int) {
+		t.Helper()
+		if _, _, err := r.Apply(ctx, fsm.CmdAddBackend, &fsm.AddBackend{Name: "b" + strconv.Itoa(i), URL: "postgres://x", At: time.Unix(0, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		add(i)
+	}
+	snap := r.Raft.Snapshot()
+	if err := snap.Error(); err != nil {
+		t.Fatal(err)
+	}
+	meta, rc, err := snap.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	snapIdx := meta.Index
+	for i := 10; i < 13; i++ {
+		add(i)
+	}
+	r.Close()
+
+	cut := func(from, to uint64) {
+		t.Helper()
+		store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		if err := store.DeleteRange(from, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut(4, snapIdx-2)
+	r, err = open()
+	if err != nil {
+		t.Fatalf("reopen a log with a gap before its snapshot: %v", err)
+	}
+	leadAlone(t, r)
+	if err := r.Raft.Barrier(10 * time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	var backends int
+	r.FSM.View(func(s *fsm.State) { backends = len(s.Backends) })
+	r.Close()
+	if backends != 13 {
+		t.Fatalf("reopened with %d backends, want 13", backends)
+	}
+
+	cut(snapIdx+1, snapIdx+1)
+	if _, err := open(); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("entry %d", snapIdx+1)) {
+		t.Fatalf("reopen a log missing an entry after its snapshot: %v", err)
+	}
+}
+
 // An entry the log store cannot give is named in the error, and the store
 // is closed: its file is not left locked for the next attempt.
 func TestLogStoreErrorClosesTheStore(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "raft.db")
-	store, err := openLogStore(path)
+	store, err := openLogStore(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +444,7 @@ func TestLogStoreErrorClosesTheStore(t *testing.T) {
 	}
 	store.Close()
 	for range 2 {
-		if _, err := openLogStore(path); err == nil || !strings.Contains(err.Error(), "entry 3 of 1..6") {
+		if _, err := openLogStore(path, 0); err == nil || !strings.Contains(err.Error(), "entry 3 of 1..6") {
 			t.Fatalf("open a log store that lacks entry 3: %v", err)
 		}
 	}

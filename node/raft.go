@@ -95,16 +95,20 @@ func OpenReplica(cfg RaftConfig) (*Replica, error) {
 	if err != nil {
 		return nil, errors.Wrap(err, "open raft snapshot store")
 	}
-	base, err := snapshotBase(snaps)
+	list, restorable, err := restorableSnapshot(snaps)
 	if err != nil {
 		return nil, err
+	}
+	base := restorable
+	if base == 0 && len(list) > 0 {
+		base = list[0].Index // none can be read: raft fails to load any
 	}
 	logPath := filepath.Join(cfg.Dir, "raft.db")
 	store, err := openLogStore(logPath, base)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkLogStore(store, snaps, logPath, filepath.Join(cfg.Dir, "snapshots")); err != nil {
+	if err := checkLogStore(store, list, restorable, logPath, filepath.Join(cfg.Dir, "snapshots")); err != nil {
 		store.Close()
 		return nil, err
 	}
@@ -252,7 +256,7 @@ const logStoreLockWait = 2 * time.Second
 // openLogStore opens the raft log and stable store at path. A file another
 // process holds, or one too damaged to open, is an error saying so (the
 // store's own code panics on some damage). Entries up to base, the
-// snapshot raft starts from (snapshotBase), may be missing: a follower
+// snapshot raft starts from (restorableSnapshot), may be missing: a follower
 // that installed its leader's snapshot keeps the entries its log had
 // before it (raft compacts up to TrailingLogs behind the last of them)
 // and appends the leader's after it, and raft never reads those between.
@@ -300,24 +304,21 @@ func openLogStore(path string, base uint64) (store *raftboltdb.BoltStore, err er
 	return opened, nil
 }
 
-// snapshotBase is the index of the snapshot raft starts from: the newest
-// it can open (it tries them newest first), else the newest (raft then
-// fails to load any), 0 without snapshots.
-func snapshotBase(snaps raft.SnapshotStore) (uint64, error) {
+// restorableSnapshot lists the snapshots, newest first, and returns the
+// index of the newest raft can open (it tries them in that order), 0 when
+// none. Opening one reads it whole (its checksum).
+func restorableSnapshot(snaps raft.SnapshotStore) ([]*raft.SnapshotMeta, uint64, error) {
 	list, err := snaps.List()
 	if err != nil {
-		return 0, errors.Wrap(err, "list raft snapshots")
+		return nil, 0, errors.Wrap(err, "list raft snapshots")
 	}
 	for _, m := range list {
 		if _, rc, err := snaps.Open(m.ID); err == nil {
 			rc.Close()
-			return m.Index, nil
+			return list, m.Index, nil
 		}
 	}
-	if len(list) > 0 {
-		return list[0].Index, nil
-	}
-	return 0, nil
+	return list, 0, nil
 }
 
 // checkLogStore refuses a log store that lost its contents while snapshots
@@ -325,31 +326,17 @@ func snapshotBase(snaps raft.SnapshotStore) (uint64, error) {
 // last snapshot and silently drop every acknowledged write after it, and
 // forget the term and vote it promised. It also refuses a compacted log
 // whose snapshot is missing or cannot be read (snapDir names where they
-// are): raft would start from an older snapshot, or none, and its store
-// panics on the entries in between.
-func checkLogStore(store *raftboltdb.BoltStore, snaps raft.SnapshotStore, path, snapDir string) error {
-	list, err := snaps.List()
-	if err != nil {
-		return errors.Wrap(err, "list raft snapshots")
-	}
+// are; list is theirs, newest first, and restorable the index of the
+// newest that can be read, restorableSnapshot): raft would start from an
+// older snapshot, or none, and its store panics on the entries in between.
+func checkLogStore(store *raftboltdb.BoltStore, list []*raft.SnapshotMeta, restorable uint64, path, snapDir string) error {
 	first, err := store.FirstIndex()
 	if err != nil {
 		return errors.Wrapf(err, "read raft log store %s", path)
 	}
-	if first > 1 {
-		// The newest snapshot raft can restore (newest first).
-		var restorable uint64
-		for _, m := range list {
-			if _, rc, err := snaps.Open(m.ID); err == nil {
-				rc.Close()
-				restorable = m.Index
-				break
-			}
-		}
-		if restorable+1 < first && (restorable > 0 || len(list) == 0) {
-			return errors.Newf("raft log store %s starts at entry %d, but the newest snapshot in %s that can be read ends at entry %d: the entries between are lost (a snapshot is missing or damaged); put the missing snapshot back, restore the data directory from a backup, or remove it and start the node with --join to the others",
-				path, first, snapDir, restorable)
-		}
+	if first > 1 && restorable+1 < first && (restorable > 0 || len(list) == 0) {
+		return errors.Newf("raft log store %s starts at entry %d, but the newest snapshot in %s that can be read ends at entry %d: the entries between are lost (a snapshot is missing or damaged); put the missing snapshot back, restore the data directory from a backup, or remove it and start the node with --join to the others",
+			path, first, snapDir, restorable)
 	}
 	if len(list) == 0 {
 		return nil

@@ -48,7 +48,7 @@ func TestLogStoreEmptiedBesideSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	if err := checkLogStore(store, snaps, "raft.db", "snapshots"); err != nil {
+	if err := checkWithSnapshots(t, store, snaps); err != nil {
 		t.Fatalf("a new data directory: %v", err)
 	}
 	sink, err := snaps.Create(raft.SnapshotVersionMax, 1106, 2, raft.Configuration{}, 1, nil)
@@ -61,7 +61,7 @@ func TestLogStoreEmptiedBesideSnapshots(t *testing.T) {
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkLogStore(store, snaps, "raft.db", "snapshots"); err == nil || !strings.Contains(err.Error(), "is empty but snapshots up to index 1106") {
+	if err := checkWithSnapshots(t, store, snaps); err == nil || !strings.Contains(err.Error(), "is empty but snapshots up to index 1106") {
 		t.Fatalf("an empty log store beside a snapshot: %v", err)
 	}
 	// A store that went on after the snapshot (its log compacted, its
@@ -69,7 +69,7 @@ func TestLogStoreEmptiedBesideSnapshots(t *testing.T) {
 	if err := store.SetUint64([]byte("CurrentTerm"), 2); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkLogStore(store, snaps, "raft.db", "snapshots"); err != nil {
+	if err := checkWithSnapshots(t, store, snaps); err != nil {
 		t.Fatalf("a store with its term: %v", err)
 	}
 }
@@ -156,7 +156,7 @@ func TestCompactedLogWithoutItsSnapshot(t *testing.T) {
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkLogStore(store, snaps, "raft.db", "snapshots"); err != nil {
+	if err := checkWithSnapshots(t, store, snaps); err != nil {
 		t.Fatalf("a log that goes on from its snapshot: %v", err)
 	}
 	store.Close()
@@ -448,4 +448,14 @@ func TestLogStoreErrorClosesTheStore(t *testing.T) {
 			t.Fatalf("open a log store that lacks entry 3: %v", err)
 		}
 	}
+}
+
+// checkWithSnapshots runs checkLogStore as OpenReplica does.
+func checkWithSnapshots(t *testing.T, store *raftboltdb.BoltStore, snaps raft.SnapshotStore) error {
+	t.Helper()
+	list, restorable, err := restorableSnapshot(snaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return checkLogStore(store, list, restorable, "raft.db", "snapshots")
 }

@@ -272,8 +272,10 @@ func (t *tracker) close(kind byte, name string) {
 // sync records a Sync.
 func (t *tracker) sync() {
 	t.skipping = false
+	// The unnamed portal stays: in a transaction block it outlives the
+	// Sync, and an Execute in a later batch runs it. It ends with the
+	// transaction (commandComplete, txEnded) or the next Bind of it.
 	t.queue.push(trackItem{sync: true})
-	delete(t.portals, "") // the unnamed portal ends with the transaction at the latest
 }
 
 // popStmt takes the oldest statement awaiting a result, if the next item is

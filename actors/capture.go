@@ -59,6 +59,14 @@ func (s *session) recordVersion(tx captured) *wire.PGError {
 	return wire.NewError("WARNING", "01000", "the DDL committed in the workspace but was not recorded as a blueprint version: %v", err)
 }
 
+// leaderLostDDL refuses DDL in a tenant workspace on a node that has lost
+// contact with the raft leader (Proxy.leaderLost): it would commit in the
+// workspace, and recordVersion would fail to record it.
+func leaderLostDDL() *wire.PGError {
+	return wire.NewError("ERROR", "57P03", "DDL cannot run in a tenant workspace while this node has lost contact with the cluster leader: it could not be recorded as a blueprint version").
+		WithHint("Try again shortly, or connect to another node.")
+}
+
 // dropFailedBuild drops the invalid index a CREATE INDEX CONCURRENTLY that
 // failed in this session left in the workspace, before the client sees the
 // batch end. No version makes that index, so left there it would part the

@@ -25,6 +25,16 @@ type ClusterHooks struct {
 	// RouteCancel delivers a cancel request for a session this node does not
 	// hold to the other nodes; the one holding it cancels, the rest ignore it.
 	RouteCancel func(ctx context.Context, pid, secret uint32)
+	// LeaderLost reports whether this node has lost contact with the raft
+	// leader (as Admit refuses logins for). DDL in a tenant workspace is
+	// refused then: it would commit in the workspace, and the blueprint
+	// version it makes could not be recorded.
+	LeaderLost func() bool
+}
+
+// leaderLost runs the LeaderLost hook.
+func (p *Proxy) leaderLost() bool {
+	return p.cfg.Cluster.LeaderLost != nil && p.cfg.Cluster.LeaderLost()
 }
 
 // admit runs the Admit hook.

@@ -174,7 +174,9 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		stale := s.captures() && s.unsynced && info.kind == classify.DDL &&
 			(s.settingsSync || s.batchExits && s.txStatus != 'I' && s.track.txTouched)
 		commits := s.bindCommitsWritesAndRows(info)
-		refused := stale || commits
+		// A statement prepared before the node lost its leader.
+		lost := s.captures() && info.kind == classify.DDL && s.proxy.leaderLost()
+		refused := stale || commits || lost
 		ignored := !s.batchExits // as at Parse
 		guard, wait := s.guardFirst(info, st, ahead)
 		if wait {
@@ -184,7 +186,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		// A statement prepared in an earlier batch (a driver's statement
 		// cache) takes the capture lock where it runs: the lock its Parse
 		// took went back at that batch's end.
-		lock := !guard && s.takeCaptureLock(info.kind == classify.DDL)
+		lock := !guard && !refused && s.takeCaptureLock(info.kind == classify.DDL)
 		if exitKind(info.kind) && !refused {
 			s.batchExits = true
 		}
@@ -200,6 +202,8 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			return parseBody(refusedBindName, s.refuse(staleSettings(), ignored)), stepRefuseBind, nil
 		case commits:
 			return parseBody(refusedBindName, s.refuse(commitRefusal(), ignored)), stepRefuseBind, nil
+		case lost:
+			return parseBody(refusedBindName, s.refuse(leaderLostDDL(), ignored)), stepRefuseBind, nil
 		}
 		return body, batchStep(guard, lock), nil
 	case 'E':

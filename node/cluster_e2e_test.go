@@ -283,6 +283,64 @@ func TestClusterPartitionedNodeFailsClosed(t *testing.T) {
 	}
 }
 
+// TestClusterPartitionedNodeRefusesWorkspaceDDL: DDL in a tenant workspace
+// commits there and becomes a blueprint version through raft. On a node
+// cut off from the leader it would commit and never be recorded, so the
+// workspace would part from its blueprint: it is refused before it runs,
+// in either protocol, also as a statement prepared before the partition.
+// Other statements go on; after the partition heals, DDL is recorded again.
+func TestClusterPartitionedNodeRefusesWorkspaceDDL(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 3, testcluster.WithRaftProxies())
+	leader := c.WaitLeader(t)
+	p := others(c, leader)[0]
+	ctx := context.Background()
+	ws := connect(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace"))
+	if _, err := ws.Prepare(ctx, "early", "CREATE TABLE early_ddl (id int)"); err != nil {
+		t.Fatal(err)
+	}
+
+	c.Members[p].RaftProxy.Block()
+	testcluster.Eventually(t, "the partitioned node to refuse logins", func() bool {
+		return loginCode(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace")) == "57P03"
+	})
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		_, err := ws.Exec(ctx, "CREATE TABLE cut_off (id int)", mode)
+		if pe := pgErr(t, err); pe.Code != "57P03" || !strings.Contains(pe.Message, "lost contact with the cluster leader") {
+			t.Fatalf("DDL on the partitioned node (%v): %s %q", mode, pe.Code, pe.Message)
+		}
+	}
+	_, err := ws.Exec(ctx, "early")
+	if pe := pgErr(t, err); pe.Code != "57P03" {
+		t.Fatalf("DDL prepared before the partition: %s %q", pe.Code, pe.Message)
+	}
+	var one int
+	if err := ws.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		t.Fatalf("a query on the partitioned node: %v", err)
+	}
+	var exists bool
+	if err := ws.QueryRow(ctx, "SELECT to_regclass('cut_off') IS NOT NULL OR to_regclass('early_ddl') IS NOT NULL").Scan(&exists); err != nil || exists {
+		t.Fatalf("refused DDL ran in the workspace: %v %v", exists, err)
+	}
+
+	c.Members[p].RaftProxy.Unblock()
+	testcluster.Eventually(t, "the healed node to serve logins", func() bool {
+		return loginCode(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace")) == ""
+	})
+	if _, err := ws.Exec(ctx, "CREATE TABLE healed (id int)"); err != nil {
+		t.Fatalf("DDL after the partition healed: %v", err)
+	}
+	var versions []struct{ Statements []string }
+	c.MustDo(t, leader, "GET", "/v1/blueprints/myapp/versions", c.ProxyPassword, "", nil, &versions)
+	var recorded []string
+	for _, v := range versions {
+		recorded = append(recorded, v.Statements...)
+	}
+	if len(recorded) != 1 || !strings.Contains(recorded[0], "healed") {
+		t.Fatalf("blueprint statements %q, want the one DDL run after the partition healed", recorded)
+	}
+}
+
 // keyNames lists the names of the project's keys as member i sees them.
 func keyNames(t *testing.T, c *testcluster.Cluster, i int) map[string]bool {
 	t.Helper()

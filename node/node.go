@@ -271,6 +271,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Policy:                 policy,
 		Cluster: actors.ClusterHooks{
 			Admit: n.admitLogin, CatchUp: n.catchUp, CatchUpTimeout: n.cfg.Cluster.CatchUpTimeout, RouteCancel: n.routeCancel,
+			LeaderLost: n.lostLeader,
 		},
 	})
 	n.goRun(func() { n.proxy.Serve(runCtx, n.wireLn) })

@@ -283,8 +283,9 @@ func (g *Gossip) refresh() {
 }
 
 // rejoinLoop joins Join and the saved peers until one answers, then keeps
-// joining known members that failed, so the cluster heals after a partition
-// or a restart of several nodes. It also refreshes this node's meta.
+// joining known members that failed, and those of Join and the saved peers
+// not alive, so the cluster heals after a partition (however long) or a
+// restart of several nodes. It also refreshes this node's meta.
 func (g *Gossip) rejoinLoop(saved []string) {
 	rejoin := time.NewTicker(g.cfg.RejoinInterval)
 	defer rejoin.Stop()
@@ -347,13 +348,14 @@ func (g *Gossip) rejoinAddrs(saved []string) []string {
 			out = append(out, a)
 		}
 	}
-	if !g.joined {
-		for _, a := range g.cfg.Join {
-			add(a)
-		}
-		for _, a := range saved {
-			add(a)
-		}
+	// Also once joined: a member partitioned away for longer than
+	// ForgetAfter is no longer in the table to be retried, and the two
+	// sides would never meet again.
+	for _, a := range g.cfg.Join {
+		add(a)
+	}
+	for _, a := range saved {
+		add(a)
 	}
 	for _, m := range g.tbl.members {
 		if m.State == StateFailed && m.ID != g.cfg.Meta.ID {

@@ -223,3 +223,20 @@ func TestTableForgetsGoneMembers(t *testing.T) {
 		t.Fatalf("a forgotten member that came back: %+v", m)
 	}
 }
+
+// TestRejoinTriesSeedsOnceJoined: a node keeps trying the addresses it was
+// told to join and its saved peers, not only the failed members of its
+// table: after a partition longer than ForgetAfter each side has forgotten
+// the other, and without them the two would never meet again. Alive ones
+// and itself are left out.
+func TestRejoinTriesSeedsOnceJoined(t *testing.T) {
+	g := &Gossip{addr: "10.0.0.1:7946", cfg: Config{Join: []string{"10.0.0.1:7946", "10.0.0.2:7946", "10.0.0.3:7946"}, Meta: Meta{ID: "a"}},
+		tbl: newTable("a"), joined: true}
+	now := time.Unix(1000, 0)
+	g.tbl.apply(event{kind: evJoin, name: "a", gossipAddr: "10.0.0.1:7946", meta: []byte(`{"id":"a"}`)}, now)
+	g.tbl.apply(event{kind: evJoin, name: "c", gossipAddr: "10.0.0.3:7946", meta: []byte(`{"id":"c"}`)}, now)
+	got := strings.Join(g.rejoinAddrs([]string{"10.0.0.4:7946", "10.0.0.2:7946"}), " ")
+	if got != "10.0.0.2:7946 10.0.0.4:7946" {
+		t.Fatalf("a joined node retries %q, want the seed and the saved peer not alive", got)
+	}
+}

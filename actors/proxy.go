@@ -298,17 +298,19 @@ func (p *Proxy) forgetGoneDatabases() {
 }
 
 // park puts a reset backend session in the pool, unless its database is
-// deleted or being deleted meanwhile: then it is closed.
+// deleted or being deleted meanwhile: then it is closed. It looks after
+// the Put: a deletion applied just before it may have had the pool swept
+// (forgetGoneDatabases) before the session was in it.
 func (p *Proxy) park(bc *BackendConn) {
-	live := true
-	if p.cfg.FSM != nil {
-		p.cfg.FSM.View(func(st *fsm.State) { live = databaseLive(st, bc.Key.Backend, bc.Key.Database) })
-	}
-	if !live {
-		bc.Conn.Close()
+	p.pool.Put(bc)
+	if p.cfg.FSM == nil {
 		return
 	}
-	p.pool.Put(bc)
+	live := true
+	p.cfg.FSM.View(func(st *fsm.State) { live = databaseLive(st, bc.Key.Backend, bc.Key.Database) })
+	if !live {
+		p.pool.Forget(map[[2]string]bool{dbOf(bc.Key): true})
+	}
 }
 
 // databaseLive reports whether physical database name is on backend and

@@ -287,6 +287,18 @@ func (n *Node) reconcileMembers() {
 			n.logger.Printf("membership: removed %s from raft (%s)", m.ID, m.State)
 		}
 	}
+	// What was logged of members gossip no longer lists (it forgets those
+	// gone long enough) is forgotten with them.
+	for id := range n.refusedBuild {
+		if _, ok := members[id]; !ok {
+			delete(n.refusedBuild, id)
+		}
+	}
+	for id := range n.foreignCluster {
+		if _, ok := members[id]; !ok {
+			delete(n.foreignCluster, id)
+		}
+	}
 	if n.reapUnheard(servers, members) {
 		changed = true
 	}

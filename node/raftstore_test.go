@@ -19,6 +19,13 @@ import (
 	"tdb/fsm"
 )
 
+// openLone opens the replica of node "a" in dir, bootstrapping a cluster
+// of its own when dir holds none, with short timeouts.
+func openLone(dir string) (*Replica, error) {
+	return OpenReplica(RaftConfig{NodeID: "a", Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: true, LogOutput: io.Discard,
+		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond})
+}
+
 // A second process on the same data directory gets an error saying so,
 // instead of waiting for the file lock for ever.
 func TestLogStoreInUse(t *testing.T) {
@@ -79,10 +86,7 @@ func TestLogStoreEmptiedBesideSnapshots(t *testing.T) {
 func TestDamagedSnapshotNamesItsPlace(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	open := func() (*Replica, error) {
-		return OpenReplica(RaftConfig{NodeID: "a", Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: true, LogOutput: io.Discard,
-			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond})
-	}
+	open := func() (*Replica, error) { return openLone(dir) }
 	r, err := open()
 	if err != nil {
 		t.Fatal(err)
@@ -178,10 +182,7 @@ func TestCompactedLogWithoutItsSnapshot(t *testing.T) {
 func TestDamagedLogEntryIsRefused(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	open := func() (*Replica, error) {
-		return OpenReplica(RaftConfig{NodeID: "a", Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: true, LogOutput: io.Discard,
-			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond})
-	}
+	open := func() (*Replica, error) { return openLone(dir) }
 	r, err := open()
 	if err != nil {
 		t.Fatal(err)
@@ -230,10 +231,7 @@ func TestDamagedLogEntryIsRefused(t *testing.T) {
 func TestLogStoreEmptiedWithoutSnapshots(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	open := func() (*Replica, error) {
-		return OpenReplica(RaftConfig{NodeID: "a", Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: true, LogOutput: io.Discard,
-			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond})
-	}
+	open := func() (*Replica, error) { return openLone(dir) }
 	r, err := open()
 	if err != nil {
 		t.Fatal(err)
@@ -271,10 +269,7 @@ func TestNewerSnapshotRefusedAtStart(t *testing.T) {
 	t.Parallel()
 	for _, keepOlder := range []bool{false, true} {
 		dir := t.TempDir()
-		open := func() (*Replica, error) {
-			return OpenReplica(RaftConfig{NodeID: "a", Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: true, LogOutput: io.Discard,
-				HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond})
-		}
+		open := func() (*Replica, error) { return openLone(dir) }
 		r, err := open()
 		if err != nil {
 			t.Fatal(err)
@@ -357,10 +352,7 @@ func newerSnapshot(t *testing.T, dir string, keepOlder bool) {
 func TestLogWithAGapBeforeItsSnapshot(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	open := func() (*Replica, error) {
-		return OpenReplica(RaftConfig{NodeID: "a", Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: true, LogOutput: io.Discard,
-			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond})
-	}
+	open := func() (*Replica, error) { return openLone(dir) }
 	r, err := open()
 	if err != nil {
 		t.Fatal(err)

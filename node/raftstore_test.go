@@ -26,6 +26,28 @@ func openLone(dir string) (*Replica, error) {
 		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond})
 }
 
+// leadLone opens the lone replica in dir (openLone) and waits until it
+// leads.
+func leadLone(t *testing.T, dir string) (*Replica, context.Context) {
+	t.Helper()
+	r, err := openLone(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, leadAlone(t, r)
+}
+
+// snapshotOne applies one command through r and takes a snapshot.
+func snapshotOne(ctx context.Context, t *testing.T, r *Replica) {
+	t.Helper()
+	if _, _, err := r.Apply(ctx, fsm.CmdAddBackend, &fsm.AddBackend{Name: "b", URL: "postgres://x", At: time.Unix(0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A second process on the same data directory gets an error saying so,
 // instead of waiting for the file lock for ever.
 func TestLogStoreInUse(t *testing.T) {
@@ -87,17 +109,8 @@ func TestDamagedSnapshotNamesItsPlace(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	open := func() (*Replica, error) { return openLone(dir) }
-	r, err := open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := leadAlone(t, r)
-	if _, _, err := r.Apply(ctx, fsm.CmdAddBackend, &fsm.AddBackend{Name: "b", URL: "postgres://x", At: time.Unix(0, 0)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Raft.Snapshot().Error(); err != nil {
-		t.Fatal(err)
-	}
+	r, ctx := leadLone(t, dir)
+	snapshotOne(ctx, t, r)
 	r.Close()
 	states, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*", "state.bin"))
 	if len(states) != 1 {
@@ -183,11 +196,7 @@ func TestDamagedLogEntryIsRefused(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	open := func() (*Replica, error) { return openLone(dir) }
-	r, err := open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := leadAlone(t, r)
+	r, ctx := leadLone(t, dir)
 	// Enough entries that the log spans many pages; each one is marked.
 	const n = 200
 	marker := func(i int) []byte { return []byte(fmt.Sprintf("postgres://marker-%03d/%0200d", i, 0)) }
@@ -232,11 +241,7 @@ func TestLogStoreEmptiedWithoutSnapshots(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	open := func() (*Replica, error) { return openLone(dir) }
-	r, err := open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := leadAlone(t, r)
+	r, ctx := leadLone(t, dir)
 	if _, _, err := r.Apply(ctx, fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: fsm.LogVersion}); err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +252,8 @@ func TestLogStoreEmptiedWithoutSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
-	if r, err = open(); err != nil {
+	r, err := open()
+	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
 	r.Close()
@@ -270,20 +276,11 @@ func TestNewerSnapshotRefusedAtStart(t *testing.T) {
 	for _, keepOlder := range []bool{false, true} {
 		dir := t.TempDir()
 		open := func() (*Replica, error) { return openLone(dir) }
-		r, err := open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx := leadAlone(t, r)
-		if _, _, err := r.Apply(ctx, fsm.CmdAddBackend, &fsm.AddBackend{Name: "b", URL: "postgres://x", At: time.Unix(0, 0)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := r.Raft.Snapshot().Error(); err != nil {
-			t.Fatal(err)
-		}
+		r, ctx := leadLone(t, dir)
+		snapshotOne(ctx, t, r)
 		r.Close()
 		newerSnapshot(t, dir, keepOlder)
-		r, err = open()
+		r, err := open()
 		if err == nil {
 			r.Close()
 		}
@@ -353,11 +350,7 @@ func TestLogWithAGapBeforeItsSnapshot(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	open := func() (*Replica, error) { return openLone(dir) }
-	r, err := open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := leadAlone(t, r)
+	r, ctx := leadLone(t, dir)
 	add := func(i int) {
 		t.Helper()
 		if _, _, err := r.Apply(ctx, fsm.CmdAddBackend, &fsm.AddBackend{Name: "b" + strconv.Itoa(i), URL: "postgres://x", At: time.Unix(0, 0)}); err != nil {

@@ -96,3 +96,23 @@ func TestNetSimPartition(t *testing.T) {
 	sim.heal()
 	expect(a, "ping")
 }
+
+// TestNetSimUnidentifiedDiallerIsCut: a dialler the proxy could not name
+// does not pass into a node while any of that node's links is cut (it may
+// be the node cut off); into a node with no cut link it passes.
+func TestNetSimUnidentifiedDiallerIsCut(t *testing.T) {
+	sim := newNetSim(func() map[int]string { return nil })
+	sim.isolate("a", []string{"a", "b", "c"})
+	for _, tt := range []struct {
+		src, node string
+		want      bool
+	}{{"", "b", true}, {"", "a", true}, {"c", "b", false}, {"a", "b", true}, {"", "d", false}} {
+		if got := sim.cut(tt.src, tt.node); got != tt.want {
+			t.Errorf("cut(%q, %q) = %v, want %v", tt.src, tt.node, got, tt.want)
+		}
+	}
+	sim.heal()
+	if sim.cut("", "b") {
+		t.Error("an unidentified dialler is cut after heal")
+	}
+}

@@ -41,8 +41,10 @@ type Report struct {
 	BansIdentical bool     `json:"bans_identical"`
 	BannedIPs     []string `json:"banned_ips,omitempty"` // IPs some node refused with 53300
 	// WrongPasswordAccepted counts attacker logins that were let in.
-	WrongPasswordAccepted int      `json:"wrong_password_accepted"`
-	Violations            []string `json:"violations"`
+	WrongPasswordAccepted int `json:"wrong_password_accepted"`
+	// Schema: the optional schema workload's outcome (--ops).
+	Schema     *SchemaReport `json:"schema,omitempty"`
+	Violations []string      `json:"violations"`
 
 	history []Op
 	model   porcupine.Model
@@ -80,6 +82,9 @@ func (r *runner) check(ctx context.Context, end time.Duration) *Report {
 	r.checkMetadata(ctx, rep, ops)
 	r.checkInserts(ctx, rep, ops)
 	checkStaleLogins(rep, ops)
+	if len(r.cfg.ops) > 0 {
+		r.checkSchema(ctx, rep, ops)
+	}
 	for _, op := range ops {
 		switch {
 		case op.Kind == opAttack && op.Outcome == outAccepted:

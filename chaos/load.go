@@ -51,6 +51,7 @@ type loadState struct {
 	keys      []*keyRec
 	recentRev []*keyRec // revoked a moment ago, probed first
 	seq       int
+	schema    *schemaState // the optional schema workload's (ddl.go)
 }
 
 func (ls *loadState) nextSeq() int {
@@ -80,6 +81,9 @@ func (r *runner) runLoad(ctx context.Context) {
 		goClient(ls.insertClient)
 	}
 	goClient(ls.attacker)
+	if len(r.cfg.ops) > 0 {
+		ls.startSchema(goClient)
+	}
 	wg.Wait()
 }
 

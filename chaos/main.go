@@ -88,6 +88,9 @@ func runAndReport(ctx context.Context, cfg runConfig, stdout, stderr io.Writer) 
 		fmt.Fprintf(stdout, "ops %-13s %s\n", k, strings.Join(parts, ", "))
 	}
 	fmt.Fprintf(stdout, "bans: %d attacker IPs refused with 53300; ban tables identical: %v\n", len(rep.BannedIPs), rep.BansIdentical)
+	if sr := rep.Schema; sr != nil {
+		printSchema(stdout, sr)
+	}
 	for _, line := range rep.LostDetail {
 		fmt.Fprintf(stdout, "lost: %s\n", line)
 	}

@@ -31,6 +31,7 @@ type runConfig struct {
 	quiet    time.Duration
 	hold     time.Duration
 	env      []string // extra environment for the nodes (TDB_CHAOS_BREAK=… in the harness's own test)
+	ops      []string // optional workloads (ddl.go); none by default
 	stdout   io.Writer
 }
 
@@ -61,6 +62,7 @@ func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
 	faults := fs.String("faults", strings.Join(allFaults, ","), "fault kinds to draw from")
 	fs.DurationVar(&cfg.quiet, "quiet", 4*time.Second, "longest gap between faults")
 	fs.DurationVar(&cfg.hold, "hold", 7*time.Second, "longest time a fault is held")
+	ops := fs.String("ops", "", "optional workloads, comma-separated: "+strings.Join(allOps, ", ")+" (schema capture in a tenant workspace, deployments)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -82,6 +84,11 @@ func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
 	}
 	if len(cfg.faults) == 0 {
 		return cfg, errors.New("--faults names no fault")
+	}
+	var err error
+	if cfg.ops, err = parseOps(*ops); err != nil {
+		fmt.Fprintln(stderr, err)
+		return cfg, err
 	}
 	return cfg, nil
 }
@@ -118,6 +125,9 @@ func chaosRun(ctx context.Context, cfg runConfig) (*Report, error) {
 	start := time.Now()
 	r := &runner{cfg: cfg, hist: newHistory(start), out: cfg.stdout}
 	r.say("chaos run: seed %d, duration %s, faults %s, data %s, report %s", cfg.seed, cfg.duration, strings.Join(cfg.faults, ","), dir, cfg.out)
+	if len(cfg.ops) > 0 {
+		r.say("optional workloads: %s", strings.Join(cfg.ops, ","))
+	}
 
 	bin := cfg.bin
 	if bin == "" {
@@ -230,6 +240,9 @@ func (r *runner) setup(ctx context.Context) error {
 		r.stable = append(r.stable, stableTenant{name: name, key: pw, physical: got.PhysicalDatabase})
 		// The tenant key's creation, for the model: acknowledged now.
 		r.hist.record(Op{Kind: opKeyCreate, Node: n0.name, Subject: "tenant-" + name, Call: 0, Return: r.hist.now(), Outcome: outOK, Detail: "setup"})
+	}
+	if len(r.cfg.ops) > 0 {
+		return r.setupSchema(ctx)
 	}
 	return nil
 }

@@ -120,11 +120,14 @@ type schemaState struct {
 	tables []string
 	cols   map[string][]string
 	extra  int // tenants the deploy client created
+
+	firstDDL int // the id of the DDL client that keeps its sessions
 }
 
-func (ls *loadState) startSchema(goClient func(func(ctx context.Context, id int, rng *rand.Rand))) {
+func (ls *loadState) startSchema(client int, goClient func(func(ctx context.Context, id int, rng *rand.Rand))) {
 	ls.schema = &schemaState{cols: map[string][]string{}}
 	if ls.r.cfg.has(opsCapture) {
+		ls.schema.firstDDL = client
 		for range 2 {
 			goClient(ls.ddlClient)
 		}
@@ -197,7 +200,13 @@ func (ls *loadState) ddlClient(ctx context.Context, id int, rng *rand.Rand) {
 			sleepCtx(ctx, jitter(rng, 100*time.Millisecond, 500*time.Millisecond))
 			continue
 		}
-		for n := 1 + rng.IntN(8); n > 0 && ctx.Err() == nil; n-- {
+		// The first client keeps its session until an error, so that its
+		// node may lose the leader under it; the others reconnect often.
+		n := 1 + rng.IntN(8)
+		if id == ls.schema.firstDDL {
+			n = 1 << 30
+		}
+		for ; n > 0 && ctx.Err() == nil; n-- {
 			stmt, table, col := ls.nextDDL(rng)
 			mode := pgx.QueryExecModeSimpleProtocol
 			if rng.IntN(2) == 0 {
@@ -226,7 +235,7 @@ func (ls *loadState) ddlClient(ctx context.Context, id int, rng *rand.Rand) {
 				}
 				s.mu.Unlock()
 			}
-			if out == outUnknown {
+			if out == outUnknown || (out == outFail && id == ls.schema.firstDDL) {
 				break
 			}
 			sleepCtx(ctx, jitter(rng, 20*time.Millisecond, 200*time.Millisecond))

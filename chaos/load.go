@@ -82,7 +82,7 @@ func (r *runner) runLoad(ctx context.Context) {
 	}
 	goClient(ls.attacker)
 	if len(r.cfg.ops) > 0 {
-		ls.startSchema(goClient)
+		ls.startSchema(client, goClient)
 	}
 	wg.Wait()
 }

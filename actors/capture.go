@@ -59,11 +59,18 @@ func (s *session) recordVersion(tx captured) *wire.PGError {
 	return wire.NewError("WARNING", "01000", "the DDL committed in the workspace but was not recorded as a blueprint version: %v", err)
 }
 
-// leaderLostDDL refuses DDL in a tenant workspace on a node that has lost
-// contact with the raft leader (Proxy.leaderLost): it would commit in the
-// workspace, and recordVersion would fail to record it.
+// ddlUnrecordable reports whether r holds DDL that would commit in this
+// tenant workspace while this node cannot confirm it is in touch with the
+// raft leader (Proxy.leaderUnconfirmed): recordVersion would then fail to
+// record it. It is asked for every text with DDL, never remembered.
+func (s *session) ddlUnrecordable(r classify.Result) bool {
+	return s.captures() && r.HasDDL() && s.proxy.leaderUnconfirmed()
+}
+
+// leaderLostDDL refuses DDL in a tenant workspace on a node that cannot
+// confirm it is in touch with the raft leader (ddlUnrecordable).
 func leaderLostDDL() *wire.PGError {
-	return wire.NewError("ERROR", "57P03", "DDL cannot run in a tenant workspace while this node has lost contact with the cluster leader: it could not be recorded as a blueprint version").
+	return wire.NewError("ERROR", "57P03", "DDL cannot run in a tenant workspace while this node cannot reach the cluster leader: it could not be recorded as a blueprint version").
 		WithHint("Try again shortly, or connect to another node.")
 }
 

@@ -26,15 +26,39 @@ type ClusterHooks struct {
 	// hold to the other nodes; the one holding it cancels, the rest ignore it.
 	RouteCancel func(ctx context.Context, pid, secret uint32)
 	// LeaderLost reports whether this node has lost contact with the raft
-	// leader (as Admit refuses logins for). DDL in a tenant workspace is
-	// refused then: it would commit in the workspace, and the blueprint
-	// version it makes could not be recorded.
+	// leader (as Admit refuses logins for): DDL in a tenant workspace is
+	// refused then without asking the leader (leaderUnconfirmed).
 	LeaderLost func() bool
 }
 
-// leaderLost runs the LeaderLost hook.
-func (p *Proxy) leaderLost() bool {
-	return p.cfg.Cluster.LeaderLost != nil && p.cfg.Cluster.LeaderLost()
+// leaderUnconfirmed reports whether this node cannot confirm, now, that
+// it is in touch with the raft leader: it has lost contact (LeaderLost),
+// or it cannot catch up with the leader (CatchUp, bounded). DDL in a tenant
+// workspace asks before it runs: it would commit in the workspace, and the
+// blueprint version it makes could not be recorded. A lone node has no
+// hooks, and leads.
+func (p *Proxy) leaderUnconfirmed() bool {
+	if p.cfg.Cluster.LeaderLost != nil && p.cfg.Cluster.LeaderLost() {
+		return true
+	}
+	if p.cfg.Cluster.CatchUp == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.catchUpTimeout())
+	defer cancel()
+	if err := p.cfg.Cluster.CatchUp(ctx); err != nil {
+		p.cfg.Logf("proxy: workspace DDL: catch up with the leader: %v", err)
+		return true
+	}
+	return false
+}
+
+// catchUpTimeout bounds one CatchUp.
+func (p *Proxy) catchUpTimeout() time.Duration {
+	if d := p.cfg.Cluster.CatchUpTimeout; d > 0 {
+		return d
+	}
+	return 2 * time.Second
 }
 
 // admit runs the Admit hook.
@@ -51,11 +75,7 @@ func (p *Proxy) catchUp(ctx context.Context) bool {
 	if p.cfg.Cluster.CatchUp == nil {
 		return false
 	}
-	d := p.cfg.Cluster.CatchUpTimeout
-	if d <= 0 {
-		d = 2 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, d)
+	ctx, cancel := context.WithTimeout(ctx, p.catchUpTimeout())
 	defer cancel()
 	if err := p.cfg.Cluster.CatchUp(ctx); err != nil {
 		p.cfg.Logf("proxy: catch up with the leader: %v", err)

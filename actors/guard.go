@@ -101,9 +101,6 @@ func (s *session) guard(sql string, r classify.Result) *wire.PGError {
 			if s.login.role != fsm.RoleAdmin {
 				return wire.NewError("ERROR", "42501", "DDL in a workspace needs a key with role admin")
 			}
-			if s.proxy.leaderLost() {
-				return leaderLostDDL()
-			}
 			if st.Bound != "" {
 				return wire.NewError("ERROR", "0A000", "%s is not allowed in a tenant workspace: %s", st.Tag, st.Bound)
 			}

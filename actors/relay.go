@@ -99,6 +99,9 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		}
 		sql := s.text(text)
 		r, rej, ignored := s.inspect(sql)
+		if rej == nil && s.ddlUnrecordable(r) {
+			rej, ignored = leaderLostDDL(), ignoredWhenAborted(r, leaderLostDDL())
+		}
 		if rej == nil && s.commitPastLimit(r) {
 			rej, ignored = commitRefusal(), ignoredWhenAborted(r, commitRefusal())
 			r = classify.Result{}
@@ -131,6 +134,9 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		}
 		sql := s.text(text)
 		r, rej, ignored := s.inspect(sql)
+		if rej == nil && s.ddlUnrecordable(r) {
+			rej, ignored = leaderLostDDL(), ignoredWhenAborted(r, leaderLostDDL())
+		}
 		// unsynced and settingsSync change only here, on the client's side.
 		if rej == nil && s.unsynced && s.settingsSync {
 			// The backend would read this text after a statement of the
@@ -162,6 +168,15 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		return body, batchStep(guard, lock), nil
 	case 'B':
 		portal, stmt := cstring2(body)
+		// A DDL statement prepared earlier (asked before the lock: the
+		// leader's answer may take a while).
+		lost := false
+		if s.captures() {
+			s.mu.Lock()
+			ddl := boundStmt(s.track.prepared, s.name(stmt)).kind == classify.DDL
+			s.mu.Unlock()
+			lost = ddl && s.proxy.leaderUnconfirmed()
+		}
 		s.mu.Lock()
 		p, st := s.name(portal), s.name(stmt)
 		info := boundStmt(s.track.prepared, st)
@@ -174,8 +189,6 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		stale := s.captures() && s.unsynced && info.kind == classify.DDL &&
 			(s.settingsSync || s.batchExits && s.txStatus != 'I' && s.track.txTouched)
 		commits := s.bindCommitsWritesAndRows(info)
-		// A statement prepared before the node lost its leader.
-		lost := s.captures() && info.kind == classify.DDL && s.proxy.leaderLost()
 		refused := stale || commits || lost
 		ignored := !s.batchExits // as at Parse
 		guard, wait := s.guardFirst(info, st, ahead)

@@ -306,7 +306,7 @@ func TestClusterPartitionedNodeRefusesWorkspaceDDL(t *testing.T) {
 	})
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
 		_, err := ws.Exec(ctx, "CREATE TABLE cut_off (id int)", mode)
-		if pe := pgErr(t, err); pe.Code != "57P03" || !strings.Contains(pe.Message, "lost contact with the cluster leader") {
+		if pe := pgErr(t, err); pe.Code != "57P03" || !strings.Contains(pe.Message, "cannot reach the cluster leader") {
 			t.Fatalf("DDL on the partitioned node (%v): %s %q", mode, pe.Code, pe.Message)
 		}
 	}

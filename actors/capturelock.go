@@ -70,7 +70,9 @@ func (s *session) lockAnswered(err *wire.PGError) {
 // sendAfterLock sends the capture lock's Query, waits for its answer, and
 // returns the client's message to send after it (client pump): the message
 // as it came when the lock was taken, or one that fails with the lock's
-// error (a Bind becomes a Parse, which the backend fails the same way).
+// error, or with leaderLostDDL when the node cannot reach the leader once it
+// holds the lock (a Bind becomes a Parse, which the backend fails the same
+// way).
 func (s *session) sendAfterLock(fw *wire.FrameWriter, typ byte, body []byte) (byte, []byte, error) {
 	s.mu.Lock()
 	taken := s.lockTaken
@@ -94,6 +96,12 @@ func (s *session) sendAfterLock(fw *wire.FrameWriter, typ byte, body []byte) (by
 	lerr := s.lockErr
 	s.lockErr = nil
 	s.mu.Unlock()
+	if lerr == nil && s.proxy.leaderUnconfirmed() {
+		// The wait may have been long (another session's DDL held the
+		// lock), and the node cut off from the leader meanwhile: the DDL
+		// would commit and not be recorded.
+		lerr = leaderLostDDL()
+	}
 	if lerr == nil {
 		return typ, body, nil
 	}

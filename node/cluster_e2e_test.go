@@ -341,6 +341,57 @@ func TestClusterPartitionedNodeRefusesWorkspaceDDL(t *testing.T) {
 	}
 }
 
+// TestClusterDDLCutOffWhileWaitingForTheCaptureLock: DDL that waits for
+// the workspace's capture lock (another node's session holds it) asks again,
+// once it holds the lock, whether its node reaches the leader: a node cut
+// off during the wait refuses it rather than run DDL it could not record.
+func TestClusterDDLCutOffWhileWaitingForTheCaptureLock(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 3, testcluster.WithRaftProxies())
+	leader := c.WaitLeader(t)
+	p := others(c, leader)[0]
+	ctx := context.Background()
+	holder := connect(t, c.ConnString(leader, c.ProxyPassword, "myapp_workspace"))
+	waiter := connect(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace"))
+	if _, err := holder.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(ctx, "CREATE TABLE held (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(ctx, "CREATE TABLE waited (id int)")
+		done <- err
+	}()
+	testcluster.Eventually(t, "the second DDL to wait for the capture lock", func() bool {
+		var n int
+		err := holder.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").Scan(&n)
+		return err == nil && n > 0
+	})
+	c.Members[p].RaftProxy.Block()
+	testcluster.Eventually(t, "the partitioned node to refuse logins", func() bool {
+		return loginCode(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace")) == "57P03"
+	})
+	if _, err := holder.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the waiting DDL never ended")
+	}
+	if pe := pgErr(t, err); pe.Code != "57P03" || !strings.Contains(pe.Message, "cannot reach the cluster leader") {
+		t.Fatalf("DDL whose node was cut off while it waited: %s %q", pe.Code, pe.Message)
+	}
+	var exists bool
+	if err := holder.QueryRow(ctx, "SELECT to_regclass('waited') IS NOT NULL").Scan(&exists); err != nil || exists {
+		t.Fatalf("the refused DDL ran in the workspace: %v %v", exists, err)
+	}
+	c.Members[p].RaftProxy.Unblock()
+}
+
 // keyNames lists the names of the project's keys as member i sees them.
 func keyNames(t *testing.T, c *testcluster.Cluster, i int) map[string]bool {
 	t.Helper()

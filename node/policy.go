@@ -142,17 +142,20 @@ func (n *Node) ClientIP(r *http.Request) string {
 
 // forwardedAddr reads one X-Forwarded-For entry: an address, or, as some
 // balancers write it, an address with the client's port ("192.0.2.1:5123",
-// "[2001:db8::1]:5123") or an IPv6 address in brackets.
+// "[2001:db8::1]:5123") or an IPv6 address in brackets. An IPv6 zone
+// ("fe80::1%eth0") is dropped: the client is keyed by its address alone, as
+// on the wire side, whose PROXY header carries none, and the zone's text
+// is any the header's writer chose.
 func forwardedAddr(v string) (netip.Addr, bool) {
 	if a, err := netip.ParseAddr(v); err == nil {
-		return a, true
+		return a.WithZone(""), true
 	}
 	if ap, err := netip.ParseAddrPort(v); err == nil {
-		return ap.Addr(), true
+		return ap.Addr().WithZone(""), true
 	}
 	if strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]") {
 		if a, err := netip.ParseAddr(v[1 : len(v)-1]); err == nil && a.Is6() {
-			return a, true
+			return a.WithZone(""), true
 		}
 	}
 	return netip.Addr{}, false

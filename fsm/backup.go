@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -90,7 +92,59 @@ func ReadBackup(data []byte) (*Backup, error) {
 	if err := checkRestorable(d.State); err != nil {
 		return nil, errors.Mark(errors.Newf("the backup is of cluster log version %d and this build applies up to %d: restore it with a newer build", b.LogVersion, LogVersion), ErrNewerLogVersion)
 	}
+	if err := checkWellFormed(d.State); err != nil {
+		return nil, errors.Mark(errors.Wrap(err, "the backup is damaged"), ErrBadBackup)
+	}
 	return &b, nil
+}
+
+// checkWellFormed refuses a state no commands make, which commands cannot
+// run on: a null entry in one of its tables, or a project without its
+// tables of workspaces, tenants and keys. The checksum does not catch such
+// a file (it is only as good as whoever wrote the file), and the first
+// command to reach the entry would panic on every node of the cluster.
+func checkWellFormed(s *State) error {
+	for _, id := range slices.Sorted(maps.Keys(s.Projects)) {
+		p := s.Projects[id]
+		if p == nil {
+			return errors.Newf("project %q is null", id)
+		}
+		if p.Workspaces == nil || p.Tenants == nil || p.Keys == nil {
+			return errors.Newf("project %q lacks its workspaces, tenants or keys", id)
+		}
+		for _, err := range []error{nullEntry("workspace", p.Workspaces), nullEntry("tenant", p.Tenants), nullEntry("key", p.Keys)} {
+			if err != nil {
+				return errors.Wrapf(err, "project %q", id)
+			}
+		}
+	}
+	for _, err := range []error{nullEntry("backend", s.Backends), nullEntry("database", s.Databases),
+		nullEntry("deployment", s.Deployments), nullEntry("import", s.Imports)} {
+		if err != nil {
+			return err
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.Deployments)) {
+		if slices.Contains(s.Deployments[id].Results, nil) {
+			return errors.Newf("deployment %q has a null result", id)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.Imports)) {
+		if slices.Contains(s.Imports[id].Tenants, nil) {
+			return errors.Newf("import %q has a null tenant", id)
+		}
+	}
+	return nil
+}
+
+// nullEntry returns an error naming the first null entry of m, if any.
+func nullEntry[V any](what string, m map[string]*V) error {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if m[k] == nil {
+			return errors.Newf("%s %q is null", what, k)
+		}
+	}
+	return nil
 }
 
 func (b *Backup) decode() (*snapshotData, error) {

@@ -17,7 +17,11 @@ go run ./chaos run --duration "${CHAOS_DURATION:-60s}" --seed "${CHAOS_SEED:-1}"
 fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-100000x}" "$2"; }
 fuzz FuzzStartup ./wire/
 fuzz FuzzFrameReader ./wire/
+fuzz FuzzMessageParsers ./wire/
+fuzz FuzzErrorResponseRoundTrip ./wire/
 fuzz FuzzSCRAMClientFirst ./wire/scram/
 fuzz FuzzSCRAMClientFinal ./wire/scram/
 fuzz FuzzClassify ./wire/classify/
 fuzz FuzzRecords ./wire/tls13/
+fuzz FuzzProxyHeader ./actors/
+fuzz FuzzReadBackup ./fsm/

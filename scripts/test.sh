@@ -25,3 +25,4 @@ fuzz FuzzClassify ./wire/classify/
 fuzz FuzzRecords ./wire/tls13/
 fuzz FuzzProxyHeader ./actors/
 fuzz FuzzReadBackup ./fsm/
+fuzz FuzzAppendLine ./querylog/

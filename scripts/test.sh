@@ -16,6 +16,7 @@ go run ./chaos run --duration "${CHAOS_DURATION:-60s}" --seed "${CHAOS_SEED:-1}"
 # deadline when a worker is mid-call (go.dev/issue/75804), with no input at fault.
 fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-100000x}" "$2"; }
 fuzz FuzzStartup ./wire/
+fuzz FuzzStartupTLS ./wire/
 fuzz FuzzFrameReader ./wire/
 fuzz FuzzMessageParsers ./wire/
 fuzz FuzzErrorResponseRoundTrip ./wire/

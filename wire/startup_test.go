@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"strings"
@@ -234,6 +235,61 @@ func FuzzStartup(f *testing.F) {
 		}
 		if res.Params != nil && (res.User() == "" || res.Database() == "" || res.Backend == nil) {
 			t.Fatalf("result %+v lacks user, database or backend", res)
+		}
+	})
+}
+
+// recordConn records what is written to it and reads nothing.
+type recordConn struct {
+	fakeConn
+	out []byte
+}
+
+func (c *recordConn) Write(p []byte) (int, error) { c.out = append(c.out, p...); return len(p), nil }
+
+// clientHello returns the first flight of a TLS client, with ALPN protos.
+func clientHello(f *testing.F, maxVersion uint16, protos ...string) []byte {
+	c := &recordConn{}
+	_ = tls.Client(c, &tls.Config{InsecureSkipVerify: true, MaxVersion: maxVersion, NextProtos: protos}).Handshake()
+	if len(c.out) == 0 {
+		f.Fatal("no ClientHello written")
+	}
+	return c.out
+}
+
+// FuzzStartupTLS is FuzzStartup with TLS configured: a ClientHello (direct
+// TLS) or an SSLRequest leads into the TLS handshake, whose record reader
+// hands crypto/tls the bytes read before it and then the connection's.
+// Whatever the client sends, Startup returns (the input ends), with a
+// connection to write an error to, and never succeeds without the TLS it
+// requires.
+func FuzzStartupTLS(f *testing.F) {
+	cert, err := LoadOrCreateCert(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	cfg := StartupConfig{TLS: ServerTLSConfig(cert), RequireTLS: true}
+	f.Add(clientHello(f, 0, "postgresql"), uint8(0))
+	f.Add(clientHello(f, tls.VersionTLS12, "postgresql"), uint8(7))
+	f.Add(clientHello(f, 0), uint8(0))
+	f.Add(append(sslRequest(), clientHello(f, 0)...), uint8(0))
+	f.Add(sslRequest(), uint8(0))
+	f.Add(startupMessage(protocolV3, "user", "u"), uint8(0))
+	f.Add([]byte{0x16, 3, 1, 0xff, 0xff, 1}, uint8(1))
+	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
+		conn := &fakeConn{in: in, chunk: int(chunk)}
+		res, err := Startup(context.Background(), conn, cfg)
+		if res == nil || res.Conn == nil {
+			t.Fatal("nil result or connection")
+		}
+		if err != nil {
+			return
+		}
+		if res.Params != nil && res.TLS == nil {
+			t.Fatalf("startup without the TLS required: %+v", res)
+		}
+		if (res.Cancel == nil) == (res.Params == nil) {
+			t.Fatalf("result %+v has both or neither of Cancel and Params", res)
 		}
 	})
 }

@@ -18,6 +18,7 @@ fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-100000x}" "$2"; 
 fuzz FuzzStartup ./wire/
 fuzz FuzzStartupTLS ./wire/
 fuzz FuzzFrameReader ./wire/
+fuzz FuzzFrameReaderAllocation ./wire/
 fuzz FuzzMessageParsers ./wire/
 fuzz FuzzErrorResponseRoundTrip ./wire/
 fuzz FuzzSCRAMClientFirst ./wire/scram/

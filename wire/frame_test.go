@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -426,4 +427,32 @@ func TestFrameReaderReadMore(t *testing.T) {
 	if typ, body, err := r.Next(); err != nil || typ != 'P' || !strings.Contains(string(body), "SELECT 2") {
 		t.Fatalf("Next after ReadMore = %c %q %v", typ, body, err)
 	}
+}
+
+// FuzzFrameReaderAllocation: with no limit below PostgreSQL's (1 GiB), a
+// message claiming any length makes the reader allocate in proportion to
+// the bytes that arrived, not to the claim: a client cannot make the proxy
+// reserve memory it never sends.
+func FuzzFrameReaderAllocation(f *testing.F) {
+	f.Add([]byte{'D', 0x3f, 0xff, 0xff, 0xff, 1, 2})
+	f.Add(append([]byte{'Q', 0x20, 0, 0, 0}, make([]byte, 192563)...))
+	f.Add(append(frame('Q', []byte("SELECT 1\x00")), 'd', 0x00, 0x10, 0x00, 0x04))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := NewFrameReader(bytes.NewReader(in), 0)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for {
+			if _, _, err := r.Next(); err != nil {
+				break
+			}
+		}
+		runtime.ReadMemStats(&after)
+		// The read buffers come from pools. A body larger than them grows
+		// by doubling, from frameGrowStep, as its bytes arrive: the buffers
+		// it went through add up to at most four times what arrived, and a
+		// body cut short is copied once more for Drain. Errors carry stacks.
+		if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(5*len(in)+4*frameGrowStep+frameReaderBufferSize+smallBufferSize+64<<10); got > limit {
+			t.Fatalf("%d bytes allocated reading %d bytes (limit %d)", got, len(in), limit)
+		}
+	})
 }

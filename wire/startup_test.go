@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"io"
 	"net"
 	"strings"
@@ -221,6 +222,7 @@ func FuzzStartup(f *testing.F) {
 	f.Add(cancelRequest(1, 2), uint8(0))
 	f.Add([]byte{0, 0, 0, 8, 0, 2, 0, 0}, uint8(3))
 	f.Add([]byte{0x16, 3, 1, 0, 4, 1, 0, 0, 0}, uint8(2)) // a direct TLS ClientHello's first bytes
+	f.Add(append(startupMessage(protocolV3, "user", "u"), AppendQuery(nil, "SELECT 1")...), uint8(5))
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
 		conn := &fakeConn{in: in, chunk: int(chunk)}
 		res, err := Startup(context.Background(), conn, StartupConfig{})
@@ -235,6 +237,32 @@ func FuzzStartup(f *testing.F) {
 		}
 		if res.Params != nil && (res.User() == "" || res.Database() == "" || res.Backend == nil) {
 			t.Fatalf("result %+v lacks user, database or backend", res)
+		}
+		if res.Params == nil {
+			return
+		}
+		// The connection goes on exactly after the StartupMessage: the
+		// bytes a client pipelined behind it all reach the session.
+		consumed := 0
+		for {
+			n := int(binary.BigEndian.Uint32(in[consumed:]))
+			code := binary.BigEndian.Uint32(in[consumed+4:])
+			consumed += n
+			if code != sslRequestCode && code != gssEncRequestCode {
+				break
+			}
+		}
+		var rest []byte
+		buf := make([]byte, 100)
+		for {
+			n, err := res.Conn.Read(buf)
+			rest = append(rest, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		if !bytes.Equal(rest, in[consumed:]) {
+			t.Fatalf("after the startup packet the session reads %q, the client sent %q", rest, in[consumed:])
 		}
 	})
 }

@@ -253,13 +253,15 @@ func TestRevokedKeyEndsItsSessions(t *testing.T) {
 		other := connect(t, e.ConnString(e.ProxyPassword, "controlplane_workspace", "disable"))
 		admin := connect(t, e.PG.URL())
 		running := make(chan error, 1)
+		// Named for this relay's run: the other's shares the server.
+		sleep := "SELECT pg_sleep(60) /* " + t.Name() + " */"
 		go func() {
-			_, err := busy.Exec(ctx, "SELECT pg_sleep(60)")
+			_, err := busy.Exec(ctx, sleep)
 			running <- err
 		}()
 		waitFor(t, "the statement running", func() bool {
 			var n int
-			err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'").Scan(&n)
+			err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'", sleep).Scan(&n)
 			return err == nil && n == 1
 		})
 		e.MustDo(t, "DELETE", "/v1/apikeys/"+created.ID, e.ProxyPassword, "", nil, nil)

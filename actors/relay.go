@@ -586,16 +586,21 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		s.mu.Unlock()
 	case 'E':
 		severity, code, msg, err := wire.ParseErrorFields(body)
+		refused := false
 		if err == nil && code == "42601" {
 			if rej := s.rewrite(msg); rej != nil {
 				body = wire.AppendErrorResponse(nil, rej)[5:]
 				severity, code = rej.Severity, rej.Code
+				refused = true
 			}
 		}
 		s.mu.Lock()
 		// A concurrent index build that fails leaves an invalid index (but
-		// when its name was taken: that index is another's).
-		if st, ok := s.track.failing(); ok && s.captures() && st.atOnce && st.kind == classify.DDL && code != "42P07" {
+		// when its name was taken: that index is another's). One the proxy
+		// refused (its capture lock's wait failed, its node cannot reach the
+		// leader) never ran: an invalid index of its name is another
+		// session's, maybe a build still under way.
+		if st, ok := s.track.failing(); ok && !refused && s.captures() && st.atOnce && st.kind == classify.DDL && code != "42P07" {
 			s.failedBuild = st.text
 		}
 		s.track.errorResponse()

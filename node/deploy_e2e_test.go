@@ -521,3 +521,49 @@ func TestVersionSettingsAfterTheProxysRollback(t *testing.T) {
 		t.Fatalf("versions %+v, want the second with America/New_York", versions)
 	}
 }
+
+// TestRefusedConcurrentIndexDropsNothing: a CREATE INDEX CONCURRENTLY the
+// proxy refuses (here its wait for the capture lock fails; so does one on
+// a node that cannot reach the leader) never ran, so it left no invalid
+// index to drop. One of its name there is another session's: a build still
+// under way holds the capture lock and has made its index, not valid yet.
+// Dropping it would part the workspace from the version that build records.
+func TestRefusedConcurrentIndexDropsNothing(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "require"))
+	execAll(t, ws, "CREATE TABLE u (id int, email text)", "INSERT INTO u VALUES (1, 'a'), (2, 'a')")
+	cfg, err := pgx.ParseConfig(e.PG.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Database = e.Physical(t, "myapp_workspace")
+	other, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	// The other session's build, as it stands mid-way: the capture lock
+	// held, an invalid index of the name (a unique build over duplicates
+	// stops there).
+	if _, err := other.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(backend.CaptureLockKey)); err != nil {
+		t.Fatal(err)
+	}
+	const build = "CREATE UNIQUE INDEX CONCURRENTLY u_email ON u (email)"
+	if _, err := other.Exec(ctx, build); pgErr(t, err).Code != "23505" {
+		t.Fatalf("the other session's build: %v", err)
+	}
+	simple := pgx.QueryExecModeSimpleProtocol
+	if _, err := ws.Exec(ctx, "SET lock_timeout = '300ms'", simple); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ws.Exec(ctx, build, simple)
+	if pe := pgErr(t, err); pe.Code != "55P03" {
+		t.Fatalf("the build past lock_timeout: %s %s", pe.Code, pe.Message)
+	}
+	var left bool
+	if err := other.QueryRow(ctx, "SELECT to_regclass('u_email') IS NOT NULL").Scan(&left); err != nil || !left {
+		t.Fatalf("the refused build dropped the other session's index: %v, %v", left, err)
+	}
+}

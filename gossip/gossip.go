@@ -283,17 +283,23 @@ func (g *Gossip) refresh() {
 }
 
 // rejoinLoop joins Join and the saved peers until one answers, then keeps
-// joining known members that failed, and those of Join and the saved peers
-// not alive, so the cluster heals after a partition (however long) or a
-// restart of several nodes. It also refreshes this node's meta.
+// joining known members that failed, and, one tick in seedEvery, those of
+// Join and the saved peers not alive, so the cluster heals after a partition
+// (however long) or a restart of several nodes. It also refreshes this node's meta.
 func (g *Gossip) rejoinLoop(saved []string) {
 	rejoin := time.NewTicker(g.cfg.RejoinInterval)
 	defer rejoin.Stop()
 	refresh := time.NewTicker(g.cfg.RefreshInterval)
 	defer refresh.Stop()
 	logged := false
+	ticks := 0
 	tryJoin := func() {
-		addrs := g.rejoinAddrs(saved)
+		// Once joined, the seeds and saved peers are tried one tick in
+		// seedEvery: a name that resolves to a member (a hostname) never
+		// reads as alive, and a join is a full state exchange.
+		seeds := ticks%seedEvery == 0
+		ticks++
+		addrs := g.rejoinAddrs(saved, seeds)
 		if len(addrs) == 0 {
 			return
 		}
@@ -330,7 +336,14 @@ func (g *Gossip) rejoinLoop(saved []string) {
 	}
 }
 
-func (g *Gossip) rejoinAddrs(saved []string) []string {
+// seedEvery is how many rejoin ticks pass between two tries of the seeds
+// and saved peers once this node has joined (rejoinLoop).
+const seedEvery = 10
+
+// rejoinAddrs lists the addresses to join: the failed members, and the
+// seeds (Join) and saved peers not alive when seeds is set or this node
+// has not joined yet.
+func (g *Gossip) rejoinAddrs(saved []string, seeds bool) []string {
 	self := g.Addr()
 	g.mu.RLock()
 	defer g.mu.RUnlock()
@@ -348,14 +361,16 @@ func (g *Gossip) rejoinAddrs(saved []string) []string {
 			out = append(out, a)
 		}
 	}
-	// Also once joined: a member partitioned away for longer than
-	// ForgetAfter is no longer in the table to be retried, and the two
-	// sides would never meet again.
-	for _, a := range g.cfg.Join {
-		add(a)
-	}
-	for _, a := range saved {
-		add(a)
+	// Also once joined (now and then): a member partitioned away for
+	// longer than ForgetAfter is no longer in the table to be retried, and
+	// the two sides would never meet again.
+	if seeds || !g.joined {
+		for _, a := range g.cfg.Join {
+			add(a)
+		}
+		for _, a := range saved {
+			add(a)
+		}
 	}
 	for _, m := range g.tbl.members {
 		if m.State == StateFailed && m.ID != g.cfg.Meta.ID {

@@ -235,8 +235,11 @@ func TestRejoinTriesSeedsOnceJoined(t *testing.T) {
 	now := time.Unix(1000, 0)
 	g.tbl.apply(event{kind: evJoin, name: "a", gossipAddr: "10.0.0.1:7946", meta: []byte(`{"id":"a"}`)}, now)
 	g.tbl.apply(event{kind: evJoin, name: "c", gossipAddr: "10.0.0.3:7946", meta: []byte(`{"id":"c"}`)}, now)
-	got := strings.Join(g.rejoinAddrs([]string{"10.0.0.4:7946", "10.0.0.2:7946"}), " ")
-	if got != "10.0.0.2:7946 10.0.0.4:7946" {
+	saved := []string{"10.0.0.4:7946", "10.0.0.2:7946"}
+	if got := strings.Join(g.rejoinAddrs(saved, true), " "); got != "10.0.0.2:7946 10.0.0.4:7946" {
 		t.Fatalf("a joined node retries %q, want the seed and the saved peer not alive", got)
+	}
+	if got := g.rejoinAddrs(saved, false); len(got) != 0 {
+		t.Fatalf("a joined node retries %q between its tries of the seeds, want only failed members", got)
 	}
 }

@@ -32,7 +32,7 @@ type stmtRun struct {
 	query bool
 	// batch counts the batches the client had sent when the portal was
 	// bound: it ends with its transaction at the latest. bound counts the
-	// Binds sent up to its own.
+	// Binds sent up to its own (up to its Query, for a Query's statement).
 	batch, bound uint64
 }
 
@@ -44,9 +44,6 @@ type limitItem struct {
 	run   *stmtRun
 	lim   stmtLimits
 	first bool // this execution began its run
-	// binds counts the Binds sent before this item: a COMMIT or ROLLBACK
-	// ends the portals they bound, not those bound behind it.
-	binds uint64
 }
 
 // stmtDone is a finished statement execution, for the query log.
@@ -135,7 +132,7 @@ func (l *limiter) query(sql string, stmts []string, lim stmtLimits) {
 // has finished: a plain statement's round trip allocates nothing here.
 func (l *limiter) queryRun(text string) *stmtRun {
 	r := l.spareRun()
-	*r = stmtRun{text: text, query: true}
+	*r = stmtRun{text: text, query: true, bound: l.binds}
 	return r
 }
 
@@ -193,7 +190,6 @@ func (l *limiter) push(it limitItem) {
 	if it.sync {
 		l.syncs++
 	}
-	it.binds = l.binds
 	l.queue.push(it)
 	l.startHead()
 }
@@ -459,7 +455,10 @@ func (l *limiter) headEndsTx() {
 	if len(l.portals) == 0 || l.queue.len() == 0 || l.queue.front().sync {
 		return
 	}
-	binds := l.queue.front().binds
+	// The Binds sent before the head: its own Bind's count for a portal
+	// (those sent between its Bind and its Execute stay too, on the safe
+	// side), the count at its Query for a Query's statement.
+	binds := l.queue.front().run.bound
 	for name, r := range l.portals {
 		if r.bound <= binds && !l.queued(r) {
 			l.dropPortal(name, r)

@@ -74,7 +74,7 @@ func checkRestoreDir(dir string) error {
 		return errors.Wrapf(err, "restore: read the data directory %s", dir)
 	}
 	if len(entries) > 0 {
-		return errors.Newf("restore: the data directory %s is not empty (it holds %s): a backup is restored into an empty one only; give a new --data-dir", dir, entries[0].Name())
+		return errors.Newf("restore: the data directory %s is not empty (it holds %s): a backup is restored into an empty one only; give a new --data-dir, or leave --restore out to restart the node restored there before", dir, entries[0].Name())
 	}
 	return nil
 }

@@ -107,7 +107,7 @@ func TestServerRestoreRefuses(t *testing.T) {
 		{"altered", []string{"--data-dir", t.TempDir(), "--restore", altered}, "the backup is damaged: its state's checksum"},
 		{"missing", []string{"--data-dir", t.TempDir(), "--restore", filepath.Join(t.TempDir(), "none")}, "no such file"},
 		{"with --join", []string{"--data-dir", t.TempDir(), "--restore", good, "--join", "127.0.0.1:1"}, "cannot be given with --join"},
-		{"used data dir", []string{"--data-dir", used, "--restore", good}, "is not empty"},
+		{"used data dir", []string{"--data-dir", used, "--restore", good}, "is not empty (it holds raft): a backup is restored into an empty one only; give a new --data-dir, or leave --restore out"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append(append([]string{"server", "--node-id", "r1"}, addrs...), tt.args...)

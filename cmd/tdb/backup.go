@@ -21,7 +21,17 @@ func newClusterBackupCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backup --out FILE [--force]",
 		Short: "Write the cluster's metadata (projects, keys, tenants, their databases' passwords) to a file; it holds secrets (operator's admin key)",
-		Args:  cobra.NoArgs,
+		Long: `Write the cluster's metadata to --out, with mode 0600: projects, workspaces and their
+blueprint versions, tenants, their databases with the role passwords, backends with their
+URLs, API keys, settings, bans, deployments and imports, as of a raft index the answering
+node has caught up to. It holds secrets: store it as you store the backends' superuser
+passwords. It holds no tenant data (back the databases up with PostgreSQL's own tools) and
+no admin key. An existing file is left alone unless --force. It takes the operator's admin
+key (--admin-key, env TDB_ADMIN_KEY).
+
+Restore it with tdb server --restore FILE into an empty --data-dir: a new cluster of that
+node alone, with a new cluster ID.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return errors.New("--out is required")

@@ -83,7 +83,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.Raft.Advertise, "raft-advertise", "", "raft address the other nodes dial (default: the raft listen address); e.g. a proxy in front of it")
 	f.StringVar(&gossipAddr, "gossip-addr", "127.0.0.1:7946", "gossip listen address")
 	f.StringVar(&join, "join", "", "gossip address(es) of existing members, comma separated")
-	f.StringVar(&restore, "restore", "", "start a new cluster of this node alone from a metadata backup (tdb cluster backup); --data-dir must be empty")
+	f.StringVar(&restore, "restore", "", "start a new cluster of this node alone from a metadata backup (tdb cluster backup); --data-dir must be empty or absent; first start only (restart without it), not with --join")
 	f.StringVar(&cfg.AdminKey, "admin-key", "", "the cluster operator's key (env TDB_ADMIN_KEY)")
 	f.StringVar(&cfg.ClusterSecret, "cluster-secret", "", "secret shared by the nodes for internal calls and gossip (env TDB_CLUSTER_SECRET; default: derived from the admin key)")
 	f.DurationVar(&cfg.Cluster.LeaderContactLimit, "leader-contact-limit", 10*time.Second, "refuse new logins after this long without contact with a raft leader")

@@ -321,6 +321,14 @@ func (g *Gossip) rejoinLoop(saved []string) {
 		select {
 		case <-g.stop:
 			return
+		default:
+		}
+		// Stopping wins over a tick that is due as well: a refresh or a
+		// join can take memberlist's timeout (10 s) once the node is
+		// shutting down.
+		select {
+		case <-g.stop:
+			return
 		case <-refresh.C:
 			g.refresh()
 		case <-rejoin.C:

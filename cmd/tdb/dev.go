@@ -165,6 +165,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	fmt.Fprintf(out, "starting PostgreSQL in %s ...\n", pgDir)
 	pg, err := pgserver.Start(ctx, pgserver.Options{
 		Dir: pgDir, Port: pgPort, MaxConnections: o.pgMaxConnections, Logf: func(f string, a ...any) {},
+		Warnf: func(f string, a ...any) { fmt.Fprintf(out, f+"\n", a...) },
 	})
 	if err != nil {
 		if pgPort != 0 && errors.Is(err, pgserver.ErrPortInUse) {

@@ -16,7 +16,8 @@ import (
 // postmaster still running on this data dir (tdb was killed) is shut down; a
 // postmaster.pid or socket lock whose process is gone (or is now some other
 // process with the same pid) is removed, so PostgreSQL does not refuse to start.
-func clearLeftovers(dir string, stopTimeout time.Duration, logf func(string, ...any)) error {
+// The shutdown is told to warnf.
+func clearLeftovers(dir string, stopTimeout time.Duration, logf, warnf func(string, ...any)) error {
 	dataDir := filepath.Join(dir, "data")
 	pidPath := filepath.Join(dataDir, "postmaster.pid")
 	b, err := os.ReadFile(pidPath)
@@ -24,7 +25,7 @@ func clearLeftovers(dir string, stopTimeout time.Duration, logf func(string, ...
 		first, _, _ := strings.Cut(string(b), "\n")
 		pid, _ := strconv.Atoi(strings.TrimSpace(first))
 		if pid > 0 && isPostmasterOf(pid, dataDir) {
-			logf("pgserver: a postmaster (pid %d) from a previous run is still up on %s; shutting it down", pid, dataDir)
+			warnf("a PostgreSQL (postmaster pid %d) is running on %s, from a previous run or started by hand; shutting it down", pid, dataDir)
 			_ = syscall.Kill(pid, syscall.SIGINT)
 			if !waitGone(pid, stopTimeout) {
 				_ = syscall.Kill(pid, syscall.SIGQUIT)

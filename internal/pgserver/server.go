@@ -39,6 +39,10 @@ type Options struct {
 	Fast bool
 	// Logf, when set, receives a line for each lifecycle step.
 	Logf func(format string, args ...any)
+	// Warnf, when set, receives instead of Logf what the user should hear
+	// of even when the steps are not shown: a postmaster found running on
+	// the data dir, shut down.
+	Warnf func(format string, args ...any)
 	// StartTimeout bounds how long Start waits for the server to accept
 	// connections (crash recovery included); 0 means 2 minutes.
 	StartTimeout time.Duration
@@ -103,6 +107,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	warnf := opts.Warnf
+	if warnf == nil {
+		warnf = logf
+	}
 	startTimeout, stopTimeout := opts.StartTimeout, opts.StopTimeout
 	if startTimeout <= 0 {
 		startTimeout = 2 * time.Minute
@@ -149,7 +157,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := ensureInitdb(ctx, ra, initdbBin, dir, opts.Fast, logf); err != nil {
 		return nil, err
 	}
-	if err := clearLeftovers(dir, stopTimeout, logf); err != nil {
+	if err := clearLeftovers(dir, stopTimeout, logf, warnf); err != nil {
 		return nil, err
 	}
 

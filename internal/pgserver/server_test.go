@@ -2,6 +2,7 @@ package pgserver_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/user"
@@ -171,9 +172,14 @@ func TestStartOverRunningServer(t *testing.T) {
 	exec(t, s1.URL(), "create table kept (v text)")
 	old := postmasterPID(t, dir)
 	pgserver.DropLock(s1) // its process is gone, its postmaster not
-	s2 := start(t, pgserver.Options{Dir: dir, Fast: true})
+	var warned []string
+	s2 := start(t, pgserver.Options{Dir: dir, Fast: true, Warnf: func(f string, a ...any) { warned = append(warned, fmt.Sprintf(f, a...)) }})
 	if pid := postmasterPID(t, dir); pid == old {
 		t.Fatalf("postmaster pid unchanged (%d)", pid)
+	}
+	// Said even where the lifecycle steps are not shown (tdb dev).
+	if len(warned) != 1 || !strings.Contains(warned[0], fmt.Sprintf("postmaster pid %d) is running on", old)) {
+		t.Fatalf("the shutdown of the running server was told as %q", warned)
 	}
 	if err := s1.Stop(); err != nil {
 		t.Errorf("Stop of the replaced server: %v", err)

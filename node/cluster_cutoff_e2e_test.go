@@ -14,9 +14,7 @@ import (
 // served.
 func TestClusterCutOffNodeRefusesRevokedKeyOverHTTP(t *testing.T) {
 	t.Parallel()
-	c := testcluster.Start(t, 3, testcluster.WithRaftProxies())
-	leader := c.WaitLeader(t)
-	p := others(c, leader)[0]
+	c, leader, p := partitionable(t)
 	c.CreateTenant(t, leader, "cutoff")
 	c.WaitReady(t)
 	var created struct{ ID, Key string }
@@ -28,10 +26,7 @@ func TestClusterCutOffNodeRefusesRevokedKeyOverHTTP(t *testing.T) {
 		t.Fatalf("query with a live key on %s: %d %+v", c.Members[p].ID, code, e)
 	}
 
-	c.Members[p].RaftProxy.Block()
-	testcluster.Eventually(t, "the cut-off node to refuse logins", func() bool {
-		return loginCode(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace")) == "57P03"
-	})
+	cutOff(t, c, p)
 	c.MustDo(t, leader, "DELETE", "/v1/apikeys/"+created.ID, c.ProxyPassword, "", nil, nil)
 
 	e = struct{ Code, Message string }{}

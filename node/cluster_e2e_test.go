@@ -239,19 +239,14 @@ func sendCancel(t *testing.T, addr string, pid uint32, secret []byte) {
 // knows of the revocation.
 func TestClusterPartitionedNodeFailsClosed(t *testing.T) {
 	t.Parallel()
-	c := testcluster.Start(t, 3, testcluster.WithRaftProxies())
-	leader := c.WaitLeader(t)
-	p := others(c, leader)[0]
+	c, leader, p := partitionable(t)
 	var created struct{ ID, Key string }
 	c.MustDo(t, leader, "POST", "/v1/apikeys", c.ProxyPassword, "",
 		map[string]any{"role": "write", "scope_type": "workspace", "scope_values": []string{"myapp"}}, &created)
 	doomed, doomedID := created.Key, created.ID
 	running := connect(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace"))
 
-	c.Members[p].RaftProxy.Block()
-	testcluster.Eventually(t, "the partitioned node to refuse logins", func() bool {
-		return loginCode(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace")) == "57P03"
-	})
+	cutOff(t, c, p)
 	c.MustDo(t, leader, "DELETE", "/v1/apikeys/"+doomedID, c.ProxyPassword, "", nil, nil)
 	_, err := tryConnect(c.ConnString(p, doomed, "myapp_workspace"))
 	if pe := pgErr(t, err); pe.Code != "57P03" || pe.Severity != "FATAL" || !(strings.Contains(pe.Message, "lost contact with the cluster leader") || strings.Contains(pe.Message, "catching up with the cluster leader")) {
@@ -274,10 +269,7 @@ func TestClusterPartitionedNodeFailsClosed(t *testing.T) {
 		t.Fatalf("majority login: %s", code)
 	}
 
-	c.Members[p].RaftProxy.Unblock()
-	testcluster.Eventually(t, "the healed node to serve logins", func() bool {
-		return loginCode(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace")) == ""
-	})
+	heal(t, c, p)
 	if code := loginCode(t, c.ConnString(p, doomed, "myapp_workspace")); code != "28P01" {
 		t.Fatalf("revoked key on the healed node: %q, want 28P01", code)
 	}
@@ -291,19 +283,14 @@ func TestClusterPartitionedNodeFailsClosed(t *testing.T) {
 // Other statements go on; after the partition heals, DDL is recorded again.
 func TestClusterPartitionedNodeRefusesWorkspaceDDL(t *testing.T) {
 	t.Parallel()
-	c := testcluster.Start(t, 3, testcluster.WithRaftProxies())
-	leader := c.WaitLeader(t)
-	p := others(c, leader)[0]
+	c, leader, p := partitionable(t)
 	ctx := context.Background()
 	ws := connect(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace"))
 	if _, err := ws.Prepare(ctx, "early", "CREATE TABLE early_ddl (id int)"); err != nil {
 		t.Fatal(err)
 	}
 
-	c.Members[p].RaftProxy.Block()
-	testcluster.Eventually(t, "the partitioned node to refuse logins", func() bool {
-		return loginCode(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace")) == "57P03"
-	})
+	cutOff(t, c, p)
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
 		_, err := ws.Exec(ctx, "CREATE TABLE cut_off (id int)", mode)
 		if pe := pgErr(t, err); pe.Code != "57P03" || !strings.Contains(pe.Message, "cannot reach the cluster leader") {
@@ -323,10 +310,7 @@ func TestClusterPartitionedNodeRefusesWorkspaceDDL(t *testing.T) {
 		t.Fatalf("refused DDL ran in the workspace: %v %v", exists, err)
 	}
 
-	c.Members[p].RaftProxy.Unblock()
-	testcluster.Eventually(t, "the healed node to serve logins", func() bool {
-		return loginCode(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace")) == ""
-	})
+	heal(t, c, p)
 	if _, err := ws.Exec(ctx, "CREATE TABLE healed (id int)"); err != nil {
 		t.Fatalf("DDL after the partition healed: %v", err)
 	}
@@ -347,9 +331,7 @@ func TestClusterPartitionedNodeRefusesWorkspaceDDL(t *testing.T) {
 // off during the wait refuses it rather than run DDL it could not record.
 func TestClusterDDLCutOffWhileWaitingForTheCaptureLock(t *testing.T) {
 	t.Parallel()
-	c := testcluster.Start(t, 3, testcluster.WithRaftProxies())
-	leader := c.WaitLeader(t)
-	p := others(c, leader)[0]
+	c, leader, p := partitionable(t)
 	ctx := context.Background()
 	holder := connect(t, c.ConnString(leader, c.ProxyPassword, "myapp_workspace"))
 	waiter := connect(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace"))
@@ -369,10 +351,7 @@ func TestClusterDDLCutOffWhileWaitingForTheCaptureLock(t *testing.T) {
 		err := holder.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").Scan(&n)
 		return err == nil && n > 0
 	})
-	c.Members[p].RaftProxy.Block()
-	testcluster.Eventually(t, "the partitioned node to refuse logins", func() bool {
-		return loginCode(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace")) == "57P03"
-	})
+	cutOff(t, c, p)
 	if _, err := holder.Exec(ctx, "COMMIT"); err != nil {
 		t.Fatal(err)
 	}
@@ -390,6 +369,34 @@ func TestClusterDDLCutOffWhileWaitingForTheCaptureLock(t *testing.T) {
 		t.Fatalf("the refused DDL ran in the workspace: %v %v", exists, err)
 	}
 	c.Members[p].RaftProxy.Unblock()
+}
+
+// partitionable starts a 3-node cluster whose raft links can be cut, and
+// returns it with its leader and a follower.
+func partitionable(t *testing.T) (c *testcluster.Cluster, leader, follower int) {
+	t.Helper()
+	c = testcluster.Start(t, 3, testcluster.WithRaftProxies())
+	leader = c.WaitLeader(t)
+	return c, leader, others(c, leader)[0]
+}
+
+// cutOff cuts member p's raft links and waits until it refuses logins
+// (57P03): cut off from the leader, it knows it.
+func cutOff(t *testing.T, c *testcluster.Cluster, p int) {
+	t.Helper()
+	c.Members[p].RaftProxy.Block()
+	testcluster.Eventually(t, "the cut-off node to refuse logins", func() bool {
+		return loginCode(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace")) == "57P03"
+	})
+}
+
+// heal gives member p its raft links back and waits until it serves logins.
+func heal(t *testing.T, c *testcluster.Cluster, p int) {
+	t.Helper()
+	c.Members[p].RaftProxy.Unblock()
+	testcluster.Eventually(t, "the healed node to serve logins", func() bool {
+		return loginCode(t, c.ConnString(p, c.ProxyPassword, "myapp_workspace")) == ""
+	})
 }
 
 // keyNames lists the names of the project's keys as member i sees them.

@@ -14,7 +14,6 @@ import (
 
 	"tdb/internal/testnode"
 	"tdb/node"
-	"tdb/querylog"
 )
 
 // directDialer dials the node's wire port from a loopback source address,
@@ -187,20 +186,5 @@ func TestDirectTLSProxyProtocol(t *testing.T) {
 	if f := lb.firsts(); len(f) < 2 || f[0] != 0x16 || f[1] != 0x16 {
 		t.Fatalf("connections through the load balancer began with %#x", f)
 	}
-	var out struct {
-		Entries []querylog.Entry `json:"entries"`
-	}
-	e.MustDo(t, "GET", "/v1/logs", e.ProxyPassword, "", nil, &out)
-	found := false
-	for _, en := range out.Entries {
-		if en.Statement == "SELECT 'direct behind a proxy header'" {
-			found = true
-			if en.ClientIP != "10.9.9.9" {
-				t.Fatalf("query log client_ip %q, want 10.9.9.9", en.ClientIP)
-			}
-		}
-	}
-	if !found {
-		t.Fatalf("statement not in the log: %+v", out.Entries)
-	}
+	loggedFrom(t, e, "SELECT 'direct behind a proxy header'", "10.9.9.9")
 }

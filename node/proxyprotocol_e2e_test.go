@@ -107,22 +107,7 @@ func TestProxyProtocolHAProxy(t *testing.T) {
 	if _, err := c.Exec(ctx, "SELECT 'through haproxy'"); err != nil {
 		t.Fatal(err)
 	}
-	var out struct {
-		Entries []querylog.Entry `json:"entries"`
-	}
-	e.MustDo(t, "GET", "/v1/logs", e.ProxyPassword, "", nil, &out)
-	found := false
-	for _, en := range out.Entries {
-		if en.Statement == "SELECT 'through haproxy'" {
-			found = true
-			if en.ClientIP != "127.0.0.2" {
-				t.Fatalf("query log client_ip %q, want 127.0.0.2", en.ClientIP)
-			}
-		}
-	}
-	if !found {
-		t.Fatalf("statement not in the log: %+v", out.Entries)
-	}
+	loggedFrom(t, e, "SELECT 'through haproxy'", "127.0.0.2")
 
 	// A direct TLS client (sslnegotiation=direct) through haproxy: its
 	// ClientHello follows the header.
@@ -183,4 +168,26 @@ func TestProxyProtocolHAProxy(t *testing.T) {
 		t.Fatalf("another client through the same haproxy: %v", err)
 	}
 	other.Close(ctx)
+}
+
+// loggedFrom checks that the query log holds stmt, and as run from client
+// IP ip wherever it does.
+func loggedFrom(t *testing.T, e *testnode.Env, stmt, ip string) {
+	t.Helper()
+	var out struct {
+		Entries []querylog.Entry `json:"entries"`
+	}
+	e.MustDo(t, "GET", "/v1/logs", e.ProxyPassword, "", nil, &out)
+	found := false
+	for _, en := range out.Entries {
+		if en.Statement == stmt {
+			found = true
+			if en.ClientIP != ip {
+				t.Fatalf("query log client_ip %q, want %s", en.ClientIP, ip)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("statement not in the log: %+v", out.Entries)
+	}
 }

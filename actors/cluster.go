@@ -41,24 +41,7 @@ func (p *Proxy) leaderUnconfirmed() bool {
 	if p.cfg.Cluster.LeaderLost != nil && p.cfg.Cluster.LeaderLost() {
 		return true
 	}
-	if p.cfg.Cluster.CatchUp == nil {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.catchUpTimeout())
-	defer cancel()
-	if err := p.cfg.Cluster.CatchUp(ctx); err != nil {
-		p.cfg.Logf("proxy: workspace DDL: catch up with the leader: %v", err)
-		return true
-	}
-	return false
-}
-
-// catchUpTimeout bounds one CatchUp.
-func (p *Proxy) catchUpTimeout() time.Duration {
-	if d := p.cfg.Cluster.CatchUpTimeout; d > 0 {
-		return d
-	}
-	return 2 * time.Second
+	return p.cfg.Cluster.CatchUp != nil && p.runCatchUp(context.Background()) != nil
 }
 
 // admit runs the Admit hook.
@@ -75,12 +58,24 @@ func (p *Proxy) catchUp(ctx context.Context) bool {
 	if p.cfg.Cluster.CatchUp == nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.catchUpTimeout())
+	_ = p.runCatchUp(ctx) // logged; the caller goes on with what it has
+	return true
+}
+
+// runCatchUp runs the CatchUp hook (set) for at most CatchUpTimeout
+// (default 2 s), and logs its failure.
+func (p *Proxy) runCatchUp(ctx context.Context) error {
+	d := p.cfg.Cluster.CatchUpTimeout
+	if d <= 0 {
+		d = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	if err := p.cfg.Cluster.CatchUp(ctx); err != nil {
+	err := p.cfg.Cluster.CatchUp(ctx)
+	if err != nil {
 		p.cfg.Logf("proxy: catch up with the leader: %v", err)
 	}
-	return true
+	return err
 }
 
 // maxRoutedCancels bounds the cancel requests a node routes to the others

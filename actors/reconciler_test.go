@@ -169,19 +169,7 @@ func TestGuardInstallationsDoNotHoldUpProvisioning(t *testing.T) {
 	ctx, logs := runReconciler(t, &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Workers: 1, Resync: 50 * time.Millisecond,
 		StepTimeout: time.Minute})
 
-	deadline := time.Now().Add(30 * time.Second)
-	for held.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no guard installation reached the silent backend; log:\n%s", logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	apply(fsm.CmdCreateWorkspace, workspace(pid, "fresh", fresh, "local"))
-	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-	defer wcancel()
-	if err := f.WaitFor(wctx, func(s *fsm.State) bool { return s.Databases[fresh].Status == fsm.StatusReady }); err != nil {
-		t.Fatalf("the new workspace waited behind the stuck guard installation: %v\nlog:\n%s", err, logs.String())
-	}
+	freshNotHeldUp(ctx, t, f, apply, held, logs, workspace(pid, "fresh", fresh, "local"), "guard installation")
 }
 
 // TestProvisioningStopsWhenNoLongerToDo: a provisioning whose try failed
@@ -264,19 +252,7 @@ func TestDropsDoNotHoldUpProvisioning(t *testing.T) {
 	ctx, logs := runReconciler(t, &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Workers: 1, Resync: 50 * time.Millisecond,
 		StepTimeout: time.Minute})
 
-	deadline := time.Now().Add(30 * time.Second)
-	for held.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no drop reached the silent backend; log:\n%s", logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	apply(fsm.CmdCreateWorkspace, workspace(pid, "fresh", fresh, "local"))
-	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-	defer wcancel()
-	if err := f.WaitFor(wctx, func(s *fsm.State) bool { return s.Databases[fresh].Status == fsm.StatusReady }); err != nil {
-		t.Fatalf("the new workspace waited behind the stuck drop: %v\nlog:\n%s", err, logs.String())
-	}
+	freshNotHeldUp(ctx, t, f, apply, held, logs, workspace(pid, "fresh", fresh, "local"), "drop")
 }
 
 // TestDropsTakeTurns: the drops of a backend that never answers, first in
@@ -380,6 +356,28 @@ func silentBackend(t *testing.T) (string, *atomic.Int32) {
 		}
 	})
 	return "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable", &held
+}
+
+// freshNotHeldUp waits until the reconciler's stuck work (what) has
+// reached the silent backend (held counts its connections), then creates
+// the workspace ws on another backend and waits for it to be ready: the
+// stuck work must not hold it up.
+func freshNotHeldUp(ctx context.Context, t *testing.T, f *fsm.FSM, apply func(fsm.CommandType, any), held *atomic.Int32, logs *syncbuf.Buffer,
+	ws *fsm.CreateWorkspace, what string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for held.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s reached the silent backend; log:\n%s", what, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	apply(fsm.CmdCreateWorkspace, ws)
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := f.WaitFor(wctx, func(s *fsm.State) bool { return s.Databases[ws.Database.Name].Status == fsm.StatusReady }); err != nil {
+		t.Fatalf("the new workspace waited behind the stuck %s: %v\nlog:\n%s", what, err, logs.String())
+	}
 }
 
 // runReconciler runs r, logging to the buffer it returns, until the test

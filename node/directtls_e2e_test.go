@@ -92,6 +92,21 @@ func connectDirect(t *testing.T, connString string, d *directDialer, maxVersion 
 // must end with 57014.
 func cancelSleep(t *testing.T, c *pgx.Conn) {
 	t.Helper()
+	cancelSleepWith(t, c, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := c.PgConn().CancelRequest(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("cancel request: %v", err)
+		}
+	})
+}
+
+// cancelSleepWith runs pg_sleep(60) on c and calls send every 200 ms
+// until the statement ends (the first cancel may arrive before it
+// started): it must end with 57014.
+func cancelSleepWith(t *testing.T, c *pgx.Conn, send func()) {
+	t.Helper()
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.Exec(context.Background(), "SELECT pg_sleep(60)")
@@ -108,12 +123,7 @@ func cancelSleep(t *testing.T, c *pgx.Conn) {
 			}
 			return
 		case <-tick.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := c.PgConn().CancelRequest(ctx)
-			cancel()
-			if err != nil {
-				t.Fatalf("cancel request: %v", err)
-			}
+			send()
 		case <-deadline:
 			t.Fatal("the statement was never cancelled")
 		}

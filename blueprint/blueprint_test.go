@@ -364,6 +364,15 @@ func TestRedactPassword(t *testing.T) {
 		{"cannot parse host=db1 password='s3cret' user=u", "s3cret", "cannot parse host=db1 password=xxxxx user=u"},
 		{"cannot parse postgres://u:p%40ss@db1/x", "p@ss", "cannot parse postgres://u:xxxxx@db1/x"},
 		{"dial unix /nonexist: no such file", "x", "dial unix /nonexist: no such file"},
+		// The password written with other escapes than url's own, or quoted
+		// with a backslash, or in a URL's query, is redacted all the same.
+		{"cannot parse postgres://u:p%2fss@db1/x", "p/ss", "cannot parse postgres://u:xxxxx@db1/x"},
+		{"cannot parse postgres://u:%73ecret@db1/x", "secret", "cannot parse postgres://u:xxxxx@db1/x"},
+		{`cannot parse host=db1 password='it\'s' user=u`, "it's", "cannot parse host=db1 password=xxxxx user=u"},
+		{"cannot parse postgres://u@db1/x?password=p%40ss&sslmode=disable", "p@ss", "cannot parse postgres://u@db1/x?password=xxxxx&sslmode=disable"},
+		{"cannot parse postgres://u@db1/x?PASSWORD=a+b", "a b", "cannot parse postgres://u@db1/x?PASSWORD=xxxxx"},
+		{"cannot parse postgres://u:other@db1:5432/x", "", "cannot parse postgres://u:xxxxx@db1:5432/x"},
+		{"cannot parse postgres://db1:5432/x and mail a@b", "x", "cannot parse postgres://db1:5432/x and mail a@b"},
 		{"no password here", "", "no password here"},
 	} {
 		if got := blueprint.RedactPassword(tc.msg, tc.password); got != tc.want {

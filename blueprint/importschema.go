@@ -171,19 +171,33 @@ func DDLOfDump(dump string) ([]string, error) {
 // string or URL it was in may be quoted: after "user:" and before "@", and
 // after "password=", as written or URL-escaped. Replacing it wherever it
 // appears would mangle the reason ("postgres:postgres@…" made the message
-// read "database xxxxx").
+// read "database xxxxx"). Those places are then redacted whatever they
+// hold, so a password written with other escapes (%2f for %2F, an escape
+// where none is needed, a backslash in a quoted value) does not show either.
 func RedactPassword(msg, password string) string {
-	if password == "" {
-		return msg
+	if password != "" {
+		forms := []string{password}
+		if esc := strings.TrimPrefix(url.UserPassword("", password).String(), ":"); esc != password {
+			forms = append(forms, esc)
+		}
+		if esc := url.QueryEscape(password); esc != password {
+			forms = append(forms, esc)
+		}
+		for _, f := range forms {
+			msg = strings.ReplaceAll(msg, ":"+f+"@", ":xxxxx@")
+			msg = strings.ReplaceAll(msg, "password="+f, "password=xxxxx")
+			msg = strings.ReplaceAll(msg, "password='"+f+"'", "password=xxxxx")
+		}
 	}
-	forms := []string{password}
-	if esc := strings.TrimPrefix(url.UserPassword("", password).String(), ":"); esc != password {
-		forms = append(forms, esc)
-	}
-	for _, f := range forms {
-		msg = strings.ReplaceAll(msg, ":"+f+"@", ":xxxxx@")
-		msg = strings.ReplaceAll(msg, "password="+f, "password=xxxxx")
-		msg = strings.ReplaceAll(msg, "password='"+f+"'", "password=xxxxx")
-	}
-	return msg
+	msg = urlPassword.ReplaceAllString(msg, "${1}:xxxxx@")
+	return keywordPassword.ReplaceAllString(msg, "${1}=xxxxx")
 }
+
+var (
+	// urlPassword is the password of a URL's user info: scheme://user:…@.
+	urlPassword = regexp.MustCompile(`(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@\s/]*@`)
+	// keywordPassword is a password keyword's value in a keyword/value
+	// connection string or a URL's query: quoted (with backslash escapes)
+	// or up to a space, quote or "&".
+	keywordPassword = regexp.MustCompile(`(?i)\b(password)\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s&'"]+)`)
+)

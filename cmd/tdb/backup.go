@@ -26,8 +26,9 @@ blueprint versions, tenants, their databases with the role passwords, backends w
 URLs, API keys, settings, bans, deployments and imports, as of a raft index the answering
 node has caught up to. It holds secrets: store it as you store the backends' superuser
 passwords. It holds no tenant data (back the databases up with PostgreSQL's own tools) and
-no admin key. An existing file is left alone unless --force. It takes the operator's admin
-key (--admin-key, env TDB_ADMIN_KEY).
+no admin key. An existing file is left alone unless --force. --out - writes the backup to
+standard output (never to a terminal) and what it printed to standard error. It takes the
+operator's admin key (--admin-key, env TDB_ADMIN_KEY).
 
 Restore it with tdb server --restore FILE into an empty --data-dir: a new cluster of that
 node alone, with a new cluster ID.`,
@@ -36,7 +37,11 @@ node alone, with a new cluster ID.`,
 			if out == "" {
 				return errors.New("--out is required")
 			}
-			if _, err := os.Lstat(out); err == nil && !force {
+			toStdout := out == "-"
+			if toStdout && isTerminal(cmd.OutOrStdout()) {
+				return errors.New("--out - would print the backup, which holds secrets, on a terminal: redirect standard output to a file or a pipe, or give --out FILE")
+			}
+			if _, err := os.Lstat(out); err == nil && !force && !toStdout {
 				return errors.Newf("%s exists: give another --out, or --force to replace it", out)
 			}
 			c, err := newClient(cmd, true)
@@ -51,11 +56,16 @@ node alone, with a new cluster ID.`,
 			if err != nil {
 				return errors.Wrap(err, "the backup the API sent")
 			}
-			if err := writePrivate(out, data, force); err != nil {
+			w := cmd.OutOrStdout()
+			if toStdout {
+				if _, err := w.Write(data); err != nil {
+					return errors.Wrap(err, "write the backup to standard output")
+				}
+				w = cmd.ErrOrStderr()
+			} else if err := writePrivate(out, data, force); err != nil {
 				return err
 			}
 			summary := backupSummary{File: out, Bytes: len(data), ClusterID: b.ClusterID, AppliedIndex: b.AppliedIndex, LogVersion: b.LogVersion, TakenAt: b.TakenAt}
-			w := cmd.OutOrStdout()
 			if asJSON, _ := cmd.Flags().GetBool(flagJSON); asJSON {
 				enc := json.NewEncoder(w)
 				enc.SetIndent("", "  ")
@@ -69,7 +79,7 @@ node alone, with a new cluster ID.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&out, "out", "", "file to write the backup to (mode 0600)")
+	cmd.Flags().StringVar(&out, "out", "", "file to write the backup to (mode 0600); - for standard output")
 	cmd.Flags().BoolVar(&force, "force", false, "replace --out if it exists")
 	return cmd
 }

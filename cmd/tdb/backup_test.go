@@ -60,6 +60,21 @@ func TestClusterBackupCommand(t *testing.T) {
 		t.Fatalf("the replaced backup holds %q", data)
 	}
 
+	// --out - writes the backup to standard output and the summary to
+	// standard error, and makes no file named "-".
+	dir := t.TempDir()
+	t.Chdir(dir)
+	code, stdout, stderr = tdb(append(admin, "cluster", "backup", "--out", "-")...)
+	if code != 0 || !strings.Contains(stderr, "applied_index:") {
+		t.Fatalf("backup --out -: exit %d, stderr %q", code, stderr)
+	}
+	if _, err := fsm.ReadBackup([]byte(stdout)); err != nil {
+		t.Fatalf("backup --out - printed no backup (%v): %.200q", err, stdout)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "-")); err == nil {
+		t.Fatal(`backup --out - made a file named "-"`)
+	}
+
 	// No key but the operator's.
 	code, _, stderr = tdb("--api-url", apiURL, "cluster", "backup", "--out", filepath.Join(t.TempDir(), "x"))
 	if code != 1 || !strings.Contains(stderr, "admin key") {

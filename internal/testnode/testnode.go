@@ -173,10 +173,16 @@ func (e *Env) MustDo(t testing.TB, method, path, key, project string, body, out 
 // CreateTenant creates a tenant of myapp and returns its own key.
 func (e *Env) CreateTenant(t testing.TB, name string) string {
 	t.Helper()
+	return e.CreateTenantOf(t, "myapp", name)
+}
+
+// CreateTenantOf creates a tenant of a blueprint and returns its own key.
+func (e *Env) CreateTenantOf(t testing.TB, blueprint, name string) string {
+	t.Helper()
 	var resp struct {
 		ConnectionString string `json:"connection_string"`
 	}
-	e.MustDo(t, "POST", "/v1/tenants", e.ProxyPassword, "", map[string]string{"name": name, "blueprint": "myapp"}, &resp)
+	e.MustDo(t, "POST", "/v1/tenants", e.ProxyPassword, "", map[string]string{"name": name, "blueprint": blueprint}, &resp)
 	u, err := url.Parse(resp.ConnectionString)
 	if err != nil {
 		t.Fatalf("parse connection string %q: %v", resp.ConnectionString, err)

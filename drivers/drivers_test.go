@@ -34,8 +34,11 @@ type driver struct {
 	// unavailable), installs or compiles, and returns extra environment for the
 	// program, or a reason not to run it that is not a failure.
 	ready func(t *testing.T, s *suite, r *row) (env []string, notRun string)
-	dir   string   // the program's directory, under drivers/
-	argv  []string // the program; "{tmp}" in an argument is the suite's scratch dir
+	// prepare, if set, replaces the suite's tenant of myapp with accounts
+	// (prepareTenant).
+	prepare func(s *suite, t *testing.T, tenant string) conf
+	dir     string   // the program's directory, under drivers/
+	argv    []string // the program; "{tmp}" in an argument is the suite's scratch dir
 	// goChecks runs the checks in this process instead.
 	goChecks func(ck *checker, c conf)
 }
@@ -45,6 +48,7 @@ func drivers() []driver {
 		{name: "psql", tenant: "psql", ready: needPsql, dir: "psql", argv: []string{"bash", "checks.sh"}},
 		{name: "go pgx", tenant: "pgx", goChecks: pgxChecks},
 		{name: "go database/sql (pgx/stdlib)", tenant: "gosql", goChecks: stdlibChecks},
+		{name: "go gorm", tenant: "gorm", prepare: (*suite).prepareGormTenant, goChecks: gormChecks},
 		{name: "node-postgres (pg)", tenant: "nodepg", ready: needNode, dir: "node", argv: []string{"node", "pg.js"}},
 		{name: "node Sequelize", tenant: "sequelize", ready: needNode, dir: "node", argv: []string{"node", "sequelize.js"}},
 		{name: "node Knex", tenant: "knex", ready: needNode, dir: "node", argv: []string{"node", "knex.js"}},
@@ -116,7 +120,11 @@ func (s *suite) runDriver(t *testing.T, d driver, r *row) {
 			return
 		}
 	}
-	c := s.prepareTenant(t, d.tenant)
+	prepare := (*suite).prepareTenant
+	if d.prepare != nil {
+		prepare = d.prepare
+	}
+	c := prepare(s, t, d.tenant)
 	if d.goChecks != nil {
 		ck := &checker{}
 		d.goChecks(ck, c)

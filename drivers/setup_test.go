@@ -35,6 +35,9 @@ type conf struct {
 	URL, WorkspaceURL, ReadURL, ProjectURL, JDBCURL     string
 	MsgProjectScoped, MsgDDL, MsgReadInsert, CACertFile string
 	Rows                                                int
+	// For the in-process checks only: the control plane's base URL, the
+	// tenant's workspace and the workspace key's URL to its database.
+	API, Workspace, WorkspaceDBURL string
 }
 
 // prepareTenant creates the driver's tenant with the seed's accounts table,

@@ -21,8 +21,13 @@ func init() {
 }
 
 func applyRecordAuthFailures(s *State, _ uint64, c *RecordAuthFailures) (any, error) {
-	if c.Batch != "" && s.ActiveLogVersion() >= 3 && s.Bans.seenBatch(c.Node, c.Batch) {
-		return []Ban(nil), nil
+	if c.Batch != "" && s.ActiveLogVersion() >= 3 {
+		if s.Bans.seenBatch(c.Node, c.Batch) {
+			return []Ban(nil), nil
+		}
+		if s.ActiveLogVersion() >= 7 {
+			s.Bans.noteBatch(c.Node, c.At)
+		}
 	}
 	return s.Bans.record(c.At, c.Failures, s.Settings), nil
 }

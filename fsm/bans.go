@@ -3,6 +3,7 @@ package fsm
 import (
 	"container/list"
 	"encoding/json"
+	"sort"
 	"time"
 )
 
@@ -39,6 +40,10 @@ type BanTable struct {
 	// committed, oldest first: a batch proposed again (its first commit's
 	// outcome was unknown to it) counts once.
 	batches map[string][]string
+	// batchAt is when each node's last batch was recorded (from log
+	// version 7): CompactState forgets the batch IDs of a node gone from
+	// the cluster once its last batch is old enough.
+	batchAt map[string]time.Time
 }
 
 // recentBatches is how many batch IDs per node the table remembers: a
@@ -61,6 +66,56 @@ func (t *BanTable) seenBatch(node, id string) bool {
 	}
 	t.batches[node] = ids
 	return false
+}
+
+// noteBatch records that node's latest batch was recorded at at (or at
+// the table's clock, if later).
+func (t *BanTable) noteBatch(node string, at time.Time) {
+	if at.Before(t.clock) {
+		at = t.clock
+	}
+	if t.batchAt == nil {
+		t.batchAt = map[string]time.Time{}
+	}
+	t.batchAt[node] = at
+}
+
+// forgetBatches forgets node's batch IDs if its last batch was recorded
+// before before, and reports whether it did. A node with batch IDs and no
+// time (recorded before log version 7) gets now as its time instead.
+func (t *BanTable) forgetBatches(node string, before, now time.Time) bool {
+	if _, ok := t.batches[node]; !ok {
+		return false
+	}
+	at, ok := t.batchAt[node]
+	if !ok {
+		t.noteBatch(node, now)
+		return false
+	}
+	if !at.Before(before) {
+		return false
+	}
+	delete(t.batches, node)
+	delete(t.batchAt, node)
+	return true
+}
+
+// BatchNodes returns the nodes whose batch IDs the table remembers, with
+// when their last batch was recorded (zero: before log version 7), ordered
+// by node.
+func (t *BanTable) BatchNodes() []BatchNode {
+	out := make([]BatchNode, 0, len(t.batches))
+	for node := range t.batches {
+		out = append(out, BatchNode{Node: node, Last: t.batchAt[node]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
+}
+
+// BatchNode is a node whose batch IDs the ban table remembers.
+type BatchNode struct {
+	Node string
+	Last time.Time // zero: recorded before log version 7
 }
 
 // AuthFailure counts the failed authentications of one IP in a batch.
@@ -206,14 +261,15 @@ func (t *BanTable) remove(e *list.Element) {
 
 // banTableJSON is the serialized table: records in order, least recent first.
 type banTableJSON struct {
-	Clock   time.Time           `json:"clock"`
-	Records []AuthRecord        `json:"records"`
-	Batches map[string][]string `json:"batches,omitempty"`
+	Clock   time.Time            `json:"clock"`
+	Records []AuthRecord         `json:"records"`
+	Batches map[string][]string  `json:"batches,omitempty"`
+	BatchAt map[string]time.Time `json:"batch_at,omitempty"`
 }
 
 // MarshalJSON writes the records in their (deterministic) order.
 func (t BanTable) MarshalJSON() ([]byte, error) {
-	out := banTableJSON{Clock: t.clock, Records: []AuthRecord{}, Batches: t.batches}
+	out := banTableJSON{Clock: t.clock, Records: []AuthRecord{}, Batches: t.batches, BatchAt: t.batchAt}
 	if t.order != nil {
 		out.Records = make([]AuthRecord, 0, t.order.Len())
 		for e := t.order.Front(); e != nil; e = e.Next() {
@@ -229,7 +285,7 @@ func (t *BanTable) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &in); err != nil {
 		return err
 	}
-	*t = BanTable{clock: in.Clock, batches: in.Batches}
+	*t = BanTable{clock: in.Clock, batches: in.Batches, batchAt: in.BatchAt}
 	t.init()
 	for i := range in.Records {
 		r := in.Records[i]

@@ -35,6 +35,7 @@ const (
 	CmdSetLogVersion
 	CmdSetDatabaseGuard
 	CmdSetClusterID
+	CmdCompactState
 )
 
 var commandNames = map[CommandType]string{
@@ -60,6 +61,7 @@ var commandNames = map[CommandType]string{
 	CmdSetLogVersion:           "set_log_version",
 	CmdSetDatabaseGuard:        "set_database_guard",
 	CmdSetClusterID:            "set_cluster_id",
+	CmdCompactState:            "compact_state",
 }
 
 func (t CommandType) String() string {

@@ -57,6 +57,17 @@ func (g *logGen) next() (CommandType, any) {
 	if g.r.Intn(100) == 0 {
 		return CmdSetLogVersion, &SetLogVersion{Version: uint16(1 + g.r.Intn(int(LogVersion)))}
 	}
+	if g.r.Intn(40) == 0 {
+		at := g.at()
+		c := &CompactState{At: at, BatchesBefore: at.Add(-time.Duration(g.r.Intn(1200)) * time.Second)}
+		if g.r.Intn(3) != 0 {
+			c.KeysRevokedBefore = at.Add(-time.Duration(g.r.Intn(1200)) * time.Second)
+		}
+		for i := g.r.Intn(3); i > 0; i-- {
+			c.BatchNodes = append(c.BatchNodes, g.pick("n1", "n2", "n3"))
+		}
+		return CmdCompactState, c
+	}
 	k := g.r.Intn(34)
 	switch {
 	case k == 19 || k == 20 || k == 21:
@@ -153,7 +164,11 @@ func (g *logGen) next() (CommandType, any) {
 		for i := g.r.Intn(4); i > 0; i-- {
 			fs = append(fs, AuthFailure{IP: g.pick("1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4", ""), Count: int64(g.r.Intn(8))})
 		}
-		return CmdRecordAuthFailures, &RecordAuthFailures{At: g.at(), Failures: fs}
+		c := &RecordAuthFailures{At: g.at(), Failures: fs}
+		if g.r.Intn(2) == 0 {
+			c.Node, c.Batch = g.pick("n1", "n2", "n3"), fmt.Sprintf("b%d", g.r.Intn(20))
+		}
+		return CmdRecordAuthFailures, c
 	case 16:
 		return CmdCreateImport, &CreateImport{ID: fmt.Sprintf("im%d", g.r.Intn(30)), ProjectID: g.proj(), Workspace: g.ws(),
 			SourceURL: "postgres://src", RoutingField: "tenant_id", Tables: []ImportTable{{Name: "a"}},

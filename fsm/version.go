@@ -26,9 +26,12 @@ import (
 // a deleted tenant taken out of the deployments and imports still to do
 // it, out of an import's retry (apply_tenant.go, apply_import.go) and out
 // of those its proposer listed it in just before the deletion
-// (apply_deployment.go, apply_import.go), and the time of RemoveBackend (apply_backend.go); from it, nodes also make
-// their internal calls over the raft listener's TLS (node/internal.go).
-const LogVersion uint16 = 6
+// (apply_deployment.go, apply_import.go), and the time of RemoveBackend
+// (apply_backend.go); from it, nodes also make their internal calls over
+// the raft listener's TLS (node/internal.go); version 7, CompactState
+// (compact.go), and the time of a node's last batch of failed logins kept
+// with its batch IDs (bans.go).
+const LogVersion uint16 = 7
 
 // since gives the log version a command type first appeared in; types not
 // listed are of version 1, the log before versions were counted.
@@ -36,6 +39,7 @@ var since = map[CommandType]uint16{
 	CmdSetLogVersion:    2,
 	CmdSetDatabaseGuard: 2,
 	CmdSetClusterID:     3,
+	CmdCompactState:     7,
 }
 
 // Since returns the log version a command type first appeared in.

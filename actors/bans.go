@@ -26,6 +26,12 @@ type BanTrackerConfig struct {
 	Interval   time.Duration // batching period (default 200 ms)
 	MaxPending int           // distinct IPs held between batches (default 10,000)
 	MaxBatch   int           // distinct IPs per raft command (default 1,000)
+	// MaxRetry is how long a batch whose proposal failed is proposed again
+	// before it is dropped (default 10 min): its failures are long out of
+	// any window by then, and the cluster forgets a gone node's batch IDs
+	// (fsm.CompactState) only a day after its last batch, so a batch
+	// proposed again always meets its ID if it was committed.
+	MaxRetry time.Duration
 }
 
 // BanTracker is the actor that turns failed logins on this node into raft
@@ -54,6 +60,9 @@ func NewBanTracker(cfg BanTrackerConfig) *BanTracker {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 1_000
 	}
+	if cfg.MaxRetry <= 0 {
+		cfg.MaxRetry = 10 * time.Minute
+	}
 	return &BanTracker{cfg: cfg, inbox: make(chan string, 4096), done: make(chan struct{})}
 }
 
@@ -73,6 +82,7 @@ func (b *BanTracker) Run(ctx context.Context) {
 	defer close(b.done)
 	batch := newFailBatch(b.cfg.MaxPending)
 	var again *fsm.RecordAuthFailures // a batch to propose again
+	var againSince time.Time          // when again was first proposed
 	tick := time.NewTicker(b.cfg.Interval)
 	defer tick.Stop()
 	for {
@@ -88,6 +98,10 @@ func (b *BanTracker) Run(ctx context.Context) {
 			// before any other: it may have been committed all the same
 			// (the leader changed while committing it), and with its ID the
 			// FSM then counts it once.
+			if again != nil && time.Since(againSince) > b.cfg.MaxRetry {
+				b.cfg.Logf("bans: dropped a batch of %d failed logins not committed in %s", len(again.Failures), b.cfg.MaxRetry)
+				again = nil
+			}
 			if again != nil && b.propose(ctx, again) {
 				again = nil
 			}
@@ -97,7 +111,7 @@ func (b *BanTracker) Run(ctx context.Context) {
 					cmd.Batch = randomHex(8)
 				}
 				if !b.propose(ctx, cmd) {
-					again = cmd
+					again, againSince = cmd, time.Now()
 				}
 			}
 		}

@@ -180,3 +180,50 @@ func TestBanTrackerProposesABatchAgainAsItWas(t *testing.T) {
 		}
 	})
 }
+
+// refusingProposer never commits a batch with a failure of ip.
+type refusingProposer struct {
+	*fsmProposer
+	ip      string
+	refused atomic.Int64
+}
+
+func (p *refusingProposer) Apply(ctx context.Context, t fsm.CommandType, payload any) (any, uint64, error) {
+	if c, ok := payload.(*fsm.RecordAuthFailures); ok {
+		for _, f := range c.Failures {
+			if f.IP == p.ip {
+				p.refused.Add(1)
+				return nil, 0, errors.New("no raft leader")
+			}
+		}
+	}
+	return p.fsmProposer.Apply(ctx, t, payload)
+}
+
+// TestBanTrackerDropsABatchNeverCommitted: a batch whose proposal keeps
+// failing is dropped after MaxRetry, and the failures after it are
+// proposed: the cluster forgets a gone node's batch IDs a day after its
+// last batch, so a batch proposed again must be proposed long before that.
+func TestBanTrackerDropsABatchNeverCommitted(t *testing.T) {
+	p := &refusingProposer{fsmProposer: &fsmProposer{f: fsm.New()}, ip: "192.0.2.1"}
+	log := &syncbuf.Buffer{}
+	bt := NewBanTracker(BanTrackerConfig{Propose: p, Interval: 10 * time.Millisecond, MaxRetry: 50 * time.Millisecond,
+		Logf: func(format string, args ...any) { fmt.Fprintf(log, format+"\n", args...) }, Batches: func() bool { return true }})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	defer func() { cancel(); <-stopped }()
+	bt.Fail("192.0.2.1")
+	go func() { defer close(stopped); bt.Run(ctx) }()
+	for p.refused.Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	bt.Fail("192.0.2.2")
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := p.f.WaitFor(wctx, func(s *fsm.State) bool { _, ok := s.Bans.Lookup("192.0.2.2"); return ok }); err != nil {
+		t.Fatalf("the failures after a batch never committed were not proposed: %v", err)
+	}
+	if !log.Contains("bans: dropped a batch of 1 failed logins not committed in 50ms") {
+		t.Fatalf("the drop was not logged: %s", log.String())
+	}
+}

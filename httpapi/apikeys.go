@@ -172,6 +172,7 @@ func (s *server) revokeKey(w http.ResponseWriter, r *http.Request, c *caller) er
 	}
 	id := mux.Vars(r)["id"]
 	var err error
+	var out Key
 	s.view(func(st *fsm.State) {
 		p := st.Project(c.projectID)
 		k := p.Keys[id]
@@ -180,17 +181,27 @@ func (s *server) revokeKey(w http.ResponseWriter, r *http.Request, c *caller) er
 			err = notFound("key %s not found", id)
 		case k.ID != c.keyID && !c.covers(p, k.ScopeType, k.ScopeValues):
 			err = scopeDenied("key %s reaches beyond this credential's scope", id)
+		default:
+			out = keyView(k)
 		}
 	})
 	if err != nil {
 		return err
 	}
-	index, err := s.apply(r.Context(), fsm.CmdRevokeKey, fsm.RevokeKey{ProjectID: c.projectID, ID: id, At: s.now()})
+	at := s.now()
+	index, err := s.apply(r.Context(), fsm.CmdRevokeKey, fsm.RevokeKey{ProjectID: c.projectID, ID: id, At: at})
 	if err != nil {
 		return err
 	}
-	var out Key
-	s.view(func(st *fsm.State) { out = keyView(st.Project(c.projectID).Keys[id]) })
+	s.view(func(st *fsm.State) {
+		if k := st.Project(c.projectID).Keys[id]; k != nil {
+			out = keyView(k)
+		} else if out.RevokedAt == nil {
+			// Revoked long enough ago to be removed (--revoked-key-retention)
+			// by the time it is read.
+			out.Status, out.RevokedAt = "revoked", &at
+		}
+	})
 	out.RaftIndex = index
 	writeJSON(w, http.StatusOK, out)
 	return nil

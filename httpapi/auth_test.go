@@ -1,8 +1,15 @@
 package httpapi_test
 
 import (
+	"context"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"tdb/fsm"
+	"tdb/httpapi"
+	"tdb/httpapi/apitest"
 )
 
 // TestScopeAndRole runs representative routes with every kind of caller.
@@ -276,4 +283,47 @@ func TestScopeRefusalTexts(t *testing.T) {
 			t.Errorf("%s %s: %d %s %q, want 403 scope_denied %q", tc.method, tc.path, status, code, msg, tc.want)
 		}
 	}
+}
+
+// compactingCluster removes every revoked key right after the revocation
+// commits, as a leader compacting the state (fsm.CompactState) with a
+// retention shorter than a request would.
+type compactingCluster struct{ *apitest.Cluster }
+
+func (c compactingCluster) Apply(ctx context.Context, t fsm.CommandType, payload any) (any, uint64, error) {
+	v, index, err := c.Cluster.Apply(ctx, t, payload)
+	if err == nil && t == fsm.CmdRevokeKey {
+		soon := time.Now().Add(time.Hour)
+		if _, _, cerr := c.Cluster.Apply(ctx, fsm.CmdCompactState, &fsm.CompactState{At: soon, KeysRevokedBefore: soon}); cerr != nil {
+			return nil, 0, cerr
+		}
+	}
+	return v, index, err
+}
+
+// TestRevokedKeyRemoved: a revocation answers with the revoked key even
+// when the key was removed before the answer was written, and a removed
+// key is refused as an unknown one and no longer listed.
+func TestRevokedKeyRemoved(t *testing.T) {
+	e := newBareEnv(t, nil, func(c httpapi.Cluster) http.Handler {
+		return httpapi.New(compactingCluster{c.(*apitest.Cluster)}, t.Logf)
+	})
+	e.setUp()
+	created := e.call(e.proxyPass, "POST", "/v1/apikeys", map[string]any{"name": "ci", "role": "read", "scope_type": "project"}, 201)
+	secret, id := created["key"].(string), created["id"].(string)
+
+	revoked := e.call(e.proxyPass, "DELETE", "/v1/apikeys/"+id, nil, 200)
+	if revoked["status"] != "revoked" || revoked["revoked_at"] == nil || revoked["id"] != id {
+		t.Fatalf("revoke response %v", revoked)
+	}
+	status, data := e.do(secret, "GET", "/v1/workspaces/myapp", nil)
+	if code, msg := errorOf(t, data); status != 401 || code != "unauthorized" || msg != "invalid API key" {
+		t.Fatalf("removed key: %d %s", status, data)
+	}
+	for _, k := range e.list(e.proxyPass, "/v1/apikeys") {
+		if k["id"] == id {
+			t.Fatalf("removed key listed: %v", k)
+		}
+	}
+	e.call(e.proxyPass, "DELETE", "/v1/apikeys/"+id, nil, 404)
 }

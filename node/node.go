@@ -68,6 +68,17 @@ type Config struct {
 	// BanBatchInterval is how often the node proposes the failed logins it
 	// saw to the cluster [200 ms] (actors.BanTrackerConfig.Interval).
 	BanBatchInterval time.Duration
+	// RevokedKeyRetention is how long a revoked key stays in the metadata
+	// (listed as revoked) before the leader removes it [7 days]; a removed
+	// key is refused as an unknown one (compact.go).
+	RevokedKeyRetention time.Duration
+	// BanBatchRetention is how long after a node's last batch of failed
+	// logins the cluster keeps its batch IDs once the node is out of the
+	// raft configuration [24 h] (compact.go).
+	BanBatchRetention time.Duration
+	// CompactInterval is how often the leader looks for what to compact
+	// [10 min] (compact.go).
+	CompactInterval time.Duration
 
 	// ServerIdleTimeout and ClientIdleTimeout are the session pool's
 	// server_idle_timeout and client_idle_timeout [1800 s each].
@@ -157,6 +168,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if cfg.HTTPIdleTimeout == 0 {
 		cfg.HTTPIdleTimeout = 120 * time.Second
+	}
+	if cfg.RevokedKeyRetention <= 0 {
+		cfg.RevokedKeyRetention = DefaultRevokedKeyRetention
+	}
+	if cfg.BanBatchRetention <= 0 {
+		cfg.BanBatchRetention = DefaultBanBatchRetention
+	}
+	if cfg.CompactInterval <= 0 {
+		cfg.CompactInterval = DefaultCompactInterval
 	}
 	if !cfg.GoroutineRelay {
 		logger.Printf("relay: %d event loop(s) for %d Go threads, nice %d (--relay-loops, --procs, --relay-nice)",
@@ -276,6 +296,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	})
 	n.goRun(func() { n.proxy.Serve(runCtx, n.wireLn) })
 	n.goRun(func() { n.membershipLoop(runCtx) })
+	n.goRun(func() { n.compactLoop(runCtx) })
 	n.goRun(func() { n.shareCounts(runCtx) })
 
 	n.httpSrv = &http.Server{

@@ -88,6 +88,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.ClusterSecret, "cluster-secret", "", "secret shared by the nodes for internal calls and gossip (env TDB_CLUSTER_SECRET; default: derived from the admin key)")
 	f.DurationVar(&cfg.Cluster.LeaderContactLimit, "leader-contact-limit", 10*time.Second, "refuse new logins after this long without contact with a raft leader")
 	f.DurationVar(&cfg.Cluster.ReapTimeout, "reap-timeout", 72*time.Hour, "remove a failed node from raft after this long")
+	f.DurationVar(&cfg.RevokedKeyRetention, "revoked-key-retention", node.DefaultRevokedKeyRetention, "remove a revoked key from the metadata this long after its revocation (it is then refused as an unknown key)")
 	f.StringVar(&cfg.PublicWireAddr, "public-wire-addr", "", "host:port put in connection strings (default: the wire address)")
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "wire TLS certificate (default: self-signed, made once in the data dir)")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "wire TLS key")

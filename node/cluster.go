@@ -248,7 +248,10 @@ func (n *Node) reconcileMembers() {
 			if known && s.Suffrage == raft.Voter && string(s.Address) == m.RaftAddr {
 				continue
 			}
-			if !known && !caughtUp {
+			// A server of the configuration at another address (the node
+			// restarted on a new one, maybe on another build) is checked as a
+			// new member is: AddVoter would give it the new address.
+			if !caughtUp {
 				// The version must be the cluster's, not that of a state
 				// still catching up with the log (a full restart).
 				if err := n.leaderCaughtUp(timeout); err != nil {
@@ -257,11 +260,15 @@ func (n *Node) reconcileMembers() {
 				}
 				active, caughtUp = n.activeLogVersion(), true
 			}
-			if !known && max(m.LogVersion, 1) < active {
+			if max(m.LogVersion, 1) < active {
 				// It would stop at the first entry it cannot apply.
 				if v, logged := n.refusedBuild[m.ID]; !logged || v != m.LogVersion {
 					n.refusedBuild[m.ID] = m.LogVersion
-					n.logger.Printf("membership: %s runs a build of raft log version %d and the cluster runs %d: not made a voter; upgrade it", m.ID, max(m.LogVersion, 1), active)
+					if known {
+						n.logger.Printf("membership: %s at %s runs a build of raft log version %d and the cluster runs %d: its raft server stays at %s; upgrade it", m.ID, m.RaftAddr, max(m.LogVersion, 1), active, s.Address)
+					} else {
+						n.logger.Printf("membership: %s runs a build of raft log version %d and the cluster runs %d: not made a voter; upgrade it", m.ID, max(m.LogVersion, 1), active)
+					}
 				}
 				continue
 			}

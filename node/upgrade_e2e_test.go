@@ -8,6 +8,7 @@ import (
 	"tdb/actors/backend"
 	"tdb/fsm"
 	"tdb/httpapi"
+	"tdb/internal/freeport"
 	"tdb/internal/syncbuf"
 	"tdb/internal/testcluster"
 	"tdb/internal/testnode"
@@ -149,5 +150,54 @@ func TestLoneNodeRunsItsLogVersion(t *testing.T) {
 		var st httpapi.ClusterStatus
 		e.MustDo(t, "GET", "/v1/cluster/status", e.AdminKey, "", nil, &st)
 		return st.LogVersion == fsm.LogVersion && len(st.Nodes) == 1 && st.Nodes[0].LogVersion == fsm.LogVersion
+	})
+}
+
+// TestClusterOldBuildOnNewRaftAddress: a voter restarted on another raft
+// address with a build older than the cluster's log version is not made a
+// voter there, as a node of that build that joins is not: at its new
+// address it would get entries it cannot apply. Its raft server stays at
+// the old address (where nothing answers) until it runs the new build.
+func TestClusterOldBuildOnNewRaftAddress(t *testing.T) {
+	t.Parallel()
+	log := &syncbuf.Buffer{}
+	c := testcluster.Start(t, 3, testcluster.Configure(func(cfg *node.Config) { cfg.LogOutput = log }))
+	testcluster.Eventually(t, "the cluster to run this build's log version", func() bool {
+		return c.Status(t, c.WaitLeader(t)).LogVersion == fsm.LogVersion
+	})
+	raftAddr := func(i int) (addr string, voter bool) {
+		for _, ns := range c.Status(t, c.WaitLeader(t)).Nodes {
+			if ns.ID == c.Members[i].ID {
+				return ns.RaftAddr, ns.Voter
+			}
+		}
+		return "", false
+	}
+	moved := others(c, c.WaitLeader(t))[0]
+	oldAddr, _ := raftAddr(moved)
+	newAddr, release, err := freeport.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(t, moved)
+	c.Reconfigure(t, moved, func(cfg *node.Config) { cfg.RaftAddr, cfg.Cluster.LogVersion = newAddr, 1 })
+	release()
+	c.RestartWithin(t, moved, 3*time.Second)
+	refused := fmt.Sprintf("%s at %s runs a build of raft log version 1 and the cluster runs %d: its raft server stays at %s; upgrade it",
+		c.Members[moved].ID, newAddr, fsm.LogVersion, oldAddr)
+	testcluster.Eventually(t, "the leader to refuse or take the new address", func() bool {
+		addr, _ := raftAddr(moved)
+		return log.Contains(refused) || addr == newAddr
+	})
+	if addr, _ := raftAddr(moved); addr != oldAddr {
+		t.Fatalf("a node of the old build moved to %s has its raft server at %s, want it left at %s", newAddr, addr, oldAddr)
+	}
+
+	c.Stop(t, moved)
+	c.Reconfigure(t, moved, func(cfg *node.Config) { cfg.Cluster.LogVersion = 0 })
+	c.Restart(t, moved)
+	testcluster.Eventually(t, "the upgraded node to be a voter at its new address", func() bool {
+		addr, voter := raftAddr(moved)
+		return addr == newAddr && voter
 	})
 }

@@ -264,12 +264,20 @@ func (c *Cluster) Stop(t testing.TB, i int) {
 // addresses, joining nothing but its saved gossip peers.
 func (c *Cluster) Restart(t testing.TB, i int) {
 	t.Helper()
+	c.RestartWithin(t, i, 60*time.Second)
+}
+
+// RestartWithin restarts member i as Restart does, waiting at most
+// leaderWait for it to learn of a leader (a node the leader does not take
+// back never does).
+func (c *Cluster) RestartWithin(t testing.TB, i int, leaderWait time.Duration) {
+	t.Helper()
 	m := c.Members[i]
 	if m.Node != nil {
 		t.Fatalf("restart %s: still running", m.ID)
 	}
 	m.cfg.Join = nil
-	c.startMember(t, m, 60*time.Second)
+	c.startMember(t, m, leaderWait)
 }
 
 // RestartTogether restarts stopped members at once, as Restart does each:

@@ -24,10 +24,13 @@ func (s *session) captures() bool {
 
 // recordVersion commits DDL that committed in the workspace as the next
 // blueprint version, before the client sees ReadyForQuery, so a deployment
-// started right after sees it. It retries briefly; if the version still
-// cannot be recorded the client gets a WARNING notice saying so (the DDL has
-// already committed in the workspace and cannot be taken back). Retries
-// carry the same capture id, so the commit is recorded once.
+// started right after sees it. It tries again for up to recordWait (a
+// leader lost mid-statement, an election): the session holds the
+// workspace's capture lock meanwhile, so no other DDL commits ahead of its
+// version, and the client waits as for a slow statement. If the version
+// still cannot be recorded the client gets a WARNING notice saying so (the
+// DDL has already committed in the workspace and cannot be taken back).
+// Retries carry the same capture id, so the commit is recorded once.
 func (s *session) recordVersion(tx captured) *wire.PGError {
 	sum := sha256.Sum256([]byte(strings.Join(tx.ddl, ";\n")))
 	cmd := &fsm.AddBlueprintVersion{
@@ -45,15 +48,30 @@ func (s *session) recordVersion(tx captured) *wire.PGError {
 	if tx.settings.Valid() { // as the backend reported them
 		cmd.Settings = &tx.settings
 	}
+	deadline := time.Now().Add(s.proxy.cfg.RecordWait)
 	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	for attempt := 1; ; attempt++ {
+		try := time.Now().Add(10 * time.Second)
+		if try.After(deadline) {
+			try = deadline
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), try)
 		_, _, err = s.proxy.cfg.Propose.Apply(ctx, fsm.CmdAddBlueprintVersion, cmd)
 		cancel()
 		if err == nil {
+			if attempt > 1 {
+				s.proxy.cfg.Logf("proxy: recorded the blueprint version of %s at attempt %d", s.login.workspace, attempt)
+			}
 			return nil
 		}
-		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+		pause := min(time.Duration(attempt)*200*time.Millisecond, 2*time.Second)
+		if time.Until(deadline) < pause {
+			break
+		}
+		if attempt == 1 {
+			s.proxy.cfg.Logf("proxy: record blueprint version of %s: %v; trying again for up to %s", s.login.workspace, err, s.proxy.cfg.RecordWait)
+		}
+		time.Sleep(pause)
 	}
 	s.proxy.cfg.Logf("proxy: record blueprint version of %s: %v", s.login.workspace, err)
 	return wire.NewError("WARNING", "01000", "the DDL committed in the workspace but was not recorded as a blueprint version: %v", err)

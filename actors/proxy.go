@@ -42,6 +42,10 @@ type ProxyConfig struct {
 
 	// Propose commits commands (captured blueprint versions) through raft.
 	Propose Proposer
+	// RecordWait is how long DDL that committed in a tenant workspace waits
+	// for its blueprint version to be recorded (the leader lost, an
+	// election) before its client is warned that it was not [2 min].
+	RecordWait time.Duration
 	// Now is the clock for timestamps the proxy proposes (default time.Now).
 	Now func() time.Time
 	// FakeSecret seeds the fake SCRAM salts shown for unknown projects, so
@@ -66,6 +70,9 @@ type ProxyConfig struct {
 	// log, metrics (admit.go); nil enforces FSM limits and bans only.
 	Policy *Policies
 }
+
+// DefaultRecordWait is ProxyConfig.RecordWait's default.
+const DefaultRecordWait = 2 * time.Minute
 
 // Proxy is the node's PostgreSQL wire listener: one connection actor per
 // client, and a registry of sessions for cancel requests.
@@ -122,6 +129,9 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.RecordWait <= 0 {
+		cfg.RecordWait = DefaultRecordWait
 	}
 	if len(cfg.FakeSecret) == 0 {
 		cfg.FakeSecret = make([]byte, 32)

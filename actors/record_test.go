@@ -1,0 +1,60 @@
+package actors
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"tdb/fsm"
+)
+
+// leaderLostProposer fails its first fails proposals as a node cut off from
+// the raft leader does, then accepts, keeping each capture id it was given.
+type leaderLostProposer struct {
+	mu    sync.Mutex
+	fails int
+	ids   []string
+}
+
+func (p *leaderLostProposer) Apply(_ context.Context, t fsm.CommandType, payload any) (any, uint64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := payload.(*fsm.AddBlueprintVersion); ok {
+		p.ids = append(p.ids, c.CaptureID)
+	}
+	if len(p.ids) <= p.fails {
+		return nil, 0, errors.New("no raft leader")
+	}
+	return nil, 1, nil
+}
+
+// TestRecordVersionWaitsForTheLeader: DDL that committed in a workspace
+// while its node lost the raft leader keeps trying to be recorded, with one
+// capture id, for RecordWait (seven failures, some 6 s, are within it),
+// and only then warns its client with 01000 that it was not.
+func TestRecordVersionWaitsForTheLeader(t *testing.T) {
+	prop := &leaderLostProposer{fails: 7}
+	s := &session{proxy: NewProxy(ProxyConfig{GoroutineRelay: true, FSM: fsm.New(), Logf: t.Logf, Propose: prop, RecordWait: time.Minute})}
+	s.login.projectID, s.login.workspace = "p1", "myapp"
+	if n := s.recordVersion(captured{ddl: []string{"CREATE TABLE t (id int)"}}); n != nil {
+		t.Fatalf("recorded at the 8th proposal, yet the client was told: %s %s", n.Code, n.Message)
+	}
+	if len(prop.ids) != 8 {
+		t.Fatalf("%d proposals, want 8", len(prop.ids))
+	}
+	for _, id := range prop.ids {
+		if id != prop.ids[0] || id == "" {
+			t.Fatalf("capture ids %q: want one id for every proposal", prop.ids)
+		}
+	}
+
+	never := &leaderLostProposer{fails: 1 << 30}
+	s.proxy.cfg.Propose, s.proxy.cfg.RecordWait = never, 300*time.Millisecond
+	n := s.recordVersion(captured{ddl: []string{"CREATE TABLE u (id int)"}})
+	if n == nil || n.Code != "01000" || n.Severity != "WARNING" {
+		t.Fatalf("never recorded: notice %+v, want WARNING 01000", n)
+	}
+}

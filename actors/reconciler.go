@@ -20,7 +20,8 @@ type Proposer interface {
 
 // Reconciler runs on the raft leader and makes backends match the physical
 // databases in the FSM. Every step is idempotent, so a new leader finishes
-// whatever a crashed one left half-done.
+// whatever a crashed one left half-done. Work in flight stops when this
+// node stops leading (leaderTerm).
 type Reconciler struct {
 	FSM      *fsm.FSM
 	Propose  Proposer
@@ -33,6 +34,7 @@ type Reconciler struct {
 	Resync      time.Duration // full rescan period, on top of change notifications
 	StepTimeout time.Duration
 	GuardRetry  time.Duration // pause before a failed guard installation is tried again
+	LeaderPoll  time.Duration // how often work in flight checks that this node still leads
 
 	mu       sync.Mutex
 	inflight map[string]bool
@@ -122,6 +124,9 @@ func (r *Reconciler) defaults() {
 	if r.GuardRetry <= 0 {
 		r.GuardRetry = time.Minute
 	}
+	if r.LeaderPoll <= 0 {
+		r.LeaderPoll = 100 * time.Millisecond
+	}
 	r.inflight = map[string]bool{}
 	r.guardRetry = map[string]time.Time{}
 	r.dropTurn = map[string]uint64{}
@@ -138,10 +143,20 @@ func (r *Reconciler) Run(ctx context.Context) {
 	dropSem := make(chan struct{}, r.Workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// The work of a pass runs under the context of this node's term as
+	// leader: a deposed leader's provisioning could otherwise make again,
+	// on a backend slow to answer, the database of a tenant the next
+	// leader has deleted and dropped meanwhile, with nothing left to ever
+	// drop it.
+	term := &leaderTerm{isLeader: r.IsLeader, poll: r.LeaderPoll}
+	wg.Add(1)
+	go func() { defer wg.Done(); term.watch(ctx) }()
 	watchState(ctx, r.FSM, r.Resync, func() {
 		if !r.IsLeader() {
+			term.end()
 			return
 		}
+		lead := term.context(ctx)
 		var tasks, guards []Task
 		r.FSM.View(func(s *fsm.State) { tasks = Plan(s) })
 		r.orderDrops(tasks)
@@ -169,7 +184,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 			} else {
 				select {
 				case sem <- struct{}{}:
-				case <-ctx.Done():
+				case <-lead.Done():
 					r.release(t.Database.Name)
 					return
 				}
@@ -179,10 +194,10 @@ func (r *Reconciler) Run(ctx context.Context) {
 				defer wg.Done()
 				defer func() { <-slots }()
 				defer r.release(t.Database.Name)
-				r.do(ctx, t)
+				r.do(lead, t)
 			}(t)
 		}
-		r.startGuards(ctx, &wg, guards)
+		r.startGuards(lead, &wg, guards)
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -420,4 +421,156 @@ func failingTenant(t *testing.T, pid, prefix string) (*fsm.FSM, *fsmProposer, fu
 	})
 	task.Versions = []fsm.BlueprintVersion{{Version: 1, Statements: []string{"SELECT 1/0"}}}
 	return f, p, apply, url, db, task
+}
+
+// TestDeposedLeaderStopsProvisioningInFlight: a provisioning whose backend
+// call is still under way when its node stops leading stops there. Here
+// the backend holds the call until the next leader has deleted the tenant
+// and dropped its database: going on, the old leader would make the
+// database and its login roles again, and nothing would ever drop them.
+func TestDeposedLeaderStopsProvisioningInFlight(t *testing.T) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	const pid = "tdb_0000abcd"
+	url := testpg.Shared(t).URL()
+	db := "inflight_" + hex.EncodeToString(b) + "_t"
+	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, db) })
+	held, held0, open := heldBackend(t, url)
+
+	f, p, apply := testProject(t, pid, map[string]string{"local": url, "held": held})
+	apply(fsm.CmdCreateWorkspace, workspace(pid, "myapp", "inflight_0_workspace", "local"))
+	zero := 0
+	apply(fsm.CmdSetDatabaseStatus, &fsm.SetDatabaseStatus{Name: "inflight_0_workspace", Status: fsm.StatusReady, SchemaVersion: &zero})
+	apply(fsm.CmdCreateTenant, &fsm.CreateTenant{ProjectID: pid, Name: "wayne", Blueprint: "myapp",
+		Database: fsm.NewDatabase{Name: db, Backend: "held", Passwords: fsm.RolePasswords{Admin: "a", Write: "w", Read: "r"}},
+		Key: fsm.NewKey{ID: "key_wayne", Name: "w", Role: fsm.RoleAdmin, ScopeType: fsm.ScopeTenant, ScopeValues: []string{"wayne"},
+			StoredKey: []byte("s"), ServerKey: []byte("k"), Lookup: "lw"}})
+
+	var leader atomic.Bool
+	leader.Store(true)
+	r := &Reconciler{FSM: f, Propose: p, IsLeader: leader.Load, Resync: 20 * time.Millisecond, LeaderPoll: 10 * time.Millisecond}
+	_, logs := runReconciler(t, r)
+	deadline := time.Now().Add(30 * time.Second)
+	for held0.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the provisioning never reached the backend; log:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// Deposed; the next leader deletes the tenant and drops its database.
+	leader.Store(false)
+	apply(fsm.CmdDeleteTenant, &fsm.DeleteTenant{ProjectID: pid, Name: "wayne"})
+	if err := backend.Drop(context.Background(), url, db); err != nil {
+		t.Fatal(err)
+	}
+	apply(fsm.CmdRemoveDatabase, &fsm.RemoveDatabase{Name: db})
+
+	// The held call goes on once the old leader's work on it has stopped
+	// (or, were it never to stop, after a while).
+	waitIdle := func() bool {
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			r.mu.Lock()
+			busy := r.inflight[db]
+			r.mu.Unlock()
+			if !busy {
+				return true
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return false
+	}
+	waitIdle()
+	open()
+	if !waitIdle() {
+		t.Fatalf("the provisioning never ended; log:\n%s", logs.String())
+	}
+
+	c, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var dbs, roles int
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM pg_database WHERE datname = $1", db).Scan(&dbs); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM pg_roles WHERE starts_with(rolname, $1)", db+"_").Scan(&roles); err != nil {
+		t.Fatal(err)
+	}
+	if dbs != 0 || roles != 0 {
+		t.Fatalf("the deposed leader made %d database(s) and %d role(s) of the dropped tenant again; log:\n%s", dbs, roles, logs.String())
+	}
+}
+
+// heldBackend is the URL of a backend that takes connections to the server
+// at url and holds them, unanswered, until open is called; then (and from
+// then on) it relays them to the server. held counts the connections it
+// took.
+func heldBackend(t *testing.T, url string) (string, *atomic.Int32, func()) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream := net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held atomic.Int32
+	opened := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	closed := false
+	track := func(c net.Conn) {
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			c.Close()
+			return
+		}
+		conns = append(conns, c)
+	}
+	relay := func(c net.Conn) {
+		defer wg.Done()
+		<-opened
+		u, err := net.Dial("tcp", upstream)
+		if err != nil {
+			c.Close()
+			return
+		}
+		track(u)
+		go func() { _, _ = io.Copy(u, c); u.Close() }()
+		_, _ = io.Copy(c, u)
+		c.Close()
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held.Add(1)
+			track(c)
+			wg.Add(1)
+			go relay(c)
+		}
+	}()
+	var once sync.Once
+	open := func() { once.Do(func() { close(opened) }) }
+	t.Cleanup(func() {
+		ln.Close()
+		open()
+		mu.Lock()
+		closed = true
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return strings.Replace(url, upstream, ln.Addr().String(), 1), &held, open
 }

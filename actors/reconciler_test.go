@@ -435,7 +435,7 @@ func TestDeposedLeaderStopsProvisioningInFlight(t *testing.T) {
 	url := testpg.Shared(t).URL()
 	db := "inflight_" + hex.EncodeToString(b) + "_t"
 	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, db) })
-	held, held0, open := heldBackend(t, url)
+	held, held0, _, open := heldBackend(t, url)
 
 	f, p, apply := testProject(t, pid, map[string]string{"local": url, "held": held})
 	apply(fsm.CmdCreateWorkspace, workspace(pid, "myapp", "inflight_0_workspace", "local"))
@@ -507,8 +507,8 @@ func TestDeposedLeaderStopsProvisioningInFlight(t *testing.T) {
 // heldBackend is the URL of a backend that takes connections to the server
 // at url and holds them, unanswered, until open is called; then (and from
 // then on) it relays them to the server. held counts the connections it
-// took.
-func heldBackend(t *testing.T, url string) (string, *atomic.Int32, func()) {
+// took, live those their clients have not closed.
+func heldBackend(t *testing.T, url string) (u string, held, live *atomic.Int32, open func()) {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
@@ -519,31 +519,55 @@ func heldBackend(t *testing.T, url string) (string, *atomic.Int32, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var held atomic.Int32
+	held, live = &atomic.Int32{}, &atomic.Int32{}
 	opened := make(chan struct{})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
 	closed := false
-	track := func(c net.Conn) {
+	track := func(c net.Conn) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		if closed {
 			c.Close()
-			return
+			return false
 		}
 		conns = append(conns, c)
+		return true
 	}
 	relay := func(c net.Conn) {
 		defer wg.Done()
+		// The one reader of the client: what it sends waits here until
+		// open, and its close is seen while it is held.
+		chunks := make(chan []byte, 1024)
+		go func() {
+			defer close(chunks)
+			defer live.Add(-1)
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := c.Read(buf)
+				if n > 0 {
+					chunks <- append([]byte(nil), buf[:n]...)
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
 		<-opened
 		u, err := net.Dial("tcp", upstream)
-		if err != nil {
+		if err != nil || !track(u) {
 			c.Close()
 			return
 		}
-		track(u)
-		go func() { _, _ = io.Copy(u, c); u.Close() }()
+		go func() {
+			for b := range chunks {
+				if _, err := u.Write(b); err != nil {
+					break
+				}
+			}
+			u.Close()
+		}()
 		_, _ = io.Copy(c, u)
 		c.Close()
 	}
@@ -554,13 +578,17 @@ func heldBackend(t *testing.T, url string) (string, *atomic.Int32, func()) {
 				return
 			}
 			held.Add(1)
-			track(c)
+			live.Add(1)
+			if !track(c) {
+				live.Add(-1)
+				continue
+			}
 			wg.Add(1)
 			go relay(c)
 		}
 	}()
 	var once sync.Once
-	open := func() { once.Do(func() { close(opened) }) }
+	open = func() { once.Do(func() { close(opened) }) }
 	t.Cleanup(func() {
 		ln.Close()
 		open()
@@ -572,5 +600,5 @@ func heldBackend(t *testing.T, url string) (string, *atomic.Int32, func()) {
 		mu.Unlock()
 		wg.Wait()
 	})
-	return strings.Replace(url, upstream, ln.Addr().String(), 1), &held, open
+	return strings.Replace(url, upstream, ln.Addr().String(), 1), held, live, open
 }

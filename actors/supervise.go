@@ -23,6 +23,10 @@ type LeaderActor struct {
 	Logf     func(format string, args ...any)
 	Now      func() time.Time
 	Resync   time.Duration // rescan period, on top of change notifications [2 s]
+	// LeaderPoll is how often the runners check that this node still
+	// leads [100 ms]: a deposed node, cut off from the log, sees no change
+	// of the state that would make it look sooner.
+	LeaderPoll time.Duration
 }
 
 func (a *LeaderActor) defaults() {
@@ -34,6 +38,9 @@ func (a *LeaderActor) defaults() {
 	}
 	if a.Now == nil {
 		a.Now = time.Now
+	}
+	if a.LeaderPoll <= 0 {
+		a.LeaderPoll = 100 * time.Millisecond
 	}
 }
 
@@ -49,10 +56,10 @@ func inProgress[J any](jobs map[string]*J, status func(*J) string) []string {
 }
 
 // supervise runs one runner per active job while this node leads, and stops
-// them all when it no longer does, until ctx ends. active lists the job ids
-// to run (under the FSM's read lock); the list is re-read after every change
-// and every resync tick. A runner that returns is started again at the next
-// pass if its job is still active.
+// them all within LeaderPoll of its no longer leading, until ctx ends.
+// active lists the job ids to run (under the FSM's read lock); the list is
+// re-read after every change and every resync tick. A runner that returns
+// is started again at the next pass if its job is still active.
 func (a *LeaderActor) supervise(ctx context.Context, active func(s *fsm.State) []string, run func(ctx context.Context, id string)) {
 	var mu sync.Mutex
 	running := map[string]context.CancelFunc{}
@@ -75,11 +82,19 @@ func (a *LeaderActor) supervise(ctx context.Context, active func(s *fsm.State) [
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stopAll()
+	// A runner's copy still under way on a deposed node would otherwise go
+	// on until the next resync, over the rows a newer import the next
+	// leader made has copied since.
+	term := &leaderTerm{isLeader: a.IsLeader, poll: a.LeaderPoll}
+	wg.Add(1)
+	go func() { defer wg.Done(); term.watch(ctx) }()
 	watchState(ctx, a.FSM, a.Resync, func() {
 		if !a.IsLeader() {
+			term.end()
 			stopAll()
 			return
 		}
+		lead := term.context(ctx)
 		var ids []string
 		a.FSM.View(func(s *fsm.State) { ids = active(s) })
 		sort.Strings(ids)
@@ -89,7 +104,7 @@ func (a *LeaderActor) supervise(ctx context.Context, active func(s *fsm.State) [
 				mu.Unlock()
 				continue
 			}
-			rctx, cancel := context.WithCancel(ctx)
+			rctx, cancel := context.WithCancel(lead)
 			running[id] = cancel
 			mu.Unlock()
 			wg.Add(1)

@@ -24,13 +24,14 @@ func (s *session) captures() bool {
 
 // recordVersion commits DDL that committed in the workspace as the next
 // blueprint version, before the client sees ReadyForQuery, so a deployment
-// started right after sees it. It tries again for up to recordWait (a
+// started right after sees it. It tries again for up to RecordWait (a
 // leader lost mid-statement, an election): the session holds the
 // workspace's capture lock meanwhile, so no other DDL commits ahead of its
 // version, and the client waits as for a slow statement. If the version
 // still cannot be recorded the client gets a WARNING notice saying so (the
-// DDL has already committed in the workspace and cannot be taken back).
-// Retries carry the same capture id, so the commit is recorded once.
+// DDL has already committed in the workspace and cannot be taken back), at
+// once if the state refused it. Retries carry the same capture id, so the
+// commit is recorded once.
 func (s *session) recordVersion(tx captured) *wire.PGError {
 	sum := sha256.Sum256([]byte(strings.Join(tx.ddl, ";\n")))
 	cmd := &fsm.AddBlueprintVersion{
@@ -63,6 +64,12 @@ func (s *session) recordVersion(tx captured) *wire.PGError {
 				s.proxy.cfg.Logf("proxy: recorded the blueprint version of %s at attempt %d", s.login.workspace, attempt)
 			}
 			return nil
+		}
+		if fe := (*fsm.Error)(nil); errors.As(err, &fe) {
+			// The state refused it (the workspace deleted or taken out of
+			// tenant mode meanwhile): every replica refuses it alike, and
+			// trying again would only hold the client and the lock.
+			break
 		}
 		pause := min(time.Duration(attempt)*200*time.Millisecond, 2*time.Second)
 		if time.Until(deadline) < pause {

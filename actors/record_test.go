@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,5 +57,39 @@ func TestRecordVersionWaitsForTheLeader(t *testing.T) {
 	n := s.recordVersion(captured{ddl: []string{"CREATE TABLE u (id int)"}})
 	if n == nil || n.Code != "01000" || n.Severity != "WARNING" {
 		t.Fatalf("never recorded: notice %+v, want WARNING 01000", n)
+	}
+}
+
+// refusedOnceProposer refuses its first AddBlueprintVersion as the state
+// does (a business failure: the workspace deleted meanwhile), then accepts.
+type refusedOnceProposer struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (p *refusedOnceProposer) Apply(_ context.Context, _ fsm.CommandType, _ any) (any, uint64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	if p.calls == 1 {
+		return nil, 1, &fsm.Error{Code: fsm.CodeNotFound, Message: `workspace "myapp" not found`}
+	}
+	return nil, 2, nil
+}
+
+// TestRecordVersionStopsAtARefusal: a version the state refuses (the
+// workspace deleted while its DDL ran) is not proposed again: every replica
+// refuses it alike, so trying for RecordWait would only hold the client
+// and the capture lock. The client is warned at once, with the refusal.
+func TestRecordVersionStopsAtARefusal(t *testing.T) {
+	prop := &refusedOnceProposer{}
+	s := &session{proxy: NewProxy(ProxyConfig{GoroutineRelay: true, FSM: fsm.New(), Logf: t.Logf, Propose: prop, RecordWait: time.Minute})}
+	s.login.projectID, s.login.workspace = "p1", "myapp"
+	n := s.recordVersion(captured{ddl: []string{"CREATE TABLE t (id int)"}})
+	if n == nil || n.Code != "01000" || !strings.Contains(n.Message, `workspace "myapp" not found`) {
+		t.Fatalf("a refused version: notice %+v, want WARNING 01000 with the refusal", n)
+	}
+	if prop.calls != 1 {
+		t.Fatalf("a refused version was proposed %d times, want once", prop.calls)
 	}
 }

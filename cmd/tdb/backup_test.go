@@ -133,3 +133,26 @@ func TestServerRestoreRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestBackupToStdoutRefusesOnlyATerminal: --out - refuses a terminal, the
+// backup holding secrets, but not the null device, which is a character
+// device too (a dry run: tdb cluster backup --out - > /dev/null).
+func TestBackupToStdoutRefusesOnlyATerminal(t *testing.T) {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	if isTerminal(null) {
+		t.Fatalf("%s taken for a terminal", os.DevNull)
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0)
+	if err != nil {
+		t.Logf("no terminal to check against: %v", err)
+		return
+	}
+	defer tty.Close()
+	if !isTerminal(tty) {
+		t.Fatal("/dev/tty not taken for a terminal")
+	}
+}

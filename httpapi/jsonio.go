@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
+	"unicode"
 
 	"github.com/cockroachdb/errors"
 )
@@ -13,9 +15,14 @@ import (
 const maxBody = 1 << 20
 
 // decode reads the request body as one JSON document into v. Unknown fields,
-// trailing data, an empty body and bodies over 1 MiB are client errors.
+// a field given twice, trailing data, an empty body and bodies over 1 MiB are
+// client errors.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		return bodyError(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return bodyError(err)
@@ -26,7 +33,48 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return badRequest("invalid JSON body: more than one JSON document")
 	}
+	return duplicateField(body)
+}
+
+// duplicateField refuses a body whose object names a field twice (in any
+// case, as the decoder matches names): the decoder would keep the last
+// value silently, while a proxy or log in front may read the first.
+func duplicateField(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil // not an object: its fields are not named
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil // decoded once already: cannot happen
+		}
+		name, _ := t.(string)
+		folded := foldName(name)
+		if seen[folded] {
+			return badRequest("invalid JSON body: field %q is given more than once", name)
+		}
+		seen[folded] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
 	return nil
+}
+
+// foldName maps a field name to one form for all the names the decoder takes
+// for the same field: it matches them case-insensitively, Unicode's simple
+// folding included (the Kelvin sign is a k).
+func foldName(name string) string {
+	return strings.Map(func(r rune) rune {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		return least
+	}, name)
 }
 
 func bodyError(err error) error {

@@ -178,7 +178,7 @@ func (s *server) revokeKey(w http.ResponseWriter, r *http.Request, c *caller) er
 		k := p.Keys[id]
 		switch {
 		case k == nil:
-			err = notFound("key %s not found", id)
+			err = notFound("key %q not found", id)
 		case k.ID != c.keyID && !c.covers(p, k.ScopeType, k.ScopeValues):
 			err = scopeDenied("key %s reaches beyond this credential's scope", id)
 		default:

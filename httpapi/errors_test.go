@@ -64,6 +64,9 @@ func TestErrors(t *testing.T) {
 		{name: "unknown blueprint", method: "POST", path: "/v1/tenants", body: map[string]string{"name": "t1", "blueprint": "nope"}, want: 404, wantText: `blueprint "nope" not found`},
 		{name: "unknown blueprint versions", method: "GET", path: "/v1/blueprints/nope/versions", want: 404},
 		{name: "key for unknown tenant", method: "POST", path: "/v1/apikeys", body: map[string]any{"role": "read", "scope_type": "tenant", "scope_values": []string{"nobody"}}, want: 404},
+		{name: "unknown key", method: "DELETE", path: "/v1/apikeys/key_000000000000", want: 404, wantText: `key "key_000000000000" not found`},
+		// The id is quoted: a terminal printing the message sees no escape.
+		{name: "unknown key with an escape", method: "DELETE", path: "/v1/apikeys/%1b%5b2J", want: 404, wantText: `key "\x1b[2J" not found`},
 		{name: "unknown route", method: "GET", path: "/v1/nothing", want: 404},
 		{name: "wrong method", method: "PUT", path: "/v1/tenants", want: 405},
 	}

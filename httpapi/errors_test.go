@@ -68,6 +68,8 @@ func TestErrors(t *testing.T) {
 		// The id is quoted: a terminal printing the message sees no escape.
 		{name: "unknown key with an escape", method: "DELETE", path: "/v1/apikeys/%1b%5b2J", want: 404, wantText: `key "\x1b[2J" not found`},
 		{name: "unknown route", method: "GET", path: "/v1/nothing", want: 404},
+		{name: "unknown route with an escape", method: "GET", path: "/v1/%1b%5b2J", want: 404, wantText: "no route GET /v1/%1b%5b2J"},
+		{name: "wrong method with an escape", method: "PUT", path: "/v1/tenants/%1b%5b2J", want: 405, wantText: "method PUT not allowed on /v1/tenants/%1b%5b2J"},
 		{name: "wrong method", method: "PUT", path: "/v1/tenants", want: 405},
 	}
 	for _, tc := range tests {

@@ -47,12 +47,14 @@ func (s *server) routes() http.Handler {
 	// SkipClean: a path with "." or ".." segments, or a name with an escaped
 	// slash, is not redirected to another resource; it matches no route.
 	r := mux.NewRouter().SkipClean(true)
+	// The path is shown escaped, as sent: decoded, %1b would reach the
+	// terminal printing the message as an escape code.
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, notFound("no route %s %s", r.Method, r.URL.Path))
+		writeJSON(w, http.StatusNotFound, notFound("no route %s %s", r.Method, r.URL.EscapedPath()))
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed,
-			errf(http.StatusMethodNotAllowed, codeMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path))
+			errf(http.StatusMethodNotAllowed, codeMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.EscapedPath()))
 	})
 	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: every package's tests against real PostgreSQL servers the
-# tests start themselves, then short fuzz runs of the protocol parsers.
+# tests start themselves, then short fuzz runs of the protocol parsers and the
+# HTTP API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go test -count=1 -timeout 30m ./...
@@ -28,3 +29,4 @@ fuzz FuzzRecords ./wire/tls13/
 fuzz FuzzProxyHeader ./actors/
 fuzz FuzzReadBackup ./fsm/
 fuzz FuzzAppendLine ./querylog/
+fuzz FuzzHTTPAPI ./httpapi/

@@ -36,7 +36,7 @@ func (s *server) authenticate(r *http.Request) (*caller, error) {
 			var found bool
 			s.view(func(st *fsm.State) { found = st.Project(pid) != nil })
 			if !found {
-				return nil, notFound("project %s not found", pid)
+				return nil, notFound("project %q not found", pid)
 			}
 			c.projectID = pid
 		}
@@ -66,7 +66,7 @@ func (s *server) authenticate(r *http.Request) (*caller, error) {
 		return nil, errf(http.StatusUnauthorized, codeUnauthorized, "invalid API key")
 	}
 	if pid := r.Header.Get(ProjectHeader); pid != "" && pid != c.projectID {
-		return nil, scopeDenied("credential belongs to project %s, not %s", c.projectID, pid)
+		return nil, scopeDenied("credential belongs to project %s, not %q", c.projectID, pid)
 	}
 	return c, nil
 }

@@ -117,6 +117,9 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 	wsKey := must(proxyPass, "POST", "/v1/apikeys", map[string]any{"role": "admin", "scope_type": "workspace", "scope_values": []string{"myapp"}}, 201)
 	dep := must(proxyPass, "POST", "/v1/deployments", map[string]any{"blueprint": "myapp", "all": true}, 202)
 
+	// The selector picks, modulo 7: the operator, the project's admin key,
+	// a project read key, a workspace admin key, a tenant key, none, an
+	// unknown one.
 	fe.keys = []string{adminKey, proxyPass, readKey["key"].(string), wsKey["key"].(string), tenantKey, "", "sk_" + strings.Repeat("0", 40)}
 	fe.vars = map[string]string{
 		"$PROJECT": projectID, "$KEYID": readKey["id"].(string), "$DEP": dep["id"].(string),

@@ -43,8 +43,11 @@ type Report struct {
 	// WrongPasswordAccepted counts attacker logins that were let in.
 	WrongPasswordAccepted int `json:"wrong_password_accepted"`
 	// Schema: the optional schema workload's outcome (--ops).
-	Schema     *SchemaReport `json:"schema,omitempty"`
-	Violations []string      `json:"violations"`
+	Schema *SchemaReport `json:"schema,omitempty"`
+	// Orphans are the backend's databases and roles of no tenant or
+	// workspace once the reconciler has settled.
+	Orphans    []string `json:"orphans,omitempty"`
+	Violations []string `json:"violations"`
 
 	history []Op
 	model   porcupine.Model
@@ -81,6 +84,7 @@ func (r *runner) check(ctx context.Context, end time.Duration) *Report {
 	r.checkHashes(ctx, rep)
 	r.checkMetadata(ctx, rep, ops)
 	r.checkInserts(ctx, rep, ops)
+	r.checkOrphans(ctx, rep)
 	checkStaleLogins(rep, ops)
 	if len(r.cfg.ops) > 0 {
 		r.checkSchema(ctx, rep, ops)

@@ -61,22 +61,17 @@ func inProgress[J any](jobs map[string]*J, status func(*J) string) []string {
 // re-read after every change and every resync tick. A runner that returns
 // is started again at the next pass if its job is still active.
 func (a *LeaderActor) supervise(ctx context.Context, active func(s *fsm.State) []string, run func(ctx context.Context, id string)) {
+	// running holds each job's runner until it has returned: a runner told
+	// to stop keeps its place while it winds down, so the next pass does
+	// not start a second one beside it, nor does its return end another's.
+	type runner struct{ cancel context.CancelFunc }
 	var mu sync.Mutex
-	running := map[string]context.CancelFunc{}
-	stop := func(id string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if cancel := running[id]; cancel != nil {
-			cancel()
-			delete(running, id)
-		}
-	}
+	running := map[string]*runner{}
 	stopAll := func() {
 		mu.Lock()
 		defer mu.Unlock()
-		for id, cancel := range running {
-			cancel()
-			delete(running, id)
+		for _, r := range running {
+			r.cancel()
 		}
 	}
 	var wg sync.WaitGroup
@@ -105,12 +100,20 @@ func (a *LeaderActor) supervise(ctx context.Context, active func(s *fsm.State) [
 				continue
 			}
 			rctx, cancel := context.WithCancel(lead)
-			running[id] = cancel
+			me := &runner{cancel: cancel}
+			running[id] = me
 			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer stop(id)
+				defer func() {
+					cancel()
+					mu.Lock()
+					if running[id] == me {
+						delete(running, id)
+					}
+					mu.Unlock()
+				}()
 				run(rctx, id)
 			}()
 		}

@@ -348,6 +348,10 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 		}
 		s.active.Store(time.Now().UnixNano())
 		if err != nil {
+			// The messages before the end are counted in flight: the
+			// backend gets them, or a session draining its DDL would wait
+			// for answers the backend never owed.
+			_ = s.flushLocked(fw)
 			if pe, ok := wire.AsPGError(err); ok {
 				// Malformed or oversized message: tell the client and stop.
 				_ = wire.WriteError(s.client, pe)
@@ -380,6 +384,7 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 		s.forwarding.Store(false) // the state counts the message now
 		switch step {
 		case stepFail:
+			_ = s.flushLocked(fw) // as at a read error
 			_ = wire.WriteError(s.client, perr)
 			return true, false
 		case stepTerminate:

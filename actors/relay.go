@@ -403,7 +403,10 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 			step = stepForward
 		}
 		s.gov.awaitCancel()
-		if err := s.writeLocked(fw, typ, body, step.prefix(), fr.Buffered() == 0); err != nil {
+		// Flushed unless a whole message is next: the start of one may be
+		// all the client sends until this one is answered.
+		_, _, _, whole := nextMessage(fr.Ahead())
+		if err := s.writeLocked(fw, typ, body, step.prefix(), !whole); err != nil {
 			return false, false
 		}
 	}

@@ -89,10 +89,8 @@ func u16(v int) []byte { return binary.BigEndian.AppendUint16(nil, uint16(v)) }
 func u32(v int) []byte { return binary.BigEndian.AppendUint32(nil, uint32(v)) }
 
 // decodeFuzzOps reads the input as opcodes, each a byte whose value picks a
-// message and whose following bytes pick its fields. At the end (unless
-// the input ended with a frame that is never complete) come a probe: a
-// CopyFail (out of any COPY), a Sync (out of any failed batch), a ROLLBACK
-// and a Query whose row marks the end.
+// message and whose following bytes pick its fields. At the end comes the
+// probe (appendProbe).
 func decodeFuzzOps(in []byte) fuzzProgram {
 	var p fuzzProgram
 	var cur []byte
@@ -172,9 +170,12 @@ func decodeFuzzOps(in []byte) fuzzProgram {
 			add("Query without its NUL", fuzzMsg('Q'))
 		case 15:
 			// A header that promises more than ever comes: nothing after
-			// it can be read, so the input ends here.
+			// it can be read, so the input ends here, with the probe
+			// ahead of it (answered while the rest of the message is
+			// still awaited), and the write side shut after the answer.
 			typ := "QPBdX"[next()%5]
 			n := []int{1 << 20, 1<<30 - 1, 1 << 31}[next()%3]
+			cur = appendProbe(&p, cur)
 			cur = append(cur, typ)
 			cur = append(cur, u32(n)...)
 			cur = append(cur, "SELECT 1"...)
@@ -184,7 +185,8 @@ func decodeFuzzOps(in []byte) fuzzProgram {
 			return p
 		case 16:
 			typ := byte(next())
-			body := in[:min(len(in), next()%8)]
+			n := next() % 8
+			body := in[:min(len(in), n)]
 			in = in[len(body):]
 			add(fmt.Sprintf("raw %q %q", typ, body), fuzzMsg(typ, body))
 		case 17:
@@ -203,13 +205,19 @@ func decodeFuzzOps(in []byte) fuzzProgram {
 					fuzzMsg('E', cstr(""), u32(0))...))
 		}
 	}
+	p.chunks = append(p.chunks, appendProbe(&p, cur))
+	return p
+}
+
+// appendProbe appends the messages that end an input: a CopyFail (out of
+// any COPY), a Sync (out of any failed batch), a ROLLBACK and a Query whose
+// row marks the end.
+func appendProbe(p *fuzzProgram, cur []byte) []byte {
 	p.steps = append(p.steps, "-- probe: CopyFail, Sync, Query ROLLBACK, Query marker")
 	cur = append(cur, fuzzMsg('f', cstr("probe"))...)
 	cur = append(cur, fuzzMsg('S')...)
 	cur = append(cur, fuzzMsg('Q', cstr("ROLLBACK"))...)
-	cur = append(cur, fuzzMsg('Q', cstr("SELECT '"+fuzzMarker+"'"))...)
-	p.chunks = append(p.chunks, cur)
-	return p
+	return append(cur, fuzzMsg('Q', cstr("SELECT '"+fuzzMarker+"'"))...)
 }
 
 // fuzzSeeds are inputs of the sequences named in the target's doc.

@@ -203,11 +203,17 @@ func (fe *fuzzEnv) run(t *testing.T, tg *fuzzTarget, prog fuzzProgram) {
 			r.waitReady(300 * time.Millisecond) // pacing only: some messages are never answered
 		}
 	}
-	if prog.closeWrite {
-		_ = conn.(*net.TCPConn).CloseWrite()
-	}
 	if err := r.waitEnd(answerWait); err != nil {
 		t.Fatalf("%v\n%s\nanswers: %s", err, prog, r.seen())
+	}
+	if prog.closeWrite {
+		// The rest of the message never comes: the node ends the
+		// connection.
+		_ = conn.(*net.TCPConn).CloseWrite()
+		r.marker = false
+		if err := r.waitEnd(answerWait); err != nil {
+			t.Fatalf("after the write side shut: %v\n%s\nanswers: %s", err, prog, r.seen())
+		}
 	}
 	conn.Close()
 

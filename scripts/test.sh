@@ -15,7 +15,9 @@ go run ./chaos run --duration "${CHAOS_DURATION:-60s}" --seed "${CHAOS_SEED:-1}"
 # Fuzz budgets are execution counts, not durations: with a duration, Go 1.26's
 # fuzz coordinator can fail a target with "context deadline exceeded" at the
 # deadline when a worker is mid-call (go.dev/issue/75804), with no input at fault.
-# A third argument is a target's own budget, for targets slower per input.
+# A third argument is a target's own budget, for targets slower per input
+# (FuzzSessionMessages runs each input through a node and its backend, at
+# about 50 a second); FUZZTIME, when set, is every target's budget.
 fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-${3:-100000x}}" "$2"; }
 fuzz FuzzStartup ./wire/
 fuzz FuzzStartupTLS ./wire/
@@ -28,6 +30,7 @@ fuzz FuzzSCRAMClientFinal ./wire/scram/
 fuzz FuzzClassify ./wire/classify/
 fuzz FuzzRecords ./wire/tls13/
 fuzz FuzzProxyHeader ./actors/
+fuzz FuzzSessionMessages ./node/ 500x   # about 20 s with the build
 fuzz FuzzReadBackup ./fsm/
 fuzz FuzzAppendLine ./querylog/
 fuzz FuzzHTTPAPI ./httpapi/ 20000x   # about 1,000 requests a second

@@ -71,6 +71,11 @@ func newServerCmd() *cobra.Command {
 			}
 			cmd.PrintErrf("node %s serving wire %s, http %s\n", cfg.NodeID, n.BoundWireAddr(), n.HTTPAddr())
 			<-ctx.Done()
+			// Stopping waits for what sessions have in flight (DDL whose
+			// blueprint version is being recorded); a second signal ends
+			// the process at once, as it would without tdb's handler.
+			stop()
+			cmd.PrintErrf("node %s stopping: sessions finish what they have in flight (a second Ctrl-C or SIGTERM stops at once)\n", cfg.NodeID)
 			return n.Stop()
 		},
 	}

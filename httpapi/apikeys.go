@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/gorilla/mux"
@@ -61,8 +60,8 @@ func (s *server) createKey(w http.ResponseWriter, r *http.Request, c *caller) er
 	if utf8.RuneCountInString(req.Name) > maxLabel {
 		return badRequest("key name is longer than %d characters", maxLabel)
 	}
-	if strings.ContainsFunc(req.Name, unicode.IsControl) || !utf8.ValidString(req.Name) {
-		return badRequest("key name must be UTF-8 text without control characters")
+	if err := checkLabel("key name", req.Name); err != nil {
+		return err
 	}
 	if req.Role == "" {
 		// As the product documentation creates keys: without a role,

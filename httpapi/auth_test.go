@@ -209,7 +209,7 @@ func TestRevokedKey(t *testing.T) {
 func TestCreateKeyInputs(t *testing.T) {
 	e := newEnv(t, nil)
 	e.tenant("myapp", "wayne")
-	for _, name := range []string{"bad\x00name", "esc\x1b[2Jape", "bell\x07"} {
+	for _, name := range []string{"bad\x00name", "esc\x1b[2Jape", "bell\x07", "admin\u200b", "evil\u202egnp.exe", "bom\ufeff"} {
 		status, body := e.do(e.proxyPass, "POST", "/v1/apikeys", map[string]any{"name": name, "role": "read", "scope_type": "project"})
 		if status != 400 || !strings.Contains(string(body), "without control characters") {
 			t.Fatalf("name %q: %d %s", name, status, body)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/cockroachdb/errors"
 )
@@ -99,4 +100,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
+}
+
+// checkLabel refuses a name shown to people (a project's, a key's) that is
+// not UTF-8 or holds a control character, which a terminal printing it
+// would obey, or an invisible format character (a zero-width space, a
+// right-to-left override), which makes one name look like another in a
+// listing.
+func checkLabel(what, name string) error {
+	if !utf8.ValidString(name) || strings.ContainsFunc(name, func(r rune) bool {
+		return unicode.IsControl(r) || unicode.Is(unicode.Cf, r)
+	}) {
+		return badRequest("%s must be UTF-8 text without control characters or invisible format characters (such as U+200B or U+202E)", what)
+	}
+	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"tdb/fsm"
@@ -44,8 +43,8 @@ func (s *server) createProject(w http.ResponseWriter, r *http.Request, c *caller
 	if req.Name == "" || utf8.RuneCountInString(req.Name) > maxLabel {
 		return badRequest("project name is required (at most %d characters)", maxLabel)
 	}
-	if strings.ContainsFunc(req.Name, unicode.IsControl) || !utf8.ValidString(req.Name) {
-		return badRequest("project name must be UTF-8 text without control characters")
+	if err := checkLabel("project name", req.Name); err != nil {
+		return err
 	}
 	secret := newProxyPassword()
 	cmd := fsm.CreateProject{

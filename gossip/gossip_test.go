@@ -75,9 +75,11 @@ func TestJoinLeaveFail(t *testing.T) {
 	if m.RaftAddr != "c:raft" || m.HTTPAddr != "c:http" || m.WireAddr != "c:wire" || m.GossipAddr != c.Addr() {
 		t.Fatalf("a sees c as %+v", m)
 	}
-	if peers := loadPeers(filepath.Join(dir, "c-peers.json")); len(peers) != 2 {
-		t.Fatalf("c saved peers %v, want a's and b's addresses", peers)
-	}
+	// The table changes before the file is written (after it, by the
+	// goroutine that applied the change).
+	poll(t, "c to save a's and b's addresses as its peers", func() bool {
+		return len(loadPeers(filepath.Join(dir, "c-peers.json"))) == 2
+	})
 
 	if err := b.Leave(10 * time.Second); err != nil { // a bound for a loaded machine, not a timing claim
 		t.Fatal(err)

@@ -385,8 +385,24 @@ func (p *Proxy) Close() {
 	for _, loop := range p.loops {
 		loop.Close() // the sessions it relays end as if their clients had left
 	}
-	p.wg.Wait()
-	p.pool.Close()
+	// Sessions finish what they have in flight (DDL whose blueprint version
+	// is being recorded, a statement whose commit is to be seen): the wait
+	// says every 10 s how many are left, so a long stop is not a silent one.
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	for tick := time.NewTicker(10 * time.Second); ; {
+		select {
+		case <-done:
+			tick.Stop()
+			p.pool.Close()
+			return
+		case <-tick.C:
+			p.mu.Lock()
+			n := len(p.sessions)
+			p.mu.Unlock()
+			p.cfg.Logf("proxy: stopping: %d sessions still finish what they have in flight (a statement whose outcome is awaited, DDL whose blueprint version is being recorded)", n)
+		}
+	}
 }
 
 // pickLoop gives a new session its event loop, the loops taking turns;

@@ -148,28 +148,31 @@ func (fe *fuzzEnv) physicals() []string {
 
 func (fe *fuzzEnv) connect(tb testing.TB, connString string) *pgx.Conn {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, connString)
-	if err != nil {
-		tb.Fatalf("connect %s: %v", connString, err)
-	}
-	return c
+	return fe.connectTo(tb, connString, "")
 }
 
 // backendConn connects as the backend's superuser to a database.
 func (fe *fuzzEnv) backendConn(tb testing.TB, database string) *pgx.Conn {
 	tb.Helper()
-	cfg, err := pgx.ParseConfig(fe.su)
+	return fe.connectTo(tb, fe.su, database)
+}
+
+// connectTo connects with connString, to database instead of the one it
+// names when database is not empty.
+func (fe *fuzzEnv) connectTo(tb testing.TB, connString, database string) *pgx.Conn {
+	tb.Helper()
+	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg.Database = database
+	if database != "" {
+		cfg.Database = database
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		tb.Fatalf("connect to %s: %v", database, err)
+		tb.Fatalf("connect to %s: %v", cfg.Database, err)
 	}
 	return c
 }

@@ -99,10 +99,6 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		}
 		sql := s.text(text)
 		r, rej, ignored := s.inspect(sql)
-		if rej == nil && s.ddlUnrecordable(r) {
-			rej, ignored = leaderLostDDL(), ignoredWhenAborted(r, leaderLostDDL())
-			r = classify.Result{} // as for any refusal: what runs is the refusal's text
-		}
 		if rej == nil && s.commitPastLimit(r) {
 			rej, ignored = commitRefusal(), ignoredWhenAborted(r, commitRefusal())
 			r = classify.Result{}
@@ -135,10 +131,6 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		}
 		sql := s.text(text)
 		r, rej, ignored := s.inspect(sql)
-		if rej == nil && s.ddlUnrecordable(r) {
-			rej, ignored = leaderLostDDL(), ignoredWhenAborted(r, leaderLostDDL())
-			r = classify.Result{} // as for any refusal: what runs is the refusal's text
-		}
 		// unsynced and settingsSync change only here, on the client's side.
 		if rej == nil && s.unsynced && s.settingsSync {
 			// The backend would read this text after a statement of the

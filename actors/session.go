@@ -253,6 +253,11 @@ func (s *session) inspect(sql string) (r classify.Result, rej *wire.PGError, ign
 	if r, rej = s.check(sql); rej != nil {
 		return classify.Result{}, rej, ignoredWhenAborted(r, rej)
 	}
+	// Asked of every text with DDL, never remembered with check's verdict.
+	if s.ddlUnrecordable(r) {
+		rej = leaderLostDDL()
+		return classify.Result{}, rej, ignoredWhenAborted(r, rej)
+	}
 	return r, nil, false
 }
 

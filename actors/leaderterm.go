@@ -20,6 +20,19 @@ type leaderTerm struct {
 	cancel context.CancelFunc
 }
 
+// defaultLeaderPoll is how often work in flight checks, by default, that
+// its node still leads.
+const defaultLeaderPoll = 100 * time.Millisecond
+
+// startLeaderTerm returns a leaderTerm whose watch runs on wg until ctx
+// ends.
+func startLeaderTerm(ctx context.Context, wg *sync.WaitGroup, isLeader func() bool, poll time.Duration) *leaderTerm {
+	l := &leaderTerm{isLeader: isLeader, poll: poll}
+	wg.Add(1)
+	go func() { defer wg.Done(); l.watch(ctx) }()
+	return l
+}
+
 // context returns the current term's context, under parent; a new term
 // starts when the last one has ended.
 func (l *leaderTerm) context(parent context.Context) context.Context {

@@ -125,7 +125,7 @@ func (r *Reconciler) defaults() {
 		r.GuardRetry = time.Minute
 	}
 	if r.LeaderPoll <= 0 {
-		r.LeaderPoll = 100 * time.Millisecond
+		r.LeaderPoll = defaultLeaderPoll
 	}
 	r.inflight = map[string]bool{}
 	r.guardRetry = map[string]time.Time{}
@@ -148,9 +148,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 	// on a backend slow to answer, the database of a tenant the next
 	// leader has deleted and dropped meanwhile, with nothing left to ever
 	// drop it.
-	term := &leaderTerm{isLeader: r.IsLeader, poll: r.LeaderPoll}
-	wg.Add(1)
-	go func() { defer wg.Done(); term.watch(ctx) }()
+	term := startLeaderTerm(ctx, &wg, r.IsLeader, r.LeaderPoll)
 	watchState(ctx, r.FSM, r.Resync, func() {
 		if !r.IsLeader() {
 			term.end()

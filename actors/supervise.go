@@ -40,7 +40,7 @@ func (a *LeaderActor) defaults() {
 		a.Now = time.Now
 	}
 	if a.LeaderPoll <= 0 {
-		a.LeaderPoll = 100 * time.Millisecond
+		a.LeaderPoll = defaultLeaderPoll
 	}
 }
 
@@ -80,9 +80,7 @@ func (a *LeaderActor) supervise(ctx context.Context, active func(s *fsm.State) [
 	// A runner's copy still under way on a deposed node would otherwise go
 	// on until the next resync, over the rows a newer import the next
 	// leader made has copied since.
-	term := &leaderTerm{isLeader: a.IsLeader, poll: a.LeaderPoll}
-	wg.Add(1)
-	go func() { defer wg.Done(); term.watch(ctx) }()
+	term := startLeaderTerm(ctx, &wg, a.IsLeader, a.LeaderPoll)
 	watchState(ctx, a.FSM, a.Resync, func() {
 		if !a.IsLeader() {
 			term.end()

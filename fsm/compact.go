@@ -35,15 +35,11 @@ func init() {
 func applyCompactState(s *State, _ uint64, c *CompactState) (any, error) {
 	var out Compacted
 	if !c.KeysRevokedBefore.IsZero() {
-		for _, p := range s.Projects {
-			for id, k := range p.Keys {
-				if k.RevokedAt != nil && k.RevokedAt.Before(c.KeysRevokedBefore) {
-					delete(p.Keys, id)
-					delete(s.byLookup, k.Lookup)
-					out.Keys++
-				}
-			}
-		}
+		s.eachRevokedBefore(c.KeysRevokedBefore, func(p *Project, id string, k *Key) {
+			delete(p.Keys, id)
+			delete(s.byLookup, k.Lookup)
+			out.Keys++
+		})
 	}
 	for _, node := range c.BatchNodes {
 		if s.Bans.forgetBatches(node, c.BatchesBefore, c.At) {
@@ -57,12 +53,18 @@ func applyCompactState(s *State, _ uint64, c *CompactState) (any, error) {
 // with KeysRevokedBefore t removes.
 func (s *State) RevokedBefore(t time.Time) int {
 	n := 0
+	s.eachRevokedBefore(t, func(*Project, string, *Key) { n++ })
+	return n
+}
+
+// eachRevokedBefore calls fn with each key revoked before t, its project
+// and its id there; fn may delete the key from its project.
+func (s *State) eachRevokedBefore(t time.Time, fn func(p *Project, id string, k *Key)) {
 	for _, p := range s.Projects {
-		for _, k := range p.Keys {
+		for id, k := range p.Keys {
 			if k.RevokedAt != nil && k.RevokedAt.Before(t) {
-				n++
+				fn(p, id, k)
 			}
 		}
 	}
-	return n
 }

@@ -19,6 +19,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"tdb/fsm"
+	"tdb/httpapi"
 )
 
 // Account is the seed's GORM model ("Drivers", Go, GORM), word for word.
@@ -418,16 +419,7 @@ func sameVersions(c conf, n int) error {
 // deployAll deploys the blueprint's latest version to all its tenants and
 // waits for the deployment to complete at version want.
 func deployAll(c conf, want int) error {
-	var d struct {
-		ID            string `json:"id"`
-		Status        string `json:"status"`
-		TargetVersion int    `json:"target_version"`
-		Results       []struct {
-			TenantID string `json:"tenant_id"`
-			Status   string `json:"status"`
-			Error    string `json:"error"`
-		} `json:"results"`
-	}
+	var d httpapi.Deployment
 	if err := api(c, "POST", "/v1/deployments", map[string]any{"blueprint": c.Workspace, "all": true}, &d); err != nil {
 		return err
 	}

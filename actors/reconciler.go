@@ -55,6 +55,8 @@ type Task struct {
 	Kind     string // "provision", "drop" or "guard"
 	Database fsm.Database
 	Backend  fsm.Backend
+	// Guard is the version of the DDL guard to install (GuardFor).
+	Guard    int
 	Versions []fsm.BlueprintVersion // for tenants: the blueprint versions to bring it to
 }
 
@@ -66,6 +68,7 @@ func Plan(s *fsm.State) []Task {
 	// version, gets it installed, once the cluster records it (a node of an
 	// older build could not apply SetDatabaseGuard).
 	guards := s.CheckProposable(fsm.CmdSetDatabaseGuard) == nil
+	guard := GuardFor(s)
 	for _, d := range s.Databases {
 		var kind string
 		switch {
@@ -73,7 +76,7 @@ func Plan(s *fsm.State) []Task {
 			kind = "provision"
 		case d.Status == fsm.StatusDeleting:
 			kind = "drop"
-		case guards && NeedsGuard(d):
+		case guards && NeedsGuard(d, guard):
 			kind = "guard"
 		default:
 			continue
@@ -82,7 +85,7 @@ func Plan(s *fsm.State) []Task {
 		if b == nil {
 			continue
 		}
-		t := Task{Kind: kind, Database: *d, Backend: *b}
+		t := Task{Kind: kind, Database: *d, Backend: *b, Guard: guard}
 		if kind == "provision" && d.Kind == fsm.KindTenant {
 			if p := s.Projects[d.ProjectID]; p != nil {
 				if bp, _, ok := fsm.ParseDatabase(d.Logical); ok && p.Workspaces[bp] != nil {
@@ -96,10 +99,23 @@ func Plan(s *fsm.State) []Task {
 	return tasks
 }
 
-// NeedsGuard reports whether database d is ready and lacks the current DDL
-// guard (the reconciler's work; cluster status counts them).
-func NeedsGuard(d *fsm.Database) bool {
-	return d.Status == fsm.StatusReady && backend.HasGuard(backend.Kind(d.Kind)) && d.Guard < backend.GuardVersion
+// NeedsGuard reports whether database d is ready and lacks version guard
+// of the DDL guard (the reconciler's work; cluster status counts them).
+func NeedsGuard(d *fsm.Database, guard int) bool {
+	return d.Status == fsm.StatusReady && backend.HasGuard(backend.Kind(d.Kind)) && d.Guard < guard
+}
+
+// GuardFor is the version of the DDL guard the databases of state s get:
+// the newest, but the DDL journal (backend.JournalGuard) only once every
+// node's build records and forgets what the journal holds (log version 8).
+// A node of an older build would record a workspace's DDL under an id of
+// its own and leave the journal's rows, which the next session would then
+// record a second time.
+func GuardFor(s *fsm.State) int {
+	if s.ActiveLogVersion() < 8 {
+		return backend.JournalGuard - 1
+	}
+	return backend.GuardVersion
 }
 
 func (r *Reconciler) defaults() {
@@ -341,7 +357,7 @@ func (r *Reconciler) provision(ctx context.Context, t Task) {
 	if err == nil {
 		// Ensure installed the current guard: record it, or a later pass
 		// installs it again.
-		r.recordGuard(ctx, t.Database)
+		r.recordGuard(ctx, t.Database, t.Guard)
 	}
 }
 
@@ -365,7 +381,7 @@ func (r *Reconciler) guard(ctx context.Context, t Task) {
 	sctx, cancel := context.WithTimeout(ctx, r.StepTimeout)
 	defer cancel()
 	name := t.Database.Name
-	if err := backend.InstallGuard(sctx, t.Backend.URL, name, backend.Kind(t.Database.Kind)); err != nil {
+	if err := backend.InstallGuard(sctx, t.Backend.URL, name, backend.Kind(t.Database.Kind), t.Guard); err != nil {
 		if ctx.Err() != nil {
 			return
 		}
@@ -378,13 +394,14 @@ func (r *Reconciler) guard(ctx context.Context, t Task) {
 	r.mu.Lock()
 	delete(r.guardRetry, name)
 	r.mu.Unlock()
-	r.Logf("reconciler: installed guard version %d in %s", backend.GuardVersion, t.Database.Label())
-	r.recordGuard(ctx, t.Database)
+	r.Logf("reconciler: installed guard version %d in %s", t.Guard, t.Database.Label())
+	r.recordGuard(ctx, t.Database, t.Guard)
 }
 
-// recordGuard records that database d holds the current DDL guard, when it
-// keeps one and the cluster runs a log version that records it.
-func (r *Reconciler) recordGuard(ctx context.Context, d fsm.Database) {
+// recordGuard records that database d holds version guard of the DDL
+// guard, when it keeps one and the cluster runs a log version that records
+// it.
+func (r *Reconciler) recordGuard(ctx context.Context, d fsm.Database, guard int) {
 	if !backend.HasGuard(backend.Kind(d.Kind)) {
 		return
 	}
@@ -393,7 +410,7 @@ func (r *Reconciler) recordGuard(ctx context.Context, d fsm.Database) {
 	if err != nil {
 		return // recorded once every node's build can: the guard is then installed again
 	}
-	cmd := &fsm.SetDatabaseGuard{Name: d.Name, Version: backend.GuardVersion}
+	cmd := &fsm.SetDatabaseGuard{Name: d.Name, Version: guard}
 	if _, _, err := r.Propose.Apply(ctx, fsm.CmdSetDatabaseGuard, cmd); err != nil {
 		r.Logf("reconciler: record the DDL guard of %s: %v", d.Label(), err)
 	}
@@ -405,8 +422,9 @@ func (r *Reconciler) provisionOnce(ctx context.Context, t Task) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.StepTimeout)
 	defer cancel()
 	spec := backend.DatabaseSpec{
-		Name: t.Database.Name,
-		Kind: backend.Kind(t.Database.Kind),
+		Name:  t.Database.Name,
+		Kind:  backend.Kind(t.Database.Kind),
+		Guard: t.Guard,
 		Passwords: backend.Passwords{
 			Admin: t.Database.Passwords.Admin, Write: t.Database.Passwords.Write, Read: t.Database.Passwords.Read,
 		},

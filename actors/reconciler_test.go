@@ -136,9 +136,29 @@ func TestReconcilerInstallsTheGuardOnUpgrade(t *testing.T) {
 	}
 
 	su(`DROP SCHEMA tdb_guard`)
-	wait("guard recorded", func(d *fsm.Database) bool { return d.Guard == backend.GuardVersion })
+	// Below log version 8 the guard is the one before the DDL journal's:
+	// a node of an older build would leave the journal's rows behind.
+	wait("guard recorded", func(d *fsm.Database) bool { return d.Guard == backend.JournalGuard-1 })
 	if !guarded() {
 		t.Fatal("the guard was recorded but is not installed")
+	}
+	journal := func() bool {
+		t.Helper()
+		c := connect()
+		defer c.Close(context.Background())
+		var n int
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_event_trigger WHERE evtname = 'tdb_journal_ddl'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	if journal() {
+		t.Fatal("the DDL journal was installed below log version 8")
+	}
+	apply(fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: fsm.LogVersion})
+	wait("the journal's guard recorded", func(d *fsm.Database) bool { return d.Guard == backend.GuardVersion })
+	if !journal() {
+		t.Fatal("the journal's guard was recorded but the journal is not installed")
 	}
 }
 

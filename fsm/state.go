@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"sort"
 	"strings"
 	"time"
@@ -121,6 +123,13 @@ type BlueprintVersion struct {
 	// captured from a session, or recorded before log version 5 (those run
 	// with the backend's defaults).
 	Settings *SessionSettings `json:"settings,omitempty"`
+}
+
+// VersionChecksum is the checksum a blueprint version of statements
+// carries: SHA-256 of the statements joined by ";\n", in hex.
+func VersionChecksum(statements []string) string {
+	sum := sha256.Sum256([]byte(strings.Join(statements, ";\n")))
+	return hex.EncodeToString(sum[:])
 }
 
 // SessionSettings are the settings that change what the text of DDL means

@@ -30,8 +30,11 @@ import (
 // (apply_backend.go); from it, nodes also make their internal calls over
 // the raft listener's TLS (node/internal.go); version 7, CompactState
 // (compact.go), and the time of a node's last batch of failed logins kept
-// with its batch IDs (bans.go).
-const LogVersion uint16 = 7
+// with its batch IDs (bans.go); version 8 brings no command: from it, tenant
+// workspaces keep a journal of their DDL (guard version 4,
+// actors/backend/journal.go), whose capture ids every node's proxy records
+// versions under and whose rows it deletes once recorded.
+const LogVersion uint16 = 8
 
 // since gives the log version a command type first appeared in; types not
 // listed are of version 1, the log before versions were counted.

@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strings"
@@ -230,11 +228,10 @@ func (s *server) importFull(w http.ResponseWriter, r *http.Request, c *caller) e
 // PostgreSQL refusal comes back as a queryFailure.
 func (s *server) importSchema(r *http.Request, c *caller, tg schemaTarget, stmts []string) (*queryFailure, error) {
 	if tg.versions > 0 {
-		sum := sha256.Sum256([]byte(strings.Join(stmts, ";\n")))
 		same := false
 		s.view(func(st *fsm.State) {
 			vs := st.Project(c.projectID).Workspaces[tg.workspace].Versions
-			same = len(vs) == 1 && vs[0].Checksum == hex.EncodeToString(sum[:])
+			same = len(vs) == 1 && vs[0].Checksum == fsm.VersionChecksum(stmts)
 		})
 		if !same {
 			return nil, errf(http.StatusConflict, codeConflict,

@@ -25,8 +25,9 @@ func (n *Node) clusterStatus(ctx context.Context) (httpapi.ClusterStatus, error)
 	st := httpapi.ClusterStatus{LeaderID: string(leaderID), NodeID: n.cfg.NodeID, AppliedIndex: n.rep.FSM.AppliedIndex(),
 		LogVersion: n.activeLogVersion(), ClusterID: n.rep.ClusterID()}
 	n.rep.FSM.View(func(s *fsm.State) {
+		guard := actors.GuardFor(s)
 		for _, d := range s.Databases {
-			if actors.NeedsGuard(d) {
+			if actors.NeedsGuard(d, guard) {
 				st.UnguardedDatabases++
 			}
 		}

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"unicode/utf8"
@@ -31,6 +32,9 @@ type DatabaseSpec struct {
 	Name      string
 	Kind      Kind
 	Passwords Passwords
+	// Guard is the version of the guard to install (InstallGuard); 0 is
+	// GuardVersion.
+	Guard int
 }
 
 // Role suffixes: RoleName(db, RoleAdmin) is the role the proxy logs in as
@@ -120,7 +124,7 @@ func Ensure(ctx context.Context, superuserURL string, spec DatabaseSpec) error {
 	}
 	defer dbConn.Close(context.Background())
 	err = pgx.BeginFunc(ctx, dbConn, func(tx pgx.Tx) error {
-		if err := execAll(ctx, tx, grantStatements(spec.Name, spec.Kind)); err != nil {
+		if err := execAll(ctx, tx, grantStatements(spec.Name, spec.Kind, cmp.Or(spec.Guard, GuardVersion))); err != nil {
 			return err
 		}
 		if err := grantSideEffects(ctx, tx, spec.Name); err != nil {

@@ -178,7 +178,7 @@ func TestEnsureIsIdempotent(t *testing.T) {
 				t.Fatalf("Ensure with the superuser's search_path on information_schema: %v", err)
 			}
 			if backend.HasGuard(kind) {
-				if err := backend.InstallGuard(ctx, u.String(), db, kind); err != nil {
+				if err := backend.InstallGuard(ctx, u.String(), db, kind, backend.GuardVersion); err != nil {
 					t.Fatalf("InstallGuard with the superuser's search_path on information_schema: %v", err)
 				}
 			}
@@ -456,7 +456,7 @@ func TestReadCannotStoreLargeObjects(t *testing.T) {
 			t.Fatal(err)
 		}
 		oid := queryString(t, read, "SELECT lo_from_bytea(0, 'by read')::text")
-		if err := backend.InstallGuard(ctx, f.url, f.spec.Name, kind); err != nil {
+		if err := backend.InstallGuard(ctx, f.url, f.spec.Name, kind, backend.GuardVersion); err != nil {
 			t.Fatalf("%s: InstallGuard: %v", kind, err)
 		}
 		denied(t, read, "SELECT lo_from_bytea(0, 'x')", `^permission denied for function lo_from_bytea$`)
@@ -488,7 +488,7 @@ func TestReadCannotNotifyOrEmitMessages(t *testing.T) {
 		su := f.super()
 		mustExec(t, su, "GRANT EXECUTE ON FUNCTION pg_notify(text, text) TO PUBLIC")
 		mustExec(t, read, calls[0])
-		if err := backend.InstallGuard(ctx, f.url, f.spec.Name, kind); err != nil {
+		if err := backend.InstallGuard(ctx, f.url, f.spec.Name, kind, backend.GuardVersion); err != nil {
 			t.Fatalf("%s: InstallGuard: %v", kind, err)
 		}
 		for _, sql := range calls {

@@ -25,7 +25,7 @@ const (
 // grantStatements are run, as the superuser in one transaction inside
 // database db, to set the privileges of its kind. All are idempotent, and
 // write and read lose whatever else they were granted, so a rerun converges.
-func grantStatements(db string, kind Kind) []string {
+func grantStatements(db string, kind Kind, guard int) []string {
 	owner := ident(RoleName(db, RoleOwner))
 	admin := ident(RoleName(db, RoleAdmin))
 	write := ident(RoleName(db, RoleWrite))
@@ -70,7 +70,7 @@ func grantStatements(db string, kind Kind) []string {
 		})...)
 	}
 	s = append(s, largeObjectGrants(db)...)
-	return append(s, ddlGuard(db, kind)...)
+	return append(s, ddlGuard(db, kind, guard)...)
 }
 
 // largeObjectFuncs create large objects; PostgreSQL lets PUBLIC run them.
@@ -163,13 +163,15 @@ func sortedKeys(m map[string][2]string) []string {
 	return keys
 }
 
-// GuardVersion is the version of the guard InstallGuard installs: the DDL
-// guard (ddlGuard) where the kind keeps one, from version 2 the large
-// object grants (largeObjectGrants), and from version 3 the grants of
-// functions with side effects (grantSideEffects). A change to any raises
-// it: the reconciler then installs the new guard in every database
-// recorded with an older one.
-const GuardVersion = 3
+// GuardVersion is the newest version of the guard InstallGuard installs:
+// the DDL guard (ddlGuard) where the kind keeps one, from version 2 the
+// large object grants (largeObjectGrants), from version 3 the grants of
+// functions with side effects (grantSideEffects), and from version 4
+// (JournalGuard) the DDL journal of tenant workspaces (journal.go). A
+// change to any raises it: the reconciler then installs the new guard in
+// every database recorded with an older one, once every node's build
+// handles what it brings.
+const GuardVersion = JournalGuard
 
 // HasGuard reports whether databases of kind keep a guard: every kind
 // (tenant databases and tenant workspaces a DDL guard too; control
@@ -178,18 +180,19 @@ func HasGuard(kind Kind) bool {
 	return kind == KindTenant || kind == KindWorkspace || kind == KindControl
 }
 
-// InstallGuard installs the guard of database db of kind on the server at
-// superuserURL, replacing an older one, in one transaction. Ensure installs
-// it with the grants; this brings a database provisioned before the guard
-// existed (or before its current version) up to it.
-func InstallGuard(ctx context.Context, superuserURL, db string, kind Kind) error {
+// InstallGuard installs version guard (at most GuardVersion) of the guard
+// of database db of kind on the server at superuserURL, replacing an older
+// one, in one transaction. Ensure installs it with the grants; this brings
+// a database provisioned before the guard existed (or before its current
+// version) up to it.
+func InstallGuard(ctx context.Context, superuserURL, db string, kind Kind, guard int) error {
 	if err := checkName(db); err != nil {
 		return err
 	}
 	if !HasGuard(kind) {
 		return errors.Mark(errors.Newf("database %s: kind %q keeps no guard", db, kind), ErrInvalidSpec)
 	}
-	stmts := append(largeObjectGrants(db), ddlGuard(db, kind)...)
+	stmts := append(largeObjectGrants(db), ddlGuard(db, kind, guard)...)
 	conn, err := connect(ctx, superuserURL, db)
 	if err != nil {
 		return err
@@ -236,8 +239,9 @@ const guardSchema = "tdb_guard"
 //
 // REFRESH MATERIALIZED VIEW fires the trigger but is not DDL to the proxy
 // (it changes rows, not the schema): it passes. Control workspaces capture
-// nothing and keep no guard.
-func ddlGuard(db string, kind Kind) []string {
+// nothing and keep no guard. From version JournalGuard a tenant workspace
+// also keeps the DDL journal (journalStatements).
+func ddlGuard(db string, kind Kind, guard int) []string {
 	// The login roles the proxy's sessions use.
 	var logins []string
 	for _, r := range []string{RoleAdmin, RoleWrite, RoleRead} {
@@ -268,7 +272,7 @@ func ddlGuard(db string, kind Kind) []string {
 	default:
 		return nil
 	}
-	return []string{
+	stmts := []string{
 		// A database provisioned before the guard may hold a schema of that
 		// name made by its own roles, who could then drop the guard.
 		`DO $$ BEGIN
@@ -309,4 +313,8 @@ func ddlGuard(db string, kind Kind) []string {
 		END $$`,
 		"ALTER EVENT TRIGGER tdb_refuse_nested_ddl ENABLE",
 	}
+	if kind == KindWorkspace && guard >= JournalGuard {
+		stmts = append(stmts, journalStatements(db, login)...)
+	}
+	return stmts
 }

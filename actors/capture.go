@@ -1,11 +1,9 @@
 package actors
 
 import (
+	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cockroachdb/errors"
@@ -31,24 +29,45 @@ func (s *session) captures() bool {
 // still cannot be recorded the client gets a WARNING notice saying so (the
 // DDL has already committed in the workspace and cannot be taken back), at
 // once if the state refused it. Retries carry the same capture id, so the
-// commit is recorded once.
+// commit is recorded once: the one the workspace's DDL journal gave it,
+// under which the next session records it if this one does not
+// (journal.go).
 func (s *session) recordVersion(tx captured) *wire.PGError {
-	sum := sha256.Sum256([]byte(strings.Join(tx.ddl, ";\n")))
 	cmd := &fsm.AddBlueprintVersion{
 		ProjectID:  s.login.projectID,
 		Workspace:  s.login.workspace,
 		Statements: tx.ddl,
-		Checksum:   hex.EncodeToString(sum[:]),
+		Checksum:   fsm.VersionChecksum(tx.ddl),
 		KeyID:      s.login.keyID,
 		At:         s.proxy.cfg.Now().UTC(),
 		// One id for every attempt: an attempt whose outcome was unknown
 		// (the leader stepped down after appending it) may have committed,
 		// and the next one then adds nothing.
-		CaptureID: randomHex(16),
+		CaptureID: cmp.Or(tx.id, randomHex(16)),
 	}
 	if tx.settings.Valid() { // as the backend reported them
 		cmd.Settings = &tx.settings
 	}
+	err := s.proposeVersion(cmd)
+	if err == nil {
+		if tx.id != "" {
+			s.mu.Lock()
+			s.journalDone = append(s.journalDone, tx.id)
+			s.mu.Unlock()
+		}
+		return nil
+	}
+	s.proxy.cfg.Logf("proxy: record blueprint version of %s: %v", s.login.workspace, err)
+	w := wire.NewError("WARNING", "01000", "the DDL committed in the workspace but was not recorded as a blueprint version: %v", err)
+	if tx.id != "" && !errors.As(err, new(*fsm.Error)) {
+		w = w.WithHint("The workspace's DDL journal holds it: it is recorded before the workspace's next DDL runs.")
+	}
+	return w
+}
+
+// proposeVersion commits cmd, trying again for up to RecordWait unless the
+// state refuses it.
+func (s *session) proposeVersion(cmd *fsm.AddBlueprintVersion) error {
 	deadline := time.Now().Add(s.proxy.cfg.RecordWait)
 	var err error
 	for attempt := 1; ; attempt++ {
@@ -69,19 +88,17 @@ func (s *session) recordVersion(tx captured) *wire.PGError {
 			// The state refused it (the workspace deleted or taken out of
 			// tenant mode meanwhile): every replica refuses it alike, and
 			// trying again would only hold the client and the lock.
-			break
+			return err
 		}
 		pause := min(time.Duration(attempt)*200*time.Millisecond, 2*time.Second)
 		if time.Until(deadline) < pause {
-			break
+			return err
 		}
 		if attempt == 1 {
 			s.proxy.cfg.Logf("proxy: record blueprint version of %s: %v; trying again for up to %s", s.login.workspace, err, s.proxy.cfg.RecordWait)
 		}
 		time.Sleep(pause)
 	}
-	s.proxy.cfg.Logf("proxy: record blueprint version of %s: %v", s.login.workspace, err)
-	return wire.NewError("WARNING", "01000", "the DDL committed in the workspace but was not recorded as a blueprint version: %v", err)
 }
 
 // ddlUnrecordable reports whether r holds DDL that would commit in this
@@ -114,14 +131,7 @@ func (s *session) dropFailedBuild() *wire.PGError {
 	if stmt == "" {
 		return nil
 	}
-	var url, db string
-	s.proxy.cfg.FSM.View(func(st *fsm.State) {
-		if t, ok := st.Resolve(s.login.projectID, s.login.database); ok && t.Database != nil {
-			if b := st.Backends[t.Database.Backend]; b != nil {
-				url, db = b.URL, t.Database.Name
-			}
-		}
-	})
+	url, db, _ := s.workspaceDatabase()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dropped, err := "", errors.New("the workspace's database is not known here")

@@ -27,8 +27,12 @@ import (
 const captureLockKey = backend.CaptureLockKey
 
 var (
-	lockMessage = wire.AppendQuery(nil, "SELECT pg_catalog.pg_advisory_lock("+strconv.FormatInt(captureLockKey, 10)+")")
-	unlockSQL   = "SELECT pg_catalog.pg_advisory_unlock(" + strconv.FormatInt(captureLockKey, 10) + ")"
+	lockSQL     = "SELECT pg_catalog.pg_advisory_lock(" + strconv.FormatInt(captureLockKey, 10) + ")"
+	lockMessage = wire.AppendQuery(nil, lockSQL)
+	// lockJournalMessage also asks whether the workspace's DDL journal
+	// holds DDL that may not be recorded (journal.go).
+	lockJournalMessage = wire.AppendQuery(nil, lockSQL+", "+backend.JournalPendingSQL)
+	unlockSQL          = "SELECT pg_catalog.pg_advisory_unlock(" + strconv.FormatInt(captureLockKey, 10) + ")"
 )
 
 // takeCaptureLock decides whether a batch that holds DDL takes the capture
@@ -80,8 +84,12 @@ func (s *session) sendAfterLock(fw *wire.FrameWriter, typ byte, body []byte) (by
 	// A limit's cancel still on its way (the last statement ended before
 	// it came) would end the lock's wait, and fail the batch with 57014.
 	s.gov.awaitCancel()
+	msg := lockMessage
+	if s.keepsJournal() {
+		msg = lockJournalMessage
+	}
 	s.wmu.Lock()
-	err := fw.WriteRaw(lockMessage)
+	err := fw.WriteRaw(msg)
 	if err == nil {
 		err = fw.Flush()
 	}
@@ -93,14 +101,19 @@ func (s *session) sendAfterLock(fw *wire.FrameWriter, typ byte, body []byte) (by
 		<-taken
 	}
 	s.mu.Lock()
-	lerr := s.lockErr
-	s.lockErr = nil
+	lerr, pending := s.lockErr, s.journalPending
+	s.lockErr, s.journalPending = nil, false
 	s.mu.Unlock()
 	if lerr == nil && s.proxy.leaderUnconfirmed() {
 		// The wait may have been long (another session's DDL held the
 		// lock), and the node cut off from the leader meanwhile: the DDL
 		// would commit and not be recorded.
 		lerr = leaderLostDDL()
+	}
+	if lerr == nil && pending {
+		// DDL that committed before (its node stopped before recording it)
+		// is recorded ahead of this batch's.
+		lerr = s.recoverJournal()
 	}
 	if lerr == nil {
 		return typ, body, nil

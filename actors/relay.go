@@ -578,6 +578,9 @@ func (s *session) fromBackend(typ byte, body []byte) (act relayAction, fwd []byt
 		}
 		return act, body, ddl, own
 	}
+	if typ == wire.MsgNoticeResponse && s.captures() && s.journalNotice(body) {
+		return relayAction{drop: true}, body, nil, "" // the workspace's DDL journal's, not the client's
+	}
 	switch typ {
 	case 'D':
 		s.mu.Lock()

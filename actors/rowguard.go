@@ -682,6 +682,10 @@ func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte,
 		}
 	case 'S', 'A': // ParameterStatus, NotificationResponse: not results
 		act.drop = false
+	case wire.MsgDataRow:
+		if sw == swallowLock {
+			s.journalPending = journalPendingRow(body)
+		}
 	case wire.MsgReadyForQuery:
 		status, _ := wire.ParseReadyForQuery(body)
 		if s.inflight > 0 {
@@ -707,6 +711,8 @@ func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte,
 					return act, body, unlockSQL
 				}
 				s.lost = true // still held: the backend session is closed, not pooled
+			} else {
+				s.journalDone = nil // deleted with the unlock
 			}
 			s.unlockTries = 0
 			s.swallow.Store(swallowNone)
@@ -764,6 +770,9 @@ func (s *session) beginFinal(final string) {
 // relay, backend pump), after any cancel the proxy has on its way: the
 // cancel must not hit it.
 func (s *session) sendOwn(sql string) error {
+	if sql == unlockSQL {
+		sql = s.unlockStatement()
+	}
 	s.gov.awaitCancel()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()

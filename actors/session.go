@@ -103,6 +103,13 @@ type session struct {
 	// the lock was not taken (capturelock.go).
 	lockTaken chan struct{}
 	lockErr   *wire.PGError
+	// journalPending: the lock Query's answer says the workspace's DDL
+	// journal holds DDL that committed and may not be recorded, which the
+	// session records before its batch runs; journalDone are the capture
+	// ids recorded since the lock was taken, whose journal rows the lock's
+	// release deletes (journal.go).
+	journalPending bool
+	journalDone    []string
 	// unlockFailed: the exchange giving the lock back failed (a cancel hit
 	// it); unlockTries counts the times it was sent again.
 	unlockFailed bool

@@ -105,6 +105,10 @@ type tracker struct {
 	// skipping: an error ended the extended-protocol batch the client is
 	// still sending; the backend ignores its messages up to its Sync.
 	skipping bool
+	// noticeID is the capture id the workspace's DDL journal gave the DDL
+	// statement awaiting its result (journalNotice); txID that of the
+	// current transaction's DDL.
+	noticeID, txID string
 }
 
 // captured is the DDL of one transaction that committed, and the settings
@@ -112,6 +116,19 @@ type tracker struct {
 type captured struct {
 	ddl      []string
 	settings fsm.SessionSettings
+	// id is the capture id the workspace's DDL journal holds the
+	// transaction's DDL under, "" where it keeps none (backend/journal.go).
+	id string
+}
+
+// journalNotice takes the capture id the workspace's DDL journal sent for
+// the DDL statement now running. A notice that comes while no DDL
+// statement awaits its result (a function of the client's raising one
+// with that code) is not the journal's, and is ignored.
+func (t *tracker) journalNotice(id string) {
+	if st, ok := t.failing(); ok && st.kind == classify.DDL {
+		t.noticeID = id
+	}
 }
 
 // setting records a setting the backend reported; only those a blueprint
@@ -313,15 +330,18 @@ func (t *tracker) commandComplete(tag []byte) (stmtInfo, bool) {
 	}
 	switch s.kind {
 	case classify.DDL:
+		id := t.noticeID
+		t.noticeID = ""
 		if s.atOnce {
 			// Committed now, whatever fails after it before Sync.
-			t.committed = append(t.committed, captured{[]string{s.text}, t.settings})
+			t.committed = append(t.committed, captured{[]string{s.text}, t.settings, id})
 			return s, true
 		}
 		if len(t.txDDL) == 0 {
 			t.txSettings = t.settings
 		}
 		t.txDDL = append(t.txDDL, s.text)
+		t.txID = cmp.Or(t.txID, id)
 	case classify.DML:
 		if changedRows(tag) {
 			if t.txWrites == 0 {
@@ -554,6 +574,7 @@ func (t *tracker) takeCommitted() []captured {
 
 func (t *tracker) discard() {
 	t.txDDL, t.marks, t.failed = nil, nil, false
+	t.noticeID, t.txID = "", ""
 	t.txWrites, t.writeTag, t.txMayWrite = 0, "", false
 }
 
@@ -566,9 +587,9 @@ func (t *tracker) commitTx() {
 		t.writes += t.txWrites
 	}
 	if len(t.txDDL) > 0 {
-		t.committed = append(t.committed, captured{t.txDDL, t.txSettings})
+		t.committed = append(t.committed, captured{t.txDDL, t.txSettings, t.txID})
 	}
-	t.txDDL, t.marks = nil, nil
+	t.txDDL, t.marks, t.noticeID, t.txID = nil, nil, "", ""
 	t.txWrites, t.writeTag, t.txMayWrite = 0, "", false
 }
 

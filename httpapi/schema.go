@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"net/http"
 	"strings"
 
@@ -93,6 +91,7 @@ func (s *server) workspaceSchema(w http.ResponseWriter, r *http.Request, c *call
 type schemaTarget struct {
 	workspace, url, db, password, mode string
 	versions                           int
+	guard                              int // of the workspace's database
 }
 
 func (s *server) schemaTarget(c *caller, name string) (schemaTarget, error) {
@@ -118,7 +117,7 @@ func (s *server) schemaTarget(c *caller, name string) (schemaTarget, error) {
 			err = errf(http.StatusBadGateway, codeBackendError, "backend %s is not registered", d.Backend)
 			return
 		}
-		tg = schemaTarget{workspace: name, url: b.URL, db: d.Name, password: d.Passwords.Admin, mode: ws.Mode, versions: ws.LatestVersion()}
+		tg = schemaTarget{workspace: name, url: b.URL, db: d.Name, password: d.Passwords.Admin, mode: ws.Mode, versions: ws.LatestVersion(), guard: d.Guard}
 	})
 	return tg, err
 }
@@ -137,24 +136,33 @@ func sourceError(err error) error {
 // object is 409, 42501 is 403, the rest 400.
 func (s *server) runSchema(ctx context.Context, c *caller, tg schemaTarget, stmts []string) ([]Version, uint64, *queryFailure, error) {
 	versions := []Version{}
-	sum := sha256.Sum256([]byte(strings.Join(stmts, ";\n")))
 	cmd := fsm.AddBlueprintVersion{
 		ProjectID: c.projectID, Workspace: tg.workspace, Statements: stmts,
-		Checksum: hex.EncodeToString(sum[:]), KeyID: c.keyID, At: s.now(),
+		Checksum: fsm.VersionChecksum(stmts), KeyID: c.keyID, At: s.now(),
 	}
 	// In tenant mode the version is recorded under the workspace's capture
 	// lock, as the proxy's sessions record theirs: DDL a session sends
 	// meanwhile (which may depend on these statements) waits for it.
-	var record func() error
+	var record func(string) error
+	var recover func() error
 	var index uint64
 	var recErr error
 	if tg.mode == fsm.ModeTenant {
-		record = func() error {
+		record = func(captureID string) error {
+			cmd.CaptureID = captureID
 			index, recErr = s.apply(ctx, fsm.CmdAddBlueprintVersion, cmd)
 			return recErr
 		}
 	}
-	err := blueprint.ApplyRecorded(ctx, tg.url, tg.db, backend.RoleName(tg.db, backend.RoleAdmin), tg.password, stmts, backend.CaptureLockKey, record)
+	if tg.mode == fsm.ModeTenant && tg.guard >= backend.JournalGuard {
+		recover = func() error {
+			return backend.RecoverJournal(ctx, tg.url, tg.db, func(v backend.JournalVersion) error {
+				_, err := s.apply(ctx, fsm.CmdAddBlueprintVersion, v.Command(c.projectID, tg.workspace, s.now()))
+				return err
+			}, func(err error) bool { return errors.As(err, new(*fsm.Error)) }, func(format string, args ...any) { s.logf("httpapi: "+format, args...) })
+		}
+	}
+	err := blueprint.ApplyRecorded(ctx, tg.url, tg.db, backend.RoleName(tg.db, backend.RoleAdmin), tg.password, stmts, backend.CaptureLockKey, recover, record)
 	if recErr != nil {
 		e, _ := toAPIError(recErr)
 		return nil, 0, nil, errf(e.Status, e.Code, "the schema committed in the workspace but was not recorded as a blueprint version: %s", e.Message)

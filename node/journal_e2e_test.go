@@ -1,0 +1,232 @@
+package node_test
+
+import (
+	"context"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"tdb/actors/backend"
+	"tdb/fsm"
+	"tdb/internal/syncbuf"
+	"tdb/internal/testnode"
+	"tdb/node"
+)
+
+// journalFixture is a node whose workspace keeps the DDL journal, with a
+// superuser connection to the workspace's database and a way to run DDL
+// in it as its admin role without the proxy: what a session whose node
+// stopped between the COMMIT and the record leaves behind.
+type journalFixture struct {
+	e   *testnode.Env
+	log *syncbuf.Buffer
+	su  *pgx.Conn // superuser, in the workspace's database
+	db  string
+}
+
+func newJournalFixture(t *testing.T) *journalFixture {
+	log := &syncbuf.Buffer{}
+	e := testnode.Start(t, func(cfg *node.Config) { cfg.LogOutput = log })
+	f := &journalFixture{e: e, log: log, db: e.Physical(t, fsm.WorkspaceDatabase("myapp"))}
+	waitFor(t, "the workspace's guard to keep the journal", func() bool {
+		guard := 0
+		e.Node.FSM().View(func(s *fsm.State) { guard = s.Databases[f.db].Guard })
+		return guard >= backend.JournalGuard
+	})
+	f.su = connect(t, f.dbURL(t, "", ""))
+	return f
+}
+
+// dbURL is the test server's URL to the workspace's database, as user
+// (with password) or as the superuser when user is "".
+func (f *journalFixture) dbURL(t *testing.T, user, password string) string {
+	u, err := url.Parse(f.e.PG.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + f.db
+	if user != "" {
+		u.User = url.UserPassword(user, password)
+	}
+	return u.String()
+}
+
+// asAdmin connects to the workspace's database as its admin login role,
+// past the proxy.
+func (f *journalFixture) asAdmin(t *testing.T) *pgx.Conn {
+	var password string
+	f.e.Node.FSM().View(func(s *fsm.State) { password = s.Databases[f.db].Passwords.Admin })
+	return connect(t, f.dbURL(t, backend.RoleName(f.db, backend.RoleAdmin), password))
+}
+
+func (f *journalFixture) journalRows(t *testing.T) int {
+	var n int
+	if err := f.su.QueryRow(context.Background(), "SELECT count(*) FROM tdb_guard.journal").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (f *journalFixture) versions() []fsm.BlueprintVersion {
+	var vs []fsm.BlueprintVersion
+	f.e.Node.FSM().View(func(s *fsm.State) {
+		vs = slices.Clone(s.Projects[f.e.ProjectID].Workspaces["myapp"].Versions)
+	})
+	return vs
+}
+
+var journalID = regexp.MustCompile(`^[0-9]+@[0-9]+$`)
+
+// A session records its DDL under the capture id the workspace's journal
+// gave it, and deletes the journal's rows once recorded; the journal's
+// notice never reaches the client, whatever client_min_messages it set.
+func TestJournalIdsAndRowsOfRecordedDDL(t *testing.T) {
+	t.Parallel()
+	f := newJournalFixture(t)
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(f.e.ConnString(f.e.ProxyPassword, "myapp_workspace", "disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notices []string
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Code+" "+n.Message) }
+	ws, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close(ctx)
+	simple := pgx.QueryExecModeSimpleProtocol
+	for _, sql := range []string{
+		"CREATE TABLE jr1 (id int)",
+		"SET client_min_messages = error",
+		"BEGIN; CREATE TABLE jr2 (id int); CREATE INDEX jr2_id ON jr2 (id); COMMIT",
+		"CREATE INDEX CONCURRENTLY jr1_id ON jr1 (id)",
+	} {
+		if _, err := ws.Exec(ctx, sql, simple); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if _, err := ws.Exec(ctx, "ALTER TABLE jr1 ADD COLUMN c text"); err != nil { // extended protocol
+		t.Fatal(err)
+	}
+	if len(notices) > 0 {
+		t.Errorf("notices reached the client: %q", notices)
+	}
+	vs := f.versions()
+	if len(vs) != 4 {
+		t.Fatalf("%d versions, want 4: %+v", len(vs), vs)
+	}
+	for _, v := range vs {
+		if !journalID.MatchString(v.CaptureID) {
+			t.Errorf("version %d has capture id %q, not the journal's", v.Version, v.CaptureID)
+		}
+	}
+	if vs[1].CaptureID == vs[0].CaptureID || len(vs[1].Statements) != 2 {
+		t.Errorf("the transaction's version: %+v", vs[1])
+	}
+	waitFor(t, "the journal's rows to be deleted", func() bool { return f.journalRows(t) == 0 })
+}
+
+// DDL that committed in the workspace and was not recorded (its node
+// stopped in between) is recorded, in its order, by the next session that
+// runs DDL there, before that session's own; a version recorded already
+// (its rows left behind) is not made twice; and DDL whose statements the
+// journal cannot tell is logged, not guessed.
+func TestJournalRecordsDDLLeftUnrecorded(t *testing.T) {
+	t.Parallel()
+	f := newJournalFixture(t)
+	ctx := context.Background()
+	simple := pgx.QueryExecModeSimpleProtocol
+	ws := connect(t, f.e.ConnString(f.e.ProxyPassword, "myapp_workspace", "disable"))
+	if _, err := ws.Exec(ctx, "CREATE TABLE lu1 (id int)", simple); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the journal's rows to be deleted", func() bool { return f.journalRows(t) == 0 })
+	first := f.versions()[0]
+	// The first version's rows, as left by a node that stopped after
+	// recording it and before deleting them.
+	if _, err := f.su.Exec(ctx, `INSERT INTO tdb_guard.journal (capture_id, query, tag, received, timezone, datestyle, intervalstyle)
+		VALUES ($1, 'CREATE TABLE lu1 (id int)', 'CREATE TABLE', now(), 'UTC', 'ISO, MDY', 'postgres')`, first.CaptureID); err != nil {
+		t.Fatal(err)
+	}
+
+	admin := f.asAdmin(t)
+	for _, sql := range []string{
+		"SET TimeZone = 'Europe/Paris'",
+		"BEGIN; CREATE TABLE lu2 (id int); CREATE INDEX lu2_id ON lu2 (id); COMMIT",
+		"RESET TimeZone",
+		"BEGIN; CREATE TABLE lu_gone (id int); ROLLBACK",
+		"CREATE TABLE lu3 (id int); COMMIT; CREATE TABLE lu4 (id int)",
+		// A savepoint rolled back part of the message: which CREATE TABLE
+		// committed cannot be told from the rows.
+		"BEGIN; SAVEPOINT a; CREATE TABLE lu_x (id int); ROLLBACK TO a; CREATE TABLE lu_y (id int); COMMIT",
+	} {
+		if _, err := admin.Exec(ctx, sql, simple); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if _, err := admin.Exec(ctx, "ALTER TABLE lu2 ADD COLUMN c text"); err != nil { // extended protocol
+		t.Fatal(err)
+	}
+	if f.journalRows(t) != 7 {
+		t.Fatalf("the journal holds %d rows, want 7", f.journalRows(t))
+	}
+
+	if _, err := ws.Exec(ctx, "CREATE TABLE lu5 (id int)", simple); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range f.versions() {
+		got = append(got, strings.Join(v.Statements, "; "))
+	}
+	want := []string{
+		"CREATE TABLE lu1 (id int)",
+		"CREATE TABLE lu2 (id int); CREATE INDEX lu2_id ON lu2 (id)",
+		"CREATE TABLE lu3 (id int)",
+		"CREATE TABLE lu4 (id int)",
+		"ALTER TABLE lu2 ADD COLUMN c text",
+		"CREATE TABLE lu5 (id int)",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("versions:\n got %q\nwant %q", got, want)
+	}
+	if s := f.versions()[1].Settings; s == nil || s.TimeZone != "Europe/Paris" {
+		t.Errorf("the recovered version's settings %+v, want the TimeZone it ran with", s)
+	}
+	if !f.log.Contains("is not recorded as a blueprint version and cannot be") || !f.log.Contains("CREATE TABLE lu_y") {
+		t.Errorf("the DDL the journal could not tell was not logged:\n%s", f.log.String())
+	}
+	waitFor(t, "the journal's rows to be deleted", func() bool { return f.journalRows(t) == 0 })
+}
+
+// The schema endpoint records its statements under the journal's capture
+// id and deletes their rows; DDL the journal held from before is recorded
+// ahead of them.
+func TestJournalAndTheSchemaEndpoint(t *testing.T) {
+	t.Parallel()
+	f := newJournalFixture(t)
+	ctx := context.Background()
+	admin := f.asAdmin(t)
+	if _, err := admin.Exec(ctx, "CREATE TABLE js1 (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	status, out := postSchema(t, f.e, "myapp", map[string]string{"template": "saas"})
+	if status != 201 {
+		t.Fatalf("schema: %d %+v", status, out)
+	}
+	vs := f.versions()
+	if len(vs) != 2 || vs[0].Statements[0] != "CREATE TABLE js1 (id int)" || len(vs[1].Statements) != 3 {
+		t.Fatalf("versions %+v, want the DDL left unrecorded, then the template's", vs)
+	}
+	if !journalID.MatchString(vs[1].CaptureID) {
+		t.Errorf("the template's version has capture id %q, not the journal's", vs[1].CaptureID)
+	}
+	if n := f.journalRows(t); n != 0 {
+		t.Fatalf("the journal still holds %d rows", n)
+	}
+}

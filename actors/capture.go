@@ -28,9 +28,10 @@ func (s *session) captures() bool {
 // version, and the client waits as for a slow statement. If the version
 // still cannot be recorded the client gets a WARNING notice saying so (the
 // DDL has already committed in the workspace and cannot be taken back), at
-// once if the state refused it. Retries carry the same capture id, so the
-// commit is recorded once: the one the workspace's DDL journal gave it,
-// under which the next session records it if this one does not
+// once if the state refused it or the proxy stopped waiting for its
+// sessions (Proxy.Close past StopWait). Retries carry the same capture id,
+// so the commit is recorded once: the one the workspace's DDL journal gave
+// it, under which the next session records it if this one does not
 // (journal.go).
 func (s *session) recordVersion(tx captured) *wire.PGError {
 	cmd := &fsm.AddBlueprintVersion{
@@ -75,7 +76,7 @@ func (s *session) proposeVersion(cmd *fsm.AddBlueprintVersion) error {
 		if try.After(deadline) {
 			try = deadline
 		}
-		ctx, cancel := context.WithDeadline(context.Background(), try)
+		ctx, cancel := context.WithDeadline(s.proxy.cutOff, try)
 		_, _, err = s.proxy.cfg.Propose.Apply(ctx, fsm.CmdAddBlueprintVersion, cmd)
 		cancel()
 		if err == nil {
@@ -91,7 +92,7 @@ func (s *session) proposeVersion(cmd *fsm.AddBlueprintVersion) error {
 			return err
 		}
 		pause := min(time.Duration(attempt)*200*time.Millisecond, 2*time.Second)
-		if time.Until(deadline) < pause {
+		if time.Until(deadline) < pause || s.proxy.cutOff.Err() != nil {
 			return err
 		}
 		if attempt == 1 {

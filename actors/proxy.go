@@ -46,6 +46,9 @@ type ProxyConfig struct {
 	// for its blueprint version to be recorded (the leader lost, an
 	// election) before its client is warned that it was not [2 min].
 	RecordWait time.Duration
+	// StopWait is the longest Close waits for sessions to finish what they
+	// have in flight before it closes them [DefaultStopWait].
+	StopWait time.Duration
 	// Now is the clock for timestamps the proxy proposes (default time.Now).
 	Now func() time.Time
 	// FakeSecret seeds the fake SCRAM salts shown for unknown projects, so
@@ -74,6 +77,20 @@ type ProxyConfig struct {
 // DefaultRecordWait is ProxyConfig.RecordWait's default.
 const DefaultRecordWait = 2 * time.Minute
 
+// DefaultStopWait is ProxyConfig.StopWait's default. 30 s lets a migration's
+// DDL that was about to commit, and the recording of its blueprint version
+// in a cluster with a leader, end on their own; a session still busy after
+// that waits for something that may never come (a backend that does not
+// answer, an election that does not end), and a stop that waits longer is
+// killed by its supervisor before raft is shut down cleanly (systemd's
+// default TimeoutStopSec is 90 s).
+const DefaultStopWait = 30 * time.Second
+
+// unfinishedWait is how long Close waits, once it has closed the sessions
+// still busy, for their goroutines to see it: what they may still wait for
+// is bounded by a few seconds (a cancel on its way, a Terminate's write).
+const unfinishedWait = 10 * time.Second
+
 // Proxy is the node's PostgreSQL wire listener: one connection actor per
 // client, and a registry of sessions for cancel requests.
 type Proxy struct {
@@ -85,7 +102,11 @@ type Proxy struct {
 	classes  *classify.Cache // what the parser said of statement texts seen before
 	own      ownFunctionsCache
 	routing  chan struct{} // slots of the cancels routed to other nodes at once (cluster.go)
-	dropped  atomic.Int64  // routed cancels dropped with every slot taken, since the last log
+	// cutOff ends when Close stops waiting for sessions (StopWait): a
+	// blueprint version being recorded is then given up.
+	cutOff    context.Context
+	cutOffNow context.CancelFunc
+	dropped   atomic.Int64 // routed cancels dropped with every slot taken, since the last log
 
 	mu       sync.Mutex
 	sessions map[cancelKey]*session
@@ -133,6 +154,9 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 	if cfg.RecordWait <= 0 {
 		cfg.RecordWait = DefaultRecordWait
 	}
+	if cfg.StopWait <= 0 {
+		cfg.StopWait = DefaultStopWait
+	}
 	if len(cfg.FakeSecret) == 0 {
 		cfg.FakeSecret = make([]byte, 32)
 		_, _ = rand.Read(cfg.FakeSecret)
@@ -146,6 +170,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 		classes:  classify.NewCache(classCacheEntries, classCacheText),
 		routing:  make(chan struct{}, maxRoutedCancels),
 	}
+	p.cutOff, p.cutOffNow = context.WithCancel(context.Background())
 	if !cfg.GoroutineRelay && evloop.Supported() {
 		for range max(cfg.RelayLoops, 1) {
 			loop, err := evloop.New(evloop.Options{Nice: cfg.RelayNice})
@@ -374,7 +399,9 @@ func (p *Proxy) closeIdleClients(now time.Time) {
 // PoolIdle counts pooled backend sessions waiting for a client.
 func (p *Proxy) PoolIdle() int { return p.pool.IdleCount() }
 
-// Close drops every client connection and waits for their actors to end.
+// Close drops every client connection and waits for their actors to end,
+// for at most StopWait: the sessions still busy then are closed, client and
+// backend connections, and Close waits only for them to see it.
 func (p *Proxy) Close() {
 	p.mu.Lock()
 	p.closed = true
@@ -385,17 +412,36 @@ func (p *Proxy) Close() {
 	for _, loop := range p.loops {
 		loop.Close() // the sessions it relays end as if their clients had left
 	}
-	// Sessions finish what they have in flight (DDL whose blueprint version
-	// is being recorded, a statement whose commit is to be seen): the wait
-	// says every 10 s how many are left, so a long stop is not a silent one.
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
-	for tick := time.NewTicker(10 * time.Second); ; {
+	if !p.drain(done) {
+		n := p.closeUnfinished()
+		p.cfg.Logf("proxy: stopping: closed %d sessions unfinished after %s: what they had in flight was cut off", n, p.cfg.StopWait)
 		select {
 		case <-done:
-			tick.Stop()
-			p.pool.Close()
-			return
+		case <-time.After(unfinishedWait):
+			p.cfg.Logf("proxy: stopping without the sessions that did not end %s after they were closed", unfinishedWait)
+		}
+	}
+	p.pool.Close()
+}
+
+// drain waits for done, the end of every session, for at most StopWait,
+// and reports whether it came. Sessions finish what they have in flight
+// (DDL whose blueprint version is being recorded, a statement whose commit
+// is to be seen): the wait says every 10 s how many are left, so a long
+// stop is not a silent one.
+func (p *Proxy) drain(done <-chan struct{}) bool {
+	limit := time.NewTimer(p.cfg.StopWait)
+	defer limit.Stop()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return true
+		case <-limit.C:
+			return false
 		case <-tick.C:
 			p.mu.Lock()
 			n := len(p.sessions)
@@ -403,6 +449,29 @@ func (p *Proxy) Close() {
 			p.cfg.Logf("proxy: stopping: %d sessions still finish what they have in flight (a statement whose outcome is awaited, DDL whose blueprint version is being recorded)", n)
 		}
 	}
+}
+
+// closeUnfinished closes the client and backend connections of every
+// session still registered, and gives up recording blueprint versions
+// (cutOff); it returns how many sessions it closed.
+func (p *Proxy) closeUnfinished() int {
+	p.cutOffNow()
+	p.mu.Lock()
+	left := make([]*session, 0, len(p.sessions))
+	for _, s := range p.sessions {
+		left = append(left, s)
+	}
+	p.mu.Unlock()
+	for _, s := range left {
+		s.raw.Close()
+		s.mu.Lock()
+		bc := s.bc
+		s.mu.Unlock()
+		if bc != nil {
+			bc.Conn.Close()
+		}
+	}
+	return len(left)
 }
 
 // pickLoop gives a new session its event loop, the loops taking turns;

@@ -84,6 +84,10 @@ type Config struct {
 	// server_idle_timeout and client_idle_timeout [1800 s each].
 	ServerIdleTimeout time.Duration
 	ClientIdleTimeout time.Duration
+	// StopWait is the longest Stop waits for sessions to finish what they
+	// have in flight before it closes them (actors.ProxyConfig.StopWait)
+	// [DefaultStopWait].
+	StopWait time.Duration
 	// LazyBackendAttach: a client logs in without a backend session when
 	// none is idle and attaches one at its first message (actors.ProxyConfig.LazyAttach).
 	LazyBackendAttach bool
@@ -97,6 +101,9 @@ type Config struct {
 	// (actors.ProxyConfig.RelayNice); 0 leaves the process's.
 	RelayNice int
 }
+
+// DefaultStopWait is Config.StopWait's default (actors.DefaultStopWait says why).
+const DefaultStopWait = actors.DefaultStopWait
 
 // MaxRelayLoops bounds Config.RelayLoops: each loop is a thread and an epoll set.
 const MaxRelayLoops = 64
@@ -287,6 +294,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		RelayLoops:             cfg.RelayLoops,
 		RelayNice:              cfg.RelayNice,
 		ClientIdleTimeout:      cfg.ClientIdleTimeout,
+		StopWait:               cfg.StopWait,
 		Logf:                   logger.Printf,
 		Policy:                 policy,
 		Cluster: actors.ClusterHooks{
@@ -345,7 +353,8 @@ func (n *Node) tlsConfig() (*tls.Config, error) {
 	return wire.ServerTLSConfig(cert), nil
 }
 
-// Stop stops serving and shuts raft down.
+// Stop stops serving and shuts raft down. Sessions busy past
+// Config.StopWait are closed unfinished.
 func (n *Node) Stop() error {
 	n.wireLn.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -72,10 +72,11 @@ func newServerCmd() *cobra.Command {
 			cmd.PrintErrf("node %s serving wire %s, http %s\n", cfg.NodeID, n.BoundWireAddr(), n.HTTPAddr())
 			<-ctx.Done()
 			// Stopping waits for what sessions have in flight (DDL whose
-			// blueprint version is being recorded); a second signal ends
-			// the process at once, as it would without tdb's handler.
+			// blueprint version is being recorded) for up to --stop-wait;
+			// a second signal ends the process at once, as it would
+			// without tdb's handler.
 			stop()
-			cmd.PrintErrf("node %s stopping: sessions finish what they have in flight (a second Ctrl-C or SIGTERM stops at once)\n", cfg.NodeID)
+			cmd.PrintErrf("node %s stopping: sessions finish what they have in flight, for up to %s (a second Ctrl-C or SIGTERM stops at once)\n", cfg.NodeID, cfg.StopWait)
 			return n.Stop()
 		},
 	}
@@ -100,6 +101,7 @@ func newServerCmd() *cobra.Command {
 	f.BoolVar(&allowPlaintext, "allow-plaintext", false, "accept wire clients without TLS")
 	f.DurationVar(&cfg.ServerIdleTimeout, "server-idle-timeout", 1800*time.Second, "close pooled backend sessions idle this long")
 	f.DurationVar(&cfg.ClientIdleTimeout, "client-idle-timeout", 1800*time.Second, "close client connections silent this long")
+	f.DurationVar(&cfg.StopWait, "stop-wait", node.DefaultStopWait, "on SIGTERM or Ctrl-C, wait this long for sessions to finish what they have in flight, then close them")
 	f.BoolVar(&cfg.LazyBackendAttach, "lazy-backend-attach", false, lazyAttachHelp)
 	f.BoolVar(&cfg.GoroutineRelay, "goroutine-relay", false, goroutineRelayHelp)
 	relayLoopsFlag(cmd, &cfg.RelayLoops)

@@ -35,7 +35,8 @@ func (s *server) getClusterSettings(w http.ResponseWriter, _ *http.Request, _ *c
 }
 
 // updateClusterSettings: PATCH /v1/cluster/settings, operator only; absent
-// fields stay unchanged.
+// fields stay unchanged. A body that sets no field changes nothing and
+// commits nothing: it answers the settings as they are, as GET does.
 func (s *server) updateClusterSettings(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := c.requireOperator("change cluster settings"); err != nil {
 		return err
@@ -43,6 +44,9 @@ func (s *server) updateClusterSettings(w http.ResponseWriter, r *http.Request, c
 	var req fsm.SetClusterSettings
 	if err := decode(w, r, &req); err != nil {
 		return err
+	}
+	if req == (fsm.SetClusterSettings{}) {
+		return s.getClusterSettings(w, r, c)
 	}
 	var err error
 	s.view(func(st *fsm.State) { err = fsm.CheckClusterSettings(st.Settings, &req) })

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"tdb/fsm"
 	"tdb/httpapi"
@@ -105,4 +106,59 @@ func TestClusterBackupNeedsTheLeader(t *testing.T) {
 	if code, msg := errorOf(t, data); status != http.StatusServiceUnavailable || code != "unavailable" || !strings.Contains(msg, "consistent backup") {
 		t.Fatalf("backup from a lagging node: status %d: %s", status, data)
 	}
+}
+
+// TestSettingsPatchSettingNothingCommitsNothing: a settings PATCH whose
+// body sets no field answers the settings as they are and commits no raft
+// entry: the applied index and the state stay as they were.
+func TestSettingsPatchSettingNothingCommitsNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := e.c.FSM().WaitFor(ctx, func(st *fsm.State) bool { // the workspaces' databases settled
+		for _, d := range st.Databases {
+			if d.Status == fsm.StatusProvisioning {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.call(adminKey, "PATCH", "/v1/cluster/settings", map[string]any{"ban_sec": 120}, 200)
+	e.call(e.proxyPass, "PATCH", "/v1/workspaces/myapp/settings", map[string]any{"max_connections": 3}, 200)
+	for _, tc := range []struct {
+		name, key, path, body, field string
+		want                         float64
+	}{
+		{name: "cluster, empty object", key: adminKey, path: "/v1/cluster/settings", body: `{}`, field: "ban_sec", want: 120},
+		{name: "cluster, null fields", key: adminKey, path: "/v1/cluster/settings", body: `{"ban_sec": null}`, field: "ban_sec", want: 120},
+		{name: "workspace, empty object", key: e.proxyPass, path: "/v1/workspaces/myapp/settings", body: `{}`, field: "max_connections", want: 3},
+		{name: "workspace, null fields", key: e.proxyPass, path: "/v1/workspaces/myapp/settings", body: `{"max_connections": null}`, field: "max_connections", want: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			index := e.c.FSM().AppliedIndex()
+			hash, err := e.c.FSM().Hash()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := e.call(tc.key, "PATCH", tc.path, tc.body, 200)
+			if got[tc.field] != tc.want {
+				t.Fatalf("%s is %v, want %v, as it was: %v", tc.field, got[tc.field], tc.want, got)
+			}
+			if got["raft_index"] != nil {
+				t.Fatalf("a raft_index for a change that committed nothing: %v", got)
+			}
+			after, err := e.c.FSM().Hash()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if now := e.c.FSM().AppliedIndex(); now != index || after != hash {
+				t.Fatalf("applied index %d, state %s after the PATCH; %d, %s before", now, after, index, hash)
+			}
+		})
+	}
+	// The workspace must still be one the key reaches.
+	e.call(e.proxyPass, "PATCH", "/v1/workspaces/nosuch/settings", `{}`, 404)
 }

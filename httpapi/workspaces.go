@@ -188,7 +188,8 @@ func (s *server) getWorkspaceSettings(w http.ResponseWriter, r *http.Request, c 
 }
 
 // updateWorkspaceSettings: PATCH /v1/workspaces/{name}/settings; absent
-// fields stay unchanged.
+// fields stay unchanged. A body that sets no field changes nothing and
+// commits nothing: it answers the settings as they are, as GET does.
 func (s *server) updateWorkspaceSettings(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := c.requireProject(); err != nil {
 		return err
@@ -207,6 +208,9 @@ func (s *server) updateWorkspaceSettings(w http.ResponseWriter, r *http.Request,
 	}
 	if err := decode(w, r, &req); err != nil {
 		return err
+	}
+	if req.MaxRowsPerQuery == nil && req.QueryTimeoutMs == nil && req.MaxConnections == nil {
+		return s.getWorkspaceSettings(w, r, c)
 	}
 	cmd := fsm.UpdateWorkspaceSettings{
 		ProjectID: c.projectID, Name: name,

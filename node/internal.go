@@ -101,11 +101,38 @@ func (n *Node) withInternal(public http.Handler) http.Handler {
 		p := r.URL.Path
 		internal := strings.HasPrefix(p, "/internal/") || p == "/readyz" || p == "/metrics" || strings.HasPrefix(p, "/debug/pprof/")
 		if internal && path.Clean(p) == strings.TrimSuffix(p, "/") {
-			mux.ServeHTTP(w, r)
-			return
+			if _, pattern := mux.Handler(r); pattern != "" {
+				mux.ServeHTTP(w, r)
+				return
+			}
+			// The ServeMux would answer a plain-text 404 or 405: the
+			// errors of this port are JSON {code, message}.
+			if allow := allowedMethods(mux, r); len(allow) > 0 {
+				w.Header().Set("Allow", strings.Join(allow, ", "))
+				writeInternal(w, http.StatusMethodNotAllowed, &internalError{Code: "method_not_allowed",
+					Message: "method " + r.Method + " not allowed on " + r.URL.EscapedPath()})
+				return
+			}
+			// The public router's 404, as for any other path it has no route for.
 		}
 		pub.ServeHTTP(w, r)
 	})
+}
+
+// allowedMethods lists the methods mux has a route for r's path with.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // catchUpFollower gives the public API read-your-writes across nodes: a

@@ -16,6 +16,8 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"tdb/httpapi"
 )
 
 // The optional schema workload (--ops capture,deploy; off by default):
@@ -271,10 +273,7 @@ func (ls *loadState) deployClient(ctx context.Context, id int, rng *rand.Rand) {
 			map[string]any{"blueprint": ddlWorkspace, "all": true})
 		op := Op{Client: id, Kind: opDeploy, Node: mb.name, Subject: ddlWorkspace, Call: call, Return: r.hist.now(),
 			Outcome: httpOutcome(code, err), Detail: detail(code, raw, err)}
-		var d struct {
-			ID            string `json:"id"`
-			TargetVersion int    `json:"target_version"`
-		}
+		var d httpapi.Deployment
 		if op.Outcome == outOK && json.Unmarshal(raw, &d) == nil {
 			op.Subject, op.Detail = d.ID, fmt.Sprintf("%d version %d", code, d.TargetVersion)
 		}
@@ -282,21 +281,19 @@ func (ls *loadState) deployClient(ctx context.Context, id int, rng *rand.Rand) {
 	}
 }
 
-// deployment is the part of GET /v1/deployments/{id} the check reads.
-type deployment struct {
-	ID            string `json:"id"`
-	Status        string `json:"status"`
-	TargetVersion int    `json:"target_version"`
-	Results       []struct {
-		TenantID string `json:"tenant_id"`
-		Status   string `json:"status"`
-		Error    string `json:"error"`
-	} `json:"results"`
+// deployResults is a deployment's tenant outcomes (none when the answer
+// left them out).
+func deployResults(d httpapi.Deployment) []httpapi.DeploymentResult {
+	if d.Results == nil {
+		return nil
+	}
+	return *d.Results
 }
 
-func (d deployment) failures() string {
+// deployFailures lists a deployment's tenants that did not end done.
+func deployFailures(d httpapi.Deployment) string {
 	var out []string
-	for _, t := range d.Results {
+	for _, t := range deployResults(d) {
 		if t.Status != "done" {
 			out = append(out, fmt.Sprintf("%s %s %s", t.TenantID, t.Status, t.Error))
 		}
@@ -305,8 +302,8 @@ func (d deployment) failures() string {
 }
 
 // getDeployment reads a deployment from any node that answers.
-func (r *runner) getDeployment(ctx context.Context, id string) (deployment, error) {
-	var d deployment
+func (r *runner) getDeployment(ctx context.Context, id string) (httpapi.Deployment, error) {
+	var d httpapi.Deployment
 	var last error
 	for _, mb := range r.c.members {
 		code, raw, err := r.c.call(ctx, mb, "GET", "/v1/deployments/"+id, r.proxyPW, nil)
@@ -319,7 +316,7 @@ func (r *runner) getDeployment(ctx context.Context, id string) (deployment, erro
 }
 
 // waitDeployment waits until a deployment is no longer in progress.
-func (r *runner) waitDeployment(ctx context.Context, id string, limit time.Duration) (deployment, error) {
+func (r *runner) waitDeployment(ctx context.Context, id string, limit time.Duration) (httpapi.Deployment, error) {
 	deadline := time.Now().Add(limit)
 	for {
 		d, err := r.getDeployment(ctx, id)
@@ -328,7 +325,7 @@ func (r *runner) waitDeployment(ctx context.Context, id string, limit time.Durat
 		}
 		if time.Now().After(deadline) {
 			if err == nil {
-				err = errors.Newf("still %s after %s: %s", d.Status, limit, d.failures())
+				err = errors.Newf("still %s after %s: %s", d.Status, limit, deployFailures(d))
 			}
 			return d, err
 		}
@@ -376,11 +373,11 @@ func (r *runner) checkSchema(ctx context.Context, rep *Report, ops []Op) {
 		case err != nil:
 			violation("deployment %s (made at %s through %s) is stuck: %v", op.Subject, op.Return, op.Node, err)
 		case d.Status != "completed":
-			sr.DeployFailed = append(sr.DeployFailed, fmt.Sprintf("%s version %d: %s: %s", d.ID, d.TargetVersion, d.Status, d.failures()))
+			sr.DeployFailed = append(sr.DeployFailed, fmt.Sprintf("%s version %d: %s: %s", d.ID, d.TargetVersion, d.Status, deployFailures(d)))
 		}
 	}
 	// The final deployment, on a healed cluster, must complete.
-	var final deployment
+	var final httpapi.Deployment
 	var err error
 	for attempt := 0; attempt < 10; attempt++ {
 		mb := r.c.leader(ctx)
@@ -405,10 +402,10 @@ func (r *runner) checkSchema(ctx context.Context, rep *Report, ops []Op) {
 		violation("the final deployment: %v", err)
 		sr.Final = "error: " + err.Error()
 	case final.Status != "completed":
-		violation("the final deployment %s to version %d %s: %s", final.ID, final.TargetVersion, final.Status, final.failures())
+		violation("the final deployment %s to version %d %s: %s", final.ID, final.TargetVersion, final.Status, deployFailures(final))
 		sr.Final = final.Status
 	default:
-		sr.Final = fmt.Sprintf("%s: version %d on %d tenants", final.ID, final.TargetVersion, len(final.Results))
+		sr.Final = fmt.Sprintf("%s: version %d on %d tenants", final.ID, final.TargetVersion, len(deployResults(final)))
 	}
 	r.say("final deployment: %s", sr.Final)
 

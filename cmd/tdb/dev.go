@@ -50,6 +50,9 @@ type devOptions struct {
 	goroutineRelay              bool
 	relayLoops                  int
 	relayNice                   int
+	// restore is a metadata backup of a tdb dev node to restore
+	// (devrestore.go); "" for none.
+	restore string
 }
 
 // goroutineRelayHelp describes --goroutine-relay.
@@ -117,7 +120,20 @@ func newDevCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a single-node cluster with its own local PostgreSQL and a demo project",
-		Args:  cobra.NoArgs,
+		Long: `Run a single-node cluster with its own local PostgreSQL and a demo project.
+
+The data directory holds the node's metadata (raft state, TLS) in node/, the local
+PostgreSQL with the tenant databases in postgres/, and dev.json and env, which keep
+the admin key and the demo project's proxy_password.
+
+--restore FILE restores a metadata backup of a tdb dev node (tdb cluster backup) into
+a data directory that lost node/ but kept postgres/: the backup names that PostgreSQL as
+its backend local, by its socket directory, port and password, so the data directory
+must be at the path of the backed-up one. It refuses, changing nothing, a data directory
+whose node/ holds anything, one without that PostgreSQL, a backup with other backends
+(restore those with tdb server --restore), and a backup the build cannot read or run.
+Give --restore on the first start only; restart without it.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -133,6 +149,7 @@ func newDevCmd() *cobra.Command {
 	cmd.Flags().StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP control plane listen address")
 	cmd.Flags().StringVar(&proxyFrom, "proxy-protocol-from", "", "load balancers (CIDRs, comma separated) whose connections carry a PROXY v1/v2 header")
 	cmd.Flags().StringVar(&proxyFrom, "proxy-protocol", "", "the same as --proxy-protocol-from")
+	cmd.Flags().StringVar(&o.restore, "restore", "", "restore a metadata backup of a tdb dev node (tdb cluster backup) into --data-dir, whose node/ must be empty or absent and whose postgres/ must be the backed-up node's PostgreSQL; first start only (restart without it)")
 	cmd.Flags().IntVar(&o.pgMaxConnections, "pg-max-connections", 300, "max_connections of the local PostgreSQL")
 	cmd.Flags().BoolVar(&o.lazyAttach, "lazy-backend-attach", false, lazyAttachHelp)
 	cmd.Flags().BoolVar(&o.goroutineRelay, "goroutine-relay", false, goroutineRelayHelp)
@@ -148,6 +165,16 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	if err != nil {
 		return err
 	}
+	var restore *devRestore
+	if o.restore != "" {
+		b, err := readBackupFile(o.restore)
+		if err != nil {
+			return err
+		}
+		if restore, err = checkDevRestore(dataDir, o.restore, b); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return errors.Wrapf(err, "create %s", dataDir)
 	}
@@ -162,9 +189,18 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		// was registered at the port PostgreSQL recorded.
 		pgPort = pgserver.RecordedPort(pgDir)
 	}
+	var pgPassword string
+	if restore != nil {
+		if restore.pgPort != 0 {
+			pgPort, pgPassword = restore.pgPort, restore.pgPassword
+		}
+		if restore.projectID != st.ProjectID {
+			st.ProjectID, st.ProxyPassword = restore.projectID, ""
+		}
+	}
 	fmt.Fprintf(out, "starting PostgreSQL in %s ...\n", pgDir)
 	pg, err := pgserver.Start(ctx, pgserver.Options{
-		Dir: pgDir, Port: pgPort, MaxConnections: o.pgMaxConnections, Logf: func(f string, a ...any) {},
+		Dir: pgDir, Port: pgPort, Password: pgPassword, MaxConnections: o.pgMaxConnections, Logf: func(f string, a ...any) {},
 		Warnf: func(f string, a ...any) { fmt.Fprintf(out, f+"\n", a...) },
 	})
 	if err != nil {
@@ -175,14 +211,14 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		return errors.Wrap(err, "start local PostgreSQL")
 	}
 	defer pg.Stop()
-	if st.PGPort != pg.Port() {
+	if st.PGPort != pg.Port() || restore != nil {
 		st.PGPort = pg.Port()
 		if err := saveDevState(dataDir, st); err != nil {
 			return err
 		}
 	}
 
-	n, err := node.Start(ctx, node.Config{
+	cfg := node.Config{
 		NodeID:                 "dev",
 		DataDir:                filepath.Join(dataDir, "node"),
 		WireAddr:               wireAddr,
@@ -197,11 +233,18 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		GoroutineRelay:         o.goroutineRelay,
 		RelayLoops:             o.relayLoops,
 		RelayNice:              o.relayNice,
-	})
+	}
+	if restore != nil {
+		cfg.Restore = restore.backup
+	}
+	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer n.Stop()
+	if restore != nil {
+		fmt.Fprintln(out, restoredSummary(o.restore, restore.backup, n.Replica().ClusterID()))
+	}
 
 	api := &devClient{base: "http://" + n.HTTPAddr(), key: st.AdminKey}
 	if err := api.ensureBackend(ctx, pg.LocalURL()); err != nil {
@@ -219,6 +262,22 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		if err := saveDevState(dataDir, st); err != nil {
 			return err
 		}
+	}
+	if st.ProxyPassword == "" {
+		// Restored without the dev.json that kept it: the backup holds
+		// the keys' verifiers, never their secrets.
+		var key struct {
+			Key string `json:"key"`
+		}
+		body := map[string]any{"name": "proxy_password", "role": "admin", "scope_type": "project"}
+		if err := api.do(ctx, "POST", "/v1/apikeys", st.ProjectID, body, &key); err != nil {
+			return errors.Wrap(err, "create a proxy_password for the restored demo project")
+		}
+		st.ProxyPassword = key.Key
+		if err := saveDevState(dataDir, st); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "the backup holds no key's secret: the demo project's proxy_password below is a new admin key of it (its earlier keys still work)\n")
 	}
 	for _, ws := range []struct{ name, mode string }{{"controlplane", "control"}, {"myapp", "tenant"}} {
 		err := api.do(ctx, "POST", "/v1/workspaces", st.ProjectID, map[string]string{"name": ws.name, "mode": ws.mode}, nil)

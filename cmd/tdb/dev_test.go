@@ -21,12 +21,14 @@ type devRun struct {
 	done   chan error
 }
 
-func startDev(dataDir string) *devRun {
+func startDev(dataDir string) *devRun { return startDevRestore(dataDir, "") }
+
+// startDevRestore starts `tdb dev --restore backup` ("" for none).
+func startDevRestore(dataDir, backup string) *devRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &devRun{out: &syncbuf.Buffer{}, cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		r.done <- runDev(ctx, r.out, devOptions{dataDir: dataDir, wireAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", pgMaxConnections: 50})
-	}()
+	o := devOptions{dataDir: dataDir, wireAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", pgMaxConnections: 50, restore: backup}
+	go func() { r.done <- runDev(ctx, r.out, o) }()
 	return r
 }
 

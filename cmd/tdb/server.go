@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
 	"strings"
@@ -66,8 +67,7 @@ func newServerCmd() *cobra.Command {
 				return err
 			}
 			if b := cfg.Restore; b != nil {
-				cmd.PrintErrf("restored %s (cluster %s, index %d, log version %d, taken %s) as the new cluster %s\n",
-					restore, orDash(b.ClusterID), b.AppliedIndex, b.LogVersion, b.TakenAt.Format(time.RFC3339), orDash(n.Replica().ClusterID()))
+				cmd.PrintErrln(restoredSummary(restore, b, n.Replica().ClusterID()))
 			}
 			cmd.PrintErrf("node %s serving wire %s, http %s\n", cfg.NodeID, n.BoundWireAddr(), n.HTTPAddr())
 			<-ctx.Done()
@@ -123,6 +123,13 @@ func readBackupFile(path string) (*fsm.Backup, error) {
 		return nil, errors.Wrapf(err, "--restore %s", path)
 	}
 	return b, nil
+}
+
+// restoredSummary is the line a node restored from the backup b in file
+// says once it started as the new cluster newID.
+func restoredSummary(file string, b *fsm.Backup, newID string) string {
+	return fmt.Sprintf("restored %s (cluster %s, index %d, log version %d, taken %s) as the new cluster %s",
+		file, orDash(b.ClusterID), b.AppliedIndex, b.LogVersion, b.TakenAt.Format(time.RFC3339), orDash(newID))
 }
 
 func orDash(s string) string {

@@ -293,9 +293,10 @@ func TestDevRestore(t *testing.T) {
 		t.Fatalf("restored with dev.json, the env is\n%v\nwas\n%v", restored, env)
 	}
 
-	// Restored without dev.json: a new admin key and proxy_password, the
-	// same project.
-	for _, f := range []string{"node", "dev.json", "env"} {
+	// Restored without dev.json and without the port file (a PostgreSQL
+	// put back with its own tools has none): a new admin key and
+	// proxy_password, the same project, PostgreSQL on the backup's port.
+	for _, f := range []string{"node", "dev.json", "env", "postgres/port"} {
 		if err := os.RemoveAll(filepath.Join(dataDir, f)); err != nil {
 			t.Fatal(err)
 		}

@@ -174,6 +174,8 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		if restore, err = checkDevRestore(dataDir, o.restore, b); err != nil {
 			return err
 		}
+	} else if err := checkDevMetadata(dataDir); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return errors.Wrapf(err, "create %s", dataDir)

@@ -133,3 +133,22 @@ func readDevState(dir string) (*devState, error) {
 	}
 	return loadDevState(dir)
 }
+
+// checkDevMetadata refuses to run tdb dev without --restore on a data
+// directory that ran a node (dev.json names its demo project) whose
+// metadata is gone: a new, empty cluster started there knows neither the
+// project nor the tenant databases in its PostgreSQL, and its raft state
+// would make a later --restore refuse the directory.
+func checkDevMetadata(dataDir string) error {
+	st, err := readDevState(dataDir)
+	if err != nil || st == nil || st.ProjectID == "" {
+		return err
+	}
+	raftDir := filepath.Join(dataDir, "node", "raft")
+	if _, err := os.Stat(raftDir); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return errors.Newf("%s says this data directory ran the node of project %s, and %s, its metadata, is gone: "+
+		"restore a backup of it (tdb cluster backup) with tdb dev --restore FILE, or move %s away to start afresh",
+		filepath.Join(dataDir, "dev.json"), st.ProjectID, raftDir, dataDir)
+}

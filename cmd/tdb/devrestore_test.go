@@ -191,6 +191,9 @@ func TestDevRestore(t *testing.T) {
 	if err := os.RemoveAll(nodeDir); err != nil {
 		t.Fatal(err)
 	}
+	t.Run("no metadata without --restore", func(t *testing.T) {
+		refused(t, dataDir, "", filepath.Join(nodeDir, "raft")+", its metadata, is gone: restore a backup of it (tdb cluster backup) with tdb dev --restore FILE")
+	})
 	t.Run("truncated", func(t *testing.T) {
 		truncated := filepath.Join(t.TempDir(), "truncated.backup")
 		if err := os.WriteFile(truncated, data[:len(data)-10], 0o600); err != nil {

@@ -132,7 +132,8 @@ its backend local, by its socket directory, port and password, so the data direc
 must be at the path of the backed-up one. It refuses, changing nothing, a data directory
 whose node/ holds anything, one without that PostgreSQL, a backup with other backends
 (restore those with tdb server --restore), and a backup the build cannot read or run.
-Give --restore on the first start only; restart without it.`,
+Give --restore on the first start only; restart without it. Without --restore, tdb dev
+refuses a data directory whose dev.json names a project and whose node/raft is gone.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

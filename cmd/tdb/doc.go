@@ -7,5 +7,8 @@
 // from an init function with register. client.go is the small HTTP client;
 // output.go prints a response either as the API's JSON document (--json) or as
 // short tables and key: value lines. Errors end the process with status 1 and one
-// line on stderr: `tdb: <message> (<code>)`.
+// line on stderr: `tdb: <message> (<code>)`. devrestore.go checks a data
+// directory and a metadata backup for `tdb dev --restore`, which restores
+// through the node's own restore (node.Config.Restore) as `tdb server
+// --restore` does.
 package main

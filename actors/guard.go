@@ -41,36 +41,15 @@ var unsafeEncodings = regexp.MustCompile(`(?i)\b(sjis|shift_jis|mskanji|big5|gbk
 
 var scsOn = regexp.MustCompile(`(?i)standard_conforming_strings\s*(=|\bto\b|,)\s*'?(on|true|yes|1)\b`)
 
-// typeIfMissing is a DO block that creates a type unless it exists, what
-// Sequelize sends for an ENUM column.
-var typeIfMissing = regexp.MustCompile(`(?is)^\s*BEGIN\s+(CREATE\s+TYPE\s.*?)\s*;\s*EXCEPTION\s+WHEN\s+duplicate_object\s+THEN\s+null\s*;\s*END\s*;?\s*$`)
-
-// createsTypeIfMissing reports whether a DO statement does nothing but
-// create one type unless it exists (DO 'BEGIN CREATE TYPE … AS ENUM (…);
-// EXCEPTION WHEN duplicate_object THEN null; END'). Replayed on a tenant
-// it does the same, so a tenant workspace records it as it is, as DDL.
-func createsTypeIfMissing(st classify.Statement) bool {
-	if st.Tag != "DO" {
-		return false
-	}
-	body, ok := classify.DoBody(st.Text)
-	m := typeIfMissing.FindStringSubmatch(body)
-	if !ok || m == nil {
-		return false
-	}
-	r := classify.Classify(m[1])
-	return len(r.Statements) == 1 && r.Statements[0].Tag == "CREATE TYPE"
-}
-
 // captureTypeBlocks marks, in a tenant workspace, the DO statements that
-// only create a type unless it exists as DDL (createsTypeIfMissing): they
+// only create a type unless it exists as DDL (classify.CreatesTypeIfMissing): they
 // are then captured, and need an admin key, like the CREATE TYPE they run.
 func (s *session) captureTypeBlocks(r *classify.Result) {
 	if !s.captures() {
 		return
 	}
 	for i := range r.Statements {
-		if st := &r.Statements[i]; runsAnyStatement(*st) && createsTypeIfMissing(*st) {
+		if st := &r.Statements[i]; runsAnyStatement(*st) && classify.CreatesTypeIfMissing(*st) {
 			st.Kind = classify.DDL
 		}
 	}

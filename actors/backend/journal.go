@@ -269,6 +269,10 @@ func journalDDL(query string) ([]classify.Statement, error) {
 	}
 	var ddl []classify.Statement
 	for _, st := range r.Statements {
+		if st.Kind == classify.Other && classify.CreatesTypeIfMissing(st) {
+			// The proxy records such a DO block as DDL; it ran a CREATE TYPE.
+			st.Kind, st.Tag = classify.DDL, "CREATE TYPE"
+		}
 		if st.Kind == classify.DDL && !firesNoTrigger[st.Tag] {
 			ddl = append(ddl, st)
 		}
@@ -320,7 +324,7 @@ func RecoverJournal(ctx context.Context, superuserURL, db string, record func(Jo
 			if err != nil {
 				logf("DDL that committed in %s (capture %s) cannot be recorded: %v", db, v.CaptureID, err)
 			} else {
-				logf("recorded DDL that committed in %s earlier and was not recorded (capture %s, %d statements)", db, v.CaptureID, len(v.Statements))
+				logf("recorded DDL that committed in %s and that its session may not have recorded (capture %s, %d statements; not twice if it did)", db, v.CaptureID, len(v.Statements))
 			}
 		}
 		done = append(done, v.CaptureID)

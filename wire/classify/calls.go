@@ -2,6 +2,7 @@ package classify
 
 import (
 	_ "embed"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -275,4 +276,25 @@ func walk(m protoreflect.Message, visit func(protoreflect.Message)) {
 		}
 		return true
 	})
+}
+
+// typeIfMissing is a DO block that creates a type unless it exists, what
+// Sequelize sends for an ENUM column.
+var typeIfMissing = regexp.MustCompile(`(?is)^\s*BEGIN\s+(CREATE\s+TYPE\s.*?)\s*;\s*EXCEPTION\s+WHEN\s+duplicate_object\s+THEN\s+null\s*;\s*END\s*;?\s*$`)
+
+// CreatesTypeIfMissing reports whether a DO statement does nothing but
+// create one type unless it exists (DO 'BEGIN CREATE TYPE … AS ENUM (…);
+// EXCEPTION WHEN duplicate_object THEN null; END'). Replayed on a tenant
+// it does the same, so a tenant workspace records it as it is, as DDL.
+func CreatesTypeIfMissing(st Statement) bool {
+	if st.Tag != "DO" {
+		return false
+	}
+	body, ok := DoBody(st.Text)
+	m := typeIfMissing.FindStringSubmatch(body)
+	if !ok || m == nil {
+		return false
+	}
+	r := Classify(m[1])
+	return len(r.Statements) == 1 && r.Statements[0].Tag == "CREATE TYPE"
 }

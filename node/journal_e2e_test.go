@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"net/url"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -228,5 +229,18 @@ func TestJournalAndTheSchemaEndpoint(t *testing.T) {
 	}
 	if n := f.journalRows(t); n != 0 {
 		t.Fatalf("the journal still holds %d rows", n)
+	}
+}
+
+// pg_dump of the workspace as its admin role (what a key's pg_dump through
+// the proxy runs as) works with the journal there.
+func TestJournalLeavesPgDumpWorking(t *testing.T) {
+	t.Parallel()
+	f := newJournalFixture(t)
+	var password string
+	f.e.Node.FSM().View(func(s *fsm.State) { password = s.Databases[f.db].Passwords.Admin })
+	out, err := exec.Command("pg_dump", "--schema-only", "-d", f.dbURL(t, backend.RoleName(f.db, backend.RoleAdmin), password)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_dump as the admin role: %v\n%s", err, out)
 	}
 }

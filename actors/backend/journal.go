@@ -61,6 +61,10 @@ func journalStatements(db, login string) []string {
 			intervalstyle pg_catalog.text NOT NULL
 		)`,
 		"REVOKE ALL ON TABLE " + guardSchema + ".journal FROM PUBLIC",
+		// Readable by the login roles (the same DDL as the blueprint's):
+		// pg_dump locks every table it can see, and a key's dump of the
+		// workspace would fail on one it cannot read.
+		"GRANT SELECT ON TABLE " + guardSchema + ".journal TO " + logins,
 		// The notice must reach the proxy whatever client_min_messages the
 		// client set: the function sets it for its own run.
 		`CREATE OR REPLACE FUNCTION ` + guardSchema + `.journal_ddl() RETURNS event_trigger

@@ -244,3 +244,52 @@ func TestJournalLeavesPgDumpWorking(t *testing.T) {
 		t.Fatalf("pg_dump as the admin role: %v\n%s", err, out)
 	}
 }
+
+// A session that waited for the capture lock while the session holding it
+// committed DDL and went away unrecorded (its node killed) sees that DDL
+// once it has the lock, in a transaction it began before (read committed)
+// or one with an older snapshot (repeatable read), and records it first.
+func TestJournalSeenByTheLockWaiter(t *testing.T) {
+	t.Parallel()
+	for _, iso := range []string{"read committed", "repeatable read"} {
+		t.Run(iso, func(t *testing.T) {
+			t.Parallel()
+			f := newJournalFixture(t)
+			ctx := context.Background()
+			simple := pgx.QueryExecModeSimpleProtocol
+			ws := connect(t, f.e.ConnString(f.e.ProxyPassword, "myapp_workspace", "disable"))
+			if _, err := ws.Exec(ctx, "BEGIN ISOLATION LEVEL "+iso+"; SELECT 1", simple); err != nil {
+				t.Fatal(err)
+			}
+			// The crashed session: it holds the lock, commits its DDL, and
+			// ends without recording it.
+			admin := f.asAdmin(t)
+			if _, err := admin.Exec(ctx, "SELECT pg_advisory_lock($1)", backend.CaptureLockKey); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := ws.Exec(ctx, "CREATE TABLE sw2 (id int)", simple)
+				done <- err
+			}()
+			newCaptureLocks(t, f.e).awaitWaiter("the session's DDL to wait for the capture lock")
+			if _, err := admin.Exec(ctx, "CREATE TABLE sw1 (id int)", simple); err != nil {
+				t.Fatal(err)
+			}
+			admin.Close(ctx)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ws.Exec(ctx, "COMMIT", simple); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, v := range f.versions() {
+				got = append(got, strings.Join(v.Statements, "; "))
+			}
+			if want := []string{"CREATE TABLE sw1 (id int)", "CREATE TABLE sw2 (id int)"}; !slices.Equal(got, want) {
+				t.Fatalf("versions %q, want %q", got, want)
+			}
+		})
+	}
+}

@@ -85,10 +85,18 @@ func journalStatements(db, login string) []string {
 		END $journal$`,
 		"REVOKE ALL ON FUNCTION " + guardSchema + ".journal_ddl() FROM PUBLIC",
 		// journal_pending and forget_journal are what the sessions call,
-		// logged in as a login role, under the capture lock.
+		// logged in as a login role, under the capture lock. The lock's
+		// Query calls journal_pending once the lock is granted, and the
+		// rows of the session it waited for are committed only then: it is
+		// VOLATILE so that its query reads with a snapshot of its own, taken
+		// then, not the calling statement's. A transaction that reads with
+		// one snapshot throughout (repeatable read, serializable) cannot see
+		// them: it answers true, and the session reads the journal over a
+		// connection of its own.
 		`CREATE OR REPLACE FUNCTION ` + guardSchema + `.journal_pending() RETURNS pg_catalog.bool
-		LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
-		'SELECT EXISTS (SELECT 1 FROM ` + guardSchema + `.journal)'`,
+		LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
+		'SELECT pg_catalog.current_setting(''transaction_isolation'') OPERATOR(pg_catalog.<>) ''read committed''
+			OR EXISTS (SELECT 1 FROM ` + guardSchema + `.journal)'`,
 		`CREATE OR REPLACE FUNCTION ` + guardSchema + `.forget_journal(ids pg_catalog.text[]) RETURNS pg_catalog.int8
 		LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 		'WITH gone AS (DELETE FROM ` + guardSchema + `.journal WHERE capture_id OPERATOR(pg_catalog.=) ANY (ids) RETURNING 1) SELECT pg_catalog.count(*) FROM gone'`,

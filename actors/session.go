@@ -469,13 +469,16 @@ func (s *session) drainInflight(done <-chan struct{}) {
 }
 
 // cancelRunning cancels what the backend still runs for a client that left.
+// The cancel goes out even when ctx has ended (the node stopping, which
+// closes every client): a statement left running would hold its locks and
+// its backend until it ends on its own.
 func (s *session) cancelRunning(ctx context.Context) {
 	s.mu.Lock()
 	if s.gov != nil {
 		s.gov.lim.clientLeft()
 	}
 	s.mu.Unlock()
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	s.cancelBackend(cctx)
 	cancel()
 }

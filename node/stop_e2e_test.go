@@ -1,57 +1,48 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"tdb/internal/syncbuf"
 	"tdb/internal/testnode"
 	"tdb/node"
 )
 
-// lockedBuffer is a log output that the node's goroutines may write while
-// the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestStopClosesSessionsPastStopWait: a session of a tenant workspace whose
 // statement is in flight when its client is dropped waits for the backend's
 // answer (its DDL may commit and be recorded); Stop waits for it only
-// StopWait, then closes it, says so in the log, and goes on.
+// StopWait, then closes it, says so in the log, and goes on. The statement
+// here ignores the cancel the stop sends it.
 func TestStopClosesSessionsPastStopWait(t *testing.T) {
 	t.Parallel()
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	e := testnode.Start(t, func(c *node.Config) {
 		c.StopWait = time.Second
 		c.LogOutput = logs
 	})
 	ctx := context.Background()
 	admin := connect(t, e.PG.URL())
-	sleep := "SELECT pg_sleep(600) /* " + t.Name() + " */"
+	sleep := "SELECT stubborn_sleep() /* " + t.Name() + " */"
 	t.Cleanup(func() {
 		// The backend sleeps on after its client is gone: end it.
 		_, _ = admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1", sleep)
 	})
 	busy := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
-	go func() { _, _ = busy.Exec(ctx, sleep) }()
+	if _, err := busy.Exec(ctx, `CREATE FUNCTION stubborn_sleep() RETURNS void LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_sleep(600); EXCEPTION WHEN query_canceled THEN PERFORM pg_sleep(600); END $$`); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { _, err := busy.Exec(ctx, sleep); errc <- err }()
 	waitFor(t, "the statement running", func() bool {
+		select {
+		case err := <-errc:
+			t.Fatalf("the statement ended: %v", err)
+		default:
+		}
 		var n int
 		err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'", sleep).Scan(&n)
 		return err == nil && n == 1
@@ -71,4 +62,34 @@ func TestStopClosesSessionsPastStopWait(t *testing.T) {
 	if !strings.Contains(logs.String(), "closed 1 sessions unfinished") {
 		t.Fatalf("the log does not say a session was closed unfinished:\n%s", logs.String())
 	}
+}
+
+// TestStopCancelsStatementsInFlight: the clients a stop closes have their
+// statements in flight cancelled, as when a client leaves, rather than
+// left running on the backend.
+func TestStopCancelsStatementsInFlight(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t)
+	ctx := context.Background()
+	e.CreateTenant(t, "stopper")
+	admin := connect(t, e.PG.URL())
+	sleep := "SELECT pg_sleep(600) /* " + t.Name() + " */"
+	running := func() int {
+		var n int
+		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'", sleep).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1", sleep)
+	})
+	busy := connect(t, e.ConnString(e.CreateKey(t, "write", "tenant", "stopper"), "myapp__stopper", "disable"))
+	go func() { _, _ = busy.Exec(ctx, sleep) }()
+	waitFor(t, "the statement running", func() bool { return running() == 1 })
+	if err := e.Node.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	e.Node = nil
+	waitFor(t, "the statement to be cancelled", func() bool { return running() == 0 })
 }

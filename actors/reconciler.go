@@ -35,6 +35,9 @@ type Reconciler struct {
 	StepTimeout time.Duration
 	GuardRetry  time.Duration // pause before a failed guard installation is tried again
 	LeaderPoll  time.Duration // how often work in flight checks that this node still leads
+	// JournalSweep is how often the leader records what the DDL journals
+	// of tenant workspaces hold that no session recorded (journalsweep.go).
+	JournalSweep time.Duration
 
 	mu       sync.Mutex
 	inflight map[string]bool
@@ -140,6 +143,9 @@ func (r *Reconciler) defaults() {
 	if r.GuardRetry <= 0 {
 		r.GuardRetry = time.Minute
 	}
+	if r.JournalSweep <= 0 {
+		r.JournalSweep = DefaultJournalSweep
+	}
 	if r.LeaderPoll <= 0 {
 		r.LeaderPoll = defaultLeaderPoll
 	}
@@ -165,6 +171,8 @@ func (r *Reconciler) Run(ctx context.Context) {
 	// leader has deleted and dropped meanwhile, with nothing left to ever
 	// drop it.
 	term := startLeaderTerm(ctx, &wg, r.IsLeader, r.LeaderPoll)
+	wg.Add(1)
+	go func() { defer wg.Done(); r.sweepJournals(ctx, term) }()
 	watchState(ctx, r.FSM, r.Resync, func() {
 		if !r.IsLeader() {
 			term.end()

@@ -84,6 +84,10 @@ type Config struct {
 	// server_idle_timeout and client_idle_timeout [1800 s each].
 	ServerIdleTimeout time.Duration
 	ClientIdleTimeout time.Duration
+	// JournalSweep is how often the leader records what the DDL journals
+	// of tenant workspaces hold that no session recorded
+	// (actors.Reconciler.JournalSweep) [actors.DefaultJournalSweep].
+	JournalSweep time.Duration
 	// StopWait is the longest Stop waits for sessions to finish what they
 	// have in flight before it closes them (actors.ProxyConfig.StopWait)
 	// [DefaultStopWait].
@@ -272,7 +276,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	runCtx, runCancel := context.WithCancel(context.Background())
 	n.cancel = runCancel
 	policy := n.startPolicies(runCtx) // before any actor proposes: Apply observes it
-	rec := &actors.Reconciler{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf}
+	rec := &actors.Reconciler{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf, JournalSweep: cfg.JournalSweep}
 	n.goRun(func() { rec.Run(runCtx) })
 	leader := actors.LeaderActor{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Logf: logger.Printf}
 	dep := &actors.Deployer{LeaderActor: leader}

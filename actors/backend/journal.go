@@ -343,3 +343,26 @@ func RecoverJournal(ctx context.Context, superuserURL, db string, record func(Jo
 	}
 	return nil
 }
+
+// SweepJournal records what the journal of database db holds
+// (RecoverJournal) when no session holds the capture lock: it takes the
+// lock without waiting, and reports whether it did. A session that holds
+// it read the journal when it took it.
+func SweepJournal(ctx context.Context, superuserURL, db string, record func(JournalVersion) error, refused func(error) bool, logf func(string, ...any)) (bool, error) {
+	conn, err := connect(ctx, superuserURL, db)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.Background()) // also gives the lock back
+	var locked, pending bool
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_try_advisory_lock($1)", int64(CaptureLockKey)).Scan(&locked); err != nil || !locked {
+		return false, errors.Wrapf(err, "take the capture lock of database %s", db)
+	}
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+guardSchema+".journal)").Scan(&pending); err != nil {
+		return true, errors.Wrapf(err, "read the DDL journal of database %s", db)
+	}
+	if !pending {
+		return true, nil
+	}
+	return true, RecoverJournal(ctx, superuserURL, db, record, refused, logf)
+}

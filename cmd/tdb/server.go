@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/errors"
 	"github.com/spf13/cobra"
 
+	"tdb/actors"
 	"tdb/fsm"
 	"tdb/node"
 )
@@ -101,6 +102,7 @@ func newServerCmd() *cobra.Command {
 	f.BoolVar(&allowPlaintext, "allow-plaintext", false, "accept wire clients without TLS")
 	f.DurationVar(&cfg.ServerIdleTimeout, "server-idle-timeout", 1800*time.Second, "close pooled backend sessions idle this long")
 	f.DurationVar(&cfg.ClientIdleTimeout, "client-idle-timeout", 1800*time.Second, "close client connections silent this long")
+	f.DurationVar(&cfg.JournalSweep, "journal-sweep", actors.DefaultJournalSweep, "how often the leader records the DDL that tenant workspaces' journals hold and no session recorded")
 	f.DurationVar(&cfg.StopWait, "stop-wait", node.DefaultStopWait, "on SIGTERM or Ctrl-C, wait this long for sessions to finish what they have in flight, then close them")
 	f.BoolVar(&cfg.LazyBackendAttach, "lazy-backend-attach", false, lazyAttachHelp)
 	f.BoolVar(&cfg.GoroutineRelay, "goroutine-relay", false, goroutineRelayHelp)

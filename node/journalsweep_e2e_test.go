@@ -1,0 +1,58 @@
+package node_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"tdb/actors/backend"
+	"tdb/fsm"
+	"tdb/internal/syncbuf"
+	"tdb/internal/testnode"
+	"tdb/node"
+)
+
+// DDL that committed and that no session recorded is recorded by the
+// leader's sweep of the workspace's journal, without waiting for the
+// workspace's next DDL; a workspace whose capture lock a session holds is
+// passed over until it is given back.
+func TestJournalSwept(t *testing.T) {
+	t.Parallel()
+	log := &syncbuf.Buffer{}
+	e := testnode.Start(t, func(cfg *node.Config) {
+		cfg.LogOutput = log
+		cfg.JournalSweep = 100 * time.Millisecond
+	})
+	f := &journalFixture{e: e, log: log, db: e.Physical(t, fsm.WorkspaceDatabase("myapp"))}
+	waitFor(t, "the workspace's journal", func() bool {
+		guard := 0
+		e.Node.FSM().View(func(s *fsm.State) { guard = s.Databases[f.db].Guard })
+		return guard >= backend.JournalGuard
+	})
+	f.su = connect(t, f.dbURL(t, "", ""))
+	ctx := context.Background()
+	admin := f.asAdmin(t)
+	if _, err := admin.Exec(ctx, "CREATE TABLE swept1 (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the sweep to record the DDL", func() bool { return len(f.versions()) == 1 })
+	if v := f.versions()[0]; len(v.Statements) != 1 || v.Statements[0] != "CREATE TABLE swept1 (id int)" {
+		t.Fatalf("version %+v", v)
+	}
+	waitFor(t, "the journal's rows to be deleted", func() bool { return f.journalRows(t) == 0 })
+
+	// A session holds the capture lock: the sweep passes the workspace by.
+	holder := connect(t, f.dbURL(t, "", ""))
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", backend.CaptureLockKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, "CREATE TABLE swept2 (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // ten sweeps
+	if n := len(f.versions()); n != 1 {
+		t.Fatalf("%d versions while the capture lock was held", n)
+	}
+	holder.Close(ctx)
+	waitFor(t, "the sweep to record the DDL once the lock is free", func() bool { return len(f.versions()) == 2 })
+}

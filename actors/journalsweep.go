@@ -2,8 +2,9 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"time"
+
+	"github.com/cockroachdb/errors"
 
 	"tdb/actors/backend"
 	"tdb/fsm"
@@ -85,6 +86,12 @@ func (r *Reconciler) sweepOnce(ctx context.Context) {
 		}, func(err error) bool { return errors.As(err, new(*fsm.Error)) }, func(format string, args ...any) {
 			r.Logf("reconciler: journal sweep: "+format, args...)
 		})
+		if errors.Is(err, backend.ErrNoJournal) {
+			// Every DDL batch of the workspace would fail on the lock's
+			// Query, which asks the journal: install the guard again.
+			r.Logf("reconciler: %s has lost its DDL journal: installing guard version %d again", t.db.Label(), t.db.Guard)
+			err = backend.InstallGuard(sctx, t.url, t.db.Name, backend.Kind(t.db.Kind), t.db.Guard)
+		}
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			r.Logf("reconciler: journal sweep of %s: %v (next sweep in %s)", t.db.Label(), err, r.JournalSweep)

@@ -56,3 +56,31 @@ func TestJournalSwept(t *testing.T) {
 	holder.Close(ctx)
 	waitFor(t, "the sweep to record the DDL once the lock is free", func() bool { return len(f.versions()) == 2 })
 }
+
+// A workspace whose journal is gone while the state records its guard (a
+// server restored from a backup of before it) gets it back from the sweep:
+// its DDL, whose lock Query asks the journal, would fail until then.
+func TestJournalSweepReinstallsALostJournal(t *testing.T) {
+	t.Parallel()
+	e := testnode.Start(t, func(cfg *node.Config) { cfg.JournalSweep = 100 * time.Millisecond })
+	f := &journalFixture{e: e, db: e.Physical(t, fsm.WorkspaceDatabase("myapp"))}
+	waitFor(t, "the workspace's journal", func() bool {
+		guard := 0
+		e.Node.FSM().View(func(s *fsm.State) { guard = s.Databases[f.db].Guard })
+		return guard >= backend.JournalGuard
+	})
+	f.su = connect(t, f.dbURL(t, "", ""))
+	ctx := context.Background()
+	if _, err := f.su.Exec(ctx, "DROP EVENT TRIGGER tdb_journal_ddl; DROP SCHEMA tdb_guard CASCADE"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the journal installed again", func() bool {
+		var n int
+		err := f.su.QueryRow(ctx, "SELECT count(*) FROM pg_event_trigger WHERE evtname = 'tdb_journal_ddl'").Scan(&n)
+		return err == nil && n == 1
+	})
+	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
+	if _, err := ws.Exec(ctx, "CREATE TABLE after_reinstall (id int)"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -344,6 +344,11 @@ func RecoverJournal(ctx context.Context, superuserURL, db string, record func(Jo
 	return nil
 }
 
+// ErrNoJournal marks SweepJournal's error when the database holds no
+// journal: its guard is not (or no longer) the one the state records (a
+// server restored from a backup of before it, a schema dropped by hand).
+var ErrNoJournal = errors.New("the database keeps no DDL journal")
+
 // SweepJournal records what the journal of database db holds
 // (RecoverJournal) when no session holds the capture lock: it takes the
 // lock without waiting, and reports whether it did. A session that holds
@@ -359,6 +364,9 @@ func SweepJournal(ctx context.Context, superuserURL, db string, record func(Jour
 		return false, errors.Wrapf(err, "take the capture lock of database %s", db)
 	}
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+guardSchema+".journal)").Scan(&pending); err != nil {
+		if isCode(err, "42P01", "3F000") { // undefined table, schema
+			err = errors.Mark(err, ErrNoJournal)
+		}
 		return true, errors.Wrapf(err, "read the DDL journal of database %s", db)
 	}
 	if !pending {

@@ -293,3 +293,84 @@ func TestJournalSeenByTheLockWaiter(t *testing.T) {
 		})
 	}
 }
+
+// The session that gives the capture lock back deletes its version's
+// journal rows in the same statement, whose DELETE commits only after the
+// lock is free: the next session, which finds the rows still there, does
+// not take that DDL for DDL left unrecorded.
+func TestJournalRowsBeingDeletedAreNotRecovered(t *testing.T) {
+	t.Parallel()
+	f := newJournalFixture(t)
+	ctx := context.Background()
+	simple := pgx.QueryExecModeSimpleProtocol
+	// The release's DELETE waits, at its commit, for an advisory lock the
+	// test holds: a deferred trigger of the journal's.
+	const held = 7301
+	for _, sql := range []string{
+		`CREATE FUNCTION tdb_guard.test_hold() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS
+			$$ BEGIN PERFORM pg_advisory_xact_lock_shared(7301); RETURN NULL; END $$`,
+		`CREATE CONSTRAINT TRIGGER test_hold AFTER DELETE ON tdb_guard.journal
+			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION tdb_guard.test_hold()`,
+	} {
+		if _, err := f.su.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holder := connect(t, f.dbURL(t, "", ""))
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", held); err != nil {
+		t.Fatal(err)
+	}
+	first := connect(t, f.e.ConnString(f.e.ProxyPassword, "myapp_workspace", "disable"))
+	if _, err := first.Exec(ctx, "CREATE TABLE rd1 (id int)", simple); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the release's DELETE to wait at its commit", func() bool {
+		var n int
+		if err := f.su.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND NOT granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, held).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	})
+	second := connect(t, f.e.ConnString(f.e.ProxyPassword, "myapp_workspace", "disable"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := second.Exec(ctx, "CREATE TABLE rd2 (id int)", simple)
+		done <- err
+	}()
+	// The second session's DDL ends, or waits for the rows the release
+	// deletes.
+	var err error
+	ended := false
+	waitFor(t, "the second session's DDL to end or to wait for the journal's rows", func() bool {
+		select {
+		case err = <-done:
+			ended = true
+			return true
+		default:
+		}
+		var n int
+		if err := f.su.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'transactionid'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	})
+	holder.Close(ctx)
+	if !ended {
+		err = <-done
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range f.versions() {
+		got = append(got, strings.Join(v.Statements, "; "))
+	}
+	if want := []string{"CREATE TABLE rd1 (id int)", "CREATE TABLE rd2 (id int)"}; !slices.Equal(got, want) {
+		t.Fatalf("versions %q, want %q", got, want)
+	}
+	if f.log.Contains("may not have recorded") {
+		t.Errorf("DDL its session recorded was recorded again from the journal:\n%s", f.log.String())
+	}
+}

@@ -145,7 +145,10 @@ type JournalRow struct {
 }
 
 // ReadJournal returns the rows of the journal of database db (a workspace
-// whose guard keeps one), in the order the statements ran.
+// whose guard keeps one), in the order the statements ran. Rows a session
+// is deleting are passed over: their version is recorded, and the statement
+// that deletes them gives the capture lock back before its DELETE commits,
+// so the next holder of the lock may find them still there.
 func ReadJournal(ctx context.Context, superuserURL, db string) ([]JournalRow, error) {
 	conn, err := connect(ctx, superuserURL, db)
 	if err != nil {
@@ -153,7 +156,7 @@ func ReadJournal(ctx context.Context, superuserURL, db string) ([]JournalRow, er
 	}
 	defer conn.Close(context.Background())
 	rows, err := conn.Query(ctx, `SELECT seq, capture_id, query, tag, received, timezone, datestyle, intervalstyle
-		FROM `+guardSchema+`.journal ORDER BY seq`)
+		FROM `+guardSchema+`.journal ORDER BY seq FOR UPDATE SKIP LOCKED`)
 	if err != nil {
 		return nil, errors.Wrapf(err, "read the DDL journal of database %s", db)
 	}

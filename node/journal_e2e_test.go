@@ -374,3 +374,33 @@ func TestJournalRowsBeingDeletedAreNotRecovered(t *testing.T) {
 		t.Errorf("DDL its session recorded was recorded again from the journal:\n%s", f.log.String())
 	}
 }
+
+// A session that runs DDL and then makes its transactions read-only
+// (default_transaction_read_only) gives the capture lock back: the
+// statement that does also deletes the journal's rows, and failed in a
+// read-only transaction, so the lock stayed held and every other DDL of
+// the workspace waited for it. The rows stay; the next DDL records them
+// once, as the versions they are.
+func TestJournalReadOnlySessionGivesTheLockBack(t *testing.T) {
+	t.Parallel()
+	f := newJournalFixture(t)
+	ctx := context.Background()
+	simple := pgx.QueryExecModeSimpleProtocol
+	ws := connect(t, f.e.ConnString(f.e.ProxyPassword, "myapp_workspace", "disable"))
+	if _, err := ws.Exec(ctx, "CREATE TABLE ro1 (id int); SET default_transaction_read_only = on", simple); err != nil {
+		t.Fatal(err)
+	}
+	newCaptureLocks(t, f.e).awaitNone("the read-only session to give the capture lock back")
+	other := connect(t, f.e.ConnString(f.e.ProxyPassword, "myapp_workspace", "disable"))
+	if _, err := other.Exec(ctx, "CREATE TABLE ro2 (id int)", simple); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range f.versions() {
+		got = append(got, strings.Join(v.Statements, "; "))
+	}
+	if want := []string{"CREATE TABLE ro1 (id int)", "CREATE TABLE ro2 (id int)"}; !slices.Equal(got, want) {
+		t.Fatalf("versions %q, want %q", got, want)
+	}
+	waitFor(t, "the journal's rows to be deleted", func() bool { return f.journalRows(t) == 0 })
+}

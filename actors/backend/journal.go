@@ -97,9 +97,24 @@ func journalStatements(db, login string) []string {
 		LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 		'SELECT pg_catalog.current_setting(''transaction_isolation'') OPERATOR(pg_catalog.<>) ''read committed''
 			OR EXISTS (SELECT 1 FROM ` + guardSchema + `.journal)'`,
+		// forget_journal runs in the statement that gives the capture lock
+		// back: in a read-only transaction (the client set
+		// default_transaction_read_only) it deletes nothing rather than
+		// fail, since the lock would then never go back. The rows stay,
+		// and the next session records them again under their ids, which
+		// adds nothing.
 		`CREATE OR REPLACE FUNCTION ` + guardSchema + `.forget_journal(ids pg_catalog.text[]) RETURNS pg_catalog.int8
-		LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
-		'WITH gone AS (DELETE FROM ` + guardSchema + `.journal WHERE capture_id OPERATOR(pg_catalog.=) ANY (ids) RETURNING 1) SELECT pg_catalog.count(*) FROM gone'`,
+		LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $forget$
+		DECLARE
+			n pg_catalog.int8;
+		BEGIN
+			IF pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'on' THEN
+				RETURN 0;
+			END IF;
+			DELETE FROM ` + guardSchema + `.journal WHERE capture_id OPERATOR(pg_catalog.=) ANY (ids);
+			GET DIAGNOSTICS n = ROW_COUNT;
+			RETURN n;
+		END $forget$`,
 		"REVOKE ALL ON FUNCTION " + guardSchema + ".journal_pending(), " + guardSchema + ".forget_journal(pg_catalog.text[]) FROM PUBLIC",
 		"GRANT USAGE ON SCHEMA " + guardSchema + " TO " + logins,
 		"GRANT EXECUTE ON FUNCTION " + guardSchema + ".journal_pending(), " + guardSchema + ".forget_journal(pg_catalog.text[]) TO " + logins,

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"os/exec"
 	"regexp"
@@ -403,4 +404,37 @@ func TestJournalReadOnlySessionGivesTheLockBack(t *testing.T) {
 		t.Fatalf("versions %q, want %q", got, want)
 	}
 	waitFor(t, "the journal's rows to be deleted", func() bool { return f.journalRows(t) == 0 })
+}
+
+// Only the workspace's admin role, whose sessions record DDL, may delete
+// rows from the journal: a read or write key could otherwise delete the
+// rows of DDL left unrecorded (the journal, which it may read, shows their
+// ids), and that DDL would never be recorded.
+func TestJournalForgetNeedsTheAdminRole(t *testing.T) {
+	t.Parallel()
+	f := newJournalFixture(t)
+	ctx := context.Background()
+	var passwords fsm.RolePasswords
+	f.e.Node.FSM().View(func(s *fsm.State) { passwords = s.Databases[f.db].Passwords })
+	if _, err := f.asAdmin(t).Exec(ctx, "CREATE TABLE fa1 (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	forget := "SELECT tdb_guard.forget_journal(ARRAY(SELECT capture_id FROM tdb_guard.journal))"
+	for _, role := range []string{backend.RoleRead, backend.RoleWrite} {
+		c := connect(t, f.dbURL(t, backend.RoleName(f.db, role), passwords.For(role)))
+		_, err := c.Exec(ctx, forget)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "42501" {
+			t.Errorf("forget_journal as the %s role: %v, want permission denied (42501)", role, err)
+		}
+		if n := f.journalRows(t); n != 1 {
+			t.Fatalf("the journal holds %d rows after the %s role's try, want 1", n, role)
+		}
+	}
+	if _, err := f.asAdmin(t).Exec(ctx, forget); err != nil {
+		t.Fatalf("forget_journal as the admin role: %v", err)
+	}
+	if n := f.journalRows(t); n != 0 {
+		t.Fatalf("the journal holds %d rows after the admin role's forget, want 0", n)
+	}
 }

@@ -117,7 +117,12 @@ func journalStatements(db, login string) []string {
 		END $forget$`,
 		"REVOKE ALL ON FUNCTION " + guardSchema + ".journal_pending(), " + guardSchema + ".forget_journal(pg_catalog.text[]) FROM PUBLIC",
 		"GRANT USAGE ON SCHEMA " + guardSchema + " TO " + logins,
-		"GRANT EXECUTE ON FUNCTION " + guardSchema + ".journal_pending(), " + guardSchema + ".forget_journal(pg_catalog.text[]) TO " + logins,
+		"GRANT EXECUTE ON FUNCTION " + guardSchema + ".journal_pending() TO " + logins,
+		// Only the admin role runs DDL, so only its sessions record versions
+		// and delete their rows: a read or write key must not be able to
+		// delete the rows of DDL left unrecorded (whose ids it can read).
+		"GRANT EXECUTE ON FUNCTION " + guardSchema + ".forget_journal(pg_catalog.text[]) TO " + idents(RoleName(db, RoleAdmin)),
+		"REVOKE EXECUTE ON FUNCTION " + guardSchema + ".forget_journal(pg_catalog.text[]) FROM " + idents(RoleName(db, RoleWrite), RoleName(db, RoleRead)),
 		`DO $$ BEGIN
 			IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'tdb_journal_ddl') THEN
 				CREATE EVENT TRIGGER tdb_journal_ddl ON ddl_command_end EXECUTE FUNCTION ` + guardSchema + `.journal_ddl();

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"os/exec"
 	"regexp"
@@ -436,5 +437,39 @@ func TestJournalForgetNeedsTheAdminRole(t *testing.T) {
 	}
 	if n := f.journalRows(t); n != 0 {
 		t.Fatalf("the journal holds %d rows after the admin role's forget, want 0", n)
+	}
+}
+
+// The journal holds a message's text once per transaction, however many
+// DDL statements of it ran there: a migration of n statements sent in one
+// message wrote its whole text n times (quadratic in its size, in the
+// migration's own transaction). The rows still tell each statement.
+func TestJournalHoldsAMessageOnce(t *testing.T) {
+	t.Parallel()
+	f := newJournalFixture(t)
+	ctx := context.Background()
+	var msg strings.Builder
+	var want []string
+	for i := range 50 {
+		want = append(want, fmt.Sprintf("CREATE TABLE mo%d (id int)", i))
+		msg.WriteString(want[i] + ";\n")
+	}
+	if _, err := f.asAdmin(t).Exec(ctx, msg.String(), pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	var rows, texts int
+	if err := f.su.QueryRow(ctx, "SELECT count(*), count(query) FROM tdb_guard.journal").Scan(&rows, &texts); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 50 || texts != 1 {
+		t.Fatalf("the journal holds %d rows with %d texts, want 50 with 1", rows, texts)
+	}
+	ws := connect(t, f.e.ConnString(f.e.ProxyPassword, "myapp_workspace", "disable"))
+	if _, err := ws.Exec(ctx, "CREATE TABLE mo_last (id int)", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	vs := f.versions()
+	if len(vs) != 2 || !slices.Equal(vs[0].Statements, want) {
+		t.Fatalf("versions %+v, want the message's 50 statements, then the session's", vs)
 	}
 }

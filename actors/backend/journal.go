@@ -53,13 +53,18 @@ func journalStatements(db, login string) []string {
 		`CREATE TABLE IF NOT EXISTS ` + guardSchema + `.journal (
 			seq pg_catalog.int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 			capture_id pg_catalog.text NOT NULL,
-			query pg_catalog.text NOT NULL,
+			query pg_catalog.text,
 			tag pg_catalog.text NOT NULL,
 			received pg_catalog.timestamptz NOT NULL,
 			timezone pg_catalog.text NOT NULL,
 			datestyle pg_catalog.text NOT NULL,
 			intervalstyle pg_catalog.text NOT NULL
 		)`,
+		// A message's text is held once per transaction (the row of its first
+		// DDL statement; its later rows hold NULL), found by this index: a
+		// migration of n statements in one message would otherwise write
+		// its whole text n times.
+		"CREATE INDEX IF NOT EXISTS journal_message ON " + guardSchema + ".journal (capture_id, received)",
 		"REVOKE ALL ON TABLE " + guardSchema + ".journal FROM PUBLIC",
 		// Readable by the login roles (the same DDL as the blueprint's):
 		// pg_dump locks every table it can see, and a key's dump of the
@@ -79,7 +84,10 @@ func journalStatements(db, login string) []string {
 			id := pg_catalog.pg_current_xact_id()::pg_catalog.text OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||)
 				pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.transaction_timestamp()) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8::pg_catalog.text;
 			INSERT INTO ` + guardSchema + `.journal (capture_id, query, tag, received, timezone, datestyle, intervalstyle)
-				VALUES (id, pg_catalog.current_query(), tg_tag, pg_catalog.statement_timestamp(),
+				VALUES (id, CASE WHEN EXISTS (SELECT 1 FROM ` + guardSchema + `.journal j
+						WHERE j.capture_id OPERATOR(pg_catalog.=) id AND j.received OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp())
+					THEN NULL ELSE pg_catalog.current_query() END,
+					tg_tag, pg_catalog.statement_timestamp(),
 					pg_catalog.current_setting('TimeZone'), pg_catalog.current_setting('DateStyle'), pg_catalog.current_setting('IntervalStyle'));
 			RAISE NOTICE USING MESSAGE = id, ERRCODE = '` + JournalNoticeCode + `';
 		END $journal$`,
@@ -180,9 +188,22 @@ func ReadJournal(ctx context.Context, superuserURL, db string) ([]JournalRow, er
 	if err != nil {
 		return nil, errors.Wrapf(err, "read the DDL journal of database %s", db)
 	}
+	// A row whose query is NULL is of the message of an earlier row of
+	// its transaction, with the same received.
+	type message struct {
+		id       string
+		received int64
+	}
+	texts := map[message]string{}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (JournalRow, error) {
 		var j JournalRow
-		err := r.Scan(&j.Seq, &j.CaptureID, &j.Query, &j.Tag, &j.Received, &j.TimeZone, &j.DateStyle, &j.IntervalStyle)
+		var query *string
+		err := r.Scan(&j.Seq, &j.CaptureID, &query, &j.Tag, &j.Received, &j.TimeZone, &j.DateStyle, &j.IntervalStyle)
+		m := message{j.CaptureID, j.Received.UnixMicro()}
+		if query != nil {
+			texts[m] = *query
+		}
+		j.Query = texts[m]
 		return j, err
 	})
 	return out, errors.Wrapf(err, "read the DDL journal of database %s", db)

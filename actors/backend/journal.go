@@ -64,6 +64,7 @@ func journalStatements(db, login string) []string {
 		// DDL statement; its later rows hold NULL), found by this index: a
 		// migration of n statements in one message would otherwise write
 		// its whole text n times.
+		"ALTER TABLE " + guardSchema + ".journal ALTER COLUMN query DROP NOT NULL", // as a journal made before held it
 		"CREATE INDEX IF NOT EXISTS journal_message ON " + guardSchema + ".journal (capture_id, received)",
 		"REVOKE ALL ON TABLE " + guardSchema + ".journal FROM PUBLIC",
 		// Readable by the login roles (the same DDL as the blueprint's):

@@ -114,9 +114,7 @@ func (s *session) recoverJournal() *wire.PGError {
 	defer cancel()
 	err := errors.New("the workspace's database is not known here")
 	if url != "" {
-		err = backend.RecoverJournal(ctx, url, db, func(v backend.JournalVersion) error {
-			return s.proposeVersion(s.journalVersion(v))
-		}, isRefusal, func(format string, args ...any) { s.proxy.cfg.Logf("proxy: "+format, args...) })
+		err = backend.RecoverJournal(ctx, url, db, s.journalRecorder())
 	}
 	if err == nil {
 		return nil
@@ -126,11 +124,10 @@ func (s *session) recoverJournal() *wire.PGError {
 		WithHint("Try again shortly.")
 }
 
-// journalVersion is the command that records v, DDL the journal held, as
-// a version of the session's workspace.
-func (s *session) journalVersion(v backend.JournalVersion) *fsm.AddBlueprintVersion {
-	return v.Command(s.login.projectID, s.login.workspace, s.proxy.cfg.Now())
+// journalRecorder records the versions the session's workspace's journal
+// holds.
+func (s *session) journalRecorder() backend.JournalRecorder {
+	return backend.NewJournalRecorder(s.proxy.cfg.FSM, s.login.projectID, s.login.workspace, s.proxy.cfg.Now,
+		func(cmd *fsm.AddBlueprintVersion) error { return s.proposeVersion(cmd) },
+		func(format string, args ...any) { s.proxy.cfg.Logf("proxy: "+format, args...) })
 }
-
-// isRefusal reports whether err is the state's refusal of a command.
-func isRefusal(err error) bool { return errors.As(err, new(*fsm.Error)) }

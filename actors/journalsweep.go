@@ -80,12 +80,11 @@ func (r *Reconciler) sweepOnce(ctx context.Context) {
 			return
 		}
 		sctx, cancel := context.WithTimeout(ctx, r.StepTimeout)
-		_, err := backend.SweepJournal(sctx, t.url, t.db.Name, func(v backend.JournalVersion) error {
-			_, _, err := r.Propose.Apply(sctx, fsm.CmdAddBlueprintVersion, v.Command(t.db.ProjectID, t.workspace, time.Now()))
-			return err
-		}, func(err error) bool { return errors.As(err, new(*fsm.Error)) }, func(format string, args ...any) {
-			r.Logf("reconciler: journal sweep: "+format, args...)
-		})
+		_, err := backend.SweepJournal(sctx, t.url, t.db.Name, backend.NewJournalRecorder(r.FSM, t.db.ProjectID, t.workspace, time.Now,
+			func(cmd *fsm.AddBlueprintVersion) error {
+				_, _, err := r.Propose.Apply(sctx, fsm.CmdAddBlueprintVersion, cmd)
+				return err
+			}, func(format string, args ...any) { r.Logf("reconciler: journal sweep: "+format, args...) }))
 		if errors.Is(err, backend.ErrNoJournal) {
 			// Every DDL batch of the workspace would fail on the lock's
 			// Query, which asks the journal: install the guard again.

@@ -125,6 +125,19 @@ type BlueprintVersion struct {
 	Settings *SessionSettings `json:"settings,omitempty"`
 }
 
+// HasCapture reports whether workspace of project holds a blueprint
+// version recorded under captureID.
+func (s *State) HasCapture(projectID, workspace, captureID string) bool {
+	if p := s.Projects[projectID]; p != nil && p.Workspaces[workspace] != nil {
+		for _, v := range p.Workspaces[workspace].Versions {
+			if v.CaptureID == captureID {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // VersionChecksum is the checksum a blueprint version of statements
 // carries: SHA-256 of the statements joined by ";\n", in hex.
 func VersionChecksum(statements []string) string {

@@ -156,10 +156,11 @@ func (s *server) runSchema(ctx context.Context, c *caller, tg schemaTarget, stmt
 	}
 	if tg.mode == fsm.ModeTenant && tg.guard >= backend.JournalGuard {
 		recover = func() error {
-			return backend.RecoverJournal(ctx, tg.url, tg.db, func(v backend.JournalVersion) error {
-				_, err := s.apply(ctx, fsm.CmdAddBlueprintVersion, v.Command(c.projectID, tg.workspace, s.now()))
-				return err
-			}, func(err error) bool { return errors.As(err, new(*fsm.Error)) }, func(format string, args ...any) { s.logf("httpapi: "+format, args...) })
+			return backend.RecoverJournal(ctx, tg.url, tg.db, backend.NewJournalRecorder(s.c.FSM(), c.projectID, tg.workspace, s.now,
+				func(cmd *fsm.AddBlueprintVersion) error {
+					_, err := s.apply(ctx, fsm.CmdAddBlueprintVersion, cmd)
+					return err
+				}, func(format string, args ...any) { s.logf("httpapi: "+format, args...) }))
 		}
 	}
 	err := blueprint.ApplyRecorded(ctx, tg.url, tg.db, backend.RoleName(tg.db, backend.RoleAdmin), tg.password, stmts, backend.CaptureLockKey, recover, record)

@@ -198,6 +198,9 @@ func TestJournalRecordsDDLLeftUnrecorded(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("versions:\n got %q\nwant %q", got, want)
 	}
+	if f.log.Contains("capture " + first.CaptureID + ",") {
+		t.Errorf("the version recorded already was proposed again from the journal:\n%s", f.log.String())
+	}
 	if s := f.versions()[1].Settings; s == nil || s.TimeZone != "Europe/Paris" {
 		t.Errorf("the recovered version's settings %+v, want the TimeZone it ran with", s)
 	}

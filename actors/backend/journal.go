@@ -340,15 +340,43 @@ func journalDDL(query string) ([]classify.Statement, error) {
 	return ddl, nil
 }
 
+// JournalRecorder is how RecoverJournal records a workspace's versions.
+type JournalRecorder struct {
+	// Recorded reports whether the state (as this node has it) holds a
+	// version of capture id already: its rows are then only deleted.
+	Recorded func(captureID string) bool
+	// Record commits v as the workspace's next blueprint version, under
+	// its capture id (one recorded already is not made twice).
+	Record func(v JournalVersion) error
+	// Refused reports whether Record's error is the state's refusal.
+	Refused func(error) bool
+	Logf    func(format string, args ...any)
+}
+
+// NewJournalRecorder records the versions the journal of workspace of
+// project holds with propose, at the times now gives, reading f for those
+// recorded already.
+func NewJournalRecorder(f *fsm.FSM, projectID, workspace string, now func() time.Time, propose func(*fsm.AddBlueprintVersion) error, logf func(string, ...any)) JournalRecorder {
+	return JournalRecorder{
+		Recorded: func(id string) bool {
+			known := false
+			f.View(func(st *fsm.State) { known = st.HasCapture(projectID, workspace, id) })
+			return known
+		},
+		Record:  func(v JournalVersion) error { return propose(v.Command(projectID, workspace, now())) },
+		Refused: func(err error) bool { return errors.As(err, new(*fsm.Error)) },
+		Logf:    logf,
+	}
+}
+
 // RecoverJournal records, in order, the DDL the journal of database db
-// holds: transactions that committed and may not be recorded (record
-// commits one as a blueprint version under its capture id, so one recorded
-// already is not made twice). Those whose statements the rows cannot tell
-// are logged with what the journal held. The rows of both are then
-// deleted. It stops at the first version record fails to commit, and
-// returns that error; a refusal of the state (marked by refused) is logged
-// and passed over, since every later try would meet it too.
-func RecoverJournal(ctx context.Context, superuserURL, db string, record func(JournalVersion) error, refused func(error) bool, logf func(string, ...any)) error {
+// holds: transactions that committed and may not be recorded. Those
+// recorded already are passed over; those whose statements the rows
+// cannot tell are logged with what the journal held. The rows of all are
+// then deleted. It stops at the first version Record fails to commit, and
+// returns that error; a refusal of the state is logged and passed over,
+// since every later try would meet it too.
+func RecoverJournal(ctx context.Context, superuserURL, db string, r JournalRecorder) error {
 	rows, err := ReadJournal(ctx, superuserURL, db)
 	if err != nil {
 		return err
@@ -361,27 +389,30 @@ func RecoverJournal(ctx context.Context, superuserURL, db string, record func(Jo
 		if err := ForgetJournal(ctx, superuserURL, db, done); err != nil {
 			// Recorded: the next session records them again under the
 			// same ids, which adds nothing.
-			logf("%v", err)
+			r.Logf("%v", err)
 		}
 	}()
 	for _, v := range JournalVersions(rows) {
 		switch {
+		case r.Recorded(v.CaptureID):
+			// Its session recorded it, and had not deleted the rows (the
+			// DDL ran without the capture lock, behind other batches).
 		case v.Err != nil:
 			var held []string
-			for _, r := range v.Rows {
-				held = append(held, r.Tag+" in "+strconv.Quote(r.Query))
+			for _, row := range v.Rows {
+				held = append(held, row.Tag+" in "+strconv.Quote(row.Query))
 			}
-			logf("DDL that committed in %s (capture %s) is not recorded as a blueprint version and cannot be: %v; the journal held: %s",
+			r.Logf("DDL that committed in %s (capture %s) is not recorded as a blueprint version and cannot be: %v; the journal held: %s",
 				db, v.CaptureID, v.Err, strings.Join(held, "; "))
 		default:
-			err := record(v)
-			if err != nil && !refused(err) {
+			err := r.Record(v)
+			if err != nil && !r.Refused(err) {
 				return err
 			}
 			if err != nil {
-				logf("DDL that committed in %s (capture %s) cannot be recorded: %v", db, v.CaptureID, err)
+				r.Logf("DDL that committed in %s (capture %s) cannot be recorded: %v", db, v.CaptureID, err)
 			} else {
-				logf("recorded DDL that committed in %s and that its session may not have recorded (capture %s, %d statements; not twice if it did)", db, v.CaptureID, len(v.Statements))
+				r.Logf("recorded DDL that committed in %s and that its session may not have recorded (capture %s, %d statements; not twice if it did)", db, v.CaptureID, len(v.Statements))
 			}
 		}
 		done = append(done, v.CaptureID)
@@ -398,7 +429,7 @@ var ErrNoJournal = errors.New("the database keeps no DDL journal")
 // (RecoverJournal) when no session holds the capture lock: it takes the
 // lock without waiting, and reports whether it did. A session that holds
 // it read the journal when it took it.
-func SweepJournal(ctx context.Context, superuserURL, db string, record func(JournalVersion) error, refused func(error) bool, logf func(string, ...any)) (bool, error) {
+func SweepJournal(ctx context.Context, superuserURL, db string, r JournalRecorder) (bool, error) {
 	conn, err := connect(ctx, superuserURL, db)
 	if err != nil {
 		return false, err
@@ -417,5 +448,5 @@ func SweepJournal(ctx context.Context, superuserURL, db string, record func(Jour
 	if !pending {
 		return true, nil
 	}
-	return true, RecoverJournal(ctx, superuserURL, db, record, refused, logf)
+	return true, RecoverJournal(ctx, superuserURL, db, r)
 }

@@ -32,9 +32,9 @@ type journalFixture struct {
 	db  string
 }
 
-func newJournalFixture(t *testing.T) *journalFixture {
+func newJournalFixture(t *testing.T, configure ...func(*node.Config)) *journalFixture {
 	log := &syncbuf.Buffer{}
-	e := testnode.Start(t, func(cfg *node.Config) { cfg.LogOutput = log })
+	e := testnode.Start(t, append([]func(*node.Config){func(cfg *node.Config) { cfg.LogOutput = log }}, configure...)...)
 	f := &journalFixture{e: e, log: log, db: e.Physical(t, fsm.WorkspaceDatabase("myapp"))}
 	waitFor(t, "the workspace's guard to keep the journal", func() bool {
 		guard := 0

@@ -6,9 +6,6 @@ import (
 	"time"
 
 	"tdb/actors/backend"
-	"tdb/fsm"
-	"tdb/internal/syncbuf"
-	"tdb/internal/testnode"
 	"tdb/node"
 )
 
@@ -18,18 +15,7 @@ import (
 // passed over until it is given back.
 func TestJournalSwept(t *testing.T) {
 	t.Parallel()
-	log := &syncbuf.Buffer{}
-	e := testnode.Start(t, func(cfg *node.Config) {
-		cfg.LogOutput = log
-		cfg.JournalSweep = 100 * time.Millisecond
-	})
-	f := &journalFixture{e: e, log: log, db: e.Physical(t, fsm.WorkspaceDatabase("myapp"))}
-	waitFor(t, "the workspace's journal", func() bool {
-		guard := 0
-		e.Node.FSM().View(func(s *fsm.State) { guard = s.Databases[f.db].Guard })
-		return guard >= backend.JournalGuard
-	})
-	f.su = connect(t, f.dbURL(t, "", ""))
+	f := newJournalFixture(t, func(cfg *node.Config) { cfg.JournalSweep = 100 * time.Millisecond })
 	ctx := context.Background()
 	admin := f.asAdmin(t)
 	if _, err := admin.Exec(ctx, "CREATE TABLE swept1 (id int)"); err != nil {
@@ -62,14 +48,7 @@ func TestJournalSwept(t *testing.T) {
 // its DDL, whose lock Query asks the journal, would fail until then.
 func TestJournalSweepReinstallsALostJournal(t *testing.T) {
 	t.Parallel()
-	e := testnode.Start(t, func(cfg *node.Config) { cfg.JournalSweep = 100 * time.Millisecond })
-	f := &journalFixture{e: e, db: e.Physical(t, fsm.WorkspaceDatabase("myapp"))}
-	waitFor(t, "the workspace's journal", func() bool {
-		guard := 0
-		e.Node.FSM().View(func(s *fsm.State) { guard = s.Databases[f.db].Guard })
-		return guard >= backend.JournalGuard
-	})
-	f.su = connect(t, f.dbURL(t, "", ""))
+	f := newJournalFixture(t, func(cfg *node.Config) { cfg.JournalSweep = 100 * time.Millisecond })
 	ctx := context.Background()
 	if _, err := f.su.Exec(ctx, "DROP EVENT TRIGGER tdb_journal_ddl; DROP SCHEMA tdb_guard CASCADE"); err != nil {
 		t.Fatal(err)
@@ -79,7 +58,7 @@ func TestJournalSweepReinstallsALostJournal(t *testing.T) {
 		err := f.su.QueryRow(ctx, "SELECT count(*) FROM pg_event_trigger WHERE evtname = 'tdb_journal_ddl'").Scan(&n)
 		return err == nil && n == 1
 	})
-	ws := connect(t, e.ConnString(e.ProxyPassword, "myapp_workspace", "disable"))
+	ws := connect(t, f.e.ConnString(f.e.ProxyPassword, "myapp_workspace", "disable"))
 	if _, err := ws.Exec(ctx, "CREATE TABLE after_reinstall (id int)"); err != nil {
 		t.Fatal(err)
 	}

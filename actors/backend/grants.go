@@ -306,15 +306,23 @@ func ddlGuard(db string, kind Kind, guard int) []string {
 			` + check + `
 		END $guard$`,
 		"REVOKE ALL ON FUNCTION " + guardSchema + ".refuse_nested_ddl() FROM PUBLIC",
-		`DO $$ BEGIN
-			IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'tdb_refuse_nested_ddl') THEN
-				CREATE EVENT TRIGGER tdb_refuse_nested_ddl ON ddl_command_start EXECUTE FUNCTION ` + guardSchema + `.refuse_nested_ddl();
-			END IF;
-		END $$`,
-		"ALTER EVENT TRIGGER tdb_refuse_nested_ddl ENABLE",
 	}
+	stmts = append(stmts, eventTrigger("tdb_refuse_nested_ddl", "ddl_command_start", guardSchema+".refuse_nested_ddl()")...)
 	if kind == KindWorkspace && guard >= JournalGuard {
 		stmts = append(stmts, journalStatements(db, login)...)
 	}
 	return stmts
+}
+
+// eventTrigger returns the statements that make event trigger name, on
+// event, run function unless it exists, and enable it.
+func eventTrigger(name, event, function string) []string {
+	return []string{
+		`DO $$ BEGIN
+			IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = '` + name + `') THEN
+				CREATE EVENT TRIGGER ` + name + ` ON ` + event + ` EXECUTE FUNCTION ` + function + `;
+			END IF;
+		END $$`,
+		"ALTER EVENT TRIGGER " + name + " ENABLE",
+	}
 }

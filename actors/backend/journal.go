@@ -49,7 +49,7 @@ func ValidCaptureID(id string) bool { return captureIDPattern.MatchString(id) }
 // condition that the session logged in as one of its login roles.
 func journalStatements(db, login string) []string {
 	logins := idents(RoleName(db, RoleAdmin), RoleName(db, RoleWrite), RoleName(db, RoleRead))
-	return []string{
+	return append([]string{
 		`CREATE TABLE IF NOT EXISTS ` + guardSchema + `.journal (
 			seq pg_catalog.int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 			capture_id pg_catalog.text NOT NULL,
@@ -132,13 +132,7 @@ func journalStatements(db, login string) []string {
 		// delete the rows of DDL left unrecorded (whose ids it can read).
 		"GRANT EXECUTE ON FUNCTION " + guardSchema + ".forget_journal(pg_catalog.text[]) TO " + idents(RoleName(db, RoleAdmin)),
 		"REVOKE EXECUTE ON FUNCTION " + guardSchema + ".forget_journal(pg_catalog.text[]) FROM " + idents(RoleName(db, RoleWrite), RoleName(db, RoleRead)),
-		`DO $$ BEGIN
-			IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'tdb_journal_ddl') THEN
-				CREATE EVENT TRIGGER tdb_journal_ddl ON ddl_command_end EXECUTE FUNCTION ` + guardSchema + `.journal_ddl();
-			END IF;
-		END $$`,
-		"ALTER EVENT TRIGGER tdb_journal_ddl ENABLE",
-	}
+	}, eventTrigger("tdb_journal_ddl", "ddl_command_end", guardSchema+".journal_ddl()")...)
 }
 
 // JournalPendingSQL is what the capture lock's Query also asks in a

@@ -389,6 +389,13 @@ func (r *Reconciler) guard(ctx context.Context, t Task) {
 	sctx, cancel := context.WithTimeout(ctx, r.StepTimeout)
 	defer cancel()
 	name := t.Database.Name
+	if backend.GuardUnchanged(name, backend.Kind(t.Database.Kind), t.Database.Guard, t.Guard) {
+		// The newer version brings nothing to databases of this kind (the
+		// journal, to a tenant's): recorded without a connection, which
+		// an upgrade would otherwise open to every tenant's database.
+		r.recordGuard(ctx, t.Database, t.Guard)
+		return
+	}
 	if err := backend.InstallGuard(sctx, t.Backend.URL, name, backend.Kind(t.Database.Kind), t.Guard); err != nil {
 		if ctx.Err() != nil {
 			return

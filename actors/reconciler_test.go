@@ -622,3 +622,48 @@ func heldBackend(t *testing.T, url string) (u string, held, live *atomic.Int32, 
 	})
 	return strings.Replace(url, upstream, ln.Addr().String(), 1), held, live, open
 }
+
+// TestReconcilerRecordsAnUnchangedGuardWithoutInstalling: a guard version
+// that brings nothing to a kind of database (the journal, to a control
+// workspace or a tenant) is recorded without installing it again, which an
+// upgrade would otherwise do in every tenant's database; a tenant
+// workspace gets it installed.
+func TestReconcilerRecordsAnUnchangedGuardWithoutInstalling(t *testing.T) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	const pid = "tdb_0000abce"
+	control := "guardc_" + hex.EncodeToString(b) + "_workspace"
+	tenant := "guardt_" + hex.EncodeToString(b) + "_workspace"
+	url := testpg.Shared(t).URL()
+	t.Cleanup(func() {
+		_ = backend.Drop(context.Background(), url, control)
+		_ = backend.Drop(context.Background(), url, tenant)
+	})
+	f, p, apply := testProject(t, pid, map[string]string{"local": url})
+	apply(fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: 7})
+	ctl := workspace(pid, "ctl", control, "local")
+	ctl.Mode = fsm.ModeControl
+	apply(fsm.CmdCreateWorkspace, ctl)
+	apply(fsm.CmdCreateWorkspace, workspace(pid, "myapp", tenant, "local"))
+	ctx, logs := runReconciler(t, &Reconciler{FSM: f, Propose: p, IsLeader: func() bool { return true }, Resync: 50 * time.Millisecond,
+		GuardRetry: 50 * time.Millisecond})
+	waitGuards := func(want int) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer wcancel()
+		if err := f.WaitFor(wctx, func(s *fsm.State) bool {
+			return s.Databases[control].Guard == want && s.Databases[tenant].Guard == want
+		}); err != nil {
+			t.Fatalf("guards at %d: %v\nlog:\n%s", want, err, logs.String())
+		}
+	}
+	waitGuards(backend.JournalGuard - 1)
+	apply(fsm.CmdSetLogVersion, &fsm.SetLogVersion{Version: 8})
+	waitGuards(backend.JournalGuard)
+	if !logs.Contains(fmt.Sprintf("installed guard version %d in %s", backend.JournalGuard, tenant)) {
+		t.Errorf("the tenant workspace's journal guard was not installed:\n%s", logs.String())
+	}
+	if logs.Contains(fmt.Sprintf("installed guard version %d in %s", backend.JournalGuard, control)) {
+		t.Errorf("the control workspace's guard was installed again for a version that brings it nothing:\n%s", logs.String())
+	}
+}

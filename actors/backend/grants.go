@@ -210,6 +210,14 @@ func InstallGuard(ctx context.Context, superuserURL, db string, kind Kind, guard
 	return errors.Wrapf(err, "install the guard in database %s", db)
 }
 
+// GuardUnchanged reports whether version to of the guard of database db of
+// kind installs nothing that version from did not: from version 3 on only
+// the DDL guard's statements change, and those of some kinds stay the same
+// (a tenant database gets no journal).
+func GuardUnchanged(db string, kind Kind, from, to int) bool {
+	return from >= 3 && HasGuard(kind) && slices.Equal(ddlGuard(db, kind, from), ddlGuard(db, kind, to))
+}
+
 // guardSchema holds the event trigger function of ddlGuard; only the
 // superuser that provisions databases owns or uses it.
 const guardSchema = "tdb_guard"

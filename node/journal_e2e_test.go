@@ -476,3 +476,22 @@ func TestJournalHoldsAMessageOnce(t *testing.T) {
 		t.Fatalf("versions %+v, want the message's 50 statements, then the session's", vs)
 	}
 }
+
+// What fires the event trigger but is no DDL to the proxy (REFRESH
+// MATERIALIZED VIEW rewrites rows) leaves nothing in the journal.
+func TestJournalLeavesOutRefresh(t *testing.T) {
+	t.Parallel()
+	f := newJournalFixture(t)
+	ctx := context.Background()
+	ws := connect(t, f.e.ConnString(f.e.ProxyPassword, "myapp_workspace", "disable"))
+	if _, err := ws.Exec(ctx, "CREATE MATERIALIZED VIEW jmv AS SELECT 1 AS one"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the journal's rows to be deleted", func() bool { return f.journalRows(t) == 0 })
+	if _, err := f.asAdmin(t).Exec(ctx, "REFRESH MATERIALIZED VIEW jmv"); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.journalRows(t); n != 0 {
+		t.Fatalf("REFRESH MATERIALIZED VIEW left %d rows in the journal", n)
+	}
+}

@@ -79,7 +79,9 @@ func journalStatements(db, login string) []string {
 		DECLARE
 			id pg_catalog.text;
 		BEGIN
-			IF NOT (` + login + `) OR tg_tag OPERATOR(pg_catalog.=) 'REFRESH MATERIALIZED VIEW' THEN
+			-- What the proxy does not take for DDL: data and indexes rebuilt
+			-- (PostgreSQL 17 fires event triggers for REINDEX).
+			IF NOT (` + login + `) OR tg_tag OPERATOR(pg_catalog.=) ANY (ARRAY['REFRESH MATERIALIZED VIEW', 'REINDEX']) THEN
 				RETURN;
 			END IF;
 			id := pg_catalog.pg_current_xact_id()::pg_catalog.text OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||)

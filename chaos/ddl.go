@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -77,6 +78,12 @@ type SchemaReport struct {
 	DeployFailed  []string `json:"deployments_failed,omitempty"`
 	Final         string   `json:"final_deployment"`
 	Tenants       []string `json:"tenants_compared,omitempty"`
+	// FromJournal counts the transactions the nodes recorded from the
+	// workspace's DDL journal (their session did not, or may not have);
+	// JournalUntold are the nodes' log lines about DDL the journal held
+	// whose statements could not be told.
+	FromJournal   int      `json:"recorded_from_journal"`
+	JournalUntold []string `json:"journal_untold,omitempty"`
 }
 
 func parseOps(s string) ([]string, error) {
@@ -384,6 +391,7 @@ func (r *runner) checkSchema(ctx context.Context, rep *Report, ops []Op) {
 	if err := r.lastDDL(ctx); err != nil {
 		violation("the last DDL, which records what the workspace's journal holds: %v", err)
 	}
+	sr.FromJournal, sr.JournalUntold = r.c.journalLines()
 	// The final deployment, on a healed cluster, must complete.
 	var final httpapi.Deployment
 	var err error
@@ -548,6 +556,27 @@ type schema struct {
 type schemaDiff struct {
 	object string // the workload's object the difference is about
 	text   string
+}
+
+// journalLines reads the nodes' logs for the transactions they recorded
+// from the workspace's DDL journal, and the lines about DDL it held whose
+// statements could not be told.
+func (c *cluster) journalLines() (recorded int, untold []string) {
+	for _, mb := range c.members {
+		b, err := os.ReadFile(mb.logPath)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			switch {
+			case strings.Contains(l, "that its session may not have recorded"):
+				recorded++
+			case strings.Contains(l, "is not recorded as a blueprint version and cannot be"):
+				untold = append(untold, l)
+			}
+		}
+	}
+	return recorded, untold
 }
 
 // lastDDL waits until no other session runs a statement in the
@@ -774,8 +803,11 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // printSchema prints the schema workload's numbers and its known gaps.
 func printSchema(w io.Writer, sr *SchemaReport) {
-	fmt.Fprintf(w, "schema: %d DDL acknowledged, %d warned not recorded at the time, %d of unknown outcome (%d recorded); %d blueprint versions; %d deployments (%d failed); final deployment %s; %d tenants compared\n",
-		sr.DDLAcked, len(sr.DDLWarned), sr.DDLUnknown, sr.UnknownInBP, sr.Versions, sr.Deployments, len(sr.DeployFailed), sr.Final, len(sr.Tenants))
+	fmt.Fprintf(w, "schema: %d DDL acknowledged, %d warned not recorded at the time, %d of unknown outcome (%d recorded); %d recorded from the workspace's journal; %d blueprint versions; %d deployments (%d failed); final deployment %s; %d tenants compared\n",
+		sr.DDLAcked, len(sr.DDLWarned), sr.DDLUnknown, sr.UnknownInBP, sr.FromJournal, sr.Versions, sr.Deployments, len(sr.DeployFailed), sr.Final, len(sr.Tenants))
+	for _, s := range sr.JournalUntold {
+		fmt.Fprintf(w, "journal: %s\n", s)
+	}
 	for _, s := range sr.DDLWarned {
 		fmt.Fprintf(w, "warned: %s\n", s)
 	}

@@ -1,9 +1,12 @@
 package node_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"tdb/actors/backend"
 	"tdb/fsm"
@@ -57,6 +60,22 @@ func TestClusterRollingUpgrade(t *testing.T) {
 		})
 		return ready >= 2 && c.Status(t, c.WaitLeader(t)).UnguardedDatabases == ready
 	})
+
+	// DDL of the old cluster's workspace, recorded without the journal,
+	// which its databases do not keep below log version 8.
+	workspaceDDL := func(sql string) {
+		t.Helper()
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, c.ConnString(c.WaitLeader(t), c.ProxyPassword, "myapp_workspace"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	workspaceDDL("CREATE TABLE before_upgrade (id int)")
 
 	upgrade := func(i int) {
 		t.Helper()
@@ -127,6 +146,15 @@ func TestClusterRollingUpgrade(t *testing.T) {
 
 	// Writes go on through the upgrade's end.
 	c.CreateTenant(t, c.WaitLeader(t), "after_upgrade")
+	// The workspace keeps the journal now: its next DDL is recorded under
+	// the journal's id, once, and the version of before stays as it was.
+	workspaceDDL("CREATE TABLE after_upgrade (id int)")
+	var bp []fsm.BlueprintVersion
+	c.Members[c.WaitLeader(t)].Node.FSM().View(func(s *fsm.State) { bp = s.Projects[c.ProjectID].Workspaces["myapp"].Versions })
+	if len(bp) != 2 || bp[0].Statements[0] != "CREATE TABLE before_upgrade (id int)" || journalID.MatchString(bp[0].CaptureID) ||
+		bp[1].Statements[0] != "CREATE TABLE after_upgrade (id int)" || !journalID.MatchString(bp[1].CaptureID) {
+		t.Fatalf("the workspace's versions across the upgrade: %+v", bp)
+	}
 
 	old := c.Add(t, 3*time.Second, func(cfg *node.Config) { cfg.Cluster.LogVersion = 1 })
 	testcluster.Eventually(t, "the leader to keep the old build out", func() bool {

@@ -9,9 +9,11 @@ go test -count=1 -timeout 30m ./...
 # goroutines, again under the race detector (about two minutes on 2 cores).
 go test -race -count=1 -timeout 20m ./actors/... ./wire/... ./querylog ./fsm ./node
 # A chaos run: the Procfile's three nodes and backend under kill -9, SIGSTOP
-# and partitions with load; exits non-zero on any lost write, divergence,
-# non-linearizable history, stale login or ban mismatch.
-go run ./chaos run --duration "${CHAOS_DURATION:-60s}" --seed "${CHAOS_SEED:-1}" --out "${TMPDIR:-/tmp}/chaos"
+# and partitions with load, DDL in a tenant workspace and deployments among
+# it; exits non-zero on any lost write, divergence, non-linearizable
+# history, stale login, ban mismatch, or DDL that committed in the
+# workspace and is not in its blueprint.
+go run ./chaos run --duration "${CHAOS_DURATION:-60s}" --seed "${CHAOS_SEED:-1}" --ops capture,deploy --out "${TMPDIR:-/tmp}/chaos"
 # Fuzz budgets are execution counts, not durations: with a duration, Go 1.26's
 # fuzz coordinator can fail a target with "context deadline exceeded" at the
 # deadline when a worker is mid-call (go.dev/issue/75804), with no input at fault.

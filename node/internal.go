@@ -100,22 +100,41 @@ func (n *Node) withInternal(public http.Handler) http.Handler {
 		// DELETE to wayne with a 307, which keeps the method.
 		p := r.URL.Path
 		internal := strings.HasPrefix(p, "/internal/") || p == "/readyz" || p == "/metrics" || strings.HasPrefix(p, "/debug/pprof/")
-		if internal && path.Clean(p) == strings.TrimSuffix(p, "/") {
-			if _, pattern := mux.Handler(r); pattern != "" {
-				mux.ServeHTTP(w, r)
-				return
-			}
-			// The ServeMux would answer a plain-text 404 or 405: the
-			// errors of this port are JSON {code, message}.
-			if allow := allowedMethods(mux, r); len(allow) > 0 {
-				w.Header().Set("Allow", strings.Join(allow, ", "))
-				writeInternal(w, http.StatusMethodNotAllowed, &internalError{Code: "method_not_allowed",
-					Message: "method " + r.Method + " not allowed on " + r.URL.EscapedPath()})
-				return
-			}
-			// The public router's 404, as for any other path it has no route for.
+		if internal && path.Clean(p) == strings.TrimSuffix(p, "/") && serveRouted(mux, w, r) {
+			return
 		}
+		// The public router's 404, as for any other path it has no route for.
 		pub.ServeHTTP(w, r)
+	})
+}
+
+// serveRouted serves r with mux when mux has a route for its path, and
+// reports whether it did. For a path it routes other methods of, it
+// answers a JSON 405 with Allow, where the ServeMux answers plain text:
+// the errors of the HTTP API and of the internal calls are JSON {code,
+// message}.
+func serveRouted(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) bool {
+	if _, pattern := mux.Handler(r); pattern != "" {
+		mux.ServeHTTP(w, r)
+		return true
+	}
+	allow := allowedMethods(mux, r)
+	if len(allow) == 0 {
+		return false
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeInternal(w, http.StatusMethodNotAllowed, &internalError{Code: "method_not_allowed",
+		Message: "method " + r.Method + " not allowed on " + r.URL.EscapedPath()})
+	return true
+}
+
+// jsonRoutes is mux with JSON errors for what it has no route for (the
+// internal server of the raft listener).
+func jsonRoutes(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !serveRouted(mux, w, r) {
+			writeInternal(w, http.StatusNotFound, &internalError{Code: "not_found", Message: "no internal call " + strconv.Quote(r.URL.EscapedPath())})
+		}
 	})
 }
 

@@ -324,7 +324,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	})
 	if rep.internalLn != nil {
 		n.internalSrv = &http.Server{
-			Handler:           n.internalRoutes(func(h http.HandlerFunc) http.HandlerFunc { return n.bounded(h) }),
+			Handler:           jsonRoutes(n.internalRoutes(func(h http.HandlerFunc) http.HandlerFunc { return n.bounded(h) })),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       n.cfg.HTTPReadTimeout,
 			IdleTimeout:       n.cfg.HTTPIdleTimeout,

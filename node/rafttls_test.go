@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -261,4 +262,29 @@ func testInternalClients(t *testing.T, secret string) (*http.Client, *http.Clien
 		t.Fatal(err)
 	}
 	return w, r
+}
+
+// TestInternalServerAnswersJSON: the raft listener's internal server
+// answers a call it has no route for (a newer node's call to an older one)
+// in JSON, as every other answer of the internal API, not in plain text.
+func TestInternalServerAnswersJSON(t *testing.T) {
+	t.Parallel()
+	n := &Node{}
+	h := jsonRoutes(n.internalRoutes(func(h http.HandlerFunc) http.HandlerFunc { return h }))
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		{"GET", "/internal/nothing", 404, "not_found", ""},
+		{"POST", "/internal/index", 405, "method_not_allowed", "GET, HEAD"},
+	} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(tc.method, tc.path, nil))
+		var body internalError
+		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Code != tc.status || body.Code != tc.code ||
+			w.Header().Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d %q (Allow %q), want %d %s", tc.method, tc.path, w.Code, w.Body.String(), w.Header().Get("Allow"), tc.status, tc.code)
+		}
+	}
 }

@@ -146,7 +146,7 @@ func (s *server) runSchema(ctx context.Context, c *caller, tg schemaTarget, stmt
 	var record func(string) error
 	var recover func() error
 	var index uint64
-	var recErr error
+	var recErr, recoverErr error
 	if tg.mode == fsm.ModeTenant {
 		record = func(captureID string) error {
 			cmd.CaptureID = captureID
@@ -156,14 +156,25 @@ func (s *server) runSchema(ctx context.Context, c *caller, tg schemaTarget, stmt
 	}
 	if tg.mode == fsm.ModeTenant && tg.guard >= backend.JournalGuard {
 		recover = func() error {
-			return backend.RecoverJournal(ctx, tg.url, tg.db, backend.NewJournalRecorder(s.c.FSM(), c.projectID, tg.workspace, s.now,
+			recoverErr = backend.RecoverJournal(ctx, tg.url, tg.db, backend.NewJournalRecorder(s.c.FSM(), c.projectID, tg.workspace, s.now,
 				func(cmd *fsm.AddBlueprintVersion) error {
 					_, err := s.apply(ctx, fsm.CmdAddBlueprintVersion, cmd)
 					return err
 				}, func(format string, args ...any) { s.logf("httpapi: "+format, args...) }))
+			return recoverErr
 		}
 	}
 	err := blueprint.ApplyRecorded(ctx, tg.url, tg.db, backend.RoleName(tg.db, backend.RoleAdmin), tg.password, stmts, backend.CaptureLockKey, recover, record)
+	if recoverErr != nil {
+		// The statements did not run: what failed is the journal's read or
+		// the leader's commit, not the client's schema (whose PostgreSQL
+		// error would otherwise be taken for the schema's own). A session
+		// refuses its DDL alike, with 57P03.
+		s.logf("httpapi: record the DDL the journal of %s holds: %v", tg.db, recoverErr)
+		return nil, 0, nil, errf(http.StatusServiceUnavailable, codeUnavailable,
+			"the schema cannot run in workspace %q yet: DDL that committed in it earlier is not recorded as a blueprint version: %v; try again shortly",
+			tg.workspace, errors.UnwrapAll(recoverErr))
+	}
 	if recErr != nil {
 		e, _ := toAPIError(recErr)
 		return nil, 0, nil, errf(e.Status, e.Code, "the schema committed in the workspace but was not recorded as a blueprint version: %s", e.Message)

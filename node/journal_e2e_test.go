@@ -495,3 +495,28 @@ func TestJournalLeavesOutRefresh(t *testing.T) {
 		t.Fatalf("REFRESH MATERIALIZED VIEW left %d rows in the journal", n)
 	}
 }
+
+// The schema endpoint refuses with 503, as a session refuses with 57P03,
+// when the DDL its journal holds cannot be recorded first (here the journal
+// cannot be read): its statements did not run, and are not the client's
+// query error.
+func TestJournalUnreadableRefusesTheSchemaEndpoint(t *testing.T) {
+	t.Parallel()
+	f := newJournalFixture(t)
+	ctx := context.Background()
+	if _, err := f.su.Exec(ctx, "ALTER TABLE tdb_guard.journal RENAME COLUMN tag TO tag_renamed"); err != nil {
+		t.Fatal(err)
+	}
+	status, out := postSchema(t, f.e, "myapp", map[string]string{"template": "saas"})
+	if status != 503 || out.Code != "unavailable" || out.SQLState != "" ||
+		!strings.Contains(out.Message, "DDL that committed in it earlier is not recorded as a blueprint version") {
+		t.Fatalf("schema with an unreadable journal: %d %+v", status, out)
+	}
+	var tables int
+	if err := f.su.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = 'public'").Scan(&tables); err != nil {
+		t.Fatal(err)
+	}
+	if tables != 0 || len(f.versions()) != 0 {
+		t.Fatalf("%d tables, versions %+v after the refusal", tables, f.versions())
+	}
+}

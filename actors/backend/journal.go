@@ -245,9 +245,10 @@ func (v JournalVersion) Command(projectID, workspace string, now time.Time) *fsm
 
 // firesNoTrigger are DDL statements (as the proxy classifies them) that
 // fire no ddl_command_end, so the journal holds no row for them: CLUSTER …
-// USING, roles (objects of the whole server), and PREPARE of a SELECT INTO
-// (its EXECUTE is the statement that runs it).
-var firesNoTrigger = map[string]bool{"CLUSTER": true, "GRANT ROLE": true, "REVOKE ROLE": true, "PREPARE": true}
+// USING, roles (objects of the whole server), PREPARE of a SELECT INTO
+// (its EXECUTE is the statement that runs it), and EXPLAIN ANALYZE of a
+// CREATE TABLE … AS (PostgreSQL runs it without the event triggers).
+var firesNoTrigger = map[string]bool{"CLUSTER": true, "GRANT ROLE": true, "REVOKE ROLE": true, "PREPARE": true, "EXPLAIN": true}
 
 // JournalVersions tells, from the journal's rows (in their order), the
 // statements of each transaction they hold, in commit order. A row holds

@@ -69,7 +69,7 @@ const notRecorded = "the DDL committed in the workspace but was not recorded"
 type SchemaReport struct {
 	Versions      int      `json:"versions"`
 	DDLAcked      int      `json:"ddl_acked"`
-	DDLWarned     []string `json:"ddl_warned,omitempty"`      // the known gap: committed, told not recorded
+	DDLWarned     []string `json:"ddl_warned,omitempty"`      // committed, told not recorded at the time
 	WarnedInBP    []string `json:"warned_recorded,omitempty"` // warned, yet found in a version
 	DDLUnknown    int      `json:"ddl_unknown"`
 	UnknownInBP   int      `json:"unknown_recorded"`
@@ -801,7 +801,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// printSchema prints the schema workload's numbers and its known gaps.
+// printSchema prints the schema workload's numbers and the DDL it was
+// told was not recorded or whose outcome it does not know.
 func printSchema(w io.Writer, sr *SchemaReport) {
 	fmt.Fprintf(w, "schema: %d DDL acknowledged, %d warned not recorded at the time, %d of unknown outcome (%d recorded); %d recorded from the workspace's journal; %d blueprint versions; %d deployments (%d failed); final deployment %s; %d tenants compared\n",
 		sr.DDLAcked, len(sr.DDLWarned), sr.DDLUnknown, sr.UnknownInBP, sr.FromJournal, sr.Versions, sr.Deployments, len(sr.DeployFailed), sr.Final, len(sr.Tenants))

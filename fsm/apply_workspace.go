@@ -135,12 +135,8 @@ func applyAddBlueprintVersion(s *State, _ uint64, c *AddBlueprintVersion) (any, 
 	if len(c.Statements) == 0 {
 		return nil, errorf(CodeBadRequest, "a blueprint version needs statements")
 	}
-	if c.CaptureID != "" {
-		for i := len(w.Versions) - 1; i >= 0; i-- {
-			if w.Versions[i].CaptureID == c.CaptureID {
-				return w.Versions[i].Version, nil
-			}
-		}
+	if v := w.capturedVersion(c.CaptureID); v != 0 {
+		return v, nil
 	}
 	v := BlueprintVersion{
 		Version: len(w.Versions) + 1, Statements: c.Statements, Checksum: c.Checksum,

@@ -128,14 +128,19 @@ type BlueprintVersion struct {
 // HasCapture reports whether workspace of project holds a blueprint
 // version recorded under captureID.
 func (s *State) HasCapture(projectID, workspace, captureID string) bool {
-	if p := s.Projects[projectID]; p != nil && p.Workspaces[workspace] != nil {
-		for _, v := range p.Workspaces[workspace].Versions {
-			if v.CaptureID == captureID {
-				return true
-			}
+	p := s.Projects[projectID]
+	return p != nil && p.Workspaces[workspace] != nil && p.Workspaces[workspace].capturedVersion(captureID) != 0
+}
+
+// capturedVersion returns the number of w's blueprint version recorded
+// under captureID, 0 if none is (or captureID is "").
+func (w *Workspace) capturedVersion(captureID string) int {
+	for i := len(w.Versions) - 1; i >= 0 && captureID != ""; i-- {
+		if w.Versions[i].CaptureID == captureID {
+			return w.Versions[i].Version
 		}
 	}
-	return false
+	return 0
 }
 
 // VersionChecksum is the checksum a blueprint version of statements

@@ -218,8 +218,10 @@ func GuardUnchanged(db string, kind Kind, from, to int) bool {
 	return from >= 3 && HasGuard(kind) && slices.Equal(ddlGuard(db, kind, from), ddlGuard(db, kind, to))
 }
 
-// guardSchema holds the event trigger function of ddlGuard; only the
-// superuser that provisions databases owns or uses it.
+// guardSchema holds the event trigger functions of ddlGuard, and in a
+// tenant workspace the DDL journal (journal.go); the superuser that
+// provisions databases owns all of it. The login roles use only what the
+// journal grants them: reading it, and the functions its sessions call.
 const guardSchema = "tdb_guard"
 
 // ddlGuard returns the statements that install, in database db of kind, an

@@ -133,7 +133,7 @@ func (s *session) dropFailedBuild() *wire.PGError {
 		return nil
 	}
 	url, db, _ := s.workspaceDatabase()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.proxy.cutOff, 30*time.Second) // as recoverJournal
 	defer cancel()
 	dropped, err := "", errors.New("the workspace's database is not known here")
 	if url != "" {

@@ -110,7 +110,9 @@ func (s *session) unlockStatement() string {
 // batch's DDL would otherwise be recorded ahead of older DDL.
 func (s *session) recoverJournal() *wire.PGError {
 	url, db, _ := s.workspaceDatabase()
-	ctx, cancel := context.WithTimeout(context.Background(), s.proxy.cfg.RecordWait+time.Minute)
+	// Given up with the versions' record when the proxy stops waiting for
+	// its sessions (Proxy.Close): it waits for them only a few seconds more.
+	ctx, cancel := context.WithTimeout(s.proxy.cutOff, s.proxy.cfg.RecordWait+time.Minute)
 	defer cancel()
 	err := errors.New("the workspace's database is not known here")
 	if url != "" {

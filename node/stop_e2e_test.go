@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"tdb/internal/syncbuf"
 	"tdb/internal/testnode"
 	"tdb/node"
@@ -92,4 +94,42 @@ func TestStopCancelsStatementsInFlight(t *testing.T) {
 	}
 	e.Node = nil
 	waitFor(t, "the statement to be cancelled", func() bool { return running() == 0 })
+}
+
+// TestStopCutsOffJournalRecovery: a session that records what the
+// workspace's DDL journal holds before its DDL runs, and waits on the
+// journal's database for it, ends once Stop has closed it past StopWait,
+// as one recording its own version does: Stop does not wait on it.
+func TestStopCutsOffJournalRecovery(t *testing.T) {
+	t.Parallel()
+	f := newJournalFixture(t, func(c *node.Config) {
+		c.StopWait = time.Second
+		c.JournalSweep = time.Hour // no sweep reads the journal meanwhile
+	})
+	ctx := context.Background()
+	if _, err := f.asAdmin(t).Exec(ctx, "CREATE TABLE sj1 (id int)"); err != nil { // left unrecorded
+		t.Fatal(err)
+	}
+	// The journal's reader waits: its rows are locked against FOR UPDATE,
+	// not against the lock Query's look at them.
+	locker := connect(t, f.dbURL(t, "", ""))
+	if _, err := locker.Exec(ctx, "BEGIN; LOCK TABLE tdb_guard.journal IN EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = locker.Exec(ctx, "ROLLBACK") })
+	ws := connect(t, f.e.ConnString(f.e.ProxyPassword, "myapp_workspace", "disable"))
+	go func() { _, _ = ws.Exec(ctx, "CREATE TABLE sj2 (id int)", pgx.QueryExecModeSimpleProtocol) }()
+	waitFor(t, "the session to wait reading the journal", func() bool {
+		var n int
+		err := f.su.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%FROM tdb_guard.journal ORDER BY seq FOR UPDATE SKIP LOCKED'`).Scan(&n)
+		return err == nil && n == 1
+	})
+	if err := f.e.Node.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	f.e.Node = nil
+	if !f.log.Contains("closed 1 sessions unfinished") || f.log.Contains("stopping without the sessions that did not end") {
+		t.Fatalf("the session reading the journal was not cut off by the stop:\n%s", f.log.String())
+	}
 }

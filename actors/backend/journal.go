@@ -371,8 +371,10 @@ func NewJournalRecorder(f *fsm.FSM, projectID, workspace string, now func() time
 // recorded already are passed over; those whose statements the rows
 // cannot tell are logged with what the journal held. The rows of all are
 // then deleted. It stops at the first version Record fails to commit, and
-// returns that error; a refusal of the state is logged and passed over,
-// since every later try would meet it too.
+// returns that error, deleting no row: the statements of a transaction are
+// told from the rows of every transaction of its client's message, and
+// the next recovery passes over those recorded. A refusal of the state is
+// logged and passed over, since every later try would meet it too.
 func RecoverJournal(ctx context.Context, superuserURL, db string, r JournalRecorder) error {
 	rows, err := ReadJournal(ctx, superuserURL, db)
 	if err != nil {
@@ -404,6 +406,7 @@ func RecoverJournal(ctx context.Context, superuserURL, db string, r JournalRecor
 		default:
 			err := r.Record(v)
 			if err != nil && !r.Refused(err) {
+				done = nil
 				return err
 			}
 			if err != nil {

@@ -32,7 +32,9 @@ func (s *session) captures() bool {
 // sessions (Proxy.Close past StopWait). Retries carry the same capture id,
 // so the commit is recorded once: the one the workspace's DDL journal gave
 // it, under which the next session records it if this one does not
-// (journal.go).
+// (journal.go). Once one that the journal holds is not recorded, the
+// session records none after it until the journal has (journalHeld): a
+// version is recorded after those of the DDL that committed before it.
 func (s *session) recordVersion(tx captured) *wire.PGError {
 	cmd := &fsm.AddBlueprintVersion{
 		ProjectID:  s.login.projectID,
@@ -49,7 +51,15 @@ func (s *session) recordVersion(tx captured) *wire.PGError {
 	if tx.settings.Valid() { // as the backend reported them
 		cmd.Settings = &tx.settings
 	}
-	err := s.proposeVersion(cmd)
+	s.mu.Lock()
+	held := tx.id != "" && s.journalHeld
+	s.mu.Unlock()
+	var err error
+	if held {
+		err = errors.New("DDL that committed before it in this session is not recorded yet, and it is recorded after that")
+	} else {
+		err = s.proposeVersion(cmd)
+	}
 	if err == nil {
 		if tx.id != "" {
 			s.mu.Lock()
@@ -62,6 +72,13 @@ func (s *session) recordVersion(tx captured) *wire.PGError {
 	w := wire.NewError("WARNING", "01000", "the DDL committed in the workspace but was not recorded as a blueprint version: %v", err)
 	if tx.id != "" && !errors.As(err, new(*fsm.Error)) {
 		w = w.WithHint("The workspace's DDL journal holds it: it is recorded before the workspace's next DDL runs.")
+		// The journal records it, and those after it, in their order. It
+		// tells a transaction's statements from the rows of every
+		// transaction of its client's message: the rows of those recorded
+		// since the lock was taken stay too (recorded, they are passed over).
+		s.mu.Lock()
+		s.journalHeld, s.journalDone = true, nil
+		s.mu.Unlock()
 	}
 	return w
 }

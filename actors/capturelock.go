@@ -116,6 +116,11 @@ func (s *session) sendAfterLock(fw *wire.FrameWriter, typ byte, body []byte) (by
 		lerr = s.recoverJournal()
 	}
 	if lerr == nil {
+		// The journal holds nothing left unrecorded: this session's
+		// versions are recorded again as they commit (recordVersion).
+		s.mu.Lock()
+		s.journalHeld = false
+		s.mu.Unlock()
 		return typ, body, nil
 	}
 	sentinel := s.refuse(lerr, false) // a lock wait ran: the transaction was not aborted

@@ -93,3 +93,54 @@ func TestRecordVersionStopsAtARefusal(t *testing.T) {
 		t.Fatalf("a refused version was proposed %d times, want once", prop.calls)
 	}
 }
+
+// failingIDProposer fails, as a node cut off from the leader does, every
+// AddBlueprintVersion of capture id fail, and accepts the others, keeping
+// the ids it was given.
+type failingIDProposer struct {
+	mu   sync.Mutex
+	fail string
+	ids  []string
+}
+
+func (p *failingIDProposer) Apply(_ context.Context, _ fsm.CommandType, payload any) (any, uint64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	id := payload.(*fsm.AddBlueprintVersion).CaptureID
+	p.ids = append(p.ids, id)
+	if id == p.fail {
+		return nil, 0, errors.New("no raft leader")
+	}
+	return nil, 1, nil
+}
+
+// TestRecordVersionKeepsCommitOrderWithTheJournal: once a transaction's
+// version, which the workspace's DDL journal holds, could not be recorded,
+// the later transactions of the batch are not recorded ahead of it (the
+// journal records them after it), and the journal keeps the rows of those
+// recorded before it, whose client message it may share.
+func TestRecordVersionKeepsCommitOrderWithTheJournal(t *testing.T) {
+	prop := &failingIDProposer{fail: "2@2"}
+	s := &session{proxy: NewProxy(ProxyConfig{GoroutineRelay: true, FSM: fsm.New(), Logf: t.Logf, Propose: prop, RecordWait: 10 * time.Millisecond})}
+	s.login.projectID, s.login.workspace = "p1", "myapp"
+	var warned []string
+	for _, id := range []string{"1@1", "2@2", "3@3"} {
+		if n := s.recordVersion(captured{ddl: []string{"CREATE TABLE t" + id[:1] + " (id int)"}, id: id}); n != nil {
+			if n.Code != "01000" || !strings.Contains(n.Hint, "journal holds it") {
+				t.Fatalf("%s: notice %+v, want the WARNING that the journal holds it", id, n)
+			}
+			warned = append(warned, id)
+		}
+	}
+	for _, id := range prop.ids {
+		if id == "3@3" {
+			t.Fatalf("proposed %q: the version after the one not recorded went ahead of it", prop.ids)
+		}
+	}
+	if len(warned) != 2 || warned[0] != "2@2" || warned[1] != "3@3" {
+		t.Fatalf("warned of %q, want 2@2 and 3@3", warned)
+	}
+	if len(s.journalDone) != 0 {
+		t.Fatalf("the lock's release deletes the journal rows of %q, which the recovery of 2@2 may need", s.journalDone)
+	}
+}

@@ -107,9 +107,12 @@ type session struct {
 	// journal holds DDL that committed and may not be recorded, which the
 	// session records before its batch runs; journalDone are the capture
 	// ids recorded since the lock was taken, whose journal rows the lock's
-	// release deletes (journal.go).
+	// release deletes (journal.go). journalHeld: a version the journal
+	// holds was not recorded, and the session records none after it until
+	// the journal has been read under the capture lock (recordVersion).
 	journalPending bool
 	journalDone    []string
+	journalHeld    bool
 	// unlockFailed: the exchange giving the lock back failed (a cancel hit
 	// it); unlockTries counts the times it was sent again.
 	unlockFailed bool

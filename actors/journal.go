@@ -94,11 +94,14 @@ func journalPendingRow(body []byte) bool {
 
 // unlockStatement is the statement that gives the capture lock back, and
 // deletes the journal rows of the versions recorded since it was taken.
+// Sent again after it failed, it only gives the lock back: a delete that
+// fails (the client's statement_timeout) would fail each time, and the
+// rows it leaves the next session deletes.
 func (s *session) unlockStatement() string {
 	s.mu.Lock()
-	ids := s.journalDone
+	ids, again := s.journalDone, s.unlockTries > 0
 	s.mu.Unlock()
-	if len(ids) == 0 {
+	if len(ids) == 0 || again {
 		return unlockSQL
 	}
 	return "SELECT " + backend.ForgetJournalSQL(ids) + ", " + strings.TrimPrefix(unlockSQL, "SELECT ")

@@ -144,3 +144,18 @@ func TestRecordVersionKeepsCommitOrderWithTheJournal(t *testing.T) {
 		t.Fatalf("the lock's release deletes the journal rows of %q, which the recovery of 2@2 may need", s.journalDone)
 	}
 }
+
+// TestUnlockAgainOnlyUnlocks: the statement that gives the capture lock
+// back deletes the journal rows of the versions recorded, but sent again
+// after it failed it only gives the lock back, since the delete would fail
+// each time (and the lock stay held).
+func TestUnlockAgainOnlyUnlocks(t *testing.T) {
+	s := &session{journalDone: []string{"1@2"}}
+	if got := s.unlockStatement(); !strings.Contains(got, "forget_journal(ARRAY['1@2']") || !strings.Contains(got, "pg_advisory_unlock") {
+		t.Fatalf("the release: %s", got)
+	}
+	s.unlockTries = 1
+	if got := s.unlockStatement(); got != unlockSQL {
+		t.Fatalf("the release sent again: %s, want %s", got, unlockSQL)
+	}
+}

@@ -180,6 +180,11 @@ func ReadJournal(ctx context.Context, superuserURL, db string) ([]JournalRow, er
 		return nil, err
 	}
 	defer conn.Close(context.Background())
+	return readJournal(ctx, conn, db)
+}
+
+// readJournal is ReadJournal over conn, a superuser connection to db.
+func readJournal(ctx context.Context, conn *pgx.Conn, db string) ([]JournalRow, error) {
 	rows, err := conn.Query(ctx, `SELECT seq, capture_id, query, tag, received, timezone, datestyle, intervalstyle
 		FROM `+guardSchema+`.journal ORDER BY seq FOR UPDATE SKIP LOCKED`)
 	if err != nil {
@@ -206,14 +211,10 @@ func ReadJournal(ctx context.Context, superuserURL, db string) ([]JournalRow, er
 	return out, errors.Wrapf(err, "read the DDL journal of database %s", db)
 }
 
-// ForgetJournal deletes the journal rows of capture ids from database db.
-func ForgetJournal(ctx context.Context, superuserURL, db string, ids []string) error {
-	conn, err := connect(ctx, superuserURL, db)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, "SELECT "+ForgetJournalSQL(ids))
+// forgetJournal deletes the journal rows of capture ids from database db,
+// over conn.
+func forgetJournal(ctx context.Context, conn *pgx.Conn, db string, ids []string) error {
+	_, err := conn.Exec(ctx, "SELECT "+ForgetJournalSQL(ids))
 	return errors.Wrapf(err, "delete recorded DDL from the journal of database %s", db)
 }
 
@@ -376,7 +377,18 @@ func NewJournalRecorder(f *fsm.FSM, projectID, workspace string, now func() time
 // the next recovery passes over those recorded. A refusal of the state is
 // logged and passed over, since every later try would meet it too.
 func RecoverJournal(ctx context.Context, superuserURL, db string, r JournalRecorder) error {
-	rows, err := ReadJournal(ctx, superuserURL, db)
+	conn, err := connect(ctx, superuserURL, db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	return recoverJournal(ctx, conn, db, r)
+}
+
+// recoverJournal is RecoverJournal over conn, a superuser connection to
+// db: the journal is read and its rows deleted over the one connection.
+func recoverJournal(ctx context.Context, conn *pgx.Conn, db string, r JournalRecorder) error {
+	rows, err := readJournal(ctx, conn, db)
 	if err != nil {
 		return err
 	}
@@ -385,7 +397,7 @@ func RecoverJournal(ctx context.Context, superuserURL, db string, r JournalRecor
 		if len(done) == 0 {
 			return
 		}
-		if err := ForgetJournal(ctx, superuserURL, db, done); err != nil {
+		if err := forgetJournal(ctx, conn, db, done); err != nil {
 			// Recorded: the next session records them again under the
 			// same ids, which adds nothing.
 			r.Logf("%v", err)
@@ -448,5 +460,5 @@ func SweepJournal(ctx context.Context, superuserURL, db string, r JournalRecorde
 	if !pending {
 		return true, nil
 	}
-	return true, RecoverJournal(ctx, superuserURL, db, r)
+	return true, recoverJournal(ctx, conn, db, r)
 }

@@ -493,15 +493,12 @@ func (r *runner) checkSchema(ctx context.Context, rep *Report, ops []Op) {
 		violation("replay the blueprint on a fresh database: %v", err)
 		return
 	}
-	var ws struct {
-		PhysicalDatabase string `json:"physical_database"`
-	}
-	code, raw, err = r.c.call(ctx, r.c.members[0], "GET", "/v1/workspaces/"+ddlWorkspace, r.proxyPW, nil)
-	if err != nil || code != 200 || json.Unmarshal(raw, &ws) != nil || ws.PhysicalDatabase == "" {
-		violation("read workspace %s: %s", ddlWorkspace, detail(code, raw, err))
+	wsDB, err := r.workspaceDatabase(ctx)
+	if err != nil {
+		violation("%v", err)
 		return
 	}
-	wsSchema, err := r.readSchema(ctx, ws.PhysicalDatabase)
+	wsSchema, err := r.readSchema(ctx, wsDB)
 	if err != nil {
 		violation("read the workspace's schema: %v", err)
 		return
@@ -579,19 +576,28 @@ func (c *cluster) journalLines() (recorded int, untold []string) {
 	return recorded, untold
 }
 
-// lastDDL waits until no other session runs a statement in the
-// workspace's database, then runs one more DDL statement there through the
-// proxy: the session that runs it first records the DDL the workspace's
-// journal holds.
-func (r *runner) lastDDL(ctx context.Context) error {
+// workspaceDatabase returns the physical database of ddlWorkspace.
+func (r *runner) workspaceDatabase(ctx context.Context) (string, error) {
 	var ws struct {
 		PhysicalDatabase string `json:"physical_database"`
 	}
 	code, raw, err := r.c.call(ctx, r.c.members[0], "GET", "/v1/workspaces/"+ddlWorkspace, r.proxyPW, nil)
 	if err != nil || code != 200 || json.Unmarshal(raw, &ws) != nil || ws.PhysicalDatabase == "" {
-		return errors.Newf("read workspace %s: %s", ddlWorkspace, detail(code, raw, err))
+		return "", errors.Newf("read workspace %s: %s", ddlWorkspace, detail(code, raw, err))
 	}
-	su, err := r.connectDB(ctx, ws.PhysicalDatabase)
+	return ws.PhysicalDatabase, nil
+}
+
+// lastDDL waits until no other session runs a statement in the
+// workspace's database, then runs one more DDL statement there through the
+// proxy: the session that runs it first records the DDL the workspace's
+// journal holds.
+func (r *runner) lastDDL(ctx context.Context) error {
+	db, err := r.workspaceDatabase(ctx)
+	if err != nil {
+		return err
+	}
+	su, err := r.connectDB(ctx, db)
 	if err != nil {
 		return err
 	}

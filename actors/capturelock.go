@@ -1,10 +1,12 @@
 package actors
 
 import (
+	"slices"
 	"strconv"
 
 	"tdb/actors/backend"
 	"tdb/wire"
+	"tdb/wire/classify"
 )
 
 // Capture in commit order. Two sessions of one tenant workspace (on any
@@ -19,9 +21,13 @@ import (
 // When taking it fails (lock_timeout, a deadlock, the client's cancel),
 // the batch is not run: the client gets the lock's error, and a
 // transaction it was in is aborted, as a DDL statement's own lock wait
-// would have left it. DDL pipelined behind other batches is not ordered.
-// Sessions that capture are relayed by goroutines (the event loop cannot
-// hold a batch).
+// would have left it. A batch that holds DDL pipelined behind other
+// batches of the client's waits for their answers, then takes the lock; an
+// extended-protocol batch takes it ahead of its first message when DDL
+// comes later in it (batchHoldsDDL). Only DDL in a batch whose Sync has not
+// arrived with its first message, or in a batch the row guard puts in the
+// proxy's transaction, is not ordered. Sessions that capture are relayed by
+// goroutines (the event loop cannot hold a batch).
 
 // captureLockKey names the advisory lock, in the workspace's database.
 const captureLockKey = backend.CaptureLockKey
@@ -52,6 +58,70 @@ func (s *session) takeCaptureLock(hasDDL bool) bool {
 	s.swallow.Store(swallowLock)
 	s.lockTaken, s.lockErr = make(chan struct{}), nil
 	return true
+}
+
+// captureLockWaits reports whether a batch that holds DDL waits for the
+// client's batches in flight before it takes the capture lock (under s.mu):
+// the lock Query cannot go between their answers, and their DDL would
+// otherwise run and commit without it. The message is then handled again
+// with nothing in flight (stepWait), once: a batch still behind the proxy's
+// own exchange after its wait goes without the lock, as before.
+func (s *session) captureLockWaits(hasDDL bool) bool {
+	if !hasDDL || !s.captures() || s.captureLocked || s.unsynced || s.waited || s.lost ||
+		s.swallow.Load() != swallowNone || s.clientInflight() == 0 {
+		return false
+	}
+	s.pend(s.clientInflight())
+	return true
+}
+
+// batchHoldsDDL reports whether a batch whose first message holds DDL (ddl)
+// or, in a capturing session, whose later messages that arrived with it
+// hold some, up to its Sync, takes the capture lock ahead of it (under
+// s.mu). A driver's batch (pgx's SendBatch, a JDBC batch) often begins with
+// a statement that is not DDL.
+func (s *session) batchHoldsDDL(ddl bool, ahead []byte) bool {
+	if ddl || s.unsynced || !s.captures() {
+		return ddl
+	}
+	return s.scan().holdsDDL(ahead)
+}
+
+// holdsDDL reads the messages of an extended-protocol batch behind its
+// first one, up to its Sync, and reports whether one parses DDL or binds a
+// statement parsed as DDL (in the batch, or in an earlier one). A batch
+// whose Sync has not arrived yet cannot be told: false.
+func (b batchScan) holdsDDL(ahead []byte) bool {
+	var kept [4]string
+	parsed := kept[:0] // statements the batch parses that are not DDL
+	for {
+		typ, body, next, whole := nextMessage(ahead)
+		if !whole {
+			return false
+		}
+		ahead = next
+		switch typ {
+		case wire.MsgSync:
+			return false
+		case 'E', 'D', 'C', 'H':
+		case 'P':
+			name, text, err := wire.ParseText(body)
+			if err != nil {
+				return false
+			}
+			if b.classify(string(text)).HasDDL() {
+				return true
+			}
+			parsed = append(parsed, string(name))
+		case 'B':
+			_, stmt := cstring2(body)
+			if !slices.Contains(parsed, string(stmt)) && boundStmt(b.prepared, string(stmt)).kind == classify.DDL {
+				return true
+			}
+		default:
+			return false // a Query or a FunctionCall is refused inside a batch
+		}
+	}
 }
 
 // lockAnswered ends the wait for the lock Query's answer (under s.mu): err

@@ -115,6 +115,10 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 				return body, stepWait, nil
 			}
 		}
+		if rej == nil && !guard && s.captureLockWaits(r.HasDDL()) {
+			s.mu.Unlock()
+			return body, stepWait, nil
+		}
 		if rej == nil && mayChangeSettings(sql, r, s.captures()) {
 			s.pend(s.clientInflight() + 1) // this Query's ReadyForQuery
 		}
@@ -152,7 +156,12 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 				return body, stepWait, nil
 			}
 		}
-		lock := !guard && rej == nil && s.takeCaptureLock(r.HasDDL())
+		ddl := rej == nil && !guard && s.batchHoldsDDL(r.HasDDL(), ahead)
+		if ddl && s.captureLockWaits(true) {
+			s.mu.Unlock()
+			return body, stepWait, nil
+		}
+		lock := ddl && s.takeCaptureLock(true)
 		s.track.parse(name, sql, r)
 		if rej == nil && mayChangeSettings(sql, r, s.captures()) {
 			s.track.markRisky(name)
@@ -193,7 +202,12 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		// A statement prepared in an earlier batch (a driver's statement
 		// cache) takes the capture lock where it runs: the lock its Parse
 		// took went back at that batch's end.
-		lock := !guard && !refused && s.takeCaptureLock(info.kind == classify.DDL)
+		ddl := !guard && !refused && s.batchHoldsDDL(info.kind == classify.DDL, ahead)
+		if ddl && s.captureLockWaits(true) {
+			s.mu.Unlock()
+			return body, stepWait, nil
+		}
+		lock := ddl && s.takeCaptureLock(true)
 		if exitKind(info.kind) && !refused {
 			s.batchExits = true
 		}

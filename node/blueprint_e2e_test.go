@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"syscall"
@@ -161,6 +162,94 @@ func TestCaptureLockForPreparedDDL(t *testing.T) {
 		if len(versions) != 2 || versions[0].Statements[0] != "CREATE TABLE prep1 (id int)" ||
 			versions[1].Statements[0] != "ALTER TABLE prep1 ADD COLUMN c int" {
 			t.Fatalf("versions %+v, want the CREATE then the ALTER", versions)
+		}
+		locks.awaitNone("no capture lock left")
+	})
+}
+
+// TestCaptureLockForPipelinedDDL: DDL that a client pipelines behind
+// another batch still running, or sends later in an extended-protocol batch
+// that begins with something else (pgx's SendBatch, psycopg's pipeline),
+// takes the capture lock too: it waits for another session's DDL
+// transaction and is recorded after it. Without the lock the ALTERs would
+// run at once and fail, their tables not yet committed.
+func TestCaptureLockForPipelinedDDL(t *testing.T) {
+	t.Parallel()
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		ctx := context.Background()
+		conn := e.ConnString(e.ProxyPassword, "myapp_workspace", "disable")
+		a := connect(t, conn)
+		b := connect(t, conn)
+		locks := newCaptureLocks(t, e)
+		simple := pgx.QueryExecModeSimpleProtocol
+		if _, err := b.Prepare(ctx, "alt3", "ALTER TABLE pipe3 ADD COLUMN c int"); err != nil {
+			t.Fatal(err)
+		}
+		locks.awaitNone("the prepare batch to give the lock back")
+		batches := []struct {
+			name string
+			send func(p *pgconn.Pipeline)
+		}{
+			{"behind a running batch", func(p *pgconn.Pipeline) {
+				p.SendQueryParams("SELECT pg_sleep(0.2)", nil, nil, nil, nil)
+				_ = p.Sync()
+				p.SendQueryParams("ALTER TABLE pipe1 ADD COLUMN c int", nil, nil, nil, nil)
+				_ = p.Sync()
+			}},
+			{"later in a batch", func(p *pgconn.Pipeline) {
+				p.SendQueryParams("SELECT 1", nil, nil, nil, nil)
+				p.SendQueryParams("ALTER TABLE pipe2 ADD COLUMN c int", nil, nil, nil, nil)
+				_ = p.Sync()
+			}},
+			{"prepared, later in a batch", func(p *pgconn.Pipeline) {
+				p.SendQueryParams("SELECT 1", nil, nil, nil, nil)
+				p.SendQueryPrepared("alt3", nil, nil, nil)
+				_ = p.Sync()
+			}},
+		}
+		var want []string
+		for i, batch := range batches {
+			table := fmt.Sprintf("pipe%d", i+1)
+			create := "CREATE TABLE " + table + " (id int)"
+			if _, err := a.Exec(ctx, "BEGIN; "+create, simple); err != nil {
+				t.Fatal(err)
+			}
+			p := b.PgConn().StartPipeline(ctx)
+			batch.send(p)
+			if err := p.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			locks.awaitWaiter(batch.name + ": the ALTER to wait for the capture lock")
+			if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				res, err := p.GetResults()
+				if err != nil {
+					t.Fatalf("%s: %v", batch.name, err)
+				}
+				if res == nil {
+					break
+				}
+				if r, ok := res.(*pgconn.ResultReader); ok {
+					if _, err := r.Close(); err != nil {
+						t.Fatalf("%s: %v", batch.name, err)
+					}
+				}
+			}
+			if err := p.Close(); err != nil {
+				t.Fatalf("%s: %v", batch.name, err)
+			}
+			want = append(want, create, "ALTER TABLE "+table+" ADD COLUMN c int")
+		}
+		var versions []version
+		e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+		var got []string
+		for _, v := range versions {
+			got = append(got, v.Statements...)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("versions hold %q, want %q", got, want)
 		}
 		locks.awaitNone("no capture lock left")
 	})

@@ -335,7 +335,6 @@ func (c *clientConn) connectBackend(ctx context.Context, lg *login, params map[s
 	}
 	s := &session{
 		proxy:    c.proxy,
-		loop:     c.proxy.pickLoop(),
 		login:    lg.identity(),
 		txStatus: 'I',
 		nonce:    randomHex(6),

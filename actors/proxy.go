@@ -96,9 +96,10 @@ const unfinishedWait = 10 * time.Second
 type Proxy struct {
 	cfg ProxyConfig
 
-	pool     *Pool
-	loops    []*evloop.Loop // none: goroutine relay only
-	nextLoop atomic.Uint32
+	pool  *Pool
+	loops []*evloop.Loop // none: goroutine relay only
+	// loopLoad counts the registered sessions given each loop (under mu).
+	loopLoad []int
 	classes  *classify.Cache // what the parser said of statement texts seen before
 	own      ownFunctionsCache
 	routing  chan struct{} // slots of the cancels routed to other nodes at once (cluster.go)
@@ -186,6 +187,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 				cfg.Logf("proxy: %v; the loops run at the process's niceness", err)
 			}
 			p.loops = append(p.loops, loop)
+			p.loopLoad = append(p.loopLoad, 0)
 		}
 	}
 	return p
@@ -474,13 +476,33 @@ func (p *Proxy) closeUnfinished() int {
 	return len(left)
 }
 
-// pickLoop gives a new session its event loop, the loops taking turns;
-// nil when sessions are relayed by goroutines.
-func (p *Proxy) pickLoop() *evloop.Loop {
+// spillAt is how many sessions the first loop relays before new sessions
+// go to the others. A loop waiting in epoll_wait holds its P until the
+// runtime's monitor takes it back, and a second loop with sessions of its
+// own made a login wait for that (twice the CPU per login with `pgbench
+// -C -c 8` on 2 cores), while at 32 and 256 busy clients it gained
+// throughput (BENCHMARKS.md): so a few sessions share one loop, and many
+// spread.
+const spillAt = 16
+
+// pickLoop gives a new session its event loop (under p.mu), and counts it
+// there: the first loop until it relays spillAt sessions, then whichever
+// relays fewest (the first on a tie). Nil when sessions are relayed by
+// goroutines.
+func (p *Proxy) pickLoop() (*evloop.Loop, int) {
 	if len(p.loops) == 0 {
-		return nil
+		return nil, -1
 	}
-	return p.loops[(p.nextLoop.Add(1)-1)%uint32(len(p.loops))]
+	i := 0
+	if p.loopLoad[0] >= spillAt {
+		for j, n := range p.loopLoad {
+			if n < p.loopLoad[i] {
+				i = j
+			}
+		}
+	}
+	p.loopLoad[i]++
+	return p.loops[i], i
 }
 
 // register gives a session its cancel key: the backend's real process id
@@ -497,6 +519,7 @@ func (p *Proxy) register(s *session) cancelKey {
 		if _, dup := p.sessions[k]; !dup {
 			p.sessions[k] = s
 			p.keys[s.keyRef()]++
+			s.loop, s.loopIndex = p.pickLoop()
 			return k
 		}
 	}
@@ -506,6 +529,9 @@ func (p *Proxy) unregister(k cancelKey) {
 	p.mu.Lock()
 	if s := p.sessions[k]; s != nil {
 		delete(p.sessions, k)
+		if s.loopIndex >= 0 {
+			p.loopLoad[s.loopIndex]--
+		}
 		if r := s.keyRef(); p.keys[r] <= 1 {
 			delete(p.keys, r)
 		} else {

@@ -30,9 +30,11 @@ import (
 // transaction block, skipping to Sync in the extended protocol).
 type session struct {
 	proxy *Proxy
-	loop  *evloop.Loop // the event loop that relays it; nil: goroutines
-	login identity
-	key   cancelKey
+	loop  *evloop.Loop // the event loop that relays it (Proxy.register); nil: goroutines
+	// loopIndex is loop's place in Proxy.loops, -1 without one.
+	loopIndex int
+	login     identity
+	key       cancelKey
 
 	client net.Conn
 	// bc is the backend session (connection, pid, cancel secret, address);

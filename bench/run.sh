@@ -7,6 +7,8 @@
 #   TDB_FLAGS=--goroutine-relay bash bench/run.sh           # tdb without its event loop
 #   PROXY_CPU=1 bash bench/run.sh   # each proxy on CPU 1 alone, PostgreSQL and pgbench on
 #                                   # the others; pgbench rows only, BENCHMARKS.md untouched
+#   ROWS_ONLY=1 TDB_FLAGS="--relay-loops 2" bash bench/run.sh   # pgbench rows only, on
+#                                   # shared cores, BENCHMARKS.md untouched (A/B of tdb flags)
 #
 # Every pgbench row runs ROUNDS times against each target, the order of the three turning
 # each round so no target always runs first or last; the table shows the median tps and the
@@ -24,7 +26,7 @@ CLIENTS=${CLIENTS:-"1 32 256"}
 MODES=${MODES:-"simple extended prepared"}
 SCALE=${SCALE:-10}
 IDLE_CONNS=${IDLE_CONNS:-400}
-OUT=bench/out${PROXY_CPU:+/pinned} # a pinned run keeps its own tables
+OUT=bench/out${PROXY_CPU:+/pinned}${ROWS_ONLY:+/rows} # a pinned or rows-only run keeps its own tables
 mkdir -p "$OUT"
 
 for t in pgbench psql pgbouncer; do
@@ -130,7 +132,7 @@ fi
 echo "== pgbench -i -I dtGvp -s $SCALE through tdb (control workspace; server-side data generation, COPY is refused)"
 pgbench -i -I dtGvp -q -s "$SCALE" "$TDB_URL" >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; exit 1; }
 
-if [ -z "${PROXY_CPU:-}" ]; then
+if [ -z "${PROXY_CPU:-}${ROWS_ONLY:-}" ]; then
   echo "== memory per idle TLS client connection: $IDLE_CONNS connections, each after one SELECT 1"
   # These rows run before the pgbench rows, while the proxies have relayed next to nothing
   # (pgbench's initialization, through tdb): a process that has freed memory reuses it, and
@@ -211,11 +213,12 @@ row "-S -C -c 8" -S -C -c 8 -j 2
 read -r STEAL1 TOTAL1 <<<"$(cpu_stat)"
 STEAL_PCT=$(awk -v s=$((STEAL1 - STEAL0)) -v t=$((TOTAL1 - TOTAL0)) 'BEGIN {printf "%.1f", (t > 0 ? 100 * s / t : 0)}')
 echo "CPU steal during the pgbench rows: $STEAL_PCT%"
-if [ -n "${PROXY_CPU:-}" ]; then
-  python3 - "$OUT/results.tsv" <<'PY'
+if [ -n "${PROXY_CPU:-}${ROWS_ONLY:-}" ]; then
+  python3 - "$OUT/results.tsv" "${PROXY_CPU:-}" <<'PY'
 import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
-print("\nproxies on a CPU of their own (tdb/direct means little: direct has one core fewer)")
+if sys.argv[2]:
+    print("\nproxies on a CPU of their own (tdb/direct means little: direct has one core fewer)")
 print(f"{'test':24} {'tdb/PgBouncer':>14} {'tdb/direct':>11} {'CPU per txn, tdb / PgBouncer':>30}")
 for t, d, tdb, b, tc, bc in rows:
     print(f"{t:24} {float(tdb)/float(b):14.2f} {float(tdb)/float(d):11.2f} {tc + ' us / ' + bc + ' us':>30}")

@@ -8,4 +8,8 @@
 // LOGIN roles the proxy signs in as: <db>_admin, <db>_write, <db>_read. Their
 // grants enforce the key roles (see grants.go). It knows nothing of raft or
 // the FSM: callers pass names and passwords in.
+//
+// Leader work passes its cluster and raft term in its context (WithFence):
+// its connections are then fenced, refused or terminated on a server where
+// a leader of a later term has acted (fence.go).
 package backend

@@ -14,7 +14,8 @@ import (
 // SET ROLE), nothing the DDL does can get back to the superuser: RESET ROLE
 // inside a DO block or function lands on the owner. The owner role cannot
 // log in normally; it is given a one-time password for this login and made
-// NOLOGIN again right after (the session outlives that). Two concurrent calls
+// NOLOGIN again right after (the session outlives that). Under a context
+// carrying a Fence the session is fenced as connect's. Two concurrent calls
 // for one database may make one of them fail authentication: retry.
 func ConnectAsOwner(ctx context.Context, superuserURL, db string) (*pgx.Conn, error) {
 	if err := checkName(db); err != nil {
@@ -47,6 +48,10 @@ func ConnectAsOwner(ctx context.Context, superuserURL, db string) (*pgx.Conn, er
 		cfg.RuntimeParams = map[string]string{}
 	}
 	cfg.RuntimeParams["application_name"] = "tdb-deploy"
+	f, fenced := FenceOf(ctx)
+	if fenced {
+		cfg.RuntimeParams["application_name"] = f.AppName()
+	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if lerr := lock(); lerr != nil {
 		if conn != nil {
@@ -56,6 +61,14 @@ func ConnectAsOwner(ctx context.Context, superuserURL, db string) (*pgx.Conn, er
 	}
 	if err != nil {
 		return nil, errors.Wrapf(err, "connect to database %s as %s", db, owner)
+	}
+	if fenced {
+		// Visible with its term from its startup: checked as every fenced
+		// connection.
+		if err := checkFence(ctx, conn, superuserURL, f); err != nil {
+			conn.Close(context.Background())
+			return nil, err
+		}
 	}
 	return conn, nil
 }

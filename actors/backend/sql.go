@@ -40,8 +40,31 @@ func literal(s string) (string, error) {
 }
 
 // connect opens a connection with superuserURL's credentials, to database
-// db when db is not empty.
+// db when db is not empty. Under a context carrying a Fence (leader work)
+// the connection is fenced: it names its term in application_name and is
+// refused (ErrFenced) on a server a later leader of its cluster has acted
+// on (fence.go).
 func connect(ctx context.Context, superuserURL, db string) (*pgx.Conn, error) {
+	f, fenced := FenceOf(ctx)
+	app := ""
+	if fenced {
+		app = f.AppName()
+	}
+	conn, err := dial(ctx, superuserURL, db, app)
+	if err != nil || !fenced {
+		return conn, err
+	}
+	if err := checkFence(ctx, conn, superuserURL, f); err != nil {
+		conn.Close(context.Background())
+		return nil, err
+	}
+	return conn, nil
+}
+
+// dial opens a connection with superuserURL's credentials, to database db
+// when db is not empty, with application_name app when app is not empty
+// (else the URL's, else tdb-backend).
+func dial(ctx context.Context, superuserURL, db, app string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(superuserURL)
 	if err != nil {
 		return nil, errors.Wrap(err, "parse backend URL")
@@ -52,7 +75,9 @@ func connect(ctx context.Context, superuserURL, db string) (*pgx.Conn, error) {
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
-	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+	if app != "" {
+		cfg.RuntimeParams["application_name"] = app
+	} else if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "tdb-backend"
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)

@@ -123,7 +123,7 @@ func applyTenant(ctx context.Context, cfg ApplyConfig, job TenantJob) (int, erro
 	ctx, cancel := context.WithTimeout(ctx, cfg.TenantTimeout)
 	defer cancel()
 	var conn *pgx.Conn
-	err := retry(ctx, cfg, func(error) bool { return true }, func() error {
+	err := retry(ctx, cfg, notFenced, func() error {
 		var err error
 		conn, err = backend.ConnectAsOwner(ctx, job.BackendURL, job.Database)
 		return err
@@ -445,6 +445,10 @@ func retryable(err error) bool {
 	}
 	return false
 }
+
+// notFenced accepts every failure to connect but a fenced backend's
+// (backend.ErrFenced): another try would be refused as well.
+func notFenced(err error) bool { return !errors.Is(err, backend.ErrFenced) }
 
 // retry runs fn up to cfg.Attempts times while it fails with an error that
 // again accepts, pausing cfg.Backoff, then twice that, and so on. The last

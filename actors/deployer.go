@@ -107,8 +107,9 @@ func planDeployment(s *fsm.State, id string, inflight map[string]bool) ([]Tenant
 }
 
 // work brings one tenant to the target version and records the result. When
-// ctx ends first (leadership lost, node stopping) nothing is recorded: the
-// tenant stays running and the next leader retries it.
+// ctx ends first (leadership lost, node stopping), or a later leader has
+// fenced the backend (fencedOut), nothing is recorded: the tenant stays
+// running and the next leader retries it.
 func (d *Deployer) work(ctx context.Context, job TenantJob) {
 	if job.Fail != "" {
 		d.record(ctx, &fsm.SetDeploymentResult{ID: job.Deployment, Tenant: job.Tenant, Status: fsm.TenantFailed,
@@ -121,6 +122,10 @@ func (d *Deployer) work(ctx context.Context, job TenantJob) {
 	start := time.Now()
 	reached, err := applyTenant(ctx, d.Apply, job)
 	if ctx.Err() != nil {
+		return
+	}
+	if fencedOut(ctx, job.BackendURL, err) {
+		d.Logf("deployer: %s: tenant %s stopped, a later leader acts on its backend: %v", job.Deployment, job.Tenant, err)
 		return
 	}
 	res := &fsm.SetDeploymentResult{ID: job.Deployment, Tenant: job.Tenant, Status: fsm.TenantDone,

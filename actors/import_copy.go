@@ -74,7 +74,7 @@ func copyTenant(ctx context.Context, cfg ApplyConfig, job ImportJob) (int64, err
 	ctx, cancel := context.WithTimeout(ctx, cfg.TenantTimeout)
 	defer cancel()
 	var target *pgx.Conn
-	err := retry(ctx, cfg, func(error) bool { return true }, func() error {
+	err := retry(ctx, cfg, notFenced, func() error {
 		var err error
 		target, err = backend.ConnectAsOwner(ctx, job.BackendURL, job.Database)
 		return err

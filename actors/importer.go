@@ -60,6 +60,10 @@ func (m *Importer) work(ctx context.Context, job ImportJob) {
 	if ctx.Err() != nil {
 		return
 	}
+	if fencedOut(ctx, job.BackendURL, err) {
+		m.Logf("importer: %s: tenant %s stopped, a later leader acts on its backend: %v", job.Import, job.Tenant, err)
+		return
+	}
 	res := &fsm.SetImportTenant{ID: job.Import, Tenant: job.Tenant, Status: fsm.TenantDone, Rows: rows,
 		DurationMs: time.Since(start).Milliseconds()}
 	if err != nil {

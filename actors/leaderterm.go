@@ -4,6 +4,11 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/cockroachdb/errors"
+
+	"tdb/actors/backend"
+	"tdb/fsm"
 )
 
 // leaderTerm hands out the context of this node's time as leader. It ends
@@ -11,13 +16,31 @@ import (
 // backend (a provisioning whose call is slow to answer, a drop) stops when
 // the node is deposed, instead of acting for a leader that no longer is
 // one while the next leader acts on the same backend.
+//
+// A node frozen (SIGSTOP, a VM pause) while it leads still takes itself for
+// the leader as it resumes, until raft tells it otherwise: for that, the
+// context carries the term's backend.Fence, which makes a backend the next
+// leader has acted on refuse or terminate the work's connections.
 type leaderTerm struct {
 	isLeader func() bool
 	poll     time.Duration
+	// fence tells the fence of the term this node leads in; nil, or a
+	// fence without cluster ID, leaves the work unfenced.
+	fence func() backend.Fence
 
 	mu     sync.Mutex
 	ctx    context.Context
 	cancel context.CancelFunc
+	term   uint64 // ctx's raft term
+}
+
+// termFence is the fence of the term this node leads in, from raft's
+// current term and the state's cluster ID; nil when term is nil.
+func termFence(f *fsm.FSM, term func() uint64) func() backend.Fence {
+	if term == nil {
+		return nil
+	}
+	return func() backend.Fence { return backend.Fence{Cluster: f.ClusterID(), Term: term()} }
 }
 
 // defaultLeaderPoll is how often work in flight checks, by default, that
@@ -25,23 +48,47 @@ type leaderTerm struct {
 const defaultLeaderPoll = 100 * time.Millisecond
 
 // startLeaderTerm returns a leaderTerm whose watch runs on wg until ctx
-// ends.
-func startLeaderTerm(ctx context.Context, wg *sync.WaitGroup, isLeader func() bool, poll time.Duration) *leaderTerm {
-	l := &leaderTerm{isLeader: isLeader, poll: poll}
+// ends; fence may be nil.
+func startLeaderTerm(ctx context.Context, wg *sync.WaitGroup, isLeader func() bool, fence func() backend.Fence, poll time.Duration) *leaderTerm {
+	l := &leaderTerm{isLeader: isLeader, fence: fence, poll: poll}
 	wg.Add(1)
 	go func() { defer wg.Done(); l.watch(ctx) }()
 	return l
 }
 
 // context returns the current term's context, under parent; a new term
-// starts when the last one has ended.
+// starts when the last one has ended. The raft term is read before
+// leadership: raft makes a leader a follower before it takes a later term,
+// so a node that still leads after the read led in the term read (or a
+// later one), and never works under the term of the next leader.
 func (l *leaderTerm) context(parent context.Context) context.Context {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.ctx == nil || l.ctx.Err() != nil {
 		l.ctx, l.cancel = context.WithCancel(parent)
+		l.term = 0
+		if l.fence != nil {
+			f := l.fence()
+			l.term = f.Term
+			l.ctx = backend.WithFence(l.ctx, f)
+			if !l.isLeader() {
+				l.cancel()
+			}
+		}
 	}
 	return l.ctx
+}
+
+// termChanged reports whether raft's term is no longer the current
+// context's: the node lost and won leadership again between two polls.
+func (l *leaderTerm) termChanged() bool {
+	if l.fence == nil {
+		return false
+	}
+	t := l.fence().Term
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ctx != nil && l.ctx.Err() == nil && t != l.term
 }
 
 // end ends the current term, if any.
@@ -53,8 +100,8 @@ func (l *leaderTerm) end() {
 	}
 }
 
-// watch ends the current term whenever isLeader is false, checking every
-// poll, until ctx ends.
+// watch ends the current term whenever isLeader is false, or raft's term
+// is another, checking every poll, until ctx ends.
 func (l *leaderTerm) watch(ctx context.Context) {
 	t := time.NewTicker(l.poll)
 	defer t.Stop()
@@ -65,8 +112,27 @@ func (l *leaderTerm) watch(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if !l.isLeader() {
+		if !l.isLeader() || l.termChanged() {
 			l.end()
 		}
 	}
+}
+
+// fencedOut reports whether err ended leader work because a later leader
+// has fenced the backend at url: the work was refused there
+// (backend.ErrFenced), or its connection was terminated by the fence's
+// raise, which a fresh check tells. Such work is left to whoever leads, as
+// when its term's context ends: a failure recorded now could refuse the
+// next leader's result.
+func fencedOut(ctx context.Context, url string, err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, backend.ErrFenced) {
+		return true
+	}
+	if _, ok := backend.FenceOf(ctx); !ok || ctx.Err() != nil {
+		return false
+	}
+	return errors.Is(backend.CheckFence(ctx, url), backend.ErrFenced)
 }

@@ -26,7 +26,12 @@ type Reconciler struct {
 	FSM      *fsm.FSM
 	Propose  Proposer
 	IsLeader func() bool
-	Logf     func(format string, args ...any)
+	// Term is raft's current term: with the state's cluster ID it fences
+	// the work on backends (backend.Fence), so that a leader frozen at
+	// work cannot act on a backend after the next leader has. Nil leaves
+	// the work unfenced.
+	Term func() uint64
+	Logf func(format string, args ...any)
 
 	Workers     int           // databases provisioned at once, and as many dropped
 	Attempts    int           // provisioning tries before a database is marked failed
@@ -170,7 +175,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 	// on a backend slow to answer, the database of a tenant the next
 	// leader has deleted and dropped meanwhile, with nothing left to ever
 	// drop it.
-	term := startLeaderTerm(ctx, &wg, r.IsLeader, r.LeaderPoll)
+	term := startLeaderTerm(ctx, &wg, r.IsLeader, termFence(r.FSM, r.Term), r.LeaderPoll)
 	wg.Add(1)
 	go func() { defer wg.Done(); r.sweepJournals(ctx, term) }()
 	watchState(ctx, r.FSM, r.Resync, func() {
@@ -338,6 +343,10 @@ func (r *Reconciler) provision(ctx context.Context, t Task) {
 		version, err = r.provisionOnce(ctx, t)
 		if err == nil || ctx.Err() != nil {
 			break
+		}
+		if fencedOut(ctx, t.Backend.URL, err) {
+			r.Logf("reconciler: provision %s: stopped, a later leader acts on the backend: %v", t.Database.Label(), err)
+			return
 		}
 		r.Logf("reconciler: provision %s (attempt %d/%d): %v", t.Database.Label(), attempt, r.Attempts, err)
 		select {

@@ -20,9 +20,13 @@ type LeaderActor struct {
 	FSM      *fsm.FSM
 	Propose  Proposer
 	IsLeader func() bool
-	Logf     func(format string, args ...any)
-	Now      func() time.Time
-	Resync   time.Duration // rescan period, on top of change notifications [2 s]
+	// Term is raft's current term, which fences the runners' work on
+	// backends as the reconciler's (Reconciler.Term). Nil leaves it
+	// unfenced.
+	Term   func() uint64
+	Logf   func(format string, args ...any)
+	Now    func() time.Time
+	Resync time.Duration // rescan period, on top of change notifications [2 s]
 	// LeaderPoll is how often the runners check that this node still
 	// leads [100 ms]: a deposed node, cut off from the log, sees no change
 	// of the state that would make it look sooner.
@@ -80,7 +84,7 @@ func (a *LeaderActor) supervise(ctx context.Context, active func(s *fsm.State) [
 	// A runner's copy still under way on a deposed node would otherwise go
 	// on until the next resync, over the rows a newer import the next
 	// leader made has copied since.
-	term := startLeaderTerm(ctx, &wg, a.IsLeader, a.LeaderPoll)
+	term := startLeaderTerm(ctx, &wg, a.IsLeader, termFence(a.FSM, a.Term), a.LeaderPoll)
 	watchState(ctx, a.FSM, a.Resync, func() {
 		if !a.IsLeader() {
 			term.end()

@@ -27,10 +27,12 @@ func (r *runner) checkOrphans(ctx context.Context, rep *Report) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
 	}
 	// Orphans are reported, not counted as violations: a leader frozen
-	// (SIGSTOP) in the middle of a provisioning runs its next backend
-	// statement as it resumes, before it learns it was deposed, and if the
-	// next leader deleted that tenant meanwhile the statement leaves a
-	// role or database behind. That window is known and not closed yet.
+	// (SIGSTOP) in the middle of a provisioning ran its next backend
+	// statement as it resumed, before it learned it was deposed, and if the
+	// next leader had deleted that tenant meanwhile the statement left a
+	// role or database behind. The backends' leader fence (backend.Fence)
+	// now refuses or terminates that statement; orphans stay reported
+	// until long runs have shown none.
 	type tenant struct {
 		TenantID         string `json:"tenant_id"`
 		Status           string `json:"status"`

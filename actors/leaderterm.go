@@ -31,7 +31,7 @@ type leaderTerm struct {
 	mu     sync.Mutex
 	ctx    context.Context
 	cancel context.CancelFunc
-	term   uint64 // ctx's raft term
+	fenced backend.Fence // ctx's fence
 }
 
 // termFence is the fence of the term this node leads in, from raft's
@@ -66,10 +66,10 @@ func (l *leaderTerm) context(parent context.Context) context.Context {
 	defer l.mu.Unlock()
 	if l.ctx == nil || l.ctx.Err() != nil {
 		l.ctx, l.cancel = context.WithCancel(parent)
-		l.term = 0
+		l.fenced = backend.Fence{}
 		if l.fence != nil {
 			f := l.fence()
-			l.term = f.Term
+			l.fenced = f
 			l.ctx = backend.WithFence(l.ctx, f)
 			if !l.isLeader() {
 				l.cancel()
@@ -79,16 +79,17 @@ func (l *leaderTerm) context(parent context.Context) context.Context {
 	return l.ctx
 }
 
-// termChanged reports whether raft's term is no longer the current
-// context's: the node lost and won leadership again between two polls.
-func (l *leaderTerm) termChanged() bool {
+// fenceChanged reports whether the fence is no longer the current
+// context's: the node lost and won leadership again between two polls, or
+// the cluster's ID was recorded during the term (a new cluster's first).
+func (l *leaderTerm) fenceChanged() bool {
 	if l.fence == nil {
 		return false
 	}
-	t := l.fence().Term
+	f := l.fence()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.ctx != nil && l.ctx.Err() == nil && t != l.term
+	return l.ctx != nil && l.ctx.Err() == nil && f != l.fenced
 }
 
 // end ends the current term, if any.
@@ -100,8 +101,8 @@ func (l *leaderTerm) end() {
 	}
 }
 
-// watch ends the current term whenever isLeader is false, or raft's term
-// is another, checking every poll, until ctx ends.
+// watch ends the current term whenever isLeader is false, or its fence is
+// another, checking every poll, until ctx ends.
 func (l *leaderTerm) watch(ctx context.Context) {
 	t := time.NewTicker(l.poll)
 	defer t.Stop()
@@ -112,7 +113,7 @@ func (l *leaderTerm) watch(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if !l.isLeader() || l.termChanged() {
+		if !l.isLeader() || l.fenceChanged() {
 			l.end()
 		}
 	}

@@ -227,7 +227,7 @@ func TestFrozenLeadersDeploymentIsTerminated(t *testing.T) {
 // it began in, ends when raft's term moves on under a node that still
 // leads (lost and won again between two polls), and starts ended when the
 // node no longer leads once the term is read. Without a cluster ID it
-// carries no fence.
+// carries no fence, until the ID is recorded.
 func TestLeaderTermCarriesItsFence(t *testing.T) {
 	var leader atomic.Bool
 	var term atomic.Uint64
@@ -275,5 +275,12 @@ func TestLeaderTermCarriesItsFence(t *testing.T) {
 	}
 	if f, ok := backend.FenceOf(c); ok {
 		t.Fatalf("without a cluster ID: fence %+v", f)
+	}
+	// A new cluster's first leader records the ID during its term.
+	cluster.Store("ffeeddccbbaa99887766554433221100")
+	ended(c, "when the cluster's ID was recorded")
+	c = l.context(ctx)
+	if f, ok := backend.FenceOf(c); !ok || f.Cluster != "ffeeddccbbaa99887766554433221100" || f.Term != 7 {
+		t.Fatalf("after the ID was recorded: fence %+v %v", f, ok)
 	}
 }

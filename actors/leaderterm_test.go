@@ -284,3 +284,33 @@ func TestLeaderTermCarriesItsFence(t *testing.T) {
 		t.Fatalf("after the ID was recorded: fence %+v %v", f, ok)
 	}
 }
+
+// TestFencedGuardInstallationIsNotPaused: a guard installation a later
+// leader's fence refused does not hold this node's next try back for
+// GuardRetry, as a failure would: its term is over, and were it to lead
+// again it installs the guard at once.
+func TestFencedGuardInstallationIsNotPaused(t *testing.T) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	url := testpg.Shared(t).URL()
+	db := "fencedguard_" + hex.EncodeToString(b) + "_workspace"
+	t.Cleanup(func() { _ = backend.Drop(context.Background(), url, db) })
+	cluster := fencedCluster(t, url)
+	if err := backend.Ensure(context.Background(), url, backend.DatabaseSpec{Name: db, Kind: backend.KindWorkspace,
+		Passwords: backend.Passwords{Admin: "a", Write: "w", Read: "r"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backend.Ping(backend.WithFence(context.Background(), backend.Fence{Cluster: cluster, Term: 2}), url); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncbuf.Buffer{}
+	r := &Reconciler{FSM: fsm.New(), Propose: &fsmProposer{f: fsm.New()}, IsLeader: func() bool { return true },
+		Logf: func(format string, args ...any) { fmt.Fprintf(logs, format+"\n", args...) }}
+	r.defaults()
+	ctx := backend.WithFence(context.Background(), backend.Fence{Cluster: cluster, Term: 1})
+	r.guard(ctx, Task{Kind: "guard", Database: fsm.Database{Name: db, Kind: fsm.KindWorkspace, Status: fsm.StatusReady},
+		Backend: fsm.Backend{Name: "local", URL: url}, Guard: backend.GuardVersion})
+	if !r.guardDue(db) {
+		t.Fatalf("the next try of a fenced off guard installation waits GuardRetry; log:\n%s", logs.String())
+	}
+}

@@ -406,8 +406,8 @@ func (r *Reconciler) guard(ctx context.Context, t Task) {
 		return
 	}
 	if err := backend.InstallGuard(sctx, t.Backend.URL, name, backend.Kind(t.Database.Kind), t.Guard); err != nil {
-		if ctx.Err() != nil {
-			return
+		if ctx.Err() != nil || errors.Is(err, backend.ErrFenced) {
+			return // this node's term is over; were it to lead again, it tries at once
 		}
 		r.Logf("reconciler: install the guard in %s (next try in %s): %v", t.Database.Label(), r.GuardRetry, err)
 		r.mu.Lock()

@@ -27,6 +27,10 @@ type leaderTerm struct {
 	// fence tells the fence of the term this node leads in; nil, or a
 	// fence without cluster ID, leaves the work unfenced.
 	fence func() backend.Fence
+	// confirm lets the term's work take back a fence above its term when a
+	// quorum confirms its leadership (backend.WithLeaderConfirm); nil: it
+	// is refused there.
+	confirm backend.LeaderConfirm
 
 	mu     sync.Mutex
 	ctx    context.Context
@@ -48,9 +52,10 @@ func termFence(f *fsm.FSM, term func() uint64) func() backend.Fence {
 const defaultLeaderPoll = 100 * time.Millisecond
 
 // startLeaderTerm returns a leaderTerm whose watch runs on wg until ctx
-// ends; fence may be nil.
-func startLeaderTerm(ctx context.Context, wg *sync.WaitGroup, isLeader func() bool, fence func() backend.Fence, poll time.Duration) *leaderTerm {
-	l := &leaderTerm{isLeader: isLeader, fence: fence, poll: poll}
+// ends; fence and confirm may be nil.
+func startLeaderTerm(ctx context.Context, wg *sync.WaitGroup, isLeader func() bool, fence func() backend.Fence,
+	confirm backend.LeaderConfirm, poll time.Duration) *leaderTerm {
+	l := &leaderTerm{isLeader: isLeader, fence: fence, confirm: confirm, poll: poll}
 	wg.Add(1)
 	go func() { defer wg.Done(); l.watch(ctx) }()
 	return l
@@ -70,7 +75,7 @@ func (l *leaderTerm) context(parent context.Context) context.Context {
 		if l.fence != nil {
 			f := l.fence()
 			l.fenced = f
-			l.ctx = backend.WithFence(l.ctx, f)
+			l.ctx = backend.WithLeaderConfirm(backend.WithFence(l.ctx, f), l.confirm)
 			if !l.isLeader() {
 				l.cancel()
 			}

@@ -241,7 +241,7 @@ func TestLeaderTermCarriesItsFence(t *testing.T) {
 	defer cancel()
 	l := startLeaderTerm(ctx, &wg, leader.Load, func() backend.Fence {
 		return backend.Fence{Cluster: cluster.Load().(string), Term: term.Load()}
-	}, 5*time.Millisecond)
+	}, nil, 5*time.Millisecond)
 	ended := func(c context.Context, what string) {
 		t.Helper()
 		select {

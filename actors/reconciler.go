@@ -31,7 +31,11 @@ type Reconciler struct {
 	// work cannot act on a backend after the next leader has. Nil leaves
 	// the work unfenced.
 	Term func() uint64
-	Logf func(format string, args ...any)
+	// ConfirmLeader lets the work take back a backend's fence above its
+	// term once a quorum confirms this node leads in it (a cluster whose
+	// raft state is older than its backends'). Nil: it is refused there.
+	ConfirmLeader backend.LeaderConfirm
+	Logf          func(format string, args ...any)
 
 	Workers     int           // databases provisioned at once, and as many dropped
 	Attempts    int           // provisioning tries before a database is marked failed
@@ -175,7 +179,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 	// on a backend slow to answer, the database of a tenant the next
 	// leader has deleted and dropped meanwhile, with nothing left to ever
 	// drop it.
-	term := startLeaderTerm(ctx, &wg, r.IsLeader, termFence(r.FSM, r.Term), r.LeaderPoll)
+	term := startLeaderTerm(ctx, &wg, r.IsLeader, termFence(r.FSM, r.Term), r.ConfirmLeader, r.LeaderPoll)
 	wg.Add(1)
 	go func() { defer wg.Done(); r.sweepJournals(ctx, term) }()
 	watchState(ctx, r.FSM, r.Resync, func() {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/errors"
 
+	"tdb/actors/backend"
 	"tdb/fsm"
 )
 
@@ -23,10 +24,12 @@ type LeaderActor struct {
 	// Term is raft's current term, which fences the runners' work on
 	// backends as the reconciler's (Reconciler.Term). Nil leaves it
 	// unfenced.
-	Term   func() uint64
-	Logf   func(format string, args ...any)
-	Now    func() time.Time
-	Resync time.Duration // rescan period, on top of change notifications [2 s]
+	Term func() uint64
+	// ConfirmLeader is the reconciler's (Reconciler.ConfirmLeader).
+	ConfirmLeader backend.LeaderConfirm
+	Logf          func(format string, args ...any)
+	Now           func() time.Time
+	Resync        time.Duration // rescan period, on top of change notifications [2 s]
 	// LeaderPoll is how often the runners check that this node still
 	// leads [100 ms]: a deposed node, cut off from the log, sees no change
 	// of the state that would make it look sooner.
@@ -84,7 +87,7 @@ func (a *LeaderActor) supervise(ctx context.Context, active func(s *fsm.State) [
 	// A runner's copy still under way on a deposed node would otherwise go
 	// on until the next resync, over the rows a newer import the next
 	// leader made has copied since.
-	term := startLeaderTerm(ctx, &wg, a.IsLeader, termFence(a.FSM, a.Term), a.LeaderPoll)
+	term := startLeaderTerm(ctx, &wg, a.IsLeader, termFence(a.FSM, a.Term), a.ConfirmLeader, a.LeaderPoll)
 	watchState(ctx, a.FSM, a.Resync, func() {
 		if !a.IsLeader() {
 			term.end()

@@ -331,6 +331,25 @@ func (n *Node) readIndex() (uint64, error) {
 	return n.rep.lastCommandIndex()
 }
 
+// confirmLeader confirms that this node leads in term (backend.LeaderConfirm)
+// for a backend whose fence of this cluster is at fencedAt, a later term: a
+// quorum acknowledges its leadership, and the term is still term after
+// that. A leader frozen while a later one acted is not confirmed: the
+// quorum is in the later term. Confirmed, the fence is of a history the
+// cluster no longer has (its raft state restored from an older copy), and
+// goes back to term.
+func (n *Node) confirmLeader(term, fencedAt uint64) error {
+	if err := n.rep.Raft.VerifyLeader().Error(); err != nil {
+		return errors.Wrap(err, "confirm leadership")
+	}
+	if now := n.rep.Raft.CurrentTerm(); now != term {
+		return errors.Newf("this node leads in raft term %d now, not %d", now, term)
+	}
+	n.logger.Printf("fence: a backend's fence of this cluster is at raft term %d, above this leader's term %d, which a quorum confirmed: "+
+		"the cluster's raft state is older than the backend's (restored from an older copy?); the fence goes back to term %d", fencedAt, term, term)
+	return nil
+}
+
 // handleCancel cancels a session of this node for a CancelRequest that
 // reached another node.
 func (n *Node) handleCancel(w http.ResponseWriter, r *http.Request) {

@@ -277,10 +277,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.cancel = runCancel
 	policy := n.startPolicies(runCtx) // before any actor proposes: Apply observes it
 	// Leader work is fenced on backends by raft's term (backend.Fence).
-	rec := &actors.Reconciler{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Term: rep.Raft.CurrentTerm, Logf: logger.Printf,
+	rec := &actors.Reconciler{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Term: rep.Raft.CurrentTerm, ConfirmLeader: n.confirmLeader,
+		Logf:         logger.Printf,
 		JournalSweep: cfg.JournalSweep}
 	n.goRun(func() { rec.Run(runCtx) })
-	leader := actors.LeaderActor{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Term: rep.Raft.CurrentTerm, Logf: logger.Printf}
+	leader := actors.LeaderActor{FSM: rep.FSM, Propose: n, IsLeader: rep.IsLeader, Term: rep.Raft.CurrentTerm, ConfirmLeader: n.confirmLeader,
+		Logf: logger.Printf}
 	dep := &actors.Deployer{LeaderActor: leader}
 	n.goRun(func() { dep.Run(runCtx) })
 	imp := &actors.Importer{LeaderActor: leader}

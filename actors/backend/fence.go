@@ -62,6 +62,27 @@ func WithFence(ctx context.Context, f Fence) context.Context {
 	return context.WithValue(ctx, fenceCtxKey{}, f)
 }
 
+// LeaderConfirm confirms with the cluster that this node leads in term,
+// fenced at fencedAt on a server (above term): raft's VerifyLeader, which a
+// quorum answers, and the term unchanged after it. Nil when it does.
+type LeaderConfirm func(term, fencedAt uint64) error
+
+type confirmCtxKey struct{}
+
+// WithLeaderConfirm returns ctx carrying confirm, which a fenced connection
+// asks when it finds its cluster's fence above its term. A leader that a
+// quorum confirms in its term has no later leader in its cluster, so such a
+// fence is of a history the cluster no longer has: one whose raft state was
+// restored from an older copy (a disk snapshot of every node) after leaders
+// of later terms had acted. Without the confirmation that cluster's leaders
+// would be refused on the server until raft's terms caught up.
+func WithLeaderConfirm(ctx context.Context, confirm LeaderConfirm) context.Context {
+	if confirm == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, confirmCtxKey{}, confirm)
+}
+
 // FenceOf returns the fence ctx carries, if any.
 func FenceOf(ctx context.Context) (Fence, bool) {
 	f, ok := ctx.Value(fenceCtxKey{}).(Fence)
@@ -117,25 +138,34 @@ func readFence(ctx context.Context, q querier, f Fence) (term uint64, exists boo
 }
 
 // checkFence is run by each fenced connection right after it opens: it is
-// refused when the fence is above its term, and raises the fence to its
-// term when it is below (its leader's first work on the server in the term).
+// refused when the fence is above its term (unless the leader is confirmed,
+// WithLeaderConfirm), and raises the fence to its term when it is below
+// (its leader's first work on the server in the term).
 func checkFence(ctx context.Context, conn *pgx.Conn, superuserURL string, f Fence) error {
 	at, _, err := readFence(ctx, conn, f)
 	switch {
 	case err != nil:
 		return err
 	case at > f.Term:
-		return f.refused(at)
+		confirm, _ := ctx.Value(confirmCtxKey{}).(LeaderConfirm)
+		if confirm == nil || confirm(f.Term, at) != nil {
+			return f.refused(at)
+		}
+		// Confirmed after the fence was read: it may go back to f's term,
+		// if it still holds what was read (a leader elected since the
+		// confirmation raised it, or took it back itself, first).
+		return raiseFence(ctx, superuserURL, f, at)
 	case at < f.Term:
-		return raiseFence(ctx, superuserURL, f)
+		return raiseFence(ctx, superuserURL, f, 0)
 	}
 	return nil
 }
 
 // raiseFence raises the fence of f's cluster on the server to f's term,
-// never lowering it, then terminates the connections of the cluster's
-// lower terms and waits until they are gone.
-func raiseFence(ctx context.Context, superuserURL string, f Fence) error {
+// never lowering it but from stale (0: none), then terminates the
+// connections of the cluster's other terms (lower ones; any other when it
+// took the fence back from stale) and waits until they are gone.
+func raiseFence(ctx context.Context, superuserURL string, f Fence, stale uint64) error {
 	conn, err := dial(ctx, superuserURL, "", f.AppName())
 	if err != nil {
 		return err
@@ -150,7 +180,7 @@ func raiseFence(ctx context.Context, superuserURL string, f Fence) error {
 		if err != nil {
 			return err
 		}
-		if at > f.Term {
+		if at > f.Term && (stale == 0 || at != stale) {
 			return f.refused(at)
 		}
 		if !exists {
@@ -158,7 +188,7 @@ func raiseFence(ctx context.Context, superuserURL string, f Fence) error {
 				return errors.Wrapf(err, "create the leader fence role %s", f.RoleName())
 			}
 		}
-		if at < f.Term || !exists {
+		if at != f.Term || !exists {
 			// COMMENT takes no parameters; the term is digits only.
 			if _, err := tx.Exec(ctx, "COMMENT ON ROLE "+role+" IS '"+strconv.FormatUint(f.Term, 10)+"'"); err != nil {
 				return errors.Wrapf(err, "raise the leader fence %s", f.RoleName())
@@ -169,12 +199,12 @@ func raiseFence(ctx context.Context, superuserURL string, f Fence) error {
 	if err != nil {
 		return err
 	}
-	return terminateOlderTerms(ctx, conn, f)
+	return terminateOtherTerms(ctx, conn, f, stale != 0)
 }
 
-// terminateOlderTerms terminates the connections of f's cluster whose term
-// is below f's, and waits until they are gone.
-func terminateOlderTerms(ctx context.Context, conn *pgx.Conn, f Fence) error {
+// terminateOtherTerms terminates the connections of f's cluster whose term
+// is below f's (any other than f's when all), and waits until they are gone.
+func terminateOtherTerms(ctx context.Context, conn *pgx.Conn, f Fence, all bool) error {
 	prefix := f.appPrefix()
 	rows, err := conn.Query(ctx, `SELECT pid, application_name FROM pg_catalog.pg_stat_activity
 		WHERE left(application_name, length($1)) = $1 AND pid <> pg_backend_pid()`, prefix)
@@ -189,7 +219,7 @@ func terminateOlderTerms(ctx context.Context, conn *pgx.Conn, f Fence) error {
 			rows.Close()
 			return errors.Wrap(err, "list the connections of earlier leaders")
 		}
-		if term, err := strconv.ParseUint(strings.TrimPrefix(app, prefix), 10, 64); err == nil && term < f.Term {
+		if term, err := strconv.ParseUint(strings.TrimPrefix(app, prefix), 10, 64); err == nil && (term < f.Term || all && term != f.Term) {
 			pids = append(pids, pid)
 		}
 	}

@@ -196,3 +196,89 @@ func TestFenceTerminatesAnEarlierTermInFlight(t *testing.T) {
 		<-r.done
 	}
 }
+
+// TestFenceTakenBackByAConfirmedLeader: a fence above a connection's term
+// goes back to that term when its leader is confirmed (WithLeaderConfirm):
+// the cluster's raft state is older than the server's fence. Unconfirmed,
+// it is refused. The take-back happens only from the fence the connection
+// read: a later leader that raised it meanwhile keeps it. A statement of
+// the fence's term running there is terminated.
+func TestFenceTakenBackByAConfirmedLeader(t *testing.T) {
+	t.Parallel()
+	f := provision(t, "fenceback_", backend.KindTenant)
+	cluster := fenceCluster(t, f.url)
+	at := func(n uint64, confirm backend.LeaderConfirm) context.Context {
+		return backend.WithLeaderConfirm(backend.WithFence(ctx, backend.Fence{Cluster: cluster, Term: n}), confirm)
+	}
+	notConfirmed := func(uint64, uint64) error { return errors.New("not the leader") }
+
+	// Term 9 of a history the cluster lost runs a statement.
+	sctx, stop := context.WithCancel(at(9, nil))
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		done <- backend.RunAsOwner(sctx, f.url, f.spec.Name, func(tx pgx.Tx) error {
+			_, err := tx.Exec(sctx, "SELECT pg_sleep(600) /* term 9 */")
+			return err
+		})
+	}()
+	su := f.super()
+	for {
+		var n int
+		if err := su.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(600) /* term 9 */' AND state = 'active'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("term 9 ended before it slept: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	if _, err := backend.Ping(at(3, notConfirmed), f.url); !errors.Is(err, backend.ErrFenced) {
+		t.Fatalf("term 3, not confirmed, under a fence of term 9: %v, want ErrFenced", err)
+	}
+	var asked [2]uint64
+	if _, err := backend.Ping(at(3, func(term, fencedAt uint64) error {
+		asked = [2]uint64{term, fencedAt}
+		return nil
+	}), f.url); err != nil {
+		t.Fatalf("term 3, confirmed, under a fence of term 9: %v", err)
+	}
+	if asked != [2]uint64{3, 9} {
+		t.Fatalf("confirm asked for %v, want term 3 fenced at 9", asked)
+	}
+	if got := fenceAt(t, f.url, cluster); got != "3" {
+		t.Fatalf("fence at %s after the confirmed take-back, want 3", got)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("term 9's statement ended without an error")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("term 9's statement still runs after term 3 took the fence back")
+	}
+	if _, err := backend.Ping(at(2, nil), f.url); !errors.Is(err, backend.ErrFenced) {
+		t.Fatalf("term 2 after term 3: %v, want ErrFenced", err)
+	}
+
+	// A leader of term 12 raises the fence while term 5 is being
+	// confirmed under the fence of term 7: term 5 is refused.
+	if _, err := backend.Ping(at(7, nil), f.url); err != nil {
+		t.Fatal(err)
+	}
+	_, err := backend.Ping(at(5, func(uint64, uint64) error {
+		_, err := backend.Ping(at(12, nil), f.url)
+		return err
+	}), f.url)
+	if !errors.Is(err, backend.ErrFenced) || !strings.Contains(err.Error(), "leader term 12") {
+		t.Fatalf("term 5 confirmed after term 12 acted: %v, want refused by term 12", err)
+	}
+	if got := fenceAt(t, f.url, cluster); got != "12" {
+		t.Fatalf("fence at %s, want 12", got)
+	}
+}

@@ -24,9 +24,10 @@ import (
 // would have left it. A batch that holds DDL pipelined behind other
 // batches of the client's waits for their answers, then takes the lock; an
 // extended-protocol batch takes it ahead of its first message when DDL
-// comes later in it (batchHoldsDDL). Only DDL in a batch whose Sync has not
-// arrived with its first message, or in a batch the row guard puts in the
-// proxy's transaction, is not ordered. Sessions that capture are relayed by
+// comes later in it (batchHoldsDDL), reading on up to its Sync where the
+// client writes it in parts. Only DDL behind a Flush or a COPY in a batch
+// whose Sync has not arrived with its first message, or in a batch the row
+// guard puts in the proxy's transaction, is not ordered. Sessions that capture are relayed by
 // goroutines (the event loop cannot hold a batch).
 
 // captureLockKey names the advisory lock, in the workspace's database.
@@ -76,50 +77,66 @@ func (s *session) captureLockWaits(hasDDL bool) bool {
 }
 
 // batchHoldsDDL reports whether a batch whose first message holds DDL (ddl)
-// or, in a capturing session, whose later messages that arrived with it
-// hold some, up to its Sync, takes the capture lock ahead of it (under
-// s.mu). A driver's batch (pgx's SendBatch, a JDBC batch) often begins with
-// a statement that is not DDL.
-func (s *session) batchHoldsDDL(ddl bool, ahead []byte) bool {
+// or, in a capturing session, whose later messages hold some, up to its
+// Sync, takes the capture lock ahead of it (under s.mu). A driver's batch
+// (pgx's SendBatch, a JDBC batch) often begins with a statement that is not
+// DDL. more: the messages that arrived with the first end before its Sync
+// and hold no Flush, so the client sends more of the batch before it waits
+// for an answer (psycopg's pipeline writes each statement as it is queued,
+// and the Sync last): the message is handled again once more has arrived
+// (stepRead). copies: the first message is a COPY's, whose client may wait
+// for the CopyInResponse before it sends more.
+func (s *session) batchHoldsDDL(ddl, copies bool, ahead []byte) (holds, more bool) {
 	if ddl || s.unsynced || !s.captures() {
-		return ddl
+		return ddl, false
 	}
-	return s.scan().holdsDDL(ahead)
+	holds, more = s.scan().holdsDDL(ahead)
+	return holds, more && !copies && !s.readAll
 }
 
 // holdsDDL reads the messages of an extended-protocol batch behind its
 // first one, up to its Sync, and reports whether one parses DDL or binds a
-// statement parsed as DDL (in the batch, or in an earlier one). A batch
-// whose Sync has not arrived yet cannot be told: false.
-func (b batchScan) holdsDDL(ahead []byte) bool {
+// statement parsed as DDL (in the batch, or in an earlier one). more: they
+// end before the Sync with no Flush among them, and tell nothing yet.
+func (b batchScan) holdsDDL(ahead []byte) (holds, more bool) {
 	var kept [4]string
 	parsed := kept[:0] // statements the batch parses that are not DDL
 	for {
 		typ, body, next, whole := nextMessage(ahead)
 		if !whole {
-			return false
+			return false, true
 		}
 		ahead = next
 		switch typ {
-		case wire.MsgSync:
-			return false
-		case 'E', 'D', 'C', 'H':
+		case wire.MsgSync, 'H':
+			return false, false // the client may wait for answers here
+		case 'E', 'D', 'C':
 		case 'P':
 			name, text, err := wire.ParseText(body)
 			if err != nil {
-				return false
+				return false, false
 			}
-			if b.classify(string(text)).HasDDL() {
-				return true
+			r := b.classify(string(text))
+			if r.HasDDL() {
+				return true, false
+			}
+			if r.HasCopy() {
+				return false, false // its client may wait for the CopyInResponse
 			}
 			parsed = append(parsed, string(name))
 		case 'B':
 			_, stmt := cstring2(body)
-			if !slices.Contains(parsed, string(stmt)) && boundStmt(b.prepared, string(stmt)).kind == classify.DDL {
-				return true
+			if slices.Contains(parsed, string(stmt)) {
+				break
+			}
+			switch boundStmt(b.prepared, string(stmt)).kind {
+			case classify.DDL:
+				return true, false
+			case classify.Copy:
+				return false, false
 			}
 		default:
-			return false // a Query or a FunctionCall is refused inside a batch
+			return false, false // a Query or a FunctionCall is refused inside a batch
 		}
 	}
 }

@@ -51,8 +51,8 @@ func (h *loopHandler) Message(from evloop.Side, typ byte, body []byte, out *evlo
 		case stepTerminate:
 			h.terminated = true
 			return evloop.End
-		case stepWait:
-			return evloop.Eject // the goroutine relay waits for the batches in flight
+		case stepWait, stepRead:
+			return evloop.Eject // the goroutine relay waits for the batches in flight, or reads on
 		}
 		if step == stepRefuseBind {
 			typ = wire.MsgParse

@@ -26,6 +26,7 @@ const (
 	stepGuard                        // send the proxy's BEGIN, then the body (rowguard.go)
 	stepLock                         // take the capture lock, then send the body (capturelock.go)
 	stepWait                         // wait for the batches in flight, then handle the message again (rowguard.go)
+	stepRead                         // read more of the batch from the client, then handle the message again (capturelock.go)
 	stepRefuseBind                   // send the body, a refusal's Parse, in place of the Bind it refuses
 )
 
@@ -156,7 +157,14 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 				return body, stepWait, nil
 			}
 		}
-		ddl := rej == nil && !guard && s.batchHoldsDDL(r.HasDDL(), ahead)
+		ddl, more := false, false
+		if rej == nil && !guard {
+			ddl, more = s.batchHoldsDDL(r.HasDDL(), r.HasCopy(), ahead)
+		}
+		if more {
+			s.mu.Unlock()
+			return body, stepRead, nil
+		}
 		if ddl && s.captureLockWaits(true) {
 			s.mu.Unlock()
 			return body, stepWait, nil
@@ -202,7 +210,14 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		// A statement prepared in an earlier batch (a driver's statement
 		// cache) takes the capture lock where it runs: the lock its Parse
 		// took went back at that batch's end.
-		ddl := !guard && !refused && s.batchHoldsDDL(info.kind == classify.DDL, ahead)
+		ddl, more := false, false
+		if !guard && !refused {
+			ddl, more = s.batchHoldsDDL(info.kind == classify.DDL, info.kind == classify.Copy, ahead)
+		}
+		if more {
+			s.mu.Unlock()
+			return body, stepRead, nil
+		}
 		if ddl && s.captureLockWaits(true) {
 			s.mu.Unlock()
 			return body, stepWait, nil
@@ -370,6 +385,11 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 			return errors.Is(err, errClientLeft), false
 		}
 		body, step, perr := s.fromClient(typ, body, fr.Ahead())
+		if step == stepRead {
+			if body, step, perr, err = s.readBatch(fw, fr, typ, body); err != nil {
+				return true, false
+			}
+		}
 		if step == stepWait {
 			// A batch the row guard needs waits for the batches before
 			// it; then its message is handled again, without waiting.
@@ -385,7 +405,13 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 			}
 			s.waited = true
 			body, step, perr = s.fromClient(typ, body, fr.Ahead())
+			if step == stepRead {
+				body, step, perr, err = s.readBatch(fw, fr, typ, body)
+			}
 			s.waited = false
+			if err != nil {
+				return true, false
+			}
 		}
 		s.forwarding.Store(false) // the state counts the message now
 		switch step {
@@ -416,6 +442,27 @@ func (s *session) clientToBackend(fr *wire.FrameReader) (clientGone, back bool) 
 			return false, false
 		}
 	}
+}
+
+// readBatch reads what the client sends behind a message that begins a
+// batch (stepRead) until fromClient can tell whether the batch holds DDL,
+// and returns what it decided then. err: the client's connection ended
+// first (the message is not sent).
+func (s *session) readBatch(fw *wire.FrameWriter, fr *wire.FrameReader, typ byte, body []byte) ([]byte, clientStep, error, error) {
+	if err := s.flushLocked(fw); err != nil {
+		return nil, 0, nil, err
+	}
+	step, perr := stepRead, error(nil)
+	for step == stepRead {
+		if fr.Room() == 0 {
+			s.readAll = true
+		} else if _, err := fr.ReadMore(); err != nil {
+			return nil, 0, nil, err
+		}
+		body, step, perr = s.fromClient(typ, body, fr.Ahead())
+		s.readAll = false
+	}
+	return body, step, perr, nil
 }
 
 // gateForwarding waits while the message of type typ must (gate), and

@@ -123,6 +123,10 @@ type session struct {
 	// waited: the message being handled again waited for the batches in
 	// flight before it once already (client pump only; rowguard.go)
 	waited bool
+	// readAll: the client pump can read no more of the batch the message
+	// being handled again begins (its buffer is full): decide without the
+	// rest (client pump only; batchHoldsDDL)
+	readAll bool
 	// otherEncoding: the backend reads statement text in a client_encoding
 	// other than UTF8 (as it last reported), so DDL text captured as the
 	// proxy reads it would not be what the workspace ran (guard.go).

@@ -255,6 +255,87 @@ func TestCaptureLockForPipelinedDDL(t *testing.T) {
 	})
 }
 
+// TestCaptureLockForDDLWrittenLaterInABatch: psycopg's pipeline writes each
+// statement of a batch as it is queued, with no Flush, and its Sync last,
+// so the proxy may read a batch's first statement before the DDL behind
+// it. The batch holds that first statement until the rest has come and
+// takes the capture lock ahead of it: its ALTER waits for another
+// session's DDL transaction and is recorded after it. Without the lock the
+// ALTER would run at once and fail, its table not yet committed. In a
+// transaction psycopg pipelines its BEGIN, with a Sync, ahead of the rest.
+func TestCaptureLockForDDLWrittenLaterInABatch(t *testing.T) {
+	t.Parallel()
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		ctx := context.Background()
+		conn := e.ConnString(e.ProxyPassword, "myapp_workspace", "disable")
+		a := connect(t, conn)
+		b := connect(t, conn)
+		locks := newCaptureLocks(t, e)
+		simple := pgx.QueryExecModeSimpleProtocol
+		fe := b.PgConn().Frontend()
+		statement := func(sql string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{},
+				&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}}
+		}
+		var want []string
+		for i, inTx := range []bool{false, true} {
+			table := fmt.Sprintf("written%d", i+1)
+			create, alter := "CREATE TABLE "+table+" (id int)", "ALTER TABLE "+table+" ADD COLUMN c int"
+			if _, err := a.Exec(ctx, "BEGIN; "+create, simple); err != nil {
+				t.Fatal(err)
+			}
+			batches := 1
+			if inTx {
+				send(t, fe, append(statement("BEGIN"), &pgproto3.Sync{})...)
+				batches += 2
+			}
+			send(t, fe, statement("SELECT 1")...)
+			// Time for the proxy to read the first write on its own, as it
+			// does psycopg's: with both in one read the lock was taken
+			// before too.
+			time.Sleep(100 * time.Millisecond)
+			send(t, fe, append(statement(alter), &pgproto3.Sync{})...)
+			if inTx {
+				send(t, fe, append(statement("COMMIT"), &pgproto3.Sync{})...)
+			}
+			locks.awaitWaiter(fmt.Sprintf("the ALTER (in a transaction: %v) to wait for the capture lock", inTx))
+			if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
+				t.Fatal(err)
+			}
+			for range batches {
+				for _, got := range answers(t, fe) {
+					if strings.HasPrefix(got, "E ") {
+						t.Fatalf("in a transaction: %v: the batch failed with %s", inTx, got)
+					}
+				}
+			}
+			want = append(want, create, alter)
+		}
+		var versions []version
+		e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+		var got []string
+		for _, v := range versions {
+			got = append(got, v.Statements...)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("versions hold %q, want %q", got, want)
+		}
+		locks.awaitNone("no capture lock left")
+		// A client that sends a Flush waits for the answers so far (asyncpg's
+		// prepare): the statement is not held for the rest of its batch.
+		send(t, fe, append(statement("SELECT 1"), &pgproto3.Flush{})...)
+		for done := false; !done; {
+			msg, err := fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, done = msg.(*pgproto3.CommandComplete)
+		}
+		send(t, fe, &pgproto3.Sync{})
+		answers(t, fe)
+	})
+}
+
 // A DDL batch whose wait for the capture lock fails is not run: the client
 // gets the lock wait's own error (lock_timeout, its cancel), not 25P02, and
 // nothing of the batch is created or recorded, in a transaction or not.

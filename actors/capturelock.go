@@ -84,20 +84,20 @@ func (s *session) captureLockWaits(hasDDL bool) bool {
 // and hold no Flush, so the client sends more of the batch before it waits
 // for an answer (psycopg's pipeline writes each statement as it is queued,
 // and the Sync last): the message is handled again once more has arrived
-// (stepRead). copies: the first message is a COPY's, whose client may wait
-// for the CopyInResponse before it sends more.
-func (s *session) batchHoldsDDL(ddl, copies bool, ahead []byte) (holds, more bool) {
+// (stepRead).
+func (s *session) batchHoldsDDL(ddl bool, ahead []byte) (holds, more bool) {
 	if ddl || s.unsynced || !s.captures() {
 		return ddl, false
 	}
 	holds, more = s.scan().holdsDDL(ahead)
-	return holds, more && !copies && !s.readAll
+	return holds, more && !s.readAll
 }
 
 // holdsDDL reads the messages of an extended-protocol batch behind its
 // first one, up to its Sync, and reports whether one parses DDL or binds a
 // statement parsed as DDL (in the batch, or in an earlier one). more: they
-// end before the Sync with no Flush among them, and tell nothing yet.
+// end before the Sync with no Flush or COPY among them, and tell nothing
+// yet.
 func (b batchScan) holdsDDL(ahead []byte) (holds, more bool) {
 	var kept [4]string
 	parsed := kept[:0] // statements the batch parses that are not DDL
@@ -121,19 +121,13 @@ func (b batchScan) holdsDDL(ahead []byte) (holds, more bool) {
 				return true, false
 			}
 			if r.HasCopy() {
-				return false, false // its client may wait for the CopyInResponse
+				return false, false // its client may wait for the CopyInResponse (or the refusal)
 			}
 			parsed = append(parsed, string(name))
 		case 'B':
 			_, stmt := cstring2(body)
-			if slices.Contains(parsed, string(stmt)) {
-				break
-			}
-			switch boundStmt(b.prepared, string(stmt)).kind {
-			case classify.DDL:
+			if !slices.Contains(parsed, string(stmt)) && boundStmt(b.prepared, string(stmt)).kind == classify.DDL {
 				return true, false
-			case classify.Copy:
-				return false, false
 			}
 		default:
 			return false, false // a Query or a FunctionCall is refused inside a batch

@@ -159,7 +159,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		}
 		ddl, more := false, false
 		if rej == nil && !guard {
-			ddl, more = s.batchHoldsDDL(r.HasDDL(), r.HasCopy(), ahead)
+			ddl, more = s.batchHoldsDDL(r.HasDDL(), ahead)
 		}
 		if more {
 			s.mu.Unlock()
@@ -212,7 +212,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		// took went back at that batch's end.
 		ddl, more := false, false
 		if !guard && !refused {
-			ddl, more = s.batchHoldsDDL(info.kind == classify.DDL, info.kind == classify.Copy, ahead)
+			ddl, more = s.batchHoldsDDL(info.kind == classify.DDL, ahead)
 		}
 		if more {
 			s.mu.Unlock()

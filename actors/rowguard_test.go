@@ -238,3 +238,47 @@ func TestPumpStoppedForTheLoopKeepsANewHold(t *testing.T) {
 		t.Fatal("a Terminate still waits after the backend went away")
 	}
 }
+
+// TestBatchHoldsDDL: the messages behind a batch's first tell whether it
+// holds DDL up to its Sync; where they end before it with no Flush (or
+// COPY) among them, the client sends more before it waits for an answer,
+// and the batch is read on (more). Behind a Flush it may wait: nothing is
+// held.
+func TestBatchHoldsDDL(t *testing.T) {
+	ddl := stmtInfo{text: "ALTER TABLE t ADD COLUMN c int", kind: classify.DDL}
+	b := batchScan{classify: classify.Classify, prepared: map[string]stmtInfo{"s_ddl": ddl}}
+	enc := func(msgs ...interface{ Encode([]byte) ([]byte, error) }) []byte {
+		var out []byte
+		for _, m := range msgs {
+			var err error
+			if out, err = m.Encode(out); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out
+	}
+	alter := &pgproto3.Parse{Query: "ALTER TABLE t ADD COLUMN c int"}
+	first := []interface{ Encode([]byte) ([]byte, error) }{&pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}}
+	with := func(msgs ...interface{ Encode([]byte) ([]byte, error) }) []byte {
+		return enc(append(append([]interface{ Encode([]byte) ([]byte, error) }{}, first...), msgs...)...)
+	}
+	for _, tc := range []struct {
+		name        string
+		ahead       []byte
+		holds, more bool
+	}{
+		{"DDL later", with(alter, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}), true, false},
+		{"prepared DDL later", with(&pgproto3.Bind{PreparedStatement: "s_ddl"}, &pgproto3.Execute{}, &pgproto3.Sync{}), true, false},
+		{"no DDL", with(&pgproto3.Sync{}), false, false},
+		{"nothing behind", nil, false, true},
+		{"no Sync yet", with(), false, true},
+		{"cut message", with(alter)[:20], false, true},
+		{"DDL behind a Flush", with(&pgproto3.Flush{}, alter), false, false},
+		{"DDL behind a COPY", with(&pgproto3.Parse{Query: "COPY t FROM STDIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, alter), false, false},
+		{"a Query inside", with(&pgproto3.Query{String: "ALTER TABLE t ADD COLUMN c int"}), false, false},
+	} {
+		if holds, more := b.holdsDDL(tc.ahead); holds != tc.holds || more != tc.more {
+			t.Errorf("%s: holds %v, more %v; want %v, %v", tc.name, holds, more, tc.holds, tc.more)
+		}
+	}
+}

@@ -276,6 +276,7 @@ func TestBatchHoldsDDL(t *testing.T) {
 		{"DDL behind a Flush", with(&pgproto3.Flush{}, alter), false, false},
 		{"DDL behind a COPY", with(&pgproto3.Parse{Query: "COPY t FROM STDIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, alter), false, false},
 		{"a Query inside", with(&pgproto3.Query{String: "ALTER TABLE t ADD COLUMN c int"}), false, false},
+		{"a Terminate", with(&pgproto3.Terminate{}), false, false},
 	} {
 		if holds, more := b.holdsDDL(tc.ahead); holds != tc.holds || more != tc.more {
 			t.Errorf("%s: holds %v, more %v; want %v, %v", tc.name, holds, more, tc.holds, tc.more)

@@ -23,11 +23,12 @@ import (
 // transaction it was in is aborted, as a DDL statement's own lock wait
 // would have left it. A batch that holds DDL pipelined behind other
 // batches of the client's waits for their answers, then takes the lock; an
-// extended-protocol batch takes it ahead of its first message when DDL
-// comes later in it (batchHoldsDDL), reading on up to its Sync where the
-// client writes it in parts. Only DDL behind a Flush or a COPY in a batch
-// whose Sync has not arrived with its first message, or in a batch the row
-// guard puts in the proxy's transaction, is not ordered. Sessions that capture are relayed by
+// extended-protocol batch takes it ahead of its first message (a
+// statement's, a Close's or a Describe's) when DDL comes later in it
+// (batchHoldsDDL), reading on up to its Sync where the client writes it in
+// parts. Only DDL behind a Flush or a COPY in a batch whose Sync has not
+// arrived with its first message, or in a batch the row guard puts in the
+// proxy's transaction, is not ordered. Sessions that capture are relayed by
 // goroutines (the event loop cannot hold a batch).
 
 // captureLockKey names the advisory lock, in the workspace's database.
@@ -157,7 +158,7 @@ func (s *session) lockAnswered(err *wire.PGError) {
 // as it came when the lock was taken, or one that fails with the lock's
 // error, or with leaderLostDDL when the node cannot reach the leader once it
 // holds the lock (a Bind becomes a Parse, which the backend fails the same
-// way).
+// way; so do a Close and a Describe that begin a batch).
 func (s *session) sendAfterLock(fw *wire.FrameWriter, typ byte, body []byte) (byte, []byte, error) {
 	s.mu.Lock()
 	taken := s.lockTaken
@@ -209,7 +210,7 @@ func (s *session) sendAfterLock(fw *wire.FrameWriter, typ byte, body []byte) (by
 	case 'P':
 		name, _ := cstring2(body)
 		return 'P', parseBody(string(name), sentinel), nil
-	case 'B':
+	case 'B', 'C', 'D': // a Close or Describe that begins a batch, as a Bind
 		return 'P', parseBody(refusedBindName, sentinel), nil
 	}
 	return 'Q', append([]byte(sentinel), 0), nil

@@ -64,7 +64,7 @@ func batchStep(guard, lock bool) clientStep {
 // ahead holds what was received from the client behind the message, not
 // yet handled (whole messages, and maybe the start of one).
 func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, error) {
-	guard := false
+	guard, lock := false, false
 	switch typ {
 	case 'C', 'D', 'H':
 		// unsynced changes only here, on the client's side.
@@ -75,6 +75,18 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			var wait bool
 			if first, name, rest, ok := s.firstAhead(ahead); ok {
 				guard, wait = s.guardFirst(first, name, rest)
+			}
+			// Its DDL takes the capture lock ahead of it, as where the
+			// batch begins with a statement (not behind a Flush: the
+			// client may wait for its answer).
+			if !guard && !wait && typ != 'H' {
+				ddl, more := s.batchHoldsDDL(false, ahead)
+				if more {
+					s.mu.Unlock()
+					return body, stepRead, nil
+				}
+				wait = ddl && s.captureLockWaits(true)
+				lock = ddl && !wait && s.takeCaptureLock(true)
 			}
 			s.mu.Unlock()
 			if wait {
@@ -308,7 +320,7 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		s.unsynced = true // the backend may hold an open implicit transaction until Sync
 		s.mu.Unlock()
 	}
-	return body, batchStep(guard, false), nil
+	return body, batchStep(guard, lock), nil
 }
 
 // endAnsweredBatch ends, at a simple Query, an extended-protocol batch that

@@ -336,6 +336,82 @@ func TestCaptureLockForDDLWrittenLaterInABatch(t *testing.T) {
 	})
 }
 
+// TestCaptureLockForDDLBehindACloseOrDescribe: a batch that begins with a
+// Close (a driver dropping a statement it no longer caches) or a Describe,
+// its DDL behind, takes the capture lock ahead of it too: the ALTER waits
+// for another session's DDL transaction and is recorded after it. When the
+// wait fails (lock_timeout), the batch fails with its error and the
+// session goes on.
+func TestCaptureLockForDDLBehindACloseOrDescribe(t *testing.T) {
+	t.Parallel()
+	eachRelay(t, func(t *testing.T, e *testnode.Env) {
+		ctx := context.Background()
+		conn := e.ConnString(e.ProxyPassword, "myapp_workspace", "disable")
+		a := connect(t, conn)
+		b := connect(t, conn)
+		locks := newCaptureLocks(t, e)
+		simple := pgx.QueryExecModeSimpleProtocol
+		fe := b.PgConn().Frontend()
+		alter := func(table string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "ALTER TABLE " + table + " ADD COLUMN c int"},
+				&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+		}
+		if _, err := b.Prepare(ctx, "sel", "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for i, first := range []pgproto3.FrontendMessage{
+			&pgproto3.Close{ObjectType: 'S', Name: "evicted"},
+			&pgproto3.Describe{ObjectType: 'S', Name: "sel"},
+		} {
+			table := fmt.Sprintf("behind%d", i+1)
+			create := "CREATE TABLE " + table + " (id int)"
+			if _, err := a.Exec(ctx, "BEGIN; "+create, simple); err != nil {
+				t.Fatal(err)
+			}
+			send(t, fe, append([]pgproto3.FrontendMessage{first}, alter(table)...)...)
+			locks.awaitWaiter(fmt.Sprintf("the ALTER behind a %T to wait for the capture lock", first))
+			if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
+				t.Fatal(err)
+			}
+			for _, got := range answers(t, fe) {
+				if strings.HasPrefix(got, "E ") {
+					t.Fatalf("behind a %T: the batch failed with %s", first, got)
+				}
+			}
+			want = append(want, create, "ALTER TABLE "+table+" ADD COLUMN c int")
+		}
+		if _, err := a.Exec(ctx, "BEGIN; CREATE TABLE behind3 (id int)", simple); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Exec(ctx, "SET lock_timeout = '300ms'", simple); err != nil {
+			t.Fatal(err)
+		}
+		send(t, fe, append([]pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S', Name: "evicted"}}, alter("behind3")...)...)
+		if got := answers(t, fe); !slices.Equal(got, []string{"E 55P03", "Z I"}) {
+			t.Fatalf("the batch whose wait failed got %q", got)
+		}
+		send(t, fe, &pgproto3.Query{String: "SELECT generate_series(1, 3)"})
+		if got := answers(t, fe); !slices.Equal(got, []string{"SELECT 3", "Z I"}) {
+			t.Fatalf("the session's next Query after the failed wait got %q", got)
+		}
+		if _, err := a.Exec(ctx, "COMMIT", simple); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, "CREATE TABLE behind3 (id int)")
+		var versions []version
+		e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+		var got []string
+		for _, v := range versions {
+			got = append(got, v.Statements...)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("versions hold %q, want %q", got, want)
+		}
+		locks.awaitNone("no capture lock left")
+	})
+}
+
 // A DDL batch whose wait for the capture lock fails is not run: the client
 // gets the lock wait's own error (lock_timeout, its cancel), not 25P02, and
 // nothing of the batch is created or recorded, in a transaction or not.

@@ -190,6 +190,38 @@ func AppendQuery(buf []byte, sql string) []byte {
 	return endFrame(appendCString(buf, sql), start)
 }
 
+// AppendParse appends a Parse of sql as the prepared statement name, with
+// no parameter types.
+func AppendParse(buf []byte, name, sql string) []byte {
+	buf, start := beginFrame(buf, MsgParse)
+	return endFrame(append(appendCString(appendCString(buf, name), sql), 0, 0), start)
+}
+
+// AppendBind appends a Bind of the statement stmt, which takes no
+// parameters, to portal, with every result column in text.
+func AppendBind(buf []byte, portal, stmt string) []byte {
+	buf, start := beginFrame(buf, 'B')
+	return endFrame(append(appendCString(appendCString(buf, portal), stmt), 0, 0, 0, 0, 0, 0), start)
+}
+
+// AppendExecute appends an Execute of portal, for all of its rows.
+func AppendExecute(buf []byte, portal string) []byte {
+	buf, start := beginFrame(buf, 'E')
+	return endFrame(append(appendCString(buf, portal), 0, 0, 0, 0), start)
+}
+
+// AppendClose appends a Close of the prepared statement (kind 'S') or the
+// portal (kind 'P') name.
+func AppendClose(buf []byte, kind byte, name string) []byte {
+	buf, start := beginFrame(buf, 'C')
+	return endFrame(appendCString(append(buf, kind), name), start)
+}
+
+// AppendSync appends a Sync.
+func AppendSync(buf []byte) []byte {
+	return append(buf, MsgSync, 0, 0, 0, 4)
+}
+
 // AppendCancelRequest appends a CancelRequest packet, sent alone on a new
 // connection to a backend.
 func AppendCancelRequest(buf []byte, key CancelKey) []byte {

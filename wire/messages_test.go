@@ -90,6 +90,27 @@ func TestBuilders(t *testing.T) {
 			}
 		})
 	}
+	// The frontend's extended-protocol messages the proxy sends on its own.
+	for _, f := range []struct {
+		name  string
+		frame []byte
+		want  pgproto3.FrontendMessage
+	}{
+		{"parse", AppendParse(nil, "s", "SELECT 1"), &pgproto3.Parse{Name: "s", Query: "SELECT 1"}},
+		{"bind", AppendBind(nil, "p", "s"), &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s"}},
+		{"execute", AppendExecute(nil, "p"), &pgproto3.Execute{Portal: "p"}},
+		{"close statement", AppendClose(nil, 'S', "s"), &pgproto3.Close{ObjectType: 'S', Name: "s"}},
+		{"close portal", AppendClose(nil, 'P', "p"), &pgproto3.Close{ObjectType: 'P', Name: "p"}},
+		{"sync", AppendSync(nil), &pgproto3.Sync{}},
+	} {
+		want, err := f.want.Encode(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(f.frame) != string(want) {
+			t.Fatalf("%s: frame %q, want %q", f.name, f.frame, want)
+		}
+	}
 	if q := AppendQuery(nil, "SELECT 1"); string(q) != "Q\x00\x00\x00\x0dSELECT 1\x00" {
 		t.Fatalf("query %q", q)
 	}

@@ -16,7 +16,7 @@ import (
 // workspace's database) before its first DDL statement of a transaction,
 // and gives it back only once the transaction has ended and its DDL is
 // recorded: another session's DDL waits for it. Where the client's batch
-// begins with nothing else in flight, the proxy sends a Query that takes
+// begins with nothing else in flight, the proxy sends a statement that takes
 // the lock (its answer not relayed) and holds the batch until it is taken.
 // When taking it fails (lock_timeout, a deadlock, the client's cancel),
 // the batch is not run: the client gets the lock's error, and a
@@ -36,10 +36,10 @@ const captureLockKey = backend.CaptureLockKey
 
 var (
 	lockSQL     = "SELECT pg_catalog.pg_advisory_lock(" + strconv.FormatInt(captureLockKey, 10) + ")"
-	lockMessage = wire.AppendQuery(nil, lockSQL)
+	lockMessage = appendOwn(nil, lockSQL)
 	// lockJournalMessage also asks whether the workspace's DDL journal
 	// holds DDL that may not be recorded (journal.go).
-	lockJournalMessage = wire.AppendQuery(nil, lockSQL+", "+backend.JournalPendingSQL)
+	lockJournalMessage = appendOwn(nil, lockSQL+", "+backend.JournalPendingSQL)
 	unlockSQL          = "SELECT pg_catalog.pg_advisory_unlock(" + strconv.FormatInt(captureLockKey, 10) + ")"
 )
 

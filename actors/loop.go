@@ -70,7 +70,7 @@ func (h *loopHandler) Message(from evloop.Side, typ byte, body []byte, out *evlo
 	}
 	act, body, _, own := s.fromBackend(typ, body)
 	if own != "" { // not reached: needsFinal handed the session over
-		out.Raw(evloop.Backend, wire.AppendQuery(nil, own))
+		out.Raw(evloop.Backend, ownMessage(own))
 	}
 	if len(act.out) > 0 {
 		out.Raw(evloop.Client, act.out)

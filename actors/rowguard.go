@@ -57,8 +57,9 @@ const (
 // (a second one only when a cancel hit the first).
 const maxGuardRollbacks = 3
 
-// beginMessage is the Query the proxy sends ahead of a guarded batch.
-var beginMessage = wire.AppendQuery(nil, guardBegin)
+// beginMessage is what the proxy sends ahead of a guarded batch
+// (ownstatement.go).
+var beginMessage = appendOwn(nil, guardBegin)
 
 // guardable reports whether a statement may run inside a transaction the
 // proxy opens, and whether it may write and may return rows. Only plain
@@ -656,7 +657,10 @@ func (s *session) needsFinal(status byte) bool {
 
 // swallowed handles a backend message that answers one of the proxy's own
 // statements: none reaches the client but a COMMIT's error, and the final
-// ReadyForQuery, which carries the status the client's batch left.
+// ReadyForQuery, which carries the status the client's batch left. The
+// extended protocol's answers to an exchange (ParseComplete, BindComplete,
+// CloseComplete: ownstatement.go) are dropped with the rest; an error
+// skips what is left of it up to its Sync, and is read here as before.
 func (s *session) swallowed(typ byte, body []byte) (act relayAction, fwd []byte, next string) {
 	act.drop = true
 	s.mu.Lock()
@@ -776,6 +780,6 @@ func (s *session) sendOwn(sql string) error {
 	s.gov.awaitCancel()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	_, err := s.bc.Conn.Write(wire.AppendQuery(nil, sql))
+	_, err := s.bc.Conn.Write(ownMessage(sql))
 	return err
 }

@@ -20,11 +20,19 @@ import "tdb/wire"
 // (a lock_timeout, a cancel, the row guard's abort) PostgreSQL skips every
 // message up to the Sync, the closes at the end too, and a Parse of a name
 // still taken would fail (42P05). A Close of a name not taken changes
-// nothing. A client's own statement or portal of that name would be closed
-// by it.
+// nothing. The name is the proxy's: a client's Parse of a statement, or
+// Bind to a portal, of that name is refused (reservedName), as the
+// exchange would close them.
 
 // ownName names the statement and the portal the proxy's statements run as.
 const ownName = "tdb_proxy_own"
+
+// reservedName is the error for a client's statement or portal (what) named
+// ownName.
+func reservedName(what string) *wire.PGError {
+	return wire.NewError("ERROR", "42939", "%s name %q is reserved by the proxy", what, ownName).
+		WithHint("Give the " + what + " another name.")
+}
 
 // ownCloses closes ownName's portal and statement: ahead of an exchange
 // what one that failed may have left, behind each statement what it left.

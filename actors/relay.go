@@ -155,6 +155,10 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			// the change could be seen.
 			rej = staleSettings()
 		}
+		if rej == nil && name == ownName {
+			rej = reservedName("prepared statement")
+			ignored = ignoredWhenAborted(r, rej)
+		}
 		if rej != nil {
 			// After a ROLLBACK or COMMIT earlier in the batch the
 			// transaction is no longer aborted when this runs.
@@ -212,7 +216,8 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		stale := s.captures() && s.unsynced && info.kind == classify.DDL &&
 			(s.settingsSync || s.batchExits && s.txStatus != 'I' && s.track.txTouched)
 		commits := s.bindCommitsWritesAndRows(info)
-		refused := stale || commits || lost
+		reserved := string(portal) == ownName
+		refused := stale || commits || lost || reserved
 		ignored := !s.batchExits // as at Parse
 		guard, wait := s.guardFirst(info, st, ahead)
 		if wait {
@@ -252,6 +257,8 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			return parseBody(refusedBindName, s.refuse(commitRefusal(), ignored)), stepRefuseBind, nil
 		case lost:
 			return parseBody(refusedBindName, s.refuse(leaderLostDDL(), ignored)), stepRefuseBind, nil
+		case reserved:
+			return parseBody(refusedBindName, s.refuse(reservedName("portal"), ignored)), stepRefuseBind, nil
 		}
 		return body, batchStep(guard, lock), nil
 	case 'E':

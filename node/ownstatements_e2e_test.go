@@ -75,6 +75,12 @@ func TestCaptureKeepsTheClientsUnnamedStatement(t *testing.T) {
 	// transaction's release of the lock.
 	rawBatch(t, fe, []string{"2", "SELECT 3", "Z I"}, &pgproto3.Bind{}, &pgproto3.Execute{})
 
+	// The name the proxy's statements run as is not the client's to take:
+	// each exchange closes a statement and a portal of that name.
+	rawBatch(t, fe, []string{"E 42939", "Z I"}, &pgproto3.Parse{Name: "tdb_proxy_own", Query: "SELECT 1"})
+	rawBatch(t, fe, []string{"E 42939", "Z I"}, &pgproto3.Bind{DestinationPortal: "tdb_proxy_own"}, &pgproto3.Execute{Portal: "tdb_proxy_own"})
+	rawBatch(t, fe, []string{"2", "SELECT 3", "Z I"}, &pgproto3.Bind{}, &pgproto3.Execute{})
+
 	var versions []version
 	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
 	if len(versions) != 2 || versions[0].Statements[0] != "CREATE TABLE own_a (id int)" || versions[1].Statements[0] != "CREATE TABLE own_b (id int)" {

@@ -48,7 +48,7 @@ var (
 // does not hold it and nothing else is in flight. The batch then waits for
 // lockTaken.
 func (s *session) takeCaptureLock(hasDDL bool) bool {
-	// In a failed transaction the lock Query would fail too, and refuse a
+	// In a failed transaction the lock statement would fail too, and refuse a
 	// batch that may begin with its ROLLBACK: the backend answers it as
 	// PostgreSQL would, and DDL after that ROLLBACK is not ordered.
 	if !hasDDL || !s.captures() || s.captureLocked || s.inflight > 0 || s.unsynced || s.txStatus == 'E' ||
@@ -56,7 +56,7 @@ func (s *session) takeCaptureLock(hasDDL bool) bool {
 		return false
 	}
 	s.captureLocked = true
-	s.inflight++ // the lock Query's ReadyForQuery
+	s.inflight++ // the lock statement's ReadyForQuery
 	s.swallow.Store(swallowLock)
 	s.lockTaken, s.lockErr = make(chan struct{}), nil
 	return true
@@ -64,7 +64,7 @@ func (s *session) takeCaptureLock(hasDDL bool) bool {
 
 // captureLockWaits reports whether a batch that holds DDL waits for the
 // client's batches in flight before it takes the capture lock (under s.mu):
-// the lock Query cannot go between their answers, and their DDL would
+// the lock statement cannot go between their answers, and their DDL would
 // otherwise run and commit without it. The message is then handled again
 // with nothing in flight (stepWait), once: a batch still behind the proxy's
 // own exchange after its wait goes without the lock, as before.
@@ -136,10 +136,10 @@ func (b batchScan) holdsDDL(ahead []byte) (holds, more bool) {
 	}
 }
 
-// lockAnswered ends the wait for the lock Query's answer (under s.mu): err
-// is why the lock Query failed, nil when the lock was taken. A failed lock
-// Query may still have taken the lock: a cancel (or a lock_timeout) that
-// PostgreSQL sees just as the lock is granted fails the Query and keeps
+// lockAnswered ends the wait for the lock statement's answer (under s.mu): err
+// is why the lock statement failed, nil when the lock was taken. A failed lock
+// statement may still have taken the lock: a cancel (or a lock_timeout) that
+// PostgreSQL sees just as the lock is granted fails the statement and keeps
 // the session-level lock. So the session counts as holding it, and gives
 // it back as after DDL, once the transaction has ended
 // (releaseCaptureLock): an unlock of a lock not held changes nothing.
@@ -153,7 +153,7 @@ func (s *session) lockAnswered(err *wire.PGError) {
 	}
 }
 
-// sendAfterLock sends the capture lock's Query, waits for its answer, and
+// sendAfterLock sends the capture lock's statement, waits for its answer, and
 // returns the client's message to send after it (client pump): the message
 // as it came when the lock was taken, or one that fails with the lock's
 // error, or with leaderLostDDL when the node cannot reach the leader once it

@@ -17,7 +17,7 @@ import (
 // the journal's notice gives each transaction's DDL its capture id
 // (tracker.journalNotice), the version is recorded under it
 // (recordVersion), and the lock's release deletes its rows
-// (unlockStatement). The lock's Query also asks whether the journal holds
+// (unlockStatement). The lock's statement also asks whether the journal holds
 // rows left by a session that did not record them (its node stopped, or
 // the leader could not be reached); the session that takes the lock then
 // records them before its own batch runs (recoverJournal).
@@ -62,7 +62,7 @@ func (s *session) journalNotice(body []byte) bool {
 	return true
 }
 
-// journalPendingRow reads the lock Query's DataRow: whether its second
+// journalPendingRow reads the lock statement's DataRow: whether its second
 // column, the journal's answer, is true.
 func journalPendingRow(body []byte) bool {
 	if len(body) < 2 || binary.BigEndian.Uint16(body) != 2 {

@@ -550,7 +550,7 @@ func (p *Proxy) Cancel(ctx context.Context, pid, secret uint32) bool {
 	if s == nil {
 		return false
 	}
-	// A session waiting for the capture lock has its lock Query cancelled,
+	// A session waiting for the capture lock has its lock statement cancelled,
 	// and the client's batch, not yet sent, fails with the cancel's error.
 	s.cancelBackend(ctx)
 	return true

@@ -101,11 +101,11 @@ type session struct {
 	batchRan bool
 	// captureLocked: the session holds the capture lock (capturelock.go)
 	captureLocked bool
-	// lockTaken is closed when the lock Query is answered; lockErr is why
+	// lockTaken is closed when the lock statement is answered; lockErr is why
 	// the lock was not taken (capturelock.go).
 	lockTaken chan struct{}
 	lockErr   *wire.PGError
-	// journalPending: the lock Query's answer says the workspace's DDL
+	// journalPending: the lock statement's answer says the workspace's DDL
 	// journal holds DDL that committed and may not be recorded, which the
 	// session records before its batch runs; journalDone are the capture
 	// ids recorded since the lock was taken, whose journal rows the lock's

@@ -60,7 +60,7 @@ const goroutineRelayHelp = "relay every session with a goroutine per direction i
 	"(by default the loop relays every client but those behind a PROXY protocol header)"
 
 // relayLoopsHelp describes --relay-loops.
-const relayLoopsHelp = "how many epoll loops relay sessions, each on a thread of its own (new sessions take turns); " +
+const relayLoopsHelp = "how many epoll loops relay sessions, each on a thread of its own (new sessions fill the first up to 16, then go to the one relaying fewest); " +
 	"0: one per 4 of --procs, at least 1"
 
 // relayLoopsFlag adds --relay-loops to a command that runs a node; a count

@@ -66,6 +66,9 @@ type ProxyConfig struct {
 	// RelayNice is the niceness of the relay loops' threads
 	// (evloop.Options.Nice); 0 leaves the process's.
 	RelayNice int
+	// LoopFill is how many sessions the first loop relays before new
+	// sessions go to the others (pickLoop) [16].
+	LoopFill int
 
 	// Cluster hooks (cluster.go); nil on a lone node.
 	Cluster ClusterHooks
@@ -161,6 +164,9 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 	if len(cfg.FakeSecret) == 0 {
 		cfg.FakeSecret = make([]byte, 32)
 		_, _ = rand.Read(cfg.FakeSecret)
+	}
+	if cfg.LoopFill <= 0 {
+		cfg.LoopFill = spillAt
 	}
 	p := &Proxy{
 		cfg:      cfg,
@@ -476,8 +482,8 @@ func (p *Proxy) closeUnfinished() int {
 	return len(left)
 }
 
-// spillAt is how many sessions the first loop relays before new sessions
-// go to the others. A loop waiting in epoll_wait holds its P until the
+// spillAt is how many sessions the first loop relays, by default, before
+// new sessions go to the others (ProxyConfig.LoopFill). A loop waiting in epoll_wait holds its P until the
 // runtime's monitor takes it back, and a second loop with sessions of its
 // own made a login wait for that (twice the CPU per login with `pgbench
 // -C -c 8` on 2 cores), while at 32 and 256 busy clients it gained
@@ -486,7 +492,7 @@ func (p *Proxy) closeUnfinished() int {
 const spillAt = 16
 
 // pickLoop gives a new session its event loop (under p.mu), and counts it
-// there: the first loop until it relays spillAt sessions, then whichever
+// there: the first loop until it relays LoopFill sessions, then whichever
 // relays fewest (the first on a tie). Nil when sessions are relayed by
 // goroutines.
 func (p *Proxy) pickLoop() (*evloop.Loop, int) {
@@ -494,7 +500,7 @@ func (p *Proxy) pickLoop() (*evloop.Loop, int) {
 		return nil, -1
 	}
 	i := 0
-	if p.loopLoad[0] >= spillAt {
+	if p.loopLoad[0] >= p.cfg.LoopFill {
 		for j, n := range p.loopLoad {
 			if n < p.loopLoad[i] {
 				i = j

@@ -104,6 +104,9 @@ type Config struct {
 	// RelayNice is the niceness of the relay loops' threads, -20 to 19
 	// (actors.ProxyConfig.RelayNice); 0 leaves the process's.
 	RelayNice int
+	// RelayLoopFill is how many sessions the first loop relays before new
+	// sessions go to the others (actors.ProxyConfig.LoopFill); 0: 16.
+	RelayLoopFill int
 }
 
 // DefaultStopWait is Config.StopWait's default (actors.DefaultStopWait says why).
@@ -119,16 +122,20 @@ const (
 )
 
 // DefaultRelayLoops is the loop count when none is given, for a node running
-// Go code on procs threads (GOMAXPROCS): one loop per four, at least one. A
-// loop blocks in epoll_wait holding its P until the runtime's monitor takes
-// it back, which the monitor does once no P is idle: with as many loops as
-// Ps, a goroutine made ready while they wait (a login's next message) waits
-// for the monitor, which then wakes every 20 us.
-// On the 2-core machine of BENCHMARKS.md (same binary, alternating rounds)
-// two loops against one: `pgbench -S -C -c 8` -4 to -22% tps and twice the
-// CPU per login (20 monitor wake-ups per login), `-S -c 32` -7 to +22%
-// (15 of 21 rounds up), `-S -c 256` -4 to +30%.
-func DefaultRelayLoops(procs int) int { return max(1, min(MaxRelayLoops, procs/4)) }
+// Go code on procs threads (GOMAXPROCS): one loop per four, at least two
+// (one on a single thread). A loop blocks in epoll_wait holding its P until
+// the runtime's monitor takes it back, which the monitor does once no P is
+// idle: with as many loops as Ps relaying sessions, a goroutine made ready
+// while they wait (a login's next message) waits for the monitor, which
+// then wakes every 20 us. Sessions fill the first loop before the second
+// takes any (actors.ProxyConfig.LoopFill), so a node with few sessions
+// relays them on one loop.
+// On the 2-core machine of BENCHMARKS.md (same binary, two runs of
+// alternating rounds, tdb/PgBouncer), two loops against one: `pgbench -S
+// -c 256` 0.91-1.05 to 0.98-1.02 simple and 0.78 to 0.87-0.96 prepared,
+// `-c 32` 0.85-1.03 to 1.01-1.02 simple and 0.83-0.85 to 0.83-0.84
+// prepared, `-C -c 8` (on one loop either way) 1.64-1.77 to 1.63.
+func DefaultRelayLoops(procs int) int { return max(min(2, procs), min(MaxRelayLoops, procs/4)) }
 
 // Node is a running tdb node.
 type Node struct {
@@ -300,6 +307,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		LazyAttach:             cfg.LazyBackendAttach,
 		GoroutineRelay:         cfg.GoroutineRelay,
 		RelayLoops:             cfg.RelayLoops,
+		LoopFill:               cfg.RelayLoopFill,
 		RelayNice:              cfg.RelayNice,
 		ClientIdleTimeout:      cfg.ClientIdleTimeout,
 		StopWait:               cfg.StopWait,

@@ -285,11 +285,12 @@ func TestUnixSocketBackend(t *testing.T) {
 }
 
 // TestRelayLoops: with three loops, sessions that run at once (streams,
-// prepared statements, a cancel) are relayed by the loops in turn, each
-// session whole; a count out of range is refused at start.
+// prepared statements, a cancel) are relayed by all three (the first loop
+// takes one session before the others take theirs), each session whole; a
+// count out of range is refused at start.
 func TestRelayLoops(t *testing.T) {
 	t.Parallel()
-	e := testnode.Start(t, func(c *node.Config) { c.RelayLoops, c.RelayNice = 3, 3 })
+	e := testnode.Start(t, func(c *node.Config) { c.RelayLoops, c.RelayNice, c.RelayLoopFill = 3, 3, 1 })
 	if got := threadsAtNice(t, 3); got != 3 {
 		t.Fatalf("threads at --relay-nice 3: %d, want the 3 loops' own", got)
 	}
@@ -375,9 +376,10 @@ func threadsAtNice(t *testing.T, nice int) int {
 }
 
 // TestDefaultRelayLoops: without --relay-loops a node runs one loop per four
-// Go threads, at least one and at most MaxRelayLoops.
+// Go threads, at least two (one on a single thread) and at most
+// MaxRelayLoops.
 func TestDefaultRelayLoops(t *testing.T) {
-	for procs, want := range map[int]int{1: 1, 2: 1, 7: 1, 8: 2, 16: 4, 33: 8, 1000: node.MaxRelayLoops} {
+	for procs, want := range map[int]int{1: 1, 2: 2, 7: 2, 8: 2, 12: 3, 16: 4, 33: 8, 1000: node.MaxRelayLoops} {
 		if got := node.DefaultRelayLoops(procs); got != want {
 			t.Errorf("DefaultRelayLoops(%d) = %d, want %d", procs, got, want)
 		}

@@ -61,7 +61,7 @@ const goroutineRelayHelp = "relay every session with a goroutine per direction i
 
 // relayLoopsHelp describes --relay-loops.
 const relayLoopsHelp = "how many epoll loops relay sessions, each on a thread of its own (new sessions fill the first up to 16, then go to the one relaying fewest); " +
-	"0: one per 4 of --procs, at least 1"
+	"0: one per 4 of --procs, at least 2 (1 with --procs 1)"
 
 // relayLoopsFlag adds --relay-loops to a command that runs a node; a count
 // outside 0..node.MaxRelayLoops is refused when the flags are parsed, before

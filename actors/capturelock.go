@@ -77,6 +77,29 @@ func (s *session) captureLockWaits(hasDDL bool) bool {
 	return true
 }
 
+// captureStep decides how a message that may begin a batch goes with the
+// capture lock (under s.mu): stepRead to read more of the batch first
+// (batchHoldsDDL), stepWait to wait for the client's batches in flight
+// (captureLockWaits), stepLock to take the lock ahead of it
+// (takeCaptureLock), else stepForward. ddl: the message's own statement is
+// DDL; ahead: what came behind it; consider false: the batch takes no lock
+// (the row guard's, or refused).
+func (s *session) captureStep(consider, ddl bool, ahead []byte) clientStep {
+	if !consider {
+		return stepForward
+	}
+	ddl, more := s.batchHoldsDDL(ddl, ahead)
+	switch {
+	case more:
+		return stepRead
+	case ddl && s.captureLockWaits(true):
+		return stepWait
+	case ddl && s.takeCaptureLock(true):
+		return stepLock
+	}
+	return stepForward
+}
+
 // batchHoldsDDL reports whether a batch whose first message holds DDL (ddl)
 // or, in a capturing session, whose later messages hold some, up to its
 // Sync, takes the capture lock ahead of it (under s.mu). A driver's batch

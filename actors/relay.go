@@ -79,14 +79,14 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 			// Its DDL takes the capture lock ahead of it, as where the
 			// batch begins with a statement (not behind a Flush: the
 			// client may wait for its answer).
-			if !guard && !wait && typ != 'H' {
-				ddl, more := s.batchHoldsDDL(false, ahead)
-				if more {
-					s.mu.Unlock()
-					return body, stepRead, nil
-				}
-				wait = ddl && s.captureLockWaits(true)
-				lock = ddl && !wait && s.takeCaptureLock(true)
+			switch s.captureStep(!guard && !wait && typ != 'H', false, ahead) {
+			case stepRead:
+				s.mu.Unlock()
+				return body, stepRead, nil
+			case stepWait:
+				wait = true
+			case stepLock:
+				lock = true
 			}
 			s.mu.Unlock()
 			if wait {
@@ -173,19 +173,14 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 				return body, stepWait, nil
 			}
 		}
-		ddl, more := false, false
-		if rej == nil && !guard {
-			ddl, more = s.batchHoldsDDL(r.HasDDL(), ahead)
-		}
-		if more {
+		lock := false
+		switch step := s.captureStep(rej == nil && !guard, r.HasDDL(), ahead); step {
+		case stepRead, stepWait:
 			s.mu.Unlock()
-			return body, stepRead, nil
+			return body, step, nil
+		case stepLock:
+			lock = true
 		}
-		if ddl && s.captureLockWaits(true) {
-			s.mu.Unlock()
-			return body, stepWait, nil
-		}
-		lock := ddl && s.takeCaptureLock(true)
 		s.track.parse(name, sql, r)
 		if rej == nil && mayChangeSettings(sql, r, s.captures()) {
 			s.track.markRisky(name)
@@ -227,19 +222,14 @@ func (s *session) fromClient(typ byte, body, ahead []byte) ([]byte, clientStep, 
 		// A statement prepared in an earlier batch (a driver's statement
 		// cache) takes the capture lock where it runs: the lock its Parse
 		// took went back at that batch's end.
-		ddl, more := false, false
-		if !guard && !refused {
-			ddl, more = s.batchHoldsDDL(info.kind == classify.DDL, ahead)
-		}
-		if more {
+		lock := false
+		switch step := s.captureStep(!guard && !refused, info.kind == classify.DDL, ahead); step {
+		case stepRead, stepWait:
 			s.mu.Unlock()
-			return body, stepRead, nil
+			return body, step, nil
+		case stepLock:
+			lock = true
 		}
-		if ddl && s.captureLockWaits(true) {
-			s.mu.Unlock()
-			return body, stepWait, nil
-		}
-		lock := ddl && s.takeCaptureLock(true)
 		if exitKind(info.kind) && !refused {
 			s.batchExits = true
 		}

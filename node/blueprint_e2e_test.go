@@ -242,13 +242,7 @@ func TestCaptureLockForPipelinedDDL(t *testing.T) {
 			}
 			want = append(want, create, "ALTER TABLE "+table+" ADD COLUMN c int")
 		}
-		var versions []version
-		e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
-		var got []string
-		for _, v := range versions {
-			got = append(got, v.Statements...)
-		}
-		if !slices.Equal(got, want) {
+		if got := recordedStatements(t, e); !slices.Equal(got, want) {
 			t.Fatalf("versions hold %q, want %q", got, want)
 		}
 		locks.awaitNone("no capture lock left")
@@ -311,13 +305,7 @@ func TestCaptureLockForDDLWrittenLaterInABatch(t *testing.T) {
 			}
 			want = append(want, create, alter)
 		}
-		var versions []version
-		e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
-		var got []string
-		for _, v := range versions {
-			got = append(got, v.Statements...)
-		}
-		if !slices.Equal(got, want) {
+		if got := recordedStatements(t, e); !slices.Equal(got, want) {
 			t.Fatalf("versions hold %q, want %q", got, want)
 		}
 		locks.awaitNone("no capture lock left")
@@ -399,17 +387,24 @@ func TestCaptureLockForDDLBehindACloseOrDescribe(t *testing.T) {
 			t.Fatal(err)
 		}
 		want = append(want, "CREATE TABLE behind3 (id int)")
-		var versions []version
-		e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
-		var got []string
-		for _, v := range versions {
-			got = append(got, v.Statements...)
-		}
-		if !slices.Equal(got, want) {
+		if got := recordedStatements(t, e); !slices.Equal(got, want) {
 			t.Fatalf("versions hold %q, want %q", got, want)
 		}
 		locks.awaitNone("no capture lock left")
 	})
+}
+
+// recordedStatements returns the statements of myapp's blueprint versions,
+// in order.
+func recordedStatements(t *testing.T, e *testnode.Env) []string {
+	t.Helper()
+	var versions []version
+	e.MustDo(t, "GET", "/v1/blueprints/myapp/versions", e.ProxyPassword, "", nil, &versions)
+	var got []string
+	for _, v := range versions {
+		got = append(got, v.Statements...)
+	}
+	return got
 }
 
 // A DDL batch whose wait for the capture lock fails is not run: the client

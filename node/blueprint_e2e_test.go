@@ -844,8 +844,9 @@ func send(t *testing.T, fe *pgproto3.Frontend, msgs ...pgproto3.FrontendMessage)
 }
 
 // answers reads a raw session's messages up to its next ReadyForQuery and
-// names them: "1" ParseComplete, "2" BindComplete, "n" NoData, the command
-// tag of a CommandComplete, "E <SQLSTATE>" for an error, "Z <status>".
+// names them: "1" ParseComplete, "2" BindComplete, "n" NoData, "s"
+// PortalSuspended, the command tag of a CommandComplete, "E <SQLSTATE>" for
+// an error, "Z <status>".
 func answers(t *testing.T, fe *pgproto3.Frontend) []string {
 	t.Helper()
 	var got []string
@@ -861,6 +862,8 @@ func answers(t *testing.T, fe *pgproto3.Frontend) []string {
 			got = append(got, "2")
 		case *pgproto3.NoData:
 			got = append(got, "n")
+		case *pgproto3.PortalSuspended:
+			got = append(got, "s")
 		case *pgproto3.CommandComplete:
 			got = append(got, string(m.CommandTag))
 		case *pgproto3.ErrorResponse:

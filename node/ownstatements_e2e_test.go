@@ -18,33 +18,12 @@ import (
 // "" and PQexecPrepared) must still find it, as it does on PostgreSQL.
 
 // rawBatch sends msgs and a Sync on a raw session and checks the answers
-// up to its ReadyForQuery, named as answers does ("s" PortalSuspended).
+// up to its ReadyForQuery, named as answers names them.
 func rawBatch(t *testing.T, fe *pgproto3.Frontend, want []string, msgs ...pgproto3.FrontendMessage) {
 	t.Helper()
 	send(t, fe, append(msgs, &pgproto3.Sync{})...)
-	var got []string
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch m := msg.(type) {
-		case *pgproto3.ParseComplete:
-			got = append(got, "1")
-		case *pgproto3.BindComplete:
-			got = append(got, "2")
-		case *pgproto3.PortalSuspended:
-			got = append(got, "s")
-		case *pgproto3.CommandComplete:
-			got = append(got, string(m.CommandTag))
-		case *pgproto3.ErrorResponse:
-			got = append(got, "E "+m.Code)
-		case *pgproto3.ReadyForQuery:
-			if got = append(got, "Z "+string(m.TxStatus)); !slices.Equal(got, want) {
-				t.Fatalf("got %q, want %q", got, want)
-			}
-			return
-		}
+	if got := answers(t, fe); !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }
 

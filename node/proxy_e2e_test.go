@@ -50,6 +50,25 @@ func connect(t *testing.T, connString string) *pgx.Conn {
 	return c
 }
 
+// goExec runs sql on c in a goroutine, its result unread, and when t ends
+// waits for it to return before c is closed (connect's clean-up): the test
+// must end the statement (a stop, a cancel, the connection closed).
+func goExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = c.Exec(context.Background(), sql, args...)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("%q still running 30 s after the test ended", sql)
+		}
+	})
+}
+
 func pgErr(t *testing.T, err error) *pgconn.PgError {
 	t.Helper()
 	var pe *pgconn.PgError

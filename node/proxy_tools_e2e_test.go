@@ -159,7 +159,7 @@ func TestClientGoneCancelsBackendQuery(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _, _ = c.Exec(context.Background(), "SELECT pg_sleep(60)") }()
+	goExec(t, c, "SELECT pg_sleep(60)")
 	time.Sleep(500 * time.Millisecond)
 	_ = c.PgConn().Conn().Close() // the client vanishes mid-query
 

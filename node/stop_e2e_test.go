@@ -91,7 +91,7 @@ func TestStopCancelsStatementsInFlight(t *testing.T) {
 		_, _ = admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1", sleep)
 	})
 	busy := connect(t, e.ConnString(e.CreateKey(t, "write", "tenant", "stopper"), "myapp__stopper", "disable"))
-	go func() { _, _ = busy.Exec(ctx, sleep) }()
+	goExec(t, busy, sleep)
 	waitFor(t, "the statement running", func() bool { return running() == 1 })
 	if err := e.Node.Stop(); err != nil {
 		t.Fatalf("stop: %v", err)
@@ -122,7 +122,7 @@ func TestStopCutsOffJournalRecovery(t *testing.T) {
 	}
 	t.Cleanup(func() { _, _ = locker.Exec(ctx, "ROLLBACK") })
 	ws := connect(t, f.e.ConnString(f.e.ProxyPassword, "myapp_workspace", "disable"))
-	go func() { _, _ = ws.Exec(ctx, "CREATE TABLE sj2 (id int)", pgx.QueryExecModeSimpleProtocol) }()
+	goExec(t, ws, "CREATE TABLE sj2 (id int)", pgx.QueryExecModeSimpleProtocol)
 	waitFor(t, "the session to wait reading the journal", func() bool {
 		var n int
 		err := f.su.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity

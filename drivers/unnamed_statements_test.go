@@ -19,9 +19,6 @@ import (
 // max_rows_per_query set) must leave that statement as it was: PostgreSQL
 // drops it at every simple Query, and the Bind then failed with 26000.
 func TestUnnamedStatements(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a node and runs a driver program (-short)")
-	}
 	needRuby(t, nil, &row{name: "ruby pg"})
 	e := testnode.Start(t)
 	key := e.CreateTenant(t, "unnamed")

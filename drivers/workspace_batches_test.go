@@ -25,9 +25,6 @@ import (
 // there, and be recorded after the CREATE, in commit order. Without the lock
 // the batch's ALTER fails at once, its table unknown.
 func TestWorkspaceDDLBatches(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a node and runs driver programs (-short)")
-	}
 	e := testnode.Start(t)
 	ctx := context.Background()
 	wsURL := e.ConnString(e.ProxyPassword, "myapp_workspace", "require")
